@@ -1,0 +1,632 @@
+"""Numba kernels: streaming features per account and phone number, and rule evaluation.
+
+Private. Every kernel here is plain loops over preallocated arrays; the public drivers in
+``features.state`` and ``features.pipeline`` check shapes and dtypes and allocate. The
+plain-Python twins live in ``tests/reference.py`` and a hypothesis test holds them equal.
+
+All layout constants live in this file (not imported from another module) so that numba's
+on-disk cache, which is keyed on this file, can never run a kernel compiled against an old layout.
+
+Time is int64 epoch milliseconds; money is int64 minor units (CNY fen). Window counters are
+time buckets (mergeable: a window is the sum of its buckets) so that another store can hold the
+same counters without changing what a feature means.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from features._jit import JIT
+
+# ---------------------------------------------------------------- sentinels and units
+NO_TIME = np.int64(-(2**62))  # "never": unknown opened date, never seen, no risky call
+EMPTY_EPOCH = np.int64(-(2**62))
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+RING_EPOCH_S = 946_684_800  # ring timestamps are int32 seconds since 2000-01-01 (good to 2068)
+FAR_MINUTES = 1e9  # "minutes since" when there is no such event
+
+# ---------------------------------------------------------------- windows (time buckets)
+# 1 min in 6 x 10 s, 1 h in 6 x 10 min, 24 h in 12 x 2 h, 7 d in 7 x 1 day (local days).
+WIN_NAMES = ("1m", "1h", "24h", "7d")
+WIN_WIDTH_MS = (10_000, 600_000, 7_200_000, 86_400_000)
+WIN_NB = (6, 6, 12, 7)
+WIN_OFF = (0, 6, 12, 24)
+WIN_SPAN_S = (60, 3_600, 86_400, 604_800)
+NW = 4
+NSLOT = 31
+W_1M, W_1H, W_24H, W_7D = 0, 1, 2, 3
+
+# ---------------------------------------------------------------- account state layout
+# count channels (int32) and sum channels (int64, fen) per bucket
+AC_OUT, AC_IN, AC_NEAR, AC_INVEST_IN, AC_PAYBACK = 0, 1, 2, 3, 4
+N_ACC_COUNT = 5
+AS_OUT, AS_IN = 0, 1
+N_ACC_SUM = 2
+# rings of the K most recent distinct counterparties: [entity, direction, slot, (id, time_s)]
+RING_K = 16
+R_OUT, R_IN = 0, 1
+# int64 scalars
+SC_OPENED, SC_FIRST, SC_LAST, SC_WATCH = 0, 1, 2, 3
+SC_DAY_OUT, SC_DAY_CASH_OUT, SC_DAY_XFER_OUT, SC_DAY_XB_OUT = 4, 5, 6, 7
+SC_DAY_IN, SC_DAY_CASH_IN, SC_DAY_XFER_IN, SC_DAY_XB_IN = 8, 9, 10, 11
+SC_N_OUT, SC_N_IN = 12, 13
+N_ACC_SCALAR = 14
+# float64 scalars: EWMA of log(amount) of outgoing transfers
+FL_MEAN, FL_VAR = 0, 1
+N_ACC_FLOAT = 2
+
+# ---------------------------------------------------------------- phone / device state layout
+PC_CALLS_OUT, PC_SHORT_OUT, PC_CALLS_IN = 0, 1, 2
+N_PHONE_COUNT = 3
+PS_TALK_OUT = 0
+N_PHONE_SUM = 1
+PSC_FIRST, PSC_LAST, PSC_WATCH, PSC_RISKY_TS, PSC_RISKY_SCORE, PSC_RISKY_CALLER_WATCH = (
+    0, 1, 2, 3, 4, 5,
+)
+N_PHONE_SCALAR = 6
+DSC_WATCH, DSC_LAST = 0, 1
+N_DEVICE_SCALAR = 2
+
+# ---------------------------------------------------------------- events (one int64 row each)
+EV_KIND, EV_TS, EV_A, EV_B, EV_C, EV_D, EV_AMOUNT, EV_FLAGS, EV_AUX1, EV_AUX2, EV_AUX3 = range(11)
+N_EV = 11
+KIND_TXN, KIND_CALL = 1, 2
+# transaction flags
+TF_CASH, TF_XBORDER, TF_MEMO_INVEST, TF_PAYER_PERSON, TF_PAYEE_PERSON = 1, 2, 4, 8, 16
+# call flags: NEW = first report of this call (count it); ENDED = duration known
+CF_NEW, CF_ENDED = 1, 2
+# number classes (same numbers as the proto enum NumberClass)
+NC_INTERNATIONAL, NC_VIRTUAL, NC_SPOOFED = 4, 3, 5
+
+# ---------------------------------------------------------------- pair table (relationships)
+PAIR_EMPTY = np.int64(-1)
+PAIR_TXN, PAIR_CALL = 0, 1
+
+# ---------------------------------------------------------------- params
+P_TZ_MS, P_NEAR_LOW, P_NEAR_HIGH, P_SHORT_CALL_S, P_RISKY_LOOKBACK_MS = 0, 1, 2, 3, 4
+P_MARK_MIN_CALL_ACTION, P_EWMA_ALPHA_PPM = 5, 6
+N_PARAM = 7
+
+# ---------------------------------------------------------------- transaction features
+F_AMOUNT, F_CASH, F_XBORDER, F_CHANNEL, F_MEMO_INVEST = 0, 1, 2, 3, 4
+F_FIRST_TIME_PAYEE, F_REVERSE_EDGE, F_PAYER_IS_PERSON, F_PAYEE_IS_PERSON = 5, 6, 7, 8
+F_PAYER_WATCH, F_PAYEE_WATCH, F_DEVICE_WATCH, F_PHONE_WATCH = 9, 10, 11, 12
+F_RISKY_CALL_RECENT, F_RISKY_CALL_MIN, F_RISKY_CALL_CALLER_WATCH, F_RISKY_CALL_SCORE = 13, 14, 15, 16
+F_PAYER_AGE_DAYS, F_PAYEE_AGE_DAYS = 17, 18
+F_PAYER_Z, F_PAYER_RATIO, F_PAYER_HIST, F_PAYEE_HIST = 19, 20, 21, 22
+F_PAYER_PASS_1H, F_PAYER_PASS_24H = 23, 24
+F_PAYER_NEAR_24H, F_PAYER_NEAR_7D = 25, 26
+F_PAYEE_INVEST_24H, F_PAYEE_INVEST_7D, F_PAYER_PAYBACK_7D = 27, 28, 29
+F_PAYER_DAY_CASH, F_PAYER_DAY_XFER, F_PAYER_DAY_XB = 30, 31, 32
+F_PAYEE_DAY_CASH, F_PAYEE_DAY_XFER, F_PAYEE_DAY_XB = 33, 34, 35
+# windowed counts/sums: base + ((party*2 + dir)*2 + stat)*4 + window
+F_WIN_BASE = 36
+# distinct counterparties for windows 1h, 24h, 7d: base + (party*2 + dir)*3 + (window-1)
+F_DIST_BASE = 68
+N_TXN_FEATURE = 80
+
+# ---------------------------------------------------------------- call features
+CF_DURATION, CF_CLASS, CF_INTL, CF_VIRTUAL, CF_SPOOFED = 0, 1, 2, 3, 4
+CF_CALLER_WATCH, CF_CALLEE_WATCH, CF_FIRST_CONTACT, CF_CALLER_AGE_DAYS = 5, 6, 7, 8
+CF_CALLS_1M, CF_CALLS_1H, CF_CALLS_24H, CF_SHORT_1H, CF_SHORT_24H = 9, 10, 11, 12, 13
+CF_SHORT_RATIO_1H, CF_SHORT_RATIO_24H, CF_DIST_1H, CF_DIST_24H = 14, 15, 16, 17
+CF_TALK_24H, CF_CALLEE_CALLS_IN_24H, CF_RINGING = 18, 19, 20
+N_CALL_FEATURE = 21
+
+# ---------------------------------------------------------------- account snapshot (QueryAccount)
+# windowed: ((dir*2 + stat)*4 + window) for dir in out/in, stat in count/sum -> 16
+S_DIST_BASE = 16  # (dir*3 + window-1) -> 6
+S_NEAR_24H, S_NEAR_7D, S_INVEST_24H, S_INVEST_7D, S_PAYBACK_7D = 22, 23, 24, 25, 26
+S_PASS_1H, S_PASS_24H, S_AGE_DAYS, S_N_OUT, S_N_IN, S_WATCH = 27, 28, 29, 30, 31, 32
+S_EWMA_MEAN_FEN = 33
+N_SNAPSHOT = 34
+
+# ---------------------------------------------------------------- rules and decisions
+OP_GE, OP_GT, OP_LE, OP_LT, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
+MAX_COND = 8
+RI_NCOND, RI_ACTION, RI_SCORE, RI_FLAGS, RI_COND = 0, 1, 2, 3, 4
+N_RULE_INT = RI_COND + 2 * MAX_COND
+MAX_RULES = 62
+D_ACTION, D_REASONS, D_SCORE, D_FLAGS = 0, 1, 2, 3
+N_DEC = 4
+ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
+
+
+# ================================================================= time buckets
+@njit(**JIT)
+def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int, tz: int) -> None:
+    """Move every window's head to ``ts``, zeroing the buckets it passes over."""
+    for w in range(NW):
+        ep = (ts + tz) // WIN_WIDTH_MS[w]
+        h = head[e, w]
+        if ep <= h:
+            continue
+        nb = WIN_NB[w]
+        off = WIN_OFF[w]
+        if ep - h >= nb:
+            for s in range(off, off + nb):
+                cnt[e, :, s] = 0
+                amt[e, :, s] = 0
+        else:
+            for k in range(h + 1, ep + 1):
+                s = off + k % nb
+                cnt[e, :, s] = 0
+                amt[e, :, s] = 0
+        head[e, w] = ep
+
+
+@njit(**JIT)
+def _bucket_add(
+    cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int, tz: int,
+    cch: int, sch: int, amount: int,
+) -> None:
+    """Add one event to count channel ``cch`` and sum channel ``sch`` (-1: none); heads advanced."""
+    for w in range(NW):
+        ep = (ts + tz) // WIN_WIDTH_MS[w]
+        nb = WIN_NB[w]
+        if head[e, w] - ep >= nb:
+            continue  # older than the ring holds
+        s = WIN_OFF[w] + ep % nb
+        if cch >= 0:
+            cnt[e, cch, s] += 1
+        if sch >= 0:
+            amt[e, sch, s] += amount
+
+
+@njit(**JIT)
+def _win_sum(arr: np.ndarray, head: np.ndarray, e: int, ch: int, w: int, ts: int, tz: int) -> int:
+    """Sum of channel ``ch`` over the window ``w`` ending at ``ts`` (bucket granularity)."""
+    nb = WIN_NB[w]
+    off = WIN_OFF[w]
+    ep = (ts + tz) // WIN_WIDTH_MS[w]
+    h = head[e, w]
+    lo = max(ep - nb + 1, h - nb + 1)
+    hi = min(ep, h)
+    total = 0
+    for k in range(lo, hi + 1):
+        total += arr[e, ch, off + k % nb]
+    return total
+
+
+# ================================================================= recent-counterparty rings
+@njit(**JIT)
+def _ring_touch(ring: np.ndarray, e: int, d: int, cp: int, ts: int) -> None:
+    """Record ``cp`` as a counterparty at ``ts``: refresh it, or replace the stalest entry."""
+    t = ts // 1000 - RING_EPOCH_S
+    victim = 0
+    victim_t = np.int64(2**40)
+    for k in range(RING_K):
+        c = ring[e, d, k, 0]
+        if c == cp:
+            if t > ring[e, d, k, 1]:
+                ring[e, d, k, 1] = t
+            return
+        kt = np.int64(ring[e, d, k, 1]) if c >= 0 else np.int64(-(2**40))
+        if kt < victim_t:
+            victim_t = kt
+            victim = k
+    ring[e, d, victim, 0] = cp
+    ring[e, d, victim, 1] = t
+
+
+@njit(**JIT)
+def _ring_distinct(ring: np.ndarray, e: int, d: int, ts: int, span_s: int) -> int:
+    """Distinct counterparties seen in (ts - span, ts]; saturates at RING_K."""
+    t = ts // 1000 - RING_EPOCH_S
+    n = 0
+    for k in range(RING_K):
+        if ring[e, d, k, 0] >= 0:
+            kt = ring[e, d, k, 1]
+            if kt > t - span_s and kt <= t:
+                n += 1
+    return n
+
+
+# ================================================================= pair table
+@njit(**JIT)
+def _pair_key(kind: int, a: int, b: int) -> int:
+    return (kind << 62) | (a << 31) | b
+
+
+@njit(**JIT)
+def _pair_slot(keys: np.ndarray, key: int) -> int:
+    """Slot holding ``key``, or the empty slot where it would go (linear probing)."""
+    mask = keys.shape[0] - 1
+    h = key * -7046029254386353131  # 0x9E3779B97F4A7C15 as int64; wraps
+    h = h ^ (h >> 29)
+    s = h & mask
+    while True:
+        k = keys[s]
+        if k == key or k == PAIR_EMPTY:
+            return s
+        s = (s + 1) & mask
+
+
+@njit(**JIT)
+def _pair_seen(keys: np.ndarray, kind: int, a: int, b: int) -> bool:
+    return keys[_pair_slot(keys, _pair_key(kind, a, b))] != PAIR_EMPTY
+
+
+@njit(**JIT)
+def _pair_put(keys: np.ndarray, vals: np.ndarray, meta: np.ndarray, kind: int, a: int, b: int,
+              ts: int) -> None:
+    key = _pair_key(kind, a, b)
+    s = _pair_slot(keys, key)
+    if keys[s] == PAIR_EMPTY:
+        keys[s] = key
+        vals[s] = ts
+        meta[0] += 1
+    elif ts > vals[s]:
+        vals[s] = ts
+
+
+@njit(**JIT)
+def _pair_rehash(keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_vals: np.ndarray,
+                 min_ts: int) -> int:
+    """Copy live pairs (last seen at or after ``min_ts``) into a fresh table; returns the count."""
+    n = 0
+    for s in range(keys.shape[0]):
+        k = keys[s]
+        if k != PAIR_EMPTY and vals[s] >= min_ts:
+            t = _pair_slot(new_keys, k)
+            new_keys[t] = k
+            new_vals[t] = vals[s]
+            n += 1
+    return n
+
+
+# ================================================================= rules
+@njit(**JIT)
+def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec: np.ndarray) -> None:
+    """Fire every rule whose conditions all hold; strongest action wins, scores combine noisy-OR."""
+    action = ACTION_ALLOW
+    bits = 0
+    flags = 0
+    miss = 1.0
+    for r in range(rules_i.shape[0]):
+        ok = True
+        for c in range(rules_i[r, RI_NCOND]):
+            v = feat[rules_i[r, RI_COND + 2 * c]]
+            op = rules_i[r, RI_COND + 2 * c + 1]
+            thr = rules_f[r, c]
+            if op == OP_GE:
+                ok = v >= thr
+            elif op == OP_GT:
+                ok = v > thr
+            elif op == OP_LE:
+                ok = v <= thr
+            elif op == OP_LT:
+                ok = v < thr
+            elif op == OP_EQ:
+                ok = v == thr
+            else:
+                ok = v != thr
+            if not ok:
+                break
+        if ok:
+            bits |= np.int64(1) << r
+            if rules_i[r, RI_ACTION] > action:
+                action = rules_i[r, RI_ACTION]
+            flags |= rules_i[r, RI_FLAGS]
+            miss *= 1.0 - rules_i[r, RI_SCORE] / 100.0
+    dec[D_ACTION] = action
+    dec[D_REASONS] = bits
+    dec[D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
+    dec[D_FLAGS] = flags
+
+
+# ================================================================= per-event updates
+@njit(**JIT)
+def _seen(sc: np.ndarray, e: int, first: int, last: int, ts: int) -> None:
+    if sc[e, first] == NO_TIME or ts < sc[e, first]:
+        sc[e, first] = ts
+    if ts > sc[e, last]:
+        sc[e, last] = ts
+
+
+@njit(**JIT)
+def _watched(until: int, ts: int) -> float:
+    return 1.0 if until > ts else 0.0
+
+
+@njit(**JIT)
+def _age_days(sc: np.ndarray, e: int, ts: int) -> float:
+    base = sc[e, SC_OPENED]
+    if base == NO_TIME:
+        base = sc[e, SC_FIRST]
+    return (ts - base) / DAY_MS
+
+
+@njit(**JIT)
+def _ratio(num: int, den: int) -> float:
+    return num / den if den > 0 else 0.0
+
+
+@njit(**JIT)
+def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
+    """Per-local-day sums (cash, transfer, cross-border) for large-value reporting."""
+    day = (ts + tz) // DAY_MS
+    if day < sc[e, day_col]:
+        return
+    if day > sc[e, day_col]:
+        sc[e, day_col] = day
+        sc[e, day_col + 1] = 0
+        sc[e, day_col + 2] = 0
+        sc[e, day_col + 3] = 0
+    if flags & TF_CASH:
+        sc[e, day_col + 1] += amount
+    else:
+        sc[e, day_col + 2] += amount
+    if flags & TF_XBORDER:
+        sc[e, day_col + 3] += amount
+
+
+@njit(**JIT)
+def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int) -> float:
+    return float(sc[e, day_col + k]) if sc[e, day_col] == (ts + tz) // DAY_MS else 0.0
+
+
+@njit(**JIT)
+def _txn(
+    ev: np.ndarray, i: int,
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
+    a_sc: np.ndarray, a_fl: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
+    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray,
+) -> None:
+    ts = ev[i, EV_TS]
+    a = ev[i, EV_A]
+    b = ev[i, EV_B]
+    ph = ev[i, EV_C]
+    dv = ev[i, EV_D]
+    amount = ev[i, EV_AMOUNT]
+    fl = ev[i, EV_FLAGS]
+    tz = params[P_TZ_MS]
+    f[:] = 0.0
+
+    _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
+    _seen(a_sc, b, SC_FIRST, SC_LAST, ts)
+    if ev[i, EV_AUX1] != NO_TIME:
+        a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
+    if ev[i, EV_AUX2] != NO_TIME:
+        a_sc[b, SC_OPENED] = ev[i, EV_AUX2]
+
+    # --- features that look at the state before this transaction
+    f[F_AMOUNT] = amount
+    f[F_CASH] = 1.0 if fl & TF_CASH else 0.0
+    f[F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
+    f[F_CHANNEL] = ev[i, EV_AUX3]
+    f[F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
+    f[F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
+    f[F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
+    f[F_FIRST_TIME_PAYEE] = 0.0 if _pair_seen(pk, PAIR_TXN, a, b) else 1.0
+    reverse = _pair_seen(pk, PAIR_TXN, b, a)
+    f[F_REVERSE_EDGE] = 1.0 if reverse else 0.0
+    f[F_PAYER_WATCH] = _watched(a_sc[a, SC_WATCH], ts)
+    f[F_PAYEE_WATCH] = _watched(a_sc[b, SC_WATCH], ts)
+    f[F_DEVICE_WATCH] = _watched(d_sc[dv, DSC_WATCH], ts) if dv >= 0 else 0.0
+    f[F_RISKY_CALL_MIN] = FAR_MINUTES
+    if ph >= 0:
+        f[F_PHONE_WATCH] = _watched(p_sc[ph, PSC_WATCH], ts)
+        rts = p_sc[ph, PSC_RISKY_TS]
+        if rts != NO_TIME and rts <= ts:
+            f[F_RISKY_CALL_MIN] = (ts - rts) / MINUTE_MS
+            if ts - rts <= params[P_RISKY_LOOKBACK_MS]:
+                f[F_RISKY_CALL_RECENT] = 1.0
+                f[F_RISKY_CALL_CALLER_WATCH] = p_sc[ph, PSC_RISKY_CALLER_WATCH]
+                f[F_RISKY_CALL_SCORE] = p_sc[ph, PSC_RISKY_SCORE]
+    x = math.log(amount)
+    n_out = a_sc[a, SC_N_OUT]
+    f[F_PAYER_HIST] = n_out
+    f[F_PAYEE_HIST] = a_sc[b, SC_N_IN]
+    if n_out > 0:
+        m = a_fl[a, FL_MEAN]
+        f[F_PAYER_Z] = (x - m) / math.sqrt(a_fl[a, FL_VAR] + 0.01)
+        f[F_PAYER_RATIO] = math.exp(x - m)
+    else:
+        f[F_PAYER_RATIO] = 1.0
+
+    # --- update
+    _advance(a_cnt, a_amt, a_head, a, ts, tz)
+    _advance(a_cnt, a_amt, a_head, b, ts, tz)
+    _bucket_add(a_cnt, a_amt, a_head, a, ts, tz, AC_OUT, AS_OUT, amount)
+    if params[P_NEAR_LOW] <= amount < params[P_NEAR_HIGH]:
+        _bucket_add(a_cnt, a_amt, a_head, a, ts, tz, AC_NEAR, -1, 0)
+    if reverse:
+        _bucket_add(a_cnt, a_amt, a_head, a, ts, tz, AC_PAYBACK, -1, 0)
+    _bucket_add(a_cnt, a_amt, a_head, b, ts, tz, AC_IN, AS_IN, amount)
+    if fl & TF_MEMO_INVEST:
+        _bucket_add(a_cnt, a_amt, a_head, b, ts, tz, AC_INVEST_IN, -1, 0)
+    _ring_touch(a_ring, a, R_OUT, b, ts)
+    _ring_touch(a_ring, b, R_IN, a, ts)
+    _pair_put(pk, pv, pmeta, PAIR_TXN, a, b, ts)
+    _day_add(a_sc, a, ts, tz, SC_DAY_OUT, amount, fl)
+    _day_add(a_sc, b, ts, tz, SC_DAY_IN, amount, fl)
+    alpha = params[P_EWMA_ALPHA_PPM] / 1e6
+    if n_out == 0:
+        a_fl[a, FL_MEAN] = x
+        a_fl[a, FL_VAR] = 0.0
+    else:
+        dlt = x - a_fl[a, FL_MEAN]
+        a_fl[a, FL_MEAN] += alpha * dlt
+        a_fl[a, FL_VAR] = (1.0 - alpha) * (a_fl[a, FL_VAR] + alpha * dlt * dlt)
+    a_sc[a, SC_N_OUT] += 1
+    a_sc[b, SC_N_IN] += 1
+    if dv >= 0 and ts > d_sc[dv, DSC_LAST]:
+        d_sc[dv, DSC_LAST] = ts
+
+    # --- features that look at the state after it
+    f[F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts)
+    f[F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts)
+    for p in range(2):
+        e = a if p == 0 else b
+        for d in range(2):
+            for w in range(NW):
+                base = F_WIN_BASE + (p * 2 + d) * 8
+                f[base + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ts, tz)
+                f[base + 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ts, tz)
+            for w in range(1, NW):
+                f[F_DIST_BASE + (p * 2 + d) * 3 + w - 1] = _ring_distinct(a_ring, e, d, ts, WIN_SPAN_S[w])
+    out_1h = _win_sum(a_amt, a_head, a, AS_OUT, W_1H, ts, tz)
+    in_1h = _win_sum(a_amt, a_head, a, AS_IN, W_1H, ts, tz)
+    out_24h = _win_sum(a_amt, a_head, a, AS_OUT, W_24H, ts, tz)
+    in_24h = _win_sum(a_amt, a_head, a, AS_IN, W_24H, ts, tz)
+    f[F_PAYER_PASS_1H] = _ratio(out_1h, in_1h)
+    f[F_PAYER_PASS_24H] = _ratio(out_24h, in_24h)
+    f[F_PAYER_NEAR_24H] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_24H, ts, tz)
+    f[F_PAYER_NEAR_7D] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_7D, ts, tz)
+    f[F_PAYEE_INVEST_24H] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_24H, ts, tz)
+    f[F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_7D, ts, tz)
+    f[F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_head, a, AC_PAYBACK, W_7D, ts, tz)
+    for k in range(3):
+        f[F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, k + 1)
+        f[F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, k + 1)
+
+
+@njit(**JIT)
+def _call(
+    ev: np.ndarray, i: int,
+    p_cnt: np.ndarray, p_amt: np.ndarray, p_head: np.ndarray, p_ring: np.ndarray, p_sc: np.ndarray,
+    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray,
+) -> None:
+    ts = ev[i, EV_TS]
+    a = ev[i, EV_A]
+    b = ev[i, EV_B]
+    dur = ev[i, EV_AMOUNT]
+    fl = ev[i, EV_FLAGS]
+    cls = ev[i, EV_AUX1]
+    tz = params[P_TZ_MS]
+    f[:] = 0.0
+    _seen(p_sc, a, PSC_FIRST, PSC_LAST, ts)
+    _seen(p_sc, b, PSC_FIRST, PSC_LAST, ts)
+
+    f[CF_DURATION] = dur
+    f[CF_CLASS] = cls
+    f[CF_INTL] = 1.0 if cls == NC_INTERNATIONAL else 0.0
+    f[CF_VIRTUAL] = 1.0 if cls == NC_VIRTUAL else 0.0
+    f[CF_SPOOFED] = 1.0 if cls == NC_SPOOFED else 0.0
+    f[CF_CALLER_WATCH] = _watched(p_sc[a, PSC_WATCH], ts)
+    f[CF_CALLEE_WATCH] = _watched(p_sc[b, PSC_WATCH], ts)
+    f[CF_FIRST_CONTACT] = 0.0 if _pair_seen(pk, PAIR_CALL, a, b) else 1.0
+    f[CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
+
+    _advance(p_cnt, p_amt, p_head, a, ts, tz)
+    _advance(p_cnt, p_amt, p_head, b, ts, tz)
+    if fl & CF_NEW:
+        _bucket_add(p_cnt, p_amt, p_head, a, ts, tz, PC_CALLS_OUT, -1, 0)
+        _bucket_add(p_cnt, p_amt, p_head, b, ts, tz, PC_CALLS_IN, -1, 0)
+        _ring_touch(p_ring, a, 0, b, ts)
+        _pair_put(pk, pv, pmeta, PAIR_CALL, a, b, ts)
+    if fl & CF_ENDED:
+        if dur < params[P_SHORT_CALL_S]:
+            _bucket_add(p_cnt, p_amt, p_head, a, ts, tz, PC_SHORT_OUT, PS_TALK_OUT, dur)
+        else:
+            _bucket_add(p_cnt, p_amt, p_head, a, ts, tz, -1, PS_TALK_OUT, dur)
+
+    f[CF_CALLER_AGE_DAYS] = (ts - p_sc[a, PSC_FIRST]) / DAY_MS
+    f[CF_CALLS_1M] = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1M, ts, tz)
+    calls_1h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1H, ts, tz)
+    calls_24h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_24H, ts, tz)
+    short_1h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_1H, ts, tz)
+    short_24h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_24H, ts, tz)
+    f[CF_CALLS_1H] = calls_1h
+    f[CF_CALLS_24H] = calls_24h
+    f[CF_SHORT_1H] = short_1h
+    f[CF_SHORT_24H] = short_24h
+    f[CF_SHORT_RATIO_1H] = _ratio(short_1h, calls_1h)
+    f[CF_SHORT_RATIO_24H] = _ratio(short_24h, calls_24h)
+    f[CF_DIST_1H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_1H])
+    f[CF_DIST_24H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_24H])
+    f[CF_TALK_24H] = _win_sum(p_amt, p_head, a, PS_TALK_OUT, W_24H, ts, tz)
+    f[CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_head, b, PC_CALLS_IN, W_24H, ts, tz)
+
+
+@njit(**JIT)
+def _process(
+    ev: np.ndarray,
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
+    a_sc: np.ndarray, a_fl: np.ndarray,
+    p_cnt: np.ndarray, p_amt: np.ndarray, p_head: np.ndarray, p_ring: np.ndarray, p_sc: np.ndarray,
+    d_sc: np.ndarray, pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
+    tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray,
+    out_feat: np.ndarray, out_dec: np.ndarray,
+) -> None:
+    """Update features for each event in order, then decide it with the matching rule set.
+
+    ``out_feat`` has one row per event to keep the features, or a single scratch row.
+    A call decided at or above the mark threshold marks the callee's phone as having had a risky
+    call, which later transactions by the owner of that phone see.
+    """
+    keep = out_feat.shape[0] == ev.shape[0]
+    for i in range(ev.shape[0]):
+        row = out_feat[i] if keep else out_feat[0]
+        kind = ev[i, EV_KIND]
+        if kind == KIND_TXN:
+            _txn(ev, i, a_cnt, a_amt, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pk, pv, pmeta,
+                 params, row)
+            _eval_rules(tr_i, tr_f, row, out_dec[i])
+        elif kind == KIND_CALL:
+            _call(ev, i, p_cnt, p_amt, p_head, p_ring, p_sc, pk, pv, pmeta, params, row)
+            _eval_rules(cr_i, cr_f, row, out_dec[i])
+            if out_dec[i, D_ACTION] >= params[P_MARK_MIN_CALL_ACTION]:
+                b = ev[i, EV_B]
+                ts = ev[i, EV_TS]
+                if ts >= p_sc[b, PSC_RISKY_TS]:
+                    p_sc[b, PSC_RISKY_TS] = ts
+                    p_sc[b, PSC_RISKY_SCORE] = out_dec[i, D_SCORE]
+                    p_sc[b, PSC_RISKY_CALLER_WATCH] = 1 if p_sc[ev[i, EV_A], PSC_WATCH] > ts else 0
+
+
+@njit(**JIT)
+def _first_bad_id(ev: np.ndarray, n_acc: int, n_phone: int, n_dev: int) -> int:
+    """Row of the first event whose ids fall outside the state arrays, or -1.
+
+    numba does not bounds-check, so the driver refuses such a batch before touching state.
+    """
+    for i in range(ev.shape[0]):
+        kind = ev[i, EV_KIND]
+        if kind == KIND_TXN:
+            if not (0 <= ev[i, EV_A] < n_acc and 0 <= ev[i, EV_B] < n_acc):
+                return i
+            if ev[i, EV_C] >= n_phone or ev[i, EV_D] >= n_dev or ev[i, EV_AMOUNT] <= 0:
+                return i
+        elif kind == KIND_CALL:
+            if not (0 <= ev[i, EV_A] < n_phone and 0 <= ev[i, EV_B] < n_phone):
+                return i
+            if ev[i, EV_AMOUNT] < 0:
+                return i
+        else:
+            return i
+    return -1
+
+
+@njit(**JIT)
+def _snapshot(
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
+    a_sc: np.ndarray, a_fl: np.ndarray, e: int, ts: int, tz: int, out: np.ndarray,
+) -> None:
+    """Read-only view of one account's features at ``ts`` (for the fast query)."""
+    out[:] = 0.0
+    for d in range(2):
+        for w in range(NW):
+            out[(d * 2) * 4 + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ts, tz)
+            out[(d * 2 + 1) * 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ts, tz)
+        for w in range(1, NW):
+            out[S_DIST_BASE + d * 3 + w - 1] = _ring_distinct(a_ring, e, d, ts, WIN_SPAN_S[w])
+    out[S_NEAR_24H] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_24H, ts, tz)
+    out[S_NEAR_7D] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_7D, ts, tz)
+    out[S_INVEST_24H] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_24H, ts, tz)
+    out[S_INVEST_7D] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_7D, ts, tz)
+    out[S_PAYBACK_7D] = _win_sum(a_cnt, a_head, e, AC_PAYBACK, W_7D, ts, tz)
+    out[S_PASS_1H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_1H, ts, tz),
+                            _win_sum(a_amt, a_head, e, AS_IN, W_1H, ts, tz))
+    out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_24H, ts, tz),
+                             _win_sum(a_amt, a_head, e, AS_IN, W_24H, ts, tz))
+    out[S_AGE_DAYS] = _age_days(a_sc, e, ts)
+    out[S_N_OUT] = a_sc[e, SC_N_OUT]
+    out[S_N_IN] = a_sc[e, SC_N_IN]
+    out[S_WATCH] = _watched(a_sc[e, SC_WATCH], ts)
+    out[S_EWMA_MEAN_FEN] = math.exp(a_fl[e, FL_MEAN]) if a_sc[e, SC_N_OUT] > 0 else 0.0

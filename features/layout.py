@@ -1,0 +1,184 @@
+"""Names of the features, the event encoding and the decision columns.
+
+One name per feature, used alike in the policy file, the Decision's ``features`` map, logs and
+docs. Money features are CNY fen; ``*_age_days`` and ``*_minutes`` are float durations.
+"""
+
+from __future__ import annotations
+
+from features import _kernels as k
+
+__all__ = [
+    "ACCOUNT_FEATURES",
+    "CALL_FEATURES",
+    "TXN_FEATURES",
+    "WINDOWS",
+    "EventCol",
+    "Kind",
+    "TxnFlag",
+    "CallFlag",
+    "Param",
+    "DecisionCol",
+    "MONEY_FEATURES",
+]
+
+WINDOWS: tuple[str, ...] = k.WIN_NAMES
+
+
+def _txn_names() -> list[str]:
+    names = [""] * k.N_TXN_FEATURE
+    fixed = {
+        k.F_AMOUNT: "amount",
+        k.F_CASH: "is_cash",
+        k.F_XBORDER: "is_cross_border",
+        k.F_CHANNEL: "channel",
+        k.F_MEMO_INVEST: "memo_investment",
+        k.F_FIRST_TIME_PAYEE: "first_time_payee",
+        k.F_REVERSE_EDGE: "payee_paid_payer_before",
+        k.F_PAYER_IS_PERSON: "payer_is_person",
+        k.F_PAYEE_IS_PERSON: "payee_is_person",
+        k.F_PAYER_WATCH: "payer_watchlisted",
+        k.F_PAYEE_WATCH: "payee_watchlisted",
+        k.F_DEVICE_WATCH: "device_watchlisted",
+        k.F_PHONE_WATCH: "payer_phone_watchlisted",
+        k.F_RISKY_CALL_RECENT: "risky_call_recent",
+        k.F_RISKY_CALL_MIN: "risky_call_minutes_ago",
+        k.F_RISKY_CALL_CALLER_WATCH: "risky_call_caller_watchlisted",
+        k.F_RISKY_CALL_SCORE: "risky_call_score",
+        k.F_PAYER_AGE_DAYS: "payer_account_age_days",
+        k.F_PAYEE_AGE_DAYS: "payee_account_age_days",
+        k.F_PAYER_Z: "payer_amount_zscore",
+        k.F_PAYER_RATIO: "payer_amount_ratio",
+        k.F_PAYER_HIST: "payer_history_count",
+        k.F_PAYEE_HIST: "payee_history_count",
+        k.F_PAYER_PASS_1H: "payer_pass_through_1h",
+        k.F_PAYER_PASS_24H: "payer_pass_through_24h",
+        k.F_PAYER_NEAR_24H: "payer_near_threshold_count_24h",
+        k.F_PAYER_NEAR_7D: "payer_near_threshold_count_7d",
+        k.F_PAYEE_INVEST_24H: "payee_investment_in_count_24h",
+        k.F_PAYEE_INVEST_7D: "payee_investment_in_count_7d",
+        k.F_PAYER_PAYBACK_7D: "payer_payback_count_7d",
+        k.F_PAYER_DAY_CASH: "payer_day_cash_out_sum",
+        k.F_PAYER_DAY_XFER: "payer_day_transfer_out_sum",
+        k.F_PAYER_DAY_XB: "payer_day_cross_border_out_sum",
+        k.F_PAYEE_DAY_CASH: "payee_day_cash_in_sum",
+        k.F_PAYEE_DAY_XFER: "payee_day_transfer_in_sum",
+        k.F_PAYEE_DAY_XB: "payee_day_cross_border_in_sum",
+    }
+    for i, n in fixed.items():
+        names[i] = n
+    for p, party in enumerate(("payer", "payee")):
+        for d, direction in enumerate(("out", "in")):
+            for w, win in enumerate(k.WIN_NAMES):
+                base = k.F_WIN_BASE + (p * 2 + d) * 8
+                names[base + w] = f"{party}_{direction}_count_{win}"
+                names[base + 4 + w] = f"{party}_{direction}_sum_{win}"
+            for w in range(1, k.NW):
+                idx = k.F_DIST_BASE + (p * 2 + d) * 3 + w - 1
+                names[idx] = f"{party}_{direction}_distinct_{k.WIN_NAMES[w]}"
+    for i, n in enumerate(names):
+        if not n:
+            names[i] = f"reserved_{i}"
+    return names
+
+
+def _call_names() -> list[str]:
+    fixed = {
+        k.CF_DURATION: "duration_seconds",
+        k.CF_CLASS: "caller_class",
+        k.CF_INTL: "caller_international",
+        k.CF_VIRTUAL: "caller_virtual_operator",
+        k.CF_SPOOFED: "caller_spoofed_suspect",
+        k.CF_CALLER_WATCH: "caller_watchlisted",
+        k.CF_CALLEE_WATCH: "callee_watchlisted",
+        k.CF_FIRST_CONTACT: "first_contact",
+        k.CF_CALLER_AGE_DAYS: "caller_age_days",
+        k.CF_CALLS_1M: "caller_calls_1m",
+        k.CF_CALLS_1H: "caller_calls_1h",
+        k.CF_CALLS_24H: "caller_calls_24h",
+        k.CF_SHORT_1H: "caller_short_calls_1h",
+        k.CF_SHORT_24H: "caller_short_calls_24h",
+        k.CF_SHORT_RATIO_1H: "caller_short_call_ratio_1h",
+        k.CF_SHORT_RATIO_24H: "caller_short_call_ratio_24h",
+        k.CF_DIST_1H: "caller_distinct_callees_1h",
+        k.CF_DIST_24H: "caller_distinct_callees_24h",
+        k.CF_TALK_24H: "caller_talk_seconds_24h",
+        k.CF_CALLEE_CALLS_IN_24H: "callee_calls_in_24h",
+        k.CF_RINGING: "ringing",
+    }
+    return [fixed[i] for i in range(k.N_CALL_FEATURE)]
+
+
+def _snapshot_names() -> list[str]:
+    names = [""] * k.N_SNAPSHOT
+    for d, direction in enumerate(("out", "in")):
+        for w, win in enumerate(k.WIN_NAMES):
+            names[(d * 2) * 4 + w] = f"{direction}_count_{win}"
+            names[(d * 2 + 1) * 4 + w] = f"{direction}_sum_{win}"
+        for w in range(1, k.NW):
+            names[k.S_DIST_BASE + d * 3 + w - 1] = f"{direction}_distinct_{k.WIN_NAMES[w]}"
+    names[k.S_NEAR_24H] = "near_threshold_count_24h"
+    names[k.S_NEAR_7D] = "near_threshold_count_7d"
+    names[k.S_INVEST_24H] = "investment_in_count_24h"
+    names[k.S_INVEST_7D] = "investment_in_count_7d"
+    names[k.S_PAYBACK_7D] = "payback_count_7d"
+    names[k.S_PASS_1H] = "pass_through_1h"
+    names[k.S_PASS_24H] = "pass_through_24h"
+    names[k.S_AGE_DAYS] = "account_age_days"
+    names[k.S_N_OUT] = "history_out_count"
+    names[k.S_N_IN] = "history_in_count"
+    names[k.S_WATCH] = "watchlisted"
+    names[k.S_EWMA_MEAN_FEN] = "typical_out_amount"
+    return names
+
+
+TXN_FEATURES: tuple[str, ...] = tuple(_txn_names())
+CALL_FEATURES: tuple[str, ...] = tuple(_call_names())
+ACCOUNT_FEATURES: tuple[str, ...] = tuple(_snapshot_names())
+MONEY_FEATURES: frozenset[str] = frozenset(
+    n for n in TXN_FEATURES if n == "amount" or "_sum_" in n or n.endswith("_sum")
+)
+
+
+class Kind:
+    TXN = k.KIND_TXN
+    CALL = k.KIND_CALL
+
+
+class EventCol:
+    """Columns of the int64 event matrix the kernels consume."""
+
+    KIND, TS, A, B, C, D, AMOUNT, FLAGS, AUX1, AUX2, AUX3 = range(k.N_EV)
+    N = k.N_EV
+
+
+class TxnFlag:
+    CASH = k.TF_CASH
+    CROSS_BORDER = k.TF_XBORDER
+    MEMO_INVESTMENT = k.TF_MEMO_INVEST
+    PAYER_PERSON = k.TF_PAYER_PERSON
+    PAYEE_PERSON = k.TF_PAYEE_PERSON
+
+
+class CallFlag:
+    NEW = k.CF_NEW
+    ENDED = k.CF_ENDED
+
+
+class Param:
+    TZ_MS = k.P_TZ_MS
+    NEAR_LOW = k.P_NEAR_LOW
+    NEAR_HIGH = k.P_NEAR_HIGH
+    SHORT_CALL_S = k.P_SHORT_CALL_S
+    RISKY_LOOKBACK_MS = k.P_RISKY_LOOKBACK_MS
+    MARK_MIN_CALL_ACTION = k.P_MARK_MIN_CALL_ACTION
+    EWMA_ALPHA_PPM = k.P_EWMA_ALPHA_PPM
+    N = k.N_PARAM
+
+
+class DecisionCol:
+    ACTION = k.D_ACTION
+    REASONS = k.D_REASONS
+    SCORE = k.D_SCORE
+    FLAGS = k.D_FLAGS
+    N = k.N_DEC

@@ -1,0 +1,284 @@
+"""Feature state: dense arrays indexed by interned ids, and the drivers that run the kernels.
+
+Memory is bounded and known: ``FeatureState.bytes_per_account()`` and friends report it. The
+arrays grow by doubling up to the capacity the caller allows; nothing here reads a clock, logs or
+does I/O (``now`` and the events are passed in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features import _kernels as k
+
+__all__ = [
+    "EntityArrays",
+    "FeatureState",
+    "RuleTable",
+    "Op",
+    "MAX_COND",
+    "MAX_RULES",
+    "NO_TIME",
+    "empty_events",
+]
+
+NO_TIME = int(k.NO_TIME)
+MAX_COND = k.MAX_COND
+MAX_RULES = k.MAX_RULES
+
+
+class Op:
+    GE, GT, LE, LT, EQ, NE = k.OP_GE, k.OP_GT, k.OP_LE, k.OP_LT, k.OP_EQ, k.OP_NE
+    SYMBOLS = {">=": k.OP_GE, ">": k.OP_GT, "<=": k.OP_LE, "<": k.OP_LT, "==": k.OP_EQ, "!=": k.OP_NE}
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    """Rules compiled to arrays for ``_eval_rules``: ints (ncond, action, score, flags, conds)."""
+
+    ints: np.ndarray
+    thresholds: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        rules: list[tuple[list[tuple[int, int, float]], int, int, int]],
+    ) -> RuleTable:
+        """``rules``: (conditions [(feature, op, threshold)], action, score, report flags)."""
+        if len(rules) > MAX_RULES:
+            raise ValueError(f"at most {MAX_RULES} rules per rule set, got {len(rules)}")
+        ints = np.zeros((len(rules), k.N_RULE_INT), dtype=np.int64)
+        thr = np.zeros((len(rules), MAX_COND), dtype=np.float64)
+        for r, (conds, action, score, flags) in enumerate(rules):
+            if len(conds) > MAX_COND:
+                raise ValueError(f"at most {MAX_COND} conditions per rule, got {len(conds)}")
+            ints[r, k.RI_NCOND] = len(conds)
+            ints[r, k.RI_ACTION] = action
+            ints[r, k.RI_SCORE] = score
+            ints[r, k.RI_FLAGS] = flags
+            for c, (feat, op, value) in enumerate(conds):
+                ints[r, k.RI_COND + 2 * c] = feat
+                ints[r, k.RI_COND + 2 * c + 1] = op
+                thr[r, c] = value
+        return cls(ints, thr)
+
+
+@dataclass
+class EntityArrays:
+    """Bucketed counters, recent-counterparty rings and scalars for one kind of entity."""
+
+    cnt: np.ndarray  # int32 [entity, count channel, slot]
+    amt: np.ndarray  # int64 [entity, sum channel, slot]
+    head: np.ndarray  # int64 [entity, window]: newest bucket epoch
+    ring: np.ndarray  # int32 [entity, direction, k, (counterparty, time_s)]
+    sc: np.ndarray  # int64 scalars
+    fl: np.ndarray  # float64 scalars
+
+    @classmethod
+    def allocate(cls, n: int, n_count: int, n_sum: int, n_dir: int, n_sc: int, n_fl: int,
+                 time_cols: tuple[int, ...]) -> EntityArrays:
+        # np.full touches every page now, so the first events do not pay for page faults.
+        sc = np.zeros((n, n_sc), dtype=np.int64)
+        for col in time_cols:
+            sc[:, col] = NO_TIME
+        return cls(
+            cnt=np.zeros((n, n_count, k.NSLOT), dtype=np.int32),
+            amt=np.zeros((n, n_sum, k.NSLOT), dtype=np.int64),
+            head=np.full((n, k.NW), k.EMPTY_EPOCH, dtype=np.int64),
+            ring=np.full((n, n_dir, k.RING_K, 2), -1, dtype=np.int32),
+            sc=sc,
+            fl=np.zeros((n, max(n_fl, 1)), dtype=np.float64),
+        )
+
+    @property
+    def capacity(self) -> int:
+        return int(self.sc.shape[0])
+
+    def grown(self, n: int, template: EntityArrays) -> EntityArrays:
+        """A copy with capacity ``n``; new rows are copies of ``template``'s empty row."""
+        out = {}
+        for name in ("cnt", "amt", "head", "ring", "sc", "fl"):
+            old = getattr(self, name)
+            new = np.empty((n,) + old.shape[1:], dtype=old.dtype)
+            new[: old.shape[0]] = old
+            new[old.shape[0]:] = getattr(template, name)[0]
+            out[name] = new
+        return EntityArrays(**out)
+
+    def nbytes_per_entity(self) -> int:
+        return sum(
+            getattr(self, n)[0].nbytes for n in ("cnt", "amt", "head", "ring", "sc", "fl")
+        )
+
+
+def _account_arrays(n: int) -> EntityArrays:
+    arr = EntityArrays.allocate(
+        n, k.N_ACC_COUNT, k.N_ACC_SUM, 2, k.N_ACC_SCALAR, k.N_ACC_FLOAT,
+        (k.SC_OPENED, k.SC_FIRST, k.SC_LAST),
+    )
+    arr.sc[:, k.SC_DAY_OUT] = -1
+    arr.sc[:, k.SC_DAY_IN] = -1
+    return arr
+
+
+def _phone_arrays(n: int) -> EntityArrays:
+    return EntityArrays.allocate(
+        n, k.N_PHONE_COUNT, k.N_PHONE_SUM, 1, k.N_PHONE_SCALAR, 0,
+        (k.PSC_FIRST, k.PSC_LAST, k.PSC_RISKY_TS),
+    )
+
+
+def _device_scalars(n: int) -> np.ndarray:
+    d = np.zeros((n, k.N_DEVICE_SCALAR), dtype=np.int64)
+    d[:, k.DSC_LAST] = NO_TIME
+    return d
+
+
+def empty_events(n: int) -> np.ndarray:
+    """An event matrix of ``n`` rows; unused id columns are -1, unknown times NO_TIME."""
+    ev = np.zeros((n, k.N_EV), dtype=np.int64)
+    ev[:, [k.EV_C, k.EV_D]] = -1
+    ev[:, [k.EV_AUX1, k.EV_AUX2]] = NO_TIME
+    return ev
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(4, (n - 1).bit_length())
+
+
+@dataclass
+class FeatureState:
+    """All streaming state of the screening engine, as numpy arrays.
+
+    Accounts, phones and devices are addressed by dense integer ids handed out by the caller's
+    interner; ``ensure`` grows the arrays before ids beyond the capacity are used.
+    """
+
+    accounts: EntityArrays
+    phones: EntityArrays
+    devices: np.ndarray
+    pair_keys: np.ndarray
+    pair_vals: np.ndarray
+    pair_meta: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+    @classmethod
+    def create(cls, accounts: int = 1024, phones: int = 1024, devices: int = 1024,
+               pairs: int = 4096) -> FeatureState:
+        cap = _next_pow2(pairs)
+        return cls(
+            accounts=_account_arrays(max(accounts, 1)),
+            phones=_phone_arrays(max(phones, 1)),
+            devices=_device_scalars(max(devices, 1)),
+            pair_keys=np.full(cap, k.PAIR_EMPTY, dtype=np.int64),
+            pair_vals=np.zeros(cap, dtype=np.int64),
+        )
+
+    # ------------------------------------------------------------ capacity
+    def ensure(self, accounts: int, phones: int, devices: int, new_pairs: int) -> None:
+        """Make room for ids below the given counts and ``new_pairs`` more relationships."""
+        if accounts > self.accounts.capacity:
+            self.accounts = self.accounts.grown(_grow(self.accounts.capacity, accounts),
+                                                _account_arrays(1))
+        if phones > self.phones.capacity:
+            self.phones = self.phones.grown(_grow(self.phones.capacity, phones), _phone_arrays(1))
+        if devices > self.devices.shape[0]:
+            n = _grow(self.devices.shape[0], devices)
+            new = _device_scalars(n)
+            new[: self.devices.shape[0]] = self.devices
+            self.devices = new
+        need = int(self.pair_meta[0]) + new_pairs
+        if need * 4 > self.pair_keys.shape[0] * 3:
+            self.rehash_pairs(_next_pow2(need * 2), min_ts=-(2**63))
+
+    def rehash_pairs(self, capacity: int, min_ts: int) -> None:
+        """Rebuild the relationship table at ``capacity``, dropping pairs last seen before min_ts."""
+        keys = np.full(_next_pow2(capacity), k.PAIR_EMPTY, dtype=np.int64)
+        vals = np.zeros(keys.shape[0], dtype=np.int64)
+        n = k._pair_rehash(self.pair_keys, self.pair_vals, keys, vals, min_ts)
+        if n * 4 > keys.shape[0] * 3:
+            raise ValueError("pair table capacity too small for the live pairs")
+        self.pair_keys, self.pair_vals = keys, vals
+        self.pair_meta[0] = n
+
+    @property
+    def pair_count(self) -> int:
+        return int(self.pair_meta[0])
+
+    # ------------------------------------------------------------ watchlist flags
+    def set_account_watch(self, idx: int, until_ms: int) -> None:
+        self.accounts.sc[idx, k.SC_WATCH] = until_ms
+
+    def set_phone_watch(self, idx: int, until_ms: int) -> None:
+        self.phones.sc[idx, k.PSC_WATCH] = until_ms
+
+    def set_device_watch(self, idx: int, until_ms: int) -> None:
+        self.devices[idx, k.DSC_WATCH] = until_ms
+
+    def account_seen(self, idx: int) -> tuple[int, int]:
+        """(first_seen_ms, last_seen_ms) of an account; NO_TIME when never seen."""
+        return int(self.accounts.sc[idx, k.SC_FIRST]), int(self.accounts.sc[idx, k.SC_LAST])
+
+    # ------------------------------------------------------------ drivers
+    def process(self, events: np.ndarray, params: np.ndarray, txn_rules: RuleTable,
+                call_rules: RuleTable, keep_features: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Update state with ``events`` in order and decide each; returns (features, decisions).
+
+        The caller has already called ``ensure`` for every id in ``events``.
+        """
+        _check_events(events)
+        if params.dtype != np.int64 or params.shape != (k.N_PARAM,):
+            raise ValueError(f"params must be int64[{k.N_PARAM}]")
+        bad = k._first_bad_id(events, self.accounts.capacity, self.phones.capacity,
+                              self.devices.shape[0])
+        if bad >= 0:
+            raise ValueError(f"event row {bad} has an unknown kind, an id beyond capacity "
+                             "or a non-positive amount")
+        n = events.shape[0]
+        feat = np.zeros((n if keep_features else 1, k.N_TXN_FEATURE), dtype=np.float64)
+        dec = np.zeros((n, k.N_DEC), dtype=np.int64)
+        a, p = self.accounts, self.phones
+        k._process(
+            events, a.cnt, a.amt, a.head, a.ring, a.sc, a.fl,
+            p.cnt, p.amt, p.head, p.ring, p.sc, self.devices,
+            self.pair_keys, self.pair_vals, self.pair_meta, params,
+            txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
+            feat, dec,
+        )
+        return feat, dec
+
+    def snapshot(self, idx: int, ts_ms: int, tz_ms: int) -> np.ndarray:
+        """Read-only account features at ``ts_ms`` (see ``layout.ACCOUNT_FEATURES``)."""
+        out = np.zeros(k.N_SNAPSHOT, dtype=np.float64)
+        a = self.accounts
+        k._snapshot(a.cnt, a.amt, a.head, a.ring, a.sc, a.fl, idx, ts_ms, tz_ms, out)
+        return out
+
+    # ------------------------------------------------------------ memory
+    def bytes_per_account(self) -> int:
+        return self.accounts.nbytes_per_entity()
+
+    def bytes_per_phone(self) -> int:
+        return self.phones.nbytes_per_entity()
+
+    def bytes_per_pair_slot(self) -> int:
+        return self.pair_keys.itemsize + self.pair_vals.itemsize
+
+    def nbytes(self) -> int:
+        arrays = [self.devices, self.pair_keys, self.pair_vals]
+        for ent in (self.accounts, self.phones):
+            arrays += [ent.cnt, ent.amt, ent.head, ent.ring, ent.sc, ent.fl]
+        return sum(x.nbytes for x in arrays)
+
+
+def _grow(cap: int, need: int) -> int:
+    while cap < need:
+        cap *= 2
+    return cap
+
+
+def _check_events(events: np.ndarray) -> None:
+    if events.dtype != np.int64 or events.ndim != 2 or events.shape[1] != k.N_EV:
+        raise ValueError(f"events must be int64[n, {k.N_EV}], got {events.dtype}{events.shape}")

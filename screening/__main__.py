@@ -1,0 +1,7 @@
+"""`python -m screening` is `screening`."""
+
+import sys
+
+from screening.cli import main
+
+sys.exit(main())

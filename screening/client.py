@@ -1,0 +1,124 @@
+"""A small client for the Screening API: channel, bearer token, message builders.
+
+Used by the demo, the tests and the benchmarks; banks can read it as an example.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from screening.v1 import screening_pb2 as pb
+from screening.v1 import screening_pb2_grpc as pb_grpc
+
+__all__ = ["ScreeningClient", "transaction", "call_event", "watch_entry", "timestamp"]
+
+
+def timestamp(when: dt.datetime | int) -> Any:
+    """A protobuf Timestamp from an aware datetime or epoch milliseconds."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    ts = Timestamp()
+    if isinstance(when, int):
+        ts.FromMilliseconds(when)
+    else:
+        if when.tzinfo is None:
+            raise ValueError("use timezone-aware datetimes")
+        ts.FromDatetime(when.astimezone(dt.UTC))
+    return ts
+
+
+def transaction(
+    transaction_id: str, when: dt.datetime | int, payer: str, payee: str, amount_minor: int, *,
+    currency: str = "CNY", channel: int = pb.CHANNEL_MOBILE_APP, payer_type: int = pb.PARTY_TYPE_PERSON,
+    payee_type: int = pb.PARTY_TYPE_PERSON, payer_opened: str = "", payee_opened: str = "",
+    institution: str = "BANK01", cash: bool = False, cross_border: bool = False,
+    device_id: str = "", payer_phone: str = "", memo: str = "",
+) -> pb.Transaction:
+    return pb.Transaction(
+        transaction_id=transaction_id,
+        event_time=timestamp(when),
+        payer=pb.Party(account_id=payer, institution=institution, party_type=payer_type,  # type: ignore[arg-type]
+                       account_opened_date=payer_opened),
+        payee=pb.Party(account_id=payee, institution=institution, party_type=payee_type,  # type: ignore[arg-type]
+                       account_opened_date=payee_opened),
+        amount=pb.Money(minor_units=amount_minor, currency=currency),
+        channel=channel,  # type: ignore[arg-type]
+        cash=cash,
+        cross_border=cross_border,
+        device_id=device_id,
+        payer_phone=payer_phone,
+        memo=memo,
+    )
+
+
+def call_event(call_id: str, when: dt.datetime | int, caller: str, callee: str, *,
+               duration_seconds: int = 0, caller_class: int = pb.NUMBER_CLASS_MOBILE
+               ) -> pb.CallEvent:
+    return pb.CallEvent(call_id=call_id, caller_number=caller, callee_number=callee,
+                        start_time=timestamp(when), duration_seconds=duration_seconds,
+                        caller_class=caller_class)  # type: ignore[arg-type]
+
+
+def watch_entry(kind: int, value: str, reason: str, source: str,
+                expires: dt.datetime | None = None) -> pb.WatchlistEntry:
+    entry = pb.WatchlistEntry(entity=pb.EntityRef(kind=kind, value=value), reason=reason,  # type: ignore[arg-type]
+                              source=source)
+    if expires is not None:
+        entry.expires_at.CopyFrom(timestamp(expires))
+    return entry
+
+
+class ScreeningClient:
+    """Stubs bound to one channel and one bearer token."""
+
+    def __init__(self, address: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.stub = pb_grpc.ScreeningStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> ScreeningClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    def is_serving(self, service: str = "") -> bool:
+        resp = self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def screen(self, txn: pb.Transaction) -> pb.Decision:
+        return self.stub.ScreenTransaction(txn, metadata=self.metadata, timeout=self.timeout)
+
+    def screen_batch(self, txns: Iterable[pb.Transaction]) -> pb.DecisionBatch:
+        return self.stub.ScreenBatch(pb.TransactionBatch(transactions=list(txns)),
+                                     metadata=self.metadata, timeout=self.timeout)
+
+    def screen_stream(self, txns: Iterable[pb.Transaction]) -> Iterator[pb.Decision]:
+        return self.stub.ScreenStream(iter(txns), metadata=self.metadata)  # type: ignore[no-any-return]
+
+    def report_call(self, call: pb.CallEvent) -> pb.CallDecision:
+        return self.stub.ReportCall(call, metadata=self.metadata, timeout=self.timeout)
+
+    def update_watchlist(self, upsert: Iterable[pb.WatchlistEntry] = (),
+                         remove: Iterable[pb.EntityRef] = ()) -> pb.UpdateWatchlistResponse:
+        return self.stub.UpdateWatchlist(
+            pb.UpdateWatchlistRequest(upsert=list(upsert), remove=list(remove)),
+            metadata=self.metadata, timeout=self.timeout)
+
+    def query_account(self, account_id: str, limit: int = 0) -> pb.AccountReport:
+        return self.stub.QueryAccount(
+            pb.QueryAccountRequest(account_id=account_id, recent_decisions_limit=limit),
+            metadata=self.metadata, timeout=self.timeout)

@@ -1,0 +1,229 @@
+"""Settings: frozen dataclasses built once from a TOML file plus environment overrides.
+
+Precedence: built-in defaults < config file (``--config FILE`` or ``SCREENING_CONFIG``) <
+environment ``SCREENING_<SECTION>__<KEY>`` (e.g. ``SCREENING_SERVER__PORT=50052``) < explicit
+command-line flags. Unknown sections or keys are errors, so a typo cannot silently do nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from screening.errors import ConfigError
+
+__all__ = [
+    "Settings",
+    "ServerSettings",
+    "LimitSettings",
+    "StateSettings",
+    "AuthSettings",
+    "LogSettings",
+    "PolicySettings",
+    "Currency",
+    "DEFAULT_CURRENCIES",
+    "load_settings",
+]
+
+ENV_PREFIX = "SCREENING_"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    max_workers: int = 8
+    grace_seconds: float = 5.0
+    max_message_bytes: int = 32 * 1024 * 1024
+    # Decisions must come back within this budget; analysis that would exceed it is skipped
+    # and the decision is marked degraded.
+    latency_budget_ms: float = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitSettings:
+    max_id_length: int = 64
+    max_text_length: int = 128
+    max_memo_length: int = 512
+    max_future_skew_seconds: int = 300
+    min_event_time: str = "2000-01-01"
+    max_amount_minor: int = 10**15
+    max_batch: int = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateSettings:
+    initial_accounts: int = 65_536
+    max_accounts: int = 20_000_000
+    initial_phones: int = 16_384
+    max_phones: int = 20_000_000
+    initial_devices: int = 16_384
+    max_devices: int = 20_000_000
+    initial_pairs: int = 262_144
+    # Transaction ids remembered for idempotency (the dedup horizon).
+    dedup_capacity: int = 1_000_000
+    recent_decisions_per_account: int = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthSettings:
+    # When false every caller is admin: for local development only (logged loudly).
+    enabled: bool = True
+    # TOML file mapping sha256(token) hex -> role; see ``screening token``.
+    tokens_file: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    level: str = "info"
+    # "json" for machines, "console" for people.
+    format: str = "json"
+    # Key for the keyed hash in masked identifiers; empty means a random per-process key.
+    mask_key: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicySettings:
+    # Empty means the default policy shipped in the package.
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class Currency:
+    """ISO 4217 currency with a conversion rate to CNY fen (integer, parts per million)."""
+
+    code: str
+    # CNY fen per minor unit of this currency, times 1,000,000.
+    fen_per_minor_ppm: int
+
+    def to_fen(self, minor: int) -> int:
+        """Round-half-up integer conversion: money never passes through float."""
+        return (minor * self.fen_per_minor_ppm + 500_000) // 1_000_000
+
+
+# Reference rates for screening thresholds only (not for settlement); override in config.
+DEFAULT_CURRENCIES: Mapping[str, int] = types.MappingProxyType({
+    "CNY": 1_000_000,
+    "USD": 7_100_000,
+    "EUR": 7_700_000,
+    "GBP": 9_000_000,
+    "HKD": 910_000,
+    "JPY": 4_700_000,  # JPY has no minor unit: 1 yen = 4.7 fen
+    "SGD": 5_300_000,
+    "MOP": 880_000,
+})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    currencies: Mapping[str, int] = field(default_factory=lambda: DEFAULT_CURRENCIES)
+
+    def currency(self, code: str) -> Currency | None:
+        ppm = self.currencies.get(code)
+        return Currency(code, ppm) if ppm is not None else None
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "limits": LimitSettings,
+    "state": StateSettings,
+    "auth": AuthSettings,
+    "log": LogSettings,
+    "policy": PolicySettings,
+}
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Build Settings from defaults, ``path``, ``env`` and explicit ``overrides`` (in that order)."""
+    env = {} if env is None else env
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    raw: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for section, values in data.items():
+            if section != "currencies" and section not in _SECTIONS:
+                raise ConfigError(f"{path}: unknown section [{section}]")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            raw[section] = dict(values)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if section not in _SECTIONS:
+            raise ConfigError(f"environment {name}: unknown section '{section}'")
+        raw.setdefault(section, {})[key] = _parse_env(_SECTIONS[section], key, value, name)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        built[section] = _build(cls, raw.get(section, {}), section)
+    currencies = dict(DEFAULT_CURRENCIES)
+    for code, ppm in raw.get("currencies", {}).items():
+        if not (isinstance(code, str) and len(code) == 3 and code.isupper()):
+            raise ConfigError(f"[currencies] {code!r}: not an ISO 4217 code")
+        if not isinstance(ppm, int) or isinstance(ppm, bool) or ppm <= 0:
+            raise ConfigError(f"[currencies] {code}: rate must be a positive integer (ppm)")
+        currencies[code] = ppm
+    return Settings(currencies=types.MappingProxyType(currencies), **built)
+
+
+def _field_types(cls: type[Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], section: str) -> Any:
+    types_ = _field_types(cls)
+    for key, value in values.items():
+        if key not in types_:
+            raise ConfigError(f"[{section}] unknown key '{key}' (known: {', '.join(types_)})")
+        want = types_[key]
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"[{section}] {key}: expected {want.__name__}, got {value!r}")
+    try:
+        return cls(**values)
+    except TypeError as exc:  # pragma: no cover - guarded above
+        raise ConfigError(f"[{section}] {exc}") from None
+
+
+def _parse_env(cls: type[Any], key: str, value: str, name: str) -> Any:
+    types_ = _field_types(cls)
+    if key not in types_:
+        raise ConfigError(f"environment {name}: unknown key '{key}'")
+    want = types_[key]
+    try:
+        if want is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        if want is int:
+            return int(value)
+        if want is float:
+            return float(value)
+        return value
+    except ValueError:
+        raise ConfigError(f"environment {name}: expected {want.__name__}, got {value!r}") from None

@@ -1,0 +1,340 @@
+"""Protobuf <-> domain objects, with all request validation.
+
+The only module besides the servicer that imports the generated ``screening.v1`` code. Every
+problem raises ``InvalidRequest`` naming the field (``transactions[3].amount.minor_units``),
+before the engine sees the request, so a rejected request changes no state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from screening.config import Settings
+from screening.errors import InvalidRequest
+from screening.masking import Masker
+from screening.model import (
+    NEVER,
+    AccountView,
+    CallInput,
+    CallRecord,
+    DecisionRecord,
+    Party,
+    TxnInput,
+    WatchEntry,
+)
+from screening.policy import Policy
+from screening.v1 import screening_pb2 as pb
+
+__all__ = ["Converter", "normalise_phone", "ms_to_timestamp", "masked_or_clear"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+_PHONE_CHARS = re.compile(r"^[+0-9 ()\-.]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ISO_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _enum_values(enum: object) -> frozenset[int]:
+    return frozenset(v.number for v in enum.DESCRIPTOR.values if v.number != 0)  # type: ignore[attr-defined]
+
+
+_PARTY_TYPES = _enum_values(pb.PartyType)
+_CHANNELS = _enum_values(pb.Channel)
+_NUMBER_CLASSES = _enum_values(pb.NumberClass)
+_ENTITY_KINDS = _enum_values(pb.EntityKind)
+
+
+def normalise_phone(raw: str) -> str | None:
+    """E.164-style form used as the phone's identity; None when it is not a phone number.
+
+    Separators go; a leading 00 becomes +; an 11-digit mainland mobile (1xxxxxxxxxx) gets +86.
+    """
+    if not raw or not _PHONE_CHARS.match(raw):
+        return None
+    digits = re.sub(r"[ ()\-.]", "", raw)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    body = digits[1:] if digits.startswith("+") else digits
+    if not body.isdigit() or not 3 <= len(body) <= 20:
+        return None
+    if not digits.startswith("+") and len(body) == 11 and body.startswith("1"):
+        return "+86" + body
+    return digits
+
+
+def ms_to_timestamp(ms: int) -> Timestamp:
+    ts = Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+class Converter:
+    """Validates requests into domain objects and renders records back into messages."""
+
+    def __init__(self, settings: Settings, policy: Policy, clock_ms: Callable[[], int]) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.policy = policy
+        self.clock_ms = clock_ms
+        self._min_ms = int(dt.datetime.fromisoformat(self.limits.min_event_time)
+                           .replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+    # ------------------------------------------------------------------ field checks
+    def _id(self, value: str, field: str) -> str:
+        if not value:
+            raise InvalidRequest(field, "is required")
+        if len(value) > self.limits.max_id_length:
+            raise InvalidRequest(field, f"longer than {self.limits.max_id_length} characters")
+        if not _ID.match(value):
+            raise InvalidRequest(field, "may hold only letters, digits and . _ : / @ + -")
+        return value
+
+    def _text(self, value: str, field: str, limit: int, required: bool = False) -> str:
+        if required and not value:
+            raise InvalidRequest(field, "is required")
+        if len(value) > limit:
+            raise InvalidRequest(field, f"longer than {limit} characters")
+        if _CONTROL.search(value):
+            raise InvalidRequest(field, "contains control characters")
+        return value
+
+    def _time(self, ts: Timestamp, present: bool, field: str) -> int:
+        if not present:
+            raise InvalidRequest(field, "is required")
+        if not 0 <= ts.nanos < 1_000_000_000:
+            raise InvalidRequest(field, "nanos out of range")
+        ms = ts.seconds * 1000 + ts.nanos // 1_000_000
+        if ms < self._min_ms:
+            raise InvalidRequest(field, f"before {self.limits.min_event_time}")
+        skew = self.limits.max_future_skew_seconds
+        if ms > self.clock_ms() + skew * 1000:
+            raise InvalidRequest(field, f"more than {skew} s in the future")
+        return ms
+
+    @staticmethod
+    def _enum(value: int, allowed: frozenset[int], field: str) -> int:
+        if value == 0:
+            raise InvalidRequest(field, "is required (UNSPECIFIED is not allowed)")
+        if value not in allowed:
+            raise InvalidRequest(field, f"unknown enum value {value}")
+        return value
+
+    def _phone(self, raw: str, field: str, required: bool) -> str:
+        if not raw:
+            if required:
+                raise InvalidRequest(field, "is required")
+            return ""
+        if len(raw) > 32:
+            raise InvalidRequest(field, "longer than 32 characters")
+        phone = normalise_phone(raw)
+        if phone is None:
+            raise InvalidRequest(field, "is not a phone number (digits, optional +, 3-20 digits)")
+        return phone
+
+    def _party(self, p: pb.Party, present: bool, field: str, event_ms: int) -> Party:
+        if not present:
+            raise InvalidRequest(field, "is required")
+        opened: int | None = None
+        if p.account_opened_date:
+            try:
+                day = dt.date.fromisoformat(p.account_opened_date)
+            except ValueError:
+                raise InvalidRequest(f"{field}.account_opened_date",
+                                     "must be an ISO date YYYY-MM-DD") from None
+            if len(p.account_opened_date) != 10 or day.year < 1900:
+                raise InvalidRequest(f"{field}.account_opened_date", "must be YYYY-MM-DD, 1900 on")
+            opened = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1000
+            if opened > event_ms + 86_400_000:
+                raise InvalidRequest(f"{field}.account_opened_date", "is after the event time")
+        return Party(
+            account_id=self._id(p.account_id, f"{field}.account_id"),
+            institution=self._text(p.institution, f"{field}.institution",
+                                   self.limits.max_text_length),
+            party_type=self._enum(p.party_type, _PARTY_TYPES, f"{field}.party_type"),
+            opened_ms=opened,
+        )
+
+    # ------------------------------------------------------------------ requests
+    def transaction(self, t: pb.Transaction, prefix: str = "") -> TxnInput:
+        f = prefix
+        tid = self._id(t.transaction_id, f + "transaction_id")
+        event_ms = self._time(t.event_time, t.HasField("event_time"), f + "event_time")
+        payer = self._party(t.payer, t.HasField("payer"), f + "payer", event_ms)
+        payee = self._party(t.payee, t.HasField("payee"), f + "payee", event_ms)
+        if payer.account_id == payee.account_id:
+            raise InvalidRequest(f + "payee.account_id", "is the same account as the payer")
+        if not t.HasField("amount"):
+            raise InvalidRequest(f + "amount", "is required")
+        minor = t.amount.minor_units
+        if minor <= 0:
+            raise InvalidRequest(f + "amount.minor_units", "must be > 0 (integer minor units)")
+        if minor > self.limits.max_amount_minor:
+            raise InvalidRequest(f + "amount.minor_units",
+                                 f"larger than {self.limits.max_amount_minor}")
+        code = t.amount.currency
+        if not _ISO_CURRENCY.match(code):
+            raise InvalidRequest(f + "amount.currency", "must be a 3-letter ISO 4217 code")
+        currency = self.settings.currency(code)
+        if currency is None:
+            known = ", ".join(sorted(self.settings.currencies))
+            raise InvalidRequest(f + "amount.currency", f"unknown currency {code} (known: {known})")
+        return TxnInput(
+            transaction_id=tid,
+            event_time_ms=event_ms,
+            payer=payer,
+            payee=payee,
+            amount_minor=minor,
+            currency=code,
+            amount_fen=max(1, currency.to_fen(minor)),
+            channel=self._enum(t.channel, _CHANNELS, f + "channel"),
+            cash=t.cash,
+            cross_border=t.cross_border,
+            device_id=self._text(t.device_id, f + "device_id", self.limits.max_text_length),
+            payer_phone=self._phone(t.payer_phone, f + "payer_phone", required=False),
+            memo=self._text(t.memo.replace("\n", " ").replace("\t", " ").replace("\r", " "),
+                            f + "memo", self.limits.max_memo_length),
+        )
+
+    def batch(self, b: pb.TransactionBatch) -> list[TxnInput]:
+        n = len(b.transactions)
+        if n == 0:
+            raise InvalidRequest("transactions", "is empty")
+        if n > self.limits.max_batch:
+            raise InvalidRequest("transactions", f"more than {self.limits.max_batch} in one batch")
+        return [self.transaction(t, f"transactions[{i}].") for i, t in enumerate(b.transactions)]
+
+    def call(self, c: pb.CallEvent) -> CallInput:
+        caller = self._phone(c.caller_number, "caller_number", required=True)
+        callee = self._phone(c.callee_number, "callee_number", required=True)
+        if caller == callee:
+            raise InvalidRequest("callee_number", "is the same number as the caller")
+        if c.duration_seconds < 0:
+            raise InvalidRequest("duration_seconds", "must be >= 0 (0 while ringing)")
+        if c.duration_seconds > 7 * 86_400:
+            raise InvalidRequest("duration_seconds", "longer than 7 days")
+        return CallInput(
+            call_id=self._id(c.call_id, "call_id"),
+            caller=caller,
+            callee=callee,
+            start_ms=self._time(c.start_time, c.HasField("start_time"), "start_time"),
+            duration_s=c.duration_seconds,
+            caller_class=self._enum(c.caller_class, _NUMBER_CLASSES, "caller_class"),
+        )
+
+    def _entity(self, ref: pb.EntityRef, field: str) -> tuple[int, str]:
+        kind = self._enum(ref.kind, _ENTITY_KINDS, f"{field}.kind")
+        if kind == pb.ENTITY_KIND_PHONE:
+            return kind, self._phone(ref.value, f"{field}.value", required=True)
+        if kind == pb.ENTITY_KIND_DEVICE:
+            return kind, self._text(ref.value, f"{field}.value", self.limits.max_text_length,
+                                    required=True)
+        return kind, self._id(ref.value, f"{field}.value")
+
+    def watchlist(self, req: pb.UpdateWatchlistRequest
+                  ) -> tuple[list[WatchEntry], list[tuple[int, str]]]:
+        if not req.upsert and not req.remove:
+            raise InvalidRequest("upsert", "nothing to do: upsert and remove are both empty")
+        if len(req.upsert) + len(req.remove) > self.limits.max_batch:
+            raise InvalidRequest("upsert", f"more than {self.limits.max_batch} entries")
+        now = self.clock_ms()
+        upserts = []
+        seen: set[tuple[int, str]] = set()
+        for i, e in enumerate(req.upsert):
+            field = f"upsert[{i}]"
+            if not e.HasField("entity"):
+                raise InvalidRequest(f"{field}.entity", "is required")
+            kind, value = self._entity(e.entity, f"{field}.entity")
+            if (kind, value) in seen:
+                raise InvalidRequest(f"{field}.entity", "listed twice in one request")
+            seen.add((kind, value))
+            expires = NEVER
+            if e.HasField("expires_at"):
+                expires = e.expires_at.seconds * 1000 + e.expires_at.nanos // 1_000_000
+                if expires <= now:
+                    raise InvalidRequest(f"{field}.expires_at", "is in the past")
+            upserts.append(WatchEntry(
+                kind=kind, value=value,
+                reason=self._text(e.reason, f"{field}.reason", 256, required=True),
+                source=self._text(e.source, f"{field}.source", self.limits.max_text_length,
+                                  required=True),
+                expires_ms=expires,
+            ))
+        removes = []
+        for i, r in enumerate(req.remove):
+            key = self._entity(r, f"remove[{i}]")
+            if key in seen:
+                raise InvalidRequest(f"remove[{i}]", "also in upsert")
+            removes.append(key)
+        return upserts, removes
+
+    def query(self, req: pb.QueryAccountRequest) -> tuple[str, int]:
+        limit = req.recent_decisions_limit or 10
+        if not 0 < limit <= 100:
+            raise InvalidRequest("recent_decisions_limit", "must be 0..100")
+        return self._id(req.account_id, "account_id"), limit
+
+    # ------------------------------------------------------------------ responses
+    def decision(self, rec: DecisionRecord, duplicate: bool) -> pb.Decision:
+        flags = rec.report_flags
+        return pb.Decision(
+            transaction_id=rec.transaction_id,
+            action=rec.action,  # type: ignore[arg-type]
+            reasons=[pb.Reason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
+                     for r in self.policy.fired(rec.reason_bits)],
+            risk_score=rec.score,
+            features=dict(rec.features),
+            reports=pb.ReportFlags(large_value=bool(flags & 1), suspicious=bool(flags & 2),
+                                   notify_police=bool(flags & 4)),
+            policy_version=rec.policy_version,
+            server_latency_us=rec.latency_us,
+            degraded=rec.degraded,
+            duplicate=duplicate,
+            event_time=ms_to_timestamp(rec.event_time_ms),
+        )
+
+    def call_decision(self, rec: CallRecord, duplicate: bool) -> pb.CallDecision:
+        return pb.CallDecision(
+            call_id=rec.call_id,
+            action=rec.action,  # type: ignore[arg-type]
+            reasons=[pb.CallReason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
+                     for r in self.policy.fired(rec.reason_bits, calls=True)],
+            risk_score=rec.score,
+            features=dict(rec.features),
+            policy_version=rec.policy_version,
+            server_latency_us=rec.latency_us,
+            duplicate=duplicate,
+        )
+
+    def watch_entry(self, e: WatchEntry, show: Callable[[str], str]) -> pb.WatchlistEntry:
+        msg = pb.WatchlistEntry(entity=pb.EntityRef(kind=e.kind, value=show(e.value)),  # type: ignore[arg-type]
+                                reason=e.reason, source=e.source)
+        if e.expires_ms < NEVER:
+            msg.expires_at.CopyFrom(ms_to_timestamp(e.expires_ms))
+        return msg
+
+    def account(self, view: AccountView, show: Callable[[str], str]) -> pb.AccountReport:
+        msg = pb.AccountReport(
+            account_id=show(view.account_id),
+            known=view.known,
+            features=dict(view.features),
+            risk_score=view.risk_score,
+            recent_decisions=[self.decision(r, False) for r in view.recent],
+            watchlist_hits=[self.watch_entry(e, show) for e in view.watch],
+        )
+        if view.first_seen_ms is not None:
+            msg.first_seen.CopyFrom(ms_to_timestamp(view.first_seen_ms))
+        if view.last_seen_ms is not None:
+            msg.last_seen.CopyFrom(ms_to_timestamp(view.last_seen_ms))
+        return msg
+
+
+def identity(value: str) -> str:
+    return value
+
+
+def masked_or_clear(masker: Masker, clear: bool) -> Callable[[str], str]:
+    return identity if clear else masker
+

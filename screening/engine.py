@@ -1,0 +1,433 @@
+"""The screening engine: interned ids, feature state, idempotency memory and watchlists.
+
+Single writer: one lock serialises every state change, so a decision is computed on a
+consistent state and a request either applies completely or not at all (validation happens
+before the lock, capacity is checked before anything is interned). No protobuf, no logging.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.layout import ACCOUNT_FEATURES, CALL_FEATURES, TXN_FEATURES, CallFlag, EventCol, Kind, TxnFlag
+from features.state import NO_TIME, FeatureState, empty_events
+from screening.config import Settings
+from screening.errors import CapacityExceeded, InvalidRequest
+from screening.model import (
+    ENTITY_ACCOUNT,
+    ENTITY_DEVICE,
+    ENTITY_PHONE,
+    AccountView,
+    CallInput,
+    CallRecord,
+    DecisionRecord,
+    TxnInput,
+    WatchEntry,
+)
+from screening.policy import Policy
+
+__all__ = ["Engine", "Interner", "DecisionLog", "WatchlistChange", "encode_transactions"]
+
+_PERSON = 1
+
+
+class Interner:
+    """Strings to dense ids 0, 1, 2, ... and back."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+
+    def get(self, key: str) -> int | None:
+        return self._ids.get(key)
+
+    def intern(self, key: str) -> int:
+        idx = self._ids.get(key)
+        if idx is None:
+            idx = len(self._names)
+            self._ids[key] = idx
+            self._names.append(key)
+        return idx
+
+    def name(self, idx: int) -> str:
+        return self._names[idx]
+
+    def missing(self, keys: set[str]) -> int:
+        return sum(1 for k in keys if k not in self._ids)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._ids
+
+
+class DecisionLog:
+    """The last ``capacity`` decisions by transaction id (the idempotency horizon) and by seq."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._by_id: dict[str, DecisionRecord] = {}
+        self._ring: list[str | None] = [None] * self.capacity
+        self.next_seq = 0
+
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        return self._by_id.get(transaction_id)
+
+    def by_seq(self, seq: int) -> DecisionRecord | None:
+        if seq < 0:
+            return None
+        tid = self._ring[seq % self.capacity]
+        rec = self._by_id.get(tid) if tid is not None else None
+        return rec if rec is not None and rec.seq == seq else None
+
+    def add(self, rec: DecisionRecord) -> None:
+        slot = rec.seq % self.capacity
+        old = self._ring[slot]
+        if old is not None:
+            self._by_id.pop(old, None)
+        self._ring[slot] = rec.transaction_id
+        self._by_id[rec.transaction_id] = rec
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+@dataclass
+class _CallState:
+    caller: str
+    callee: str
+    ringing: CallRecord | None = None
+    ended: CallRecord | None = None
+
+
+@dataclass(frozen=True)
+class WatchlistChange:
+    added: int
+    replaced: int
+    removed: int
+    not_found: int
+
+
+class Engine:
+    """All live state of one screening server and the operations on it."""
+
+    def __init__(self, settings: Settings, policy: Policy,
+                 clock_ms: Callable[[], int] | None = None) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        s = settings.state
+        self.state = FeatureState.create(s.initial_accounts, s.initial_phones, s.initial_devices,
+                                         s.initial_pairs)
+        self.accounts = Interner()
+        self.phones = Interner()
+        self.devices = Interner()
+        self.decisions = DecisionLog(s.dedup_capacity)
+        self._calls: OrderedDict[str, _CallState] = OrderedDict()
+        self._watch: dict[tuple[int, str], WatchEntry] = {}
+        self._recent = np.full((self.state.accounts.capacity, s.recent_decisions_per_account), -1,
+                               dtype=np.int64)
+        self._recent_pos = np.zeros(self.state.accounts.capacity, dtype=np.int64)
+        self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ start-up
+    def warm_up(self) -> float:
+        """Load (or compile) every kernel on a scratch state; returns seconds taken."""
+        t0 = time.perf_counter()
+        scratch = FeatureState.create(4, 4, 4, 16)
+        ev = empty_events(2)
+        ev[0, [EventCol.KIND, EventCol.TS, EventCol.A, EventCol.B, EventCol.AMOUNT]] = [
+            Kind.TXN, 1_700_000_000_000, 0, 1, 100]
+        ev[1, [EventCol.KIND, EventCol.TS, EventCol.A, EventCol.B, EventCol.AMOUNT]] = [
+            Kind.CALL, 1_700_000_000_000, 0, 1, 10]
+        p = self.policy
+        scratch.process(ev, p.params_array, p.txn_table, p.call_table)
+        scratch.snapshot(0, 1_700_000_000_000, 0)
+        scratch.rehash_pairs(64, min_ts=0)
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ transactions
+    def screen(self, txns: Sequence[TxnInput]) -> list[tuple[DecisionRecord, bool]]:
+        """Decide each transaction in order; a known transaction id returns its first decision.
+
+        Returns (record, duplicate) per input.
+        """
+        t0 = time.perf_counter_ns()
+        with self._lock:
+            out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
+            todo: list[int] = []
+            first: dict[str, int] = {}
+            for i, t in enumerate(txns):
+                rec = self.decisions.get(t.transaction_id)
+                if rec is not None:
+                    out[i] = (rec, True)
+                elif t.transaction_id not in first:
+                    first[t.transaction_id] = i
+                    todo.append(i)
+            if todo:
+                batch = [txns[i] for i in todo]
+                self._reserve(batch)
+                ev = encode_transactions(batch, self.policy, self.accounts, self.phones,
+                                         self.devices)
+                self._ensure(new_pairs=len(batch))
+                feat, dec = self.state.process(ev, self.policy.params_array,
+                                               self.policy.txn_table, self.policy.call_table)
+                latency_us = (time.perf_counter_ns() - t0) // 1000
+                for j, i in enumerate(todo):
+                    rec = self._record(txns[i], feat[j], dec[j], latency_us)
+                    self.decisions.add(rec)
+                    self._remember(int(ev[j, EventCol.A]), rec.seq)
+                    self._remember(int(ev[j, EventCol.B]), rec.seq)
+                    out[i] = (rec, False)
+            for i, t in enumerate(txns):
+                if out[i] is None:
+                    first_rec = out[first[t.transaction_id]]
+                    assert first_rec is not None
+                    out[i] = (first_rec[0], True)
+        return [o for o in out if o is not None]
+
+    def _reserve(self, batch: Sequence[TxnInput]) -> None:
+        """Refuse, before anything is interned, a batch that would exceed the configured caps."""
+        s = self.settings.state
+        accounts = {t.payer.account_id for t in batch} | {t.payee.account_id for t in batch}
+        phones = {t.payer_phone for t in batch if t.payer_phone}
+        devices = {t.device_id for t in batch if t.device_id}
+        for name, interner, keys, cap in (
+            ("accounts", self.accounts, accounts, s.max_accounts),
+            ("phone numbers", self.phones, phones, s.max_phones),
+            ("devices", self.devices, devices, s.max_devices),
+        ):
+            if len(interner) + interner.missing(keys) > cap:
+                raise CapacityExceeded(f"state is full: at most {cap} {name} (state.max_*)")
+
+    def _ensure(self, new_pairs: int) -> None:
+        self.state.ensure(len(self.accounts), len(self.phones), len(self.devices), new_pairs)
+        cap = self.state.accounts.capacity
+        if self._recent.shape[0] < cap:
+            grown = np.full((cap, self._recent.shape[1]), -1, dtype=np.int64)
+            grown[: self._recent.shape[0]] = self._recent
+            pos = np.zeros(cap, dtype=np.int64)
+            pos[: self._recent_pos.shape[0]] = self._recent_pos
+            self._recent, self._recent_pos = grown, pos
+
+    def _remember(self, account: int, seq: int) -> None:
+        width = self._recent.shape[1]
+        pos = int(self._recent_pos[account])
+        self._recent[account, pos % width] = seq
+        self._recent_pos[account] = pos + 1
+
+    def _drivers_of(self, bits: int, calls: bool) -> tuple[int, ...]:
+        key = (calls, bits)
+        found = self._drivers.get(key)
+        if found is None:
+            idx: dict[int, None] = {}
+            for rule in self.policy.fired(bits, calls):
+                idx.update(dict.fromkeys(rule.feature_indices))
+            found = tuple(idx)
+            if len(self._drivers) < 4096:
+                self._drivers[key] = found
+        return found
+
+    def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int
+                ) -> DecisionRecord:
+        bits = int(dec[1])
+        seq = self.decisions.next_seq
+        self.decisions.next_seq += 1
+        return DecisionRecord(
+            transaction_id=t.transaction_id,
+            seq=seq,
+            event_time_ms=t.event_time_ms,
+            action=int(dec[0]),
+            reason_bits=bits,
+            score=int(dec[2]),
+            report_flags=int(dec[3]),
+            features=tuple((TXN_FEATURES[i], float(feat[i])) for i in self._drivers_of(bits, False)),
+            policy_version=self.policy.version,
+            latency_us=latency_us,
+            degraded=False,
+        )
+
+    # ------------------------------------------------------------------ calls
+    def report_call(self, call: CallInput) -> tuple[CallRecord, bool]:
+        """Count and decide a call report; the same (call_id, ringing/ended) again is a duplicate."""
+        t0 = time.perf_counter_ns()
+        ended = call.duration_s > 0
+        with self._lock:
+            prior = self._calls.get(call.call_id)
+            if prior is not None:
+                if prior.caller != call.caller:
+                    raise InvalidRequest("caller_number",
+                                         "differs from the earlier report of this call_id")
+                if prior.callee != call.callee:
+                    raise InvalidRequest("callee_number",
+                                         "differs from the earlier report of this call_id")
+                seen = prior.ended if ended else prior.ringing
+                if seen is not None:
+                    return seen, True
+            s = self.settings.state
+            if len(self.phones) + self.phones.missing({call.caller, call.callee}) > s.max_phones:
+                raise CapacityExceeded(f"state is full: at most {s.max_phones} phone numbers")
+            ev = empty_events(1)
+            ev[0, EventCol.KIND] = Kind.CALL
+            ev[0, EventCol.TS] = call.start_ms
+            ev[0, EventCol.A] = self.phones.intern(call.caller)
+            ev[0, EventCol.B] = self.phones.intern(call.callee)
+            ev[0, EventCol.AMOUNT] = call.duration_s
+            ev[0, EventCol.FLAGS] = (CallFlag.NEW if prior is None else 0) | (
+                CallFlag.ENDED if ended else 0)
+            ev[0, EventCol.AUX1] = call.caller_class
+            self._ensure(new_pairs=1)
+            feat, dec = self.state.process(ev, self.policy.params_array, self.policy.txn_table,
+                                           self.policy.call_table)
+            bits = int(dec[0, 1])
+            rec = CallRecord(
+                call_id=call.call_id,
+                action=int(dec[0, 0]),
+                reason_bits=bits,
+                score=int(dec[0, 2]),
+                features=tuple((CALL_FEATURES[i], float(feat[0, i]))
+                               for i in self._drivers_of(bits, True)),
+                policy_version=self.policy.version,
+                latency_us=(time.perf_counter_ns() - t0) // 1000,
+            )
+            if prior is None:
+                prior = _CallState(call.caller, call.callee)
+                self._calls[call.call_id] = prior
+                if len(self._calls) > self.settings.state.dedup_capacity:
+                    self._calls.popitem(last=False)
+            if ended:
+                prior.ended = rec
+            else:
+                prior.ringing = rec
+        return rec, False
+
+    # ------------------------------------------------------------------ watchlists
+    def update_watchlist(self, upserts: Sequence[WatchEntry],
+                         removes: Sequence[tuple[int, str]]) -> WatchlistChange:
+        """Apply a whole watchlist update atomically (validated by the caller)."""
+        interners = {ENTITY_ACCOUNT: self.accounts, ENTITY_PHONE: self.phones,
+                     ENTITY_DEVICE: self.devices}
+        caps = {ENTITY_ACCOUNT: self.settings.state.max_accounts,
+                ENTITY_PHONE: self.settings.state.max_phones,
+                ENTITY_DEVICE: self.settings.state.max_devices}
+        setters = {ENTITY_ACCOUNT: self.state.set_account_watch,
+                   ENTITY_PHONE: self.state.set_phone_watch,
+                   ENTITY_DEVICE: self.state.set_device_watch}
+        with self._lock:
+            for kind, interner in interners.items():
+                keys = {e.value for e in upserts if e.kind == kind}
+                if len(interner) + interner.missing(keys) > caps[kind]:
+                    raise CapacityExceeded(f"state is full: at most {caps[kind]} entities of kind {kind}")
+            added = replaced = removed = not_found = 0
+            for e in upserts:
+                key = (e.kind, e.value)
+                if key in self._watch:
+                    replaced += 1
+                else:
+                    added += 1
+                self._watch[key] = e
+                idx = interners[e.kind].intern(e.value)
+                self._ensure(new_pairs=0)
+                setters[e.kind](idx, e.expires_ms)
+            for kind, value in removes:
+                if self._watch.pop((kind, value), None) is None:
+                    not_found += 1
+                    continue
+                removed += 1
+                found = interners[kind].get(value)
+                if found is not None:
+                    setters[kind](found, 0)
+        return WatchlistChange(added, replaced, removed, not_found)
+
+    def watch_entries(self, kind: int, value: str, now_ms: int) -> list[WatchEntry]:
+        e = self._watch.get((kind, value))
+        return [e] if e is not None and e.expires_ms > now_ms else []
+
+    # ------------------------------------------------------------------ fast query
+    def query_account(self, account_id: str, limit: int, now_ms: int) -> AccountView:
+        with self._lock:
+            watch = tuple(self.watch_entries(ENTITY_ACCOUNT, account_id, now_ms))
+            idx = self.accounts.get(account_id)
+            first_ms = last_ms = NO_TIME
+            if idx is not None:
+                first_ms, last_ms = self.state.account_seen(idx)
+            if idx is None or last_ms == NO_TIME:
+                return AccountView(account_id, False, (), 100 if watch else 0, (), watch,
+                                   None, None)
+            snap = self.state.snapshot(idx, last_ms, int(self.policy.params_array[0]))
+            width = self._recent.shape[1]
+            pos = int(self._recent_pos[idx])
+            recent: list[DecisionRecord] = []
+            for k in range(pos - 1, max(pos - width, 0) - 1, -1):
+                rec = self.decisions.by_seq(int(self._recent[idx, k % width]))
+                if rec is not None:
+                    recent.append(rec)
+            recent = recent[:limit]
+        score = max([r.score for r in recent], default=0)
+        if watch:
+            score = 100
+        return AccountView(
+            account_id=account_id,
+            known=True,
+            features=tuple(zip(ACCOUNT_FEATURES, (float(v) for v in snap), strict=True)),
+            risk_score=score,
+            recent=tuple(recent),
+            watch=watch,
+            first_seen_ms=first_ms,
+            last_seen_ms=last_ms,
+        )
+
+    # ------------------------------------------------------------------ introspection
+    def stats(self) -> dict[str, int]:
+        return {
+            "accounts": len(self.accounts),
+            "phones": len(self.phones),
+            "devices": len(self.devices),
+            "pairs": self.state.pair_count,
+            "decisions_remembered": len(self.decisions),
+            "watchlist_entries": len(self._watch),
+            "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
+        }
+
+
+def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Interner,
+                        phones: Interner, devices: Interner) -> np.ndarray:
+    """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder)."""
+    ev = empty_events(len(batch))
+    for j, t in enumerate(batch):
+        row = ev[j]
+        flags = 0
+        if t.cash:
+            flags |= TxnFlag.CASH
+        if t.cross_border:
+            flags |= TxnFlag.CROSS_BORDER
+        if policy.memo_is_investment(t.memo):
+            flags |= TxnFlag.MEMO_INVESTMENT
+        if t.payer.party_type == _PERSON:
+            flags |= TxnFlag.PAYER_PERSON
+        if t.payee.party_type == _PERSON:
+            flags |= TxnFlag.PAYEE_PERSON
+        row[EventCol.KIND] = Kind.TXN
+        row[EventCol.TS] = t.event_time_ms
+        row[EventCol.A] = accounts.intern(t.payer.account_id)
+        row[EventCol.B] = accounts.intern(t.payee.account_id)
+        if t.payer_phone:
+            row[EventCol.C] = phones.intern(t.payer_phone)
+        if t.device_id:
+            row[EventCol.D] = devices.intern(t.device_id)
+        row[EventCol.AMOUNT] = t.amount_fen
+        row[EventCol.FLAGS] = flags
+        if t.payer.opened_ms is not None:
+            row[EventCol.AUX1] = t.payer.opened_ms
+        if t.payee.opened_ms is not None:
+            row[EventCol.AUX2] = t.payee.opened_ms
+        row[EventCol.AUX3] = t.channel
+    return ev

@@ -1,0 +1,71 @@
+"""One exception tree for the service, mapped to gRPC status codes in one place.
+
+    ScreeningError
+     ├── InvalidRequest        INVALID_ARGUMENT   (names the offending field)
+     ├── NotFound              NOT_FOUND
+     ├── CapacityExceeded      RESOURCE_EXHAUSTED
+     ├── Unauthenticated       UNAUTHENTICATED
+     ├── PermissionDenied      PERMISSION_DENIED
+     ├── StoreUnavailable      UNAVAILABLE
+     └── ConfigError           (start-up only: bad config or policy file; never sent to clients)
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "ScreeningError",
+    "InvalidRequest",
+    "NotFound",
+    "CapacityExceeded",
+    "Unauthenticated",
+    "PermissionDenied",
+    "StoreUnavailable",
+    "ConfigError",
+    "status_of",
+]
+
+
+class ScreeningError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidRequest(ScreeningError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class NotFound(ScreeningError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class CapacityExceeded(ScreeningError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(ScreeningError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ScreeningError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class StoreUnavailable(ScreeningError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class ConfigError(ScreeningError):
+    """A config or policy file is invalid; the message names the file and line."""
+
+
+def status_of(exc: ScreeningError) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status code and client-facing message for ``exc``."""
+    return exc.code, str(exc)

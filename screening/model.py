@@ -1,0 +1,107 @@
+"""Domain objects: validated inputs and the records the engine keeps. No protobuf here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Party",
+    "TxnInput",
+    "CallInput",
+    "DecisionRecord",
+    "CallRecord",
+    "WatchEntry",
+    "AccountView",
+    "ENTITY_ACCOUNT",
+    "ENTITY_PHONE",
+    "ENTITY_DEVICE",
+    "NEVER",
+]
+
+# Same numbers as the proto enum EntityKind.
+ENTITY_ACCOUNT, ENTITY_PHONE, ENTITY_DEVICE = 1, 2, 3
+NEVER = 2**62  # "does not lapse", as epoch milliseconds
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    account_id: str
+    institution: str
+    party_type: int  # proto PartyType: 1 person, 2 organisation
+    opened_ms: int | None  # midnight UTC of the opening date
+
+
+@dataclass(frozen=True, slots=True)
+class TxnInput:
+    transaction_id: str
+    event_time_ms: int
+    payer: Party
+    payee: Party
+    amount_minor: int
+    currency: str
+    amount_fen: int  # converted to CNY fen (integer, round half up)
+    channel: int
+    cash: bool
+    cross_border: bool
+    device_id: str
+    payer_phone: str  # normalised; "" when unknown
+    memo: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallInput:
+    call_id: str
+    caller: str  # normalised numbers
+    callee: str
+    start_ms: int
+    duration_s: int
+    caller_class: int  # proto NumberClass
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """What the engine decided for one transaction; rendered to a proto Decision on the way out."""
+
+    transaction_id: str
+    seq: int
+    event_time_ms: int
+    action: int
+    reason_bits: int
+    score: int
+    report_flags: int
+    features: tuple[tuple[str, float], ...]
+    policy_version: str
+    latency_us: int
+    degraded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    call_id: str
+    action: int
+    reason_bits: int
+    score: int
+    features: tuple[tuple[str, float], ...]
+    policy_version: str
+    latency_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEntry:
+    kind: int
+    value: str
+    reason: str
+    source: str
+    expires_ms: int  # NEVER when it does not lapse
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    account_id: str
+    known: bool
+    features: tuple[tuple[str, float], ...]
+    risk_score: int
+    recent: tuple[DecisionRecord, ...]
+    watch: tuple[WatchEntry, ...]
+    first_seen_ms: int | None
+    last_seen_ms: int | None

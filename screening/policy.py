@@ -1,0 +1,326 @@
+"""The decision policy: rules read from TOML, compiled to arrays for the rule kernel.
+
+Pure: a Policy turns fired-rule bitmasks back into reasons and report flags. Loading checks
+everything once, at start, and names the file and line of the first problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.layout import CALL_FEATURES, TXN_FEATURES, Param
+from features.state import MAX_COND, MAX_RULES, Op, RuleTable
+from screening.errors import ConfigError
+
+__all__ = [
+    "Policy",
+    "Rule",
+    "PolicyParams",
+    "ACTIONS",
+    "CALL_ACTIONS",
+    "REPORT_FLAGS",
+    "ACTION_NAMES",
+    "CALL_ACTION_NAMES",
+    "load_policy",
+    "default_policy_text",
+]
+
+# Same numbers as the proto enums Action and CallAction.
+ACTIONS: Mapping[str, int] = {"ALLOW": 1, "WARN": 2, "HOLD": 3, "STOP_PAYMENT": 4, "FREEZE": 5}
+CALL_ACTIONS: Mapping[str, int] = {"ALLOW": 1, "WARN_CALLEE": 2, "BLOCK": 3}
+ACTION_NAMES: Mapping[int, str] = {v: k for k, v in ACTIONS.items()}
+CALL_ACTION_NAMES: Mapping[int, str] = {v: k for k, v in CALL_ACTIONS.items()}
+REPORT_FLAGS: Mapping[str, int] = {"large_value": 1, "suspicious": 2, "notify_police": 4}
+
+_COND = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=|==|!=|>|<)\s*(\$[a-z0-9_]+|[-+]?[0-9][0-9_]*(?:\.[0-9_]+)?)\s*$")
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+_RULE_KEYS = {"code", "message", "action", "score", "report", "when"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    message: str
+    action: int
+    score: int
+    report_flags: int
+    conditions: tuple[tuple[str, str, float], ...]
+    feature_indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    timezone_offset_hours: int = 8
+    near_threshold_low: int = 4_500_000
+    near_threshold_high: int = 5_000_000
+    short_call_seconds: int = 30
+    risky_call_lookback_minutes: int = 120
+    mark_callee_at: str = "WARN_CALLEE"
+    ewma_alpha: float = 0.1
+    memo_keywords: tuple[str, ...] = ()
+
+    def array(self) -> np.ndarray:
+        p = np.zeros(Param.N, dtype=np.int64)
+        p[Param.TZ_MS] = self.timezone_offset_hours * 3_600_000
+        p[Param.NEAR_LOW] = self.near_threshold_low
+        p[Param.NEAR_HIGH] = self.near_threshold_high
+        p[Param.SHORT_CALL_S] = self.short_call_seconds
+        p[Param.RISKY_LOOKBACK_MS] = self.risky_call_lookback_minutes * 60_000
+        p[Param.MARK_MIN_CALL_ACTION] = CALL_ACTIONS[self.mark_callee_at]
+        p[Param.EWMA_ALPHA_PPM] = round(self.ewma_alpha * 1_000_000)
+        return p
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: str
+    params: PolicyParams
+    thresholds: Mapping[str, int]
+    txn_rules: tuple[Rule, ...]
+    call_rules: tuple[Rule, ...]
+    txn_table: RuleTable = field(repr=False)
+    call_table: RuleTable = field(repr=False)
+    params_array: np.ndarray = field(repr=False)
+    memo_pattern: re.Pattern[str] | None = field(repr=False)
+    source: str = field(repr=False, default="")
+
+    def fired(self, bits: int, calls: bool = False) -> list[Rule]:
+        """The rules whose bits are set in a decision's reason mask, in policy order."""
+        rules = self.call_rules if calls else self.txn_rules
+        return [r for i, r in enumerate(rules) if bits >> i & 1]
+
+    def memo_is_investment(self, memo: str) -> bool:
+        return bool(memo) and self.memo_pattern is not None and bool(self.memo_pattern.search(memo))
+
+
+def default_policy_text() -> str:
+    return resources.files("screening").joinpath("default_policy.toml").read_text(encoding="utf-8")
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Load and validate a policy file (None: the default shipped in the package)."""
+    if path is None:
+        return parse_policy(default_policy_text(), "default_policy.toml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: policy file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, origin: str) -> Policy:
+    """Parse policy TOML ``text``; ``origin`` names it in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    lines = _Lines(text, origin)
+
+    for key in data:
+        if key not in ("policy", "params", "thresholds", "rule", "call_rule"):
+            raise lines.error(f"unknown table [{key}]", f"[{key}]")
+    meta = data.get("policy", {})
+    name = meta.get("name", "custom")
+    version = meta.get("version")
+    if not isinstance(version, str) or not version:
+        raise lines.error("[policy] needs a version string, e.g. version = \"2026.11.1\"", "[policy]")
+
+    params = _params(data.get("params", {}), lines)
+    thresholds = _thresholds(data.get("thresholds", {}), lines)
+    txn_rules = _rules(data.get("rule", []), "rule", TXN_FEATURES, ACTIONS, thresholds, lines)
+    call_rules = _rules(data.get("call_rule", []), "call_rule", CALL_FEATURES, CALL_ACTIONS,
+                        thresholds, lines)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    keywords = params.memo_keywords
+    pattern = (re.compile("|".join(re.escape(k) for k in keywords), re.IGNORECASE)
+               if keywords else None)
+    return Policy(
+        name=str(name),
+        version=f"{name}-{version}+{digest}",
+        params=params,
+        thresholds=thresholds,
+        txn_rules=txn_rules,
+        call_rules=call_rules,
+        txn_table=_table(txn_rules),
+        call_table=_table(call_rules),
+        params_array=params.array(),
+        memo_pattern=pattern,
+        source=origin,
+    )
+
+
+# ---------------------------------------------------------------- helpers
+class _Lines:
+    """Finds the line of a piece of the source, so errors can name it."""
+
+    def __init__(self, text: str, origin: str) -> None:
+        self.lines = text.splitlines()
+        self.origin = origin
+
+    def find(self, needle: str, start: int = 0) -> int:
+        for i in range(start, len(self.lines)):
+            if needle in self.lines[i]:
+                return i
+        return -1
+
+    def nth_header(self, header: str, n: int) -> int:
+        seen = -1
+        for i, line in enumerate(self.lines):
+            if line.strip() == header:
+                seen += 1
+                if seen == n:
+                    return i
+        return -1
+
+    def error(self, message: str, needle: str = "", start: int = 0) -> ConfigError:
+        i = self.find(needle, start) if needle else -1
+        if i < 0 and start > 0:
+            i = start
+        where = f"{self.origin}:{i + 1}" if i >= 0 else self.origin
+        return ConfigError(f"{where}: {message}")
+
+
+def _params(raw: Any, lines: _Lines) -> PolicyParams:
+    if not isinstance(raw, dict):
+        raise lines.error("[params] must be a table", "params")
+    defaults = PolicyParams()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not hasattr(defaults, key):
+            raise lines.error(f"[params] unknown key '{key}'{_hint(key, vars(defaults))}", key)
+        want = type(getattr(defaults, key))
+        if key == "memo_keywords":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise lines.error("memo_keywords must be a list of non-empty strings", key)
+            value = tuple(value)
+        elif want is float and isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, want) or isinstance(value, bool):
+            raise lines.error(f"[params] {key} must be {want.__name__}, got {value!r}", key)
+        values[key] = value
+    params = PolicyParams(**values)
+    if params.mark_callee_at not in CALL_ACTIONS:
+        raise lines.error(f"mark_callee_at must be one of {', '.join(CALL_ACTIONS)}",
+                          "mark_callee_at")
+    if not 0.0 < params.ewma_alpha <= 1.0:
+        raise lines.error("ewma_alpha must be in (0, 1]", "ewma_alpha")
+    if not -14 <= params.timezone_offset_hours <= 14:
+        raise lines.error("timezone_offset_hours must be within -14..14", "timezone_offset_hours")
+    if not 0 < params.near_threshold_low < params.near_threshold_high:
+        raise lines.error("need 0 < near_threshold_low < near_threshold_high", "near_threshold")
+    for key in ("short_call_seconds", "risky_call_lookback_minutes"):
+        if getattr(params, key) <= 0:
+            raise lines.error(f"{key} must be > 0", key)
+    return params
+
+
+def _thresholds(raw: Any, lines: _Lines) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        raise lines.error("[thresholds] must be a table", "thresholds")
+    out: dict[str, int] = {}
+    for key, value in raw.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise lines.error(
+                f"threshold '{key}' must be an integer (money in fen, never float), got {value!r}",
+                key)
+        out[key] = value
+    return out
+
+
+def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, int],
+           thresholds: Mapping[str, int], lines: _Lines) -> tuple[Rule, ...]:
+    if not isinstance(raw, list):
+        raise lines.error(f"use [[{table}]] for rules", table)
+    if len(raw) > MAX_RULES:
+        raise lines.error(f"at most {MAX_RULES} [[{table}]] entries, got {len(raw)}")
+    index = {n: i for i, n in enumerate(features)}
+    header = f"[[{table}]]"
+    seen: set[str] = set()
+    out = []
+    for n, item in enumerate(raw):
+        start = max(lines.nth_header(header, n), 0)
+
+        def err(msg: str, needle: str = "", start: int = start) -> ConfigError:
+            return lines.error(msg, needle, start)
+
+        unknown = set(item) - _RULE_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise err(f"unknown key '{key}' in {header}{_hint(key, _RULE_KEYS)}", key)
+        code = item.get("code")
+        if not isinstance(code, str) or not _CODE.match(code):
+            raise err("code must be UPPER_SNAKE_CASE, e.g. code = \"PAYEE_WATCHLISTED\"", "code")
+        if code in seen:
+            raise err(f"duplicate rule code {code}", "code")
+        seen.add(code)
+        message = item.get("message", "")
+        if not isinstance(message, str) or not message:
+            raise err(f"rule {code}: message must be a non-empty string", "message")
+        action = item.get("action")
+        if action not in actions:
+            raise err(f"rule {code}: action must be one of {', '.join(actions)}, got {action!r}",
+                      "action")
+        score = item.get("score", 0)
+        if not isinstance(score, int) or isinstance(score, bool) or not 0 <= score <= 100:
+            raise err(f"rule {code}: score must be an integer 0..100", "score")
+        flags = 0
+        report = item.get("report", [])
+        if not isinstance(report, list):
+            raise err(f"rule {code}: report must be a list", "report")
+        for r in report:
+            if r not in REPORT_FLAGS:
+                raise err(f"rule {code}: report must list {', '.join(REPORT_FLAGS)}; got {r!r}",
+                          "report")
+            flags |= REPORT_FLAGS[r]
+        when = item.get("when")
+        if not isinstance(when, list) or not when or not all(isinstance(w, str) for w in when):
+            raise err(f"rule {code}: when must be a non-empty list of conditions", "when")
+        if len(when) > MAX_COND:
+            raise err(f"rule {code}: at most {MAX_COND} conditions", "when")
+        conds: list[tuple[str, str, float]] = []
+        idxs: list[int] = []
+        for cond in when:
+            m = _COND.match(cond)
+            if not m:
+                raise err(f"rule {code}: cannot read condition {cond!r} (want 'feature >= 10')",
+                          cond)
+            feat, op, value = m.groups()
+            if feat not in index:
+                raise err(f"rule {code}: unknown feature '{feat}'{_hint(feat, features)}", cond)
+            if value.startswith("$"):
+                if value[1:] not in thresholds:
+                    raise err(f"rule {code}: no threshold '{value[1:]}' in [thresholds]", cond)
+                number = float(thresholds[value[1:]])
+            else:
+                number = float(value.replace("_", ""))
+            conds.append((feat, op, number))
+            idxs.append(index[feat])
+        out.append(Rule(code, message, actions[action], score, flags, tuple(conds), tuple(idxs)))
+    return tuple(out)
+
+
+def _table(rules: Sequence[Rule]) -> RuleTable:
+    return RuleTable.build([
+        ([(i, Op.SYMBOLS[op], v) for i, (_, op, v) in zip(r.feature_indices, r.conditions,
+                                                           strict=True)],
+         r.action, r.score, r.report_flags)
+        for r in rules
+    ])
+
+
+def _hint(word: str, choices: Iterator[str] | Sequence[str] | Mapping[str, Any] | set[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,161 @@
+"""The gRPC servicer: decode, call the engine, encode, map errors. Nothing else."""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller
+from screening.convert import Converter, masked_or_clear
+from screening.engine import Engine
+from screening.errors import ScreeningError, status_of
+from screening.masking import Masker
+from screening.model import DecisionRecord, TxnInput
+from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES
+from screening.v1 import screening_pb2 as pb
+from screening.v1 import screening_pb2_grpc as pb_grpc
+
+__all__ = ["ScreeningService"]
+
+R = TypeVar("R")
+_ALLOW = 1
+
+
+def _rpc(method: Callable[..., R]) -> Callable[..., R]:
+    """Translate ScreeningError to its status; anything else to INTERNAL with a log reference."""
+
+    @functools.wraps(method)
+    def wrapper(self: ScreeningService, request: Any, context: grpc.ServicerContext) -> R:
+        try:
+            return method(self, request, context)
+        except ScreeningError as exc:
+            self._abort(context, exc, method.__name__)
+        except Exception:
+            self._internal(context, method.__name__)
+        raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+    return wrapper
+
+
+class ScreeningService(pb_grpc.ScreeningServicer):  # type: ignore[misc]
+    def __init__(self, engine: Engine, converter: Converter, auth: Authenticator,
+                 masker: Masker, log: Any) -> None:
+        self.engine = engine
+        self.conv = converter
+        self.auth = auth
+        self.mask = masker
+        self.log = log
+
+    # ------------------------------------------------------------------ helpers
+    def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
+        code, message = status_of(exc)
+        self.log.info("rejected", rpc=rpc, code=code.name, detail=message)
+        context.abort(code, message)
+
+    def _internal(self, context: grpc.ServicerContext, rpc: str) -> None:
+        ref = uuid.uuid4().hex[:12]
+        self.log.exception("internal_error", rpc=rpc, ref=ref)
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {ref})")
+
+    def _caller(self, context: grpc.ServicerContext) -> Caller:
+        return self.auth.caller(context.invocation_metadata()) or Caller("?", "?")
+
+    def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool) -> None:
+        quiet = rec.action == _ALLOW and rec.report_flags == 0
+        emit = self.log.debug if quiet else self.log.info
+        emit(
+            "screened",
+            txn=t.transaction_id,
+            payer=self.mask(t.payer.account_id),
+            payee=self.mask(t.payee.account_id),
+            action=ACTION_NAMES[rec.action],
+            reasons=[r.code for r in self.engine.policy.fired(rec.reason_bits)],
+            risk=rec.score,
+            reports=rec.report_flags,
+            duplicate=duplicate,
+            latency_us=rec.latency_us,
+        )
+
+    def _decide(self, txns: list[TxnInput], t0: int) -> list[pb.Decision]:
+        out = []
+        for t, (rec, dup) in zip(txns, self.engine.screen(txns), strict=True):
+            self._log_decision(t, rec, dup)
+            out.append(self.conv.decision(rec, dup))
+        latency = (time.perf_counter_ns() - t0) // 1000
+        for msg in out:
+            msg.server_latency_us = latency
+        return out
+
+    # ------------------------------------------------------------------ RPCs
+    @_rpc
+    def ScreenTransaction(self, request: pb.Transaction, context: grpc.ServicerContext
+                          ) -> pb.Decision:
+        t0 = time.perf_counter_ns()
+        return self._decide([self.conv.transaction(request)], t0)[0]
+
+    @_rpc
+    def ScreenBatch(self, request: pb.TransactionBatch, context: grpc.ServicerContext
+                    ) -> pb.DecisionBatch:
+        t0 = time.perf_counter_ns()
+        return pb.DecisionBatch(decisions=self._decide(self.conv.batch(request), t0))
+
+    def ScreenStream(self, request_iterator: Iterator[pb.Transaction],
+                     context: grpc.ServicerContext) -> Iterator[pb.Decision]:
+        n = 0
+        try:
+            for request in request_iterator:
+                t0 = time.perf_counter_ns()
+                try:
+                    txn = self.conv.transaction(request)
+                except ScreeningError as exc:
+                    tid = request.transaction_id[:64] or "?"
+                    exc.args = (f"message {n} (transaction_id {tid}): {exc}",)
+                    raise
+                yield self._decide([txn], t0)[0]
+                n += 1
+        except ScreeningError as exc:
+            self._abort(context, exc, "ScreenStream")
+        except Exception:
+            self._internal(context, "ScreenStream")
+
+    @_rpc
+    def ReportCall(self, request: pb.CallEvent, context: grpc.ServicerContext) -> pb.CallDecision:
+        t0 = time.perf_counter_ns()
+        call = self.conv.call(request)
+        rec, dup = self.engine.report_call(call)
+        msg = self.conv.call_decision(rec, dup)
+        msg.server_latency_us = (time.perf_counter_ns() - t0) // 1000
+        emit = self.log.debug if rec.action == _ALLOW else self.log.info
+        emit("call_screened", call=call.call_id, caller=self.mask(call.caller),
+             callee=self.mask(call.callee), action=CALL_ACTION_NAMES[rec.action],
+             reasons=[r.code for r in self.engine.policy.fired(rec.reason_bits, calls=True)],
+             risk=rec.score, duplicate=dup)
+        return msg
+
+    @_rpc
+    def UpdateWatchlist(self, request: pb.UpdateWatchlistRequest, context: grpc.ServicerContext
+                        ) -> pb.UpdateWatchlistResponse:
+        upserts, removes = self.conv.watchlist(request)
+        change = self.engine.update_watchlist(upserts, removes)
+        caller = self._caller(context)
+        self.log.info("watchlist_updated", by=caller.name, role=caller.role,
+                      added=change.added, replaced=change.replaced, removed=change.removed,
+                      not_found=change.not_found,
+                      entities=[self.mask(e.value) for e in upserts] + [self.mask(v) for _, v in removes])
+        return pb.UpdateWatchlistResponse(added=change.added, replaced=change.replaced,
+                                          removed=change.removed, not_found=change.not_found)
+
+    @_rpc
+    def QueryAccount(self, request: pb.QueryAccountRequest, context: grpc.ServicerContext
+                     ) -> pb.AccountReport:
+        account_id, limit = self.conv.query(request)
+        caller = self._caller(context)
+        view = self.engine.query_account(account_id, limit, self.engine.clock_ms())
+        self.log.info("account_queried", by=caller.name, role=caller.role,
+                      account=self.mask(account_id), known=view.known)
+        return self.conv.account(view, masked_or_clear(self.mask, caller.role in CLEAR_ID_ROLES))

@@ -1,0 +1,1 @@
+"""Generated from proto/ by python -m screening.protogen; do not edit."""

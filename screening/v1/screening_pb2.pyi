@@ -1,0 +1,328 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PartyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PARTY_TYPE_UNSPECIFIED: _ClassVar[PartyType]
+    PARTY_TYPE_PERSON: _ClassVar[PartyType]
+    PARTY_TYPE_ORGANISATION: _ClassVar[PartyType]
+
+class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANNEL_UNSPECIFIED: _ClassVar[Channel]
+    CHANNEL_MOBILE_APP: _ClassVar[Channel]
+    CHANNEL_ONLINE_BANKING: _ClassVar[Channel]
+    CHANNEL_COUNTER: _ClassVar[Channel]
+    CHANNEL_ATM: _ClassVar[Channel]
+    CHANNEL_THIRD_PARTY_PAYMENT: _ClassVar[Channel]
+    CHANNEL_QR: _ClassVar[Channel]
+
+class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTION_UNSPECIFIED: _ClassVar[Action]
+    ACTION_ALLOW: _ClassVar[Action]
+    ACTION_WARN: _ClassVar[Action]
+    ACTION_HOLD: _ClassVar[Action]
+    ACTION_STOP_PAYMENT: _ClassVar[Action]
+    ACTION_FREEZE: _ClassVar[Action]
+
+class NumberClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NUMBER_CLASS_UNSPECIFIED: _ClassVar[NumberClass]
+    NUMBER_CLASS_MOBILE: _ClassVar[NumberClass]
+    NUMBER_CLASS_LANDLINE: _ClassVar[NumberClass]
+    NUMBER_CLASS_VIRTUAL_OPERATOR: _ClassVar[NumberClass]
+    NUMBER_CLASS_INTERNATIONAL: _ClassVar[NumberClass]
+    NUMBER_CLASS_SPOOFED_SUSPECT: _ClassVar[NumberClass]
+
+class CallAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALL_ACTION_UNSPECIFIED: _ClassVar[CallAction]
+    CALL_ACTION_ALLOW: _ClassVar[CallAction]
+    CALL_ACTION_WARN_CALLEE: _ClassVar[CallAction]
+    CALL_ACTION_BLOCK: _ClassVar[CallAction]
+
+class EntityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENTITY_KIND_UNSPECIFIED: _ClassVar[EntityKind]
+    ENTITY_KIND_ACCOUNT: _ClassVar[EntityKind]
+    ENTITY_KIND_PHONE: _ClassVar[EntityKind]
+    ENTITY_KIND_DEVICE: _ClassVar[EntityKind]
+PARTY_TYPE_UNSPECIFIED: PartyType
+PARTY_TYPE_PERSON: PartyType
+PARTY_TYPE_ORGANISATION: PartyType
+CHANNEL_UNSPECIFIED: Channel
+CHANNEL_MOBILE_APP: Channel
+CHANNEL_ONLINE_BANKING: Channel
+CHANNEL_COUNTER: Channel
+CHANNEL_ATM: Channel
+CHANNEL_THIRD_PARTY_PAYMENT: Channel
+CHANNEL_QR: Channel
+ACTION_UNSPECIFIED: Action
+ACTION_ALLOW: Action
+ACTION_WARN: Action
+ACTION_HOLD: Action
+ACTION_STOP_PAYMENT: Action
+ACTION_FREEZE: Action
+NUMBER_CLASS_UNSPECIFIED: NumberClass
+NUMBER_CLASS_MOBILE: NumberClass
+NUMBER_CLASS_LANDLINE: NumberClass
+NUMBER_CLASS_VIRTUAL_OPERATOR: NumberClass
+NUMBER_CLASS_INTERNATIONAL: NumberClass
+NUMBER_CLASS_SPOOFED_SUSPECT: NumberClass
+CALL_ACTION_UNSPECIFIED: CallAction
+CALL_ACTION_ALLOW: CallAction
+CALL_ACTION_WARN_CALLEE: CallAction
+CALL_ACTION_BLOCK: CallAction
+ENTITY_KIND_UNSPECIFIED: EntityKind
+ENTITY_KIND_ACCOUNT: EntityKind
+ENTITY_KIND_PHONE: EntityKind
+ENTITY_KIND_DEVICE: EntityKind
+
+class Money(_message.Message):
+    __slots__ = ("minor_units", "currency")
+    MINOR_UNITS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    minor_units: int
+    currency: str
+    def __init__(self, minor_units: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class Party(_message.Message):
+    __slots__ = ("account_id", "institution", "party_type", "account_opened_date")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    PARTY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_OPENED_DATE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    institution: str
+    party_type: PartyType
+    account_opened_date: str
+    def __init__(self, account_id: _Optional[str] = ..., institution: _Optional[str] = ..., party_type: _Optional[_Union[PartyType, str]] = ..., account_opened_date: _Optional[str] = ...) -> None: ...
+
+class Transaction(_message.Message):
+    __slots__ = ("transaction_id", "event_time", "payer", "payee", "amount", "channel", "cash", "cross_border", "device_id", "payer_phone", "memo")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CASH_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYER_PHONE_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    event_time: _timestamp_pb2.Timestamp
+    payer: Party
+    payee: Party
+    amount: Money
+    channel: Channel
+    cash: bool
+    cross_border: bool
+    device_id: str
+    payer_phone: str
+    memo: str
+    def __init__(self, transaction_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payer: _Optional[_Union[Party, _Mapping]] = ..., payee: _Optional[_Union[Party, _Mapping]] = ..., amount: _Optional[_Union[Money, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., cash: _Optional[bool] = ..., cross_border: _Optional[bool] = ..., device_id: _Optional[str] = ..., payer_phone: _Optional[str] = ..., memo: _Optional[str] = ...) -> None: ...
+
+class TransactionBatch(_message.Message):
+    __slots__ = ("transactions",)
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ...) -> None: ...
+
+class Reason(_message.Message):
+    __slots__ = ("code", "message", "action")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    action: Action
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ...) -> None: ...
+
+class ReportFlags(_message.Message):
+    __slots__ = ("large_value", "suspicious", "notify_police")
+    LARGE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SUSPICIOUS_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_POLICE_FIELD_NUMBER: _ClassVar[int]
+    large_value: bool
+    suspicious: bool
+    notify_police: bool
+    def __init__(self, large_value: _Optional[bool] = ..., suspicious: _Optional[bool] = ..., notify_police: _Optional[bool] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("transaction_id", "action", "reasons", "risk_score", "features", "reports", "policy_version", "server_latency_us", "degraded", "duplicate", "event_time")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    RISK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    action: Action
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    risk_score: int
+    features: _containers.ScalarMap[str, float]
+    reports: ReportFlags
+    policy_version: str
+    server_latency_us: int
+    degraded: bool
+    duplicate: bool
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, transaction_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., risk_score: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., reports: _Optional[_Union[ReportFlags, _Mapping]] = ..., policy_version: _Optional[str] = ..., server_latency_us: _Optional[int] = ..., degraded: _Optional[bool] = ..., duplicate: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DecisionBatch(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class CallEvent(_message.Message):
+    __slots__ = ("call_id", "caller_number", "callee_number", "start_time", "duration_seconds", "caller_class")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CALLEE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    caller_number: str
+    callee_number: str
+    start_time: _timestamp_pb2.Timestamp
+    duration_seconds: int
+    caller_class: NumberClass
+    def __init__(self, call_id: _Optional[str] = ..., caller_number: _Optional[str] = ..., callee_number: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[int] = ..., caller_class: _Optional[_Union[NumberClass, str]] = ...) -> None: ...
+
+class CallReason(_message.Message):
+    __slots__ = ("code", "message", "action")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    action: CallAction
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., action: _Optional[_Union[CallAction, str]] = ...) -> None: ...
+
+class CallDecision(_message.Message):
+    __slots__ = ("call_id", "action", "reasons", "risk_score", "features", "policy_version", "server_latency_us", "duplicate")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    RISK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    action: CallAction
+    reasons: _containers.RepeatedCompositeFieldContainer[CallReason]
+    risk_score: int
+    features: _containers.ScalarMap[str, float]
+    policy_version: str
+    server_latency_us: int
+    duplicate: bool
+    def __init__(self, call_id: _Optional[str] = ..., action: _Optional[_Union[CallAction, str]] = ..., reasons: _Optional[_Iterable[_Union[CallReason, _Mapping]]] = ..., risk_score: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., policy_version: _Optional[str] = ..., server_latency_us: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class EntityRef(_message.Message):
+    __slots__ = ("kind", "value")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    kind: EntityKind
+    value: str
+    def __init__(self, kind: _Optional[_Union[EntityKind, str]] = ..., value: _Optional[str] = ...) -> None: ...
+
+class WatchlistEntry(_message.Message):
+    __slots__ = ("entity", "reason", "source", "expires_at")
+    ENTITY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    entity: EntityRef
+    reason: str
+    source: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, entity: _Optional[_Union[EntityRef, _Mapping]] = ..., reason: _Optional[str] = ..., source: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UpdateWatchlistRequest(_message.Message):
+    __slots__ = ("upsert", "remove")
+    UPSERT_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    upsert: _containers.RepeatedCompositeFieldContainer[WatchlistEntry]
+    remove: _containers.RepeatedCompositeFieldContainer[EntityRef]
+    def __init__(self, upsert: _Optional[_Iterable[_Union[WatchlistEntry, _Mapping]]] = ..., remove: _Optional[_Iterable[_Union[EntityRef, _Mapping]]] = ...) -> None: ...
+
+class UpdateWatchlistResponse(_message.Message):
+    __slots__ = ("added", "replaced", "removed", "not_found")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    replaced: int
+    removed: int
+    not_found: int
+    def __init__(self, added: _Optional[int] = ..., replaced: _Optional[int] = ..., removed: _Optional[int] = ..., not_found: _Optional[int] = ...) -> None: ...
+
+class QueryAccountRequest(_message.Message):
+    __slots__ = ("account_id", "recent_decisions_limit")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_DECISIONS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    recent_decisions_limit: int
+    def __init__(self, account_id: _Optional[str] = ..., recent_decisions_limit: _Optional[int] = ...) -> None: ...
+
+class AccountReport(_message.Message):
+    __slots__ = ("account_id", "known", "features", "risk_score", "recent_decisions", "watchlist_hits", "first_seen", "last_seen")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    RISK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RECENT_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    WATCHLIST_HITS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    known: bool
+    features: _containers.ScalarMap[str, float]
+    risk_score: int
+    recent_decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    watchlist_hits: _containers.RepeatedCompositeFieldContainer[WatchlistEntry]
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    def __init__(self, account_id: _Optional[str] = ..., known: _Optional[bool] = ..., features: _Optional[_Mapping[str, float]] = ..., risk_score: _Optional[int] = ..., recent_decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., watchlist_hits: _Optional[_Iterable[_Union[WatchlistEntry, _Mapping]]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
