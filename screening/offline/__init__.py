@@ -1,0 +1,1 @@
+"""Offline batch work with polars: scenario generator, replay/backtest, regulatory reports."""
