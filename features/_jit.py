@@ -6,4 +6,9 @@
 
 from __future__ import annotations
 
-JIT: dict[str, bool] = {"cache": True, "nogil": True, "fastmath": False}
+from typing import Any
+
+from numba import njit
+
+# numba's dispatchers are untyped for mypy: the drivers around the kernels carry the types.
+kernel: Any = njit(cache=True, nogil=True, fastmath=False)

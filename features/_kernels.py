@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
-from features._jit import JIT
+from features._jit import kernel
 
 # ---------------------------------------------------------------- sentinels and units
 NO_TIME = np.int64(-(2**62))  # "never": unknown opened date, never seen, no risky call
@@ -137,7 +136,7 @@ ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
 
 
 # ================================================================= time buckets
-@njit(**JIT)
+@kernel
 def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int, tz: int) -> None:
     """Move every window's head to ``ts``, zeroing the buckets it passes over."""
     for w in range(NW):
@@ -159,7 +158,7 @@ def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int
         head[e, w] = ep
 
 
-@njit(**JIT)
+@kernel
 def _bucket_add(
     cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int, tz: int,
     cch: int, sch: int, amount: int,
@@ -177,7 +176,7 @@ def _bucket_add(
             amt[e, sch, s] += amount
 
 
-@njit(**JIT)
+@kernel
 def _win_sum(arr: np.ndarray, head: np.ndarray, e: int, ch: int, w: int, ts: int, tz: int) -> int:
     """Sum of channel ``ch`` over the window ``w`` ending at ``ts`` (bucket granularity)."""
     nb = WIN_NB[w]
@@ -193,7 +192,7 @@ def _win_sum(arr: np.ndarray, head: np.ndarray, e: int, ch: int, w: int, ts: int
 
 
 # ================================================================= recent-counterparty rings
-@njit(**JIT)
+@kernel
 def _ring_touch(ring: np.ndarray, e: int, d: int, cp: int, ts: int) -> None:
     """Record ``cp`` as a counterparty at ``ts``: refresh it, or replace the stalest entry."""
     t = ts // 1000 - RING_EPOCH_S
@@ -213,7 +212,7 @@ def _ring_touch(ring: np.ndarray, e: int, d: int, cp: int, ts: int) -> None:
     ring[e, d, victim, 1] = t
 
 
-@njit(**JIT)
+@kernel
 def _ring_distinct(ring: np.ndarray, e: int, d: int, ts: int, span_s: int) -> int:
     """Distinct counterparties seen in (ts - span, ts]; saturates at RING_K."""
     t = ts // 1000 - RING_EPOCH_S
@@ -227,12 +226,12 @@ def _ring_distinct(ring: np.ndarray, e: int, d: int, ts: int, span_s: int) -> in
 
 
 # ================================================================= pair table
-@njit(**JIT)
+@kernel
 def _pair_key(kind: int, a: int, b: int) -> int:
     return (kind << 62) | (a << 31) | b
 
 
-@njit(**JIT)
+@kernel
 def _pair_slot(keys: np.ndarray, key: int) -> int:
     """Slot holding ``key``, or the empty slot where it would go (linear probing)."""
     mask = keys.shape[0] - 1
@@ -241,17 +240,17 @@ def _pair_slot(keys: np.ndarray, key: int) -> int:
     s = h & mask
     while True:
         k = keys[s]
-        if k == key or k == PAIR_EMPTY:
+        if k == key or k == PAIR_EMPTY:  # noqa: SIM109 - plain compares compile to two branches
             return s
         s = (s + 1) & mask
 
 
-@njit(**JIT)
+@kernel
 def _pair_seen(keys: np.ndarray, kind: int, a: int, b: int) -> bool:
     return keys[_pair_slot(keys, _pair_key(kind, a, b))] != PAIR_EMPTY
 
 
-@njit(**JIT)
+@kernel
 def _pair_put(keys: np.ndarray, vals: np.ndarray, meta: np.ndarray, kind: int, a: int, b: int,
               ts: int) -> None:
     key = _pair_key(kind, a, b)
@@ -264,7 +263,7 @@ def _pair_put(keys: np.ndarray, vals: np.ndarray, meta: np.ndarray, kind: int, a
         vals[s] = ts
 
 
-@njit(**JIT)
+@kernel
 def _pair_rehash(keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_vals: np.ndarray,
                  min_ts: int) -> int:
     """Copy live pairs (last seen at or after ``min_ts``) into a fresh table; returns the count."""
@@ -280,7 +279,7 @@ def _pair_rehash(keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_v
 
 
 # ================================================================= rules
-@njit(**JIT)
+@kernel
 def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec: np.ndarray) -> None:
     """Fire every rule whose conditions all hold; strongest action wins, scores combine noisy-OR."""
     action = ACTION_ALLOW
@@ -308,9 +307,9 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec:
             if not ok:
                 break
         if ok:
-            bits |= np.int64(1) << r
+            bits |= 1 << r
             if rules_i[r, RI_ACTION] > action:
-                action = rules_i[r, RI_ACTION]
+                action = int(rules_i[r, RI_ACTION])
             flags |= rules_i[r, RI_FLAGS]
             miss *= 1.0 - rules_i[r, RI_SCORE] / 100.0
     dec[D_ACTION] = action
@@ -320,7 +319,7 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec:
 
 
 # ================================================================= per-event updates
-@njit(**JIT)
+@kernel
 def _seen(sc: np.ndarray, e: int, first: int, last: int, ts: int) -> None:
     if sc[e, first] == NO_TIME or ts < sc[e, first]:
         sc[e, first] = ts
@@ -328,12 +327,12 @@ def _seen(sc: np.ndarray, e: int, first: int, last: int, ts: int) -> None:
         sc[e, last] = ts
 
 
-@njit(**JIT)
+@kernel
 def _watched(until: int, ts: int) -> float:
     return 1.0 if until > ts else 0.0
 
 
-@njit(**JIT)
+@kernel
 def _age_days(sc: np.ndarray, e: int, ts: int) -> float:
     base = sc[e, SC_OPENED]
     if base == NO_TIME:
@@ -341,12 +340,12 @@ def _age_days(sc: np.ndarray, e: int, ts: int) -> float:
     return (ts - base) / DAY_MS
 
 
-@njit(**JIT)
+@kernel
 def _ratio(num: int, den: int) -> float:
     return num / den if den > 0 else 0.0
 
 
-@njit(**JIT)
+@kernel
 def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
     """Per-local-day sums (cash, transfer, cross-border) for large-value reporting."""
     day = (ts + tz) // DAY_MS
@@ -365,12 +364,12 @@ def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int
         sc[e, day_col + 3] += amount
 
 
-@njit(**JIT)
+@kernel
 def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int) -> float:
     return float(sc[e, day_col + k]) if sc[e, day_col] == (ts + tz) // DAY_MS else 0.0
 
 
-@njit(**JIT)
+@kernel
 def _txn(
     ev: np.ndarray, i: int,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
@@ -486,7 +485,7 @@ def _txn(
         f[F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, k + 1)
 
 
-@njit(**JIT)
+@kernel
 def _call(
     ev: np.ndarray, i: int,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_head: np.ndarray, p_ring: np.ndarray, p_sc: np.ndarray,
@@ -544,7 +543,7 @@ def _call(
     f[CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_head, b, PC_CALLS_IN, W_24H, ts, tz)
 
 
-@njit(**JIT)
+@kernel
 def _process(
     ev: np.ndarray,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
@@ -580,7 +579,7 @@ def _process(
                     p_sc[b, PSC_RISKY_CALLER_WATCH] = 1 if p_sc[ev[i, EV_A], PSC_WATCH] > ts else 0
 
 
-@njit(**JIT)
+@kernel
 def _first_bad_id(ev: np.ndarray, n_acc: int, n_phone: int, n_dev: int) -> int:
     """Row of the first event whose ids fall outside the state arrays, or -1.
 
@@ -603,7 +602,7 @@ def _first_bad_id(ev: np.ndarray, n_acc: int, n_phone: int, n_dev: int) -> int:
     return -1
 
 
-@njit(**JIT)
+@kernel
 def _snapshot(
     a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
     a_sc: np.ndarray, a_fl: np.ndarray, e: int, ts: int, tz: int, out: np.ndarray,

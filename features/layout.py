@@ -11,15 +11,15 @@ from features import _kernels as k
 __all__ = [
     "ACCOUNT_FEATURES",
     "CALL_FEATURES",
+    "MONEY_FEATURES",
     "TXN_FEATURES",
     "WINDOWS",
+    "CallFlag",
+    "DecisionCol",
     "EventCol",
     "Kind",
-    "TxnFlag",
-    "CallFlag",
     "Param",
-    "DecisionCol",
-    "MONEY_FEATURES",
+    "TxnFlag",
 ]
 
 WINDOWS: tuple[str, ...] = k.WIN_NAMES

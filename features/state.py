@@ -8,19 +8,20 @@ does I/O (``now`` and the events are passed in).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from features import _kernels as k
 
 __all__ = [
-    "EntityArrays",
-    "FeatureState",
-    "RuleTable",
-    "Op",
     "MAX_COND",
     "MAX_RULES",
     "NO_TIME",
+    "EntityArrays",
+    "FeatureState",
+    "Op",
+    "RuleTable",
     "empty_events",
 ]
 
@@ -31,7 +32,9 @@ MAX_RULES = k.MAX_RULES
 
 class Op:
     GE, GT, LE, LT, EQ, NE = k.OP_GE, k.OP_GT, k.OP_LE, k.OP_LT, k.OP_EQ, k.OP_NE
-    SYMBOLS = {">=": k.OP_GE, ">": k.OP_GT, "<=": k.OP_LE, "<": k.OP_LT, "==": k.OP_EQ, "!=": k.OP_NE}
+    SYMBOLS: ClassVar[dict[str, int]] = {
+        ">=": k.OP_GE, ">": k.OP_GT, "<=": k.OP_LE, "<": k.OP_LT, "==": k.OP_EQ, "!=": k.OP_NE,
+    }
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class EntityArrays:
         out = {}
         for name in ("cnt", "amt", "head", "ring", "sc", "fl"):
             old = getattr(self, name)
-            new = np.empty((n,) + old.shape[1:], dtype=old.dtype)
+            new = np.empty((n, *old.shape[1:]), dtype=old.dtype)
             new[: old.shape[0]] = old
             new[old.shape[0]:] = getattr(template, name)[0]
             out[name] = new
@@ -139,8 +142,8 @@ def _device_scalars(n: int) -> np.ndarray:
 def empty_events(n: int) -> np.ndarray:
     """An event matrix of ``n`` rows; unused id columns are -1, unknown times NO_TIME."""
     ev = np.zeros((n, k.N_EV), dtype=np.int64)
-    ev[:, [k.EV_C, k.EV_D]] = -1
-    ev[:, [k.EV_AUX1, k.EV_AUX2]] = NO_TIME
+    ev[:, k.EV_C : k.EV_D + 1] = -1
+    ev[:, k.EV_AUX1 : k.EV_AUX2 + 1] = NO_TIME
     return ev
 
 

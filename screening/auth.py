@@ -20,15 +20,15 @@ import grpc
 from screening.errors import ConfigError
 
 __all__ = [
-    "ROLES",
-    "PERMISSIONS",
-    "Caller",
-    "Authenticator",
-    "AuthInterceptor",
-    "new_token",
-    "hash_token",
-    "add_token",
     "CLEAR_ID_ROLES",
+    "PERMISSIONS",
+    "ROLES",
+    "AuthInterceptor",
+    "Authenticator",
+    "Caller",
+    "add_token",
+    "hash_token",
+    "new_token",
 ]
 
 ROLES = ("bank", "payment", "telecom", "police", "regulator", "admin")
@@ -100,8 +100,8 @@ class Authenticator:
         return None
 
 
-def _deny(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler
-          ) -> grpc.RpcMethodHandler:
+def _deny(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler[Any, Any]
+          ) -> grpc.RpcMethodHandler[Any, Any]:
     def abort(_request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(code, message)
 
@@ -118,7 +118,7 @@ def _deny(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler
         abort, handler.request_deserializer, handler.response_serializer)
 
 
-class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Rejects calls without a valid token (UNAUTHENTICATED) or the right role (PERMISSION_DENIED)."""
 
     def __init__(self, auth: Authenticator,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from screening.errors import ConfigError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
-__all__ = ["ScreeningClient", "transaction", "call_event", "watch_entry", "timestamp"]
+__all__ = ["ScreeningClient", "call_event", "timestamp", "transaction", "watch_entry"]
 
 
 def timestamp(when: dt.datetime | int) -> Any:
@@ -107,7 +107,7 @@ class ScreeningClient:
                                      metadata=self.metadata, timeout=self.timeout)
 
     def screen_stream(self, txns: Iterable[pb.Transaction]) -> Iterator[pb.Decision]:
-        return self.stub.ScreenStream(iter(txns), metadata=self.metadata)  # type: ignore[no-any-return]
+        return self.stub.ScreenStream(iter(txns), metadata=self.metadata)
 
     def report_call(self, call: pb.CallEvent) -> pb.CallDecision:
         return self.stub.ReportCall(call, metadata=self.metadata, timeout=self.timeout)

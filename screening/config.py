@@ -19,15 +19,15 @@ from typing import Any
 from screening.errors import ConfigError
 
 __all__ = [
-    "Settings",
-    "ServerSettings",
-    "LimitSettings",
-    "StateSettings",
+    "DEFAULT_CURRENCIES",
     "AuthSettings",
+    "Currency",
+    "LimitSettings",
     "LogSettings",
     "PolicySettings",
-    "Currency",
-    "DEFAULT_CURRENCIES",
+    "ServerSettings",
+    "Settings",
+    "StateSettings",
     "load_settings",
 ]
 

@@ -8,6 +8,7 @@ before the engine sees the request, so a rejected request changes no state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ from screening.model import (
 from screening.policy import Policy
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["Converter", "normalise_phone", "ms_to_timestamp", "masked_or_clear"]
+__all__ = ["Converter", "masked_or_clear", "ms_to_timestamp", "normalise_phone"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 _PHONE_CHARS = re.compile(r"^[+0-9 ()\-.]+$")
@@ -63,6 +64,20 @@ def normalise_phone(raw: str) -> str | None:
     if not digits.startswith("+") and len(body) == 11 and body.startswith("1"):
         return "+86" + body
     return digits
+
+
+@functools.lru_cache(maxsize=65_536)
+def _date_ms(text: str) -> int | None:
+    """Midnight UTC of an ISO date as epoch ms; None when it is not YYYY-MM-DD from 1900 on."""
+    if len(text) != 10:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+    if day.year < 1900:
+        return None
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1000
 
 
 def ms_to_timestamp(ms: int) -> Timestamp:
@@ -139,14 +154,10 @@ class Converter:
             raise InvalidRequest(field, "is required")
         opened: int | None = None
         if p.account_opened_date:
-            try:
-                day = dt.date.fromisoformat(p.account_opened_date)
-            except ValueError:
+            opened = _date_ms(p.account_opened_date)
+            if opened is None:
                 raise InvalidRequest(f"{field}.account_opened_date",
-                                     "must be an ISO date YYYY-MM-DD") from None
-            if len(p.account_opened_date) != 10 or day.year < 1900:
-                raise InvalidRequest(f"{field}.account_opened_date", "must be YYYY-MM-DD, 1900 on")
-            opened = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1000
+                                     "must be an ISO date YYYY-MM-DD, 1900 or later")
             if opened > event_ms + 86_400_000:
                 raise InvalidRequest(f"{field}.account_opened_date", "is after the event time")
         return Party(

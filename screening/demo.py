@@ -146,7 +146,7 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
     for i, payer in enumerate(("6222-v1", "6222-v2", "6222-v3")):
         pay(day.at(13, 0 + 7 * i), "mule", payer, "6222-mule-zhao", 2_000_000, payer_opened=old,
             payee_opened="2026-10-20", shown=i == 2,
-            label=f"3 victims pay zhao's new account ¥20,000 each")
+            label="3 victims pay zhao's new account ¥20,000 each")
     pay(day.at(13, 31), "mule", "6222-mule-zhao", "6222-layer-2", 5_700_000,
         payer_opened="2026-10-20", label="zhao passes ¥57,000 on within 30 min")
 

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.layout import ACCOUNT_FEATURES, CALL_FEATURES, TXN_FEATURES, CallFlag, EventCol, Kind, TxnFlag
+from features.layout import (
+    ACCOUNT_FEATURES,
+    CALL_FEATURES,
+    TXN_FEATURES,
+    CallFlag,
+    EventCol,
+    Kind,
+    TxnFlag,
+)
 from features.state import NO_TIME, FeatureState, empty_events
 from screening.config import Settings
 from screening.errors import CapacityExceeded, InvalidRequest
@@ -32,7 +40,7 @@ from screening.model import (
 )
 from screening.policy import Policy
 
-__all__ = ["Engine", "Interner", "DecisionLog", "WatchlistChange", "encode_transactions"]
+__all__ = ["DecisionLog", "Engine", "Interner", "WatchlistChange", "encode_transactions"]
 
 _PERSON = 1
 
@@ -197,6 +205,10 @@ class Engine:
     def _reserve(self, batch: Sequence[TxnInput]) -> None:
         """Refuse, before anything is interned, a batch that would exceed the configured caps."""
         s = self.settings.state
+        n = len(batch)
+        if (len(self.accounts) + 2 * n <= s.max_accounts and len(self.phones) + n <= s.max_phones
+                and len(self.devices) + n <= s.max_devices):
+            return  # cannot overflow whatever is new
         accounts = {t.payer.account_id for t in batch} | {t.payee.account_id for t in batch}
         phones = {t.payer_phone for t in batch if t.payer_phone}
         devices = {t.device_id for t in batch if t.device_id}

@@ -15,14 +15,14 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
-    "ScreeningError",
+    "CapacityExceeded",
+    "ConfigError",
     "InvalidRequest",
     "NotFound",
-    "CapacityExceeded",
-    "Unauthenticated",
     "PermissionDenied",
+    "ScreeningError",
     "StoreUnavailable",
-    "ConfigError",
+    "Unauthenticated",
     "status_of",
 ]
 

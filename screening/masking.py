@@ -14,7 +14,7 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["Masker", "SENSITIVE_KEYS", "mask_processor"]
+__all__ = ["SENSITIVE_KEYS", "Masker", "mask_processor"]
 
 # Log keys whose values are identifiers: masked by the structlog processor whatever the caller
 # passed (defence in depth: call sites mask too).

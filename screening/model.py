@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ENTITY_ACCOUNT",
+    "ENTITY_DEVICE",
+    "ENTITY_PHONE",
+    "NEVER",
+    "AccountView",
+    "CallInput",
+    "CallRecord",
+    "DecisionRecord",
     "Party",
     "TxnInput",
-    "CallInput",
-    "DecisionRecord",
-    "CallRecord",
     "WatchEntry",
-    "AccountView",
-    "ENTITY_ACCOUNT",
-    "ENTITY_PHONE",
-    "ENTITY_DEVICE",
-    "NEVER",
 ]
 
 # Same numbers as the proto enum EntityKind.

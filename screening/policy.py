@@ -23,16 +23,16 @@ from features.state import MAX_COND, MAX_RULES, Op, RuleTable
 from screening.errors import ConfigError
 
 __all__ = [
-    "Policy",
-    "Rule",
-    "PolicyParams",
     "ACTIONS",
-    "CALL_ACTIONS",
-    "REPORT_FLAGS",
     "ACTION_NAMES",
+    "CALL_ACTIONS",
     "CALL_ACTION_NAMES",
-    "load_policy",
+    "REPORT_FLAGS",
+    "Policy",
+    "PolicyParams",
+    "Rule",
     "default_policy_text",
+    "load_policy",
 ]
 
 # Same numbers as the proto enums Action and CallAction.
@@ -42,7 +42,8 @@ ACTION_NAMES: Mapping[int, str] = {v: k for k, v in ACTIONS.items()}
 CALL_ACTION_NAMES: Mapping[int, str] = {v: k for k, v in CALL_ACTIONS.items()}
 REPORT_FLAGS: Mapping[str, int] = {"large_value": 1, "suspicious": 2, "notify_police": 4}
 
-_COND = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=|==|!=|>|<)\s*(\$[a-z0-9_]+|[-+]?[0-9][0-9_]*(?:\.[0-9_]+)?)\s*$")
+_COND = re.compile(
+    r"^\s*([a-z0-9_]+)\s*(>=|<=|==|!=|>|<)\s*(\$[a-z0-9_]+|[-+]?[0-9][0-9_]*(?:\.[0-9_]+)?)\s*$")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 _RULE_KEYS = {"code", "message", "action", "score", "report", "when"}
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["generate", "ROOT", "PROTO_DIR"]
+__all__ = ["PROTO_DIR", "ROOT", "generate"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"

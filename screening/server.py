@@ -28,7 +28,7 @@ from screening.service import ScreeningService
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
-__all__ = ["RunningServer", "start_server", "serve_forever", "SERVICE_NAME"]
+__all__ = ["SERVICE_NAME", "RunningServer", "serve_forever", "start_server"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 
@@ -125,7 +125,7 @@ def serve_forever(running: RunningServer, grace: float) -> None:
         log.info("stopping", signal=signal.Signals(signum).name, grace_s=grace)
         stop.set()
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, on_signal)
     try:

@@ -42,7 +42,7 @@ def _rpc(method: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
-class ScreeningService(pb_grpc.ScreeningServicer):  # type: ignore[misc]
+class ScreeningService(pb_grpc.ScreeningServicer):
     def __init__(self, engine: Engine, converter: Converter, auth: Authenticator,
                  masker: Masker, log: Any) -> None:
         self.engine = engine

@@ -10,14 +10,14 @@ from __future__ import annotations
 import polars as pl
 
 __all__ = [
-    "EVENT_SCHEMA",
-    "LABEL_COLUMNS",
     "ACCOUNT_LABEL_SCHEMA",
-    "KIND_TXN",
-    "KIND_CALL",
-    "PARTY_TYPES",
     "CHANNELS",
+    "EVENT_SCHEMA",
+    "KIND_CALL",
+    "KIND_TXN",
+    "LABEL_COLUMNS",
     "NUMBER_CLASSES",
+    "PARTY_TYPES",
     "SCENARIOS",
 ]
 

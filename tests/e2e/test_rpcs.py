@@ -482,7 +482,8 @@ def test_reflection_lists_the_screening_service(live: Live) -> None:
     """Server reflection exposes the service for grpcurl and similar tools."""
     with ScreeningClient(live.server.address) as c:
         stub = reflection_pb2_grpc.ServerReflectionStub(c.channel)
-        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        responses = stub.ServerReflectionInfo(iter([request]))
         names = {s.name for r in responses for s in r.list_services_response.service}
     assert "screening.v1.Screening" in names
     assert "grpc.health.v1.Health" in names

@@ -1,0 +1,60 @@
+"""Settings: defaults < file < environment < flags; typos are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from screening.config import load_settings
+from screening.errors import ConfigError
+
+
+def test_defaults_need_no_file() -> None:
+    """With nothing given, the embedded defaults apply."""
+    s = load_settings()
+    assert s.server.port == 50051 and s.auth.enabled
+    assert s.currency("CNY") is not None and s.currency("XXX") is None
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    """Each later source wins over the earlier ones, key by key."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nport = 6000\nhost = '0.0.0.0'\n[state]\ndedup_capacity = 10\n")
+    s = load_settings(cfg, {"SCREENING_SERVER__PORT": "7000"}, {"state": {"dedup_capacity": 20}})
+    assert (s.server.port, s.server.host, s.state.dedup_capacity) == (7000, "0.0.0.0", 20)
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    """SCREENING_CONFIG names the file when no path is passed."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[log]\nlevel = 'debug'\n")
+    assert load_settings(None, {"SCREENING_CONFIG": str(cfg)}).log.level == "debug"
+
+
+@pytest.mark.parametrize(("text", "env", "message"), [
+    ("[serve]\nport = 1\n", {}, "unknown section [serve]"),
+    ("[server]\nprot = 1\n", {}, "unknown key 'prot'"),
+    ("[server]\nport = '1'\n", {}, "port: expected int"),
+    ("", {"SCREENING_SERVER__PORT": "abc"}, "SCREENING_SERVER__PORT: expected int"),
+    ("", {"SCREENING_NOPE__X": "1"}, "unknown section 'nope'"),
+    ("[currencies]\nUSD = 7.1\n", {}, "rate must be a positive integer"),
+    ("[server\n", {}, "line 1"),
+])
+def test_bad_settings_are_named(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    """Typos and wrong types fail loudly with the key's name."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_settings(cfg, env)
+
+
+def test_currency_conversion_is_integer_round_half_up() -> None:
+    """Minor units convert to fen with integer arithmetic (no float anywhere)."""
+    s = load_settings()
+    usd = s.currency("USD")
+    jpy = s.currency("JPY")
+    assert usd is not None and jpy is not None
+    assert usd.to_fen(100) == 710
+    assert jpy.to_fen(1) == 5  # 4.7 fen rounds half up to 5
+    assert usd.to_fen(10**15) == 71 * 10**14
