@@ -208,6 +208,8 @@ def _ring_touch(ring: np.ndarray, e: int, d: int, cp: int, ts: int) -> None:
         if kt < victim_t:
             victim_t = kt
             victim = k
+    if t < victim_t:
+        return  # a late event older than every entry of a full ring: not among the K most recent
     ring[e, d, victim, 0] = cp
     ring[e, d, victim, 1] = t
 
