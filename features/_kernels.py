@@ -36,13 +36,17 @@ WIN_NB = (6, 6, 12, 7)
 WIN_OFF = (0, 6, 12, 24)
 WIN_SPAN_S = (60, 3_600, 86_400, 604_800)
 NW = 4
-NSLOT = 31
+NBUCKET = 31
+# after the buckets, one running total per window: the sum of that window's live buckets,
+# so a window read at the newest time is one load instead of a loop over its buckets
+TOT_OFF = 31
+NSLOT = 35
 W_1M, W_1H, W_24H, W_7D = 0, 1, 2, 3
 
 # ---------------------------------------------------------------- account state layout
 # count channels (int32) and sum channels (int64, fen) per bucket
-AC_OUT, AC_IN, AC_NEAR, AC_INVEST_IN, AC_PAYBACK = 0, 1, 2, 3, 4
-N_ACC_COUNT = 5
+AC_OUT, AC_IN, AC_NEAR, AC_INVEST_IN, AC_PAYBACK, AC_NEAR_IN = 0, 1, 2, 3, 4, 5
+N_ACC_COUNT = 6
 AS_OUT, AS_IN = 0, 1
 N_ACC_SUM = 2
 # rings of the K most recent distinct counterparties: [entity, direction, slot, (id, time_s)]
@@ -76,6 +80,8 @@ N_EV = 11
 KIND_TXN, KIND_CALL = 1, 2
 # transaction flags
 TF_CASH, TF_XBORDER, TF_MEMO_INVEST, TF_PAYER_PERSON, TF_PAYEE_PERSON = 1, 2, 4, 8, 16
+# the party is the cash side of a deposit or withdrawal (an ATM or a counter), not a customer
+TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
 # call flags: NEW = first report of this call (count it); ENDED = duration known
 CF_NEW, CF_ENDED = 1, 2
 # number classes (same numbers as the proto enum NumberClass)
@@ -106,7 +112,11 @@ F_PAYEE_DAY_CASH, F_PAYEE_DAY_XFER, F_PAYEE_DAY_XB = 33, 34, 35
 F_WIN_BASE = 36
 # distinct counterparties for windows 1h, 24h, 7d: base + (party*2 + dir)*3 + (window-1)
 F_DIST_BASE = 68
-N_TXN_FEATURE = 80
+F_PAYER_TERMINAL, F_PAYEE_TERMINAL, F_PAYEE_NEAR_24H, F_PAYEE_NEAR_7D = 80, 81, 82, 83
+# features computed outside these kernels (the graph detectors), copied in before the rules
+F_EXTRA_BASE = 84
+N_EXTRA = 16
+N_TXN_FEATURE = 100
 
 # ---------------------------------------------------------------- call features
 CF_DURATION, CF_CLASS, CF_INTL, CF_VIRTUAL, CF_SPOOFED = 0, 1, 2, 3, 4
@@ -121,8 +131,8 @@ N_CALL_FEATURE = 21
 S_DIST_BASE = 16  # (dir*3 + window-1) -> 6
 S_NEAR_24H, S_NEAR_7D, S_INVEST_24H, S_INVEST_7D, S_PAYBACK_7D = 22, 23, 24, 25, 26
 S_PASS_1H, S_PASS_24H, S_AGE_DAYS, S_N_OUT, S_N_IN, S_WATCH = 27, 28, 29, 30, 31, 32
-S_EWMA_MEAN_FEN = 33
-N_SNAPSHOT = 34
+S_EWMA_MEAN_FEN, S_NEAR_IN_24H, S_NEAR_IN_7D = 33, 34, 35
+N_SNAPSHOT = 36
 
 # ---------------------------------------------------------------- rules and decisions
 OP_GE, OP_GT, OP_LE, OP_LT, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
@@ -136,55 +146,86 @@ ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
 
 
 # ================================================================= time buckets
+# Integer division by a constant compiles to a multiply and a shift; by a value read from a
+# tuple at run time it is a real division (tens of cycles). So the bucket epochs and slots of an
+# event are computed once, with literal divisors, and passed down as tuples.
 @kernel
-def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int, tz: int) -> None:
-    """Move every window's head to ``ts``, zeroing the buckets it passes over."""
+def _epochs(ts: int, tz: int) -> tuple[int, int, int, int]:
+    """Bucket epoch of ``ts`` in each window (local time for the day buckets)."""
+    t = ts + tz
+    return t // 10_000, t // 600_000, t // 7_200_000, t // 86_400_000
+
+
+@kernel
+def _slots(ep: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Bucket slot of each window's epoch (WIN_OFF + epoch % WIN_NB)."""
+    return ep[0] % 6, 6 + ep[1] % 6, 12 + ep[2] % 12, 24 + ep[3] % 7
+
+
+@kernel
+def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int,
+             ep: tuple[int, int, int, int]) -> None:
+    """Move every window's head to ``ep``, retiring the buckets it passes over from the totals."""
+    ncc = cnt.shape[1]
+    nsc = amt.shape[1]
     for w in range(NW):
-        ep = (ts + tz) // WIN_WIDTH_MS[w]
         h = head[e, w]
-        if ep <= h:
+        if ep[w] <= h:
             continue
         nb = WIN_NB[w]
         off = WIN_OFF[w]
-        if ep - h >= nb:
-            for s in range(off, off + nb):
-                cnt[e, :, s] = 0
-                amt[e, :, s] = 0
+        tot = TOT_OFF + w
+        if ep[w] - h >= nb:
+            for c in range(ncc):
+                for s in range(off, off + nb):
+                    cnt[e, c, s] = 0
+                cnt[e, c, tot] = 0
+            for c in range(nsc):
+                for s in range(off, off + nb):
+                    amt[e, c, s] = 0
+                amt[e, c, tot] = 0
         else:
-            for k in range(h + 1, ep + 1):
+            for k in range(h + 1, ep[w] + 1):
                 s = off + k % nb
-                cnt[e, :, s] = 0
-                amt[e, :, s] = 0
-        head[e, w] = ep
+                for c in range(ncc):
+                    cnt[e, c, tot] -= cnt[e, c, s]
+                    cnt[e, c, s] = 0
+                for c in range(nsc):
+                    amt[e, c, tot] -= amt[e, c, s]
+                    amt[e, c, s] = 0
+        head[e, w] = ep[w]
 
 
 @kernel
 def _bucket_add(
-    cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int, ts: int, tz: int,
+    cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int,
+    ep: tuple[int, int, int, int], sl: tuple[int, int, int, int],
     cch: int, sch: int, amount: int,
 ) -> None:
     """Add one event to count channel ``cch`` and sum channel ``sch`` (-1: none); heads advanced."""
     for w in range(NW):
-        ep = (ts + tz) // WIN_WIDTH_MS[w]
-        nb = WIN_NB[w]
-        if head[e, w] - ep >= nb:
+        if head[e, w] - ep[w] >= WIN_NB[w]:
             continue  # older than the ring holds
-        s = WIN_OFF[w] + ep % nb
+        s = sl[w]
         if cch >= 0:
             cnt[e, cch, s] += 1
+            cnt[e, cch, TOT_OFF + w] += 1
         if sch >= 0:
             amt[e, sch, s] += amount
+            amt[e, sch, TOT_OFF + w] += amount
 
 
 @kernel
-def _win_sum(arr: np.ndarray, head: np.ndarray, e: int, ch: int, w: int, ts: int, tz: int) -> int:
-    """Sum of channel ``ch`` over the window ``w`` ending at ``ts`` (bucket granularity)."""
+def _win_sum(arr: np.ndarray, head: np.ndarray, e: int, ch: int, w: int,
+             ep: tuple[int, int, int, int]) -> int:
+    """Sum of channel ``ch`` over the window ``w`` ending in epoch ``ep[w]`` (bucket granularity)."""
+    h = head[e, w]
+    if ep[w] == h:
+        return arr[e, ch, TOT_OFF + w]  # the common case: the window ends in the newest bucket
     nb = WIN_NB[w]
     off = WIN_OFF[w]
-    ep = (ts + tz) // WIN_WIDTH_MS[w]
-    h = head[e, w]
-    lo = max(ep - nb + 1, h - nb + 1)
-    hi = min(ep, h)
+    lo = max(ep[w] - nb + 1, h - nb + 1)
+    hi = min(ep[w], h)
     total = 0
     for k in range(lo, hi + 1):
         total += arr[e, ch, off + k % nb]
@@ -225,6 +266,27 @@ def _ring_distinct(ring: np.ndarray, e: int, d: int, ts: int, span_s: int) -> in
             if kt > t - span_s and kt <= t:
                 n += 1
     return n
+
+
+@kernel
+def _ring_distinct3(ring: np.ndarray, e: int, d: int, ts: int) -> tuple[int, int, int]:
+    """Distinct counterparties in the 1 h, 24 h and 7 d windows ending at ts, in one pass."""
+    t = ts // 1000 - RING_EPOCH_S
+    n1 = 0
+    n24 = 0
+    n7 = 0
+    for k in range(RING_K):
+        if ring[e, d, k, 0] >= 0:
+            kt = ring[e, d, k, 1]
+            if kt <= t:
+                age = t - kt
+                if age < WIN_SPAN_S[W_7D]:
+                    n7 += 1
+                    if age < WIN_SPAN_S[W_24H]:
+                        n24 += 1
+                        if age < WIN_SPAN_S[W_1H]:
+                            n1 += 1
+    return n1, n24, n7
 
 
 # ================================================================= pair table
@@ -386,6 +448,8 @@ def _txn(
     amount = ev[i, EV_AMOUNT]
     fl = ev[i, EV_FLAGS]
     tz = params[P_TZ_MS]
+    ep = _epochs(ts, tz)
+    sl = _slots(ep)
     f[:] = 0.0
 
     _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
@@ -403,6 +467,8 @@ def _txn(
     f[F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
     f[F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
     f[F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
+    f[F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
+    f[F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
     f[F_FIRST_TIME_PAYEE] = 0.0 if _pair_seen(pk, PAIR_TXN, a, b) else 1.0
     reverse = _pair_seen(pk, PAIR_TXN, b, a)
     f[F_REVERSE_EDGE] = 1.0 if reverse else 0.0
@@ -431,16 +497,19 @@ def _txn(
         f[F_PAYER_RATIO] = 1.0
 
     # --- update
-    _advance(a_cnt, a_amt, a_head, a, ts, tz)
-    _advance(a_cnt, a_amt, a_head, b, ts, tz)
-    _bucket_add(a_cnt, a_amt, a_head, a, ts, tz, AC_OUT, AS_OUT, amount)
-    if params[P_NEAR_LOW] <= amount < params[P_NEAR_HIGH]:
-        _bucket_add(a_cnt, a_amt, a_head, a, ts, tz, AC_NEAR, -1, 0)
+    _advance(a_cnt, a_amt, a_head, a, ep)
+    _advance(a_cnt, a_amt, a_head, b, ep)
+    _bucket_add(a_cnt, a_amt, a_head, a, ep, sl, AC_OUT, AS_OUT, amount)
+    near = params[P_NEAR_LOW] <= amount < params[P_NEAR_HIGH]
+    if near:
+        _bucket_add(a_cnt, a_amt, a_head, a, ep, sl, AC_NEAR, -1, 0)
     if reverse:
-        _bucket_add(a_cnt, a_amt, a_head, a, ts, tz, AC_PAYBACK, -1, 0)
-    _bucket_add(a_cnt, a_amt, a_head, b, ts, tz, AC_IN, AS_IN, amount)
+        _bucket_add(a_cnt, a_amt, a_head, a, ep, sl, AC_PAYBACK, -1, 0)
+    _bucket_add(a_cnt, a_amt, a_head, b, ep, sl, AC_IN, AS_IN, amount)
+    if near:
+        _bucket_add(a_cnt, a_amt, a_head, b, ep, sl, AC_NEAR_IN, -1, 0)
     if fl & TF_MEMO_INVEST:
-        _bucket_add(a_cnt, a_amt, a_head, b, ts, tz, AC_INVEST_IN, -1, 0)
+        _bucket_add(a_cnt, a_amt, a_head, b, ep, sl, AC_INVEST_IN, -1, 0)
     _ring_touch(a_ring, a, R_OUT, b, ts)
     _ring_touch(a_ring, b, R_IN, a, ts)
     _pair_put(pk, pv, pmeta, PAIR_TXN, a, b, ts)
@@ -467,21 +536,22 @@ def _txn(
         for d in range(2):
             for w in range(NW):
                 base = F_WIN_BASE + (p * 2 + d) * 8
-                f[base + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ts, tz)
-                f[base + 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ts, tz)
-            for w in range(1, NW):
-                f[F_DIST_BASE + (p * 2 + d) * 3 + w - 1] = _ring_distinct(a_ring, e, d, ts, WIN_SPAN_S[w])
-    out_1h = _win_sum(a_amt, a_head, a, AS_OUT, W_1H, ts, tz)
-    in_1h = _win_sum(a_amt, a_head, a, AS_IN, W_1H, ts, tz)
-    out_24h = _win_sum(a_amt, a_head, a, AS_OUT, W_24H, ts, tz)
-    in_24h = _win_sum(a_amt, a_head, a, AS_IN, W_24H, ts, tz)
-    f[F_PAYER_PASS_1H] = _ratio(out_1h, in_1h)
-    f[F_PAYER_PASS_24H] = _ratio(out_24h, in_24h)
-    f[F_PAYER_NEAR_24H] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_24H, ts, tz)
-    f[F_PAYER_NEAR_7D] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_7D, ts, tz)
-    f[F_PAYEE_INVEST_24H] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_24H, ts, tz)
-    f[F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_7D, ts, tz)
-    f[F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_head, a, AC_PAYBACK, W_7D, ts, tz)
+                f[base + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ep)
+                f[base + 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ep)
+            n1, n24, n7 = _ring_distinct3(a_ring, e, d, ts)
+            base = F_DIST_BASE + (p * 2 + d) * 3
+            f[base] = n1
+            f[base + 1] = n24
+            f[base + 2] = n7
+    f[F_PAYER_PASS_1H] = _ratio(f[F_WIN_BASE + 4 + W_1H], f[F_WIN_BASE + 8 + 4 + W_1H])
+    f[F_PAYER_PASS_24H] = _ratio(f[F_WIN_BASE + 4 + W_24H], f[F_WIN_BASE + 8 + 4 + W_24H])
+    f[F_PAYER_NEAR_24H] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_24H, ep)
+    f[F_PAYER_NEAR_7D] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_7D, ep)
+    f[F_PAYEE_NEAR_24H] = _win_sum(a_cnt, a_head, b, AC_NEAR_IN, W_24H, ep)
+    f[F_PAYEE_NEAR_7D] = _win_sum(a_cnt, a_head, b, AC_NEAR_IN, W_7D, ep)
+    f[F_PAYEE_INVEST_24H] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_24H, ep)
+    f[F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_7D, ep)
+    f[F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):
         f[F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, k + 1)
         f[F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, k + 1)
@@ -500,6 +570,8 @@ def _call(
     fl = ev[i, EV_FLAGS]
     cls = ev[i, EV_AUX1]
     tz = params[P_TZ_MS]
+    ep = _epochs(ts, tz)
+    sl = _slots(ep)
     f[:] = 0.0
     _seen(p_sc, a, PSC_FIRST, PSC_LAST, ts)
     _seen(p_sc, b, PSC_FIRST, PSC_LAST, ts)
@@ -514,25 +586,25 @@ def _call(
     f[CF_FIRST_CONTACT] = 0.0 if _pair_seen(pk, PAIR_CALL, a, b) else 1.0
     f[CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
 
-    _advance(p_cnt, p_amt, p_head, a, ts, tz)
-    _advance(p_cnt, p_amt, p_head, b, ts, tz)
+    _advance(p_cnt, p_amt, p_head, a, ep)
+    _advance(p_cnt, p_amt, p_head, b, ep)
     if fl & CF_NEW:
-        _bucket_add(p_cnt, p_amt, p_head, a, ts, tz, PC_CALLS_OUT, -1, 0)
-        _bucket_add(p_cnt, p_amt, p_head, b, ts, tz, PC_CALLS_IN, -1, 0)
+        _bucket_add(p_cnt, p_amt, p_head, a, ep, sl, PC_CALLS_OUT, -1, 0)
+        _bucket_add(p_cnt, p_amt, p_head, b, ep, sl, PC_CALLS_IN, -1, 0)
         _ring_touch(p_ring, a, 0, b, ts)
         _pair_put(pk, pv, pmeta, PAIR_CALL, a, b, ts)
     if fl & CF_ENDED:
         if dur < params[P_SHORT_CALL_S]:
-            _bucket_add(p_cnt, p_amt, p_head, a, ts, tz, PC_SHORT_OUT, PS_TALK_OUT, dur)
+            _bucket_add(p_cnt, p_amt, p_head, a, ep, sl, PC_SHORT_OUT, PS_TALK_OUT, dur)
         else:
-            _bucket_add(p_cnt, p_amt, p_head, a, ts, tz, -1, PS_TALK_OUT, dur)
+            _bucket_add(p_cnt, p_amt, p_head, a, ep, sl, -1, PS_TALK_OUT, dur)
 
     f[CF_CALLER_AGE_DAYS] = (ts - p_sc[a, PSC_FIRST]) / DAY_MS
-    f[CF_CALLS_1M] = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1M, ts, tz)
-    calls_1h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1H, ts, tz)
-    calls_24h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_24H, ts, tz)
-    short_1h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_1H, ts, tz)
-    short_24h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_24H, ts, tz)
+    f[CF_CALLS_1M] = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1M, ep)
+    calls_1h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1H, ep)
+    calls_24h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_24H, ep)
+    short_1h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_1H, ep)
+    short_24h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_24H, ep)
     f[CF_CALLS_1H] = calls_1h
     f[CF_CALLS_24H] = calls_24h
     f[CF_SHORT_1H] = short_1h
@@ -541,8 +613,8 @@ def _call(
     f[CF_SHORT_RATIO_24H] = _ratio(short_24h, calls_24h)
     f[CF_DIST_1H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_1H])
     f[CF_DIST_24H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_24H])
-    f[CF_TALK_24H] = _win_sum(p_amt, p_head, a, PS_TALK_OUT, W_24H, ts, tz)
-    f[CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_head, b, PC_CALLS_IN, W_24H, ts, tz)
+    f[CF_TALK_24H] = _win_sum(p_amt, p_head, a, PS_TALK_OUT, W_24H, ep)
+    f[CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_head, b, PC_CALLS_IN, W_24H, ep)
 
 
 @kernel
@@ -553,21 +625,27 @@ def _process(
     p_cnt: np.ndarray, p_amt: np.ndarray, p_head: np.ndarray, p_ring: np.ndarray, p_sc: np.ndarray,
     d_sc: np.ndarray, pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
     tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray,
-    out_feat: np.ndarray, out_dec: np.ndarray,
+    extra: np.ndarray, out_feat: np.ndarray, out_dec: np.ndarray,
 ) -> None:
     """Update features for each event in order, then decide it with the matching rule set.
 
-    ``out_feat`` has one row per event to keep the features, or a single scratch row.
+    ``extra`` holds, per event, N_EXTRA features computed elsewhere (graph detectors), or has no
+    rows (they stay 0). ``out_feat`` has one row per event to keep the features, or a single
+    scratch row.
     A call decided at or above the mark threshold marks the callee's phone as having had a risky
     call, which later transactions by the owner of that phone see.
     """
     keep = out_feat.shape[0] == ev.shape[0]
+    has_extra = extra.shape[0] == ev.shape[0]
     for i in range(ev.shape[0]):
         row = out_feat[i] if keep else out_feat[0]
         kind = ev[i, EV_KIND]
         if kind == KIND_TXN:
             _txn(ev, i, a_cnt, a_amt, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pk, pv, pmeta,
                  params, row)
+            if has_extra:
+                for x in range(N_EXTRA):
+                    row[F_EXTRA_BASE + x] = extra[i, x]
             _eval_rules(tr_i, tr_f, row, out_dec[i])
         elif kind == KIND_CALL:
             _call(ev, i, p_cnt, p_amt, p_head, p_ring, p_sc, pk, pv, pmeta, params, row)
@@ -610,24 +688,29 @@ def _snapshot(
     a_sc: np.ndarray, a_fl: np.ndarray, e: int, ts: int, tz: int, out: np.ndarray,
 ) -> None:
     """Read-only view of one account's features at ``ts`` (for the fast query)."""
+    ep = _epochs(ts, tz)
     out[:] = 0.0
     for d in range(2):
         for w in range(NW):
-            out[(d * 2) * 4 + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ts, tz)
-            out[(d * 2 + 1) * 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ts, tz)
-        for w in range(1, NW):
-            out[S_DIST_BASE + d * 3 + w - 1] = _ring_distinct(a_ring, e, d, ts, WIN_SPAN_S[w])
-    out[S_NEAR_24H] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_24H, ts, tz)
-    out[S_NEAR_7D] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_7D, ts, tz)
-    out[S_INVEST_24H] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_24H, ts, tz)
-    out[S_INVEST_7D] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_7D, ts, tz)
-    out[S_PAYBACK_7D] = _win_sum(a_cnt, a_head, e, AC_PAYBACK, W_7D, ts, tz)
-    out[S_PASS_1H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_1H, ts, tz),
-                            _win_sum(a_amt, a_head, e, AS_IN, W_1H, ts, tz))
-    out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_24H, ts, tz),
-                             _win_sum(a_amt, a_head, e, AS_IN, W_24H, ts, tz))
+            out[(d * 2) * 4 + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ep)
+            out[(d * 2 + 1) * 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ep)
+        n1, n24, n7 = _ring_distinct3(a_ring, e, d, ts)
+        out[S_DIST_BASE + d * 3] = n1
+        out[S_DIST_BASE + d * 3 + 1] = n24
+        out[S_DIST_BASE + d * 3 + 2] = n7
+    out[S_NEAR_24H] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_24H, ep)
+    out[S_NEAR_7D] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_7D, ep)
+    out[S_INVEST_24H] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_24H, ep)
+    out[S_INVEST_7D] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_7D, ep)
+    out[S_PAYBACK_7D] = _win_sum(a_cnt, a_head, e, AC_PAYBACK, W_7D, ep)
+    out[S_PASS_1H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_1H, ep),
+                            _win_sum(a_amt, a_head, e, AS_IN, W_1H, ep))
+    out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_24H, ep),
+                             _win_sum(a_amt, a_head, e, AS_IN, W_24H, ep))
     out[S_AGE_DAYS] = _age_days(a_sc, e, ts)
     out[S_N_OUT] = a_sc[e, SC_N_OUT]
     out[S_N_IN] = a_sc[e, SC_N_IN]
     out[S_WATCH] = _watched(a_sc[e, SC_WATCH], ts)
+    out[S_NEAR_IN_24H] = _win_sum(a_cnt, a_head, e, AC_NEAR_IN, W_24H, ep)
+    out[S_NEAR_IN_7D] = _win_sum(a_cnt, a_head, e, AC_NEAR_IN, W_7D, ep)
     out[S_EWMA_MEAN_FEN] = math.exp(a_fl[e, FL_MEAN]) if a_sc[e, SC_N_OUT] > 0 else 0.0

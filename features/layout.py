@@ -11,6 +11,7 @@ from features import _kernels as k
 __all__ = [
     "ACCOUNT_FEATURES",
     "CALL_FEATURES",
+    "GRAPH_FEATURES",
     "MONEY_FEATURES",
     "TXN_FEATURES",
     "WINDOWS",
@@ -23,6 +24,10 @@ __all__ = [
 ]
 
 WINDOWS: tuple[str, ...] = k.WIN_NAMES
+
+# Names of the features the graph detectors compute (the ``extra`` input of the kernel), in slot
+# order; at most N_EXTRA. Unnamed slots are reserved.
+GRAPH_FEATURES: tuple[str, ...] = ()
 
 
 def _txn_names() -> list[str]:
@@ -64,6 +69,10 @@ def _txn_names() -> list[str]:
         k.F_PAYEE_DAY_CASH: "payee_day_cash_in_sum",
         k.F_PAYEE_DAY_XFER: "payee_day_transfer_in_sum",
         k.F_PAYEE_DAY_XB: "payee_day_cross_border_in_sum",
+        k.F_PAYER_TERMINAL: "payer_is_terminal",
+        k.F_PAYEE_TERMINAL: "payee_is_terminal",
+        k.F_PAYEE_NEAR_24H: "payee_near_threshold_count_24h",
+        k.F_PAYEE_NEAR_7D: "payee_near_threshold_count_7d",
     }
     for i, n in fixed.items():
         names[i] = n
@@ -76,6 +85,8 @@ def _txn_names() -> list[str]:
             for w in range(1, k.NW):
                 idx = k.F_DIST_BASE + (p * 2 + d) * 3 + w - 1
                 names[idx] = f"{party}_{direction}_distinct_{k.WIN_NAMES[w]}"
+    for x, name in enumerate(GRAPH_FEATURES):
+        names[k.F_EXTRA_BASE + x] = name
     for i, n in enumerate(names):
         if not n:
             names[i] = f"reserved_{i}"
@@ -117,8 +128,8 @@ def _snapshot_names() -> list[str]:
             names[(d * 2 + 1) * 4 + w] = f"{direction}_sum_{win}"
         for w in range(1, k.NW):
             names[k.S_DIST_BASE + d * 3 + w - 1] = f"{direction}_distinct_{k.WIN_NAMES[w]}"
-    names[k.S_NEAR_24H] = "near_threshold_count_24h"
-    names[k.S_NEAR_7D] = "near_threshold_count_7d"
+    names[k.S_NEAR_24H] = "near_threshold_out_count_24h"
+    names[k.S_NEAR_7D] = "near_threshold_out_count_7d"
     names[k.S_INVEST_24H] = "investment_in_count_24h"
     names[k.S_INVEST_7D] = "investment_in_count_7d"
     names[k.S_PAYBACK_7D] = "payback_count_7d"
@@ -129,6 +140,8 @@ def _snapshot_names() -> list[str]:
     names[k.S_N_IN] = "history_in_count"
     names[k.S_WATCH] = "watchlisted"
     names[k.S_EWMA_MEAN_FEN] = "typical_out_amount"
+    names[k.S_NEAR_IN_24H] = "near_threshold_in_count_24h"
+    names[k.S_NEAR_IN_7D] = "near_threshold_in_count_7d"
     return names
 
 
@@ -158,6 +171,8 @@ class TxnFlag:
     MEMO_INVESTMENT = k.TF_MEMO_INVEST
     PAYER_PERSON = k.TF_PAYER_PERSON
     PAYEE_PERSON = k.TF_PAYEE_PERSON
+    PAYER_TERMINAL = k.TF_PAYER_TERMINAL
+    PAYEE_TERMINAL = k.TF_PAYEE_TERMINAL
 
 
 class CallFlag:

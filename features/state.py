@@ -18,6 +18,7 @@ __all__ = [
     "MAX_COND",
     "MAX_RULES",
     "NO_TIME",
+    "N_EXTRA",
     "EntityArrays",
     "FeatureState",
     "Op",
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 NO_TIME = int(k.NO_TIME)
+N_EXTRA = k.N_EXTRA
+_NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
 MAX_COND = k.MAX_COND
 MAX_RULES = k.MAX_RULES
 
@@ -225,11 +228,13 @@ class FeatureState:
 
     # ------------------------------------------------------------ drivers
     def process(self, events: np.ndarray, params: np.ndarray, txn_rules: RuleTable,
-                call_rules: RuleTable, keep_features: bool = True
-                ) -> tuple[np.ndarray, np.ndarray]:
+                call_rules: RuleTable, keep_features: bool = True,
+                extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Update state with ``events`` in order and decide each; returns (features, decisions).
 
-        The caller has already called ``ensure`` for every id in ``events``.
+        The caller has already called ``ensure`` for every id in ``events``. ``extra`` gives
+        N_EXTRA features per event computed elsewhere (graph detectors), copied into the
+        transaction features before the rules run; None leaves them 0.
         """
         _check_events(events)
         if params.dtype != np.int64 or params.shape != (k.N_PARAM,):
@@ -240,6 +245,10 @@ class FeatureState:
             raise ValueError(f"event row {bad} has an unknown kind, an id beyond capacity "
                              "or a non-positive amount")
         n = events.shape[0]
+        if extra is None:
+            extra = _NO_EXTRA
+        elif extra.dtype != np.float64 or extra.shape != (n, k.N_EXTRA):
+            raise ValueError(f"extra must be float64[{n}, {k.N_EXTRA}], got {extra.dtype}{extra.shape}")
         feat = np.zeros((n if keep_features else 1, k.N_TXN_FEATURE), dtype=np.float64)
         dec = np.zeros((n, k.N_DEC), dtype=np.int64)
         a, p = self.accounts, self.phones
@@ -248,7 +257,7 @@ class FeatureState:
             p.cnt, p.amt, p.head, p.ring, p.sc, self.devices,
             self.pair_keys, self.pair_vals, self.pair_meta, params,
             txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
-            feat, dec,
+            extra, feat, dec,
         )
         return feat, dec
 

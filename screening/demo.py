@@ -162,15 +162,17 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
 
     # --- structuring: cash withdrawals just under the 50,000 CNY line
     for i in range(3):
-        pay(day.at(16, 10 + 25 * i), "structuring", "6222-chen", "CASH-BANK01", 4_900_000,
-            payer_opened=old, payee_type=2, cash=True, channel=pb.CHANNEL_COUNTER, shown=i == 2,
+        pay(day.at(16, 10 + 25 * i), "structuring", "6222-chen", "ATM-BANK01-07", 4_900_000,
+            payer_opened=old, payee_type=pb.PARTY_TYPE_CASH_TERMINAL, cash=True,
+            channel=pb.CHANNEL_COUNTER, shown=i == 2,
             label=f"chen withdraws cash ¥49,000 (x{i + 1})")
 
     # --- genuine large-value: reported, not blocked
     pay(day.at(17, 0), "large value", "acme-co", "steel-supplier-co", 300_000_000,
         payer_type=2, payee_type=2, payer_opened=old, payee_opened=old,
         channel=pb.CHANNEL_ONLINE_BANKING, label="acme-co pays supplier ¥3,000,000")
-    pay(day.at(17, 20), "large value", "6222-liu", "CASH-BANK01", 6_000_000, payee_type=2,
+    pay(day.at(17, 20), "large value", "6222-liu", "CTR-BANK01-02", 6_000_000,
+        payee_type=pb.PARTY_TYPE_CASH_TERMINAL,
         payer_opened=old, cash=True, channel=pb.CHANNEL_COUNTER, label="liu withdraws ¥60,000 cash")
 
 

@@ -42,7 +42,7 @@ from screening.policy import Policy
 
 __all__ = ["DecisionLog", "Engine", "Interner", "WatchlistChange", "encode_transactions"]
 
-_PERSON = 1
+_PERSON, _TERMINAL = 1, 3  # proto PartyType
 
 
 class Interner:
@@ -427,6 +427,10 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             flags |= TxnFlag.PAYER_PERSON
         if t.payee.party_type == _PERSON:
             flags |= TxnFlag.PAYEE_PERSON
+        if t.payer.party_type == _TERMINAL:
+            flags |= TxnFlag.PAYER_TERMINAL
+        if t.payee.party_type == _TERMINAL:
+            flags |= TxnFlag.PAYEE_TERMINAL
         row[EventCol.KIND] = Kind.TXN
         row[EventCol.TS] = t.event_time_ms
         row[EventCol.A] = accounts.intern(t.payer.account_id)

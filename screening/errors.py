@@ -7,7 +7,8 @@
      ├── Unauthenticated       UNAUTHENTICATED
      ├── PermissionDenied      PERMISSION_DENIED
      ├── StoreUnavailable      UNAVAILABLE
-     └── ConfigError           (start-up only: bad config or policy file; never sent to clients)
+     ├── ConfigError           (start-up only: bad config or policy file; never sent to clients)
+     └── InputFileError        (batch jobs: an event file that cannot be used; names the column)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import grpc
 __all__ = [
     "CapacityExceeded",
     "ConfigError",
+    "InputFileError",
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
@@ -64,6 +66,10 @@ class StoreUnavailable(ScreeningError):
 
 class ConfigError(ScreeningError):
     """A config or policy file is invalid; the message names the file and line."""
+
+
+class InputFileError(ScreeningError):
+    """An input file for a batch job is unusable; the message names the file and column."""
 
 
 def status_of(exc: ScreeningError) -> tuple[grpc.StatusCode, str]:

@@ -94,6 +94,8 @@ class Policy:
     call_table: RuleTable = field(repr=False)
     params_array: np.ndarray = field(repr=False)
     memo_pattern: re.Pattern[str] | None = field(repr=False)
+    # the same pattern as text, valid for Python re and polars (Rust regex) alike
+    memo_regex: str = field(repr=False, default="")
     source: str = field(repr=False, default="")
 
     def fired(self, bits: int, calls: bool = False) -> list[Rule]:
@@ -145,9 +147,9 @@ def parse_policy(text: str, origin: str) -> Policy:
     call_rules = _rules(data.get("call_rule", []), "call_rule", CALL_FEATURES, CALL_ACTIONS,
                         thresholds, lines)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
-    keywords = params.memo_keywords
-    pattern = (re.compile("|".join(re.escape(k) for k in keywords), re.IGNORECASE)
-               if keywords else None)
+    regex = ("(?i)" + "|".join(_escape(k) for k in params.memo_keywords)
+             if params.memo_keywords else "")
+    pattern = re.compile(regex) if regex else None
     return Policy(
         name=str(name),
         version=f"{name}-{version}+{digest}",
@@ -159,11 +161,20 @@ def parse_policy(text: str, origin: str) -> Policy:
         call_table=_table(call_rules),
         params_array=params.array(),
         memo_pattern=pattern,
+        memo_regex=regex,
         source=origin,
     )
 
 
 # ---------------------------------------------------------------- helpers
+_REGEX_META = frozenset("\\.^$|?*+()[]{}")
+
+
+def _escape(word: str) -> str:
+    """Escape regex metacharacters only, so Python re and Rust regex read the pattern alike."""
+    return "".join("\\" + c if c in _REGEX_META else c for c in word)
+
+
 class _Lines:
     """Finds the line of a piece of the source, so errors can name it."""
 

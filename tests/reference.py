@@ -83,6 +83,7 @@ from features._kernels import (
     F_CHANNEL,
     F_DEVICE_WATCH,
     F_DIST_BASE,
+    F_EXTRA_BASE,
     F_FIRST_TIME_PAYEE,
     F_MEMO_INVEST,
     F_PAYEE_AGE_DAYS,
@@ -91,6 +92,9 @@ from features._kernels import (
     F_PAYEE_INVEST_7D,
     F_PAYEE_INVEST_24H,
     F_PAYEE_IS_PERSON,
+    F_PAYEE_NEAR_7D,
+    F_PAYEE_NEAR_24H,
+    F_PAYEE_TERMINAL,
     F_PAYEE_WATCH,
     F_PAYER_AGE_DAYS,
     F_PAYER_DAY_CASH,
@@ -102,6 +106,7 @@ from features._kernels import (
     F_PAYER_PASS_24H,
     F_PAYER_PAYBACK_7D,
     F_PAYER_RATIO,
+    F_PAYER_TERMINAL,
     F_PAYER_WATCH,
     F_PAYER_Z,
     F_PHONE_WATCH,
@@ -119,6 +124,7 @@ from features._kernels import (
     MINUTE_MS,
     N_DEC,
     N_EV,
+    N_EXTRA,
     N_PARAM,
     N_SNAPSHOT,
     N_TXN_FEATURE,
@@ -158,6 +164,8 @@ from features._kernels import (
     S_N_OUT,
     S_NEAR_7D,
     S_NEAR_24H,
+    S_NEAR_IN_7D,
+    S_NEAR_IN_24H,
     S_PASS_1H,
     S_PASS_24H,
     S_PAYBACK_7D,
@@ -165,7 +173,9 @@ from features._kernels import (
     TF_CASH,
     TF_MEMO_INVEST,
     TF_PAYEE_PERSON,
+    TF_PAYEE_TERMINAL,
     TF_PAYER_PERSON,
+    TF_PAYER_TERMINAL,
     TF_XBORDER,
     W_1H,
     W_1M,
@@ -497,6 +507,7 @@ class ReferenceEngine:
         params: Iterable[int],
         txn_rules: RuleTable,
         call_rules: RuleTable,
+        extra: Sequence[Sequence[float]] | None = None,
     ) -> tuple[list[list[float]], list[list[int]]]:
         """Update state with ``events`` in order and decide each; returns (features, decisions).
 
@@ -508,12 +519,14 @@ class ReferenceEngine:
         call_rules_l = read_rules(call_rules)
         features: list[list[float]] = []
         decisions: list[list[int]] = []
-        for row in events:
+        for i, row in enumerate(events):
             ev = [int(x) for x in row]
             if len(ev) != N_EV:
                 raise ValueError(f"an event has {len(ev)} columns, expected {N_EV}")
             if ev[EV_KIND] == KIND_TXN:
                 f = self._txn(ev, p)
+                if extra is not None:
+                    f[F_EXTRA_BASE:F_EXTRA_BASE + N_EXTRA] = [float(x) for x in extra[i]]
                 dec = _decide(txn_rules_l, f)
             elif ev[EV_KIND] == KIND_CALL:
                 f = self._call(ev, p)
@@ -557,6 +570,8 @@ class ReferenceEngine:
         f[F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
         f[F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
         f[F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
+        f[F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
+        f[F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
         f[F_FIRST_TIME_PAYEE] = 0.0 if (PAIR_TXN, a_id, b_id) in self.pairs else 1.0
         payee_paid_payer = (PAIR_TXN, b_id, a_id) in self.pairs
         f[F_REVERSE_EDGE] = 1.0 if payee_paid_payer else 0.0
@@ -589,12 +604,15 @@ class ReferenceEngine:
         payee.windows.advance(ts, tz)
         payer.windows.add("out", 1, ts, tz)
         payer.windows.add("sum_out", amount, ts, tz)
-        if p.near_low <= amount < p.near_high:
+        near = p.near_low <= amount < p.near_high
+        if near:
             payer.windows.add("near", 1, ts, tz)
         if payee_paid_payer:
             payer.windows.add("payback", 1, ts, tz)
         payee.windows.add("in", 1, ts, tz)
         payee.windows.add("sum_in", amount, ts, tz)
+        if near:
+            payee.windows.add("near_in", 1, ts, tz)
         if fl & TF_MEMO_INVEST:
             payee.windows.add("invest_in", 1, ts, tz)
         payer.rings[_OUT].touch(b_id, ts)
@@ -635,6 +653,8 @@ class ReferenceEngine:
                                      pw.total("sum_in", W_24H, ts, tz))
         f[F_PAYER_NEAR_24H] = float(pw.total("near", W_24H, ts, tz))
         f[F_PAYER_NEAR_7D] = float(pw.total("near", W_7D, ts, tz))
+        f[F_PAYEE_NEAR_24H] = float(payee.windows.total("near_in", W_24H, ts, tz))
+        f[F_PAYEE_NEAR_7D] = float(payee.windows.total("near_in", W_7D, ts, tz))
         f[F_PAYEE_INVEST_24H] = float(payee.windows.total("invest_in", W_24H, ts, tz))
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
@@ -720,4 +740,6 @@ class ReferenceEngine:
         out[S_N_IN] = float(acc.n_in)
         out[S_WATCH] = _watched(acc.watch_until, ts)
         out[S_EWMA_MEAN_FEN] = math.exp(acc.ewma_mean) if acc.n_out > 0 else 0.0
+        out[S_NEAR_IN_24H] = float(win.total("near_in", W_24H, ts, tz))
+        out[S_NEAR_IN_7D] = float(win.total("near_in", W_7D, ts, tz))
         return out

@@ -23,7 +23,7 @@ __all__ = [
 
 KIND_TXN = "txn"
 KIND_CALL = "call"
-PARTY_TYPES = ("person", "organisation")
+PARTY_TYPES = ("person", "organisation", "cash_terminal")
 CHANNELS = ("mobile_app", "online_banking", "counter", "atm", "third_party_payment", "qr")
 NUMBER_CLASSES = ("mobile", "landline", "virtual_operator", "international", "spoofed_suspect")
 

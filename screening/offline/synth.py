@@ -19,7 +19,7 @@ planted case.
 Conventions of the generated stream:
 
 * cash at an ATM or a bank counter: the other party is the terminal's account (``ATM...`` or
-  ``CTR...``, an organisation at the customer's bank). A withdrawal pays the terminal, a deposit
+  ``CTR...``, party type ``cash_terminal``, at the customer's bank). A withdrawal pays the terminal, a deposit
   is paid by it; ``cash`` is true on both.
 * optional values that are absent are null: ``payer_phone`` (unknown to the payer's bank),
   ``device_id`` (counter, ATM and corporate payments), ``memo``, ``payer_opened_date`` of
@@ -111,7 +111,7 @@ _UTILITY_MEMOS = ("电费", "水费", "燃气费", "话费", "宽带费")
 _CH = {c: i for i, c in enumerate(CHANNELS)}
 _CLS = {c: i for i, c in enumerate(NUMBER_CLASSES)}
 _SC = {s: i for i, s in enumerate(SCENARIOS)}
-_PERSON, _ORG = 0, 1
+_PERSON, _ORG, _TERMINAL = 0, 1, 2  # indices into PARTY_TYPES
 _CNY, _USD = 0, 1
 _CURRENCIES = ("CNY", "USD")
 
@@ -396,7 +396,9 @@ class _Accounts:
         """Freeze the arrays and draw the identifiers (random, unique per format)."""
         self.fmt = np.concatenate(self._fmt)
         self.inst = np.concatenate(self._inst)
-        self.party = np.where(self.fmt == self.PERSON, _PERSON, _ORG).astype(np.int8)
+        terminal = (self.fmt == self.ATM) | (self.fmt == self.COUNTER)
+        self.party = np.where(self.fmt == self.PERSON, _PERSON,
+                              np.where(terminal, _TERMINAL, _ORG)).astype(np.int8)
         opened = np.concatenate(self._opened)
         order = np.argsort(self.fmt, kind="stable")
         parts = []

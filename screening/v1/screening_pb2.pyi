@@ -15,6 +15,7 @@ class PartyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PARTY_TYPE_UNSPECIFIED: _ClassVar[PartyType]
     PARTY_TYPE_PERSON: _ClassVar[PartyType]
     PARTY_TYPE_ORGANISATION: _ClassVar[PartyType]
+    PARTY_TYPE_CASH_TERMINAL: _ClassVar[PartyType]
 
 class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -60,6 +61,7 @@ class EntityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 PARTY_TYPE_UNSPECIFIED: PartyType
 PARTY_TYPE_PERSON: PartyType
 PARTY_TYPE_ORGANISATION: PartyType
+PARTY_TYPE_CASH_TERMINAL: PartyType
 CHANNEL_UNSPECIFIED: Channel
 CHANNEL_MOBILE_APP: Channel
 CHANNEL_ONLINE_BANKING: Channel

@@ -156,8 +156,9 @@ def test_fundraising_collection_warns_and_ponzi_returns_hold(live: Live) -> None
 def test_structuring_just_under_cash_line_warns(live: Live) -> None:
     """Three cash amounts in the band just under 50,000 CNY within a day: WARN + STR."""
     who = uid("s")
-    out = [live.bank.screen(transaction(uid("t"), recent(90 - 10 * i), who, uid("cash"), 4_900_000,
+    out = [live.bank.screen(transaction(uid("t"), recent(90 - 10 * i), who, uid("ctr"), 4_900_000,
                                         cash=True, channel=pb.CHANNEL_COUNTER,
+                                        payee_type=pb.PARTY_TYPE_CASH_TERMINAL,
                                         payer_opened=OLD, payee_opened=OLD))
            for i in range(3)]
     assert "STRUCTURING" not in _codes(out[1])
@@ -188,8 +189,9 @@ def test_large_value_threshold_boundary(live: Live) -> None:
 
 def test_foreign_currency_is_converted_to_fen_for_thresholds(live: Live) -> None:
     """USD cents convert to CNY fen with an integer rate: 10,000 USD -> 71,000 CNY."""
-    d = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 1_000_000,
-                                     currency="USD", cash=True, channel=pb.CHANNEL_COUNTER,
+    d = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("atm"), 1_000_000,
+                                     currency="USD", cash=True, channel=pb.CHANNEL_ATM,
+                                     payee_type=pb.PARTY_TYPE_CASH_TERMINAL,
                                      payer_opened=OLD, payee_opened=OLD))
     assert d.reports.large_value
     assert d.features["payer_day_cash_out_sum"] == 7_100_000

@@ -1,0 +1,311 @@
+"""Reading, validating and encoding event files for replay and reports.
+
+The encoding is the batch twin of the live path (``Converter`` + ``encode_transactions``): the
+same phone normalisation, currency conversion, memo matching and flags, done with polars column
+operations. ``tests/offline/test_replay_equals_live.py`` holds the two equal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from features.layout import CallFlag, EventCol, Kind, TxnFlag
+from features.state import NO_TIME, empty_events
+from screening.config import Settings
+from screening.errors import InputFileError
+from screening.offline.schema import (
+    CHANNELS,
+    EVENT_SCHEMA,
+    KIND_CALL,
+    KIND_TXN,
+    LABEL_COLUMNS,
+    NUMBER_CLASSES,
+    PARTY_TYPES,
+)
+from screening.policy import Policy
+
+__all__ = ["EncodedEvents", "encode_events", "read_events", "validate_events", "write_frame"]
+
+_TXN_REQUIRED = ("event_id", "event_time", "payer_account", "payee_account", "amount_minor",
+                 "currency", "channel", "payer_party_type", "payee_party_type")
+_CALL_REQUIRED = ("event_id", "event_time", "caller_number", "callee_number", "duration_seconds",
+                  "caller_class")
+
+
+@dataclass(frozen=True)
+class EncodedEvents:
+    """Kernel event rows in replay order, with what is needed to map decisions back."""
+
+    events: np.ndarray  # int64 [n, N_EV], in event-time order, first occurrence of each id
+    frame: pl.DataFrame  # the validated frame in the same order (duplicates removed)
+    duplicates: pl.DataFrame  # event_id of every repeated row -> decided by its first occurrence
+    n_accounts: int
+    n_phones: int
+    n_devices: int
+    accounts: pl.Series  # id -> account string
+    phones: pl.Series
+    devices: pl.Series
+
+
+def read_events(path: Path, mapping: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Read a Parquet or CSV event file (or one described by a column mapping)."""
+    from screening.offline.mapping import apply_mapping
+
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if mapping is not None:
+        return apply_mapping(path, mapping)
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if suffixes.endswith(".parquet"):
+            frame = pl.read_parquet(path)
+        elif suffixes.endswith((".csv", ".csv.gz")):
+            frame = pl.read_csv(path, infer_schema=False)
+        else:
+            raise InputFileError(f"{path}: expected .parquet or .csv (or pass a mapping)")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputFileError(f"{path}: cannot read: {exc}") from None
+    return conform(frame, str(path))
+
+
+def conform(frame: pl.DataFrame, origin: str, time_zone: str = "UTC") -> pl.DataFrame:
+    """Cast to the event schema, naming the first column that does not fit."""
+    if "kind" not in frame.columns:
+        frame = frame.with_columns(pl.lit(KIND_TXN).alias("kind"))
+    missing = [c for c in ("event_id", "event_time") if c not in frame.columns]
+    if missing:
+        raise InputFileError(f"{origin}: missing column {missing[0]}")
+    out = []
+    for name, dtype in {**EVENT_SCHEMA, **LABEL_COLUMNS}.items():
+        if name not in frame.columns:
+            if name in LABEL_COLUMNS:
+                continue
+            out.append(pl.lit(None, dtype=dtype).alias(name))
+            continue
+        out.append(_cast(frame, name, dtype, origin, time_zone))
+    return frame.select(out)
+
+
+def _cast(frame: pl.DataFrame, name: str, dtype: pl.DataType, origin: str, tz: str) -> pl.Expr:
+    col = frame.get_column(name)
+    if col.dtype == dtype:
+        return pl.col(name)
+    try:
+        if isinstance(dtype, pl.Datetime):
+            if col.dtype == pl.String:
+                parsed = col.str.to_datetime(time_unit="ms", time_zone=None, strict=True,
+                                             ambiguous="raise")
+            else:
+                zone = col.dtype.time_zone if isinstance(col.dtype, pl.Datetime) else None
+                parsed = col.cast(pl.Datetime("ms", zone))
+            if getattr(parsed.dtype, "time_zone", None) is None:
+                parsed = parsed.dt.replace_time_zone(tz)
+            return pl.lit(parsed.dt.convert_time_zone("UTC").dt.cast_time_unit("ms")).alias(name)
+        if dtype == pl.Date and col.dtype == pl.String:
+            return pl.lit(col.str.to_date("%Y-%m-%d", strict=True)).alias(name)
+        if dtype == pl.Boolean and col.dtype == pl.String:
+            low = col.str.to_lowercase()
+            bad = ~low.is_in(["true", "false", "1", "0", ""]) & low.is_not_null()
+            if bad.any():
+                raise ValueError(f"value {col.filter(bad)[0]!r} is not true/false")
+            return pl.lit(low.is_in(["true", "1"]).fill_null(False)).alias(name)
+        if dtype == pl.Int64 and col.dtype == pl.String:
+            bad = col.is_not_null() & ~col.str.contains(r"^-?[0-9]+$")
+            if bad.any():
+                raise ValueError(f"value {col.filter(bad)[0]!r} is not an integer")
+        if dtype == pl.Int64 and col.dtype.is_float():
+            raise ValueError("floating-point values; money and counts must be integers")
+        return pl.lit(col.cast(dtype, strict=True)).alias(name)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise InputFileError(f"{origin}: column {name}: expected {dtype}: {exc}") from None
+
+
+def _fail(origin: str, column: str, problem: str, bad: pl.DataFrame) -> InputFileError:
+    first = bad.row(0, named=True)
+    return InputFileError(
+        f"{origin}: column {column}: {problem} in {bad.height} row(s), first at row "
+        f"{first['_row']} (event_id {first['event_id']!r})")
+
+
+def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.DataFrame:
+    """The live service's checks as column checks; returns the frame with a ``_row`` index."""
+    limits = settings.limits
+    df = frame.with_row_index("_row")
+    kinds = df.get_column("kind")
+    bad_kind = df.filter(~kinds.is_in([KIND_TXN, KIND_CALL]) | kinds.is_null())
+    if bad_kind.height:
+        raise _fail(origin, "kind", f"must be '{KIND_TXN}' or '{KIND_CALL}'", bad_kind)
+    txn = df.filter(pl.col("kind") == KIND_TXN)
+    call = df.filter(pl.col("kind") == KIND_CALL)
+
+    def need(part: pl.DataFrame, cols: tuple[str, ...]) -> None:
+        for c in cols:
+            bad = part.filter(pl.col(c).is_null() | (pl.col(c).cast(pl.String) == ""))
+            if bad.height:
+                raise _fail(origin, c, "missing value", bad)
+
+    need(txn, _TXN_REQUIRED)
+    need(call, _CALL_REQUIRED)
+    checks: list[tuple[pl.DataFrame, str, pl.Expr, str]] = [
+        (df, "event_id", pl.col("event_id").str.len_chars() > limits.max_id_length,
+         f"longer than {limits.max_id_length} characters"),
+        (txn, "amount_minor", pl.col("amount_minor") <= 0, "must be > 0"),
+        (txn, "amount_minor", pl.col("amount_minor") > limits.max_amount_minor,
+         f"larger than {limits.max_amount_minor}"),
+        (txn, "currency", ~pl.col("currency").is_in(list(settings.currencies)),
+         f"unknown currency (known: {', '.join(sorted(settings.currencies))})"),
+        (txn, "channel", ~pl.col("channel").is_in(list(CHANNELS)), f"must be one of {CHANNELS}"),
+        (txn, "payer_party_type", ~pl.col("payer_party_type").is_in(list(PARTY_TYPES)),
+         f"must be one of {PARTY_TYPES}"),
+        (txn, "payee_party_type", ~pl.col("payee_party_type").is_in(list(PARTY_TYPES)),
+         f"must be one of {PARTY_TYPES}"),
+        (txn, "payee_account", pl.col("payee_account") == pl.col("payer_account"),
+         "same account as the payer"),
+        (call, "duration_seconds", pl.col("duration_seconds") < 0, "must be >= 0"),
+        (call, "caller_class", ~pl.col("caller_class").is_in(list(NUMBER_CLASSES)),
+         f"must be one of {NUMBER_CLASSES}"),
+        (df, "event_time", pl.col("event_time") < pl.lit(dt.datetime.fromisoformat(
+            limits.min_event_time).replace(tzinfo=dt.UTC)), f"before {limits.min_event_time}"),
+    ]
+    for part, column, bad_expr, problem in checks:
+        if part.height:
+            bad = part.filter(bad_expr.fill_null(False))
+            if bad.height:
+                raise _fail(origin, column, problem, bad)
+    for column in ("payer_account", "payee_account"):
+        bad = txn.filter(pl.col(column).str.len_chars() > limits.max_id_length)
+        if bad.height:
+            raise _fail(origin, column, f"longer than {limits.max_id_length} characters", bad)
+    for column in ("payer_phone", "caller_number", "callee_number"):
+        phones = normalise_phones(df.get_column(column))
+        bad = df.filter(df.get_column(column).is_not_null() & phones.is_null())
+        if bad.height:
+            raise _fail(origin, column, "not a phone number", bad)
+    return df
+
+
+def normalise_phones(raw: pl.Series) -> pl.Series:
+    """Column twin of ``screening.convert.normalise_phone`` (null where it returns None)."""
+    ok_chars = raw.str.contains(r"^[+0-9 ()\-.]+$") & (raw.str.len_chars() <= 32)
+    digits = raw.str.replace_all(r"[ ()\-.]", "")
+    digits = pl.select(
+        pl.when(digits.str.starts_with("00")).then(pl.lit("+") + digits.str.slice(2))
+        .otherwise(digits)).to_series()
+    plus = digits.str.starts_with("+")
+    body = pl.select(pl.when(plus).then(digits.str.slice(1)).otherwise(digits)).to_series()
+    valid = ok_chars & body.str.contains(r"^[0-9]{3,20}$")
+    mainland = ~plus & (body.str.len_chars() == 11) & body.str.starts_with("1")
+    out = pl.select(
+        pl.when(~valid.fill_null(False)).then(None)
+        .when(mainland).then(pl.lit("+86") + body)
+        .otherwise(digits)).to_series()
+    return out.alias(raw.name)
+
+
+def _codes(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Dense ids for the non-null strings (first-seen order), -1 for null, and the id -> string."""
+    uniq = values.drop_nulls().unique(maintain_order=True)
+    lookup = pl.DataFrame({"k": uniq, "id": np.arange(uniq.len(), dtype=np.int64)})
+    ids = (values.to_frame("k").join(lookup, on="k", how="left", maintain_order="left")
+           .get_column("id").fill_null(-1).to_numpy())
+    return ids.astype(np.int64, copy=False), uniq
+
+
+def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> EncodedEvents:
+    """Sort by event time (ties keep file order), drop repeated ids, build kernel rows."""
+    df = frame if "_row" in frame.columns else frame.with_row_index("_row")
+    df = df.sort(["event_time", "_row"])
+    dup_mask = df.get_column("event_id").is_duplicated() & ~df.get_column("event_id").is_first_distinct()
+    duplicates = df.filter(dup_mask).select("_row", "event_id")
+    df = df.filter(~dup_mask)
+    n = df.height
+    is_txn = (df.get_column("kind") == KIND_TXN).to_numpy()
+
+    both = pl.concat([df.get_column("payer_account"), df.get_column("payee_account")])
+    acc_ids, accounts = _codes(both)
+    phone_all = pl.concat([normalise_phones(df.get_column("payer_phone")),
+                           normalise_phones(df.get_column("caller_number")),
+                           normalise_phones(df.get_column("callee_number"))])
+    phone_ids, phones = _codes(phone_all)
+    dev_ids, devices = _codes(df.get_column("device_id").replace("", None))
+
+    ev = empty_events(n)
+    ev[:, EventCol.KIND] = np.where(is_txn, Kind.TXN, Kind.CALL)
+    ev[:, EventCol.TS] = df.get_column("event_time").dt.epoch("ms").to_numpy()
+    payer_phone, caller, callee = phone_ids[:n], phone_ids[n:2 * n], phone_ids[2 * n:]
+    ev[:, EventCol.A] = np.where(is_txn, acc_ids[:n], caller)
+    ev[:, EventCol.B] = np.where(is_txn, acc_ids[n:], callee)
+    ev[:, EventCol.C] = np.where(is_txn, payer_phone, -1)
+    ev[:, EventCol.D] = np.where(is_txn, dev_ids, -1)
+
+    fen = _to_fen(df, settings)
+    duration = df.get_column("duration_seconds").fill_null(0).to_numpy()
+    ev[:, EventCol.AMOUNT] = np.where(is_txn, fen, duration)
+
+    memo = df.get_column("memo").fill_null("").str.replace_all(r"[\n\t\r]", " ")
+    invest = (memo.str.contains(policy.memo_regex).to_numpy() if policy.memo_regex
+              else np.zeros(n, dtype=bool))
+    flags = (
+        df.get_column("cash").fill_null(False).to_numpy() * TxnFlag.CASH
+        + df.get_column("cross_border").fill_null(False).to_numpy() * TxnFlag.CROSS_BORDER
+        + invest * TxnFlag.MEMO_INVESTMENT
+        + (df.get_column("payer_party_type") == "person").fill_null(False).to_numpy() * TxnFlag.PAYER_PERSON
+        + (df.get_column("payee_party_type") == "person").fill_null(False).to_numpy() * TxnFlag.PAYEE_PERSON
+        + (df.get_column("payer_party_type") == "cash_terminal").fill_null(False).to_numpy()
+        * TxnFlag.PAYER_TERMINAL
+        + (df.get_column("payee_party_type") == "cash_terminal").fill_null(False).to_numpy()
+        * TxnFlag.PAYEE_TERMINAL
+    )
+    call_flags = CallFlag.NEW + (duration > 0) * CallFlag.ENDED
+    ev[:, EventCol.FLAGS] = np.where(is_txn, flags, call_flags)
+    for col, name in ((EventCol.AUX1, "payer_opened_date"), (EventCol.AUX2, "payee_opened_date")):
+        days = df.get_column(name).cast(pl.Int64)  # days since 1970-01-01
+        ms = (days * 86_400_000).fill_null(NO_TIME).to_numpy()
+        ev[:, col] = np.where(is_txn, ms, NO_TIME)
+    channel = _enum_codes(df.get_column("channel"), CHANNELS)
+    cls = _enum_codes(df.get_column("caller_class"), NUMBER_CLASSES)
+    ev[:, EventCol.AUX1] = np.where(is_txn, ev[:, EventCol.AUX1], cls)
+    ev[:, EventCol.AUX3] = np.where(is_txn, channel, 0)
+    return EncodedEvents(ev, df, duplicates, len(accounts), len(phones), len(devices),
+                         accounts, phones, devices)
+
+
+def _enum_codes(values: pl.Series, names: tuple[str, ...]) -> np.ndarray:
+    """Proto enum numbers (index + 1) of lower-case enum names; 0 where null."""
+    lookup = {name: i + 1 for i, name in enumerate(names)}
+    return values.replace_strict(lookup, default=0, return_dtype=pl.Int64).to_numpy()
+
+
+def _to_fen(df: pl.DataFrame, settings: Settings) -> np.ndarray:
+    """Integer conversion to CNY fen, exactly as ``Currency.to_fen`` (round half up, >= 1)."""
+    rates = df.get_column("currency").replace_strict(
+        dict(settings.currencies), default=0, return_dtype=pl.Int64).to_numpy()
+    minor = df.get_column("amount_minor").fill_null(0).to_numpy()
+    # (minor * ppm + 500_000) // 10**6 without int64 overflow: split minor at 10**6
+    q, r = np.divmod(minor, 1_000_000)
+    fen: np.ndarray = np.maximum(q * rates + (r * rates + 500_000) // 1_000_000, 1)
+    return fen
+
+
+def write_frame(frame: pl.DataFrame, path: Path) -> None:
+    """Write Parquet or CSV (by suffix) atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.with_columns(
+                pl.col(c).list.join(";") for c, t in frame.schema.items() if isinstance(t, pl.List)
+            ).write_csv(tmp)
+        else:
+            frame.write_parquet(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
