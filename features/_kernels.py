@@ -54,10 +54,11 @@ RING_K = 16
 R_OUT, R_IN = 0, 1
 # int64 scalars
 SC_OPENED, SC_FIRST, SC_LAST, SC_WATCH = 0, 1, 2, 3
-SC_DAY_OUT, SC_DAY_CASH_OUT, SC_DAY_XFER_OUT, SC_DAY_XB_OUT = 4, 5, 6, 7
-SC_DAY_IN, SC_DAY_CASH_IN, SC_DAY_XFER_IN, SC_DAY_XB_IN = 8, 9, 10, 11
-SC_N_OUT, SC_N_IN = 12, 13
-N_ACC_SCALAR = 14
+# per local day and direction: day, cash, transfers (all non-cash), cross-border, domestic transfers
+SC_DAY_OUT, SC_DAY_IN = 4, 9
+DAY_CASH, DAY_XFER, DAY_XB, DAY_DOMESTIC = 1, 2, 3, 4
+SC_N_OUT, SC_N_IN = 14, 15
+N_ACC_SCALAR = 16
 # float64 scalars: EWMA of log(amount) of outgoing transfers
 FL_MEAN, FL_VAR = 0, 1
 N_ACC_FLOAT = 2
@@ -114,9 +115,10 @@ F_WIN_BASE = 36
 F_DIST_BASE = 68
 F_PAYER_TERMINAL, F_PAYEE_TERMINAL, F_PAYEE_NEAR_24H, F_PAYEE_NEAR_7D = 80, 81, 82, 83
 # features computed outside these kernels (the graph detectors), copied in before the rules
-F_EXTRA_BASE = 84
+F_PAYER_DAY_DOMESTIC, F_PAYEE_DAY_DOMESTIC = 84, 85
+F_EXTRA_BASE = 86
 N_EXTRA = 16
-N_TXN_FEATURE = 100
+N_TXN_FEATURE = 102
 
 # ---------------------------------------------------------------- call features
 CF_DURATION, CF_CLASS, CF_INTL, CF_VIRTUAL, CF_SPOOFED = 0, 1, 2, 3, 4
@@ -411,21 +413,22 @@ def _ratio(num: int, den: int) -> float:
 
 @kernel
 def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
-    """Per-local-day sums (cash, transfer, cross-border) for large-value reporting."""
+    """Per-local-day sums for large-value reporting: cash, transfers, cross-border, domestic."""
     day = (ts + tz) // DAY_MS
     if day < sc[e, day_col]:
         return
     if day > sc[e, day_col]:
         sc[e, day_col] = day
-        sc[e, day_col + 1] = 0
-        sc[e, day_col + 2] = 0
-        sc[e, day_col + 3] = 0
+        for k in range(DAY_CASH, DAY_DOMESTIC + 1):
+            sc[e, day_col + k] = 0
     if flags & TF_CASH:
-        sc[e, day_col + 1] += amount
+        sc[e, day_col + DAY_CASH] += amount
     else:
-        sc[e, day_col + 2] += amount
+        sc[e, day_col + DAY_XFER] += amount
+        if not flags & TF_XBORDER:
+            sc[e, day_col + DAY_DOMESTIC] += amount
     if flags & TF_XBORDER:
-        sc[e, day_col + 3] += amount
+        sc[e, day_col + DAY_XB] += amount
 
 
 @kernel
@@ -553,8 +556,10 @@ def _txn(
     f[F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_7D, ep)
     f[F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):
-        f[F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, k + 1)
-        f[F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, k + 1)
+        f[F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
+        f[F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
+    f[F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC)
+    f[F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC)
 
 
 @kernel

@@ -73,6 +73,8 @@ def _txn_names() -> list[str]:
         k.F_PAYEE_TERMINAL: "payee_is_terminal",
         k.F_PAYEE_NEAR_24H: "payee_near_threshold_count_24h",
         k.F_PAYEE_NEAR_7D: "payee_near_threshold_count_7d",
+        k.F_PAYER_DAY_DOMESTIC: "payer_day_domestic_transfer_out_sum",
+        k.F_PAYEE_DAY_DOMESTIC: "payee_day_domestic_transfer_in_sum",
     }
     for i, n in fixed.items():
         names[i] = n

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from screening.errors import ConfigError
+from screening.errors import ConfigError, InputFileError
 
 __all__ = ["build_parser", "main"]
 
@@ -87,6 +87,116 @@ def _cmd_features(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import time
+
+    from screening.offline.synth import SynthConfig, generate, write
+
+    t0 = time.perf_counter()
+    cfg = SynthConfig(seed=args.seed, events_target=args.events, days=args.days,
+                      scenario_rate=args.scenario_rate)
+    result = generate(cfg)
+    gen_s = time.perf_counter() - t0
+    paths = write(result, args.out, csv=args.csv)
+    st = result.stats
+    print(f"{st['events']:,} events ({st['txns']:,} transactions, {st['calls']:,} calls) for "
+          f"{st['persons']:,} persons and {st['organisations']:,} organisations over {args.days} days "
+          f"in {gen_s:.2f} s ({st['events'] / gen_s / 1e6:.2f} M events/s)")
+    print("planted cases: " + ", ".join(f"{k.removeprefix('cases_')} {v}" for k, v in st.items()
+                                        if k.startswith("cases_")))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    import polars as pl
+    from tqdm import tqdm
+
+    from screening.config import Settings
+    from screening.offline.backtest import backtest, format_metrics
+    from screening.offline.events import read_events, write_frame
+    from screening.offline.mapping import load_mapping
+    from screening.offline.replay import read_watchlist, replay
+    from screening.policy import load_policy
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    mapping = load_mapping(args.mapping) if args.mapping else None
+    events = read_events(args.events, mapping)
+    watch = read_watchlist(args.watchlist) if args.watchlist else None
+    accounts = None
+    labels_file = args.accounts or (args.events.parent / "accounts.parquet")
+    if "scenario" in events.columns and labels_file.exists():
+        accounts = pl.read_parquet(labels_file)
+    policies = {"policy": args.policy} | ({"compare": args.compare} if args.compare else {})
+    metrics = {}
+    for name, path in policies.items():
+        policy = load_policy(path)
+        with tqdm(total=events.height, unit="ev", unit_scale=True, desc=policy.version,
+                  disable=args.no_progress or None, file=sys.stderr) as bar:
+            result = replay(events, policy, settings, origin=str(args.events), watchlist=watch,
+                            chunk_size=args.chunk, progress=bar.update)
+        d = result.decisions
+        counts = d.group_by("action").len().sort("len", descending=True)
+        print(f"{policy.version}: {d.height:,} events in {result.total_seconds:.2f} s; features + "
+              f"policy {result.events_per_second / 1e6:.2f} M events/s on one core")
+        print("  " + ", ".join(f"{a} {n:,}" for a, n in counts.iter_rows()))
+        if name == "policy" and args.out:
+            write_frame(d, args.out)
+            print(f"  decisions -> {args.out}")
+        if "scenario" in events.columns:
+            metrics[policy.version] = backtest(events, d, accounts)
+    if metrics:
+        print()
+        print(format_metrics(metrics))
+        if args.metrics:
+            args.metrics.write_text(json.dumps({k: m.as_dict() for k, m in metrics.items()},
+                                               indent=2, default=str))
+            print(f"metrics -> {args.metrics}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from screening.config import Settings
+    from screening.offline.events import read_events
+    from screening.offline.mapping import load_mapping
+    from screening.offline.replay import replay
+    from screening.offline.reports import (
+        large_value_report,
+        load_thresholds,
+        read_decisions,
+        suspicious_report,
+        write_report,
+    )
+    from screening.policy import load_policy
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    mapping = load_mapping(args.mapping) if args.mapping else None
+    events = read_events(args.events, mapping)
+    if args.report_command == "large-value":
+        thresholds = load_thresholds(args.thresholds)
+        frame = large_value_report(events, thresholds, settings, institutions=args.institution,
+                                   origin=str(args.events))
+        what = "large-value rows"
+    else:
+        policy = load_policy(args.policy)
+        if args.decisions:
+            decisions = read_decisions(args.decisions)
+        else:
+            decisions = replay(events, policy, settings, origin=str(args.events)).decisions
+        frame = suspicious_report(decisions, events, policy, settings=settings,
+                                  origin=str(args.decisions or "replay"),
+                                  events_origin=str(args.events))
+        what = "suspicious-transaction cases"
+    paths = write_report(frame, args.out, formats=args.formats.split(","))
+    print(f"{frame.height:,} {what} -> " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="screening",
@@ -132,6 +242,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="list the feature names rules can use")
     p.set_defaults(func=_cmd_features)
+
+    p = sub.add_parser("synth", help="write a labelled synthetic event stream (Parquet, CSV)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--events", type=int, default=100_000, help="about this many events")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenario-rate", type=float, default=0.01,
+                   help="share of persons drawn into planted fraud scenarios")
+    p.add_argument("--csv", action="store_true", help="also write CSV")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("replay", help="run an event file through the features and policy "
+                                      "(batch, event-time order); backtest when labelled")
+    p.add_argument("events", type=Path, help="events .parquet or .csv (or any file with --mapping)")
+    p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: shipped)")
+    p.add_argument("--compare", type=Path, default=None, help="second policy, side by side")
+    p.add_argument("--mapping", default=None,
+                   help="column mapping TOML for other people's files, or a built-in: amlsim")
+    p.add_argument("--watchlist", type=Path, default=None,
+                   help="CSV/Parquet with kind,value[,expires_at] applied before the replay")
+    p.add_argument("--accounts", type=Path, default=None,
+                   help="per-account labels (default: accounts.parquet beside the events)")
+    p.add_argument("--out", type=Path, default=None, help="decisions .parquet or .csv")
+    p.add_argument("--metrics", type=Path, default=None, help="backtest metrics as JSON")
+    p.add_argument("--chunk", type=int, default=1 << 16, help="events per kernel call")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("report", help="regulatory reports from an event file (CSV and Parquet)")
+    rsub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    for name, help_text in (
+        ("large-value", "large-value transaction report: per customer per local day, at or over "
+                        "the lines of the thresholds file"),
+        ("suspicious", "suspicious-transaction cases with reason codes and a narrative (replays "
+                       "the events with --policy unless --decisions is given)"),
+    ):
+        r = rsub.add_parser(name, help=help_text)
+        r.add_argument("events", type=Path, help="events .parquet or .csv")
+        r.add_argument("--out", type=Path, required=True,
+                       help="output path without suffix: writes OUT.csv and OUT.parquet")
+        r.add_argument("--formats", default="csv,parquet", help="csv, parquet or both")
+        r.add_argument("--mapping", default=None, help="column mapping TOML, or: amlsim")
+        if name == "large-value":
+            r.add_argument("--thresholds", type=Path, default=None,
+                           help="report lines TOML, or a policy file (default: shipped lines)")
+            r.add_argument("--institution", action="append", default=None,
+                           help="report only customers of this institution (repeatable)")
+        else:
+            r.add_argument("--policy", type=Path, default=None, help="policy TOML")
+            r.add_argument("--decisions", type=Path, default=None,
+                           help="decisions of an earlier `screening replay --out`")
+        r.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -141,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except ConfigError as exc:
+    except (ConfigError, InputFileError) as exc:
         print(f"screening: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

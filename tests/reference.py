@@ -88,6 +88,7 @@ from features._kernels import (
     F_MEMO_INVEST,
     F_PAYEE_AGE_DAYS,
     F_PAYEE_DAY_CASH,
+    F_PAYEE_DAY_DOMESTIC,
     F_PAYEE_HIST,
     F_PAYEE_INVEST_7D,
     F_PAYEE_INVEST_24H,
@@ -98,6 +99,7 @@ from features._kernels import (
     F_PAYEE_WATCH,
     F_PAYER_AGE_DAYS,
     F_PAYER_DAY_CASH,
+    F_PAYER_DAY_DOMESTIC,
     F_PAYER_HIST,
     F_PAYER_IS_PERSON,
     F_PAYER_NEAR_7D,
@@ -293,24 +295,28 @@ class _DaySums:
     cash: int = 0
     transfer: int = 0
     cross_border: int = 0
+    domestic: int = 0
 
     def add(self, ts: int, tz: int, amount: int, flags: int) -> None:
         day = (ts + tz) // DAY_MS
         if self.day is not None and day < self.day:
             return  # an earlier day than the newest: dropped
         if self.day is None or day > self.day:
-            self.day, self.cash, self.transfer, self.cross_border = day, 0, 0, 0
+            self.day, self.cash, self.transfer, self.cross_border, self.domestic = day, 0, 0, 0, 0
         if flags & TF_CASH:
             self.cash += amount
         else:
             self.transfer += amount
+            if not flags & TF_XBORDER:
+                self.domestic += amount
         if flags & TF_XBORDER:
             self.cross_border += amount
 
-    def get(self, ts: int, tz: int) -> tuple[int, int, int]:
+    def get(self, ts: int, tz: int) -> tuple[int, int, int, int]:
+        """(cash, transfers, cross-border, domestic transfers) of the day of ``ts``."""
         if self.day is not None and self.day == (ts + tz) // DAY_MS:
-            return self.cash, self.transfer, self.cross_border
-        return 0, 0, 0
+            return self.cash, self.transfer, self.cross_border, self.domestic
+        return 0, 0, 0, 0
 
 
 @dataclass
@@ -658,10 +664,12 @@ class ReferenceEngine:
         f[F_PAYEE_INVEST_24H] = float(payee.windows.total("invest_in", W_24H, ts, tz))
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
-        for k, value in enumerate(payer.day[_OUT].get(ts, tz)):
+        for k, value in enumerate(payer.day[_OUT].get(ts, tz)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)
-        for k, value in enumerate(payee.day[_IN].get(ts, tz)):
+        for k, value in enumerate(payee.day[_IN].get(ts, tz)[:3]):
             f[F_PAYEE_DAY_CASH + k] = float(value)
+        f[F_PAYER_DAY_DOMESTIC] = float(payer.day[_OUT].get(ts, tz)[3])
+        f[F_PAYEE_DAY_DOMESTIC] = float(payee.day[_IN].get(ts, tz)[3])
         return f
 
     # ------------------------------------------------------------ calls

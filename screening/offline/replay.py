@@ -21,7 +21,7 @@ from screening.errors import InputFileError
 from screening.model import NEVER
 from screening.offline.events import EncodedEvents, encode_events, validate_events
 from screening.offline.schema import KIND_CALL
-from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy, Rule
+from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy
 
 __all__ = ["DECISION_SCHEMA", "ReplayResult", "read_watchlist", "replay"]
 
@@ -94,17 +94,21 @@ def _apply_watchlist(state: FeatureState, enc: EncodedEvents, watch: pl.DataFram
             setter(idx, int(expires[i]))
 
 
-def _reason_lists(rules: tuple[Rule, ...]) -> pl.Expr:
-    """The codes of the fired rules, from the reason bitmask column ``_bits``."""
-    if not rules:
-        return pl.lit([], dtype=pl.List(pl.String()))
-    parts = [pl.when((pl.col("_bits") & (1 << i)) != 0).then(pl.lit(r.code))
-             for i, r in enumerate(rules)]
-    return pl.concat_list(parts).list.drop_nulls()
+def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.Series:
+    """Reason codes per row; few distinct (kind, bitmask) pairs occur, so map those once."""
+    key = bits * 2 + is_call.astype(np.int64)
+    uniq = np.unique(key)
+    table = pl.DataFrame({
+        "_key": uniq,
+        "reason_codes": [[r.code for r in policy.fired(int(k) >> 1, calls=bool(k & 1))]
+                         for k in uniq.tolist()],
+    }, schema={"_key": pl.Int64, "reason_codes": pl.List(pl.String)})
+    return (pl.DataFrame({"_key": key}).join(table, on="_key", how="left", maintain_order="left")
+            .get_column("reason_codes"))
 
 
 def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: str = "events",
-           watchlist: pl.DataFrame | None = None, chunk_size: int = 1 << 20,
+           watchlist: pl.DataFrame | None = None, chunk_size: int = 1 << 16,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Validate, encode and decide every event; ``progress(n)`` is called after each chunk."""
     t0 = time.perf_counter()
@@ -112,7 +116,7 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
     enc = encode_events(validated, policy, settings)
     n = enc.events.shape[0]
     state = FeatureState.create(max(enc.n_accounts, 1), max(enc.n_phones, 1),
-                                max(enc.n_devices, 1), pairs=min(n, 1 << 22) * 2 + 16)
+                                max(enc.n_devices, 1), pairs=1 << 16)
     if watchlist is not None:
         _apply_watchlist(state, enc, watchlist)
     dec = np.zeros((n, DecisionCol.N), dtype=np.int64)
@@ -153,13 +157,12 @@ def _decisions_frame(enc: EncodedEvents, dec: np.ndarray, policy: Policy) -> pl.
         "amount_fen": np.where(is_call.to_numpy(), 0, enc.events[:, EventCol.AMOUNT]),
     })
     out = out.with_columns(
-        pl.when(pl.col("_is_call")).then(_reason_lists(policy.call_rules))
-        .otherwise(_reason_lists(policy.txn_rules)).alias("reason_codes"),
+        _reason_codes(dec[:, DecisionCol.REASONS], is_call.to_numpy(), policy),
         pl.col("_bits").alias("reason_bits"),
         pl.lit(policy.version, dtype=pl.String).alias("policy_version"),
     ).drop("_bits", "_is_call")
     if enc.duplicates.height:
-        dups = (enc.duplicates.join(out.drop("row"), on="event_id", how="left")
+        dups = (enc.duplicates.rename({"_row": "row"}).join(out.drop("row"), on="event_id", how="left")
                 .with_columns(pl.lit(True).alias("duplicate")))
         out = pl.concat([out, dups.select(out.columns)])
     return out.select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA)  # type: ignore[arg-type]
