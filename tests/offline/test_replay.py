@@ -122,7 +122,7 @@ def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match=r"column amount_minor: .*not an integer"):
         read_events(csv)
     (tmp_path / "x.json").write_text("{}")
-    with pytest.raises(InputFileError, match="expected .parquet or .csv"):
+    with pytest.raises(InputFileError, match=r"expected \.parquet or \.csv"):
         read_events(tmp_path / "x.json")
     no_time = tmp_path / "n.csv"
     no_time.write_text("event_id,payer_account\nt1,a\n")
