@@ -157,3 +157,15 @@ def test_memo_keywords_match_case_insensitively() -> None:
 def test_default_text_is_what_show_prints() -> None:
     """`screening policy show` prints the same text the default policy is parsed from."""
     assert "[[rule]]" in default_policy_text()
+
+
+def test_every_shipped_policy_file_loads() -> None:
+    """The extra policies shipped in screening/policies/ are valid."""
+    from importlib import resources
+
+    files = [f for f in resources.files("screening").joinpath("policies").iterdir()
+             if f.name.endswith(".toml")]
+    assert files
+    for f in files:
+        policy = parse_policy(f.read_text(encoding="utf-8"), f.name)
+        assert policy.txn_rules
