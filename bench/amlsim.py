@@ -21,7 +21,7 @@ from screening.offline.mapping import load_mapping
 from screening.offline.replay import replay
 from screening.policy import Policy, load_policy, parse_policy
 
-__all__ = ["main", "DATA"]
+__all__ = ["DATA", "main"]
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "amlsim" / "transactions_labelled.csv.gz"
 _SHIPPED = Path(__file__).resolve().parents[1] / "screening" / "policies" / "aml_streaming.toml"
