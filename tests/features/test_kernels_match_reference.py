@@ -588,3 +588,26 @@ def test_chunked_processing_equals_one_batch() -> None:
     assert np.array_equal(whole.features, parts.features)
     assert np.array_equal(whole.decisions, parts.decisions)
 
+
+
+def test_pair_table_growth_and_expiry_keep_relationships() -> None:
+    """Growing the relationship table mid-stream (rehash) changes no feature; expiry drops old pairs."""
+    rng = np.random.default_rng(3)
+    n = 3_000
+    events = np.stack([txn(T0 + i * 60_000, int(rng.integers(0, 300)), int(rng.integers(300, 600)),
+                           int(rng.integers(1, 10**6))) for i in range(n)])
+    params = np.zeros(k.N_PARAM, dtype=np.int64)
+    params[k.P_NEAR_LOW], params[k.P_NEAR_HIGH], params[k.P_EWMA_ALPHA_PPM] = 10, 20, 100_000
+    big = FeatureState.create(accounts=600, phones=1, devices=1, pairs=4 * n)
+    want, _ = big.process(events, params, NO_RULES, NO_RULES)
+    small = FeatureState.create(accounts=600, phones=1, devices=1, pairs=16)
+    got = []
+    for lo in range(0, n, 100):
+        small.ensure(600, 1, 1, new_pairs=100)
+        feat, _ = small.process(np.ascontiguousarray(events[lo:lo + 100]), params, NO_RULES, NO_RULES)
+        got.append(feat)
+    assert small.pair_keys.shape[0] > 16 and small.pair_count == big.pair_count
+    assert np.array_equal(np.concatenate(got), want)
+    cutoff = int(events[n // 2, k.EV_TS])
+    small.rehash_pairs(small.pair_keys.shape[0], min_ts=cutoff)
+    assert 0 < small.pair_count < big.pair_count
