@@ -34,7 +34,7 @@ def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> Ma
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     return masker
 

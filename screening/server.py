@@ -95,7 +95,8 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     converter = Converter(settings, policy, engine.clock_ms)
     pb_grpc.add_ScreeningServicer_to_server(
         ScreeningService(engine, converter, authenticator, masker,
-                         get_logger("screening.service")), server)
+                         get_logger("screening.service"),
+                         log_every_decision=settings.log.level.lower() == "debug"), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

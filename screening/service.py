@@ -44,12 +44,15 @@ def _rpc(method: Callable[..., R]) -> Callable[..., R]:
 
 class ScreeningService(pb_grpc.ScreeningServicer):
     def __init__(self, engine: Engine, converter: Converter, auth: Authenticator,
-                 masker: Masker, log: Any) -> None:
+                 masker: Masker, log: Any, log_every_decision: bool = False) -> None:
         self.engine = engine
         self.conv = converter
         self.auth = auth
         self.mask = masker
         self.log = log
+        # Quiet decisions (ALLOW, nothing to report) are logged only at debug level; when that is
+        # off, not even their log fields are built (masking is an HMAC per identifier).
+        self.log_every_decision = log_every_decision
 
     # ------------------------------------------------------------------ helpers
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
@@ -67,6 +70,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
 
     def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool) -> None:
         quiet = rec.action == _ALLOW and rec.report_flags == 0
+        if quiet and not self.log_every_decision:
+            return
         emit = self.log.debug if quiet else self.log.info
         emit(
             "screened",
@@ -130,7 +135,10 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         rec, dup = self.engine.report_call(call)
         msg = self.conv.call_decision(rec, dup)
         msg.server_latency_us = (time.perf_counter_ns() - t0) // 1000
-        emit = self.log.debug if rec.action == _ALLOW else self.log.info
+        quiet = rec.action == _ALLOW
+        if quiet and not self.log_every_decision:
+            return msg
+        emit = self.log.debug if quiet else self.log.info
         emit("call_screened", call=call.call_id, caller=self.mask(call.caller),
              callee=self.mask(call.callee), action=CALL_ACTION_NAMES[rec.action],
              reasons=[r.code for r in self.engine.policy.fired(rec.reason_bits, calls=True)],
