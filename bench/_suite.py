@@ -75,6 +75,7 @@ class SuiteConfig:
     pool_size: int = 50_000
     kernels: bool = True
     kernel_max_time_s: float = 0.3
+    kernel_select: str = ""  # a pytest -k expression; empty runs every kernel benchmark
     memory_accounts: tuple[int, ...] = (1_000_000,)
     memory_extrapolate_to: tuple[int, ...] = (10_000_000,)
     initial_accounts: int = 262_144
@@ -108,6 +109,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_prepare_s": 0.3,
         "pool_size": 2_000,
         "kernel_max_time_s": 0.01,
+        "kernel_select": "not 1000k",
         "memory_accounts": (20_000,),
         "initial_accounts": 65_536,
     },
@@ -355,6 +357,8 @@ def kernels(cfg: SuiteConfig, progress: Progress) -> dict[str, Any]:
                 "--benchmark-enable", f"--benchmark-json={out}",
                 f"--benchmark-max-time={cfg.kernel_max_time_s}", "--benchmark-min-rounds=3",
                 "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
+        if cfg.kernel_select:
+            args += ["-k", cfg.kernel_select]
         t0 = time.perf_counter()
         proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
         progress(f"kernels: pytest-benchmark exited {proc.returncode} in {time.perf_counter() - t0:.1f} s")
