@@ -80,6 +80,7 @@ class SuiteConfig:
     memory_extrapolate_to: tuple[int, ...] = (10_000_000,)
     initial_accounts: int = 262_144
     server_timeout_s: float = 300.0
+    stop_after_misses: int = 2
     command: str = ""
 
 
@@ -183,11 +184,14 @@ def sustained_rate(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
             failed_at = p["rate"]
             break
         best = p["rate"]
+    passing = [p["rate"] for p in points if p["meets_sla"]]
     return {
         "rate": best,
         "first_failing_rate": failed_at,
         # No rate failed: the true limit is at least ``rate``, beyond what was offered.
         "limit_reached": failed_at is not None,
+        # Any rate that met the SLA, even above a miss (a miss can be a neighbour's burst).
+        "highest_passing_rate": max(passing, default=0.0),
     }
 
 
@@ -309,15 +313,21 @@ class _Ctx:
 
 
 def _sweep(ctx: _Ctx, kind: str, rates: Sequence[float]) -> dict[str, Any]:
+    """Step the offered rate up for both targets; a target stops after ``stop_after_misses``
+    consecutive SLA misses (one more point past the knee draws the curve) or on any error."""
     points: dict[str, list[dict[str, Any]]] = {"service": [], "baseline": []}
-    alive = {"service": True, "baseline": True}
+    misses = {"service": 0, "baseline": 0}
+    stopped = {"service": False, "baseline": False}
     for rate in rates:
         for target in ("service", "baseline"):
-            if alive[target]:
-                p = ctx.step(target, kind, rate)
-                points[target].append(p)
-                alive[target] = p["meets_sla"]
-        if not any(alive.values()):
+            if stopped[target]:
+                continue
+            p = ctx.step(target, kind, rate)
+            points[target].append(p)
+            misses[target] = 0 if p["meets_sla"] else misses[target] + 1
+            overloaded = p["errors"] + p["timeouts"] > 0.01 * max(p["sent"], 1)
+            stopped[target] = misses[target] >= ctx.cfg.stop_after_misses or overloaded
+        if all(stopped.values()):
             break
     return {
         "service": points["service"],
@@ -494,6 +504,7 @@ def _probe(pool: TxnPool, service: ServerProcess, token: str) -> dict[str, float
 def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
     """Run everything ``cfg`` asks for; writes ``<out>/<mode>.json`` and ``.png``; returns the dict."""
     from bench._plot import plot
+    from bench._report import markdown
 
     started = time.perf_counter()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -553,8 +564,10 @@ def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
     tmp_json.write_text(json.dumps(result, indent=1) + "\n")
     tmp_json.replace(json_path)
     plot(result, png_path)
-    result["files"] = {"json": str(json_path), "png": str(png_path)}
-    progress(f"wrote {json_path} and {png_path} in {result['wall_seconds']} s")
+    md_path = cfg.out_dir / f"{cfg.mode}.md"
+    md_path.write_text(markdown(result) + "\n")
+    result["files"] = {"json": str(json_path), "png": str(png_path), "markdown": str(md_path)}
+    progress(f"wrote {json_path}, {png_path} and {md_path} in {result['wall_seconds']} s")
     return result
 
 

@@ -89,7 +89,8 @@ def _pt(rate: float, ok: bool, p50: float = 1.0, p99: float = 2.0) -> dict[str, 
 def test_sustained_rate_is_the_last_rate_before_the_first_miss() -> None:
     """A miss ends the sustained range even if a higher rate passes again."""
     s = sustained_rate([_pt(100, True), _pt(200, True), _pt(400, False), _pt(800, True)])
-    assert s == {"rate": 200, "first_failing_rate": 400, "limit_reached": True}
+    assert s == {"rate": 200, "first_failing_rate": 400, "limit_reached": True,
+                 "highest_passing_rate": 800}
     assert sustained_rate([_pt(100, False)])["rate"] == 0
     assert not sustained_rate([_pt(100, True)])["limit_reached"]
 
