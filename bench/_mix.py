@@ -171,8 +171,9 @@ def synth_available() -> bool:
 def synth_pool(pool_size: int = 100_000, seed: int = 7) -> TxnPool:
     """Templates from the scenario generator's transactions (calls are skipped)."""
     synth: Any = importlib.import_module("screening.offline.synth")
-    persons = max(1_000, pool_size // 90)  # ~3 events per person-day over 30 days
-    result = synth.generate(synth.SynthConfig(seed=seed, n_persons=persons,
+    # Many accounts over the shortest period it allows (7 days, ~1.5 transactions per person-day).
+    persons = max(1_000, pool_size // 10)
+    result = synth.generate(synth.SynthConfig(seed=seed, n_persons=persons, days=7,
                                               n_organisations=max(50, persons // 10)))
     frame = getattr(result, "events", result)
     pool = frame_pool(frame, limit=pool_size)
