@@ -76,6 +76,15 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{_f(s['p50_ms'], 1)} / {_f(s['p99_ms'], 1)} ms | "
                        f"{_f(s['server_cpu_us_per_transaction'], 1)} µs |")
         out.append("")
+    h2 = result.get("h2load", {})
+    if "baseline" in h2:
+        b, sv = h2["baseline"], h2["service"]
+        out += [f"**h2load cross-check** (C generator, closed loop, 32 in flight, one request "
+                f"replayed, so the service answers from its idempotency memory): baseline "
+                f"{_f(b.get('requests_per_s'), 0)} calls/s (p99 {_f(b.get('p99_ms'))} ms), service "
+                f"{_f(sv.get('requests_per_s'), 0)} calls/s (p99 {_f(sv.get('p99_ms'))} ms).", ""]
+    elif "skipped" in h2:
+        out += [f"h2load cross-check skipped: {h2['skipped']}.", ""]
     k = result.get("kernels", {}).get("summary")
     if k:
         single, batch = k["feature_update_single_us_per_event"], k["feature_update_batch1000_us_per_event"]

@@ -76,6 +76,8 @@ class SuiteConfig:
     kernels: bool = True
     kernel_max_time_s: float = 0.3
     kernel_select: str = ""  # a pytest -k expression; empty runs every kernel benchmark
+    h2load: bool = True  # the optional C-generator cross-check, when h2load is on PATH
+    h2load_duration_s: float = 3.0
     memory_accounts: tuple[int, ...] = (1_000_000,)
     memory_extrapolate_to: tuple[int, ...] = (10_000_000,)
     initial_accounts: int = 262_144
@@ -95,6 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                          8_000),
         "batch_duration_s": 8.0,
         "batch_prepare_s": 8.0,
+        "h2load_duration_s": 10.0,
         "pool_size": 200_000,
         "kernel_max_time_s": 2.0,
         "memory_accounts": (1_000_000, 10_000_000),
@@ -111,6 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pool_size": 2_000,
         "kernel_max_time_s": 0.01,
         "kernel_select": "not 1000k",
+        "h2load": False,
         "memory_accounts": (20_000,),
         "initial_accounts": 65_536,
     },
@@ -358,6 +362,35 @@ def _batches(ctx: _Ctx) -> dict[str, Any]:
     return out
 
 
+def _h2load(ctx: _Ctx, pool: TxnPool) -> dict[str, Any]:
+    """Unary capacity of each server process seen by a C generator (see bench._h2load)."""
+    from bench import _h2load
+    from bench._mix import stamp
+
+    if not ctx.cfg.h2load:
+        return {"skipped": "not in this mode"}
+    if not _h2load.available():
+        ctx.progress("h2load: not on PATH (apt-get install nghttp2-client): cross-check skipped")
+        return {"skipped": "h2load not on PATH (Debian package nghttp2-client)"}
+    body = stamp(pool.templates, 0, [f"h2load-{os.getpid()}-same-id"], [int(time.time() * 1000)])[0]
+    out: dict[str, Any] = {"note": _h2load.__doc__.split("\n\n")[0].replace("\n", " ")
+                           if _h2load.__doc__ else "",
+                           "caveat": "one request replayed: the service answers every call after "
+                                     "the first from its idempotency memory (duplicate path); "
+                                     "gRPC status codes are not checked"}
+    for target in ("baseline", "service"):
+        r = _h2load.capacity(ctx.server(target).address, ctx.method(target, "unary"), body,
+                             ctx.token if target == "service" else "",
+                             duration_s=ctx.cfg.h2load_duration_s)
+        out[target] = r
+        ctx.progress(f"h2load   unary     {target:8s} {r.get('requests_per_s') or 0:>9,.0f} calls/s "
+                     f"(closed loop, 32 in flight)  p50 {r.get('p50_ms', 0):.2f}  p99 "
+                     f"{r.get('p99_ms', 0):.2f} ms")
+    b, s = out["baseline"].get("requests_per_s"), out["service"].get("requests_per_s")
+    out["ratio_requests_per_s"] = round(s / b, 3) if b and s else None
+    return out
+
+
 def kernels(cfg: SuiteConfig, progress: Progress) -> dict[str, Any]:
     """Run bench/test_kernels.py under pytest-benchmark; per-event figures from its JSON."""
     test_file = Path(__file__).resolve().parent / "test_kernels.py"
@@ -546,6 +579,8 @@ def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
         result["stream"] = _sweep(ctx, "stream", cfg.stream_rates)
         progress("-- ScreenBatch throughput")
         result["batch"] = _batches(ctx)
+        progress("-- h2load cross-check (C generator, one replayed request)")
+        result["h2load"] = _h2load(ctx, pool)
         result["service_stats"] = {"rss_bytes_at_end": service.rss_bytes()}
     if cfg.kernels:
         progress("-- kernel microbenchmarks")
@@ -589,6 +624,10 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         out["batch_transactions_per_s"] = {
             size: {t: b[t]["transactions_per_s"] for t in ("service", "baseline")}
             for size, b in result["batch"].items()}
+    h2 = result.get("h2load", {})
+    if "baseline" in h2:
+        out["h2load_unary_capacity_calls_per_s"] = {
+            t: h2[t].get("requests_per_s") for t in ("service", "baseline")}
     if "kernels" in result and "summary" in result["kernels"]:
         out["kernels"] = {k: v for k, v in result["kernels"]["summary"].items() if k != "lines"}
     if "memory" in result:
