@@ -39,16 +39,22 @@ def _panel(ax: Any, sweep: dict[str, Any], title: str, sla_ms: float) -> None:
         for key, label, marker in _PCTS:
             vals = [max(p[key], 1e-3) for p in pts]
             top = max(top, *vals)
+            alpha = {"p50": 0.45, "p99": 1.0, "p99.9": 0.7}[label]
             ax.plot(rates, vals, marker=marker, ms=5, lw=1.8 if target == "service" else 1.4,
                     ls="-" if target == "service" else "--", color=_COLORS[target],
-                    alpha={"p50": 0.45, "p99": 1.0, "p99.9": 0.7}[label],
-                    label=f"{target} {label}")
+                    alpha=alpha, label=f"{target} {label}")
+            shared = [(r, v) for r, v, p in zip(rates, vals, pts, strict=True) if p.get("disturbed")]
+            if shared:
+                ax.plot([r for r, _ in shared], [v for _, v in shared], ls="none", marker=marker,
+                        ms=5, mfc="white", color=_COLORS[target], alpha=alpha)
         sustained = sweep["max_sustained_rate"][target]
         if sustained["rate"]:
             ax.axvline(sustained["rate"], color=_COLORS[target], lw=1, ls=":", alpha=0.8)
         more = "" if sustained["limit_reached"] else " (all rates met it)"
         notes.append(f"{target}: {sustained['rate']:,.0f}/s{more}")
     ax.axhline(sla_ms, color="black", lw=1.2, ls="-.", label=f"SLA p99 {sla_ms:g} ms")
+    ax.plot([], [], ls="none", marker="o", mfc="white", color="black",
+            label="hollow: other processes used > 0.25 core during that step")
     ax.text(0.98, 0.03, "highest rate meeting the SLA\n" + "\n".join(notes),
             transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
             bbox={"boxstyle": "round", "fc": "white", "ec": "#999999", "alpha": 0.9})
@@ -92,13 +98,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     sla = float(result["sla_ms"])
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6.2), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(18, 7.4), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     if "unary" in result:
         _panel(axes[0], result["unary"], "Unary ScreenTransaction", sla)
     if "stream" in result:
         _panel(axes[1], result["stream"], "Bidi ScreenStream (2 streams)", sla)
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].legend(handles, labels, fontsize=8, loc="upper left", ncol=2)
+    fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=4,
+               bbox_to_anchor=(0.37, 0.045), frameon=False)
     _ratio_panel(axes[2], result)
     m = result["machine"]
     batch = result.get("batch", {})
@@ -113,7 +120,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.text(0.5, 0.01, btxt + f"   |   mix: {result.get('mix', {}).get('source', '?')}, "
              "unique transaction ids, latency from scheduled send time",
              ha="center", fontsize=9, color="#333333")
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.17, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,7 +39,7 @@ from typing import Any
 from bench._echo import echo_method
 from bench._loadgen import StepResult, StepSpec, init_worker, probe_sizes, run_step
 from bench._mix import TxnPool, pool_for
-from bench._servers import ServerProcess, start_echo, start_service
+from bench._servers import ServerProcess, machine_cpu, start_echo, start_service
 
 __all__ = ["PRESETS", "SuiteConfig", "run_suite", "sustained_rate"]
 
@@ -83,6 +83,11 @@ class SuiteConfig:
     initial_accounts: int = 262_144
     server_timeout_s: float = 300.0
     stop_after_misses: int = 2
+    # On a shared machine: before each step, wait (up to quiet_wait_s, and quiet_budget_s in all)
+    # until other processes use less than quiet_cores of CPU.
+    quiet_wait_s: float = 6.0
+    quiet_budget_s: float = 40.0
+    quiet_cores: float = 0.3
     command: str = ""
 
 
@@ -98,6 +103,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_duration_s": 8.0,
         "batch_prepare_s": 8.0,
         "h2load_duration_s": 10.0,
+        "quiet_wait_s": 30.0,
+        "quiet_budget_s": 600.0,
         "pool_size": 200_000,
         "kernel_max_time_s": 2.0,
         "memory_accounts": (1_000_000, 10_000_000),
@@ -115,6 +122,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "kernel_max_time_s": 0.01,
         "kernel_select": "not 1000k",
         "h2load": False,
+        "quiet_wait_s": 0.0,
         "memory_accounts": (20_000,),
         "initial_accounts": 65_536,
     },
@@ -160,6 +168,8 @@ def point(res: StepResult, sla_ms: float) -> dict[str, Any]:
         "server_cpu_us_per_request": round(server_cpu_s / max(res.sent_total, 1) * 1e6, 1),
         "server_cpu_us_per_transaction": round(server_cpu_s / max(res.sent_total * per, 1) * 1e6, 2),
         "other_processes_cpu_cores": round(other_cores, 2),
+        # Other processes took more than a quarter of a core while this step ran.
+        "disturbed": other_cores > 0.25,
         "request_bytes": round(res.request_bytes, 1),
         "reply_bytes": round(res.reply_bytes, 1),
         "elapsed_s": round(res.elapsed_s, 3),
@@ -276,6 +286,22 @@ class _Ctx:
     row: int = 0
     steps: int = 0
     started: float = field(default_factory=time.perf_counter)
+    quiet_spent_s: float = 0.0
+
+    def wait_quiet(self) -> tuple[float, float]:
+        """Wait until the machine is quiet (see SuiteConfig.quiet_*); returns (waited s, cores busy)."""
+        cfg = self.cfg
+        waited = 0.0
+        busy = 0.0
+        while True:
+            b0, t0 = machine_cpu()[0], time.perf_counter()
+            time.sleep(0.25)
+            busy = (machine_cpu()[0] - b0) / (time.perf_counter() - t0)
+            room = min(cfg.quiet_wait_s - waited, cfg.quiet_budget_s - self.quiet_spent_s)
+            if busy < cfg.quiet_cores or room <= 0:
+                return waited, busy
+            waited += 0.25
+            self.quiet_spent_s += 0.25
 
     def server(self, target: str) -> ServerProcess:
         return self.service if target == "service" else self.baseline
@@ -297,8 +323,11 @@ class _Ctx:
             server_pid=self.server(target).pid, **extra)
         self.steps += 1
         self.row += int((spec.warmup_s + spec.duration_s) * max(rate, 1)) + 1
+        waited, busy_before = self.wait_quiet() if cfg.quiet_wait_s > 0 else (0.0, 0.0)
         res: StepResult = self.pool.submit(run_step, spec).result()
         p = point(res, cfg.sla_ms)
+        p["waited_for_quiet_s"] = round(waited, 2)
+        p["machine_busy_cores_before"] = round(busy_before, 2)
         elapsed = time.perf_counter() - self.started
         if batch:
             self.progress(
@@ -570,6 +599,10 @@ def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
             "connections": cfg.connections, "streams": cfg.streams,
             "deadline_s": cfg.deadline_s, "duration_s": cfg.duration_s, "warmup_s": cfg.warmup_s,
             "histogram": "log-linear, 2^-7 relative precision (percentiles at most 0.79 % high)",
+            "shared_machine": f"before each step the suite waits up to {cfg.quiet_wait_s:g} s "
+                              f"({cfg.quiet_budget_s:g} s in all) for other processes to use less "
+                              f"than {cfg.quiet_cores:g} cores; each point records the CPU others "
+                              "used while it ran (other_processes_cpu_cores, disturbed)",
         }
         progress("-- warm-up (not recorded)")
         ctx.step("service", "unary", min(cfg.unary_rates))
@@ -592,6 +625,7 @@ def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
                        "where": "bench/test_kernels.py::test_graph_checks"}
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["load_generator"]["waited_for_quiet_s"] = round(ctx.quiet_spent_s, 1)
     result["summary"] = summary(result)
     json_path = cfg.out_dir / f"{cfg.mode}.json"
     png_path = cfg.out_dir / f"{cfg.mode}.png"

@@ -18,7 +18,7 @@ from screening.protogen import ROOT
 
 POINT_KEYS = {"rate", "sent", "ok", "errors", "timeouts", "p50_ms", "p99_ms", "p99_9_ms", "max_ms",
               "meets_sla", "achieved_rate", "send_lag_p99_ms", "server_cpu_us_per_request",
-              "other_processes_cpu_cores", "histogram"}
+              "other_processes_cpu_cores", "disturbed", "histogram"}
 SWEEP_KEYS = {"service", "baseline", "max_sustained_rate", "ratio_to_baseline"}
 RATIO_KEYS = {"rate", "p50", "p99", "p99_9", "max"}
 
