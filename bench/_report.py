@@ -51,6 +51,14 @@ def markdown(result: dict[str, Any]) -> str:
            f"load average {m['load_average_at_start'][0]:.2f} at start. Command: "
            f"`{result['command']}`. Latency in ms from the scheduled send time; SLA: p99 <= {sla:g} ms "
            "with no errors or timeouts.", ""]
+    pts = [p for kind in ("unary", "stream") for t in ("service", "baseline")
+           for p in result.get(kind, {}).get(t, [])]
+    if pts:
+        disturbed = sum(bool(p.get("disturbed")) for p in pts)
+        waited = result.get("load_generator", {}).get("waited_for_quiet_s", 0)
+        out += [f"Shared machine: other processes used more than a quarter of a core during "
+                f"{disturbed} of {len(pts)} latency steps (column *other CPU*; hollow markers in "
+                f"the plot); the suite waited {waited:g} s in all for quiet before steps.", ""]
     for kind, title in (("unary", "Unary ScreenTransaction"), ("stream", "Bidi ScreenStream")):
         if kind not in result:
             continue
