@@ -260,7 +260,8 @@ def machine_info() -> dict[str, Any]:
                 mem = int(line.split()[1]) * 1024
     except OSError:
         pass
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Dirty = tracked source changed; earlier results being overwritten do not count.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
