@@ -1,0 +1,67 @@
+"""Optional cross-check with h2load, a C HTTP/2 load generator (Debian package nghttp2-client).
+
+A Python generator on 2 cores caps what it can measure; h2load costs far less CPU per request,
+so it shows how many unary calls per second each server process itself can answer. It replays
+ONE serialized request, so against the service every call after the first carries the same
+transaction id and takes the cheap idempotent (duplicate) path; and it cannot see gRPC status
+codes (they travel in trailers). These figures are therefore a ceiling for the gRPC layer, not
+a screening figure: the unique-id Python generator stays the primary measure.
+Skipped, and said so in the JSON, when ``h2load`` is not on PATH.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["available", "capacity"]
+
+
+def available() -> bool:
+    return shutil.which("h2load") is not None
+
+
+def capacity(address: str, method: str, message: bytes, token: str = "", *, duration_s: float = 3.0,
+             clients: int = 2, in_flight: int = 16) -> dict[str, Any]:
+    """Closed loop, ``clients`` connections x ``in_flight`` streams, as fast as answered."""
+    with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
+        body = Path(tmp) / "body.bin"
+        body.write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
+        log = Path(tmp) / "requests.tsv"
+        args = ["h2load", "-d", str(body), "-H", "content-type: application/grpc",
+                "-H", "te: trailers", "-c", str(clients), "-m", str(in_flight),
+                "-D", f"{duration_s:g}", "--log-file", str(log), f"http://{address}{method}"]
+        if token:
+            args[5:5] = ["-H", f"authorization: Bearer {token}"]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 60)
+        text = proc.stdout
+        rate = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text)
+        counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                           r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+        lat = np.loadtxt(log, ndmin=2)[:, 2] / 1000.0 if log.exists() and log.stat().st_size else None
+    out: dict[str, Any] = {
+        "generator": "h2load (C), closed loop",
+        "clients": clients,
+        "in_flight_per_client": in_flight,
+        "duration_s": duration_s,
+        "exit_code": proc.returncode,
+        "requests_per_s": float(rate.group(1)) if rate else None,
+    }
+    if counts:
+        out.update(total=int(counts.group(1)), succeeded=int(counts.group(3)),
+                   failed=int(counts.group(4)), errored=int(counts.group(5)),
+                   timeouts=int(counts.group(6)))
+    if lat is not None and lat.size:
+        p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+        out.update(p50_ms=round(float(p50), 3), p99_ms=round(float(p99), 3),
+                   p99_9_ms=round(float(p999), 3), max_ms=round(float(lat.max()), 3))
+    if proc.returncode != 0:
+        out["stderr"] = (proc.stderr or text)[-1000:]
+    return out
