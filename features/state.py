@@ -85,17 +85,18 @@ class EntityArrays:
     @classmethod
     def allocate(cls, n: int, n_count: int, n_sum: int, n_dir: int, n_sc: int, n_fl: int,
                  time_cols: tuple[int, ...]) -> EntityArrays:
-        # np.full touches every page now, so the first events do not pay for page faults.
-        sc = np.zeros((n, n_sc), dtype=np.int64)
+        # Every array is written here (np.full, not np.zeros, which maps pages lazily), so the
+        # memory is resident now and the first events do not pay for page faults.
+        sc = np.full((n, n_sc), 0, dtype=np.int64)
         for col in time_cols:
             sc[:, col] = NO_TIME
         return cls(
-            cnt=np.zeros((n, n_count, k.NSLOT), dtype=np.int32),
-            amt=np.zeros((n, n_sum, k.NSLOT), dtype=np.int64),
+            cnt=np.full((n, n_count, k.NSLOT), 0, dtype=np.int32),
+            amt=np.full((n, n_sum, k.NSLOT), 0, dtype=np.int64),
             head=np.full((n, k.NW), k.EMPTY_EPOCH, dtype=np.int64),
             ring=np.full((n, n_dir, k.RING_K, 2), -1, dtype=np.int32),
             sc=sc,
-            fl=np.zeros((n, max(n_fl, 1)), dtype=np.float64),
+            fl=np.full((n, max(n_fl, 1)), 0.0, dtype=np.float64),
         )
 
     @property
@@ -137,7 +138,7 @@ def _phone_arrays(n: int) -> EntityArrays:
 
 
 def _device_scalars(n: int) -> np.ndarray:
-    d = np.zeros((n, k.N_DEVICE_SCALAR), dtype=np.int64)
+    d = np.full((n, k.N_DEVICE_SCALAR), 0, dtype=np.int64)
     d[:, k.DSC_LAST] = NO_TIME
     return d
 
@@ -178,7 +179,7 @@ class FeatureState:
             phones=_phone_arrays(max(phones, 1)),
             devices=_device_scalars(max(devices, 1)),
             pair_keys=np.full(cap, k.PAIR_EMPTY, dtype=np.int64),
-            pair_vals=np.zeros(cap, dtype=np.int64),
+            pair_vals=np.full(cap, 0, dtype=np.int64),
         )
 
     # ------------------------------------------------------------ capacity
@@ -201,7 +202,7 @@ class FeatureState:
     def rehash_pairs(self, capacity: int, min_ts: int) -> None:
         """Rebuild the relationship table at ``capacity``, dropping pairs last seen before min_ts."""
         keys = np.full(_next_pow2(capacity), k.PAIR_EMPTY, dtype=np.int64)
-        vals = np.zeros(keys.shape[0], dtype=np.int64)
+        vals = np.full(keys.shape[0], 0, dtype=np.int64)
         n = k._pair_rehash(self.pair_keys, self.pair_vals, keys, vals, min_ts)
         if n * 4 > keys.shape[0] * 3:
             raise ValueError("pair table capacity too small for the live pairs")
