@@ -73,6 +73,8 @@ class DecisionRecord:
     policy_version: str
     latency_us: int
     degraded: bool
+    payer: str = ""
+    payee: str = ""
 
 
 @dataclass(frozen=True, slots=True)
