@@ -707,12 +707,13 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
 def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                    scr: np.ndarray, meta: np.ndarray, centers: np.ndarray, hops: int, lo: int,
                    hi: int, hub: int, max_work: int, nodes: np.ndarray, dist: np.ndarray,
-                   cut: np.ndarray) -> tuple[int, int, int]:
+                   cut: np.ndarray) -> tuple[int, int, int, int]:
     """Breadth-first, all edge kinds, both directions, in [lo, hi], up to ``hops`` from the centres.
 
     Fills at most ``nodes.shape[0]`` nodes (centres first) with their distance; ``cut[i]`` is 1
     for a hub or cash terminal that was not expanded (a centre is expanded up to the node cap,
-    and cut when it has more neighbours). Returns (nodes, neighbours left out, truncated).
+    and cut when it has more neighbours). Returns (nodes, neighbours left out, truncated, the
+    stamp in S_MARK of every node seen, kept or left out).
     """
     cap_nodes = nodes.shape[0]
     ctr = np.zeros(N_CTR, dtype=np.int64)
@@ -761,30 +762,38 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
                 n += 1
             else:
                 left += 1
-    return n, left, ctr[C_TRUNC]
+    return n, left, ctr[C_TRUNC], st
 
 
 @kernel
 def _edges_among(e32: np.ndarray, e64: np.ndarray, n32: np.ndarray, scr: np.ndarray,
-                 meta: np.ndarray, nodes: np.ndarray, lo: int, hi: int,
+                 meta: np.ndarray, nodes: np.ndarray, seen: int, lo: int, hi: int,
                  out: np.ndarray) -> tuple[int, int]:
-    """Edges in [lo, hi] between ``nodes`` (at most ``out.shape[0]``); returns (kept, left out)."""
+    """Edges in [lo, hi] between ``nodes`` (at most ``out.shape[0]``). Returns (kept, left out):
+    left out are the edges beyond that cap and those between a kept node and a node the
+    neighbourhood search saw (S_MARK == seen) but left out at its node cap."""
     st = _stamp(meta)
     for k in range(nodes.shape[0]):
-        scr[nodes[k], S_MARK] = st
+        scr[nodes[k], S_SEEN] = st
     n = 0
     left = 0
     for k in range(nodes.shape[0]):
-        e = n32[nodes[k], N_HEAD_OUT]
-        while e >= 0:
-            ts = e64[e, E_TS]
-            if ts < lo:
-                break
-            if ts <= hi:
-                if scr[e32[e, E_DST], S_MARK] == st and n < out.shape[0]:
-                    out[n] = e
-                    n += 1
-                else:
-                    left += 1
-            e = e32[e, E_NEXT_OUT]
+        for side in range(2):
+            e = n32[nodes[k], N_HEAD_OUT if side == 0 else N_HEAD_IN]
+            while e >= 0:
+                ts = e64[e, E_TS]
+                if ts < lo:
+                    break
+                other = e32[e, E_DST if side == 0 else E_SRC]
+                if ts <= hi:
+                    if scr[other, S_SEEN] == st:
+                        if side == 0:
+                            if n < out.shape[0]:
+                                out[n] = e
+                                n += 1
+                            else:
+                                left += 1
+                    elif scr[other, S_MARK] == seen:
+                        left += 1
+                e = e32[e, E_NEXT_OUT if side == 0 else E_NEXT_IN]
     return n, left

@@ -34,6 +34,7 @@ __all__ = [
     "findings",
     "flow_layout",
     "node_key",
+    "picture_view",
 ]
 
 ROLES = ("suspect", "victim", "recipient", "linked", "other")
@@ -152,8 +153,9 @@ def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
 
 
 def _assign_roles(g: nx.MultiDiGraph, suspects: list[str], victims: list[str]) -> None:
-    """suspect; victim (paid suspects more than it got back, or a phone a suspect phone called);
-    recipient (got more from suspects than it paid them); linked (phone/device of a suspect)."""
+    """suspect; victim (paid suspects more than it got back; a phone a suspect phone called, and
+    the account using it); recipient (got more from suspects than it paid them); linked (phone
+    or device a suspect account used)."""
     sus = set(suspects)
     net: Counter[str] = Counter()
     for u, v, data in g.edges(data=True):
@@ -168,6 +170,9 @@ def _assign_roles(g: nx.MultiDiGraph, suspects: list[str], victims: list[str]) -
             g.nodes[v]["role"] = "linked"
     for n, amount in net.items():
         g.nodes[n]["role"] = "victim" if amount > 0 else "recipient" if amount < 0 else "other"
+    for u, v, kind in g.edges(data="kind"):  # the owner of a phone a suspect phone called
+        if kind == "uses_phone" and g.nodes[v]["role"] == "victim" and u not in net:
+            g.nodes[u]["role"] = "victim"
     for n in victims:
         g.nodes[n]["role"] = "victim"
     for n in sus:
@@ -175,28 +180,45 @@ def _assign_roles(g: nx.MultiDiGraph, suspects: list[str], victims: list[str]) -
 
 
 def flow_layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
-    """Positions with money flowing left to right: suspects in column 0, their payers to the
-    left (-1, -2, ...), their payees to the right; phones and devices in their account's column.
-    Within a column nodes are ordered by the mean row of their neighbours (fewer crossings)."""
+    """Positions with money flowing left to right: suspects in column 0; breadth-first from
+    them, a neighbour goes one column left when it paid the node more than it received from it
+    (or called it more often), one column right otherwise; phones and devices stay in their
+    account's column. Within a column nodes are ordered by the mean row of their neighbours."""
     start = [n for n, r in g.nodes(data="role") if r == "suspect"] or [
         n for n, h in g.nodes(data="hops") if h == 0] or list(g.nodes)[:1]
+    flow: Counter[tuple[str, str]] = Counter()  # money (or calls) u -> v
+    link: set[frozenset[str]] = set()
+    for u, v, a in g.edges(data=True):
+        if a["kind"] == "transfer":
+            flow[(u, v)] += a["amount"]
+        elif a["kind"] == "call":
+            flow[(u, v)] += a["count"]
+        else:
+            link.add(frozenset((u, v)))
     col: dict[str, int] = dict.fromkeys(start, 0)
     queue = list(start)
+    undirected = g.to_undirected(as_view=True)
     for u in queue:
-        for _, v, kind in g.out_edges(u, data="kind"):
-            if v not in col:
-                col[v] = col[u] if kind.startswith("uses_") else col[u] + 1
-                queue.append(v)
-        for v, _, kind in g.in_edges(u, data="kind"):
-            if v not in col:
-                col[v] = col[u] if kind.startswith("uses_") else col[u] - 1
-                queue.append(v)
+        for v in sorted(undirected[u]):
+            if v in col:
+                continue
+            net = flow[(u, v)] - flow[(v, u)]
+            if net == 0 and frozenset((u, v)) in link:
+                col[v] = col[u]
+            else:
+                col[v] = col[u] + (-1 if net < 0 else 1)
+            queue.append(v)
     for n in g.nodes:
         col.setdefault(n, 0)
+    # the suspects' column is theirs (and their phones' and devices'): others move half a
+    # column right (they get money from the suspects' payers, not from the suspects)
+    own = set(start) | {n for pair in link if pair & set(start) for n in pair}
+    xpos: dict[str, float] = {n: col[n] + (0.5 if col[n] == 0 and n not in own else 0.0)
+                              for n in g.nodes}
     priority = {r: i for i, r in enumerate(ROLES)}
-    columns: dict[int, list[str]] = {}
+    columns: dict[float, list[str]] = {}
     for n in sorted(g.nodes, key=lambda n: (priority.get(g.nodes[n]["role"], 9), str(n))):
-        columns.setdefault(col[n], []).append(n)
+        columns.setdefault(xpos[n], []).append(n)
     row: dict[str, float] = {}
 
     def place() -> None:
@@ -205,15 +227,69 @@ def flow_layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
                 row[n] = i - (len(members) - 1) / 2
 
     place()
-    undirected = g.to_undirected(as_view=True)
     for _ in range(2):
         for c in sorted(columns):
             members = columns[c]
-            centre = {n: float(np.mean([row[m] for m in undirected[n] if col[m] != c] or [row[n]]))
+            centre = {n: float(np.mean([row[m] for m in undirected[n] if xpos[m] != c] or [row[n]]))
                       for n in members}
             members.sort(key=lambda n: (centre[n], priority.get(g.nodes[n]["role"], 9)))
+            columns[c] = _links_after_owner(g, members)
         place()
-    return {n: (float(col[n]), -row[n]) for n in g.nodes}
+    return {n: (xpos[n], -row[n]) for n in g.nodes}
+
+
+def picture_view(g: nx.MultiDiGraph, max_nodes: int = 60) -> nx.MultiDiGraph:
+    """The part of a big case a picture can show: suspects, their direct counterparties, the
+    watchlisted entities and the paths to them, then the nodes tied to most of those, up to
+    ``max_nodes``. The whole case stays in the files; ``G.graph["drawn"]`` says how much is shown.
+    """
+    if g.number_of_nodes() <= max_nodes:
+        view = g.copy()
+        view.graph["drawn"] = f"all {g.number_of_nodes()} nodes"
+        return view
+    undirected = g.to_undirected(as_view=True)
+    suspects = [n for n, r in g.nodes(data="role") if r == "suspect"]
+    keep: dict[str, None] = dict.fromkeys(suspects)
+    for n, listed in g.nodes(data="watchlisted"):
+        if listed and suspects:
+            best: list[str] = []
+            for s in suspects:
+                if nx.has_path(undirected, s, n):
+                    path = list(nx.shortest_path(undirected, s, n))
+                    if not best or len(path) < len(best):
+                        best = path
+            keep.update(dict.fromkeys(best))
+    rank = {r: i for i, r in enumerate(ROLES)}
+    near = sorted((n for n in g.nodes if g.nodes[n]["hops"] <= 1 and n not in keep),
+                  key=lambda n: (rank.get(g.nodes[n]["role"], 9), -undirected.degree(n), n))
+    keep.update(dict.fromkeys(near))
+    rest = sorted((n for n in g.nodes if n not in keep),
+                  key=lambda n: (-sum(1 for m in undirected[n] if m in keep), n))
+    keep.update(dict.fromkeys(rest))
+    chosen = list(keep)[:max_nodes]
+    view = g.subgraph(chosen).copy()
+    view.graph["drawn"] = (f"{view.number_of_nodes()} of {g.number_of_nodes()} nodes (suspects, "
+                           "their counterparties and watchlist paths; the files hold all)")
+    return view
+
+
+def _links_after_owner(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
+    """Phones and devices right below the first account of the column that uses them."""
+    here = set(members)
+    owner: dict[str, str] = {}
+    for n in members:
+        if g.nodes[n]["kind"] != "account":
+            for u, _, kind in g.in_edges(n, data="kind"):
+                if kind.startswith("uses_") and u in here:
+                    owner[n] = u
+                    break
+    out: list[str] = []
+    for n in members:
+        if n in owner:
+            continue
+        out.append(n)
+        out.extend(m for m in members if owner.get(m) == n)
+    return out
 
 
 def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5) -> list[Finding]:

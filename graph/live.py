@@ -129,6 +129,7 @@ class Neighbourhood:
     cut: np.ndarray
     left_out: int
     truncated: bool
+    stamp: int = -1  # marks the nodes the search saw (for ``edges_among``)
 
 
 @dataclass(frozen=True)
@@ -300,23 +301,26 @@ class LiveGraph:
     def neighbourhood(self, centers: list[int], *, hops: int, lo_ms: int, hi_ms: int,
                       max_nodes: int, hub_degree: int, max_work: int) -> Neighbourhood:
         """Nodes within ``hops`` of ``centers`` over edges in [lo_ms, hi_ms] (see the kernel)."""
-        c = np.asarray(centers, dtype=np.int64)
+        c = np.asarray(list(dict.fromkeys(centers)), dtype=np.int64)
         if c.size == 0 or int(c.max()) >= self.node_capacity or int(c.min()) < 0:
             raise ValueError("centres must be known node ids")
-        nodes = np.empty(max(max_nodes, c.size), dtype=np.int64)
+        nodes = np.empty(max(max_nodes, c.size), dtype=np.int64)  # the centres are always kept
         dist = np.empty_like(nodes)
         cut = np.empty_like(nodes)
-        n, left, trunc = k._neighbourhood(self.e32, self.e64, self.ekind, self.n32, self.scr,
-                                          self.meta, c, hops, lo_ms, hi_ms, hub_degree, max_work,
-                                          nodes, dist, cut)
+        n, left, trunc, stamp = k._neighbourhood(self.e32, self.e64, self.ekind, self.n32,
+                                                 self.scr, self.meta, c, hops, lo_ms, hi_ms,
+                                                 hub_degree, max_work, nodes, dist, cut)
         return Neighbourhood(nodes[:n].copy(), dist[:n].copy(), cut[:n].copy(), int(left),
-                             bool(trunc))
+                             bool(trunc), int(stamp))
 
-    def edges_among(self, nodes: np.ndarray, *, lo_ms: int, hi_ms: int, max_edges: int) -> EdgeRows:
-        """Edges in [lo_ms, hi_ms] whose both ends are in ``nodes`` (at most ``max_edges``)."""
+    def edges_among(self, hood: Neighbourhood, *, lo_ms: int, hi_ms: int,
+                    max_edges: int) -> EdgeRows:
+        """Edges in [lo_ms, hi_ms] between the nodes of ``hood`` (at most ``max_edges``); call it
+        right after ``neighbourhood`` (left-out edges are counted from that search's marks)."""
         out = np.empty(max_edges, dtype=np.int64)
         n, left = k._edges_among(self.e32, self.e64, self.n32, self.scr, self.meta,
-                                 np.ascontiguousarray(nodes, dtype=np.int64), lo_ms, hi_ms, out)
+                                 np.ascontiguousarray(hood.nodes, dtype=np.int64), hood.stamp,
+                                 lo_ms, hi_ms, out)
         idx = out[:n]
         return EdgeRows(
             src=self.e32[idx, k.E_SRC].astype(np.int64),

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from screening.case_cli import add_case_command
 from screening.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="list the feature names rules can use")
     p.set_defaults(func=_cmd_features)
+    add_case_command(sub)
     return parser
 
 

@@ -181,7 +181,7 @@ class Engine:
             g.process(ev, np.arange(2, dtype=np.int64), self.graph_params)
             hood = g.neighbourhood([0], hops=2, lo_ms=0, hi_ms=2**62, max_nodes=8, hub_degree=4,
                                    max_work=100)
-            g.edges_among(hood.nodes, lo_ms=0, hi_ms=2**62, max_edges=8)
+            g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)
             g.compact(0)
         return time.perf_counter() - t0
 
@@ -498,7 +498,7 @@ class Engine:
             hood = g.neighbourhood(list(suspects + victims), hops=hops, lo_ms=lo_ms, hi_ms=hi_ms,
                                    max_nodes=max_nodes, hub_degree=gs.hub_degree,
                                    max_work=gs.export_max_work)
-            edges = g.edges_among(hood.nodes, lo_ms=lo_ms, hi_ms=hi_ms,
+            edges = g.edges_among(hood, lo_ms=lo_ms, hi_ms=hi_ms,
                                   max_edges=gs.export_max_edges)
             interners = (self.accounts, self.phones, self.devices)
             names = {n: interners[n % 3].name(n // 3) for n in hood.nodes.tolist()}

@@ -189,7 +189,8 @@ def test_case_neighbourhood_matches_reference(events: list[list[int]], centers: 
     lo, hi = T0, T0 + 10 * DAY
     got = live.neighbourhood(centers, hops=hops, lo_ms=lo, hi_ms=hi, max_nodes=max_nodes,
                              hub_degree=hub, max_work=max_work)
-    rows, left, truncated = ref.neighbourhood(centers, hops, lo, hi, hub, max_work, max_nodes)
+    cap = max(max_nodes, len(set(centers)))  # the centres are always kept
+    rows, left, truncated = ref.neighbourhood(centers, hops, lo, hi, hub, max_work, cap)
     assert list(zip(got.nodes.tolist(), got.dist.tolist(), got.cut.tolist(), strict=True)) == rows
     assert (got.left_out, got.truncated) == (left, truncated)
 
