@@ -711,8 +711,9 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
     """Breadth-first, all edge kinds, both directions, in [lo, hi], up to ``hops`` from the centres.
 
     Fills at most ``nodes.shape[0]`` nodes (centres first) with their distance; ``cut[i]`` is 1
-    for a hub or cash terminal that was not expanded (a centre is expanded up to the node cap,
-    and cut when it has more neighbours). Returns (nodes, neighbours left out, truncated, the
+    for a hub or cash terminal that was not expanded. A centre is always expanded, whatever its
+    degree: its neighbours fill the node cap and the rest are counted as left out (it is then
+    marked cut too). Returns (nodes, neighbours left out, truncated, the
     stamp in S_MARK of every node seen, kept or left out).
     """
     cap_nodes = nodes.shape[0]
@@ -740,16 +741,39 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
         if d > 0 and (n32[u, N_FLAGS] & NF_TERMINAL) != 0:
             cut[head - 1] = 1
             continue
-        capu = cap_nodes if d == 0 else hub
-        c = _collect(e32, e64, ekind, n32, scr, meta, u, D_BOTH, False, True, lo, hi, capu, lst,
+        if d == 0:  # a centre: every neighbour is kept or counted as left out
+            before = left
+            for side in range(2):
+                e = n32[u, N_HEAD_OUT if side == 0 else N_HEAD_IN]
+                while e >= 0:
+                    if not _spend(ctr):
+                        break
+                    ts = e64[e, E_TS]
+                    if ts < lo:
+                        break
+                    v = e32[e, E_DST if side == 0 else E_SRC]
+                    if ts <= hi and v != u and scr[v, S_MARK] != st:
+                        scr[v, S_MARK] = st
+                        if n < cap_nodes:
+                            nodes[n] = v
+                            dist[n] = 1
+                            cut[n] = 0
+                            n += 1
+                        else:
+                            left += 1
+                    e = e32[e, E_NEXT_OUT if side == 0 else E_NEXT_IN]
+            if left > before:
+                cut[head - 1] = 1
+            if ctr[C_TRUNC]:
+                break
+            continue
+        c = _collect(e32, e64, ekind, n32, scr, meta, u, D_BOTH, False, True, lo, hi, hub, lst,
                      ctr)
         if ctr[C_TRUNC]:
             break
-        if c > capu:
+        if c > hub:
             cut[head - 1] = 1
-            if d > 0:
-                continue
-            c = capu
+            continue
         for k in range(c):
             v = lst[k]
             if scr[v, S_MARK] == st:

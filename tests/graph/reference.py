@@ -405,15 +405,29 @@ class RefGraph:
             if d > 0 and not self.customer(u):
                 row[2] = 1
                 continue
-            capu = max_nodes if d == 0 else hub
-            around = self.collect(u, k.D_BOTH, False, True, lo, hi, capu, bud)
+            if d == 0:  # a centre: all its neighbours, kept while there is room
+                before = left
+                for side in (0, 1):
+                    for e in self.walk(u, side, lo, hi, bud):
+                        v = e.dst if side == 0 else e.src
+                        if v == u or v in seen:
+                            continue
+                        seen.add(v)
+                        if len(rows) < max_nodes:
+                            rows.append([v, 1, 0])
+                        else:
+                            left += 1
+                if left > before:
+                    row[2] = 1
+                if bud.truncated:
+                    break
+                continue
+            around = self.collect(u, k.D_BOTH, False, True, lo, hi, hub, bud)
             if bud.truncated:
                 break
-            if len(around) > capu:
+            if len(around) > hub:
                 row[2] = 1
-                if d > 0:
-                    continue
-                around = around[:capu]
+                continue
             for v in around:
                 if v in seen:
                     continue
