@@ -329,6 +329,8 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5)
         nx.simple_cycles(money, length_bound=max_cycle_length), 200)
         if len(c) >= 3 and any(n in c for n in suspects)]
     for c in sorted(cycles, key=len)[:10]:
+        first = next(i for i, n in enumerate(c) if n in suspects)
+        c = c[first:] + c[:first]  # read from the suspect round
         out.append(Finding("cycle", "round trip: " + " -> ".join(label[n] for n in [*c, c[0]]),
                            tuple(label[n] for n in c)))
     fired: Counter[str] = Counter()
