@@ -34,8 +34,9 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
   s -> m and m -> b in [t - sg_window, t] (a itself is one such m);
 * cycle: simple paths b -> ... -> a of >= 2 transfers in [t - cycle_window, t] (times
   non-decreasing along the path when ``cycle_ordered``), closing cycles of 3..cycle_max_len
-  edges with a -> b; shortest length, and the best (max) over cycles of the smallest ratio
-  min/max of consecutive amounts along the cycle (pairs from b's out-edge to a -> b);
+  edges with a -> b, whose consecutive amounts (pairs from b's out-edge to a -> b) all have a
+  ratio min/max >= ``cycle_min_ratio`` (the search does not extend a path below it); the
+  shortest length, and the best (max) over those cycles of their smallest such ratio;
 * chain (layering): longest sequence of transfers ending with a -> b where each one leaves
   its payer at most ``chain_gap`` after the previous arrived there, passing on between
   ``chain_min`` and ``chain_max`` times what arrived (out / in), nodes distinct, b excluded;
@@ -44,7 +45,9 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
   payment ("repaid"), and how many repaid ones have no transfer with another such payer;
 * proximity: BFS over all edge kinds, both directions, in [t - prox_window, t], from a (and
   separately from b): hops to the nearest watchlisted node other than the start, 0 if none
-  within ``prox_max_hops``.
+  within ``prox_max_hops``. A node on the last level is expanded only when one of its stored
+  edges leads to a listed node (``N_NEAR`` > 0): nothing else could be found there, so this
+  only saves work (most of it: the last level is the largest).
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ E_SRC, E_DST, E_NEXT_OUT, E_NEXT_IN = 0, 1, 2, 3
 N_E32 = 4
 E_TS, E_AMT, E_REF = 0, 1, 2
 N_E64 = 3
-# node int32 columns
-N_HEAD_OUT, N_HEAD_IN, N_LINK_PHONE, N_LINK_DEVICE, N_FLAGS = 0, 1, 2, 3, 4
-N_N32 = 5
+# node int32 columns (the first four are edge numbers: compaction renumbers them); N_NEAR counts
+# the node's list entries whose other end is watchlisted (watch > 0)
+N_HEAD_OUT, N_HEAD_IN, N_LINK_PHONE, N_LINK_DEVICE, N_FLAGS, N_NEAR = 0, 1, 2, 3, 4, 5
+N_N32 = 6
 NF_TERMINAL = 1
 # node scratch int64 columns (stamped, so never cleared)
 S_SEEN, S_MARK, S_VAL, S_VAL2 = 0, 1, 2, 3
@@ -84,8 +88,9 @@ CF_NEW = 1
 # ---------------------------------------------------------------- parameters
 (G_FAN_WINDOW, G_SG_WINDOW, G_CYCLE_WINDOW, G_CYCLE_MAX_LEN, G_CYCLE_ORDERED, G_CHAIN_GAP,
  G_CHAIN_MAX_HOPS, G_CHAIN_MIN_PPM, G_CHAIN_MAX_PPM, G_FUND_WINDOW, G_FUND_SMALL_MAX,
- G_PROX_WINDOW, G_PROX_MAX_HOPS, G_HUB_DEGREE, G_FAN_CAP, G_MAX_WORK, G_LINK_REFRESH) = range(17)
-N_GPARAM = 17
+ G_PROX_WINDOW, G_PROX_MAX_HOPS, G_HUB_DEGREE, G_FAN_CAP, G_MAX_WORK, G_LINK_REFRESH,
+ G_CYCLE_MIN_PPM) = range(18)
+N_GPARAM = 18
 
 # ---------------------------------------------------------------- output features (the engine's ``extra``)
 (X_PAYER_FAN_OUT, X_PAYER_FAN_IN, X_PAYEE_FAN_IN, X_PAYEE_FAN_OUT, X_SCATTER_GATHER,
@@ -128,7 +133,8 @@ def _list_insert(e32: np.ndarray, e64: np.ndarray, n32: np.ndarray, meta: np.nda
 
 @kernel
 def _insert(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
-            meta: np.ndarray, src: int, dst: int, ts: int, amt: int, kind: int, ref: int) -> int:
+            watch: np.ndarray, meta: np.ndarray, src: int, dst: int, ts: int, amt: int, kind: int,
+            ref: int) -> int:
     e = meta[M_EDGES]
     meta[M_EDGES] = e + 1
     e32[e, E_SRC] = src
@@ -139,26 +145,31 @@ def _insert(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
     ekind[e] = kind
     _list_insert(e32, e64, n32, meta, src, N_HEAD_OUT, E_NEXT_OUT, e, ts)
     _list_insert(e32, e64, n32, meta, dst, N_HEAD_IN, E_NEXT_IN, e, ts)
+    if watch[dst] > 0:
+        n32[src, N_NEAR] += 1
+    if watch[src] > 0:
+        n32[dst, N_NEAR] += 1
     if ts > meta[M_NEWEST]:
         meta[M_NEWEST] = ts
     return e
 
 
 @kernel
-def _link(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray, meta: np.ndarray,
-          a: int, target: int, ts: int, kind: int, slot: int, refresh: int, ref: int) -> None:
+def _link(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
+          watch: np.ndarray, meta: np.ndarray, a: int, target: int, ts: int, kind: int, slot: int,
+          refresh: int, ref: int) -> None:
     """Account a used phone/device ``target``: a new link edge unless a's last link of this kind
     goes to the same target and is at most ``refresh`` ms older (then its use count grows)."""
     last = n32[a, slot]
     if last >= 0 and e32[last, E_DST] == target and 0 <= ts - e64[last, E_TS] < refresh:
         e64[last, E_AMT] += 1
         return
-    n32[a, slot] = _insert(e32, e64, ekind, n32, meta, a, target, ts, 1, kind, ref)
+    n32[a, slot] = _insert(e32, e64, ekind, n32, watch, meta, a, target, ts, 1, kind, ref)
 
 
 @kernel
 def _compact(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
-             meta: np.ndarray, min_ts: int, remap: np.ndarray) -> int:
+             watch: np.ndarray, meta: np.ndarray, min_ts: int, remap: np.ndarray) -> int:
     """Drop edges older than min_ts and renumber the rest in place; returns how many went."""
     m = meta[M_EDGES]
     k = 0
@@ -168,6 +179,10 @@ def _compact(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
             k += 1
         else:
             remap[e] = -1
+            if watch[e32[e, E_DST]] > 0:
+                n32[e32[e, E_SRC], N_NEAR] -= 1
+            if watch[e32[e, E_SRC]] > 0:
+                n32[e32[e, E_DST], N_NEAR] -= 1
     for e in range(m):
         r = remap[e]
         if r < 0:
@@ -193,10 +208,26 @@ def _compact(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
 @kernel
 def _insert_many(src: np.ndarray, dst: np.ndarray, ts: np.ndarray, amt: np.ndarray,
                  kind: np.ndarray, ref: np.ndarray, e32: np.ndarray, e64: np.ndarray,
-                 ekind: np.ndarray, n32: np.ndarray, meta: np.ndarray) -> None:
+                 ekind: np.ndarray, n32: np.ndarray, watch: np.ndarray, meta: np.ndarray) -> None:
     """Bulk load of ready-made edges (node ids, not entity ids), in the given order."""
     for i in range(src.shape[0]):
-        _insert(e32, e64, ekind, n32, meta, src[i], dst[i], ts[i], amt[i], kind[i], ref[i])
+        _insert(e32, e64, ekind, n32, watch, meta, src[i], dst[i], ts[i], amt[i], kind[i],
+                ref[i])
+
+
+@kernel
+def _set_watch(e32: np.ndarray, n32: np.ndarray, watch: np.ndarray, node: int,
+               until: int) -> None:
+    """List (until > 0) or unlist (0) a node, keeping its neighbours' N_NEAR counts."""
+    step = (1 if until > 0 else 0) - (1 if watch[node] > 0 else 0)
+    watch[node] = until
+    if step == 0:
+        return
+    for side in range(2):
+        e = n32[node, N_HEAD_OUT if side == 0 else N_HEAD_IN]
+        while e >= 0:
+            n32[e32[e, E_DST if side == 0 else E_SRC], N_NEAR] += step
+            e = e32[e, E_NEXT_OUT if side == 0 else E_NEXT_IN]
 
 
 # ================================================================= scans
@@ -332,6 +363,7 @@ def _cycle(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
         return 0, 0.0
     lo = t - gp[G_CYCLE_WINDOW]
     ordered = gp[G_CYCLE_ORDERED] != 0
+    floor = gp[G_CYCLE_MIN_PPM] / 1e6
     hub = gp[G_HUB_DEGREE]
     n = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo, t, hub, lst, ctr)
     if ctr[C_TRUNC]:
@@ -358,6 +390,8 @@ def _cycle(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
         u = e32[e, E_SRC]
         xe = e64[e, E_AMT]
         r = min(rmin[depth], _ratio(xe, amts[depth]))
+        if r < floor:
+            continue
         if u == b:
             if depth >= 1:
                 length = depth + 2
@@ -567,7 +601,7 @@ def _proximity(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndar
         u = qn[head]
         d = qd[head]
         head += 1
-        if d >= top:
+        if d >= top or (d == top - 1 and n32[u, N_NEAR] == 0):
             continue
         c = _collect(e32, e64, ekind, n32, scr, meta, u, D_BOTH, False, False, lo, t, hub, lst,
                      ctr)
@@ -687,18 +721,20 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
             if fl & TF_PAYEE_TERMINAL:
                 n32[b, N_FLAGS] |= NF_TERMINAL
             amount = ev[i, EV_AMOUNT]
-            _insert(e32, e64, ekind, n32, meta, a, b, ts, amount, K_TRANSFER, refs[i])
+            _insert(e32, e64, ekind, n32, watch, meta, a, b, ts, amount, K_TRANSFER, refs[i])
             if ev[i, EV_C] >= 0:
-                _link(e32, e64, ekind, n32, meta, a, ev[i, EV_C] * N_NODE_KINDS + NK_PHONE, ts,
-                      K_LINK_PHONE, N_LINK_PHONE, gp[G_LINK_REFRESH], refs[i])
+                _link(e32, e64, ekind, n32, watch, meta, a,
+                      ev[i, EV_C] * N_NODE_KINDS + NK_PHONE, ts, K_LINK_PHONE, N_LINK_PHONE,
+                      gp[G_LINK_REFRESH], refs[i])
             if ev[i, EV_D] >= 0:
-                _link(e32, e64, ekind, n32, meta, a, ev[i, EV_D] * N_NODE_KINDS + NK_DEVICE, ts,
-                      K_LINK_DEVICE, N_LINK_DEVICE, gp[G_LINK_REFRESH], refs[i])
+                _link(e32, e64, ekind, n32, watch, meta, a,
+                      ev[i, EV_D] * N_NODE_KINDS + NK_DEVICE, ts, K_LINK_DEVICE, N_LINK_DEVICE,
+                      gp[G_LINK_REFRESH], refs[i])
             if detect and keep:
                 _detect(e32, e64, ekind, n32, scr, meta, watch, a, b, ts, amount, gp, lst, lst2,
                         qn, qd, path, cur, his, amts, rmin, ctr, out[i])
         elif kind == KIND_CALL and ev[i, EV_FLAGS] & CF_NEW:
-            _insert(e32, e64, ekind, n32, meta, ev[i, EV_A] * N_NODE_KINDS + NK_PHONE,
+            _insert(e32, e64, ekind, n32, watch, meta, ev[i, EV_A] * N_NODE_KINDS + NK_PHONE,
                     ev[i, EV_B] * N_NODE_KINDS + NK_PHONE, ts, ev[i, EV_AMOUNT], K_CALL, refs[i])
 
 

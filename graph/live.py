@@ -38,7 +38,7 @@ DAY_MS = 86_400_000
 
 # int32 x 4 + int64 x 3 + int8: src, dst, next_out, next_in, time, amount, ref, kind
 BYTES_PER_EDGE = 4 * k.N_E32 + 8 * k.N_E64 + 1
-# int32 x 5 (list heads, last links, flags) + int64 watch + int64 x 4 scratch stamps
+# int32 x 6 (list heads, last links, flags, listed neighbours) + int64 watch + int64 x 4 scratch
 BYTES_PER_NODE = 4 * k.N_N32 + 8 + 8 * k.N_SCR
 
 if len(GRAPH_FEATURES) != k.N_X:  # pragma: no cover - import-time layout check
@@ -58,7 +58,8 @@ class GraphParams:
     scatter_gather_window_ms: int = 7 * DAY_MS
     cycle_window_ms: int = 30 * DAY_MS
     cycle_max_length: int = 6
-    cycle_time_ordered: bool = False
+    cycle_time_ordered: bool = True
+    cycle_min_ratio: float = 0.8
     chain_gap_ms: int = 60 * MINUTE_MS
     chain_max_hops: int = 6
     chain_min_ratio: float = 0.1
@@ -66,10 +67,10 @@ class GraphParams:
     fund_window_ms: int = 90 * DAY_MS
     fund_small_max: int = 10_000_000
     proximity_window_ms: int = 90 * DAY_MS
-    proximity_max_hops: int = 3
+    proximity_max_hops: int = 2
     hub_degree: int = 50
-    fan_cap: int = 200
-    max_work: int = 2_000
+    fan_cap: int = 100
+    max_work: int = 1_000
     link_refresh_ms: int = DAY_MS
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class GraphParams:
             raise ValueError("GraphParams.hub_degree and fan_cap must be in 1..100000")
         if not 1 <= self.max_work <= 10_000_000:
             raise ValueError("GraphParams.max_work must be in 1..10000000")
+        if not 0.0 <= self.cycle_min_ratio <= 1.0:
+            raise ValueError("GraphParams.cycle_min_ratio must be in 0..1")
         if not 0.0 <= self.chain_min_ratio <= self.chain_max_ratio:
             raise ValueError("GraphParams needs 0 <= chain_min_ratio <= chain_max_ratio")
 
@@ -110,6 +113,7 @@ class GraphParams:
         p[k.G_FAN_CAP] = self.fan_cap
         p[k.G_MAX_WORK] = self.max_work
         p[k.G_LINK_REFRESH] = self.link_refresh_ms
+        p[k.G_CYCLE_MIN_PPM] = round(self.cycle_min_ratio * 1_000_000)
         return p
 
     @property
@@ -219,7 +223,8 @@ class LiveGraph:
     def compact(self, min_ts: int) -> int:
         """Drop edges older than ``min_ts``; returns how many were dropped."""
         remap = np.empty(max(self.edge_count, 1), dtype=np.int32)
-        return int(k._compact(self.e32, self.e64, self.ekind, self.n32, self.meta, min_ts, remap))
+        return int(k._compact(self.e32, self.e64, self.ekind, self.n32, self.watch, self.meta,
+                              min_ts, remap))
 
     def _evict(self, keep: int) -> None:
         n = self.edge_count
@@ -250,7 +255,12 @@ class LiveGraph:
     # ------------------------------------------------------------ updates
     def set_watch(self, kind: int, idx: int, until_ms: int) -> None:
         """Mark entity ``idx`` of ``kind`` watchlisted until ``until_ms`` (0: not listed)."""
-        self.watch[node_id(kind, idx)] = until_ms
+        self.set_watch_node(node_id(kind, idx), until_ms)
+
+    def set_watch_node(self, node: int, until_ms: int) -> None:
+        if not 0 <= node < self.node_capacity:
+            raise ValueError("node beyond the node capacity (call ensure)")
+        k._set_watch(self.e32, self.n32, self.watch, node, max(until_ms, 0))
 
     def process(self, events: np.ndarray, refs: np.ndarray, params: np.ndarray,
                 detect: bool = True) -> np.ndarray:
@@ -295,7 +305,7 @@ class LiveGraph:
             raise ValueError("a node id is beyond the node capacity (call ensure)")
         if self.edge_count + n > self.edge_capacity:
             raise ValueError("not enough free edge slots (call ensure)")
-        k._insert_many(*cols, self.e32, self.e64, self.ekind, self.n32, self.meta)
+        k._insert_many(*cols, self.e32, self.e64, self.ekind, self.n32, self.watch, self.meta)
 
     # ------------------------------------------------------------ reading
     def neighbourhood(self, centers: list[int], *, hops: int, lo_ms: int, hi_ms: int,
@@ -348,5 +358,5 @@ def _edge_arrays(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _node_arrays(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n32 = np.full((cap, k.N_N32), -1, dtype=np.int32)
-    n32[:, k.N_FLAGS] = 0
+    n32[:, k.N_FLAGS:] = 0  # flags and listed-neighbour counts
     return n32, np.full(cap, 0, dtype=np.int64), np.full((cap, k.N_SCR), 0, dtype=np.int64)

@@ -91,7 +91,10 @@ class GraphSettings:
     cycle_window_days: float = 30.0
     cycle_max_length: int = 6
     # Cycles must run forward in time (each transfer no earlier than the one before it).
-    cycle_time_ordered: bool = False
+    cycle_time_ordered: bool = True
+    # Cycles count only when each transfer keeps at least this share of the one before it
+    # (min/max of consecutive amounts); the search does not follow paths below it.
+    cycle_min_ratio: float = 0.8
     chain_gap_minutes: float = 60.0
     chain_max_hops: int = 6
     # A chain hop passes on between these multiples of what arrived (out / in).
@@ -101,10 +104,10 @@ class GraphSettings:
     # "Small" fundraising payers paid at most this much in one transfer (fen).
     fund_small_max_fen: int = 10_000_000
     proximity_window_days: float = 90.0
-    proximity_max_hops: int = 3
+    proximity_max_hops: int = 2
     hub_degree: int = 50
-    fan_cap: int = 200
-    max_work: int = 2_000
+    fan_cap: int = 100
+    max_work: int = 1_000
     link_refresh_hours: float = 24.0
     expiry_days: float = 180.0
     initial_edges: int = 262_144
@@ -141,6 +144,7 @@ class GraphSettings:
             cycle_window_ms=round(self.cycle_window_days * day),
             cycle_max_length=self.cycle_max_length,
             cycle_time_ordered=self.cycle_time_ordered,
+            cycle_min_ratio=self.cycle_min_ratio,
             chain_gap_ms=round(self.chain_gap_minutes * minute),
             chain_max_hops=self.chain_max_hops,
             chain_min_ratio=self.chain_min_ratio,

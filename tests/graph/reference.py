@@ -253,6 +253,7 @@ class RefGraph:
         if top < 3:
             return 0, 0.0
         lo, hub, ordered = t - gp[k.G_CYCLE_WINDOW], gp[k.G_HUB_DEGREE], gp[k.G_CYCLE_ORDERED]
+        floor = gp[k.G_CYCLE_MIN_PPM] / 1e6
         found: list[tuple[int, float]] = []
 
         def ratio(x: int, y: int) -> float:
@@ -261,6 +262,8 @@ class RefGraph:
         def dfs(path: list[int], hi: int, later_amount: int, kept: float) -> None:
             for e in self.money_in(path[-1], lo, hi, bud):
                 r = min(kept, ratio(e.amount, later_amount))
+                if r < floor:  # amounts changed too much: not extended, not a cycle
+                    continue
                 if e.src == b:
                     if len(path) >= 2:  # b -> ... -> a has >= 2 transfers
                         found.append((len(path) + 1, r))
@@ -367,7 +370,7 @@ class RefGraph:
         queue = deque([(s, 0)])
         while queue:
             u, d = queue.popleft()
-            if d >= top:
+            if d >= top or (d == top - 1 and not self.near_listed(u)):
                 continue
             around = self.collect(u, k.D_BOTH, False, False, lo, t, hub, bud)
             if bud.truncated:
@@ -383,6 +386,11 @@ class RefGraph:
                     return d + 1
                 queue.append((v, d + 1))
         return 0
+
+    def near_listed(self, u: int) -> bool:
+        """Some stored edge of u (any time, any kind) has a watchlisted other end."""
+        return (any(self.watch.get(e.dst, 0) > 0 for e in self.out.get(u, []))
+                or any(self.watch.get(e.src, 0) > 0 for e in self.inn.get(u, [])))
 
     # ------------------------------------------------------------ case-graph neighbourhood
     def neighbourhood(self, centers: list[int], hops: int, lo: int, hi: int, hub: int,

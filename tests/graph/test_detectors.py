@@ -20,7 +20,7 @@ def run(events: list[list[int]], params: GraphParams = P, watch: dict[int, int] 
     g = LiveGraph(nodes=16, edges=16)
     g.ensure(accounts, 16, 16, 3 * len(events))
     for node, until in (watch or {}).items():
-        g.watch[node] = until
+        g.set_watch_node(node, until)
     out = g.process(np.array(events, dtype=np.int64), np.arange(len(events), dtype=np.int64),
                     params.array())
     return g, [dict(zip(GRAPH_FEATURES, row.tolist(), strict=True)) for row in out]
@@ -44,7 +44,8 @@ def test_scatter_gather_counts_intermediaries_from_one_source() -> None:
 
 
 def test_cycle_length_and_kept_ratio() -> None:
-    """A -> B -> C -> D -> A losing 1 % a hop: length 4, kept ratio 0.99; 2-cycles do not count."""
+    """A -> B -> C -> D -> A losing 1 % a hop: length 4, kept ratio 0.99; 2-cycles do not count;
+    with every hop required to keep 99.5 % there is no cycle."""
     ev = [txn(T0, 1, 2, 10_000), txn(T0 + MIN, 2, 1, 10_000), txn(T0 + 2 * MIN, 2, 3, 9_900),
           txn(T0 + 3 * MIN, 3, 4, 9_801), txn(T0 + 4 * MIN, 4, 1, 9_703)]
     _, rows = run(ev)
@@ -52,12 +53,14 @@ def test_cycle_length_and_kept_ratio() -> None:
     assert rows[4]["graph_cycle_length"] == 4
     assert rows[4]["graph_cycle_kept_ratio"] == pytest.approx(min(9_900 / 10_000, 9_801 / 9_900,
                                                                   9_703 / 9_801))
+    _, strict = run(ev, GraphParams(cycle_min_ratio=0.995))
+    assert strict[4]["graph_cycle_length"] == 0
 
 
 def test_time_ordered_cycles_need_money_to_move_forward() -> None:
     """Closing a cycle whose legs ran backwards in time counts only when order is not required."""
     ev = [txn(T0 + 3 * MIN, 2, 3, 100), txn(T0 + 2 * MIN, 3, 1, 100), txn(T0 + 5 * MIN, 1, 2, 100)]
-    _, plain = run(ev)
+    _, plain = run(ev, GraphParams(cycle_time_ordered=False))
     _, ordered = run(ev, GraphParams(cycle_time_ordered=True))
     assert plain[2]["graph_cycle_length"] == 3 and ordered[2]["graph_cycle_length"] == 0
 
@@ -97,9 +100,12 @@ def test_proximity_reaches_listed_entities_through_calls_and_links() -> None:
     """Payer's phone was called by a listed number: 2 hops (account - phone - phone)."""
     listed = node_id(k.NK_PHONE, 7)
     ev = [call(T0, 7, 3, 600), txn(T0 + MIN, 1, 2, 100, phone=3)]
-    _, rows = run(ev, watch={listed: 2**62})
+    three = GraphParams(proximity_max_hops=3)
+    _, rows = run(ev, three, watch={listed: 2**62})
     assert rows[1]["graph_payer_watch_hops"] == 2 and rows[1]["graph_payee_watch_hops"] == 3
-    _, expired = run(ev, watch={listed: T0})
+    _, two = run(ev, watch={listed: 2**62})
+    assert two[1]["graph_payee_watch_hops"] == 0  # the default looks 2 hops far
+    _, expired = run(ev, three, watch={listed: T0})
     assert expired[1]["graph_payer_watch_hops"] == 0
 
 

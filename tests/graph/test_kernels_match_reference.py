@@ -56,7 +56,7 @@ def params(**kw: int) -> list[int]:
         k.G_CHAIN_MIN_PPM: 100_000, k.G_CHAIN_MAX_PPM: 1_050_000, k.G_FUND_WINDOW: 10 * DAY,
         k.G_FUND_SMALL_MAX: 1_000, k.G_PROX_WINDOW: 10 * DAY, k.G_PROX_MAX_HOPS: 3,
         k.G_HUB_DEGREE: 1_000, k.G_FAN_CAP: 1_000, k.G_MAX_WORK: 1_000_000,
-        k.G_LINK_REFRESH: DAY,
+        k.G_LINK_REFRESH: DAY, k.G_CYCLE_MIN_PPM: 0,
     }
     for i, v in defaults.items():
         p[i] = v
@@ -111,6 +111,7 @@ def param_sets(draw: st.DrawFn) -> list[int]:
         G_FAN_CAP=draw(st.one_of(st.integers(1, 4), st.just(1_000))),
         G_MAX_WORK=draw(st.one_of(st.integers(1, 40), st.just(1_000_000))),
         G_LINK_REFRESH=draw(st.sampled_from([0, HOUR, DAY])),
+        G_CYCLE_MIN_PPM=draw(st.sampled_from([0, 0, 500_000, 900_000, 990_000, 1_000_000])),
     )
 
 
@@ -124,24 +125,31 @@ def _graph(watch: dict[int, int]) -> tuple[LiveGraph, RefGraph]:
     live.ensure(N_ACC, N_PHONE, N_DEV, 0)
     ref = RefGraph()
     for node, until in watch.items():
-        live.watch[node] = until
+        live.set_watch_node(node, until)
         ref.watch[node] = until
     return live, ref
 
 
 def _run(events: list[list[int]], gp: list[int], watch: dict[int, int],
-         compact_at: list[tuple[int, int]] | None = None) -> tuple[LiveGraph, RefGraph]:
-    """Both engines over ``events``, compacting at (row, age) points; asserts every row equal."""
+         compact_at: list[tuple[int, int]] | None = None,
+         rewatch: list[tuple[int, int, int]] | None = None) -> tuple[LiveGraph, RefGraph]:
+    """Both engines over ``events``, compacting at (row, age) points and changing the watchlist
+    at (row, node, until) points; asserts every row equal, and the listed-neighbour counts."""
     live, ref = _graph(watch)
     gpa = np.array(gp, dtype=np.int64)
     cuts = sorted(compact_at or [])
-    bounds = sorted({0, len(events), *(c for c, _ in cuts if 0 < c < len(events))})
+    changes = rewatch or []
+    bounds = sorted({0, len(events), *(c for c, _ in cuts if 0 < c < len(events)),
+                     *(c for c, _, _ in changes if 0 < c < len(events))})
     ages = dict(cuts)
     for lo, hi in itertools.pairwise(bounds):
         if lo in ages and live.newest_ms > k.NO_TS:
             min_ts = live.newest_ms - ages[lo]
             live.compact(min_ts)
             ref.compact(min_ts)
+        for _, node, until in (c for c in changes if c[0] == lo):
+            live.set_watch_node(node, until)
+            ref.watch[node] = until
         chunk = events[lo:hi]
         live.ensure(N_ACC, N_PHONE, N_DEV, 3 * len(chunk))
         ev = np.array(chunk, dtype=np.int64).reshape(len(chunk), k.N_EV)
@@ -152,6 +160,10 @@ def _run(events: list[list[int]], gp: list[int], watch: dict[int, int],
                for i in range(len(chunk)) for j in range(k.N_X) if got[i, j] != want[i][j]]
         assert not bad, "\n".join(bad[:12])
     assert live.edge_count == len(ref.edges)
+    near = [sum(ref.watch.get(e.dst, 0) > 0 for e in ref.out.get(n, []))
+            + sum(ref.watch.get(e.src, 0) > 0 for e in ref.inn.get(n, []))
+            for n in range(3 * N_ACC)]
+    assert live.n32[:3 * N_ACC, k.N_NEAR].tolist() == near
     return live, ref
 
 
@@ -169,12 +181,15 @@ def test_detectors_match_reference_on_random_graphs(events: list[list[int]], gp:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(streams(60), param_sets(), WATCH,
        st.lists(st.tuples(st.integers(1, 59), st.sampled_from([0, HOUR, DAY, 2 * DAY])),
-                max_size=3))
-def test_expiry_compaction_keeps_the_kernels_equal_to_the_reference(
+                max_size=3),
+       st.lists(st.tuples(st.integers(1, 59), st.integers(0, 3 * N_ACC - 1),
+                          st.sampled_from([0, T0 + DAY, 2**62])), max_size=4))
+def test_expiry_and_watchlist_changes_keep_the_kernels_equal_to_the_reference(
         events: list[list[int]], gp: list[int], watch: dict[int, int],
-        compact_at: list[tuple[int, int]]) -> None:
-    """Dropping old edges in place (renumbering lists and links) loses nothing younger."""
-    _run(events, gp, watch, compact_at)
+        compact_at: list[tuple[int, int]], rewatch: list[tuple[int, int, int]]) -> None:
+    """Dropping old edges in place (renumbering lists and links) loses nothing younger, and
+    listing or unlisting entities mid-stream keeps the listed-neighbour counts exact."""
+    _run(events, gp, watch, compact_at, rewatch)
 
 
 @settings(max_examples=100, deadline=None, database=None,
@@ -206,7 +221,7 @@ def _window_graph(ref: RefGraph, lo: int, hi: int, money: bool) -> nx.MultiDiGra
 
 
 def _nx_cycles(g: nx.MultiDiGraph, a: int, b: int, t: int, x0: int, top: int,
-               ordered: bool) -> tuple[int, float]:
+               ordered: bool, floor: float) -> tuple[int, float]:
     if top < 3 or a not in g or b not in g:
         return 0, 0.0
     found = []
@@ -220,7 +235,8 @@ def _nx_cycles(g: nx.MultiDiGraph, a: int, b: int, t: int, x0: int, top: int,
             if ordered and times != sorted(times):
                 continue
             kept = min(min(p, q) / max(p, q) for p, q in itertools.pairwise(amounts))
-            found.append((len(path), kept))
+            if kept >= floor:
+                found.append((len(path), kept))
     if not found:
         return 0, 0.0
     return min(n for n, _ in found), max(r for _, r in found)
@@ -228,11 +244,12 @@ def _nx_cycles(g: nx.MultiDiGraph, a: int, b: int, t: int, x0: int, top: int,
 
 @settings(max_examples=150, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(streams(30), st.integers(0, 1), st.integers(3, 6), WATCH)
+@given(streams(30), st.integers(0, 1), st.integers(3, 6), WATCH,
+       st.sampled_from([0, 500_000, 980_000]))
 def test_reference_agrees_with_networkx_when_bounds_do_not_bind(
-        events: list[list[int]], ordered: int, top: int, watch: dict[int, int]) -> None:
+        events: list[list[int]], ordered: int, top: int, watch: dict[int, int], floor: int) -> None:
     """Fan counts, scatter-gather, cycles and proximity recomputed with networkx are equal."""
-    gp = params(G_CYCLE_ORDERED=ordered, G_CYCLE_MAX_LEN=top)
+    gp = params(G_CYCLE_ORDERED=ordered, G_CYCLE_MAX_LEN=top, G_CYCLE_MIN_PPM=floor)
     ref = RefGraph(watch=dict(watch))
     for i, row in enumerate(events):
         got = ref.process([row], [i], gp)[0]
@@ -251,7 +268,7 @@ def test_reference_agrees_with_networkx_when_bounds_do_not_bind(
         assert got[k.X_SCATTER_GATHER] == want_sg
         cyc = _window_graph(ref, t - gp[k.G_CYCLE_WINDOW], t, money=True)
         assert (got[k.X_CYCLE_LEN], got[k.X_CYCLE_RATIO]) == _nx_cycles(
-            cyc, a, b, t, x, top, bool(ordered))
+            cyc, a, b, t, x, top, bool(ordered), floor / 1e6)
         for who, col in ((a, k.X_PAYER_WATCH_HOPS), (b, k.X_PAYEE_WATCH_HOPS)):
             prox = nx.Graph(_window_graph(ref, t - gp[k.G_PROX_WINDOW], t, money=False))
             prox.add_node(who)
