@@ -43,7 +43,7 @@ GRAPH_FEATURES: tuple[str, ...] = (
     "graph_payee_watch_hops",  # hops from the payee to the nearest watchlisted entity (0: none)
     "graph_hub_cuts",  # searches stopped at a high-degree node
     "graph_truncated",  # 1: a search ran out of its work budget
-    "graph_edges_examined",  # work done (edge list entries read)
+    "graph_gather_scatter",  # payer's distinct payers and payees (the smaller) in the sg window
 )
 
 

@@ -32,6 +32,8 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
 * fan: distinct payees / payers of a and of b in [t - fan_window, t];
 * scatter-gather: max over sources s that paid a (s != b) of the number of distinct m with
   s -> m and m -> b in [t - sg_window, t] (a itself is one such m);
+* gather-scatter: a is a collection-and-dispersal account: the smaller of its distinct payers
+  and distinct payees in [t - sg_window, t] (each saturating at ``fan_cap + 1``);
 * cycle: simple paths b -> ... -> a of >= 2 transfers in [t - cycle_window, t] (times
   non-decreasing along the path when ``cycle_ordered``), closing cycles of 3..cycle_max_len
   edges with a -> b, whose consecutive amounts (pairs from b's out-edge to a -> b) all have a
@@ -74,7 +76,7 @@ NF_TERMINAL = 1
 S_SEEN, S_MARK, S_VAL, S_VAL2 = 0, 1, 2, 3
 N_SCR = 4
 # meta
-M_EDGES, M_STAMP, M_NEWEST, M_LATE, M_EVICTED = 0, 1, 2, 3, 4
+M_EDGES, M_STAMP, M_NEWEST, M_LATE, M_EVICTED, M_WORK = 0, 1, 2, 3, 4, 5
 N_META = 8
 NO_TS = np.int64(-(2**62))
 
@@ -95,7 +97,7 @@ N_GPARAM = 18
 # ---------------------------------------------------------------- output features (the engine's ``extra``)
 (X_PAYER_FAN_OUT, X_PAYER_FAN_IN, X_PAYEE_FAN_IN, X_PAYEE_FAN_OUT, X_SCATTER_GATHER,
  X_CYCLE_LEN, X_CYCLE_RATIO, X_CHAIN_HOPS, X_PONZI_PAYERS, X_PONZI_REPAID, X_PONZI_UNRELATED,
- X_PAYER_WATCH_HOPS, X_PAYEE_WATCH_HOPS, X_HUB_CUTS, X_TRUNCATED, X_EXAMINED) = range(16)
+ X_PAYER_WATCH_HOPS, X_PAYEE_WATCH_HOPS, X_HUB_CUTS, X_TRUNCATED, X_GATHER_SCATTER) = range(16)
 N_X = 16
 
 # per-transaction counters
@@ -666,6 +668,13 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
         out[X_SCATTER_GATHER] = _scatter_gather(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst,
                                                 lst2, ctr)
         trunc |= _next_group(ctr, budget)
+        lo_sg = t - gp[G_SG_WINDOW]
+        gathered = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo_sg, t, cap,
+                            lst, ctr)
+        scattered = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False, lo_sg, t,
+                             cap, lst, ctr)
+        out[X_GATHER_SCATTER] = min(gathered, scattered)
+        trunc |= _next_group(ctr, budget)
         length, ratio = _cycle(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path, cur,
                                his, amts, rmin, ctr)
         out[X_CYCLE_LEN] = length
@@ -685,7 +694,7 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
                                              lst, qn, qd, ctr)
     out[X_HUB_CUTS] = ctr[C_CUTS]
     out[X_TRUNCATED] = trunc | ctr[C_TRUNC]
-    out[X_EXAMINED] = ctr[C_WORK]
+    meta[M_WORK] += ctr[C_WORK]
 
 
 @kernel

@@ -319,12 +319,18 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5)
         if len(payers) >= min_fan and len(repaid) >= 2:
             out.append(Finding("ponzi", f"{label[s]} paid money back to {len(repaid)} of its "
                                f"{len(payers)} payers", (label[s], *sorted(label[n] for n in repaid))))
-        for src in {p for m in payers for p in money.predecessors(m)} - {s}:
+        for src in sorted({p for m in payers for p in money.predecessors(m)} - {s}):
             via = sorted(m for m in money.successors(src) if m in payers)
             if len(via) >= 3:
                 out.append(Finding("scatter_gather", f"{label[src]} paid {len(via)} accounts that "
                                    f"all paid {label[s]}", (label[src], *(label[m] for m in via),
                                                            label[s])))
+        for dst in sorted({q for m in payees for q in money.successors(m)} - {s}):
+            via = sorted(m for m in money.predecessors(dst) if m in payees)
+            if len(via) >= 3:
+                out.append(Finding("scatter_gather", f"{label[s]} paid {len(via)} accounts that "
+                                   f"all paid {label[dst]}", (label[s], *(label[m] for m in via),
+                                                              label[dst])))
     cycles = [c for c in itertools.islice(
         nx.simple_cycles(money, length_bound=max_cycle_length), 200)
         if len(c) >= 3 and any(n in c for n in suspects)]

@@ -188,6 +188,11 @@ class LiveGraph:
         return int(self.meta[k.M_LATE])
 
     @property
+    def work_done(self) -> int:
+        """Edge-list entries the detectors have read so far (their cost, summed)."""
+        return int(self.meta[k.M_WORK])
+
+    @property
     def evicted_early(self) -> int:
         """Edges dropped before their expiry age because ``max_edges`` was reached."""
         return int(self.meta[k.M_EVICTED])

@@ -56,6 +56,7 @@ class RefGraph:
     watch: dict[int, int] = field(default_factory=dict)
     last_link: dict[tuple[int, int], Edge] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
+    work_done: int = 0
 
     # ------------------------------------------------------------ store
     @staticmethod
@@ -199,6 +200,12 @@ class RefGraph:
             out[k.X_SCATTER_GATHER] = self.scatter_gather(a, b, t, gp, bud)
             done(bud)
             bud = fresh()
+            lo_sg = t - gp[k.G_SG_WINDOW]
+            gathered = self.collect(a, k.D_IN, True, False, lo_sg, t, cap, bud)
+            scattered = self.collect(a, k.D_OUT, True, False, lo_sg, t, cap, bud)
+            out[k.X_GATHER_SCATTER] = min(len(gathered), len(scattered))
+            done(bud)
+            bud = fresh()
             out[k.X_CYCLE_LEN], out[k.X_CYCLE_RATIO] = self.cycle(a, b, t, x, gp, bud)
             done(bud)
             bud = fresh()
@@ -217,7 +224,7 @@ class RefGraph:
             done(bud)
         out[k.X_HUB_CUTS] = cuts
         out[k.X_TRUNCATED] = 1.0 if truncated else 0.0
-        out[k.X_EXAMINED] = work
+        self.work_done += work
         return [float(v) for v in out]
 
     def scatter_gather(self, a: int, b: int, t: int, gp: list[int], bud: Budget) -> int:

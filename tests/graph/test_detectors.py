@@ -35,6 +35,14 @@ def test_fan_in_and_fan_out_count_distinct_counterparties_in_the_window() -> Non
     assert rows[-1]["graph_payer_fan_in"] == 4 and rows[-1]["graph_payer_fan_out"] == 3
 
 
+def test_gather_scatter_is_the_smaller_of_payers_and_payees() -> None:
+    """5 payers in, then 3 payees out: at the third payment out, gather-scatter is 3."""
+    ev = [txn(T0 + i * MIN, 10 + i, 1, 100) for i in range(5)]
+    ev += [txn(T0 + DAY + i * MIN, 1, 20 + i, 100) for i in range(3)]
+    _, rows = run(ev)
+    assert [r["graph_gather_scatter"] for r in rows[5:]] == [1, 2, 3]
+
+
 def test_scatter_gather_counts_intermediaries_from_one_source() -> None:
     """S pays 4 accounts, each passes it to T: the 4th gather leg sees 4 intermediaries."""
     ev = [txn(T0 + i * MIN, 1, 10 + i, 1000) for i in range(4)]
@@ -123,11 +131,16 @@ def test_hubs_are_not_expanded_and_the_cut_is_counted() -> None:
 
 def test_work_budget_truncates_and_says_so() -> None:
     """A search that would read more list entries than max_work stops and sets graph_truncated."""
-    ev = [txn(T0 + i, 10 + i, 1, 100) for i in range(30)] + [txn(T0 + MIN, 1, 2, 100)]
-    _, rows = run(ev, GraphParams(max_work=10))
+    ev = [txn(T0 + i, 10 + i, 1, 100) for i in range(30)]
+    g, _ = run(ev, GraphParams(max_work=10))
+    before = g.work_done
+    g.ensure(64, 16, 16, 3)
+    out = g.process(np.array([txn(T0 + MIN, 1, 2, 100)], dtype=np.int64),
+                    np.zeros(1, dtype=np.int64), GraphParams(max_work=10).array())
+    row = dict(zip(GRAPH_FEATURES, out[0].tolist(), strict=True))
     # the fan detectors share one budget: 1 entry for the payer's out-list, 9 of its in-list
-    assert rows[-1]["graph_truncated"] == 1 and rows[-1]["graph_payer_fan_in"] == 9
-    assert rows[-1]["graph_edges_examined"] <= 10 * 7
+    assert row["graph_truncated"] == 1 and row["graph_payer_fan_in"] == 9
+    assert 0 < g.work_done - before <= 10 * 8  # at most max_work per detector
 
 
 def test_cash_terminals_are_never_counted_or_expanded() -> None:

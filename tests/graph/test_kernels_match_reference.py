@@ -160,6 +160,7 @@ def _run(events: list[list[int]], gp: list[int], watch: dict[int, int],
                for i in range(len(chunk)) for j in range(k.N_X) if got[i, j] != want[i][j]]
         assert not bad, "\n".join(bad[:12])
     assert live.edge_count == len(ref.edges)
+    assert live.work_done == ref.work_done
     near = [sum(ref.watch.get(e.dst, 0) > 0 for e in ref.out.get(n, []))
             + sum(ref.watch.get(e.src, 0) > 0 for e in ref.inn.get(n, []))
             for n in range(3 * N_ACC)]
@@ -287,4 +288,4 @@ def test_event_layout_constants_equal_the_feature_kernels() -> None:
     assert len(GRAPH_FEATURES) == k.N_X == fk.N_EXTRA
     assert GRAPH_FEATURES[k.X_CYCLE_LEN] == "graph_cycle_length"
     assert GRAPH_FEATURES[k.X_PAYEE_WATCH_HOPS] == "graph_payee_watch_hops"
-    assert GRAPH_FEATURES[k.X_EXAMINED] == "graph_edges_examined"
+    assert GRAPH_FEATURES[k.X_GATHER_SCATTER] == "graph_gather_scatter"
