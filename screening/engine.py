@@ -182,6 +182,7 @@ class Engine:
             hood = g.neighbourhood([0], hops=2, lo_ms=0, hi_ms=2**62, max_nodes=8, hub_degree=4,
                                    max_work=100)
             g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)
+            g.set_watch_node(0, 1)
             g.compact(0)
         return time.perf_counter() - t0
 
