@@ -67,7 +67,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         return self.auth.caller(context.invocation_metadata()) or Caller("?", "?")
 
     def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool) -> None:
-        quiet = rec.action == _ALLOW and rec.report_flags == 0
+        quiet = rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded
         emit = self.log.debug if quiet else self.log.info
         emit(
             "screened",
@@ -79,6 +79,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             risk=rec.score,
             reports=rec.report_flags,
             duplicate=duplicate,
+            degraded=rec.degraded,
             latency_us=rec.latency_us,
         )
 

@@ -202,3 +202,11 @@ def test_decisions_without_graph_checks_are_marked_degraded(no_budget: Live, liv
     assert g.has_edge(f"account:{a}", f"account:{b}") and g.has_edge(f"account:{b}", f"account:{a}")
     ok = live.bank.screen(transaction(uid("t"), recent(5), uid("a"), uid("b"), 10_000))
     assert not ok.degraded
+
+
+def test_degraded_decisions_are_logged(no_budget: Live) -> None:
+    """A decision made without graph checks is logged at info level with degraded=true."""
+    tid = uid("t")
+    no_budget.bank.screen(transaction(tid, recent(3), uid("a"), uid("b"), 100))
+    lines = [json.loads(x) for x in no_budget.log.getvalue().splitlines() if tid in x]
+    assert lines and lines[-1]["degraded"] is True and lines[-1]["level"] == "info"
