@@ -26,8 +26,25 @@ __all__ = [
 WINDOWS: tuple[str, ...] = k.WIN_NAMES
 
 # Names of the features the graph detectors compute (the ``extra`` input of the kernel), in slot
-# order; at most N_EXTRA. Unnamed slots are reserved.
-GRAPH_FEATURES: tuple[str, ...] = ()
+# order; at most N_EXTRA. Unnamed slots are reserved. Meanings: ``graph._kernels`` and README.
+GRAPH_FEATURES: tuple[str, ...] = (
+    "graph_payer_fan_out",  # distinct payees of the payer in the fan window
+    "graph_payer_fan_in",  # distinct payers of the payer
+    "graph_payee_fan_in",  # distinct payers of the payee
+    "graph_payee_fan_out",  # distinct payees of the payee
+    "graph_scatter_gather",  # most intermediaries from one source of the payer to the payee
+    "graph_cycle_length",  # shortest cycle this transfer closes (3.., 0: none)
+    "graph_cycle_kept_ratio",  # best cycle's smallest ratio of consecutive amounts (0..1)
+    "graph_chain_hops",  # transfers in the longest rapid pass-on chain ending here (0: none)
+    "graph_ponzi_small_payers",  # payee paid the payer before: payer's distinct small payers
+    "graph_ponzi_repaid",  # ... of whom the payer has paid back
+    "graph_ponzi_unrelated_repaid",  # ... repaid ones with no transfer with another such payer
+    "graph_payer_watch_hops",  # hops from the payer to the nearest watchlisted entity (0: none)
+    "graph_payee_watch_hops",  # hops from the payee to the nearest watchlisted entity (0: none)
+    "graph_hub_cuts",  # searches stopped at a high-degree node
+    "graph_truncated",  # 1: a search ran out of its work budget
+    "graph_gather_scatter",  # payer's distinct payers and payees (the smaller) in the sg window
+)
 
 
 def _txn_names() -> list[str]:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from screening.case_cli import add_case_command
 from screening.errors import ConfigError, InputFileError
 
 __all__ = ["build_parser", "main"]
@@ -294,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--decisions", type=Path, default=None,
                            help="decisions of an earlier `screening replay --out`")
         r.set_defaults(func=_cmd_report)
+    add_case_command(sub)
     return parser
 
 

@@ -122,3 +122,8 @@ class ScreeningClient:
         return self.stub.QueryAccount(
             pb.QueryAccountRequest(account_id=account_id, recent_decisions_limit=limit),
             metadata=self.metadata, timeout=self.timeout)
+
+    def export_case_graph(self, request: pb.ExportCaseGraphRequest,
+                          timeout: float | None = None) -> pb.CaseGraph:
+        return self.stub.ExportCaseGraph(request, metadata=self.metadata,
+                                         timeout=timeout or max(self.timeout, 60.0))

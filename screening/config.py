@@ -14,14 +14,18 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from screening.errors import ConfigError
+
+if TYPE_CHECKING:
+    from graph.live import GraphParams
 
 __all__ = [
     "DEFAULT_CURRENCIES",
     "AuthSettings",
     "Currency",
+    "GraphSettings",
     "LimitSettings",
     "LogSettings",
     "PolicySettings",
@@ -69,6 +73,95 @@ class StateSettings:
     # Transaction ids remembered for idempotency (the dedup horizon).
     dedup_capacity: int = 1_000_000
     recent_decisions_per_account: int = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphSettings:
+    """The live transaction graph: detector windows and bounds, memory, case exports.
+
+    Every search is bounded: hops/length, ``hub_degree`` (nodes with more distinct
+    counterparties are not expanded; the cut is recorded), ``max_work`` edge-list entries per
+    detector and transaction, and its time window. Edges older than ``expiry_days`` go when
+    room is needed; at most ``max_edges`` edges are held (BYTES_PER_EDGE each, see README).
+    """
+
+    enabled: bool = True
+    fan_window_days: float = 7.0
+    scatter_gather_window_days: float = 7.0
+    cycle_window_days: float = 30.0
+    cycle_max_length: int = 6
+    # Cycles must run forward in time (each transfer no earlier than the one before it).
+    cycle_time_ordered: bool = True
+    # Cycles count only when each transfer keeps at least this share of the one before it
+    # (min/max of consecutive amounts); the search does not follow paths below it.
+    cycle_min_ratio: float = 0.8
+    chain_gap_minutes: float = 60.0
+    chain_max_hops: int = 6
+    # A chain hop passes on between these multiples of what arrived (out / in).
+    chain_min_ratio: float = 0.1
+    chain_max_ratio: float = 1.05
+    fund_window_days: float = 90.0
+    # "Small" fundraising payers paid at most this much in one transfer (fen).
+    fund_small_max_fen: int = 10_000_000
+    proximity_window_days: float = 90.0
+    proximity_max_hops: int = 2
+    hub_degree: int = 50
+    fan_cap: int = 100
+    max_work: int = 1_000
+    link_refresh_hours: float = 24.0
+    expiry_days: float = 180.0
+    initial_edges: int = 262_144
+    max_edges: int = 67_108_864
+    # Case-graph exports (ExportCaseGraph / `screening case export`).
+    export_max_hops: int = 4
+    export_max_nodes: int = 2_000
+    export_default_nodes: int = 300
+    export_max_days: float = 366.0
+    export_max_edges: int = 50_000
+    export_max_work: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        try:
+            params = self.params()
+        except ValueError as exc:
+            raise ConfigError(f"[graph] {str(exc).replace('GraphParams.', '')}") from None
+        if self.expiry_days * 86_400_000 < params.longest_window_ms:
+            raise ConfigError("[graph] expiry_days must cover the longest detector window")
+        if not 1 <= self.export_max_hops <= 6 or not 1 <= self.export_default_nodes <= self.export_max_nodes:
+            raise ConfigError("[graph] export_max_hops must be 1..6 and "
+                              "1 <= export_default_nodes <= export_max_nodes")
+        if self.initial_edges < 16 or self.max_edges < self.initial_edges or self.max_edges >= 2**31 - 1:
+            raise ConfigError("[graph] need 16 <= initial_edges <= max_edges < 2**31")
+
+    def params(self) -> GraphParams:
+        """The detectors' ``graph.live.GraphParams``."""
+        from graph.live import GraphParams
+
+        day, minute = 86_400_000, 60_000
+        return GraphParams(
+            fan_window_ms=round(self.fan_window_days * day),
+            scatter_gather_window_ms=round(self.scatter_gather_window_days * day),
+            cycle_window_ms=round(self.cycle_window_days * day),
+            cycle_max_length=self.cycle_max_length,
+            cycle_time_ordered=self.cycle_time_ordered,
+            cycle_min_ratio=self.cycle_min_ratio,
+            chain_gap_ms=round(self.chain_gap_minutes * minute),
+            chain_max_hops=self.chain_max_hops,
+            chain_min_ratio=self.chain_min_ratio,
+            chain_max_ratio=self.chain_max_ratio,
+            fund_window_ms=round(self.fund_window_days * day),
+            fund_small_max=self.fund_small_max_fen,
+            proximity_window_ms=round(self.proximity_window_days * day),
+            proximity_max_hops=self.proximity_max_hops,
+            hub_degree=self.hub_degree,
+            fan_cap=self.fan_cap,
+            max_work=self.max_work,
+            link_refresh_ms=round(self.link_refresh_hours * 3_600_000),
+        )
+
+    @property
+    def expiry_ms(self) -> int:
+        return round(self.expiry_days * 86_400_000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +221,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    graph: GraphSettings = field(default_factory=GraphSettings)
     currencies: Mapping[str, int] = field(default_factory=lambda: DEFAULT_CURRENCIES)
 
     def currency(self, code: str) -> Currency | None:
@@ -142,6 +236,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": AuthSettings,
     "log": LogSettings,
     "policy": PolicySettings,
+    "graph": GraphSettings,
 }
 
 

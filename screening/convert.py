@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -22,6 +23,7 @@ from screening.model import (
     AccountView,
     CallInput,
     CallRecord,
+    CaseRequest,
     DecisionRecord,
     Party,
     TxnInput,
@@ -30,7 +32,8 @@ from screening.model import (
 from screening.policy import Policy
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["Converter", "masked_or_clear", "ms_to_timestamp", "normalise_phone"]
+__all__ = ["Converter", "case_files", "case_graph_message", "masked_or_clear", "ms_to_timestamp",
+           "normalise_phone"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 _PHONE_CHARS = re.compile(r"^[+0-9 ()\-.]+$")
@@ -46,6 +49,14 @@ _PARTY_TYPES = _enum_values(pb.PartyType)
 _CHANNELS = _enum_values(pb.Channel)
 _NUMBER_CLASSES = _enum_values(pb.NumberClass)
 _ENTITY_KINDS = _enum_values(pb.EntityKind)
+# CaseFormat enum value -> screening.case format name
+_CASE_FORMATS = {pb.CASE_FORMAT_GRAPHML: "graphml", pb.CASE_FORMAT_GEXF: "gexf",
+                 pb.CASE_FORMAT_JSON: "json", pb.CASE_FORMAT_CSV: "csv",
+                 pb.CASE_FORMAT_PNG: "png", pb.CASE_FORMAT_SVG: "svg"}
+_CASE_FILE_FIELDS = {"case.graphml": "graphml", "case.gexf": "gexf", "case.json": "json",
+                     "nodes.csv": "nodes_csv", "edges.csv": "edges_csv", "case.png": "png",
+                     "case.svg": "svg"}
+_DAY_MS = 86_400_000
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -287,6 +298,45 @@ class Converter:
             raise InvalidRequest("recent_decisions_limit", "must be 0..100")
         return self._id(req.account_id, "account_id"), limit
 
+    def case_request(self, req: pb.ExportCaseGraphRequest) -> CaseRequest:
+        """Validate an ExportCaseGraph request: centre, hops, time range, node cap, formats."""
+        g = self.settings.graph
+        centre = req.WhichOneof("centre")
+        if centre == "account_id":
+            value = self._id(req.account_id, "account_id")
+        elif centre == "phone_number":
+            value = self._phone(req.phone_number, "phone_number", required=True)
+        elif centre == "transaction_id":
+            value = self._id(req.transaction_id, "transaction_id")
+        else:
+            raise InvalidRequest("centre", "one of account_id, phone_number or transaction_id "
+                                 "is required")
+        hops = req.hops or 2
+        if not 1 <= hops <= g.export_max_hops:
+            raise InvalidRequest("hops", f"must be 1..{g.export_max_hops} (0 means 2), got {req.hops}")
+        to_ms = (self._time(req.to_time, True, "to_time") if req.HasField("to_time")
+                 else self.clock_ms())
+        from_ms = (self._time(req.from_time, True, "from_time") if req.HasField("from_time")
+                   else to_ms - 30 * _DAY_MS)
+        if from_ms >= to_ms:
+            raise InvalidRequest("from_time", "must be before to_time")
+        if to_ms - from_ms > g.export_max_days * _DAY_MS:
+            raise InvalidRequest("from_time", f"time range longer than {g.export_max_days:g} days")
+        max_nodes = req.max_nodes or g.export_default_nodes
+        if not 1 <= max_nodes <= g.export_max_nodes:
+            raise InvalidRequest("max_nodes", f"must be 1..{g.export_max_nodes} (0 means "
+                                 f"{g.export_default_nodes}), got {req.max_nodes}")
+        formats = []
+        for i, f in enumerate(req.formats):
+            name = _CASE_FORMATS.get(f)
+            if name is None:
+                raise InvalidRequest(f"formats[{i}]", "UNSPECIFIED is not allowed" if f == 0
+                                     else f"unknown enum value {f}")
+            formats.append(name)
+        return CaseRequest(centre=centre, value=value, hops=hops, from_ms=from_ms, to_ms=to_ms,
+                           max_nodes=max_nodes,
+                           formats=tuple(dict.fromkeys(formats)) or tuple(_CASE_FORMATS.values()))
+
     # ------------------------------------------------------------------ responses
     def decision(self, rec: DecisionRecord, duplicate: bool) -> pb.Decision:
         flags = rec.report_flags
@@ -349,3 +399,35 @@ def identity(value: str) -> str:
 def masked_or_clear(masker: Masker, clear: bool) -> Callable[[str], str]:
     return identity if clear else masker
 
+
+
+def case_graph_message(files: Mapping[str, bytes], g: Any, found: Sequence[Any], req: CaseRequest,
+                       masked: bool) -> pb.CaseGraph:
+    """The ExportCaseGraph response: summary of the MultiDiGraph ``g`` and the rendered files."""
+    meta = g.graph
+    summary = pb.CaseSummary(
+        centre=str(meta.get("centre", "")),
+        nodes=g.number_of_nodes(),
+        edges=g.number_of_edges(),
+        events=int(meta.get("transactions", 0)),
+        hops=req.hops,
+        from_time=ms_to_timestamp(req.from_ms),
+        to_time=ms_to_timestamp(req.to_ms),
+        nodes_left_out=int(meta.get("nodes_left_out", 0)),
+        edges_left_out=int(meta.get("edges_left_out", 0)),
+        hubs_not_expanded=[h for h in str(meta.get("hubs_not_expanded", "")).split(";") if h],
+        truncated=bool(meta.get("truncated", False)),
+        notes=[n for n in str(meta.get("notes", "")).split("; ") if n],
+        findings=[pb.CaseFinding(detector=f.detector, description=f.description,
+                                 nodes=list(f.nodes)) for f in found],
+        identifiers_masked=masked,
+    )
+    msg = pb.CaseGraph(summary=summary)
+    for name, content in files.items():
+        setattr(msg, _CASE_FILE_FIELDS[name], content)
+    return msg
+
+
+def case_files(msg: pb.CaseGraph) -> dict[str, bytes]:
+    """The files carried by an ExportCaseGraph response, by file name (empty ones left out)."""
+    return {name: getattr(msg, f) for name, f in _CASE_FILE_FIELDS.items() if getattr(msg, f)}

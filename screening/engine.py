@@ -24,9 +24,11 @@ from features.layout import (
     Kind,
     TxnFlag,
 )
-from features.state import NO_TIME, FeatureState, empty_events
+from features.state import N_EXTRA, NO_TIME, FeatureState, empty_events
+from graph.case import CaseInput
+from graph.live import LiveGraph, node_id
 from screening.config import Settings
-from screening.errors import CapacityExceeded, InvalidRequest
+from screening.errors import CapacityExceeded, InvalidRequest, NotFound
 from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
@@ -38,11 +40,16 @@ from screening.model import (
     TxnInput,
     WatchEntry,
 )
-from screening.policy import Policy
+from screening.policy import ACTION_NAMES, Policy
 
-__all__ = ["DecisionLog", "Engine", "Interner", "WatchlistChange", "encode_transactions"]
+__all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "DecisionLog", "Engine",
+           "Interner", "WatchlistChange", "encode_transactions"]
 
 _PERSON, _TERMINAL = 1, 3  # proto PartyType
+# Centres of a case-graph export.
+CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
+# The graph stage runs in chunks of this many transactions, checking the latency budget between.
+_GRAPH_CHUNK = 256
 
 
 class Interner:
@@ -144,6 +151,15 @@ class Engine:
                                dtype=np.int64)
         self._recent_pos = np.zeros(self.state.accounts.capacity, dtype=np.int64)
         self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
+        g = settings.graph
+        self.graph: LiveGraph | None = None
+        if g.enabled:
+            self.graph = LiveGraph(
+                nodes=3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
+                edges=g.initial_edges, max_edges=g.max_edges)
+        self.graph_params = g.params().array()
+        # running estimate of the graph stage's time per transaction, for the budget check
+        self.graph_ns_per_txn = 50_000.0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ start-up
@@ -160,6 +176,14 @@ class Engine:
         scratch.process(ev, p.params_array, p.txn_table, p.call_table)
         scratch.snapshot(0, 1_700_000_000_000, 0)
         scratch.rehash_pairs(64, min_ts=0)
+        if self.graph is not None:
+            g = LiveGraph(nodes=12, edges=64)
+            g.process(ev, np.arange(2, dtype=np.int64), self.graph_params)
+            hood = g.neighbourhood([0], hops=2, lo_ms=0, hi_ms=2**62, max_nodes=8, hub_degree=4,
+                                   max_work=100)
+            g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)
+            g.set_watch_node(0, 1)
+            g.compact(0)
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ transactions
@@ -186,11 +210,13 @@ class Engine:
                 ev = encode_transactions(batch, self.policy, self.accounts, self.phones,
                                          self.devices)
                 self._ensure(new_pairs=len(batch))
+                extra, degraded = self._graph_stage(ev, self.decisions.next_seq, t0)
                 feat, dec = self.state.process(ev, self.policy.params_array,
-                                               self.policy.txn_table, self.policy.call_table)
+                                               self.policy.txn_table, self.policy.call_table,
+                                               extra=extra)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
                 for j, i in enumerate(todo):
-                    rec = self._record(txns[i], feat[j], dec[j], latency_us)
+                    rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]))
                     self.decisions.add(rec)
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
@@ -220,8 +246,42 @@ class Engine:
             if len(interner) + interner.missing(keys) > cap:
                 raise CapacityExceeded(f"state is full: at most {cap} {name} (state.max_*)")
 
+    def _graph_stage(self, ev: np.ndarray, seq0: int, t0: int) -> tuple[np.ndarray | None, np.ndarray]:
+        """Add the batch to the live graph and run its detectors within the latency budget.
+
+        The budget is ``latency_budget_ms`` per transaction from the request's start. Before
+        each chunk the stage checks that the chunk, at the running time estimate, still fits;
+        when it does not, the chunk's edges are added without running the detectors: those
+        decisions get zero graph features and are marked degraded. Each detector is also
+        bounded inside the kernel (hub degree, work budget), so one search cannot run away.
+        """
+        n = ev.shape[0]
+        degraded = np.zeros(n, dtype=bool)
+        g = self.graph
+        if g is None:
+            return None, degraded
+        gs = self.settings.graph
+        g.ensure(len(self.accounts), len(self.phones), len(self.devices), 3 * n, gs.expiry_ms)
+        extra = np.zeros((n, N_EXTRA), dtype=np.float64)
+        refs = np.arange(seq0, seq0 + n, dtype=np.int64)
+        deadline = t0 + round(self.settings.server.latency_budget_ms * 1e6) * n
+        for start in range(0, n, _GRAPH_CHUNK):
+            stop = min(n, start + _GRAPH_CHUNK)
+            now = time.perf_counter_ns()
+            detect = now + self.graph_ns_per_txn * (stop - start) <= deadline
+            out = g.process(ev[start:stop], refs[start:stop], self.graph_params, detect)
+            if detect:
+                extra[start:stop] = out
+                per = (time.perf_counter_ns() - now) / (stop - start)
+                self.graph_ns_per_txn = 0.9 * self.graph_ns_per_txn + 0.1 * per
+            else:
+                degraded[start:stop] = True
+        return extra, degraded
+
     def _ensure(self, new_pairs: int) -> None:
         self.state.ensure(len(self.accounts), len(self.phones), len(self.devices), new_pairs)
+        if self.graph is not None:
+            self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 0)
         cap = self.state.accounts.capacity
         if self._recent.shape[0] < cap:
             grown = np.full((cap, self._recent.shape[1]), -1, dtype=np.int64)
@@ -248,8 +308,8 @@ class Engine:
                 self._drivers[key] = found
         return found
 
-    def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int
-                ) -> DecisionRecord:
+    def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int,
+                degraded: bool = False) -> DecisionRecord:
         bits = int(dec[1])
         seq = self.decisions.next_seq
         self.decisions.next_seq += 1
@@ -264,7 +324,9 @@ class Engine:
             features=tuple((TXN_FEATURES[i], float(feat[i])) for i in self._drivers_of(bits, False)),
             policy_version=self.policy.version,
             latency_us=latency_us,
-            degraded=False,
+            degraded=degraded,
+            payer=t.payer.account_id,
+            payee=t.payee.account_id,
         )
 
     # ------------------------------------------------------------------ calls
@@ -299,6 +361,11 @@ class Engine:
             self._ensure(new_pairs=1)
             feat, dec = self.state.process(ev, self.policy.params_array, self.policy.txn_table,
                                            self.policy.call_table)
+            if self.graph is not None:
+                self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 3,
+                                  self.settings.graph.expiry_ms)
+                self.graph.process(ev, np.full(1, -1, dtype=np.int64), self.graph_params,
+                                   detect=False)
             bits = int(dec[0, 1])
             rec = CallRecord(
                 call_id=call.call_id,
@@ -349,6 +416,8 @@ class Engine:
                 idx = interners[e.kind].intern(e.value)
                 self._ensure(new_pairs=0)
                 setters[e.kind](idx, e.expires_ms)
+                if self.graph is not None:
+                    self.graph.set_watch(e.kind - 1, idx, e.expires_ms)
             for kind, value in removes:
                 if self._watch.pop((kind, value), None) is None:
                     not_found += 1
@@ -357,6 +426,8 @@ class Engine:
                 found = interners[kind].get(value)
                 if found is not None:
                     setters[kind](found, 0)
+                    if self.graph is not None:
+                        self.graph.set_watch(kind - 1, found, 0)
         return WatchlistChange(added, replaced, removed, not_found)
 
     def watch_entries(self, kind: int, value: str, now_ms: int) -> list[WatchEntry]:
@@ -397,9 +468,61 @@ class Engine:
             last_seen_ms=last_ms,
         )
 
+    # ------------------------------------------------------------------ case graphs
+    def case_input(self, centre: str, value: str, *, hops: int, lo_ms: int, hi_ms: int,
+                   max_nodes: int, now_ms: int) -> CaseInput:
+        """The live graph around an account, phone number or transaction, with raw names.
+
+        Raises NotFound (naming the request field) for a centre the graph has never seen.
+        """
+        g = self.graph
+        if g is None:
+            raise NotFound(f"{centre}: the transaction graph is disabled ([graph] enabled = false)")
+        gs = self.settings.graph
+        with self._lock:
+            victims: tuple[int, ...] = ()
+            if centre == CENTRE_TRANSACTION:
+                rec = self.decisions.get(value)
+                payer = self.accounts.get(rec.payer) if rec is not None else None
+                payee = self.accounts.get(rec.payee) if rec is not None else None
+                if payer is None or payee is None:
+                    raise NotFound(f"{centre}: no remembered transaction with this id")
+                suspects = (node_id(0, payee),)
+                victims = (node_id(0, payer),)
+            else:
+                kind, interner = (0, self.accounts) if centre == CENTRE_ACCOUNT else (1, self.phones)
+                idx = interner.get(value)
+                if idx is None or not g.has_edges(node_id(kind, idx)):
+                    what = "account" if kind == 0 else "phone number"
+                    raise NotFound(f"{centre}: no such {what} in the transaction graph")
+                suspects = (node_id(kind, idx),)
+            hood = g.neighbourhood(list(suspects + victims), hops=hops, lo_ms=lo_ms, hi_ms=hi_ms,
+                                   max_nodes=max_nodes, hub_degree=gs.hub_degree,
+                                   max_work=gs.export_max_work)
+            edges = g.edges_among(hood, lo_ms=lo_ms, hi_ms=hi_ms,
+                                  max_edges=gs.export_max_edges)
+            interners = (self.accounts, self.phones, self.devices)
+            names = {n: interners[n % 3].name(n // 3) for n in hood.nodes.tolist()}
+            watch = {}
+            for n, name in names.items():
+                hits = self.watch_entries(n % 3 + 1, name, now_ms)
+                if hits:
+                    watch[n] = f"{hits[0].reason} ({hits[0].source})"
+            decisions = {}
+            for ref in set(edges.ref.tolist()):
+                rec = self.decisions.by_seq(ref)
+                if rec is not None:
+                    decisions[ref] = (ACTION_NAMES[rec.action],
+                                      tuple(r.code for r in self.policy.fired(rec.reason_bits)))
+            terminals = frozenset(n for n in names if g.is_terminal(n))
+        return CaseInput(
+            centre_label=value, suspects=suspects, victims=victims, hops=hops, lo_ms=lo_ms,
+            hi_ms=hi_ms, max_nodes=max_nodes, hood=hood, edges=edges, names=names,
+            terminals=terminals, watch=watch, decisions=decisions)
+
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, int]:
-        return {
+        out = {
             "accounts": len(self.accounts),
             "phones": len(self.phones),
             "devices": len(self.devices),
@@ -408,6 +531,10 @@ class Engine:
             "watchlist_entries": len(self._watch),
             "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
         }
+        if self.graph is not None:
+            out.update(graph_edges=self.graph.edge_count, graph_bytes=self.graph.nbytes(),
+                       graph_evicted_early=self.graph.evicted_early)
+        return out
 
 
 def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Interner,

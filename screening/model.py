@@ -12,6 +12,7 @@ __all__ = [
     "AccountView",
     "CallInput",
     "CallRecord",
+    "CaseRequest",
     "DecisionRecord",
     "Party",
     "TxnInput",
@@ -73,6 +74,8 @@ class DecisionRecord:
     policy_version: str
     latency_us: int
     degraded: bool
+    payer: str = ""
+    payee: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +108,16 @@ class AccountView:
     watch: tuple[WatchEntry, ...]
     first_seen_ms: int | None
     last_seen_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRequest:
+    """A validated ExportCaseGraph request."""
+
+    centre: str  # "account_id" | "phone_number" | "transaction_id" (the request field)
+    value: str  # normalised (phone numbers in E.164 form)
+    hops: int
+    from_ms: int
+    to_ms: int
+    max_nodes: int
+    formats: tuple[str, ...]  # of screening.case.FORMATS

@@ -35,7 +35,9 @@ def generate(out_dir: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: " + " ".join(args))
-    written = sorted(p for p in out_dir.rglob("*_pb2*.py*"))
+    # only the folders protoc wrote to (never the whole tree: a virtualenv may live there)
+    folders = {out_dir / Path(p).parent for p in protos}
+    written = sorted(p for folder in folders for p in folder.glob("*_pb2*.py*"))
     for p in written:
         init = p.parent / "__init__.py"
         if not init.exists():

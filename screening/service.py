@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import grpc
 
 from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller
-from screening.convert import Converter, masked_or_clear
+from screening.case import export_case
+from screening.convert import Converter, case_graph_message, masked_or_clear
 from screening.engine import Engine
 from screening.errors import ScreeningError, status_of
 from screening.masking import Masker
@@ -69,7 +70,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         return self.auth.caller(context.invocation_metadata()) or Caller("?", "?")
 
     def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool) -> None:
-        quiet = rec.action == _ALLOW and rec.report_flags == 0
+        quiet = rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded
         if quiet and not self.log_every_decision:
             return
         emit = self.log.debug if quiet else self.log.info
@@ -83,6 +84,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             risk=rec.score,
             reports=rec.report_flags,
             duplicate=duplicate,
+            degraded=rec.degraded,
             latency_us=rec.latency_us,
         )
 
@@ -167,3 +169,20 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         self.log.info("account_queried", by=caller.name, role=caller.role,
                       account=self.mask(account_id), known=view.known)
         return self.conv.account(view, masked_or_clear(self.mask, caller.role in CLEAR_ID_ROLES))
+
+    @_rpc
+    def ExportCaseGraph(self, request: pb.ExportCaseGraphRequest, context: grpc.ServicerContext
+                        ) -> pb.CaseGraph:
+        req = self.conv.case_request(request)
+        caller = self._caller(context)
+        clear = caller.role in CLEAR_ID_ROLES
+        data = self.engine.case_input(req.centre, req.value, hops=req.hops, lo_ms=req.from_ms,
+                                      hi_ms=req.to_ms, max_nodes=req.max_nodes,
+                                      now_ms=self.engine.clock_ms())
+        bundle = export_case(data, masked_or_clear(self.mask, clear), req.formats)
+        g = bundle.graph
+        self.log.info("case_exported", by=caller.name, role=caller.role, centre=self.mask(req.value),
+                      centre_kind=req.centre, hops=req.hops, nodes=g.number_of_nodes(),
+                      edges=g.number_of_edges(), left_out=g.graph.get("nodes_left_out", 0),
+                      masked=not clear, formats=list(req.formats))
+        return case_graph_message(bundle.files, g, bundle.findings, req, masked=not clear)

@@ -1,7 +1,11 @@
-"""Replay an event file through the live feature kernels and policy, in event-time order.
+"""Replay an event file through the live graph, feature kernels and policy, in event-time order.
 
-No gRPC and no second implementation: the same ``FeatureState.process`` kernel and compiled
-policy tables the server uses, fed in large chunks. Decisions come out as a polars frame.
+No gRPC and no second implementation: the same ``LiveGraph.process`` and ``FeatureState.process``
+kernels and compiled policy tables the server uses, fed in large chunks. Per chunk the graph
+pass runs first (adding the chunk's edges and computing each transfer's graph features), then
+the features pass decides the chunk with those graph features: graph and feature state are
+independent, so this equals the live order (graph stage, then features, per transaction).
+Decisions come out as a polars frame.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.layout import DecisionCol, EventCol
+from features.layout import TXN_FEATURES, DecisionCol, EventCol
 from features.state import FeatureState
+from graph.live import LiveGraph
 from screening.config import Settings
 from screening.errors import InputFileError
 from screening.model import NEVER
@@ -49,6 +54,11 @@ class ReplayResult:
     encoded: EncodedEvents
     kernel_seconds: float
     total_seconds: float
+    # the graph after the replay (None when [graph] enabled = false); edge refs are event rows
+    graph: LiveGraph | None = None
+    # float64[n, N_TXN_FEATURE] per encoded event, when replay(keep_features=True)
+    features: np.ndarray | None = None
+    graph_seconds: float = 0.0
 
     @property
     def events_per_second(self) -> float:
@@ -70,7 +80,8 @@ def read_watchlist(path: Path) -> pl.DataFrame:
     return frame
 
 
-def _apply_watchlist(state: FeatureState, enc: EncodedEvents, watch: pl.DataFrame) -> None:
+def _apply_watchlist(state: FeatureState, graph: LiveGraph | None, enc: EncodedEvents,
+                     watch: pl.DataFrame) -> None:
     from screening.offline.events import normalise_phones
 
     expires = np.full(watch.height, NEVER, dtype=np.int64)
@@ -87,11 +98,14 @@ def _apply_watchlist(state: FeatureState, enc: EncodedEvents, watch: pl.DataFram
         "phone": ({v: i for i, v in enumerate(enc.phones.to_list())}, state.set_phone_watch),
         "device": ({v: i for i, v in enumerate(enc.devices.to_list())}, state.set_device_watch),
     }
+    node_kind = {"account": 0, "phone": 1, "device": 2}
     for i, (kind, value) in enumerate(zip(kinds, values.to_list(), strict=True)):
         ids, setter = lookups[kind]
         idx = ids.get(phones[i] if kind == "phone" else value)
         if idx is not None:
             setter(idx, int(expires[i]))
+            if graph is not None:
+                graph.set_watch(node_kind[kind], idx, int(expires[i]))
 
 
 def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.Series:
@@ -109,7 +123,8 @@ def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.S
 
 def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: str = "events",
            watchlist: pl.DataFrame | None = None, chunk_size: int = 1 << 16,
-           progress: Callable[[int], None] | None = None) -> ReplayResult:
+           progress: Callable[[int], None] | None = None,
+           keep_features: bool = False) -> ReplayResult:
     """Validate, encode and decide every event; ``progress(n)`` is called after each chunk."""
     t0 = time.perf_counter()
     validated = validate_events(frame, settings, origin)
@@ -117,21 +132,41 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
     n = enc.events.shape[0]
     state = FeatureState.create(max(enc.n_accounts, 1), max(enc.n_phones, 1),
                                 max(enc.n_devices, 1), pairs=1 << 16)
+    gs = settings.graph
+    graph = None
+    if gs.enabled:
+        graph = LiveGraph(nodes=3 * max(enc.n_accounts, enc.n_phones, enc.n_devices, 1),
+                          edges=min(max(3 * n, 16), gs.initial_edges), max_edges=gs.max_edges)
+        chunk_size = max(1, min(chunk_size, gs.max_edges // 8))
+    graph_params = gs.params().array()
     if watchlist is not None:
-        _apply_watchlist(state, enc, watchlist)
+        _apply_watchlist(state, graph, enc, watchlist)
     dec = np.zeros((n, DecisionCol.N), dtype=np.int64)
-    kernel = 0.0
+    feats = np.zeros((n, len(TXN_FEATURES)), dtype=np.float64) if keep_features else None
+    kernel = graph_s = 0.0
     for start in range(0, n, chunk_size):
         chunk = enc.events[start:start + chunk_size]
+        stop = start + chunk.shape[0]
         state.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, new_pairs=chunk.shape[0])
         k0 = time.perf_counter()
-        _, dec[start:start + chunk.shape[0]] = state.process(
-            chunk, policy.params_array, policy.txn_table, policy.call_table, keep_features=False)
+        extra = None
+        if graph is not None:
+            graph.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, 3 * chunk.shape[0],
+                         gs.expiry_ms)
+            extra = graph.process(chunk, np.arange(start, stop, dtype=np.int64), graph_params)
+        k1 = time.perf_counter()
+        feat, dec[start:stop] = state.process(
+            chunk, policy.params_array, policy.txn_table, policy.call_table,
+            keep_features=keep_features, extra=extra)
+        if feats is not None:
+            feats[start:stop] = feat
         kernel += time.perf_counter() - k0
+        graph_s += k1 - k0
         if progress is not None:
             progress(chunk.shape[0])
     decisions = _decisions_frame(enc, dec, policy)
-    return ReplayResult(decisions, enc, kernel, time.perf_counter() - t0)
+    return ReplayResult(decisions, enc, kernel, time.perf_counter() - t0, graph=graph,
+                        features=feats, graph_seconds=graph_s)
 
 
 def _decisions_frame(enc: EncodedEvents, dec: np.ndarray, policy: Policy) -> pl.DataFrame:

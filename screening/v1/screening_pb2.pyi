@@ -58,6 +58,16 @@ class EntityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTITY_KIND_ACCOUNT: _ClassVar[EntityKind]
     ENTITY_KIND_PHONE: _ClassVar[EntityKind]
     ENTITY_KIND_DEVICE: _ClassVar[EntityKind]
+
+class CaseFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CASE_FORMAT_UNSPECIFIED: _ClassVar[CaseFormat]
+    CASE_FORMAT_GRAPHML: _ClassVar[CaseFormat]
+    CASE_FORMAT_GEXF: _ClassVar[CaseFormat]
+    CASE_FORMAT_JSON: _ClassVar[CaseFormat]
+    CASE_FORMAT_CSV: _ClassVar[CaseFormat]
+    CASE_FORMAT_PNG: _ClassVar[CaseFormat]
+    CASE_FORMAT_SVG: _ClassVar[CaseFormat]
 PARTY_TYPE_UNSPECIFIED: PartyType
 PARTY_TYPE_PERSON: PartyType
 PARTY_TYPE_ORGANISATION: PartyType
@@ -89,6 +99,13 @@ ENTITY_KIND_UNSPECIFIED: EntityKind
 ENTITY_KIND_ACCOUNT: EntityKind
 ENTITY_KIND_PHONE: EntityKind
 ENTITY_KIND_DEVICE: EntityKind
+CASE_FORMAT_UNSPECIFIED: CaseFormat
+CASE_FORMAT_GRAPHML: CaseFormat
+CASE_FORMAT_GEXF: CaseFormat
+CASE_FORMAT_JSON: CaseFormat
+CASE_FORMAT_CSV: CaseFormat
+CASE_FORMAT_PNG: CaseFormat
+CASE_FORMAT_SVG: CaseFormat
 
 class Money(_message.Message):
     __slots__ = ("minor_units", "currency")
@@ -328,3 +345,85 @@ class AccountReport(_message.Message):
     first_seen: _timestamp_pb2.Timestamp
     last_seen: _timestamp_pb2.Timestamp
     def __init__(self, account_id: _Optional[str] = ..., known: _Optional[bool] = ..., features: _Optional[_Mapping[str, float]] = ..., risk_score: _Optional[int] = ..., recent_decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., watchlist_hits: _Optional[_Iterable[_Union[WatchlistEntry, _Mapping]]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExportCaseGraphRequest(_message.Message):
+    __slots__ = ("account_id", "phone_number", "transaction_id", "hops", "from_time", "to_time", "max_nodes", "formats")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
+    FORMATS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    phone_number: str
+    transaction_id: str
+    hops: int
+    from_time: _timestamp_pb2.Timestamp
+    to_time: _timestamp_pb2.Timestamp
+    max_nodes: int
+    formats: _containers.RepeatedScalarFieldContainer[CaseFormat]
+    def __init__(self, account_id: _Optional[str] = ..., phone_number: _Optional[str] = ..., transaction_id: _Optional[str] = ..., hops: _Optional[int] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_nodes: _Optional[int] = ..., formats: _Optional[_Iterable[_Union[CaseFormat, str]]] = ...) -> None: ...
+
+class CaseFinding(_message.Message):
+    __slots__ = ("detector", "description", "nodes")
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    detector: str
+    description: str
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, detector: _Optional[str] = ..., description: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CaseSummary(_message.Message):
+    __slots__ = ("centre", "nodes", "edges", "events", "hops", "from_time", "to_time", "nodes_left_out", "edges_left_out", "hubs_not_expanded", "truncated", "notes", "findings", "identifiers_masked")
+    CENTRE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    NODES_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    EDGES_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    HUBS_NOT_EXPANDED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_MASKED_FIELD_NUMBER: _ClassVar[int]
+    centre: str
+    nodes: int
+    edges: int
+    events: int
+    hops: int
+    from_time: _timestamp_pb2.Timestamp
+    to_time: _timestamp_pb2.Timestamp
+    nodes_left_out: int
+    edges_left_out: int
+    hubs_not_expanded: _containers.RepeatedScalarFieldContainer[str]
+    truncated: bool
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    findings: _containers.RepeatedCompositeFieldContainer[CaseFinding]
+    identifiers_masked: bool
+    def __init__(self, centre: _Optional[str] = ..., nodes: _Optional[int] = ..., edges: _Optional[int] = ..., events: _Optional[int] = ..., hops: _Optional[int] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., to_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nodes_left_out: _Optional[int] = ..., edges_left_out: _Optional[int] = ..., hubs_not_expanded: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ..., findings: _Optional[_Iterable[_Union[CaseFinding, _Mapping]]] = ..., identifiers_masked: _Optional[bool] = ...) -> None: ...
+
+class CaseGraph(_message.Message):
+    __slots__ = ("summary", "graphml", "gexf", "json", "nodes_csv", "edges_csv", "png", "svg")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    GRAPHML_FIELD_NUMBER: _ClassVar[int]
+    GEXF_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    NODES_CSV_FIELD_NUMBER: _ClassVar[int]
+    EDGES_CSV_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    SVG_FIELD_NUMBER: _ClassVar[int]
+    summary: CaseSummary
+    graphml: bytes
+    gexf: bytes
+    json: bytes
+    nodes_csv: bytes
+    edges_csv: bytes
+    png: bytes
+    svg: bytes
+    def __init__(self, summary: _Optional[_Union[CaseSummary, _Mapping]] = ..., graphml: _Optional[bytes] = ..., gexf: _Optional[bytes] = ..., json: _Optional[bytes] = ..., nodes_csv: _Optional[bytes] = ..., edges_csv: _Optional[bytes] = ..., png: _Optional[bytes] = ..., svg: _Optional[bytes] = ...) -> None: ...

@@ -65,6 +65,11 @@ class ScreeningStub:
                 request_serializer=screening_dot_v1_dot_screening__pb2.QueryAccountRequest.SerializeToString,
                 response_deserializer=screening_dot_v1_dot_screening__pb2.AccountReport.FromString,
                 _registered_method=True)
+        self.ExportCaseGraph = channel.unary_unary(
+                '/screening.v1.Screening/ExportCaseGraph',
+                request_serializer=screening_dot_v1_dot_screening__pb2.ExportCaseGraphRequest.SerializeToString,
+                response_deserializer=screening_dot_v1_dot_screening__pb2.CaseGraph.FromString,
+                _registered_method=True)
 
 
 class ScreeningServicer:
@@ -117,6 +122,17 @@ class ScreeningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportCaseGraph(self, request, context):
+        """Police / regulators: the transaction-and-call graph around an account, phone number or
+        transaction, within N hops and a time range, as files for link-analysis tools (GraphML,
+        GEXF, node-link JSON, CSV node and edge lists) and a picture (PNG, SVG). Identifiers are in
+        clear for police and admin callers and masked for everyone else. An unknown centre is
+        NOT_FOUND; hops, time range or node cap out of bounds is INVALID_ARGUMENT naming the field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScreeningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +165,11 @@ def add_ScreeningServicer_to_server(servicer, server):
                     servicer.QueryAccount,
                     request_deserializer=screening_dot_v1_dot_screening__pb2.QueryAccountRequest.FromString,
                     response_serializer=screening_dot_v1_dot_screening__pb2.AccountReport.SerializeToString,
+            ),
+            'ExportCaseGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCaseGraph,
+                    request_deserializer=screening_dot_v1_dot_screening__pb2.ExportCaseGraphRequest.FromString,
+                    response_serializer=screening_dot_v1_dot_screening__pb2.CaseGraph.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +335,33 @@ class Screening:
             '/screening.v1.Screening/QueryAccount',
             screening_dot_v1_dot_screening__pb2.QueryAccountRequest.SerializeToString,
             screening_dot_v1_dot_screening__pb2.AccountReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCaseGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/screening.v1.Screening/ExportCaseGraph',
+            screening_dot_v1_dot_screening__pb2.ExportCaseGraphRequest.SerializeToString,
+            screening_dot_v1_dot_screening__pb2.CaseGraph.FromString,
             options,
             channel_credentials,
             insecure,

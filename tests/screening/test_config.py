@@ -58,3 +58,24 @@ def test_currency_conversion_is_integer_round_half_up() -> None:
     assert usd.to_fen(100) == 710
     assert jpy.to_fen(1) == 5  # 4.7 fen rounds half up to 5
     assert usd.to_fen(10**15) == 71 * 10**14
+
+
+def test_graph_settings_defaults_are_the_detectors_defaults() -> None:
+    """[graph] defaults and GraphParams defaults are the same detector configuration."""
+    from graph.live import GraphParams
+    from screening.config import GraphSettings
+
+    assert GraphSettings().params() == GraphParams()
+
+
+def test_graph_settings_are_checked_at_load() -> None:
+    """Out-of-range graph settings are refused with the section named."""
+    import pytest
+
+    from screening.config import load_settings
+    from screening.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[graph\] cycle_min_ratio"):
+        load_settings(overrides={"graph": {"cycle_min_ratio": 1.5}})
+    with pytest.raises(ConfigError, match=r"\[graph\] expiry_days"):
+        load_settings(overrides={"graph": {"expiry_days": 1.0}})

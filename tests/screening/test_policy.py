@@ -159,13 +159,18 @@ def test_default_text_is_what_show_prints() -> None:
     assert "[[rule]]" in default_policy_text()
 
 
-def test_every_shipped_policy_file_loads() -> None:
-    """The extra policies shipped in screening/policies/ are valid."""
+def test_every_shipped_policy_and_settings_file_loads() -> None:
+    """The extra policies (and their settings files) shipped in screening/policies/ are valid."""
     from importlib import resources
+
+    from screening.config import load_settings
 
     files = [f for f in resources.files("screening").joinpath("policies").iterdir()
              if f.name.endswith(".toml")]
     assert files
     for f in files:
-        policy = parse_policy(f.read_text(encoding="utf-8"), f.name)
-        assert policy.txn_rules
+        text = f.read_text(encoding="utf-8")
+        if "[policy]" in text:
+            assert parse_policy(text, f.name).txn_rules
+        else:
+            load_settings(Path(str(f)))

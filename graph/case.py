@@ -1,0 +1,349 @@
+"""Case graphs for investigators: a typed networkx MultiDiGraph, its left-to-right layout, findings.
+
+``build_case_graph`` turns a bounded neighbourhood of the live graph (``LiveGraph.neighbourhood``
+and ``edges_among``) plus names, watchlist hits and decisions into a MultiDiGraph: one node per
+account / phone / device, one edge per (from, to, kind) with the count, amount, first and last
+time, and the decisions taken on its transactions. ``flow_layout`` places money flowing left to
+right; ``findings`` lists what the pattern detectors see in the case. Writing files and drawing
+pictures is I/O and lives in ``screening.case``.
+
+Node keys are ``"<kind>:<label>"`` with the label as given (clear or masked by the caller), so
+no identifier reaches the graph unless the caller put it there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from graph import _kernels as k
+from graph.live import EDGE_KINDS, NODE_KINDS, EdgeRows, Neighbourhood
+
+__all__ = [
+    "ACTION_ORDER",
+    "ROLES",
+    "CaseInput",
+    "Finding",
+    "build_case_graph",
+    "findings",
+    "flow_layout",
+    "node_key",
+    "picture_view",
+]
+
+ROLES = ("suspect", "victim", "recipient", "linked", "other")
+ACTION_ORDER = ("ALLOW", "WARN", "HOLD", "STOP_PAYMENT", "FREEZE")
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """What the live graph knows around a case, with display names already chosen."""
+
+    centre_label: str
+    suspects: tuple[int, ...]  # node ids
+    hops: int
+    lo_ms: int
+    hi_ms: int
+    max_nodes: int
+    hood: Neighbourhood
+    edges: EdgeRows
+    names: Mapping[int, str]  # node id -> label (clear or masked)
+    victims: tuple[int, ...] = ()  # known victims, e.g. the payer of the centre transaction
+    terminals: frozenset[int] = frozenset()
+    watch: Mapping[int, str] = field(default_factory=dict)  # node id -> listing reason
+    decisions: Mapping[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # ref ->
+
+
+@dataclass(frozen=True)
+class Finding:
+    detector: str
+    description: str
+    nodes: tuple[str, ...] = ()
+
+
+def node_key(kind: int, label: str) -> str:
+    return f"{NODE_KINDS[kind]}:{label}"
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _tally(c: Counter[str]) -> str:
+    return ";".join(f"{name}:{n}" for name, n in sorted(c.items(), key=lambda x: (-x[1], x[0])))
+
+
+def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
+    """The case as a MultiDiGraph (see the module docstring); ``G.graph`` holds the caps."""
+    hood, ed = data.hood, data.edges
+    g = nx.MultiDiGraph()
+    keys: dict[int, str] = {}
+    hubs = []
+    for node, dist, cut in zip(hood.nodes.tolist(), hood.dist.tolist(), hood.cut.tolist(),
+                               strict=True):
+        kind = node % k.N_NODE_KINDS
+        label = data.names[node]
+        key = node_key(kind, label)
+        keys[node] = key
+        terminal = node in data.terminals
+        hub = bool(cut) and not terminal
+        if hub:
+            hubs.append(label)
+        g.add_node(key, kind=NODE_KINDS[kind], label=label, hops=int(dist), role="other",
+                   watchlisted=node in data.watch, watch_reason=data.watch.get(node, ""),
+                   hub_not_expanded=hub, cash_terminal=terminal, in_amount=0, out_amount=0,
+                   in_count=0, out_count=0, first_time="", last_time="")
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, (s, d, kind) in enumerate(zip(ed.src.tolist(), ed.dst.tolist(), ed.kind.tolist(),
+                                         strict=True)):
+        groups.setdefault((s, d, kind), []).append(i)
+    first_seen: dict[str, int] = {}
+    last_seen: dict[str, int] = {}
+    for (s, d, kind), rows in groups.items():
+        ts = ed.ts[rows]
+        amount = int(ed.amount[rows].sum())
+        actions: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for ref in ed.ref[rows].tolist():
+            found = data.decisions.get(ref)
+            if found is not None:
+                actions[found[0]] += 1
+                reasons.update(found[1])
+        strongest = max(actions, key=ACTION_ORDER.index, default="")
+        lo, hi = int(ts.min()), int(ts.max())
+        g.add_edge(keys[s], keys[d], key=EDGE_KINDS[kind], kind=EDGE_KINDS[kind], count=len(rows),
+                   amount=amount, amount_yuan=amount / 100 if kind == k.K_TRANSFER else 0.0,
+                   first_time=_iso(lo), last_time=_iso(hi), decisions=_tally(actions),
+                   reasons=_tally(reasons), strongest_action=strongest)
+        if kind == k.K_TRANSFER:
+            g.nodes[keys[s]]["out_amount"] += amount
+            g.nodes[keys[s]]["out_count"] += len(rows)
+            g.nodes[keys[d]]["in_amount"] += amount
+            g.nodes[keys[d]]["in_count"] += len(rows)
+        for key in (keys[s], keys[d]):
+            first_seen[key] = min(first_seen.get(key, lo), lo)
+            last_seen[key] = max(last_seen.get(key, hi), hi)
+    for key, ms in first_seen.items():
+        g.nodes[key]["first_time"] = _iso(ms)
+        g.nodes[key]["last_time"] = _iso(last_seen[key])
+    _assign_roles(g, [keys[n] for n in data.suspects if n in keys],
+                  [keys[n] for n in data.victims if n in keys])
+    notes = []
+    if hood.left_out:
+        notes.append(f"{hood.left_out} neighbours left out: node cap {data.max_nodes} reached")
+    if ed.left_out:
+        notes.append(f"{ed.left_out} edges to nodes outside the case left out")
+    if hubs:
+        notes.append(f"{len(hubs)} high-degree nodes shown but not expanded")
+    if hood.truncated:
+        notes.append("search stopped at its work budget: the outer hops are incomplete")
+    g.graph.update(
+        centre=data.centre_label, from_time=_iso(data.lo_ms), to_time=_iso(data.hi_ms),
+        hops=data.hops, max_nodes=data.max_nodes, nodes_left_out=hood.left_out,
+        edges_left_out=ed.left_out, hubs_not_expanded=";".join(hubs),
+        truncated=hood.truncated, notes="; ".join(notes), transactions=int(ed.src.shape[0]),
+    )
+    return g
+
+
+def _assign_roles(g: nx.MultiDiGraph, suspects: list[str], victims: list[str]) -> None:
+    """suspect; victim (paid suspects more than it got back; a phone a suspect phone called, and
+    the account using it); recipient (got more from suspects than it paid them); linked (phone
+    or device a suspect account used)."""
+    sus = set(suspects)
+    net: Counter[str] = Counter()
+    for u, v, data in g.edges(data=True):
+        if data["kind"] == "transfer":
+            if v in sus and u not in sus:
+                net[u] += data["amount"]
+            elif u in sus and v not in sus:
+                net[v] -= data["amount"]
+        elif data["kind"] == "call" and u in sus and v not in sus:
+            g.nodes[v]["role"] = "victim"
+        elif data["kind"].startswith("uses_") and u in sus:
+            g.nodes[v]["role"] = "linked"
+    for n, amount in net.items():
+        g.nodes[n]["role"] = "victim" if amount > 0 else "recipient" if amount < 0 else "other"
+    for u, v, kind in g.edges(data="kind"):  # the owner of a phone a suspect phone called
+        if kind == "uses_phone" and g.nodes[v]["role"] == "victim" and u not in net:
+            g.nodes[u]["role"] = "victim"
+    for n in victims:
+        g.nodes[n]["role"] = "victim"
+    for n in sus:
+        g.nodes[n]["role"] = "suspect"
+
+
+def flow_layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
+    """Positions with money flowing left to right: suspects in column 0; breadth-first from
+    them, a neighbour goes one column left when it paid the node more than it received from it
+    (or called it more often), one column right otherwise; phones and devices stay in their
+    account's column. Within a column nodes are ordered by the mean row of their neighbours."""
+    start = [n for n, r in g.nodes(data="role") if r == "suspect"] or [
+        n for n, h in g.nodes(data="hops") if h == 0] or list(g.nodes)[:1]
+    flow: Counter[tuple[str, str]] = Counter()  # money (or calls) u -> v
+    link: set[frozenset[str]] = set()
+    for u, v, a in g.edges(data=True):
+        if a["kind"] == "transfer":
+            flow[(u, v)] += a["amount"]
+        elif a["kind"] == "call":
+            flow[(u, v)] += a["count"]
+        else:
+            link.add(frozenset((u, v)))
+    col: dict[str, int] = dict.fromkeys(start, 0)
+    queue = list(start)
+    undirected = g.to_undirected(as_view=True)
+    for u in queue:
+        for v in sorted(undirected[u]):
+            if v in col:
+                continue
+            net = flow[(u, v)] - flow[(v, u)]
+            if net == 0 and frozenset((u, v)) in link:
+                col[v] = col[u]
+            else:
+                col[v] = col[u] + (-1 if net < 0 else 1)
+            queue.append(v)
+    for n in g.nodes:
+        col.setdefault(n, 0)
+    # the suspects' column is theirs (and their phones' and devices'): others move half a
+    # column right (they get money from the suspects' payers, not from the suspects)
+    own = set(start) | {n for pair in link if pair & set(start) for n in pair}
+    xpos: dict[str, float] = {n: col[n] + (0.5 if col[n] == 0 and n not in own else 0.0)
+                              for n in g.nodes}
+    priority = {r: i for i, r in enumerate(ROLES)}
+    columns: dict[float, list[str]] = {}
+    for n in sorted(g.nodes, key=lambda n: (priority.get(g.nodes[n]["role"], 9), str(n))):
+        columns.setdefault(xpos[n], []).append(n)
+    row: dict[str, float] = {}
+
+    def place() -> None:
+        for members in columns.values():
+            for i, n in enumerate(members):
+                row[n] = i - (len(members) - 1) / 2
+
+    place()
+    for _ in range(2):
+        for c in sorted(columns):
+            members = columns[c]
+            centre = {n: float(np.mean([row[m] for m in undirected[n] if xpos[m] != c] or [row[n]]))
+                      for n in members}
+            members.sort(key=lambda n: (centre[n], priority.get(g.nodes[n]["role"], 9)))
+            columns[c] = _links_after_owner(g, members)
+        place()
+    return {n: (xpos[n], -row[n]) for n in g.nodes}
+
+
+def picture_view(g: nx.MultiDiGraph, max_nodes: int = 60) -> nx.MultiDiGraph:
+    """The part of a big case a picture can show: suspects, their direct counterparties, the
+    watchlisted entities and the paths to them, then the nodes tied to most of those, up to
+    ``max_nodes``. The whole case stays in the files; ``G.graph["drawn"]`` says how much is shown.
+    """
+    if g.number_of_nodes() <= max_nodes:
+        view = g.copy()
+        view.graph["drawn"] = f"all {g.number_of_nodes()} nodes"
+        return view
+    undirected = g.to_undirected(as_view=True)
+    suspects = [n for n, r in g.nodes(data="role") if r == "suspect"]
+    keep: dict[str, None] = dict.fromkeys(suspects)
+    for n, listed in g.nodes(data="watchlisted"):
+        if listed and suspects:
+            best: list[str] = []
+            for s in suspects:
+                if nx.has_path(undirected, s, n):
+                    path = list(nx.shortest_path(undirected, s, n))
+                    if not best or len(path) < len(best):
+                        best = path
+            keep.update(dict.fromkeys(best))
+    rank = {r: i for i, r in enumerate(ROLES)}
+    near = sorted((n for n in g.nodes if g.nodes[n]["hops"] <= 1 and n not in keep),
+                  key=lambda n: (rank.get(g.nodes[n]["role"], 9), -undirected.degree(n), n))
+    keep.update(dict.fromkeys(near))
+    rest = sorted((n for n in g.nodes if n not in keep),
+                  key=lambda n: (-sum(1 for m in undirected[n] if m in keep), n))
+    keep.update(dict.fromkeys(rest))
+    chosen = list(keep)[:max_nodes]
+    view = g.subgraph(chosen).copy()
+    view.graph["drawn"] = (f"{view.number_of_nodes()} of {g.number_of_nodes()} nodes (suspects, "
+                           "their counterparties and watchlist paths; the files hold all)")
+    return view
+
+
+def _links_after_owner(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
+    """Phones and devices right below the first account of the column that uses them."""
+    here = set(members)
+    owner: dict[str, str] = {}
+    for n in members:
+        if g.nodes[n]["kind"] != "account":
+            for u, _, kind in g.in_edges(n, data="kind"):
+                if kind.startswith("uses_") and u in here:
+                    owner[n] = u
+                    break
+    out: list[str] = []
+    for n in members:
+        if n in owner:
+            continue
+        out.append(n)
+        out.extend(m for m in members if owner.get(m) == n)
+    return out
+
+
+def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5) -> list[Finding]:
+    """What the detectors see in the case graph: watchlist hits, fan-in/out, cycles, scatter-
+    gather and Ponzi signatures around the suspects, and the reasons of decisions taken."""
+    out: list[Finding] = []
+    label = nx.get_node_attributes(g, "label")
+    suspects = [n for n, r in g.nodes(data="role") if r == "suspect"]
+    listed = sorted((h, n) for n, h in g.nodes(data="hops") if g.nodes[n]["watchlisted"])
+    if listed:
+        out.append(Finding("watchlist", f"{len(listed)} watchlisted entities in the case, the "
+                           f"nearest {listed[0][0]} hop(s) from the centre",
+                           tuple(label[n] for _, n in listed)))
+    money = nx.DiGraph()
+    money.add_nodes_from(g.nodes)
+    for u, v, kind in g.edges(data="kind"):
+        if kind == "transfer":
+            money.add_edge(u, v)
+    for s in suspects:
+        payers, payees = set(money.predecessors(s)), set(money.successors(s))
+        if len(payers) >= min_fan:
+            out.append(Finding("fan_in", f"{label[s]} received from {len(payers)} accounts",
+                               (label[s],)))
+        if len(payees) >= min_fan:
+            out.append(Finding("fan_out", f"{label[s]} paid {len(payees)} accounts", (label[s],)))
+        repaid = payers & payees
+        if len(payers) >= min_fan and len(repaid) >= 2:
+            out.append(Finding("ponzi", f"{label[s]} paid money back to {len(repaid)} of its "
+                               f"{len(payers)} payers", (label[s], *sorted(label[n] for n in repaid))))
+        for src in sorted({p for m in payers for p in money.predecessors(m)} - {s}):
+            via = sorted(m for m in money.successors(src) if m in payers)
+            if len(via) >= 3:
+                out.append(Finding("scatter_gather", f"{label[src]} paid {len(via)} accounts that "
+                                   f"all paid {label[s]}", (label[src], *(label[m] for m in via),
+                                                           label[s])))
+        for dst in sorted({q for m in payees for q in money.successors(m)} - {s}):
+            via = sorted(m for m in money.predecessors(dst) if m in payees)
+            if len(via) >= 3:
+                out.append(Finding("scatter_gather", f"{label[s]} paid {len(via)} accounts that "
+                                   f"all paid {label[dst]}", (label[s], *(label[m] for m in via),
+                                                              label[dst])))
+    cycles = [c for c in itertools.islice(
+        nx.simple_cycles(money, length_bound=max_cycle_length), 200)
+        if len(c) >= 3 and any(n in c for n in suspects)]
+    for c in sorted(cycles, key=len)[:10]:
+        first = next(i for i, n in enumerate(c) if n in suspects)
+        c = c[first:] + c[:first]  # read from the suspect round
+        out.append(Finding("cycle", "round trip: " + " -> ".join(label[n] for n in [*c, c[0]]),
+                           tuple(label[n] for n in c)))
+    fired: Counter[str] = Counter()
+    for _, _, reasons in g.edges(data="reasons"):
+        for part in filter(None, reasons.split(";")):
+            code, _, n = part.partition(":")
+            fired[code] += int(n)
+    for code, n in fired.most_common():
+        out.append(Finding("rule", f"{code} fired on {n} transaction(s) in the case"))
+    return out

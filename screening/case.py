@@ -1,0 +1,282 @@
+"""Case-graph exports for police: files for link-analysis tools and a picture.
+
+``export_case`` takes what the live graph knows around a case (``graph.case.CaseInput``), masks
+identifiers for callers who may not see them, builds the networkx MultiDiGraph
+(``graph.case.build_case_graph``) and renders the requested formats to bytes:
+
+- ``case.graphml`` (yEd, Gephi, Neo4j ``apoc.import.graphml``) and ``case.gexf`` (Gephi);
+- ``case.json``: networkx node-link JSON (``nodes`` / ``edges``);
+- ``nodes.csv`` and ``edges.csv`` (UTF-8 with BOM): the entity and link lists i2 Analyst's
+  Notebook and spreadsheets import;
+- ``case.png`` / ``case.svg``: money flowing left to right, amounts on edges, the suspect in red,
+  victims in orange, watchlisted entities ringed in black, a legend and a caption saying what
+  the time range was and what was left out.
+
+The same bytes go into the ExportCaseGraph response and into the files ``screening case
+export`` writes (``write_files``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from graph.case import CaseInput, Finding, build_case_graph, findings, flow_layout, picture_view
+
+__all__ = ["FILE_NAMES", "FORMATS", "CaseBundle", "Drawing", "draw", "export_case",
+           "masked_input", "render", "write_files"]
+
+FORMATS = ("graphml", "gexf", "json", "csv", "png", "svg")
+# format -> the files it produces
+FILE_NAMES: Mapping[str, tuple[str, ...]] = {
+    "graphml": ("case.graphml",), "gexf": ("case.gexf",), "json": ("case.json",),
+    "csv": ("nodes.csv", "edges.csv"), "png": ("case.png",), "svg": ("case.svg",),
+}
+ROLE_COLOURS = {"suspect": "#d62728", "victim": "#ff7f0e", "recipient": "#9467bd",
+                "linked": "#8c8c8c", "other": "#1f77b4"}
+KIND_MARKERS = {"account": "o", "phone": "s", "device": "^"}
+_NODE_COLUMNS = ("id", "kind", "label", "role", "hops", "watchlisted", "watch_reason",
+                 "hub_not_expanded", "cash_terminal", "in_amount", "out_amount", "in_count",
+                 "out_count", "first_time", "last_time")
+_EDGE_COLUMNS = ("source", "target", "kind", "count", "amount", "amount_yuan", "first_time",
+                 "last_time", "decisions", "reasons", "strongest_action")
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What the picture shows: node positions (data units) and the node labels drawn."""
+
+    positions: Mapping[str, tuple[float, float]]
+    labels: Mapping[str, str]
+    highlighted: tuple[str, ...]  # nodes drawn in the suspect colour
+
+
+@dataclass(frozen=True)
+class CaseBundle:
+    graph: nx.MultiDiGraph
+    findings: list[Finding]
+    files: dict[str, bytes]
+    drawing: Drawing | None
+
+
+def masked_input(data: CaseInput, show: Callable[[str], str]) -> CaseInput:
+    """The same case with every identifier passed through ``show`` (identity or a Masker)."""
+    return dataclasses.replace(data, centre_label=show(data.centre_label),
+                               names={n: show(v) for n, v in data.names.items()})
+
+
+def export_case(data: CaseInput, show: Callable[[str], str],
+                formats: Iterable[str] = FORMATS) -> CaseBundle:
+    """Mask, build the MultiDiGraph and its findings, render ``formats``."""
+    g = build_case_graph(masked_input(data, show))
+    found = findings(g)
+    files, drawing = render(g, found, formats)
+    return CaseBundle(g, found, files, drawing)
+
+
+def render(g: nx.MultiDiGraph, found: list[Finding], formats: Iterable[str]
+           ) -> tuple[dict[str, bytes], Drawing | None]:
+    wanted = set(formats)
+    unknown = wanted - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown case formats {sorted(unknown)} (known: {', '.join(FORMATS)})")
+    files: dict[str, bytes] = {}
+    drawing = None
+    if "graphml" in wanted:
+        buf = io.BytesIO()
+        nx.write_graphml(g, buf, encoding="utf-8", named_key_ids=True)
+        files["case.graphml"] = buf.getvalue()
+    if "gexf" in wanted:
+        buf = io.BytesIO()
+        nx.write_gexf(_gexf_ready(g), buf, encoding="utf-8")
+        files["case.gexf"] = buf.getvalue()
+    if "json" in wanted:
+        data = nx.node_link_data(g, edges="edges")
+        data["findings"] = [dataclasses.asdict(f) for f in found]
+        files["case.json"] = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
+    if "csv" in wanted:
+        files["nodes.csv"] = _csv(_NODE_COLUMNS, ([n, *(a[c] for c in _NODE_COLUMNS[1:])]
+                                                  for n, a in g.nodes(data=True)))
+        files["edges.csv"] = _csv(_EDGE_COLUMNS, ([u, v, *(a[c] for c in _EDGE_COLUMNS[2:])]
+                                                  for u, v, a in g.edges(data=True)))
+    for fmt in ("png", "svg"):
+        if fmt in wanted:
+            files[f"case.{fmt}"], drawing = draw(g, fmt)
+    return files, drawing
+
+
+def _gexf_ready(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """GEXF wants unique edge ids and no graph-level attributes beyond its own."""
+    h = nx.MultiDiGraph()
+    h.add_nodes_from(g.nodes(data=True))
+    for i, (u, v, key, a) in enumerate(g.edges(keys=True, data=True)):
+        h.add_edge(u, v, key=key, id=f"e{i}", **a)
+    return h
+
+
+def _csv(columns: tuple[str, ...], rows: Iterable[list[object]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow(row)
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def write_files(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
+    """Write each file atomically into ``out_dir`` (created); returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in sorted(files.items()):
+        path = out_dir / name
+        tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+        try:
+            tmp.write_bytes(content)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------- the picture
+def _yuan(fen: int) -> str:
+    y = fen / 100
+    return f"¥{y:,.0f}" if y >= 100 else f"¥{y:,.2f}"
+
+
+def _involved(g: nx.MultiDiGraph, u: str, v: str, roles: set[str]) -> bool:
+    """The edge touches a suspect, or a victim and a suspect's phone/device... any key role."""
+    return g.nodes[u]["role"] in roles or g.nodes[v]["role"] in roles
+
+
+def draw(case: nx.MultiDiGraph, fmt: str = "png", max_nodes: int = 60) -> tuple[bytes, Drawing]:
+    """The case as a picture (PNG or SVG bytes), money flowing left to right; a big case is
+    cut to its ``max_nodes`` most relevant nodes (``graph.case.picture_view``)."""
+    g = picture_view(case, max_nodes)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyArrowPatch
+
+    pos = flow_layout(g)
+    cols = sorted({x for x, _ in pos.values()}) or [0.0]
+    per_col: dict[float, int] = {}
+    for x, _ in pos.values():
+        per_col[x] = per_col.get(x, 0) + 1
+    tall = max(per_col.values(), default=1)
+    xs, ys = 3.4, 1.1  # data units per column / row
+    width = min(max(2.6 * len(cols) + 4.0, 10.0), 40.0)
+    height = min(max(0.62 * tall + 3.2, 6.5), 40.0)
+    font = 8 if tall <= 25 else 6 if tall <= 60 else 4
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.11, 0.80, 0.82))
+    ax.set_axis_off()
+    xy = {n: (x * xs, y * ys) for n, (x, y) in pos.items()}
+
+    # edges first (under the nodes): the money trail of the suspects and victims dark and
+    # labelled, other activity of their counterparties light (and unlabelled in big cases);
+    # pairs with edges both ways or of several kinds bend apart
+    key_roles = {"suspect"}
+    many = g.number_of_edges() > 60
+    seen_pairs: dict[frozenset[str], int] = {}
+    for u, v, a in sorted(g.edges(data=True), key=lambda e: _involved(g, e[0], e[1], key_roles)):
+        pair = frozenset((u, v))
+        nth = seen_pairs.get(pair, 0)
+        seen_pairs[pair] = nth + 1
+        rad = 0.0 if nth == 0 and not g.has_edge(v, u) else 0.18 * (1 + nth // 2) * (-1) ** nth
+        kind = a["kind"]
+        main = _involved(g, u, v, key_roles)
+        alpha = 1.0 if main or not many else 0.28
+        if kind == "transfer":
+            stopped = a["strongest_action"] in ("HOLD", "STOP_PAYMENT", "FREEZE")
+            colour, style = ("#b2182b" if stopped else "#404040"), "-"
+            lw = 0.8 + min(3.5, math.log10(max(a["amount"], 100)) - 2) * 0.6
+        elif kind == "call":
+            colour, style, lw = "#1a9850", "--", 0.9
+        else:
+            colour, style, lw = "#9e9e9e", ":", 0.8
+        if not main and many:
+            lw = min(lw, 1.0)
+        ax.add_patch(FancyArrowPatch(
+            xy[u], xy[v], arrowstyle="-|>", mutation_scale=9, lw=lw, color=colour, alpha=alpha,
+            linestyle=style, connectionstyle=f"arc3,rad={rad}", shrinkA=7, shrinkB=7, zorder=1))
+        if kind in ("transfer", "call") and (main or not many):
+            (x0, y0), (x1, y1) = xy[u], xy[v]
+            mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+            mx, my = mx + rad * (y1 - y0) / 2, my - rad * (x1 - x0) / 2
+            text = _yuan(a["amount"]) if kind == "transfer" else f"{a['count']} call(s)"
+            if kind == "transfer" and a["count"] > 1:
+                text += f" ×{a['count']}"
+            ax.text(mx, my, text, fontsize=font - 1, color=colour, ha="center", va="center",
+                    zorder=3, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                                    "alpha": 0.85})
+
+    labels: dict[str, str] = {}
+    highlighted = []
+    for n, a in g.nodes(data=True):
+        x, y = xy[n]
+        role = a["role"]
+        size = 260 if role == "suspect" else 120
+        ax.scatter([x], [y], s=size, marker=KIND_MARKERS[a["kind"]], c=ROLE_COLOURS[role],
+                   edgecolors="black" if a["watchlisted"] else "white",
+                   linewidths=2.6 if a["watchlisted"] else 0.8, zorder=4)
+        if role == "suspect":
+            highlighted.append(n)
+        text = a["label"] if len(a["label"]) <= 22 else a["label"][:21] + "…"
+        extra = []
+        if a["cash_terminal"]:
+            extra.append("cash terminal")
+        if a["hub_not_expanded"]:
+            extra.append("hub, not expanded")
+        if a["watchlisted"]:
+            extra.append("WATCHLISTED")
+        if extra:
+            text += "\n" + ", ".join(extra)
+        labels[n] = text
+        ax.text(x, y - 0.32 * ys, text, fontsize=font, ha="center", va="top", zorder=5,
+                fontweight="bold" if role == "suspect" else "normal",
+                color="#7f0000" if role == "suspect" else "black")
+    xs_all = [p[0] for p in xy.values()] or [0.0]
+    ys_all = [p[1] for p in xy.values()] or [0.0]
+    ax.set_xlim(min(xs_all) - xs * 0.6, max(xs_all) + xs * 0.6)
+    ax.set_ylim(min(ys_all) - ys * 1.0, max(ys_all) + ys * 0.7)
+
+    handles = [Line2D([], [], marker="o", ls="", color=c, markersize=8, label=r)
+               for r, c in ROLE_COLOURS.items()]
+    handles += [Line2D([], [], marker=m, ls="", color="#555555", markersize=7, label=k)
+                for k, m in KIND_MARKERS.items()]
+    handles += [
+        Line2D([], [], marker="o", ls="", mfc="white", mec="black", mew=2.4, markersize=9,
+               label="watchlisted"),
+        Line2D([], [], color="#404040", lw=1.6, label="transfer (amount, ×count)"),
+        Line2D([], [], color="#b2182b", lw=1.6, label="transfer held/stopped"),
+        Line2D([], [], color="#1a9850", lw=1.2, ls="--", label="call"),
+        Line2D([], [], color="#9e9e9e", lw=1.2, ls=":", label="uses phone/device"),
+    ]
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.995, 0.93), fontsize=8,
+               frameon=True, title="legend", title_fontsize=9)
+    meta = g.graph
+    fig.suptitle(f"Case graph around {meta.get('centre', '?')}  —  money flows left to right",
+                 fontsize=12, fontweight="bold", x=0.42, y=0.985)
+    caption = (f"Edges from {meta.get('from_time', '?')} to {meta.get('to_time', '?')} (UTC), "
+               f"up to {meta.get('hops', '?')} hop(s) from the centre: {case.number_of_nodes()} "
+               f"nodes, {case.number_of_edges()} links, {meta.get('transactions', 0)} "
+               f"transactions/calls/links. Drawn: {meta['drawn']}.")
+    notes = meta.get("notes", "")
+    caption += "\n" + (f"Capped: {notes}." if notes else "Nothing was left out.")
+    fig.text(0.01, 0.015, caption, fontsize=8.5, ha="left", va="bottom", wrap=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, metadata={"Title": f"case graph {meta.get('centre', '')}"}
+                if fmt == "svg" else None)
+    return buf.getvalue(), Drawing(pos, labels, tuple(highlighted))

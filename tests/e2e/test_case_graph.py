@@ -1,0 +1,212 @@
+"""ExportCaseGraph through a real server and channel: files, picture, masking, caps, errors;
+and the latency budget: decisions made without graph features are marked degraded."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import networkx as nx
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from screening.client import call_event, timestamp, transaction, watch_entry
+from screening.config import load_settings
+from screening.convert import case_files
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import Live, _start, _stop, recent, uid
+
+SUSPECT_RGB = (0xD6, 0x27, 0x28)  # screening.case.ROLE_COLOURS["suspect"]
+
+
+@dataclass
+class Case:
+    mule: str
+    victims: list[str]
+    subs: list[str]
+    caller: str
+    device: str
+    first_txn: str
+
+
+def _plant(live: Live, n_victims: int = 3) -> Case:
+    """A fraud number calls victims; they pay a mule, who fans out from a listed device."""
+    mule, device = uid("mule"), uid("dev")
+    caller = "+86170" + uid("")[-5:].rjust(8, "0")
+    victims = [uid("victim") for _ in range(n_victims)]
+    subs = [uid("sub") for _ in range(2)]
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_DEVICE, device, "handler", "police")])
+    first_txn = ""
+    for i, v in enumerate(victims):
+        phone = "138" + uid("")[-5:].rjust(8, "0")
+        live.telecom.report_call(call_event(uid("c"), recent(100 - i), caller, phone,
+                                            duration_seconds=600))
+        tid = uid("t")
+        first_txn = first_txn or tid
+        live.bank.screen(transaction(tid, recent(90 - i), v, mule, 3_000_000 + i, payer_phone=phone))
+    for j, s in enumerate(subs):
+        live.bank.screen(transaction(uid("t"), recent(80 - j), mule, s, 4_000_000, device_id=device))
+    return Case(mule, victims, subs, caller, device, first_txn)
+
+
+def _export(client, **kw) -> pb.CaseGraph:  # type: ignore[no-untyped-def]
+    return client.export_case_graph(pb.ExportCaseGraphRequest(**kw))
+
+
+def _error(client, **kw) -> grpc.RpcError:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        _export(client, **kw)
+    return info.value
+
+
+@pytest.fixture(scope="module")
+def case(live: Live) -> Case:
+    return _plant(live)
+
+
+def test_police_export_loads_back_in_every_format(live: Live, case: Case) -> None:
+    """GraphML, GEXF, node-link JSON and the CSVs load back with the suspect, victims and amounts."""
+    msg = _export(live.police, account_id=case.mule, hops=2)
+    files = case_files(msg)
+    assert set(files) == {"case.graphml", "case.gexf", "case.json", "nodes.csv", "edges.csv",
+                          "case.png", "case.svg"}
+    suspect = f"account:{case.mule}"
+    g = nx.read_graphml(io.BytesIO(files["case.graphml"]), force_multigraph=True)
+    assert g.nodes[suspect]["role"] == "suspect"
+    assert {g.nodes[f"account:{v}"]["role"] for v in case.victims} == {"victim"}
+    edge = g.get_edge_data(f"account:{case.victims[0]}", suspect)["transfer"]
+    assert (edge["amount"], edge["count"], edge["kind"]) == (3_000_000, 1, "transfer")
+    assert g.nodes[f"device:{case.device}"]["watchlisted"] is True
+    gexf = nx.read_gexf(io.BytesIO(files["case.gexf"]))
+    assert suspect in gexf and gexf.number_of_nodes() == g.number_of_nodes()
+    data = json.loads(files["case.json"])
+    linked = nx.node_link_graph(data, edges="edges")
+    assert linked.number_of_edges() == g.number_of_edges() == msg.summary.edges
+    assert linked.nodes[suspect]["label"] == case.mule
+    nodes = list(csv.DictReader(io.StringIO(files["nodes.csv"].decode("utf-8-sig"))))
+    edges = list(csv.DictReader(io.StringIO(files["edges.csv"].decode("utf-8-sig"))))
+    assert {r["id"] for r in nodes} == set(g.nodes)
+    assert len(edges) == msg.summary.edges and {"source", "target", "amount"} <= set(edges[0])
+    assert msg.summary.centre == case.mule and not msg.summary.identifiers_masked
+    assert msg.summary.nodes == g.number_of_nodes() and msg.summary.hops == 2
+    kinds = {f.detector for f in msg.summary.findings}
+    assert "watchlist" in kinds
+
+
+def test_picture_shows_the_suspect_in_red(live: Live, case: Case) -> None:
+    """The PNG decodes, has pixels of the suspect colour; the SVG names the suspect."""
+    files = case_files(_export(live.police, account_id=case.mule,
+                               formats=[pb.CASE_FORMAT_PNG, pb.CASE_FORMAT_SVG]))
+    assert set(files) == {"case.png", "case.svg"}
+    assert files["case.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = (mpimg.imread(io.BytesIO(files["case.png"]), format="png")[..., :3] * 255).round()
+    red = np.all(np.abs(pixels - np.array(SUSPECT_RGB)) <= 2, axis=-1)
+    assert red.sum() > 50
+    assert case.mule in files["case.svg"].decode("utf-8")
+
+
+def test_regulator_gets_masked_identifiers(live: Live, case: Case) -> None:
+    """Non-police callers see no account, phone or device identifier in clear in any file."""
+    msg = _export(live.client("regulator"), account_id=case.mule)
+    assert msg.summary.identifiers_masked and msg.summary.centre != case.mule
+    blob = b"".join(case_files(msg).values()).decode("utf-8", errors="replace")
+    for secret in (case.mule, *case.victims, case.device):
+        assert secret not in blob
+    g = nx.read_graphml(io.BytesIO(msg.graphml))
+    assert all(g.nodes[n]["label"].startswith("…") for n in g.nodes)
+    admin = _export(live.client("admin"), account_id=case.mule, formats=[pb.CASE_FORMAT_JSON])
+    assert not admin.summary.identifiers_masked
+
+
+def test_banks_may_not_export(live: Live, case: Case) -> None:
+    """A bank token gets PERMISSION_DENIED."""
+    assert _error(live.bank, account_id=case.mule).code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_transaction_and_phone_centres(live: Live, case: Case) -> None:
+    """Around a transaction its payee is the suspect and its payer the victim; a phone works too."""
+    msg = _export(live.police, transaction_id=case.first_txn, hops=1, formats=[pb.CASE_FORMAT_JSON])
+    g = nx.node_link_graph(json.loads(msg.json), edges="edges")
+    assert g.nodes[f"account:{case.mule}"]["role"] == "suspect"
+    assert g.nodes[f"account:{case.victims[0]}"]["role"] == "victim"
+    msg = _export(live.police, phone_number=case.caller, hops=3, formats=[pb.CASE_FORMAT_JSON])
+    g = nx.node_link_graph(json.loads(msg.json), edges="edges")
+    assert g.nodes[f"phone:{case.caller}"]["role"] == "suspect"
+    assert f"account:{case.mule}" in g
+
+
+def test_node_cap_and_hubs_are_reported(live: Live) -> None:
+    """A capped neighbourhood says how much was left out; a hub is shown but not expanded."""
+    shop, buyer = uid("shop"), uid("buyer")
+    payers = [uid("p") for _ in range(60)]
+    live.bank.screen_batch([transaction(uid("t"), recent(50), p, shop, 100) for p in payers])
+    live.bank.screen(transaction(uid("t"), recent(40), buyer, shop, 100))
+    capped = _export(live.police, account_id=shop, hops=1, max_nodes=10,
+                     formats=[pb.CASE_FORMAT_JSON]).summary
+    assert capped.nodes == 10 and capped.nodes_left_out == 61 - 9  # 61 payers, 9 kept
+    assert any("node cap 10" in n for n in capped.notes)
+    hub = _export(live.police, account_id=buyer, hops=2, formats=[pb.CASE_FORMAT_PNG]).summary
+    assert list(hub.hubs_not_expanded) == [shop]
+    assert hub.nodes == 2
+
+
+@pytest.mark.parametrize(("request_kw", "code", "field"), [
+    ({"account_id": "never-seen-account"}, grpc.StatusCode.NOT_FOUND, "account_id"),
+    ({"phone_number": "+8613900000999"}, grpc.StatusCode.NOT_FOUND, "phone_number"),
+    ({"transaction_id": "no-such-txn"}, grpc.StatusCode.NOT_FOUND, "transaction_id"),
+    ({}, grpc.StatusCode.INVALID_ARGUMENT, "centre"),
+    ({"account_id": "a", "hops": 5}, grpc.StatusCode.INVALID_ARGUMENT, "hops"),
+    ({"account_id": "a", "hops": -1}, grpc.StatusCode.INVALID_ARGUMENT, "hops"),
+    ({"account_id": "a", "max_nodes": 5000}, grpc.StatusCode.INVALID_ARGUMENT, "max_nodes"),
+    ({"account_id": "a", "formats": [99]}, grpc.StatusCode.INVALID_ARGUMENT, "formats[0]"),
+    ({"account_id": "a", "from_time": timestamp(recent(10)), "to_time": timestamp(recent(20))},
+     grpc.StatusCode.INVALID_ARGUMENT, "from_time"),
+    ({"account_id": "a", "from_time": timestamp(recent(60 * 24 * 400))},
+     grpc.StatusCode.INVALID_ARGUMENT, "from_time"),
+    ({"account_id": "a", "to_time": timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))},
+     grpc.StatusCode.INVALID_ARGUMENT, "to_time"),
+    ({"phone_number": "not a phone"}, grpc.StatusCode.INVALID_ARGUMENT, "phone_number"),
+])
+def test_bad_requests_name_the_field(live: Live, request_kw: dict[str, object],
+                                     code: grpc.StatusCode, field: str) -> None:
+    """Unknown centres are NOT_FOUND; out-of-bounds hops, caps, formats, times INVALID_ARGUMENT."""
+    err = _error(live.police, **request_kw)
+    assert err.code() == code
+    assert (err.details() or "").startswith(f"{field}:")
+
+
+# ---------------------------------------------------------------- the latency budget
+@pytest.fixture(scope="module")
+def no_budget() -> Iterator[Live]:
+    """A server whose latency budget is zero: every graph stage is over budget."""
+    srv = _start(load_settings(overrides={"server": {"latency_budget_ms": 0.0}}))
+    yield srv
+    _stop(srv)
+
+
+def test_decisions_without_graph_checks_are_marked_degraded(no_budget: Live, live: Live) -> None:
+    """Over budget the graph stage is skipped (edges still recorded) and the decision is degraded."""
+    a, b = uid("a"), uid("b")
+    d = no_budget.bank.screen(transaction(uid("t"), recent(5), a, b, 10_000))
+    assert d.degraded and d.action == pb.ACTION_ALLOW
+    batch = no_budget.bank.screen_batch([transaction(uid("t"), recent(4), b, a, 100)])
+    assert all(x.degraded for x in batch.decisions)
+    g = nx.read_graphml(io.BytesIO(_export(no_budget.police, account_id=a,
+                                           formats=[pb.CASE_FORMAT_GRAPHML]).graphml))
+    assert g.has_edge(f"account:{a}", f"account:{b}") and g.has_edge(f"account:{b}", f"account:{a}")
+    ok = live.bank.screen(transaction(uid("t"), recent(5), uid("a"), uid("b"), 10_000))
+    assert not ok.degraded
+
+
+def test_degraded_decisions_are_logged(no_budget: Live) -> None:
+    """A decision made without graph checks is logged at info level with degraded=true."""
+    tid = uid("t")
+    no_budget.bank.screen(transaction(tid, recent(3), uid("a"), uid("b"), 100))
+    lines = [json.loads(x) for x in no_budget.log.getvalue().splitlines() if tid in x]
+    assert lines and lines[-1]["degraded"] is True and lines[-1]["level"] == "info"

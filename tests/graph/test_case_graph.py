@@ -1,0 +1,85 @@
+"""Case graphs (``graph.case``): aggregation, roles, the left-to-right layout, findings, trimming."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graph import _kernels as k
+from graph.case import CaseInput, build_case_graph, findings, flow_layout, picture_view
+from graph.live import GraphParams, LiveGraph, node_id
+from tests.graph.test_kernels_match_reference import T0, call, txn
+
+MIN = 60_000
+
+
+def _case(events: list[list[int]], centre: int, hops: int = 2, max_nodes: int = 100,
+          decisions: dict[int, tuple[str, tuple[str, ...]]] | None = None) -> CaseInput:
+    g = LiveGraph(nodes=64, edges=256)
+    g.ensure(64, 16, 16, 3 * len(events))
+    g.process(np.array(events, dtype=np.int64), np.arange(len(events), dtype=np.int64),
+              GraphParams().array())
+    hood = g.neighbourhood([centre], hops=hops, lo_ms=0, hi_ms=T0 + 86_400_000, max_nodes=max_nodes,
+                           hub_degree=50, max_work=10_000)
+    edges = g.edges_among(hood, lo_ms=0, hi_ms=T0 + 86_400_000, max_edges=1000)
+    kinds = ("acct", "phone", "dev")
+    names = {n: f"{kinds[n % 3]}{n // 3}" for n in hood.nodes.tolist()}
+    return CaseInput(centre_label=names[centre], suspects=(centre,), hops=hops, lo_ms=0,
+                     hi_ms=T0 + 86_400_000, max_nodes=max_nodes, hood=hood, edges=edges, names=names,
+                     decisions=decisions or {})
+
+
+def test_edges_aggregate_per_pair_and_kind_with_decisions() -> None:
+    """Three transfers v -> s become one edge: count 3, amount summed, first/last time, actions."""
+    ev = [txn(T0 + i * MIN, 1, 0, 1000 * (i + 1), phone=2) for i in range(3)]
+    data = _case(ev, node_id(0, 0), decisions={0: ("ALLOW", ()), 2: ("HOLD", ("MULE", "X"))})
+    g = build_case_graph(data)
+    e = g.get_edge_data("account:acct1", "account:acct0")["transfer"]
+    assert (e["count"], e["amount"], e["decisions"], e["strongest_action"]) == (3, 6000,
+                                                                               "ALLOW:1;HOLD:1",
+                                                                               "HOLD")
+    assert e["first_time"] == "2023-12-31T16:00:00Z" and e["reasons"] == "MULE:1;X:1"
+    assert g.nodes["account:acct1"]["role"] == "victim"
+    assert g.nodes["account:acct0"]["in_amount"] == 6000
+    assert g.has_edge("account:acct1", "phone:phone2", key="uses_phone")
+
+
+def test_layout_puts_payers_left_and_payees_right_of_the_suspect() -> None:
+    """Money flows left to right; a phone sits in its account's column."""
+    ev = [txn(T0, 1, 0, 500, phone=3), txn(T0 + MIN, 0, 2, 450), txn(T0 + 2 * MIN, 2, 4, 400)]
+    g = build_case_graph(_case(ev, node_id(0, 0)))
+    pos = flow_layout(g)
+    assert pos["account:acct1"][0] < pos["account:acct0"][0] < pos["account:acct2"][0]
+    assert pos["account:acct2"][0] < pos["account:acct4"][0]
+    assert pos["phone:phone3"][0] == pos["account:acct1"][0]
+
+
+def test_findings_name_cycles_ponzi_and_fan_in() -> None:
+    """The case's own detectors see a round trip through the suspect and its repaid payers."""
+    ev = [txn(T0 + i, 10 + i, 0, 500) for i in range(6)]
+    ev += [txn(T0 + MIN + i, 0, 10 + i, 50) for i in range(3)]
+    ev += [txn(T0 + 2 * MIN, 0, 20, 900), txn(T0 + 3 * MIN, 20, 21, 890),
+           txn(T0 + 4 * MIN, 21, 0, 880)]
+    found = {f.detector: f for f in findings(build_case_graph(_case(ev, node_id(0, 0))))}
+    assert "fan_in" in found and "ponzi" in found
+    assert found["cycle"].description == "round trip: acct0 -> acct20 -> acct21 -> acct0"
+
+
+def test_calls_make_the_called_phone_and_its_owner_victims() -> None:
+    """Around a fraud number, the numbers it called and the accounts using them are victims."""
+    ev = [call(T0, 5, 1, 600), txn(T0 + MIN, 7, 8, 100, phone=1)]
+    g = build_case_graph(_case(ev, node_id(k.NK_PHONE, 5), hops=3))
+    assert g.nodes["phone:phone5"]["role"] == "suspect"
+    assert g.nodes["phone:phone1"]["role"] == "victim"
+    assert g.nodes["account:acct7"]["role"] == "victim"
+
+
+def test_picture_view_keeps_the_suspect_its_counterparties_and_watchlist_paths() -> None:
+    """A big case is trimmed for the picture: the centre and hop-1 nodes first, and it says so."""
+    ev = [txn(T0 + i, 1 + i, 0, 100) for i in range(5)]
+    ev += [txn(T0 + MIN + i, 1 + i % 5, 30 + i, 10) for i in range(20)]
+    g = build_case_graph(_case(ev, node_id(0, 0)))
+    view = picture_view(g, max_nodes=8)
+    assert view.number_of_nodes() == 8 and "account:acct0" in view
+    assert all(f"account:acct{i}" in view for i in range(1, 6))
+    assert view.graph["drawn"].startswith("8 of 26 nodes")
+    assert picture_view(g, max_nodes=100).graph["drawn"] == "all 26 nodes"
