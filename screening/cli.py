@@ -142,8 +142,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                             chunk_size=args.chunk, progress=bar.update)
         d = result.decisions
         counts = d.group_by("action").len().sort("len", descending=True)
+        graph = (f", graph detectors {result.graph_events_per_second / 1e6:.2f} M events/s"
+                 if result.graph_seconds else "")
         print(f"{policy.version}: {d.height:,} events in {result.total_seconds:.2f} s; features + "
-              f"policy {result.events_per_second / 1e6:.2f} M events/s on one core")
+              f"policy {result.events_per_second / 1e6:.2f} M events/s on one core{graph}")
         print("  " + ", ".join(f"{a} {n:,}" for a, n in counts.iter_rows()))
         if name == "policy" and args.out:
             write_frame(d, args.out)
