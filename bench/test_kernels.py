@@ -158,7 +158,69 @@ def test_policy_evaluation_reference(benchmark: Any, policy: Policy) -> None:
     benchmark(lambda: decide(rules, next(rows)))
 
 
-def test_graph_checks(benchmark: Any) -> None:
-    """Graph pattern checks (cycles, fan-in/fan-out, mule chains) beside their reference."""
-    pytest.skip("graph/ has no pattern kernels yet: benchmark them here, each beside its "
-                "plain-Python twin, when they land")
+@dataclass
+class _GraphSetup:
+    graph: Any  # graph.live.LiveGraph, prefilled
+    ref: Any  # tests.graph.reference.RefGraph with the same edges, or None
+    params: np.ndarray
+    probes: np.ndarray  # transfers after the prefill, one per benchmark call
+
+
+def _graph_events(n: int, accounts: int, start_ms: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ev = empty_events(n)
+    ev[:, EventCol.KIND] = Kind.TXN
+    ev[:, EventCol.TS] = start_ms + np.arange(n, dtype=np.int64) * 5_000
+    ev[:, EventCol.A] = rng.integers(0, accounts, n)
+    ev[:, EventCol.B] = (ev[:, EventCol.A] + 1 + rng.integers(0, accounts - 1, n)) % accounts
+    ev[:, EventCol.AMOUNT] = rng.integers(1_000, 5_000_000, n)
+    return ev
+
+
+@pytest.fixture(scope="module")
+def graph_setup() -> _GraphSetup:
+    """20 k accounts with 60 k transfers over ~3.5 days, then 2 k probe transfers."""
+    from graph.live import LiveGraph
+    from screening.config import load_settings
+
+    params = load_settings().graph.params().array()
+    accounts, n = 20_000, 60_000
+    prefill = _graph_events(n, accounts, 1_700_000_000_000, 11)
+    probes = _graph_events(2_000, accounts, int(prefill[-1, EventCol.TS]) + 5_000, 12)
+    g = LiveGraph(nodes=3 * accounts, edges=8 * (n + 2_000))
+    g.ensure(accounts, 1, 1, 3 * (n + 2_000))
+    g.process(prefill, np.arange(n, dtype=np.int64), params, detect=False)
+    try:
+        ref_mod = importlib.import_module("tests.graph.reference")
+    except ImportError:
+        ref = None
+    else:
+        ref = ref_mod.RefGraph()
+        ref.process(prefill.tolist(), list(range(n)), params.tolist(), detect=False)
+    return _GraphSetup(g, ref, params, probes)
+
+
+def test_graph_checks(benchmark: Any, graph_setup: _GraphSetup) -> None:
+    """Graph stage per transfer: add its edges and run every detector (Numba)."""
+    s = graph_setup
+    rows = itertools.cycle(range(s.probes.shape[0]))
+    refs = np.zeros(1, dtype=np.int64)
+
+    def one() -> None:
+        i = next(rows)
+        s.graph.process(s.probes[i:i + 1], refs, s.params, detect=True)
+
+    benchmark.extra_info.update(what="graph_checks", impl="numba", events_per_call=1,
+                                edges=s.graph.edge_count)
+    benchmark(one)
+
+
+def test_graph_checks_reference(benchmark: Any, graph_setup: _GraphSetup) -> None:
+    """The same graph stage in the plain-Python twin of the detectors."""
+    s = graph_setup
+    if s.ref is None:
+        pytest.skip("tests/graph/reference.py is not importable")
+    rows = itertools.cycle(s.probes.tolist())
+    gp = s.params.tolist()
+    benchmark.extra_info.update(what="graph_checks", impl="reference", events_per_call=1)
+    benchmark(lambda: s.ref.process([next(rows)], [0], gp, detect=True))
