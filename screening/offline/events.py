@@ -32,7 +32,8 @@ from screening.offline.schema import (
 )
 from screening.policy import Policy
 
-__all__ = ["EncodedEvents", "encode_events", "read_events", "validate_events", "write_frame"]
+__all__ = ["EncodedEvents", "encode_events", "read_events", "read_table", "validate_events",
+           "write_frame"]
 
 _TXN_REQUIRED = ("event_id", "event_time", "payer_account", "payee_account", "amount_minor",
                  "currency", "channel", "payer_party_type", "payee_party_type")
@@ -63,17 +64,22 @@ def read_events(path: Path, mapping: Mapping[str, Any] | None = None) -> pl.Data
         raise InputFileError(f"{path}: no such file")
     if mapping is not None:
         return apply_mapping(path, mapping)
+    return conform(read_table(path, hint=" (or pass a mapping)"), str(path))
+
+
+def read_table(path: Path, hint: str = "") -> pl.DataFrame:
+    """A Parquet or CSV file as it is (CSV columns as text, typed later with names in errors)."""
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
     suffixes = "".join(path.suffixes).lower()
     try:
         if suffixes.endswith(".parquet"):
-            frame = pl.read_parquet(path)
-        elif suffixes.endswith((".csv", ".csv.gz")):
-            frame = pl.read_csv(path, infer_schema=False)
-        else:
-            raise InputFileError(f"{path}: expected .parquet or .csv (or pass a mapping)")
+            return pl.read_parquet(path)
+        if suffixes.endswith((".csv", ".csv.gz")):
+            return pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputFileError(f"{path}: cannot read: {exc}") from None
-    return conform(frame, str(path))
+    raise InputFileError(f"{path}: expected .parquet or .csv{hint}")
 
 
 def conform(frame: pl.DataFrame, origin: str, time_zone: str = "UTC") -> pl.DataFrame:

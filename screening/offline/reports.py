@@ -49,7 +49,14 @@ import polars as pl
 
 from screening.config import Settings
 from screening.errors import ConfigError, InputFileError
-from screening.offline.events import _cast, _to_fen, conform, validate_events, write_frame
+from screening.offline.events import (
+    _cast,
+    _to_fen,
+    conform,
+    read_table,
+    validate_events,
+    write_frame,
+)
 from screening.offline.replay import DECISION_SCHEMA
 from screening.offline.schema import KIND_TXN
 from screening.policy import ACTIONS, REPORT_FLAGS, Policy, load_policy, parse_policy
@@ -562,19 +569,7 @@ def _narrative(case: Mapping[str, Any], messages: Mapping[str, str], tz: int) ->
 
 def read_decisions(path: Path) -> pl.DataFrame:
     """Read a replay's decisions file (Parquet, or CSV with ';'-joined reason codes)."""
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    suffixes = "".join(path.suffixes).lower()
-    try:
-        if suffixes.endswith(".parquet"):
-            frame = pl.read_parquet(path)
-        elif suffixes.endswith((".csv", ".csv.gz")):
-            frame = pl.read_csv(path, infer_schema=False)
-        else:
-            raise InputFileError(f"{path}: expected .parquet or .csv")
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputFileError(f"{path}: cannot read: {exc}") from None
-    return _conform_decisions(frame, str(path))
+    return _conform_decisions(read_table(path), str(path))
 
 
 def _conform_decisions(frame: pl.DataFrame, origin: str) -> pl.DataFrame:
