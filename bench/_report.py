@@ -107,7 +107,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_f(ref_b) + ' µs/event' if ref_b else 'skipped: tests/reference.py absent'} |",
                 f"| policy evaluation (all rules, one row) | {_f(k['policy_evaluation_us'])} µs | | "
                 f"{_f(ref_p) + ' µs' if ref_p else 'skipped'} |",
-                "| graph checks | not measured: graph/ has no pattern kernels yet | | |", ""]
+                f"| graph checks per transfer (60 k-edge graph) | {_f(k.get('graph_checks_us'))} µs | | "
+                f"{_f(k.get('graph_checks_reference_us'))} µs |",
+                ""]
     mem = result.get("memory")
     if mem:
         out += ["| accounts | feature arrays per account | resident per account (with ids) "
