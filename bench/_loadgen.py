@@ -173,15 +173,20 @@ class _Window:
         return res
 
 
-async def _unary(spec: StepSpec) -> StepResult:
-    total_s = spec.warmup_s + spec.duration_s
-    n = max(1, int(total_s * spec.rate))
+async def _prepare(spec: StepSpec) -> tuple[int, float, list[bytes], Any, list[Any]]:
+    """Requests of one step (stamped ids and times), auth metadata and ready channels."""
+    n = max(1, int((spec.warmup_s + spec.duration_s) * spec.rate))
     lead = 0.2
     payload = stamp(_templates, spec.first_row, _ids(spec.id_prefix, n), _times_ms(n, spec.rate, lead))
     md = (("authorization", f"Bearer {spec.token}"),) if spec.token else None
     channels = [_channel(spec.address, i) for i in range(spec.connections)]
     for ch in channels:
         await asyncio.wait_for(ch.channel_ready(), 10)
+    return n, lead, payload, md, channels
+
+
+async def _unary(spec: StepSpec) -> StepResult:
+    n, lead, payload, md, channels = await _prepare(spec)
     calls = [ch.unary_unary(spec.method, None, None) for ch in channels]
     lat = np.zeros(n, dtype=np.int64)
     lag = np.zeros(n, dtype=np.int64)
@@ -233,14 +238,7 @@ async def _unary(spec: StepSpec) -> StepResult:
 
 async def _stream(spec: StepSpec) -> StepResult:
     """``streams`` bidi streams; message i goes on stream i % streams, answers come in order."""
-    total_s = spec.warmup_s + spec.duration_s
-    n = max(1, int(total_s * spec.rate))
-    lead = 0.2
-    payload = stamp(_templates, spec.first_row, _ids(spec.id_prefix, n), _times_ms(n, spec.rate, lead))
-    md = (("authorization", f"Bearer {spec.token}"),) if spec.token else None
-    channels = [_channel(spec.address, i) for i in range(spec.connections)]
-    for ch in channels:
-        await asyncio.wait_for(ch.channel_ready(), 10)
+    n, lead, payload, md, channels = await _prepare(spec)
     k = max(1, spec.streams)
     lat = np.zeros(n, dtype=np.int64)
     lag = np.zeros(n, dtype=np.int64)
