@@ -135,12 +135,13 @@ def _feature_rows(policy: Policy) -> np.ndarray:
 
 def test_policy_evaluation(benchmark: Any, policy: Policy) -> None:
     """The rule kernel (all transaction rules of the default policy) on one feature row."""
-    rows = itertools.cycle(list(_feature_rows(policy)))
-    dec = np.zeros(k.N_DEC, dtype=np.int64)
+    feat = _feature_rows(policy)
+    rows = itertools.cycle(range(feat.shape[0]))
+    dec = np.zeros((1, k.N_DEC), dtype=np.int64)
     ri, rf = policy.txn_table.ints, policy.txn_table.thresholds
     benchmark.extra_info.update(what="policy_evaluation", impl="numba", events_per_call=1,
                                 rules=len(policy.txn_rules))
-    benchmark(lambda: k._eval_rules(ri, rf, next(rows), dec))
+    benchmark(lambda: k._eval_rules(ri, rf, feat, next(rows), dec, 0))
 
 
 @needs_reference

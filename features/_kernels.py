@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from features._jit import kernel
+from features._jit import helper, kernel
 
 # ---------------------------------------------------------------- sentinels and units
 NO_TIME = np.int64(-(2**62))  # "never": unknown opened date, never seen, no risky call
@@ -41,6 +41,13 @@ NBUCKET = 31
 # so a window read at the newest time is one load instead of a loop over its buckets
 TOT_OFF = 31
 NSLOT = 35
+# State arrays are [entity, slot, channel] so that one bucket's channels share a cache line, and
+# every bucket carries a tag: the epoch it was last written in. A bucket whose tag is not its
+# epoch is stale and counts as zero, so passing over idle time clears nothing but the totals
+# (a quiet account's next event touches ~6 cache lines instead of rewriting all its buckets).
+# Tags are int32: the epoch's low 31 bits (10 s epochs wrap after 680 years); -1 is "never".
+TAG_MASK = 0x7FFFFFFF
+TAG_EMPTY = -1
 W_1M, W_1H, W_24H, W_7D = 0, 1, 2, 3
 
 # ---------------------------------------------------------------- account state layout
@@ -151,25 +158,25 @@ ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
 # Integer division by a constant compiles to a multiply and a shift; by a value read from a
 # tuple at run time it is a real division (tens of cycles). So the bucket epochs and slots of an
 # event are computed once, with literal divisors, and passed down as tuples.
-@kernel
+@helper
 def _epochs(ts: int, tz: int) -> tuple[int, int, int, int]:
     """Bucket epoch of ``ts`` in each window (local time for the day buckets)."""
     t = ts + tz
     return t // 10_000, t // 600_000, t // 7_200_000, t // 86_400_000
 
 
-@kernel
+@helper
 def _slots(ep: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """Bucket slot of each window's epoch (WIN_OFF + epoch % WIN_NB)."""
     return ep[0] % 6, 6 + ep[1] % 6, 12 + ep[2] % 12, 24 + ep[3] % 7
 
 
-@kernel
-def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int,
+@helper
+def _advance(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int,
              ep: tuple[int, int, int, int]) -> None:
-    """Move every window's head to ``ep``, retiring the buckets it passes over from the totals."""
-    ncc = cnt.shape[1]
-    nsc = amt.shape[1]
+    """Move every window's head to ``ep``, retiring the live buckets it passes over from the totals."""
+    ncc = cnt.shape[2]
+    nsc = amt.shape[2]
     for w in range(NW):
         h = head[e, w]
         if ep[w] <= h:
@@ -179,63 +186,76 @@ def _advance(cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int,
         tot = TOT_OFF + w
         if ep[w] - h >= nb:
             for c in range(ncc):
-                for s in range(off, off + nb):
-                    cnt[e, c, s] = 0
-                cnt[e, c, tot] = 0
+                cnt[e, tot, c] = 0
             for c in range(nsc):
-                for s in range(off, off + nb):
-                    amt[e, c, s] = 0
-                amt[e, c, tot] = 0
+                amt[e, tot, c] = 0
         else:
             for k in range(h + 1, ep[w] + 1):
                 s = off + k % nb
-                for c in range(ncc):
-                    cnt[e, c, tot] -= cnt[e, c, s]
-                    cnt[e, c, s] = 0
-                for c in range(nsc):
-                    amt[e, c, tot] -= amt[e, c, s]
-                    amt[e, c, s] = 0
+                if tag[e, s] == (k - nb) & TAG_MASK:  # written in a live epoch that now leaves the window
+                    for c in range(ncc):
+                        cnt[e, tot, c] -= cnt[e, s, c]
+                    for c in range(nsc):
+                        amt[e, tot, c] -= amt[e, s, c]
         head[e, w] = ep[w]
 
 
-@kernel
+@helper
 def _bucket_add(
-    cnt: np.ndarray, amt: np.ndarray, head: np.ndarray, e: int,
+    cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int,
     ep: tuple[int, int, int, int], sl: tuple[int, int, int, int],
-    cch: int, sch: int, amount: int,
+    cmask: int, s0: int, s1: int,
 ) -> None:
-    """Add one event to count channel ``cch`` and sum channel ``sch`` (-1: none); heads advanced."""
+    """Count one event in every count channel set in ``cmask``; add ``s0``/``s1`` to sum channels 0/1.
+
+    Heads are already advanced. One pass over the windows for all channels of the event.
+    """
+    ncc = cnt.shape[2]
+    nsc = amt.shape[2]
     for w in range(NW):
         if head[e, w] - ep[w] >= WIN_NB[w]:
             continue  # older than the ring holds
         s = sl[w]
-        if cch >= 0:
-            cnt[e, cch, s] += 1
-            cnt[e, cch, TOT_OFF + w] += 1
-        if sch >= 0:
-            amt[e, sch, s] += amount
-            amt[e, sch, TOT_OFF + w] += amount
+        t = TOT_OFF + w
+        et = ep[w] & TAG_MASK
+        if tag[e, s] != et:  # stale bucket: it held an epoch that left the window
+            for c in range(ncc):
+                cnt[e, s, c] = 0
+            for c in range(nsc):
+                amt[e, s, c] = 0
+            tag[e, s] = et
+        for c in range(ncc):
+            x = (cmask >> c) & 1
+            cnt[e, s, c] += x
+            cnt[e, t, c] += x
+        amt[e, s, 0] += s0
+        amt[e, t, 0] += s0
+        if nsc > 1:
+            amt[e, s, 1] += s1
+            amt[e, t, 1] += s1
 
 
-@kernel
-def _win_sum(arr: np.ndarray, head: np.ndarray, e: int, ch: int, w: int,
+@helper
+def _win_sum(arr: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int, ch: int, w: int,
              ep: tuple[int, int, int, int]) -> int:
     """Sum of channel ``ch`` over the window ``w`` ending in epoch ``ep[w]`` (bucket granularity)."""
     h = head[e, w]
     if ep[w] == h:
-        return arr[e, ch, TOT_OFF + w]  # the common case: the window ends in the newest bucket
+        return arr[e, TOT_OFF + w, ch]  # the common case: the window ends in the newest bucket
     nb = WIN_NB[w]
     off = WIN_OFF[w]
     lo = max(ep[w] - nb + 1, h - nb + 1)
     hi = min(ep[w], h)
     total = 0
     for k in range(lo, hi + 1):
-        total += arr[e, ch, off + k % nb]
+        s = off + k % nb
+        if tag[e, s] == k & TAG_MASK:
+            total += arr[e, s, ch]
     return total
 
 
 # ================================================================= recent-counterparty rings
-@kernel
+@helper
 def _ring_touch(ring: np.ndarray, e: int, d: int, cp: int, ts: int) -> None:
     """Record ``cp`` as a counterparty at ``ts``: refresh it, or replace the stalest entry."""
     t = ts // 1000 - RING_EPOCH_S
@@ -257,7 +277,7 @@ def _ring_touch(ring: np.ndarray, e: int, d: int, cp: int, ts: int) -> None:
     ring[e, d, victim, 1] = t
 
 
-@kernel
+@helper
 def _ring_distinct(ring: np.ndarray, e: int, d: int, ts: int, span_s: int) -> int:
     """Distinct counterparties seen in (ts - span, ts]; saturates at RING_K."""
     t = ts // 1000 - RING_EPOCH_S
@@ -270,7 +290,7 @@ def _ring_distinct(ring: np.ndarray, e: int, d: int, ts: int, span_s: int) -> in
     return n
 
 
-@kernel
+@helper
 def _ring_distinct3(ring: np.ndarray, e: int, d: int, ts: int) -> tuple[int, int, int]:
     """Distinct counterparties in the 1 h, 24 h and 7 d windows ending at ts, in one pass."""
     t = ts // 1000 - RING_EPOCH_S
@@ -292,12 +312,12 @@ def _ring_distinct3(ring: np.ndarray, e: int, d: int, ts: int) -> tuple[int, int
 
 
 # ================================================================= pair table
-@kernel
+@helper
 def _pair_key(kind: int, a: int, b: int) -> int:
     return (kind << 62) | (a << 31) | b
 
 
-@kernel
+@helper
 def _pair_slot(keys: np.ndarray, key: int) -> int:
     """Slot holding ``key``, or the empty slot where it would go (linear probing)."""
     mask = keys.shape[0] - 1
@@ -311,12 +331,12 @@ def _pair_slot(keys: np.ndarray, key: int) -> int:
         s = (s + 1) & mask
 
 
-@kernel
+@helper
 def _pair_seen(keys: np.ndarray, kind: int, a: int, b: int) -> bool:
     return keys[_pair_slot(keys, _pair_key(kind, a, b))] != PAIR_EMPTY
 
 
-@kernel
+@helper
 def _pair_put(keys: np.ndarray, vals: np.ndarray, meta: np.ndarray, kind: int, a: int, b: int,
               ts: int) -> None:
     key = _pair_key(kind, a, b)
@@ -345,9 +365,12 @@ def _pair_rehash(keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_v
 
 
 # ================================================================= rules
-@kernel
-def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec: np.ndarray) -> None:
-    """Fire every rule whose conditions all hold; strongest action wins, scores combine noisy-OR."""
+@helper
+def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: int,
+                dec: np.ndarray, dr: int) -> None:
+    """Decide row ``fr`` of ``feat`` into row ``dr`` of ``dec``: every rule whose conditions all
+    hold fires; the strongest action wins, scores combine noisy-OR. (Rows, not views: a view
+    costs two atomic reference-count updates per call.)"""
     action = ACTION_ALLOW
     bits = 0
     flags = 0
@@ -355,7 +378,7 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec:
     for r in range(rules_i.shape[0]):
         ok = True
         for c in range(rules_i[r, RI_NCOND]):
-            v = feat[rules_i[r, RI_COND + 2 * c]]
+            v = feat[fr, rules_i[r, RI_COND + 2 * c]]
             op = rules_i[r, RI_COND + 2 * c + 1]
             thr = rules_f[r, c]
             if op == OP_GE:
@@ -378,14 +401,14 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, dec:
                 action = int(rules_i[r, RI_ACTION])
             flags |= rules_i[r, RI_FLAGS]
             miss *= 1.0 - rules_i[r, RI_SCORE] / 100.0
-    dec[D_ACTION] = action
-    dec[D_REASONS] = bits
-    dec[D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
-    dec[D_FLAGS] = flags
+    dec[dr, D_ACTION] = action
+    dec[dr, D_REASONS] = bits
+    dec[dr, D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
+    dec[dr, D_FLAGS] = flags
 
 
 # ================================================================= per-event updates
-@kernel
+@helper
 def _seen(sc: np.ndarray, e: int, first: int, last: int, ts: int) -> None:
     if sc[e, first] == NO_TIME or ts < sc[e, first]:
         sc[e, first] = ts
@@ -393,12 +416,12 @@ def _seen(sc: np.ndarray, e: int, first: int, last: int, ts: int) -> None:
         sc[e, last] = ts
 
 
-@kernel
+@helper
 def _watched(until: int, ts: int) -> float:
     return 1.0 if until > ts else 0.0
 
 
-@kernel
+@helper
 def _age_days(sc: np.ndarray, e: int, ts: int) -> float:
     base = sc[e, SC_OPENED]
     if base == NO_TIME:
@@ -406,12 +429,12 @@ def _age_days(sc: np.ndarray, e: int, ts: int) -> float:
     return (ts - base) / DAY_MS
 
 
-@kernel
+@helper
 def _ratio(num: int, den: int) -> float:
     return num / den if den > 0 else 0.0
 
 
-@kernel
+@helper
 def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
     """Per-local-day sums for large-value reporting: cash, transfers, cross-border, domestic."""
     day = (ts + tz) // DAY_MS
@@ -431,17 +454,17 @@ def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int
         sc[e, day_col + DAY_XB] += amount
 
 
-@kernel
+@helper
 def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int) -> float:
     return float(sc[e, day_col + k]) if sc[e, day_col] == (ts + tz) // DAY_MS else 0.0
 
 
-@kernel
+@helper
 def _txn(
     ev: np.ndarray, i: int,
-    a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
-    a_sc: np.ndarray, a_fl: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
-    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray,
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
+    a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
+    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -453,7 +476,7 @@ def _txn(
     tz = params[P_TZ_MS]
     ep = _epochs(ts, tz)
     sl = _slots(ep)
-    f[:] = 0.0
+    f[r, :] = 0.0
 
     _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
     _seen(a_sc, b, SC_FIRST, SC_LAST, ts)
@@ -463,56 +486,57 @@ def _txn(
         a_sc[b, SC_OPENED] = ev[i, EV_AUX2]
 
     # --- features that look at the state before this transaction
-    f[F_AMOUNT] = amount
-    f[F_CASH] = 1.0 if fl & TF_CASH else 0.0
-    f[F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
-    f[F_CHANNEL] = ev[i, EV_AUX3]
-    f[F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
-    f[F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
-    f[F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
-    f[F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
-    f[F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
-    f[F_FIRST_TIME_PAYEE] = 0.0 if _pair_seen(pk, PAIR_TXN, a, b) else 1.0
+    f[r, F_AMOUNT] = amount
+    f[r, F_CASH] = 1.0 if fl & TF_CASH else 0.0
+    f[r, F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
+    f[r, F_CHANNEL] = ev[i, EV_AUX3]
+    f[r, F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
+    f[r, F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
+    f[r, F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
+    f[r, F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
+    f[r, F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
+    f[r, F_FIRST_TIME_PAYEE] = 0.0 if _pair_seen(pk, PAIR_TXN, a, b) else 1.0
     reverse = _pair_seen(pk, PAIR_TXN, b, a)
-    f[F_REVERSE_EDGE] = 1.0 if reverse else 0.0
-    f[F_PAYER_WATCH] = _watched(a_sc[a, SC_WATCH], ts)
-    f[F_PAYEE_WATCH] = _watched(a_sc[b, SC_WATCH], ts)
-    f[F_DEVICE_WATCH] = _watched(d_sc[dv, DSC_WATCH], ts) if dv >= 0 else 0.0
-    f[F_RISKY_CALL_MIN] = FAR_MINUTES
+    f[r, F_REVERSE_EDGE] = 1.0 if reverse else 0.0
+    f[r, F_PAYER_WATCH] = _watched(a_sc[a, SC_WATCH], ts)
+    f[r, F_PAYEE_WATCH] = _watched(a_sc[b, SC_WATCH], ts)
+    f[r, F_DEVICE_WATCH] = _watched(d_sc[dv, DSC_WATCH], ts) if dv >= 0 else 0.0
+    f[r, F_RISKY_CALL_MIN] = FAR_MINUTES
     if ph >= 0:
-        f[F_PHONE_WATCH] = _watched(p_sc[ph, PSC_WATCH], ts)
+        f[r, F_PHONE_WATCH] = _watched(p_sc[ph, PSC_WATCH], ts)
         rts = p_sc[ph, PSC_RISKY_TS]
         if rts != NO_TIME and rts <= ts:
-            f[F_RISKY_CALL_MIN] = (ts - rts) / MINUTE_MS
+            f[r, F_RISKY_CALL_MIN] = (ts - rts) / MINUTE_MS
             if ts - rts <= params[P_RISKY_LOOKBACK_MS]:
-                f[F_RISKY_CALL_RECENT] = 1.0
-                f[F_RISKY_CALL_CALLER_WATCH] = p_sc[ph, PSC_RISKY_CALLER_WATCH]
-                f[F_RISKY_CALL_SCORE] = p_sc[ph, PSC_RISKY_SCORE]
+                f[r, F_RISKY_CALL_RECENT] = 1.0
+                f[r, F_RISKY_CALL_CALLER_WATCH] = p_sc[ph, PSC_RISKY_CALLER_WATCH]
+                f[r, F_RISKY_CALL_SCORE] = p_sc[ph, PSC_RISKY_SCORE]
     x = math.log(amount)
     n_out = a_sc[a, SC_N_OUT]
-    f[F_PAYER_HIST] = n_out
-    f[F_PAYEE_HIST] = a_sc[b, SC_N_IN]
+    f[r, F_PAYER_HIST] = n_out
+    f[r, F_PAYEE_HIST] = a_sc[b, SC_N_IN]
     if n_out > 0:
         m = a_fl[a, FL_MEAN]
-        f[F_PAYER_Z] = (x - m) / math.sqrt(a_fl[a, FL_VAR] + 0.01)
-        f[F_PAYER_RATIO] = math.exp(x - m)
+        f[r, F_PAYER_Z] = (x - m) / math.sqrt(a_fl[a, FL_VAR] + 0.01)
+        f[r, F_PAYER_RATIO] = math.exp(x - m)
     else:
-        f[F_PAYER_RATIO] = 1.0
+        f[r, F_PAYER_RATIO] = 1.0
 
     # --- update
-    _advance(a_cnt, a_amt, a_head, a, ep)
-    _advance(a_cnt, a_amt, a_head, b, ep)
-    _bucket_add(a_cnt, a_amt, a_head, a, ep, sl, AC_OUT, AS_OUT, amount)
+    _advance(a_cnt, a_amt, a_tag, a_head, a, ep)
+    _advance(a_cnt, a_amt, a_tag, a_head, b, ep)
     near = params[P_NEAR_LOW] <= amount < params[P_NEAR_HIGH]
+    m_out = 1 << AC_OUT
+    m_in = 1 << AC_IN
     if near:
-        _bucket_add(a_cnt, a_amt, a_head, a, ep, sl, AC_NEAR, -1, 0)
+        m_out |= 1 << AC_NEAR
+        m_in |= 1 << AC_NEAR_IN
     if reverse:
-        _bucket_add(a_cnt, a_amt, a_head, a, ep, sl, AC_PAYBACK, -1, 0)
-    _bucket_add(a_cnt, a_amt, a_head, b, ep, sl, AC_IN, AS_IN, amount)
-    if near:
-        _bucket_add(a_cnt, a_amt, a_head, b, ep, sl, AC_NEAR_IN, -1, 0)
+        m_out |= 1 << AC_PAYBACK
     if fl & TF_MEMO_INVEST:
-        _bucket_add(a_cnt, a_amt, a_head, b, ep, sl, AC_INVEST_IN, -1, 0)
+        m_in |= 1 << AC_INVEST_IN
+    _bucket_add(a_cnt, a_amt, a_tag, a_head, a, ep, sl, m_out, amount, 0)  # AS_OUT = 0
+    _bucket_add(a_cnt, a_amt, a_tag, a_head, b, ep, sl, m_in, 0, amount)  # AS_IN = 1
     _ring_touch(a_ring, a, R_OUT, b, ts)
     _ring_touch(a_ring, b, R_IN, a, ts)
     _pair_put(pk, pv, pmeta, PAIR_TXN, a, b, ts)
@@ -532,41 +556,42 @@ def _txn(
         d_sc[dv, DSC_LAST] = ts
 
     # --- features that look at the state after it
-    f[F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts)
-    f[F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts)
+    f[r, F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts)
+    f[r, F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts)
     for p in range(2):
         e = a if p == 0 else b
         for d in range(2):
             for w in range(NW):
                 base = F_WIN_BASE + (p * 2 + d) * 8
-                f[base + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ep)
-                f[base + 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ep)
+                f[r, base + w] = _win_sum(a_cnt, a_tag, a_head, e, AC_OUT + d, w, ep)
+                f[r, base + 4 + w] = _win_sum(a_amt, a_tag, a_head, e, AS_OUT + d, w, ep)
             n1, n24, n7 = _ring_distinct3(a_ring, e, d, ts)
             base = F_DIST_BASE + (p * 2 + d) * 3
-            f[base] = n1
-            f[base + 1] = n24
-            f[base + 2] = n7
-    f[F_PAYER_PASS_1H] = _ratio(f[F_WIN_BASE + 4 + W_1H], f[F_WIN_BASE + 8 + 4 + W_1H])
-    f[F_PAYER_PASS_24H] = _ratio(f[F_WIN_BASE + 4 + W_24H], f[F_WIN_BASE + 8 + 4 + W_24H])
-    f[F_PAYER_NEAR_24H] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_24H, ep)
-    f[F_PAYER_NEAR_7D] = _win_sum(a_cnt, a_head, a, AC_NEAR, W_7D, ep)
-    f[F_PAYEE_NEAR_24H] = _win_sum(a_cnt, a_head, b, AC_NEAR_IN, W_24H, ep)
-    f[F_PAYEE_NEAR_7D] = _win_sum(a_cnt, a_head, b, AC_NEAR_IN, W_7D, ep)
-    f[F_PAYEE_INVEST_24H] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_24H, ep)
-    f[F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_head, b, AC_INVEST_IN, W_7D, ep)
-    f[F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_head, a, AC_PAYBACK, W_7D, ep)
+            f[r, base] = n1
+            f[r, base + 1] = n24
+            f[r, base + 2] = n7
+    f[r, F_PAYER_PASS_1H] = _ratio(f[r, F_WIN_BASE + 4 + W_1H], f[r, F_WIN_BASE + 8 + 4 + W_1H])
+    f[r, F_PAYER_PASS_24H] = _ratio(f[r, F_WIN_BASE + 4 + W_24H], f[r, F_WIN_BASE + 8 + 4 + W_24H])
+    f[r, F_PAYER_NEAR_24H] = _win_sum(a_cnt, a_tag, a_head, a, AC_NEAR, W_24H, ep)
+    f[r, F_PAYER_NEAR_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_NEAR, W_7D, ep)
+    f[r, F_PAYEE_NEAR_24H] = _win_sum(a_cnt, a_tag, a_head, b, AC_NEAR_IN, W_24H, ep)
+    f[r, F_PAYEE_NEAR_7D] = _win_sum(a_cnt, a_tag, a_head, b, AC_NEAR_IN, W_7D, ep)
+    f[r, F_PAYEE_INVEST_24H] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, W_24H, ep)
+    f[r, F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, W_7D, ep)
+    f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):
-        f[F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
-        f[F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
-    f[F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC)
-    f[F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC)
+        f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
+        f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
+    f[r, F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC)
+    f[r, F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC)
 
 
-@kernel
+@helper
 def _call(
     ev: np.ndarray, i: int,
-    p_cnt: np.ndarray, p_amt: np.ndarray, p_head: np.ndarray, p_ring: np.ndarray, p_sc: np.ndarray,
-    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray,
+    p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
+    p_ring: np.ndarray, p_sc: np.ndarray,
+    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -577,58 +602,62 @@ def _call(
     tz = params[P_TZ_MS]
     ep = _epochs(ts, tz)
     sl = _slots(ep)
-    f[:] = 0.0
+    f[r, :] = 0.0
     _seen(p_sc, a, PSC_FIRST, PSC_LAST, ts)
     _seen(p_sc, b, PSC_FIRST, PSC_LAST, ts)
 
-    f[CF_DURATION] = dur
-    f[CF_CLASS] = cls
-    f[CF_INTL] = 1.0 if cls == NC_INTERNATIONAL else 0.0
-    f[CF_VIRTUAL] = 1.0 if cls == NC_VIRTUAL else 0.0
-    f[CF_SPOOFED] = 1.0 if cls == NC_SPOOFED else 0.0
-    f[CF_CALLER_WATCH] = _watched(p_sc[a, PSC_WATCH], ts)
-    f[CF_CALLEE_WATCH] = _watched(p_sc[b, PSC_WATCH], ts)
-    f[CF_FIRST_CONTACT] = 0.0 if _pair_seen(pk, PAIR_CALL, a, b) else 1.0
-    f[CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
+    f[r, CF_DURATION] = dur
+    f[r, CF_CLASS] = cls
+    f[r, CF_INTL] = 1.0 if cls == NC_INTERNATIONAL else 0.0
+    f[r, CF_VIRTUAL] = 1.0 if cls == NC_VIRTUAL else 0.0
+    f[r, CF_SPOOFED] = 1.0 if cls == NC_SPOOFED else 0.0
+    f[r, CF_CALLER_WATCH] = _watched(p_sc[a, PSC_WATCH], ts)
+    f[r, CF_CALLEE_WATCH] = _watched(p_sc[b, PSC_WATCH], ts)
+    f[r, CF_FIRST_CONTACT] = 0.0 if _pair_seen(pk, PAIR_CALL, a, b) else 1.0
+    f[r, CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
 
-    _advance(p_cnt, p_amt, p_head, a, ep)
-    _advance(p_cnt, p_amt, p_head, b, ep)
+    _advance(p_cnt, p_amt, p_tag, p_head, a, ep)
+    _advance(p_cnt, p_amt, p_tag, p_head, b, ep)
+    m_caller = 0
+    talk = 0
     if fl & CF_NEW:
-        _bucket_add(p_cnt, p_amt, p_head, a, ep, sl, PC_CALLS_OUT, -1, 0)
-        _bucket_add(p_cnt, p_amt, p_head, b, ep, sl, PC_CALLS_IN, -1, 0)
+        m_caller |= 1 << PC_CALLS_OUT
+        _bucket_add(p_cnt, p_amt, p_tag, p_head, b, ep, sl, 1 << PC_CALLS_IN, 0, 0)
         _ring_touch(p_ring, a, 0, b, ts)
         _pair_put(pk, pv, pmeta, PAIR_CALL, a, b, ts)
     if fl & CF_ENDED:
+        talk = dur  # PS_TALK_OUT = 0
         if dur < params[P_SHORT_CALL_S]:
-            _bucket_add(p_cnt, p_amt, p_head, a, ep, sl, PC_SHORT_OUT, PS_TALK_OUT, dur)
-        else:
-            _bucket_add(p_cnt, p_amt, p_head, a, ep, sl, -1, PS_TALK_OUT, dur)
+            m_caller |= 1 << PC_SHORT_OUT
+    if fl & (CF_NEW | CF_ENDED):
+        _bucket_add(p_cnt, p_amt, p_tag, p_head, a, ep, sl, m_caller, talk, 0)
 
-    f[CF_CALLER_AGE_DAYS] = (ts - p_sc[a, PSC_FIRST]) / DAY_MS
-    f[CF_CALLS_1M] = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1M, ep)
-    calls_1h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_1H, ep)
-    calls_24h = _win_sum(p_cnt, p_head, a, PC_CALLS_OUT, W_24H, ep)
-    short_1h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_1H, ep)
-    short_24h = _win_sum(p_cnt, p_head, a, PC_SHORT_OUT, W_24H, ep)
-    f[CF_CALLS_1H] = calls_1h
-    f[CF_CALLS_24H] = calls_24h
-    f[CF_SHORT_1H] = short_1h
-    f[CF_SHORT_24H] = short_24h
-    f[CF_SHORT_RATIO_1H] = _ratio(short_1h, calls_1h)
-    f[CF_SHORT_RATIO_24H] = _ratio(short_24h, calls_24h)
-    f[CF_DIST_1H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_1H])
-    f[CF_DIST_24H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_24H])
-    f[CF_TALK_24H] = _win_sum(p_amt, p_head, a, PS_TALK_OUT, W_24H, ep)
-    f[CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_head, b, PC_CALLS_IN, W_24H, ep)
+    f[r, CF_CALLER_AGE_DAYS] = (ts - p_sc[a, PSC_FIRST]) / DAY_MS
+    f[r, CF_CALLS_1M] = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_1M, ep)
+    calls_1h = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_1H, ep)
+    calls_24h = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_24H, ep)
+    short_1h = _win_sum(p_cnt, p_tag, p_head, a, PC_SHORT_OUT, W_1H, ep)
+    short_24h = _win_sum(p_cnt, p_tag, p_head, a, PC_SHORT_OUT, W_24H, ep)
+    f[r, CF_CALLS_1H] = calls_1h
+    f[r, CF_CALLS_24H] = calls_24h
+    f[r, CF_SHORT_1H] = short_1h
+    f[r, CF_SHORT_24H] = short_24h
+    f[r, CF_SHORT_RATIO_1H] = _ratio(short_1h, calls_1h)
+    f[r, CF_SHORT_RATIO_24H] = _ratio(short_24h, calls_24h)
+    f[r, CF_DIST_1H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_1H])
+    f[r, CF_DIST_24H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_24H])
+    f[r, CF_TALK_24H] = _win_sum(p_amt, p_tag, p_head, a, PS_TALK_OUT, W_24H, ep)
+    f[r, CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_tag, p_head, b, PC_CALLS_IN, W_24H, ep)
 
 
 @kernel
 def _process(
     ev: np.ndarray,
-    a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
-    a_sc: np.ndarray, a_fl: np.ndarray,
-    p_cnt: np.ndarray, p_amt: np.ndarray, p_head: np.ndarray, p_ring: np.ndarray, p_sc: np.ndarray,
-    d_sc: np.ndarray, pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
+    a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray,
+    p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
+    p_ring: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
+    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
     tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray,
     extra: np.ndarray, out_feat: np.ndarray, out_dec: np.ndarray,
 ) -> None:
@@ -643,18 +672,19 @@ def _process(
     keep = out_feat.shape[0] == ev.shape[0]
     has_extra = extra.shape[0] == ev.shape[0]
     for i in range(ev.shape[0]):
-        row = out_feat[i] if keep else out_feat[0]
+        row = i if keep else 0
         kind = ev[i, EV_KIND]
         if kind == KIND_TXN:
-            _txn(ev, i, a_cnt, a_amt, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pk, pv, pmeta,
-                 params, row)
+            _txn(ev, i, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pk, pv, pmeta,
+                 params, out_feat, row)
             if has_extra:
                 for x in range(N_EXTRA):
-                    row[F_EXTRA_BASE + x] = extra[i, x]
-            _eval_rules(tr_i, tr_f, row, out_dec[i])
+                    out_feat[row, F_EXTRA_BASE + x] = extra[i, x]
+            _eval_rules(tr_i, tr_f, out_feat, row, out_dec, i)
         elif kind == KIND_CALL:
-            _call(ev, i, p_cnt, p_amt, p_head, p_ring, p_sc, pk, pv, pmeta, params, row)
-            _eval_rules(cr_i, cr_f, row, out_dec[i])
+            _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pk, pv, pmeta, params,
+                  out_feat, row)
+            _eval_rules(cr_i, cr_f, out_feat, row, out_dec, i)
             if out_dec[i, D_ACTION] >= params[P_MARK_MIN_CALL_ACTION]:
                 b = ev[i, EV_B]
                 ts = ev[i, EV_TS]
@@ -689,33 +719,34 @@ def _first_bad_id(ev: np.ndarray, n_acc: int, n_phone: int, n_dev: int) -> int:
 
 @kernel
 def _snapshot(
-    a_cnt: np.ndarray, a_amt: np.ndarray, a_head: np.ndarray, a_ring: np.ndarray,
-    a_sc: np.ndarray, a_fl: np.ndarray, e: int, ts: int, tz: int, out: np.ndarray,
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
+    a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, e: int, ts: int, tz: int,
+    out: np.ndarray,
 ) -> None:
     """Read-only view of one account's features at ``ts`` (for the fast query)."""
     ep = _epochs(ts, tz)
     out[:] = 0.0
     for d in range(2):
         for w in range(NW):
-            out[(d * 2) * 4 + w] = _win_sum(a_cnt, a_head, e, AC_OUT + d, w, ep)
-            out[(d * 2 + 1) * 4 + w] = _win_sum(a_amt, a_head, e, AS_OUT + d, w, ep)
+            out[(d * 2) * 4 + w] = _win_sum(a_cnt, a_tag, a_head, e, AC_OUT + d, w, ep)
+            out[(d * 2 + 1) * 4 + w] = _win_sum(a_amt, a_tag, a_head, e, AS_OUT + d, w, ep)
         n1, n24, n7 = _ring_distinct3(a_ring, e, d, ts)
         out[S_DIST_BASE + d * 3] = n1
         out[S_DIST_BASE + d * 3 + 1] = n24
         out[S_DIST_BASE + d * 3 + 2] = n7
-    out[S_NEAR_24H] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_24H, ep)
-    out[S_NEAR_7D] = _win_sum(a_cnt, a_head, e, AC_NEAR, W_7D, ep)
-    out[S_INVEST_24H] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_24H, ep)
-    out[S_INVEST_7D] = _win_sum(a_cnt, a_head, e, AC_INVEST_IN, W_7D, ep)
-    out[S_PAYBACK_7D] = _win_sum(a_cnt, a_head, e, AC_PAYBACK, W_7D, ep)
-    out[S_PASS_1H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_1H, ep),
-                            _win_sum(a_amt, a_head, e, AS_IN, W_1H, ep))
-    out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_head, e, AS_OUT, W_24H, ep),
-                             _win_sum(a_amt, a_head, e, AS_IN, W_24H, ep))
+    out[S_NEAR_24H] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR, W_24H, ep)
+    out[S_NEAR_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR, W_7D, ep)
+    out[S_INVEST_24H] = _win_sum(a_cnt, a_tag, a_head, e, AC_INVEST_IN, W_24H, ep)
+    out[S_INVEST_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_INVEST_IN, W_7D, ep)
+    out[S_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_PAYBACK, W_7D, ep)
+    out[S_PASS_1H] = _ratio(_win_sum(a_amt, a_tag, a_head, e, AS_OUT, W_1H, ep),
+                            _win_sum(a_amt, a_tag, a_head, e, AS_IN, W_1H, ep))
+    out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_tag, a_head, e, AS_OUT, W_24H, ep),
+                             _win_sum(a_amt, a_tag, a_head, e, AS_IN, W_24H, ep))
     out[S_AGE_DAYS] = _age_days(a_sc, e, ts)
     out[S_N_OUT] = a_sc[e, SC_N_OUT]
     out[S_N_IN] = a_sc[e, SC_N_IN]
     out[S_WATCH] = _watched(a_sc[e, SC_WATCH], ts)
-    out[S_NEAR_IN_24H] = _win_sum(a_cnt, a_head, e, AC_NEAR_IN, W_24H, ep)
-    out[S_NEAR_IN_7D] = _win_sum(a_cnt, a_head, e, AC_NEAR_IN, W_7D, ep)
+    out[S_NEAR_IN_24H] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_24H, ep)
+    out[S_NEAR_IN_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_7D, ep)
     out[S_EWMA_MEAN_FEN] = math.exp(a_fl[e, FL_MEAN]) if a_sc[e, SC_N_OUT] > 0 else 0.0

@@ -75,8 +75,9 @@ class RuleTable:
 class EntityArrays:
     """Bucketed counters, recent-counterparty rings and scalars for one kind of entity."""
 
-    cnt: np.ndarray  # int32 [entity, count channel, slot]
-    amt: np.ndarray  # int64 [entity, sum channel, slot]
+    cnt: np.ndarray  # int32 [entity, slot, count channel]
+    amt: np.ndarray  # int64 [entity, slot, sum channel]
+    tag: np.ndarray  # int32 [entity, bucket]: epoch the bucket was last written in (masked)
     head: np.ndarray  # int64 [entity, window]: newest bucket epoch
     ring: np.ndarray  # int32 [entity, direction, k, (counterparty, time_s)]
     sc: np.ndarray  # int64 scalars
@@ -91,8 +92,9 @@ class EntityArrays:
         for col in time_cols:
             sc[:, col] = NO_TIME
         return cls(
-            cnt=np.full((n, n_count, k.NSLOT), 0, dtype=np.int32),
-            amt=np.full((n, n_sum, k.NSLOT), 0, dtype=np.int64),
+            cnt=np.full((n, k.NSLOT, n_count), 0, dtype=np.int32),
+            amt=np.full((n, k.NSLOT, n_sum), 0, dtype=np.int64),
+            tag=np.full((n, k.NBUCKET), k.TAG_EMPTY, dtype=np.int32),
             head=np.full((n, k.NW), k.EMPTY_EPOCH, dtype=np.int64),
             ring=np.full((n, n_dir, k.RING_K, 2), -1, dtype=np.int32),
             sc=sc,
@@ -106,7 +108,7 @@ class EntityArrays:
     def grown(self, n: int, template: EntityArrays) -> EntityArrays:
         """A copy with capacity ``n``; new rows are copies of ``template``'s empty row."""
         out = {}
-        for name in ("cnt", "amt", "head", "ring", "sc", "fl"):
+        for name in ("cnt", "amt", "tag", "head", "ring", "sc", "fl"):
             old = getattr(self, name)
             new = np.empty((n, *old.shape[1:]), dtype=old.dtype)
             new[: old.shape[0]] = old
@@ -116,7 +118,7 @@ class EntityArrays:
 
     def nbytes_per_entity(self) -> int:
         return sum(
-            getattr(self, n)[0].nbytes for n in ("cnt", "amt", "head", "ring", "sc", "fl")
+            getattr(self, n)[0].nbytes for n in ("cnt", "amt", "tag", "head", "ring", "sc", "fl")
         )
 
 
@@ -254,8 +256,8 @@ class FeatureState:
         dec = np.zeros((n, k.N_DEC), dtype=np.int64)
         a, p = self.accounts, self.phones
         k._process(
-            events, a.cnt, a.amt, a.head, a.ring, a.sc, a.fl,
-            p.cnt, p.amt, p.head, p.ring, p.sc, self.devices,
+            events, a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl,
+            p.cnt, p.amt, p.tag, p.head, p.ring, p.sc, self.devices,
             self.pair_keys, self.pair_vals, self.pair_meta, params,
             txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
             extra, feat, dec,
@@ -266,7 +268,7 @@ class FeatureState:
         """Read-only account features at ``ts_ms`` (see ``layout.ACCOUNT_FEATURES``)."""
         out = np.zeros(k.N_SNAPSHOT, dtype=np.float64)
         a = self.accounts
-        k._snapshot(a.cnt, a.amt, a.head, a.ring, a.sc, a.fl, idx, ts_ms, tz_ms, out)
+        k._snapshot(a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl, idx, ts_ms, tz_ms, out)
         return out
 
     # ------------------------------------------------------------ memory
@@ -282,7 +284,7 @@ class FeatureState:
     def nbytes(self) -> int:
         arrays = [self.devices, self.pair_keys, self.pair_vals]
         for ent in (self.accounts, self.phones):
-            arrays += [ent.cnt, ent.amt, ent.head, ent.ring, ent.sc, ent.fl]
+            arrays += [ent.cnt, ent.amt, ent.tag, ent.head, ent.ring, ent.sc, ent.fl]
         return sum(x.nbytes for x in arrays)
 
 
