@@ -77,7 +77,7 @@ def measure(accounts: int, seed: int = 1) -> dict[str, Any]:
     gc.collect()
     rss_filled = _rss()
     pairs = state.pair_count
-    pair_table = state.pair_keys.nbytes + state.pair_vals.nbytes
+    pair_table = state.pairs.nbytes
 
     # The engine's per-account extras: interned ids and the recent-decision ring.
     t2 = time.perf_counter()
@@ -100,7 +100,7 @@ def measure(accounts: int, seed: int = 1) -> dict[str, Any]:
         "rss_after_fill_bytes": rss_filled - rss0,
         "rss_per_account_after_fill": round((rss_filled - rss0 - pair_table) / n, 1),
         "pairs": pairs,
-        "pair_table_slots": int(state.pair_keys.shape[0]),
+        "pair_table_slots": state.pair_capacity,
         "pair_table_bytes": pair_table,
         "bytes_per_pair_slot": state.bytes_per_pair_slot(),
         "bytes_per_pair_live": round(pair_table / max(pairs, 1), 1),

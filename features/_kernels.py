@@ -312,54 +312,52 @@ def _ring_distinct3(ring: np.ndarray, e: int, d: int, ts: int) -> tuple[int, int
 
 
 # ================================================================= pair table
+# One int64 row per slot, (key, last seen ms): a lookup touches one cache line, not two.
 @helper
 def _pair_key(kind: int, a: int, b: int) -> int:
     return (kind << 62) | (a << 31) | b
 
 
 @helper
-def _pair_slot(keys: np.ndarray, key: int) -> int:
+def _pair_slot(pt: np.ndarray, key: int) -> int:
     """Slot holding ``key``, or the empty slot where it would go (linear probing)."""
-    mask = keys.shape[0] - 1
+    mask = pt.shape[0] - 1
     h = key * -7046029254386353131  # 0x9E3779B97F4A7C15 as int64; wraps
     h = h ^ (h >> 29)
     s = h & mask
     while True:
-        k = keys[s]
+        k = pt[s, 0]
         if k == key or k == PAIR_EMPTY:  # noqa: SIM109 - plain compares compile to two branches
             return s
         s = (s + 1) & mask
 
 
 @helper
-def _pair_seen(keys: np.ndarray, kind: int, a: int, b: int) -> bool:
-    return keys[_pair_slot(keys, _pair_key(kind, a, b))] != PAIR_EMPTY
+def _pair_seen(pt: np.ndarray, kind: int, a: int, b: int) -> bool:
+    return pt[_pair_slot(pt, _pair_key(kind, a, b)), 0] != PAIR_EMPTY
 
 
 @helper
-def _pair_put(keys: np.ndarray, vals: np.ndarray, meta: np.ndarray, kind: int, a: int, b: int,
-              ts: int) -> None:
-    key = _pair_key(kind, a, b)
-    s = _pair_slot(keys, key)
-    if keys[s] == PAIR_EMPTY:
-        keys[s] = key
-        vals[s] = ts
+def _pair_put_at(pt: np.ndarray, meta: np.ndarray, s: int, key: int, ts: int) -> None:
+    """Record ``key`` at ``ts`` in slot ``s`` (from ``_pair_slot``, no insert since)."""
+    if pt[s, 0] == PAIR_EMPTY:
+        pt[s, 0] = key
+        pt[s, 1] = ts
         meta[0] += 1
-    elif ts > vals[s]:
-        vals[s] = ts
+    elif ts > pt[s, 1]:
+        pt[s, 1] = ts
 
 
 @kernel
-def _pair_rehash(keys: np.ndarray, vals: np.ndarray, new_keys: np.ndarray, new_vals: np.ndarray,
-                 min_ts: int) -> int:
+def _pair_rehash(pt: np.ndarray, new_pt: np.ndarray, min_ts: int) -> int:
     """Copy live pairs (last seen at or after ``min_ts``) into a fresh table; returns the count."""
     n = 0
-    for s in range(keys.shape[0]):
-        k = keys[s]
-        if k != PAIR_EMPTY and vals[s] >= min_ts:
-            t = _pair_slot(new_keys, k)
-            new_keys[t] = k
-            new_vals[t] = vals[s]
+    for s in range(pt.shape[0]):
+        k = pt[s, 0]
+        if k != PAIR_EMPTY and pt[s, 1] >= min_ts:
+            t = _pair_slot(new_pt, k)
+            new_pt[t, 0] = k
+            new_pt[t, 1] = pt[s, 1]
             n += 1
     return n
 
@@ -464,7 +462,7 @@ def _txn(
     ev: np.ndarray, i: int,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
     a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
-    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
+    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -495,8 +493,10 @@ def _txn(
     f[r, F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
     f[r, F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
     f[r, F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
-    f[r, F_FIRST_TIME_PAYEE] = 0.0 if _pair_seen(pk, PAIR_TXN, a, b) else 1.0
-    reverse = _pair_seen(pk, PAIR_TXN, b, a)
+    key_ab = _pair_key(PAIR_TXN, a, b)
+    slot_ab = _pair_slot(pt, key_ab)
+    f[r, F_FIRST_TIME_PAYEE] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0
+    reverse = _pair_seen(pt, PAIR_TXN, b, a)
     f[r, F_REVERSE_EDGE] = 1.0 if reverse else 0.0
     f[r, F_PAYER_WATCH] = _watched(a_sc[a, SC_WATCH], ts)
     f[r, F_PAYEE_WATCH] = _watched(a_sc[b, SC_WATCH], ts)
@@ -539,7 +539,7 @@ def _txn(
     _bucket_add(a_cnt, a_amt, a_tag, a_head, b, ep, sl, m_in, 0, amount)  # AS_IN = 1
     _ring_touch(a_ring, a, R_OUT, b, ts)
     _ring_touch(a_ring, b, R_IN, a, ts)
-    _pair_put(pk, pv, pmeta, PAIR_TXN, a, b, ts)
+    _pair_put_at(pt, pmeta, slot_ab, key_ab, ts)
     _day_add(a_sc, a, ts, tz, SC_DAY_OUT, amount, fl)
     _day_add(a_sc, b, ts, tz, SC_DAY_IN, amount, fl)
     alpha = params[P_EWMA_ALPHA_PPM] / 1e6
@@ -591,7 +591,7 @@ def _call(
     ev: np.ndarray, i: int,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
     p_ring: np.ndarray, p_sc: np.ndarray,
-    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
+    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -613,7 +613,9 @@ def _call(
     f[r, CF_SPOOFED] = 1.0 if cls == NC_SPOOFED else 0.0
     f[r, CF_CALLER_WATCH] = _watched(p_sc[a, PSC_WATCH], ts)
     f[r, CF_CALLEE_WATCH] = _watched(p_sc[b, PSC_WATCH], ts)
-    f[r, CF_FIRST_CONTACT] = 0.0 if _pair_seen(pk, PAIR_CALL, a, b) else 1.0
+    key_ab = _pair_key(PAIR_CALL, a, b)
+    slot_ab = _pair_slot(pt, key_ab)
+    f[r, CF_FIRST_CONTACT] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0
     f[r, CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
 
     _advance(p_cnt, p_amt, p_tag, p_head, a, ep)
@@ -624,7 +626,7 @@ def _call(
         m_caller |= 1 << PC_CALLS_OUT
         _bucket_add(p_cnt, p_amt, p_tag, p_head, b, ep, sl, 1 << PC_CALLS_IN, 0, 0)
         _ring_touch(p_ring, a, 0, b, ts)
-        _pair_put(pk, pv, pmeta, PAIR_CALL, a, b, ts)
+        _pair_put_at(pt, pmeta, slot_ab, key_ab, ts)
     if fl & CF_ENDED:
         talk = dur  # PS_TALK_OUT = 0
         if dur < params[P_SHORT_CALL_S]:
@@ -657,7 +659,7 @@ def _process(
     a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
     p_ring: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
-    pk: np.ndarray, pv: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
+    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
     tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray,
     extra: np.ndarray, out_feat: np.ndarray, out_dec: np.ndarray,
 ) -> None:
@@ -675,14 +677,14 @@ def _process(
         row = i if keep else 0
         kind = ev[i, EV_KIND]
         if kind == KIND_TXN:
-            _txn(ev, i, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pk, pv, pmeta,
+            _txn(ev, i, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pt, pmeta,
                  params, out_feat, row)
             if has_extra:
                 for x in range(N_EXTRA):
                     out_feat[row, F_EXTRA_BASE + x] = extra[i, x]
             _eval_rules(tr_i, tr_f, out_feat, row, out_dec, i)
         elif kind == KIND_CALL:
-            _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pk, pv, pmeta, params,
+            _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, pmeta, params,
                   out_feat, row)
             _eval_rules(cr_i, cr_f, out_feat, row, out_dec, i)
             if out_dec[i, D_ACTION] >= params[P_MARK_MIN_CALL_ACTION]:

@@ -153,6 +153,12 @@ def empty_events(n: int) -> np.ndarray:
     return ev
 
 
+def _empty_pairs(capacity: int) -> np.ndarray:
+    pairs = np.full((capacity, 2), 0, dtype=np.int64)
+    pairs[:, 0] = k.PAIR_EMPTY
+    return pairs
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(4, (n - 1).bit_length())
 
@@ -168,8 +174,7 @@ class FeatureState:
     accounts: EntityArrays
     phones: EntityArrays
     devices: np.ndarray
-    pair_keys: np.ndarray
-    pair_vals: np.ndarray
+    pairs: np.ndarray  # int64 [slot, (key, last seen ms)], open addressing
     pair_meta: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
 
     @classmethod
@@ -180,8 +185,7 @@ class FeatureState:
             accounts=_account_arrays(max(accounts, 1)),
             phones=_phone_arrays(max(phones, 1)),
             devices=_device_scalars(max(devices, 1)),
-            pair_keys=np.full(cap, k.PAIR_EMPTY, dtype=np.int64),
-            pair_vals=np.full(cap, 0, dtype=np.int64),
+            pairs=_empty_pairs(cap),
         )
 
     # ------------------------------------------------------------ capacity
@@ -198,18 +202,21 @@ class FeatureState:
             new[: self.devices.shape[0]] = self.devices
             self.devices = new
         need = int(self.pair_meta[0]) + new_pairs
-        if need * 4 > self.pair_keys.shape[0] * 3:
+        if need * 4 > self.pair_capacity * 3:
             self.rehash_pairs(_next_pow2(need * 2), min_ts=-(2**63))
 
     def rehash_pairs(self, capacity: int, min_ts: int) -> None:
         """Rebuild the relationship table at ``capacity``, dropping pairs last seen before min_ts."""
-        keys = np.full(_next_pow2(capacity), k.PAIR_EMPTY, dtype=np.int64)
-        vals = np.full(keys.shape[0], 0, dtype=np.int64)
-        n = k._pair_rehash(self.pair_keys, self.pair_vals, keys, vals, min_ts)
-        if n * 4 > keys.shape[0] * 3:
+        pairs = _empty_pairs(_next_pow2(capacity))
+        n = k._pair_rehash(self.pairs, pairs, min_ts)
+        if n * 4 > pairs.shape[0] * 3:
             raise ValueError("pair table capacity too small for the live pairs")
-        self.pair_keys, self.pair_vals = keys, vals
+        self.pairs = pairs
         self.pair_meta[0] = n
+
+    @property
+    def pair_capacity(self) -> int:
+        return int(self.pairs.shape[0])
 
     @property
     def pair_count(self) -> int:
@@ -258,7 +265,7 @@ class FeatureState:
         k._process(
             events, a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl,
             p.cnt, p.amt, p.tag, p.head, p.ring, p.sc, self.devices,
-            self.pair_keys, self.pair_vals, self.pair_meta, params,
+            self.pairs, self.pair_meta, params,
             txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
             extra, feat, dec,
         )
@@ -279,10 +286,10 @@ class FeatureState:
         return self.phones.nbytes_per_entity()
 
     def bytes_per_pair_slot(self) -> int:
-        return self.pair_keys.itemsize + self.pair_vals.itemsize
+        return int(self.pairs[0].nbytes)
 
     def nbytes(self) -> int:
-        arrays = [self.devices, self.pair_keys, self.pair_vals]
+        arrays = [self.devices, self.pairs]
         for ent in (self.accounts, self.phones):
             arrays += [ent.cnt, ent.amt, ent.tag, ent.head, ent.ring, ent.sc, ent.fl]
         return sum(x.nbytes for x in arrays)

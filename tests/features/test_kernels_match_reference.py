@@ -606,8 +606,8 @@ def test_pair_table_growth_and_expiry_keep_relationships() -> None:
         small.ensure(600, 1, 1, new_pairs=100)
         feat, _ = small.process(np.ascontiguousarray(events[lo:lo + 100]), params, NO_RULES, NO_RULES)
         got.append(feat)
-    assert small.pair_keys.shape[0] > 16 and small.pair_count == big.pair_count
+    assert small.pair_capacity > 16 and small.pair_count == big.pair_count
     assert np.array_equal(np.concatenate(got), want)
     cutoff = int(events[n // 2, k.EV_TS])
-    small.rehash_pairs(small.pair_keys.shape[0], min_ts=cutoff)
+    small.rehash_pairs(small.pair_capacity, min_ts=cutoff)
     assert 0 < small.pair_count < big.pair_count
