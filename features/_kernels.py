@@ -462,7 +462,7 @@ def _txn(
     ev: np.ndarray, i: int,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
     a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
-    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
+    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray, need: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -558,27 +558,38 @@ def _txn(
     # --- features that look at the state after it
     f[r, F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts)
     f[r, F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts)
+    # Window reads are skipped where ``need`` is 0 (no rule of the policy reads the feature);
+    # the state above is updated in full either way.
     for p in range(2):
         e = a if p == 0 else b
         for d in range(2):
+            base = F_WIN_BASE + (p * 2 + d) * 8
             for w in range(NW):
-                base = F_WIN_BASE + (p * 2 + d) * 8
-                f[r, base + w] = _win_sum(a_cnt, a_tag, a_head, e, AC_OUT + d, w, ep)
-                f[r, base + 4 + w] = _win_sum(a_amt, a_tag, a_head, e, AS_OUT + d, w, ep)
-            n1, n24, n7 = _ring_distinct3(a_ring, e, d, ts)
+                if need[base + w]:
+                    f[r, base + w] = _win_sum(a_cnt, a_tag, a_head, e, AC_OUT + d, w, ep)
+                if need[base + 4 + w]:
+                    f[r, base + 4 + w] = _win_sum(a_amt, a_tag, a_head, e, AS_OUT + d, w, ep)
             base = F_DIST_BASE + (p * 2 + d) * 3
-            f[r, base] = n1
-            f[r, base + 1] = n24
-            f[r, base + 2] = n7
-    f[r, F_PAYER_PASS_1H] = _ratio(f[r, F_WIN_BASE + 4 + W_1H], f[r, F_WIN_BASE + 8 + 4 + W_1H])
-    f[r, F_PAYER_PASS_24H] = _ratio(f[r, F_WIN_BASE + 4 + W_24H], f[r, F_WIN_BASE + 8 + 4 + W_24H])
-    f[r, F_PAYER_NEAR_24H] = _win_sum(a_cnt, a_tag, a_head, a, AC_NEAR, W_24H, ep)
-    f[r, F_PAYER_NEAR_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_NEAR, W_7D, ep)
-    f[r, F_PAYEE_NEAR_24H] = _win_sum(a_cnt, a_tag, a_head, b, AC_NEAR_IN, W_24H, ep)
-    f[r, F_PAYEE_NEAR_7D] = _win_sum(a_cnt, a_tag, a_head, b, AC_NEAR_IN, W_7D, ep)
-    f[r, F_PAYEE_INVEST_24H] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, W_24H, ep)
-    f[r, F_PAYEE_INVEST_7D] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, W_7D, ep)
-    f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
+            if need[base] or need[base + 1] or need[base + 2]:
+                n1, n24, n7 = _ring_distinct3(a_ring, e, d, ts)
+                f[r, base] = n1
+                f[r, base + 1] = n24
+                f[r, base + 2] = n7
+    for w in (W_1H, W_24H):
+        if need[F_PAYER_PASS_1H + w - W_1H]:
+            f[r, F_PAYER_PASS_1H + w - W_1H] = _ratio(
+                _win_sum(a_amt, a_tag, a_head, a, AS_OUT, w, ep),
+                _win_sum(a_amt, a_tag, a_head, a, AS_IN, w, ep))
+    for w in (W_24H, W_7D):
+        o = w - W_24H
+        if need[F_PAYER_NEAR_24H + o]:
+            f[r, F_PAYER_NEAR_24H + o] = _win_sum(a_cnt, a_tag, a_head, a, AC_NEAR, w, ep)
+        if need[F_PAYEE_NEAR_24H + o]:
+            f[r, F_PAYEE_NEAR_24H + o] = _win_sum(a_cnt, a_tag, a_head, b, AC_NEAR_IN, w, ep)
+        if need[F_PAYEE_INVEST_24H + o]:
+            f[r, F_PAYEE_INVEST_24H + o] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, w, ep)
+    if need[F_PAYER_PAYBACK_7D]:
+        f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):
         f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
         f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
@@ -660,14 +671,15 @@ def _process(
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
     p_ring: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
     pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
-    tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray,
+    tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray, need: np.ndarray,
     extra: np.ndarray, out_feat: np.ndarray, out_dec: np.ndarray,
 ) -> None:
     """Update features for each event in order, then decide it with the matching rule set.
 
     ``extra`` holds, per event, N_EXTRA features computed elsewhere (graph detectors), or has no
     rows (they stay 0). ``out_feat`` has one row per event to keep the features, or a single
-    scratch row.
+    scratch row. ``need`` (uint8 per transaction feature) says which window reads to make: 0
+    leaves a feature at 0 (a policy reads few of them; the state is updated in full anyway).
     A call decided at or above the mark threshold marks the callee's phone as having had a risky
     call, which later transactions by the owner of that phone see.
     """
@@ -678,7 +690,7 @@ def _process(
         kind = ev[i, EV_KIND]
         if kind == KIND_TXN:
             _txn(ev, i, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pt, pmeta,
-                 params, out_feat, row)
+                 params, need, out_feat, row)
             if has_extra:
                 for x in range(N_EXTRA):
                     out_feat[row, F_EXTRA_BASE + x] = extra[i, x]

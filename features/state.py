@@ -29,6 +29,7 @@ __all__ = [
 NO_TIME = int(k.NO_TIME)
 N_EXTRA = k.N_EXTRA
 _NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
+_ALL_FEATURES = np.ones(k.N_TXN_FEATURE, dtype=np.uint8)
 MAX_COND = k.MAX_COND
 MAX_RULES = k.MAX_RULES
 
@@ -42,10 +43,14 @@ class Op:
 
 @dataclass(frozen=True)
 class RuleTable:
-    """Rules compiled to arrays for ``_eval_rules``: ints (ncond, action, score, flags, conds)."""
+    """Rules compiled to arrays for ``_eval_rules``: ints (ncond, action, score, flags, conds).
+
+    ``reads`` marks (uint8) every feature some condition reads, so the kernels can skip the rest.
+    """
 
     ints: np.ndarray
     thresholds: np.ndarray
+    reads: np.ndarray
 
     @classmethod
     def build(
@@ -57,6 +62,7 @@ class RuleTable:
             raise ValueError(f"at most {MAX_RULES} rules per rule set, got {len(rules)}")
         ints = np.zeros((len(rules), k.N_RULE_INT), dtype=np.int64)
         thr = np.zeros((len(rules), MAX_COND), dtype=np.float64)
+        reads = np.zeros(k.N_TXN_FEATURE, dtype=np.uint8)
         for r, (conds, action, score, flags) in enumerate(rules):
             if len(conds) > MAX_COND:
                 raise ValueError(f"at most {MAX_COND} conditions per rule, got {len(conds)}")
@@ -68,7 +74,8 @@ class RuleTable:
                 ints[r, k.RI_COND + 2 * c] = feat
                 ints[r, k.RI_COND + 2 * c + 1] = op
                 thr[r, c] = value
-        return cls(ints, thr)
+                reads[feat] = 1
+        return cls(ints, thr, reads)
 
 
 @dataclass
@@ -239,12 +246,15 @@ class FeatureState:
     # ------------------------------------------------------------ drivers
     def process(self, events: np.ndarray, params: np.ndarray, txn_rules: RuleTable,
                 call_rules: RuleTable, keep_features: bool = True,
-                extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                extra: np.ndarray | None = None,
+                all_features: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Update state with ``events`` in order and decide each; returns (features, decisions).
 
         The caller has already called ``ensure`` for every id in ``events``. ``extra`` gives
         N_EXTRA features per event computed elsewhere (graph detectors), copied into the
-        transaction features before the rules run; None leaves them 0.
+        transaction features before the rules run; None leaves them 0. ``all_features=False``
+        computes only the transaction features some rule reads (the rest are 0); the decisions
+        are the same and the state is updated in full.
         """
         _check_events(events)
         if params.dtype != np.int64 or params.shape != (k.N_PARAM,):
@@ -267,7 +277,7 @@ class FeatureState:
             p.cnt, p.amt, p.tag, p.head, p.ring, p.sc, self.devices,
             self.pairs, self.pair_meta, params,
             txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
-            extra, feat, dec,
+            _ALL_FEATURES if all_features else txn_rules.reads, extra, feat, dec,
         )
         return feat, dec
 

@@ -211,9 +211,10 @@ class Engine:
                                          self.devices)
                 self._ensure(new_pairs=len(batch))
                 extra, degraded = self._graph_stage(ev, self.decisions.next_seq, t0)
+                # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
                                                self.policy.txn_table, self.policy.call_table,
-                                               extra=extra)
+                                               extra=extra, all_features=False)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
                 for j, i in enumerate(todo):
                     rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]))

@@ -164,7 +164,7 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
         k1 = time.perf_counter()
         feat, dec[start:stop] = state.process(
             chunk, policy.params_array, policy.txn_table, policy.call_table,
-            keep_features=keep_features, extra=extra)
+            keep_features=keep_features, extra=extra, all_features=keep_features)
         if feats is not None:
             feats[start:stop] = feat
         kernel += time.perf_counter() - k0
