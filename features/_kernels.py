@@ -15,8 +15,13 @@ same counters without changing what a feature means.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from features._jit import helper, kernel
 
@@ -152,6 +157,37 @@ MAX_RULES = 62
 D_ACTION, D_REASONS, D_SCORE, D_FLAGS = 0, 1, 2, 3
 N_DEC = 4
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
+
+
+# ================================================================= prefetch
+# A batch knows its next events, whose state rows are scattered over the arrays: asking for
+# their cache lines a few events ahead overlaps those misses with the work on this event.
+PREFETCH_AHEAD = 8
+
+
+def _prefetch_typer(typingctx: object, arr: types.Type, idx: types.Type) -> object:
+    """Typing and code of ``_prefetch(arr, idx)``."""
+    if not isinstance(arr, types.Array) or arr.layout != "C" or not isinstance(idx, types.Integer):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
+        aryty, idxty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        i = context.cast(builder, args[1], idxty, types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        # (address, 1 = for a write, 3 = keep in all cache levels, 1 = data cache)
+        builder.call(fn, [builder.bitcast(builder.gep(ary.data, [i]), i8p), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# Hint the CPU to fetch (for writing) the cache line of ``arr.flat[idx]``; changes nothing else.
+_prefetch: Any = intrinsic(_prefetch_typer)
 
 
 # ================================================================= time buckets
@@ -319,12 +355,16 @@ def _pair_key(kind: int, a: int, b: int) -> int:
 
 
 @helper
+def _pair_hash(key: int) -> int:
+    h = key * -7046029254386353131  # 0x9E3779B97F4A7C15 as int64; wraps
+    return h ^ (h >> 29)
+
+
+@helper
 def _pair_slot(pt: np.ndarray, key: int) -> int:
     """Slot holding ``key``, or the empty slot where it would go (linear probing)."""
     mask = pt.shape[0] - 1
-    h = key * -7046029254386353131  # 0x9E3779B97F4A7C15 as int64; wraps
-    h = h ^ (h >> 29)
-    s = h & mask
+    s = _pair_hash(key) & mask
     while True:
         k = pt[s, 0]
         if k == key or k == PAIR_EMPTY:  # noqa: SIM109 - plain compares compile to two branches
@@ -663,6 +703,55 @@ def _call(
     f[r, CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_tag, p_head, b, PC_CALLS_IN, W_24H, ep)
 
 
+@helper
+def _prefetch_entity(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray,
+                     ring: np.ndarray, sc: np.ndarray, e: int, d: int,
+                     sl: tuple[int, int, int, int]) -> None:
+    """Every cache line of entity ``e`` an event will touch (``d``: its ring direction)."""
+    ncc = cnt.shape[2]
+    nsc = amt.shape[2]
+    _prefetch(sc, e * sc.shape[1])
+    _prefetch(sc, e * sc.shape[1] + sc.shape[1] - 1)
+    _prefetch(head, e * NW)
+    _prefetch(tag, e * NBUCKET)
+    _prefetch(tag, e * NBUCKET + NBUCKET - 1)
+    _prefetch(cnt, (e * NSLOT + TOT_OFF) * ncc)
+    _prefetch(cnt, (e * NSLOT + NSLOT) * ncc - 1)
+    _prefetch(amt, (e * NSLOT + TOT_OFF) * nsc)
+    _prefetch(amt, (e * NSLOT + NSLOT) * nsc - 1)
+    for w in range(NW):
+        _prefetch(cnt, (e * NSLOT + sl[w]) * ncc)
+        _prefetch(amt, (e * NSLOT + sl[w]) * nsc)
+    rk = ring.shape[2] * 2
+    _prefetch(ring, (e * ring.shape[1] + d) * rk)
+    _prefetch(ring, (e * ring.shape[1] + d) * rk + rk - 1)
+
+
+@helper
+def _prefetch_event(
+    ev: np.ndarray, j: int,
+    a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
+    a_ring: np.ndarray, a_sc: np.ndarray,
+    p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
+    p_ring: np.ndarray, p_sc: np.ndarray, pt: np.ndarray, params: np.ndarray,
+) -> None:
+    """Ask for the state rows event ``j`` will touch (ids were checked by ``_first_bad_id``)."""
+    kind = ev[j, EV_KIND]
+    a = ev[j, EV_A]
+    b = ev[j, EV_B]
+    sl = _slots(_epochs(ev[j, EV_TS], params[P_TZ_MS]))
+    mask = pt.shape[0] - 1
+    if kind == KIND_TXN:
+        _prefetch_entity(a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a, R_OUT, sl)
+        _prefetch_entity(a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, b, R_IN, sl)
+        _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, a, b)) & mask))
+        _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, b, a)) & mask))
+    else:
+        _prefetch_entity(p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, a, 0, sl)
+        _prefetch_entity(p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, b, 0, sl)
+        _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_CALL, a, b)) & mask))
+
+
 @kernel
 def _process(
     ev: np.ndarray,
@@ -685,7 +774,11 @@ def _process(
     """
     keep = out_feat.shape[0] == ev.shape[0]
     has_extra = extra.shape[0] == ev.shape[0]
-    for i in range(ev.shape[0]):
+    n = ev.shape[0]
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            _prefetch_event(ev, i + PREFETCH_AHEAD, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc,
+                            p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, params)
         row = i if keep else 0
         kind = ev[i, EV_KIND]
         if kind == KIND_TXN:
