@@ -190,12 +190,21 @@ def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.
         bad = txn.filter(pl.col(column).str.len_chars() > limits.max_id_length)
         if bad.height:
             raise _fail(origin, column, f"longer than {limits.max_id_length} characters", bad)
-    for column in ("payer_phone", "caller_number", "callee_number"):
+    normalised = []
+    for column in PHONE_COLUMNS:
         phones = normalise_phones(df.get_column(column))
         bad = df.filter(df.get_column(column).is_not_null() & phones.is_null())
         if bad.height:
             raise _fail(origin, column, "not a phone number", bad)
-    return df
+        normalised.append(phones.alias(_normalised(column)))
+    return df.with_columns(normalised)  # kept for encode_events: normalising is not free
+
+
+PHONE_COLUMNS = ("payer_phone", "caller_number", "callee_number")
+
+
+def _normalised(column: str) -> str:
+    return f"_{column}_e164"
 
 
 def normalise_phones(raw: pl.Series) -> pl.Series:
@@ -229,7 +238,7 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
     """Sort by event time (ties keep file order), drop repeated ids, build kernel rows."""
     df = frame if "_row" in frame.columns else frame.with_row_index("_row")
     df = df.sort(["event_time", "_row"])
-    dup_mask = df.get_column("event_id").is_duplicated() & ~df.get_column("event_id").is_first_distinct()
+    dup_mask = ~df.get_column("event_id").is_first_distinct()
     duplicates = df.filter(dup_mask).select("_row", "event_id")
     df = df.filter(~dup_mask)
     n = df.height
@@ -237,9 +246,9 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
 
     both = pl.concat([df.get_column("payer_account"), df.get_column("payee_account")])
     acc_ids, accounts = _codes(both)
-    phone_all = pl.concat([normalise_phones(df.get_column("payer_phone")),
-                           normalise_phones(df.get_column("caller_number")),
-                           normalise_phones(df.get_column("callee_number"))])
+    phone_all = pl.concat([
+        df.get_column(_normalised(c)) if _normalised(c) in df.columns
+        else normalise_phones(df.get_column(c)) for c in PHONE_COLUMNS])
     phone_ids, phones = _codes(phone_all)
     dev_ids, devices = _codes(df.get_column("device_id").replace("", None))
 
