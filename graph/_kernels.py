@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graph._jit import kernel
+from graph._jit import helper, kernel
 
 # ---------------------------------------------------------------- nodes and edges
 NK_ACCOUNT, NK_PHONE, NK_DEVICE = 0, 1, 2
@@ -116,13 +116,13 @@ def scratch_sizes(gp: np.ndarray) -> tuple[int, int, int]:
 
 
 # ================================================================= the store
-@kernel
+@helper
 def _stamp(meta: np.ndarray) -> int:
     meta[M_STAMP] += 1
     return meta[M_STAMP]
 
 
-@kernel
+@helper
 def _list_insert(e32: np.ndarray, e64: np.ndarray, n32: np.ndarray, meta: np.ndarray, u: int,
                  hcol: int, ncol: int, e: int, ts: int) -> None:
     """Put edge e into u's list (head column hcol, next column ncol), newest first."""
@@ -142,7 +142,7 @@ def _list_insert(e32: np.ndarray, e64: np.ndarray, n32: np.ndarray, meta: np.nda
     e32[p, ncol] = e
 
 
-@kernel
+@helper
 def _insert(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
             watch: np.ndarray, meta: np.ndarray, src: int, dst: int, ts: int, amt: int, kind: int,
             ref: int) -> int:
@@ -165,7 +165,7 @@ def _insert(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
     return e
 
 
-@kernel
+@helper
 def _link(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
           watch: np.ndarray, meta: np.ndarray, a: int, target: int, ts: int, kind: int, slot: int,
           refresh: int, ref: int) -> None:
@@ -242,7 +242,7 @@ def _set_watch(e32: np.ndarray, n32: np.ndarray, watch: np.ndarray, node: int,
 
 
 # ================================================================= scans
-@kernel
+@helper
 def _spend(ctr: np.ndarray) -> bool:
     """Take one unit of work; False (and truncated) when the detector's budget is spent."""
     if ctr[C_WORK] >= ctr[C_LIMIT]:
@@ -252,7 +252,7 @@ def _spend(ctr: np.ndarray) -> bool:
     return True
 
 
-@kernel
+@helper
 def _collect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
              scr: np.ndarray, meta: np.ndarray, u: int, mode: int, money: bool, terms: bool,
              lo: int, hi: int, cap: int, out: np.ndarray, ctr: np.ndarray) -> int:
@@ -295,7 +295,7 @@ def _collect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
     return n
 
 
-@kernel
+@helper
 def _next_in(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray, e: int,
              lo: int, hi: int, ctr: np.ndarray) -> int:
     """From in-list entry e on: the first transfer from a customer in [lo, hi]; -1 at the end."""
@@ -312,7 +312,7 @@ def _next_in(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
     return -1
 
 
-@kernel
+@helper
 def _ratio(x: int, y: int) -> float:
     lo = min(x, y)
     hi = max(x, y)
@@ -635,7 +635,7 @@ def _proximity(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndar
     return 0
 
 
-@kernel
+@helper
 def _next_group(ctr: np.ndarray, budget: int) -> int:
     """Start a detector with a fresh budget; returns whether the previous one was truncated."""
     was = ctr[C_TRUNC]
