@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graph._jit import kernel
+from graph._jit import helper, kernel
 
 # ---------------------------------------------------------------- nodes and edges
 NK_ACCOUNT, NK_PHONE, NK_DEVICE = 0, 1, 2
@@ -106,14 +106,23 @@ N_CTR = 4
 D_OUT, D_IN, D_BOTH = 0, 1, 2
 
 
+def scratch_sizes(gp: np.ndarray) -> tuple[int, int, int]:
+    """Lengths the detectors' scratch arrays need under parameters ``gp``: counterparty
+    lists (``lst``, ``lst2``: a scan stops at cap + 1), breadth-first queue (``qn``, ``qd``:
+    one entry per unit of work at most), search path (``path``, ``cur``, ``his``, ``amts``,
+    ``rmin``)."""
+    return (max(int(gp[G_HUB_DEGREE]), int(gp[G_FAN_CAP])) + 2, int(gp[G_MAX_WORK]) + 2,
+            max(int(gp[G_CYCLE_MAX_LEN]), int(gp[G_CHAIN_MAX_HOPS])) + 2)
+
+
 # ================================================================= the store
-@kernel
+@helper
 def _stamp(meta: np.ndarray) -> int:
     meta[M_STAMP] += 1
     return meta[M_STAMP]
 
 
-@kernel
+@helper
 def _list_insert(e32: np.ndarray, e64: np.ndarray, n32: np.ndarray, meta: np.ndarray, u: int,
                  hcol: int, ncol: int, e: int, ts: int) -> None:
     """Put edge e into u's list (head column hcol, next column ncol), newest first."""
@@ -133,7 +142,7 @@ def _list_insert(e32: np.ndarray, e64: np.ndarray, n32: np.ndarray, meta: np.nda
     e32[p, ncol] = e
 
 
-@kernel
+@helper
 def _insert(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
             watch: np.ndarray, meta: np.ndarray, src: int, dst: int, ts: int, amt: int, kind: int,
             ref: int) -> int:
@@ -156,7 +165,7 @@ def _insert(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
     return e
 
 
-@kernel
+@helper
 def _link(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
           watch: np.ndarray, meta: np.ndarray, a: int, target: int, ts: int, kind: int, slot: int,
           refresh: int, ref: int) -> None:
@@ -233,7 +242,7 @@ def _set_watch(e32: np.ndarray, n32: np.ndarray, watch: np.ndarray, node: int,
 
 
 # ================================================================= scans
-@kernel
+@helper
 def _spend(ctr: np.ndarray) -> bool:
     """Take one unit of work; False (and truncated) when the detector's budget is spent."""
     if ctr[C_WORK] >= ctr[C_LIMIT]:
@@ -243,7 +252,7 @@ def _spend(ctr: np.ndarray) -> bool:
     return True
 
 
-@kernel
+@helper
 def _collect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
              scr: np.ndarray, meta: np.ndarray, u: int, mode: int, money: bool, terms: bool,
              lo: int, hi: int, cap: int, out: np.ndarray, ctr: np.ndarray) -> int:
@@ -286,7 +295,7 @@ def _collect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
     return n
 
 
-@kernel
+@helper
 def _next_in(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray, e: int,
              lo: int, hi: int, ctr: np.ndarray) -> int:
     """From in-list entry e on: the first transfer from a customer in [lo, hi]; -1 at the end."""
@@ -303,7 +312,7 @@ def _next_in(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
     return -1
 
 
-@kernel
+@helper
 def _ratio(x: int, y: int) -> float:
     lo = min(x, y)
     hi = max(x, y)
@@ -499,7 +508,7 @@ def _chain(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
 @kernel
 def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
            scr: np.ndarray, meta: np.ndarray, a: int, b: int, t: int, gp: np.ndarray,
-           lst: np.ndarray, lst2: np.ndarray, ctr: np.ndarray, out: np.ndarray) -> None:
+           lst: np.ndarray, lst2: np.ndarray, ctr: np.ndarray, out: np.ndarray, i: int) -> None:
     lo = t - gp[G_FUND_WINDOW]
     cap = gp[G_FAN_CAP]
     small = gp[G_FUND_SMALL_MAX]
@@ -541,7 +550,7 @@ def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
         if scr[p, S_VAL2] <= small:
             scr[p, S_MARK] = st2
             payers += 1
-    out[X_PONZI_PAYERS] = payers
+    out[i, X_PONZI_PAYERS] = payers
     # repaid: a paid them at or after their first payment
     st3 = _stamp(meta)
     r = 0
@@ -559,7 +568,7 @@ def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                 lst2[r] = q
                 r += 1
         e = e32[e, E_NEXT_OUT]
-    out[X_PONZI_REPAID] = r
+    out[i, X_PONZI_REPAID] = r
     if ctr[C_TRUNC]:
         return
     # unrelated: no transfer with another of a's small payers
@@ -580,7 +589,7 @@ def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                 break
         if not related:
             unrelated += 1
-    out[X_PONZI_UNRELATED] = unrelated
+    out[i, X_PONZI_UNRELATED] = unrelated
 
 
 @kernel
@@ -626,7 +635,7 @@ def _proximity(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndar
     return 0
 
 
-@kernel
+@helper
 def _next_group(ctr: np.ndarray, budget: int) -> int:
     """Start a detector with a fresh budget; returns whether the previous one was truncated."""
     was = ctr[C_TRUNC]
@@ -640,9 +649,10 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
             scr: np.ndarray, meta: np.ndarray, watch: np.ndarray, a: int, b: int, t: int, x: int,
             gp: np.ndarray, lst: np.ndarray, lst2: np.ndarray, qn: np.ndarray, qd: np.ndarray,
             path: np.ndarray, cur: np.ndarray, his: np.ndarray, amts: np.ndarray,
-            rmin: np.ndarray, ctr: np.ndarray, out: np.ndarray) -> None:
-    """Every detector for the transfer a -> b (x at t, already in the store) into ``out``."""
-    out[:] = 0.0
+            rmin: np.ndarray, ctr: np.ndarray, out: np.ndarray, i: int) -> None:
+    """Every detector for the transfer a -> b (x at t, already in the store) into ``out[i]``."""
+    for c in range(N_X):
+        out[i, c] = 0.0
     budget = gp[G_MAX_WORK]
     ctr[C_WORK] = 0
     ctr[C_CUTS] = 0
@@ -654,18 +664,18 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
     cap = gp[G_FAN_CAP]
     _next_group(ctr, budget)
     if not ta:
-        out[X_PAYER_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False,
+        out[i, X_PAYER_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False,
                                         lo, t, cap, lst, ctr)
-        out[X_PAYER_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False,
+        out[i, X_PAYER_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False,
                                        lo, t, cap, lst, ctr)
     if not tb:
-        out[X_PAYEE_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False,
+        out[i, X_PAYEE_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False,
                                        lo, t, cap, lst, ctr)
-        out[X_PAYEE_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, b, D_OUT, True, False,
+        out[i, X_PAYEE_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, b, D_OUT, True, False,
                                         lo, t, cap, lst, ctr)
     if not ta and not tb:
         trunc |= _next_group(ctr, budget)
-        out[X_SCATTER_GATHER] = _scatter_gather(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst,
+        out[i, X_SCATTER_GATHER] = _scatter_gather(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst,
                                                 lst2, ctr)
         trunc |= _next_group(ctr, budget)
         lo_sg = t - gp[G_SG_WINDOW]
@@ -673,50 +683,43 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
                             lst, ctr)
         scattered = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False, lo_sg, t,
                              cap, lst, ctr)
-        out[X_GATHER_SCATTER] = min(gathered, scattered)
+        out[i, X_GATHER_SCATTER] = min(gathered, scattered)
         trunc |= _next_group(ctr, budget)
         length, ratio = _cycle(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path, cur,
                                his, amts, rmin, ctr)
-        out[X_CYCLE_LEN] = length
-        out[X_CYCLE_RATIO] = ratio
+        out[i, X_CYCLE_LEN] = length
+        out[i, X_CYCLE_RATIO] = ratio
         trunc |= _next_group(ctr, budget)
-        _ponzi(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst, lst2, ctr, out)
+        _ponzi(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst, lst2, ctr, out, i)
     if not ta:
         trunc |= _next_group(ctr, budget)
-        out[X_CHAIN_HOPS] = _chain(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path,
+        out[i, X_CHAIN_HOPS] = _chain(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path,
                                    cur, his, amts, ctr)
         trunc |= _next_group(ctr, budget)
-        out[X_PAYER_WATCH_HOPS] = _proximity(e32, e64, ekind, n32, scr, meta, watch, a, t, gp,
+        out[i, X_PAYER_WATCH_HOPS] = _proximity(e32, e64, ekind, n32, scr, meta, watch, a, t, gp,
                                              lst, qn, qd, ctr)
     if not tb:
         trunc |= _next_group(ctr, budget)
-        out[X_PAYEE_WATCH_HOPS] = _proximity(e32, e64, ekind, n32, scr, meta, watch, b, t, gp,
+        out[i, X_PAYEE_WATCH_HOPS] = _proximity(e32, e64, ekind, n32, scr, meta, watch, b, t, gp,
                                              lst, qn, qd, ctr)
-    out[X_HUB_CUTS] = ctr[C_CUTS]
-    out[X_TRUNCATED] = trunc | ctr[C_TRUNC]
+    out[i, X_HUB_CUTS] = ctr[C_CUTS]
+    out[i, X_TRUNCATED] = trunc | ctr[C_TRUNC]
     meta[M_WORK] += ctr[C_WORK]
 
 
 @kernel
 def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e64: np.ndarray,
              ekind: np.ndarray, n32: np.ndarray, watch: np.ndarray, scr: np.ndarray,
-             meta: np.ndarray, gp: np.ndarray, out: np.ndarray) -> None:
+             meta: np.ndarray, gp: np.ndarray, lst: np.ndarray, lst2: np.ndarray, qn: np.ndarray,
+             qd: np.ndarray, path: np.ndarray, cur: np.ndarray, his: np.ndarray, amts: np.ndarray,
+             rmin: np.ndarray, ctr: np.ndarray, out: np.ndarray) -> None:
     """Add each event's edges in order; after each transfer run the detectors (when ``detect``).
 
-    ``out`` has a row per event (transactions' features; other rows stay 0) or no rows.
+    ``out`` has a row per event (transactions' features; other rows stay 0) or no rows. The
+    scratch arrays are the caller's, with at least the lengths of ``scratch_sizes(gp)``.
     """
-    size = max(gp[G_HUB_DEGREE], gp[G_FAN_CAP]) + 2
-    lst = np.empty(size, dtype=np.int64)
-    lst2 = np.empty(size, dtype=np.int64)
-    qn = np.empty(gp[G_MAX_WORK] + 2, dtype=np.int64)
-    qd = np.empty(gp[G_MAX_WORK] + 2, dtype=np.int64)
-    depth = max(gp[G_CYCLE_MAX_LEN], gp[G_CHAIN_MAX_HOPS]) + 2
-    path = np.empty(depth, dtype=np.int64)
-    cur = np.empty(depth, dtype=np.int64)
-    his = np.empty(depth, dtype=np.int64)
-    amts = np.empty(depth, dtype=np.int64)
-    rmin = np.empty(depth, dtype=np.float64)
-    ctr = np.zeros(N_CTR, dtype=np.int64)
+    for c in range(N_CTR):
+        ctr[c] = 0
     keep = out.shape[0] == ev.shape[0]
     for i in range(ev.shape[0]):
         kind = ev[i, EV_KIND]
@@ -741,7 +744,7 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
                       gp[G_LINK_REFRESH], refs[i])
             if detect and keep:
                 _detect(e32, e64, ekind, n32, scr, meta, watch, a, b, ts, amount, gp, lst, lst2,
-                        qn, qd, path, cur, his, amts, rmin, ctr, out[i])
+                        qn, qd, path, cur, his, amts, rmin, ctr, out, i)
         elif kind == KIND_CALL and ev[i, EV_FLAGS] & CF_NEW:
             _insert(e32, e64, ekind, n32, watch, meta, ev[i, EV_A] * N_NODE_KINDS + NK_PHONE,
                     ev[i, EV_B] * N_NODE_KINDS + NK_PHONE, ts, ev[i, EV_AMOUNT], K_CALL, refs[i])
@@ -752,19 +755,20 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
 def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                    scr: np.ndarray, meta: np.ndarray, centers: np.ndarray, hops: int, lo: int,
                    hi: int, hub: int, max_work: int, nodes: np.ndarray, dist: np.ndarray,
-                   cut: np.ndarray) -> tuple[int, int, int, int]:
+                   cut: np.ndarray, lst: np.ndarray, ctr: np.ndarray) -> tuple[int, int, int, int]:
     """Breadth-first, all edge kinds, both directions, in [lo, hi], up to ``hops`` from the centres.
 
     Fills at most ``nodes.shape[0]`` nodes (centres first) with their distance; ``cut[i]`` is 1
     for a hub or cash terminal that was not expanded. A centre is always expanded, whatever its
     degree: its neighbours fill the node cap and the rest are counted as left out (it is then
     marked cut too). Returns (nodes, neighbours left out, truncated, the
-    stamp in S_MARK of every node seen, kept or left out).
+    stamp in S_MARK of every node seen, kept or left out). ``lst`` (scratch) holds at least
+    max(hub, nodes.shape[0]) + 2 entries, ``ctr`` N_CTR.
     """
     cap_nodes = nodes.shape[0]
-    ctr = np.zeros(N_CTR, dtype=np.int64)
+    for c in range(N_CTR):
+        ctr[c] = 0
     ctr[C_LIMIT] = max_work
-    lst = np.empty(max(hub, cap_nodes) + 2, dtype=np.int64)
     st = _stamp(meta)
     n = 0
     for k in range(centers.shape[0]):

@@ -153,6 +153,39 @@ def _next_pow2(n: int) -> int:
     return 1 << max(4, (max(n, 1) - 1).bit_length())
 
 
+class _Scratch:
+    """The detectors' work arrays, kept between ``process`` calls so the kernels never allocate
+    (see ``graph._jit``). Sized from the parameters by ``fit``; they only grow."""
+
+    def __init__(self) -> None:
+        self.key = b""  # the parameters fitted last
+        self.lst = self.lst2 = self.qn = self.qd = np.empty(0, dtype=np.int64)
+        self.path = self.cur = self.his = self.amts = np.empty(0, dtype=np.int64)
+        self.rmin = np.empty(0, dtype=np.float64)
+        self.ctr = np.zeros(k.N_CTR, dtype=np.int64)
+
+    def fit(self, params: np.ndarray) -> None:
+        key = params.tobytes()
+        if key == self.key:
+            return
+        lists, queue, depth = k.scratch_sizes(params)
+        if lists > self.lst.shape[0]:
+            self.lst = np.zeros(lists, dtype=np.int64)
+            self.lst2 = np.zeros(lists, dtype=np.int64)
+        if queue > self.qn.shape[0]:
+            self.qn = np.zeros(queue, dtype=np.int64)
+            self.qd = np.zeros(queue, dtype=np.int64)
+        if depth > self.path.shape[0]:
+            self.path, self.cur, self.his, self.amts = (
+                np.zeros(depth, dtype=np.int64) for _ in range(4))
+            self.rmin = np.zeros(depth, dtype=np.float64)
+        self.key = key
+
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in (self.lst, self.lst2, self.qn, self.qd, self.path,
+                                           self.cur, self.his, self.amts, self.rmin, self.ctr))
+
+
 class LiveGraph:
     """Edge store and per-node lists in numpy arrays; see the module docstring."""
 
@@ -164,6 +197,7 @@ class LiveGraph:
         self.n32, self.watch, self.scr = _node_arrays(max(3, nodes))
         self.meta = np.zeros(k.N_META, dtype=np.int64)
         self.meta[k.M_NEWEST] = k.NO_TS
+        self._scratch = _Scratch()
 
     # ------------------------------------------------------------ sizes
     @property
@@ -198,8 +232,9 @@ class LiveGraph:
         return int(self.meta[k.M_EVICTED])
 
     def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in (self.e32, self.e64, self.ekind, self.n32, self.watch,
-                                           self.scr, self.meta))
+        return self._scratch.nbytes() + sum(
+            int(a.nbytes) for a in (self.e32, self.e64, self.ekind, self.n32, self.watch, self.scr,
+                                    self.meta))
 
     # ------------------------------------------------------------ capacity
     def ensure(self, accounts: int, phones: int, devices: int, new_edges: int,
@@ -292,8 +327,11 @@ class LiveGraph:
             raise ValueError("an event id is beyond the graph's node capacity (call ensure)")
         if self.edge_count + 3 * n > self.edge_capacity:
             raise ValueError("not enough free edge slots (call ensure)")
+        s = self._scratch
+        s.fit(params)
         k._process(events, refs, detect, self.e32, self.e64, self.ekind, self.n32, self.watch,
-                   self.scr, self.meta, params, out)
+                   self.scr, self.meta, params, s.lst, s.lst2, s.qn, s.qd, s.path, s.cur, s.his,
+                   s.amts, s.rmin, s.ctr, out)
         return out
 
     def load_edges(self, src: np.ndarray, dst: np.ndarray, ts: np.ndarray, amount: np.ndarray,
@@ -322,9 +360,11 @@ class LiveGraph:
         nodes = np.empty(max(max_nodes, c.size), dtype=np.int64)  # the centres are always kept
         dist = np.empty_like(nodes)
         cut = np.empty_like(nodes)
+        lst = np.empty(max(hub_degree, nodes.size) + 2, dtype=np.int64)
+        ctr = np.empty(k.N_CTR, dtype=np.int64)
         n, left, trunc, stamp = k._neighbourhood(self.e32, self.e64, self.ekind, self.n32,
                                                  self.scr, self.meta, c, hops, lo_ms, hi_ms,
-                                                 hub_degree, max_work, nodes, dist, cut)
+                                                 hub_degree, max_work, nodes, dist, cut, lst, ctr)
         return Neighbourhood(nodes[:n].copy(), dist[:n].copy(), cut[:n].copy(), int(left),
                              bool(trunc), int(stamp))
 
