@@ -97,6 +97,13 @@ def test_phone_normalisation_is_the_same_offline_and_live() -> None:
     assert col == [normalise_phone(f) for f in forms]
 
 
+def test_phone_normalisation_of_repeated_numbers_normalises_each_distinct_one_once() -> None:
+    """A column of few distinct numbers (the join-back path) equals one value at a time."""
+    forms = ["13800138000", "+86 138 0013 8000", None, "abc", "", "+44 20 7946 0958", "12"] * 40
+    col = normalise_phones(pl.Series(forms, dtype=pl.String)).to_list()
+    assert col == [normalise_phone(f) if f is not None else None for f in forms]
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda df: df.drop("amount_minor"), "column amount_minor: missing value"),
     (lambda df: df.with_columns(pl.lit(-5, pl.Int64).alias("amount_minor")),
