@@ -177,6 +177,7 @@ class EngineSnapshot:
     calls: list[CallEntry]
     watch: list[WatchEntry]
     journal_seq: int
+    lock_held_s: float = 0.0  # how long taking it held the engine's lock
 
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
@@ -628,28 +629,25 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         """Copy the whole state under the lock (only the used rows of each array).
 
-        This is the only part of a checkpoint that holds the lock: array copies and list
-        copies; records are immutable and shared. Serialising and writing happen outside.
+        This is the only part of a checkpoint that holds the lock: array and list copies
+        (records are immutable and shared); serialising and writing happen outside. The copies'
+        memory is allocated and touched before the lock is taken: first-touch page faults cost
+        far more than the copy itself (1.8 GB: 4.8 s fresh, 0.15 s into touched memory, on the
+        project VM), so screening waits only for the memcpy.
         """
+        spare = {key: _touched(arr.dtype, (rows + max(1024, rows // 32), *arr.shape[1:]))
+                 for key, arr, rows in self._state_rows()}
         with self._lock:
-            n_acc, n_ph, n_dev = len(self.accounts), len(self.phones), len(self.devices)
-            rows = {"accounts": n_acc, "phones": n_ph, "devices": n_dev}
-            arrays: dict[str, np.ndarray] = {}
-            for name, arr in self.state.arrays().items():
-                n = rows.get(name.partition(".")[0])
-                arrays[f"features.{name}"] = (arr[:n] if n is not None else arr).copy()
-            arrays["recent"] = self._recent[:n_acc].copy()
-            arrays["recent_pos"] = self._recent_pos[:n_acc].copy()
+            locked = time.perf_counter()
+            arrays = {key: _copy_rows(arr, rows, spare.pop(key, None))
+                      for key, arr, rows in self._state_rows()}
+            del spare
             caps = {"accounts": self.state.accounts.capacity, "phones": self.state.phones.capacity,
                     "devices": int(self.state.devices.shape[0]),
                     "pairs": self.state.pair_capacity, "recent_width": int(self._recent.shape[1])}
             if self.graph is not None:
-                g = self.graph
-                used_nodes = min(g.node_capacity, 3 * max(n_acc, n_ph, n_dev, 1))
-                for name, arr in g.arrays().items():
-                    part = arr[:used_nodes] if name in ("n32", "watch") else arr
-                    arrays[f"graph.{name}"] = part.copy()
-                caps.update(graph_nodes=g.node_capacity, graph_edges=g.edge_capacity)
+                caps.update(graph_nodes=self.graph.node_capacity,
+                            graph_edges=self.graph.edge_capacity)
             return EngineSnapshot(
                 created_ms=self.clock_ms(),
                 policy_version=self.policy.version,
@@ -663,7 +661,24 @@ class Engine:
                 calls=[(cid, c.caller, c.callee, c.ringing, c.ended) for cid, c in self._calls.items()],
                 watch=list(self._watch.values()),
                 journal_seq=self.journal_seq,
+                lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
             )
+
+    def _state_rows(self) -> list[tuple[str, np.ndarray, int]]:
+        """(checkpoint name, array, rows in use) of every state array."""
+        n_acc, n_ph, n_dev = len(self.accounts), len(self.phones), len(self.devices)
+        rows = {"accounts": n_acc, "phones": n_ph, "devices": n_dev}
+        out: list[tuple[str, np.ndarray, int]] = []
+        for name, arr in self.state.arrays().items():
+            n = rows.get(name.partition(".")[0])
+            out.append((f"features.{name}", arr, int(arr.shape[0]) if n is None else n))
+        out += [("recent", self._recent, n_acc), ("recent_pos", self._recent_pos, n_acc)]
+        if self.graph is not None:
+            used_nodes = min(self.graph.node_capacity, 3 * max(n_acc, n_ph, n_dev, 1))
+            for name, arr in self.graph.arrays().items():
+                out.append((f"graph.{name}", arr,
+                            used_nodes if name in ("n32", "watch") else int(arr.shape[0])))
+        return out
 
     def restore(self, snap: EngineSnapshot) -> list[str]:
         """Replace the whole state by ``snap`` (at start, before serving).
@@ -766,6 +781,24 @@ class Engine:
             out.update(graph_edges=self.graph.edge_count, graph_bytes=self.graph.nbytes(),
                        graph_evicted_early=self.graph.evicted_early)
         return out
+
+
+def _touched(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A new array whose every page has been written (so later writes take no page faults)."""
+    out = np.empty(shape, dtype=dtype)
+    out.fill(0)
+    return out
+
+
+def _copy_rows(arr: np.ndarray, rows: int, spare: np.ndarray | None) -> np.ndarray:
+    """The first ``rows`` of ``arr``, copied into ``spare`` when it is big enough."""
+    src = arr[:rows]
+    if (spare is None or spare.dtype != src.dtype or spare.shape[1:] != src.shape[1:]
+            or spare.shape[0] < rows):
+        return src.copy()
+    out = spare[:rows]
+    np.copyto(out, src)
+    return out
 
 
 def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarray],
