@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import struct
 import typing
@@ -162,10 +163,14 @@ def _records_table(records: Sequence[Any], cls: type[Any],
     cols: dict[str, pa.Array] = {name: pa.array(v, t) for name, (t, v) in extra.items()}
     for f in dataclasses.fields(cls):
         if f.name == "features":
-            cols["feature_names"] = pa.array([[n for n, _ in r.features] for r in records],
-                                             pa.list_(pa.string()))
-            cols["feature_values"] = pa.array([[v for _, v in r.features] for r in records],
-                                              pa.list_(pa.float64()))
+            # flat values and offsets: most records have no features, so no list per record
+            offsets = np.zeros(len(records) + 1, dtype=np.int32)
+            np.cumsum([len(r.features) for r in records], out=offsets[1:])
+            off = pa.array(offsets, pa.int32())
+            cols["feature_names"] = pa.ListArray.from_arrays(
+                off, pa.array([n for r in records for n, _ in r.features], pa.string()))
+            cols["feature_values"] = pa.ListArray.from_arrays(
+                off, pa.array([v for r in records for _, v in r.features], pa.float64()))
         else:
             cols[f.name] = pa.array([getattr(r, f.name) for r in records],
                                     schema.field(f.name).type)
@@ -289,12 +294,25 @@ def _rows(table: pa.Table, cls: type[Any]) -> list[Any]:
     cols: list[list[Any]] = []
     for f in dataclasses.fields(cls):
         if f.name == "features":
-            names = table.column("feature_names").to_pylist()
-            values = table.column("feature_values").to_pylist()
-            cols.append([tuple(zip(n, v, strict=True)) for n, v in zip(names, values, strict=True)])
+            names = table.column("feature_names").combine_chunks()
+            values = table.column("feature_values").combine_chunks()
+            if names.null_count or values.null_count or not np.array_equal(
+                    names.offsets.to_numpy(), values.offsets.to_numpy()):
+                raise ValueError("feature names and values do not pair up")
+            offsets = (names.offsets.to_numpy() - names.offsets[0].as_py()).tolist()
+            pairs = list(zip(names.flatten().to_pylist(), values.flatten().to_numpy().tolist(),
+                             strict=True))
+            cols.append([tuple(pairs[a:b]) if b > a else () for a, b in itertools.pairwise(offsets)])
         else:
-            cols.append(table.column(f.name).to_pylist())
+            cols.append(_pylist(table.column(f.name)))
     return [cls(*row) for row in zip(*cols, strict=True)]
+
+
+def _pylist(col: pa.ChunkedArray) -> list[Any]:
+    """Python values of a column (through numpy for numbers: several times faster)."""
+    if col.null_count == 0 and (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)):
+        return list(col.to_numpy().tolist())
+    return list(col.to_pylist())
 
 
 def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> EngineSnapshot:
