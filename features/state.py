@@ -15,6 +15,7 @@ import numpy as np
 from features import _kernels as k
 
 __all__ = [
+    "ENTITY_ARRAYS",
     "MAX_COND",
     "MAX_RULES",
     "NO_TIME",
@@ -129,6 +130,9 @@ class EntityArrays:
         )
 
 
+ENTITY_ARRAYS = ("cnt", "amt", "tag", "head", "ring", "sc", "fl")
+
+
 def _account_arrays(n: int) -> EntityArrays:
     arr = EntityArrays.allocate(
         n, k.N_ACC_COUNT, k.N_ACC_SUM, 2, k.N_ACC_SCALAR, k.N_ACC_FLOAT,
@@ -228,6 +232,15 @@ class FeatureState:
     @property
     def pair_count(self) -> int:
         return int(self.pair_meta[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every state array by name (the arrays themselves, not copies): what a checkpoint
+        holds. Rows are entity ids; rows beyond the ids handed out hold the empty values."""
+        out = {"devices": self.devices, "pairs": self.pairs, "pair_meta": self.pair_meta}
+        for kind, ent in (("accounts", self.accounts), ("phones", self.phones)):
+            for name in ENTITY_ARRAYS:
+                out[f"{kind}.{name}"] = getattr(ent, name)
+        return out
 
     # ------------------------------------------------------------ watchlist flags
     def set_account_watch(self, idx: int, until_ms: int) -> None:

@@ -231,6 +231,14 @@ class LiveGraph:
         """Edges dropped before their expiry age because ``max_edges`` was reached."""
         return int(self.meta[k.M_EVICTED])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The graph's state by name (views): the live edge rows, every node row and the
+        counters. The per-node search marks are left out: they are scratch, valid only for the
+        stamp in ``meta`` they were written with, so zeroed marks mean the same."""
+        n = self.edge_count
+        return {"e32": self.e32[:n], "e64": self.e64[:n], "ekind": self.ekind[:n],
+                "n32": self.n32, "watch": self.watch, "meta": self.meta}
+
     def nbytes(self) -> int:
         return self._scratch.nbytes() + sum(
             int(a.nbytes) for a in (self.e32, self.e64, self.ekind, self.n32, self.watch, self.scr,

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from screening.case_cli import add_case_command
-from screening.errors import ConfigError, InputFileError
+from screening.checkpoint_cli import add_checkpoint_command
+from screening.errors import CheckpointError, ConfigError, InputFileError, StoreUnavailable
 
 __all__ = ["build_parser", "main"]
 
@@ -211,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "overrides single keys")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the gRPC server (embedded state) until SIGTERM")
+    p = sub.add_parser("serve", help="run the gRPC server until SIGTERM (state in memory, or "
+                                     "checkpointed to the [storage] store)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 50051; 0 = any free)")
     p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: shipped policy)")
@@ -298,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="decisions of an earlier `screening replay --out`")
         r.set_defaults(func=_cmd_report)
     add_case_command(sub)
+    add_checkpoint_command(sub)
     return parser
 
 
@@ -307,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except (ConfigError, InputFileError) as exc:
+    except (ConfigError, InputFileError, StoreUnavailable, CheckpointError) as exc:
         print(f"screening: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

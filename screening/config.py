@@ -32,6 +32,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StateSettings",
+    "StorageSettings",
     "load_settings",
 ]
 
@@ -187,6 +188,37 @@ class PolicySettings:
     file: str = ""
 
 
+STORAGE_BACKENDS = ("none", "file", "redis")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    """Where the engine's state survives a restart (see README, "Durable state").
+
+    ``none`` keeps everything in the process only; ``file`` writes checkpoints and the
+    watchlist journal under ``path``; ``redis`` writes them under ``key_prefix`` in the Redis at
+    ``redis_url``. A checkpoint is written every ``checkpoint_interval_s`` (0: only at shutdown).
+    """
+
+    backend: str = "none"
+    path: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "screening:"
+    checkpoint_interval_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in STORAGE_BACKENDS:
+            raise ConfigError(f"[storage] backend: expected one of {', '.join(STORAGE_BACKENDS)}, "
+                              f"got {self.backend!r}")
+        if self.backend == "file" and not self.path:
+            raise ConfigError("[storage] path: the file backend needs a directory")
+        if self.backend == "redis" and not self.redis_url.startswith(("redis://", "rediss://",
+                                                                       "unix://")):
+            raise ConfigError("[storage] redis_url: expected redis://, rediss:// or unix://")
+        if self.checkpoint_interval_s < 0:
+            raise ConfigError("[storage] checkpoint_interval_s must be >= 0")
+
+
 @dataclass(frozen=True)
 class Currency:
     """ISO 4217 currency with a conversion rate to CNY fen (integer, parts per million)."""
@@ -222,6 +254,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     currencies: Mapping[str, int] = field(default_factory=lambda: DEFAULT_CURRENCIES)
 
     def currency(self, code: str) -> Currency | None:
@@ -237,6 +270,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogSettings,
     "policy": PolicySettings,
     "graph": GraphSettings,
+    "storage": StorageSettings,
 }
 
 

@@ -6,7 +6,9 @@
      ├── CapacityExceeded      RESOURCE_EXHAUSTED
      ├── Unauthenticated       UNAUTHENTICATED
      ├── PermissionDenied      PERMISSION_DENIED
-     ├── StoreUnavailable      UNAVAILABLE
+     ├── StoreUnavailable      UNAVAILABLE        (the state store cannot be reached or written)
+     ├── CheckpointError       (start-up and CLI: a checkpoint of another format, or corrupted;
+     │                          names the file or key; never sent to clients)
      ├── ConfigError           (start-up only: bad config or policy file; never sent to clients)
      └── InputFileError        (batch jobs: an event file that cannot be used; names the column)
 """
@@ -17,6 +19,7 @@ import grpc
 
 __all__ = [
     "CapacityExceeded",
+    "CheckpointError",
     "ConfigError",
     "InputFileError",
     "InvalidRequest",
@@ -62,6 +65,11 @@ class PermissionDenied(ScreeningError):
 
 class StoreUnavailable(ScreeningError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class CheckpointError(ScreeningError):
+    """A checkpoint cannot be used (other format version, corrupted, inconsistent); the message
+    names the file or Redis key."""
 
 
 class ConfigError(ScreeningError):

@@ -1,4 +1,5 @@
-"""Server start-up and shutdown: warm kernels, then health SERVING; drain on SIGTERM."""
+"""Server start-up and shutdown: restore state, warm kernels, then health SERVING; drain on
+SIGTERM, then a last checkpoint."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from screening.logs import get_logger
 from screening.masking import Masker
 from screening.policy import Policy, load_policy
 from screening.service import ScreeningService
+from screening.store import Checkpointer, Store, journal_writer, open_store, restore_engine
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
@@ -63,16 +65,26 @@ class RunningServer:
     health: health.HealthServicer
     warm_seconds: float
     gc_freezer: _GcFreezer | None = None
+    store: Store | None = None
+    checkpointer: Checkpointer | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, drain in-flight calls for ``grace`` s, then write a last checkpoint."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer.checkpoint("shutdown")
+            self.checkpointer = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 def _authenticator(settings: Settings, auth: Authenticator | None) -> Authenticator:
@@ -88,10 +100,35 @@ def _authenticator(settings: Settings, auth: Authenticator | None) -> Authentica
     return Authenticator.from_file(Path(settings.auth.tokens_file))
 
 
+def _restore(engine: Engine, store: Store, masker: Masker, log: Any) -> None:
+    """Load the latest checkpoint and newer watchlist changes; log what came back (masked)."""
+    report = restore_engine(engine, store)
+    h = report.header
+    for note in report.notes:
+        log.warning("restore_note", note=note)
+    if h is None:
+        log.info("no_checkpoint", store=store.location, journal_applied=report.journal_applied)
+    else:
+        log.info("state_restored", store=store.location, where=h.where, bytes=h.size,
+                 format=h.format, policy=h.policy_version,
+                 age_s=round((engine.clock_ms() - h.created_ms) / 1000, 1),
+                 seconds=round(report.seconds, 3), journal_applied=report.journal_applied,
+                 **h.counts)
+    if report.journal_applied:
+        log.info("watchlist_journal_applied", changes=report.journal_applied,
+                 entities=[masker(v) for v in report.journal_entities[:100]])
+
+
 def start_server(settings: Settings, *, policy: Policy | None = None, masker: Masker | None = None,
                  auth: Authenticator | None = None, port: int | None = None,
-                 engine: Engine | None = None) -> RunningServer:
-    """Build the engine, warm every kernel, bind the port and report SERVING when ready."""
+                 engine: Engine | None = None, store: Store | None = None) -> RunningServer:
+    """Build the engine, restore its state from the store, warm every kernel, bind the port and
+    report SERVING when ready.
+
+    The store is ``store`` or the one ``[storage]`` names (none by default). Raises
+    StoreUnavailable or CheckpointError (one line naming the store, file or key) when the
+    state cannot be restored: a server never starts with less than its saved state.
+    """
     log = get_logger("screening.server")
     policy = policy or load_policy(Path(settings.policy.file) if settings.policy.file else None)
     masker = masker or Masker()
@@ -99,6 +136,17 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     if not authenticator.enabled:
         log.warning("auth_disabled", detail="every caller is admin; development only")
     engine = engine or Engine(settings, policy)
+    store = store or open_store(settings.storage)
+    checkpointer = None
+    if store is not None:
+        try:
+            _restore(engine, store, masker, log)
+        except BaseException:
+            store.close()
+            raise
+        engine.journal = journal_writer(store, engine.clock_ms)
+        checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
+                                    get_logger("screening.store"))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -128,6 +176,8 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     bind_port = settings.server.port if port is None else port
     bound = server.add_insecure_port(f"{settings.server.host}:{bind_port}")
     if bound == 0:
+        if store is not None:
+            store.close()
         raise ConfigError(f"cannot bind {settings.server.host}:{bind_port}")
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up()
@@ -139,9 +189,12 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if checkpointer is not None:
+        checkpointer.start()
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
-             warm_ms=round(warm * 1000, 1), auth=authenticator.enabled)
-    return RunningServer(server, bound, engine, health_servicer, warm, freezer)
+             warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
+             store=store.location if store is not None else "none")
+    return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer)
 
 
 def serve_forever(running: RunningServer, grace: float) -> None:

@@ -1,12 +1,19 @@
-"""Shared fixtures: a real gRPC server on a free port, and clients holding role tokens."""
+"""Shared fixtures: a real gRPC server on a free port, clients holding role tokens, and a real
+redis-server of the test's own."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import itertools
+import os
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +96,66 @@ def uid(prefix: str) -> str:
 def recent(minutes_ago: float = 60.0) -> dt.datetime:
     """A timestamp in the recent past (event times may not be in the future)."""
     return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes_ago)
+
+
+# ---------------------------------------------------------------- a real redis-server
+REQUIRE_REDIS = os.environ.get("SCREENING_REQUIRE_REDIS") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A redis-server of its own: free port, own directory, no persistence; start/stop at will."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not answer PING within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture()
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A running redis-server for one test (skipped without the binary, unless required)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if REQUIRE_REDIS:
+            pytest.fail("redis-server is not on PATH and SCREENING_REQUIRE_REDIS=1 "
+                        "(scripts/test.sh installs it: apt-get install redis-server)")
+        pytest.skip("redis-server is not on PATH")
+    proc = RedisProcess(binary, tmp_path_factory.mktemp("redis"))
+    proc.start()
+    yield proc
+    proc.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,31 @@ def test_graph_settings_are_checked_at_load() -> None:
         load_settings(overrides={"graph": {"cycle_min_ratio": 1.5}})
     with pytest.raises(ConfigError, match=r"\[graph\] expiry_days"):
         load_settings(overrides={"graph": {"expiry_days": 1.0}})
+
+
+def test_storage_defaults_to_none_and_needs_nothing() -> None:
+    """Without settings the state stays in the process: no Redis, no directory."""
+    s = load_settings()
+    assert s.storage.backend == "none"
+
+
+def test_storage_from_environment() -> None:
+    """SCREENING_STORAGE__* picks the backend and its keys like every other section."""
+    s = load_settings(env={"SCREENING_STORAGE__BACKEND": "redis",
+                           "SCREENING_STORAGE__REDIS_URL": "redis://10.0.0.5:6380/2",
+                           "SCREENING_STORAGE__CHECKPOINT_INTERVAL_S": "30"})
+    assert (s.storage.backend, s.storage.redis_url, s.storage.checkpoint_interval_s) == (
+        "redis", "redis://10.0.0.5:6380/2", 30.0)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SCREENING_STORAGE__BACKEND": "postgres"}, "backend: expected one of none, file, redis"),
+    ({"SCREENING_STORAGE__BACKEND": "file"}, "path: the file backend needs a directory"),
+    ({"SCREENING_STORAGE__BACKEND": "redis", "SCREENING_STORAGE__REDIS_URL": "10.0.0.5"},
+     "redis_url: expected redis://"),
+    ({"SCREENING_STORAGE__CHECKPOINT_INTERVAL_S": "-1"}, "checkpoint_interval_s must be >= 0"),
+])
+def test_bad_storage_settings_are_named(env: dict[str, str], message: str) -> None:
+    """A storage typo stops start-up with the key's name."""
+    with pytest.raises(ConfigError, match=re.escape(f"[storage] {message}")):
+        load_settings(env=env)

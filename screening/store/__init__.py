@@ -1,0 +1,53 @@
+"""State-store interface; embedded (file) and Redis backends.
+
+The engine's whole state survives a restart as periodic **checkpoints** (``_format``: numpy
+arrays, Arrow tables and JSON in a versioned, checksummed container, written atomically), and
+every watchlist change is written through to a **journal** before it is acknowledged, so a
+freeze is never lost between checkpoints. ``open_store`` picks the backend from
+``[storage]``; ``restore_engine`` loads the latest checkpoint and replays newer journal
+entries; ``Checkpointer`` writes checkpoints in the background.
+"""
+
+from screening.store._base import CheckpointReader, Piece, Store
+from screening.store._durable import (
+    Checkpointer,
+    CheckpointStats,
+    RestoreReport,
+    decode_watch_change,
+    encode_watch_change,
+    journal_writer,
+    open_store,
+    read_latest_header,
+    restore_engine,
+    save_checkpoint,
+)
+from screening.store._file import FileStore
+from screening.store._format import FORMAT_VERSION, Header, PartInfo, decode, encode, read_header
+from screening.store._memory import MemoryStore
+from screening.store._redis import RedisStore, safe_url
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointReader",
+    "CheckpointStats",
+    "Checkpointer",
+    "FileStore",
+    "Header",
+    "MemoryStore",
+    "PartInfo",
+    "Piece",
+    "RedisStore",
+    "RestoreReport",
+    "Store",
+    "decode",
+    "decode_watch_change",
+    "encode",
+    "encode_watch_change",
+    "journal_writer",
+    "open_store",
+    "read_header",
+    "read_latest_header",
+    "restore_engine",
+    "safe_url",
+    "save_checkpoint",
+]

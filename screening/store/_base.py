@@ -1,0 +1,88 @@
+"""The state-store interface: atomic checkpoints and an append-only watchlist journal.
+
+A backend stores opaque bytes; what they mean is ``_format``'s business. Every backend
+translates its own errors (``OSError``, redis-py's exceptions) into ``StoreUnavailable`` in one
+place, so callers see one error whatever the backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from typing import Self
+
+__all__ = ["CheckpointReader", "Piece", "Store"]
+
+#: a piece of a checkpoint as written (numpy arrays go as memoryviews, uncopied)
+Piece = bytes | bytearray | memoryview
+
+
+class CheckpointReader(abc.ABC):
+    """Random access to one stored checkpoint (it stays readable while a newer one is written)."""
+
+    #: the file or key naming this checkpoint, for messages
+    where: str
+    #: total bytes
+    size: int
+
+    @abc.abstractmethod
+    def read(self, offset: int, size: int) -> bytes:
+        """``size`` bytes from ``offset``; fewer only when the checkpoint is shorter."""
+
+    def where_at(self, offset: int) -> str:
+        """The file or key holding byte ``offset`` (a Redis checkpoint is split into chunks)."""
+        return self.where
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the reader holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(abc.ABC):
+    """Where checkpoints and the watchlist journal live."""
+
+    #: a description for logs and messages (no credentials)
+    location: str
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise StoreUnavailable unless the store can be read and written now."""
+
+    @abc.abstractmethod
+    def write_checkpoint(self, pieces: Iterable[Piece]) -> str:
+        """Store the concatenated ``pieces`` as the latest checkpoint, atomically.
+
+        Readers see the previous checkpoint until the new one is complete; when writing fails
+        part way (an exception from ``pieces`` included) the previous one stays the latest.
+        Returns where the new checkpoint is.
+        """
+
+    @abc.abstractmethod
+    def open_checkpoint(self) -> CheckpointReader | None:
+        """The latest checkpoint, or None when there is none."""
+
+    @abc.abstractmethod
+    def append_journal(self, entry: bytes) -> int:
+        """Append one entry durably; returns its sequence number (1, 2, ...; never reused)."""
+
+    @abc.abstractmethod
+    def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
+        """Entries with a sequence number above ``after``, in order."""
+
+    @abc.abstractmethod
+    def trim_journal(self, upto: int) -> int:
+        """Drop entries numbered ``upto`` and below (a checkpoint includes them); returns how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,356 @@
+"""The checkpoint format: a versioned, checksummed container of .npy arrays, Arrow tables, JSON.
+
+    offset 0    b"SCRNCKPT"              magic
+           8    u16 little-endian        format version (``FORMAT_VERSION``)
+          10    u32 little-endian        header length H
+          14    32 bytes                 sha256 of the header
+          46    H bytes, JSON            the header
+      46 + H    the parts, back to back (offsets in the header count from here)
+
+The header holds the format version, when the checkpoint was taken, the policy version, the
+last watchlist-journal entry it includes, counts (accounts, phones, devices, relationships,
+graph edges, decisions, calls, watchlist entries) and, per part, its name, kind, offset, size
+and sha256. Arrays are ``.npy`` (exactly ``np.save``'s bytes, read back with
+``np.load(allow_pickle=False)``); id lists and records are Arrow IPC streams; the rest is
+JSON. Nothing is ever unpickled: the store is a trust boundary. A checkpoint of another format
+version, or one whose header or any part fails its checksum, is refused with a
+``CheckpointError`` naming the file or key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import struct
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from screening.engine import CallEntry, EngineSnapshot
+from screening.errors import CheckpointError
+from screening.model import CallRecord, DecisionRecord, WatchEntry
+from screening.store._base import CheckpointReader, Piece
+
+__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "read_header"]
+
+FORMAT_VERSION = 1
+MAGIC = b"SCRNCKPT"
+_PREFIX = struct.Struct("<8sHI32s")
+_MAX_HEADER = 64 << 20
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    name: str
+    kind: str  # "npy" | "arrow" | "json"
+    offset: int  # in the header: from the first part; once read: from the container's start
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a checkpoint says about itself (read without reading the parts)."""
+
+    where: str
+    format: int
+    created_ms: int
+    policy_version: str
+    journal_seq: int
+    counts: dict[str, int]
+    parts: tuple[PartInfo, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A checkpoint ready to write: ``pieces`` concatenated are the container's bytes."""
+
+    pieces: list[Piece]
+    size: int
+    counts: dict[str, int]
+
+
+# ------------------------------------------------------------------ encoding
+def encode(snap: EngineSnapshot) -> Encoded:
+    """The checkpoint of ``snap``. Arrays are not copied (memoryviews of the snapshot's)."""
+    parts: list[tuple[str, str, list[Piece]]] = [
+        ("meta", "json", _json({"next_seq": snap.next_seq, "capacities": snap.capacities})),
+        ("ids.accounts", "arrow", _ids(snap.accounts)),
+        ("ids.phones", "arrow", _ids(snap.phones)),
+        ("ids.devices", "arrow", _ids(snap.devices)),
+        ("decisions", "arrow", _arrow(_records_table(snap.decisions, DecisionRecord))),
+        ("calls", "arrow", _arrow(pa.table(
+            {name: pa.array([c[i] for c in snap.calls], pa.large_string())
+             for i, name in enumerate(("call_id", "caller", "callee"))}))),
+        ("calls.records", "arrow", _arrow(_call_records(snap.calls))),
+        ("watchlist", "json", _json([[e.kind, e.value, e.reason, e.source, e.expires_ms]
+                                     for e in snap.watch])),
+    ]
+    parts += [(name, "npy", _npy(arr)) for name, arr in snap.arrays.items()]
+    infos: list[dict[str, Any]] = []
+    offset = 0
+    for name, kind, pieces in parts:
+        digest = hashlib.sha256()
+        size = 0
+        for p in pieces:
+            digest.update(p)
+            size += memoryview(p).nbytes
+        infos.append({"name": name, "kind": kind, "offset": offset, "size": size,
+                      "sha256": digest.hexdigest()})
+        offset += size
+    counts = snap.counts()
+    header = json.dumps({"format": FORMAT_VERSION, "created_ms": snap.created_ms,
+                         "policy_version": snap.policy_version, "journal_seq": snap.journal_seq,
+                         "counts": counts, "parts": infos}).encode()
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), hashlib.sha256(header).digest())
+    out: list[Piece] = [prefix, header]
+    for _, _, pieces in parts:
+        out += pieces
+    return Encoded(out, len(prefix) + len(header) + offset, counts)
+
+
+def _json(obj: object) -> list[Piece]:
+    return [json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()]
+
+
+def _npy(arr: np.ndarray) -> list[Piece]:
+    arr = np.ascontiguousarray(arr)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(arr))
+    return [head.getvalue(), arr.reshape(-1).view(np.uint8).data]
+
+
+def _arrow(table: pa.Table) -> list[Piece]:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return [memoryview(sink.getvalue())]
+
+
+def _ids(names: Sequence[str]) -> list[Piece]:
+    return _arrow(pa.table({"id": pa.array(names, pa.large_string())}))
+
+
+_SCALARS = {str: pa.large_string(), int: pa.int64(), bool: pa.bool_()}
+
+
+def _record_schema(cls: type[Any], extra: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """Arrow columns for records of dataclass ``cls``: ``extra`` first, then one per field
+    (``features`` as two list columns, names and values)."""
+    fields = [pa.field(name, t) for name, t in (extra or {}).items()]
+    for name, hint in typing.get_type_hints(cls).items():
+        if name == "features":
+            fields += [pa.field("feature_names", pa.list_(pa.string())),
+                       pa.field("feature_values", pa.list_(pa.float64()))]
+        else:
+            fields.append(pa.field(name, _SCALARS[hint]))
+    return pa.schema(fields)
+
+
+def _records_table(records: Sequence[Any], cls: type[Any],
+                   extra: dict[str, tuple[pa.DataType, list[Any]]] | None = None) -> pa.Table:
+    extra = extra or {}
+    schema = _record_schema(cls, {name: t for name, (t, _) in extra.items()})
+    cols: dict[str, pa.Array] = {name: pa.array(v, t) for name, (t, v) in extra.items()}
+    for f in dataclasses.fields(cls):
+        if f.name == "features":
+            # flat values and offsets: most records have no features, so no list per record
+            offsets = np.zeros(len(records) + 1, dtype=np.int32)
+            np.cumsum([len(r.features) for r in records], out=offsets[1:])
+            off = pa.array(offsets, pa.int32())
+            cols["feature_names"] = pa.ListArray.from_arrays(
+                off, pa.array([n for r in records for n, _ in r.features], pa.string()))
+            cols["feature_values"] = pa.ListArray.from_arrays(
+                off, pa.array([v for r in records for _, v in r.features], pa.float64()))
+        else:
+            cols[f.name] = pa.array([getattr(r, f.name) for r in records],
+                                    schema.field(f.name).type)
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+_CALL_EXTRA = {"call": pa.int64(), "ended": pa.bool_()}
+
+
+def _call_records(calls: Sequence[CallEntry]) -> pa.Table:
+    """One row per call record: the index of its call and whether it is the hang-up report."""
+    owner: list[int] = []
+    ended: list[bool] = []
+    recs: list[CallRecord] = []
+    for i, (_, _, _, ringing, hung_up) in enumerate(calls):
+        for flag, rec in ((False, ringing), (True, hung_up)):
+            if rec is not None:
+                owner.append(i)
+                ended.append(flag)
+                recs.append(rec)
+    return _records_table(recs, CallRecord, {"call": (pa.int64(), owner),
+                                             "ended": (pa.bool_(), ended)})
+
+
+# ------------------------------------------------------------------ decoding
+def read_header(reader: CheckpointReader) -> Header:
+    """The header of the checkpoint behind ``reader``, checked (magic, version, checksum)."""
+    where = reader.where
+    raw = reader.read(0, _PREFIX.size)
+    if len(raw) < _PREFIX.size or raw[:8] != MAGIC:
+        raise CheckpointError(f"checkpoint {where}: not a screening checkpoint (bad magic bytes)")
+    _, version, hlen, digest = _PREFIX.unpack(raw)
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {where}: format version {version}, this build reads version "
+            f"{FORMAT_VERSION}; move it away (or delete it) to start from an empty state")
+    if hlen > _MAX_HEADER or _PREFIX.size + hlen > reader.size:
+        raise CheckpointError(f"checkpoint {where}: corrupted or truncated (header length {hlen}, "
+                              f"{reader.size} bytes stored)")
+    header = reader.read(_PREFIX.size, hlen)
+    if hashlib.sha256(header).digest() != digest:
+        raise CheckpointError(f"checkpoint {where}: corrupted (header checksum mismatch)")
+    try:
+        obj = json.loads(header)
+        parts = tuple(PartInfo(str(p["name"]), str(p["kind"]), int(p["offset"]), int(p["size"]),
+                               str(p["sha256"])) for p in obj["parts"])
+        out = Header(where=where, format=int(obj["format"]), created_ms=int(obj["created_ms"]),
+                     policy_version=str(obj["policy_version"]),
+                     journal_seq=int(obj["journal_seq"]),
+                     counts={str(k): int(v) for k, v in obj["counts"].items()},
+                     parts=parts, size=reader.size)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {where}: malformed header ({exc})") from None
+    if out.format != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {where}: header says format {out.format}, "
+                              f"prefix says {FORMAT_VERSION}")
+    body = _PREFIX.size + hlen
+    parts = tuple(dataclasses.replace(p, offset=body + p.offset) for p in parts)
+    out = dataclasses.replace(out, parts=parts)
+    for p in parts:
+        if p.offset < body or p.size < 0 or p.offset + p.size > reader.size:
+            raise CheckpointError(f"checkpoint {reader.where_at(min(p.offset, reader.size))}: "
+                                  f"truncated or corrupted (part {p.name} lies outside the "
+                                  f"{reader.size} bytes stored)")
+    return out
+
+
+def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
+    """Read and check every part; the engine state the checkpoint holds."""
+    header = read_header(reader)
+    parts: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for p in header.parts:
+        data = reader.read(p.offset, p.size)
+        where = reader.where_at(p.offset)
+        if len(data) != p.size:
+            raise CheckpointError(f"checkpoint {where}: truncated (part {p.name})")
+        if hashlib.sha256(data).hexdigest() != p.sha256:
+            raise CheckpointError(f"checkpoint {where}: corrupted (part {p.name} checksum mismatch)")
+        try:
+            if p.kind == "npy":
+                arrays[p.name] = _load_npy(data)
+            elif p.kind == "arrow":
+                parts[p.name] = _load_arrow(data)
+            elif p.kind == "json":
+                parts[p.name] = json.loads(data)
+            else:
+                raise ValueError(f"unknown kind {p.kind!r}")
+        except (ValueError, pa.ArrowException) as exc:
+            raise CheckpointError(f"checkpoint {where}: part {p.name}: {exc}") from None
+    try:
+        snap = _snapshot(header, parts, arrays)
+    except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
+    return header, snap
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    if not data.startswith(_NPY_MAGIC):
+        raise ValueError("not a .npy array")
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    if not isinstance(arr, np.ndarray) or arr.dtype.hasobject:
+        raise ValueError("not a plain numeric array")
+    return arr
+
+
+def _load_arrow(data: bytes) -> pa.Table:
+    table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    table.validate(full=True)
+    return table
+
+
+def _column(parts: dict[str, Any], name: str, schema: pa.Schema) -> pa.Table:
+    table = parts[name]
+    if not table.schema.equals(schema):
+        raise ValueError(f"part {name}: columns {table.schema.names}, expected {schema.names}")
+    return table
+
+
+def _rows(table: pa.Table, cls: type[Any]) -> list[Any]:
+    cols: list[list[Any]] = []
+    for f in dataclasses.fields(cls):
+        if f.name == "features":
+            names = table.column("feature_names").combine_chunks()
+            values = table.column("feature_values").combine_chunks()
+            if names.null_count or values.null_count or not np.array_equal(
+                    names.offsets.to_numpy(), values.offsets.to_numpy()):
+                raise ValueError("feature names and values do not pair up")
+            offsets = (names.offsets.to_numpy() - names.offsets[0].as_py()).tolist()
+            pairs = list(zip(names.flatten().to_pylist(), values.flatten().to_numpy().tolist(),
+                             strict=True))
+            cols.append([tuple(pairs[a:b]) if b > a else () for a, b in itertools.pairwise(offsets)])
+        else:
+            cols.append(_pylist(table.column(f.name)))
+    return [cls(*row) for row in zip(*cols, strict=True)]
+
+
+def _pylist(col: pa.ChunkedArray) -> list[Any]:
+    """Python values of a column (through numpy for numbers: several times faster)."""
+    if col.null_count == 0 and (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)):
+        return list(col.to_numpy().tolist())
+    return list(col.to_pylist())
+
+
+def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> EngineSnapshot:
+    meta = parts["meta"]
+    ids_schema = pa.schema([pa.field("id", pa.large_string())])
+    ids = {kind: _column(parts, f"ids.{kind}", ids_schema).column("id").to_pylist()
+           for kind in ("accounts", "phones", "devices")}
+    decisions = _rows(_column(parts, "decisions", _record_schema(DecisionRecord)),
+                      DecisionRecord)
+    call_schema = pa.schema([pa.field(n, pa.large_string()) for n in ("call_id", "caller", "callee")])
+    call_table = _column(parts, "calls", call_schema)
+    calls: list[list[Any]] = [[c, a, b, None, None] for c, a, b in zip(
+        *(call_table.column(n).to_pylist() for n in ("call_id", "caller", "callee")), strict=True)]
+    rec_table = _column(parts, "calls.records", _record_schema(CallRecord, _CALL_EXTRA))
+    for owner, ended, rec in zip(rec_table.column("call").to_pylist(),
+                                 rec_table.column("ended").to_pylist(),
+                                 _rows(rec_table, CallRecord), strict=True):
+        calls[owner][4 if ended else 3] = rec
+    watch = [WatchEntry(int(k), str(v), str(r), str(s), int(x)) for k, v, r, s, x in parts["watchlist"]]
+    caps: dict[str, int] = {str(k): _int(v) for k, v in meta["capacities"].items()}
+    return EngineSnapshot(
+        created_ms=header.created_ms,
+        policy_version=header.policy_version,
+        arrays=arrays,
+        capacities=caps,
+        accounts=ids["accounts"],
+        phones=ids["phones"],
+        devices=ids["devices"],
+        decisions=decisions,
+        next_seq=_int(meta["next_seq"]),
+        calls=[(c[0], c[1], c[2], c[3], c[4]) for c in calls],
+        watch=watch,
+        journal_seq=header.journal_seq,
+    )
+
+
+def _int(v: object) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+

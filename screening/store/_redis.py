@@ -1,0 +1,228 @@
+"""The Redis backend (redis-py with hiredis).
+
+    PREFIXckpt:gen             generation counter (INCR)
+    PREFIXckpt:GEN:I           chunk I of checkpoint generation GEN (at most 64 MB each)
+    PREFIXckpt:latest          {"gen", "chunks", "size", "chunk_bytes"}: the pointer readers follow
+    PREFIXjournal              list of "SEQ JSON" watchlist changes (RPUSH)
+    PREFIXjournal:seq          journal sequence counter
+
+A checkpoint is written as a new generation, chunk by chunk; then ``latest`` is switched to it
+in one SET; then the old generation is deleted. A crash part way leaves ``latest`` on the
+previous, complete generation (the orphaned chunks go at the next successful write). How
+durable the journal is depends on the Redis server's own persistence (``appendonly yes`` and
+``appendfsync always`` make an acknowledged watchlist change survive a Redis crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from screening.errors import CheckpointError, StoreUnavailable
+from screening.store._base import CheckpointReader, Piece, Store
+
+__all__ = ["CHUNK_BYTES", "RedisStore", "safe_url"]
+
+CHUNK_BYTES = 64 << 20
+
+_APPEND = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[2], n .. ' ' .. ARGV[1])
+return n
+"""
+_TRIM = """
+local upto = tonumber(ARGV[1])
+local dropped = 0
+while true do
+  local v = redis.call('LINDEX', KEYS[1], 0)
+  if not v then break end
+  local n = tonumber(string.match(v, '^(%d+) '))
+  if n == nil or n > upto then break end
+  redis.call('LPOP', KEYS[1])
+  dropped = dropped + 1
+end
+return dropped
+"""
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password (for logs and messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class _RedisReader(CheckpointReader):
+    def __init__(self, store: RedisStore, gen: int, chunks: int, size: int, chunk_bytes: int) -> None:
+        self._store = store
+        self._gen = gen
+        self._chunks = chunks
+        self._chunk_bytes = chunk_bytes
+        self.size = size
+        self.where = f"{store.url} key {store.chunk_key(gen, 0)}"
+
+    def where_at(self, offset: int) -> str:
+        i = min(offset // self._chunk_bytes, max(self._chunks - 1, 0))
+        return f"{self._store.url} key {self._store.chunk_key(self._gen, i)}"
+
+    def read(self, offset: int, size: int) -> bytes:
+        out = []
+        end = min(offset + size, self.size)
+        with self._store.errors("read a checkpoint"):
+            while offset < end:
+                i, at = divmod(offset, self._chunk_bytes)
+                take = min(end - offset, self._chunk_bytes - at)
+                data = self._store.r.getrange(self._store.chunk_key(self._gen, i), at, at + take - 1)
+                if not isinstance(data, bytes) or len(data) != take:
+                    raise CheckpointError(f"checkpoint {self.where_at(offset)}: missing or truncated "
+                                          "chunk")
+                out.append(data)
+                offset += take
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+class RedisStore(Store):
+    """Checkpoints and the watchlist journal under ``prefix`` in the Redis at ``url``."""
+
+    def __init__(self, url: str, prefix: str = "screening:", *, chunk_bytes: int = CHUNK_BYTES,
+                 timeout_s: float = 10.0) -> None:
+        if not 1 <= chunk_bytes <= CHUNK_BYTES:
+            raise ValueError(f"chunk_bytes must be in 1..{CHUNK_BYTES}")
+        self.url = safe_url(url)
+        self.prefix = prefix
+        self.location = f"redis {self.url} prefix {prefix!r}"
+        self.chunk_bytes = chunk_bytes
+        self.r = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s, 3.0),
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+        self._append = self.r.register_script(_APPEND)
+        self._trim = self.r.register_script(_TRIM)
+
+    @contextlib.contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """redis-py's errors -> StoreUnavailable naming the server and what failed."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"storage {self.location}: cannot {action}: {exc}") from exc
+
+    def chunk_key(self, gen: int, i: int) -> str:
+        return f"{self.prefix}ckpt:{gen}:{i}"
+
+    @property
+    def _latest(self) -> str:
+        return f"{self.prefix}ckpt:latest"
+
+    def check(self) -> None:
+        with self.errors("reach the server"):
+            self.r.ping()
+
+    # ------------------------------------------------------------------ checkpoints
+    def write_checkpoint(self, pieces: Iterable[Piece]) -> str:
+        with self.errors("write a checkpoint"):
+            gen = int(self.r.incr(f"{self.prefix}ckpt:gen"))
+        written = size = 0
+        try:
+            with self.errors("write a checkpoint"):
+                for chunk in _chunks(pieces, self.chunk_bytes):
+                    self.r.set(self.chunk_key(gen, written), chunk)
+                    written += 1
+                    size += chunk.nbytes
+                self.r.set(self._latest, json.dumps({"gen": gen, "chunks": written, "size": size,
+                                                     "chunk_bytes": self.chunk_bytes}))
+        except BaseException:
+            with contextlib.suppress(redis.RedisError):
+                if written:
+                    self.r.unlink(*(self.chunk_key(gen, i) for i in range(written)))
+            raise
+        with contextlib.suppress(redis.RedisError):
+            self._drop_other_generations(gen)
+        return f"{self.url} key {self.chunk_key(gen, 0)}"
+
+    def _drop_other_generations(self, keep: int) -> None:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "ckpt:*:*"
+        batch: list[Any] = []
+        for key in self.r.scan_iter(match=pattern, count=1000):
+            gen = key[len(self.prefix.encode()) + 5:].split(b":", 1)[0]
+            if gen.isdigit() and int(gen) != keep:
+                batch.append(key)
+            if len(batch) >= 500:
+                self.r.unlink(*batch)
+                batch = []
+        if batch:
+            self.r.unlink(*batch)
+
+    def open_checkpoint(self) -> CheckpointReader | None:
+        with self.errors("read the latest checkpoint pointer"):
+            raw = self.r.get(self._latest)
+        if raw is None:
+            return None
+        try:
+            p = json.loads(raw)
+            gen, chunks, size, chunk_bytes = (int(p[k]) for k in ("gen", "chunks", "size",
+                                                                   "chunk_bytes"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint pointer {self.url} key {self._latest}: "
+                                  f"malformed ({exc})") from None
+        if chunk_bytes < 1 or chunks < 0 or size < 0:
+            raise CheckpointError(f"checkpoint pointer {self.url} key {self._latest}: malformed")
+        return _RedisReader(self, gen, chunks, size, chunk_bytes)
+
+    # ------------------------------------------------------------------ journal
+    def append_journal(self, entry: bytes) -> int:
+        with self.errors("append to the watchlist journal"):
+            return int(self._append(keys=[f"{self.prefix}journal:seq", f"{self.prefix}journal"],
+                                    args=[entry]))
+
+    def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
+        with self.errors("read the watchlist journal"):
+            raw = self.r.lrange(f"{self.prefix}journal", 0, -1)
+        out = []
+        for i, item in enumerate(raw):
+            item = item if isinstance(item, bytes) else str(item).encode()
+            seq_s, _, entry = item.partition(b" ")
+            if not seq_s.isdigit():
+                raise CheckpointError(f"watchlist journal {self.url} key {self.prefix}journal: "
+                                      f"entry {i} is malformed")
+            if int(seq_s) > after:
+                out.append((int(seq_s), entry))
+        return out
+
+    def trim_journal(self, upto: int) -> int:
+        with self.errors("trim the watchlist journal"):
+            return int(self._trim(keys=[f"{self.prefix}journal"], args=[upto]))
+
+    def close(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.r.close()
+
+
+def _chunks(pieces: Iterable[Piece], size: int) -> Iterator[memoryview]:
+    """The concatenation of ``pieces`` cut into chunks of ``size`` bytes (the last shorter)."""
+    buf = bytearray()
+    for piece in pieces:
+        view = memoryview(piece).cast("B")
+        while len(view):
+            if not buf and len(view) >= size:
+                yield view[:size]  # a whole chunk straight from the piece, uncopied
+                view = view[size:]
+                continue
+            take = min(size - len(buf), len(view))
+            buf += view[:take]
+            view = view[take:]
+            if len(buf) == size:
+                yield memoryview(buf)
+                buf = bytearray()
+    if buf:
+        yield memoryview(buf)

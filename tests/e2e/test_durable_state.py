@@ -1,0 +1,168 @@
+"""State that survives a restart, through real servers on real ports, for both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from screening.auth import Authenticator
+from screening.client import ScreeningClient, call_event, transaction, watch_entry
+from screening.config import Settings, load_settings
+from screening.errors import CheckpointError
+from screening.server import start_server
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import Live, RedisProcess, _start, _stop, free_port, recent, uid
+
+OLD = "2015-01-05"
+
+
+def _settings(backend: str, tmp_path: Path, redis: RedisProcess | None = None,
+              interval: float = 3600.0) -> Settings:
+    storage: dict[str, object] = {"backend": backend, "checkpoint_interval_s": interval}
+    if backend == "file":
+        storage["path"] = str(tmp_path / "state")
+    else:
+        assert redis is not None
+        storage.update(redis_url=redis.url, key_prefix=f"e2e-{uid('p')}:")
+    return load_settings(overrides={"state": {"initial_accounts": 256}, "storage": storage})
+
+
+def _log_events(live: Live, event: str) -> list[dict[str, object]]:
+    return [e for e in map(json.loads, live.log.getvalue().splitlines()) if e.get("event") == event]
+
+
+@pytest.fixture(params=["file", pytest.param("redis", marks=pytest.mark.redis)])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    redis = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    return _settings(request.param, tmp_path, redis)
+
+
+def test_restarted_server_continues_with_the_same_state(store_settings: Settings) -> None:
+    """Stop gracefully, start again on the same store: same features, duplicates and freezes."""
+    payer, payee, mule, victim = uid("payer"), uid("payee"), uid("mule"), uid("victim")
+    tids = [uid("t") for _ in range(6)]
+    live = _start(store_settings)
+    try:
+        first = [live.bank.screen(transaction(t, recent(50 - 5 * i), payer, payee, 120_000 + i,
+                                              payer_opened=OLD, payee_opened=OLD,
+                                              payer_phone="+8613800001111"))
+                 for i, t in enumerate(tids)]
+        live.telecom.report_call(call_event(uid("call"), recent(3), "+8617000000001", "+8613800001111"))
+        assert live.police.update_watchlist(
+            [watch_entry(pb.ENTITY_KIND_ACCOUNT, mule, "case 41", "police")]).added == 1
+        before = live.police.query_account(payer, limit=10)
+        assert before.known and len(before.recent_decisions) == 6
+    finally:
+        _stop(live)
+    saved = _log_events(live, "checkpoint_saved")
+    assert saved and saved[-1]["why"] == "shutdown" and saved[-1]["decisions"] == 6
+
+    again = _start(store_settings)
+    try:
+        restored = _log_events(again, "state_restored")
+        assert restored and restored[0]["accounts"] == 3 and restored[0]["watchlist"] == 1
+        after = again.police.query_account(payer, limit=10)
+        assert dict(after.features) == dict(before.features)
+        assert list(after.recent_decisions) == list(before.recent_decisions)
+        assert (after.first_seen, after.last_seen) == (before.first_seen, before.last_seen)
+        dup = again.bank.screen(transaction(tids[2], recent(40), payer, payee, 120_002))
+        assert dup.duplicate
+        assert (dup.action, list(dup.reasons), dup.risk_score) == (
+            first[2].action, list(first[2].reasons), first[2].risk_score)
+        frozen = again.bank.screen(transaction(uid("t"), recent(1), mule, victim, 5_000))
+        assert frozen.action == pb.ACTION_FREEZE
+        assert [r.code for r in frozen.reasons] == ["PAYER_WATCHLISTED"]
+        listed = again.police.query_account(mule)
+        assert [h.reason for h in listed.watchlist_hits] == ["case 41"]
+    finally:
+        _stop(again)
+
+
+@pytest.mark.redis
+def test_watchlist_update_while_redis_is_down_is_unavailable_and_changes_nothing(
+        redis_server: RedisProcess, tmp_path: Path) -> None:
+    """Redis stopped: UpdateWatchlist fails UNAVAILABLE and the account is not listed."""
+    live = _start(_settings("redis", tmp_path, redis_server))
+    suspect = uid("suspect")
+    try:
+        live.bank.screen(transaction(uid("t"), recent(5), suspect, uid("b"), 1_000))
+        redis_server.stop()
+        with pytest.raises(grpc.RpcError) as info:
+            live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, suspect, "x", "police")])
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "watchlist journal" in (info.value.details() or "")
+        assert list(live.police.query_account(suspect).watchlist_hits) == []
+        d = live.bank.screen(transaction(uid("t"), recent(1), suspect, uid("b"), 1_000))
+        assert d.action != pb.ACTION_FREEZE
+    finally:
+        _stop(live)
+    failed = _log_events(live, "checkpoint_failed")
+    assert failed and failed[-1]["why"] == "shutdown"
+
+
+def test_periodic_checkpoints_are_logged_without_identifiers(tmp_path: Path) -> None:
+    """Checkpoints run in the background and log sizes and times, never an account in clear."""
+    live = _start(_settings("file", tmp_path, interval=0.2))
+    payer = uid("secret-acct")
+    try:
+        live.bank.screen(transaction(uid("t"), recent(2), payer, uid("b"), 9_000))
+        live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, payer, "r", "police")])
+        deadline = time.monotonic() + 10
+        while not _log_events(live, "checkpoint_saved") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        _stop(live)
+    saved = _log_events(live, "checkpoint_saved")
+    assert saved[0]["why"] == "periodic"
+    assert {"bytes", "duration_ms", "lock_ms", "accounts", "where"} <= saved[0].keys()
+    assert payer not in live.log.getvalue()
+
+
+def test_acknowledged_freeze_survives_a_killed_server(tmp_path: Path) -> None:
+    """A server killed with SIGKILL after an acknowledged freeze: the next one still freezes."""
+    settings = _settings("file", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=settings.storage.path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "screening", "serve", "--no-auth", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    mule = uid("mule")
+    try:
+        with ScreeningClient(f"127.0.0.1:{port}") as admin:
+            admin.wait_ready(60)
+            deadline = time.monotonic() + 60
+            while not admin.is_serving() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert admin.update_watchlist(
+                [watch_entry(pb.ENTITY_KIND_ACCOUNT, mule, "case 42", "police")]).added == 1
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert not (Path(settings.storage.path) / "checkpoint.ckpt").exists()  # no checkpoint: journal only
+    live = _start(settings)
+    try:
+        d = live.bank.screen(transaction(uid("t"), recent(1), mule, uid("v"), 5_000))
+        assert d.action == pb.ACTION_FREEZE
+    finally:
+        _stop(live)
+
+
+def test_server_refuses_to_start_on_a_corrupted_checkpoint(tmp_path: Path) -> None:
+    """A damaged checkpoint stops start-up with an error naming the file (no silent reset)."""
+    settings = _settings("file", tmp_path)
+    _stop(_start(settings))
+    path = Path(settings.storage.path) / "checkpoint.ckpt"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"{path}: corrupted"):
+        start_server(settings, port=0, auth=Authenticator({}, enabled=False))

@@ -1,0 +1,103 @@
+"""The watchlist journal: durable appends, torn tails, trimming, replay, all-or-nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from screening.engine import Engine
+from screening.errors import CheckpointError, StoreUnavailable
+from screening.model import NEVER, WatchEntry
+from screening.store import (
+    FileStore,
+    Store,
+    journal_writer,
+    restore_engine,
+    save_checkpoint,
+)
+from tests.store.conftest import busy_engine, full_state, small_settings
+
+
+def test_journal_entries_come_back_in_order_after_reopening(any_store: Store, tmp_path: Path) -> None:
+    """Appended entries are numbered 1, 2, 3 and read back in order, also after a reopen."""
+    seqs = [any_store.append_journal(b'{"n":%d}' % i) for i in range(3)]
+    assert seqs == [1, 2, 3]
+    assert any_store.read_journal(after=1) == [(2, b'{"n":1}'), (3, b'{"n":2}')]
+    if isinstance(any_store, FileStore):
+        any_store.close()
+        with FileStore(any_store.dir) as reopened:
+            assert reopened.read_journal() == [(1, b'{"n":0}'), (2, b'{"n":1}'), (3, b'{"n":2}')]
+            assert reopened.append_journal(b"{}") == 4
+
+
+def test_trim_keeps_only_entries_after_the_checkpoint(any_store: Store) -> None:
+    """Trimming up to n drops entries 1..n; numbering continues after them."""
+    for i in range(5):
+        any_store.append_journal(b"%d" % i)
+    assert any_store.trim_journal(3) == 3
+    assert [s for s, _ in any_store.read_journal()] == [4, 5]
+    assert any_store.append_journal(b"x") == 6
+
+
+def test_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    """A half-written last line (a crash mid-append, never acknowledged) is skipped, then cut."""
+    with FileStore(tmp_path) as store:
+        store.append_journal(b'{"a":1}')
+    with open(store.journal_path, "ab") as f:
+        f.write(b'2 0badc0de {"a":')
+    with FileStore(tmp_path) as store:
+        assert [s for s, _ in store.read_journal()] == [1]
+        assert store.append_journal(b'{"b":2}') == 2
+        assert store.read_journal() == [(1, b'{"a":1}'), (2, b'{"b":2}')]
+
+
+def test_corrupted_line_before_good_ones_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """A damaged line followed by good ones is corruption: refused with file:line."""
+    with FileStore(tmp_path) as store:
+        for i in range(3):
+            store.append_journal(b'{"i":%d}' % i)
+    lines = store.journal_path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"i":1', b'"i":7')
+    store.journal_path.write_bytes(b"".join(lines))
+    with pytest.raises(CheckpointError, match=rf"{store.journal_path}:2: corrupted"):
+        store.read_journal()
+
+
+def test_watchlist_changes_after_the_checkpoint_are_replayed_on_restore(any_store: Store) -> None:
+    """Changes journaled after the last checkpoint are applied on restore, and only those."""
+    engine = busy_engine()
+    engine.journal = journal_writer(any_store, engine.clock_ms)
+    engine.update_watchlist([WatchEntry(1, "A7", "before", "police", NEVER)], [])
+    save_checkpoint(engine, any_store)
+    assert any_store.read_journal() == []  # the checkpoint includes it
+    engine.update_watchlist([WatchEntry(1, "A8", "after", "police", NEVER)], [(1, "A7")])
+    engine.update_watchlist([WatchEntry(1, "new-acct", "after", "police", NEVER)], [])
+    restored = Engine(small_settings(), engine.policy)
+    report = restore_engine(restored, any_store)
+    assert report.journal_applied == 2
+    now = engine.clock_ms()
+    assert restored.watch_entries(1, "A8", now) and not restored.watch_entries(1, "A7", now)
+    assert restored.watch_entries(1, "new-acct", now)
+    assert full_state(restored)["watch"] == full_state(engine)["watch"]
+    assert restored.journal_seq == engine.journal_seq == 3
+
+
+def test_failed_journal_write_changes_nothing(tmp_path: Path) -> None:
+    """When the journal cannot be written the update raises StoreUnavailable and nothing changes."""
+    engine = busy_engine()
+    with FileStore(tmp_path / "state") as store:
+        engine.journal = journal_writer(store, engine.clock_ms)
+        before = full_state(engine)
+        shutil.rmtree(tmp_path / "state")
+        with pytest.raises(StoreUnavailable, match=r"watchlist\.journal"):
+            engine.update_watchlist([WatchEntry(1, "brand-new", "x", "police", NEVER),
+                                     WatchEntry(1, "A9", "x", "police", NEVER)], [(1, "A5")])
+    after = full_state(engine)
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(value, after[key]), key
+        else:
+            assert value == after[key], key

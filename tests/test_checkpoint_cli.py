@@ -1,0 +1,87 @@
+"""Durable state from the command line: SIGTERM writes a checkpoint, `checkpoint inspect` reads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from screening.cli import main
+from screening.client import ScreeningClient, transaction
+from tests.conftest import free_port, recent
+
+
+def _env(**storage: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env.update({f"SCREENING_STORAGE__{k.upper()}": v for k, v in storage.items()})
+    return env
+
+
+def test_sigterm_writes_a_checkpoint_that_inspect_describes(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`screening serve` with a file store checkpoints on SIGTERM; `checkpoint inspect` shows it."""
+    state = tmp_path / "state"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "screening", "serve", "--no-auth", "--port", str(port)],
+        stderr=subprocess.PIPE, text=True, env=_env(backend="file", path=str(state)))
+    try:
+        with ScreeningClient(f"127.0.0.1:{port}") as client:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if client.is_serving():
+                        break
+                except grpc.RpcError:
+                    pass
+                assert time.time() < deadline, "server did not become SERVING"
+                time.sleep(0.1)
+            client.screen(transaction("cli-ck-1", recent(), "6222000011112222", "6222000033334444", 100))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert names.index("checkpoint_saved") < names.index("stopped")
+    assert "6222000011112222" not in err
+
+    assert main(["checkpoint", "inspect", "--path", str(state), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "format        1 (every part's checksum verified)" in out
+    assert "accounts      2" in out and "decisions     1 remembered" in out
+    assert str(state / "checkpoint.ckpt") in out
+
+
+def test_inspect_without_a_checkpoint_says_so(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An empty store: a plain message and exit status 1."""
+    assert main(["checkpoint", "inspect", "--path", str(tmp_path)]) == 1
+    assert "no checkpoint in file" in capsys.readouterr().out
+
+
+def test_inspect_help_explains_the_output() -> None:
+    """`checkpoint inspect --help` says what is printed, where the store comes from, exit codes."""
+    with pytest.raises(SystemExit) as info:
+        main(["checkpoint", "inspect", "--help"])
+    assert info.value.code == 0
+
+
+def test_serve_with_unreachable_redis_exits_with_one_line(tmp_path: Path) -> None:
+    """Redis down at start: exit status 2 and one line naming the store, no stack trace."""
+    port = free_port()
+    proc = subprocess.run([sys.executable, "-m", "screening", "serve", "--no-auth", "--port", "0"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=_env(backend="redis", redis_url=f"redis://:hunter2@127.0.0.1:{port}/0"))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"screening: storage redis redis://:***@127.0.0.1:{port}/0")
+    assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
