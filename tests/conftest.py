@@ -8,13 +8,16 @@ import io
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
 from screening.auth import ROLES, Authenticator
@@ -106,6 +109,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient], None], *,
+                  token: str | None = None, env: Mapping[str, str] | None = None,
+                  cwd: Path | None = None) -> tuple[int, str]:
+    """Run `screening serve` as its own process, do `action` once it is SERVING, then SIGTERM it.
+
+    Returns (exit status, stderr): the tests look at how it shut down and what it logged.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "screening", "serve", "--port", str(port), *args],
+                            stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env=None if env is None else dict(env))
+    try:
+        with ScreeningClient(f"127.0.0.1:{port}", token) as client:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if client.is_serving():
+                        break
+                except grpc.RpcError:
+                    pass
+                assert time.time() < deadline, "server did not become SERVING"
+                time.sleep(0.1)
+            action(client)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
 
 
 class RedisProcess:

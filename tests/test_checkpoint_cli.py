@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from screening.cli import main
-from screening.client import ScreeningClient, transaction
-from tests.conftest import free_port, recent
+from screening.client import transaction
+from tests.conftest import free_port, recent, serve_process
 
 
 def _env(**storage: str) -> dict[str, str]:
@@ -27,28 +24,12 @@ def _env(**storage: str) -> dict[str, str]:
 def test_sigterm_writes_a_checkpoint_that_inspect_describes(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """`screening serve` with a file store checkpoints on SIGTERM; `checkpoint inspect` shows it."""
     state = tmp_path / "state"
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "screening", "serve", "--no-auth", "--port", str(port)],
-        stderr=subprocess.PIPE, text=True, env=_env(backend="file", path=str(state)))
-    try:
-        with ScreeningClient(f"127.0.0.1:{port}") as client:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    if client.is_serving():
-                        break
-                except grpc.RpcError:
-                    pass
-                assert time.time() < deadline, "server did not become SERVING"
-                time.sleep(0.1)
-            client.screen(transaction("cli-ck-1", recent(), "6222000011112222", "6222000033334444", 100))
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
+    status, err = serve_process(
+        ["--no-auth"], free_port(),
+        lambda client: client.screen(
+            transaction("cli-ck-1", recent(), "6222000011112222", "6222000033334444", 100)),
+        env=_env(backend="file", path=str(state)))
+    assert status == 0
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     names = [e["event"] for e in events]
     assert names.index("checkpoint_saved") < names.index("stopped")

@@ -5,25 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import grpc
-
+from screening.auth import add_token
 from screening.cli import main
 from screening.client import ScreeningClient, transaction
 from screening.demo import run_demo
-from tests.conftest import recent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, recent, serve_process
 
 
 def test_help_lists_the_commands(capsys) -> None:  # type: ignore[no-untyped-def]
@@ -71,33 +61,16 @@ def test_serve_process_answers_then_drains_on_sigterm(tmp_path: Path) -> None:
     """`screening serve` as a process: SERVING, decides, exits 0 on SIGTERM, logs JSON masked."""
     tokens = tmp_path / "tokens.toml"
     assert main(["token", "create", "--role", "bank", "--name", "t", "--file", str(tokens)]) == 0
-    token = tokens.read_text()  # the token itself is printed, not stored: make another we know
-    from screening.auth import add_token
-
+    # the created token is printed, not stored: add another whose value the test knows
     token = add_token(tokens, "bank", "cli-test")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "screening", "serve", "--port", str(port), "--tokens", str(tokens)],
-        stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        with ScreeningClient(f"127.0.0.1:{port}", token) as client:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    if client.is_serving():
-                        break
-                except grpc.RpcError:
-                    pass
-                assert time.time() < deadline, "server did not become SERVING"
-                time.sleep(0.2)
-            d = client.screen(transaction("cli-1", recent(), "6222000099998888", "6222000077776666", 100))
-            assert d.transaction_id == "cli-1"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
+
+    def screen_one(client: ScreeningClient) -> None:
+        d = client.screen(transaction("cli-1", recent(), "6222000099998888", "6222000077776666", 100))
+        assert d.transaction_id == "cli-1"
+
+    status, err = serve_process(["--tokens", str(tokens)], free_port(), screen_one,
+                                token=token, cwd=tmp_path)
+    assert status == 0
     events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
     assert events[0] == "serving" and "stopping" in events and events[-1] == "stopped"
     assert "6222000099998888" not in err
