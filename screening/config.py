@@ -198,6 +198,8 @@ class StorageSettings:
     ``none`` keeps everything in the process only; ``file`` writes checkpoints and the
     watchlist journal under ``path``; ``redis`` writes them under ``key_prefix`` in the Redis at
     ``redis_url``. A checkpoint is written every ``checkpoint_interval_s`` (0: only at shutdown).
+    One server writes to a store at a time; with Redis its claim lasts ``lease_s`` unless
+    renewed (a file store's claim is a lock that ends with the process).
     """
 
     backend: str = "none"
@@ -205,6 +207,7 @@ class StorageSettings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "screening:"
     checkpoint_interval_s: float = 300.0
+    lease_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.backend not in STORAGE_BACKENDS:
@@ -217,6 +220,8 @@ class StorageSettings:
             raise ConfigError("[storage] redis_url: expected redis://, rediss:// or unix://")
         if self.checkpoint_interval_s < 0:
             raise ConfigError("[storage] checkpoint_interval_s must be >= 0")
+        if not self.lease_s > 0:
+            raise ConfigError("[storage] lease_s must be > 0")
 
 
 @dataclass(frozen=True)

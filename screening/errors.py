@@ -7,6 +7,7 @@
      ├── Unauthenticated       UNAUTHENTICATED
      ├── PermissionDenied      PERMISSION_DENIED
      ├── StoreUnavailable      UNAVAILABLE        (the state store cannot be reached or written)
+     │    └── StoreBusy                            (another server holds the store's writer lease)
      ├── CheckpointError       (start-up and CLI: a checkpoint of another format, or corrupted;
      │                          names the file or key; never sent to clients)
      ├── ConfigError           (start-up only: bad config or policy file; never sent to clients)
@@ -26,6 +27,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ScreeningError",
+    "StoreBusy",
     "StoreUnavailable",
     "Unauthenticated",
     "status_of",
@@ -65,6 +67,12 @@ class PermissionDenied(ScreeningError):
 
 class StoreUnavailable(ScreeningError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class StoreBusy(StoreUnavailable):
+    """Another server writes to this store (or took it over): two writers would overwrite each
+    other's checkpoints, so the second one does not start and a server that lost the store stops
+    writing to it. The message names the store and the holder."""
 
 
 class CheckpointError(ScreeningError):

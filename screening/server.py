@@ -26,7 +26,14 @@ from screening.logs import get_logger
 from screening.masking import Masker
 from screening.policy import Policy, load_policy
 from screening.service import ScreeningService
-from screening.store import Checkpointer, Store, journal_writer, open_store, restore_engine
+from screening.store import (
+    Checkpointer,
+    Store,
+    WriterLease,
+    journal_writer,
+    open_store,
+    restore_engine,
+)
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
@@ -67,6 +74,7 @@ class RunningServer:
     gc_freezer: _GcFreezer | None = None
     store: Store | None = None
     checkpointer: Checkpointer | None = None
+    lease: WriterLease | None = None
 
     @property
     def address(self) -> str:
@@ -82,6 +90,9 @@ class RunningServer:
             self.checkpointer.stop()
             self.checkpointer.checkpoint("shutdown")
             self.checkpointer = None
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -137,11 +148,14 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         log.warning("auth_disabled", detail="every caller is admin; development only")
     engine = engine or Engine(settings, policy)
     store = store or open_store(settings.storage)
-    checkpointer = None
+    checkpointer = lease = None
     if store is not None:
+        lease = WriterLease(store, get_logger("screening.store"))
         try:
+            lease.claim()  # before reading: a second server on this store stops here
             _restore(engine, store, masker, log)
         except BaseException:
+            lease.release()
             store.close()
             raise
         engine.journal = journal_writer(store, engine.clock_ms)
@@ -176,6 +190,8 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     bind_port = settings.server.port if port is None else port
     bound = server.add_insecure_port(f"{settings.server.host}:{bind_port}")
     if bound == 0:
+        if lease is not None:
+            lease.release()
         if store is not None:
             store.close()
         raise ConfigError(f"cannot bind {settings.server.host}:{bind_port}")
@@ -194,7 +210,8 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
              store=store.location if store is not None else "none")
-    return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer)
+    return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
+                         lease)
 
 
 def serve_forever(running: RunningServer, grace: float) -> None:

@@ -5,7 +5,8 @@ arrays, Arrow tables and JSON in a versioned, checksummed container, written ato
 every watchlist change is written through to a **journal** before it is acknowledged, so a
 freeze is never lost between checkpoints. ``open_store`` picks the backend from
 ``[storage]``; ``restore_engine`` loads the latest checkpoint and replays newer journal
-entries; ``Checkpointer`` writes checkpoints in the background.
+entries; ``Checkpointer`` writes checkpoints in the background; ``WriterLease`` keeps a second
+server off the same store.
 """
 
 from screening.store._base import CheckpointReader, Piece, Store
@@ -13,6 +14,7 @@ from screening.store._durable import (
     Checkpointer,
     CheckpointStats,
     RestoreReport,
+    WriterLease,
     decode_watch_change,
     encode_watch_change,
     journal_writer,
@@ -39,6 +41,7 @@ __all__ = [
     "RedisStore",
     "RestoreReport",
     "Store",
+    "WriterLease",
     "decode",
     "decode_watch_change",
     "encode",

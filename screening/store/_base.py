@@ -49,6 +49,21 @@ class Store(abc.ABC):
     #: a description for logs and messages (no credentials)
     location: str
 
+    def claim_writer(self, owner: str) -> None:  # noqa: B027 - a store of one process needs none
+        """Become the one server writing here, or raise StoreBusy naming the current holder.
+
+        ``owner`` (host, pid, start time) is shown to a second server that tries to start.
+        """
+
+    def renew_writer(self) -> None:  # noqa: B027 - held until released unless it expires
+        """Keep the claim alive; raise StoreBusy when it was lost (another server has it)."""
+
+    def release_writer(self) -> None:  # noqa: B027
+        """Give the claim up (at shutdown, after the last checkpoint)."""
+
+    #: seconds a claim lasts without renewal (None: as long as the process lives)
+    lease_s: float | None = None
+
     @abc.abstractmethod
     def check(self) -> None:
         """Raise StoreUnavailable unless the store can be read and written now."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +14,7 @@ from typing import Any
 
 from screening.config import StorageSettings
 from screening.engine import Engine, WatchJournal
-from screening.errors import CheckpointError, StoreUnavailable
+from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
 from screening.model import WatchEntry
 from screening.store._base import Store
 from screening.store._file import FileStore
@@ -22,6 +25,7 @@ __all__ = [
     "CheckpointStats",
     "Checkpointer",
     "RestoreReport",
+    "WriterLease",
     "decode_watch_change",
     "encode_watch_change",
     "journal_writer",
@@ -43,7 +47,7 @@ def open_store(settings: StorageSettings, *, create: bool = True) -> Store | Non
     if settings.backend == "file":
         store = FileStore(settings.path, create=create)
     else:
-        store = RedisStore(settings.redis_url, settings.key_prefix)
+        store = RedisStore(settings.redis_url, settings.key_prefix, lease_s=settings.lease_s)
     try:
         store.check()
     except StoreUnavailable:
@@ -240,3 +244,52 @@ class Checkpointer:
                       duration_ms=round(stats.seconds * 1000, 1),
                       journal_trimmed=stats.journal_trimmed)
         return stats
+
+
+# ------------------------------------------------------------------ one writer per store
+class WriterLease:
+    """This server's claim on the store: taken before the state is restored (a second server
+    on the same store fails to start, naming the first), renewed in a thread when the store's
+    claim expires, given up at shutdown after the last checkpoint.
+
+    When a renewal finds the claim lost, it logs ``store_lease_lost`` once; the store itself
+    then refuses this server's checkpoints and journal appends (StoreBusy), so the server that
+    holds the store now is never overwritten.
+    """
+
+    def __init__(self, store: Store, log: Any) -> None:
+        self.store = store
+        self.log = log
+        self.owner = (f"host {socket.gethostname()} pid {os.getpid()} since "
+                      f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
+        self.lost = False
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def claim(self) -> None:
+        """Raises StoreBusy naming the holder when another server writes to the store."""
+        self.store.claim_writer(self.owner)
+        if self.store.lease_s is not None:
+            self._thread = threading.Thread(target=self._run, name="store-lease", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self.store.lease_s is not None
+        period = self.store.lease_s / 3
+        while not self._stopped.wait(period):
+            try:
+                self.store.renew_writer()
+            except StoreBusy as exc:
+                self.lost = True
+                self.log.error("store_lease_lost", store=self.store.location, error=str(exc))
+                return
+            except StoreUnavailable as exc:  # try again; the claim lasts lease_s
+                self.log.warning("store_lease_renew_failed", store=self.store.location,
+                                 error=str(exc))
+
+    def release(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.store.release_writer()

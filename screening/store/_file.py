@@ -2,6 +2,10 @@
 
     DIR/checkpoint.ckpt      the latest checkpoint (written to a temp file, fsync'd, renamed)
     DIR/watchlist.journal    one line per watchlist change: "SEQ CRC32 JSON\\n", fsync'd
+    DIR/writer.lock          held (flock) by the one server writing here; says who it is
+
+The lock is the kernel's: it goes with the process, however the process ends, so a crashed
+server never leaves the directory claimed.
 
 A crash while writing a checkpoint leaves only a temp file (removed at the next start); a crash
 while appending to the journal leaves at most a torn last line, which was never acknowledged
@@ -11,6 +15,7 @@ and is ignored (and cut off when the journal is next appended to).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import threading
@@ -19,13 +24,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from screening.errors import CheckpointError, StoreUnavailable
+from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
 from screening.store._base import CheckpointReader, Piece, Store
 
 __all__ = ["FileStore"]
 
 CHECKPOINT = "checkpoint.ckpt"
 JOURNAL = "watchlist.journal"
+WRITER_LOCK = "writer.lock"
 
 
 @contextlib.contextmanager
@@ -84,11 +90,10 @@ class FileStore(Store):
         self._lock = threading.Lock()
         self._journal_fh: BinaryIO | None = None
         self._seq = 0
+        self._writer_fd = -1
         with _errors(self.location, "open the directory"):
             if create:
                 self.dir.mkdir(parents=True, exist_ok=True)
-                for stale in self.dir.glob(f".{CHECKPOINT}.tmp-*"):
-                    stale.unlink()  # a checkpoint write that a crash interrupted
             elif not self.dir.is_dir():
                 raise FileNotFoundError(2, "no such directory")
 
@@ -99,6 +104,40 @@ class FileStore(Store):
     @property
     def journal_path(self) -> Path:
         return self.dir / JOURNAL
+
+    # ------------------------------------------------------------------ the writer
+    def claim_writer(self, owner: str) -> None:
+        if self._writer_fd >= 0:
+            return
+        path = self.dir / WRITER_LOCK
+        with _errors(self.location, f"open {path}"):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreBusy(f"storage {self.location}: another server writes here ({holder}); "
+                            "stop it first, or give each server its own [storage] path") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreUnavailable(f"storage {self.location}: cannot lock {path}: "
+                                   f"{exc.strerror or exc}") from exc
+        try:
+            with _errors(self.location, f"write {path}"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, owner.encode() + b"\n", 0)
+                for stale in self.dir.glob(f".{CHECKPOINT}.tmp-*"):
+                    stale.unlink()  # a checkpoint write that a crash interrupted
+        except BaseException:
+            os.close(fd)
+            raise
+        self._writer_fd = fd
+
+    def release_writer(self) -> None:
+        if self._writer_fd >= 0:
+            os.close(self._writer_fd)  # closing the descriptor drops the flock
+            self._writer_fd = -1
 
     def check(self) -> None:
         with _errors(self.location, "write to the directory"):
@@ -222,6 +261,7 @@ class FileStore(Store):
     def close(self) -> None:
         with self._lock:
             self._close_journal()
+        self.release_writer()
 
 
 def _parse_line(line: bytes) -> tuple[int, bytes] | None:

@@ -5,6 +5,11 @@
     PREFIXckpt:latest          {"gen", "chunks", "size", "chunk_bytes"}: the pointer readers follow
     PREFIXjournal              list of "SEQ JSON" watchlist changes (RPUSH)
     PREFIXjournal:seq          journal sequence counter
+    PREFIXwriter               the writer lease: "OWNER TOKEN", expires unless renewed
+
+One server writes under a prefix: it takes the lease at start (SET NX with an expiry) and
+renews it; the ``latest`` switch and journal appends happen only while it still holds it, so a
+server that lost the lease (paused past its expiry, say) cannot overwrite its successor's state.
 
 A checkpoint is written as a new generation, chunk by chunk; then ``latest`` is switched to it
 in one SET; then the old generation is deleted. A crash part way leaves ``latest`` on the
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,17 +32,32 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from screening.errors import CheckpointError, StoreUnavailable
+from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
 from screening.store._base import CheckpointReader, Piece, Store
 
 __all__ = ["CHUNK_BYTES", "RedisStore", "safe_url"]
 
 CHUNK_BYTES = 64 << 20
 
+# KEYS[3]/ARGV[2]: the writer lease and our token ('' when this store never claimed it)
 _APPEND = """
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local n = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], n .. ' ' .. ARGV[1])
 return n
+"""
+_SET_IF_WRITER = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
 """
 _TRIM = """
 local upto = tonumber(ARGV[1])
@@ -96,9 +117,14 @@ class RedisStore(Store):
     """Checkpoints and the watchlist journal under ``prefix`` in the Redis at ``url``."""
 
     def __init__(self, url: str, prefix: str = "screening:", *, chunk_bytes: int = CHUNK_BYTES,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, lease_s: float = 30.0) -> None:
         if not 1 <= chunk_bytes <= CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be in 1..{CHUNK_BYTES}")
+        if lease_s <= 0:
+            raise ValueError("lease_s must be > 0")
+        self.lease_s = lease_s
+        self._lease_ms = int(lease_s * 1000)
+        self._token = ""
         self.url = safe_url(url)
         self.prefix = prefix
         self.location = f"redis {self.url} prefix {prefix!r}"
@@ -108,6 +134,9 @@ class RedisStore(Store):
             retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
         self._append = self.r.register_script(_APPEND)
         self._trim = self.r.register_script(_TRIM)
+        self._set_if_writer = self.r.register_script(_SET_IF_WRITER)
+        self._renew = self.r.register_script(_RENEW)
+        self._release = self.r.register_script(_RELEASE)
 
     @contextlib.contextmanager
     def errors(self, action: str) -> Iterator[None]:
@@ -124,6 +153,44 @@ class RedisStore(Store):
     def _latest(self) -> str:
         return f"{self.prefix}ckpt:latest"
 
+    # ------------------------------------------------------------------ the writer
+    @property
+    def _writer(self) -> str:
+        return f"{self.prefix}writer"
+
+    def claim_writer(self, owner: str) -> None:
+        token = f"{owner} {secrets.token_hex(8)}"
+        with self.errors("take the writer lease"):
+            if self.r.set(self._writer, token, nx=True, px=self._lease_ms):
+                self._token = token
+                return
+            holder, left_ms = self.r.get(self._writer), self.r.pttl(self._writer)
+        text = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder or "")
+        who = text.rsplit(" ", 1)[0] or "unknown"
+        raise StoreBusy(f"storage {self.location}: another server writes here ({who}; its lease "
+                        f"ends in {max(left_ms, 0) / 1000:.0f} s unless renewed); stop it first, "
+                        "or give each server its own [storage] key_prefix")
+
+    def renew_writer(self) -> None:
+        if not self._token:
+            return
+        with self.errors("renew the writer lease"):
+            kept = self._renew(keys=[self._writer], args=[self._token, self._lease_ms])
+        if not kept:
+            self._token = ""
+            raise StoreBusy(f"storage {self.location}: the writer lease was lost (it expired or "
+                            "another server took it); this server no longer writes here")
+
+    def release_writer(self) -> None:
+        if self._token:
+            with contextlib.suppress(redis.RedisError):
+                self._release(keys=[self._writer], args=[self._token])
+            self._token = ""
+
+    def _lost(self, action: str) -> StoreBusy:
+        return StoreBusy(f"storage {self.location}: cannot {action}: this server no longer holds "
+                         "the writer lease")
+
     def check(self) -> None:
         with self.errors("reach the server"):
             self.r.ping()
@@ -139,8 +206,11 @@ class RedisStore(Store):
                     self.r.set(self.chunk_key(gen, written), chunk)
                     written += 1
                     size += chunk.nbytes
-                self.r.set(self._latest, json.dumps({"gen": gen, "chunks": written, "size": size,
-                                                     "chunk_bytes": self.chunk_bytes}))
+                pointer = json.dumps({"gen": gen, "chunks": written, "size": size,
+                                      "chunk_bytes": self.chunk_bytes})
+                if not self._set_if_writer(keys=[self._writer, self._latest],
+                                           args=[self._token, pointer]):
+                    raise self._lost("write a checkpoint")
         except BaseException:
             with contextlib.suppress(redis.RedisError):
                 if written:
@@ -182,8 +252,11 @@ class RedisStore(Store):
     # ------------------------------------------------------------------ journal
     def append_journal(self, entry: bytes) -> int:
         with self.errors("append to the watchlist journal"):
-            return int(self._append(keys=[f"{self.prefix}journal:seq", f"{self.prefix}journal"],
-                                    args=[entry]))
+            seq = int(self._append(keys=[f"{self.prefix}journal:seq", f"{self.prefix}journal",
+                                         self._writer], args=[entry, self._token]))
+        if seq < 0:
+            raise self._lost("append to the watchlist journal")
+        return seq
 
     def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
         with self.errors("read the watchlist journal"):
@@ -204,6 +277,7 @@ class RedisStore(Store):
             return int(self._trim(keys=[f"{self.prefix}journal"], args=[upto]))
 
     def close(self) -> None:
+        self.release_writer()
         with contextlib.suppress(redis.RedisError):
             self.r.close()
 

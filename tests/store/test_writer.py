@@ -1,0 +1,185 @@
+"""One writer per store: a second server is refused, a server that lost the store writes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from screening.auth import Authenticator
+from screening.client import watch_entry
+from screening.errors import StoreBusy
+from screening.server import start_server
+from screening.store import FileStore, RedisStore, WriterLease, save_checkpoint
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import TOKENS, RedisProcess, _start, _stop, uid
+from tests.e2e.test_durable_state import _settings
+from tests.store.conftest import busy_engine
+
+
+class _Log:
+    """Records structlog-style calls: (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **kw: self.lines.append((level, event, kw))
+
+
+def test_second_file_writer_is_refused_until_the_first_lets_go(tmp_path: Path) -> None:
+    """The message names the directory and who holds it; closing the first frees it."""
+    first = FileStore(tmp_path / "state")
+    first.claim_writer("host a pid 1 since then")
+    with FileStore(tmp_path / "state") as second:
+        with pytest.raises(StoreBusy) as info:
+            second.claim_writer("host b pid 2 since now")
+        assert str(tmp_path / "state") in str(info.value)
+        assert "(host a pid 1 since then)" in str(info.value)
+        first.close()
+        second.claim_writer("host b pid 2 since now")
+        assert (tmp_path / "state" / "writer.lock").read_text() == "host b pid 2 since now\n"
+
+
+@pytest.mark.redis
+def test_second_redis_writer_is_refused_until_the_first_lets_go(redis_server: RedisProcess) -> None:
+    prefix = f"{uid('w')}:"
+    first = RedisStore(redis_server.url, prefix)
+    first.claim_writer("host a pid 1 since then")
+    with RedisStore(redis_server.url, prefix) as second:
+        with pytest.raises(StoreBusy) as info:
+            second.claim_writer("host b pid 2 since now")
+        assert "(host a pid 1 since then; its lease ends in 30 s" in str(info.value)
+        assert prefix in str(info.value)
+        with RedisStore(redis_server.url, f"{uid('other')}:") as elsewhere:
+            elsewhere.claim_writer("host c")  # another prefix is another store
+        first.close()
+        second.claim_writer("host b pid 2 since now")
+
+
+@pytest.mark.redis
+def test_redis_writer_that_lost_its_lease_changes_nothing(redis_server: RedisProcess) -> None:
+    """Past its expiry another server took the store: the old one's checkpoint, journal append
+    and renewal all fail with StoreBusy and the new one's checkpoint stays the latest."""
+    prefix = f"{uid('w')}:"
+    engine = busy_engine()
+    old = RedisStore(redis_server.url, prefix, lease_s=0.2, chunk_bytes=64 * 1024)
+    new = RedisStore(redis_server.url, prefix, chunk_bytes=64 * 1024)
+    try:
+        old.claim_writer("old")
+        save_checkpoint(engine, old)
+        time.sleep(0.4)
+        new.claim_writer("new")
+        where = save_checkpoint(engine, new).where
+        seq = new.append_journal(b'{"x":1}')
+        with pytest.raises(StoreBusy, match="no longer holds the writer lease"):
+            save_checkpoint(engine, old)
+        with pytest.raises(StoreBusy, match="no longer holds the writer lease"):
+            old.append_journal(b'{"x":2}')
+        with pytest.raises(StoreBusy, match="lease was lost"):
+            old.renew_writer()
+        reader = new.open_checkpoint()
+        assert reader is not None and reader.where == where
+        assert [s for s, _ in new.read_journal()] == [seq]
+        keys = {k.decode() for k in new.r.scan_iter(match=f"{prefix}ckpt:*:0")}
+        assert keys == {where.rsplit(" ", 1)[1]}, "the old writer's chunks are gone"
+    finally:
+        old.close()
+        new.close()
+
+
+@pytest.mark.redis
+def test_lease_thread_renews_and_reports_a_loss_once(redis_server: RedisProcess) -> None:
+    prefix = f"{uid('w')}:"
+    store = RedisStore(redis_server.url, prefix, lease_s=0.3)
+    log = _Log()
+    lease = WriterLease(store, log)
+    try:
+        lease.claim()
+        time.sleep(1.0)  # three lease lengths: alive only because the thread renews it
+        with RedisStore(redis_server.url, prefix) as rival:
+            with pytest.raises(StoreBusy):
+                rival.claim_writer("rival")
+            store.r.delete(f"{prefix}writer")  # e.g. Redis restarted without persistence
+            rival.claim_writer("rival")
+            deadline = time.time() + 5
+            while not lease.lost:
+                assert time.time() < deadline, "the loss was not noticed"
+                time.sleep(0.05)
+            assert [e for _, e, _ in log.lines] == ["store_lease_lost"]
+            lease.release()  # must not delete the rival's lease
+            with pytest.raises(StoreBusy):
+                RedisStore(redis_server.url, prefix).claim_writer("third")
+    finally:
+        lease.release()
+        store.close()
+
+
+def test_second_server_on_a_file_store_does_not_start(tmp_path: Path) -> None:
+    """In process: start_server raises StoreBusy before restoring anything."""
+    settings = _settings("file", tmp_path)
+    auth = Authenticator.with_tokens(TOKENS)
+    running = start_server(settings, port=0, auth=auth)
+    try:
+        with pytest.raises(StoreBusy, match=f"pid {os.getpid()}"):
+            start_server(settings, port=0, auth=auth)
+    finally:
+        running.stop(0)
+    again = start_server(settings, port=0, auth=auth)  # the first let go at shutdown
+    again.stop(0)
+
+
+def test_serve_on_a_claimed_store_exits_with_one_line(tmp_path: Path) -> None:
+    """`screening serve` while another holds the directory: status 2, one line naming both."""
+    state = tmp_path / "state"
+    with FileStore(state) as holder:
+        holder.claim_writer("host ops-1 pid 4242 since 2026-12-05T23:00:00+00:00")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+        env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=str(state))
+        proc = subprocess.run([sys.executable, "-m", "screening", "serve", "--no-auth", "--port", "0"],
+                              capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+    assert lines == [f"screening: storage file {state}: another server writes here (host ops-1 "
+                     "pid 4242 since 2026-12-05T23:00:00+00:00); stop it first, or give each "
+                     "server its own [storage] path"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not any(json.loads(line).get("event") == "serving"
+                   for line in proc.stderr.splitlines() if line.startswith("{"))
+
+
+@pytest.mark.redis
+def test_server_that_lost_the_redis_store_refuses_watchlist_writes(redis_server: RedisProcess,
+                                                                   tmp_path: Path) -> None:
+    """Through a real channel: after another server took the store, UpdateWatchlist fails
+    UNAVAILABLE naming the lost lease, and neither the engine nor the journal changed."""
+    settings = _settings("redis", tmp_path, redis_server)
+    settings = replace(settings, storage=replace(settings.storage, lease_s=0.3))
+    prefix = settings.storage.key_prefix
+    live = _start(settings)
+    rival = RedisStore(redis_server.url, prefix)
+    try:
+        entry = watch_entry(pb.ENTITY_KIND_ACCOUNT, uid("mule"), "case 9", "police")
+        assert live.police.update_watchlist([entry]).added == 1
+        rival.r.delete(f"{prefix}writer")
+        rival.claim_writer("rival")
+        before = live.server.engine.snapshot().watch
+        journal = rival.read_journal()
+        with pytest.raises(grpc.RpcError) as info:
+            live.police.update_watchlist(
+                [watch_entry(pb.ENTITY_KIND_ACCOUNT, uid("other"), "case 10", "police")])
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no longer holds the writer lease" in (info.value.details() or "")
+        assert live.server.engine.snapshot().watch == before
+        assert rival.read_journal() == journal
+    finally:
+        _stop(live)
+        rival.close()
