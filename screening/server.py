@@ -147,23 +147,37 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     if not authenticator.enabled:
         log.warning("auth_disabled", detail="every caller is admin; development only")
     engine = engine or Engine(settings, policy)
-    store = store or open_store(settings.storage)
-    checkpointer = lease = None
-    if store is not None:
-        lease = WriterLease(store, get_logger("screening.store"))
-        try:
-            lease.claim()  # before reading: a second server on this store stops here
-            _restore(engine, store, masker, log)
-        except BaseException:
-            lease.release()
-            store.close()
-            raise
-        engine.journal = journal_writer(store, engine.clock_ms)
-        checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
-                                    get_logger("screening.store"))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    store = store or open_store(settings.storage)
+    if store is None:
+        return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log)
+
+    def lost() -> None:  # another server owns the store now: send the traffic there
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    lease = WriterLease(store, get_logger("screening.store"), on_lost=lost)
+    try:
+        lease.claim()  # before reading: a second server on this store stops here
+        _restore(engine, store, masker, log)
+        engine.journal = journal_writer(store, engine.clock_ms)
+        checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
+                                    get_logger("screening.store"))
+        return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,
+                      store=store, checkpointer=checkpointer, lease=lease)
+    except BaseException:
+        lease.release()  # whatever failed, the next start must not find the store claimed
+        store.close()
+        raise
+
+
+def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Authenticator,
+           engine: Engine, health_servicer: health.HealthServicer, port: int | None, log: Any, *,
+           store: Store | None = None, checkpointer: Checkpointer | None = None,
+           lease: WriterLease | None = None) -> RunningServer:
+    """Bind, warm, start and report SERVING (the state is already restored)."""
 
     def denied(method: str, outcome: str, role: str) -> None:
         log.info("access_denied", method=method, outcome=outcome, role=role)
@@ -188,13 +202,13 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     bind_port = settings.server.port if port is None else port
-    bound = server.add_insecure_port(f"{settings.server.host}:{bind_port}")
+    try:
+        bound = server.add_insecure_port(f"{settings.server.host}:{bind_port}")
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        bound = 0
     if bound == 0:
-        if lease is not None:
-            lease.release()
-        if store is not None:
-            store.close()
-        raise ConfigError(f"cannot bind {settings.server.host}:{bind_port}")
+        raise ConfigError(f"cannot bind {settings.server.host}:{bind_port} (in use, or not an "
+                          "address of this machine)")
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up()
     # Long-lived objects out of the collector's way: removes the 20 ms full-collection pauses.
@@ -203,8 +217,9 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     freezer = _GcFreezer()
     freezer.start()
     server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if lease is None or not lease.lost:
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if checkpointer is not None:
         checkpointer.start()
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,

@@ -252,14 +252,16 @@ class WriterLease:
     on the same store fails to start, naming the first), renewed in a thread when the store's
     claim expires, given up at shutdown after the last checkpoint.
 
-    When a renewal finds the claim lost, it logs ``store_lease_lost`` once; the store itself
-    then refuses this server's checkpoints and journal appends (StoreBusy), so the server that
-    holds the store now is never overwritten.
+    When a renewal finds the claim lost, it logs ``store_lease_lost`` once and calls
+    ``on_lost`` (the server reports NOT_SERVING); the store itself then refuses this server's
+    checkpoints and journal appends (StoreBusy), so the server that holds the store now is never
+    overwritten.
     """
 
-    def __init__(self, store: Store, log: Any) -> None:
+    def __init__(self, store: Store, log: Any, on_lost: Callable[[], None] | None = None) -> None:
         self.store = store
         self.log = log
+        self.on_lost = on_lost
         self.owner = (f"host {socket.gethostname()} pid {os.getpid()} since "
                       f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
         self.lost = False
@@ -282,6 +284,8 @@ class WriterLease:
             except StoreBusy as exc:
                 self.lost = True
                 self.log.error("store_lease_lost", store=self.store.location, error=str(exc))
+                if self.on_lost is not None:
+                    self.on_lost()
                 return
             except StoreUnavailable as exc:  # try again; the claim lasts lease_s
                 self.log.warning("store_lease_renew_failed", store=self.store.location,

@@ -12,8 +12,9 @@ renews it; the ``latest`` switch and journal appends happen only while it still 
 server that lost the lease (paused past its expiry, say) cannot overwrite its successor's state.
 
 A checkpoint is written as a new generation, chunk by chunk; then ``latest`` is switched to it
-in one SET; then the old generation is deleted. A crash part way leaves ``latest`` on the
-previous, complete generation (the orphaned chunks go at the next successful write). How
+in one SET; then older generations are deleted (never newer ones: they are a successor's). A
+crash part way leaves ``latest`` on the previous, complete generation (the orphaned chunks go
+at the next successful write). How
 durable the journal is depends on the Redis server's own persistence (``appendonly yes`` and
 ``appendfsync always`` make an acknowledged watchlist change survive a Redis crash).
 """
@@ -26,7 +27,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -75,13 +76,19 @@ return dropped
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its password (for logs and messages)."""
+    """``url`` without its password, in the address or the query (for logs and messages)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+    if parts.query:
+        query = [(k, "***" if k.lower() == "password" else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        # replaced in place: urlunsplit would turn unix:///path into unix:/path
+        head, _, rest = url.partition("?")
+        fragment = rest.partition("#")[2]
+        url = f"{head}?{urlencode(query, safe='*')}" + (f"#{fragment}" if fragment else "")
+    return url
 
 
 class _RedisReader(CheckpointReader):
@@ -124,7 +131,10 @@ class RedisStore(Store):
             raise ValueError("lease_s must be > 0")
         self.lease_s = lease_s
         self._lease_ms = int(lease_s * 1000)
+        # set by claim_writer and never cleared: once the lease is lost or released the token
+        # matches nothing, so every conditional write is refused ('' = never claimed: unchecked)
         self._token = ""
+        self._held = False
         self.url = safe_url(url)
         self.prefix = prefix
         self.location = f"redis {self.url} prefix {prefix!r}"
@@ -163,6 +173,7 @@ class RedisStore(Store):
         with self.errors("take the writer lease"):
             if self.r.set(self._writer, token, nx=True, px=self._lease_ms):
                 self._token = token
+                self._held = True
                 return
             holder, left_ms = self.r.get(self._writer), self.r.pttl(self._writer)
         text = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder or "")
@@ -177,15 +188,15 @@ class RedisStore(Store):
         with self.errors("renew the writer lease"):
             kept = self._renew(keys=[self._writer], args=[self._token, self._lease_ms])
         if not kept:
-            self._token = ""
+            self._held = False
             raise StoreBusy(f"storage {self.location}: the writer lease was lost (it expired or "
                             "another server took it); this server no longer writes here")
 
     def release_writer(self) -> None:
-        if self._token:
+        if self._held:
+            self._held = False
             with contextlib.suppress(redis.RedisError):
                 self._release(keys=[self._writer], args=[self._token])
-            self._token = ""
 
     def _lost(self, action: str) -> StoreBusy:
         return StoreBusy(f"storage {self.location}: cannot {action}: this server no longer holds "
@@ -217,15 +228,15 @@ class RedisStore(Store):
                     self.r.unlink(*(self.chunk_key(gen, i) for i in range(written)))
             raise
         with contextlib.suppress(redis.RedisError):
-            self._drop_other_generations(gen)
+            self._drop_older_generations(gen)
         return f"{self.url} key {self.chunk_key(gen, 0)}"
 
-    def _drop_other_generations(self, keep: int) -> None:
+    def _drop_older_generations(self, keep: int) -> None:
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "ckpt:*:*"
         batch: list[Any] = []
         for key in self.r.scan_iter(match=pattern, count=1000):
             gen = key[len(self.prefix.encode()) + 5:].split(b":", 1)[0]
-            if gen.isdigit() and int(gen) != keep:
+            if gen.isdigit() and int(gen) < keep:
                 batch.append(key)
             if len(batch) >= 500:
                 self.r.unlink(*batch)

@@ -228,11 +228,12 @@ def test_redis_chunks_of_a_crashed_writer_are_ignored_then_removed(redis_server:
     """Chunks of a generation that never became the latest are ignored, then deleted."""
     store = RedisStore(redis_server.url, "t:", chunk_bytes=64 * 1024)
     save_checkpoint(busy_engine(n=50), store)
-    store.r.set("t:ckpt:7:0", b"half a checkpoint")
+    crashed = store.r.incr("t:ckpt:gen")  # the crashed writer took generation 2 ...
+    store.r.set(f"t:ckpt:{crashed}:0", b"half a checkpoint")  # ... and wrote part of it
     assert read_latest_header(store) is not None
     save_checkpoint(busy_engine(n=60), store)
     keys = sorted(store.r.keys("t:ckpt:*"))
-    assert b"t:ckpt:7:0" not in keys and b"t:ckpt:1:0" not in keys
-    assert b"t:ckpt:2:0" in keys
+    assert b"t:ckpt:2:0" not in keys and b"t:ckpt:1:0" not in keys
+    assert b"t:ckpt:3:0" in keys
     header = read_latest_header(store)
     assert header is not None and header.counts["decisions"] == 60

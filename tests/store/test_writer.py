@@ -16,9 +16,9 @@ import pytest
 
 from screening.auth import Authenticator
 from screening.client import watch_entry
-from screening.errors import StoreBusy
+from screening.errors import ConfigError, StoreBusy
 from screening.server import start_server
-from screening.store import FileStore, RedisStore, WriterLease, save_checkpoint
+from screening.store import FileStore, RedisStore, WriterLease, safe_url, save_checkpoint
 from screening.v1 import screening_pb2 as pb
 from tests.conftest import TOKENS, RedisProcess, _start, _stop, uid
 from tests.e2e.test_durable_state import _settings
@@ -67,8 +67,9 @@ def test_second_redis_writer_is_refused_until_the_first_lets_go(redis_server: Re
 
 @pytest.mark.redis
 def test_redis_writer_that_lost_its_lease_changes_nothing(redis_server: RedisProcess) -> None:
-    """Past its expiry another server took the store: the old one's checkpoint, journal append
-    and renewal all fail with StoreBusy and the new one's checkpoint stays the latest."""
+    """Past its expiry another server took the store: the old one's renewal, checkpoint and
+    journal append all fail with StoreBusy (also after it noticed the loss or let go) and the
+    new one's checkpoint stays the latest."""
     prefix = f"{uid('w')}:"
     engine = busy_engine()
     old = RedisStore(redis_server.url, prefix, lease_s=0.2, chunk_bytes=64 * 1024)
@@ -80,12 +81,16 @@ def test_redis_writer_that_lost_its_lease_changes_nothing(redis_server: RedisPro
         new.claim_writer("new")
         where = save_checkpoint(engine, new).where
         seq = new.append_journal(b'{"x":1}')
+        for _ in range(2):  # noticing the loss (as the lease thread does) must not unlock writes
+            with pytest.raises(StoreBusy, match="lease was lost"):
+                old.renew_writer()
         with pytest.raises(StoreBusy, match="no longer holds the writer lease"):
             save_checkpoint(engine, old)
         with pytest.raises(StoreBusy, match="no longer holds the writer lease"):
             old.append_journal(b'{"x":2}')
-        with pytest.raises(StoreBusy, match="lease was lost"):
-            old.renew_writer()
+        old.release_writer()  # nor must letting go
+        with pytest.raises(StoreBusy, match="no longer holds the writer lease"):
+            old.append_journal(b'{"x":3}')
         reader = new.open_checkpoint()
         assert reader is not None and reader.where == where
         assert [s for s, _ in new.read_journal()] == [seq]
@@ -101,7 +106,8 @@ def test_lease_thread_renews_and_reports_a_loss_once(redis_server: RedisProcess)
     prefix = f"{uid('w')}:"
     store = RedisStore(redis_server.url, prefix, lease_s=0.3)
     log = _Log()
-    lease = WriterLease(store, log)
+    calls: list[str] = []
+    lease = WriterLease(store, log, on_lost=lambda: calls.append("lost"))
     try:
         lease.claim()
         time.sleep(1.0)  # three lease lengths: alive only because the thread renews it
@@ -114,7 +120,10 @@ def test_lease_thread_renews_and_reports_a_loss_once(redis_server: RedisProcess)
             while not lease.lost:
                 assert time.time() < deadline, "the loss was not noticed"
                 time.sleep(0.05)
-            assert [e for _, e, _ in log.lines] == ["store_lease_lost"]
+            assert [e for _, e, _ in log.lines] == ["store_lease_lost"] and calls == ["lost"]
+            with pytest.raises(StoreBusy):
+                store.append_journal(b'{"late":1}')
+            assert rival.read_journal() == []
             lease.release()  # must not delete the rival's lease
             with pytest.raises(StoreBusy):
                 RedisStore(redis_server.url, prefix).claim_writer("third")
@@ -159,8 +168,9 @@ def test_serve_on_a_claimed_store_exits_with_one_line(tmp_path: Path) -> None:
 @pytest.mark.redis
 def test_server_that_lost_the_redis_store_refuses_watchlist_writes(redis_server: RedisProcess,
                                                                    tmp_path: Path) -> None:
-    """Through a real channel: after another server took the store, UpdateWatchlist fails
-    UNAVAILABLE naming the lost lease, and neither the engine nor the journal changed."""
+    """Through a real channel: after another server took the store, health turns NOT_SERVING
+    and UpdateWatchlist fails UNAVAILABLE naming the lost lease; neither the engine nor the
+    journal changed."""
     settings = _settings("redis", tmp_path, redis_server)
     settings = replace(settings, storage=replace(settings.storage, lease_s=0.3))
     prefix = settings.storage.key_prefix
@@ -171,6 +181,10 @@ def test_server_that_lost_the_redis_store_refuses_watchlist_writes(redis_server:
         assert live.police.update_watchlist([entry]).added == 1
         rival.r.delete(f"{prefix}writer")
         rival.claim_writer("rival")
+        deadline = time.time() + 5
+        while live.bank.is_serving():  # the lease thread noticed: traffic should go elsewhere
+            assert time.time() < deadline, "health still SERVING after the store was lost"
+            time.sleep(0.05)
         before = live.server.engine.snapshot().watch
         journal = rival.read_journal()
         with pytest.raises(grpc.RpcError) as info:
@@ -183,3 +197,44 @@ def test_server_that_lost_the_redis_store_refuses_watchlist_writes(redis_server:
     finally:
         _stop(live)
         rival.close()
+
+
+@pytest.mark.redis
+def test_old_writer_never_deletes_a_newer_generation(redis_server: RedisProcess) -> None:
+    """A writer cleaning up after its checkpoint deletes only older generations: a successor's
+    checkpoint being written (a newer generation) survives."""
+    prefix = f"{uid('w')}:"
+    engine = busy_engine()
+    with RedisStore(redis_server.url, prefix, chunk_bytes=64 * 1024) as store:
+        save_checkpoint(engine, store)
+        newer = int(store.r.get(f"{prefix}ckpt:gen") or 0) + 5
+        store.r.set(store.chunk_key(newer, 0), b"a successor's chunk")
+        where = save_checkpoint(engine, store).where
+        gens = {int(k.decode().split(":")[-2]) for k in store.r.scan_iter(match=f"{prefix}ckpt:*:0")}
+        assert gens == {int(where.split(":")[-2]), newer}
+
+
+def test_failed_bind_leaves_the_store_unclaimed(tmp_path: Path) -> None:
+    """Start-up failing after the claim (here: the port is taken) gives the store back."""
+    settings = _settings("file", tmp_path)
+    auth = Authenticator.with_tokens(TOKENS)
+    first = start_server(replace(settings, storage=replace(settings.storage,
+                                                           path=str(tmp_path / "other"))),
+                         port=0, auth=auth)
+    try:
+        with pytest.raises(ConfigError, match=f"cannot bind 127.0.0.1:{first.port}"):
+            start_server(settings, port=first.port, auth=auth)
+    finally:
+        first.stop(0)
+    with FileStore(tmp_path / "state") as store:
+        store.claim_writer("next")  # would raise StoreBusy had the failed start kept it
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:hunter2@h:6379/0", "redis://:***@h:6379/0"),
+    ("redis://app:hunter2@h:6379/0?ssl_cert_reqs=none", "redis://app:***@h:6379/0?ssl_cert_reqs=none"),
+    ("unix:///run/redis.sock?password=hunter2&db=1", "unix:///run/redis.sock?password=***&db=1"),
+    ("redis://h:6379/0", "redis://h:6379/0"),
+])
+def test_safe_url_hides_every_password(url: str, shown: str) -> None:
+    assert safe_url(url) == shown
