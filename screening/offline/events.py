@@ -250,7 +250,8 @@ def _codes(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
 def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> EncodedEvents:
     """Sort by event time (ties keep file order), drop repeated ids, build kernel rows."""
     df = frame if "_row" in frame.columns else frame.with_row_index("_row")
-    df = df.sort(["event_time", "_row"])
+    if not df.get_column("event_time").is_sorted():  # files mostly come in time order already;
+        df = df.sort(["event_time", "_row"])  # sorting every column of a big frame is not free
     dup_mask = ~df.get_column("event_id").is_first_distinct()
     duplicates = df.filter(dup_mask).select("_row", "event_id")
     df = df.filter(~dup_mask)

@@ -64,6 +64,18 @@ def test_replay_output_schema_and_order(stream: pl.DataFrame) -> None:
     assert d.get_column("event_time").is_sorted()
 
 
+def test_file_order_does_not_matter_beyond_ties(stream: pl.DataFrame) -> None:
+    """A shuffled file is put in time order (ties in file order): the same decisions as the
+    same rows given already sorted, which skips the sort."""
+    shuffled = stream.sample(fraction=1.0, shuffle=True, seed=3)
+    assert not shuffled.get_column("event_time").is_sorted()
+    presorted = shuffled.sort("event_time", maintain_order=True)
+    a = replay(shuffled, POLICY, SETTINGS).decisions.drop("row")
+    b = replay(presorted, POLICY, SETTINGS).decisions.drop("row")
+    assert a.equals(b)
+    assert a.get_column("event_time").is_sorted()
+
+
 def test_duplicate_event_ids_are_decided_once(stream: pl.DataFrame) -> None:
     """A repeated event id is counted once and repeats the first decision, marked duplicate."""
     doubled = pl.concat([stream, stream.head(20)])
