@@ -7,10 +7,13 @@ before the lock, capacity is checked before anything is interned). No protobuf, 
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -639,8 +642,8 @@ class Engine:
                  for key, arr, rows in self._state_rows()}
         with self._lock:
             locked = time.perf_counter()
-            arrays = {key: _copy_rows(arr, rows, spare.pop(key, None))
-                      for key, arr, rows in self._state_rows()}
+            arrays = _copy_all([(key, arr[:rows], spare.pop(key, None))
+                                for key, arr, rows in self._state_rows()])
             del spare
             caps = {"accounts": self.state.accounts.capacity, "phones": self.state.phones.capacity,
                     "devices": int(self.state.devices.shape[0]),
@@ -790,15 +793,34 @@ def _touched(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _copy_rows(arr: np.ndarray, rows: int, spare: np.ndarray | None) -> np.ndarray:
-    """The first ``rows`` of ``arr``, copied into ``spare`` when it is big enough."""
-    src = arr[:rows]
-    if (spare is None or spare.dtype != src.dtype or spare.shape[1:] != src.shape[1:]
-            or spare.shape[0] < rows):
-        return src.copy()
-    out = spare[:rows]
-    np.copyto(out, src)
+def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[str, np.ndarray]:
+    """Copy each source into its spare (or a new array when the spare does not fit), on every
+    core: the copy is all screening waits for during a checkpoint, and one core's memcpy leaves
+    memory bandwidth unused (1.8x faster with two threads on the project VM)."""
+    out: dict[str, np.ndarray] = {}
+    jobs: list[tuple[np.ndarray, np.ndarray]] = []
+    workers = min(4, os.cpu_count() or 1)
+    for key, src, spare in parts:
+        fits = (spare is not None and spare.dtype == src.dtype
+                and spare.shape[1:] == src.shape[1:] and spare.shape[0] >= src.shape[0])
+        dst = spare[:src.shape[0]] if fits and spare is not None else np.empty_like(src)
+        out[key] = dst
+        # a big array in one piece per worker: small pieces measured slower (each thread's
+        # return to Python waits for the GIL)
+        pieces = workers if src.nbytes >= _SPLIT_BYTES else 1
+        bounds = np.linspace(0, src.shape[0], pieces + 1).astype(int)
+        jobs += [(src[a:b], dst[a:b]) for a, b in itertools.pairwise(bounds.tolist())]
+    if workers == 1 or len(jobs) < 2:
+        for src, dst in jobs:
+            np.copyto(dst, src)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="snapshot-copy") as pool:
+            for _ in pool.map(lambda job: np.copyto(job[1], job[0]), jobs):
+                pass
     return out
+
+
+_SPLIT_BYTES = 256 << 20
 
 
 def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarray],

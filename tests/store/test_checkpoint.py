@@ -237,3 +237,29 @@ def test_redis_chunks_of_a_crashed_writer_are_ignored_then_removed(redis_server:
     assert b"t:ckpt:3:0" in keys
     header = read_latest_header(store)
     assert header is not None and header.counts["decisions"] == 60
+
+
+def test_snapshot_copied_in_pieces_on_several_threads_is_exact(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy under the lock splits big arrays between threads; split at a tiny size (every
+    array but the smallest in pieces, some spares too small or of another dtype) it is exact."""
+    from screening import engine as engine_mod
+
+    engine = busy_engine()
+    whole = engine.snapshot().arrays
+    monkeypatch.setattr(engine_mod, "_SPLIT_BYTES", 1000)
+    monkeypatch.setattr(engine_mod.os, "cpu_count", lambda: 3)  # uneven pieces
+    rng = np.random.default_rng(5)
+    parts = []
+    for i, (key, arr) in enumerate(whole.items()):
+        src, rows, rest = arr.copy(), arr.shape[0], arr.shape[1:]
+        spare = [None,
+                 np.zeros((max(rows - 1, 0), *rest), src.dtype),  # too small
+                 np.zeros((rows, *rest), np.int8 if src.dtype != np.int8 else np.int16),
+                 np.zeros((rows + int(rng.integers(0, 50)), *rest), src.dtype)][i % 4]
+        parts.append((key, src, spare))
+    chunked = engine_mod._copy_all(parts)
+    assert chunked.keys() == whole.keys()
+    assert any(arr[:1].nbytes < 1000 < arr.nbytes for arr in whole.values())  # really chunked
+    for key, arr in whole.items():
+        assert chunked[key].dtype == arr.dtype and np.array_equal(chunked[key], arr), key
