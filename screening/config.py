@@ -199,7 +199,8 @@ class StorageSettings:
     watchlist journal under ``path``; ``redis`` writes them under ``key_prefix`` in the Redis at
     ``redis_url``. A checkpoint is written every ``checkpoint_interval_s`` (0: only at shutdown).
     One server writes to a store at a time; with Redis its claim lasts ``lease_s`` unless
-    renewed (a file store's claim is a lock that ends with the process).
+    renewed (a file store's claim is a lock that ends with the process). A starting server waits
+    up to ``claim_wait_s`` for the holder to let go before it gives up.
     """
 
     backend: str = "none"
@@ -208,6 +209,7 @@ class StorageSettings:
     key_prefix: str = "screening:"
     checkpoint_interval_s: float = 300.0
     lease_s: float = 30.0
+    claim_wait_s: float = 45.0
 
     def __post_init__(self) -> None:
         if self.backend not in STORAGE_BACKENDS:
@@ -222,6 +224,8 @@ class StorageSettings:
             raise ConfigError("[storage] checkpoint_interval_s must be >= 0")
         if not self.lease_s > 0:
             raise ConfigError("[storage] lease_s must be > 0")
+        if not self.claim_wait_s >= 0:
+            raise ConfigError("[storage] claim_wait_s must be >= 0")
 
 
 @dataclass(frozen=True)

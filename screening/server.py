@@ -160,7 +160,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
 
     lease = WriterLease(store, get_logger("screening.store"), on_lost=lost)
     try:
-        lease.claim()  # before reading: a second server on this store stops here
+        lease.claim(settings.storage.claim_wait_s)  # before reading: one server per store
         _restore(engine, store, masker, log)
         engine.journal = journal_writer(store, engine.clock_ms)
         checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,

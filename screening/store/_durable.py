@@ -268,9 +268,26 @@ class WriterLease:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def claim(self) -> None:
-        """Raises StoreBusy naming the holder when another server writes to the store."""
-        self.store.claim_writer(self.owner)
+    def claim(self, wait_s: float = 0.0) -> None:
+        """Take the store, waiting up to ``wait_s`` for its holder to let go (a rolling restart,
+        or a crashed server's Redis lease running out); then raise StoreBusy naming the holder."""
+        deadline = time.monotonic() + wait_s
+        waiting = False
+        while True:
+            try:
+                self.store.claim_writer(self.owner)
+                break
+            except StoreBusy as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                if not waiting:
+                    waiting = True
+                    self.log.warning("store_busy_waiting", store=self.store.location,
+                                     wait_s=round(left, 1), detail=str(exc))
+                time.sleep(min(0.25, left))
+        if waiting:
+            self.log.info("store_claimed", store=self.store.location)
         if self.store.lease_s is not None:
             self._thread = threading.Thread(target=self._run, name="store-lease", daemon=True)
             self._thread.start()

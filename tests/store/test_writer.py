@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 
 from screening.auth import Authenticator
 from screening.client import watch_entry
+from screening.config import Settings
 from screening.errors import ConfigError, StoreBusy
+from screening.model import NEVER, WatchEntry
 from screening.server import start_server
 from screening.store import FileStore, RedisStore, WriterLease, safe_url, save_checkpoint
 from screening.v1 import screening_pb2 as pb
@@ -132,18 +135,43 @@ def test_lease_thread_renews_and_reports_a_loss_once(redis_server: RedisProcess)
         store.close()
 
 
+def _no_wait(settings: Settings, wait_s: float = 0.0) -> Settings:
+    return replace(settings, storage=replace(settings.storage, claim_wait_s=wait_s))
+
+
 def test_second_server_on_a_file_store_does_not_start(tmp_path: Path) -> None:
-    """In process: start_server raises StoreBusy before restoring anything."""
-    settings = _settings("file", tmp_path)
+    """In process: start_server raises StoreBusy (after its wait) before restoring anything."""
+    settings = _no_wait(_settings("file", tmp_path), 0.5)
     auth = Authenticator.with_tokens(TOKENS)
     running = start_server(settings, port=0, auth=auth)
     try:
+        t0 = time.monotonic()
         with pytest.raises(StoreBusy, match=f"pid {os.getpid()}"):
             start_server(settings, port=0, auth=auth)
+        assert time.monotonic() - t0 >= 0.5, "gave up before claim_wait_s"
     finally:
         running.stop(0)
     again = start_server(settings, port=0, auth=auth)  # the first let go at shutdown
     again.stop(0)
+
+
+def test_starting_server_waits_for_the_holder_to_let_go(tmp_path: Path) -> None:
+    """A rolling restart: the new server starts while the old one still runs, waits, and takes
+    the store (with the old one's final checkpoint) once the old one stops."""
+    settings = _settings("file", tmp_path)
+    auth = Authenticator.with_tokens(TOKENS)
+    old = start_server(settings, port=0, auth=auth)
+    old.engine.update_watchlist([WatchEntry(1, "6222000011110000", "case 3", "police", NEVER)], [])
+    stopper = threading.Timer(1.0, old.stop, kwargs={"grace": 0})
+    stopper.start()
+    t0 = time.monotonic()
+    new = start_server(_no_wait(settings, 30.0), port=0, auth=auth)
+    try:
+        assert 0.9 <= time.monotonic() - t0 < 30
+        assert [e.value for e in new.engine.snapshot().watch] == ["6222000011110000"]
+    finally:
+        stopper.join()
+        new.stop(0)
 
 
 def test_serve_on_a_claimed_store_exits_with_one_line(tmp_path: Path) -> None:
@@ -152,7 +180,8 @@ def test_serve_on_a_claimed_store_exits_with_one_line(tmp_path: Path) -> None:
     with FileStore(state) as holder:
         holder.claim_writer("host ops-1 pid 4242 since 2026-12-05T23:00:00+00:00")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
-        env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=str(state))
+        env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=str(state),
+                   SCREENING_STORAGE__CLAIM_WAIT_S="0.5")
         proc = subprocess.run([sys.executable, "-m", "screening", "serve", "--no-auth", "--port", "0"],
                               capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -161,8 +190,9 @@ def test_serve_on_a_claimed_store_exits_with_one_line(tmp_path: Path) -> None:
                      "pid 4242 since 2026-12-05T23:00:00+00:00); stop it first, or give each "
                      "server its own [storage] path"], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not any(json.loads(line).get("event") == "serving"
-                   for line in proc.stderr.splitlines() if line.startswith("{"))
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert "serving" not in [e["event"] for e in events]
+    assert [e["wait_s"] for e in events if e["event"] == "store_busy_waiting"] == [0.5]
 
 
 @pytest.mark.redis
@@ -216,7 +246,7 @@ def test_old_writer_never_deletes_a_newer_generation(redis_server: RedisProcess)
 
 def test_failed_bind_leaves_the_store_unclaimed(tmp_path: Path) -> None:
     """Start-up failing after the claim (here: the port is taken) gives the store back."""
-    settings = _settings("file", tmp_path)
+    settings = _no_wait(_settings("file", tmp_path))
     auth = Authenticator.with_tokens(TOKENS)
     first = start_server(replace(settings, storage=replace(settings.storage,
                                                            path=str(tmp_path / "other"))),
