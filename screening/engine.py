@@ -801,9 +801,11 @@ def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[st
     jobs: list[tuple[np.ndarray, np.ndarray]] = []
     workers = min(4, os.cpu_count() or 1)
     for key, src, spare in parts:
-        fits = (spare is not None and spare.dtype == src.dtype
-                and spare.shape[1:] == src.shape[1:] and spare.shape[0] >= src.shape[0])
-        dst = spare[:src.shape[0]] if fits and spare is not None else np.empty_like(src)
+        if (spare is not None and spare.dtype == src.dtype and spare.shape[1:] == src.shape[1:]
+                and spare.shape[0] >= src.shape[0]):
+            dst = spare[:src.shape[0]]
+        else:
+            dst = np.empty_like(src)
         out[key] = dst
         # a big array in one piece per worker: small pieces measured slower (each thread's
         # return to Python waits for the GIL)

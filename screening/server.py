@@ -148,15 +148,13 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         log.warning("auth_disabled", detail="every caller is admin; development only")
     engine = engine or Engine(settings, policy)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     store = store or open_store(settings.storage)
     if store is None:
         return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log)
 
     def lost() -> None:  # another server owns the store now: send the traffic there
-        for name in ("", SERVICE_NAME):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     lease = WriterLease(store, get_logger("screening.store"), on_lost=lost)
     try:
@@ -171,6 +169,12 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         lease.release()  # whatever failed, the next start must not find the store claimed
         store.close()
         raise
+
+
+def _set_health(servicer: health.HealthServicer, status: Any) -> None:
+    """The same status for the server as a whole and for the Screening service."""
+    for name in ("", SERVICE_NAME):
+        servicer.set(name, status)
 
 
 def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Authenticator,
@@ -218,8 +222,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     freezer.start()
     server.start()
     if lease is None or not lease.lost:
-        for name in ("", SERVICE_NAME):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     if checkpointer is not None:
         checkpointer.start()
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,

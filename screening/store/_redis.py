@@ -14,9 +14,9 @@ server that lost the lease (paused past its expiry, say) cannot overwrite its su
 A checkpoint is written as a new generation, chunk by chunk; then ``latest`` is switched to it
 in one SET; then older generations are deleted (never newer ones: they are a successor's). A
 crash part way leaves ``latest`` on the previous, complete generation (the orphaned chunks go
-at the next successful write). How
-durable the journal is depends on the Redis server's own persistence (``appendonly yes`` and
-``appendfsync always`` make an acknowledged watchlist change survive a Redis crash).
+at the next successful write). How durable the journal is depends on the Redis server's own
+persistence (``appendonly yes`` and ``appendfsync always`` make an acknowledged watchlist change
+survive a Redis crash).
 """
 
 from __future__ import annotations
