@@ -86,6 +86,15 @@ class Store(abc.ABC):
         """Append one entry durably; returns its sequence number (1, 2, ...; never reused)."""
 
     @abc.abstractmethod
+    def advance_journal(self, seq: int) -> None:
+        """Number later entries above ``seq``.
+
+        A restored checkpoint includes the changes up to its ``journal_seq``, and a journal
+        trimmed empty no longer shows how far numbering went: an entry numbered at or below it
+        would be skipped by the next restore.
+        """
+
+    @abc.abstractmethod
     def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
         """Entries with a sequence number above ``after``, in order."""
 

@@ -135,6 +135,7 @@ def restore_engine(engine: Engine, store: Store) -> RestoreReport:
         if engine.apply_journal(seq, upserts, removes):
             report.journal_applied += 1
             report.journal_entities += [e.value for e in upserts] + [v for _, v in removes]
+    store.advance_journal(engine.journal_seq)
     report.seconds = time.perf_counter() - t0
     return report
 

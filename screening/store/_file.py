@@ -192,6 +192,10 @@ class FileStore(Store):
             self._seq = seq
             return seq
 
+    def advance_journal(self, seq: int) -> None:
+        with self._lock:
+            self._seq = max(self._seq, seq)
+
     def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
         with self._lock:
             entries, _ = self._scan()

@@ -48,6 +48,10 @@ class MemoryStore(Store):
             self.journal.append((self._seq, bytes(entry)))
             return self._seq
 
+    def advance_journal(self, seq: int) -> None:
+        with self._lock:
+            self._seq = max(self._seq, seq)
+
     def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
         with self._lock:
             return [(s, e) for s, e in self.journal if s > after]

@@ -47,6 +47,12 @@ local n = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], n .. ' ' .. ARGV[1])
 return n
 """
+_ADVANCE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
 _SET_IF_WRITER = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -144,6 +150,7 @@ class RedisStore(Store):
             retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
         self._append = self.r.register_script(_APPEND)
         self._trim = self.r.register_script(_TRIM)
+        self._advance = self.r.register_script(_ADVANCE)
         self._set_if_writer = self.r.register_script(_SET_IF_WRITER)
         self._renew = self.r.register_script(_RENEW)
         self._release = self.r.register_script(_RELEASE)
@@ -268,6 +275,10 @@ class RedisStore(Store):
         if seq < 0:
             raise self._lost("append to the watchlist journal")
         return seq
+
+    def advance_journal(self, seq: int) -> None:
+        with self.errors("number the watchlist journal"):
+            self._advance(keys=[f"{self.prefix}journal:seq"], args=[seq])
 
     def read_journal(self, after: int = 0) -> list[tuple[int, bytes]]:
         with self.errors("read the watchlist journal"):

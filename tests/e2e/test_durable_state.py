@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -126,32 +127,67 @@ def test_periodic_checkpoints_are_logged_without_identifiers(tmp_path: Path) -> 
     assert payer not in live.log.getvalue()
 
 
-def test_acknowledged_freeze_survives_a_killed_server(tmp_path: Path) -> None:
-    """A server killed with SIGKILL after an acknowledged freeze: the next one still freezes."""
-    settings = _settings("file", tmp_path)
+def _killed_server(settings: Settings, action: Callable[[ScreeningClient], None]) -> None:
+    """Run `screening serve` on ``settings``' store as its own process, do ``action`` once it is
+    SERVING, then SIGKILL it (no shutdown checkpoint; a Redis lease of 1 s is left to expire)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
-    env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=settings.storage.path)
+    st = settings.storage
+    env.update(SCREENING_STORAGE__BACKEND=st.backend, SCREENING_STORAGE__PATH=st.path,
+               SCREENING_STORAGE__REDIS_URL=st.redis_url, SCREENING_STORAGE__KEY_PREFIX=st.key_prefix,
+               SCREENING_STORAGE__LEASE_S="1")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "screening", "serve", "--no-auth", "--port",
                              str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    mule = uid("mule")
     try:
         with ScreeningClient(f"127.0.0.1:{port}") as admin:
             admin.wait_ready(60)
             deadline = time.monotonic() + 60
             while not admin.is_serving() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert admin.update_watchlist(
-                [watch_entry(pb.ENTITY_KIND_ACCOUNT, mule, "case 42", "police")]).added == 1
+            action(admin)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+
+
+def _freeze(account: str, reason: str) -> Callable[[ScreeningClient], None]:
+    def action(client: ScreeningClient) -> None:
+        assert client.update_watchlist(
+            [watch_entry(pb.ENTITY_KIND_ACCOUNT, account, reason, "police")]).added == 1
+    return action
+
+
+def test_acknowledged_freeze_survives_a_killed_server(tmp_path: Path) -> None:
+    """A server killed with SIGKILL after an acknowledged freeze: the next one still freezes."""
+    settings = _settings("file", tmp_path)
+    mule = uid("mule")
+    _killed_server(settings, _freeze(mule, "case 42"))
     assert not (Path(settings.storage.path) / "checkpoint.ckpt").exists()  # no checkpoint: journal only
     live = _start(settings)
     try:
         d = live.bank.screen(transaction(uid("t"), recent(1), mule, uid("v"), 5_000))
         assert d.action == pb.ACTION_FREEZE
+    finally:
+        _stop(live)
+
+
+def test_freeze_after_a_graceful_restart_survives_a_killed_server(store_settings: Settings) -> None:
+    """Three freezes, graceful stop (checkpoint, journal trimmed), restart, a fourth freeze, kill:
+    the next server holds all four (the fourth is numbered after the checkpoint's three)."""
+    mules = [uid("mule") for _ in range(4)]
+    live = _start(store_settings)
+    try:
+        for i, mule in enumerate(mules[:3]):
+            _freeze(mule, f"case {i}")(live.police)
+    finally:
+        _stop(live)
+    _killed_server(store_settings, _freeze(mules[3], "case 3"))
+    live = _start(store_settings)
+    try:
+        for mule in mules:
+            d = live.bank.screen(transaction(uid("t"), recent(1), mule, uid("v"), 5_000))
+            assert d.action == pb.ACTION_FREEZE, mule
     finally:
         _stop(live)
 

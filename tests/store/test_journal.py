@@ -13,6 +13,8 @@ from screening.errors import CheckpointError, StoreUnavailable
 from screening.model import NEVER, WatchEntry
 from screening.store import (
     FileStore,
+    MemoryStore,
+    RedisStore,
     Store,
     journal_writer,
     restore_engine,
@@ -83,6 +85,44 @@ def test_watchlist_changes_after_the_checkpoint_are_replayed_on_restore(any_stor
     assert restored.watch_entries(1, "new-acct", now)
     assert full_state(restored)["watch"] == full_state(engine)["watch"]
     assert restored.journal_seq == engine.journal_seq == 3
+
+
+def _reopened(store: Store) -> Store:
+    """The same store as a new process would open it (a memory store lives in the process)."""
+    if isinstance(store, MemoryStore):
+        return store
+    store.close()
+    if isinstance(store, FileStore):
+        return FileStore(store.dir)
+    assert isinstance(store, RedisStore)
+    return RedisStore(store.url, store.prefix, chunk_bytes=256 * 1024)
+
+
+def test_change_after_a_restart_from_a_trimmed_journal_survives_the_next_restore(
+        any_store: Store) -> None:
+    """Checkpoint (journal trimmed empty), restart, one more change, crash: the next restore
+    applies it (numbering continues above the checkpoint's journal_seq, never from 1 again)."""
+    engine = busy_engine()
+    engine.journal = journal_writer(any_store, engine.clock_ms)
+    for i in range(3):
+        engine.update_watchlist([WatchEntry(1, f"early-{i}", "before", "police", NEVER)], [])
+    save_checkpoint(engine, any_store)
+    assert any_store.read_journal() == []
+    store = _reopened(any_store)
+    try:
+        second = Engine(small_settings(), engine.policy)
+        restore_engine(second, store)
+        second.journal = journal_writer(store, second.clock_ms)
+        second.update_watchlist([WatchEntry(1, "late-mule", "after restart", "police", NEVER)], [])
+        assert second.journal_seq > engine.journal_seq
+        store = _reopened(store)  # crash: no checkpoint; a third server restores
+        third = Engine(small_settings(), engine.policy)
+        report = restore_engine(third, store)
+    finally:
+        store.close()
+    assert report.journal_applied == 1
+    assert third.watch_entries(1, "late-mule", engine.clock_ms())
+    assert full_state(third)["watch"] == full_state(second)["watch"]
 
 
 def test_failed_journal_write_changes_nothing(tmp_path: Path) -> None:
