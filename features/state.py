@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 NO_TIME = int(k.NO_TIME)
+# latest window epoch restored state may hold (the window arithmetic then cannot overflow int64)
+MAX_EPOCH = 2**62
 N_EXTRA = k.N_EXTRA
 _NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
 _ALL_FEATURES = np.ones(k.N_TXN_FEATURE, dtype=np.uint8)
@@ -300,6 +302,39 @@ class FeatureState:
         a = self.accounts
         k._snapshot(a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl, idx, ts_ms, tz_ms, out)
         return out
+
+    # ------------------------------------------------------------ restored state
+    def check(self) -> None:
+        """Raise ValueError naming the array when a value breaks what the kernels assume.
+
+        The kernels run without bounds checks, so state loaded from outside (a checkpoint)
+        must not make them loop forever or write out of bounds: heads of the time windows
+        within the epochs the window arithmetic handles without overflow, and a relationship
+        table with a free slot (linear probing ends there) and its count right.
+        """
+        for kind, ent in (("accounts", self.accounts), ("phones", self.phones)):
+            head = ent.head
+            if head.size and (int(head.min()) < int(k.EMPTY_EPOCH) or int(head.max()) > MAX_EPOCH):
+                raise ValueError(f"features.{kind}.head: window epochs outside "
+                                 f"[{int(k.EMPTY_EPOCH)}, {MAX_EPOCH}]")
+        cap = self.pair_capacity
+        if cap < 16 or cap & (cap - 1):
+            raise ValueError(f"features.pairs: {cap} slots, expected a power of two >= 16")
+        used = int(np.count_nonzero(self.pairs[:, 0] != k.PAIR_EMPTY))
+        if used >= cap:
+            raise ValueError("features.pairs: no free slot (a lookup would never end)")
+        if self.pair_meta.shape != (1,) or int(self.pair_meta[0]) != used:
+            raise ValueError(f"features.pair_meta: says {self.pair_meta.tolist()} relationships, "
+                             f"the table holds {used}")
+
+    @staticmethod
+    def nbytes_for(accounts: int, phones: int, devices: int, pairs: int) -> int:
+        """Bytes ``create`` allocates for these capacities (to refuse an impossible size from
+        outside before allocating it)."""
+        one = FeatureState.create(1, 1, 1, 16)
+        return (accounts * one.bytes_per_account() + phones * one.bytes_per_phone()
+                + devices * int(one.devices[0].nbytes)
+                + _next_pow2(max(pairs, 1)) * one.bytes_per_pair_slot())
 
     # ------------------------------------------------------------ memory
     def bytes_per_account(self) -> int:

@@ -268,6 +268,58 @@ class LiveGraph:
         if self.edge_count + new_edges > self.edge_capacity:
             self._evict(self.edge_capacity // 2 - new_edges)
 
+    def check(self, entities: tuple[int, int, int]) -> None:
+        """Raise ValueError naming the array when the store breaks what the kernels assume.
+
+        The kernels follow edge numbers without bounds checks, so a store loaded from outside (a
+        checkpoint) must hold: edge ends are nodes of the ``entities`` (accounts, phones,
+        devices) known, of the kinds the edge kind joins; every list head, next pointer and last
+        link is an edge of the right node or -1; each edge is in exactly one out-list and one
+        in-list; lists run strictly newest first (time, then arrival), so none loops.
+        """
+        n = self.edge_count
+        if not 0 <= n <= self.edge_capacity:
+            raise ValueError(f"graph.meta: {n} edges, capacity {self.edge_capacity}")
+        if int(self.meta[k.M_STAMP]) < 0:
+            raise ValueError("graph.meta: negative search stamp")
+        e32, ts, kind = self.e32[:n].astype(np.int64), self.e64[:n, k.E_TS], self.ekind[:n]
+        src, dst = e32[:, k.E_SRC], e32[:, k.E_DST]
+        limit = np.array(entities, dtype=np.int64)
+        for name, ends in (("source", src), ("target", dst)):
+            if n and (ends.min() < 0 or ends.max() >= self.node_capacity
+                      or np.any(ends // k.N_NODE_KINDS >= limit[ends % k.N_NODE_KINDS])):
+                raise ValueError(f"graph.e32: an edge {name} is not a known node")
+        joins = np.array([[k.NK_ACCOUNT, k.NK_ACCOUNT], [k.NK_PHONE, k.NK_PHONE],
+                          [k.NK_ACCOUNT, k.NK_PHONE], [k.NK_ACCOUNT, k.NK_DEVICE]], dtype=np.int64)
+        if n and (kind.min() < 0 or kind.max() >= len(EDGE_KINDS)):
+            raise ValueError("graph.ekind: unknown edge kind")
+        if n and (np.any(src % k.N_NODE_KINDS != joins[kind, 0])
+                  or np.any(dst % k.N_NODE_KINDS != joins[kind, 1])):
+            raise ValueError("graph.e32: an edge joins nodes of kinds its kind does not join")
+        nodes = np.arange(self.node_capacity, dtype=np.int64)
+        edges = np.arange(n, dtype=np.int64)
+        for what, hcol, ncol, ends in (("out", k.N_HEAD_OUT, k.E_NEXT_OUT, src),
+                                       ("in", k.N_HEAD_IN, k.E_NEXT_IN, dst)):
+            heads = self.n32[:, hcol].astype(np.int64)
+            nxt = e32[:, ncol]
+            if heads.min() < -1 or heads.max() >= n or (n and (nxt.min() < -1 or nxt.max() >= n)):
+                raise ValueError(f"graph: an {what}-list pointer is not an edge")
+            hv, nv = heads >= 0, nxt >= 0
+            if np.any(ends[heads[hv]] != nodes[hv]) or np.any(ends[nxt[nv]] != ends[nv]):
+                raise ValueError(f"graph: an {what}-list holds another node's edge")
+            later, earlier = edges[nv], nxt[nv]
+            if np.any((ts[earlier] > ts[later]) | ((ts[earlier] == ts[later]) & (earlier >= later))):
+                raise ValueError(f"graph: an {what}-list is not newest first")
+            if np.any(np.bincount(np.concatenate([heads[hv], earlier]), minlength=n) != 1):
+                raise ValueError(f"graph: an edge is not in exactly one {what}-list")
+        for col, link_kind in ((k.N_LINK_PHONE, k.K_LINK_PHONE), (k.N_LINK_DEVICE, k.K_LINK_DEVICE)):
+            last = self.n32[:, col].astype(np.int64)
+            if last.min() < -1 or last.max() >= n:
+                raise ValueError("graph.n32: a last link is not an edge")
+            lv = last >= 0
+            if np.any(src[last[lv]] != nodes[lv]) or np.any(kind[last[lv]] != link_kind):
+                raise ValueError("graph.n32: a last link is not the node's link of its kind")
+
     def compact(self, min_ts: int) -> int:
         """Drop edges older than ``min_ts``; returns how many were dropped."""
         remap = np.empty(max(self.edge_count, 1), dtype=np.int32)

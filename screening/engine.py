@@ -29,7 +29,7 @@ from features.layout import (
 )
 from features.state import N_EXTRA, NO_TIME, FeatureState, empty_events
 from graph.case import CaseInput
-from graph.live import LiveGraph, node_id
+from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
 from screening.errors import CapacityExceeded, InvalidRequest, NotFound
 from screening.model import (
@@ -43,7 +43,7 @@ from screening.model import (
     TxnInput,
     WatchEntry,
 )
-from screening.policy import ACTION_NAMES, Policy
+from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy
 
 __all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "DecisionLog",
            "Engine", "EngineSnapshot", "Interner", "WatchJournal", "WatchlistChange",
@@ -693,8 +693,10 @@ class Engine:
         notes: list[str] = []
         caps = snap.capacities
         width = self.settings.state.recent_decisions_per_account
-        if caps.get("recent_width") != width:
-            raise ValueError(f"state.recent_decisions_per_account is {caps.get('recent_width')} in "
+        in_ckpt = "graph.meta" in snap.arrays
+        _check_capacities(caps, graph=self.graph is not None and in_ckpt)
+        if caps["recent_width"] != width:
+            raise ValueError(f"state.recent_decisions_per_account is {caps['recent_width']} in "
                              f"the checkpoint and {width} in the settings")
         accounts = Interner.from_names(snap.accounts)
         phones = Interner.from_names(snap.phones)
@@ -707,8 +709,8 @@ class Engine:
         recent_pos = np.zeros(caps["accounts"], dtype=np.int64)
         used |= _fill("", {"recent": recent, "recent_pos": recent_pos}, snap.arrays,
                       lambda _name: len(accounts))
+        state.check()
         graph = None
-        in_ckpt = "graph.meta" in snap.arrays
         if self.graph is not None and in_ckpt:
             graph = LiveGraph(nodes=caps["graph_nodes"], edges=caps["graph_edges"],
                               max_edges=self.settings.graph.max_edges)
@@ -723,6 +725,7 @@ class Engine:
             used |= _fill("graph.", targets, snap.arrays,
                           lambda name: edges if name in ("e32", "e64", "ekind")
                           else used_nodes if name in ("n32", "watch") else None)
+            graph.check((len(accounts), len(phones), len(devices)))
         elif self.graph is not None:
             s = self.settings.state
             graph = LiveGraph(nodes=3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
@@ -746,11 +749,19 @@ class Engine:
         for rec in snap.decisions:
             if not last < rec.seq < snap.next_seq:
                 raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
+            if rec.action not in ACTION_NAMES or rec.reason_bits < 0:
+                raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
+                                 f"{rec.reason_bits}")
             last = rec.seq
             decisions.add(rec)
         decisions.next_seq = snap.next_seq
         calls: OrderedDict[str, _CallState] = OrderedDict()
         for cid, caller, callee, ringing, ended in snap.calls:
+            for call_rec in (ringing, ended):
+                if call_rec is not None and (call_rec.action not in CALL_ACTION_NAMES
+                                             or call_rec.reason_bits < 0):
+                    raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
+                                     f"{call_rec.reason_bits}")
             calls[cid] = _CallState(caller, callee, ringing, ended)
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
@@ -823,6 +834,28 @@ def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[st
 
 
 _SPLIT_BYTES = 256 << 20
+
+
+_CAPACITIES = ("accounts", "phones", "devices", "pairs", "recent_width")
+
+
+def _check_capacities(caps: dict[str, int], *, graph: bool) -> None:
+    """Raise ValueError unless ``caps`` names every capacity as a positive integer and together
+    they fit in this machine's memory (a damaged or crafted checkpoint must not make the server
+    try to allocate terabytes)."""
+    names = _CAPACITIES + (("graph_nodes", "graph_edges") if graph else ())
+    for name in names:
+        value = caps.get(name)
+        if type(value) is not int or value < 1:
+            raise ValueError(f"capacities.{name}: {value!r}, expected a positive integer")
+    need = FeatureState.nbytes_for(caps["accounts"], caps["phones"], caps["devices"], caps["pairs"])
+    need += caps["accounts"] * (caps["recent_width"] + 1) * 8
+    if graph:
+        need += caps["graph_nodes"] * BYTES_PER_NODE + caps["graph_edges"] * BYTES_PER_EDGE
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > ram:
+        raise ValueError(f"capacities: the state would take {need / 2**30:.1f} GiB, more than this "
+                         f"machine's {ram / 2**30:.1f} GiB of memory")
 
 
 def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarray],

@@ -126,7 +126,7 @@ def restore_engine(engine: Engine, store: Store) -> RestoreReport:
             header, snap = decode(reader)
         try:
             report.notes = engine.restore(snap)
-        except ValueError as exc:
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {header.where}: does not fit this build: {exc}") from None
         report.header = header
         del snap

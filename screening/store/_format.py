@@ -263,18 +263,34 @@ def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
             raise CheckpointError(f"checkpoint {where}: part {p.name}: {exc}") from None
     try:
         snap = _snapshot(header, parts, arrays)
-    except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
         raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
     return header, snap
 
 
 def _load_npy(data: bytes) -> np.ndarray:
+    """The array in ``data`` (a view, uncopied). The header's shape must account for exactly the
+    bytes that follow it, checked before anything is allocated for it."""
     if not data.startswith(_NPY_MAGIC):
         raise ValueError("not a .npy array")
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
-    if not isinstance(arr, np.ndarray) or arr.dtype.hasobject:
-        raise ValueError("not a plain numeric array")
-    return arr
+    fp = io.BytesIO(data)
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f".npy version {version} is not read")
+    if dtype.hasobject or dtype.kind not in "biuf" or fortran:
+        raise ValueError(f"not a plain numeric C-order array ({dtype}; allow_pickle is off)")
+    count = 1
+    for dim in shape:
+        count *= dim
+    start = fp.tell()
+    if count * dtype.itemsize != len(data) - start:
+        raise ValueError(f"shape {list(shape)} of {dtype} needs {count * dtype.itemsize} bytes, "
+                         f"{len(data) - start} stored")
+    return np.frombuffer(data, dtype=dtype, count=count, offset=start).reshape(shape)
 
 
 def _load_arrow(data: bytes) -> pa.Table:
@@ -284,9 +300,11 @@ def _load_arrow(data: bytes) -> pa.Table:
 
 
 def _column(parts: dict[str, Any], name: str, schema: pa.Schema) -> pa.Table:
-    table = parts[name]
+    table = _part(parts, name, pa.Table)
     if not table.schema.equals(schema):
         raise ValueError(f"part {name}: columns {table.schema.names}, expected {schema.names}")
+    if any(col.null_count for col in table.columns):
+        raise ValueError(f"part {name}: missing values")
     return table
 
 
@@ -315,8 +333,18 @@ def _pylist(col: pa.ChunkedArray) -> list[Any]:
     return list(col.to_pylist())
 
 
+def _part(parts: dict[str, Any], name: str, kind: type) -> Any:
+    if name not in parts:
+        raise ValueError(f"part {name} missing")
+    if not isinstance(parts[name], kind):
+        raise ValueError(f"part {name}: a {type(parts[name]).__name__}, expected a {kind.__name__}")
+    return parts[name]
+
+
 def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> EngineSnapshot:
-    meta = parts["meta"]
+    meta = _part(parts, "meta", dict)
+    if not isinstance(meta.get("capacities"), dict):
+        raise ValueError("part meta: capacities is not an object")
     ids_schema = pa.schema([pa.field("id", pa.large_string())])
     ids = {kind: _column(parts, f"ids.{kind}", ids_schema).column("id").to_pylist()
            for kind in ("accounts", "phones", "devices")}
@@ -330,9 +358,11 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
     for owner, ended, rec in zip(rec_table.column("call").to_pylist(),
                                  rec_table.column("ended").to_pylist(),
                                  _rows(rec_table, CallRecord), strict=True):
+        if owner is None or not 0 <= owner < len(calls) or ended is None:
+            raise ValueError(f"part calls.records: call {owner} of {len(calls)}")
         calls[owner][4 if ended else 3] = rec
-    watch = [WatchEntry(int(k), str(v), str(r), str(s), int(x)) for k, v, r, s, x in parts["watchlist"]]
-    caps: dict[str, int] = {str(k): _int(v) for k, v in meta["capacities"].items()}
+    watch = [_watch_entry(row) for row in _part(parts, "watchlist", list)]
+    caps: dict[str, int] = {str(k): _int(v, f"capacities.{k}") for k, v in meta["capacities"].items()}
     return EngineSnapshot(
         created_ms=header.created_ms,
         policy_version=header.policy_version,
@@ -342,15 +372,25 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         phones=ids["phones"],
         devices=ids["devices"],
         decisions=decisions,
-        next_seq=_int(meta["next_seq"]),
+        next_seq=_int(meta.get("next_seq"), "next_seq"),
         calls=[(c[0], c[1], c[2], c[3], c[4]) for c in calls],
         watch=watch,
         journal_seq=header.journal_seq,
     )
 
 
-def _int(v: object) -> int:
+def _watch_entry(row: object) -> WatchEntry:
+    if not isinstance(row, list) or len(row) != 5:
+        raise ValueError(f"part watchlist: entry {row!r} is not [kind, value, reason, source, expires]")
+    kind, value, reason, source, expires = row
+    strings = all(isinstance(x, str) for x in (value, reason, source))
+    if _int(kind, "watchlist kind") not in (1, 2, 3) or not strings:
+        raise ValueError(f"part watchlist: entry {row!r} is malformed")
+    return WatchEntry(kind, value, reason, source, _int(expires, "watchlist expires"))
+
+
+def _int(v: object, name: str) -> int:
     if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"expected an integer, got {v!r}")
+        raise ValueError(f"{name}: {v!r}, expected an integer")
     return v
 

@@ -185,6 +185,8 @@ def test_expiry_drops_old_edges_and_grows_then_evicts_at_max_edges() -> None:
         small.process(np.array([txn(T0 + i, i % 5, 5, 100)], dtype=np.int64),
                       np.array([i], dtype=np.int64), params)
     assert small.edge_capacity == 32 and small.evicted_early > 0 and small.edge_count <= 32
+    g.check((8, 1, 1))  # compaction and eviction keep what restoring a checkpoint demands
+    small.check((8, 1, 1))
 
 
 def test_late_events_are_placed_in_time_order() -> None:

@@ -165,6 +165,7 @@ def _run(events: list[list[int]], gp: list[int], watch: dict[int, int],
             + sum(ref.watch.get(e.src, 0) > 0 for e in ref.inn.get(n, []))
             for n in range(3 * N_ACC)]
     assert live.n32[:3 * N_ACC, k.N_NEAR].tolist() == near
+    live.check((N_ACC, N_PHONE, N_DEV))  # what restoring a checkpoint demands holds
     return live, ref
 
 

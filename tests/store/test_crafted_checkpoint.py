@@ -1,0 +1,227 @@
+"""Checkpoints whose checksums are right but whose content is not: refused with CheckpointError.
+
+The store is a trust boundary and the kernels run without bounds checks, so a damaged or crafted
+checkpoint (checksums recomputed) must be refused before any kernel sees it, never crash the
+server (out-of-range list pointers), hang it (a full relationship table), or make it allocate
+what the machine does not have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from features import _kernels as fk
+from graph import _kernels as gk
+from screening.engine import Engine, EngineSnapshot
+from screening.errors import CheckpointError
+from screening.store import MemoryStore, encode, read_header, restore_engine
+from tests.store.conftest import busy_engine, small_settings
+
+_PREFIX = struct.Struct("<8sHI32s")
+
+
+def _snapshot() -> EngineSnapshot:
+    snap = busy_engine(n=200).snapshot()
+    assert "graph.e32" in snap.arrays and snap.arrays["graph.e32"].shape[0] > 10
+    return snap
+
+
+def _restore(snap: EngineSnapshot) -> Engine:
+    store = MemoryStore()
+    store.write_checkpoint(encode(snap).pieces)
+    engine = Engine(small_settings(), busy_engine(n=1).policy)
+    restore_engine(engine, store)
+    return engine
+
+
+def _refused(snap: EngineSnapshot, match: str) -> None:
+    with pytest.raises(CheckpointError, match=match):
+        _restore(snap)
+
+
+def _with(snap: EngineSnapshot, name: str, change: Callable[[np.ndarray], None]) -> EngineSnapshot:
+    arr = snap.arrays[name].copy()
+    change(arr)
+    snap.arrays[name] = arr
+    return snap
+
+
+def test_unchanged_snapshot_restores() -> None:
+    """The control: the snapshot the other tests damage restores and screens."""
+    engine = _restore(_snapshot())
+    assert engine.graph is not None and engine.graph.edge_count > 10
+
+
+def _set(index: tuple[int, ...], value: int) -> Callable[[np.ndarray], None]:
+    def change(arr: np.ndarray) -> None:
+        arr[index] = value
+    return change
+
+
+@pytest.mark.parametrize(("name", "index", "value", "match"), [
+    # a list head past the last edge: the first scan of that node read out of bounds
+    ("graph.n32", (0, gk.N_HEAD_OUT), 10**6, "out-list pointer is not an edge"),
+    ("graph.n32", (0, gk.N_HEAD_IN), -7, "in-list pointer is not an edge"),
+    ("graph.n32", (0, gk.N_LINK_PHONE), 10**6, "last link is not an edge"),
+    # edge ends outside the node arrays: an insert wrote out of bounds
+    ("graph.e32", (3, gk.E_SRC), 2**30, "edge source is not a known node"),
+    ("graph.e32", (3, gk.E_DST), -1, "edge target is not a known node"),
+    ("graph.e32", (3, gk.E_NEXT_OUT), 10**6, "out-list pointer is not an edge"),
+    ("graph.ekind", (2,), 9, "unknown edge kind"),
+    ("graph.meta", (gk.M_EDGES,), 10**9, "do not fit"),
+    ("graph.meta", (gk.M_STAMP,), -5, "negative search stamp"),
+])
+def test_out_of_range_graph_values_are_refused(name: str, index: tuple[int, ...], value: int,
+                                               match: str) -> None:
+    _refused(_with(_snapshot(), name, _set(index, value)), match)
+
+
+def test_graph_list_that_loops_is_refused() -> None:
+    """An edge whose next pointer is itself would make every scan of that list endless."""
+    snap = _snapshot()
+    e32 = snap.arrays["graph.e32"]
+    e = int(np.nonzero(e32[:, gk.E_NEXT_OUT] >= 0)[0][0])
+    _refused(_with(snap, "graph.e32", _set((e, gk.E_NEXT_OUT), e)), "out-list is not newest first")
+
+
+def test_graph_edge_moved_to_another_nodes_list_is_refused() -> None:
+    """Two nodes' heads naming the same edge: one of them walks a list that is not its own."""
+    snap = _snapshot()
+    n32 = snap.arrays["graph.n32"]
+    a, b = np.nonzero(n32[:, gk.N_HEAD_OUT] >= 0)[0][:2]
+    _refused(_with(snap, "graph.n32", _set((int(b), gk.N_HEAD_OUT), int(n32[a, gk.N_HEAD_OUT]))),
+             "out-list holds another node's edge")
+
+
+def test_full_relationship_table_is_refused() -> None:
+    """Every slot taken (and the count saying 0): a lookup of a new pair would probe forever."""
+    snap = _snapshot()
+
+    def fill(pairs: np.ndarray) -> None:
+        pairs[:, 0] = np.arange(1, pairs.shape[0] + 1) * 7919
+    _refused(_with(snap, "features.pairs", fill), "no free slot")
+
+
+def test_relationship_count_that_disagrees_with_the_table_is_refused() -> None:
+    _refused(_with(_snapshot(), "features.pair_meta", _set((0,), 0)), "pair_meta: says")
+
+
+def test_window_head_before_the_empty_epoch_is_refused() -> None:
+    """A head below EMPTY_EPOCH overflows the epoch difference: the advance loop never ends."""
+    _refused(_with(_snapshot(), "features.accounts.head", _set((0, 0), int(fk.EMPTY_EPOCH) - 5)),
+             "accounts.head: window epochs outside")
+
+
+@pytest.mark.parametrize(("caps", "match"), [
+    ({"accounts": 10**15}, r"capacities: the state would take .* GiB, more than this machine"),
+    ({"graph_edges": 2**40}, "more than this machine"),
+    ({"pairs": "many"}, r"capacities.pairs: 'many', expected an integer"),
+    ({"phones": 0}, "capacities.phones: 0"),
+    ({"devices": None}, "capacities.devices: None"),
+])
+def test_impossible_capacities_are_refused_before_allocating(caps: dict[str, object],
+                                                             match: str) -> None:
+    snap = _snapshot()
+    snap.capacities.update(caps)  # type: ignore[arg-type]
+    if caps.get("devices", 1) is None:
+        del snap.capacities["devices"]
+    _refused(snap, match)
+
+
+def test_decision_with_an_unknown_action_is_refused() -> None:
+    """A remembered decision is answered again for a duplicate id: it must be one we can render."""
+    snap = _snapshot()
+    snap.decisions[5] = replace(snap.decisions[5], action=42)
+    _refused(snap, "decisions: seq .* has action 42")
+
+
+# ---------------------------------------------------------------- the container's parts
+def _reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]]) -> MemoryStore:
+    """``snap``'s checkpoint with the named parts replaced by (kind, raw bytes), every checksum
+    recomputed (a part mapped to kind '' is left out)."""
+    data = b"".join(bytes(p) for p in encode(snap).pieces)
+    magic, version, hlen, _ = _PREFIX.unpack_from(data)
+    header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen])
+    body = data[_PREFIX.size + hlen:]
+    infos, raws, at = [], [], 0
+    for p in header["parts"]:
+        kind, raw = parts.get(p["name"], (p["kind"], body[p["offset"]:p["offset"] + p["size"]]))
+        if not kind:
+            continue
+        p.update(kind=kind, offset=at, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+        infos.append(p)
+        raws.append(raw)
+        at += len(raw)
+    header["parts"] = infos
+    new_header = json.dumps(header).encode()
+    store = MemoryStore()
+    store.checkpoint = (_PREFIX.pack(magic, version, len(new_header),
+                                     hashlib.sha256(new_header).digest()) + new_header + b"".join(raws))
+    return store
+
+
+def _json(obj: object) -> tuple[str, bytes]:
+    return "json", json.dumps(obj).encode()
+
+
+def _meta(snap: EngineSnapshot, **change: object) -> tuple[str, bytes]:
+    return _json({"next_seq": snap.next_seq, "capacities": snap.capacities, **change})
+
+
+def _npy_header(shape: tuple[int, ...]) -> tuple[str, bytes]:
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<i8", "fortran_order": False, "shape": shape})
+    return "npy", head.getvalue() + b"\0" * 64
+
+
+def _refused_store(store: MemoryStore, match: str) -> None:
+    engine = Engine(small_settings(), busy_engine(n=1).policy)
+    with pytest.raises(CheckpointError, match=match):
+        restore_engine(engine, store)
+
+
+@pytest.mark.parametrize(("name", "part", "match"), [
+    ("meta", lambda s: _meta(s, capacities=[1, 2, 3]), "capacities is not an object"),
+    ("meta", lambda s: _json([1, 2]), "part meta: a list, expected a dict"),
+    ("ids.accounts", lambda s: _json(["A1", "A2"]), "part ids.accounts: a list, expected a Table"),
+    ("watchlist", lambda s: _json([[99, "A1", "r", "police", 0]]), "part watchlist: entry"),
+    ("watchlist", lambda s: _json([[1, "A1"]]), "part watchlist: entry"),
+    ("watchlist", lambda s: _json({"a": 1}), "part watchlist: a dict, expected a list"),
+    ("decisions", lambda s: ("", b""), "part decisions missing"),
+    ("recent", lambda s: _npy_header((2**40, 8)), r"part recent: shape \[1099511627776, 8\]"),
+    ("recent", lambda s: _npy_header((-3,)), "part recent"),
+])
+def test_malformed_parts_are_refused_naming_the_part(
+        name: str, part: Callable[[EngineSnapshot], tuple[str, bytes]], match: str) -> None:
+    snap = _snapshot()
+    _refused_store(_reassembled(snap, {name: part(snap)}), match)
+
+
+def test_call_record_of_a_call_that_is_not_there_is_refused() -> None:
+    """calls.records points each record at its call by index; one past the end is refused."""
+    snap = _snapshot()
+    data = b"".join(bytes(p) for p in encode(snap).pieces)
+    store = MemoryStore()
+    store.checkpoint = data
+    reader = store.open_checkpoint()
+    assert reader is not None
+    info = next(p for p in read_header(reader).parts if p.name == "calls.records")
+    table = pa.ipc.open_stream(pa.BufferReader(data[info.offset:info.offset + info.size])).read_all()
+    calls = table.column("call").to_pylist()
+    table = table.set_column(table.schema.get_field_index("call"), "call",
+                             pa.array([99, *calls[1:]], pa.int64()))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    _refused_store(_reassembled(snap, {"calls.records": ("arrow", sink.getvalue().to_pybytes())}),
+                   r"part calls.records: call 99 of")
