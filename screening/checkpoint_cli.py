@@ -53,8 +53,8 @@ def add_checkpoint_command(sub: Any) -> None:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from screening.config import load_settings
-    from screening.errors import ConfigError
-    from screening.store import decode, open_store, read_latest_header
+    from screening.errors import CheckpointError, ConfigError
+    from screening.store import decode, open_store, read_header, read_latest_header
 
     settings = load_settings(args.config, os.environ)
     storage = settings.storage
@@ -71,19 +71,32 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                           "(SCREENING_STORAGE__BACKEND)")
     store = open_store(storage, create=False)
     assert store is not None
+    superseded = 0
     try:
-        header = read_latest_header(store)
-        if header is None:
-            print(f"no checkpoint in {store.location}")
-            return 1
-        if args.verify:
+        while True:
+            # header and parts through one reader: both describe the same checkpoint
             reader = store.open_checkpoint()
-            assert reader is not None
+            if reader is None:
+                print(f"no checkpoint in {store.location}")
+                return 1
             with reader:
-                decode(reader)
+                header = read_header(reader)
+                if not args.verify:
+                    break
+                try:
+                    decode(reader)
+                    break
+                except CheckpointError:
+                    # a server may have written a newer checkpoint meanwhile and deleted the one
+                    # being read (Redis keeps only the latest): verify the newer one instead
+                    if superseded == 2 or read_latest_header(store) in (None, header):
+                        raise
+                    superseded += 1
         pending = len(store.read_journal(after=header.journal_seq))
     finally:
         store.close()
+    if superseded:
+        print("(a newer checkpoint was written while verifying; verified that one)")
     written = dt.datetime.fromtimestamp(header.created_ms / 1000, dt.UTC)
     age = dt.datetime.now(dt.UTC) - written
     c = header.counts

@@ -12,7 +12,7 @@ import pytest
 
 from screening.cli import main
 from screening.client import transaction
-from tests.conftest import free_port, recent, serve_process
+from tests.conftest import RedisProcess, free_port, recent, serve_process
 
 
 def _env(**storage: str) -> dict[str, str]:
@@ -66,3 +66,37 @@ def test_serve_with_unreachable_redis_exits_with_one_line(tmp_path: Path) -> Non
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"screening: storage redis redis://:***@127.0.0.1:{port}/0")
     assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+
+
+@pytest.mark.redis
+def test_verify_follows_a_checkpoint_written_while_it_reads(
+        redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Redis keeps only the latest checkpoint: when a server writes a new one while `inspect
+    --verify` reads the old one, the old one's chunks go; inspect verifies the new one instead of
+    reporting a missing chunk."""
+    from screening import store as store_mod
+    from tests.store.conftest import busy_engine
+
+    prefix = "cli-verify:"
+    writer = store_mod.RedisStore(redis_server.url, prefix, chunk_bytes=64 * 1024)
+    writer.claim_writer("test")
+    store_mod.save_checkpoint(busy_engine(n=50), writer)
+    real_decode = store_mod.decode
+    calls = []
+
+    def decode_after_a_new_checkpoint(reader):  # type: ignore[no-untyped-def]
+        if not calls:
+            store_mod.save_checkpoint(busy_engine(n=80), writer)  # deletes the one being read
+        calls.append(reader.where)
+        return real_decode(reader)
+
+    monkeypatch.setattr(store_mod, "decode", decode_after_a_new_checkpoint)
+    try:
+        assert main(["checkpoint", "inspect", "--redis-url", redis_server.url, "--key-prefix",
+                     prefix, "--verify"]) == 0
+    finally:
+        writer.close()
+    out = capsys.readouterr().out
+    assert len(calls) == 2 and calls[0] != calls[1]
+    assert "verified that one" in out and "decisions     80 remembered" in out
