@@ -280,8 +280,9 @@ class LiveGraph:
         n = self.edge_count
         if not 0 <= n <= self.edge_capacity:
             raise ValueError(f"graph.meta: {n} edges, capacity {self.edge_capacity}")
-        if int(self.meta[k.M_STAMP]) < 0:
-            raise ValueError("graph.meta: negative search stamp")
+        for col in (k.M_STAMP, k.M_LATE, k.M_EVICTED, k.M_WORK):
+            if not 0 <= int(self.meta[col]) <= 2**62:  # counters: room to count on
+                raise ValueError(f"graph.meta: counter {col} is {int(self.meta[col])}")
         e32, ts, kind = self.e32[:n].astype(np.int64), self.e64[:n, k.E_TS], self.ekind[:n]
         src, dst = e32[:, k.E_SRC], e32[:, k.E_DST]
         limit = np.array(entities, dtype=np.int64)

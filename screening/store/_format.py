@@ -214,13 +214,16 @@ def read_header(reader: CheckpointReader) -> Header:
     if hashlib.sha256(header).digest() != digest:
         raise CheckpointError(f"checkpoint {where}: corrupted (header checksum mismatch)")
     try:
-        obj = json.loads(header)
-        parts = tuple(PartInfo(str(p["name"]), str(p["kind"]), int(p["offset"]), int(p["size"]),
-                               str(p["sha256"])) for p in obj["parts"])
-        out = Header(where=where, format=int(obj["format"]), created_ms=int(obj["created_ms"]),
+        obj = json.loads(header, parse_constant=_no_constant)
+        parts = tuple(PartInfo(str(p["name"]), str(p["kind"]), _int(p["offset"], "offset", 0),
+                               _int(p["size"], "size", 0), str(p["sha256"])) for p in obj["parts"])
+        if len({p.name for p in parts}) != len(parts):
+            raise ValueError("a part name appears twice")
+        out = Header(where=where, format=_int(obj["format"], "format"),
+                     created_ms=_int(obj["created_ms"], "created_ms"),
                      policy_version=str(obj["policy_version"]),
-                     journal_seq=int(obj["journal_seq"]),
-                     counts={str(k): int(v) for k, v in obj["counts"].items()},
+                     journal_seq=_int(obj["journal_seq"], "journal_seq", 0),
+                     counts={str(k): _int(v, f"counts.{k}", 0) for k, v in obj["counts"].items()},
                      parts=parts, size=reader.size)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {where}: malformed header ({exc})") from None
@@ -256,7 +259,7 @@ def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
             elif p.kind == "arrow":
                 parts[p.name] = _load_arrow(data)
             elif p.kind == "json":
-                parts[p.name] = json.loads(data)
+                parts[p.name] = json.loads(data, parse_constant=_no_constant)
             else:
                 raise ValueError(f"unknown kind {p.kind!r}")
         except (ValueError, pa.ArrowException) as exc:
@@ -372,7 +375,7 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         phones=ids["phones"],
         devices=ids["devices"],
         decisions=decisions,
-        next_seq=_int(meta.get("next_seq"), "next_seq"),
+        next_seq=_int(meta.get("next_seq"), "next_seq", 0),
         calls=[(c[0], c[1], c[2], c[3], c[4]) for c in calls],
         watch=watch,
         journal_seq=header.journal_seq,
@@ -389,8 +392,14 @@ def _watch_entry(row: object) -> WatchEntry:
     return WatchEntry(kind, value, reason, source, _int(expires, "watchlist expires"))
 
 
-def _int(v: object, name: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"{name}: {v!r}, expected an integer")
+def _int(v: object, name: str, low: int = -(2**62)) -> int:
+    """``v`` if it is an integer in [low, 2**62] (a JSON float, string or bool is not); the
+    bounds leave the counters that continue from it room before int64 overflows."""
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= 2**62:
+        raise ValueError(f"{name}: {v!r}, expected an integer in [{low}, 2**62]")
     return v
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number here")
 

@@ -78,7 +78,8 @@ def _set(index: tuple[int, ...], value: int) -> Callable[[np.ndarray], None]:
     ("graph.e32", (3, gk.E_NEXT_OUT), 10**6, "out-list pointer is not an edge"),
     ("graph.ekind", (2,), 9, "unknown edge kind"),
     ("graph.meta", (gk.M_EDGES,), 10**9, "do not fit"),
-    ("graph.meta", (gk.M_STAMP,), -5, "negative search stamp"),
+    ("graph.meta", (gk.M_STAMP,), -5, "graph.meta: counter 1 is -5"),
+    ("graph.meta", (gk.M_STAMP,), 2**63 - 1, "graph.meta: counter 1 is"),
 ])
 def test_out_of_range_graph_values_are_refused(name: str, index: tuple[int, ...], value: int,
                                                match: str) -> None:
@@ -145,9 +146,10 @@ def test_decision_with_an_unknown_action_is_refused() -> None:
 
 
 # ---------------------------------------------------------------- the container's parts
-def _reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]]) -> MemoryStore:
-    """``snap``'s checkpoint with the named parts replaced by (kind, raw bytes), every checksum
-    recomputed (a part mapped to kind '' is left out)."""
+def _reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]],
+                 **header_fields: object) -> MemoryStore:
+    """``snap``'s checkpoint with the named parts replaced by (kind, raw bytes) and the header
+    fields given, every checksum recomputed (a part mapped to kind '' is left out)."""
     data = b"".join(bytes(p) for p in encode(snap).pieces)
     magic, version, hlen, _ = _PREFIX.unpack_from(data)
     header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen])
@@ -162,6 +164,7 @@ def _reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]]) -> M
         raws.append(raw)
         at += len(raw)
     header["parts"] = infos
+    header.update(header_fields)
     new_header = json.dumps(header).encode()
     store = MemoryStore()
     store.checkpoint = (_PREFIX.pack(magic, version, len(new_header),
@@ -225,3 +228,11 @@ def test_call_record_of_a_call_that_is_not_there_is_refused() -> None:
         writer.write_table(table)
     _refused_store(_reassembled(snap, {"calls.records": ("arrow", sink.getvalue().to_pybytes())}),
                    r"part calls.records: call 99 of")
+
+
+@pytest.mark.parametrize("value", [float("inf"), 10**27, 2**63, "7", 1.5, -1, True])
+def test_journal_seq_that_is_not_a_plain_count_is_refused(value: object) -> None:
+    """The journal is numbered on from journal_seq: it must be an integer with room to count."""
+    _refused_store(_reassembled(_snapshot(), {}, journal_seq=value),
+                   r"malformed header \((Infinity is not a number|journal_seq: .*expected an integer in "
+                   r"\[0, 2\*\*62\])")
