@@ -30,6 +30,9 @@ __all__ = [
 NO_TIME = int(k.NO_TIME)
 # latest window epoch restored state may hold (the window arithmetic then cannot overflow int64)
 MAX_EPOCH = 2**62
+# times state may hold besides NO_TIME: what a protobuf Timestamp carries (years 1 to 9999)
+TIME_MIN_MS = -62_135_596_800_000
+TIME_MAX_MS = 253_402_300_799_999
 N_EXTRA = k.N_EXTRA
 _NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
 _ALL_FEATURES = np.ones(k.N_TXN_FEATURE, dtype=np.uint8)
@@ -310,13 +313,25 @@ class FeatureState:
         The kernels run without bounds checks, so state loaded from outside (a checkpoint)
         must not make them loop forever or write out of bounds: heads of the time windows
         within the epochs the window arithmetic handles without overflow, and a relationship
-        table with a free slot (linear probing ends there) and its count right.
+        table with a free slot (linear probing ends there) and its count right. Times and
+        amount statistics must also be ones the service can compute with and answer.
         """
         for kind, ent in (("accounts", self.accounts), ("phones", self.phones)):
             head = ent.head
             if head.size and (int(head.min()) < int(k.EMPTY_EPOCH) or int(head.max()) > MAX_EPOCH):
                 raise ValueError(f"features.{kind}.head: window epochs outside "
                                  f"[{int(k.EMPTY_EPOCH)}, {MAX_EPOCH}]")
+        times = (("accounts.sc", self.accounts.sc, (k.SC_OPENED, k.SC_FIRST, k.SC_LAST)),
+                 ("phones.sc", self.phones.sc, (k.PSC_FIRST, k.PSC_LAST, k.PSC_RISKY_TS)),
+                 ("devices", self.devices, (k.DSC_LAST,)))
+        for name, sc, cols in times:
+            t = sc[:, list(cols)]
+            if np.any(((t < TIME_MIN_MS) | (t > TIME_MAX_MS)) & (t != NO_TIME)):
+                raise ValueError(f"features.{name}: a time outside years 1 to 9999")
+        fl = self.accounts.fl
+        if not np.all(np.isfinite(fl)) or np.any(fl[:, k.FL_VAR] < 0):
+            raise ValueError("features.accounts.fl: an amount mean or variance that is not a "
+                             "finite number (or a negative variance)")
         cap = self.pair_capacity
         if cap < 16 or cap & (cap - 1):
             raise ValueError(f"features.pairs: {cap} slots, expected a power of two >= 16")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.layout import GRAPH_FEATURES
+from features.state import TIME_MAX_MS, TIME_MIN_MS
 from graph import _kernels as k
 
 __all__ = [
@@ -297,6 +298,10 @@ class LiveGraph:
         if n and (np.any(src % k.N_NODE_KINDS != joins[kind, 0])
                   or np.any(dst % k.N_NODE_KINDS != joins[kind, 1])):
             raise ValueError("graph.e32: an edge joins nodes of kinds its kind does not join")
+        if n and np.any((ts < TIME_MIN_MS) | (ts > TIME_MAX_MS)):
+            raise ValueError("graph.e64: an edge time outside years 1 to 9999")
+        if n and np.any(self.e64[:n, k.E_AMT][kind == k.K_TRANSFER] < 1):
+            raise ValueError("graph.e64: a transfer of no money (the chain ratio divides by it)")
         nodes = np.arange(self.node_capacity, dtype=np.int64)
         edges = np.arange(n, dtype=np.int64)
         for what, hcol, ncol, ends in (("out", k.N_HEAD_OUT, k.E_NEXT_OUT, src),

@@ -27,7 +27,7 @@ from features.layout import (
     Kind,
     TxnFlag,
 )
-from features.state import N_EXTRA, NO_TIME, FeatureState, empty_events
+from features.state import N_EXTRA, NO_TIME, TIME_MAX_MS, TIME_MIN_MS, FeatureState, empty_events
 from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
@@ -709,6 +709,8 @@ class Engine:
         recent_pos = np.zeros(caps["accounts"], dtype=np.int64)
         used |= _fill("", {"recent": recent, "recent_pos": recent_pos}, snap.arrays,
                       lambda _name: len(accounts))
+        if recent_pos.size and not 0 <= int(recent_pos.min()) <= int(recent_pos.max()) <= 2**62:
+            raise ValueError("recent_pos: a position outside [0, 2**62]")
         state.check()
         graph = None
         if self.graph is not None and in_ckpt:
@@ -749,9 +751,10 @@ class Engine:
         for rec in snap.decisions:
             if not last < rec.seq < snap.next_seq:
                 raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
-            if rec.action not in ACTION_NAMES or rec.reason_bits < 0:
+            if (rec.action not in ACTION_NAMES or rec.reason_bits < 0 or not _INT32 <= rec.score < -_INT32
+                    or not TIME_MIN_MS <= rec.event_time_ms <= TIME_MAX_MS):
                 raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
-                                 f"{rec.reason_bits}")
+                                 f"{rec.reason_bits}, score {rec.score}, time {rec.event_time_ms}")
             last = rec.seq
             decisions.add(rec)
         decisions.next_seq = snap.next_seq
@@ -759,9 +762,10 @@ class Engine:
         for cid, caller, callee, ringing, ended in snap.calls:
             for call_rec in (ringing, ended):
                 if call_rec is not None and (call_rec.action not in CALL_ACTION_NAMES
-                                             or call_rec.reason_bits < 0):
+                                             or call_rec.reason_bits < 0
+                                             or not _INT32 <= call_rec.score < -_INT32):
                     raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
-                                     f"{call_rec.reason_bits}")
+                                     f"{call_rec.reason_bits}, score {call_rec.score}")
             calls[cid] = _CallState(caller, callee, ringing, ended)
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
@@ -836,6 +840,7 @@ def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[st
 _SPLIT_BYTES = 256 << 20
 
 
+_INT32 = -(2**31)  # scores travel as protobuf int32
 _CAPACITIES = ("accounts", "phones", "devices", "pairs", "recent_width")
 
 

@@ -128,6 +128,9 @@ def restore_engine(engine: Engine, store: Store) -> RestoreReport:
             report.notes = engine.restore(snap)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {header.where}: does not fit this build: {exc}") from None
+        except MemoryError:
+            raise CheckpointError(f"checkpoint {header.where}: its state does not fit in the memory "
+                                  "this process may use") from None
         report.header = header
         del snap
     for seq, raw in store.read_journal(after=engine.journal_seq):

@@ -277,13 +277,16 @@ def _load_npy(data: bytes) -> np.ndarray:
     if not data.startswith(_NPY_MAGIC):
         raise ValueError("not a .npy array")
     fp = io.BytesIO(data)
-    version = np.lib.format.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
-        raise ValueError(f".npy version {version} is not read")
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f".npy version {version} is not read")
+    except Exception as exc:  # numpy parses the header as Python literals: tokenizer errors too
+        raise ValueError(f"malformed .npy header ({type(exc).__name__}: {exc})") from None
     if dtype.hasobject or dtype.kind not in "biuf" or fortran:
         raise ValueError(f"not a plain numeric C-order array ({dtype}; allow_pickle is off)")
     count = 1

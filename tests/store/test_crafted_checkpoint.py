@@ -86,6 +86,63 @@ def test_out_of_range_graph_values_are_refused(name: str, index: tuple[int, ...]
     _refused(_with(_snapshot(), name, _set(index, value)), match)
 
 
+def _all(name: str, column: int | None, value: float) -> Callable[[EngineSnapshot], EngineSnapshot]:
+    def change(snap: EngineSnapshot) -> EngineSnapshot:
+        def put(arr: np.ndarray) -> None:
+            if column is None:
+                arr[...] = value
+            else:
+                arr[:, column] = value
+        return _with(snap, name, put)
+    return change
+
+
+def _transfers_of_no_money(snap: EngineSnapshot) -> EngineSnapshot:
+    def put(e64: np.ndarray) -> None:
+        e64[snap.arrays["graph.ekind"] == gk.K_TRANSFER, gk.E_AMT] = 0
+    return _with(snap, "graph.e64", put)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    # values the kernels compute with: NaN spreads, a negative variance divides by zero
+    (_all("features.accounts.fl", None, float("nan")), "accounts.fl: an amount mean or variance"),
+    (_all("features.accounts.fl", fk.FL_VAR, -1.0), "accounts.fl: an amount mean or variance"),
+    (_transfers_of_no_money, "graph.e64: a transfer of no money"),
+    # times the service answers with (a protobuf Timestamp holds years 1 to 9999)
+    (_all("features.accounts.sc", fk.SC_FIRST, 2**63 - 1), "accounts.sc: a time outside years"),
+    (_all("features.phones.sc", fk.PSC_LAST, -(2**63)), "phones.sc: a time outside years"),
+    (_all("graph.e64", gk.E_TS, 2**62), "graph.e64: an edge time outside years"),
+    # a ring position that overflows on the next decision
+    (_all("recent_pos", None, 2**63 - 1), "recent_pos: a position outside"),
+])
+def test_values_the_service_cannot_compute_with_are_refused(
+        change: Callable[[EngineSnapshot], EngineSnapshot], match: str) -> None:
+    _refused(change(_snapshot()), match)
+
+
+@pytest.mark.parametrize("field", [{"score": 2**40}, {"event_time_ms": 2**63 - 1},
+                                   {"event_time_ms": 253_402_300_800_000}])
+def test_decision_that_cannot_be_answered_again_is_refused(field: dict[str, int]) -> None:
+    """A duplicate id is answered with the remembered decision: it must fit the reply."""
+    snap = _snapshot()
+    snap.decisions[:] = [replace(d, **field) for d in snap.decisions]  # type: ignore[arg-type]
+    _refused(snap, "decisions: seq")
+
+
+def test_state_larger_than_the_process_may_allocate_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capacities within the machine's memory that the process still cannot get (a memory
+    limit, other processes): a CheckpointError, not a MemoryError from deep inside numpy."""
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+    store = MemoryStore()
+    store.write_checkpoint(encode(_snapshot()).pieces)
+    engine = Engine(small_settings(), busy_engine(n=1).policy)
+    monkeypatch.setattr("screening.engine.LiveGraph", no_memory)
+    with pytest.raises(CheckpointError, match="does not fit in the memory this process may use"):
+        restore_engine(engine, store)
+
+
 def test_graph_list_that_loops_is_refused() -> None:
     """An edge whose next pointer is itself would make every scan of that list endless."""
     snap = _snapshot()
@@ -203,6 +260,8 @@ def _refused_store(store: MemoryStore, match: str) -> None:
     ("decisions", lambda s: ("", b""), "part decisions missing"),
     ("recent", lambda s: _npy_header((2**40, 8)), r"part recent: shape \[1099511627776, 8\]"),
     ("recent", lambda s: _npy_header((-3,)), "part recent"),
+    # numpy reads the header as a Python literal: a damaged one fails in the tokenizer
+    ("recent", lambda s: ("npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': ('<i8'\n"), "malformed .npy header"),
 ])
 def test_malformed_parts_are_refused_naming_the_part(
         name: str, part: Callable[[EngineSnapshot], tuple[str, bytes]], match: str) -> None:
