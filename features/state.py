@@ -33,6 +33,7 @@ MAX_EPOCH = 2**62
 # times state may hold besides NO_TIME: what a protobuf Timestamp carries (years 1 to 9999)
 TIME_MIN_MS = -62_135_596_800_000
 TIME_MAX_MS = 253_402_300_799_999
+LOG_AMOUNT_MAX = 44.0  # > ln(2**63)
 N_EXTRA = k.N_EXTRA
 _NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
 _ALL_FEATURES = np.ones(k.N_TXN_FEATURE, dtype=np.uint8)
@@ -328,10 +329,12 @@ class FeatureState:
             t = sc[:, list(cols)]
             if np.any(((t < TIME_MIN_MS) | (t > TIME_MAX_MS)) & (t != NO_TIME)):
                 raise ValueError(f"features.{name}: a time outside years 1 to 9999")
+        # running mean and variance of log(amount in fen): amounts are 1 .. 2**63 fen
         fl = self.accounts.fl
-        if not np.all(np.isfinite(fl)) or np.any(fl[:, k.FL_VAR] < 0):
-            raise ValueError("features.accounts.fl: an amount mean or variance that is not a "
-                             "finite number (or a negative variance)")
+        mean, var = fl[:, k.FL_MEAN], fl[:, k.FL_VAR]
+        if not (np.all((mean >= 0) & (mean <= LOG_AMOUNT_MAX))
+                and np.all((var >= 0) & (var <= LOG_AMOUNT_MAX**2))):
+            raise ValueError("features.accounts.fl: an amount mean or variance no amount gives")
         cap = self.pair_capacity
         if cap < 16 or cap & (cap - 1):
             raise ValueError(f"features.pairs: {cap} slots, expected a power of two >= 16")

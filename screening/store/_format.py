@@ -222,7 +222,7 @@ def read_header(reader: CheckpointReader) -> Header:
         out = Header(where=where, format=_int(obj["format"], "format"),
                      created_ms=_int(obj["created_ms"], "created_ms"),
                      policy_version=str(obj["policy_version"]),
-                     journal_seq=_int(obj["journal_seq"], "journal_seq", 0),
+                     journal_seq=_int(obj["journal_seq"], "journal_seq", 0, 2**53),
                      counts={str(k): _int(v, f"counts.{k}", 0) for k, v in obj["counts"].items()},
                      parts=parts, size=reader.size)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -395,11 +395,12 @@ def _watch_entry(row: object) -> WatchEntry:
     return WatchEntry(kind, value, reason, source, _int(expires, "watchlist expires"))
 
 
-def _int(v: object, name: str, low: int = -(2**62)) -> int:
-    """``v`` if it is an integer in [low, 2**62] (a JSON float, string or bool is not); the
-    bounds leave the counters that continue from it room before int64 overflows."""
-    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= 2**62:
-        raise ValueError(f"{name}: {v!r}, expected an integer in [{low}, 2**62]")
+def _int(v: object, name: str, low: int = -(2**62), high: int = 2**62) -> int:
+    """``v`` if it is an integer in [low, high] (a JSON float, string or bool is not); the
+    bounds leave the counters that continue from it room before int64 overflows (the journal
+    number: before Redis' Lua, whose numbers are doubles, rounds it)."""
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+        raise ValueError(f"{name}: {v!r}, expected an integer in [{low}, {high}]")
     return v
 
 

@@ -40,11 +40,12 @@ __all__ = ["CHUNK_BYTES", "RedisStore", "safe_url"]
 
 CHUNK_BYTES = 64 << 20
 
-# KEYS[3]/ARGV[2]: the writer lease and our token ('' when this store never claimed it)
+# KEYS[3]/ARGV[2]: the writer lease and our token ('' when this store never claimed it); Lua
+# numbers are doubles, and `..` would write a big one as 1e+14: the number is formatted as %d
 _APPEND = """
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local n = redis.call('INCR', KEYS[1])
-redis.call('RPUSH', KEYS[2], n .. ' ' .. ARGV[1])
+redis.call('RPUSH', KEYS[2], string.format('%d', n) .. ' ' .. ARGV[1])
 return n
 """
 _ADVANCE = """

@@ -141,3 +141,11 @@ def test_failed_journal_write_changes_nothing(tmp_path: Path) -> None:
             assert np.array_equal(value, after[key]), key
         else:
             assert value == after[key], key
+
+
+def test_numbering_continues_past_large_sequence_numbers(any_store: Store) -> None:
+    """Far along (Lua numbers are doubles: `..` would write 1e+14), entries still read back."""
+    any_store.advance_journal(10**14)
+    any_store.advance_journal(5)  # never backwards
+    assert any_store.append_journal(b"{}") == 10**14 + 1
+    assert any_store.read_journal(after=10**14) == [(10**14 + 1, b"{}")]
