@@ -691,17 +691,16 @@ class Engine:
         or is inconsistent; then the engine is unchanged.
         """
         notes: list[str] = []
-        caps = snap.capacities
         width = self.settings.state.recent_decisions_per_account
         in_ckpt = "graph.meta" in snap.arrays
-        _check_capacities(caps, graph=self.graph is not None and in_ckpt)
-        if caps["recent_width"] != width:
-            raise ValueError(f"state.recent_decisions_per_account is {caps['recent_width']} in "
-                             f"the checkpoint and {width} in the settings")
         accounts = Interner.from_names(snap.accounts)
         phones = Interner.from_names(snap.phones)
         devices = Interner.from_names(snap.devices)
         rows = {"accounts": len(accounts), "phones": len(phones), "devices": len(devices)}
+        caps = self._capacities(snap, rows, graph=self.graph is not None and in_ckpt)
+        if caps["recent_width"] != width:
+            raise ValueError(f"state.recent_decisions_per_account is {caps['recent_width']} in "
+                             f"the checkpoint and {width} in the settings")
         state = FeatureState.create(caps["accounts"], caps["phones"], caps["devices"], caps["pairs"])
         used = _fill("features.", state.arrays(), snap.arrays,
                      lambda name: rows.get(name.partition(".")[0]))
@@ -784,6 +783,48 @@ class Engine:
             self.journal_seq = snap.journal_seq
         return notes
 
+    def _capacities(self, snap: EngineSnapshot, rows: dict[str, int], *,
+                    graph: bool) -> dict[str, int]:
+        """The capacities to allocate for ``snap``: its own, except that the entity tables, graph
+        nodes and edge slots take at most what growing from this server's initial sizes to the
+        saved rows could have made (they grow again on demand), and the relationship table must
+        be the size stored. A small damaged or crafted checkpoint cannot make the server
+        allocate gigabytes."""
+        caps = dict(snap.capacities)
+        names = _CAPACITIES + (("graph_nodes", "graph_edges") if graph else ())
+        for name in names:
+            value = caps.get(name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"capacities.{name}: {value!r}, expected a positive integer")
+        s = self.settings.state
+        initial = {"accounts": s.initial_accounts, "phones": s.initial_phones,
+                   "devices": s.initial_devices}
+        for name, n in rows.items():
+            caps[name] = min(caps[name], max(initial[name], 2 * n))
+        pairs = snap.arrays.get("features.pairs")
+        slots = 1 << max(4, (caps["pairs"] - 1).bit_length())
+        if pairs is None or pairs.ndim != 2 or pairs.shape[0] != slots:
+            raise ValueError(f"features.pairs: capacities.pairs is {caps['pairs']}, the stored "
+                             f"table has {None if pairs is None else list(pairs.shape)} slots")
+        if graph:
+            caps["graph_nodes"] = min(caps["graph_nodes"],
+                                      max(3 * max(initial.values()), 6 * max(*rows.values(), 1)))
+            meta = snap.arrays.get("graph.meta")
+            edges = int(meta[0]) if meta is not None and meta.ndim == 1 and meta.size else 0
+            # growth doubles past twice what is needed; expiry may have emptied slots since
+            caps["graph_edges"] = min(caps["graph_edges"], self.settings.graph.max_edges,
+                                      max(self.settings.graph.initial_edges, 8 * edges, 1 << 20))
+        need = FeatureState.nbytes_for(caps["accounts"], caps["phones"], caps["devices"],
+                                       caps["pairs"])
+        need += caps["accounts"] * (caps["recent_width"] + 1) * 8
+        if graph:
+            need += caps["graph_nodes"] * BYTES_PER_NODE + caps["graph_edges"] * BYTES_PER_EDGE
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > ram:
+            raise ValueError(f"capacities: the state would take {need / 2**30:.1f} GiB, more than "
+                             f"this machine's {ram / 2**30:.1f} GiB of memory")
+        return caps
+
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, int]:
         out = {
@@ -842,25 +883,6 @@ _SPLIT_BYTES = 256 << 20
 
 _INT32 = -(2**31)  # scores travel as protobuf int32
 _CAPACITIES = ("accounts", "phones", "devices", "pairs", "recent_width")
-
-
-def _check_capacities(caps: dict[str, int], *, graph: bool) -> None:
-    """Raise ValueError unless ``caps`` names every capacity as a positive integer and together
-    they fit in this machine's memory (a damaged or crafted checkpoint must not make the server
-    try to allocate terabytes)."""
-    names = _CAPACITIES + (("graph_nodes", "graph_edges") if graph else ())
-    for name in names:
-        value = caps.get(name)
-        if type(value) is not int or value < 1:
-            raise ValueError(f"capacities.{name}: {value!r}, expected a positive integer")
-    need = FeatureState.nbytes_for(caps["accounts"], caps["phones"], caps["devices"], caps["pairs"])
-    need += caps["accounts"] * (caps["recent_width"] + 1) * 8
-    if graph:
-        need += caps["graph_nodes"] * BYTES_PER_NODE + caps["graph_edges"] * BYTES_PER_EDGE
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > ram:
-        raise ValueError(f"capacities: the state would take {need / 2**30:.1f} GiB, more than this "
-                         f"machine's {ram / 2**30:.1f} GiB of memory")
 
 
 def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarray],

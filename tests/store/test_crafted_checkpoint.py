@@ -181,8 +181,7 @@ def test_window_head_before_the_empty_epoch_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("caps", "match"), [
-    ({"accounts": 10**15}, r"capacities: the state would take .* GiB, more than this machine"),
-    ({"graph_edges": 2**40}, "more than this machine"),
+    ({"pairs": 2**40}, r"capacities.pairs is 1099511627776, the stored table has \[\d+, 2\] slots"),
     ({"pairs": "many"}, r"capacities.pairs: 'many', expected an integer"),
     ({"phones": 0}, "capacities.phones: 0"),
     ({"devices": None}, "capacities.devices: None"),
@@ -194,6 +193,28 @@ def test_impossible_capacities_are_refused_before_allocating(caps: dict[str, obj
     if caps.get("devices", 1) is None:
         del snap.capacities["devices"]
     _refused(snap, match)
+
+
+def test_claimed_capacities_are_only_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint claiming 10**15 accounts and 2**40 graph edges (a few hundred kB on disk)
+    gets tables sized from its rows and the settings, not what it claims."""
+    snap = _snapshot()
+    snap.capacities.update(accounts=10**15, phones=10**12, devices=10**12, graph_nodes=10**15,
+                           graph_edges=2**40)
+    engine = _restore(snap)
+    assert engine.graph is not None
+    assert engine.state.accounts.capacity <= max(64, 2 * len(snap.accounts))
+    assert engine.graph.node_capacity <= 6 * len(snap.accounts)
+    assert engine.graph.edge_capacity <= small_settings().graph.max_edges
+    assert engine.state.nbytes() + engine.graph.nbytes() < 50 << 20
+
+
+def test_state_larger_than_the_machine_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capacities the machine's memory cannot hold are refused before allocating them."""
+    snap = _snapshot()
+    monkeypatch.setattr("screening.engine.os.sysconf",
+                        lambda name: 4096 if name == "SC_PAGE_SIZE" else 16)
+    _refused(snap, r"capacities: the state would take .* GiB, more than this machine's 0.0 GiB")
 
 
 def test_decision_with_an_unknown_action_is_refused() -> None:
