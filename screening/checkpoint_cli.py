@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_checkpoint_command"]
@@ -18,8 +19,12 @@ changes the journal holds beyond it (those are applied on top at start).
 
 The store is the one [storage] names (config file or SCREENING_STORAGE__* environment), or
 the one given here. Reading does not change the store and is safe while a server runs.
+--verify also reads the whole checkpoint and loads it as a starting server would (checksums,
+then every value the kernels and replies rely on, under this configuration's settings): what
+passes here restores at start. It needs the memory of the state.
 Exit status: 0 when a checkpoint was found (and verified with --verify), 1 when there is none,
-2 when the store cannot be read or the checkpoint is corrupted or of another format.
+2 when the store cannot be read or the checkpoint is corrupted, of another format, or (with
+--verify) would be refused at start.
 """
 
 _EPILOG = """\
@@ -47,14 +52,23 @@ def add_checkpoint_command(sub: Any) -> None:
     i.add_argument("--key-prefix", default=None,
                    help="Redis key prefix (default: [storage] key_prefix)")
     i.add_argument("--verify", action="store_true",
-                   help="also read every part and check its checksum (reads the whole checkpoint)")
+                   help="also read every part, check its checksum and every value a starting "
+                        "server checks, under these settings (reads and loads the whole checkpoint)")
     i.set_defaults(func=_cmd_inspect)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from screening.config import load_settings
+    from screening.engine import Engine
     from screening.errors import CheckpointError, ConfigError
-    from screening.store import decode, open_store, read_header, read_latest_header
+    from screening.policy import load_policy
+    from screening.store import (
+        decode,
+        open_store,
+        read_header,
+        read_latest_header,
+        restore_snapshot,
+    )
 
     settings = load_settings(args.config, os.environ)
     storage = settings.storage
@@ -84,7 +98,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                 if not args.verify:
                     break
                 try:
-                    decode(reader)
+                    _, snap = decode(reader)
                     break
                 except CheckpointError:
                     # a server may have written a newer checkpoint meanwhile and deleted the one
@@ -95,6 +109,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         pending = len(store.read_journal(after=header.journal_seq))
     finally:
         store.close()
+    if args.verify:
+        # what a starting server checks: every value, under this configuration's settings
+        engine = Engine(settings, load_policy(Path(settings.policy.file) if settings.policy.file
+                                              else None))
+        notes = restore_snapshot(engine, header, snap)
+        del engine, snap
     if superseded:
         print("(a newer checkpoint was written while verifying; verified that one)")
     written = dt.datetime.fromtimestamp(header.created_ms / 1000, dt.UTC)
@@ -103,7 +123,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     rows = [
         ("checkpoint", header.where),
         ("written", f"{written:%Y-%m-%d %H:%M:%S} UTC ({_ago(age)} ago)"),
-        ("format", f"{header.format}" + (" (every part's checksum verified)" if args.verify else "")),
+        ("format", f"{header.format}" + (" (every part's checksum and every value verified: it "
+                                         "restores under these settings)" if args.verify else "")),
         ("policy", header.policy_version),
         ("size", f"{header.size:,} bytes in {len(header.parts)} parts"),
         ("accounts", f"{c.get('accounts', 0):,}"),
@@ -117,6 +138,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         ("journal", f"{pending} watchlist change(s) after this checkpoint (applied at start); "
                     f"includes up to #{header.journal_seq}"),
     ]
+    if args.verify:
+        rows += [("note", note) for note in notes]
     for key, value in rows:
         print(f"{key:<14}{value}")
     sys.stdout.flush()

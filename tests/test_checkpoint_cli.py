@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from screening.cli import main
 from screening.client import transaction
+from screening.config import load_settings
 from tests.conftest import RedisProcess, free_port, recent, serve_process
 
 
@@ -37,7 +39,7 @@ def test_sigterm_writes_a_checkpoint_that_inspect_describes(tmp_path: Path, caps
 
     assert main(["checkpoint", "inspect", "--path", str(state), "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "format        1 (every part's checksum verified)" in out
+    assert "format        1 (every part's checksum and every value verified" in out
     assert "accounts      2" in out and "decisions     1 remembered" in out
     assert str(state / "checkpoint.ckpt") in out
 
@@ -100,3 +102,32 @@ def test_verify_follows_a_checkpoint_written_while_it_reads(
     out = capsys.readouterr().out
     assert len(calls) == 2 and calls[0] != calls[1]
     assert "verified that one" in out and "decisions     80 remembered" in out
+
+
+def test_verify_checks_values_as_a_starting_server_would(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Checksums right, a graph list head past the last edge: --verify refuses it (exit 2, one
+    line naming the file and the array), as `screening serve` would at start."""
+    from graph import _kernels as gk
+    from screening.store import FileStore, encode
+    from tests.store.conftest import busy_engine
+
+    engine = busy_engine(n=100)
+    snap = engine.snapshot()
+    snap.capacities["recent_width"] = load_settings().state.recent_decisions_per_account
+    width = snap.capacities["recent_width"]
+    snap.arrays["recent"] = np.full((len(snap.accounts), width), -1, dtype=np.int64)
+    with FileStore(tmp_path) as store:
+        store.write_checkpoint(encode(snap).pieces)
+    assert main(["checkpoint", "inspect", "--path", str(tmp_path), "--verify"]) == 0
+    capsys.readouterr()
+    n32 = snap.arrays["graph.n32"].copy()
+    n32[0, gk.N_HEAD_OUT] = 10**6
+    snap.arrays["graph.n32"] = n32
+    with FileStore(tmp_path) as store:
+        store.write_checkpoint(encode(snap).pieces)
+    assert main(["checkpoint", "inspect", "--path", str(tmp_path)]) == 0  # the header is fine
+    capsys.readouterr()
+    assert main(["checkpoint", "inspect", "--path", str(tmp_path), "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {tmp_path / 'checkpoint.ckpt'}: does not fit this build: graph: an " \
+           "out-list pointer is not an edge" in err

@@ -21,6 +21,7 @@ from screening.store._durable import (
     open_store,
     read_latest_header,
     restore_engine,
+    restore_snapshot,
     save_checkpoint,
 )
 from screening.store._file import FileStore
@@ -51,6 +52,7 @@ __all__ = [
     "read_header",
     "read_latest_header",
     "restore_engine",
+    "restore_snapshot",
     "safe_url",
     "save_checkpoint",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from screening.config import StorageSettings
-from screening.engine import Engine, WatchJournal
+from screening.engine import Engine, EngineSnapshot, WatchJournal
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
 from screening.model import WatchEntry
 from screening.store._base import Store
@@ -32,6 +32,7 @@ __all__ = [
     "open_store",
     "read_latest_header",
     "restore_engine",
+    "restore_snapshot",
     "save_checkpoint",
 ]
 
@@ -111,6 +112,17 @@ class RestoreReport:
     journal_entities: list[str] = field(default_factory=list)
 
 
+def restore_snapshot(engine: Engine, header: Header, snap: EngineSnapshot) -> list[str]:
+    """``engine.restore(snap)``, every refusal a CheckpointError naming the checkpoint."""
+    try:
+        return engine.restore(snap)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {header.where}: does not fit this build: {exc}") from None
+    except MemoryError:
+        raise CheckpointError(f"checkpoint {header.where}: its state does not fit in the memory "
+                              "this process may use") from None
+
+
 def restore_engine(engine: Engine, store: Store) -> RestoreReport:
     """Load the latest checkpoint into ``engine``, then apply the newer journal entries.
 
@@ -124,13 +136,7 @@ def restore_engine(engine: Engine, store: Store) -> RestoreReport:
     if reader is not None:
         with reader:
             header, snap = decode(reader)
-        try:
-            report.notes = engine.restore(snap)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {header.where}: does not fit this build: {exc}") from None
-        except MemoryError:
-            raise CheckpointError(f"checkpoint {header.where}: its state does not fit in the memory "
-                                  "this process may use") from None
+        report.notes = restore_snapshot(engine, header, snap)
         report.header = header
         del snap
     for seq, raw in store.read_journal(after=engine.journal_seq):
