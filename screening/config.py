@@ -61,6 +61,11 @@ class LimitSettings:
     max_amount_minor: int = 10**15
     max_batch: int = 10_000
 
+    def __post_init__(self) -> None:
+        # event times must stay within what the state and the replies hold (years 1 to 9999)
+        if not 0 <= self.max_future_skew_seconds <= 366 * 86_400:
+            raise ConfigError("[limits] max_future_skew_seconds must be in 0..31622400 (a year)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class StateSettings:

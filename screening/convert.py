@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from features.state import TIME_MAX_MS
 from screening.config import Settings
 from screening.errors import InvalidRequest
 from screening.masking import Masker
@@ -274,9 +275,14 @@ class Converter:
             seen.add((kind, value))
             expires = NEVER
             if e.HasField("expires_at"):
+                if not 0 <= e.expires_at.nanos < 1_000_000_000:
+                    raise InvalidRequest(f"{field}.expires_at", "nanos out of range")
                 expires = e.expires_at.seconds * 1000 + e.expires_at.nanos // 1_000_000
                 if expires <= now:
                     raise InvalidRequest(f"{field}.expires_at", "is in the past")
+                if expires > TIME_MAX_MS:
+                    raise InvalidRequest(f"{field}.expires_at",
+                                         "after the year 9999 (leave it out for no expiry)")
             upserts.append(WatchEntry(
                 kind=kind, value=value,
                 reason=self._text(e.reason, f"{field}.reason", 256, required=True),

@@ -36,6 +36,7 @@ from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
     ENTITY_PHONE,
+    NEVER,
     AccountView,
     CallInput,
     CallRecord,
@@ -768,6 +769,10 @@ class Engine:
             calls[cid] = _CallState(caller, callee, ringing, ended)
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
+        for e in snap.watch:
+            if not (TIME_MIN_MS <= e.expires_ms <= TIME_MAX_MS or e.expires_ms == NEVER):
+                raise ValueError(f"watchlist: an entry expires at {e.expires_ms}, outside years "
+                                 "1 to 9999")
         watch = {(e.kind, e.value): e for e in snap.watch}
         if snap.policy_version != self.policy.version:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
@@ -785,11 +790,11 @@ class Engine:
 
     def _capacities(self, snap: EngineSnapshot, rows: dict[str, int], *,
                     graph: bool) -> dict[str, int]:
-        """The capacities to allocate for ``snap``: its own, except that the entity tables, graph
-        nodes and edge slots take at most what growing from this server's initial sizes to the
-        saved rows could have made (they grow again on demand), and the relationship table must
-        be the size stored. A small damaged or crafted checkpoint cannot make the server
-        allocate gigabytes."""
+        """The capacities to allocate for ``snap``: its own, except that the entity tables and
+        graph nodes take at most what growing from this server's initial sizes to the saved
+        rows could have made (they grow again on demand; their size changes no decision), graph
+        edge slots at most ``max_edges``, and the relationship table must be the size stored.
+        A small damaged or crafted checkpoint cannot make the server allocate more than that."""
         caps = dict(snap.capacities)
         names = _CAPACITIES + (("graph_nodes", "graph_edges") if graph else ())
         for name in names:
@@ -809,11 +814,9 @@ class Engine:
         if graph:
             caps["graph_nodes"] = min(caps["graph_nodes"],
                                       max(3 * max(initial.values()), 6 * max(*rows.values(), 1)))
-            meta = snap.arrays.get("graph.meta")
-            edges = int(meta[0]) if meta is not None and meta.ndim == 1 and meta.size else 0
-            # growth doubles past twice what is needed; expiry may have emptied slots since
-            caps["graph_edges"] = min(caps["graph_edges"], self.settings.graph.max_edges,
-                                      max(self.settings.graph.initial_edges, 8 * edges, 1 << 20))
+            # edge slots are kept as saved (up to max_edges): when they fill decides when
+            # expired edges go, and so what a late transaction still sees
+            caps["graph_edges"] = min(caps["graph_edges"], self.settings.graph.max_edges)
         need = FeatureState.nbytes_for(caps["accounts"], caps["phones"], caps["devices"],
                                        caps["pairs"])
         need += caps["accounts"] * (caps["recent_width"] + 1) * 8

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.config import StorageSettings
 from screening.engine import Engine, EngineSnapshot, WatchJournal
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
-from screening.model import WatchEntry
+from screening.model import NEVER, WatchEntry
 from screening.store._base import Store
 from screening.store._file import FileStore
 from screening.store._format import Header, decode, encode, read_header
@@ -162,7 +163,7 @@ def encode_watch_change(upserts: Sequence[WatchEntry], removes: Sequence[tuple[i
 def decode_watch_change(raw: bytes, where: str) -> tuple[list[WatchEntry], list[tuple[int, str]]]:
     try:
         obj = json.loads(raw)
-        upserts = [WatchEntry(_kind(k), _str(v), _str(r), _str(s), _int(x))
+        upserts = [WatchEntry(_kind(k), _str(v), _str(r), _str(s), _expiry(x))
                    for k, v, r, s, x in obj["upsert"]]
         removes = [(_kind(k), _str(v)) for k, v in obj["remove"]]
     except (ValueError, KeyError, TypeError) as exc:
@@ -174,6 +175,13 @@ def _int(v: Any) -> int:
     if not isinstance(v, int) or isinstance(v, bool):
         raise ValueError(f"expected an integer, got {v!r}")
     return v
+
+
+def _expiry(v: Any) -> int:
+    """Earlier builds took any future expiry: past the year 9999 it is read as never."""
+    if _int(v) < TIME_MIN_MS:
+        raise ValueError(f"expiry {v!r} before the year 1")
+    return NEVER if v > TIME_MAX_MS else int(v)
 
 
 def _kind(v: Any) -> int:

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from features.state import TIME_MAX_MS
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
-from screening.model import CallRecord, DecisionRecord, WatchEntry
+from screening.model import NEVER, CallRecord, DecisionRecord, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
 __all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "read_header"]
@@ -392,7 +393,13 @@ def _watch_entry(row: object) -> WatchEntry:
     strings = all(isinstance(x, str) for x in (value, reason, source))
     if _int(kind, "watchlist kind") not in (1, 2, 3) or not strings:
         raise ValueError(f"part watchlist: entry {row!r} is malformed")
-    return WatchEntry(kind, value, reason, source, _int(expires, "watchlist expires"))
+    return WatchEntry(kind, value, reason, source, _expiry(_int(expires, "watchlist expires",
+                                                                high=2**63 - 1)))
+
+
+def _expiry(ms: int) -> int:
+    """Earlier builds took any future expiry: past the year 9999 it is read as never."""
+    return NEVER if ms > TIME_MAX_MS else ms
 
 
 def _int(v: object, name: str, low: int = -(2**62), high: int = 2**62) -> int:

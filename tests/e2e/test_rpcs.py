@@ -345,6 +345,18 @@ def test_bad_watchlist_update_applies_nothing(live: Live) -> None:
     assert list(live.police.query_account(good).watchlist_hits) == []
 
 
+def test_watchlist_expiry_past_the_year_9999_is_refused(live: Live) -> None:
+    """An expiry no reply can carry (a Timestamp ends in 9999) is refused naming the field;
+    leaving it out means 'never lapses'."""
+    acct = uid("acct")
+    entry = watch_entry(pb.ENTITY_KIND_ACCOUNT, acct, "r", "s")
+    entry.expires_at.seconds = 2**63 // 1000  # a client's Long.MAX_VALUE millis as "never"
+    err = _rpc_error(lambda: live.police.update_watchlist([entry]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith("upsert[0].expires_at: after the year 9999")
+    assert list(live.police.query_account(acct).watchlist_hits) == []
+
+
 # ---------------------------------------------------------------- ReportCall
 def test_call_paths_allow_warn_and_block(live: Live) -> None:
     """Ordinary call ALLOW; first international call WARN_CALLEE; listed caller BLOCK."""

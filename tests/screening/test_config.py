@@ -41,6 +41,8 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     ("", {"SCREENING_NOPE__X": "1"}, "unknown section 'nope'"),
     ("[currencies]\nUSD = 7.1\n", {}, "rate must be a positive integer"),
     ("[server\n", {}, "line 1"),
+    ("[limits]\nmax_future_skew_seconds = 10000000000\n", {},
+     "[limits] max_future_skew_seconds must be in 0..31622400"),
 ])
 def test_bad_settings_are_named(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
     """Typos and wrong types fail loudly with the key's name."""

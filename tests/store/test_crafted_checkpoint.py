@@ -21,8 +21,10 @@ import pytest
 
 from features import _kernels as fk
 from graph import _kernels as gk
+from screening.config import load_settings
 from screening.engine import Engine, EngineSnapshot
 from screening.errors import CheckpointError
+from screening.model import NEVER
 from screening.store import MemoryStore, encode, read_header, restore_engine
 from tests.store.conftest import busy_engine, small_settings
 
@@ -197,15 +199,22 @@ def test_impossible_capacities_are_refused_before_allocating(caps: dict[str, obj
 
 def test_claimed_capacities_are_only_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint claiming 10**15 accounts and 2**40 graph edges (a few hundred kB on disk)
-    gets tables sized from its rows and the settings, not what it claims."""
+    gets entity tables and graph nodes sized from its rows and the settings, edge slots at
+    most the server's own max_edges."""
     snap = _snapshot()
     snap.capacities.update(accounts=10**15, phones=10**12, devices=10**12, graph_nodes=10**15,
                            graph_edges=2**40)
-    engine = _restore(snap)
+    store = MemoryStore()
+    store.write_checkpoint(encode(snap).pieces)
+    settings = load_settings(overrides={"state": {"initial_accounts": 64, "initial_phones": 16,
+                                                  "initial_devices": 16, "initial_pairs": 256},
+                                        "graph": {"initial_edges": 256, "max_edges": 4096}})
+    engine = Engine(settings, busy_engine(n=1).policy)
+    restore_engine(engine, store)
     assert engine.graph is not None
     assert engine.state.accounts.capacity <= max(64, 2 * len(snap.accounts))
     assert engine.graph.node_capacity <= 6 * len(snap.accounts)
-    assert engine.graph.edge_capacity <= small_settings().graph.max_edges
+    assert engine.graph.edge_capacity == 4096
     assert engine.state.nbytes() + engine.graph.nbytes() < 50 << 20
 
 
@@ -317,3 +326,15 @@ def test_journal_seq_that_is_not_a_plain_count_is_refused(value: object) -> None
     _refused_store(_reassembled(_snapshot(), {}, journal_seq=value),
                    r"malformed header \((Infinity is not a number|journal_seq: .*expected an integer in "
                    r"\[0, 9007199254740992\])")
+
+
+def test_expiry_past_the_year_9999_from_an_earlier_build_reads_as_never() -> None:
+    """Earlier builds accepted any future expires_at: such an entry restores as 'never lapses'
+    (the server must not refuse its own state), while one before the year 1 is refused."""
+    snap = _snapshot()
+    entry = snap.watch[0]
+    snap.watch[0] = replace(entry, expires_ms=2**63 - 1)
+    engine = _restore(snap)
+    assert {e.expires_ms for e in engine.snapshot().watch if e.value == entry.value} == {NEVER}
+    snap.watch[0] = replace(entry, expires_ms=-(2**62))
+    _refused(snap, "watchlist: an entry expires at")

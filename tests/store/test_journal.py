@@ -88,13 +88,18 @@ def test_watchlist_changes_after_the_checkpoint_are_replayed_on_restore(any_stor
 
 
 def _reopened(store: Store) -> Store:
-    """The same store as a new process would open it (a memory store lives in the process)."""
-    if isinstance(store, MemoryStore):
-        return store
+    """The same store as a new process would open it, knowing only what it holds: a memory
+    store's checkpoint and journal carried over; Redis without its journal counter (evicted,
+    or the keys copied to a fresh Redis without it)."""
     store.close()
+    if isinstance(store, MemoryStore):
+        fresh = MemoryStore()
+        fresh.checkpoint, fresh.journal = store.checkpoint, list(store.journal)
+        return fresh
     if isinstance(store, FileStore):
         return FileStore(store.dir)
     assert isinstance(store, RedisStore)
+    store.r.delete(f"{store.prefix}journal:seq")
     return RedisStore(store.url, store.prefix, chunk_bytes=256 * 1024)
 
 
