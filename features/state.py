@@ -197,7 +197,7 @@ class FeatureState:
     @classmethod
     def create(cls, accounts: int = 1024, phones: int = 1024, devices: int = 1024,
                pairs: int = 4096) -> FeatureState:
-        cap = _next_pow2(pairs)
+        cap = cls.pair_slots(pairs)
         return cls(
             accounts=_account_arrays(max(accounts, 1)),
             phones=_phone_arrays(max(phones, 1)),
@@ -346,13 +346,18 @@ class FeatureState:
                              f"the table holds {used}")
 
     @staticmethod
+    def pair_slots(capacity: int) -> int:
+        """Slots of a relationship table asked for ``capacity`` (a power of two, at least 16)."""
+        return _next_pow2(capacity)
+
+    @staticmethod
     def nbytes_for(accounts: int, phones: int, devices: int, pairs: int) -> int:
         """Bytes ``create`` allocates for these capacities (to refuse an impossible size from
         outside before allocating it)."""
         one = FeatureState.create(1, 1, 1, 16)
         return (accounts * one.bytes_per_account() + phones * one.bytes_per_phone()
                 + devices * int(one.devices[0].nbytes)
-                + _next_pow2(max(pairs, 1)) * one.bytes_per_pair_slot())
+                + FeatureState.pair_slots(pairs) * one.bytes_per_pair_slot())
 
     # ------------------------------------------------------------ memory
     def bytes_per_account(self) -> int:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,7 +36,6 @@ from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
     ENTITY_PHONE,
-    NEVER,
     AccountView,
     CallInput,
     CallRecord,
@@ -751,7 +750,7 @@ class Engine:
         for rec in snap.decisions:
             if not last < rec.seq < snap.next_seq:
                 raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
-            if (rec.action not in ACTION_NAMES or rec.reason_bits < 0 or not _INT32 <= rec.score < -_INT32
+            if (not _renderable(rec, ACTION_NAMES)
                     or not TIME_MIN_MS <= rec.event_time_ms <= TIME_MAX_MS):
                 raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
                                  f"{rec.reason_bits}, score {rec.score}, time {rec.event_time_ms}")
@@ -761,18 +760,12 @@ class Engine:
         calls: OrderedDict[str, _CallState] = OrderedDict()
         for cid, caller, callee, ringing, ended in snap.calls:
             for call_rec in (ringing, ended):
-                if call_rec is not None and (call_rec.action not in CALL_ACTION_NAMES
-                                             or call_rec.reason_bits < 0
-                                             or not _INT32 <= call_rec.score < -_INT32):
+                if call_rec is not None and not _renderable(call_rec, CALL_ACTION_NAMES):
                     raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
                                      f"{call_rec.reason_bits}, score {call_rec.score}")
             calls[cid] = _CallState(caller, callee, ringing, ended)
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
-        for e in snap.watch:
-            if not (TIME_MIN_MS <= e.expires_ms <= TIME_MAX_MS or e.expires_ms == NEVER):
-                raise ValueError(f"watchlist: an entry expires at {e.expires_ms}, outside years "
-                                 "1 to 9999")
         watch = {(e.kind, e.value): e for e in snap.watch}
         if snap.policy_version != self.policy.version:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
@@ -807,7 +800,7 @@ class Engine:
         for name, n in rows.items():
             caps[name] = min(caps[name], max(initial[name], 2 * n))
         pairs = snap.arrays.get("features.pairs")
-        slots = 1 << max(4, (caps["pairs"] - 1).bit_length())
+        slots = FeatureState.pair_slots(caps["pairs"])
         if pairs is None or pairs.ndim != 2 or pairs.shape[0] != slots:
             raise ValueError(f"features.pairs: capacities.pairs is {caps['pairs']}, the stored "
                              f"table has {None if pairs is None else list(pairs.shape)} slots")
@@ -884,7 +877,11 @@ def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[st
 _SPLIT_BYTES = 256 << 20
 
 
-_INT32 = -(2**31)  # scores travel as protobuf int32
+def _renderable(rec: DecisionRecord | CallRecord, actions: Mapping[int, str]) -> bool:
+    """A remembered record a reply can carry again (action known, score a protobuf int32)."""
+    return rec.action in actions and rec.reason_bits >= 0 and -(2**31) <= rec.score < 2**31
+
+
 _CAPACITIES = ("accounts", "phones", "devices", "pairs", "recent_width")
 
 

@@ -12,14 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.config import StorageSettings
 from screening.engine import Engine, EngineSnapshot, WatchJournal
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
-from screening.model import NEVER, WatchEntry
+from screening.model import WatchEntry
 from screening.store._base import Store
 from screening.store._file import FileStore
-from screening.store._format import Header, decode, encode, read_header
+from screening.store._format import Header, decode, encode, parse_watch_row, read_header, watch_row
 from screening.store._redis import RedisStore
 
 __all__ = [
@@ -155,7 +154,7 @@ def encode_watch_change(upserts: Sequence[WatchEntry], removes: Sequence[tuple[i
                         at_ms: int) -> bytes:
     """One journal entry (a single line of JSON)."""
     return json.dumps({"at_ms": at_ms,
-                       "upsert": [[e.kind, e.value, e.reason, e.source, e.expires_ms] for e in upserts],
+                       "upsert": [watch_row(e) for e in upserts],
                        "remove": [[k, v] for k, v in removes]},
                       ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -163,31 +162,17 @@ def encode_watch_change(upserts: Sequence[WatchEntry], removes: Sequence[tuple[i
 def decode_watch_change(raw: bytes, where: str) -> tuple[list[WatchEntry], list[tuple[int, str]]]:
     try:
         obj = json.loads(raw)
-        upserts = [WatchEntry(_kind(k), _str(v), _str(r), _str(s), _expiry(x))
-                   for k, v, r, s, x in obj["upsert"]]
+        upserts = [parse_watch_row(row, "upsert") for row in obj["upsert"]]
         removes = [(_kind(k), _str(v)) for k, v in obj["remove"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{where}: malformed ({exc})") from None
     return upserts, removes
 
 
-def _int(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"expected an integer, got {v!r}")
-    return v
-
-
-def _expiry(v: Any) -> int:
-    """Earlier builds took any future expiry: past the year 9999 it is read as never."""
-    if _int(v) < TIME_MIN_MS:
-        raise ValueError(f"expiry {v!r} before the year 1")
-    return NEVER if v > TIME_MAX_MS else int(v)
-
-
 def _kind(v: Any) -> int:
-    if _int(v) not in (1, 2, 3):
+    if type(v) is not int or v not in (1, 2, 3):
         raise ValueError(f"unknown entity kind {v!r}")
-    return int(v)
+    return v
 
 
 def _str(v: Any) -> str:

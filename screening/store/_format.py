@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from features.state import TIME_MAX_MS
+from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
 from screening.model import NEVER, CallRecord, DecisionRecord, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
-__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "read_header"]
+__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "parse_watch_row",
+           "read_header", "watch_row"]
 
 FORMAT_VERSION = 1
 MAGIC = b"SCRNCKPT"
@@ -93,8 +94,7 @@ def encode(snap: EngineSnapshot) -> Encoded:
             {name: pa.array([c[i] for c in snap.calls], pa.large_string())
              for i, name in enumerate(("call_id", "caller", "callee"))}))),
         ("calls.records", "arrow", _arrow(_call_records(snap.calls))),
-        ("watchlist", "json", _json([[e.kind, e.value, e.reason, e.source, e.expires_ms]
-                                     for e in snap.watch])),
+        ("watchlist", "json", _json([watch_row(e) for e in snap.watch])),
     ]
     parts += [(name, "npy", _npy(arr)) for name, arr in snap.arrays.items()]
     infos: list[dict[str, Any]] = []
@@ -368,7 +368,7 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         if owner is None or not 0 <= owner < len(calls) or ended is None:
             raise ValueError(f"part calls.records: call {owner} of {len(calls)}")
         calls[owner][4 if ended else 3] = rec
-    watch = [_watch_entry(row) for row in _part(parts, "watchlist", list)]
+    watch = [parse_watch_row(row, "part watchlist") for row in _part(parts, "watchlist", list)]
     caps: dict[str, int] = {str(k): _int(v, f"capacities.{k}") for k, v in meta["capacities"].items()}
     return EngineSnapshot(
         created_ms=header.created_ms,
@@ -386,20 +386,24 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
     )
 
 
-def _watch_entry(row: object) -> WatchEntry:
+def watch_row(e: WatchEntry) -> list[object]:
+    """A watchlist entry as stored, in checkpoints and in the watchlist journal."""
+    return [e.kind, e.value, e.reason, e.source, e.expires_ms]
+
+
+def parse_watch_row(row: object, where: str) -> WatchEntry:
+    """``watch_row``'s inverse, checked. Earlier builds took any future expiry: past the year
+    9999 it reads as never."""
     if not isinstance(row, list) or len(row) != 5:
-        raise ValueError(f"part watchlist: entry {row!r} is not [kind, value, reason, source, expires]")
+        raise ValueError(f"{where}: entry {row!r} is not [kind, value, reason, source, expires]")
     kind, value, reason, source, expires = row
     strings = all(isinstance(x, str) for x in (value, reason, source))
     if _int(kind, "watchlist kind") not in (1, 2, 3) or not strings:
-        raise ValueError(f"part watchlist: entry {row!r} is malformed")
-    return WatchEntry(kind, value, reason, source, _expiry(_int(expires, "watchlist expires",
-                                                                high=2**63 - 1)))
-
-
-def _expiry(ms: int) -> int:
-    """Earlier builds took any future expiry: past the year 9999 it is read as never."""
-    return NEVER if ms > TIME_MAX_MS else ms
+        raise ValueError(f"{where}: entry {row!r} is malformed")
+    ms = _int(expires, "watchlist expires", -(2**63), 2**63 - 1)
+    if ms < TIME_MIN_MS:
+        raise ValueError(f"watchlist: an entry expires at {ms}, outside years 1 to 9999")
+    return WatchEntry(kind, value, reason, source, NEVER if ms > TIME_MAX_MS else ms)
 
 
 def _int(v: object, name: str, low: int = -(2**62), high: int = 2**62) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -10,10 +13,10 @@ import numpy as np
 import pytest
 
 from screening.config import Settings, load_settings
-from screening.engine import Engine
+from screening.engine import Engine, EngineSnapshot
 from screening.model import NEVER, CallInput, Party, TxnInput, WatchEntry
 from screening.policy import load_policy
-from screening.store import FileStore, MemoryStore, RedisStore, Store
+from screening.store import FileStore, MemoryStore, RedisStore, Store, encode
 from tests.conftest import RedisProcess
 
 T0 = 1_700_000_000_000
@@ -91,3 +94,33 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
         store = RedisStore(redis_server.url, "t:", chunk_bytes=256 * 1024)
     yield store
     store.close()
+
+
+#: the checkpoint container's fixed prefix (magic, version, header length, header sha256)
+CKPT_PREFIX = struct.Struct("<8sHI32s")
+
+
+def reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]],
+                 **header_fields: object) -> MemoryStore:
+    """``snap``'s checkpoint with the named parts replaced by (kind, raw bytes) and the header
+    fields given, every checksum recomputed (a part mapped to kind '' is left out)."""
+    data = b"".join(bytes(p) for p in encode(snap).pieces)
+    magic, version, hlen, _ = CKPT_PREFIX.unpack_from(data)
+    header = json.loads(data[CKPT_PREFIX.size:CKPT_PREFIX.size + hlen])
+    body = data[CKPT_PREFIX.size + hlen:]
+    infos, raws, at = [], [], 0
+    for p in header["parts"]:
+        kind, raw = parts.get(p["name"], (p["kind"], body[p["offset"]:p["offset"] + p["size"]]))
+        if not kind:
+            continue
+        p.update(kind=kind, offset=at, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+        infos.append(p)
+        raws.append(raw)
+        at += len(raw)
+    header["parts"] = infos
+    header.update(header_fields)
+    new_header = json.dumps(header).encode()
+    store = MemoryStore()
+    store.checkpoint = (CKPT_PREFIX.pack(magic, version, len(new_header),
+                                     hashlib.sha256(new_header).digest()) + new_header + b"".join(raws))
+    return store

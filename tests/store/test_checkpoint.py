@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +26,14 @@ from screening.store import (
     save_checkpoint,
 )
 from tests.conftest import RedisProcess
-from tests.store.conftest import assert_same_state, busy_engine, small_settings, txn
-
-_PREFIX = struct.Struct("<8sHI32s")
+from tests.store.conftest import (
+    CKPT_PREFIX,
+    assert_same_state,
+    busy_engine,
+    reassembled,
+    small_settings,
+    txn,
+)
 
 
 def _restored(store: Store) -> Engine:
@@ -105,7 +108,7 @@ def test_corrupted_part_is_refused_naming_the_file_and_part(tmp_path: Path) -> N
 def test_corrupted_header_is_refused(tmp_path: Path) -> None:
     """A flipped bit in the header: refused by the header checksum."""
     store, path, _ = _file_checkpoint(tmp_path)
-    _flip(path, _PREFIX.size + 20)
+    _flip(path, CKPT_PREFIX.size + 20)
     with pytest.raises(CheckpointError, match=rf"{path}: corrupted \(header checksum"):
         read_latest_header(store)
 
@@ -148,24 +151,9 @@ def test_corrupted_chunk_is_refused_naming_the_redis_key(redis_server: RedisProc
 
 def test_pickled_array_is_refused_even_with_valid_checksums() -> None:
     """An object array (a pickle inside a .npy) is never loaded, checksums or not."""
-    engine = busy_engine(n=20)
-    enc = encode(engine.snapshot())
-    data = b"".join(bytes(p) for p in enc.pieces)
-    magic, version, hlen, _ = _PREFIX.unpack_from(data)
-    header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen])
-    body = data[_PREFIX.size + hlen:]
     evil = io.BytesIO()
     np.save(evil, np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    parts, at = [], 0
-    for p in header["parts"]:
-        raw = evil.getvalue() if p["name"] == "recent" else body[p["offset"]:p["offset"] + p["size"]]
-        p.update(offset=at, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
-        parts.append(raw)
-        at += len(raw)
-    new_header = json.dumps(header).encode()
-    store = MemoryStore()
-    store.checkpoint = (_PREFIX.pack(magic, version, len(new_header),
-                                     hashlib.sha256(new_header).digest()) + new_header + b"".join(parts))
+    store = reassembled(busy_engine(n=20).snapshot(), {"recent": ("npy", evil.getvalue())})
     reader = store.open_checkpoint()
     assert reader is not None
     with pytest.raises(CheckpointError, match=r"part recent: .*allow_pickle"):

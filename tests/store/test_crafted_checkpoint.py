@@ -8,10 +8,8 @@ what the machine does not have.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import struct
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -26,9 +24,7 @@ from screening.engine import Engine, EngineSnapshot
 from screening.errors import CheckpointError
 from screening.model import NEVER
 from screening.store import MemoryStore, encode, read_header, restore_engine
-from tests.store.conftest import busy_engine, small_settings
-
-_PREFIX = struct.Struct("<8sHI32s")
+from tests.store.conftest import busy_engine, reassembled, small_settings
 
 
 def _snapshot() -> EngineSnapshot:
@@ -234,32 +230,6 @@ def test_decision_with_an_unknown_action_is_refused() -> None:
 
 
 # ---------------------------------------------------------------- the container's parts
-def _reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]],
-                 **header_fields: object) -> MemoryStore:
-    """``snap``'s checkpoint with the named parts replaced by (kind, raw bytes) and the header
-    fields given, every checksum recomputed (a part mapped to kind '' is left out)."""
-    data = b"".join(bytes(p) for p in encode(snap).pieces)
-    magic, version, hlen, _ = _PREFIX.unpack_from(data)
-    header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen])
-    body = data[_PREFIX.size + hlen:]
-    infos, raws, at = [], [], 0
-    for p in header["parts"]:
-        kind, raw = parts.get(p["name"], (p["kind"], body[p["offset"]:p["offset"] + p["size"]]))
-        if not kind:
-            continue
-        p.update(kind=kind, offset=at, size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
-        infos.append(p)
-        raws.append(raw)
-        at += len(raw)
-    header["parts"] = infos
-    header.update(header_fields)
-    new_header = json.dumps(header).encode()
-    store = MemoryStore()
-    store.checkpoint = (_PREFIX.pack(magic, version, len(new_header),
-                                     hashlib.sha256(new_header).digest()) + new_header + b"".join(raws))
-    return store
-
-
 def _json(obj: object) -> tuple[str, bytes]:
     return "json", json.dumps(obj).encode()
 
@@ -297,7 +267,7 @@ def _refused_store(store: MemoryStore, match: str) -> None:
 def test_malformed_parts_are_refused_naming_the_part(
         name: str, part: Callable[[EngineSnapshot], tuple[str, bytes]], match: str) -> None:
     snap = _snapshot()
-    _refused_store(_reassembled(snap, {name: part(snap)}), match)
+    _refused_store(reassembled(snap, {name: part(snap)}), match)
 
 
 def test_call_record_of_a_call_that_is_not_there_is_refused() -> None:
@@ -316,14 +286,14 @@ def test_call_record_of_a_call_that_is_not_there_is_refused() -> None:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    _refused_store(_reassembled(snap, {"calls.records": ("arrow", sink.getvalue().to_pybytes())}),
+    _refused_store(reassembled(snap, {"calls.records": ("arrow", sink.getvalue().to_pybytes())}),
                    r"part calls.records: call 99 of")
 
 
 @pytest.mark.parametrize("value", [float("inf"), 10**27, 2**63, 10**17, "7", 1.5, -1, True])
 def test_journal_seq_that_is_not_a_plain_count_is_refused(value: object) -> None:
     """The journal is numbered on from journal_seq: it must be an integer with room to count."""
-    _refused_store(_reassembled(_snapshot(), {}, journal_seq=value),
+    _refused_store(reassembled(_snapshot(), {}, journal_seq=value),
                    r"malformed header \((Infinity is not a number|journal_seq: .*expected an integer in "
                    r"\[0, 9007199254740992\])")
 
