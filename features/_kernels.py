@@ -704,6 +704,13 @@ def _call(
 
 
 @helper
+def _prefetch_ring(ring: np.ndarray, e: int, d: int) -> None:
+    rk = ring.shape[2] * 2
+    _prefetch(ring, (e * ring.shape[1] + d) * rk)
+    _prefetch(ring, (e * ring.shape[1] + d) * rk + rk - 1)
+
+
+@helper
 def _prefetch_entity(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray,
                      ring: np.ndarray, sc: np.ndarray, e: int, d: int,
                      sl: tuple[int, int, int, int]) -> None:
@@ -722,20 +729,23 @@ def _prefetch_entity(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np
     for w in range(NW):
         _prefetch(cnt, (e * NSLOT + sl[w]) * ncc)
         _prefetch(amt, (e * NSLOT + sl[w]) * nsc)
-    rk = ring.shape[2] * 2
-    _prefetch(ring, (e * ring.shape[1] + d) * rk)
-    _prefetch(ring, (e * ring.shape[1] + d) * rk + rk - 1)
+    _prefetch_ring(ring, e, d)
 
 
 @helper
 def _prefetch_event(
     ev: np.ndarray, j: int,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
-    a_ring: np.ndarray, a_sc: np.ndarray,
+    a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
-    p_ring: np.ndarray, p_sc: np.ndarray, pt: np.ndarray, params: np.ndarray,
+    p_ring: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray, pt: np.ndarray, params: np.ndarray,
+    rings: int,
 ) -> None:
-    """Ask for the state rows event ``j`` will touch (ids were checked by ``_first_bad_id``)."""
+    """Ask for the state rows event ``j`` will touch (ids were checked by ``_first_bad_id``).
+
+    ``rings``: bit 0 asks for the payer's incoming ring too, bit 1 the payee's outgoing one
+    (read only when the policy reads those distinct counts).
+    """
     kind = ev[j, EV_KIND]
     a = ev[j, EV_A]
     b = ev[j, EV_B]
@@ -746,6 +756,17 @@ def _prefetch_event(
         _prefetch_entity(a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, b, R_IN, sl)
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, a, b)) & mask))
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, b, a)) & mask))
+        _prefetch(a_fl, a * a_fl.shape[1])
+        if rings & 1:
+            _prefetch_ring(a_ring, a, R_IN)
+        if rings & 2:
+            _prefetch_ring(a_ring, b, R_OUT)
+        ph = ev[j, EV_C]
+        if ph >= 0:
+            _prefetch(p_sc, ph * p_sc.shape[1])
+        dv = ev[j, EV_D]
+        if dv >= 0:
+            _prefetch(d_sc, dv * d_sc.shape[1])
     else:
         _prefetch_entity(p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, a, 0, sl)
         _prefetch_entity(p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, b, 0, sl)
@@ -775,10 +796,17 @@ def _process(
     keep = out_feat.shape[0] == ev.shape[0]
     has_extra = extra.shape[0] == ev.shape[0]
     n = ev.shape[0]
+    rings = 0  # rings the events read besides the ones they write (see _prefetch_event)
+    for x in range(3):
+        if need[F_DIST_BASE + 3 + x]:  # payer, incoming
+            rings |= 1
+        if need[F_DIST_BASE + 6 + x]:  # payee, outgoing
+            rings |= 2
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
             _prefetch_event(ev, i + PREFETCH_AHEAD, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc,
-                            p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, params)
+                            a_fl, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, d_sc, pt, params,
+                            rings)
         row = i if keep else 0
         kind = ev[i, EV_KIND]
         if kind == KIND_TXN:
