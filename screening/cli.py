@@ -92,8 +92,10 @@ def _cmd_features(_args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     import time
 
+    from screening.offline.memory import for_batch_jobs
     from screening.offline.synth import SynthConfig, generate, write
 
+    for_batch_jobs()
     t0 = time.perf_counter()
     cfg = SynthConfig(seed=args.seed, events_target=args.events, days=args.days,
                       scenario_rate=args.scenario_rate)
@@ -121,9 +123,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from screening.offline.backtest import backtest, format_metrics
     from screening.offline.events import read_events, write_frame
     from screening.offline.mapping import load_mapping
+    from screening.offline.memory import for_batch_jobs
     from screening.offline.replay import read_watchlist, replay
     from screening.policy import load_policy
 
+    for_batch_jobs()
     settings = _settings(args)
     assert isinstance(settings, Settings)
     mapping = load_mapping(args.mapping) if args.mapping else None
@@ -167,6 +171,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from screening.config import Settings
     from screening.offline.events import read_events
     from screening.offline.mapping import load_mapping
+    from screening.offline.memory import for_batch_jobs
     from screening.offline.replay import replay
     from screening.offline.reports import (
         large_value_report,
@@ -177,6 +182,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
     from screening.policy import load_policy
 
+    for_batch_jobs()
     settings = _settings(args)
     assert isinstance(settings, Settings)
     mapping = load_mapping(args.mapping) if args.mapping else None
