@@ -24,11 +24,12 @@ def for_batch_jobs() -> bool:
     """Stop numpy advising huge pages for its own arrays; returns whether it advised before.
 
     numpy asks the kernel for transparent huge pages on every array of 4 MB or more. A batch
-    job allocates and frees hundreds of such temporaries, and where the kernel compacts memory
-    on demand for advised ranges (``defrag=madvise``, the default) a first touch can stall:
-    generating 1 M events measured 0.95-2.1 M events/s with 0.9-2.1 s of system time, and
-    1.8-2.65 M events/s with 0.5-0.6 s without the advice. The feature state keeps its huge
-    pages (``features.state.resident`` asks for them itself, once, at allocation).
+    job allocates and frees hundreds of such temporaries, and their first touches then cost
+    more (a huge page is zeroed whole; with ``defrag=madvise``, the default, the kernel may
+    compact memory to find one): generating 1 M events measured 0.95-2.1 M events/s with
+    0.9-2.1 s of system time, and 1.8-2.65 M events/s with 0.5-0.6 s without the advice.
+    The feature state keeps its huge pages (``features.state.resident`` asks for them itself,
+    once, at allocation).
     """
     switch = _numpy_switch()
     return bool(switch(False)) if switch is not None else False
