@@ -797,10 +797,10 @@ def _process(
     has_extra = extra.shape[0] == ev.shape[0]
     n = ev.shape[0]
     rings = 0  # rings the events read besides the ones they write (see _prefetch_event)
-    for x in range(3):
-        if need[F_DIST_BASE + 3 + x]:  # payer, incoming
+    for x in range(3):  # distinct counts: F_DIST_BASE + (party * 2 + direction) * 3 + window
+        if need[F_DIST_BASE + (0 * 2 + R_IN) * 3 + x]:  # payer, incoming
             rings |= 1
-        if need[F_DIST_BASE + 6 + x]:  # payee, outgoing
+        if need[F_DIST_BASE + (1 * 2 + R_OUT) * 3 + x]:  # payee, outgoing
             rings |= 2
     for i in range(n):
         if i + PREFETCH_AHEAD < n:

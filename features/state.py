@@ -95,13 +95,14 @@ _HUGE = 2 << 20  # a transparent huge page
 _HUGE_MIN = 1 << 20
 
 
-def resident(shape: tuple[int, ...], dtype: type[np.generic], fill: int | float) -> np.ndarray:
+def resident(shape: tuple[int, ...], dtype: type[np.generic], fill: int | float | None) -> np.ndarray:
     """A new array filled with ``fill``: written in full now (np.zeros maps pages lazily, and the
-    first events would pay for the page faults), on huge pages where the OS offers them."""
+    first events would pay for the page faults), on huge pages where the OS offers them.
+    ``fill=None`` leaves it unwritten, for a caller that writes every element itself."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     advise = getattr(mmap, "MADV_HUGEPAGE", None)
     if nbytes < _HUGE_MIN or advise is None or not hasattr(mmap, "MAP_ANONYMOUS"):
-        return np.full(shape, fill, dtype=dtype)
+        return np.empty(shape, dtype=dtype) if fill is None else np.full(shape, fill, dtype=dtype)
     span = -(-nbytes // _HUGE) * _HUGE
     # private and anonymous (a shared mapping would be shmem, which THP leaves out); unmapped
     # when the last view of it goes
@@ -110,8 +111,13 @@ def resident(shape: tuple[int, ...], dtype: type[np.generic], fill: int | float)
     start = -raw.ctypes.data % _HUGE  # huge pages need 2 MB-aligned addresses
     region.madvise(advise, start, span)
     out = raw[start:start + nbytes].view(dtype).reshape(shape)
-    out.fill(fill)
+    if fill is not None:
+        out.fill(fill)
     return out
+
+
+# the arrays of an EntityArrays, in a checkpoint's order
+ENTITY_ARRAYS = ("cnt", "amt", "tag", "head", "ring", "sc", "fl")
 
 
 @dataclass
@@ -149,21 +155,16 @@ class EntityArrays:
     def grown(self, n: int, template: EntityArrays) -> EntityArrays:
         """A copy with capacity ``n``; new rows are copies of ``template``'s empty row."""
         out = {}
-        for name in ("cnt", "amt", "tag", "head", "ring", "sc", "fl"):
+        for name in ENTITY_ARRAYS:
             old = getattr(self, name)
-            new = resident((n, *old.shape[1:]), old.dtype.type, 0)
+            new = resident((n, *old.shape[1:]), old.dtype.type, None)  # every row written below
             new[: old.shape[0]] = old
             new[old.shape[0]:] = getattr(template, name)[0]
             out[name] = new
         return EntityArrays(**out)
 
     def nbytes_per_entity(self) -> int:
-        return sum(
-            getattr(self, n)[0].nbytes for n in ("cnt", "amt", "tag", "head", "ring", "sc", "fl")
-        )
-
-
-ENTITY_ARRAYS = ("cnt", "amt", "tag", "head", "ring", "sc", "fl")
+        return sum(getattr(self, n)[0].nbytes for n in ENTITY_ARRAYS)
 
 
 def _account_arrays(n: int) -> EntityArrays:
@@ -399,7 +400,7 @@ class FeatureState:
     def nbytes(self) -> int:
         arrays = [self.devices, self.pairs]
         for ent in (self.accounts, self.phones):
-            arrays += [ent.cnt, ent.amt, ent.tag, ent.head, ent.ring, ent.sc, ent.fl]
+            arrays += [getattr(ent, name) for name in ENTITY_ARRAYS]
         return sum(x.nbytes for x in arrays)
 
 

@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 __all__ = ["add_checkpoint_command"]
@@ -111,8 +110,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         store.close()
     if args.verify:
         # what a starting server checks: every value, under this configuration's settings
-        engine = Engine(settings, load_policy(Path(settings.policy.file) if settings.policy.file
-                                              else None))
+        engine = Engine(settings, load_policy(settings.policy.file))
         notes = restore_snapshot(engine, header, snap)
         del engine, snap
     if superseded:

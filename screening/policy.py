@@ -111,10 +111,12 @@ def default_policy_text() -> str:
     return resources.files("screening").joinpath("default_policy.toml").read_text(encoding="utf-8")
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    """Load and validate a policy file (None: the default shipped in the package)."""
-    if path is None:
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file (None or "", as an unset ``[policy] file`` is: the default
+    shipped in the package)."""
+    if not path:
         return parse_policy(default_policy_text(), "default_policy.toml")
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -141,7 +141,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     state cannot be restored: a server never starts with less than its saved state.
     """
     log = get_logger("screening.server")
-    policy = policy or load_policy(Path(settings.policy.file) if settings.policy.file else None)
+    policy = policy or load_policy(settings.policy.file)
     masker = masker or Masker()
     authenticator = _authenticator(settings, auth)
     if not authenticator.enabled:

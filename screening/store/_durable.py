@@ -18,7 +18,15 @@ from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
 from screening.model import WatchEntry
 from screening.store._base import Store
 from screening.store._file import FileStore
-from screening.store._format import Header, decode, encode, parse_watch_row, read_header, watch_row
+from screening.store._format import (
+    Header,
+    decode,
+    encode,
+    parse_kind,
+    parse_watch_row,
+    read_header,
+    watch_row,
+)
 from screening.store._redis import RedisStore
 
 __all__ = [
@@ -163,16 +171,10 @@ def decode_watch_change(raw: bytes, where: str) -> tuple[list[WatchEntry], list[
     try:
         obj = json.loads(raw)
         upserts = [parse_watch_row(row, "upsert") for row in obj["upsert"]]
-        removes = [(_kind(k), _str(v)) for k, v in obj["remove"]]
+        removes = [(parse_kind(k), _str(v)) for k, v in obj["remove"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{where}: malformed ({exc})") from None
     return upserts, removes
-
-
-def _kind(v: Any) -> int:
-    if type(v) is not int or v not in (1, 2, 3):
-        raise ValueError(f"unknown entity kind {v!r}")
-    return v
 
 
 def _str(v: Any) -> str:

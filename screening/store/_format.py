@@ -24,6 +24,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import struct
 import typing
 from collections.abc import Sequence
@@ -39,8 +40,8 @@ from screening.errors import CheckpointError
 from screening.model import NEVER, CallRecord, DecisionRecord, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
-__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "parse_watch_row",
-           "read_header", "watch_row"]
+__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "parse_kind",
+           "parse_watch_row", "read_header", "watch_row"]
 
 FORMAT_VERSION = 1
 MAGIC = b"SCRNCKPT"
@@ -290,9 +291,7 @@ def _load_npy(data: bytes) -> np.ndarray:
         raise ValueError(f"malformed .npy header ({type(exc).__name__}: {exc})") from None
     if dtype.hasobject or dtype.kind not in "biuf" or fortran:
         raise ValueError(f"not a plain numeric C-order array ({dtype}; allow_pickle is off)")
-    count = 1
-    for dim in shape:
-        count *= dim
+    count = math.prod(shape)
     start = fp.tell()
     if count * dtype.itemsize != len(data) - start:
         raise ValueError(f"shape {list(shape)} of {dtype} needs {count * dtype.itemsize} bytes, "
@@ -397,13 +396,23 @@ def parse_watch_row(row: object, where: str) -> WatchEntry:
     if not isinstance(row, list) or len(row) != 5:
         raise ValueError(f"{where}: entry {row!r} is not [kind, value, reason, source, expires]")
     kind, value, reason, source, expires = row
-    strings = all(isinstance(x, str) for x in (value, reason, source))
-    if _int(kind, "watchlist kind") not in (1, 2, 3) or not strings:
+    if not _is_kind(kind) or not all(isinstance(x, str) for x in (value, reason, source)):
         raise ValueError(f"{where}: entry {row!r} is malformed")
     ms = _int(expires, "watchlist expires", -(2**63), 2**63 - 1)
     if ms < TIME_MIN_MS:
         raise ValueError(f"watchlist: an entry expires at {ms}, outside years 1 to 9999")
     return WatchEntry(kind, value, reason, source, NEVER if ms > TIME_MAX_MS else ms)
+
+
+def _is_kind(v: object) -> typing.TypeGuard[int]:
+    """A stored watchlist entity kind (1 account, 2 phone, 3 device)."""
+    return type(v) is int and v in (1, 2, 3)
+
+
+def parse_kind(v: object) -> int:
+    if not _is_kind(v):
+        raise ValueError(f"unknown entity kind {v!r}")
+    return v
 
 
 def _int(v: object, name: str, low: int = -(2**62), high: int = 2**62) -> int:
