@@ -86,6 +86,8 @@ class StepResult:
     reply_bytes: float = 0.0
     transactions_per_s: float = 0.0
     sent_total: int = 0  # including the warm-up
+    # latency of the calls refused RESOURCE_EXHAUSTED (how fast the server sheds load)
+    refused_latency: dict[str, Any] = field(default_factory=dict)
     server_cpu_s: float = 0.0  # over the same window as client_cpu_s (warm-up included)
     machine_busy_s: float = 0.0  # all CPUs, all processes, same window
     window_s: float = 0.0  # wall time of that window
@@ -146,6 +148,8 @@ def _finish(spec: StepSpec, lat: np.ndarray, lag: np.ndarray, status: np.ndarray
     measured_s = max(spec.duration_s, 1e-9)
     res.achieved_rate = res.ok / measured_s
     res.latency = LatencyHistogram().record(lat[ok]).to_json()
+    refused = counted & (status == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    res.refused_latency = LatencyHistogram().record(lat[refused]).to_json()
     res.send_lag = LatencyHistogram().record(np.maximum(lag[counted], 0)).to_json()
     res.request_bytes = req_bytes
     res.reply_bytes = float(np.mean(reply_bytes)) if reply_bytes else 0.0

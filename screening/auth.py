@@ -188,7 +188,7 @@ def _deny(error: ScreeningError, handler: grpc.RpcMethodHandler[Any, Any], metho
     """A handler that refuses the call with ``error``; it runs in the server's default (control)
     threads, where the caller's address is known: counted, logged, maybe refused as blocked."""
 
-    def abort(_request: Any, context: grpc.ServicerContext) -> Any:
+    def abort(_requests: Any, context: grpc.ServicerContext) -> Any:
         peer = context.peer()
         final = error
         if throttle is not None:

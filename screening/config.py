@@ -51,8 +51,10 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 50051
-    max_workers: int = 8
-    max_queue: int = 32
+    # Two threads: the engine's lock and the GIL serialise screening anyway, and more threads
+    # only contend for the GIL with grpc's polling thread (bench/results/overload.json).
+    max_workers: int = 2
+    max_queue: int = 16
     max_streams: int = 64
     grace_seconds: float = 5.0
     max_message_bytes: int = 32 * 1024 * 1024

@@ -2,16 +2,17 @@
 
 Each kind of call has a lane: a thread pool with a bound on the calls it holds (running plus
 waiting). A call past its lane's bound is refused RESOURCE_EXHAUSTED at once, naming the
-setting, before it takes a thread (``AdmissionInterceptor``), instead of waiting in an unbounded
-queue until long after its caller gave up. An open stream holds a thread of the stream lane for
-as long as it is open, so streams never take threads from unary callers or health checks.
+setting, on grpc's polling thread before it takes any thread (``AdmissionInterceptor``),
+instead of waiting in an unbounded queue until long after its caller gave up. An open stream
+holds a thread of the stream lane for as long as it is open, so streams never take threads
+from unary callers or health checks.
 
     lane     calls                                           threads              waiting
     screen   ScreenTransaction, ScreenBatch, ReportCall      [server] max_workers [server] max_queue
     query    UpdateWatchlist, QueryAccount, ExportCaseGraph  4                    16
     stream   ScreenStream, and any other client-streaming    [server] max_streams 0
              call (reflection)
-    control  health checks, refusals (the default pool)     4                    (overall cap)
+    control  health checks, auth refusals (default pool)    4                    (overall cap)
 
 grpc's synchronous server runs a call on the pool its handler's behavior names in
 ``experimental_thread_pool`` (the hook grpc's own health service uses), else on its default pool.
@@ -132,18 +133,35 @@ def lane_of(handler: grpc.RpcMethodHandler[Any, Any]) -> Lane | None:
     return pool if isinstance(pool, Lane) else None
 
 
-def handler_like(handler: grpc.RpcMethodHandler[Any, Any], behavior: Callable[..., Any]
+def handler_like(handler: grpc.RpcMethodHandler[Any, Any],
+                 behavior: Callable[[Any, grpc.ServicerContext], Any]
                  ) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler of the same kind as ``handler`` running ``behavior``; the request is left as
-    bytes (no deserializer), so a refused call's bytes are never decoded."""
-    ser = handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(behavior, None, ser)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(behavior, None, ser)
+    """A handler answering like ``handler`` (one reply or a stream of them) that runs
+    ``behavior`` without reading the request: a refusal need not wait for the request's bytes,
+    and never decodes them. ``behavior`` gets an unread request iterator."""
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(behavior, None, ser)
-    return grpc.unary_unary_rpc_method_handler(behavior, None, ser)
+        return grpc.stream_stream_rpc_method_handler(behavior, None, handler.response_serializer)
+    return grpc.stream_unary_rpc_method_handler(behavior, None, handler.response_serializer)
+
+
+class _Inline(futures.ThreadPoolExecutor):
+    """Runs what grpc submits at once on the submitting thread (grpc's polling thread), for
+    refusals only: they read nothing and only start sending a status, which never waits, so
+    refusing costs no thread hand-off and no extra turn for the GIL under an overload."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)  # never starts its thread
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
+        fut: futures.Future[T] = futures.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # grpc's own wrapper catches the behavior's errors
+            fut.set_exception(exc)
+        return fut
+
+
+_INLINE = _Inline()
 
 
 class RefusalLog:
@@ -213,7 +231,8 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
 
 def _refuse(error: ScreeningError) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+    def refuse(_requests: Any, context: grpc.ServicerContext) -> Any:
         context.abort(error.code, str(error))
 
+    refuse.experimental_thread_pool = _INLINE  # type: ignore[attr-defined]
     return refuse

@@ -69,7 +69,7 @@ def small() -> Iterator[Live]:
 
 
 def test_twenty_idle_streams_leave_health_and_unary_calls_answered(live: Live) -> None:
-    """20 open idle ScreenStreams (more than the 8 unary threads): health and a payment still answer."""
+    """20 open idle ScreenStreams (more than all unary threads): health and a payment still answer."""
     streams = [IdleStream(live.bank) for _ in range(20)]
     try:
         # each stream is open on the server: it answered a first message
