@@ -9,9 +9,10 @@ Starts ``screening serve`` as shipped (own process, bearer tokens) and measures,
 3. overload: open-loop load at multiples of the capacity (default 2x and 5x): the admitted
    calls' latency (p50 / p99 / p99.9 from the scheduled send time), the share refused and by
    which code (RESOURCE_EXHAUSTED when a lane is full, DEADLINE_EXCEEDED when a call's deadline
-   cannot be met), how fast refusals came back, whether health checks were answered
-   meanwhile, and the generator's own send lag (a Python generator on the same 2 cores may not
-   reach 5x; the lag says so);
+   cannot be met), how fast refusals came back, and the generator's own send lag (a Python
+   generator on the same 2 cores may not reach 5x; the lag says so). Meanwhile a probe from
+   this process sends a health check and a payment every 100 ms: its timings are the server's
+   as a client that is not itself saturated sees them;
 4. after the overload: one payment every 100 ms until a decision is no longer ``degraded``
    (graph detectors back on): how long degraded mode outlasts the overload.
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ScreenStreams held open while unary latency is measured again")
     p.add_argument("--workers", type=int, default=None, help="[server] max_workers of the service")
     p.add_argument("--queue", type=int, default=None, help="[server] max_queue of the service")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment of the service only, repeatable (e.g. "
+                        "SCREENING_GRAPH__ENABLED=false, or PYTHONPATH=<an older checkout>)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for overload.json")
     p.add_argument("--smoke", action="store_true",
                    help="seconds in all: tiny durations (CI checks the result's shape)")
@@ -123,43 +127,69 @@ def measure_capacity(address: str, token: str, seconds: float, in_flight: int) -
     return asyncio.run(_closed_loop(address, token, seconds, in_flight))
 
 
-class HealthProbe:
-    """Health checks every 100 ms (2 s deadline) from this process while a step runs."""
+def _summary_ms(seconds: list[float]) -> dict[str, Any]:
+    lat = sorted(seconds)
+    if not lat:
+        return {"n": 0}
+    return {"n": len(lat), "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
+            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2),
+            "max_ms": round(lat[-1] * 1000, 2)}
 
-    def __init__(self, address: str) -> None:
+
+class Probe:
+    """From this process while a step runs, every 100 ms: a health check (2 s deadline) and a
+    payment (1 s deadline), each timed by a client that is never saturated itself, so its
+    figures are the server's even when the load generator falls behind."""
+
+    def __init__(self, address: str, token: str) -> None:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        self._channel = grpc.insecure_channel(address)
-        self._stub = health_pb2_grpc.HealthStub(self._channel)
+        self._client = ScreeningClient(address, token, timeout=1.0)
+        self._health = health_pb2_grpc.HealthStub(self._client.channel)
         self._request = health_pb2.HealthCheckRequest()
         self._stop = threading.Event()
-        self.latencies: list[float] = []
-        self.failed = 0
+        self.health: list[float] = []
+        self.health_failed = 0
+        self.admitted: list[float] = []
+        self.refused: list[float] = []
+        self.codes: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        n = 0
         while not self._stop.wait(0.1):
             t0 = time.perf_counter()
             try:
-                self._stub.Check(self._request, timeout=2.0)
-                self.latencies.append(time.perf_counter() - t0)
+                self._health.Check(self._request, timeout=2.0)
+                self.health.append(time.perf_counter() - t0)
             except grpc.RpcError:
-                self.failed += 1
+                self.health_failed += 1
+            n += 1
+            txn = transaction(f"probe-{os.getpid()}-{time.time_ns()}", dt.datetime.now(dt.UTC),
+                              f"probe-a{n % 11}", f"probe-b{n % 13}", 1_000 + n)
+            t0 = time.perf_counter()
+            try:
+                self._client.screen(txn)
+                self.admitted.append(time.perf_counter() - t0)
+            except grpc.RpcError as exc:
+                name = exc.code().name
+                self.codes[name] = self.codes.get(name, 0) + 1
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    self.refused.append(time.perf_counter() - t0)
 
-    def __enter__(self) -> HealthProbe:
+    def __enter__(self) -> Probe:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._channel.close()
+        self._client.close()
 
     def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-        return {"checks": len(lat) + self.failed, "failed": self.failed,
-                "p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else None,
-                "max_ms": round(lat[-1] * 1000, 2) if lat else None}
+        return {"health": {**_summary_ms(self.health), "failed": self.health_failed},
+                "payments_admitted": _summary_ms(self.admitted),
+                "payments_refused": _summary_ms(self.refused), "payment_codes": self.codes}
 
 
 class IdleStreams:
@@ -179,18 +209,30 @@ class IdleStreams:
             self.calls.append(call)
             box.put(transaction(f"idle-{os.getpid()}-{time.time_ns()}-{k}", when, f"idle-a{k}",
                                 f"idle-b{k}", 100))
+            first: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=_first_answer, args=(call, first), daemon=True).start()
             try:
-                next(call)
+                outcome = first.get(timeout=5.0)
+            except queue.Empty:
+                outcome = "UNANSWERED"  # the server has no thread left for it
+            if outcome == "OK":
                 self.open += 1
-            except grpc.RpcError as exc:
-                name = exc.code().name
-                self.refused[name] = self.refused.get(name, 0) + 1
+            else:
+                self.refused[outcome] = self.refused.get(outcome, 0) + 1
 
     def close(self) -> None:
         for box, call in zip(self._outboxes, self.calls, strict=True):
             box.put(None)
             call.cancel()
         self.client.close()
+
+
+def _first_answer(call: Any, out: queue.Queue[str]) -> None:
+    try:
+        next(call)
+        out.put("OK")
+    except grpc.RpcError as exc:
+        out.put(exc.code().name)
 
 
 def _drain(box: queue.Queue[pb.Transaction | None]) -> Any:
@@ -215,7 +257,7 @@ def degraded_after(address: str, token: str, limit_s: float = 30.0) -> dict[str,
 
 
 def _step_json(res: StepResult, multiplier: float, capacity: float,
-               health: dict[str, Any]) -> dict[str, Any]:
+               probe: dict[str, Any]) -> dict[str, Any]:
     j = res.to_json()
     sent = max(res.sent, 1)
     refused = sum(n for code, n in res.error_codes.items() if code in ALLOWED_CODES)
@@ -235,7 +277,7 @@ def _step_json(res: StepResult, multiplier: float, capacity: float,
         "send_lag_ms": lag,
         "generator_limited": lag["p99"] > 50.0,
         "server_cpu_cores": round(res.server_cpu_s / max(res.window_s, 1e-9), 2),
-        "health": health,
+        "probe": probe,
     }
 
 
@@ -249,6 +291,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env["SCREENING_SERVER__MAX_WORKERS"] = str(args.workers)
     if args.queue is not None:
         env["SCREENING_SERVER__MAX_QUEUE"] = str(args.queue)
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
     pool = pool_for("builtin", 2_000 if args.smoke else 50_000)
     result: dict[str, Any] = {
         "command": " ".join(["python", "-m", "bench.overload", *sys.argv[1:]]),
@@ -279,6 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row = 0
 
             def unary_step(rate: float, tag: str) -> tuple[StepSpec, StepResult, dict[str, Any]]:
+                """One open-loop step with the probe running; (spec, result, probe summary)."""
                 nonlocal row
                 spec = StepSpec(target="service", address=service.address, kind="unary",
                                 method=METHOD, rate=max(1.0, rate), duration_s=args.duration,
@@ -286,38 +334,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 id_prefix=f"ov{os.getpid()}-{tag}", token=token,
                                 server_pid=service.pid)
                 row += int((args.duration + args.warmup) * spec.rate) + 1
-                with HealthProbe(service.address) as probe:
+                with Probe(service.address, token) as probe:
                     res: StepResult = workers.submit(run_step, spec).result()
                 time.sleep(1.0)  # let the server drain before the next step
                 return spec, res, probe.summary()
 
             streams: dict[str, Any] = {"rate": round(capacity / 2, 1)}
-            for label, n in (("without", 0), ("with", args.idle_streams)):
+            plan = [("without", 0)] + ([("with", args.idle_streams)] if args.idle_streams else [])
+            for label, n in plan:
                 held = IdleStreams(service.address, token, n) if n else None
                 try:
-                    _, res, health = unary_step(capacity / 2, f"s{n}")
+                    _, res, probe = unary_step(capacity / 2, f"s{n}")
                 finally:
                     if held is not None:
                         held.close()
                 streams[label] = {"idle_streams_open": held.open if held else 0,
                                   "idle_streams_refused": held.refused if held else {},
-                                  **_step_json(res, 0.5, capacity, health)}
+                                  **_step_json(res, 0.5, capacity, probe)}
                 print(f"{label} {n} idle streams (open {streams[label]['idle_streams_open']}): "
                       f"unary at {capacity / 2:,.0f}/s p50 {streams[label]['admitted_ms']['p50']:.1f} "
-                      f"p99 {streams[label]['admitted_ms']['p99']:.1f} ms; health {health}",
+                      f"p99 {streams[label]['admitted_ms']['p99']:.1f} ms; probe {probe}",
                       flush=True)
             result["idle_streams"] = streams
             steps = []
             for i, m in enumerate(multipliers):
-                spec, res, health = unary_step(m * capacity, str(i))
-                step = _step_json(res, m, capacity, health)
+                spec, res, probe = unary_step(m * capacity, str(i))
+                step = _step_json(res, m, capacity, probe)
                 step["degraded_after_overload"] = degraded_after(service.address, token)
                 steps.append(step)
                 a = step["admitted_ms"]
                 print(f"{m:g}x ({spec.rate:,.0f}/s offered): admitted {step['admitted_rate']:,.0f}/s "
                       f"p50 {a['p50']:.1f} p99 {a['p99']:.1f} p99.9 {a['p99_9']:.1f} ms; refused "
                       f"{step['refused_share']:.1%} {step['codes']}; refusals p99 "
-                      f"{step['refused_ms']['p99']:.1f} ms; health {step['health']}; send lag "
+                      f"{step['refused_ms']['p99']:.1f} ms; probe {step['probe']}; send lag "
                       f"p99 {step['send_lag_ms']['p99']:.1f} ms; degraded after it "
                       f"{step['degraded_after_overload']}", flush=True)
             result["steps"] = steps

@@ -18,7 +18,7 @@ from screening.protogen import ROOT
 SHED_CODES = {"RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED"}
 STEP_KEYS = {"multiplier", "offered_rate", "capacity", "sent", "admitted_ok", "admitted_rate",
              "refused_share", "codes", "admitted_ms", "refused_ms", "send_lag_ms",
-             "generator_limited", "server_cpu_cores", "health"}
+             "generator_limited", "server_cpu_cores", "probe"}
 
 
 def test_overload_smoke_run_reports_capacity_streams_and_shedding(tmp_path: Path) -> None:
@@ -40,4 +40,5 @@ def test_overload_smoke_run_reports_capacity_streams_and_shedding(tmp_path: Path
         assert set(step["codes"]) <= SHED_CODES, step["codes"]
         assert {"p50", "p99", "p99_9", "max"} <= step["admitted_ms"].keys()
         assert step["degraded_after_overload"]["seconds"] is not None
+        assert set(step["probe"]["payment_codes"]) <= SHED_CODES
     assert result["service_exit"] == 0
