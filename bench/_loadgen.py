@@ -393,6 +393,18 @@ def run_step(spec: StepSpec) -> StepResult:
     raise ValueError(f"unknown kind {spec.kind!r}")
 
 
+async def _bounded(call: Any, bodies: Sequence[bytes], md: Any, at_once: int) -> list[bytes]:
+    """``call`` on every body, at most ``at_once`` outstanding; the replies in order."""
+    room = asyncio.Semaphore(at_once)
+
+    async def one(body: bytes) -> bytes:
+        async with room:
+            reply: bytes = await call(body, metadata=md, timeout=10)
+            return reply
+
+    return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+
 def probe_sizes(address: str, methods: dict[str, str], token: str, batch_sizes: dict[str, int],
                 id_prefix: str) -> dict[str, float]:
     """Mean reply size in bytes of each method, from a few real requests (warms the server too)."""
@@ -426,8 +438,9 @@ def probe_sizes(address: str, methods: dict[str, str], token: str, batch_sizes: 
                     now = int(time.time() * 1000)
                     bodies = stamp(_templates, row, _ids(f"{id_prefix}-u", n), [now] * n)
                     row += n
-                    mc = ch.unary_unary(method, None, None)
-                    replies = await asyncio.gather(*(mc(b, metadata=md, timeout=10) for b in bodies))
+                    # a few at a time: the service refuses (RESOURCE_EXHAUSTED) calls beyond its
+                    # [server] max_workers + max_queue
+                    replies = await _bounded(ch.unary_unary(method, None, None), bodies, md, 8)
                     sizes = [len(r) for r in replies]
                 out[kind] = float(np.mean(sizes))
         return out
