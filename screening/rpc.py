@@ -45,7 +45,7 @@ LANE_OF = {
 
 class ServiceTime:
     """Running estimate of a method's wall time per item (per transaction of a batch, else per
-    call), for the deadline check.
+    call), for the deadline check; one per method and batch size class.
 
     An exponentially weighted mean of measured calls that, while nothing is measured, relaxes
     toward zero (halving every ``half_life_s``): refused calls are not measured, so without the
@@ -123,7 +123,15 @@ class _Gate:
         self.log = log
         self.refusals = refusals
         self.lane = lane
-        self.service_time = ServiceTime()
+        # by batch size (bit length of the item count): a small batch costs more per item
+        self.service_time: dict[int, ServiceTime] = {}
+
+    def _estimate(self, items: int) -> ServiceTime:
+        size = items.bit_length()
+        est = self.service_time.get(size)
+        if est is None:
+            est = self.service_time.setdefault(size, ServiceTime())
+        return est
 
     def _decode(self, raw: bytes, where: str) -> Message:
         try:
@@ -156,8 +164,9 @@ class _Gate:
             try:
                 request = self._decode(raw, "request")
                 items = _items(request)
+                estimate = self._estimate(items)
                 left = context.time_remaining()
-                expected = self.service_time.expected(items)
+                expected = estimate.expected(items)
                 if left < expected:
                     raise DeadlineUnmeetable(
                         f"deadline too short: {left * 1000:.0f} ms left, {self.name} of "
@@ -170,7 +179,7 @@ class _Gate:
             try:
                 return impl(request, context)
             finally:
-                self.service_time.update(time.perf_counter() - t0, items)
+                estimate.update(time.perf_counter() - t0, items)
 
         return behavior
 

@@ -149,7 +149,8 @@ def test_calls_past_workers_and_queue_are_refused_at_once(small: Live) -> None:
 
 
 def test_call_whose_deadline_cannot_be_met_is_refused_and_screens_nothing(small: Live) -> None:
-    """A batch that takes about a second, sent with 50 ms to spare: refused, no payer recorded."""
+    """A batch that takes about a second, sent with 50 ms to spare: refused, no payer recorded;
+    a batch of 10 with a 2 s deadline is still answered."""
     assert len(small.bank.screen_batch(_big_batch(5_000)).decisions) == 5_000  # measured once
     late = _big_batch(5_000)
     with pytest.raises(grpc.RpcError) as info:
@@ -160,3 +161,6 @@ def test_call_whose_deadline_cannot_be_met_is_refused_and_screens_nothing(small:
     threading.Event().wait(1.0)  # a late answer would have been computed by now
     for t in (late[0], late[-1]):
         assert not small.police.query_account(t.payer.account_id).known
+    few = small.bank.stub.ScreenBatch(pb.TransactionBatch(transactions=_big_batch(10)),
+                                      metadata=small.bank.metadata, timeout=2.0)
+    assert len(few.decisions) == 10  # a small batch is judged by what small batches take
