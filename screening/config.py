@@ -52,10 +52,11 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 50051
     # Two threads: the engine's lock and the GIL serialise screening anyway, and more threads
-    # only contend for the GIL with grpc's polling thread (bench/results/overload.json). 64
-    # waiting is about 50 ms of work: room for a scheduler stall on a busy machine at half load.
+    # only contend for the GIL with grpc's polling thread (bench/results/overload.json). Under a
+    # steady overload the queue only adds latency to what is admitted; it is there for bursts
+    # and stalls: 32 waiting is about 30 ms of work.
     max_workers: int = 2
-    max_queue: int = 64
+    max_queue: int = 32
     max_streams: int = 64
     grace_seconds: float = 5.0
     max_message_bytes: int = 32 * 1024 * 1024
