@@ -22,8 +22,10 @@ BANK = next(t for t, (_, role) in TOKENS.items() if role == "bank")
 
 @pytest.fixture()
 def tight() -> Iterator[Live]:
-    """A server with a 0.5 ms budget per decision: an overload easily pushes the graph stage past it."""
-    srv = _start(load_settings(overrides={"server": {"latency_budget_ms": 0.5},
+    """A server with a 0.5 ms budget per decision and 8 threads contending for the GIL: an
+    overload easily makes the graph stage look slower than that."""
+    srv = _start(load_settings(overrides={"server": {"latency_budget_ms": 0.5, "max_workers": 8,
+                                                     "max_queue": 64},
                                           "state": {"initial_accounts": 4096}}))
     yield srv
     _stop(srv)
@@ -50,16 +52,26 @@ def _overload(address: str, seconds: float, threads: int = 16) -> int:
     return sum(sent)
 
 
-def test_graph_detection_resumes_after_an_overload(tight: Live) -> None:
-    """Overload, then 3 s idle: the next decision is not degraded and a graph rule fires again."""
-    assert _overload(tight.server.address, 6.0) > 0
-    time.sleep(3.0)
+def _payee_one_hop_from_a_listed_account(live: Live) -> pb.Decision:
     listed, mule = uid("listed"), uid("mule")
-    first = tight.bank.screen(transaction(uid("t"), recent(60), listed, mule, 100_000))
-    tight.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, listed, "case", "police")])
-    d = tight.bank.screen(transaction(uid("t"), recent(30), uid("victim"), mule, 200_000,
-                                      payer_opened=OLD, payee_opened=OLD))
-    assert not first.degraded
+    live.bank.screen(transaction(uid("t"), recent(60), listed, mule, 100_000))
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, listed, "case", "police")])
+    return live.bank.screen(transaction(uid("t"), recent(30), uid("victim"), mule, 200_000,
+                                        payer_opened=OLD, payee_opened=OLD))
+
+
+def test_graph_detection_resumes_after_an_overload(tight: Live) -> None:
+    """Overload, then 3 s idle: decisions are not degraded and a graph rule fires again.
+
+    A few tries: on a busy shared machine one decision can miss a 0.5 ms budget to a
+    preemption; before the fix every decision stayed degraded until restart."""
+    assert _overload(tight.server.address, 8.0, threads=24) > 0
+    time.sleep(3.0)
+    for _ in range(5):
+        d = _payee_one_hop_from_a_listed_account(tight)
+        if not d.degraded:
+            break
+        time.sleep(0.2)
     assert not d.degraded
     assert "GRAPH_PAYEE_LINKED_TO_WATCHLIST" in [r.code for r in d.reasons]
     assert d.action == pb.ACTION_HOLD
