@@ -37,7 +37,7 @@ def _idle(outbox: queue.Queue[bytes | None]) -> Iterator[bytes]:
 
 
 def test_sigterm_after_malformed_stream_messages_and_idle_streams_stops_in_time(tmp_path: Path) -> None:
-    """Malformed stream messages, 5 idle streams, one half-sent: exit 0 in time, checkpoint saved."""
+    """10 malformed stream messages, 5 idle streams, one half-sent: exit 0 in time, checkpoint saved."""
     port = free_port()
     proc = _serve(tmp_path, port)
     held: list[queue.Queue[bytes | None]] = []
@@ -51,7 +51,7 @@ def test_sigterm_after_malformed_stream_messages_and_idle_streams_stops_in_time(
             client.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
             raw = client.channel.stream_stream("/screening.v1.Screening/ScreenStream",
                                                request_serializer=None, response_deserializer=None)
-            for _ in range(5):  # malformed messages, each ending its stream
+            for _ in range(10):  # malformed messages, each ending its stream
                 try:
                     list(raw(iter([b"\xff\xff\xff\x07garbage"]), timeout=10))
                 except grpc.RpcError as exc:
