@@ -86,6 +86,8 @@ class StepResult:
     reply_bytes: float = 0.0
     transactions_per_s: float = 0.0
     sent_total: int = 0  # including the warm-up
+    # latency of the calls refused RESOURCE_EXHAUSTED (how fast the server sheds load)
+    refused_latency: dict[str, Any] = field(default_factory=dict)
     server_cpu_s: float = 0.0  # over the same window as client_cpu_s (warm-up included)
     machine_busy_s: float = 0.0  # all CPUs, all processes, same window
     window_s: float = 0.0  # wall time of that window
@@ -146,6 +148,8 @@ def _finish(spec: StepSpec, lat: np.ndarray, lag: np.ndarray, status: np.ndarray
     measured_s = max(spec.duration_s, 1e-9)
     res.achieved_rate = res.ok / measured_s
     res.latency = LatencyHistogram().record(lat[ok]).to_json()
+    refused = counted & (status == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    res.refused_latency = LatencyHistogram().record(lat[refused]).to_json()
     res.send_lag = LatencyHistogram().record(np.maximum(lag[counted], 0)).to_json()
     res.request_bytes = req_bytes
     res.reply_bytes = float(np.mean(reply_bytes)) if reply_bytes else 0.0
@@ -389,6 +393,18 @@ def run_step(spec: StepSpec) -> StepResult:
     raise ValueError(f"unknown kind {spec.kind!r}")
 
 
+async def _bounded(call: Any, bodies: Sequence[bytes], md: Any, at_once: int) -> list[bytes]:
+    """``call`` on every body, at most ``at_once`` outstanding; the replies in order."""
+    room = asyncio.Semaphore(at_once)
+
+    async def one(body: bytes) -> bytes:
+        async with room:
+            reply: bytes = await call(body, metadata=md, timeout=10)
+            return reply
+
+    return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+
 def probe_sizes(address: str, methods: dict[str, str], token: str, batch_sizes: dict[str, int],
                 id_prefix: str) -> dict[str, float]:
     """Mean reply size in bytes of each method, from a few real requests (warms the server too)."""
@@ -422,8 +438,9 @@ def probe_sizes(address: str, methods: dict[str, str], token: str, batch_sizes: 
                     now = int(time.time() * 1000)
                     bodies = stamp(_templates, row, _ids(f"{id_prefix}-u", n), [now] * n)
                     row += n
-                    mc = ch.unary_unary(method, None, None)
-                    replies = await asyncio.gather(*(mc(b, metadata=md, timeout=10) for b in bodies))
+                    # a few at a time: the service refuses (RESOURCE_EXHAUSTED) calls beyond its
+                    # [server] max_workers + max_queue
+                    replies = await _bounded(ch.unary_unary(method, None, None), bodies, md, 8)
                     sizes = [len(r) for r in replies]
                 out[kind] = float(np.mean(sizes))
         return out

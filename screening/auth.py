@@ -2,14 +2,19 @@
 
 Tokens are never stored: the tokens file holds sha256(token) -> role and a caller name. Health
 and reflection are open (load balancers and tools need them); every other method needs a role
-listed for it below. Unknown methods are denied.
+listed for it below. Unknown methods are denied. An address that keeps sending wrong tokens is
+refused for a while (``FailureThrottle``); every refusal is logged with the caller's address.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import threading
+import time
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +22,8 @@ from typing import Any
 
 import grpc
 
-from screening.errors import ConfigError
+from screening.errors import ConfigError, PermissionDenied, ScreeningError, Throttled, Unauthenticated
+from screening.lanes import handler_like
 
 __all__ = [
     "CLEAR_ID_ROLES",
@@ -26,9 +32,12 @@ __all__ = [
     "AuthInterceptor",
     "Authenticator",
     "Caller",
+    "FailureThrottle",
     "add_token",
     "hash_token",
     "new_token",
+    "peer_address",
+    "toml_string",
 ]
 
 ROLES = ("bank", "payment", "telecom", "police", "regulator", "admin")
@@ -95,36 +104,119 @@ class Authenticator:
         if not self.enabled:
             return Caller("anonymous", "admin")
         for key, value in metadata or ():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                return self._by_hash.get(hash_token(value[7:].strip()))
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.strip().partition(" ")
+                if scheme.lower() == "bearer":  # RFC 6750 (via RFC 7235): case-insensitive
+                    return self._by_hash.get(hash_token(token.strip()))
         return None
 
 
-def _deny(code: grpc.StatusCode, message: str, handler: grpc.RpcMethodHandler[Any, Any]
-          ) -> grpc.RpcMethodHandler[Any, Any]:
-    def abort(_request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
+def peer_address(peer: str) -> str:
+    """The caller's address without its port: ``ipv4:10.0.0.5:53211`` -> ``ipv4:10.0.0.5``."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer
 
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer)
-    return grpc.unary_unary_rpc_method_handler(
-        abort, handler.request_deserializer, handler.response_serializer)
+
+class FailureThrottle:
+    """Failed token attempts per caller address, and the addresses refused because of them.
+
+    ``max_failures`` failures within ``block_s`` block the address for ``block_s``; each further
+    block of the same address lasts twice as long, up to an hour (the count of blocks is
+    forgotten an hour after the last one ends). A blocked address is refused whatever token it
+    sends, so guessing learns nothing while blocked. At most ``max_addresses`` are remembered
+    (the least recently failing go first), so a flood of addresses cannot grow memory.
+    """
+
+    MAX_BLOCK_S = 3600.0
+
+    def __init__(self, max_failures: int, block_s: float, *, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures = max_failures
+        self.block_s = block_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._lock = threading.Lock()
+        # address -> [failures in this window, window start, blocked until, blocks so far]
+        self._seen: OrderedDict[str, list[float]] = OrderedDict()
+
+    def refusal(self, peer: str) -> Throttled | None:
+        """The error to refuse ``peer`` with, or None when it is not blocked."""
+        if not self._seen:  # the common case: nobody ever failed
+            return None
+        address = peer_address(peer)
+        with self._lock:
+            entry = self._seen.get(address)
+            if entry is None:
+                return None
+            left = entry[2] - self._clock()
+        if left <= 0:
+            return None
+        return Throttled(f"too many failed token attempts from {address}: refused for another "
+                         f"{left:.0f} s ([auth] max_failures {self.max_failures}, block_seconds "
+                         f"{self.block_s:g})")
+
+    def failed(self, peer: str) -> None:
+        """Count a failed attempt from ``peer``; blocks its address at ``max_failures``."""
+        if self.max_failures <= 0:
+            return
+        address = peer_address(peer)
+        now = self._clock()
+        with self._lock:
+            entry = self._seen.pop(address, None)
+            if entry is None or (entry[2] < now - self.MAX_BLOCK_S and entry[1] < now - self.block_s):
+                entry = [0.0, now, 0.0, 0.0]
+            elif now - entry[1] > self.block_s:
+                entry[0], entry[1] = 0.0, now  # a new window; the block count is kept
+            entry[0] += 1
+            if entry[0] >= self.max_failures and entry[2] <= now:
+                entry[2] = now + min(self.block_s * 2 ** entry[3], self.MAX_BLOCK_S)
+                entry[3] += 1
+                entry[0] = 0.0
+            self._seen[address] = entry
+            while len(self._seen) > self.max_addresses:
+                self._seen.popitem(last=False)
+
+
+# Called with (method, outcome, role, peer) for each refused call.
+DeniedHook = Callable[[str, str, str, str], None]
+
+
+def _deny(error: ScreeningError, handler: grpc.RpcMethodHandler[Any, Any], method: str, role: str,
+          throttle: FailureThrottle | None, on_denied: DeniedHook | None
+          ) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler that refuses the call with ``error``; it runs in the server's default (control)
+    threads, where the caller's address is known: counted, logged, maybe refused as blocked."""
+
+    def abort(_requests: Any, context: grpc.ServicerContext) -> Any:
+        peer = context.peer()
+        final = error
+        if throttle is not None:
+            final = throttle.refusal(peer) or error  # blocked addresses learn nothing more
+            if isinstance(error, Unauthenticated) and final is error:
+                throttle.failed(peer)
+        if on_denied is not None:
+            outcome = ("throttled" if isinstance(final, Throttled) else
+                       "unauthenticated" if isinstance(final, Unauthenticated) else "permission_denied")
+            on_denied(method, outcome, role, peer)
+        context.abort(final.code, str(final))
+
+    return handler_like(handler, abort)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Rejects calls without a valid token (UNAUTHENTICATED) or the right role (PERMISSION_DENIED)."""
+    """Rejects calls without a valid token (UNAUTHENTICATED) or the right role (PERMISSION_DENIED).
 
-    def __init__(self, auth: Authenticator,
-                 on_denied: Callable[[str, str, str], None] | None = None) -> None:
+    It runs before the request is read. Refusals are answered on the server's default threads
+    with the request bytes left undecoded; the handlers it lets through decode their request
+    themselves (``screening.rpc``) and refuse blocked addresses (``throttle``) first.
+    """
+
+    def __init__(self, auth: Authenticator, on_denied: DeniedHook | None = None,
+                 throttle: FailureThrottle | None = None) -> None:
         self.auth = auth
         self.on_denied = on_denied
+        self.throttle = throttle
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: grpc.HandlerCallDetails) -> Any:
@@ -134,35 +226,53 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         caller = self.auth.caller(handler_call_details.invocation_metadata)
         if caller is None:
-            self._note(method, "unauthenticated", "")
-            return _deny(grpc.StatusCode.UNAUTHENTICATED,
-                         "missing or unknown bearer token (metadata 'authorization: Bearer …')",
-                         handler)
+            return _deny(Unauthenticated("missing or unknown bearer token (metadata "
+                                         "'authorization: Bearer …')"),
+                         handler, method, "", self.throttle, self.on_denied)
         allowed = PERMISSIONS.get(method)
         if allowed is None or caller.role not in allowed:
-            self._note(method, "permission_denied", caller.role)
-            return _deny(grpc.StatusCode.PERMISSION_DENIED,
-                         f"role '{caller.role}' may not call {method.rsplit('/', 1)[-1]}", handler)
+            return _deny(PermissionDenied(f"role '{caller.role}' may not call "
+                                          f"{method.rsplit('/', 1)[-1]}"),
+                         handler, method, caller.role, self.throttle, self.on_denied)
         return handler
 
-    def _note(self, method: str, outcome: str, role: str) -> None:
-        if self.on_denied is not None:
-            self.on_denied(method, outcome, role)
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    out = ['"']
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
 def add_token(path: Path, role: str, name: str) -> str:
     """Create a token for ``role``, append its hash to ``path``; returns the clear token once."""
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("--name: not valid UTF-8 text") from None
     token = new_token()
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     if existing and "[tokens]" not in existing:
         raise ConfigError(f"{path}: not a tokens file (no [tokens] table)")
     text = existing if existing else "# sha256(token) -> caller; created by `screening token`\n[tokens]\n"
-    safe_name = name.replace('"', "'")
-    text += f'"{hash_token(token)}" = {{ role = "{role}", name = "{safe_name}" }}\n'
+    text += f'"{hash_token(token)}" = {{ role = "{role}", name = {toml_string(name)} }}\n'
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+        f.write(text)
     tmp.replace(path)
     return token

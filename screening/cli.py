@@ -27,6 +27,8 @@ def _settings(args: argparse.Namespace) -> object:
     }
     if getattr(args, "no_auth", False):
         overrides["auth"] = {"enabled": False}
+    if getattr(args, "allow_insecure_bind", False):
+        overrides.setdefault("auth", {})["allow_insecure_bind"] = True
     if getattr(args, "tokens", None):
         overrides.setdefault("auth", {})["tokens_file"] = str(args.tokens)
     return load_settings(args.config, os.environ, overrides)
@@ -42,6 +44,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     masker = configure_logging(settings.log)
     running = start_server(settings, masker=masker)
     serve_forever(running, settings.server.grace_seconds)
+    if running.stuck:
+        # calls a client keeps open hold threads the interpreter would wait for at exit; the
+        # last checkpoint is written, so leave without them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -225,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: shipped policy)")
     p.add_argument("--tokens", type=Path, default=None, help="tokens file (sha256 -> role)")
     p.add_argument("--no-auth", action="store_true",
-                   help="treat every caller as admin (local development only)")
+                   help="treat every caller as admin (local development only; loopback "
+                        "addresses only unless --allow-insecure-bind)")
+    p.add_argument("--allow-insecure-bind", action="store_true",
+                   help="with --no-auth, listen on a non-loopback --host anyway")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
     p.add_argument("--log-format", choices=("json", "console"), default=None)
     p.set_defaults(func=_cmd_serve)

@@ -41,14 +41,35 @@ ENV_PREFIX = "SCREENING_"
 
 @dataclass(frozen=True, kw_only=True)
 class ServerSettings:
+    """Where the server listens and how much it takes on (see ``screening.lanes``).
+
+    Unary screening calls (ScreenTransaction, ScreenBatch, ReportCall) run on ``max_workers``
+    threads with at most ``max_queue`` more waiting; past that a call is refused
+    RESOURCE_EXHAUSTED at once. Each open ScreenStream holds a thread of its own, apart from
+    those, up to ``max_streams``. Health checks have their own threads.
+    """
+
     host: str = "127.0.0.1"
     port: int = 50051
-    max_workers: int = 8
+    # Two threads: the engine's lock and the GIL serialise screening anyway, and more threads
+    # only contend for the GIL with grpc's polling thread (bench/results/overload.json). Under a
+    # steady overload the queue only adds latency to what is admitted; it is there for bursts
+    # and stalls: 32 waiting is about 30 ms of work.
+    max_workers: int = 2
+    max_queue: int = 32
+    max_streams: int = 64
     grace_seconds: float = 5.0
     max_message_bytes: int = 32 * 1024 * 1024
     # Decisions must come back within this budget; analysis that would exceed it is skipped
     # and the decision is marked degraded.
     latency_budget_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        for key, low in (("max_workers", 1), ("max_queue", 0), ("max_streams", 1)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"[server] {key} must be >= {low}")
+        if not self.grace_seconds >= 0:
+            raise ConfigError("[server] grace_seconds must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,10 +193,23 @@ class GraphSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class AuthSettings:
-    # When false every caller is admin: for local development only (logged loudly).
+    # When false every caller is admin: for local development only (logged loudly), and then
+    # the server binds only a loopback address unless ``allow_insecure_bind`` is set.
     enabled: bool = True
+    allow_insecure_bind: bool = False
     # TOML file mapping sha256(token) hex -> role; see ``screening token``.
     tokens_file: str = ""
+    # After ``max_failures`` failed token attempts from one address within ``block_seconds``,
+    # every call from that address is refused for ``block_seconds`` (doubling with each repeat,
+    # at most an hour). 0 switches this off.
+    max_failures: int = 10
+    block_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 0:
+            raise ConfigError("[auth] max_failures must be >= 0 (0: no throttling)")
+        if not 0 < self.block_seconds <= 3600:
+            raise ConfigError("[auth] block_seconds must be in (0, 3600]")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,6 +54,8 @@ _PERSON, _TERMINAL = 1, 3  # proto PartyType
 CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
 # The graph stage runs in chunks of this many transactions, checking the latency budget between.
 _GRAPH_CHUNK = 256
+# While the detectors are skipped, their cost estimate halves this often (see _graph_cost).
+_GRAPH_HALF_LIFE_NS = 1_000_000_000
 
 
 class Interner:
@@ -224,8 +226,10 @@ class Engine:
                 nodes=3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
                 edges=g.initial_edges, max_edges=g.max_edges)
         self.graph_params = g.params().array()
-        # running estimate of the graph stage's time per transaction, for the budget check
+        # running estimate of the graph stage's time per transaction, for the budget check (see
+        # _graph_cost), and when it was last measured
         self.graph_ns_per_txn = 50_000.0
+        self._graph_measured_ns = time.perf_counter_ns()
         self._lock = threading.Lock()
         # Watchlist durability: ``journal`` (when set) records each change before it applies;
         # ``journal_seq`` is the last journal entry applied. Updates are serialised by
@@ -266,6 +270,7 @@ class Engine:
         """
         t0 = time.perf_counter_ns()
         with self._lock:
+            locked = time.perf_counter_ns()  # the graph's budget starts here, not in the queue
             out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
             todo: list[int] = []
             first: dict[str, int] = {}
@@ -282,7 +287,7 @@ class Engine:
                 ev = encode_transactions(batch, self.policy, self.accounts, self.phones,
                                          self.devices)
                 self._ensure(new_pairs=len(batch))
-                extra, degraded = self._graph_stage(ev, self.decisions.next_seq, t0)
+                extra, degraded = self._graph_stage(ev, self.decisions.next_seq, locked)
                 # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
                                                self.policy.txn_table, self.policy.call_table,
@@ -319,14 +324,27 @@ class Engine:
             if len(interner) + interner.missing(keys) > cap:
                 raise CapacityExceeded(f"state is full: at most {cap} {name} (state.max_*)")
 
+    def _graph_cost(self, now_ns: int) -> float:
+        """The graph stage's estimated ns per transaction.
+
+        The estimate is measured only when the detectors run, and they run only when it fits
+        the budget; so while it is not measured it halves every _GRAPH_HALF_LIFE_NS, and a
+        high estimate (one slow spell) cannot keep the detectors off once the load is gone.
+        """
+        age = max(0, now_ns - self._graph_measured_ns)
+        return float(self.graph_ns_per_txn * 0.5 ** (age / _GRAPH_HALF_LIFE_NS))
+
     def _graph_stage(self, ev: np.ndarray, seq0: int, t0: int) -> tuple[np.ndarray | None, np.ndarray]:
         """Add the batch to the live graph and run its detectors within the latency budget.
 
-        The budget is ``latency_budget_ms`` per transaction from the request's start. Before
-        each chunk the stage checks that the chunk, at the running time estimate, still fits;
+        The budget is ``latency_budget_ms`` per transaction from ``t0``, when the engine's lock
+        was taken (time spent waiting for it is not the graph's). Before each chunk the stage
+        checks that the chunk, at the running estimate of its cost (``_graph_cost``), still fits;
         when it does not, the chunk's edges are added without running the detectors: those
-        decisions get zero graph features and are marked degraded. Each detector is also
-        bounded inside the kernel (hub degree, work budget), so one search cannot run away.
+        decisions get zero graph features and are marked degraded. The cost is measured in this
+        thread's CPU time, so time spent waiting for the GIL behind other threads under load does
+        not inflate it. Each detector is also bounded inside the kernel (hub degree, work
+        budget), so one search cannot run away.
         """
         n = ev.shape[0]
         degraded = np.zeros(n, dtype=bool)
@@ -341,12 +359,15 @@ class Engine:
         for start in range(0, n, _GRAPH_CHUNK):
             stop = min(n, start + _GRAPH_CHUNK)
             now = time.perf_counter_ns()
-            detect = now + self.graph_ns_per_txn * (stop - start) <= deadline
+            cost = self._graph_cost(now)
+            detect = now + cost * (stop - start) <= deadline
+            cpu0 = time.thread_time_ns()
             out = g.process(ev[start:stop], refs[start:stop], self.graph_params, detect)
             if detect:
                 extra[start:stop] = out
-                per = (time.perf_counter_ns() - now) / (stop - start)
-                self.graph_ns_per_txn = 0.9 * self.graph_ns_per_txn + 0.1 * per
+                per = (time.thread_time_ns() - cpu0) / (stop - start)
+                self.graph_ns_per_txn = 0.9 * cost + 0.1 * per
+                self._graph_measured_ns = time.perf_counter_ns()
             else:
                 degraded[start:stop] = True
         return extra, degraded

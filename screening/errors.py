@@ -3,7 +3,9 @@
     ScreeningError
      ├── InvalidRequest        INVALID_ARGUMENT   (names the offending field)
      ├── NotFound              NOT_FOUND
-     ├── CapacityExceeded      RESOURCE_EXHAUSTED
+     ├── CapacityExceeded      RESOURCE_EXHAUSTED (names the setting that bounds it)
+     │    └── Throttled                            (too many failed token attempts from an address)
+     ├── DeadlineUnmeetable    DEADLINE_EXCEEDED  (refused before any work: too little time left)
      ├── Unauthenticated       UNAUTHENTICATED
      ├── PermissionDenied      PERMISSION_DENIED
      ├── StoreUnavailable      UNAVAILABLE        (the state store cannot be reached or written)
@@ -22,6 +24,7 @@ __all__ = [
     "CapacityExceeded",
     "CheckpointError",
     "ConfigError",
+    "DeadlineUnmeetable",
     "InputFileError",
     "InvalidRequest",
     "NotFound",
@@ -29,6 +32,7 @@ __all__ = [
     "ScreeningError",
     "StoreBusy",
     "StoreUnavailable",
+    "Throttled",
     "Unauthenticated",
     "status_of",
 ]
@@ -55,6 +59,18 @@ class NotFound(ScreeningError):
 
 class CapacityExceeded(ScreeningError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Throttled(CapacityExceeded):
+    """Calls from an address that failed to authenticate too often are refused for a while,
+    valid tokens included: otherwise a guesser would still learn which token is right."""
+
+
+class DeadlineUnmeetable(ScreeningError):
+    """The call's deadline leaves less time than the call is expected to take: refused before
+    it changes any state, instead of answered after the caller gave up."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class Unauthenticated(ScreeningError):

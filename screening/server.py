@@ -1,13 +1,19 @@
 """Server start-up and shutdown: restore state, warm kernels, then health SERVING; drain on
-SIGTERM, then a last checkpoint."""
+SIGTERM, then a last checkpoint.
+
+Stopping takes at most ``grace`` plus STOP_BOUND_S, whatever the clients do: calls still open
+when the grace ends are cancelled, and if grpc has not finished them STOP_BOUND_S later the
+server writes its last checkpoint anyway (``RunningServer.stuck`` then tells the command line
+to leave without waiting for those threads).
+"""
 
 from __future__ import annotations
 
 import gc
+import ipaddress
 import signal
 import threading
 import time
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -17,14 +23,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from screening.auth import Authenticator, AuthInterceptor
+from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
 from screening.engine import Engine
 from screening.errors import ConfigError
+from screening.lanes import AdmissionInterceptor, Lanes, RefusalLog
 from screening.logs import get_logger
 from screening.masking import Masker
 from screening.policy import Policy, load_policy
+from screening.rpc import add_screening_service
 from screening.service import ScreeningService
 from screening.store import (
     Checkpointer,
@@ -35,11 +43,13 @@ from screening.store import (
     restore_engine,
 )
 from screening.v1 import screening_pb2 as pb
-from screening.v1 import screening_pb2_grpc as pb_grpc
 
-__all__ = ["SERVICE_NAME", "RunningServer", "serve_forever", "start_server"]
+__all__ = ["SERVICE_NAME", "STOP_BOUND_S", "RunningServer", "serve_forever", "start_server"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Screening"].full_name
+# How long stopping may take beyond the grace period before the last checkpoint is written
+# regardless of calls grpc has not finished.
+STOP_BOUND_S = 5.0
 
 
 class _GcFreezer(threading.Thread):
@@ -75,15 +85,28 @@ class RunningServer:
     store: Store | None = None
     checkpointer: Checkpointer | None = None
     lease: WriterLease | None = None
+    lanes: Lanes | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def stuck(self) -> int:
+        """Calls still holding a thread after ``stop`` (a process should not wait for them)."""
+        return self.lanes.held() if self.lanes is not None else 0
+
     def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING, drain in-flight calls for ``grace`` s, then write a last checkpoint."""
+        """NOT_SERVING, drain in-flight calls for ``grace`` s (then cancel them), then write a
+        last checkpoint; at most ``grace`` + STOP_BOUND_S (plus the checkpoint) in all."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        waited = (grace or 0.0) + STOP_BOUND_S
+        if not self.server.stop(grace).wait(waited):
+            get_logger("screening.server").warning(
+                "drain_incomplete", waited_s=waited, calls_left=self.stuck,
+                detail="calls grpc did not finish; writing the last checkpoint anyway")
+        if self.lanes is not None:
+            self.lanes.shutdown_all()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
         if self.checkpointer is not None:
@@ -109,6 +132,30 @@ def _authenticator(settings: Settings, auth: Authenticator | None) -> Authentica
             "`screening token create --role bank --file tokens.toml`), or pass --no-auth for a "
             "local development server")
     return Authenticator.from_file(Path(settings.auth.tokens_file))
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_open_bind(settings: Settings, log: Any) -> None:
+    """Without auth every caller is admin: listen beyond loopback only when told to."""
+    host = settings.server.host
+    if _is_loopback(host):
+        return
+    if not settings.auth.allow_insecure_bind:
+        raise ConfigError(
+            f"--no-auth makes every caller admin: refusing to listen on {host}, which is not a "
+            "loopback address; use --host 127.0.0.1, or add --allow-insecure-bind "
+            "([auth] allow_insecure_bind) to do it anyway")
+    log.warning("insecure_bind", host=host,
+                detail="no auth on a non-loopback address: anyone who reaches it is admin")
 
 
 def _restore(engine: Engine, store: Store, masker: Masker, log: Any) -> None:
@@ -141,11 +188,12 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     state cannot be restored: a server never starts with less than its saved state.
     """
     log = get_logger("screening.server")
-    policy = policy or load_policy(settings.policy.file)
-    masker = masker or Masker()
     authenticator = _authenticator(settings, auth)
     if not authenticator.enabled:
+        _check_open_bind(settings, log)
         log.warning("auth_disabled", detail="every caller is admin; development only")
+    policy = policy or load_policy(settings.policy.file)
+    masker = masker or Masker()
     engine = engine or Engine(settings, policy)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -183,25 +231,32 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
            lease: WriterLease | None = None) -> RunningServer:
     """Bind, warm, start and report SERVING (the state is already restored)."""
 
-    def denied(method: str, outcome: str, role: str) -> None:
-        log.info("access_denied", method=method, outcome=outcome, role=role)
+    def denied(method: str, outcome: str, role: str, peer: str) -> None:
+        log.info("access_denied", method=method, outcome=outcome, role=role, peer=peer)
 
     opts = [
         ("grpc.max_receive_message_length", settings.server.max_message_bytes),
         ("grpc.max_send_message_length", settings.server.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    lanes = Lanes.from_settings(settings.server)
+    refusals = RefusalLog(log)
+    throttle = (FailureThrottle(settings.auth.max_failures, settings.auth.block_seconds)
+                if authenticator.enabled and settings.auth.max_failures > 0 else None)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.server.max_workers,
-                                   thread_name_prefix="rpc"),
-        interceptors=[AuthInterceptor(authenticator, denied)],
+        lanes.control,  # health checks and refusals; every other call runs in its own lane
+        interceptors=[AuthInterceptor(authenticator, denied, throttle),
+                      AdmissionInterceptor(lanes, refusals)],
         options=opts,
+        maximum_concurrent_rpcs=lanes.max_concurrent_rpcs(),
     )
     converter = Converter(settings, policy, engine.clock_ms)
-    pb_grpc.add_ScreeningServicer_to_server(
-        ScreeningService(engine, converter, authenticator, masker,
-                         get_logger("screening.service"),
-                         log_every_decision=settings.log.level.lower() == "debug"), server)
+    service_log = get_logger("screening.service")
+    add_screening_service(
+        server,
+        ScreeningService(engine, converter, authenticator, masker, service_log,
+                         log_every_decision=settings.log.level.lower() == "debug"),
+        lanes, throttle, service_log, refusals)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -229,7 +284,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
              store=store.location if store is not None else "none")
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease)
+                         lease, lanes)
 
 
 def serve_forever(running: RunningServer, grace: float) -> None:

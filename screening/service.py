@@ -127,6 +127,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                 n += 1
         except ScreeningError as exc:
             self._abort(context, exc, "ScreenStream")
+        except grpc.RpcError:  # the client cancelled or went away, or the server is stopping
+            self.log.debug("stream_ended", rpc="ScreenStream", answered=n)
         except Exception:
             self._internal(context, "ScreenStream")
 

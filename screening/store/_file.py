@@ -5,7 +5,8 @@
     DIR/writer.lock          held (flock) by the one server writing here; says who it is
 
 The lock is the kernel's: it goes with the process, however the process ends, so a crashed
-server never leaves the directory claimed.
+server never leaves the directory claimed. Every file is created readable by its owner only
+(0600; a directory this backend creates, 0700): the state holds account and phone numbers.
 
 A crash while writing a checkpoint leaves only a temp file (removed at the next start); a crash
 while appending to the journal leaves at most a torn last line, which was never acknowledged
@@ -42,6 +43,23 @@ def _errors(location: str, action: str) -> Iterator[None]:
     except OSError as exc:
         raise StoreUnavailable(f"storage {location}: cannot {action}: "
                                f"{exc.strerror or exc}") from exc
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """os.open with mode 0600; a file an earlier build left group- or world-readable is
+    narrowed to 0600 as well."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _private_writer(path: Path) -> BinaryIO:
+    """A new file (mode 0600) open for binary writing."""
+    return os.fdopen(_open_private(path, os.O_WRONLY | os.O_TRUNC), "wb")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -93,7 +111,7 @@ class FileStore(Store):
         self._writer_fd = -1
         with _errors(self.location, "open the directory"):
             if create:
-                self.dir.mkdir(parents=True, exist_ok=True)
+                self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             elif not self.dir.is_dir():
                 raise FileNotFoundError(2, "no such directory")
 
@@ -111,7 +129,7 @@ class FileStore(Store):
             return
         path = self.dir / WRITER_LOCK
         with _errors(self.location, f"open {path}"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_private(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -152,7 +170,7 @@ class FileStore(Store):
         tmp = self.dir / f".{CHECKPOINT}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             with _errors(self.location, f"write {tmp}"):
-                with open(tmp, "wb") as f:
+                with _private_writer(tmp) as f:
                     for piece in pieces:
                         f.write(piece)
                     f.flush()
@@ -209,7 +227,7 @@ class FileStore(Store):
                 return 0
             self._close_journal()
             tmp = self.dir / f".{JOURNAL}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as f:
+            with _private_writer(tmp) as f:
                 for seq, e in keep:
                     body = b"%d %s" % (seq, e)
                     f.write(b"%d %08x %s\n" % (seq, zlib.crc32(body), e))
@@ -224,7 +242,8 @@ class FileStore(Store):
         if self._journal_fh is None:
             entries, good_end = self._scan()
             self._seq = max(self._seq, entries[-1][0] if entries else 0)
-            fh = open(self.journal_path, "ab")  # noqa: SIM115 - kept open between appends
+            # kept open between appends
+            fh = os.fdopen(_open_private(self.journal_path, os.O_WRONLY | os.O_APPEND), "ab")
             if fh.tell() > good_end:
                 fh.truncate(good_end)
             fh.seek(good_end)

@@ -1,0 +1,166 @@
+"""Capacity through a real server: open streams never starve unary callers or health, and
+overload is refused early (RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED) instead of answered late."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from screening.client import ScreeningClient, transaction
+from screening.config import load_settings
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import Live, _start, _stop, recent, uid
+
+HEALTH_DEADLINE_S = 3.0
+
+
+class IdleStream:
+    """A ScreenStream held open by a client that sends only when told to."""
+
+    def __init__(self, client: ScreeningClient) -> None:
+        self.outbox: queue.Queue[pb.Transaction | None] = queue.Queue()
+        self.call = client.stub.ScreenStream(self._requests(), metadata=client.metadata)
+
+    def _requests(self) -> Iterator[pb.Transaction]:
+        while (txn := self.outbox.get()) is not None:
+            yield txn
+
+    def screen(self, txn: pb.Transaction, timeout: float = 10.0) -> pb.Decision:
+        """Send one transaction and wait (at most ``timeout``) for its decision or the error."""
+        self.outbox.put(txn)
+        box: queue.Queue[pb.Decision | grpc.RpcError] = queue.Queue()
+
+        def read() -> None:
+            try:
+                box.put(next(self.call))
+            except grpc.RpcError as exc:
+                box.put(exc)
+
+        threading.Thread(target=read, daemon=True).start()
+        got = box.get(timeout=timeout)
+        if isinstance(got, grpc.RpcError):
+            raise got
+        return got
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.call.cancel()
+
+
+def _health_ok(live: Live) -> bool:
+    with ScreeningClient(live.server.address, timeout=HEALTH_DEADLINE_S) as c:
+        return c.is_serving()
+
+
+@pytest.fixture()
+def small() -> Iterator[Live]:
+    """A server with few threads, a short queue and few streams (shared by no other test)."""
+    srv = _start(load_settings(overrides={
+        "server": {"max_workers": 1, "max_queue": 1, "max_streams": 4},
+        "state": {"initial_accounts": 256}}))
+    yield srv
+    _stop(srv)
+
+
+def test_twenty_idle_streams_leave_health_and_unary_calls_answered(live: Live) -> None:
+    """20 open idle ScreenStreams (more than all unary threads): health and a payment still answer."""
+    streams = [IdleStream(live.bank) for _ in range(20)]
+    try:
+        # each stream is open on the server: it answered a first message
+        for s in streams[:3]:
+            assert s.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).transaction_id
+        assert _health_ok(live)
+        with ScreeningClient(live.server.address, "test-token-bank", timeout=HEALTH_DEADLINE_S) as c:
+            d = c.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        assert d.action == pb.ACTION_ALLOW
+        # the streams are still usable
+        tid = uid("t")
+        assert streams[-1].screen(transaction(tid, recent(), uid("a"), uid("b"), 100)).transaction_id == tid
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_streams_past_max_streams_are_refused_naming_the_setting(small: Live) -> None:
+    """At [server] max_streams open streams the next is RESOURCE_EXHAUSTED; health still answers."""
+    streams = [IdleStream(small.bank) for _ in range(4)]
+    try:
+        for s in streams:
+            s.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        extra = IdleStream(small.bank)
+        with pytest.raises(grpc.RpcError) as info:
+            extra.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_streams" in (info.value.details() or "")
+        assert _health_ok(small)
+        d = small.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        assert d.action == pb.ACTION_ALLOW
+        streams.pop().close()  # a closed stream frees its place
+        for _ in range(50):
+            again = IdleStream(small.bank)
+            try:
+                again.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+                streams.append(again)
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                threading.Event().wait(0.1)
+        else:
+            pytest.fail("a closed stream did not free its place")
+    finally:
+        for s in streams:
+            s.close()
+
+
+def _big_batch(n: int) -> list[pb.Transaction]:
+    return [transaction(uid("t"), recent(), uid("pa"), uid("pb"), 1_000 + i) for i in range(n)]
+
+
+def test_calls_past_workers_and_queue_are_refused_at_once(small: Live) -> None:
+    """Engine busy (its lock held, as a checkpoint copy holds it), 1 call running and 1 queued:
+    the next call is RESOURCE_EXHAUSTED before either finishes; health still answers."""
+    lane = small.server.lanes.screen if small.server.lanes is not None else None
+    assert lane is not None
+    with ThreadPoolExecutor(2) as pool:
+        with small.server.engine._lock:
+            ahead: list[Future[pb.Decision]] = []
+            for _ in range(2):
+                ahead.append(pool.submit(small.bank.screen,
+                                         transaction(uid("t"), recent(), uid("a"), uid("b"), 100)))
+                deadline = time.monotonic() + 10
+                while lane.held < len(ahead):
+                    assert time.monotonic() < deadline, "the call did not reach the server"
+                    time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as info:
+                small.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+            assert not any(f.done() for f in ahead), "the refusal waited for the calls ahead"
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_queue" in (info.value.details() or "")
+            assert _health_ok(small)
+        assert all(f.result(30).action == pb.ACTION_ALLOW for f in ahead)
+    d = small.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+    assert d.action == pb.ACTION_ALLOW
+
+
+def test_call_whose_deadline_cannot_be_met_is_refused_and_screens_nothing(small: Live) -> None:
+    """A batch that takes about a second, sent with 50 ms to spare: refused, no payer recorded;
+    a batch of 10 with a 2 s deadline is still answered."""
+    assert len(small.bank.screen_batch(_big_batch(5_000)).decisions) == 5_000  # measured once
+    late = _big_batch(5_000)
+    with pytest.raises(grpc.RpcError) as info:
+        small.bank.stub.ScreenBatch(pb.TransactionBatch(transactions=late),
+                                    metadata=small.bank.metadata, timeout=0.05)
+    assert info.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 grpc.StatusCode.RESOURCE_EXHAUSTED)
+    threading.Event().wait(1.0)  # a late answer would have been computed by now
+    for t in (late[0], late[-1]):
+        assert not small.police.query_account(t.payer.account_id).known
+    few = small.bank.stub.ScreenBatch(pb.TransactionBatch(transactions=_big_batch(10)),
+                                      metadata=small.bank.metadata, timeout=2.0)
+    assert len(few.decisions) == 10  # a small batch is judged by what small batches take
