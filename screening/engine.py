@@ -31,7 +31,16 @@ from features.state import N_EXTRA, NO_TIME, TIME_MAX_MS, TIME_MIN_MS, FeatureSt
 from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
-from screening.errors import CapacityExceeded, InvalidRequest, NotFound
+from screening.errors import CapacityExceeded, Conflict, InvalidRequest, NotFound
+from screening.idempotency import (
+    DEFAULT_SCOPE,
+    FINGERPRINT_BYTES,
+    differing_field,
+    differing_input,
+    fingerprint,
+    same_fingerprint,
+    same_payment,
+)
 from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
@@ -101,38 +110,52 @@ class Interner:
 
 
 class DecisionLog:
-    """The last ``capacity`` decisions by transaction id (the idempotency horizon) and by seq."""
+    """The last ``capacity`` decisions (the idempotency horizon), by scope and transaction id
+    (``screening.idempotency``) and by seq.
+
+    ``by_seq`` may be called without the engine's lock: records are immutable, the ring holds
+    them directly, and a slot reused meanwhile fails the seq check (None).
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
-        self._by_id: dict[str, DecisionRecord] = {}
-        self._ring: list[str | None] = [None] * self.capacity
+        self._scopes: dict[str, dict[str, DecisionRecord]] = {}
+        self._ring: list[DecisionRecord | None] = [None] * self.capacity
         self.next_seq = 0
 
-    def get(self, transaction_id: str) -> DecisionRecord | None:
-        return self._by_id.get(transaction_id)
+    def get(self, scope: str, transaction_id: str) -> DecisionRecord | None:
+        ids = self._scopes.get(scope)
+        return None if ids is None else ids.get(transaction_id)
+
+    def find(self, transaction_id: str) -> list[DecisionRecord]:
+        """Every remembered decision with this id, whoever sent it, oldest first."""
+        found = (ids.get(transaction_id) for ids in self._scopes.values())
+        return sorted((r for r in found if r is not None), key=lambda r: r.seq)
 
     def by_seq(self, seq: int) -> DecisionRecord | None:
         if seq < 0:
             return None
-        tid = self._ring[seq % self.capacity]
-        rec = self._by_id.get(tid) if tid is not None else None
+        rec = self._ring[seq % self.capacity]
         return rec if rec is not None and rec.seq == seq else None
 
     def add(self, rec: DecisionRecord) -> None:
         slot = rec.seq % self.capacity
         old = self._ring[slot]
         if old is not None:
-            self._by_id.pop(old, None)
-        self._ring[slot] = rec.transaction_id
-        self._by_id[rec.transaction_id] = rec
+            ids = self._scopes[old.scope]
+            if ids.get(old.transaction_id) is old:
+                del ids[old.transaction_id]
+        self._ring[slot] = rec
+        self._scopes.setdefault(rec.scope, {})[rec.transaction_id] = rec
 
     def records(self) -> list[DecisionRecord]:
         """The remembered decisions, oldest first (by seq)."""
-        return list(self._by_id.values())
+        start = self.next_seq % self.capacity
+        # filter(None, ...): a C loop (a record is always true); this runs under the lock
+        return list(filter(None, itertools.chain(self._ring[start:], self._ring[:start])))
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return sum(len(ids) for ids in self._scopes.values())
 
 
 @dataclass
@@ -154,8 +177,8 @@ class WatchlistChange:
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
-# One remembered call: (call_id, caller, callee, record at ring, record at hang-up).
-CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None]
+# One remembered call: (call_id, caller, callee, record at ring, record at hang-up, scope).
+CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None, str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,7 +234,8 @@ class Engine:
         self.phones = Interner()
         self.devices = Interner()
         self.decisions = DecisionLog(s.dedup_capacity)
-        self._calls: OrderedDict[str, _CallState] = OrderedDict()
+        # by (scope, call_id): call ids, like transaction ids, are the calling institution's
+        self._calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
         self._watch: dict[tuple[int, str], WatchEntry] = {}
         self._recent = np.full((self.state.accounts.capacity, s.recent_decisions_per_account), -1,
                                dtype=np.int64)
@@ -259,29 +283,42 @@ class Engine:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ transactions
-    def screen(self, txns: Sequence[TxnInput]) -> list[tuple[DecisionRecord, bool]]:
-        """Decide each transaction in order; a known transaction id returns its first decision.
+    def screen(self, txns: Sequence[TxnInput], scope: str = DEFAULT_SCOPE, *,
+               batch: bool = False) -> list[tuple[DecisionRecord, bool]]:
+        """Decide each transaction in order, for the calling institution ``scope``.
 
-        Returns (record, duplicate) per input.
+        A transaction id this scope used before returns its first decision (duplicate) when the
+        request repeats that payment; when its content differs the whole call is refused with
+        Conflict naming the field (``transactions[i].`` in front when ``batch``) and nothing
+        changes. The same id twice in ``txns`` is held to the same rule. Returns (record,
+        duplicate) per input.
         """
         t0 = time.perf_counter_ns()
+        prints = [fingerprint(t) for t in txns]
         with self._lock:
             out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
             todo: list[int] = []
             first: dict[str, int] = {}
             for i, t in enumerate(txns):
-                rec = self.decisions.get(t.transaction_id)
+                rec = self.decisions.get(scope, t.transaction_id)
                 if rec is not None:
+                    if not same_payment(rec, t, prints[i]):
+                        raise self._conflict(i, batch, differing_field(rec, t, prints[i]))
                     out[i] = (rec, True)
-                elif t.transaction_id not in first:
+                    continue
+                j = first.get(t.transaction_id)
+                if j is None:
                     first[t.transaction_id] = i
                     todo.append(i)
+                elif not same_fingerprint(prints[j], prints[i]):
+                    raise self._conflict(i, batch, differing_input(txns[j], t),
+                                         f"transactions[{j}]")
             if todo:
-                batch = [txns[i] for i in todo]
-                self._reserve(batch)
-                ev = encode_transactions(batch, self.policy, self.accounts, self.phones,
+                batch_in = [txns[i] for i in todo]
+                self._reserve(batch_in)
+                ev = encode_transactions(batch_in, self.policy, self.accounts, self.phones,
                                          self.devices)
-                self._ensure(new_pairs=len(batch))
+                self._ensure(new_pairs=len(batch_in))
                 extra, degraded = self._graph_stage(ev, self.decisions.next_seq, t0)
                 # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
@@ -289,7 +326,8 @@ class Engine:
                                                extra=extra, all_features=False)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
                 for j, i in enumerate(todo):
-                    rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]))
+                    rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]),
+                                       scope, prints[i])
                     self.decisions.add(rec)
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
@@ -300,6 +338,12 @@ class Engine:
                     assert first_rec is not None
                     out[i] = (first_rec[0], True)
         return [o for o in out if o is not None]
+
+    @staticmethod
+    def _conflict(i: int, batch: bool, differs: str, earlier: str = "") -> Conflict:
+        where = f" in this batch ({earlier}; {differs} differs)" if earlier else f" ({differs} differs)"
+        return Conflict(f"transactions[{i}].transaction_id" if batch else "transaction_id",
+                        f"already used for a different payment{where}")
 
     def _reserve(self, batch: Sequence[TxnInput]) -> None:
         """Refuse, before anything is interned, a batch that would exceed the configured caps."""
@@ -382,7 +426,7 @@ class Engine:
         return found
 
     def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int,
-                degraded: bool = False) -> DecisionRecord:
+                degraded: bool, scope: str, fp: bytes) -> DecisionRecord:
         bits = int(dec[1])
         seq = self.decisions.next_seq
         self.decisions.next_seq += 1
@@ -400,15 +444,19 @@ class Engine:
             degraded=degraded,
             payer=t.payer.account_id,
             payee=t.payee.account_id,
+            scope=scope,
+            fingerprint=fp,
         )
 
     # ------------------------------------------------------------------ calls
-    def report_call(self, call: CallInput) -> tuple[CallRecord, bool]:
-        """Count and decide a call report; the same (call_id, ringing/ended) again is a duplicate."""
+    def report_call(self, call: CallInput, scope: str = DEFAULT_SCOPE) -> tuple[CallRecord, bool]:
+        """Count and decide a call report of the calling operator ``scope``; the same (call_id,
+        ringing/ended) again is a duplicate, another caller or callee under that id a refusal."""
         t0 = time.perf_counter_ns()
         ended = call.duration_s > 0
+        key = (scope, call.call_id)
         with self._lock:
-            prior = self._calls.get(call.call_id)
+            prior = self._calls.get(key)
             if prior is not None:
                 if prior.caller != call.caller:
                     raise InvalidRequest("caller_number",
@@ -452,7 +500,7 @@ class Engine:
             )
             if prior is None:
                 prior = _CallState(call.caller, call.callee)
-                self._calls[call.call_id] = prior
+                self._calls[key] = prior
                 if len(self._calls) > self.settings.state.dedup_capacity:
                     self._calls.popitem(last=False)
             if ended:
@@ -590,13 +638,15 @@ class Engine:
         with self._lock:
             victims: tuple[int, ...] = ()
             if centre == CENTRE_TRANSACTION:
-                rec = self.decisions.get(value)
-                payer = self.accounts.get(rec.payer) if rec is not None else None
-                payee = self.accounts.get(rec.payee) if rec is not None else None
-                if payer is None or payee is None:
+                # ids are per institution and police name none: every payment with this id
+                found = [(self.accounts.get(r.payer), self.accounts.get(r.payee))
+                         for r in self.decisions.find(value)]
+                pairs = [(a, b) for a, b in found if a is not None and b is not None]
+                if not pairs:
                     raise NotFound(f"{centre}: no remembered transaction with this id")
-                suspects = (node_id(0, payee),)
-                victims = (node_id(0, payer),)
+                suspects = tuple(dict.fromkeys(node_id(0, b) for _, b in pairs))
+                victims = tuple(dict.fromkeys(node_id(0, a) for a, _ in pairs
+                                              if node_id(0, a) not in suspects))
             else:
                 kind, interner = (0, self.accounts) if centre == CENTRE_ACCOUNT else (1, self.phones)
                 idx = interner.get(value)
@@ -661,7 +711,8 @@ class Engine:
                 devices=self.devices.names(),
                 decisions=self.decisions.records(),
                 next_seq=self.decisions.next_seq,
-                calls=[(cid, c.caller, c.callee, c.ringing, c.ended) for cid, c in self._calls.items()],
+                calls=[(cid, c.caller, c.callee, c.ringing, c.ended, scope)
+                       for (scope, cid), c in self._calls.items()],
                 watch=list(self._watch.values()),
                 journal_seq=self.journal_seq,
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
@@ -750,20 +801,30 @@ class Engine:
         for rec in snap.decisions:
             if not last < rec.seq < snap.next_seq:
                 raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
+            last = rec.seq
+            if rec.seq < snap.next_seq - decisions.capacity:
+                continue  # beyond this server's horizon (state.dedup_capacity)
             if (not _renderable(rec, ACTION_NAMES)
                     or not TIME_MIN_MS <= rec.event_time_ms <= TIME_MAX_MS):
                 raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
                                  f"{rec.reason_bits}, score {rec.score}, time {rec.event_time_ms}")
-            last = rec.seq
+            # a duplicate is recognised by its fingerprint (none: a format-1 record, compared
+            # by payer, payee and time), and answered with the one record its id names
+            if len(rec.fingerprint) not in (0, FINGERPRINT_BYTES):
+                raise ValueError(f"decisions: seq {rec.seq} has a fingerprint of "
+                                 f"{len(rec.fingerprint)} bytes, expected {FINGERPRINT_BYTES}")
+            if not rec.transaction_id or decisions.get(rec.scope, rec.transaction_id) is not None:
+                raise ValueError(f"decisions: seq {rec.seq} repeats a transaction id of its scope "
+                                 "(or has none)")
             decisions.add(rec)
         decisions.next_seq = snap.next_seq
-        calls: OrderedDict[str, _CallState] = OrderedDict()
-        for cid, caller, callee, ringing, ended in snap.calls:
+        calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
+        for cid, caller, callee, ringing, ended, scope in snap.calls:
             for call_rec in (ringing, ended):
                 if call_rec is not None and not _renderable(call_rec, CALL_ACTION_NAMES):
                     raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
                                      f"{call_rec.reason_bits}, score {call_rec.score}")
-            calls[cid] = _CallState(caller, callee, ringing, ended)
+            calls[(scope, cid)] = _CallState(caller, callee, ringing, ended)
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
         watch = {(e.kind, e.value): e for e in snap.watch}
