@@ -14,7 +14,6 @@ no identifier reaches the graph unless the caller put it there.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -250,15 +249,26 @@ def picture_view(g: nx.MultiDiGraph, max_nodes: int = 60) -> nx.MultiDiGraph:
     undirected = g.to_undirected(as_view=True)
     suspects = [n for n, r in g.nodes(data="role") if r == "suspect"]
     keep: dict[str, None] = dict.fromkeys(suspects)
+    # one breadth-first search from all suspects (not one path search per listed entity: a case
+    # may hold hundreds), then each listed entity's shortest path back to its nearest suspect
+    parent: dict[str, str | None] = dict.fromkeys(suspects)
+    frontier = list(suspects)
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for v in sorted(undirected[u]):
+                if v not in parent:
+                    parent[v] = u
+                    nxt.append(v)
+        frontier = nxt
     for n, listed in g.nodes(data="watchlisted"):
-        if listed and suspects:
-            best: list[str] = []
-            for s in suspects:
-                if nx.has_path(undirected, s, n):
-                    path = list(nx.shortest_path(undirected, s, n))
-                    if not best or len(path) < len(best):
-                        best = path
-            keep.update(dict.fromkeys(best))
+        if listed and n in parent:
+            path: list[str] = []
+            at: str | None = n
+            while at is not None:
+                path.append(at)
+                at = parent[at]
+            keep.update(dict.fromkeys(reversed(path)))
     rank = {r: i for i, r in enumerate(ROLES)}
     near = sorted((n for n in g.nodes if g.nodes[n]["hops"] <= 1 and n not in keep),
                   key=lambda n: (rank.get(g.nodes[n]["role"], 9), -undirected.degree(n), n))
@@ -292,9 +302,13 @@ def _links_after_owner(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
     return out
 
 
-def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5) -> list[Finding]:
+def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
+             cycle_budget: int = 200_000) -> list[Finding]:
     """What the detectors see in the case graph: watchlist hits, fan-in/out, cycles, scatter-
-    gather and Ponzi signatures around the suspects, and the reasons of decisions taken."""
+    gather and Ponzi signatures around the suspects, and the reasons of decisions taken.
+
+    The round-trip search looks only for cycles through a suspect (the only ones reported) and
+    takes at most ``cycle_budget`` steps; when it stops there a finding says so."""
     out: list[Finding] = []
     label = nx.get_node_attributes(g, "label")
     suspects = [n for n, r in g.nodes(data="role") if r == "suspect"]
@@ -331,14 +345,13 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5)
                 out.append(Finding("scatter_gather", f"{label[s]} paid {len(via)} accounts that "
                                    f"all paid {label[dst]}", (label[s], *(label[m] for m in via),
                                                               label[dst])))
-    cycles = [c for c in itertools.islice(
-        nx.simple_cycles(money, length_bound=max_cycle_length), 200)
-        if len(c) >= 3 and any(n in c for n in suspects)]
-    for c in sorted(cycles, key=len)[:10]:
-        first = next(i for i, n in enumerate(c) if n in suspects)
-        c = c[first:] + c[:first]  # read from the suspect round
+    cycles, stopped = _cycles_through(money, suspects, max_cycle_length, 10, cycle_budget)
+    for c in cycles:  # each read from a suspect round
         out.append(Finding("cycle", "round trip: " + " -> ".join(label[n] for n in [*c, c[0]]),
                            tuple(label[n] for n in c)))
+    if stopped:
+        out.append(Finding("cycle", f"the round-trip search stopped at its work budget "
+                           f"({cycle_budget} steps): shorter cycles first, longer ones may be missing"))
     fired: Counter[str] = Counter()
     for _, _, reasons in g.edges(data="reasons"):
         for part in filter(None, reasons.split(";")):
@@ -347,3 +360,64 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5)
     for code, n in fired.most_common():
         out.append(Finding("rule", f"{code} fired on {n} transaction(s) in the case"))
     return out
+
+
+def _cycles_through(money: nx.DiGraph, suspects: list[str], max_length: int, limit: int,
+                    budget: int) -> tuple[list[list[str]], bool]:
+    """Simple cycles of 3 to ``max_length`` transfers through a suspect, shortest first, at most
+    ``limit``, each once (starting at the first suspect that finds it).
+
+    Depth-first from each suspect, one length at a time, stepping only to nodes that can still
+    get back to the suspect within the length left (distances from a backward breadth-first
+    search), so the search stays near cycles instead of walking every path of a dense case.
+    Returns the cycles and whether the search stopped after ``budget`` steps."""
+    found: list[list[str]] = []
+    seen: set[tuple[str, ...]] = set()
+    back = {s: _distances_to(money, s, max_length - 1) for s in suspects}
+    steps = 0
+    for length in range(3, max_length + 1):
+        for s in suspects:
+            near = back[s]
+            path = [s]
+            stack = [iter(sorted(money.successors(s)))]
+            while stack:
+                nxt = next(stack[-1], None)
+                if nxt is None:
+                    stack.pop()
+                    path.pop()
+                    continue
+                steps += 1
+                if steps > budget:
+                    return found, True
+                if nxt == s:
+                    key = _rotated(path)
+                    if len(path) == length and key not in seen:
+                        seen.add(key)
+                        found.append(list(path))
+                        if len(found) >= limit:
+                            return found, False
+                elif nxt not in path and near.get(nxt, max_length) <= length - len(path):
+                    path.append(nxt)
+                    stack.append(iter(sorted(money.successors(nxt))))
+    return found, False
+
+
+def _distances_to(money: nx.DiGraph, target: str, limit: int) -> dict[str, int]:
+    """Transfers needed to reach ``target`` from each node that can within ``limit``."""
+    dist = {target: 0}
+    frontier = [target]
+    for d in range(1, limit + 1):
+        nxt = []
+        for v in frontier:
+            for u in money.predecessors(v):
+                if u not in dist:
+                    dist[u] = d
+                    nxt.append(u)
+        frontier = nxt
+    return dist
+
+
+def _rotated(cycle: list[str]) -> tuple[str, ...]:
+    """A cycle's identity: its node sequence rotated to start at its smallest node."""
+    i = cycle.index(min(cycle))
+    return tuple(cycle[i:] + cycle[:i])

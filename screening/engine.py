@@ -629,6 +629,12 @@ class Engine:
                    max_nodes: int, now_ms: int) -> CaseInput:
         """The live graph around an account, phone number or transaction, with raw names.
 
+        The engine's lock is held only for the bounded read: the neighbourhood search (at most
+        ``export_max_work`` list entries), the copy of the edges among it (at most
+        ``export_max_edges``) and the names and watchlist hits of its nodes (at most
+        ``max_nodes``). The decisions on those edges are looked up after it (``by_seq`` needs no
+        lock); building and rendering the case happen in the caller, outside it too.
+
         Raises NotFound (naming the request field) for a centre the graph has never seen.
         """
         g = self.graph
@@ -666,13 +672,18 @@ class Engine:
                 hits = self.watch_entries(n % 3 + 1, name, now_ms)
                 if hits:
                     watch[n] = f"{hits[0].reason} ({hits[0].source})"
-            decisions = {}
-            for ref in set(edges.ref.tolist()):
-                rec = self.decisions.by_seq(ref)
-                if rec is not None:
-                    decisions[ref] = (ACTION_NAMES[rec.action],
-                                      tuple(r.code for r in self.policy.fired(rec.reason_bits)))
             terminals = frozenset(n for n in names if g.is_terminal(n))
+            log = self.decisions
+        decisions = {}
+        shown: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {}
+        for ref in set(edges.ref.tolist()):
+            rec = log.by_seq(ref)
+            if rec is not None:
+                key = (rec.action, rec.reason_bits)
+                if key not in shown:
+                    shown[key] = (ACTION_NAMES[rec.action],
+                                  tuple(r.code for r in self.policy.fired(rec.reason_bits)))
+                decisions[ref] = shown[key]
         return CaseInput(
             centre_label=value, suspects=suspects, victims=victims, hops=hops, lo_ms=lo_ms,
             hi_ms=hi_ms, max_nodes=max_nodes, hood=hood, edges=edges, names=names,

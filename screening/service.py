@@ -55,6 +55,9 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         # Quiet decisions (ALLOW, nothing to report) are logged only at debug level; when that is
         # off, not even their log fields are built (masking is an HMAC per identifier).
         self.log_every_decision = log_every_decision
+        # case exports: files at most this big (room left for the summary in the reply)
+        self._export_limit = min(engine.settings.graph.export_max_bytes,
+                                 engine.settings.server.max_message_bytes - (256 << 10))
 
     # ------------------------------------------------------------------ helpers
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
@@ -188,7 +191,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         data = self.engine.case_input(req.centre, req.value, hops=req.hops, lo_ms=req.from_ms,
                                       hi_ms=req.to_ms, max_nodes=req.max_nodes,
                                       now_ms=self.engine.clock_ms())
-        bundle = export_case(data, masked_or_clear(self.mask, clear), req.formats)
+        bundle = export_case(data, masked_or_clear(self.mask, clear), req.formats,
+                             max_bytes=self._export_limit)
         g = bundle.graph
         self.log.info("case_exported", by=caller.name, role=caller.role, centre=self.mask(req.value),
                       centre_kind=req.centre, hops=req.hops, nodes=g.number_of_nodes(),
