@@ -7,12 +7,13 @@ before the lock, capacity is checked before anything is interned). No protobuf, 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -256,7 +257,12 @@ class Engine:
         # ``_watch_lock`` so the journal's order is the order of application.
         self.journal: WatchJournal | None = None
         self.journal_seq = 0
-        self._watch_lock = threading.Lock()
+        # reentrant: ``watchlist_paused`` holds it around re-applying journal entries
+        self._watch_lock = threading.RLock()
+        # False while the state store cannot keep this state (unreachable, or its claim being
+        # taken back): decisions made meanwhile are marked degraded and counted
+        self.store_ok = True
+        self.unsaved_decisions = 0
 
     # ------------------------------------------------------------------ start-up
     def warm_up(self) -> float:
@@ -325,9 +331,12 @@ class Engine:
                                                self.policy.txn_table, self.policy.call_table,
                                                extra=extra, all_features=False)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
+                unsaved = not self.store_ok
+                if unsaved:
+                    self.unsaved_decisions += len(todo)
                 for j, i in enumerate(todo):
-                    rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]),
-                                       scope, prints[i])
+                    rec = self._record(txns[i], feat[j], dec[j], latency_us,
+                                       unsaved or bool(degraded[j]), scope, prints[i])
                     self.decisions.add(rec)
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
@@ -531,6 +540,13 @@ class Engine:
                 change = self._apply_watch(upserts, removes)
                 self.journal_seq = seq
             return change
+
+    @contextlib.contextmanager
+    def watchlist_paused(self) -> Iterator[None]:
+        """Hold watchlist updates (they wait) while the journal is re-read, e.g. after the
+        store's claim was taken back; ``apply_journal`` may be called inside."""
+        with self._watch_lock:
+            yield
 
     def apply_journal(self, seq: int, upserts: Sequence[WatchEntry],
                       removes: Sequence[tuple[int, str]]) -> bool:
@@ -902,6 +918,7 @@ class Engine:
             "pairs": self.state.pair_count,
             "decisions_remembered": len(self.decisions),
             "watchlist_entries": len(self._watch),
+            "unsaved_decisions": self.unsaved_decisions,
             "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
         }
         if self.graph is not None:
