@@ -278,7 +278,7 @@ class Checkpointer:
     """
 
     def __init__(self, engine: Engine, store: Store, interval_s: float, log: Any,
-                 status: StoreStatus | None = None, retry_s: float = 5.0) -> None:
+                 status: StoreStatus | None = None, retry_s: float = 30.0) -> None:
         self.engine = engine
         self.store = store
         self.interval_s = interval_s
