@@ -426,7 +426,8 @@ class WriterLease:
 
     def _run(self) -> None:
         assert self.store.lease_s is not None
-        period = self.store.lease_s / 3
+        # at least every 2 s: the renewal is also how an outage is noticed (decisions degraded)
+        period = min(self.store.lease_s / 3, 2.0)
         retry = min(period, 1.0)
         wait = period
         while not self._stopped.wait(wait):
