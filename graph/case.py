@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -78,6 +78,67 @@ def _tally(c: Counter[str]) -> str:
     return ";".join(f"{name}:{n}" for name, n in sorted(c.items(), key=lambda x: (-x[1], x[0])))
 
 
+Decision = tuple[str, tuple[str, ...]]  # action, reason codes
+
+
+def _decision_texts(found: tuple[Decision, ...], memo: dict[tuple[Decision, ...], tuple[str, str, str]]
+                    ) -> tuple[str, str, str]:
+    """(strongest action, action tally, reason tally) of an edge's decisions, computed once per
+    distinct set of decisions: most edges share a few."""
+    texts = memo.get(found)
+    if texts is None:
+        actions: Counter[str] = Counter(a for a, _ in found)
+        reasons: Counter[str] = Counter(r for _, codes in found for r in codes)
+        texts = memo[found] = (max(actions, key=ACTION_ORDER.index, default=""), _tally(actions),
+                               _tally(reasons))
+    return texts
+
+
+def _edge_groups(ed: EdgeRows, decisions: Mapping[int, Decision]
+                 ) -> Iterator[tuple[int, int, int, int, int, tuple[int, str], tuple[int, str],
+                                     tuple[Decision, ...]]]:
+    """The edge rows grouped by (from, to, kind), in order of first appearance: from, to, kind,
+    count, amount, (first time, its text), (last time, its text), the decisions taken (sorted).
+
+    Sums, counts and time bounds per group in numpy (exact int64 sums): per-group array
+    indexing cost about 100 us per link, a third of a 2,000-node export."""
+    n = ed.src.shape[0]
+    if n == 0:
+        return
+    code = ed.src << 34 | ed.dst << 2 | ed.kind
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    group = rank[inverse.reshape(-1)]
+    m = order.size
+    count = np.bincount(group, minlength=m)
+    amount = np.zeros(m, dtype=np.int64)
+    np.add.at(amount, group, ed.amount)
+    lo = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(lo, group, ed.ts)
+    hi = np.full(m, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(hi, group, ed.ts)
+    taken: dict[int, list[Decision]] = {}
+    if decisions:
+        for gi, ref in zip(group.tolist(), ed.ref.tolist(), strict=True):
+            found = decisions.get(ref)
+            if found is not None:
+                taken.setdefault(gi, []).append(found)
+    head = first[order]
+    yield from zip(ed.src[head].tolist(), ed.dst[head].tolist(), ed.kind[head].tolist(),
+                   count.tolist(), amount.tolist(), zip(lo.tolist(), _iso_many(lo), strict=True),
+                   zip(hi.tolist(), _iso_many(hi), strict=True),
+                   [tuple(sorted(taken[gi])) if gi in taken else () for gi in range(m)],
+                   strict=True)
+
+
+def _iso_many(ms: np.ndarray) -> list[str]:
+    """``_iso`` of each value (whole seconds, UTC, rounded down)."""
+    seconds = (ms // 1000).astype("datetime64[s]")
+    return [f"{t}Z" for t in np.datetime_as_string(seconds, unit="s").tolist()]
+
+
 def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
     """The case as a MultiDiGraph (see the module docstring); ``G.graph`` holds the caps."""
     hood, ed = data.hood, data.edges
@@ -98,39 +159,27 @@ def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
                    watchlisted=node in data.watch, watch_reason=data.watch.get(node, ""),
                    hub_not_expanded=hub, cash_terminal=terminal, in_amount=0, out_amount=0,
                    in_count=0, out_count=0, first_time="", last_time="")
-    groups: dict[tuple[int, int, int], list[int]] = {}
-    for i, (s, d, kind) in enumerate(zip(ed.src.tolist(), ed.dst.tolist(), ed.kind.tolist(),
-                                         strict=True)):
-        groups.setdefault((s, d, kind), []).append(i)
     first_seen: dict[str, int] = {}
     last_seen: dict[str, int] = {}
-    for (s, d, kind), rows in groups.items():
-        ts = ed.ts[rows]
-        amount = int(ed.amount[rows].sum())
-        actions: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
-        for ref in ed.ref[rows].tolist():
-            found = data.decisions.get(ref)
-            if found is not None:
-                actions[found[0]] += 1
-                reasons.update(found[1])
-        strongest = max(actions, key=ACTION_ORDER.index, default="")
-        lo, hi = int(ts.min()), int(ts.max())
-        g.add_edge(keys[s], keys[d], key=EDGE_KINDS[kind], kind=EDGE_KINDS[kind], count=len(rows),
+    memo: dict[tuple[Decision, ...], tuple[str, str, str]] = {}
+    for s, d, kind, count, amount, lo, hi, found in _edge_groups(ed, data.decisions):
+        strongest, actions, reasons = _decision_texts(found, memo)
+        g.add_edge(keys[s], keys[d], key=EDGE_KINDS[kind], kind=EDGE_KINDS[kind], count=count,
                    amount=amount, amount_yuan=amount / 100 if kind == k.K_TRANSFER else 0.0,
-                   first_time=_iso(lo), last_time=_iso(hi), decisions=_tally(actions),
-                   reasons=_tally(reasons), strongest_action=strongest)
+                   first_time=lo[1], last_time=hi[1], decisions=actions, reasons=reasons,
+                   strongest_action=strongest)
         if kind == k.K_TRANSFER:
             g.nodes[keys[s]]["out_amount"] += amount
-            g.nodes[keys[s]]["out_count"] += len(rows)
+            g.nodes[keys[s]]["out_count"] += count
             g.nodes[keys[d]]["in_amount"] += amount
-            g.nodes[keys[d]]["in_count"] += len(rows)
+            g.nodes[keys[d]]["in_count"] += count
         for key in (keys[s], keys[d]):
-            first_seen[key] = min(first_seen.get(key, lo), lo)
-            last_seen[key] = max(last_seen.get(key, hi), hi)
-    for key, ms in first_seen.items():
-        g.nodes[key]["first_time"] = _iso(ms)
-        g.nodes[key]["last_time"] = _iso(last_seen[key])
+            if lo[0] < first_seen.get(key, lo[0] + 1):
+                first_seen[key] = lo[0]
+                g.nodes[key]["first_time"] = lo[1]
+            if hi[0] > last_seen.get(key, hi[0] - 1):
+                last_seen[key] = hi[0]
+                g.nodes[key]["last_time"] = hi[1]
     _assign_roles(g, [keys[n] for n in data.suspects if n in keys],
                   [keys[n] for n in data.victims if n in keys])
     notes = []
