@@ -8,7 +8,8 @@ and copies the figures into its JSON). Nothing here asserts a time: these are me
 * policy evaluation: the rule kernel on one feature row;
 * the same through ``tests/reference.py`` (``ReferenceEngine`` and its rule evaluation), skipped
   with the reason when that module is not on this branch;
-* graph checks: a named place for when ``graph/`` has pattern kernels.
+* graph checks: a named place for when ``graph/`` has pattern kernels;
+* the request fingerprint every screened transaction gets (idempotency).
 """
 
 from __future__ import annotations
@@ -225,3 +226,16 @@ def test_graph_checks_reference(benchmark: Any, graph_setup: _GraphSetup) -> Non
     gp = s.params.tolist()
     benchmark.extra_info.update(what="graph_checks", impl="reference", events_per_call=1)
     benchmark(lambda: s.ref.process([next(rows)], [0], gp, detect=True))
+
+
+def test_request_fingerprint(benchmark: Any) -> None:
+    """The idempotency fingerprint of one transaction (``screening.idempotency``), computed for
+    every screened transaction before the engine's lock."""
+    from screening.idempotency import fingerprint
+    from screening.model import Party, TxnInput
+
+    txn = TxnInput("t-000001", 1_700_000_000_000,
+                   Party("6222000011112222", "ICBC-Beijing", 1, 1_400_000_000_000),
+                   Party("6217000033334444", "CCB", 2, None), 1_234_567, "CNY", 1_234_567, 3,
+                   False, True, "dev-abc-123", "+8613800001111", "salary for december")
+    benchmark(fingerprint, txn)

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
@@ -43,14 +44,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     assert isinstance(settings, Settings)
     masker = configure_logging(settings.log)
     running = start_server(settings, masker=masker)
-    serve_forever(running, settings.server.grace_seconds)
+    try:
+        serve_forever(running, settings.server.grace_seconds)
+    except StoreUnavailable as exc:  # another server took the store: stopped, exit 2
+        if not running.stuck:
+            raise
+        print(f"screening: {exc}", file=sys.stderr)
+        _leave(2)
     if running.stuck:
-        # calls a client keeps open hold threads the interpreter would wait for at exit; the
-        # last checkpoint is written, so leave without them
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _leave(0)
     return 0
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now: calls a client keeps open hold threads the interpreter would wait for at exit;
+    the server has stopped (and written its last checkpoint), so leave without them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -76,8 +76,12 @@ def watch_entry(kind: int, value: str, reason: str, source: str,
 class ScreeningClient:
     """Stubs bound to one channel and one bearer token."""
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = 10.0) -> None:
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, token: str | None = None, timeout: float = 10.0,
+                 max_receive_bytes: int = 64 << 20) -> None:
+        # a case export is bigger than gRPC's default 4 MB (the server sends up to its
+        # [server] max_message_bytes)
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", max_receive_bytes)])
         self.stub = pb_grpc.ScreeningStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()

@@ -146,6 +146,9 @@ class GraphSettings:
     export_max_days: float = 366.0
     export_max_edges: int = 50_000
     export_max_work: int = 2_000_000
+    # An export whose files would be larger is refused before it is built (at most [server]
+    # max_message_bytes less room for the summary); rendering time grows with the bytes.
+    export_max_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         try:
@@ -157,6 +160,8 @@ class GraphSettings:
         if not 1 <= self.export_max_hops <= 6 or not 1 <= self.export_default_nodes <= self.export_max_nodes:
             raise ConfigError("[graph] export_max_hops must be 1..6 and "
                               "1 <= export_default_nodes <= export_max_nodes")
+        if self.export_max_bytes < 1:
+            raise ConfigError("[graph] export_max_bytes must be > 0")
         if self.initial_edges < 16 or self.max_edges < self.initial_edges or self.max_edges >= 2**31 - 1:
             raise ConfigError("[graph] need 16 <= initial_edges <= max_edges < 2**31")
 

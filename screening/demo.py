@@ -85,11 +85,12 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
     n = iter(range(1, 10_000))
 
     def pay(when: dt.datetime, scenario: str, payer: str, payee: str, fen: int, *, shown: bool = True,
-            label: str = "", tid: str | None = None, **kw: Any) -> pb.Decision:
+            label: str = "", tid: str | None = None, sent: dt.datetime | None = None,
+            **kw: Any) -> pb.Decision:
         txn_id = tid or f"demo-{day.day:%Y%m%d}-{next(n):04d}"
         d = bank.screen(transaction(txn_id, when, payer, payee, fen, **kw))
-        day.add(when, scenario, label or f"{payer} -> {payee} {_yuan(fen)}", _ACTION[d.action],
-                _reasons(d), shown)
+        day.add(sent or when, scenario, label or f"{payer} -> {payee} {_yuan(fen)}",
+                _ACTION[d.action], _reasons(d), shown)
         return d
 
     def ring(when: dt.datetime, scenario: str, caller: str, callee: str, cls: int, label: str,
@@ -123,12 +124,15 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
     # --- telecom fraud: a listed fraud number calls Wang, Wang then pays a "safe account"
     ring(day.at(10, 2), "telecom fraud", "+8617000000001", "13800000001",
          pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "call +86170…0001 -> wang's phone")
+    safe_payment: dict[str, Any] = dict(payer_opened="2012-06-01", payee_opened="2026-10-30",
+                                        payer_phone="13800000001", memo="资金核查 安全账户")
     first = pay(day.at(10, 21), "telecom fraud", "6222-wang", "6217-safe-acct", 8_000_000,
-                payer_opened="2012-06-01", payee_opened="2026-10-30", payer_phone="13800000001",
-                memo="资金核查 安全账户", label="wang -> 'safe account' ¥80,000")
-    pay(day.at(10, 23), "telecom fraud", "6222-wang", "6217-safe-acct", 8_000_000,
-        tid=first.transaction_id, payer_phone="13800000001", payer_opened="2012-06-01",
-        label="bank app retries the same transaction id")
+                label="wang -> 'safe account' ¥80,000", **safe_payment)
+    # a retry is the same payment again (same id, same content); the same id with other content
+    # would be refused ALREADY_EXISTS
+    pay(day.at(10, 21), "telecom fraud", "6222-wang", "6217-safe-acct", 8_000_000,
+        tid=first.transaction_id, sent=day.at(10, 23), label="bank app retries the same transaction id",
+        **safe_payment)
 
     # --- telecom fraud with a spoofed number; smaller amount gets a warning
     ring(day.at(11, 0), "telecom fraud", "+85212345678", "13900000002",

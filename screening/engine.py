@@ -7,12 +7,13 @@ before the lock, capacity is checked before anything is interned). No protobuf, 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,7 +32,16 @@ from features.state import N_EXTRA, NO_TIME, TIME_MAX_MS, TIME_MIN_MS, FeatureSt
 from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
-from screening.errors import CapacityExceeded, InvalidRequest, NotFound
+from screening.errors import CapacityExceeded, Conflict, InvalidRequest, NotFound
+from screening.idempotency import (
+    DEFAULT_SCOPE,
+    FINGERPRINT_BYTES,
+    differing_field,
+    differing_input,
+    fingerprint,
+    same_fingerprint,
+    same_payment,
+)
 from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
@@ -103,38 +113,52 @@ class Interner:
 
 
 class DecisionLog:
-    """The last ``capacity`` decisions by transaction id (the idempotency horizon) and by seq."""
+    """The last ``capacity`` decisions (the idempotency horizon), by scope and transaction id
+    (``screening.idempotency``) and by seq.
+
+    ``by_seq`` may be called without the engine's lock: records are immutable, the ring holds
+    them directly, and a slot reused meanwhile fails the seq check (None).
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
-        self._by_id: dict[str, DecisionRecord] = {}
-        self._ring: list[str | None] = [None] * self.capacity
+        self._scopes: dict[str, dict[str, DecisionRecord]] = {}
+        self._ring: list[DecisionRecord | None] = [None] * self.capacity
         self.next_seq = 0
 
-    def get(self, transaction_id: str) -> DecisionRecord | None:
-        return self._by_id.get(transaction_id)
+    def get(self, scope: str, transaction_id: str) -> DecisionRecord | None:
+        ids = self._scopes.get(scope)
+        return None if ids is None else ids.get(transaction_id)
+
+    def find(self, transaction_id: str) -> list[DecisionRecord]:
+        """Every remembered decision with this id, whoever sent it, oldest first."""
+        found = (ids.get(transaction_id) for ids in self._scopes.values())
+        return sorted((r for r in found if r is not None), key=lambda r: r.seq)
 
     def by_seq(self, seq: int) -> DecisionRecord | None:
         if seq < 0:
             return None
-        tid = self._ring[seq % self.capacity]
-        rec = self._by_id.get(tid) if tid is not None else None
+        rec = self._ring[seq % self.capacity]
         return rec if rec is not None and rec.seq == seq else None
 
     def add(self, rec: DecisionRecord) -> None:
         slot = rec.seq % self.capacity
         old = self._ring[slot]
         if old is not None:
-            self._by_id.pop(old, None)
-        self._ring[slot] = rec.transaction_id
-        self._by_id[rec.transaction_id] = rec
+            ids = self._scopes[old.scope]
+            if ids.get(old.transaction_id) is old:
+                del ids[old.transaction_id]
+        self._ring[slot] = rec
+        self._scopes.setdefault(rec.scope, {})[rec.transaction_id] = rec
 
     def records(self) -> list[DecisionRecord]:
         """The remembered decisions, oldest first (by seq)."""
-        return list(self._by_id.values())
+        start = self.next_seq % self.capacity
+        # filter(None, ...): a C loop (a record is always true); this runs under the lock
+        return list(filter(None, itertools.chain(self._ring[start:], self._ring[:start])))
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return sum(len(ids) for ids in self._scopes.values())
 
 
 @dataclass
@@ -156,8 +180,8 @@ class WatchlistChange:
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
-# One remembered call: (call_id, caller, callee, record at ring, record at hang-up).
-CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None]
+# One remembered call: (call_id, caller, callee, record at ring, record at hang-up, scope).
+CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None, str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,7 +237,8 @@ class Engine:
         self.phones = Interner()
         self.devices = Interner()
         self.decisions = DecisionLog(s.dedup_capacity)
-        self._calls: OrderedDict[str, _CallState] = OrderedDict()
+        # by (scope, call_id): call ids, like transaction ids, are the calling institution's
+        self._calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
         self._watch: dict[tuple[int, str], WatchEntry] = {}
         self._recent = np.full((self.state.accounts.capacity, s.recent_decisions_per_account), -1,
                                dtype=np.int64)
@@ -236,7 +261,12 @@ class Engine:
         # ``_watch_lock`` so the journal's order is the order of application.
         self.journal: WatchJournal | None = None
         self.journal_seq = 0
-        self._watch_lock = threading.Lock()
+        # reentrant: ``watchlist_paused`` holds it around re-applying journal entries
+        self._watch_lock = threading.RLock()
+        # False while the state store cannot keep this state (unreachable, or its claim being
+        # taken back): decisions made meanwhile are marked degraded and counted
+        self.store_ok = True
+        self.unsaved_decisions = 0
 
     # ------------------------------------------------------------------ start-up
     def warm_up(self) -> float:
@@ -263,38 +293,55 @@ class Engine:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ transactions
-    def screen(self, txns: Sequence[TxnInput]) -> list[tuple[DecisionRecord, bool]]:
-        """Decide each transaction in order; a known transaction id returns its first decision.
+    def screen(self, txns: Sequence[TxnInput], scope: str = DEFAULT_SCOPE, *,
+               batch: bool = False) -> list[tuple[DecisionRecord, bool]]:
+        """Decide each transaction in order, for the calling institution ``scope``.
 
-        Returns (record, duplicate) per input.
+        A transaction id this scope used before returns its first decision (duplicate) when the
+        request repeats that payment; when its content differs the whole call is refused with
+        Conflict naming the field (``transactions[i].`` in front when ``batch``) and nothing
+        changes. The same id twice in ``txns`` is held to the same rule. Returns (record,
+        duplicate) per input.
         """
         t0 = time.perf_counter_ns()
+        prints = [fingerprint(t) for t in txns]
         with self._lock:
             locked = time.perf_counter_ns()  # the graph's budget starts here, not in the queue
             out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
             todo: list[int] = []
             first: dict[str, int] = {}
             for i, t in enumerate(txns):
-                rec = self.decisions.get(t.transaction_id)
+                rec = self.decisions.get(scope, t.transaction_id)
                 if rec is not None:
+                    if not same_payment(rec, t, prints[i]):
+                        raise self._conflict(i, batch, differing_field(rec, t, prints[i]))
                     out[i] = (rec, True)
-                elif t.transaction_id not in first:
+                    continue
+                j = first.get(t.transaction_id)
+                if j is None:
                     first[t.transaction_id] = i
                     todo.append(i)
+                elif not same_fingerprint(prints[j], prints[i]):
+                    raise self._conflict(i, batch, differing_input(txns[j], t),
+                                         f"transactions[{j}]")
             if todo:
-                batch = [txns[i] for i in todo]
-                self._reserve(batch)
-                ev = encode_transactions(batch, self.policy, self.accounts, self.phones,
+                batch_in = [txns[i] for i in todo]
+                self._reserve(batch_in)
+                ev = encode_transactions(batch_in, self.policy, self.accounts, self.phones,
                                          self.devices)
-                self._ensure(new_pairs=len(batch))
+                self._ensure(new_pairs=len(batch_in))
                 extra, degraded = self._graph_stage(ev, self.decisions.next_seq, locked)
                 # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
                                                self.policy.txn_table, self.policy.call_table,
                                                extra=extra, all_features=False)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
+                unsaved = not self.store_ok
+                if unsaved:
+                    self.unsaved_decisions += len(todo)
                 for j, i in enumerate(todo):
-                    rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]))
+                    rec = self._record(txns[i], feat[j], dec[j], latency_us,
+                                       unsaved or bool(degraded[j]), scope, prints[i])
                     self.decisions.add(rec)
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
@@ -305,6 +352,12 @@ class Engine:
                     assert first_rec is not None
                     out[i] = (first_rec[0], True)
         return [o for o in out if o is not None]
+
+    @staticmethod
+    def _conflict(i: int, batch: bool, differs: str, earlier: str = "") -> Conflict:
+        where = f" in this batch ({earlier}; {differs} differs)" if earlier else f" ({differs} differs)"
+        return Conflict(f"transactions[{i}].transaction_id" if batch else "transaction_id",
+                        f"already used for a different payment{where}")
 
     def _reserve(self, batch: Sequence[TxnInput]) -> None:
         """Refuse, before anything is interned, a batch that would exceed the configured caps."""
@@ -403,7 +456,7 @@ class Engine:
         return found
 
     def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int,
-                degraded: bool = False) -> DecisionRecord:
+                degraded: bool, scope: str, fp: bytes) -> DecisionRecord:
         bits = int(dec[1])
         seq = self.decisions.next_seq
         self.decisions.next_seq += 1
@@ -421,15 +474,19 @@ class Engine:
             degraded=degraded,
             payer=t.payer.account_id,
             payee=t.payee.account_id,
+            scope=scope,
+            fingerprint=fp,
         )
 
     # ------------------------------------------------------------------ calls
-    def report_call(self, call: CallInput) -> tuple[CallRecord, bool]:
-        """Count and decide a call report; the same (call_id, ringing/ended) again is a duplicate."""
+    def report_call(self, call: CallInput, scope: str = DEFAULT_SCOPE) -> tuple[CallRecord, bool]:
+        """Count and decide a call report of the calling operator ``scope``; the same (call_id,
+        ringing/ended) again is a duplicate, another caller or callee under that id a refusal."""
         t0 = time.perf_counter_ns()
         ended = call.duration_s > 0
+        key = (scope, call.call_id)
         with self._lock:
-            prior = self._calls.get(call.call_id)
+            prior = self._calls.get(key)
             if prior is not None:
                 if prior.caller != call.caller:
                     raise InvalidRequest("caller_number",
@@ -473,7 +530,7 @@ class Engine:
             )
             if prior is None:
                 prior = _CallState(call.caller, call.callee)
-                self._calls[call.call_id] = prior
+                self._calls[key] = prior
                 if len(self._calls) > self.settings.state.dedup_capacity:
                     self._calls.popitem(last=False)
             if ended:
@@ -504,6 +561,13 @@ class Engine:
                 change = self._apply_watch(upserts, removes)
                 self.journal_seq = seq
             return change
+
+    @contextlib.contextmanager
+    def watchlist_paused(self) -> Iterator[None]:
+        """Hold watchlist updates (they wait) while the journal is re-read, e.g. after the
+        store's claim was taken back; ``apply_journal`` may be called inside."""
+        with self._watch_lock:
+            yield
 
     def apply_journal(self, seq: int, upserts: Sequence[WatchEntry],
                       removes: Sequence[tuple[int, str]]) -> bool:
@@ -602,6 +666,12 @@ class Engine:
                    max_nodes: int, now_ms: int) -> CaseInput:
         """The live graph around an account, phone number or transaction, with raw names.
 
+        The engine's lock is held only for the bounded read: the neighbourhood search (at most
+        ``export_max_work`` list entries), the copy of the edges among it (at most
+        ``export_max_edges``) and the names and watchlist hits of its nodes (at most
+        ``max_nodes``). The decisions on those edges are looked up after it (``by_seq`` needs no
+        lock); building and rendering the case happen in the caller, outside it too.
+
         Raises NotFound (naming the request field) for a centre the graph has never seen.
         """
         g = self.graph
@@ -611,13 +681,15 @@ class Engine:
         with self._lock:
             victims: tuple[int, ...] = ()
             if centre == CENTRE_TRANSACTION:
-                rec = self.decisions.get(value)
-                payer = self.accounts.get(rec.payer) if rec is not None else None
-                payee = self.accounts.get(rec.payee) if rec is not None else None
-                if payer is None or payee is None:
+                # ids are per institution and police name none: every payment with this id
+                found = [(self.accounts.get(r.payer), self.accounts.get(r.payee))
+                         for r in self.decisions.find(value)]
+                pairs = [(a, b) for a, b in found if a is not None and b is not None]
+                if not pairs:
                     raise NotFound(f"{centre}: no remembered transaction with this id")
-                suspects = (node_id(0, payee),)
-                victims = (node_id(0, payer),)
+                suspects = tuple(dict.fromkeys(node_id(0, b) for _, b in pairs))
+                victims = tuple(dict.fromkeys(node_id(0, a) for a, _ in pairs
+                                              if node_id(0, a) not in suspects))
             else:
                 kind, interner = (0, self.accounts) if centre == CENTRE_ACCOUNT else (1, self.phones)
                 idx = interner.get(value)
@@ -637,13 +709,18 @@ class Engine:
                 hits = self.watch_entries(n % 3 + 1, name, now_ms)
                 if hits:
                     watch[n] = f"{hits[0].reason} ({hits[0].source})"
-            decisions = {}
-            for ref in set(edges.ref.tolist()):
-                rec = self.decisions.by_seq(ref)
-                if rec is not None:
-                    decisions[ref] = (ACTION_NAMES[rec.action],
-                                      tuple(r.code for r in self.policy.fired(rec.reason_bits)))
             terminals = frozenset(n for n in names if g.is_terminal(n))
+            log = self.decisions
+        decisions = {}
+        shown: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {}
+        for ref in set(edges.ref.tolist()):
+            rec = log.by_seq(ref)
+            if rec is not None:
+                key = (rec.action, rec.reason_bits)
+                if key not in shown:
+                    shown[key] = (ACTION_NAMES[rec.action],
+                                  tuple(r.code for r in self.policy.fired(rec.reason_bits)))
+                decisions[ref] = shown[key]
         return CaseInput(
             centre_label=value, suspects=suspects, victims=victims, hops=hops, lo_ms=lo_ms,
             hi_ms=hi_ms, max_nodes=max_nodes, hood=hood, edges=edges, names=names,
@@ -682,7 +759,8 @@ class Engine:
                 devices=self.devices.names(),
                 decisions=self.decisions.records(),
                 next_seq=self.decisions.next_seq,
-                calls=[(cid, c.caller, c.callee, c.ringing, c.ended) for cid, c in self._calls.items()],
+                calls=[(cid, c.caller, c.callee, c.ringing, c.ended, scope)
+                       for (scope, cid), c in self._calls.items()],
                 watch=list(self._watch.values()),
                 journal_seq=self.journal_seq,
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
@@ -771,20 +849,30 @@ class Engine:
         for rec in snap.decisions:
             if not last < rec.seq < snap.next_seq:
                 raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
+            last = rec.seq
+            if rec.seq < snap.next_seq - decisions.capacity:
+                continue  # beyond this server's horizon (state.dedup_capacity)
             if (not _renderable(rec, ACTION_NAMES)
                     or not TIME_MIN_MS <= rec.event_time_ms <= TIME_MAX_MS):
                 raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
                                  f"{rec.reason_bits}, score {rec.score}, time {rec.event_time_ms}")
-            last = rec.seq
+            # a duplicate is recognised by its fingerprint (none: a format-1 record, compared
+            # by payer, payee and time), and answered with the one record its id names
+            if len(rec.fingerprint) not in (0, FINGERPRINT_BYTES):
+                raise ValueError(f"decisions: seq {rec.seq} has a fingerprint of "
+                                 f"{len(rec.fingerprint)} bytes, expected {FINGERPRINT_BYTES}")
+            if not rec.transaction_id or decisions.get(rec.scope, rec.transaction_id) is not None:
+                raise ValueError(f"decisions: seq {rec.seq} repeats a transaction id of its scope "
+                                 "(or has none)")
             decisions.add(rec)
         decisions.next_seq = snap.next_seq
-        calls: OrderedDict[str, _CallState] = OrderedDict()
-        for cid, caller, callee, ringing, ended in snap.calls:
+        calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
+        for cid, caller, callee, ringing, ended, scope in snap.calls:
             for call_rec in (ringing, ended):
                 if call_rec is not None and not _renderable(call_rec, CALL_ACTION_NAMES):
                     raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
                                      f"{call_rec.reason_bits}, score {call_rec.score}")
-            calls[cid] = _CallState(caller, callee, ringing, ended)
+            calls[(scope, cid)] = _CallState(caller, callee, ringing, ended)
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
         watch = {(e.kind, e.value): e for e in snap.watch}
@@ -851,6 +939,7 @@ class Engine:
             "pairs": self.state.pair_count,
             "decisions_remembered": len(self.decisions),
             "watchlist_entries": len(self._watch),
+            "unsaved_decisions": self.unsaved_decisions,
             "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
         }
         if self.graph is not None:

@@ -3,6 +3,8 @@
     ScreeningError
      ├── InvalidRequest        INVALID_ARGUMENT   (names the offending field)
      ├── NotFound              NOT_FOUND
+     ├── Conflict              ALREADY_EXISTS     (an id already used for something else; names
+     │                                             the field)
      ├── CapacityExceeded      RESOURCE_EXHAUSTED (names the setting that bounds it)
      │    └── Throttled                            (too many failed token attempts from an address)
      ├── DeadlineUnmeetable    DEADLINE_EXCEEDED  (refused before any work: too little time left)
@@ -24,6 +26,7 @@ __all__ = [
     "CapacityExceeded",
     "CheckpointError",
     "ConfigError",
+    "Conflict",
     "DeadlineUnmeetable",
     "InputFileError",
     "InvalidRequest",
@@ -55,6 +58,18 @@ class InvalidRequest(ScreeningError):
 
 class NotFound(ScreeningError):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class Conflict(ScreeningError):
+    """An id the caller already used for different content (a transaction id for another
+    payment): refused, never answered with the other one's result; nothing changes."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
 
 
 class CapacityExceeded(ScreeningError):

@@ -76,6 +76,10 @@ class DecisionRecord:
     degraded: bool
     payer: str = ""
     payee: str = ""
+    # who sent it (``screening.idempotency``: ids are remembered per calling institution)
+    scope: str = ""
+    # ``screening.idempotency.fingerprint`` of the request (b"" in format-1 checkpoints)
+    fingerprint: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,12 @@ Stopping takes at most ``grace`` plus STOP_BOUND_S, whatever the clients do: cal
 when the grace ends are cancelled, and if grpc has not finished them STOP_BOUND_S later the
 server writes its last checkpoint anyway (``RunningServer.stuck`` then tells the command line
 to leave without waiting for those threads).
+
+Health: ``""`` and the Screening service are SERVING while the server answers (NOT_SERVING
+before it is ready, while it stops, and once another server holds its store); with a store,
+``STORE_HEALTH_SERVICE`` is SERVING while the store keeps this server's state and NOT_SERVING
+while it cannot (unreachable, a failed checkpoint, the claim being taken back): the server
+then goes on answering, its decisions marked degraded.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
 from screening.engine import Engine
-from screening.errors import ConfigError
+from screening.errors import ConfigError, StoreBusy
 from screening.lanes import AdmissionInterceptor, Lanes, RefusalLog
 from screening.logs import get_logger
 from screening.masking import Masker
@@ -37,6 +43,7 @@ from screening.service import ScreeningService
 from screening.store import (
     Checkpointer,
     Store,
+    StoreStatus,
     WriterLease,
     journal_writer,
     open_store,
@@ -44,9 +51,12 @@ from screening.store import (
 )
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "STOP_BOUND_S", "RunningServer", "serve_forever", "start_server"]
+__all__ = ["SERVICE_NAME", "STOP_BOUND_S", "STORE_HEALTH_SERVICE", "RunningServer",
+           "serve_forever", "start_server"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Screening"].full_name
+# the health "service" saying whether the state store keeps this server's state
+STORE_HEALTH_SERVICE = "screening.store"
 # How long stopping may take beyond the grace period before the last checkpoint is written
 # regardless of calls grpc has not finished.
 STOP_BOUND_S = 5.0
@@ -98,7 +108,8 @@ class RunningServer:
 
     def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, drain in-flight calls for ``grace`` s (then cancel them), then write a
-        last checkpoint; at most ``grace`` + STOP_BOUND_S (plus the checkpoint) in all."""
+        last checkpoint (not when another server holds the store now: it would be refused); at
+        most ``grace`` + STOP_BOUND_S (plus the checkpoint) in all."""
         self.health.enter_graceful_shutdown()
         waited = (grace or 0.0) + STOP_BOUND_S
         if not self.server.stop(grace).wait(waited):
@@ -111,7 +122,8 @@ class RunningServer:
             self.gc_freezer.stopped.set()
         if self.checkpointer is not None:
             self.checkpointer.stop()
-            self.checkpointer.checkpoint("shutdown")
+            if self.lease is None or not self.lease.lost:
+                self.checkpointer.checkpoint("shutdown")
             self.checkpointer = None
         if self.lease is not None:
             self.lease.release()
@@ -201,16 +213,32 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     if store is None:
         return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log)
 
+    store_log = get_logger("screening.store")
+
     def lost() -> None:  # another server owns the store now: send the traffic there
         _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    lease = WriterLease(store, get_logger("screening.store"), on_lost=lost)
+    def store_health(ok: bool) -> None:
+        health_servicer.set(STORE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING if ok
+                            else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    checkpointers: list[Checkpointer] = []
+
+    def recovered(why: str) -> None:  # the store is back: save what was decided meanwhile
+        for c in checkpointers:
+            c.request(why)
+
+    status = StoreStatus(engine, store.location, store_log, on_change=store_health)
+    lease = WriterLease(store, store_log, on_lost=lost, engine=engine, status=status,
+                        on_recovered=recovered)
     try:
         lease.claim(settings.storage.claim_wait_s)  # before reading: one server per store
         _restore(engine, store, masker, log)
-        engine.journal = journal_writer(store, engine.clock_ms)
+        engine.journal = journal_writer(store, engine.clock_ms, blocked=lease.blocked)
         checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
-                                    get_logger("screening.store"))
+                                    store_log, status=status)
+        checkpointers.append(checkpointer)
+        store_health(status.ok)
         return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,
                       store=store, checkpointer=checkpointer, lease=lease)
     except BaseException:
@@ -288,7 +316,10 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
 
 
 def serve_forever(running: RunningServer, grace: float) -> None:
-    """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit."""
+    """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit.
+
+    When another server took the store (this one was cut off from it past its lease), stop the
+    same way and raise StoreBusy saying so: answering on would split the state in two."""
     log = get_logger("screening.server")
     stop = threading.Event()
 
@@ -299,13 +330,18 @@ def serve_forever(running: RunningServer, grace: float) -> None:
     previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, on_signal)
+    lease = running.lease
     try:
         while not stop.wait(0.5):
-            pass
+            if lease is not None and lease.lost:
+                log.error("stopping", reason=lease.lost_reason, grace_s=grace)
+                break
         t0 = time.perf_counter()
         running.stop(grace)
         log.info("stopped", drained_s=round(time.perf_counter() - t0, 3),
                  **running.engine.stats())
+        if lease is not None and lease.lost:
+            raise StoreBusy(f"{lease.lost_reason}; stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -15,6 +15,7 @@ from screening.case import export_case
 from screening.convert import Converter, case_graph_message, masked_or_clear
 from screening.engine import Engine
 from screening.errors import ScreeningError, status_of
+from screening.idempotency import DEFAULT_SCOPE
 from screening.masking import Masker
 from screening.model import DecisionRecord, TxnInput
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES
@@ -54,6 +55,9 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         # Quiet decisions (ALLOW, nothing to report) are logged only at debug level; when that is
         # off, not even their log fields are built (masking is an HMAC per identifier).
         self.log_every_decision = log_every_decision
+        # case exports: files at most this big (room left for the summary in the reply)
+        self._export_limit = min(engine.settings.graph.export_max_bytes,
+                                 engine.settings.server.max_message_bytes - (256 << 10))
 
     # ------------------------------------------------------------------ helpers
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
@@ -68,6 +72,11 @@ class ScreeningService(pb_grpc.ScreeningServicer):
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
         return self.auth.caller(context.invocation_metadata()) or Caller("?", "?")
+
+    def _scope(self, context: grpc.ServicerContext) -> str:
+        """The calling institution (its name in the tokens file), whose transaction and call ids
+        these are; one scope for every caller when auth is off."""
+        return self._caller(context).name if self.auth.enabled else DEFAULT_SCOPE
 
     def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool) -> None:
         quiet = rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded
@@ -88,9 +97,10 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             latency_us=rec.latency_us,
         )
 
-    def _decide(self, txns: list[TxnInput], t0: int) -> list[pb.Decision]:
+    def _decide(self, txns: list[TxnInput], t0: int, scope: str, batch: bool = False
+                ) -> list[pb.Decision]:
         out = []
-        for t, (rec, dup) in zip(txns, self.engine.screen(txns), strict=True):
+        for t, (rec, dup) in zip(txns, self.engine.screen(txns, scope, batch=batch), strict=True):
             self._log_decision(t, rec, dup)
             out.append(self.conv.decision(rec, dup))
         latency = (time.perf_counter_ns() - t0) // 1000
@@ -103,17 +113,19 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def ScreenTransaction(self, request: pb.Transaction, context: grpc.ServicerContext
                           ) -> pb.Decision:
         t0 = time.perf_counter_ns()
-        return self._decide([self.conv.transaction(request)], t0)[0]
+        return self._decide([self.conv.transaction(request)], t0, self._scope(context))[0]
 
     @_rpc
     def ScreenBatch(self, request: pb.TransactionBatch, context: grpc.ServicerContext
                     ) -> pb.DecisionBatch:
         t0 = time.perf_counter_ns()
-        return pb.DecisionBatch(decisions=self._decide(self.conv.batch(request), t0))
+        return pb.DecisionBatch(decisions=self._decide(self.conv.batch(request), t0,
+                                                       self._scope(context), batch=True))
 
     def ScreenStream(self, request_iterator: Iterator[pb.Transaction],
                      context: grpc.ServicerContext) -> Iterator[pb.Decision]:
         n = 0
+        scope = self._scope(context)
         try:
             for request in request_iterator:
                 t0 = time.perf_counter_ns()
@@ -123,7 +135,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                     tid = request.transaction_id[:64] or "?"
                     exc.args = (f"message {n} (transaction_id {tid}): {exc}",)
                     raise
-                yield self._decide([txn], t0)[0]
+                yield self._decide([txn], t0, scope)[0]
                 n += 1
         except ScreeningError as exc:
             self._abort(context, exc, "ScreenStream")
@@ -136,7 +148,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def ReportCall(self, request: pb.CallEvent, context: grpc.ServicerContext) -> pb.CallDecision:
         t0 = time.perf_counter_ns()
         call = self.conv.call(request)
-        rec, dup = self.engine.report_call(call)
+        rec, dup = self.engine.report_call(call, self._scope(context))
         msg = self.conv.call_decision(rec, dup)
         msg.server_latency_us = (time.perf_counter_ns() - t0) // 1000
         quiet = rec.action == _ALLOW
@@ -181,7 +193,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         data = self.engine.case_input(req.centre, req.value, hops=req.hops, lo_ms=req.from_ms,
                                       hi_ms=req.to_ms, max_nodes=req.max_nodes,
                                       now_ms=self.engine.clock_ms())
-        bundle = export_case(data, masked_or_clear(self.mask, clear), req.formats)
+        bundle = export_case(data, masked_or_clear(self.mask, clear), req.formats,
+                             max_bytes=self._export_limit)
         g = bundle.graph
         self.log.info("case_exported", by=caller.name, role=caller.role, centre=self.mask(req.value),
                       centre_kind=req.centre, hops=req.hops, nodes=g.number_of_nodes(),

@@ -39,7 +39,7 @@ def test_sigterm_writes_a_checkpoint_that_inspect_describes(tmp_path: Path, caps
 
     assert main(["checkpoint", "inspect", "--path", str(state), "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "format        1 (every part's checksum and every value verified" in out
+    assert "format        2 (every part's checksum and every value verified" in out
     assert "accounts      2" in out and "decisions     1 remembered" in out
     assert str(state / "checkpoint.ckpt") in out
 

@@ -58,6 +58,14 @@ class Store(abc.ABC):
     def renew_writer(self) -> None:  # noqa: B027 - held until released unless it expires
         """Keep the claim alive; raise StoreBusy when it was lost (another server has it)."""
 
+    def reclaim_writer(self, owner: str, journal_seq: int) -> None:
+        """Take the claim back after losing it while the store was out of reach, only if nobody
+        holds it and nobody wrote a checkpoint since; number later journal entries above
+        ``journal_seq`` (what this server has applied). Raise StoreBusy saying why not.
+
+        A store whose claim cannot be lost while the process lives never needs this."""
+        self.claim_writer(owner)
+
     def release_writer(self) -> None:  # noqa: B027
         """Give the claim up (at shutdown, after the last checkpoint)."""
 

@@ -33,7 +33,9 @@ __all__ = [
     "CheckpointStats",
     "Checkpointer",
     "RestoreReport",
+    "StoreStatus",
     "WriterLease",
+    "catch_up",
     "decode_watch_change",
     "encode_watch_change",
     "journal_writer",
@@ -147,14 +149,23 @@ def restore_engine(engine: Engine, store: Store) -> RestoreReport:
         report.notes = restore_snapshot(engine, header, snap)
         report.header = header
         del snap
-    for seq, raw in store.read_journal(after=engine.journal_seq):
-        upserts, removes = decode_watch_change(raw, f"{store.location} watchlist journal entry {seq}")
-        if engine.apply_journal(seq, upserts, removes):
-            report.journal_applied += 1
-            report.journal_entities += [e.value for e in upserts] + [v for _, v in removes]
+    report.journal_applied, report.journal_entities = catch_up(engine, store)
     store.advance_journal(engine.journal_seq)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def catch_up(engine: Engine, store: Store) -> tuple[int, list[str]]:
+    """Apply the journal entries newer than the engine's ``journal_seq``; returns how many and
+    the identifiers they touched (log them masked). Raises CheckpointError naming a malformed
+    entry, StoreUnavailable when the journal cannot be read."""
+    applied, entities = 0, []
+    for seq, raw in store.read_journal(after=engine.journal_seq):
+        upserts, removes = decode_watch_change(raw, f"{store.location} watchlist journal entry {seq}")
+        if engine.apply_journal(seq, upserts, removes):
+            applied += 1
+            entities += [e.value for e in upserts] + [v for _, v in removes]
+    return applied, entities
 
 
 # ------------------------------------------------------------------ watchlist journal
@@ -183,44 +194,129 @@ def _str(v: Any) -> str:
     return v
 
 
-def journal_writer(store: Store, clock_ms: Callable[[], int]) -> WatchJournal:
-    """The engine's watchlist journal: each change appended (durably) to ``store``."""
+def journal_writer(store: Store, clock_ms: Callable[[], int],
+                   blocked: Callable[[], str | None] | None = None) -> WatchJournal:
+    """The engine's watchlist journal: each change appended (durably) to ``store``.
+
+    ``blocked`` (``WriterLease.blocked``) says why an append must not be tried now (the store
+    does not answer, or the journal is being caught up after the claim was taken back): the
+    change is then refused at once (StoreUnavailable) instead of waiting for a timeout."""
 
     def write(upserts: Sequence[WatchEntry], removes: Sequence[tuple[int, str]]) -> int:
+        why = blocked() if blocked is not None else None
+        if why:
+            raise StoreUnavailable(f"storage {store.location}: cannot append to the watchlist "
+                                   f"journal now: {why}")
         return store.append_journal(encode_watch_change(upserts, removes, clock_ms()))
 
     return write
 
 
-# ------------------------------------------------------------------ background checkpoints
-class Checkpointer:
-    """Checkpoints every ``interval_s`` in a thread of its own (0: only when asked), logging each.
+# ------------------------------------------------------------------ can the state be kept?
+class StoreStatus:
+    """Whether this server's state is being kept in its store, from everything that writes there.
 
-    Failures are logged and retried at the next interval; the server keeps serving.
+    Each source (``"lease"``: the claim and its renewals; ``"checkpoint"``: the last checkpoint)
+    reports a ``problem`` or that it is ``resolved``. While any problem stands, the engine marks
+    its decisions degraded (``Engine.store_ok``; a payment service goes on answering: the
+    decisions are complete, only their state may not survive a crash), ``on_change(False)`` is
+    called (the server's store health turns NOT_SERVING) and one ``store_degraded`` line is
+    logged; when the last one is resolved, ``store_recovered`` (how long it lasted, how many
+    decisions were made meanwhile) and ``on_change(True)``.
     """
 
-    def __init__(self, engine: Engine, store: Store, interval_s: float, log: Any) -> None:
+    def __init__(self, engine: Engine, location: str, log: Any,
+                 on_change: Callable[[bool], None] | None = None) -> None:
+        self.engine = engine
+        self.location = location
+        self.log = log
+        self.on_change = on_change
+        self._problems: dict[str, str] = {}
+        self._since = 0.0
+        self._unsaved_before = 0
+        self._lock = threading.Lock()
+
+    @property
+    def ok(self) -> bool:
+        return not self._problems
+
+    def problem(self, source: str, error: str) -> None:
+        with self._lock:
+            first = not self._problems
+            self._problems[source] = error
+            if first:
+                self.engine.store_ok = False
+                self._since = time.monotonic()
+                self._unsaved_before = self.engine.unsaved_decisions
+        if first:
+            self.log.error("store_degraded", store=self.location, source=source, error=error,
+                           detail="decisions are marked degraded until the store keeps this "
+                                  "server's state again")
+            if self.on_change is not None:
+                self.on_change(False)
+
+    def resolved(self, source: str) -> None:
+        with self._lock:
+            if self._problems.pop(source, None) is None or self._problems:
+                return
+            self.engine.store_ok = True
+            lasted = time.monotonic() - self._since
+            unsaved = self.engine.unsaved_decisions - self._unsaved_before
+        self.log.info("store_recovered", store=self.location, source=source,
+                      degraded_s=round(lasted, 3), degraded_decisions=unsaved)
+        if self.on_change is not None:
+            self.on_change(True)
+
+
+# ------------------------------------------------------------------ background checkpoints
+class Checkpointer:
+    """Checkpoints every ``interval_s`` in a thread of its own (0: only when asked), logging each;
+    ``request`` asks for one now (e.g. once the store is back after an outage).
+
+    Failures are logged, reported to ``status`` and retried after ``retry_s``; the server keeps
+    serving.
+    """
+
+    def __init__(self, engine: Engine, store: Store, interval_s: float, log: Any,
+                 status: StoreStatus | None = None, retry_s: float = 30.0) -> None:
         self.engine = engine
         self.store = store
         self.interval_s = interval_s
         self.log = log
+        self.status = status
+        self.retry_s = retry_s
         self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._why: str | None = None
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last: CheckpointStats | None = None
 
     def start(self) -> None:
-        if self.interval_s > 0:
-            self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread.start()
+
+    def request(self, why: str) -> None:
+        """Write a checkpoint soon, in the checkpointer's thread (``why`` is logged)."""
+        self._why = why
+        self._wake.set()
 
     def _run(self) -> None:
-        while not self._stopped.wait(self.interval_s):
-            self.checkpoint("periodic")
+        wait = self.interval_s or None
+        while True:
+            self._wake.wait(wait)
+            if self._stopped.is_set():
+                return
+            self._wake.clear()  # before reading the reason: a request after this wakes us again
+            why, self._why = self._why or "periodic", None
+            ok = self.checkpoint(why) is not None
+            wait = (self.interval_s or None) if ok else min(self.interval_s or self.retry_s,
+                                                            self.retry_s)
 
     def stop(self) -> None:
         """Stop the thread (a checkpoint in progress completes first)."""
         self._stopped.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -233,11 +329,15 @@ class Checkpointer:
             except (StoreUnavailable, CheckpointError) as exc:
                 self.log.warning("checkpoint_failed", why=why, store=self.store.location,
                                  error=str(exc))
+                self._failed(str(exc))
                 return None
             except Exception:
                 self.log.exception("checkpoint_failed", why=why, store=self.store.location)
+                self._failed("unexpected error (see the log)")
                 return None
         self.last = stats
+        if self.status is not None:
+            self.status.resolved("checkpoint")
         c = stats.counts
         self.log.info("checkpoint_saved", why=why, where=stats.where, bytes=stats.bytes,
                       accounts=c["accounts"], phones=c["phones"], devices=c["devices"],
@@ -250,6 +350,10 @@ class Checkpointer:
                       journal_trimmed=stats.journal_trimmed)
         return stats
 
+    def _failed(self, error: str) -> None:
+        if self.status is not None:
+            self.status.problem("checkpoint", f"a checkpoint failed: {error}")
+
 
 # ------------------------------------------------------------------ one writer per store
 class WriterLease:
@@ -257,19 +361,34 @@ class WriterLease:
     on the same store fails to start, naming the first), renewed in a thread when the store's
     claim expires, given up at shutdown after the last checkpoint.
 
-    When a renewal finds the claim lost, it logs ``store_lease_lost`` once and calls
-    ``on_lost`` (the server reports NOT_SERVING); the store itself then refuses this server's
-    checkpoints and journal appends (StoreBusy), so the server that holds the store now is never
-    overwritten.
+    A renewal that fails because the store does not answer is retried every second (at most);
+    meanwhile ``blocked`` says why and ``status`` has a problem (decisions degraded). When the
+    store answers again and the claim is still this server's, that is the end of it; when the
+    claim ran out meanwhile, it is taken back (``Store.reclaim_writer``) if nobody else holds
+    the store or wrote to it, the journal entries this server lacks are applied (watchlist
+    updates wait), and ``on_recovered`` is called (the server checkpoints at once). Otherwise the
+    claim is lost for good: ``store_lease_lost`` is logged once, ``lost`` and ``lost_reason``
+    are set and ``on_lost`` is called (the server reports NOT_SERVING and stops); the store
+    itself refuses this server's checkpoints and journal appends (StoreBusy), so the server that
+    holds the store now is never overwritten.
     """
 
-    def __init__(self, store: Store, log: Any, on_lost: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, log: Any, on_lost: Callable[[], None] | None = None, *,
+                 engine: Engine | None = None, status: StoreStatus | None = None,
+                 on_recovered: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.log = log
         self.on_lost = on_lost
+        self.engine = engine
+        self.status = status
+        self.on_recovered = on_recovered
         self.owner = (f"host {socket.gethostname()} pid {os.getpid()} since "
                       f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
         self.lost = False
+        self.lost_reason = ""
+        self._unreachable: str | None = None  # why the last renewal failed
+        self._unreachable_since = 0.0
+        self._behind = False  # claim taken back, journal not yet caught up
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -297,21 +416,87 @@ class WriterLease:
             self._thread = threading.Thread(target=self._run, name="store-lease", daemon=True)
             self._thread.start()
 
+    def blocked(self) -> str | None:
+        """Why a write to the store must not be tried now (None: it may)."""
+        if self._behind:
+            return "the writer lease was just taken back and the journal is being caught up"
+        if self._unreachable is not None:
+            return f"the store has not answered for {time.monotonic() - self._unreachable_since:.0f} s"
+        return None
+
     def _run(self) -> None:
         assert self.store.lease_s is not None
-        period = self.store.lease_s / 3
-        while not self._stopped.wait(period):
+        # at least every 2 s: the renewal is also how an outage is noticed (decisions degraded)
+        period = min(self.store.lease_s / 3, 2.0)
+        retry = min(period, 1.0)
+        wait = period
+        while not self._stopped.wait(wait):
+            wait = period
             try:
-                self.store.renew_writer()
+                reclaimed = self._renew()
             except StoreBusy as exc:
-                self.lost = True
-                self.log.error("store_lease_lost", store=self.store.location, error=str(exc))
-                if self.on_lost is not None:
-                    self.on_lost()
+                self._lose(str(exc))
                 return
-            except StoreUnavailable as exc:  # try again; the claim lasts lease_s
-                self.log.warning("store_lease_renew_failed", store=self.store.location,
-                                 error=str(exc))
+            except StoreUnavailable as exc:
+                if self._unreachable is None:
+                    self._unreachable_since = time.monotonic()
+                self._unreachable = str(exc)
+                if self.status is not None:
+                    self.status.problem("lease", str(exc))
+                wait = retry
+                continue
+            was = self._unreachable
+            self._unreachable = None
+            if reclaimed is not None or was is not None:
+                if self.status is not None:
+                    self.status.resolved("lease")
+                if self.on_recovered is not None:
+                    self.on_recovered("store_reclaimed" if reclaimed is not None
+                                      else "store_reachable")
+
+    def _renew(self) -> int | None:
+        """Renew the claim, taking it back when it ran out; returns the journal entries applied
+        when it was taken back (None: it was still held). StoreBusy: lost for good."""
+        try:
+            self.store.renew_writer()
+            if not self._behind:
+                return None
+        except StoreBusy:
+            if self.status is not None:
+                self.status.problem("lease", "the writer lease ran out; taking it back")
+            self._reclaim()
+        applied = self._catch_up()
+        self.log.info("store_reclaimed", store=self.store.location, journal_applied=applied,
+                      cut_off_s=round(time.monotonic() - self._unreachable_since, 3)
+                      if self._unreachable is not None else 0.0)
+        return applied
+
+    def _reclaim(self) -> None:
+        seq = self.engine.journal_seq if self.engine is not None else 0
+        self.store.reclaim_writer(self.owner, seq)
+        self._behind = self.engine is not None
+
+    def _catch_up(self) -> int:
+        """Apply the journal entries another writer (or an append whose answer was lost) left;
+        watchlist updates wait meanwhile. A malformed entry is a loss for good."""
+        if self.engine is None or not self._behind:
+            return 0
+        with self.engine.watchlist_paused():
+            try:
+                applied, _ = catch_up(self.engine, self.store)
+            except CheckpointError as exc:
+                raise StoreBusy(f"{exc}; this server stops writing here") from None
+            self._behind = False
+        return applied
+
+    def _lose(self, reason: str) -> None:
+        self.lost = True
+        self.lost_reason = reason
+        self.log.error("store_lease_lost", store=self.store.location, error=reason)
+        if self.status is not None:
+            self.status.problem("lease", reason)
+        if self.on_lost is not None:
+            self.on_lost()
 
     def release(self) -> None:
         self._stopped.set()

@@ -15,6 +15,11 @@ and sha256. Arrays are ``.npy`` (exactly ``np.save``'s bytes, read back with
 JSON. Nothing is ever unpickled: the store is a trust boundary. A checkpoint of another format
 version, or one whose header or any part fails its checksum, is refused with a
 ``CheckpointError`` naming the file or key.
+
+Versions: 2 added the calling institution (``scope``) and the request fingerprint to each
+remembered decision, and the scope to each remembered call. Version 1 is still read: its
+decisions and calls restore in the default scope without fingerprints (a repeated id is then
+compared by payer, payee and event time, see ``screening.idempotency``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import math
 import struct
 import typing
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +42,18 @@ import pyarrow as pa
 from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
+from screening.idempotency import DEFAULT_SCOPE
 from screening.model import NEVER, CallRecord, DecisionRecord, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
 __all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "parse_kind",
            "parse_watch_row", "read_header", "watch_row"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this build reads (and what each lacks: see the module docstring)
+READ_VERSIONS = (1, 2)
+# fields of a decision record and columns of the calls part that version 1 did not have
+_V1_MISSING = {"scope": DEFAULT_SCOPE, "fingerprint": b""}
 MAGIC = b"SCRNCKPT"
 _PREFIX = struct.Struct("<8sHI32s")
 _MAX_HEADER = 64 << 20
@@ -93,7 +103,7 @@ def encode(snap: EngineSnapshot) -> Encoded:
         ("decisions", "arrow", _arrow(_records_table(snap.decisions, DecisionRecord))),
         ("calls", "arrow", _arrow(pa.table(
             {name: pa.array([c[i] for c in snap.calls], pa.large_string())
-             for i, name in enumerate(("call_id", "caller", "callee"))}))),
+             for i, name in _CALL_COLUMNS}))),
         ("calls.records", "arrow", _arrow(_call_records(snap.calls))),
         ("watchlist", "json", _json([watch_row(e) for e in snap.watch])),
     ]
@@ -142,14 +152,19 @@ def _ids(names: Sequence[str]) -> list[Piece]:
     return _arrow(pa.table({"id": pa.array(names, pa.large_string())}))
 
 
-_SCALARS = {str: pa.large_string(), int: pa.int64(), bool: pa.bool_()}
+_SCALARS = {str: pa.large_string(), int: pa.int64(), bool: pa.bool_(), bytes: pa.binary()}
+# the calls part: (CallEntry index, column), scope last (version 2)
+_CALL_COLUMNS = ((0, "call_id"), (1, "caller"), (2, "callee"), (5, "scope"))
 
 
-def _record_schema(cls: type[Any], extra: dict[str, pa.DataType] | None = None) -> pa.Schema:
+def _record_schema(cls: type[Any], extra: dict[str, pa.DataType] | None = None,
+                   without: Collection[str] = ()) -> pa.Schema:
     """Arrow columns for records of dataclass ``cls``: ``extra`` first, then one per field
-    (``features`` as two list columns, names and values)."""
+    (``features`` as two list columns, names and values), leaving out the fields ``without``."""
     fields = [pa.field(name, t) for name, t in (extra or {}).items()]
     for name, hint in typing.get_type_hints(cls).items():
+        if name in without:
+            continue
         if name == "features":
             fields += [pa.field("feature_names", pa.list_(pa.string())),
                        pa.field("feature_values", pa.list_(pa.float64()))]
@@ -187,7 +202,7 @@ def _call_records(calls: Sequence[CallEntry]) -> pa.Table:
     owner: list[int] = []
     ended: list[bool] = []
     recs: list[CallRecord] = []
-    for i, (_, _, _, ringing, hung_up) in enumerate(calls):
+    for i, (_, _, _, ringing, hung_up, _) in enumerate(calls):
         for flag, rec in ((False, ringing), (True, hung_up)):
             if rec is not None:
                 owner.append(i)
@@ -205,10 +220,11 @@ def read_header(reader: CheckpointReader) -> Header:
     if len(raw) < _PREFIX.size or raw[:8] != MAGIC:
         raise CheckpointError(f"checkpoint {where}: not a screening checkpoint (bad magic bytes)")
     _, version, hlen, digest = _PREFIX.unpack(raw)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {where}: format version {version}, this build reads version "
-            f"{FORMAT_VERSION}; move it away (or delete it) to start from an empty state")
+            f"checkpoint {where}: format version {version}, this build reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))}; move it away (or delete it) to start from an "
+            "empty state")
     if hlen > _MAX_HEADER or _PREFIX.size + hlen > reader.size:
         raise CheckpointError(f"checkpoint {where}: corrupted or truncated (header length {hlen}, "
                               f"{reader.size} bytes stored)")
@@ -229,9 +245,9 @@ def read_header(reader: CheckpointReader) -> Header:
                      parts=parts, size=reader.size)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {where}: malformed header ({exc})") from None
-    if out.format != FORMAT_VERSION:
+    if out.format != version:
         raise CheckpointError(f"checkpoint {where}: header says format {out.format}, "
-                              f"prefix says {FORMAT_VERSION}")
+                              f"prefix says {version}")
     body = _PREFIX.size + hlen
     parts = tuple(dataclasses.replace(p, offset=body + p.offset) for p in parts)
     out = dataclasses.replace(out, parts=parts)
@@ -314,10 +330,16 @@ def _column(parts: dict[str, Any], name: str, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def _rows(table: pa.Table, cls: type[Any]) -> list[Any]:
+def _rows(table: pa.Table, cls: type[Any], missing: dict[str, Any] | None = None) -> list[Any]:
+    """Records of dataclass ``cls``, one per row; fields named in ``missing`` (columns an older
+    version did not have) take the value given there."""
     cols: list[list[Any]] = []
     for f in dataclasses.fields(cls):
-        if f.name == "features":
+        if missing and f.name in missing:
+            cols.append([missing[f.name]] * table.num_rows)
+        elif f.name == "scope":
+            cols.append(_interned(table.column(f.name)))
+        elif f.name == "features":
             names = table.column("feature_names").combine_chunks()
             values = table.column("feature_values").combine_chunks()
             if names.null_count or values.null_count or not np.array_equal(
@@ -330,6 +352,13 @@ def _rows(table: pa.Table, cls: type[Any]) -> list[Any]:
         else:
             cols.append(_pylist(table.column(f.name)))
     return [cls(*row) for row in zip(*cols, strict=True)]
+
+
+def _interned(col: pa.ChunkedArray) -> list[str]:
+    """A string column with few distinct values (scopes) as one str object per value, not per row."""
+    arr = col.combine_chunks().dictionary_encode()
+    names = arr.dictionary.to_pylist()
+    return [names[i] for i in arr.indices.to_numpy(zero_copy_only=False).tolist()]
 
 
 def _pylist(col: pa.ChunkedArray) -> list[Any]:
@@ -354,12 +383,16 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
     ids_schema = pa.schema([pa.field("id", pa.large_string())])
     ids = {kind: _column(parts, f"ids.{kind}", ids_schema).column("id").to_pylist()
            for kind in ("accounts", "phones", "devices")}
-    decisions = _rows(_column(parts, "decisions", _record_schema(DecisionRecord)),
-                      DecisionRecord)
-    call_schema = pa.schema([pa.field(n, pa.large_string()) for n in ("call_id", "caller", "callee")])
-    call_table = _column(parts, "calls", call_schema)
-    calls: list[list[Any]] = [[c, a, b, None, None] for c, a, b in zip(
-        *(call_table.column(n).to_pylist() for n in ("call_id", "caller", "callee")), strict=True)]
+    missing = _V1_MISSING if header.format == 1 else {}
+    decisions = _rows(_column(parts, "decisions", _record_schema(DecisionRecord, without=missing)),
+                      DecisionRecord, missing)
+    names = [n for _, n in _CALL_COLUMNS if n not in missing]
+    call_table = _column(parts, "calls", pa.schema([pa.field(n, pa.large_string()) for n in names]))
+    scopes = (_interned(call_table.column("scope")) if "scope" in names
+              else [DEFAULT_SCOPE] * call_table.num_rows)
+    calls: list[list[Any]] = [[c, a, b, None, None, s] for c, a, b, s in zip(
+        *(call_table.column(n).to_pylist() for n in ("call_id", "caller", "callee")), scopes,
+        strict=True)]
     rec_table = _column(parts, "calls.records", _record_schema(CallRecord, _CALL_EXTRA))
     for owner, ended, rec in zip(rec_table.column("call").to_pylist(),
                                  rec_table.column("ended").to_pylist(),
@@ -379,7 +412,7 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         devices=ids["devices"],
         decisions=decisions,
         next_seq=_int(meta.get("next_seq"), "next_seq", 0),
-        calls=[(c[0], c[1], c[2], c[3], c[4]) for c in calls],
+        calls=[(c[0], c[1], c[2], c[3], c[4], c[5]) for c in calls],
         watch=watch,
         journal_seq=header.journal_seq,
     )

@@ -2,7 +2,7 @@
 
     PREFIXckpt:gen             generation counter (INCR)
     PREFIXckpt:GEN:I           chunk I of checkpoint generation GEN (at most 64 MB each)
-    PREFIXckpt:latest          {"gen", "chunks", "size", "chunk_bytes"}: the pointer readers follow
+    PREFIXckpt:latest          {"gen", "chunks", "size", "chunk_bytes", "id"}: the pointer readers follow
     PREFIXjournal              list of "SEQ JSON" watchlist changes (RPUSH)
     PREFIXjournal:seq          journal sequence counter
     PREFIXwriter               the writer lease: "OWNER TOKEN", expires unless renewed
@@ -10,6 +10,10 @@
 One server writes under a prefix: it takes the lease at start (SET NX with an expiry) and
 renews it; the ``latest`` switch and journal appends happen only while it still holds it, so a
 server that lost the lease (paused past its expiry, say) cannot overwrite its successor's state.
+A server whose lease expired while Redis was out of its reach takes it back
+(``reclaim_writer``) only if nobody holds it and nobody switched ``latest`` since (a pointer
+this server wrote or read, or none: Redis lost its data); the lease is renewed over a
+connection of its own with a short timeout, so an outage is noticed within a second or two.
 
 A checkpoint is written as a new generation, chunk by chunk; then ``latest`` is switched to it
 in one SET; then older generations are deleted (never newer ones: they are a successor's). A
@@ -30,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
@@ -62,6 +66,25 @@ return 1
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+# KEYS: writer, latest, journal seq; ARGV: token, lease ms, journal seq the server has applied,
+# then the 'latest' pointers this server wrote or read. Takes the lease only if nobody holds it
+# and 'latest' is one of ours (or gone: Redis lost its data, and this server's memory is the
+# newest state there is); numbers later journal entries above what the server has applied.
+_RECLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder then return {0, holder} end
+local latest = redis.call('GET', KEYS[2])
+if latest then
+  local ours = false
+  for i = 4, #ARGV do if latest == ARGV[i] then ours = true end end
+  if not ours then return {-1, latest} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[3], ARGV[3])
+end
+return {1, ''}
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -149,11 +172,21 @@ class RedisStore(Store):
         self.r = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s, 3.0),
             retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+        # the lease's own connection: a short timeout and no retries (the lease thread retries),
+        # so a Redis that stopped answering is noticed well within the lease
+        quick = min(lease_s / 6, 2.0, timeout_s)
+        self._lease_r = redis.Redis.from_url(url, socket_timeout=quick,
+                                             socket_connect_timeout=quick,
+                                             retry=Retry(NoBackoff(), 0))
+        # 'latest' pointers this server wrote (or tried to) or read: re-claiming is safe while
+        # 'latest' is still one of them
+        self._pointers: list[bytes] = []
         self._append = self.r.register_script(_APPEND)
         self._trim = self.r.register_script(_TRIM)
         self._advance = self.r.register_script(_ADVANCE)
         self._set_if_writer = self.r.register_script(_SET_IF_WRITER)
-        self._renew = self.r.register_script(_RENEW)
+        self._renew = self._lease_r.register_script(_RENEW)
+        self._reclaim = self._lease_r.register_script(_RECLAIM)
         self._release = self.r.register_script(_RELEASE)
 
     @contextlib.contextmanager
@@ -194,17 +227,40 @@ class RedisStore(Store):
         if not self._token:
             return
         with self.errors("renew the writer lease"):
-            kept = self._renew(keys=[self._writer], args=[self._token, self._lease_ms])
+            kept = self._renew(keys=[self._writer], args=[self._token, self._lease_ms],
+                               client=self._lease_r)
         if not kept:
             self._held = False
             raise StoreBusy(f"storage {self.location}: the writer lease was lost (it expired or "
                             "another server took it); this server no longer writes here")
+
+    def reclaim_writer(self, owner: str, journal_seq: int) -> None:
+        token = f"{owner} {secrets.token_hex(8)}"
+        with self.errors("take the writer lease back"):
+            code, detail = self._reclaim(
+                keys=[self._writer, self._latest, f"{self.prefix}journal:seq"],
+                args=[token, self._lease_ms, journal_seq, *self._pointers],
+                client=self._lease_r)
+        if int(code) == 1:
+            self._token = token
+            self._held = True
+            return
+        if int(code) == 0:
+            text = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+            raise StoreBusy(f"storage {self.location}: another server took the store while this "
+                            f"one could not reach it ({text.rsplit(' ', 1)[0] or 'unknown'})")
+        raise StoreBusy(f"storage {self.location}: another server wrote a checkpoint here while "
+                        "this one could not reach it; this server's state is older")
 
     def release_writer(self) -> None:
         if self._held:
             self._held = False
             with contextlib.suppress(redis.RedisError):
                 self._release(keys=[self._writer], args=[self._token])
+
+    def _note_pointer(self, pointer: bytes) -> None:
+        """Remember a 'latest' pointer of ours (the last two: written or read, and tried)."""
+        self._pointers = [*self._pointers[-1:], pointer]
 
     def _lost(self, action: str) -> StoreBusy:
         return StoreBusy(f"storage {self.location}: cannot {action}: this server no longer holds "
@@ -219,20 +275,31 @@ class RedisStore(Store):
         with self.errors("write a checkpoint"):
             gen = int(self.r.incr(f"{self.prefix}ckpt:gen"))
         written = size = 0
+        switching = False
         try:
             with self.errors("write a checkpoint"):
                 for chunk in _chunks(pieces, self.chunk_bytes):
                     self.r.set(self.chunk_key(gen, written), chunk)
                     written += 1
                     size += chunk.nbytes
+                # "id": no two pointers are alike, even when Redis lost its data and counts
+                # generations from 1 again (re-claiming compares pointers)
                 pointer = json.dumps({"gen": gen, "chunks": written, "size": size,
-                                      "chunk_bytes": self.chunk_bytes})
+                                      "chunk_bytes": self.chunk_bytes,
+                                      "id": secrets.token_hex(8)})
+                # noted before it is sent: a switch that happened but whose answer was lost
+                # (a timeout) still counts as ours when the lease is re-claimed
+                self._note_pointer(pointer.encode())
+                switching = True
                 if not self._set_if_writer(keys=[self._writer, self._latest],
                                            args=[self._token, pointer]):
+                    switching = False
                     raise self._lost("write a checkpoint")
         except BaseException:
-            with contextlib.suppress(redis.RedisError):
-                if written:
+            # chunks that 'latest' may already name (the switch's answer was lost) stay; the
+            # next successful write deletes them with the other older generations
+            if written and not switching:
+                with contextlib.suppress(redis.RedisError):
                     self.r.unlink(*(self.chunk_key(gen, i) for i in range(written)))
             raise
         with contextlib.suppress(redis.RedisError):
@@ -257,6 +324,8 @@ class RedisStore(Store):
             raw = self.r.get(self._latest)
         if raw is None:
             return None
+        if isinstance(raw, bytes):
+            self._note_pointer(raw)
         try:
             p = json.loads(raw)
             gen, chunks, size, chunk_bytes = (int(p[k]) for k in ("gen", "chunks", "size",
@@ -303,6 +372,7 @@ class RedisStore(Store):
         self.release_writer()
         with contextlib.suppress(redis.RedisError):
             self.r.close()
+            self._lease_r.close()
 
 
 def _chunks(pieces: Iterable[Piece], size: int) -> Iterator[memoryview]:

@@ -77,7 +77,8 @@ class ScreeningServicer:
     """
 
     def ScreenTransaction(self, request, context):
-        """One transaction, one decision. A transaction_id seen before returns the first decision.
+        """One transaction, one decision. A transaction_id this institution sent before with the same
+        content returns the first decision; with other content it is refused ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

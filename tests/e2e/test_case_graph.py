@@ -7,8 +7,10 @@ import csv
 import datetime as dt
 import io
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import networkx as nx
@@ -210,3 +212,77 @@ def test_degraded_decisions_are_logged(no_budget: Live) -> None:
     no_budget.bank.screen(transaction(tid, recent(3), uid("a"), uid("b"), 100))
     lines = [json.loads(x) for x in no_budget.log.getvalue().splitlines() if tid in x]
     assert lines and lines[-1]["degraded"] is True and lines[-1]["level"] == "info"
+
+
+# ---------------------------------------------------------------- bounded exports
+@dataclass
+class Dense:
+    live: Live
+    centre: str
+
+
+@pytest.fixture(scope="module")
+def dense() -> Iterator[Dense]:
+    """A server holding a dense graph: 1,000 accounts, 15,000 transfers among them (about 30
+    counterparties each, below the hub degree), so 4 hops reach every account."""
+    srv = _start(load_settings(overrides={"state": {"initial_accounts": 2048},
+                                          "server": {"latency_budget_ms": 1000.0}}))
+    rng = np.random.default_rng(17)
+    accounts = [uid("dense") for _ in range(1_000)]
+    pairs = rng.integers(0, len(accounts), (15_000, 2))
+    txns = [transaction(uid("t"), recent(300 - i / 100), accounts[a],
+                        accounts[b if b != a else (a + 1) % 1000], 1_000 + i)
+            for i, (a, b) in enumerate(pairs.tolist())]
+    for start in range(0, len(txns), 7_500):
+        srv.bank.screen_batch(txns[start:start + 7_500])
+    yield Dense(srv, accounts[0])
+    _stop(srv)
+
+
+def test_export_too_big_for_a_reply_is_refused_before_it_is_built(dense: Dense) -> None:
+    """All formats at 4 hops of a dense case (about 30 MB) is RESOURCE_EXHAUSTED from the node
+    and link counts, naming formats, hops and max_nodes that would fit; nothing was built."""
+    err = _error(dense.live.police, account_id=dense.centre, hops=4, max_nodes=2000)
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    detail = err.details() or ""
+    assert detail.startswith("formats: this case (4 hops: 1000 nodes, "), detail
+    assert "a reply carries at most 16.8 MB ([graph] export_max_bytes); what would fit: " in detail
+    assert "csv alone" in detail and "hops 1 (about" in detail and "max_nodes " in detail
+    assert dense.centre not in detail  # counts, never identifiers
+    logged = [json.loads(x) for x in dense.live.log.getvalue().splitlines()]
+    assert [e for e in logged if e["event"] == "case_exported"] == []
+    assert [e["code"] for e in logged if e.get("rpc") == "ExportCaseGraph"] == ["RESOURCE_EXHAUSTED"]
+    # what the refusal said would fit, fits
+    max_nodes = int(detail.rsplit("max_nodes ", 1)[1].split(";")[0])
+    ok = _export(dense.live.police, account_id=dense.centre, hops=4, max_nodes=max_nodes)
+    assert ok.summary.nodes == max_nodes and ok.ByteSize() <= 16 << 20
+
+
+def test_screening_goes_on_while_a_case_renders(dense: Dense, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    """An export that is allowed renders outside the engine's lock: payments screened from
+    another thread meanwhile are all answered before the export finishes."""
+    import screening.service as service
+
+    rendering, events = threading.Event(), []
+    real = service.export_case
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        rendering.set()
+        out = real(*args, **kwargs)
+        events.append("export finished")
+        return out
+
+    monkeypatch.setattr(service, "export_case", watched)
+    result: list[pb.CaseGraph] = []
+    exporter = threading.Thread(target=lambda: result.append(_export(
+        dense.live.police, account_id=dense.centre, hops=4, max_nodes=2000,
+        formats=[pb.CASE_FORMAT_JSON, pb.CASE_FORMAT_CSV])))
+    exporter.start()
+    assert rendering.wait(60), "the export never started rendering"
+    for _ in range(5):
+        d = dense.live.bank.screen(transaction(uid("t"), recent(1), uid("a"), uid("b"), 100))
+        events.append(f"screened {d.action}")
+    exporter.join(120)
+    assert result and result[0].summary.nodes == 1000
+    assert events == [f"screened {pb.ACTION_ALLOW}"] * 5 + ["export finished"]

@@ -52,10 +52,10 @@ def test_restarted_server_continues_with_the_same_state(store_settings: Settings
     tids = [uid("t") for _ in range(6)]
     live = _start(store_settings)
     try:
-        first = [live.bank.screen(transaction(t, recent(50 - 5 * i), payer, payee, 120_000 + i,
-                                              payer_opened=OLD, payee_opened=OLD,
-                                              payer_phone="+8613800001111"))
-                 for i, t in enumerate(tids)]
+        sent = [transaction(t, recent(50 - 5 * i), payer, payee, 120_000 + i, payer_opened=OLD,
+                            payee_opened=OLD, payer_phone="+8613800001111")
+                for i, t in enumerate(tids)]
+        first = [live.bank.screen(m) for m in sent]
         live.telecom.report_call(call_event(uid("call"), recent(3), "+8617000000001", "+8613800001111"))
         assert live.police.update_watchlist(
             [watch_entry(pb.ENTITY_KIND_ACCOUNT, mule, "case 41", "police")]).added == 1
@@ -74,7 +74,7 @@ def test_restarted_server_continues_with_the_same_state(store_settings: Settings
         assert dict(after.features) == dict(before.features)
         assert list(after.recent_decisions) == list(before.recent_decisions)
         assert (after.first_seen, after.last_seen) == (before.first_seen, before.last_seen)
-        dup = again.bank.screen(transaction(tids[2], recent(40), payer, payee, 120_002))
+        dup = again.bank.screen(sent[2])  # the bank retries: the same payment again
         assert dup.duplicate
         assert (dup.action, list(dup.reasons), dup.risk_score) == (
             first[2].action, list(first[2].reasons), first[2].risk_score)
@@ -202,3 +202,31 @@ def test_server_refuses_to_start_on_a_corrupted_checkpoint(tmp_path: Path) -> No
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=rf"{path}: corrupted"):
         start_server(settings, port=0, auth=Authenticator({}, enabled=False))
+
+
+def test_idempotency_survives_a_restart_per_institution(store_settings: Settings) -> None:
+    """Scopes and fingerprints are in the checkpoint: after a restart the bank's retry is a
+    duplicate, its reuse of the id for another payment is refused, and a payment institution's
+    equal id is a payment of its own."""
+    tid, payer, payee = uid("t"), uid("payer"), uid("payee")
+    msg = transaction(tid, recent(30), payer, payee, 70_000, memo="rent")
+    live = _start(store_settings)
+    try:
+        first = live.bank.screen(msg)
+    finally:
+        _stop(live)
+    again = _start(store_settings)
+    try:
+        dup = again.bank.screen(msg)
+        assert dup.duplicate and dup.action == first.action
+        other = pb.Transaction()
+        other.CopyFrom(msg)
+        other.memo = "rent for march"
+        with pytest.raises(grpc.RpcError) as info:
+            again.bank.screen(other)
+        assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert info.value.details() == ("transaction_id: already used for a different payment "
+                                        "(memo differs)")
+        assert not again.client("payment").screen(other).duplicate
+    finally:
+        _stop(again)

@@ -200,10 +200,12 @@ def test_foreign_currency_is_converted_to_fen_for_thresholds(live: Live) -> None
 
 # ---------------------------------------------------------------- idempotency
 def test_duplicate_transaction_id_returns_first_decision_and_is_not_counted(live: Live) -> None:
-    """Resending a transaction id returns the first decision, marked duplicate, counted once."""
+    """Resending a payment (same id, same content) returns the first decision, marked
+    duplicate, counted once."""
     payer, tid = uid("a"), uid("t")
-    first = live.bank.screen(transaction(tid, recent(5), payer, uid("b"), 12_345))
-    again = live.bank.screen(transaction(tid, recent(1), payer, uid("c"), 99_999))
+    msg = transaction(tid, recent(5), payer, uid("b"), 12_345)
+    first = live.bank.screen(msg)
+    again = live.bank.screen(msg)
     assert again.duplicate and not first.duplicate
     assert again.action == first.action and again.transaction_id == tid
     assert list(again.reasons) == list(first.reasons)

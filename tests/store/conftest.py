@@ -34,13 +34,17 @@ def txn(i: int, payer: str, payee: str, amount: int, *, phone: str = "", device:
                     phone, "")
 
 
+def busy_txn(i: int) -> TxnInput:
+    """Transaction ``i`` of ``busy_engine`` (sent again: an idempotent retry)."""
+    return txn(i, f"A{i % 90}", f"A{(i * 7 + 3) % 97}", 1_000 + 37 * i,
+               phone=f"+86138{i % 25:04d}" if i % 3 else "", device=f"dev{i % 9}" if i % 4 == 0 else "")
+
+
 def busy_engine(settings: Settings | None = None, n: int = 400) -> Engine:
     """An engine that has screened ``n`` transactions (growing every array past its initial
     size), seen calls and holds watchlist entries of every kind."""
     engine = Engine(settings or small_settings(), load_policy(), clock_ms=lambda: T0 + 10**8)
-    engine.screen([txn(i, f"A{i % 90}", f"A{(i * 7 + 3) % 97}", 1_000 + 37 * i,
-                       phone=f"+86138{i % 25:04d}" if i % 3 else "",
-                       device=f"dev{i % 9}" if i % 4 == 0 else "") for i in range(n)])
+    engine.screen([busy_txn(i) for i in range(n)])
     engine.report_call(CallInput("call-1", "+8613800000001", "+8613800000002", T0, 0, 1))
     engine.report_call(CallInput("call-1", "+8613800000001", "+8613800000002", T0, 45, 1))
     engine.report_call(CallInput("call-2", "+8613800000003", "+8613800000001", T0 + 1, 0, 2))
@@ -101,11 +105,12 @@ CKPT_PREFIX = struct.Struct("<8sHI32s")
 
 
 def reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]],
-                 **header_fields: object) -> MemoryStore:
+                 version: int | None = None, **header_fields: object) -> MemoryStore:
     """``snap``'s checkpoint with the named parts replaced by (kind, raw bytes) and the header
-    fields given, every checksum recomputed (a part mapped to kind '' is left out)."""
+    fields given, every checksum recomputed (a part mapped to kind '' is left out); ``version``
+    replaces the format version in the prefix and the header."""
     data = b"".join(bytes(p) for p in encode(snap).pieces)
-    magic, version, hlen, _ = CKPT_PREFIX.unpack_from(data)
+    magic, _, hlen, _ = CKPT_PREFIX.unpack_from(data)
     header = json.loads(data[CKPT_PREFIX.size:CKPT_PREFIX.size + hlen])
     body = data[CKPT_PREFIX.size + hlen:]
     infos, raws, at = [], [], 0
@@ -119,8 +124,10 @@ def reassembled(snap: EngineSnapshot, parts: dict[str, tuple[str, bytes]],
         at += len(raw)
     header["parts"] = infos
     header.update(header_fields)
+    if version is not None:
+        header["format"] = version
     new_header = json.dumps(header).encode()
     store = MemoryStore()
-    store.checkpoint = (CKPT_PREFIX.pack(magic, version, len(new_header),
+    store.checkpoint = (CKPT_PREFIX.pack(magic, header["format"], len(new_header),
                                      hashlib.sha256(new_header).digest()) + new_header + b"".join(raws))
     return store

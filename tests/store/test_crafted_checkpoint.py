@@ -21,10 +21,10 @@ from features import _kernels as fk
 from graph import _kernels as gk
 from screening.config import load_settings
 from screening.engine import Engine, EngineSnapshot
-from screening.errors import CheckpointError
+from screening.errors import CheckpointError, Conflict
 from screening.model import NEVER
 from screening.store import MemoryStore, encode, read_header, restore_engine
-from tests.store.conftest import busy_engine, reassembled, small_settings
+from tests.store.conftest import busy_engine, busy_txn, reassembled, small_settings
 
 
 def _snapshot() -> EngineSnapshot:
@@ -308,3 +308,67 @@ def test_expiry_past_the_year_9999_from_an_earlier_build_reads_as_never() -> Non
     assert {e.expires_ms for e in engine.snapshot().watch if e.value == entry.value} == {NEVER}
     snap.watch[0] = replace(entry, expires_ms=-(2**62))
     _refused(snap, "watchlist: an entry expires at")
+
+
+# ---------------------------------------------------------------- idempotency records
+@pytest.mark.parametrize(("change", "match"), [
+    ({"fingerprint": b"\x01" * 7}, "has a fingerprint of 7 bytes, expected 16"),
+    ({"transaction_id": ""}, "repeats a transaction id of its scope .or has none."),
+])
+def test_decision_whose_idempotency_fields_cannot_work_is_refused(
+        change: dict[str, object], match: str) -> None:
+    """A fingerprint of the wrong size (a retry could never match it, or match by accident) or a
+    record no request could name is refused naming the record."""
+    snap = _snapshot()
+    snap.decisions[3] = replace(snap.decisions[3], **change)  # type: ignore[arg-type]
+    _refused(snap, rf"decisions: seq {snap.decisions[3].seq} {match}")
+
+
+def test_two_decisions_for_one_id_of_one_scope_are_refused() -> None:
+    """One id names one payment per institution: two records for it would answer a retry with
+    either; the same id in two scopes is two payments and restores."""
+    snap = _snapshot()
+    twin = replace(snap.decisions[4], transaction_id=snap.decisions[2].transaction_id)
+    snap.decisions[4] = twin
+    _refused(snap, f"decisions: seq {twin.seq} repeats a transaction id of its scope")
+    snap.decisions[4] = replace(twin, scope="bank-b")
+    engine = _restore(snap)
+    assert engine.decisions.get("bank-b", twin.transaction_id) is not None
+    assert engine.decisions.get("", twin.transaction_id) is not None
+
+
+def _without(table: pa.Table, *names: str) -> tuple[str, bytes]:
+    table = table.drop_columns(list(names))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return "arrow", sink.getvalue().to_pybytes()
+
+
+def _part_table(snap: EngineSnapshot, name: str) -> pa.Table:
+    data = b"".join(bytes(p) for p in encode(snap).pieces)
+    store = MemoryStore()
+    store.checkpoint = data
+    reader = store.open_checkpoint()
+    assert reader is not None
+    info = next(p for p in read_header(reader).parts if p.name == name)
+    return pa.ipc.open_stream(pa.BufferReader(data[info.offset:info.offset + info.size])).read_all()
+
+
+def test_format_1_checkpoint_restores_in_the_default_scope() -> None:
+    """A checkpoint of the previous format (no scopes, no fingerprints) still restores: its
+    decisions and calls in the default scope; a retry there is recognised by payer, payee and
+    time, another payment under the id is refused."""
+    snap = _snapshot()
+    old = reassembled(snap, {"decisions": _without(_part_table(snap, "decisions"), "scope",
+                                                   "fingerprint"),
+                             "calls": _without(_part_table(snap, "calls"), "scope")}, version=1)
+    engine = Engine(small_settings(), busy_engine(n=1).policy)
+    restore_engine(engine, old)
+    restored = engine.snapshot()
+    assert len(restored.decisions) == len(snap.decisions) and restored.calls == snap.calls
+    assert {(d.scope, d.fingerprint) for d in restored.decisions} == {("", b"")}
+    (rec, dup), = engine.screen([busy_txn(7)])
+    assert dup and rec.seq == snap.decisions[7].seq
+    with pytest.raises(Conflict, match=r"transaction_id: .* \(payee differs\)"):
+        engine.screen([replace(busy_txn(7), payee=busy_txn(8).payee)])

@@ -21,7 +21,14 @@ from screening.config import Settings
 from screening.errors import ConfigError, StoreBusy
 from screening.model import NEVER, WatchEntry
 from screening.server import start_server
-from screening.store import FileStore, RedisStore, WriterLease, safe_url, save_checkpoint
+from screening.store import (
+    FileStore,
+    RedisStore,
+    WriterLease,
+    encode_watch_change,
+    safe_url,
+    save_checkpoint,
+)
 from screening.v1 import screening_pb2 as pb
 from tests.conftest import TOKENS, RedisProcess, _start, _stop, uid
 from tests.e2e.test_durable_state import _settings
@@ -117,8 +124,9 @@ def test_lease_thread_renews_and_reports_a_loss_once(redis_server: RedisProcess)
         with RedisStore(redis_server.url, prefix) as rival:
             with pytest.raises(StoreBusy):
                 rival.claim_writer("rival")
-            store.r.delete(f"{prefix}writer")  # e.g. Redis restarted without persistence
-            rival.claim_writer("rival")
+            # another server took the store (in one step: a lease that merely ran out is
+            # taken back, see test_lease_thread_takes_back_a_lease_that_ran_out)
+            store.r.set(f"{prefix}writer", "rival 0123456789abcdef")
             deadline = time.time() + 5
             while not lease.lost:
                 assert time.time() < deadline, "the loss was not noticed"
@@ -209,8 +217,7 @@ def test_server_that_lost_the_redis_store_refuses_watchlist_writes(redis_server:
     try:
         entry = watch_entry(pb.ENTITY_KIND_ACCOUNT, uid("mule"), "case 9", "police")
         assert live.police.update_watchlist([entry]).added == 1
-        rival.r.delete(f"{prefix}writer")
-        rival.claim_writer("rival")
+        rival.r.set(f"{prefix}writer", "rival 0123456789abcdef")  # taken over in one step
         deadline = time.time() + 5
         while live.bank.is_serving():  # the lease thread noticed: traffic should go elsewhere
             assert time.time() < deadline, "health still SERVING after the store was lost"
@@ -268,3 +275,60 @@ def test_failed_bind_leaves_the_store_unclaimed(tmp_path: Path) -> None:
 ])
 def test_safe_url_hides_every_password(url: str, shown: str) -> None:
     assert safe_url(url) == shown
+
+
+@pytest.mark.redis
+def test_claim_is_taken_back_only_when_nobody_wrote_since(redis_server: RedisProcess) -> None:
+    """After a lease ran out: taken back while 'latest' is still this server's checkpoint (or
+    gone: Redis lost its data, and then the journal is numbered on above what the server has);
+    refused, naming why, when another server wrote a checkpoint or holds the lease."""
+    prefix = f"{uid('w')}:"
+    engine = busy_engine()
+    with RedisStore(redis_server.url, prefix, lease_s=0.2, chunk_bytes=64 * 1024) as old:
+        old.claim_writer("old")
+        save_checkpoint(engine, old)
+        time.sleep(0.3)
+        old.reclaim_writer("old", 0)  # nobody wrote since: taken back
+        old.renew_writer()
+        old.r.flushdb()  # Redis lost everything
+        old.reclaim_writer("old", 7)
+        assert old.append_journal(b'{"x":1}') == 8
+        time.sleep(0.3)
+        with RedisStore(redis_server.url, prefix, chunk_bytes=64 * 1024) as new:
+            new.claim_writer("new")
+            with pytest.raises(StoreBusy, match=r"another server took the store .*\(new\)"):
+                old.reclaim_writer("old", 8)
+            save_checkpoint(engine, new)
+        with pytest.raises(StoreBusy, match="another server wrote a checkpoint here while this "
+                                            "one could not reach it"):
+            old.reclaim_writer("old", 8)
+
+
+@pytest.mark.redis
+def test_lease_thread_takes_back_a_lease_that_ran_out(redis_server: RedisProcess) -> None:
+    """The lease key vanished (expired while Redis was out of reach) and another server wrote a
+    journal entry meanwhile without a checkpoint: the thread takes the lease back, applies that
+    entry to the engine and reports the recovery; the claim is not lost."""
+    prefix = f"{uid('w')}:"
+    engine = busy_engine()
+    store = RedisStore(redis_server.url, prefix, lease_s=0.3)
+    recovered: list[str] = []
+    lease = WriterLease(store, _Log(), engine=engine, on_recovered=recovered.append)
+    try:
+        lease.claim()
+        with RedisStore(redis_server.url, prefix) as other:
+            other.r.delete(f"{prefix}writer")
+            other.claim_writer("other")
+            entry = WatchEntry(1, "6222000099990000", "case 44", "police", NEVER)
+            other.append_journal(encode_watch_change([entry], [], 0))
+            other.release_writer()
+        deadline = time.time() + 5
+        while not recovered:
+            assert time.time() < deadline, "the lease was not taken back"
+            time.sleep(0.05)
+        assert recovered == ["store_reclaimed"] and not lease.lost
+        assert "6222000099990000" in {e.value for e in engine.snapshot().watch}
+        assert store.append_journal(b'{"after":1}') > engine.journal_seq - 1
+    finally:
+        lease.release()
+        store.close()
