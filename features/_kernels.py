@@ -885,3 +885,64 @@ def _snapshot(
     out[S_NEAR_IN_24H] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_24H, ep)
     out[S_NEAR_IN_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_7D, ep)
     out[S_EWMA_MEAN_FEN] = math.exp(a_fl[e, FL_MEAN]) if a_sc[e, SC_N_OUT] > 0 else 0.0
+
+
+# ================================================================= forgetting entities
+# An evicted entity's id is handed to a new one, so nothing may still name the old one: its
+# relationships leave the pair table and it leaves every recent-counterparty ring.
+@kernel
+def _forget_ring(ring: np.ndarray, gone: np.ndarray) -> int:
+    """Empty every ring entry whose counterparty id is marked in ``gone``; returns how many."""
+    n = 0
+    lim = gone.shape[0]
+    for e in range(ring.shape[0]):
+        for d in range(ring.shape[1]):
+            for j in range(ring.shape[2]):
+                c = ring[e, d, j, 0]
+                if 0 <= c < lim and gone[c]:
+                    ring[e, d, j, 0] = -1
+                    ring[e, d, j, 1] = -1
+                    n += 1
+    return n
+
+
+@helper
+def _pair_delete(pt: np.ndarray, s: int) -> None:
+    """Empty slot ``s``, moving later entries of its probe run back into the hole (linear
+    probing without tombstones: every lookup still finds what it found before)."""
+    mask = pt.shape[0] - 1
+    i = s
+    j = s
+    while True:
+        j = (j + 1) & mask
+        key = pt[j, 0]
+        if key == PAIR_EMPTY:
+            break
+        home = _pair_hash(key) & mask
+        # the entry at j stays unless the hole i lies cyclically in [home, j)
+        if (i <= j and (home <= i or home > j)) or (i > j and home <= i and home > j):
+            pt[i, 0] = key
+            pt[i, 1] = pt[j, 1]
+            i = j
+    pt[i, 0] = PAIR_EMPTY
+    pt[i, 1] = 0
+
+
+@kernel
+def _forget_pairs(pt: np.ndarray, pmeta: np.ndarray, kind: int, gone: np.ndarray) -> int:
+    """Remove the relationships of ``kind`` with either end marked in ``gone``; returns how many."""
+    removed = 0
+    lim = gone.shape[0]
+    s = 0
+    while s < pt.shape[0]:
+        key = pt[s, 0]
+        if key != PAIR_EMPTY and (key >> 62) == kind:
+            a = (key >> 31) & 0x7FFFFFFF
+            b = key & 0x7FFFFFFF
+            if (a < lim and gone[a]) or (b < lim and gone[b]):
+                _pair_delete(pt, s)
+                pmeta[0] -= 1
+                removed += 1
+                continue  # slot s now holds an entry moved back (or nothing): look again
+        s += 1
+    return removed
