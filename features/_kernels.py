@@ -889,21 +889,16 @@ def _snapshot(
 
 # ================================================================= forgetting entities
 # An evicted entity's id is handed to a new one, so nothing may still name the old one: its
-# relationships leave the pair table and it leaves every recent-counterparty ring.
-@kernel
-def _forget_ring(ring: np.ndarray, gone: np.ndarray) -> int:
-    """Empty every ring entry whose counterparty id is marked in ``gone``; returns how many."""
-    n = 0
-    lim = gone.shape[0]
-    for e in range(ring.shape[0]):
-        for d in range(ring.shape[1]):
-            for j in range(ring.shape[2]):
-                c = ring[e, d, j, 0]
-                if 0 <= c < lim and gone[c]:
-                    ring[e, d, j, 0] = -1
-                    ring[e, d, j, 1] = -1
-                    n += 1
-    return n
+# relationships leave the pair table, and it leaves the recent-counterparty rings of the entities
+# it had them with. Every ring entry comes with a relationship (``_txn`` and ``_call`` record
+# both), so the relationships removed say which rings to clear: no scan of every ring.
+@helper
+def _ring_drop(ring: np.ndarray, e: int, d: int, cp: int) -> None:
+    """Empty the entry of counterparty ``cp`` in ring ``d`` of entity ``e``, if there is one."""
+    for j in range(RING_K):
+        if ring[e, d, j, 0] == cp:
+            ring[e, d, j, 0] = -1
+            ring[e, d, j, 1] = -1
 
 
 @helper
@@ -929,8 +924,11 @@ def _pair_delete(pt: np.ndarray, s: int) -> None:
 
 
 @kernel
-def _forget_pairs(pt: np.ndarray, pmeta: np.ndarray, kind: int, gone: np.ndarray) -> int:
-    """Remove the relationships of ``kind`` with either end marked in ``gone``; returns how many."""
+def _forget_pairs(pt: np.ndarray, pmeta: np.ndarray, kind: int, gone: np.ndarray,
+                  ring: np.ndarray) -> int:
+    """Remove the relationships of ``kind`` (a -> b) with an end marked in ``gone``, and that end
+    from the other's ring: b from a's ring 0 (counterparties it paid or called), a from b's ring
+    1 when the rings have one (who paid it). Returns the relationships removed."""
     removed = 0
     lim = gone.shape[0]
     s = 0
@@ -939,7 +937,13 @@ def _forget_pairs(pt: np.ndarray, pmeta: np.ndarray, kind: int, gone: np.ndarray
         if key != PAIR_EMPTY and (key >> 62) == kind:
             a = (key >> 31) & 0x7FFFFFFF
             b = key & 0x7FFFFFFF
-            if (a < lim and gone[a]) or (b < lim and gone[b]):
+            a_gone = a < lim and gone[a] != 0
+            b_gone = b < lim and gone[b] != 0
+            if a_gone or b_gone:
+                if b_gone and not a_gone and a < ring.shape[0]:
+                    _ring_drop(ring, a, 0, b)
+                if a_gone and not b_gone and b < ring.shape[0] and ring.shape[1] > 1:
+                    _ring_drop(ring, b, 1, a)
                 _pair_delete(pt, s)
                 pmeta[0] -= 1
                 removed += 1

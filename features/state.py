@@ -345,7 +345,8 @@ class FeatureState:
 
         Every array with a row per id of the kind (``arrays()``, whatever they are) gets the
         empty row back; the relationships naming them leave the relationship table, and they
-        leave every recent-counterparty ring, so an id given to a new entity inherits nothing.
+        leave the recent-counterparty rings of the entities they had relationships with, so an
+        id given to a new entity inherits nothing.
         Returns the relationships removed.
         """
         ids = np.asarray(ids, dtype=np.int64)
@@ -359,8 +360,7 @@ class FeatureState:
         if kind not in refs:
             return 0
         pair_kind, ring = refs[kind]
-        k._forget_ring(ring, gone)
-        return int(k._forget_pairs(self.pairs, self.pair_meta, pair_kind, gone))
+        return int(k._forget_pairs(self.pairs, self.pair_meta, pair_kind, gone, ring))
 
     # ------------------------------------------------------------ watchlist flags
     def set_account_watch(self, idx: int, until_ms: int) -> None:

@@ -84,6 +84,7 @@ class RunningServer:
         """NOT_SERVING, drain in-flight calls for ``grace`` s, then write a last checkpoint."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        self.engine.stop_prefill()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
         if self.checkpointer is not None:
@@ -215,6 +216,13 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                           "address of this machine)")
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up()
+    log.info("memory_plan", **engine.memory.log_fields())
+    engine.on_evict = lambda ev: log.warning(
+        "evicted", kind=ev.kind, count=ev.count, live=ev.live, cap=ev.cap,
+        oldest_seen_ms=ev.oldest_seen_ms, newest_seen_ms=ev.newest_seen_ms,
+        relationships=ev.relationships, edges=ev.edges, ms=round(ev.seconds * 1000, 1))
+    # new entities' rows are written ahead of use, off the request path
+    engine.start_prefill()
     # Long-lived objects out of the collector's way: removes the 20 ms full-collection pauses.
     gc.collect()
     gc.freeze()
