@@ -3,7 +3,8 @@
 A flood of new customers: every transaction is from a never-seen account to another never-seen
 account, sent through ``Engine.screen`` in batches (default 100 transactions, 200 new accounts
 each), with the shipped policy and the graph on, on the settings a server would start with (the
-caps derived from this machine's memory unless ``--max-accounts`` says otherwise). Each call is
+caps derived from this machine's memory unless ``--max-accounts`` says otherwise; rows written
+ahead of use on a background thread as the server does, unless ``--no-prefill``). Each call is
 timed; a call much slower than the median is a pause (the state grew, or the coldest accounts
 were evicted). It reports the peak call time, the percentiles, how far the peak is above the
 median, the slowest calls with what changed during them (capacity, evictions), resident memory,
@@ -36,8 +37,10 @@ def _rss() -> int:
 
 
 def measure(accounts: int, batch: int = 100, max_accounts: int | None = None,
-            graph: bool = True, top: int = 8) -> dict[str, Any]:
-    """Screen ``accounts // 2`` transactions between new accounts; time every call."""
+            graph: bool = True, prefill: bool = True, top: int = 8) -> dict[str, Any]:
+    """Screen ``accounts // 2`` transactions between new accounts; time every call.
+
+    ``prefill``: rows are written ahead of use on a background thread, as the server does."""
     from screening.config import load_settings
     from screening.engine import Engine
     from screening.model import Party, TxnInput
@@ -51,6 +54,10 @@ def measure(accounts: int, batch: int = 100, max_accounts: int | None = None,
     engine = Engine(settings, load_policy())
     build_s = time.perf_counter() - t_build
     engine.warm_up()
+    evictions: list[Any] = []
+    engine.on_evict = evictions.append
+    if prefill:
+        engine.start_prefill()
     gc.collect()
     gc.freeze()  # as the server does: no full collections over the long-lived state
     rss0 = _rss()
@@ -79,7 +86,9 @@ def measure(accounts: int, batch: int = 100, max_accounts: int | None = None,
         if len(times) % 200 == 0:
             gc.collect(0)
     wall = time.perf_counter() - t0
+    engine.stop_prefill()
     ms = np.array(times, dtype=np.float64) / 1e6
+    evict_ms = np.array([e.seconds * 1000 for e in evictions if e.kind == "accounts"])
     median = float(np.median(ms))
     slow = np.argsort(ms)[::-1][:top]
     changes = {c: (b, a, e) for c, b, a, e in grew}
@@ -88,6 +97,8 @@ def measure(accounts: int, batch: int = 100, max_accounts: int | None = None,
         "transactions": n_txn,
         "batch": batch,
         "graph": graph,
+        "prefill": prefill,
+        "memory_plan": engine.memory.log_fields(),
         "engine_build_s": round(build_s, 3),
         "wall_s": round(wall, 1),
         "calls": len(times),
@@ -102,6 +113,10 @@ def measure(accounts: int, batch: int = 100, max_accounts: int | None = None,
              "evicted": changes[int(i)][2] if int(i) in changes else 0}
             for i in slow],
         "growth_or_eviction_calls": len(grew),
+        "evictions": {"batches": int(evict_ms.size),
+                      "accounts": int(sum(e.count for e in evictions if e.kind == "accounts")),
+                      "batch_ms_p50": round(float(np.median(evict_ms)), 1) if evict_ms.size else None,
+                      "batch_ms_max": round(float(evict_ms.max()), 1) if evict_ms.size else None},
         "rss_growth_bytes": _rss() - rss0,
         "stats": engine.stats(),
     }
@@ -116,9 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-accounts", type=int, default=None,
                         help="[state] max_accounts (default: what the server would use)")
     parser.add_argument("--no-graph", action="store_true", help="[graph] enabled = false")
+    parser.add_argument("--no-prefill", action="store_true",
+                        help="no background thread writing rows ahead of use")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    out = measure(args.accounts, args.batch, args.max_accounts, graph=not args.no_graph)
+    out = measure(args.accounts, args.batch, args.max_accounts, graph=not args.no_graph,
+                  prefill=not args.no_prefill)
     text = json.dumps(out, indent=1)
     print(text)
     if args.out is not None:

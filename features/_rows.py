@@ -110,6 +110,10 @@ class RowTable:
         """
         if rows <= self.rows:
             return
+        if rows <= self.filled:  # written ahead (``filled`` moves only after the writes): no wait
+            self.views = {n: b[:rows] for n, b in self._base.items()}
+            self.rows = rows
+            return
         with self._lock:
             if rows > self.limit:
                 self._rereserve(max(rows, 2 * self.limit))
