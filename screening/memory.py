@@ -154,13 +154,14 @@ def plan_memory(settings: Settings, available: int) -> MemoryPlan:
             else:
                 hi = mid - 1
         if lo < 1024:
-            named = ", ".join(f"max_{kind}" for kind in KINDS if kind not in derived)
-            reason = f" after {named}" if named else ""
+            named = ", ".join(f"max_{kind} = {configured[kind]}" for kind in KINDS
+                              if kind not in derived)
+            taken = f" and {named} {(total(caps_for(0)) - fixed) / gib:.1f} GiB" if named else ""
             raise ConfigError(
-                f"[state] room for only {lo} accounts{reason} in {where}: the fixed costs "
+                f"[state] room for only {lo} {', '.join(derived)} in {where}: the fixed costs "
                 f"([graph] max_edges {settings.graph.max_edges}, [state] dedup_capacity "
-                f"{s.dedup_capacity}) take {fixed / gib:.1f} GiB; lower them or give the server "
-                "more memory")
+                f"{s.dedup_capacity}) take {fixed / gib:.1f} GiB{taken}; lower them or give the "
+                "server more memory")
         caps = caps_for(lo)
     return MemoryPlan(max_accounts=caps["accounts"], max_phones=caps["phones"],
                       max_devices=caps["devices"], derived=derived, available_bytes=available,
