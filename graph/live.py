@@ -257,11 +257,12 @@ class LiveGraph:
 
     def prefill(self, nodes: int) -> int:
         """Write empty node rows up to ``nodes`` and, once half the edge slots are used, the
-        slots of the next doubling, ahead of use (see ``RowTable.prefill``); returns bytes."""
+        slots the next growth takes, ahead of use (see ``RowTable.prefill``); returns bytes."""
         done = self.node_rows.prefill(nodes) * self.node_rows.row_nbytes
         cap = self.edge_capacity
-        if self.edge_count * 2 > cap:
-            done += self.edge_rows.prefill(min(2 * cap, self.max_edges)) * self.edge_rows.row_nbytes
+        if self.edge_count * 2 > cap:  # full slots grow to twice the edges and more (``ensure``)
+            done += (self.edge_rows.prefill(min(_next_pow2(2 * cap + 2), self.max_edges))
+                     * self.edge_rows.row_nbytes)
         return done
 
     def forget(self, nodes: np.ndarray) -> int:

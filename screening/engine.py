@@ -209,6 +209,17 @@ class _Prefiller(threading.Thread):
             self.engine.prefill()
 
 
+def _actions_of(log: DecisionLog) -> np.ndarray:
+    """The actions of the remembered decisions at their seq modulo the log's capacity."""
+    out = np.zeros(log.capacity, dtype=np.int8)
+    records = log.records()
+    if records:
+        seqs = np.fromiter((r.seq for r in records), dtype=np.int64, count=len(records))
+        out[seqs % log.capacity] = np.fromiter((r.action for r in records), dtype=np.int8,
+                                               count=len(records))
+    return out
+
+
 def _coldest(ids: np.ndarray, last_seen: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` of ``ids`` (ascending) least recently seen; ties go to the lower id."""
     if ids.size <= n:
@@ -299,7 +310,10 @@ class Engine:
         self.decisions = DecisionLog(s.dedup_capacity)
         self._calls: OrderedDict[str, _CallState] = OrderedDict()
         self._watch: dict[tuple[int, str], WatchEntry] = {}
-        self._recent_rows = self._new_recent(self.state.capacity("accounts"))
+        self._bind_recent(self._new_recent(self.state.capacity("accounts")))
+        # the action of each remembered decision, by seq modulo the log's capacity (what
+        # ``_in_case`` reads for thousands of accounts at once)
+        self._actions = _actions_of(self.decisions)
         self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
         self.graph: LiveGraph | None = None
         if settings.graph.enabled:
@@ -344,13 +358,10 @@ class Engine:
         return LiveGraph(nodes=nodes, edges=edges, max_edges=g.max_edges,
                          max_nodes=3 * max(self._limits().values()), reserve_edges=True)
 
-    @property
-    def _recent(self) -> np.ndarray:
-        return self._recent_rows["recent"]
-
-    @property
-    def _recent_pos(self) -> np.ndarray:
-        return self._recent_rows["recent_pos"]
+    def _bind_recent(self, rows: RowTable) -> None:
+        """Use ``rows`` as the recent-decision rings (its views as attributes: the hot path)."""
+        self._recent_rows = rows
+        self._recent, self._recent_pos = rows["recent"], rows["recent_pos"]
 
     def prefill(self) -> int:
         """Write, ahead of use, the rows the next new entities and edges will take (their
@@ -392,6 +403,7 @@ class Engine:
         p = self.policy
         scratch.process(ev, p.params_array, p.txn_table, p.call_table)
         scratch.snapshot(0, 1_700_000_000_000, 0)
+        scratch.forget("accounts", np.array([1], dtype=np.int64))  # eviction's kernels too
         scratch.rehash_pairs(64, min_ts=0)
         if self.graph is not None:
             g = LiveGraph(nodes=12, edges=64)
@@ -400,6 +412,7 @@ class Engine:
                                    max_work=100)
             g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)
             g.set_watch_node(0, 1)
+            g.forget(np.array([3], dtype=np.int64))
             g.compact(0)
         return time.perf_counter() - t0
 
@@ -433,12 +446,14 @@ class Engine:
                                                self.policy.txn_table, self.policy.call_table,
                                                extra=extra, all_features=False)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
+                seq0 = self.decisions.next_seq
                 for j, i in enumerate(todo):
                     rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]))
                     self.decisions.add(rec)
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
                     out[i] = (rec, False)
+                self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
             for i, t in enumerate(txns):
                 if out[i] is None:
                     first_rec = out[first[t.transaction_id]]
@@ -529,15 +544,9 @@ class Engine:
         """Which accounts ``ids`` are in an open case: a decision of HOLD or stronger among the
         recent decisions still remembered (the idempotency horizon)."""
         seqs = self._recent[ids]
-        horizon = self.decisions.next_seq - self.decisions.capacity
-        out = np.zeros(ids.size, dtype=bool)
-        for row in np.flatnonzero((seqs >= max(horizon, 0)).any(axis=1)).tolist():
-            for seq in seqs[row].tolist():
-                rec = self.decisions.by_seq(seq)
-                if rec is not None and rec.action >= _CASE_ACTION:
-                    out[row] = True
-                    break
-        return out
+        remembered = seqs >= max(self.decisions.next_seq - self._actions.size, 0)
+        strong: np.ndarray = remembered & (self._actions[seqs % self._actions.size] >= _CASE_ACTION)
+        return strong.any(axis=1)
 
     def _graph_stage(self, ev: np.ndarray, seq0: int, t0: int) -> tuple[np.ndarray | None, np.ndarray]:
         """Add the batch to the live graph and run its detectors within the latency budget.
@@ -575,7 +584,9 @@ class Engine:
         self.state.ensure(len(self.accounts), len(self.phones), len(self.devices), new_pairs)
         if self.graph is not None:
             self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 0)
-        self._recent_rows.grow(self.state.capacity("accounts"))
+        if self._recent_rows.rows < self.state.capacity("accounts"):
+            self._recent_rows.grow(self.state.capacity("accounts"))
+            self._bind_recent(self._recent_rows)
 
     def _remember(self, account: int, seq: int) -> None:
         width = self._recent.shape[1]
@@ -976,10 +987,12 @@ class Engine:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
                          f"this server runs {self.policy.version}")
         with self._lock:
-            self.state, self._recent_rows = state, recent_rows
+            self.state = state
+            self._bind_recent(recent_rows)
             self.accounts, self.phones, self.devices = accounts, phones, devices
             self.graph = graph
             self.decisions = decisions
+            self._actions = _actions_of(decisions)
             self._calls = calls
             self._watch = watch
             self._drivers = {}
