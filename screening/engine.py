@@ -545,8 +545,8 @@ class Engine:
         recent decisions still remembered (the idempotency horizon)."""
         seqs = self._recent[ids]
         remembered = seqs >= max(self.decisions.next_seq - self._actions.size, 0)
-        strong: np.ndarray = remembered & (self._actions[seqs % self._actions.size] >= _CASE_ACTION)
-        return strong.any(axis=1)
+        strong = remembered & (self._actions[seqs % self._actions.size] >= _CASE_ACTION)
+        return np.asarray(strong.any(axis=1))
 
     def _graph_stage(self, ev: np.ndarray, seq0: int, t0: int) -> tuple[np.ndarray | None, np.ndarray]:
         """Add the batch to the live graph and run its detectors within the latency budget.
