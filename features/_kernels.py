@@ -891,7 +891,9 @@ def _snapshot(
 # An evicted entity's id is handed to a new one, so nothing may still name the old one: its
 # relationships leave the pair table, and it leaves the recent-counterparty rings of the entities
 # it had them with. Every ring entry comes with a relationship (``_txn`` and ``_call`` record
-# both), so the relationships removed say which rings to clear: no scan of every ring.
+# both), so the relationships removed say which rings to clear: no scan of every ring. (A
+# relationship dropped for age at the relationship cap leaves its ring entries, older than it,
+# to age out of the windows by themselves.)
 @helper
 def _ring_drop(ring: np.ndarray, e: int, d: int, cp: int) -> None:
     """Empty the entry of counterparty ``cp`` in ring ``d`` of entity ``e``, if there is one."""

@@ -306,6 +306,21 @@ class FeatureState:
         self.pairs = pairs
         self.pair_meta[0] = n
 
+    def drop_oldest_pairs(self, n: int) -> tuple[int, int, int]:
+        """Forget about ``n`` of the least recently seen relationships (all of those last seen
+        before a cut-off time; ties at it stay); returns (how many, oldest and newest last-seen
+        time of them)."""
+        used = self.pairs[:, 0] != k.PAIR_EMPTY
+        ts = self.pairs[used, 1]
+        if n <= 0 or ts.size == 0:
+            return 0, NO_TIME, NO_TIME
+        cutoff = int(ts.max()) + 1 if n >= ts.size else int(np.partition(ts, n)[n])
+        gone = ts[ts < cutoff]
+        if gone.size == 0:
+            return 0, NO_TIME, NO_TIME
+        self.rehash_pairs(self.pair_capacity, min_ts=cutoff)
+        return int(gone.size), int(gone.min()), int(gone.max())
+
     def _bind(self, kind: str) -> None:
         """Point the attributes behind ``arrays()`` at the current views of ``kind``'s table."""
         for name, view in self.tables[kind].views.items():

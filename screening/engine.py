@@ -184,7 +184,7 @@ class DecisionLog:
 class Eviction:
     """One batch of entities forgotten to make room at a cap (for the log and the stats)."""
 
-    kind: str  # "accounts", "phones" or "devices"
+    kind: str  # "accounts", "phones", "devices" or "relationships" (the least recently seen)
     count: int
     live: int  # entities of the kind left
     cap: int
@@ -323,7 +323,7 @@ class Engine:
         self.graph_params = settings.graph.params().array()
         # entities forgotten to make room (by kind), and who hears of each eviction (the server
         # logs it); called under the engine's lock
-        self.evicted = dict.fromkeys(ENTITY_KINDS, 0)
+        self.evicted = dict.fromkeys((*ENTITY_KINDS, "relationships"), 0)
         self.on_evict: Callable[[Eviction], None] | None = None
         self._prefiller: _Prefiller | None = None
         # running estimate of the graph stage's time per transaction, for the budget check
@@ -540,6 +540,22 @@ class Engine:
                                    seconds=time.perf_counter() - t0))
         return int(chosen.size)
 
+    def _bound_pairs(self, new_pairs: int) -> None:
+        """Keep relationships within ``max_pairs``: past it, the least recently seen go (their
+        next payment is a first-time one again), ``evict_fraction`` of the cap at a time."""
+        cap = self.memory.max_pairs
+        count = self.state.pair_count
+        if count + new_pairs <= cap:
+            return
+        t0 = time.perf_counter()
+        n, oldest, newest = self.state.drop_oldest_pairs(
+            count + new_pairs - cap + max(1, int(cap * self.settings.state.evict_fraction)))
+        self.evicted["relationships"] += n
+        if self.on_evict is not None and n:
+            self.on_evict(Eviction(kind="relationships", count=n, live=self.state.pair_count,
+                                   cap=cap, oldest_seen_ms=oldest, newest_seen_ms=newest,
+                                   relationships=n, edges=0, seconds=time.perf_counter() - t0))
+
     def _in_case(self, ids: np.ndarray) -> np.ndarray:
         """Which accounts ``ids`` are in an open case: a decision of HOLD or stronger among the
         recent decisions still remembered (the idempotency horizon)."""
@@ -581,6 +597,7 @@ class Engine:
         return extra, degraded
 
     def _ensure(self, new_pairs: int) -> None:
+        self._bound_pairs(new_pairs)
         self.state.ensure(len(self.accounts), len(self.phones), len(self.devices), new_pairs)
         if self.graph is not None:
             self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 0)
@@ -1053,6 +1070,8 @@ class Engine:
         for kind in ENTITY_KINDS:
             out[f"max_{kind}"] = self.memory.cap(kind)
             out[f"{kind}_evicted"] = self.evicted[kind]
+        out.update(max_pairs=self.memory.max_pairs,
+                   relationships_evicted=self.evicted["relationships"])
         if self.graph is not None:
             out.update(graph_edges=self.graph.edge_count, graph_bytes=self.graph.nbytes(),
                        graph_evicted_early=self.graph.evicted_early)

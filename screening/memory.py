@@ -42,8 +42,9 @@ __all__ = [
 BYTES_PER_ID = 176
 BYTES_PER_DECISION = 768
 BYTES_PER_CALL = 768
-# Relationships budgeted per account: a table slot is 16 B, the table is at most 3/4 full, doubles,
-# and the next size is written ahead while it is half way there (up to 4 slots per relationship).
+# Relationships kept per account (``MemoryPlan.max_pairs``): a table slot is 16 B, the table is at
+# most 3/4 full, doubles, and the next size is written ahead while it is half way there (up to 4
+# slots per relationship).
 PAIRS_PER_ACCOUNT = 4
 BYTES_PER_PAIR = 64
 # The process itself (interpreter, numba, grpc, policy, buffers), outside the state.
@@ -67,6 +68,12 @@ class MemoryPlan:
     per_entity_bytes: dict[str, int]  # per account, phone number and device, graph included
     fixed_bytes: int  # edge slots, remembered decisions and calls, the process itself
 
+    @property
+    def max_pairs(self) -> int:
+        """Relationships (payer-payee and caller-callee pairs) kept: the least recently seen go
+        past it."""
+        return PAIRS_PER_ACCOUNT * self.max_accounts
+
     def cap(self, kind: str) -> int:
         return {"accounts": self.max_accounts, "phones": self.max_phones,
                 "devices": self.max_devices}[kind]
@@ -75,7 +82,8 @@ class MemoryPlan:
         """The plan as fields of a structured log line."""
         gib = 2**30
         return {"max_accounts": self.max_accounts, "max_phones": self.max_phones,
-                "max_devices": self.max_devices, "derived": list(self.derived),
+                "max_devices": self.max_devices, "max_pairs": self.max_pairs,
+                "derived": list(self.derived),
                 "available_gib": round(self.available_bytes / gib, 2),
                 "budget_gib": round(self.budget_bytes / gib, 2),
                 "need_gib": round(self.need_bytes / gib, 2),

@@ -278,3 +278,26 @@ def test_free_ids_survive_a_checkpoint_as_empty_names() -> None:
     assert restored.accounts.free_ids().tolist() == free.tolist()
     pay(restored, "N4", "fresh", 9)
     assert restored.accounts.get("fresh") == free[0]
+
+
+def test_relationships_past_their_cap_forget_the_least_recently_seen() -> None:
+    """Eight accounts all paying each other make 56 relationships, past the cap of 4 per
+    account (32): the ones seen longest ago go (a payment on one is first-time again), recent
+    ones are kept, and each drop is reported."""
+    engine = engine_for(tiny(cap=8, fraction=0.125))
+    seen: list[Eviction] = []
+    engine.on_evict = seen.append
+    minute = 0
+    for a in range(8):
+        for b in range(8):
+            if a != b:
+                pay(engine, f"A{a}", f"A{b}", minute)
+                minute += 1
+    assert engine.memory.max_pairs == 32
+    assert engine.state.pair_count <= 32 and engine.stats()["relationships_evicted"] >= 24
+    assert sum(e.count for e in seen if e.kind == "relationships") == (
+        engine.stats()["relationships_evicted"])
+    assert engine.stats()["accounts_evicted"] == 0
+    assert "KNOWN_PAYEE" in codes(engine, pay(engine, "A7", "A6", minute))  # seen last: kept
+    assert "KNOWN_PAYEE" not in codes(engine, pay(engine, "A0", "A1", minute + 1))  # first: gone
+    engine.state.check()
