@@ -235,6 +235,7 @@ class FeatureState:
     def __post_init__(self) -> None:
         # a relationship table written ahead of use for the next growth (see ``prefill``)
         self._spare_pairs: np.ndarray | None = None
+        self._stale_pairs: np.ndarray | None = None  # the table a rebuild replaced, to reuse
         self._spare_lock = threading.Lock()
 
     @classmethod
@@ -276,23 +277,37 @@ class FeatureState:
         """Ids of ``kind`` the arrays have rows for."""
         return self.tables[kind].rows
 
-    def prefill(self, rows: Mapping[str, int]) -> int:
+    def prefill(self, rows: Mapping[str, int], max_pairs: int | None = None) -> int:
         """Write empty rows ahead of use, up to ``rows[kind]`` per kind (within its limit), and
-        the next relationship table once the current one is half way to growing; returns bytes
-        written. Meant for a background thread while the state is in use (see ``RowTable``).
+        the relationship table the next rebuild fills: twice the size once the current one is
+        half way to growing, or the same size when it is at its final size for ``max_pairs``
+        and nearly full (the least recently seen are dropped then). Returns bytes written.
+        Meant for a background thread while the state is in use (see ``RowTable``).
         """
         done = 0
         for kind, n in rows.items():
             table = self.tables[kind]
             done += table.prefill(n) * table.row_nbytes
-        cap = self.pair_capacity
-        spare = self._spare_pairs
-        if self.pair_count * 8 > cap * 3 and (spare is None or spare.shape[0] < 2 * cap):
-            fresh = _empty_pairs(2 * cap)  # the size ``ensure`` grows to from here
-            with self._spare_lock:
-                self._spare_pairs = fresh
-            done += fresh.nbytes
-        return done
+        cap, count = self.pair_capacity, self.pair_count
+        want = 0
+        if max_pairs is not None and max_pairs * 4 <= cap * 3 and count * 8 > max_pairs * 7:
+            want = cap
+        elif count * 8 > cap * 3:
+            want = 2 * cap  # the size ``ensure`` grows to from here
+        with self._spare_lock:
+            spare, stale = self._spare_pairs, self._stale_pairs
+            if not want or (spare is not None and spare.shape[0] == want):
+                return done
+            self._stale_pairs = None
+        if stale is not None and stale.shape[0] == want:
+            stale[:, 0] = k.PAIR_EMPTY  # the table replaced last: its pages are resident
+            stale[:, 1] = 0
+            fresh = stale
+        else:
+            fresh = _empty_pairs(want)
+        with self._spare_lock:
+            self._spare_pairs = fresh
+        return done + fresh.nbytes
 
     def rehash_pairs(self, capacity: int, min_ts: int) -> None:
         """Rebuild the relationship table at ``capacity``, dropping pairs last seen before min_ts."""
@@ -303,6 +318,9 @@ class FeatureState:
         n = k._pair_rehash(self.pairs, pairs, min_ts)
         if n * 4 > pairs.shape[0] * 3:
             raise ValueError("pair table capacity too small for the live pairs")
+        if self.pairs.shape[0] == pairs.shape[0]:  # reusable for the next rebuild of this size
+            with self._spare_lock:
+                self._stale_pairs = self.pairs
         self.pairs = pairs
         self.pair_meta[0] = n
 

@@ -372,7 +372,7 @@ class Engine:
             used = {kind: len(interner) for kind, interner in
                     zip(ENTITY_KINDS, (self.accounts, self.phones, self.devices), strict=True)}
         ahead = {kind: n + max(n // 8, _PREFILL_MIN_ROWS) for kind, n in used.items()}
-        done = state.prefill(ahead)
+        done = state.prefill(ahead, self.memory.max_pairs)
         done += recent.prefill(ahead["accounts"]) * recent.row_nbytes
         if graph is not None:
             done += graph.prefill(3 * max(ahead.values()))

@@ -189,3 +189,28 @@ def test_forgetting_an_id_beyond_the_rows_is_refused() -> None:
     state = FeatureState.create(4, 4, 4, 16)
     with pytest.raises(ValueError, match="beyond the capacity"):
         state.forget("accounts", np.array([4]))
+
+
+def test_the_next_relationship_table_is_written_ahead() -> None:
+    """Half way to growing, prefill writes the doubled table, which growing then fills; at the
+    final size and nearly full, it writes one of the same size, which dropping the least
+    recently seen then fills, and the next time it reuses the table that drop replaced."""
+    state = FeatureState.create(64, 1, 1, pairs=64)
+    keys = np.arange(30, dtype=np.int64)  # account 0 paid accounts 0..29
+    state.pairs[:30, 0], state.pairs[:30, 1] = keys, 100 + keys  # (slots need not be hashed)
+    state.pair_meta[0] = 30
+    state.rehash_pairs(64, min_ts=0)  # a consistent table of 30
+    state.prefill({})
+    spare = state._spare_pairs
+    assert spare is not None and spare.shape[0] == 128
+    state.ensure(64, 1, 1, new_pairs=20)  # grows: into the table written ahead
+    assert state.pairs is spare and state.pair_count == 30 and state._stale_pairs is None
+    state.prefill({}, max_pairs=32)  # final size (32 fit in 128 slots), 30 of 32: nearly full
+    spare = state._spare_pairs
+    assert spare is not None and spare.shape[0] == 128
+    replaced = state.pairs
+    assert state.drop_oldest_pairs(10) == (10, 100, 109)
+    assert state.pairs is spare and state.pair_count == 20 and state._stale_pairs is replaced
+    state.prefill({}, max_pairs=22)
+    assert state._spare_pairs is replaced and np.all(replaced[:, 0] == k.PAIR_EMPTY)
+    state.check()
