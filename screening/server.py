@@ -216,7 +216,6 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                           "address of this machine)")
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up()
-    log.info("memory_plan", **engine.memory.log_fields())
     engine.on_evict = lambda ev: log.warning(
         "evicted", kind=ev.kind, count=ev.count, live=ev.live, cap=ev.cap,
         oldest_seen_ms=ev.oldest_seen_ms, newest_seen_ms=ev.newest_seen_ms,
@@ -235,7 +234,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         checkpointer.start()
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
-             store=store.location if store is not None else "none")
+             store=store.location if store is not None else "none",
+             memory=engine.memory.log_fields())
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
                          lease)
 

@@ -12,8 +12,8 @@ from tests.conftest import _start, _stop, recent, uid
 
 def test_new_customers_are_screened_at_the_cap_not_refused() -> None:
     """With room for 16 accounts, 300 payments between new accounts (one by one and in
-    batches) are all answered; the server logs its memory plan and every eviction, and its
-    stats count them."""
+    batches) are all answered; the server logs its memory plan (in `serving`) and every
+    eviction, and its stats count them."""
     settings = load_settings(overrides={"state": {
         "initial_accounts": 8, "max_accounts": 16, "max_phones": 16, "max_devices": 16,
         "evict_fraction": 0.125}})
@@ -33,7 +33,7 @@ def test_new_customers_are_screened_at_the_cap_not_refused() -> None:
     finally:
         _stop(live)
     events = [json.loads(line) for line in live.log.getvalue().splitlines() if line.startswith("{")]
-    plan = [e for e in events if e["event"] == "memory_plan"]
+    plan = [e["memory"] for e in events if e["event"] == "serving"]
     assert plan and plan[0]["max_accounts"] == 16 and plan[0]["derived"] == []
     evicted = [e for e in events if e["event"] == "evicted"]
     assert sum(e["count"] for e in evicted if e["kind"] == "accounts") == stats["accounts_evicted"]
