@@ -1,8 +1,9 @@
 """Feature state: dense arrays indexed by interned ids, and the drivers that run the kernels.
 
 Memory is bounded and known: ``FeatureState.bytes_per_account()`` and friends report it. The
-arrays grow by doubling up to the capacity the caller allows; nothing here reads a clock, logs or
-does I/O (``now`` and the events are passed in).
+arrays of each entity kind grow in place up to the limit the caller reserves (``RowTable``),
+and ``forget`` clears entities whose ids are to be handed out again; nothing here reads a clock,
+logs or does I/O (``now`` and the events are passed in).
 """
 
 from __future__ import annotations
