@@ -885,3 +885,70 @@ def _snapshot(
     out[S_NEAR_IN_24H] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_24H, ep)
     out[S_NEAR_IN_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_7D, ep)
     out[S_EWMA_MEAN_FEN] = math.exp(a_fl[e, FL_MEAN]) if a_sc[e, SC_N_OUT] > 0 else 0.0
+
+
+# ================================================================= forgetting entities
+# An evicted entity's id is handed to a new one, so nothing may still name the old one: its
+# relationships leave the pair table, and it leaves the recent-counterparty rings of the entities
+# it had them with. Every ring entry comes with a relationship (``_txn`` and ``_call`` record
+# both), so the relationships removed say which rings to clear: no scan of every ring. (A
+# relationship dropped for age at the relationship cap leaves its ring entries, older than it,
+# to age out of the windows by themselves.)
+@helper
+def _ring_drop(ring: np.ndarray, e: int, d: int, cp: int) -> None:
+    """Empty the entry of counterparty ``cp`` in ring ``d`` of entity ``e``, if there is one."""
+    for j in range(RING_K):
+        if ring[e, d, j, 0] == cp:
+            ring[e, d, j, 0] = -1
+            ring[e, d, j, 1] = -1
+
+
+@helper
+def _pair_delete(pt: np.ndarray, s: int) -> None:
+    """Empty slot ``s``, moving later entries of its probe run back into the hole (linear
+    probing without tombstones: every lookup still finds what it found before)."""
+    mask = pt.shape[0] - 1
+    i = s
+    j = s
+    while True:
+        j = (j + 1) & mask
+        key = pt[j, 0]
+        if key == PAIR_EMPTY:
+            break
+        home = _pair_hash(key) & mask
+        # the entry at j stays unless the hole i lies cyclically in [home, j)
+        if (i <= j and (home <= i or home > j)) or (i > j and home <= i and home > j):
+            pt[i, 0] = key
+            pt[i, 1] = pt[j, 1]
+            i = j
+    pt[i, 0] = PAIR_EMPTY
+    pt[i, 1] = 0
+
+
+@kernel
+def _forget_pairs(pt: np.ndarray, pmeta: np.ndarray, kind: int, gone: np.ndarray,
+                  ring: np.ndarray) -> int:
+    """Remove the relationships of ``kind`` (a -> b) with an end marked in ``gone``, and that end
+    from the other's ring: b from a's ring 0 (counterparties it paid or called), a from b's ring
+    1 when the rings have one (who paid it). Returns the relationships removed."""
+    removed = 0
+    lim = gone.shape[0]
+    s = 0
+    while s < pt.shape[0]:
+        key = pt[s, 0]
+        if key != PAIR_EMPTY and (key >> 62) == kind:
+            a = (key >> 31) & 0x7FFFFFFF
+            b = key & 0x7FFFFFFF
+            a_gone = a < lim and gone[a] != 0
+            b_gone = b < lim and gone[b] != 0
+            if a_gone or b_gone:
+                if b_gone and not a_gone and a < ring.shape[0]:
+                    _ring_drop(ring, a, 0, b)
+                if a_gone and not b_gone and b < ring.shape[0] and ring.shape[1] > 1:
+                    _ring_drop(ring, b, 1, a)
+                _pair_delete(pt, s)
+                pmeta[0] -= 1
+                removed += 1
+                continue  # slot s now holds an entry moved back (or nothing): look again
+        s += 1
+    return removed

@@ -1,22 +1,27 @@
 """Feature state: dense arrays indexed by interned ids, and the drivers that run the kernels.
 
 Memory is bounded and known: ``FeatureState.bytes_per_account()`` and friends report it. The
-arrays grow by doubling up to the capacity the caller allows; nothing here reads a clock, logs or
-does I/O (``now`` and the events are passed in).
+arrays of each entity kind grow in place up to the limit the caller reserves (``RowTable``),
+and ``forget`` clears entities whose ids are to be handed out again; nothing here reads a clock,
+logs or does I/O (``now`` and the events are passed in).
 """
 
 from __future__ import annotations
 
-import mmap
+import functools
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from features import _kernels as k
+from features._rows import RowTable, reserve
 
 __all__ = [
     "ENTITY_ARRAYS",
+    "ENTITY_KINDS",
     "MAX_COND",
     "MAX_RULES",
     "NO_TIME",
@@ -24,8 +29,10 @@ __all__ = [
     "EntityArrays",
     "FeatureState",
     "Op",
+    "RowTable",
     "RuleTable",
     "empty_events",
+    "kind_of",
     "resident",
 ]
 
@@ -87,30 +94,11 @@ class RuleTable:
         return cls(ints, thr, reads)
 
 
-_HUGE = 2 << 20  # a transparent huge page
-# Arrays at least this large are placed on huge pages. Every event reads and writes a few lines
-# of two accounts spread over a dozen arrays; with 4 kB pages nearly each of those lines also
-# needs its own address translation (replay at 13 k accounts measured 10-15 % faster on huge
-# pages). Smaller arrays are not worth rounding up to 2 MB.
-_HUGE_MIN = 1 << 20
-
-
 def resident(shape: tuple[int, ...], dtype: type[np.generic], fill: int | float | None) -> np.ndarray:
     """A new array filled with ``fill``: written in full now (np.zeros maps pages lazily, and the
     first events would pay for the page faults), on huge pages where the OS offers them.
     ``fill=None`` leaves it unwritten, for a caller that writes every element itself."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    advise = getattr(mmap, "MADV_HUGEPAGE", None)
-    if nbytes < _HUGE_MIN or advise is None or not hasattr(mmap, "MAP_ANONYMOUS"):
-        return np.empty(shape, dtype=dtype) if fill is None else np.full(shape, fill, dtype=dtype)
-    span = -(-nbytes // _HUGE) * _HUGE
-    # private and anonymous (a shared mapping would be shmem, which THP leaves out); unmapped
-    # when the last view of it goes
-    region = mmap.mmap(-1, span + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    raw = np.frombuffer(region, dtype=np.uint8)
-    start = -raw.ctypes.data % _HUGE  # huge pages need 2 MB-aligned addresses
-    region.madvise(advise, start, span)
-    out = raw[start:start + nbytes].view(dtype).reshape(shape)
+    out = reserve(shape[0], shape[1:], np.dtype(dtype))
     if fill is not None:
         out.fill(fill)
     return out
@@ -151,17 +139,6 @@ class EntityArrays:
     @property
     def capacity(self) -> int:
         return int(self.sc.shape[0])
-
-    def grown(self, n: int, template: EntityArrays) -> EntityArrays:
-        """A copy with capacity ``n``; new rows are copies of ``template``'s empty row."""
-        out = {}
-        for name in ENTITY_ARRAYS:
-            old = getattr(self, name)
-            new = resident((n, *old.shape[1:]), old.dtype.type, None)  # every row written below
-            new[: old.shape[0]] = old
-            new[old.shape[0]:] = getattr(template, name)[0]
-            out[name] = new
-        return EntityArrays(**out)
 
     def nbytes_per_entity(self) -> int:
         return sum(getattr(self, n)[0].nbytes for n in ENTITY_ARRAYS)
@@ -208,12 +185,45 @@ def _next_pow2(n: int) -> int:
     return 1 << max(4, (n - 1).bit_length())
 
 
+# the entity kinds with a row per id; an array of ``arrays()`` named "KIND" or "KIND.name" has
+# a row per id of that kind (grown, cleared and checkpointed by rows with it)
+ENTITY_KINDS = ("accounts", "phones", "devices")
+# (array, last-seen column, watchlist column) of each kind
+_ACTIVITY = {"accounts": ("accounts.sc", k.SC_LAST, k.SC_WATCH),
+             "phones": ("phones.sc", k.PSC_LAST, k.PSC_WATCH),
+             "devices": ("devices", k.DSC_LAST, k.DSC_WATCH)}
+# rows are added in multiples of this (a batch of new ids grows the views once)
+_ROW_STEP = 1024
+
+
+def kind_of(name: str) -> str | None:
+    """The entity kind whose ids index the rows of array ``name`` of ``arrays()``, or None."""
+    kind = name.partition(".")[0]
+    return kind if kind in ENTITY_KINDS else None
+
+
+def _allocated(accounts: int, phones: int, devices: int, pairs: int) -> FeatureState:
+    """A state of plain arrays, written with the empty values (the definition of an empty row)."""
+    return FeatureState(accounts=_account_arrays(accounts), phones=_phone_arrays(phones),
+                        devices=_device_scalars(devices), pairs=_empty_pairs(pairs))
+
+
+@functools.cache
+def _empty_rows() -> dict[str, np.ndarray]:
+    """The empty row of every per-entity array, by its ``arrays()`` name."""
+    one = _allocated(1, 1, 1, 16)
+    return {name: arr[0].copy() for name, arr in one.arrays().items() if kind_of(name)}
+
+
 @dataclass
 class FeatureState:
     """All streaming state of the screening engine, as numpy arrays.
 
     Accounts, phones and devices are addressed by dense integer ids handed out by the caller's
-    interner; ``ensure`` grows the arrays before ids beyond the capacity are used.
+    interner; ``ensure`` grows the arrays before ids beyond the capacity are used. The arrays of
+    each kind are views of a ``RowTable`` (``tables``): with ``limits`` given, memory for that
+    many rows is reserved up front, so growing never copies, and ``prefill`` can write the next
+    rows ahead of use on another thread.
     """
 
     accounts: EntityArrays
@@ -221,43 +231,123 @@ class FeatureState:
     devices: np.ndarray
     pairs: np.ndarray  # int64 [slot, (key, last seen ms)], open addressing
     pair_meta: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    tables: dict[str, RowTable] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a relationship table written ahead of use for the next growth (see ``prefill``)
+        self._spare_pairs: np.ndarray | None = None
+        self._stale_pairs: np.ndarray | None = None  # the table a rebuild replaced, to reuse
+        self._spare_lock = threading.Lock()
 
     @classmethod
     def create(cls, accounts: int = 1024, phones: int = 1024, devices: int = 1024,
-               pairs: int = 4096) -> FeatureState:
-        cap = cls.pair_slots(pairs)
-        return cls(
-            accounts=_account_arrays(max(accounts, 1)),
-            phones=_phone_arrays(max(phones, 1)),
-            devices=_device_scalars(max(devices, 1)),
-            pairs=_empty_pairs(cap),
-        )
+               pairs: int = 4096, *, limits: Mapping[str, int] | None = None) -> FeatureState:
+        """Empty state with room for the given numbers of ids and relationships.
+
+        ``limits`` (by kind: "accounts", "phones", "devices") reserves memory for that many
+        rows; growing past a limit (or without one) copies, doubling.
+        """
+        rows = {"accounts": accounts, "phones": phones, "devices": devices}
+        empty = _empty_rows()
+        tables = {kind: RowTable({n: row for n, row in empty.items() if kind_of(n) == kind},
+                                 max(rows[kind], 1), (limits or {}).get(kind))
+                  for kind in ENTITY_KINDS}
+        state = _allocated(1, 1, 1, cls.pair_slots(pairs))
+        state.tables = tables
+        for kind in ENTITY_KINDS:
+            state._bind(kind)
+        return state
 
     # ------------------------------------------------------------ capacity
     def ensure(self, accounts: int, phones: int, devices: int, new_pairs: int) -> None:
         """Make room for ids below the given counts and ``new_pairs`` more relationships."""
-        if accounts > self.accounts.capacity:
-            self.accounts = self.accounts.grown(_grow(self.accounts.capacity, accounts),
-                                                _account_arrays(1))
-        if phones > self.phones.capacity:
-            self.phones = self.phones.grown(_grow(self.phones.capacity, phones), _phone_arrays(1))
-        if devices > self.devices.shape[0]:
-            n = _grow(self.devices.shape[0], devices)
-            new = _device_scalars(n)
-            new[: self.devices.shape[0]] = self.devices
-            self.devices = new
+        for kind, need in (("accounts", accounts), ("phones", phones), ("devices", devices)):
+            table = self.tables[kind]
+            if need > table.rows:
+                if need > table.limit:  # no memory reserved for it: double (and copy once)
+                    table.grow(_grow(table.rows, need))
+                else:  # a whole step of rows, but never more than doubling
+                    step = -(-need // _ROW_STEP) * _ROW_STEP
+                    table.grow(min(table.limit, max(need, min(step, 2 * table.rows))))
+                self._bind(kind)
         need = int(self.pair_meta[0]) + new_pairs
         if need * 4 > self.pair_capacity * 3:
             self.rehash_pairs(_next_pow2(need * 2), min_ts=-(2**63))
 
+    def capacity(self, kind: str) -> int:
+        """Ids of ``kind`` the arrays have rows for."""
+        return self.tables[kind].rows
+
+    def prefill(self, rows: Mapping[str, int], max_pairs: int | None = None) -> int:
+        """Write empty rows ahead of use, up to ``rows[kind]`` per kind (within its limit), and
+        the relationship table the next rebuild fills: twice the size once the current one is
+        half way to growing, or the same size when it is at its final size for ``max_pairs``
+        and nearly full (the least recently seen are dropped then). Returns bytes written.
+        Meant for a background thread while the state is in use (see ``RowTable``).
+        """
+        done = 0
+        for kind, n in rows.items():
+            table = self.tables[kind]
+            done += table.prefill(n) * table.row_nbytes
+        cap, count = self.pair_capacity, self.pair_count
+        want = 0
+        if max_pairs is not None and max_pairs * 4 <= cap * 3 and count * 8 > max_pairs * 7:
+            want = cap
+        elif count * 8 > cap * 3:
+            want = 2 * cap  # the size ``ensure`` grows to from here
+        with self._spare_lock:
+            spare, stale = self._spare_pairs, self._stale_pairs
+            if not want or (spare is not None and spare.shape[0] == want):
+                return done
+            self._stale_pairs = None
+        if stale is not None and stale.shape[0] == want:
+            stale[:, 0] = k.PAIR_EMPTY  # the table replaced last: its pages are resident
+            stale[:, 1] = 0
+            fresh = stale
+        else:
+            fresh = _empty_pairs(want)
+        with self._spare_lock:
+            self._spare_pairs = fresh
+        return done + fresh.nbytes
+
     def rehash_pairs(self, capacity: int, min_ts: int) -> None:
         """Rebuild the relationship table at ``capacity``, dropping pairs last seen before min_ts."""
-        pairs = _empty_pairs(_next_pow2(capacity))
+        slots = _next_pow2(capacity)
+        with self._spare_lock:
+            spare, self._spare_pairs = self._spare_pairs, None
+        pairs = spare if spare is not None and spare.shape[0] == slots else _empty_pairs(slots)
         n = k._pair_rehash(self.pairs, pairs, min_ts)
         if n * 4 > pairs.shape[0] * 3:
             raise ValueError("pair table capacity too small for the live pairs")
+        if self.pairs.shape[0] == pairs.shape[0]:  # reusable for the next rebuild of this size
+            with self._spare_lock:
+                self._stale_pairs = self.pairs
         self.pairs = pairs
         self.pair_meta[0] = n
+
+    def drop_oldest_pairs(self, n: int) -> tuple[int, int, int]:
+        """Forget about ``n`` of the least recently seen relationships (all of those last seen
+        before a cut-off time; ties at it stay); returns (how many, oldest and newest last-seen
+        time of them)."""
+        used = self.pairs[:, 0] != k.PAIR_EMPTY
+        ts = self.pairs[used, 1]
+        if n <= 0 or ts.size == 0:
+            return 0, NO_TIME, NO_TIME
+        cutoff = int(ts.max()) + 1 if n >= ts.size else int(np.partition(ts, n)[n])
+        gone = ts[ts < cutoff]
+        if gone.size == 0:
+            return 0, NO_TIME, NO_TIME
+        self.rehash_pairs(self.pair_capacity, min_ts=cutoff)
+        return int(gone.size), int(gone.min()), int(gone.max())
+
+    def _bind(self, kind: str) -> None:
+        """Point the attributes behind ``arrays()`` at the current views of ``kind``'s table."""
+        for name, view in self.tables[kind].views.items():
+            owner, _, attr = name.partition(".")
+            if attr:
+                setattr(getattr(self, owner), attr, view)
+            else:
+                setattr(self, owner, view)
 
     @property
     def pair_capacity(self) -> int:
@@ -275,6 +365,36 @@ class FeatureState:
             for name in ENTITY_ARRAYS:
                 out[f"{kind}.{name}"] = getattr(ent, name)
         return out
+
+    # ------------------------------------------------------------ forgetting entities
+    def activity(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(last seen ms, watchlisted until ms) of every row of ``kind`` (views): NO_TIME when
+        never seen, 0 when not on a watchlist."""
+        name, last, watch = _ACTIVITY[kind]
+        arr = self.arrays()[name]
+        return arr[:, last], arr[:, watch]
+
+    def forget(self, kind: str, ids: np.ndarray) -> int:
+        """Make entities ``ids`` of ``kind`` as if never seen, so their ids can be handed out again.
+
+        Every array with a row per id of the kind (``arrays()``, whatever they are) gets the
+        empty row back; the relationships naming them leave the relationship table, and they
+        leave the recent-counterparty rings of the entities they had relationships with, so an
+        id given to a new entity inherits nothing.
+        Returns the relationships removed.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        table = self.tables[kind]
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= table.rows):
+            raise ValueError(f"{kind}: an id to forget is beyond the capacity")
+        table.reset(ids)
+        gone = np.zeros(table.rows, dtype=np.uint8)
+        gone[ids] = 1
+        refs = {"accounts": (k.PAIR_TXN, self.accounts.ring), "phones": (k.PAIR_CALL, self.phones.ring)}
+        if kind not in refs:
+            return 0
+        pair_kind, ring = refs[kind]
+        return int(k._forget_pairs(self.pairs, self.pair_meta, pair_kind, gone, ring))
 
     # ------------------------------------------------------------ watchlist flags
     def set_account_watch(self, idx: int, until_ms: int) -> None:

@@ -178,26 +178,18 @@ def _link(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
     n32[a, slot] = _insert(e32, e64, ekind, n32, watch, meta, a, target, ts, 1, kind, ref)
 
 
-@kernel
-def _compact(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
-             watch: np.ndarray, meta: np.ndarray, min_ts: int, remap: np.ndarray) -> int:
-    """Drop edges older than min_ts and renumber the rest in place; returns how many went."""
+@helper
+def _renumber(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
+              meta: np.ndarray, remap: np.ndarray) -> int:
+    """Move the kept edges (``remap[e]`` >= 0, their new numbers, in order) down in place and
+    point every list at the new numbers; returns how many edges went."""
     m = meta[M_EDGES]
     k = 0
-    for e in range(m):
-        if e64[e, E_TS] >= min_ts:
-            remap[e] = k
-            k += 1
-        else:
-            remap[e] = -1
-            if watch[e32[e, E_DST]] > 0:
-                n32[e32[e, E_SRC], N_NEAR] -= 1
-            if watch[e32[e, E_SRC]] > 0:
-                n32[e32[e, E_DST], N_NEAR] -= 1
     for e in range(m):
         r = remap[e]
         if r < 0:
             continue
+        k += 1
         no = e32[e, E_NEXT_OUT]
         ni = e32[e, E_NEXT_IN]
         e32[r, E_SRC] = e32[e, E_SRC]
@@ -214,6 +206,67 @@ def _compact(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarra
                 n32[u, c] = remap[h]
     meta[M_EDGES] = k
     return m - k
+
+
+@helper
+def _drop_edge(e32: np.ndarray, n32: np.ndarray, watch: np.ndarray, e: int) -> None:
+    """Bookkeeping for an edge about to go: its ends' counts of listed neighbours."""
+    if watch[e32[e, E_DST]] > 0:
+        n32[e32[e, E_SRC], N_NEAR] -= 1
+    if watch[e32[e, E_SRC]] > 0:
+        n32[e32[e, E_DST], N_NEAR] -= 1
+
+
+@kernel
+def _compact(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
+             watch: np.ndarray, meta: np.ndarray, min_ts: int, remap: np.ndarray) -> int:
+    """Drop edges older than min_ts and renumber the rest in place; returns how many went."""
+    k = 0
+    for e in range(meta[M_EDGES]):
+        if e64[e, E_TS] >= min_ts:
+            remap[e] = k
+            k += 1
+        else:
+            remap[e] = -1
+            _drop_edge(e32, n32, watch, e)
+    return _renumber(e32, e64, ekind, n32, meta, remap)
+
+
+@helper
+def _first_kept(e32: np.ndarray, remap: np.ndarray, e: int, ncol: int) -> int:
+    """The first edge from ``e`` on along a list (next column ``ncol``) that is kept, or -1."""
+    while e >= 0 and remap[e] < 0:
+        e = e32[e, ncol]
+    return e
+
+
+@kernel
+def _drop_nodes(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
+                watch: np.ndarray, meta: np.ndarray, gone: np.ndarray, remap: np.ndarray) -> int:
+    """Drop every edge with an end marked in ``gone`` (uint8 per node) and renumber the rest in
+    place; returns how many went. The marked nodes' own rows are the caller's to reset.
+
+    Unlike expiry, the dropped edges can sit anywhere in a list, so every list is first linked
+    past them (each dropped edge is stepped over once per list it is in)."""
+    m = meta[M_EDGES]
+    k = 0
+    for e in range(m):
+        if gone[e32[e, E_SRC]] or gone[e32[e, E_DST]]:
+            remap[e] = -1
+            _drop_edge(e32, n32, watch, e)
+        else:
+            remap[e] = k
+            k += 1
+    if k == m:
+        return 0
+    for u in range(n32.shape[0]):
+        n32[u, N_HEAD_OUT] = _first_kept(e32, remap, n32[u, N_HEAD_OUT], E_NEXT_OUT)
+        n32[u, N_HEAD_IN] = _first_kept(e32, remap, n32[u, N_HEAD_IN], E_NEXT_IN)
+    for e in range(m):
+        if remap[e] >= 0:
+            e32[e, E_NEXT_OUT] = _first_kept(e32, remap, e32[e, E_NEXT_OUT], E_NEXT_OUT)
+            e32[e, E_NEXT_IN] = _first_kept(e32, remap, e32[e, E_NEXT_IN], E_NEXT_IN)
+    return _renumber(e32, e64, ekind, n32, meta, remap)
 
 
 @kernel

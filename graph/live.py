@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.layout import GRAPH_FEATURES
-from features.state import TIME_MAX_MS, TIME_MIN_MS
+from features.state import TIME_MAX_MS, TIME_MIN_MS, RowTable
 from graph import _kernels as k
 
 __all__ = [
@@ -190,12 +190,17 @@ class _Scratch:
 class LiveGraph:
     """Edge store and per-node lists in numpy arrays; see the module docstring."""
 
-    def __init__(self, *, nodes: int = 1024, edges: int = 4096, max_edges: int = 1 << 28) -> None:
+    def __init__(self, *, nodes: int = 1024, edges: int = 4096, max_edges: int = 1 << 28,
+                 max_nodes: int | None = None, reserve_edges: bool = False) -> None:
+        """``max_nodes`` reserves memory for that many node rows, and ``reserve_edges`` for
+        ``max_edges`` edge slots, so growing to them never copies (see ``features._rows``)."""
         if max_edges >= 2**31 - 1:
             raise ValueError("max_edges must be below 2**31 (int32 edge numbers)")
         self.max_edges = max(16, max_edges)
-        self.e32, self.e64, self.ekind = _edge_arrays(min(_next_pow2(edges), self.max_edges))
-        self.n32, self.watch, self.scr = _node_arrays(max(3, nodes))
+        self.edge_rows = RowTable(_EMPTY_EDGE, min(_next_pow2(edges), self.max_edges),
+                                  self.max_edges if reserve_edges else None)
+        self.node_rows = RowTable(_EMPTY_NODE, max(3, nodes), max_nodes)
+        self._bind()
         self.meta = np.zeros(k.N_META, dtype=np.int64)
         self.meta[k.M_NEWEST] = k.NO_TS
         self._scratch = _Scratch()
@@ -246,6 +251,36 @@ class LiveGraph:
                                     self.meta))
 
     # ------------------------------------------------------------ capacity
+    def _bind(self) -> None:
+        self.e32, self.e64, self.ekind = (self.edge_rows[n] for n in ("e32", "e64", "ekind"))
+        self.n32, self.watch, self.scr = (self.node_rows[n] for n in ("n32", "watch", "scr"))
+
+    def prefill(self, nodes: int) -> int:
+        """Write empty node rows up to ``nodes`` and, once half the edge slots are used, the
+        slots the next growth takes, ahead of use (see ``RowTable.prefill``); returns bytes."""
+        done = self.node_rows.prefill(nodes) * self.node_rows.row_nbytes
+        cap = self.edge_capacity
+        if self.edge_count * 2 > cap:  # full slots grow to twice the edges and more (``ensure``)
+            done += (self.edge_rows.prefill(min(_next_pow2(2 * cap + 2), self.max_edges))
+                     * self.edge_rows.row_nbytes)
+        return done
+
+    def forget(self, nodes: np.ndarray) -> int:
+        """Drop every edge of ``nodes`` and give them empty rows (their ids go to new entities,
+        which must inherit no edge); returns the edges dropped."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if nodes.size == 0:
+            return 0
+        if int(nodes.min()) < 0 or int(nodes.max()) >= self.node_capacity:
+            raise ValueError("a node to forget is beyond the node capacity")
+        gone = np.zeros(self.node_capacity, dtype=np.uint8)
+        gone[nodes] = 1
+        remap = np.empty(max(self.edge_count, 1), dtype=np.int32)
+        dropped = int(k._drop_nodes(self.e32, self.e64, self.ekind, self.n32, self.watch,
+                                    self.meta, gone, remap))
+        self.node_rows.reset(nodes)
+        return dropped
+
     def ensure(self, accounts: int, phones: int, devices: int, new_edges: int,
                expiry_ms: int = 0) -> None:
         """Room for entity ids below the given counts and ``new_edges`` more edges.
@@ -256,7 +291,13 @@ class LiveGraph:
         """
         need_nodes = max(accounts, phones, devices, 1) * k.N_NODE_KINDS
         if need_nodes > self.node_capacity:
-            self._grow_nodes(_next_pow2(need_nodes))
+            rows = self.node_rows
+            if need_nodes > rows.limit:  # no memory reserved for them: double (and copy once)
+                rows.grow(_next_pow2(need_nodes))
+            else:  # a whole step of rows, but never more than doubling
+                step = -(-need_nodes // _NODE_STEP) * _NODE_STEP
+                rows.grow(min(rows.limit, max(need_nodes, min(step, 2 * rows.rows))))
+            self._bind()
         if new_edges > self.max_edges // 2:
             raise ValueError(f"{new_edges} new edges at once: more than half of max_edges")
         if self.edge_count + new_edges <= self.edge_capacity:
@@ -343,20 +384,8 @@ class LiveGraph:
         self.meta[k.M_EVICTED] += dropped
 
     def _grow_edges(self, cap: int) -> None:
-        n = self.edge_count
-        e32, e64, ekind = _edge_arrays(cap)
-        e32[:n] = self.e32[:n]
-        e64[:n] = self.e64[:n]
-        ekind[:n] = self.ekind[:n]
-        self.e32, self.e64, self.ekind = e32, e64, ekind
-
-    def _grow_nodes(self, cap: int) -> None:
-        n = self.node_capacity
-        n32, watch, scr = _node_arrays(cap)
-        n32[:n] = self.n32
-        watch[:n] = self.watch
-        scr[:n] = self.scr
-        self.n32, self.watch, self.scr = n32, watch, scr
+        self.edge_rows.grow(cap)
+        self._bind()
 
     # ------------------------------------------------------------ updates
     def set_watch(self, kind: int, idx: int, until_ms: int) -> None:
@@ -461,13 +490,13 @@ class LiveGraph:
                     and (self.n32[node, k.N_HEAD_OUT] >= 0 or self.n32[node, k.N_HEAD_IN] >= 0))
 
 
-def _edge_arrays(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # np.full touches every page now, so the first events do not pay for page faults.
-    return (np.full((cap, k.N_E32), -1, dtype=np.int32), np.full((cap, k.N_E64), 0, dtype=np.int64),
-            np.full(cap, 0, dtype=np.int8))
-
-
-def _node_arrays(cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n32 = np.full((cap, k.N_N32), -1, dtype=np.int32)
-    n32[:, k.N_FLAGS:] = 0  # flags and listed-neighbour counts
-    return n32, np.full(cap, 0, dtype=np.int64), np.full((cap, k.N_SCR), 0, dtype=np.int64)
+# empty rows: an edge slot (src, dst and next pointers -1), a node (no list heads or last links,
+# no flags, no listed neighbours, not watchlisted, no search marks)
+_EMPTY_EDGE: dict[str, np.ndarray] = {
+    "e32": np.full(k.N_E32, -1, dtype=np.int32), "e64": np.zeros(k.N_E64, dtype=np.int64),
+    "ekind": np.zeros((), dtype=np.int8)}
+_EMPTY_NODE: dict[str, np.ndarray] = {
+    "n32": np.array([-1] * k.N_FLAGS + [0] * (k.N_N32 - k.N_FLAGS), dtype=np.int32),
+    "watch": np.zeros((), dtype=np.int64), "scr": np.zeros(k.N_SCR, dtype=np.int64)}
+# node rows are added in multiples of this
+_NODE_STEP = 3 * 1024

@@ -90,16 +90,40 @@ class LimitSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class StateSettings:
+    """Entity state: starting sizes and caps (see README, "Memory").
+
+    ``max_accounts``, ``max_phones`` and ``max_devices`` at 0 are derived at start from the
+    memory available then (``screening.memory``): the largest counts whose state fits in
+    ``memory_fraction`` of it; an explicit cap that does not fit stops start-up. At a cap, the
+    ``evict_fraction`` least recently seen entities of that kind (never a watchlisted one) are
+    forgotten to make room for new ones.
+    """
+
     initial_accounts: int = 65_536
-    max_accounts: int = 20_000_000
+    max_accounts: int = 0
     initial_phones: int = 16_384
-    max_phones: int = 20_000_000
+    max_phones: int = 0
     initial_devices: int = 16_384
-    max_devices: int = 20_000_000
+    max_devices: int = 0
     initial_pairs: int = 262_144
     # Transaction ids remembered for idempotency (the dedup horizon).
     dedup_capacity: int = 1_000_000
     recent_decisions_per_account: int = 8
+    # Share of the memory available at start the state may take (derived caps, and the check of
+    # explicit ones).
+    memory_fraction: float = 0.6
+    # Share of a cap evicted at once when it is reached (the coldest entities of that kind).
+    evict_fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        for kind in ("accounts", "phones", "devices"):
+            if getattr(self, f"initial_{kind}") < 1 or getattr(self, f"max_{kind}") < 0:
+                raise ConfigError(f"[state] initial_{kind} must be >= 1 and max_{kind} >= 0 "
+                                  "(0: derived from memory)")
+        if not 0.0 < self.memory_fraction <= 1.0:
+            raise ConfigError("[state] memory_fraction must be in (0, 1]")
+        if not 0.0 < self.evict_fraction <= 0.5:
+            raise ConfigError("[state] evict_fraction must be in (0, 0.5]")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,12 +8,13 @@ before the lock, capacity is checked before anything is interned). No protobuf, 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,7 +29,16 @@ from features.layout import (
     Kind,
     TxnFlag,
 )
-from features.state import N_EXTRA, NO_TIME, TIME_MAX_MS, TIME_MIN_MS, FeatureState, empty_events
+from features.state import (
+    ENTITY_KINDS,
+    N_EXTRA,
+    NO_TIME,
+    TIME_MAX_MS,
+    TIME_MIN_MS,
+    FeatureState,
+    RowTable,
+    empty_events,
+)
 from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
@@ -42,6 +52,7 @@ from screening.idempotency import (
     same_fingerprint,
     same_payment,
 )
+from screening.memory import MemoryPlan, available_memory, plan_memory
 from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
@@ -53,10 +64,10 @@ from screening.model import (
     TxnInput,
     WatchEntry,
 )
-from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy
+from screening.policy import ACTION_NAMES, ACTIONS, CALL_ACTION_NAMES, Policy
 
 __all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "DecisionLog",
-           "Engine", "EngineSnapshot", "Interner", "WatchJournal", "WatchlistChange",
+           "Engine", "EngineSnapshot", "Eviction", "Interner", "WatchJournal", "WatchlistChange",
            "encode_transactions"]
 
 _PERSON, _TERMINAL = 1, 3  # proto PartyType
@@ -66,14 +77,25 @@ CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number",
 _GRAPH_CHUNK = 256
 # While the detectors are skipped, their cost estimate halves this often (see _graph_cost).
 _GRAPH_HALF_LIFE_NS = 1_000_000_000
+# Rows kept written ahead of use per kind: an eighth of those in use, and at least this many.
+_PREFILL_MIN_ROWS = 65_536
+# An account with a remembered decision at least this strong (HOLD) is in an open case.
+_CASE_ACTION = ACTIONS["HOLD"]
 
 
 class Interner:
-    """Strings to dense ids 0, 1, 2, ... and back."""
+    """Strings to dense ids 0, 1, 2, ... and back; released ids are handed out again.
+
+    ``len()`` is the id space in use (rows of the state arrays), ``live`` the ids that name an
+    entity now. A released id is free until ``intern`` gives it to a new string, the smallest
+    free id first, so the order is a function of the free set alone (a restored server hands
+    out the same ids). In ``names()`` a free id is the empty string, which is never an id.
+    """
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
+        self._free: list[int] = []  # a heap
 
     def get(self, key: str) -> int | None:
         return self._ids.get(key)
@@ -81,29 +103,52 @@ class Interner:
     def intern(self, key: str) -> int:
         idx = self._ids.get(key)
         if idx is None:
-            idx = len(self._names)
+            if self._free:
+                idx = heapq.heappop(self._free)
+                self._names[idx] = key
+            else:
+                idx = len(self._names)
+                self._names.append(key)
             self._ids[key] = idx
-            self._names.append(key)
         return idx
+
+    def release(self, ids: Iterable[int]) -> None:
+        """Forget the strings of ``ids``; the ids go back to the free set."""
+        for idx in ids:
+            name = self._names[idx]
+            if not name:
+                raise ValueError(f"id {idx} is not in use")
+            del self._ids[name]
+            self._names[idx] = ""
+            heapq.heappush(self._free, idx)
 
     def name(self, idx: int) -> str:
         return self._names[idx]
 
     def names(self) -> list[str]:
-        """A copy of every interned string, in id order."""
+        """A copy of every interned string, in id order ("" for a free id)."""
         return list(self._names)
+
+    def free_ids(self) -> np.ndarray:
+        """The free ids, ascending."""
+        return np.array(sorted(self._free), dtype=np.int64)
 
     @classmethod
     def from_names(cls, names: Sequence[str]) -> Interner:
         out = cls()
         out._names = list(names)
-        out._ids = {name: i for i, name in enumerate(out._names)}
-        if len(out._ids) != len(out._names):
+        out._ids = {name: i for i, name in enumerate(out._names) if name}
+        out._free = [i for i, name in enumerate(out._names) if not name]  # sorted: a heap
+        if len(out._ids) + len(out._free) != len(out._names):
             raise ValueError("an interned id list holds the same string twice")
         return out
 
     def missing(self, keys: set[str]) -> int:
         return sum(1 for k in keys if k not in self._ids)
+
+    @property
+    def live(self) -> int:
+        return len(self._ids)
 
     def __len__(self) -> int:
         return len(self._names)
@@ -161,6 +206,55 @@ class DecisionLog:
         return sum(len(ids) for ids in self._scopes.values())
 
 
+@dataclass(frozen=True, kw_only=True)
+class Eviction:
+    """One batch of entities forgotten to make room at a cap (for the log and the stats)."""
+
+    kind: str  # "accounts", "phones", "devices" or "relationships" (the least recently seen)
+    count: int
+    live: int  # entities of the kind left
+    cap: int
+    oldest_seen_ms: int  # last-seen times of the evicted (NO_TIME: never seen in a transaction)
+    newest_seen_ms: int
+    relationships: int  # relationship-table entries removed with them
+    edges: int  # graph edges dropped with them
+    seconds: float
+
+
+class _Prefiller(threading.Thread):
+    """Writes state rows ahead of use (``Engine.prefill``) every ``period_s``."""
+
+    def __init__(self, engine: Engine, period_s: float) -> None:
+        super().__init__(name="state-prefill", daemon=True)
+        self.engine = engine
+        self.period_s = period_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period_s):
+            self.engine.prefill()
+
+
+def _actions_of(log: DecisionLog) -> np.ndarray:
+    """The actions of the remembered decisions at their seq modulo the log's capacity."""
+    out = np.zeros(log.capacity, dtype=np.int8)
+    records = log.records()
+    if records:
+        seqs = np.fromiter((r.seq for r in records), dtype=np.int64, count=len(records))
+        out[seqs % log.capacity] = np.fromiter((r.action for r in records), dtype=np.int8,
+                                               count=len(records))
+    return out
+
+
+def _coldest(ids: np.ndarray, last_seen: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` of ``ids`` (ascending) least recently seen; ties go to the lower id."""
+    if ids.size <= n:
+        return ids
+    kth = np.partition(last_seen, n - 1)[n - 1]
+    below = ids[last_seen < kth]
+    return np.concatenate([below, ids[last_seen == kth][: n - below.size]])
+
+
 @dataclass
 class _CallState:
     caller: str
@@ -211,9 +305,9 @@ class EngineSnapshot:
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
         return {
-            "accounts": len(self.accounts),
-            "phones": len(self.phones),
-            "devices": len(self.devices),
+            "accounts": sum(1 for name in self.accounts if name),  # "": a free id
+            "phones": sum(1 for name in self.phones if name),
+            "devices": sum(1 for name in self.devices if name),
             "pairs": int(self.arrays["features.pair_meta"][0]),
             "graph_edges": int(meta[0]) if meta is not None else 0,
             "decisions": len(self.decisions),
@@ -226,13 +320,16 @@ class Engine:
     """All live state of one screening server and the operations on it."""
 
     def __init__(self, settings: Settings, policy: Policy,
-                 clock_ms: Callable[[], int] | None = None) -> None:
+                 clock_ms: Callable[[], int] | None = None, memory: MemoryPlan | None = None) -> None:
+        """``memory`` gives the entity caps; by default they are planned from ``settings`` and
+        the memory available now (raises ConfigError when configured caps do not fit)."""
         self.settings = settings
         self.policy = policy
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.memory = memory or plan_memory(settings, available_memory())
         s = settings.state
-        self.state = FeatureState.create(s.initial_accounts, s.initial_phones, s.initial_devices,
-                                         s.initial_pairs)
+        self.state = self._new_state(s.initial_accounts, s.initial_phones, s.initial_devices,
+                                     s.initial_pairs)
         self.accounts = Interner()
         self.phones = Interner()
         self.devices = Interner()
@@ -240,17 +337,22 @@ class Engine:
         # by (scope, call_id): call ids, like transaction ids, are the calling institution's
         self._calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
         self._watch: dict[tuple[int, str], WatchEntry] = {}
-        self._recent = np.full((self.state.accounts.capacity, s.recent_decisions_per_account), -1,
-                               dtype=np.int64)
-        self._recent_pos = np.zeros(self.state.accounts.capacity, dtype=np.int64)
+        self._bind_recent(self._new_recent(self.state.capacity("accounts")))
+        # the action of each remembered decision, by seq modulo the log's capacity (what
+        # ``_in_case`` reads for thousands of accounts at once)
+        self._actions = _actions_of(self.decisions)
         self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
-        g = settings.graph
         self.graph: LiveGraph | None = None
-        if g.enabled:
-            self.graph = LiveGraph(
-                nodes=3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
-                edges=g.initial_edges, max_edges=g.max_edges)
-        self.graph_params = g.params().array()
+        if settings.graph.enabled:
+            self.graph = self._new_graph(
+                3 * max(self.state.capacity(kind) for kind in ENTITY_KINDS),
+                settings.graph.initial_edges)
+        self.graph_params = settings.graph.params().array()
+        # entities forgotten to make room (by kind), and who hears of each eviction (the server
+        # logs it); called under the engine's lock
+        self.evicted = dict.fromkeys((*ENTITY_KINDS, "relationships"), 0)
+        self.on_evict: Callable[[Eviction], None] | None = None
+        self._prefiller: _Prefiller | None = None
         # running estimate of the graph stage's time per transaction, for the budget check (see
         # _graph_cost), and when it was last measured
         self.graph_ns_per_txn = 50_000.0
@@ -268,6 +370,60 @@ class Engine:
         self.store_ok = True
         self.unsaved_decisions = 0
 
+    # ------------------------------------------------------------------ memory
+    def _limits(self) -> dict[str, int]:
+        return {kind: self.memory.cap(kind) for kind in ENTITY_KINDS}
+
+    def _new_state(self, accounts: int, phones: int, devices: int, pairs: int) -> FeatureState:
+        """Feature state with memory reserved up to the caps (growing to them never copies)."""
+        caps = self._limits()
+        return FeatureState.create(min(accounts, caps["accounts"]), min(phones, caps["phones"]),
+                                   min(devices, caps["devices"]), pairs, limits=caps)
+
+    def _new_recent(self, rows: int) -> RowTable:
+        """The ring of recent decisions per account (seqs, -1 empty) and its write position."""
+        width = self.settings.state.recent_decisions_per_account
+        return RowTable({"recent": np.full(width, -1, dtype=np.int64),
+                         "recent_pos": np.zeros((), dtype=np.int64)}, rows,
+                        self.memory.max_accounts)
+
+    def _new_graph(self, nodes: int, edges: int) -> LiveGraph:
+        g = self.settings.graph
+        return LiveGraph(nodes=nodes, edges=edges, max_edges=g.max_edges,
+                         max_nodes=3 * max(self._limits().values()), reserve_edges=True)
+
+    def _bind_recent(self, rows: RowTable) -> None:
+        """Use ``rows`` as the recent-decision rings (its views as attributes: the hot path)."""
+        self._recent_rows = rows
+        self._recent, self._recent_pos = rows["recent"], rows["recent_pos"]
+
+    def prefill(self) -> int:
+        """Write, ahead of use, the rows the next new entities and edges will take (their
+        pages faulted in), so growing on the request path only extends views. Runs without
+        the engine's lock (only rows past every view are written); returns bytes written."""
+        with self._lock:
+            state, graph, recent = self.state, self.graph, self._recent_rows
+            used = {kind: len(interner) for kind, interner in
+                    zip(ENTITY_KINDS, (self.accounts, self.phones, self.devices), strict=True)}
+        ahead = {kind: n + max(n // 8, _PREFILL_MIN_ROWS) for kind, n in used.items()}
+        done = state.prefill(ahead, self.memory.max_pairs)
+        done += recent.prefill(ahead["accounts"]) * recent.row_nbytes
+        if graph is not None:
+            done += graph.prefill(3 * max(ahead.values()))
+        return done
+
+    def start_prefill(self, period_s: float = 0.05) -> None:
+        """Keep rows written ahead of use from a background thread (see ``prefill``)."""
+        if self._prefiller is None:
+            self._prefiller = _Prefiller(self, period_s)
+            self._prefiller.start()
+
+    def stop_prefill(self) -> None:
+        if self._prefiller is not None:
+            self._prefiller.stopped.set()
+            self._prefiller.join()
+            self._prefiller = None
+
     # ------------------------------------------------------------------ start-up
     def warm_up(self) -> float:
         """Load (or compile) every kernel on a scratch state; returns seconds taken."""
@@ -281,6 +437,7 @@ class Engine:
         p = self.policy
         scratch.process(ev, p.params_array, p.txn_table, p.call_table)
         scratch.snapshot(0, 1_700_000_000_000, 0)
+        scratch.forget("accounts", np.array([1], dtype=np.int64))  # eviction's kernels too
         scratch.rehash_pairs(64, min_ts=0)
         if self.graph is not None:
             g = LiveGraph(nodes=12, edges=64)
@@ -289,6 +446,7 @@ class Engine:
                                    max_work=100)
             g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)
             g.set_watch_node(0, 1)
+            g.forget(np.array([3], dtype=np.int64))
             g.compact(0)
         return time.perf_counter() - t0
 
@@ -339,6 +497,7 @@ class Engine:
                 unsaved = not self.store_ok
                 if unsaved:
                     self.unsaved_decisions += len(todo)
+                seq0 = self.decisions.next_seq
                 for j, i in enumerate(todo):
                     rec = self._record(txns[i], feat[j], dec[j], latency_us,
                                        unsaved or bool(degraded[j]), scope, prints[i])
@@ -346,6 +505,7 @@ class Engine:
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
                     out[i] = (rec, False)
+                self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
             for i, t in enumerate(txns):
                 if out[i] is None:
                     first_rec = out[first[t.transaction_id]]
@@ -360,22 +520,107 @@ class Engine:
                         f"already used for a different payment{where}")
 
     def _reserve(self, batch: Sequence[TxnInput]) -> None:
-        """Refuse, before anything is interned, a batch that would exceed the configured caps."""
-        s = self.settings.state
+        """Make room, before anything is interned, for the new entities of ``batch``: at a cap,
+        the coldest entities of that kind are evicted (``_room``)."""
+        m = self.memory
         n = len(batch)
-        if (len(self.accounts) + 2 * n <= s.max_accounts and len(self.phones) + n <= s.max_phones
-                and len(self.devices) + n <= s.max_devices):
+        if (self.accounts.live + 2 * n <= m.max_accounts and self.phones.live + n <= m.max_phones
+                and self.devices.live + n <= m.max_devices):
             return  # cannot overflow whatever is new
-        accounts = {t.payer.account_id for t in batch} | {t.payee.account_id for t in batch}
-        phones = {t.payer_phone for t in batch if t.payer_phone}
-        devices = {t.device_id for t in batch if t.device_id}
-        for name, interner, keys, cap in (
-            ("accounts", self.accounts, accounts, s.max_accounts),
-            ("phone numbers", self.phones, phones, s.max_phones),
-            ("devices", self.devices, devices, s.max_devices),
-        ):
-            if len(interner) + interner.missing(keys) > cap:
-                raise CapacityExceeded(f"state is full: at most {cap} {name} (state.max_*)")
+        self._room(ENTITY_ACCOUNT, {t.payer.account_id for t in batch}
+                   | {t.payee.account_id for t in batch})
+        self._room(ENTITY_PHONE, {t.payer_phone for t in batch if t.payer_phone})
+        self._room(ENTITY_DEVICE, {t.device_id for t in batch if t.device_id})
+
+    def _room(self, kind: int, keys: set[str]) -> None:
+        """Room for the entities of ``keys`` (of ``kind``) not known yet, within the cap.
+
+        When they would pass it, the cap's ``evict_fraction`` (and at least what is missing)
+        of the least recently seen entities of the kind are evicted; ``keys`` themselves,
+        watchlisted entities and accounts in an open case are never chosen. Raises
+        CapacityExceeded only when that cannot make the room (one request with more new
+        entities than the cap, or every other entity protected).
+        """
+        interner = self._interners()[kind]
+        name = ENTITY_KINDS[kind - 1]
+        cap = self.memory.cap(name)
+        new = interner.missing(keys)
+        if interner.live + new <= cap:
+            return
+        if new <= cap:
+            want = interner.live + new - cap + max(1, int(cap * self.settings.state.evict_fraction))
+            keep = np.array([i for i in (interner.get(key) for key in keys) if i is not None],
+                            dtype=np.int64)
+            self._evict(kind, min(want, interner.live), keep)
+        if interner.live + new > cap:
+            raise CapacityExceeded(f"state is full: {new} new {name} and at most {cap} "
+                                   f"(state.max_{name}); the others may not be evicted")
+
+    def _evict(self, kind: int, n: int, keep: np.ndarray) -> int:
+        """Forget the ``n`` least recently seen entities of ``kind`` (ties: lowest id first)
+        that are not in ``keep``, not watchlisted and (accounts) not in an open case, so their
+        ids can be handed to new entities; returns how many went (fewer when too few may)."""
+        t0 = time.perf_counter()
+        interner = self._interners()[kind]
+        name = ENTITY_KINDS[kind - 1]
+        rows = len(interner)
+        last_seen, watch = self.state.activity(name)
+        last = last_seen[:rows].copy()
+        blocked = watch[:rows] != 0
+        blocked[interner.free_ids()] = True
+        blocked[keep] = True
+        chosen = np.zeros(0, dtype=np.int64)
+        while chosen.size < n:
+            cand = np.flatnonzero(~blocked)
+            if cand.size == 0:
+                break
+            take = _coldest(cand, last[cand], n - chosen.size)
+            blocked[take] = True
+            if kind == ENTITY_ACCOUNT:
+                take = take[~self._in_case(take)]
+            chosen = np.concatenate([chosen, take])
+        if chosen.size == 0:
+            return 0
+        chosen.sort()
+        oldest, newest = int(last[chosen].min()), int(last[chosen].max())
+        pairs = self.state.forget(name, chosen)
+        if kind == ENTITY_ACCOUNT:
+            self._recent_rows.reset(chosen)
+        edges = 0
+        if self.graph is not None:
+            edges = self.graph.forget(chosen * 3 + (kind - 1))
+        interner.release(chosen.tolist())
+        self.evicted[name] += int(chosen.size)
+        if self.on_evict is not None:
+            self.on_evict(Eviction(kind=name, count=int(chosen.size), live=interner.live,
+                                   cap=self.memory.cap(name), oldest_seen_ms=oldest,
+                                   newest_seen_ms=newest, relationships=pairs, edges=edges,
+                                   seconds=time.perf_counter() - t0))
+        return int(chosen.size)
+
+    def _bound_pairs(self, new_pairs: int) -> None:
+        """Keep relationships within ``max_pairs``: past it, the least recently seen go (their
+        next payment is a first-time one again), ``evict_fraction`` of the cap at a time."""
+        cap = self.memory.max_pairs
+        count = self.state.pair_count
+        if count + new_pairs <= cap:
+            return
+        t0 = time.perf_counter()
+        n, oldest, newest = self.state.drop_oldest_pairs(
+            count + new_pairs - cap + max(1, int(cap * self.settings.state.evict_fraction)))
+        self.evicted["relationships"] += n
+        if self.on_evict is not None and n:
+            self.on_evict(Eviction(kind="relationships", count=n, live=self.state.pair_count,
+                                   cap=cap, oldest_seen_ms=oldest, newest_seen_ms=newest,
+                                   relationships=n, edges=0, seconds=time.perf_counter() - t0))
+
+    def _in_case(self, ids: np.ndarray) -> np.ndarray:
+        """Which accounts ``ids`` are in an open case: a decision of HOLD or stronger among the
+        recent decisions still remembered (the idempotency horizon)."""
+        seqs = self._recent[ids]
+        remembered = seqs >= max(self.decisions.next_seq - self._actions.size, 0)
+        strong = remembered & (self._actions[seqs % self._actions.size] >= _CASE_ACTION)
+        return np.asarray(strong.any(axis=1))
 
     def _graph_cost(self, now_ns: int) -> float:
         """The graph stage's estimated ns per transaction.
@@ -426,16 +671,13 @@ class Engine:
         return extra, degraded
 
     def _ensure(self, new_pairs: int) -> None:
+        self._bound_pairs(new_pairs)
         self.state.ensure(len(self.accounts), len(self.phones), len(self.devices), new_pairs)
         if self.graph is not None:
             self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 0)
-        cap = self.state.accounts.capacity
-        if self._recent.shape[0] < cap:
-            grown = np.full((cap, self._recent.shape[1]), -1, dtype=np.int64)
-            grown[: self._recent.shape[0]] = self._recent
-            pos = np.zeros(cap, dtype=np.int64)
-            pos[: self._recent_pos.shape[0]] = self._recent_pos
-            self._recent, self._recent_pos = grown, pos
+        if self._recent_rows.rows < self.state.capacity("accounts"):
+            self._recent_rows.grow(self.state.capacity("accounts"))
+            self._bind_recent(self._recent_rows)
 
     def _remember(self, account: int, seq: int) -> None:
         width = self._recent.shape[1]
@@ -497,9 +739,7 @@ class Engine:
                 seen = prior.ended if ended else prior.ringing
                 if seen is not None:
                     return seen, True
-            s = self.settings.state
-            if len(self.phones) + self.phones.missing({call.caller, call.callee}) > s.max_phones:
-                raise CapacityExceeded(f"state is full: at most {s.max_phones} phone numbers")
+            self._room(ENTITY_PHONE, {call.caller, call.callee})
             ev = empty_events(1)
             ev[0, EventCol.KIND] = Kind.CALL
             ev[0, EventCol.TS] = call.start_ms
@@ -584,13 +824,8 @@ class Engine:
                 ENTITY_DEVICE: self.devices}
 
     def _check_watch_capacity(self, upserts: Sequence[WatchEntry]) -> None:
-        caps = {ENTITY_ACCOUNT: self.settings.state.max_accounts,
-                ENTITY_PHONE: self.settings.state.max_phones,
-                ENTITY_DEVICE: self.settings.state.max_devices}
-        for kind, interner in self._interners().items():
-            keys = {e.value for e in upserts if e.kind == kind}
-            if len(interner) + interner.missing(keys) > caps[kind]:
-                raise CapacityExceeded(f"state is full: at most {caps[kind]} entities of kind {kind}")
+        for kind in self._interners():
+            self._room(kind, {e.value for e in upserts if e.kind == kind})
 
     def _apply_watch(self, upserts: Sequence[WatchEntry],
                      removes: Sequence[tuple[int, str]]) -> WatchlistChange:
@@ -800,20 +1035,19 @@ class Engine:
         if caps["recent_width"] != width:
             raise ValueError(f"state.recent_decisions_per_account is {caps['recent_width']} in "
                              f"the checkpoint and {width} in the settings")
-        state = FeatureState.create(caps["accounts"], caps["phones"], caps["devices"], caps["pairs"])
+        state = FeatureState.create(caps["accounts"], caps["phones"], caps["devices"],
+                                    caps["pairs"], limits=self._limits())
         used = _fill("features.", state.arrays(), snap.arrays,
                      lambda name: rows.get(name.partition(".")[0]))
-        recent = np.full((caps["accounts"], width), -1, dtype=np.int64)
-        recent_pos = np.zeros(caps["accounts"], dtype=np.int64)
-        used |= _fill("", {"recent": recent, "recent_pos": recent_pos}, snap.arrays,
-                      lambda _name: len(accounts))
+        recent_rows = self._new_recent(caps["accounts"])
+        recent_pos = recent_rows["recent_pos"]
+        used |= _fill("", dict(recent_rows.views), snap.arrays, lambda _name: len(accounts))
         if recent_pos.size and not 0 <= int(recent_pos.min()) <= int(recent_pos.max()) <= 2**62:
             raise ValueError("recent_pos: a position outside [0, 2**62]")
         state.check()
         graph = None
         if self.graph is not None and in_ckpt:
-            graph = LiveGraph(nodes=caps["graph_nodes"], edges=caps["graph_edges"],
-                              max_edges=self.settings.graph.max_edges)
+            graph = self._new_graph(caps["graph_nodes"], caps["graph_edges"])
             meta = snap.arrays["graph.meta"]
             edges = int(meta[0]) if meta.ndim == 1 and meta.size else -1
             if not 0 <= edges <= graph.edge_capacity:
@@ -828,9 +1062,8 @@ class Engine:
             graph.check((len(accounts), len(phones), len(devices)))
         elif self.graph is not None:
             s = self.settings.state
-            graph = LiveGraph(nodes=3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
-                              edges=self.settings.graph.initial_edges,
-                              max_edges=self.settings.graph.max_edges)
+            graph = self._new_graph(3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
+                                    self.settings.graph.initial_edges)
             graph.ensure(len(accounts), len(phones), len(devices), 0)
             for e in snap.watch:
                 idx = (accounts, phones, devices)[e.kind - 1].get(e.value)
@@ -880,10 +1113,12 @@ class Engine:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
                          f"this server runs {self.policy.version}")
         with self._lock:
-            self.state, self._recent, self._recent_pos = state, recent, recent_pos
+            self.state = state
+            self._bind_recent(recent_rows)
             self.accounts, self.phones, self.devices = accounts, phones, devices
             self.graph = graph
             self.decisions = decisions
+            self._actions = _actions_of(decisions)
             self._calls = calls
             self._watch = watch
             self._drivers = {}
@@ -933,15 +1168,20 @@ class Engine:
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, int]:
         out = {
-            "accounts": len(self.accounts),
-            "phones": len(self.phones),
-            "devices": len(self.devices),
+            "accounts": self.accounts.live,
+            "phones": self.phones.live,
+            "devices": self.devices.live,
             "pairs": self.state.pair_count,
             "decisions_remembered": len(self.decisions),
             "watchlist_entries": len(self._watch),
             "unsaved_decisions": self.unsaved_decisions,
-            "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
+            "state_bytes": self.state.nbytes() + self._recent_rows.nbytes(),
         }
+        for kind in ENTITY_KINDS:
+            out[f"max_{kind}"] = self.memory.cap(kind)
+            out[f"{kind}_evicted"] = self.evicted[kind]
+        out.update(max_pairs=self.memory.max_pairs,
+                   relationships_evicted=self.evicted["relationships"])
         if self.graph is not None:
             out.update(graph_edges=self.graph.edge_count, graph_bytes=self.graph.nbytes(),
                        graph_evicted_early=self.graph.evicted_early)

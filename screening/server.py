@@ -118,6 +118,7 @@ class RunningServer:
                 detail="calls grpc did not finish; writing the last checkpoint anyway")
         if self.lanes is not None:
             self.lanes.shutdown_all()
+        self.engine.stop_prefill()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
         if self.checkpointer is not None:
@@ -298,6 +299,12 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                           "address of this machine)")
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up()
+    engine.on_evict = lambda ev: log.warning(
+        "evicted", kind=ev.kind, count=ev.count, live=ev.live, cap=ev.cap,
+        oldest_seen_ms=ev.oldest_seen_ms, newest_seen_ms=ev.newest_seen_ms,
+        relationships=ev.relationships, edges=ev.edges, ms=round(ev.seconds * 1000, 1))
+    # new entities' rows are written ahead of use, off the request path
+    engine.start_prefill()
     # Long-lived objects out of the collector's way: removes the 20 ms full-collection pauses.
     gc.collect()
     gc.freeze()
@@ -310,7 +317,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         checkpointer.start()
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
-             store=store.location if store is not None else "none")
+             store=store.location if store is not None else "none",
+             memory=engine.memory.log_fields())
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
                          lease, lanes)
 

@@ -281,6 +281,10 @@ class _Ring:
             return  # older than all RING_K remembered: not among the most recent
         self.slots[times.index(oldest)] = (cp, t)
 
+    def drop(self, gone: set[int]) -> None:
+        """Empty the slots of counterparties in ``gone`` (in place: slot order is kept)."""
+        self.slots = [None if s is not None and s[0] in gone else s for s in self.slots]
+
     def distinct(self, ts: int, span_s: int) -> int:
         """Counterparties last seen in ``(t - span, t]`` (seconds)."""
         t = _ring_second(ts)
@@ -505,6 +509,27 @@ class ReferenceEngine:
     def _pair_put(self, kind: int, a: int, b: int, ts: int) -> None:
         key = (kind, a, b)
         self.pairs[key] = max(ts, self.pairs.get(key, ts))
+
+    def forget(self, kind: str, ids: Iterable[int]) -> None:
+        """Entities ``ids`` of ``kind`` ("accounts", "phones", "devices") as never seen: their
+        state, their relationships and every ring slot naming them go, so the ids can name new
+        entities."""
+        gone = set(ids)
+        table: dict[int, _Account] | dict[int, _Phone] | dict[int, _Device] = getattr(self, kind)
+        for idx in gone:
+            table.pop(idx, None)
+        pair_kind = {"accounts": PAIR_TXN, "phones": PAIR_CALL}.get(kind)
+        if pair_kind is None:
+            return
+        self.pairs = {key: t for key, t in self.pairs.items()
+                      if not (key[0] == pair_kind and (key[1] in gone or key[2] in gone))}
+        if kind == "accounts":
+            for acc in self.accounts.values():
+                for ring in acc.rings:
+                    ring.drop(gone)
+        else:
+            for phone in self.phones.values():
+                phone.ring.drop(gone)
 
     # ------------------------------------------------------------ driver
     def process(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.layout import GRAPH_FEATURES
 from graph import _kernels as k
@@ -216,3 +218,37 @@ def test_bad_input_is_refused_before_touching_state() -> None:
     with pytest.raises(ValueError, match=r"GraphParams\.hub_degree"):
         GraphParams(hub_degree=0)
     assert g.edge_count == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 120), st.sets(st.integers(0, 29), max_size=12))
+def test_forgetting_nodes_leaves_the_graph_the_other_edges_alone_would_make(
+        seed: int, n_edges: int, gone: set[int]) -> None:
+    """Forgetting nodes drops exactly their edges: the store, every list and every count of
+    listed neighbours equal a graph fed only the other edges, in the same order."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.integers(0, 4, n_edges)
+    joins = np.array([[k.NK_ACCOUNT, k.NK_ACCOUNT], [k.NK_PHONE, k.NK_PHONE],
+                      [k.NK_ACCOUNT, k.NK_PHONE], [k.NK_ACCOUNT, k.NK_DEVICE]])
+    src = rng.integers(0, 10, n_edges) * 3 + joins[kinds, 0]
+    dst = rng.integers(0, 10, n_edges) * 3 + joins[kinds, 1]
+    ts = T0 + rng.integers(0, 50, n_edges) * MIN  # out of order: late inserts too
+    amount = rng.integers(1, 1_000, n_edges)
+    listed = [n for n in rng.integers(0, 30, 4).tolist() if n not in gone]
+
+    def build(keep: np.ndarray) -> LiveGraph:
+        g = LiveGraph(nodes=30, edges=128)
+        for node in listed:
+            g.set_watch_node(node, 2**62)
+        g.load_edges(src[keep], dst[keep], ts[keep], amount[keep], kinds[keep],
+                     np.flatnonzero(keep).astype(np.int64))
+        return g
+
+    everything = build(np.ones(n_edges, dtype=bool))
+    dropped = everything.forget(np.array(sorted(gone), dtype=np.int64))
+    keep = ~np.isin(src, list(gone)) & ~np.isin(dst, list(gone))
+    others = build(keep)
+    assert dropped == n_edges - int(keep.sum()) and everything.edge_count == others.edge_count
+    for name in ("e32", "e64", "ekind", "n32", "watch"):
+        assert np.array_equal(everything.arrays()[name], others.arrays()[name]), name
+    everything.check((10, 10, 10))
