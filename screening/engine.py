@@ -811,10 +811,19 @@ class Engine:
 
     def apply_journal(self, seq: int, upserts: Sequence[WatchEntry],
                       removes: Sequence[tuple[int, str]]) -> bool:
-        """Re-apply journal entry ``seq`` on restore; False when the state already includes it."""
+        """Re-apply journal entry ``seq`` on restore, or on a live server catching up after it
+        took its store back; False when the state already includes it.
+
+        At a cap it makes room first, as ``update_watchlist`` did before writing the entry (so
+        a restored server evicts what the one that made the update evicted, and a live one
+        stays within its caps); when no room can be made the entry is applied anyway: it is
+        durable already, and a watchlist change is never dropped.
+        """
         with self._watch_lock, self._lock:
             if seq <= self.journal_seq:
                 return False
+            with contextlib.suppress(CapacityExceeded):
+                self._check_watch_capacity(upserts)
             self._apply_watch(upserts, removes)
             self.journal_seq = seq
             return True

@@ -13,7 +13,7 @@ from screening.errors import CapacityExceeded
 from screening.memory import plan_memory
 from screening.model import NEVER, CallInput, DecisionRecord, Party, TxnInput, WatchEntry
 from screening.policy import Policy, parse_policy
-from screening.store import MemoryStore, restore_engine, save_checkpoint
+from screening.store import MemoryStore, journal_writer, restore_engine, save_checkpoint
 from tests.store.conftest import assert_same_state
 
 T0 = 1_700_000_000_000
@@ -301,3 +301,25 @@ def test_relationships_past_their_cap_forget_the_least_recently_seen() -> None:
     assert "KNOWN_PAYEE" in codes(engine, pay(engine, "A7", "A6", minute))  # seen last: kept
     assert "KNOWN_PAYEE" not in codes(engine, pay(engine, "A0", "A1", minute + 1))  # first: gone
     engine.state.check()
+
+
+def test_journal_entries_replayed_at_the_cap_make_room_as_the_update_did() -> None:
+    """A watchlist change replayed from the journal (at restore, or by a live server catching up
+    after it took its store back) makes room at the cap as the update it replays did: the
+    restored engine keeps within its caps and ends in the state of the one that made it."""
+    settings = tiny(cap=8)
+    first = engine_for(settings)
+    for i in range(4):
+        pay(first, f"N{i}", f"M{i}", i)  # 8 accounts: at the cap
+    store = MemoryStore()
+    save_checkpoint(first, store)
+    first.journal = journal_writer(store, first.clock_ms)
+    first.update_watchlist([WatchEntry(1, f"W{i}", "fraud", "police", NEVER) for i in range(3)], [])
+    assert first.accounts.live <= 8 and first.stats()["accounts_evicted"] > 0
+    second = engine_for(settings)
+    report = restore_engine(second, store)
+    assert report.journal_applied == 1
+    assert second.accounts.live <= 8
+    assert second.stats()["accounts_evicted"] == first.stats()["accounts_evicted"]
+    assert all(second.accounts.get(f"W{i}") is not None for i in range(3))
+    assert_same_state(first, second)
