@@ -42,7 +42,7 @@ def test_explicit_caps_are_kept_and_the_rest_derived_from_what_is_left() -> None
 @pytest.mark.parametrize("state, graph, match", [
     ({"max_accounts": 20_000_000}, {},
      r"^\[state\] room for only 0 phones, devices in the 14.4 GiB this server may use .* take "
-     r"4.5 GiB and max_accounts = 20000000 .* GiB; lower them"),
+     r"4.6 GiB and max_accounts = 20000000 .* GiB; lower them"),
     ({"max_accounts": 20_000_000, "max_phones": 1, "max_devices": 1}, {},
      r"^\[state\] max_accounts = 20000000, max_phones = 1, max_devices = 1 need .* GiB of state, "
      r"more than the 14.4 GiB this server may use \(\[state\] memory_fraction 0.6 of 24.0 GiB "
