@@ -19,7 +19,9 @@ version, or one whose header or any part fails its checksum, is refused with a
 Versions: 2 added the calling institution (``scope``) and the request fingerprint to each
 remembered decision, and the scope to each remembered call. Version 1 is still read: its
 decisions and calls restore in the default scope without fingerprints (a repeated id is then
-compared by payer, payee and event time, see ``screening.idempotency``).
+compared by payer, payee and event time, see ``screening.idempotency``). In version 2 an id
+list may also hold the empty string: a free id (an entity evicted at a cap, whose id the next
+new entity gets; ``screening.engine.Interner``). Version 1 lists never do.
 """
 
 from __future__ import annotations
