@@ -86,3 +86,57 @@ def test_demo_plays_every_scenario(tmp_path: Path) -> None:
                      "PERMISSION_DENIED", "UNAUTHENTICATED"):
         assert expected in text, expected
     assert (tmp_path / "server.log").stat().st_size > 0
+
+
+class _Exited(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _serve_with(monkeypatch, stuck: int, error: Exception | None) -> list[int]:  # type: ignore[no-untyped-def]
+    """`screening serve` with the server faked: ``stuck`` calls still holding threads after it
+    stopped, and ``error`` raised by serve_forever (None: stopped by a signal)."""
+    import screening.logs
+    import screening.server
+    from screening.masking import Masker
+
+    class Running:
+        pass
+
+    running = Running()
+    running.stuck = stuck  # type: ignore[attr-defined]
+
+    def serve_forever(_running: object, _grace: float) -> None:
+        if error is not None:
+            raise error
+
+    def leave(code: int) -> None:
+        raise _Exited(code)
+
+    monkeypatch.setattr(screening.logs, "configure_logging", lambda _settings: Masker())
+    monkeypatch.setattr(screening.server, "start_server", lambda _settings, masker: running)
+    monkeypatch.setattr(screening.server, "serve_forever", serve_forever)
+    monkeypatch.setattr(os, "_exit", leave)
+    try:
+        return [main(["serve", "--no-auth"])]
+    except _Exited as exc:
+        return [-1, exc.code]
+
+
+def test_serve_leaves_without_stuck_calls_whether_stopped_or_its_store_was_taken(
+        monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Stopped with calls grpc could not finish, `screening serve` exits without waiting for
+    their threads: 0 after a signal, 2 (and the one line saying why) when another server took
+    its store; with none left it returns as usual."""
+    from screening.errors import StoreBusy
+
+    taken = StoreBusy("storage x: another server took the store while this one could not reach "
+                      "it (host rival pid 7); stopped")
+    assert _serve_with(monkeypatch, 0, None) == [0]
+    assert _serve_with(monkeypatch, 3, None) == [-1, 0]
+    capsys.readouterr()
+    assert _serve_with(monkeypatch, 0, taken) == [2]
+    assert capsys.readouterr().err == f"screening: {taken}\n"
+    assert _serve_with(monkeypatch, 3, taken) == [-1, 2]
+    assert capsys.readouterr().err == f"screening: {taken}\n"

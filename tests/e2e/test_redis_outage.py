@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -162,12 +163,39 @@ def test_outage_of_twice_the_lease_is_survived_and_nothing_is_lost(
         assert [h.entity.value for h in hits] == [account]
 
 
+def _idle(outbox: queue.Queue[bytes | None]) -> Iterator[bytes]:
+    while (item := outbox.get()) is not None:
+        yield item
+
+
+@pytest.mark.parametrize("streams", [0, 3])
 def test_server_whose_store_was_taken_meanwhile_stops_and_says_why(
-        serve: Callable[[], Served], redis_server: RedisProcess) -> None:
+        serve: Callable[[], Served], redis_server: RedisProcess, streams: int) -> None:
     """While the server cannot reach Redis (it refuses the server's connections) another server
     takes the store past the lease. When Redis answers again the first server finds the store
-    taken, writes nothing there, and exits 2 naming the holder."""
+    taken, writes nothing there, and exits 2 naming the holder; also while clients hold streams
+    open (one of them half a message into a request), which it does not wait for."""
     s = serve()
+    held: list[queue.Queue[bytes | None]] = []
+    raw = s.client.channel.stream_stream("/screening.v1.Screening/ScreenStream",
+                                         request_serializer=None, response_deserializer=None)
+    calls = []
+    for _ in range(streams):  # open until the server goes
+        held.append(queue.Queue())
+        calls.append(raw(_idle(held[-1])))
+    if streams:
+        good = transaction(uid("t"), recent(), uid("a"), uid("b"), 100).SerializeToString()
+        held[0].put(good)
+        assert pb.Decision.FromString(next(calls[0])).action == pb.ACTION_ALLOW
+        held[1].put(good[: len(good) // 2])  # half a message, never finished
+    try:
+        _taken_meanwhile_exits_2(s, redis_server)
+    finally:
+        for outbox in held:
+            outbox.put(None)
+
+
+def _taken_meanwhile_exits_2(s: Served, redis_server: RedisProcess) -> None:
     admin = redis.Redis.from_url(redis_server.url)
     admin.config_set("requirepass", "outage-test")
     admin.close()
