@@ -82,7 +82,7 @@ NO_TS = np.int64(-(2**62))
 
 # ---------------------------------------------------------------- event matrix (= features._kernels)
 EV_KIND, EV_TS, EV_A, EV_B, EV_C, EV_D, EV_AMOUNT, EV_FLAGS = 0, 1, 2, 3, 4, 5, 6, 7
-N_EV = 11
+N_EV = 12  # as features._kernels (EV_E, the payee's phone, is not read here)
 KIND_TXN, KIND_CALL = 1, 2
 TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
 CF_NEW = 1

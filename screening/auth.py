@@ -41,6 +41,9 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     _SVC + "UpdateWatchlist": frozenset({"police", "regulator", "admin"}),
     _SVC + "QueryAccount": frozenset({"police", "regulator", "admin"}),
     _SVC + "ExportCaseGraph": frozenset({"police", "regulator", "admin"}),
+    # the institution that decided (or the police) confirms or clears what the service concluded
+    _SVC + "SubmitFeedback": frozenset({"bank", "payment", "police", "admin"}),
+    _SVC + "UpsertAccounts": frozenset({"bank", "payment", "admin"}),
 }
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                  "/grpc.reflection.v1.ServerReflection/")

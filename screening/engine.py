@@ -23,8 +23,11 @@ from features.layout import (
     CALL_FEATURES,
     TXN_FEATURES,
     CallFlag,
+    DecisionCol,
     EventCol,
     Kind,
+    Mark,
+    Memory,
     TxnFlag,
 )
 from features.state import N_EXTRA, NO_TIME, TIME_MAX_MS, TIME_MIN_MS, FeatureState, empty_events
@@ -32,14 +35,25 @@ from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
 from screening.errors import CapacityExceeded, InvalidRequest, NotFound
+from screening.lines import NearLine
 from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
     ENTITY_PHONE,
+    ROLE_CLEARED,
+    ROLE_CONFIRMED_FRAUD,
+    ROLE_SUSPECTED_COLLECTOR,
+    ROLE_SUSPECTED_MULE,
+    ROLE_SUSPECTED_VICTIM,
+    VERDICT_CONFIRMED_FRAUD,
+    VERDICT_FALSE_ALARM,
+    AccountProfile,
     AccountView,
     CallInput,
     CallRecord,
+    CaseMark,
     DecisionRecord,
+    Feedback,
     TxnInput,
     WatchEntry,
 )
@@ -49,7 +63,13 @@ __all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", 
            "Engine", "EngineSnapshot", "Interner", "WatchJournal", "WatchlistChange",
            "encode_transactions"]
 
-_PERSON, _TERMINAL = 1, 3  # proto PartyType
+_PERSON, _ORGANISATION, _TERMINAL = 1, 2, 3  # proto PartyType
+_DAY_MS = 86_400_000
+# how long feedback holds when it gives no expiry: a confirmed fraud account, a false alarm
+CONFIRMED_DEFAULT_MS = 180 * _DAY_MS
+CLEARED_DEFAULT_MS = 30 * _DAY_MS
+# feedback notes remembered (for QueryAccount), at most
+_FEEDBACK_NOTES = 100_000
 # Centres of a case-graph export.
 CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
 # The graph stage runs in chunks of this many transactions, checking the latency budget between.
@@ -224,6 +244,9 @@ class Engine:
                 nodes=3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
                 edges=g.initial_edges, max_edges=g.max_edges)
         self.graph_params = g.params().array()
+        self.near_line = NearLine.build(policy, settings)
+        # the latest feedback per account (who, when, what note), for QueryAccount
+        self.feedback_notes: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
         # running estimate of the graph stage's time per transaction, for the budget check
         self.graph_ns_per_txn = 50_000.0
         self._lock = threading.Lock()
@@ -246,7 +269,8 @@ class Engine:
             Kind.CALL, 1_700_000_000_000, 0, 1, 10]
         p = self.policy
         scratch.process(ev, p.params_array, p.txn_table, p.call_table)
-        scratch.snapshot(0, 1_700_000_000_000, 0)
+        scratch.snapshot(0, 1_700_000_000_000, p.params_array)
+        scratch.release_pair(0, 1)
         scratch.rehash_pairs(64, min_ts=0)
         if self.graph is not None:
             g = LiveGraph(nodes=12, edges=64)
@@ -280,8 +304,9 @@ class Engine:
                 batch = [txns[i] for i in todo]
                 self._reserve(batch)
                 ev = encode_transactions(batch, self.policy, self.accounts, self.phones,
-                                         self.devices)
-                self._ensure(new_pairs=len(batch))
+                                         self.devices, self.near_line)
+                # a relationship, and a remembered stop, per transaction at most
+                self._ensure(new_pairs=2 * len(batch))
                 extra, degraded = self._graph_stage(ev, self.decisions.next_seq, t0)
                 # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
@@ -305,11 +330,12 @@ class Engine:
         """Refuse, before anything is interned, a batch that would exceed the configured caps."""
         s = self.settings.state
         n = len(batch)
-        if (len(self.accounts) + 2 * n <= s.max_accounts and len(self.phones) + n <= s.max_phones
+        if (len(self.accounts) + 2 * n <= s.max_accounts and len(self.phones) + 2 * n <= s.max_phones
                 and len(self.devices) + n <= s.max_devices):
             return  # cannot overflow whatever is new
         accounts = {t.payer.account_id for t in batch} | {t.payee.account_id for t in batch}
-        phones = {t.payer_phone for t in batch if t.payer_phone}
+        phones = ({t.payer_phone for t in batch if t.payer_phone}
+                  | {t.payee_phone for t in batch if t.payee_phone})
         devices = {t.device_id for t in batch if t.device_id}
         for name, interner, keys, cap in (
             ("accounts", self.accounts, accounts, s.max_accounts),
@@ -400,13 +426,14 @@ class Engine:
             degraded=degraded,
             payer=t.payer.account_id,
             payee=t.payee.account_id,
+            marks=int(dec[DecisionCol.MARKS]),
         )
 
     # ------------------------------------------------------------------ calls
     def report_call(self, call: CallInput) -> tuple[CallRecord, bool]:
         """Count and decide a call report; the same (call_id, ringing/ended) again is a duplicate."""
         t0 = time.perf_counter_ns()
-        ended = call.duration_s > 0
+        ended = call.ended
         with self._lock:
             prior = self._calls.get(call.call_id)
             if prior is not None:
@@ -431,6 +458,7 @@ class Engine:
             ev[0, EventCol.FLAGS] = (CallFlag.NEW if prior is None else 0) | (
                 CallFlag.ENDED if ended else 0)
             ev[0, EventCol.AUX1] = call.caller_class
+            ev[0, EventCol.AUX3] = call.outcome
             self._ensure(new_pairs=1)
             feat, dec = self.state.process(ev, self.policy.params_array, self.policy.txn_table,
                                            self.policy.call_table)
@@ -499,13 +527,8 @@ class Engine:
                 ENTITY_DEVICE: self.devices}
 
     def _check_watch_capacity(self, upserts: Sequence[WatchEntry]) -> None:
-        caps = {ENTITY_ACCOUNT: self.settings.state.max_accounts,
-                ENTITY_PHONE: self.settings.state.max_phones,
-                ENTITY_DEVICE: self.settings.state.max_devices}
-        for kind, interner in self._interners().items():
-            keys = {e.value for e in upserts if e.kind == kind}
-            if len(interner) + interner.missing(keys) > caps[kind]:
-                raise CapacityExceeded(f"state is full: at most {caps[kind]} entities of kind {kind}")
+        for kind in self._interners():
+            self._check_capacity(kind, {e.value for e in upserts if e.kind == kind})
 
     def _apply_watch(self, upserts: Sequence[WatchEntry],
                      removes: Sequence[tuple[int, str]]) -> WatchlistChange:
@@ -553,14 +576,9 @@ class Engine:
             if idx is None or last_ms == NO_TIME:
                 return AccountView(account_id, False, (), 100 if watch else 0, (), watch,
                                    None, None)
-            snap = self.state.snapshot(idx, last_ms, int(self.policy.params_array[0]))
-            width = self._recent.shape[1]
-            pos = int(self._recent_pos[idx])
-            recent: list[DecisionRecord] = []
-            for k in range(pos - 1, max(pos - width, 0) - 1, -1):
-                rec = self.decisions.by_seq(int(self._recent[idx, k % width]))
-                if rec is not None:
-                    recent.append(rec)
+            snap = self.state.snapshot(idx, last_ms, self.policy.params_array)
+            recent = self._recent_of(idx)
+            marks = self._case_marks(idx, account_id, recent, last_ms)
             recent = recent[:limit]
         score = max([r.score for r in recent], default=0)
         if watch:
@@ -574,7 +592,137 @@ class Engine:
             watch=watch,
             first_seen_ms=first_ms,
             last_seen_ms=last_ms,
+            case_marks=marks,
         )
+
+    def _recent_of(self, idx: int) -> list[DecisionRecord]:
+        """The account's remembered decisions, newest first."""
+        width = self._recent.shape[1]
+        pos = int(self._recent_pos[idx])
+        out: list[DecisionRecord] = []
+        for k in range(pos - 1, max(pos - width, 0) - 1, -1):
+            rec = self.decisions.by_seq(int(self._recent[idx, k % width]))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _case_marks(self, idx: int, account_id: str, recent: Sequence[DecisionRecord],
+                    at_ms: int) -> tuple[CaseMark, ...]:
+        """The case marks in force at ``at_ms`` (the account's latest event), each with the
+        newest remembered decision that made it, or the feedback behind it."""
+        mem = self.state.account_memory(idx)
+        note = self.feedback_notes.get(account_id)
+        fb_ms, fb = note if note is not None else (0, None)
+        fb_src, fb_note = (fb.source, fb.note) if fb is not None else ("", "")
+        if mem[Memory.CLEARED_UNTIL] > at_ms:
+            return (CaseMark(ROLE_CLEARED, fb_ms, mem[Memory.CLEARED_UNTIL], source=fb_src,
+                             note=fb_note),)
+        out: list[CaseMark] = []
+        if mem[Memory.CONFIRMED_UNTIL] > at_ms:
+            out.append(CaseMark(ROLE_CONFIRMED_FRAUD, fb_ms, mem[Memory.CONFIRMED_UNTIL],
+                                source=fb_src, note=fb_note, mule_level=1))
+        roles = (
+            (ROLE_SUSPECTED_VICTIM, Memory.VICTIM_UNTIL, Mark.PAYER_VICTIM, 0),
+            (ROLE_SUSPECTED_MULE, Memory.MULE_UNTIL, Mark.PAYER_MULE,
+             Mark.PAYEE_MULE | Mark.PAYEE_MULE_HOP),
+            (ROLE_SUSPECTED_COLLECTOR, Memory.COLLECTOR_UNTIL, Mark.PAYER_COLLECTOR,
+             Mark.PAYEE_COLLECTOR),
+        )
+        for role, column, as_payer, as_payee in roles:
+            until = mem[column]
+            if until <= at_ms:
+                continue
+            why = next((r for r in recent
+                        if (r.payer == account_id and r.marks & as_payer)
+                        or (r.payee == account_id and r.marks & as_payee)), None)
+            out.append(CaseMark(
+                role, why.event_time_ms if why is not None else 0, until,
+                transaction_id=why.transaction_id if why is not None else "",
+                reason_codes=(tuple(r.code for r in self.policy.fired(why.reason_bits))
+                              if why is not None else ()),
+                mule_level=mem[Memory.MULE_LEVEL] if role == ROLE_SUSPECTED_MULE else 0))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ feedback and registry
+    def feedback(self, fb: Feedback, now_ms: int) -> tuple[int, bool]:
+        """Apply a bank's or the police's verdict; returns (accounts changed, payee released).
+
+        Raises NotFound for a transaction no longer remembered, CapacityExceeded for an account
+        that does not fit. On an account: CONFIRMED_FRAUD makes it a fraud account until the
+        expiry; FALSE_ALARM removes its marks and makes none until the expiry; RELEASED removes
+        its marks. On a transaction: its payee is the account judged, and RELEASED and
+        FALSE_ALARM also lift its payer's protection and forget the stop between them.
+        """
+        with self._lock:
+            payer = -1
+            if fb.transaction_id:
+                rec = self.decisions.get(fb.transaction_id)
+                found = self.accounts.get(rec.payee) if rec is not None else None
+                if rec is None or found is None:
+                    raise NotFound("transaction_id: no remembered transaction with this id")
+                subject, name = found, rec.payee
+                payer_id = self.accounts.get(rec.payer)
+                payer = -1 if payer_id is None else payer_id
+            else:
+                name = fb.account_id
+                known = self.accounts.get(name)
+                if known is None:
+                    self._check_capacity(ENTITY_ACCOUNT, {name})
+                    known = self.accounts.intern(name)
+                    self._ensure(new_pairs=0)
+                subject = known
+            st = self.state
+            cleared = (Memory.VICTIM_UNTIL, Memory.MULE_UNTIL, Memory.COLLECTOR_UNTIL,
+                       Memory.CONFIRMED_UNTIL)
+            if fb.verdict == VERDICT_CONFIRMED_FRAUD:
+                st.set_account_memory(subject, Memory.CLEARED_UNTIL, 0)
+                st.set_account_memory(subject, Memory.CONFIRMED_UNTIL,
+                                      fb.expires_ms or now_ms + CONFIRMED_DEFAULT_MS)
+            else:
+                for column in cleared:
+                    st.set_account_memory(subject, column, 0)
+                if fb.verdict == VERDICT_FALSE_ALARM:
+                    st.set_account_memory(subject, Memory.CLEARED_UNTIL,
+                                          fb.expires_ms or now_ms + CLEARED_DEFAULT_MS)
+            changed, released = 1, False
+            if payer >= 0 and fb.verdict != VERDICT_CONFIRMED_FRAUD:
+                st.set_account_memory(payer, Memory.VICTIM_UNTIL, 0)
+                released = st.release_pair(payer, subject)
+                changed = 2
+            self.feedback_notes[name] = (now_ms, fb)
+            self.feedback_notes.move_to_end(name)
+            while len(self.feedback_notes) > _FEEDBACK_NOTES:
+                self.feedback_notes.popitem(last=False)
+        return changed, released
+
+    def upsert_accounts(self, profiles: Sequence[AccountProfile]) -> int:
+        """Record what the account registry says (all or nothing: capacity is checked first)."""
+        with self._lock:
+            self._check_capacity(ENTITY_ACCOUNT, {p.account_id for p in profiles})
+            self._check_capacity(ENTITY_PHONE, {p.phone for p in profiles if p.phone})
+            for p in profiles:
+                idx = self.accounts.intern(p.account_id)
+                phone = self.phones.intern(p.phone) if p.phone else -1
+                self._ensure(new_pairs=0)
+                bits = Memory.PROFILE_KNOWN
+                if p.merchant_category:
+                    bits |= Memory.PROFILE_MERCHANT
+                if p.payroll:
+                    bits |= Memory.PROFILE_PAYROLL
+                if p.party_type == _ORGANISATION:
+                    bits |= Memory.PROFILE_ORGANISATION
+                self.state.set_account_profile(idx, opened_ms=p.opened_ms,
+                                               last_active_ms=p.last_active_ms, profile=bits,
+                                               phone=phone)
+        return len(profiles)
+
+    def _check_capacity(self, kind: int, keys: set[str]) -> None:
+        caps = {ENTITY_ACCOUNT: self.settings.state.max_accounts,
+                ENTITY_PHONE: self.settings.state.max_phones,
+                ENTITY_DEVICE: self.settings.state.max_devices}
+        interner = self._interners()[kind]
+        if len(interner) + interner.missing(keys) > caps[kind]:
+            raise CapacityExceeded(f"state is full: at most {caps[kind]} entities of kind {kind}")
 
     # ------------------------------------------------------------------ case graphs
     def case_input(self, centre: str, value: str, *, hops: int, lo_ms: int, hi_ms: int,
@@ -911,7 +1059,7 @@ def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarr
 
 
 def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Interner,
-                        phones: Interner, devices: Interner) -> np.ndarray:
+                        phones: Interner, devices: Interner, near_line: NearLine) -> np.ndarray:
     """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder)."""
     ev = empty_events(len(batch))
     for j, t in enumerate(batch):
@@ -931,6 +1079,8 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             flags |= TxnFlag.PAYER_TERMINAL
         if t.payee.party_type == _TERMINAL:
             flags |= TxnFlag.PAYEE_TERMINAL
+        if near_line.near(t.amount_fen, t.currency, t.cash, t.cross_border, t.payer.party_type):
+            flags |= TxnFlag.NEAR_LINE
         row[EventCol.KIND] = Kind.TXN
         row[EventCol.TS] = t.event_time_ms
         row[EventCol.A] = accounts.intern(t.payer.account_id)
@@ -939,6 +1089,8 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             row[EventCol.C] = phones.intern(t.payer_phone)
         if t.device_id:
             row[EventCol.D] = devices.intern(t.device_id)
+        if t.payee_phone:
+            row[EventCol.E] = phones.intern(t.payee_phone)
         row[EventCol.AMOUNT] = t.amount_fen
         row[EventCol.FLAGS] = flags
         if t.payer.opened_ms is not None:

@@ -171,6 +171,27 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         return self.conv.account(view, masked_or_clear(self.mask, caller.role in CLEAR_ID_ROLES))
 
     @_rpc
+    def SubmitFeedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext
+                       ) -> pb.FeedbackResponse:
+        caller = self._caller(context)
+        fb = self.conv.feedback(request, source=caller.name)
+        changed, released = self.engine.feedback(fb, self.engine.clock_ms())
+        self.log.info("feedback", by=caller.name, role=caller.role,
+                      account=self.mask(fb.account_id) if fb.account_id else None,
+                      txn=fb.transaction_id or None, verdict=pb.FeedbackVerdict.Name(fb.verdict),
+                      accounts_changed=changed, payee_released=released)
+        return pb.FeedbackResponse(accounts_changed=changed, payee_released=released)
+
+    @_rpc
+    def UpsertAccounts(self, request: pb.UpsertAccountsRequest, context: grpc.ServicerContext
+                       ) -> pb.UpsertAccountsResponse:
+        profiles = self.conv.accounts(request)
+        n = self.engine.upsert_accounts(profiles)
+        caller = self._caller(context)
+        self.log.info("accounts_upserted", by=caller.name, role=caller.role, accounts=n)
+        return pb.UpsertAccountsResponse(upserted=n)
+
+    @_rpc
     def ExportCaseGraph(self, request: pb.ExportCaseGraphRequest, context: grpc.ServicerContext
                         ) -> pb.CaseGraph:
         req = self.conv.case_request(request)

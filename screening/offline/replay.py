@@ -154,7 +154,7 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
     for start in range(0, n, chunk_size):
         chunk = enc.events[start:start + chunk_size]
         stop = start + chunk.shape[0]
-        state.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, new_pairs=chunk.shape[0])
+        state.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, new_pairs=2 * chunk.shape[0])
         k0 = time.perf_counter()
         extra = None
         if graph is not None:

@@ -49,6 +49,7 @@ import polars as pl
 
 from screening.config import Settings
 from screening.errors import ConfigError, InputFileError
+from screening.lines import BASE_CURRENCY, CATEGORIES, Lines, parse_lines
 from screening.offline.events import (
     _cast,
     _to_fen,
@@ -77,8 +78,6 @@ __all__ = [
     "write_report",
 ]
 
-CATEGORIES = ("cash", "person_domestic_transfer", "person_cross_border_transfer", "organisation_transfer")
-BASE_CURRENCY = "CNY"
 _TERMINAL = "cash_terminal"
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
@@ -161,20 +160,6 @@ _FORMATS = ("csv", "parquet")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Lines:
-    """One reporting line per category: CNY fen, or US cents for the foreign-currency lines."""
-
-    cash: int
-    person_domestic_transfer: int
-    person_cross_border_transfer: int
-    organisation_transfer: int
-
-    def of(self, category: str) -> int:
-        """The line of ``category`` (one of :data:`CATEGORIES`)."""
-        return int(getattr(self, category))
-
-
-@dataclass(frozen=True, kw_only=True)
 class ReportThresholds:
     """Large-value lines: CNY transactions against ``cny_fen``, foreign ones against the USD lines."""
 
@@ -223,7 +208,7 @@ def thresholds_from_policy(policy: Policy, *, foreign_usd_cents: Lines | None = 
                            timezone_offset_hours: int | None = None) -> ReportThresholds:
     """The CNY lines of ``policy``'s [thresholds] (foreign lines: the shipped ones by default)."""
     where = f"{policy.source}: [thresholds]"
-    cny = _lines(policy.thresholds, where, strict=False)
+    cny = parse_lines(policy.thresholds, where, strict=False)
     if foreign_usd_cents is None:
         foreign_usd_cents = load_thresholds().foreign_usd_cents
     tz = policy.params.timezone_offset_hours if timezone_offset_hours is None else timezone_offset_hours
@@ -252,7 +237,7 @@ def _from_report_file(data: Mapping[str, Any], origin: str, base: Path | None) -
     if not isinstance(src, str) or not src:
         raise ConfigError(f"{origin}: [large_value] cny_lines_from must name a policy file or \"default\"")
     policy = load_policy(None if src == "default" else (base / src if base is not None else Path(src)))
-    foreign = _lines(table.get("foreign_currency"), f"{origin}: [large_value.foreign_currency]",
+    foreign = parse_lines(table.get("foreign_currency"), f"{origin}: [large_value.foreign_currency]",
                      strict=True)
     tz = table.get("timezone_offset_hours")
     if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or not -14 <= tz <= 14):
@@ -261,26 +246,6 @@ def _from_report_file(data: Mapping[str, Any], origin: str, base: Path | None) -
     return ReportThresholds(cny_fen=found.cny_fen, foreign_usd_cents=foreign,
                             timezone_offset_hours=found.timezone_offset_hours,
                             source=f"{origin} (CNY lines: {found.source})")
-
-
-def _lines(raw: Any, where: str, *, strict: bool) -> Lines:
-    """The four lines from a table; ``strict`` also refuses keys that are not categories."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} missing or not a table")
-    if strict:
-        unknown = sorted(set(raw) - set(CATEGORIES))
-        if unknown:
-            raise ConfigError(f"{where}: unknown line '{unknown[0]}' (lines: {', '.join(CATEGORIES)})")
-    values: dict[str, int] = {}
-    for name in CATEGORIES:
-        value = raw.get(name)
-        if value is None:
-            raise ConfigError(f"{where}: no line '{name}'")
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{where}: '{name}' must be a positive integer in minor units "
-                              f"(never float), got {value!r}")
-        values[name] = value
-    return Lines(**values)
 
 
 # ================================================================================ large value

@@ -11,6 +11,7 @@ import polars as pl
 
 __all__ = [
     "ACCOUNT_LABEL_SCHEMA",
+    "CALL_OUTCOMES",
     "CHANNELS",
     "EVENT_SCHEMA",
     "KIND_CALL",
@@ -26,6 +27,7 @@ KIND_CALL = "call"
 PARTY_TYPES = ("person", "organisation", "cash_terminal")
 CHANNELS = ("mobile_app", "online_banking", "counter", "atm", "third_party_payment", "qr")
 NUMBER_CLASSES = ("mobile", "landline", "virtual_operator", "international", "spoofed_suspect")
+CALL_OUTCOMES = ("ringing", "answered", "unanswered", "rejected", "blocked")
 
 # Scenario labels the generator plants ("" is ordinary behaviour).
 SCENARIOS = (
@@ -65,6 +67,10 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "callee_number": pl.String(),
     "duration_seconds": pl.Int64(),
     "caller_class": pl.String(),
+    # optional: the payee's phone (transactions), how the call went (calls; null: inferred from
+    # duration_seconds, 0 ringing, > 0 answered and ended)
+    "payee_phone": pl.String(),
+    "call_outcome": pl.String(),
 }
 
 # Optional label columns of a labelled stream (the generator writes them; replay reads them).
