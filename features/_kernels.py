@@ -98,8 +98,8 @@ PSC_FIRST, PSC_LAST, PSC_WATCH, PSC_RISKY_TS, PSC_RISKY_SCORE, PSC_RISKY_CALLER_
 PSC_RISKY_NUMBER_UNTIL = 6
 # the latest incoming call: start, end (start + talk time once ended; start + the risky-call
 # lookback while it has not ended), and INCALL_* bits of what it was
-PSC_INCALL_START, PSC_INCALL_END, PSC_INCALL_FLAGS = 7, 8, 9
-N_PHONE_SCALAR = 10
+PSC_INCALL_START, PSC_INCALL_END, PSC_INCALL_FLAGS, PSC_INCALL_CALLER = 7, 8, 9, 10
+N_PHONE_SCALAR = 11
 INCALL_UNKNOWN, INCALL_RISKY = 1, 2
 DSC_WATCH, DSC_LAST = 0, 1
 N_DEVICE_SCALAR = 2
@@ -169,9 +169,9 @@ F_PAYER_VICTIM, F_PAYEE_STOPPED, F_PAYER_MULE, F_PAYEE_MULE = 102, 103, 104, 105
 F_PAYER_COLLECTOR, F_PAYEE_COLLECTOR, F_PAYER_CONFIRMED, F_PAYEE_CONFIRMED = 106, 107, 108, 109
 F_PAYER_CLEARED, F_PAYEE_CLEARED, F_PAYER_DORMANT_DAYS, F_PAYEE_DORMANT_DAYS = 110, 111, 112, 113
 F_PAYER_WOKE_DAYS, F_PAYER_MERCHANT, F_PAYEE_MERCHANT, F_PAYER_PAYROLL = 114, 115, 116, 117
-F_PAYER_PAYBACK_DISTINCT_7D, F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN = 118, 119, 120
-F_PAYER_ON_CALL_RISKY, F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT = 121, 122, 123
-F_NEAR_LINE, F_OBSERVED_DAYS, F_PAYEE_WOKE_DAYS = 124, 125, 126
+F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN, F_PAYER_ON_CALL_RISKY = 118, 119, 120
+F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS = 121, 122, 123, 124
+F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY = 125, 126
 N_TXN_FEATURE = 127
 FAR_DAYS = 1e6  # "days since" when there is no such event, or an age not known
 # a payment this soon after an incoming call ended still counts as made "on the call"; a call
@@ -401,24 +401,6 @@ def _ring_distinct3(ring: np.ndarray, e: int, d: int, ts: int) -> tuple[int, int
                         if age < WIN_SPAN_S[W_1H]:
                             n1 += 1
     return n1, n24, n7
-
-
-@helper
-def _ring_payback(ring: np.ndarray, e: int, ts: int) -> int:
-    """Distinct payees of the last 7 d who are also among the recent payers: how many people
-    this account pays back (a shop settling to its owner pays back one, a Ponzi many)."""
-    t = ts // 1000 - RING_EPOCH_S
-    n = 0
-    for k in range(RING_K):
-        cp = ring[e, R_OUT, k, 0]
-        if cp >= 0:
-            kt = ring[e, R_OUT, k, 1]
-            if kt <= t and t - kt < WIN_SPAN_S[W_7D]:
-                for j in range(RING_K):
-                    if ring[e, R_IN, j, 0] == cp:
-                        n += 1
-                        break
-    return n
 
 
 # ================================================================= pair table
@@ -745,11 +727,19 @@ def _txn(
                 f[r, F_RISKY_CALL_CALLER_WATCH] = p_sc[ph, PSC_RISKY_CALLER_WATCH]
                 f[r, F_RISKY_CALL_SCORE] = p_sc[ph, PSC_RISKY_SCORE]
         cs = p_sc[ph, PSC_INCALL_START]
-        if cs != NO_TIME and cs <= ts <= p_sc[ph, PSC_INCALL_END] + INCALL_SLACK_MS:
-            f[r, F_PAYER_ON_CALL] = 1.0
-            cf = p_sc[ph, PSC_INCALL_FLAGS]
-            f[r, F_PAYER_ON_CALL_UNKNOWN] = 1.0 if cf & INCALL_UNKNOWN else 0.0
-            f[r, F_PAYER_ON_CALL_RISKY] = 1.0 if cf & INCALL_RISKY else 0.0
+        if cs != NO_TIME and cs <= ts:
+            ce = p_sc[ph, PSC_INCALL_END]
+            if ts <= ce + INCALL_SLACK_MS:
+                f[r, F_PAYER_ON_CALL] = 1.0
+                cf = p_sc[ph, PSC_INCALL_FLAGS]
+                f[r, F_PAYER_ON_CALL_UNKNOWN] = 1.0 if cf & INCALL_UNKNOWN else 0.0
+                f[r, F_PAYER_ON_CALL_RISKY] = 1.0 if cf & INCALL_RISKY else 0.0
+            # the number the payer last spoke with is now known to be risky (it was flagged,
+            # or listed, since): a robocaller's victim is found after the call
+            c = p_sc[ph, PSC_INCALL_CALLER]
+            if (ts - ce <= params[P_RISKY_LOOKBACK_MS] and c >= 0
+                    and (p_sc[c, PSC_RISKY_NUMBER_UNTIL] > ts or p_sc[c, PSC_WATCH] > ts)):
+                f[r, F_PAYER_LAST_CALLER_RISKY] = 1.0
     x = math.log(amount)
     n_out = a_sc[a, SC_N_OUT]
     f[r, F_PAYER_HIST] = n_out
@@ -770,7 +760,7 @@ def _txn(
     if near:
         m_out |= 1 << AC_NEAR
         m_in |= 1 << AC_NEAR_IN
-    if reverse:
+    if reverse and pt[slot_ab, 0] == PAIR_EMPTY:  # the first payment back to this payer
         m_out |= 1 << AC_PAYBACK
     if fl & TF_MEMO_INVEST:
         m_in |= 1 << AC_INVEST_IN
@@ -829,8 +819,6 @@ def _txn(
             f[r, F_PAYEE_INVEST_24H + o] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, w, ep)
     if need[F_PAYER_PAYBACK_7D]:
         f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
-    if need[F_PAYER_PAYBACK_DISTINCT_7D]:
-        f[r, F_PAYER_PAYBACK_DISTINCT_7D] = _ring_payback(a_ring, a, ts)
     for k in range(3):
         f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
         f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
@@ -881,6 +869,7 @@ def _call(
         if not fl & CF_ENDED:
             p_sc[b, PSC_INCALL_START] = ts
             p_sc[b, PSC_INCALL_END] = ts + INCALL_OPEN_MS
+            p_sc[b, PSC_INCALL_CALLER] = a
             p_sc[b, PSC_INCALL_FLAGS] = _incall_flags(p_sc, a, cls, f[r, CF_FIRST_CONTACT], ts, meta,
                                                       params)
         elif p_sc[b, PSC_INCALL_START] == ts and not fl & CF_NEW:
@@ -893,6 +882,7 @@ def _call(
         elif answered:  # reported once, when it ended
             p_sc[b, PSC_INCALL_START] = ts
             p_sc[b, PSC_INCALL_END] = ts + dur * 1000
+            p_sc[b, PSC_INCALL_CALLER] = a
             p_sc[b, PSC_INCALL_FLAGS] = _incall_flags(p_sc, a, cls, f[r, CF_FIRST_CONTACT], ts, meta,
                                                       params)
 
@@ -1002,9 +992,10 @@ def _remember_txn(ev: np.ndarray, i: int, a_sc: np.ndarray, a_ring: np.ndarray, 
 @helper
 def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
                    dec: np.ndarray) -> None:
-    """A warned call makes its callee a person who just spoke with a risky number (a blocked,
-    unanswered or rejected call is no conversation: it marks nothing, and its end report takes
-    back the mark its ringing report made); a rule's risky_number mark makes the caller one."""
+    """A warned call makes its callee a person who just spoke with a risky number (a call the
+    service blocked, or one unanswered or rejected, is no conversation: it marks nothing, and an
+    end report saying so takes back the mark its ringing report made); a rule's risky_number
+    mark makes the caller one."""
     a = ev[i, EV_A]
     b = ev[i, EV_B]
     ts = ev[i, EV_TS]
@@ -1013,13 +1004,18 @@ def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
     no_answer = OUT_UNANSWERED <= outcome <= OUT_BLOCKED  # unanswered, rejected, blocked
     if dec[i, D_MARKS] & MK_RISKY_NUMBER:
         _extend(p_sc, a, PSC_RISKY_NUMBER_UNTIL, ts + params[P_RISKY_NUMBER_MS])
+    if action >= CALL_ACTION_BLOCK:  # the service blocked it: it never connected
+        if p_sc[b, PSC_INCALL_START] == ts:
+            p_sc[b, PSC_INCALL_START] = NO_TIME
+            p_sc[b, PSC_INCALL_END] = NO_TIME
+        return
     if action > ACTION_ALLOW and p_sc[b, PSC_INCALL_START] == ts:
-        p_sc[b, PSC_INCALL_FLAGS] |= INCALL_RISKY  # warned or blocked: a risky call
+        p_sc[b, PSC_INCALL_FLAGS] |= INCALL_RISKY  # warned: a risky call
     if no_answer:
         if p_sc[b, PSC_RISKY_TS] == ts:
             p_sc[b, PSC_RISKY_TS] = NO_TIME
         return
-    if params[P_MARK_MIN_CALL_ACTION] <= action < CALL_ACTION_BLOCK and ts >= p_sc[b, PSC_RISKY_TS]:
+    if params[P_MARK_MIN_CALL_ACTION] <= action and ts >= p_sc[b, PSC_RISKY_TS]:
         p_sc[b, PSC_RISKY_TS] = ts
         p_sc[b, PSC_RISKY_SCORE] = dec[i, D_SCORE]
         p_sc[b, PSC_RISKY_CALLER_WATCH] = 1 if p_sc[a, PSC_WATCH] > ts else 0

@@ -84,7 +84,7 @@ def _txn_names() -> list[str]:
         k.F_PAYER_NEAR_7D: "payer_near_threshold_count_7d",
         k.F_PAYEE_INVEST_24H: "payee_investment_in_count_24h",
         k.F_PAYEE_INVEST_7D: "payee_investment_in_count_7d",
-        k.F_PAYER_PAYBACK_7D: "payer_payback_count_7d",
+        k.F_PAYER_PAYBACK_7D: "payer_payback_distinct_7d",
         k.F_PAYER_DAY_CASH: "payer_day_cash_out_sum",
         k.F_PAYER_DAY_XFER: "payer_day_transfer_out_sum",
         k.F_PAYER_DAY_XB: "payer_day_cross_border_out_sum",
@@ -116,13 +116,13 @@ def _txn_names() -> list[str]:
         k.F_PAYER_MERCHANT: "payer_is_merchant",
         k.F_PAYEE_MERCHANT: "payee_is_merchant",
         k.F_PAYER_PAYROLL: "payer_is_payroll",
-        k.F_PAYER_PAYBACK_DISTINCT_7D: "payer_payback_distinct_7d",
         # calls around the payment
         k.F_PAYER_ON_CALL: "payer_on_call",
         k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",
         k.F_PAYER_ON_CALL_RISKY: "payer_on_call_risky",
         k.F_PAYEE_PHONE_RISKY: "payee_phone_risky",
         k.F_PAYEE_PHONE_CONTACT: "payee_phone_known_contact",
+        k.F_PAYER_LAST_CALLER_RISKY: "payer_last_caller_risky",
         k.F_NEAR_LINE: "near_reporting_line",
         k.F_OBSERVED_DAYS: "observed_days",
     }
@@ -190,7 +190,7 @@ def _snapshot_names() -> list[str]:
     names[k.S_NEAR_7D] = "near_threshold_out_count_7d"
     names[k.S_INVEST_24H] = "investment_in_count_24h"
     names[k.S_INVEST_7D] = "investment_in_count_7d"
-    names[k.S_PAYBACK_7D] = "payback_count_7d"
+    names[k.S_PAYBACK_7D] = "payback_distinct_7d"
     names[k.S_PASS_1H] = "pass_through_1h"
     names[k.S_PASS_24H] = "pass_through_24h"
     names[k.S_AGE_DAYS] = "account_age_days"

@@ -190,10 +190,12 @@ def _account_arrays(n: int) -> EntityArrays:
 
 
 def _phone_arrays(n: int) -> EntityArrays:
-    return EntityArrays.allocate(
+    arr = EntityArrays.allocate(
         n, k.N_PHONE_COUNT, k.N_PHONE_SUM, 1, k.N_PHONE_SCALAR, 0,
         PHONE_TIMES,
     )
+    arr.sc[:, k.PSC_INCALL_CALLER] = -1
+    return arr
 
 
 def _device_scalars(n: int) -> np.ndarray:
@@ -427,9 +429,10 @@ class FeatureState:
         level = sc[:, k.SC_MULE_LEVEL]
         if np.any((level < 0) | (level > 2**31)):
             raise ValueError("features.accounts.sc: a mule level outside [0, 2**31]")
-        phone_ids = sc[:, k.SC_PHONE]
-        if np.any((phone_ids < -1) | (phone_ids >= self.phones.capacity)):
-            raise ValueError("features.accounts.sc: a phone on file that is not a phone id")
+        for name, ids in (("accounts.sc", sc[:, k.SC_PHONE]),
+                          ("phones.sc", self.phones.sc[:, k.PSC_INCALL_CALLER])):
+            if np.any((ids < -1) | (ids >= self.phones.capacity)):
+                raise ValueError(f"features.{name}: a phone reference that is not a phone id")
 
     @staticmethod
     def pair_slots(capacity: int) -> int:

@@ -124,7 +124,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from screening.offline.events import read_events, write_frame
     from screening.offline.mapping import load_mapping
     from screening.offline.memory import for_batch_jobs
-    from screening.offline.replay import read_watchlist, replay
+    from screening.offline.replay import read_registry, read_watchlist, replay
     from screening.policy import load_policy
 
     for_batch_jobs()
@@ -133,6 +133,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     mapping = load_mapping(args.mapping) if args.mapping else None
     events = read_events(args.events, mapping)
     watch = read_watchlist(args.watchlist) if args.watchlist else None
+    registry_file = args.registry or (args.events.parent / "registry.parquet")
+    registry = read_registry(registry_file) if args.registry or registry_file.exists() else None
+    if registry is not None:
+        print(f"account registry: {registry.height:,} accounts from {registry_file}")
     accounts = None
     labels_file = args.accounts or (args.events.parent / "accounts.parquet")
     if "scenario" in events.columns and labels_file.exists():
@@ -144,7 +148,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         with tqdm(total=events.height, unit="ev", unit_scale=True, desc=policy.version,
                   disable=args.no_progress or None, file=sys.stderr) as bar:
             result = replay(events, policy, settings, origin=str(args.events), watchlist=watch,
-                            chunk_size=args.chunk, progress=bar.update)
+                            chunk_size=args.chunk, progress=bar.update, registry=registry)
         d = result.decisions
         counts = d.group_by("action").len().sort("len", descending=True)
         graph = (f", graph detectors {result.graph_events_per_second / 1e6:.2f} M events/s"
@@ -155,6 +159,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if name == "policy" and args.out:
             write_frame(d, args.out)
             print(f"  decisions -> {args.out}")
+        if name == "policy" and args.checkpoint_out:
+            print(f"  checkpoint -> {_write_warm_checkpoint(result, policy, settings, watch, args)}")
         if "scenario" in events.columns:
             metrics[policy.version] = backtest(events, d, accounts)
     if metrics:
@@ -164,6 +170,68 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             args.metrics.write_text(json.dumps({k: m.as_dict() for k, m in metrics.items()},
                                                indent=2, default=str))
             print(f"metrics -> {args.metrics}")
+    return 0
+
+
+def _write_warm_checkpoint(result: object, policy: object, settings: object, watch: object,
+                           args: argparse.Namespace) -> str:
+    """The replay's end state as a file-store checkpoint a server restores (start warm)."""
+    from screening.model import NEVER, WatchEntry
+    from screening.offline.replay import ReplayResult, replay_snapshot
+    from screening.store import FileStore, encode
+
+    assert isinstance(result, ReplayResult)
+    entries: list[WatchEntry] = []
+    if watch is not None:
+        kinds = {"account": 1, "phone": 2, "device": 3}
+        for row in watch.iter_rows(named=True):  # type: ignore[attr-defined]
+            entries.append(WatchEntry(kinds[row["kind"]], str(row["value"]),
+                                      str(row.get("reason") or "watchlist file"),
+                                      str(row.get("source") or "replay"), NEVER))
+    snap = replay_snapshot(result, policy, settings, entries)  # type: ignore[arg-type]
+    store = FileStore(args.checkpoint_out, create=True)
+    try:
+        return store.write_checkpoint(encode(snap).pieces)
+    finally:
+        store.close()
+
+
+def _cmd_accounts_load(args: argparse.Namespace) -> int:
+    import grpc
+
+    from screening.offline.replay import read_registry, registry_profiles
+    from screening.v1 import screening_pb2 as pb
+    from screening.v1 import screening_pb2_grpc as pb_grpc
+
+    registry = read_registry(args.file)
+    rows = registry_profiles(registry)
+    party: dict[str, int] = {"person": pb.PARTY_TYPE_PERSON,
+                             "organisation": pb.PARTY_TYPE_ORGANISATION}
+    types = registry.get_column("party_type").to_list()
+    categories = registry.get_column("merchant_category").fill_null("").to_list()
+    payroll = registry.get_column("payroll").fill_null(False).to_list()
+    dates = {c: registry.get_column(c).cast(str).fill_null("").to_list()
+             for c in ("opened_date", "last_active_date")}
+    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
+    sent = 0
+    with grpc.insecure_channel(args.server) as channel:
+        stub = pb_grpc.ScreeningStub(channel)  # type: ignore[no-untyped-call]
+        for lo in range(0, len(rows), args.chunk):
+            msg = pb.UpsertAccountsRequest(accounts=[
+                pb.AccountProfile(account_id=rows[i][0],
+                                  party_type=party.get(types[i] or "", 0),  # type: ignore[arg-type]
+                                  opened_date=dates["opened_date"][i],
+                                  last_active_date=dates["last_active_date"][i],
+                                  merchant_category=categories[i], payroll=bool(payroll[i]),
+                                  phone=rows[i][4])
+                for i in range(lo, min(lo + args.chunk, len(rows)))])
+            try:
+                sent += stub.UpsertAccounts(msg, metadata=metadata, timeout=60).upserted
+            except grpc.RpcError as exc:
+                print(f"screening: {args.server}: {exc.code().name}: {exc.details()}",
+                      file=sys.stderr)
+                return 1
+    print(f"{sent:,} accounts upserted to {args.server}")
     return 0
 
 
@@ -277,9 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-account labels (default: accounts.parquet beside the events)")
     p.add_argument("--out", type=Path, default=None, help="decisions .parquet or .csv")
     p.add_argument("--metrics", type=Path, default=None, help="backtest metrics as JSON")
+    p.add_argument("--registry", type=Path, default=None,
+                   help="account registry .parquet/.csv (default: registry.parquet beside the "
+                        "events, when there)")
+    p.add_argument("--checkpoint-out", type=Path, default=None,
+                   help="write the state the replay ends with as a checkpoint in this folder "
+                        "(a server with [storage] backend = \"file\", path = it, starts warm)")
     p.add_argument("--chunk", type=int, default=1 << 16, help="events per kernel call")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
+    asub = p.add_subparsers(dest="accounts_command", required=True)
+    a = asub.add_parser("load", help="send a registry file to a running server (UpsertAccounts)")
+    a.add_argument("file", type=Path, help="registry .parquet or .csv (account, party_type, "
+                   "opened_date, last_active_date, merchant_category, payroll, phone)")
+    a.add_argument("--server", default="localhost:50051", help="host:port of the server")
+    a.add_argument("--token", default=os.environ.get("SCREENING_TOKEN"),
+                   help="bearer token of a bank, payment or admin caller (default: "
+                        "$SCREENING_TOKEN)")
+    a.add_argument("--chunk", type=int, default=1000, help="accounts per request")
+    a.set_defaults(func=_cmd_accounts_load)
 
     p = sub.add_parser("report", help="regulatory reports from an event file (CSV and Parquet)")
     rsub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")

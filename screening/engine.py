@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -174,6 +174,8 @@ class WatchlistChange:
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
+# The same for feedback: (when, what) -> journal sequence number.
+FeedbackJournal = Callable[[int, Feedback], int]
 # One remembered call: (call_id, caller, callee, record at ring, record at hang-up).
 CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None]
 
@@ -201,6 +203,8 @@ class EngineSnapshot:
     watch: list[WatchEntry]
     journal_seq: int
     lock_held_s: float = 0.0  # how long taking it held the engine's lock
+    # the latest feedback per account: (account, when, what), oldest first
+    feedback: list[tuple[str, int, Feedback]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
@@ -208,7 +212,7 @@ class EngineSnapshot:
             "accounts": len(self.accounts),
             "phones": len(self.phones),
             "devices": len(self.devices),
-            "pairs": int(self.arrays["features.pair_meta"][0]),
+            "pairs": int(self.arrays["features.meta"][0]),
             "graph_edges": int(meta[0]) if meta is not None else 0,
             "decisions": len(self.decisions),
             "calls": len(self.calls),
@@ -254,6 +258,7 @@ class Engine:
         # ``journal_seq`` is the last journal entry applied. Updates are serialised by
         # ``_watch_lock`` so the journal's order is the order of application.
         self.journal: WatchJournal | None = None
+        self.feedback_journal: FeedbackJournal | None = None
         self.journal_seq = 0
         self._watch_lock = threading.Lock()
 
@@ -645,6 +650,46 @@ class Engine:
 
     # ------------------------------------------------------------------ feedback and registry
     def feedback(self, fb: Feedback, now_ms: int) -> tuple[int, bool]:
+        """Apply feedback (see ``_apply_feedback``), written to the journal first when one is
+        attached: when that raises (the store is down) nothing has changed."""
+        with self._watch_lock:
+            with self._lock:
+                self._feedback_subject(fb)  # refuse what would not apply before journaling it
+            seq = self.feedback_journal(now_ms, fb) if self.feedback_journal is not None else None
+            with self._lock:
+                out = self._apply_feedback(fb, now_ms)
+                if seq is not None:
+                    self.journal_seq = seq
+            return out
+
+    def apply_feedback_journal(self, seq: int, at_ms: int, fb: Feedback) -> bool:
+        """Re-apply journal entry ``seq`` (feedback) on restore; False when already included
+        (or when its transaction is no longer remembered)."""
+        with self._watch_lock, self._lock:
+            if seq <= self.journal_seq:
+                return False
+            self.journal_seq = seq
+            try:
+                self._apply_feedback(fb, at_ms)
+            except NotFound:
+                return False
+            return True
+
+    def _feedback_subject(self, fb: Feedback) -> tuple[int, str, int]:
+        """(account id judged or -1 when new, its name, the payer of a transaction or -1)."""
+        if fb.transaction_id:
+            rec = self.decisions.get(fb.transaction_id)
+            found = self.accounts.get(rec.payee) if rec is not None else None
+            if rec is None or found is None:
+                raise NotFound("transaction_id: no remembered transaction with this id")
+            payer = self.accounts.get(rec.payer)
+            return found, rec.payee, -1 if payer is None else payer
+        known = self.accounts.get(fb.account_id)
+        if known is None:
+            self._check_capacity(ENTITY_ACCOUNT, {fb.account_id})
+        return -1 if known is None else known, fb.account_id, -1
+
+    def _apply_feedback(self, fb: Feedback, now_ms: int) -> tuple[int, bool]:
         """Apply a bank's or the police's verdict; returns (accounts changed, payee released).
 
         Raises NotFound for a transaction no longer remembered, CapacityExceeded for an account
@@ -653,46 +698,32 @@ class Engine:
         its marks. On a transaction: its payee is the account judged, and RELEASED and
         FALSE_ALARM also lift its payer's protection and forget the stop between them.
         """
-        with self._lock:
-            payer = -1
-            if fb.transaction_id:
-                rec = self.decisions.get(fb.transaction_id)
-                found = self.accounts.get(rec.payee) if rec is not None else None
-                if rec is None or found is None:
-                    raise NotFound("transaction_id: no remembered transaction with this id")
-                subject, name = found, rec.payee
-                payer_id = self.accounts.get(rec.payer)
-                payer = -1 if payer_id is None else payer_id
-            else:
-                name = fb.account_id
-                known = self.accounts.get(name)
-                if known is None:
-                    self._check_capacity(ENTITY_ACCOUNT, {name})
-                    known = self.accounts.intern(name)
-                    self._ensure(new_pairs=0)
-                subject = known
-            st = self.state
-            cleared = (Memory.VICTIM_UNTIL, Memory.MULE_UNTIL, Memory.COLLECTOR_UNTIL,
-                       Memory.CONFIRMED_UNTIL)
-            if fb.verdict == VERDICT_CONFIRMED_FRAUD:
-                st.set_account_memory(subject, Memory.CLEARED_UNTIL, 0)
-                st.set_account_memory(subject, Memory.CONFIRMED_UNTIL,
-                                      fb.expires_ms or now_ms + CONFIRMED_DEFAULT_MS)
-            else:
-                for column in cleared:
-                    st.set_account_memory(subject, column, 0)
-                if fb.verdict == VERDICT_FALSE_ALARM:
-                    st.set_account_memory(subject, Memory.CLEARED_UNTIL,
-                                          fb.expires_ms or now_ms + CLEARED_DEFAULT_MS)
-            changed, released = 1, False
-            if payer >= 0 and fb.verdict != VERDICT_CONFIRMED_FRAUD:
-                st.set_account_memory(payer, Memory.VICTIM_UNTIL, 0)
-                released = st.release_pair(payer, subject)
-                changed = 2
-            self.feedback_notes[name] = (now_ms, fb)
-            self.feedback_notes.move_to_end(name)
-            while len(self.feedback_notes) > _FEEDBACK_NOTES:
-                self.feedback_notes.popitem(last=False)
+        subject, name, payer = self._feedback_subject(fb)
+        if subject < 0:
+            subject = self.accounts.intern(name)
+            self._ensure(new_pairs=0)
+        st = self.state
+        cleared = (Memory.VICTIM_UNTIL, Memory.MULE_UNTIL, Memory.COLLECTOR_UNTIL,
+                   Memory.CONFIRMED_UNTIL)
+        if fb.verdict == VERDICT_CONFIRMED_FRAUD:
+            st.set_account_memory(subject, Memory.CLEARED_UNTIL, 0)
+            st.set_account_memory(subject, Memory.CONFIRMED_UNTIL,
+                                  fb.expires_ms or now_ms + CONFIRMED_DEFAULT_MS)
+        else:
+            for column in cleared:
+                st.set_account_memory(subject, column, 0)
+            if fb.verdict == VERDICT_FALSE_ALARM:
+                st.set_account_memory(subject, Memory.CLEARED_UNTIL,
+                                      fb.expires_ms or now_ms + CLEARED_DEFAULT_MS)
+        changed, released = 1, False
+        if payer >= 0 and fb.verdict != VERDICT_CONFIRMED_FRAUD:
+            st.set_account_memory(payer, Memory.VICTIM_UNTIL, 0)
+            released = st.release_pair(payer, subject)
+            changed = 2
+        self.feedback_notes[name] = (now_ms, fb)
+        self.feedback_notes.move_to_end(name)
+        while len(self.feedback_notes) > _FEEDBACK_NOTES:
+            self.feedback_notes.popitem(last=False)
         return changed, released
 
     def upsert_accounts(self, profiles: Sequence[AccountProfile]) -> int:
@@ -812,6 +843,7 @@ class Engine:
                 calls=[(cid, c.caller, c.callee, c.ringing, c.ended) for cid, c in self._calls.items()],
                 watch=list(self._watch.values()),
                 journal_seq=self.journal_seq,
+                feedback=[(name, at, fb) for name, (at, fb) in self.feedback_notes.items()],
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
             )
 
@@ -915,6 +947,9 @@ class Engine:
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
         watch = {(e.kind, e.value): e for e in snap.watch}
+        feedback: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
+        for name, at, fb in snap.feedback:
+            feedback[name] = (at, fb)
         if snap.policy_version != self.policy.version:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
                          f"this server runs {self.policy.version}")
@@ -925,6 +960,7 @@ class Engine:
             self.decisions = decisions
             self._calls = calls
             self._watch = watch
+            self.feedback_notes = feedback
             self._drivers = {}
             self.journal_seq = snap.journal_seq
         return notes

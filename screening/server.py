@@ -30,6 +30,7 @@ from screening.store import (
     Checkpointer,
     Store,
     WriterLease,
+    feedback_journal_writer,
     journal_writer,
     open_store,
     restore_engine,
@@ -161,6 +162,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         lease.claim(settings.storage.claim_wait_s)  # before reading: one server per store
         _restore(engine, store, masker, log)
         engine.journal = journal_writer(store, engine.clock_ms)
+        engine.feedback_journal = feedback_journal_writer(store)
         checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
                                     get_logger("screening.store"))
         return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,

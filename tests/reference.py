@@ -136,6 +136,7 @@ from features._kernels import (
     F_PAYER_DORMANT_DAYS,
     F_PAYER_HIST,
     F_PAYER_IS_PERSON,
+    F_PAYER_LAST_CALLER_RISKY,
     F_PAYER_MERCHANT,
     F_PAYER_MULE,
     F_PAYER_NEAR_7D,
@@ -146,7 +147,6 @@ from features._kernels import (
     F_PAYER_PASS_1H,
     F_PAYER_PASS_24H,
     F_PAYER_PAYBACK_7D,
-    F_PAYER_PAYBACK_DISTINCT_7D,
     F_PAYER_PAYROLL,
     F_PAYER_RATIO,
     F_PAYER_TERMINAL,
@@ -496,6 +496,7 @@ class _Phone:
     incall_start: int | None = None
     incall_end: int | None = None
     incall_flags: int = 0
+    incall_caller: int = -1
 
     def seen(self, ts: int) -> None:
         self.first = ts if self.first is None else min(self.first, ts)
@@ -764,13 +765,17 @@ class ReferenceEngine:
         caller, callee = self._phone(ev[EV_A]), self._phone(ev[EV_B])
         if dec[D_MARKS] & MK_RISKY_NUMBER:
             caller.risky_number_until = max(caller.risky_number_until, ts + p.risky_number_ms)
+        if action >= CALL_ACTION_BLOCK:  # blocked by the service: never connected
+            if callee.incall_start == ts:
+                callee.incall_start = callee.incall_end = None
+            return
         if action > ACTION_ALLOW and callee.incall_start == ts:
             callee.incall_flags |= INCALL_RISKY
         if ev[EV_AUX3] in _NOT_CONNECTED:
             if callee.risky_ts == ts:
                 callee.risky_ts = None
             return
-        if (p.mark_min_call_action <= action < CALL_ACTION_BLOCK
+        if (p.mark_min_call_action <= action
                 and (callee.risky_ts is None or ts >= callee.risky_ts)):
             callee.risky_ts = ts
             callee.risky_score = dec[D_SCORE]
@@ -866,10 +871,15 @@ class ReferenceEngine:
                     f[F_RISKY_CALL_CALLER_WATCH] = float(phone.risky_caller_watch)
                     f[F_RISKY_CALL_SCORE] = float(phone.risky_score)
             start, end = phone.incall_start, phone.incall_end
-            if start is not None and end is not None and start <= ts <= end + INCALL_SLACK_MS:
-                f[F_PAYER_ON_CALL] = 1.0
-                f[F_PAYER_ON_CALL_UNKNOWN] = 1.0 if phone.incall_flags & INCALL_UNKNOWN else 0.0
-                f[F_PAYER_ON_CALL_RISKY] = 1.0 if phone.incall_flags & INCALL_RISKY else 0.0
+            if start is not None and end is not None and start <= ts:
+                if ts <= end + INCALL_SLACK_MS:
+                    f[F_PAYER_ON_CALL] = 1.0
+                    f[F_PAYER_ON_CALL_UNKNOWN] = 1.0 if phone.incall_flags & INCALL_UNKNOWN else 0.0
+                    f[F_PAYER_ON_CALL_RISKY] = 1.0 if phone.incall_flags & INCALL_RISKY else 0.0
+                if ts - end <= p.risky_lookback_ms and phone.incall_caller >= 0:
+                    last = self._phone(phone.incall_caller)
+                    if last.risky_number_until > ts or last.watch_until > ts:
+                        f[F_PAYER_LAST_CALLER_RISKY] = 1.0
         x = math.log(float(amount))
         n_out = payer.n_out
         f[F_PAYER_HIST] = float(n_out)
@@ -889,7 +899,7 @@ class ReferenceEngine:
         near = bool(fl & TF_NEAR_LINE)
         if near:
             payer.windows.add("near", 1, ts, tz)
-        if payee_paid_payer:
+        if payee_paid_payer and f[F_FIRST_TIME_PAYEE] == 1.0:  # first payment back to this payer
             payer.windows.add("payback", 1, ts, tz)
         payee.windows.add("in", 1, ts, tz)
         payee.windows.add("sum_in", amount, ts, tz)
@@ -941,11 +951,6 @@ class ReferenceEngine:
         f[F_PAYEE_INVEST_24H] = float(payee.windows.total("invest_in", W_24H, ts, tz))
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
-        t = _ring_second(ts)
-        payers = {slot[0] for slot in payer.rings[_IN].slots if slot is not None}
-        f[F_PAYER_PAYBACK_DISTINCT_7D] = float(sum(
-            1 for slot in payer.rings[_OUT].slots
-            if slot is not None and 0 <= t - slot[1] < WIN_SPAN_S[W_7D] and slot[0] in payers))
         for k, value in enumerate(payer.day[_OUT].get(ts, tz)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)
         for k, value in enumerate(payee.day[_IN].get(ts, tz)[:3]):
@@ -984,6 +989,7 @@ class ReferenceEngine:
             first_contact = f[CF_FIRST_CONTACT] > 0
             if not fl & CF_ENDED:
                 callee.incall_start, callee.incall_end = ts, ts + INCALL_OPEN_MS
+                callee.incall_caller = a_id
                 callee.incall_flags = self._incall_flags(caller, cls, first_contact, ts, p)
             elif callee.incall_start == ts and not fl & CF_NEW:
                 if answered:
@@ -992,6 +998,7 @@ class ReferenceEngine:
                     callee.incall_start = callee.incall_end = None
             elif answered:
                 callee.incall_start, callee.incall_end = ts, ts + dur * 1000
+                callee.incall_caller = a_id
                 callee.incall_flags = self._incall_flags(caller, cls, first_contact, ts, p)
 
         caller.windows.advance(ts, tz)

@@ -19,6 +19,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "NUMBER_CLASSES",
     "PARTY_TYPES",
+    "REGISTRY_SCHEMA",
     "SCENARIOS",
 ]
 
@@ -85,4 +86,17 @@ ACCOUNT_LABEL_SCHEMA: dict[str, pl.DataType] = {
     "scenario": pl.String(),
     "scenario_id": pl.Int64(),
     "role": pl.String(),  # victim, mule, collector, investor, ring_member, structurer, ...
+}
+
+# The account registry (``registry.parquet`` beside the events; ``screening accounts load``):
+# what a bank knows of its customers. Null: unknown.
+REGISTRY_SCHEMA: dict[str, pl.DataType] = {
+    "account": pl.String(),
+    "institution": pl.String(),
+    "party_type": pl.String(),  # person | organisation
+    "opened_date": pl.Date(),
+    "last_active_date": pl.Date(),  # last activity before the events (dormancy)
+    "merchant_category": pl.String(),  # set: a merchant
+    "payroll": pl.Boolean(),  # the account pays salaries
+    "phone": pl.String(),  # on file
 }

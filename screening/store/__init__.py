@@ -2,7 +2,7 @@
 
 The engine's whole state survives a restart as periodic **checkpoints** (``_format``: numpy
 arrays, Arrow tables and JSON in a versioned, checksummed container, written atomically), and
-every watchlist change is written through to a **journal** before it is acknowledged, so a
+every watchlist change and feedback is written through to a **journal** before it is acknowledged, so a
 freeze is never lost between checkpoints. ``open_store`` picks the backend from
 ``[storage]``; ``restore_engine`` loads the latest checkpoint and replays newer journal
 entries; ``Checkpointer`` writes checkpoints in the background; ``WriterLease`` keeps a second
@@ -17,6 +17,7 @@ from screening.store._durable import (
     WriterLease,
     decode_watch_change,
     encode_watch_change,
+    feedback_journal_writer,
     journal_writer,
     open_store,
     read_latest_header,
@@ -47,6 +48,7 @@ __all__ = [
     "decode_watch_change",
     "encode",
     "encode_watch_change",
+    "feedback_journal_writer",
     "journal_writer",
     "open_store",
     "read_header",

@@ -37,13 +37,15 @@ import pyarrow as pa
 from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
-from screening.model import NEVER, CallRecord, DecisionRecord, WatchEntry
+from screening.model import NEVER, CallRecord, DecisionRecord, Feedback, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
-__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "parse_kind",
-           "parse_watch_row", "read_header", "watch_row"]
+__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode",
+           "feedback_row", "parse_feedback_row", "parse_kind", "parse_watch_row", "read_header",
+           "watch_row"]
 
-FORMAT_VERSION = 1
+# 2: decision memory (account and phone columns, meta, feedback, the decisions' marks)
+FORMAT_VERSION = 2
 MAGIC = b"SCRNCKPT"
 _PREFIX = struct.Struct("<8sHI32s")
 _MAX_HEADER = 64 << 20
@@ -96,6 +98,7 @@ def encode(snap: EngineSnapshot) -> Encoded:
              for i, name in enumerate(("call_id", "caller", "callee"))}))),
         ("calls.records", "arrow", _arrow(_call_records(snap.calls))),
         ("watchlist", "json", _json([watch_row(e) for e in snap.watch])),
+        ("feedback", "json", _json([[name, *feedback_row(at, fb)] for name, at, fb in snap.feedback])),
     ]
     parts += [(name, "npy", _npy(arr)) for name, arr in snap.arrays.items()]
     infos: list[dict[str, Any]] = []
@@ -368,6 +371,11 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
             raise ValueError(f"part calls.records: call {owner} of {len(calls)}")
         calls[owner][4 if ended else 3] = rec
     watch = [parse_watch_row(row, "part watchlist") for row in _part(parts, "watchlist", list)]
+    feedback = []
+    for row in _part(parts, "feedback", list):
+        if not isinstance(row, list) or not row or not isinstance(row[0], str):
+            raise ValueError(f"part feedback: entry {row!r} is not [account, ...]")
+        feedback.append((row[0], *parse_feedback_row(row[1:], "part feedback")))
     caps: dict[str, int] = {str(k): _int(v, f"capacities.{k}") for k, v in meta["capacities"].items()}
     return EngineSnapshot(
         created_ms=header.created_ms,
@@ -382,12 +390,34 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         calls=[(c[0], c[1], c[2], c[3], c[4]) for c in calls],
         watch=watch,
         journal_seq=header.journal_seq,
+        feedback=feedback,
     )
 
 
 def watch_row(e: WatchEntry) -> list[object]:
     """A watchlist entry as stored, in checkpoints and in the watchlist journal."""
     return [e.kind, e.value, e.reason, e.source, e.expires_ms]
+
+
+def feedback_row(at_ms: int, fb: Feedback) -> list[object]:
+    """Feedback as stored, in checkpoints and in the journal."""
+    return [at_ms, fb.account_id, fb.transaction_id, fb.verdict, fb.note, fb.expires_ms, fb.source]
+
+
+def parse_feedback_row(row: object, where: str) -> tuple[int, Feedback]:
+    """``feedback_row``'s inverse, checked."""
+    if not isinstance(row, list) or len(row) != 7:
+        raise ValueError(f"{where}: entry {row!r} is not [at, account, transaction, verdict, "
+                         "note, expires, source]")
+    at, account, txn, verdict, note, expires, source = row
+    if not all(isinstance(x, str) for x in (account, txn, note, source)) or not (account or txn):
+        raise ValueError(f"{where}: entry {row!r} is malformed")
+    if verdict not in (1, 2, 3) or isinstance(verdict, bool):
+        raise ValueError(f"{where}: entry {row!r} has an unknown verdict")
+    exp = None if expires is None else _int(expires, f"{where} expires", TIME_MIN_MS, TIME_MAX_MS)
+    return (_int(at, f"{where} at", TIME_MIN_MS, TIME_MAX_MS),
+            Feedback(account_id=account, transaction_id=txn, verdict=verdict, note=note,
+                     expires_ms=exp, source=source))
 
 
 def parse_watch_row(row: object, where: str) -> WatchEntry:

@@ -444,7 +444,7 @@ def test_identical_timestamps_are_ties_not_reorderings() -> None:
     assert f[tcol("payer_in_count_1m")] == 3.0
     assert f[tcol("payer_in_sum_1m")] == 303
     assert f[tcol("payee_paid_payer_before")] == 1.0
-    assert f[tcol("payer_payback_count_7d")] == 1.0
+    assert f[tcol("payer_payback_distinct_7d")] == 1.0
 
 
 def test_event_older_than_the_7d_ring_is_dropped_from_windows() -> None:
