@@ -207,7 +207,7 @@ MAX_RULES = 62
 D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS = 0, 1, 2, 3, 4
 N_DEC = 5
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
-ACTION_HOLD = 3
+ACTION_STOP_PAYMENT = 4
 CALL_ACTION_BLOCK = 3
 # What a fired rule concludes about the parties (a rule's ``marks``); D_MARKS of a decision is
 # the union, plus MK_PAYEE_MULE_HOP when the suspicion followed the money from a mule payer.
@@ -954,13 +954,15 @@ def _incall_flags(p_sc: np.ndarray, caller: int, cls: int, first_contact: float,
 
 @helper
 def _remember_txn(ev: np.ndarray, i: int, a_sc: np.ndarray, a_ring: np.ndarray, pt: np.ndarray,
-                  meta: np.ndarray, params: np.ndarray, dec: np.ndarray) -> None:
+                  meta: np.ndarray, params: np.ndarray, dec: np.ndarray, first: bool) -> None:
     """Decision memory: what this decision concluded about its parties, for later decisions.
 
-    The payer's mule suspicion follows the money one hop (up to P_MULE_MAX_LEVEL), not into cash
-    terminals, merchants or hubs; a rule's marks protect the payer as a victim or make a party a
-    suspected mule or collector; a payment held or stopped for fraud remembers its payee for
-    that payer (a repeat is stopped again). Cleared accounts get no marks.
+    The payer's mule suspicion follows the money one hop (up to P_MULE_MAX_LEVEL) into a new
+    relationship with a person, not into cash terminals, merchants or hubs (the money a mule
+    forwards goes to fresh accounts; its old counterparties are not part of the chain); a rule's
+    marks protect the payer as a victim or make a party a suspected mule or collector; a payment
+    stopped for fraud remembers its payee for that payer (a repeat is stopped again). Cleared
+    accounts get no marks.
     """
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -968,17 +970,19 @@ def _remember_txn(ev: np.ndarray, i: int, a_sc: np.ndarray, a_ring: np.ndarray, 
     fl = ev[i, EV_FLAGS]
     marks = dec[i, D_MARKS]
     lvl = _mule_level(a_sc, a, ts)
-    if (lvl > 0 and lvl < params[P_MULE_MAX_LEVEL] and not fl & TF_PAYEE_TERMINAL
-            and not a_sc[b, SC_PROFILE] & PROF_MERCHANT and not _cleared(a_sc, b, ts)
-            and _ring_distinct(a_ring, b, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS]):
+    # a payee that is a cash terminal, a merchant or a hub (many payers) is never made a mule
+    payee_ok = (not fl & TF_PAYEE_TERMINAL and not a_sc[b, SC_PROFILE] & PROF_MERCHANT
+                and _ring_distinct(a_ring, b, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
+    if (lvl > 0 and lvl < params[P_MULE_MAX_LEVEL] and fl & TF_PAYEE_PERSON and first
+            and payee_ok and not _cleared(a_sc, b, ts)):
         _suspect_mule(a_sc, b, lvl + 1, ts, params)
         marks |= MK_PAYEE_MULE_HOP
     if marks & MK_PAYER_VICTIM and not fl & TF_PAYER_TERMINAL and not _cleared(a_sc, a, ts):
         _extend(a_sc, a, SC_VICTIM_UNTIL, ts + params[P_PROTECT_MS])
-        if dec[i, D_ACTION] >= ACTION_HOLD:
+        if dec[i, D_ACTION] >= ACTION_STOP_PAYMENT:
             key = _pair_key(PAIR_STOP, a, b)
             _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
-    if marks & MK_PAYEE_MULE and not fl & TF_PAYEE_TERMINAL:
+    if marks & MK_PAYEE_MULE and payee_ok:
         _suspect_mule(a_sc, b, 1, ts, params)
     if marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL:
         _suspect_mule(a_sc, a, 1, ts, params)
@@ -1140,7 +1144,8 @@ def _process(
                 for x in range(N_EXTRA):
                     out_feat[row, F_EXTRA_BASE + x] = extra[i, x]
             _eval_rules(tr_i, tr_f, out_feat, row, out_dec, i)
-            _remember_txn(ev, i, a_sc, a_ring, pt, meta, params, out_dec)
+            _remember_txn(ev, i, a_sc, a_ring, pt, meta, params, out_dec,
+                          out_feat[row, F_FIRST_TIME_PAYEE] > 0)
         elif kind == KIND_CALL:
             _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, meta, params,
                   out_feat, row)

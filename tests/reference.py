@@ -31,9 +31,10 @@ The meanings modelled here (the kernels must agree with every one):
   phone see it. A call that never connected (unanswered, rejected, blocked) marks nothing, and
   takes back the mark its own ringing report made.
 * **Decision memory.** After each transaction decision: a payer who is a suspected mule passes
-  the suspicion one level on to the payee (not terminals, merchants or hubs); the fired rules'
-  marks make the payer a protected victim (and, at HOLD or above, remember the stopped payee for
-  that payer), or a party a suspected mule or collector. Cleared accounts are never marked.
+  the suspicion one level on to a person it pays for the first time (not merchants or hubs); the
+  fired rules' marks make the payer a protected victim (and, at STOP_PAYMENT or above, remember
+  the stopped payee for that payer), or a party a suspected mule or collector. Cleared accounts
+  are never marked.
 * **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
   age (``FAR_DAYS``), and a caller seen then is never "unknown" to a callee.
 """
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from features._kernels import (
     ACTION_ALLOW,
-    ACTION_HOLD,
+    ACTION_STOP_PAYMENT,
     CALL_ACTION_BLOCK,
     CF_ANSWERED_1H,
     CF_CALLEE_CALLS_IN_24H,
@@ -722,7 +723,7 @@ class ReferenceEngine:
                 if extra is not None:
                     f[F_EXTRA_BASE:F_EXTRA_BASE + N_EXTRA] = [float(x) for x in extra[i]]
                 dec = _decide(txn_rules_l, f)
-                self._remember_txn(ev, p, dec)
+                self._remember_txn(ev, p, dec, f[F_FIRST_TIME_PAYEE] > 0)
             elif ev[EV_KIND] == KIND_CALL:
                 f = self._call(ev, p)
                 dec = _decide(call_rules_l, f)
@@ -733,22 +734,24 @@ class ReferenceEngine:
             decisions.append(dec)
         return features, decisions
 
-    def _remember_txn(self, ev: list[int], p: _Params, dec: list[int]) -> None:
+    def _remember_txn(self, ev: list[int], p: _Params, dec: list[int], first: bool) -> None:
         """Decision memory after a transaction (see the module docstring)."""
         ts, fl = ev[EV_TS], ev[EV_FLAGS]
         payer, payee = self._account(ev[EV_A]), self._account(ev[EV_B])
         marks = dec[D_MARKS]
         level = payer.level(ts)
-        if (0 < level < p.mule_max_level and not fl & TF_PAYEE_TERMINAL
-                and not payee.profile & PROF_MERCHANT and not payee.cleared(ts)
-                and payee.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers):
+        # never a mule: a cash terminal, a merchant, a hub (many payers)
+        payee_ok = (not fl & TF_PAYEE_TERMINAL and not payee.profile & PROF_MERCHANT
+                    and payee.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
+        if (0 < level < p.mule_max_level and fl & TF_PAYEE_PERSON and first and payee_ok
+                and not payee.cleared(ts)):
             payee.suspect(level + 1, ts, p.mule_ms)
             marks |= MK_PAYEE_MULE_HOP
         if marks & MK_PAYER_VICTIM and not fl & TF_PAYER_TERMINAL and not payer.cleared(ts):
             payer.victim_until = max(payer.victim_until, ts + p.protect_ms)
-            if dec[D_ACTION] >= ACTION_HOLD:
+            if dec[D_ACTION] >= ACTION_STOP_PAYMENT:
                 self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
-        if marks & MK_PAYEE_MULE and not fl & TF_PAYEE_TERMINAL:
+        if marks & MK_PAYEE_MULE and payee_ok:
             payee.suspect(1, ts, p.mule_ms)
         if marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL:
             payer.suspect(1, ts, p.mule_ms)

@@ -110,10 +110,17 @@ def test_a_spoofed_call_the_service_blocked_is_no_risky_contact(live: Live) -> N
 
 
 def test_risky_call_then_small_new_payee_transfer_warns(live: Live) -> None:
-    """After a risky call, a small transfer to a new payee gets a WARN (risk prompt)."""
+    """After a risky call (a virtual-operator number spraying short calls), a small transfer to
+    a new payee gets a WARN (risk prompt)."""
     phone = "137" + uid("")[-5:].rjust(8, "0")
-    live.telecom.report_call(call_event(uid("c"), recent(30), "+85290000003", phone,
-                                        caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    sprayer = "+86170" + uid("")[-5:].rjust(8, "0")
+    for i in range(8):
+        live.telecom.report_call(call_event(uid("c"), recent(50 - i), sprayer, f"1380000{i:04d}",
+                                            duration_seconds=5,
+                                            caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    warned = live.telecom.report_call(call_event(uid("c"), recent(30), sprayer, phone,
+                                                 caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    assert warned.action == pb.CALL_ACTION_WARN_CALLEE
     d = live.bank.screen(transaction(uid("t"), recent(10), uid("victim"), uid("x"), 20_000,
                                      payer_phone=phone))
     assert d.action == pb.ACTION_WARN
