@@ -953,16 +953,18 @@ def _incall_flags(p_sc: np.ndarray, caller: int, cls: int, first_contact: float,
 
 
 @helper
-def _remember_txn(ev: np.ndarray, i: int, a_sc: np.ndarray, a_ring: np.ndarray, pt: np.ndarray,
-                  meta: np.ndarray, params: np.ndarray, dec: np.ndarray, first: bool) -> None:
+def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
+                  a_sc: np.ndarray, a_ring: np.ndarray, pt: np.ndarray, meta: np.ndarray,
+                  params: np.ndarray, dec: np.ndarray, first: bool) -> None:
     """Decision memory: what this decision concluded about its parties, for later decisions.
 
-    The payer's mule suspicion follows the money one hop (up to P_MULE_MAX_LEVEL) into a new
-    relationship with a person, not into cash terminals, merchants or hubs (the money a mule
-    forwards goes to fresh accounts; its old counterparties are not part of the chain); a rule's
-    marks protect the payer as a victim or make a party a suspected mule or collector; a payment
-    stopped for fraud remembers its payee for that payer (a repeat is stopped again). Cleared
-    accounts get no marks.
+    The payer's mule suspicion follows the money one hop (up to P_MULE_MAX_LEVEL): into a new
+    relationship with a person, when the mule received at least the amount within the day, and
+    never into cash terminals, merchants or hubs (a mule forwards fresh money to fresh accounts;
+    its old counterparties are not part of the chain). A rule's marks protect the payer as a
+    victim (a person) or make a party a suspected mule or collector; a payment stopped for fraud
+    remembers its payee for that payer (a repeat is stopped again). Cleared accounts get no
+    marks.
     """
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -974,10 +976,12 @@ def _remember_txn(ev: np.ndarray, i: int, a_sc: np.ndarray, a_ring: np.ndarray, 
     payee_ok = (not fl & TF_PAYEE_TERMINAL and not a_sc[b, SC_PROFILE] & PROF_MERCHANT
                 and _ring_distinct(a_ring, b, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
     if (lvl > 0 and lvl < params[P_MULE_MAX_LEVEL] and fl & TF_PAYEE_PERSON and first
-            and payee_ok and not _cleared(a_sc, b, ts)):
+            and payee_ok and not _cleared(a_sc, b, ts)
+            and _win_sum(a_amt, a_tag, a_head, a, AS_IN, W_24H, _epochs(ts, params[P_TZ_MS]))
+            >= ev[i, EV_AMOUNT]):  # forwarding money received within the day
         _suspect_mule(a_sc, b, lvl + 1, ts, params)
         marks |= MK_PAYEE_MULE_HOP
-    if marks & MK_PAYER_VICTIM and not fl & TF_PAYER_TERMINAL and not _cleared(a_sc, a, ts):
+    if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not _cleared(a_sc, a, ts):
         _extend(a_sc, a, SC_VICTIM_UNTIL, ts + params[P_PROTECT_MS])
         if dec[i, D_ACTION] >= ACTION_STOP_PAYMENT:
             key = _pair_key(PAIR_STOP, a, b)
@@ -1144,7 +1148,7 @@ def _process(
                 for x in range(N_EXTRA):
                     out_feat[row, F_EXTRA_BASE + x] = extra[i, x]
             _eval_rules(tr_i, tr_f, out_feat, row, out_dec, i)
-            _remember_txn(ev, i, a_sc, a_ring, pt, meta, params, out_dec,
+            _remember_txn(ev, i, a_amt, a_tag, a_head, a_sc, a_ring, pt, meta, params, out_dec,
                           out_feat[row, F_FIRST_TIME_PAYEE] > 0)
         elif kind == KIND_CALL:
             _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, meta, params,

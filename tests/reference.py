@@ -31,10 +31,10 @@ The meanings modelled here (the kernels must agree with every one):
   phone see it. A call that never connected (unanswered, rejected, blocked) marks nothing, and
   takes back the mark its own ringing report made.
 * **Decision memory.** After each transaction decision: a payer who is a suspected mule passes
-  the suspicion one level on to a person it pays for the first time (not merchants or hubs); the
-  fired rules' marks make the payer a protected victim (and, at STOP_PAYMENT or above, remember
-  the stopped payee for that payer), or a party a suspected mule or collector. Cleared accounts
-  are never marked.
+  the suspicion one level on to a person it pays for the first time, with money it received
+  within the day (not merchants or hubs); the fired rules' marks make a person payer a protected
+  victim (and, at STOP_PAYMENT or above, remember the stopped payee for that payer), or a party a
+  suspected mule or collector. Cleared accounts are never marked.
 * **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
   age (``FAR_DAYS``), and a caller seen then is never "unknown" to a callee.
 """
@@ -744,10 +744,11 @@ class ReferenceEngine:
         payee_ok = (not fl & TF_PAYEE_TERMINAL and not payee.profile & PROF_MERCHANT
                     and payee.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
         if (0 < level < p.mule_max_level and fl & TF_PAYEE_PERSON and first and payee_ok
-                and not payee.cleared(ts)):
+                and not payee.cleared(ts)
+                and payer.windows.total("sum_in", W_24H, ts, p.tz) >= ev[EV_AMOUNT]):
             payee.suspect(level + 1, ts, p.mule_ms)
             marks |= MK_PAYEE_MULE_HOP
-        if marks & MK_PAYER_VICTIM and not fl & TF_PAYER_TERMINAL and not payer.cleared(ts):
+        if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not payer.cleared(ts):
             payer.victim_until = max(payer.victim_until, ts + p.protect_ms)
             if dec[D_ACTION] >= ACTION_STOP_PAYMENT:
                 self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
