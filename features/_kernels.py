@@ -141,7 +141,9 @@ P_TZ_MS, P_SHORT_CALL_S, P_RISKY_LOOKBACK_MS, P_MARK_MIN_CALL_ACTION, P_EWMA_ALP
 # and the payers (7 d) beyond which a payee is a hub it does not follow to
 P_PROTECT_MS, P_MULE_MS, P_COLLECTOR_MS, P_RISKY_NUMBER_MS = 5, 6, 7, 8
 P_LEARN_MS, P_DORMANT_MS, P_MULE_MAX_LEVEL, P_HUB_PAYERS = 9, 10, 11, 12
-N_PARAM = 13
+# a new suspected mule's payees of this last while are where the money went: they become suspects
+P_FOLLOW_MS = 13
+N_PARAM = 14
 
 # ---------------------------------------------------------------- transaction features
 F_AMOUNT, F_CASH, F_XBORDER, F_CHANNEL, F_MEMO_INVEST = 0, 1, 2, 3, 4
@@ -570,15 +572,40 @@ def _mule_level(sc: np.ndarray, e: int, ts: int) -> int:
 
 
 @helper
-def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarray) -> None:
+def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarray) -> bool:
+    """Suspect ``e`` at ``level`` (the lower level wins); True when it was not suspected yet."""
     if sc[e, SC_CLEARED_UNTIL] > ts:
-        return
+        return False
     cur = int(sc[e, SC_MULE_LEVEL]) if sc[e, SC_MULE_UNTIL] > ts else 0
     if cur == 0 or level < cur:
         sc[e, SC_MULE_LEVEL] = level
     until = ts + params[P_MULE_MS]
     if until > sc[e, SC_MULE_UNTIL]:
         sc[e, SC_MULE_UNTIL] = until
+    return cur == 0
+
+
+@helper
+def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> bool:
+    """May ``e`` be made a mule: not a merchant (registry), not a hub (many payers in 7 d)."""
+    return (not sc[e, SC_PROFILE] & PROF_MERCHANT
+            and _ring_distinct(ring, e, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
+
+
+@helper
+def _follow_money(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> None:
+    """``e`` just became a level-1 suspect: the accounts it paid within P_FOLLOW_MS before now
+    (its recent payees) are where the money it received went; they become level-2 suspects."""
+    if params[P_MULE_MAX_LEVEL] < 2:
+        return
+    t = ts // 1000 - RING_EPOCH_S
+    span = params[P_FOLLOW_MS] // 1000
+    for k in range(RING_K):
+        cp = ring[e, R_OUT, k, 0]
+        if cp >= 0 and cp != e:
+            kt = ring[e, R_OUT, k, 1]
+            if kt <= t and t - kt <= span and _mule_ok(sc, ring, cp, ts, params):
+                _suspect_mule(sc, cp, 2, ts, params)
 
 
 @helper
@@ -973,8 +1000,7 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
     marks = dec[i, D_MARKS]
     lvl = _mule_level(a_sc, a, ts)
     # a payee that is a cash terminal, a merchant or a hub (many payers) is never made a mule
-    payee_ok = (not fl & TF_PAYEE_TERMINAL and not a_sc[b, SC_PROFILE] & PROF_MERCHANT
-                and _ring_distinct(a_ring, b, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
+    payee_ok = not fl & TF_PAYEE_TERMINAL and _mule_ok(a_sc, a_ring, b, ts, params)
     if (lvl > 0 and lvl < params[P_MULE_MAX_LEVEL] and fl & TF_PAYEE_PERSON and first
             and payee_ok and not _cleared(a_sc, b, ts)
             and _win_sum(a_amt, a_tag, a_head, a, AS_IN, W_24H, _epochs(ts, params[P_TZ_MS]))
@@ -986,10 +1012,11 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
         if dec[i, D_ACTION] >= ACTION_STOP_PAYMENT:
             key = _pair_key(PAIR_STOP, a, b)
             _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
-    if marks & MK_PAYEE_MULE and payee_ok:
-        _suspect_mule(a_sc, b, 1, ts, params)
-    if marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL:
-        _suspect_mule(a_sc, a, 1, ts, params)
+    if marks & MK_PAYEE_MULE and payee_ok and _suspect_mule(a_sc, b, 1, ts, params):
+        _follow_money(a_sc, a_ring, b, ts, params)
+    if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
+            and _suspect_mule(a_sc, a, 1, ts, params)):
+        _follow_money(a_sc, a_ring, a, ts, params)
     if marks & MK_PAYER_COLLECTOR and not _cleared(a_sc, a, ts):
         _extend(a_sc, a, SC_COLLECTOR_UNTIL, ts + params[P_COLLECTOR_MS])
     if marks & MK_PAYEE_COLLECTOR and not _cleared(a_sc, b, ts):

@@ -306,6 +306,7 @@ class Param:
     DORMANT_MS = k.P_DORMANT_MS
     MULE_MAX_LEVEL = k.P_MULE_MAX_LEVEL
     HUB_PAYERS = k.P_HUB_PAYERS
+    FOLLOW_MS = k.P_FOLLOW_MS
     N = k.N_PARAM
 
 

@@ -82,6 +82,8 @@ class PolicyParams:
     # payers in 7 d from which a payee is a hub (a shop, a platform) it does not follow to
     mule_max_level: int = 2
     hub_payers: int = 12
+    # a new suspected mule's payees of the last this many hours become suspects (level 2)
+    mule_follow_hours: int = 24
     # inactivity that makes an account dormant; the learning period of a server that starts empty
     dormant_days: int = 90
     learning_days: int = 3
@@ -101,6 +103,7 @@ class PolicyParams:
         p[Param.DORMANT_MS] = self.dormant_days * _DAY_MS
         p[Param.MULE_MAX_LEVEL] = self.mule_max_level
         p[Param.HUB_PAYERS] = self.hub_payers
+        p[Param.FOLLOW_MS] = self.mule_follow_hours * _HOUR_MS
         return p
 
 
@@ -260,7 +263,7 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
         raise lines.error("structuring_band_percent must be within 0..99", "structuring_band_percent")
     for key in ("short_call_seconds", "risky_call_lookback_minutes", "victim_protection_hours",
                 "mule_suspicion_days", "collector_suspicion_days", "risky_number_days",
-                "dormant_days"):
+                "dormant_days", "mule_follow_hours"):
         if not 0 < getattr(params, key) <= 36_500:
             raise lines.error(f"{key} must be within 1..36500", key)
     if not 0 <= params.learning_days <= 3_650:

@@ -205,6 +205,7 @@ from features._kernels import (
     P_COLLECTOR_MS,
     P_DORMANT_MS,
     P_EWMA_ALPHA_PPM,
+    P_FOLLOW_MS,
     P_HUB_PAYERS,
     P_LEARN_MS,
     P_MARK_MIN_CALL_ACTION,
@@ -467,13 +468,15 @@ class _Account:
             return 1
         return self.mule_level if self.mule_until > ts else 0
 
-    def suspect(self, level: int, ts: int, mule_ms: int) -> None:
+    def suspect(self, level: int, ts: int, mule_ms: int) -> bool:
+        """True when it was not suspected before."""
         if self.cleared(ts):
-            return
+            return False
         cur = self.mule_level if self.mule_until > ts else 0
         if cur == 0 or level < cur:
             self.mule_level = level
         self.mule_until = max(self.mule_until, ts + mule_ms)
+        return cur == 0
 
     def dormant_ms(self, ts: int) -> int:
         """Inactive time before ``ts``: since the later of its last event and the registry's."""
@@ -525,6 +528,7 @@ class _Params:
     dormant_ms: int
     mule_max_level: int
     hub_payers: int
+    follow_ms: int
 
     @classmethod
     def read(cls, params: Sequence[int] | Iterable[int]) -> _Params:
@@ -545,6 +549,7 @@ class _Params:
             dormant_ms=p[P_DORMANT_MS],
             mule_max_level=p[P_MULE_MAX_LEVEL],
             hub_payers=p[P_HUB_PAYERS],
+            follow_ms=p[P_FOLLOW_MS],
         )
 
 
@@ -741,8 +746,7 @@ class ReferenceEngine:
         marks = dec[D_MARKS]
         level = payer.level(ts)
         # never a mule: a cash terminal, a merchant, a hub (many payers)
-        payee_ok = (not fl & TF_PAYEE_TERMINAL and not payee.profile & PROF_MERCHANT
-                    and payee.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
+        payee_ok = not fl & TF_PAYEE_TERMINAL and self._mule_ok(payee, ts, p)
         if (0 < level < p.mule_max_level and fl & TF_PAYEE_PERSON and first and payee_ok
                 and not payee.cleared(ts)
                 and payer.windows.total("sum_in", W_24H, ts, p.tz) >= ev[EV_AMOUNT]):
@@ -752,15 +756,33 @@ class ReferenceEngine:
             payer.victim_until = max(payer.victim_until, ts + p.protect_ms)
             if dec[D_ACTION] >= ACTION_STOP_PAYMENT:
                 self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
-        if marks & MK_PAYEE_MULE and payee_ok:
-            payee.suspect(1, ts, p.mule_ms)
-        if marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL:
-            payer.suspect(1, ts, p.mule_ms)
+        if marks & MK_PAYEE_MULE and payee_ok and payee.suspect(1, ts, p.mule_ms):
+            self._follow_money(ev[EV_B], ts, p)
+        if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
+                and payer.suspect(1, ts, p.mule_ms)):
+            self._follow_money(ev[EV_A], ts, p)
         if marks & MK_PAYER_COLLECTOR and not payer.cleared(ts):
             payer.collector_until = max(payer.collector_until, ts + p.collector_ms)
         if marks & MK_PAYEE_COLLECTOR and not payee.cleared(ts):
             payee.collector_until = max(payee.collector_until, ts + p.collector_ms)
         dec[D_MARKS] = marks
+
+    @staticmethod
+    def _mule_ok(acc: _Account, ts: int, p: _Params) -> bool:
+        return (not acc.profile & PROF_MERCHANT
+                and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
+
+    def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
+        """A new level-1 suspect's payees within ``follow_ms`` become level-2 suspects."""
+        if p.mule_max_level < 2:
+            return
+        t = _ring_second(ts)
+        for slot in self._account(idx).rings[_OUT].slots:
+            if slot is None or slot[0] == idx or not 0 <= t - slot[1] <= p.follow_ms // 1000:
+                continue
+            other = self._account(slot[0])
+            if self._mule_ok(other, ts, p):
+                other.suspect(2, ts, p.mule_ms)
 
     def _remember_call(self, ev: list[int], p: _Params, dec: list[int]) -> None:
         """A warned call marks its callee (the newest such call wins); one that never connected
