@@ -587,8 +587,9 @@ def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarra
 
 @helper
 def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> bool:
-    """May ``e`` be made a mule: not a merchant (registry), not a hub (many payers in 7 d)."""
-    return (not sc[e, SC_PROFILE] & PROF_MERCHANT
+    """May ``e`` be made a mule: a person's account (not an organisation or a merchant), not a
+    hub (many payers in 7 d)."""
+    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION)
             and _ring_distinct(ring, e, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
 
 
@@ -689,6 +690,10 @@ def _txn(
         a_sc[b, SC_WAKE] = ts
     _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
     _seen(a_sc, b, SC_FIRST, SC_LAST, ts)
+    if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
+        a_sc[a, SC_PROFILE] |= PROF_ORGANISATION
+    if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
+        a_sc[b, SC_PROFILE] |= PROF_ORGANISATION
     if ev[i, EV_AUX1] != NO_TIME:
         a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
     if ev[i, EV_AUX2] != NO_TIME:

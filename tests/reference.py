@@ -220,6 +220,7 @@ from features._kernels import (
     PAIR_STOP,
     PAIR_TXN,
     PROF_MERCHANT,
+    PROF_ORGANISATION,
     PROF_PAYROLL,
     RI_ACTION,
     RI_COND,
@@ -769,7 +770,7 @@ class ReferenceEngine:
 
     @staticmethod
     def _mule_ok(acc: _Account, ts: int, p: _Params) -> bool:
-        return (not acc.profile & PROF_MERCHANT
+        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION)
                 and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
 
     def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
@@ -833,6 +834,10 @@ class ReferenceEngine:
             payee.wake = ts
         payer.seen(ts)
         payee.seen(ts)
+        if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
+            payer.profile |= PROF_ORGANISATION
+        if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
+            payee.profile |= PROF_ORGANISATION
         if ev[EV_AUX1] != _NO_TIME:
             payer.opened = ev[EV_AUX1]
         if ev[EV_AUX2] != _NO_TIME:
