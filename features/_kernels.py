@@ -209,7 +209,7 @@ MAX_RULES = 62
 D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS = 0, 1, 2, 3, 4
 N_DEC = 5
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
-ACTION_STOP_PAYMENT = 4
+ACTION_HOLD = 3
 CALL_ACTION_BLOCK = 3
 # What a fired rule concludes about the parties (a rule's ``marks``); D_MARKS of a decision is
 # the union, plus MK_PAYEE_MULE_HOP when the suspicion followed the money from a mule payer.
@@ -994,9 +994,9 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
     relationship with a person, when the mule received at least the amount within the day, and
     never into cash terminals, merchants or hubs (a mule forwards fresh money to fresh accounts;
     its old counterparties are not part of the chain). A rule's marks protect the payer as a
-    victim (a person) or make a party a suspected mule or collector; a payment stopped for fraud
-    remembers its payee for that payer (a repeat is stopped again). Cleared accounts get no
-    marks.
+    victim (a person) or make a party a suspected mule or collector; a payment held or stopped
+    for fraud remembers its payee for that payer (a repeat is stopped again). Cleared accounts
+    get no marks.
     """
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -1014,7 +1014,7 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
         marks |= MK_PAYEE_MULE_HOP
     if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not _cleared(a_sc, a, ts):
         _extend(a_sc, a, SC_VICTIM_UNTIL, ts + params[P_PROTECT_MS])
-        if dec[i, D_ACTION] >= ACTION_STOP_PAYMENT:
+        if dec[i, D_ACTION] >= ACTION_HOLD:
             key = _pair_key(PAIR_STOP, a, b)
             _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
     if marks & MK_PAYEE_MULE and payee_ok and _suspect_mule(a_sc, b, 1, ts, params):
@@ -1051,7 +1051,10 @@ def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
         return
     if action > ACTION_ALLOW and p_sc[b, PSC_INCALL_START] == ts:
         p_sc[b, PSC_INCALL_FLAGS] |= INCALL_RISKY  # warned: a risky call
-    if no_answer:
+    answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and ev[i, EV_AMOUNT] > 0)
+    if no_answer or (ev[i, EV_FLAGS] & CF_ENDED and answered
+                     and ev[i, EV_AMOUNT] < params[P_SHORT_CALL_S]):
+        # never connected, or hung up within seconds: no conversation to be talked into anything
         if p_sc[b, PSC_RISKY_TS] == ts:
             p_sc[b, PSC_RISKY_TS] = NO_TIME
         return

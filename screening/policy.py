@@ -74,7 +74,7 @@ class PolicyParams:
     ewma_alpha: float = 0.1
     memo_keywords: tuple[str, ...] = ()
     # decision memory: how long its conclusions hold
-    victim_protection_hours: int = 72
+    victim_protection_hours: int = 168
     mule_suspicion_days: int = 30
     collector_suspicion_days: int = 90
     risky_number_days: int = 7

@@ -33,7 +33,7 @@ The meanings modelled here (the kernels must agree with every one):
 * **Decision memory.** After each transaction decision: a payer who is a suspected mule passes
   the suspicion one level on to a person it pays for the first time, with money it received
   within the day (not merchants or hubs); the fired rules' marks make a person payer a protected
-  victim (and, at STOP_PAYMENT or above, remember the stopped payee for that payer), or a party a
+  victim (and, at HOLD or above, remember the stopped payee for that payer), or a party a
   suspected mule or collector. Cleared accounts are never marked.
 * **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
   age (``FAR_DAYS``), and a caller seen then is never "unknown" to a callee.
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from features._kernels import (
     ACTION_ALLOW,
-    ACTION_STOP_PAYMENT,
+    ACTION_HOLD,
     CALL_ACTION_BLOCK,
     CF_ANSWERED_1H,
     CF_CALLEE_CALLS_IN_24H,
@@ -755,7 +755,7 @@ class ReferenceEngine:
             marks |= MK_PAYEE_MULE_HOP
         if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not payer.cleared(ts):
             payer.victim_until = max(payer.victim_until, ts + p.protect_ms)
-            if dec[D_ACTION] >= ACTION_STOP_PAYMENT:
+            if dec[D_ACTION] >= ACTION_HOLD:
                 self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
         if marks & MK_PAYEE_MULE and payee_ok and payee.suspect(1, ts, p.mule_ms):
             self._follow_money(ev[EV_B], ts, p)
@@ -798,8 +798,11 @@ class ReferenceEngine:
             return
         if action > ACTION_ALLOW and callee.incall_start == ts:
             callee.incall_flags |= INCALL_RISKY
-        if ev[EV_AUX3] in _NOT_CONNECTED:
-            if callee.risky_ts == ts:
+        outcome, dur = ev[EV_AUX3], ev[EV_AMOUNT]
+        answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and dur > 0)
+        if outcome in _NOT_CONNECTED or (ev[EV_FLAGS] & CF_ENDED and answered
+                                         and dur < p.short_call_s):
+            if callee.risky_ts == ts:  # no conversation: it takes back its ringing report's mark
                 callee.risky_ts = None
             return
         if (p.mark_min_call_action <= action
