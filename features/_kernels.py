@@ -116,6 +116,8 @@ TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
 # the amount lies just under the reporting line of its family (cash, person domestic or
 # cross-border transfer, organisation; CNY or foreign currency): set by the encoder
 TF_NEAR_LINE = 128
+# the memo holds words of impersonation fraud ("safe account", "unfreezing fee", ...): the encoder
+TF_MEMO_FRAUD = 256
 # call flags: NEW = first report of this call (count it); ENDED = duration known
 CF_NEW, CF_ENDED = 1, 2
 # call outcomes (EV_AUX3 of a call; same numbers as the proto enum CallOutcome). LEGACY: not
@@ -173,8 +175,8 @@ F_PAYER_CLEARED, F_PAYEE_CLEARED, F_PAYER_DORMANT_DAYS, F_PAYEE_DORMANT_DAYS = 1
 F_PAYER_WOKE_DAYS, F_PAYER_MERCHANT, F_PAYEE_MERCHANT, F_PAYER_PAYROLL = 114, 115, 116, 117
 F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN, F_PAYER_ON_CALL_RISKY = 118, 119, 120
 F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS = 121, 122, 123, 124
-F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY = 125, 126
-N_TXN_FEATURE = 127
+F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD = 125, 126, 127
+N_TXN_FEATURE = 128
 FAR_DAYS = 1e6  # "days since" when there is no such event, or an age not known
 # a payment this soon after an incoming call ended still counts as made "on the call"; a call
 # that rang and was never reported ended counts as going on for INCALL_OPEN_MS
@@ -705,6 +707,7 @@ def _txn(
     f[r, F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
     f[r, F_CHANNEL] = ev[i, EV_AUX3]
     f[r, F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
+    f[r, F_MEMO_FRAUD] = 1.0 if fl & TF_MEMO_FRAUD else 0.0
     f[r, F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
     f[r, F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
     f[r, F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0

@@ -60,6 +60,7 @@ def _txn_names() -> list[str]:
         k.F_XBORDER: "is_cross_border",
         k.F_CHANNEL: "channel",
         k.F_MEMO_INVEST: "memo_investment",
+        k.F_MEMO_FRAUD: "memo_fraud_words",
         k.F_FIRST_TIME_PAYEE: "first_time_payee",
         k.F_REVERSE_EDGE: "payee_paid_payer_before",
         k.F_PAYER_IS_PERSON: "payer_is_person",
@@ -240,6 +241,7 @@ class TxnFlag:
     PAYER_TERMINAL = k.TF_PAYER_TERMINAL
     PAYEE_TERMINAL = k.TF_PAYEE_TERMINAL
     NEAR_LINE = k.TF_NEAR_LINE
+    MEMO_FRAUD = k.TF_MEMO_FRAUD
 
 
 class CallFlag:

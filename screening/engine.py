@@ -1107,6 +1107,8 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             flags |= TxnFlag.CROSS_BORDER
         if policy.memo_is_investment(t.memo):
             flags |= TxnFlag.MEMO_INVESTMENT
+        if policy.memo_is_fraud(t.memo):
+            flags |= TxnFlag.MEMO_FRAUD
         if t.payer.party_type == _PERSON:
             flags |= TxnFlag.PAYER_PERSON
         if t.payee.party_type == _PERSON:

@@ -73,6 +73,8 @@ class PolicyParams:
     mark_callee_at: str = "WARN_CALLEE"
     ewma_alpha: float = 0.1
     memo_keywords: tuple[str, ...] = ()
+    # words impersonation fraudsters have victims write ("safe account", "unfreezing fee", ...)
+    fraud_memo_keywords: tuple[str, ...] = ()
     # decision memory: how long its conclusions hold
     victim_protection_hours: int = 168
     mule_suspicion_days: int = 30
@@ -121,6 +123,8 @@ class Policy:
     memo_pattern: re.Pattern[str] | None = field(repr=False)
     # the same pattern as text, valid for Python re and polars (Rust regex) alike
     memo_regex: str = field(repr=False, default="")
+    fraud_memo_pattern: re.Pattern[str] | None = field(repr=False, default=None)
+    fraud_memo_regex: str = field(repr=False, default="")
     source: str = field(repr=False, default="")
 
     def fired(self, bits: int, calls: bool = False) -> list[Rule]:
@@ -130,6 +134,10 @@ class Policy:
 
     def memo_is_investment(self, memo: str) -> bool:
         return bool(memo) and self.memo_pattern is not None and bool(self.memo_pattern.search(memo))
+
+    def memo_is_fraud(self, memo: str) -> bool:
+        return (bool(memo) and self.fraud_memo_pattern is not None
+                and bool(self.fraud_memo_pattern.search(memo)))
 
 
 def default_policy_text() -> str:
@@ -178,6 +186,8 @@ def parse_policy(text: str, origin: str) -> Policy:
     regex = ("(?i)" + "|".join(_escape(k) for k in params.memo_keywords)
              if params.memo_keywords else "")
     pattern = re.compile(regex) if regex else None
+    fraud_regex = ("(?i)" + "|".join(_escape(k) for k in params.fraud_memo_keywords)
+                   if params.fraud_memo_keywords else "")
     return Policy(
         name=str(name),
         version=f"{name}-{version}+{digest}",
@@ -190,6 +200,8 @@ def parse_policy(text: str, origin: str) -> Policy:
         params_array=params.array(),
         memo_pattern=pattern,
         memo_regex=regex,
+        fraud_memo_pattern=re.compile(fraud_regex) if fraud_regex else None,
+        fraud_memo_regex=fraud_regex,
         source=origin,
     )
 
@@ -242,9 +254,9 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
         if not hasattr(defaults, key):
             raise lines.error(f"[params] unknown key '{key}'{_hint(key, vars(defaults))}", key)
         want = type(getattr(defaults, key))
-        if key == "memo_keywords":
+        if key in ("memo_keywords", "fraud_memo_keywords"):
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise lines.error("memo_keywords must be a list of non-empty strings", key)
+                raise lines.error(f"{key} must be a list of non-empty strings", key)
             value = tuple(value)
         elif want is float and isinstance(value, int | float) and not isinstance(value, bool):
             value = float(value)

@@ -104,6 +104,7 @@ from features._kernels import (
     F_DIST_BASE,
     F_EXTRA_BASE,
     F_FIRST_TIME_PAYEE,
+    F_MEMO_FRAUD,
     F_MEMO_INVEST,
     F_NEAR_LINE,
     F_OBSERVED_DAYS,
@@ -256,6 +257,7 @@ from features._kernels import (
     SC_MULE_UNTIL,
     SC_VICTIM_UNTIL,
     TF_CASH,
+    TF_MEMO_FRAUD,
     TF_MEMO_INVEST,
     TF_NEAR_LINE,
     TF_PAYEE_PERSON,
@@ -852,6 +854,7 @@ class ReferenceEngine:
         f[F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
         f[F_CHANNEL] = float(ev[EV_AUX3])
         f[F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
+        f[F_MEMO_FRAUD] = 1.0 if fl & TF_MEMO_FRAUD else 0.0
         f[F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
         f[F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
         f[F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0

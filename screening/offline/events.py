@@ -292,8 +292,11 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
     invest = (memo.str.contains(policy.memo_regex).to_numpy() if policy.memo_regex
               else np.zeros(n, dtype=bool))
     near = df.select(NearLine.build(policy, settings).near_expr(pl.lit(pl.Series("fen", fen)))).to_series()
+    fraud = (memo.str.contains(policy.fraud_memo_regex).to_numpy() if policy.fraud_memo_regex
+             else np.zeros(n, dtype=bool))
     flags = (
         near.to_numpy() * TxnFlag.NEAR_LINE
+        + fraud * TxnFlag.MEMO_FRAUD
         + df.get_column("cash").fill_null(False).to_numpy() * TxnFlag.CASH
         + df.get_column("cross_border").fill_null(False).to_numpy() * TxnFlag.CROSS_BORDER
         + invest * TxnFlag.MEMO_INVESTMENT
