@@ -110,13 +110,13 @@ def test_a_spoofed_call_the_service_blocked_is_no_risky_contact(live: Live) -> N
 
 
 def test_risky_call_then_small_new_payee_transfer_warns(live: Live) -> None:
-    """After a risky call (a virtual-operator number spraying short calls), a small transfer to
-    a new payee gets a WARN (risk prompt)."""
+    """After a risky call (a virtual-operator number spraying calls nobody answers), a small
+    transfer to a new payee gets a WARN (risk prompt)."""
     phone = "137" + uid("")[-5:].rjust(8, "0")
     sprayer = "+86170" + uid("")[-5:].rjust(8, "0")
     for i in range(8):
         live.telecom.report_call(call_event(uid("c"), recent(50 - i), sprayer, f"1380000{i:04d}",
-                                            duration_seconds=5,
+                                            outcome=pb.CALL_OUTCOME_UNANSWERED,
                                             caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
     warned = live.telecom.report_call(call_event(uid("c"), recent(30), sprayer, phone,
                                                  caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
@@ -394,17 +394,17 @@ def test_call_paths_allow_warn_and_block(live: Live) -> None:
 
 
 def test_mass_short_calls_get_blocked(live: Live) -> None:
-    """A number ringing many people within the hour, most not answering and the rest hanging up
+    """A number ringing 18 people within the hour, most not answering and the rest hanging up
     within seconds, is blocked."""
     caller = "+8616" + uid("")[-5:].rjust(9, "0")
     last = None
-    for i in range(12):
+    for i in range(18):
         cid = uid("c")
         live.telecom.report_call(call_event(cid, recent(50 - i), caller, f"1350000{i:04d}"))
         ended = (call_event(cid, recent(50 - i), caller, f"1350000{i:04d}", duration_seconds=8)
                  if i % 3 == 0 else
                  call_event(cid, recent(50 - i), caller, f"1350000{i:04d}",
-                            outcome=pb.CALL_OUTCOME_UNANSWERED))
+                            outcome=pb.CALL_OUTCOME_UNANSWERED))  # 2 of 3 unanswered
         last = live.telecom.report_call(ended)
     assert last is not None and last.action == pb.CALL_ACTION_BLOCK
     assert "MASS_SHORT_CALLS" in _codes(last)

@@ -61,9 +61,11 @@ def test_a_protected_victim_paying_a_new_account_is_held(live: Live) -> None:
     d = live.bank.screen(transaction(uid("t"), recent(25), victim, uid("safe2"), 800_000,
                                      payer_phone=phone, **AGED))
     assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_NEW_PAYEE" in _codes(d)
-    known = live.bank.screen(transaction(uid("t"), recent(20), victim, uid("family"), 10_000,
-                                         **AGED))
-    assert known.action >= pb.ACTION_HOLD  # still a new payee within the protection window
+    another = live.bank.screen(transaction(uid("t"), recent(20), victim, uid("safe3"), 200_000,
+                                           **AGED))
+    assert another.action >= pb.ACTION_HOLD  # still a new payee within the protection window
+    shop = live.bank.screen(transaction(uid("t"), recent(19), victim, uid("shop"), 3_500, **AGED))
+    assert shop.action == pb.ACTION_ALLOW  # buying lunch (under 1,000 CNY) is not held
 
 
 def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> None:
