@@ -211,6 +211,9 @@ class RefGraph:
             bud = fresh()
             self.ponzi(a, b, t, gp, bud, out)
             done(bud)
+            bud = fresh()
+            self.fee_tree(a, b, t, x, gp, bud, out)
+            done(bud)
         if not ta:
             bud = fresh()
             out[k.X_CHAIN_HOPS] = self.chain(a, b, t, x, gp, bud)
@@ -367,6 +370,68 @@ class RefGraph:
             if not members.intersection(around):
                 unrelated += 1
         out[k.X_PONZI_UNRELATED] = unrelated
+
+    def fee_tree(self, a: int, b: int, t: int, x: int, gp: list[int], bud: Budget,
+                 out: list[float]) -> None:
+        """Pyramid fee tree: b's fee payers, whether b paid the fee itself, its upline share."""
+        lo, gap, hub = t - gp[k.G_FEE_WINDOW], gp[k.G_FEE_GAP], gp[k.G_HUB_DEGREE]
+        tol = x * gp[k.G_FEE_TOL_PPM] // 1_000_000
+        band = range(x - tol, x + tol + 1)
+        payers: set[int] = set()
+        fee_payers: set[int] = set()
+        receipts: list[int] = []  # times
+        inflow = 0.0
+        for e in self.walk(b, 1, lo, t, bud):
+            if e.kind != k.K_TRANSFER or e.src == b or not self.customer(e.src):
+                continue
+            payers.add(e.src)
+            if len(payers) > hub:  # a shop or a platform
+                bud.cuts += 1
+                return
+            if e.amount in band:
+                receipts.append(e.ts)
+                inflow += e.amount
+                fee_payers.add(e.src)
+        if bud.truncated:
+            return
+        out[k.X_FEE_PAYERS] = len(fee_payers)
+        if len(fee_payers) < 2:
+            return
+        first_in = min(receipts)
+        paid = 0
+        sent: dict[int, float] = {}  # candidate upline -> pieces b sent it, first seen first
+        spread = False
+        for e in self.walk(b, 0, lo, t, bud):
+            u = e.dst
+            if (e.kind != k.K_TRANSFER or u == b or u in fee_payers or not self.customer(u)):
+                continue
+            if e.amount in band:
+                if e.ts < first_in:
+                    paid = 1
+            elif (e.amount < band.start and not spread
+                  and any(r <= e.ts <= r + gap for r in receipts)):
+                if u not in sent:
+                    if len(sent) >= hub:
+                        spread = True
+                        bud.cuts += 1
+                        continue
+                    sent[u] = 0.0
+                sent[u] += e.amount
+        out[k.X_FEE_PAID_SAME] = paid
+        if bud.truncated or spread:
+            return
+        best = 0.0
+        for u, total in sent.items():
+            if total > best:
+                around = self.collect(u, k.D_IN, True, False, lo, t, hub, bud)
+                if bud.truncated:
+                    break
+                if len(around) > hub:
+                    bud.cuts += 1
+                    continue
+                best = total
+        if inflow - x > 0:
+            out[k.X_FEE_UPLINE_SHARE] = best / (inflow - x)
 
     def proximity(self, s: int, t: int, gp: list[int], bud: Budget) -> int:
         top = gp[k.G_PROX_MAX_HOPS]
