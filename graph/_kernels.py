@@ -52,13 +52,17 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
   distinct payers in that window (a shop or a platform: cut, all three 0): the distinct payers
   of its fee receipts ("fee payers", a among them). When there are at least two of them:
   whether b paid an amount in the band to an account that is not a fee payer before its
-  earliest fee receipt (its own entry fee, to its recruiter); and its *upline share*: the
-  largest sum b sent one account that is not a fee payer in pieces below the band (a share of a
-  fee is less than a fee), each within ``fee_gap`` after one of b's fee receipts, over the sum
-  of b's fee receipts other than a -> b. An account with more than ``hub_degree`` distinct
-  payers in the window is no one's upline (cut, not counted); when b sends such pieces to more
-  than ``hub_degree`` accounts the share is 0 (cut). A club, a tutor or a shop collecting one
-  price keeps the fees or settles them in one sum, and did not pay that price itself;
+  earliest fee receipt (its own entry fee, to its recruiter); and its *upline share*. A
+  *piece* is a transfer from b below the band (a share of a fee is less than a fee) to an
+  account that is not a fee payer, within ``fee_gap`` after one of b's fee receipts. For each
+  receipt r earlier than t whose time to pass on has run out (r <= t - max(fee_gap, 1)), an
+  account's share of it is what the account got in pieces in [r, r + fee_gap], over r's
+  amount; the upline share is the largest over accounts of the smallest over those receipts
+  (a share of *each* fee: one payment after one fee is none). An account with more than
+  ``hub_degree`` distinct payers in the window is no one's upline (cut, not counted); when b
+  sends pieces to more than ``hub_degree`` accounts the share is 0 (cut). A club, a tutor or a
+  shop collecting one price keeps the fees or settles them in one sum, and did not pay that
+  price itself;
 * proximity: BFS over all edge kinds, both directions, in [t - prox_window, t], from a (and
   separately from b): hops to the nearest watchlisted node other than the start, 0 if none
   within ``prox_max_hops``. A node on the last level is expanded only when one of its stored
@@ -610,12 +614,14 @@ def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
 @kernel
 def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
               scr: np.ndarray, meta: np.ndarray, a: int, b: int, t: int, x: int, gp: np.ndarray,
-              lst: np.ndarray, lst2: np.ndarray, rts: np.ndarray, fsum: np.ndarray,
-              ctr: np.ndarray, out: np.ndarray, i: int) -> None:
+              lst: np.ndarray, lst2: np.ndarray, rcv: np.ndarray, pcs: np.ndarray,
+              fsum: np.ndarray, ctr: np.ndarray, out: np.ndarray, i: int) -> None:
     """Fee payers of b, whether b paid the fee itself, b's upline share (module docstring).
 
-    Scratch: ``rts`` the fee receipts' times (newest first: at most one per unit of work),
-    ``lst2`` / ``fsum`` the candidate uplines and what b sent each (S_VAL: its index there).
+    Scratch (lists run newest first): ``rcv`` the fee receipts and ``pcs`` the pieces b passed
+    on (edge numbers: at most one per unit of work each); ``lst2`` the candidate uplines (S_VAL:
+    the index there), ``lst`` what each got in the current receipt's window, ``fsum`` its
+    smallest share so far.
     """
     lo = t - gp[G_FEE_WINDOW]
     gap = gp[G_FEE_GAP]
@@ -629,8 +635,6 @@ def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarr
     payers = 0
     fee_payers = 0
     nr = 0
-    inflow = 0.0
-    first_in = t
     e = n32[b, N_HEAD_IN]
     while e >= 0:
         if not _spend(ctr):
@@ -649,10 +653,8 @@ def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarr
                         return
                 amt = e64[e, E_AMT]
                 if band_lo <= amt <= band_hi:
-                    rts[nr] = ts
+                    rcv[nr] = e
                     nr += 1
-                    inflow += amt
-                    first_in = ts  # the list runs newest first
                     if scr[p, S_MARK] != st:
                         scr[p, S_MARK] = st
                         fee_payers += 1
@@ -660,13 +662,15 @@ def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarr
     out[i, X_FEE_PAYERS] = fee_payers
     if fee_payers < 2:
         return
-    # b's payments out: its own fee before its first receipt; pieces after receipts (S_SEEN
-    # now marks candidate uplines, S_VAL their index in lst2 / fsum)
+    first_in = e64[rcv[nr - 1], E_TS]
+    # b's payments out: its own fee before its first receipt; pieces soon after receipts (S_SEEN
+    # now marks candidate uplines, S_VAL their index in lst2)
     st2 = _stamp(meta)
     paid = 0
     nc = 0
+    npc = 0
     spread = False
-    j = 0  # receipts newer than the payment are skipped (both lists run newest first)
+    j = 0  # receipts newer than the payment are skipped
     e = n32[b, N_HEAD_OUT]
     while e >= 0:
         if not _spend(ctr):
@@ -682,9 +686,9 @@ def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarr
                     if ts < first_in:
                         paid = 1
                 elif amt < band_lo and not spread:
-                    while j < nr and rts[j] > ts:
+                    while j < nr and e64[rcv[j], E_TS] > ts:
                         j += 1
-                    if j < nr and rts[j] >= ts - gap:
+                    if j < nr and e64[rcv[j], E_TS] >= ts - gap:
                         if scr[u, S_SEEN] != st2:
                             if nc >= hub:
                                 spread = True
@@ -693,29 +697,50 @@ def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarr
                                 scr[u, S_SEEN] = st2
                                 scr[u, S_VAL] = nc
                                 lst2[nc] = u
-                                fsum[nc] = 0.0
                                 nc += 1
                         if not spread:
-                            fsum[scr[u, S_VAL]] += amt
+                            pcs[npc] = e
+                            npc += 1
         e = e32[e, E_NEXT_OUT]
     out[i, X_FEE_PAID_SAME] = paid
     if ctr[C_TRUNC] or spread:
         return
-    # the largest sum sent to an account that is not a hub
+    # each candidate's smallest share over the receipts whose time to pass on has run out: the
+    # pieces it got within gap after the receipt, over the fee (a sliding window over pcs)
+    due = t - max(gap, 1)
+    for c in range(nc):
+        lst[c] = 0
+        fsum[c] = -1.0
+    top = 0
+    end = 0
+    for q in range(nr):
+        r = e64[rcv[q], E_TS]
+        if r > due:
+            continue
+        while end < npc and e64[pcs[end], E_TS] >= r:
+            lst[scr[e32[pcs[end], E_DST], S_VAL]] += e64[pcs[end], E_AMT]
+            end += 1
+        while top < end and e64[pcs[top], E_TS] > r + gap:
+            lst[scr[e32[pcs[top], E_DST], S_VAL]] -= e64[pcs[top], E_AMT]
+            top += 1
+        fee = e64[rcv[q], E_AMT]
+        for c in range(nc):
+            f = lst[c] / fee
+            if fsum[c] < 0.0 or f < fsum[c]:
+                fsum[c] = f
+    # the largest of them, of an account that is not a hub
     best = 0.0
-    for k in range(nc):
-        if fsum[k] > best:
-            c = _collect(e32, e64, ekind, n32, scr, meta, lst2[k], D_IN, True, False, lo, t, hub,
+    for c in range(nc):
+        if fsum[c] > best:
+            n = _collect(e32, e64, ekind, n32, scr, meta, lst2[c], D_IN, True, False, lo, t, hub,
                          lst, ctr)
             if ctr[C_TRUNC]:
                 break
-            if c > hub:
+            if n > hub:
                 ctr[C_CUTS] += 1
                 continue
-            best = fsum[k]
-    earlier = inflow - x  # a -> b is one of the receipts: the share of the fees before it
-    if earlier > 0:
-        out[i, X_FEE_UPLINE_SHARE] = best / earlier
+            best = fsum[c]
+    out[i, X_FEE_UPLINE_SHARE] = best
 
 
 @kernel
@@ -818,8 +843,8 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
         trunc |= _next_group(ctr, budget)
         _ponzi(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst, lst2, ctr, out, i)
         trunc |= _next_group(ctr, budget)
-        _fee_tree(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, lst2, qd, fsum, ctr, out,
-                  i)
+        _fee_tree(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, lst2, qd, qn, fsum, ctr,
+                  out, i)
     if not ta:
         trunc |= _next_group(ctr, budget)
         out[i, X_CHAIN_HOPS] = _chain(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path,

@@ -379,8 +379,7 @@ class RefGraph:
         band = range(x - tol, x + tol + 1)
         payers: set[int] = set()
         fee_payers: set[int] = set()
-        receipts: list[int] = []  # times
-        inflow = 0.0
+        receipts: list[Edge] = []
         for e in self.walk(b, 1, lo, t, bud):
             if e.kind != k.K_TRANSFER or e.src == b or not self.customer(e.src):
                 continue
@@ -389,49 +388,51 @@ class RefGraph:
                 bud.cuts += 1
                 return
             if e.amount in band:
-                receipts.append(e.ts)
-                inflow += e.amount
+                receipts.append(e)
                 fee_payers.add(e.src)
         if bud.truncated:
             return
         out[k.X_FEE_PAYERS] = len(fee_payers)
         if len(fee_payers) < 2:
             return
-        first_in = min(receipts)
+        first_in = min(r.ts for r in receipts)
         paid = 0
-        sent: dict[int, float] = {}  # candidate upline -> pieces b sent it, first seen first
+        pieces: list[Edge] = []
+        uplines: list[int] = []  # candidates, first seen first
         spread = False
         for e in self.walk(b, 0, lo, t, bud):
             u = e.dst
-            if (e.kind != k.K_TRANSFER or u == b or u in fee_payers or not self.customer(u)):
+            if e.kind != k.K_TRANSFER or u == b or u in fee_payers or not self.customer(u):
                 continue
             if e.amount in band:
                 if e.ts < first_in:
                     paid = 1
             elif (e.amount < band.start and not spread
-                  and any(r <= e.ts <= r + gap for r in receipts)):
-                if u not in sent:
-                    if len(sent) >= hub:
+                  and any(r.ts <= e.ts <= r.ts + gap for r in receipts)):
+                if u not in uplines:
+                    if len(uplines) >= hub:
                         spread = True
                         bud.cuts += 1
                         continue
-                    sent[u] = 0.0
-                sent[u] += e.amount
+                    uplines.append(u)
+                pieces.append(e)
         out[k.X_FEE_PAID_SAME] = paid
         if bud.truncated or spread:
             return
+        due = [r for r in receipts if r.ts <= t - max(gap, 1)]
         best = 0.0
-        for u, total in sent.items():
-            if total > best:
+        for u in uplines:
+            shares = [float(sum(p.amount for p in pieces if p.dst == u and r.ts <= p.ts <= r.ts + gap))
+                      / float(r.amount) for r in due]
+            if shares and min(shares) > best:
                 around = self.collect(u, k.D_IN, True, False, lo, t, hub, bud)
                 if bud.truncated:
                     break
                 if len(around) > hub:
                     bud.cuts += 1
                     continue
-                best = total
-        if inflow - x > 0:
-            out[k.X_FEE_UPLINE_SHARE] = best / (inflow - x)
+                best = min(shares)
+        out[k.X_FEE_UPLINE_SHARE] = best
 
     def proximity(self, s: int, t: int, gp: list[int], bud: Budget) -> int:
         top = gp[k.G_PROX_MAX_HOPS]

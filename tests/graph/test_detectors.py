@@ -134,15 +134,29 @@ def test_fee_tree_recruiter_paid_the_fee_and_passes_a_share_up() -> None:
     assert rows[5]["graph_hub_cuts"] == 0 and rows[5]["graph_truncated"] == 0
 
 
+def test_upline_share_is_the_smallest_share_of_each_fee_whose_time_has_run_out() -> None:
+    """Pieces of 30 % and then 20 % of the fees: the share of each is 20 %. A fee received
+    less than fee_forward_gap ago is not judged yet (its piece may still come)."""
+    ev = _fee_tree()[:6]  # fees at rows 1, 3, 5, pieces at 2, 4; the third not passed on yet
+    ev[4][k.EV_AMOUNT] = FEE * 20 // 100
+    ev.append(txn(T0 + 3 * DAY + 2 * HOUR, 7, 2, FEE))
+    _, rows = run(ev)
+    assert _fee(rows, 5) == (3, 1, pytest.approx(0.2))
+    # the third fee, two hours before, does not count against it
+    assert _fee(rows, 6) == (4, 1, pytest.approx(0.2))
+    _, fast = run(ev, GraphParams(fee_forward_gap_ms=30 * MIN))
+    assert _fee(fast, 6) == (4, 1, 0)  # the pieces came an hour after: too late for 30 min
+
+
 def test_tutor_collecting_one_fee_passes_nothing_up() -> None:
     """A tutor paid the same fee by 5 parents, who pays rent (more than a fee) and once an
-    assistant (less, an hour after a fee): no fee of its own, a small share to one account."""
+    assistant (less, an hour after a fee): no fee of its own, and no share of *each* fee."""
     tutor, rent, assistant = 1, 20, 21
     ev = [txn(T0 + n * DAY, 10 + n, tutor, 200_000) for n in range(5)]
     ev.insert(2, txn(T0 + DAY + HOUR, tutor, assistant, 50_000))
     ev.insert(4, txn(T0 + 2 * DAY + 2 * HOUR, tutor, rent, 500_000))
     _, rows = run(ev)
-    assert _fee(rows, len(ev) - 1) == (5, 0, pytest.approx(50_000 / 800_000))
+    assert _fee(rows, len(ev) - 1) == (5, 0, 0)
 
 
 def test_shop_selling_one_product_is_a_hub_and_its_settlement_is_no_piece() -> None:
