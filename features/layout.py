@@ -51,7 +51,7 @@ GRAPH_FEATURES: tuple[str, ...] = (
     "graph_gather_scatter",  # payer's distinct payers and payees (the smaller) in the sg window
     "graph_fee_same_amount_payers",  # distinct payers of the payee paying this amount (fee window)
     "graph_fee_payee_paid_same",  # 1: the payee paid this amount out before it first received it
-    "graph_fee_upline_share",  # largest share of the earlier fees the payee passed on to one account
+    "graph_fee_upline_share",  # largest share of each earlier fee the payee passed on to one account
 )
 
 

@@ -127,9 +127,9 @@ D_OUT, D_IN, D_BOTH = 0, 1, 2
 
 def scratch_sizes(gp: np.ndarray) -> tuple[int, int, int]:
     """Lengths the detectors' scratch arrays need under parameters ``gp``: counterparty
-    lists (``lst``, ``lst2``, ``fsum``: a scan stops at cap + 1), breadth-first queue and fee
-    receipt times (``qn``, ``qd``: one entry per unit of work at most), search path (``path``,
-    ``cur``, ``his``, ``amts``, ``rmin``)."""
+    lists (``lst``, ``lst2``, ``fsum``: a scan stops at cap + 1), breadth-first queue, or fee
+    receipts and pieces (``qn``, ``qd``: one entry per unit of work at most), search path
+    (``path``, ``cur``, ``his``, ``amts``, ``rmin``)."""
     return (max(int(gp[G_HUB_DEGREE]), int(gp[G_FAN_CAP])) + 2, int(gp[G_MAX_WORK]) + 2,
             max(int(gp[G_CYCLE_MAX_LEN]), int(gp[G_CHAIN_MAX_HOPS])) + 2)
 
