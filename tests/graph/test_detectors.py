@@ -159,6 +159,20 @@ def test_tutor_collecting_one_fee_passes_nothing_up() -> None:
     assert _fee(rows, len(ev) - 1) == (5, 0, 0)
 
 
+def test_club_dues_passed_on_whole_or_in_one_sum_are_no_share() -> None:
+    """A club's treasurer collects the same dues from members and passes them to the club's
+    account, each in full or all in one sum that evening: neither is a piece of a fee."""
+    treasurer, club = 1, 2
+    dues = [txn(T0 + DAY * n + n * MIN, 10 + n, treasurer, 50_000) for n in range(5)]
+    whole = [x for n, d in enumerate(dues)
+             for x in (d, txn(T0 + DAY * n + HOUR, treasurer, club, 50_000))]
+    _, rows = run(whole)
+    assert _fee(rows, len(whole) - 2) == (5, 0, 0)
+    one_sum = [*dues[:4], txn(T0 + 3 * DAY + 5 * HOUR, treasurer, club, 200_000), dues[4]]
+    _, rows = run(one_sum)
+    assert _fee(rows, len(one_sum) - 1) == (5, 0, 0)
+
+
 def test_shop_selling_one_product_is_a_hub_and_its_settlement_is_no_piece() -> None:
     """A shop with more payers than hub_degree is cut (all 0); with fewer, its daily settlement
     to the owner is more than one price, so no share."""
