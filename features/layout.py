@@ -49,6 +49,9 @@ GRAPH_FEATURES: tuple[str, ...] = (
     "graph_hub_cuts",  # searches stopped at a high-degree node
     "graph_truncated",  # 1: a search ran out of its work budget
     "graph_gather_scatter",  # payer's distinct payers and payees (the smaller) in the sg window
+    "graph_fee_same_amount_payers",  # distinct payers of the payee paying this amount (fee window)
+    "graph_fee_payee_paid_same",  # 1: the payee paid this amount out before it first received it
+    "graph_fee_upline_share",  # largest share of each earlier fee the payee passed on to one account
 )
 
 

@@ -109,6 +109,14 @@ class GraphSettings:
     fund_window_days: float = 90.0
     # "Small" fundraising payers paid at most this much in one transfer (fen).
     fund_small_max_fen: int = 10_000_000
+    # Pyramid fee trees: fee receipts of the payee in this window; its pieces passed on to one
+    # account count when sent within fee_forward_hours after a receipt. Entry fees are a fixed
+    # price and a transfer credits the payee what the payer sent (fees are charged on top), so
+    # fees match to the fen (tolerance 0); a tolerance (a share of the amount, at most 0.1)
+    # lets payments through channels that deduct a charge match too.
+    fee_window_days: float = 60.0
+    fee_forward_hours: float = 24.0
+    fee_amount_tolerance: float = 0.0
     proximity_window_days: float = 90.0
     proximity_max_hops: int = 2
     hub_degree: int = 50
@@ -157,6 +165,9 @@ class GraphSettings:
             chain_max_ratio=self.chain_max_ratio,
             fund_window_ms=round(self.fund_window_days * day),
             fund_small_max=self.fund_small_max_fen,
+            fee_window_ms=round(self.fee_window_days * day),
+            fee_forward_gap_ms=round(self.fee_forward_hours * 3_600_000),
+            fee_amount_tolerance=self.fee_amount_tolerance,
             proximity_window_ms=round(self.proximity_window_days * day),
             proximity_max_hops=self.proximity_max_hops,
             hub_degree=self.hub_degree,
