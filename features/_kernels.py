@@ -176,8 +176,8 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_WOKE_DAYS, F_PAYER_MERCHANT, F_PAYEE_MERCHANT, F_PAYER_PAYROLL,
  F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN, F_PAYER_ON_CALL_RISKY,
  F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
- F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY) = range(F_MEMORY_BASE, F_MEMORY_BASE + 25)
-N_TXN_FEATURE = F_MEMORY_BASE + 25
+ F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD) = range(F_MEMORY_BASE, F_MEMORY_BASE + 26)
+N_TXN_FEATURE = F_MEMORY_BASE + 26
 FAR_DAYS = 1e6  # "days since" when there is no such event, or an age not known
 # a payment this soon after an incoming call ended still counts as made "on the call"; a call
 # that rang and was never reported ended counts as going on for INCALL_OPEN_MS

@@ -126,7 +126,7 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
          pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "call +86170…0001 -> wang's phone")
     ring(day.at(10, 5), "telecom fraud", "+85261234567", "13800000001",
          pb.NUMBER_CLASS_INTERNATIONAL, "'police' call from abroad -> wang (20 min)")
-    wang = dict(payer_opened="2012-06-01", payer_phone="13800000001")
+    wang: dict[str, Any] = {"payer_opened": "2012-06-01", "payer_phone": "13800000001"}
     first = pay(day.at(10, 21), "telecom fraud", "6222-wang", "6217-safe-acct", 8_000_000,
                 payee_opened="2026-10-30", memo="资金核查 安全账户",
                 label="wang -> 'safe account' ¥80,000", **wang)
