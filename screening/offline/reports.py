@@ -68,9 +68,11 @@ __all__ = [
     "LARGE_VALUE_SCHEMA",
     "SUBJECT_SIDE",
     "SUSPICIOUS_SCHEMA",
+    "TRANSACTION_COLUMNS",
     "Lines",
     "ReportThresholds",
     "large_value_report",
+    "large_value_rows",
     "load_thresholds",
     "read_decisions",
     "suspicious_report",
@@ -148,6 +150,10 @@ DEFAULT_SUBJECT_SIDE = "payer"
 
 _LARGE_VALUE_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type", "payee_account",
                         "payee_party_type", "amount_minor", "currency", "cash", "cross_border")
+# What large_value_rows reads of a transaction (besides what _transactions adds: amount_fen).
+TRANSACTION_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type",
+                       "payer_institution", "payee_account", "payee_party_type", "payee_institution",
+                       "amount_fen", "currency", "cash", "cross_border")
 _SUSPICIOUS_EVENT_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type",
                              "payee_account", "payee_party_type", "amount_minor", "currency")
 _DECISION_REQUIRED = ("event_id", "event_time", "action", "reason_codes", "suspicious", "amount_fen")
@@ -261,6 +267,17 @@ def large_value_report(events: pl.DataFrame, thresholds: ReportThresholds, setti
     :data:`LARGE_VALUE_SCHEMA`, sorted by day, account, category, direction and basis.
     """
     txn = _transactions(events, settings, origin, _LARGE_VALUE_COLUMNS)
+    return large_value_rows(txn, thresholds, settings, institutions=institutions)
+
+
+def large_value_rows(txn: pl.DataFrame, thresholds: ReportThresholds, settings: Settings, *,
+                     institutions: Collection[str] | None = None) -> pl.DataFrame:
+    """The report rows of checked transactions, one row per transaction and unique ids.
+
+    The one grouping behind both the offline report (``txn`` from an event file) and the live
+    ledger's (``txn`` from ``screening.ledger``): columns :data:`TRANSACTION_COLUMNS`, party
+    types as in the event schema, ``amount_fen`` in CNY fen, institutions null when unknown.
+    """
     sides = _sides(txn)
     if institutions is not None:
         sides = sides.filter(pl.col("institution").is_in(list(institutions)))
