@@ -387,7 +387,7 @@ class Ledger:
         out.newest, out.first, out.lost_through, out.late = newest, first, lost, late
         start = out.start()
         bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-        kept = [(int(d), a, b) for d, a, b in zip(keys.tolist(), bounds, bounds[1:], strict=True)
+        kept = [(int(d), a, b) for d, a, b in zip(keys.tolist(), bounds[:-1], bounds[1:], strict=True)
                 if d >= start]
         if len(kept) < keys.size:
             notes.append(f"report ledger: {keys.size - len(kept)} day(s) before the last "
@@ -448,7 +448,6 @@ def _check_rows(rows: np.ndarray, ids: Sequence[object], n_accounts: int, n_inst
         "outside years 1 to 9999")
     for side in ("payer", "payee"):
         bad(side, (col[side] >= 0) & (col[side] < n_accounts), "is not a known account")
-    bad("payer", col["payer"] != col["payee"], "is also the payee")
     bad("amount_fen", (col["amount_fen"] >= 1) & (col["amount_fen"] <= 2**53), "outside [1, 2**53]")
     flags = col["flags"]
 

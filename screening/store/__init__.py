@@ -26,7 +26,15 @@ from screening.store._durable import (
     save_checkpoint,
 )
 from screening.store._file import FileStore
-from screening.store._format import FORMAT_VERSION, Header, PartInfo, decode, encode, read_header
+from screening.store._format import (
+    FORMAT_VERSION,
+    Header,
+    PartInfo,
+    decode,
+    decode_ledger,
+    encode,
+    read_header,
+)
 from screening.store._memory import MemoryStore
 from screening.store._redis import RedisStore, safe_url
 
@@ -45,6 +53,7 @@ __all__ = [
     "Store",
     "WriterLease",
     "decode",
+    "decode_ledger",
     "decode_watch_change",
     "encode",
     "encode_watch_change",
