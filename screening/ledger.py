@@ -157,6 +157,17 @@ class LedgerView:
     currencies: list[str]
     n_currencies: int
 
+    def uncovered(self) -> str:
+        """Why the day is not covered, for the caller (names the day and the horizon)."""
+        if self.horizon is None or self.covered:
+            return ""
+        start, end = self.horizon
+        if start > end:
+            return (f"{day_text(self.day)} cannot be reported: the ledger holds no complete day "
+                    f"now (days up to {day_text(start - 1)} went early at [ledger] max_rows)")
+        return (f"{day_text(self.day)} is before the ledger's horizon {day_text(start)} to "
+                f"{day_text(end)}: the local days it holds every transaction of")
+
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, ids) of the day, copied out of the chunks."""
         rows, ids, left = [], [], self.n
@@ -329,10 +340,14 @@ class Ledger:
     def capture(self) -> LedgerCapture:
         """Every day's rows as they are now (cheap: call under the engine's lock); its
         :meth:`LedgerCapture.saved` copies them off the lock."""
+        # days before the horizon are gone: saved as lost, so that a ledger restored with more
+        # [ledger] days does not claim them
+        lost = self.lost_through if self.newest is None else max(self.lost_through,
+                                                                 self.newest - self.days)
         return LedgerCapture(
             meta=np.array([self.tz_offset_hours, _NO_DAY if self.newest is None else self.newest,
-                           _NO_DAY if self.first is None else self.first, self.lost_through,
-                           self.late], dtype=np.int64),
+                           _NO_DAY if self.first is None else self.first, lost, self.late],
+                          dtype=np.int64),
             views=tuple(self.view(day) for day in sorted(self._segments)),
             institutions=self._institutions.names[:], currencies=self._currencies.names[:])
 

@@ -593,6 +593,7 @@ def write_report(frame: pl.DataFrame, out_base: Path,
     """Write ``<out_base>.csv`` and/or ``<out_base>.parquet`` atomically; returns the paths.
 
     CSV joins list columns with ';', so a list element holding ';' would not read back: refused.
+    CSV times are UTC with a Z (``2026-11-27T02:00:00.000Z``); money stays integer fen.
     """
     unknown = [f for f in formats if f not in _FORMATS]
     if unknown:
@@ -603,6 +604,11 @@ def write_report(frame: pl.DataFrame, out_base: Path,
                     pl.element().cast(pl.String).str.contains(";", literal=True)).list.any().any():
                 raise ValueError(f"column {name}: a value holds ';', the CSV list separator")
     paths = [out_base.with_name(f"{out_base.name}.{fmt}") for fmt in formats]
+    # CSV times as RFC 3339 UTC with a Z (polars would write +0000), milliseconds kept
+    text_times = frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
     for path in paths:
-        write_frame(frame, path)
+        write_frame(text_times if path.suffix == ".csv" else frame, path)
     return paths

@@ -25,7 +25,7 @@ from screening.store._durable import (
     restore_snapshot,
     save_checkpoint,
 )
-from screening.store._file import FileStore
+from screening.store._file import FileStore, open_checkpoint_file
 from screening.store._format import (
     FORMAT_VERSION,
     Header,
@@ -59,6 +59,7 @@ __all__ = [
     "encode_watch_change",
     "feedback_journal_writer",
     "journal_writer",
+    "open_checkpoint_file",
     "open_store",
     "read_header",
     "read_latest_header",
