@@ -23,6 +23,7 @@ transaction whose day is before the horizon when it arrives is not recorded (cou
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,18 +42,24 @@ __all__ = ["ROW_COLUMNS", "Ledger", "LedgerCapture", "LedgerSnapshot", "LedgerVi
 SEQ, TS, PAYER, PAYEE, FEN, FLAGS, CUR, INST = range(8)
 ROW_COLUMNS = ("seq", "event_time_ms", "payer", "payee", "amount_fen", "flags", "currency",
                "institutions")
-_FROM_EVENTS = [EventCol.TS, EventCol.A, EventCol.B, EventCol.AMOUNT, EventCol.FLAGS]
+# the event columns copied, as two contiguous runs (a fancy index costs microseconds per call)
+_EV_TS, _EV_AMOUNT = EventCol.TS, EventCol.AMOUNT
+assert (EventCol.A, EventCol.B, EventCol.FLAGS) == (_EV_TS + 1, _EV_TS + 2, _EV_AMOUNT + 1)
+assert (PAYER, PAYEE, FLAGS) == (TS + 1, TS + 2, FEN + 1)
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
 _CHUNK_MIN, _CHUNK_MAX = 1 << 10, 1 << 16
 _MAX_INSTITUTIONS = 65_536  # distinct institution names kept (more: recorded as not given)
 _MAX_CURRENCIES = 4_096
+_MAX_NAME_KEYS = 65_536  # (currency, institution, institution) combinations remembered
 _LOW32 = (1 << 32) - 1
 _KNOWN_FLAGS = (TxnFlag.CASH | TxnFlag.CROSS_BORDER | TxnFlag.MEMO_INVESTMENT | TxnFlag.PAYER_PERSON
                 | TxnFlag.PAYEE_PERSON | TxnFlag.PAYER_TERMINAL | TxnFlag.PAYEE_TERMINAL
                 | TxnFlag.NEAR_LINE)
 _DAY_MIN, _DAY_MAX = TIME_MIN_MS // _DAY_MS - 1, TIME_MAX_MS // _DAY_MS + 1
 _NO_DAY = -(2**40)  # "none" in the saved meta (below any day a time can have)
+_ROW = struct.Struct(f"={len(ROW_COLUMNS)}q")  # one row, native int64 as numpy holds it
+_ROW_BYTES = _ROW.size
 
 
 def day_of(ms: int, tz_offset_hours: int) -> int:
@@ -98,23 +105,31 @@ class _Names:
 class _Segment:
     """One local day's rows: chunks of growing size, append-only."""
 
-    __slots__ = ("cap", "ids", "n", "rows")
+    __slots__ = ("base", "cap", "ids", "n", "raw", "rows")
 
     def __init__(self) -> None:
         self.rows: list[np.ndarray] = []
         self.ids: list[np.ndarray] = []
         self.n = 0
         self.cap = 0
+        self.base = 0  # rows before the last chunk
+        self.raw = memoryview(b"")  # the last chunk's bytes (one-row writes)
+
+    def grow(self) -> None:
+        size = min(_CHUNK_MAX, _CHUNK_MIN << len(self.rows))
+        chunk = np.empty((size, len(ROW_COLUMNS)), dtype=np.int64)
+        self.rows.append(chunk)
+        self.ids.append(np.empty(size, dtype=object))
+        self.base = self.cap
+        self.cap += size
+        self.raw = chunk.data.cast("B")
 
     def put(self, block: np.ndarray, ids: Sequence[str]) -> None:
         k = block.shape[0]
         done = 0
         while done < k:
             if self.n == self.cap:
-                size = min(_CHUNK_MAX, _CHUNK_MIN << len(self.rows))
-                self.rows.append(np.empty((size, len(ROW_COLUMNS)), dtype=np.int64))
-                self.ids.append(np.empty(size, dtype=object))
-                self.cap += size
+                self.grow()
             chunk = self.rows[-1]
             pos = self.n - (self.cap - chunk.shape[0])
             take = min(k - done, chunk.shape[0] - pos)
@@ -244,28 +259,50 @@ class Ledger:
         self.first: int | None = None  # the day of the first row recorded
         self.lost_through = _NO_DAY  # days up to this one lost rows to max_rows
         self.late = 0  # transactions not recorded: their day was before the horizon
+        self._start = _NO_DAY  # start(), kept current by _advance and _room
         self._institutions = _Names(_MAX_INSTITUTIONS)
         self._currencies = _Names(_MAX_CURRENCIES)
+        # (currency, payer institution, payee institution) -> (currency code, institution codes)
+        self._names: dict[tuple[str, str, str], tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ writing
     def append(self, ev: np.ndarray, seq0: int, batch: Sequence[TxnInput]) -> None:
         """Record the screened ``batch`` (kernel event rows ``ev``, decision numbers from ``seq0``)."""
         k = len(batch)
+        names = self._names
+        if k == 1:  # ScreenTransaction and ScreenStream: plain Python is cheaper than numpy calls
+            t = batch[0]
+            e = ev[0].tolist()
+            ts = e[_EV_TS]
+            day = (ts + self._tz_ms) // _DAY_MS
+            if self.newest is None or day > self.newest:
+                self._advance(day, day)
+            if (self.rows < self.max_rows and day >= self._start) or self._room(day, 1):
+                seg = self._segments.get(day)
+                if seg is None:
+                    seg = self._segments[day] = _Segment()
+                cur, inst = (names.get((t.currency, t.payer.institution, t.payee.institution))
+                             or self._codes(t))
+                if seg.n == seg.cap:
+                    seg.grow()
+                pos = seg.n - seg.base
+                # struct into the chunk's bytes: a numpy row write costs several times more
+                _ROW.pack_into(seg.raw, pos * _ROW_BYTES, seq0, ts, e[_EV_TS + 1], e[_EV_TS + 2],
+                               e[_EV_AMOUNT], e[_EV_AMOUNT + 1], cur, inst)
+                seg.ids[-1][pos] = t.transaction_id
+                seg.n += 1
+                self.rows += 1
+            return
         if k == 0:
             return
-        inst = self._institutions.id1
-        cur = self._currencies.id1
         block = np.empty((k, len(ROW_COLUMNS)), dtype=np.int64)
         block[:, SEQ] = np.arange(seq0, seq0 + k)
-        block[:, TS:CUR] = ev[:, _FROM_EVENTS]
-        block[:, CUR:] = [(cur(t.currency), inst(t.payer.institution) | inst(t.payee.institution) << 32)
-                          for t in batch]
+        block[:, TS:FEN] = ev[:, _EV_TS:_EV_TS + 3]
+        block[:, FEN:CUR] = ev[:, _EV_AMOUNT:_EV_AMOUNT + 2]
+        codes_of = [names.get((t.currency, t.payer.institution, t.payee.institution)) or self._codes(t)
+                    for t in batch]
+        block[:, CUR:] = np.array(codes_of, dtype=np.int64).reshape(k, 2)
         ids = [t.transaction_id for t in batch]
-        if k == 1:
-            day = (int(block[0, TS]) + self._tz_ms) // _DAY_MS
-            self._advance(day, day)
-            self._put(day, block, ids)
-            return
         days = (block[:, TS] + self._tz_ms) // _DAY_MS
         lo, hi = int(days.min()), int(days.max())
         self._advance(lo, hi)
@@ -276,6 +313,16 @@ class Ledger:
             where = np.flatnonzero(days == day)
             self._put(day, block[where], [ids[i] for i in where.tolist()])
 
+    def _codes(self, t: TxnInput) -> tuple[int, int]:
+        """(currency id + 1, both institutions' ids + 1 packed) of ``t``, remembered."""
+        key = (t.currency, t.payer.institution, t.payee.institution)
+        out = (self._currencies.id1(t.currency),
+               self._institutions.id1(t.payer.institution)
+               | self._institutions.id1(t.payee.institution) << 32)
+        if len(self._names) < _MAX_NAME_KEYS:
+            self._names[key] = out
+        return out
+
     def _advance(self, lo: int, hi: int) -> None:
         if self.newest is None:
             self.newest, self.first = hi, lo
@@ -284,17 +331,25 @@ class Ledger:
             start = hi - self.days + 1
             for old in [d for d in self._segments if d < start]:
                 self.rows -= self._segments.pop(old).n
+        self._start = self.start()
 
-    def _put(self, day: int, block: np.ndarray, ids: Sequence[str]) -> None:
-        k = block.shape[0]
+    def _room(self, day: int, k: int) -> bool:
+        """Make room for ``k`` rows of ``day``; False (counted late) when the day is not kept."""
         while self.rows + k > self.max_rows and day >= self.start():
             # drop the oldest day held; a row older than all of them cannot be kept either
             oldest = min(min(self._segments, default=day), day)
             self.lost_through = max(self.lost_through, oldest)
+            self._start = self.start()
             seg = self._segments.pop(oldest, None)
             self.rows -= seg.n if seg is not None else 0
-        if day < self.start():
+        if day < self._start:
             self.late += k
+            return False
+        return True
+
+    def _put(self, day: int, block: np.ndarray, ids: Sequence[str]) -> None:
+        k = block.shape[0]
+        if not self._room(day, k):
             return
         seg = self._segments.get(day)
         if seg is None:
@@ -400,7 +455,7 @@ class Ledger:
         if newest == _NO_DAY:
             return out, notes
         out.newest, out.first, out.lost_through, out.late = newest, first, lost, late
-        start = out.start()
+        start = out._start = out.start()
         bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
         kept = [(int(d), a, b) for d, a, b in zip(keys.tolist(), bounds[:-1], bounds[1:], strict=True)
                 if d >= start]
@@ -410,6 +465,7 @@ class Ledger:
         while kept and sum(b - a for _, a, b in kept) > max_rows:
             day, _, _ = kept.pop(0)
             out.lost_through = max(out.lost_through, day)
+            out._start = out.start()
             notes.append(f"report ledger: day {day_text(day)} dropped ([ledger] max_rows = "
                          f"{max_rows}): it can no longer be reported")
         ids = np.array(snap.ids, dtype=object)
