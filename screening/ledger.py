@@ -35,7 +35,7 @@ from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.model import TxnInput
 
 __all__ = ["ROW_COLUMNS", "Ledger", "LedgerCapture", "LedgerSnapshot", "LedgerView", "day_of",
-           "day_text", "parse_day", "transactions_frame"]
+           "day_text", "parse_day", "replayed", "transactions_frame"]
 
 # Row columns. INST packs the payer's institution id + 1 (low 32 bits) and the payee's (high
 # bits); 0 means not given (or more distinct institutions than the ledger names).
@@ -495,6 +495,50 @@ class LedgerCapture:
                   else np.empty((0, len(ROW_COLUMNS)), dtype=np.int64)),
             ids=[s for _, i in parts for s in i.tolist()],
             institutions=self.institutions, currencies=self.currencies)
+
+
+def replayed(events: np.ndarray, txn: pl.DataFrame, *, tz_offset_hours: int,
+             days: int) -> LedgerSnapshot:
+    """The ledger a server holds after screening a replayed history (start warm).
+
+    ``events`` are the replay's kernel rows of its transactions, in screening order, with their
+    decision numbers (event row indexes) in column KIND; ``txn`` their frame rows
+    (``event_id``, ``currency``, ``payer_institution``, ``payee_institution``). Keeps the last
+    ``days`` local days, as the live ledger does.
+    """
+    n = events.shape[0]
+    rows = np.empty((n, len(ROW_COLUMNS)), dtype=np.int64)
+    rows[:, SEQ] = events[:, EventCol.KIND]
+    rows[:, TS:FEN] = events[:, _EV_TS:_EV_TS + 3]
+    rows[:, FEN:CUR] = events[:, _EV_AMOUNT:_EV_AMOUNT + 2]
+    currencies = txn.get_column("currency").unique(maintain_order=True).to_list()[:_MAX_CURRENCIES]
+    sides = pl.concat([txn.get_column("payer_institution"), txn.get_column("payee_institution")])
+    institutions = [i for i in sides.drop_nulls().unique(maintain_order=True).to_list()
+                    if i][:_MAX_INSTITUTIONS]
+
+    def codes(col: str, names: list[str]) -> np.ndarray:
+        out: np.ndarray = txn.get_column(col).replace_strict(
+            {name: i + 1 for i, name in enumerate(names)}, default=0,
+            return_dtype=pl.Int64).to_numpy()
+        return out
+
+    rows[:, CUR] = codes("currency", currencies)
+    rows[:, INST] = (codes("payer_institution", institutions)
+                     | codes("payee_institution", institutions) << 32)
+    ids = txn.get_column("event_id").to_list()
+    meta = np.array([tz_offset_hours, _NO_DAY, _NO_DAY, _NO_DAY, 0], dtype=np.int64)
+    if not n:
+        return LedgerSnapshot(meta, np.empty((0, 2), dtype=np.int64), rows, [], institutions,
+                              currencies)
+    day = (rows[:, TS] + tz_offset_hours * _HOUR_MS) // _DAY_MS
+    newest, first = int(day.max()), int(day[0])
+    keep = np.flatnonzero(day >= max(newest - days + 1, first))
+    order = keep[np.argsort(day[keep], kind="stable")]
+    kept_days, counts = np.unique(day[order], return_counts=True)
+    meta[1:4] = newest, first, newest - days
+    return LedgerSnapshot(meta=meta, days=np.stack([kept_days, counts], axis=1).astype(np.int64),
+                          rows=rows[order], ids=[ids[i] for i in order.tolist()],
+                          institutions=institutions, currencies=currencies)
 
 
 def _check_names(names: Sequence[object], where: str, cap: int) -> None:
