@@ -23,6 +23,7 @@ transaction whose day is before the horizon when it arrives is not recorded (cou
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -301,7 +302,9 @@ class Ledger:
         block[:, FEN:CUR] = ev[:, _EV_AMOUNT:_EV_AMOUNT + 2]
         codes_of = [names.get((t.currency, t.payer.institution, t.payee.institution)) or self._codes(t)
                     for t in batch]
-        block[:, CUR:] = np.array(codes_of, dtype=np.int64).reshape(k, 2)
+        # fromiter over the flattened pairs: np.array of a list of tuples is ~3x slower
+        block[:, CUR:] = np.fromiter(itertools.chain.from_iterable(codes_of), dtype=np.int64,
+                                     count=2 * k).reshape(k, 2)
         ids = [t.transaction_id for t in batch]
         days = (block[:, TS] + self._tz_ms) // _DAY_MS
         lo, hi = int(days.min()), int(days.max())
