@@ -1049,6 +1049,7 @@ class Engine:
             "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
             "ledger_rows": self.ledger.rows,
             "ledger_bytes": self.ledger.nbytes(),
+            "ledger_late": self.ledger.late,
         }
         if self.graph is not None:
             out.update(graph_edges=self.graph.edge_count, graph_bytes=self.graph.nbytes(),
