@@ -38,13 +38,15 @@ def transaction(
     payee_type: int = pb.PARTY_TYPE_PERSON, payer_opened: str = "", payee_opened: str = "",
     institution: str = "BANK01", cash: bool = False, cross_border: bool = False,
     device_id: str = "", payer_phone: str = "", memo: str = "", payee_phone: str = "",
+    payee_institution: str | None = None,
 ) -> pb.Transaction:
     return pb.Transaction(
         transaction_id=transaction_id,
         event_time=timestamp(when),
         payer=pb.Party(account_id=payer, institution=institution, party_type=payer_type,  # type: ignore[arg-type]
                        account_opened_date=payer_opened),
-        payee=pb.Party(account_id=payee, institution=institution, party_type=payee_type,  # type: ignore[arg-type]
+        payee=pb.Party(account_id=payee, party_type=payee_type,  # type: ignore[arg-type]
+                       institution=institution if payee_institution is None else payee_institution,
                        account_opened_date=payee_opened),
         amount=pb.Money(minor_units=amount_minor, currency=currency),
         channel=channel,  # type: ignore[arg-type]
@@ -138,6 +140,13 @@ class ScreeningClient:
     def upsert_accounts(self, profiles: Iterable[pb.AccountProfile]) -> pb.UpsertAccountsResponse:
         return self.stub.UpsertAccounts(pb.UpsertAccountsRequest(accounts=list(profiles)),
                                         metadata=self.metadata, timeout=self.timeout)
+
+    def large_value_report(self, report_date: str, institutions: Iterable[str] = (),
+                           timeout: float | None = None) -> pb.LargeValueReport:
+        """One local day's large-value report (``report_date`` YYYY-MM-DD) from the ledger."""
+        return self.stub.GetLargeValueReport(
+            pb.LargeValueReportRequest(report_date=report_date, institutions=list(institutions)),
+            metadata=self.metadata, timeout=timeout or max(self.timeout, 60.0))
 
     def export_case_graph(self, request: pb.ExportCaseGraphRequest,
                           timeout: float | None = None) -> pb.CaseGraph:

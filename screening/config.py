@@ -26,6 +26,7 @@ __all__ = [
     "AuthSettings",
     "Currency",
     "GraphSettings",
+    "LedgerSettings",
     "LimitSettings",
     "LogSettings",
     "PolicySettings",
@@ -79,6 +80,23 @@ class StateSettings:
     # Transaction ids remembered for idempotency (the dedup horizon).
     dedup_capacity: int = 1_000_000
     recent_decisions_per_account: int = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerSettings:
+    """The daily report ledger (large-value reports): every screened transaction of the last
+    ``days`` local days (ending at the newest day seen), at most ``max_rows`` of them (64 bytes
+    of columns per row plus its transaction id); when full, the oldest day goes early and is
+    no longer reportable."""
+
+    days: int = 7
+    max_rows: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.days <= 366:
+            raise ConfigError("[ledger] days must be in 1..366")
+        if not 1 <= self.max_rows <= 2**31:
+            raise ConfigError("[ledger] max_rows must be in 1..2147483648")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,6 +298,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
     currencies: Mapping[str, int] = field(default_factory=lambda: DEFAULT_CURRENCIES)
 
     def currency(self, code: str) -> Currency | None:
@@ -296,6 +315,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "policy": PolicySettings,
     "graph": GraphSettings,
     "storage": StorageSettings,
+    "ledger": LedgerSettings,
 }
 
 

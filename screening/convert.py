@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import polars as pl
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from features.state import TIME_MAX_MS
 from screening.config import Settings
 from screening.errors import InvalidRequest
+from screening.ledger import day_text, parse_day
 from screening.masking import Masker
 from screening.model import (
     NEVER,
@@ -33,11 +35,12 @@ from screening.model import (
     TxnInput,
     WatchEntry,
 )
+from screening.offline.reports import LARGE_VALUE_SCHEMA
 from screening.policy import Policy
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["Converter", "case_files", "case_graph_message", "masked_or_clear", "ms_to_timestamp",
-           "normalise_phone"]
+__all__ = ["Converter", "case_files", "case_graph_message", "large_value_frame",
+           "large_value_message", "masked_or_clear", "ms_to_timestamp", "normalise_phone"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 _PHONE_CHARS = re.compile(r"^[+0-9 ()\-.]+$")
@@ -66,6 +69,7 @@ _CASE_FILE_FIELDS = {"case.graphml": "graphml", "case.gexf": "gexf", "case.json"
                      "nodes.csv": "nodes_csv", "edges.csv": "edges_csv", "case.png": "png",
                      "case.svg": "svg"}
 _DAY_MS = 86_400_000
+_MAX_REPORT_INSTITUTIONS = 100
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -380,6 +384,19 @@ class Converter:
             raise InvalidRequest("recent_decisions_limit", "must be 0..100")
         return self._id(req.account_id, "account_id"), limit
 
+    def large_value_request(self, req: pb.LargeValueReportRequest) -> tuple[int, list[str]]:
+        """(local day, institutions asked for) of a GetLargeValueReport request."""
+        if not req.report_date:
+            raise InvalidRequest("report_date", "is required: a local day, YYYY-MM-DD")
+        day = parse_day(req.report_date)
+        if day is None:
+            raise InvalidRequest("report_date", f"must be a date YYYY-MM-DD, got "
+                                 f"{req.report_date[:32]!r}")
+        if len(req.institutions) > _MAX_REPORT_INSTITUTIONS:
+            raise InvalidRequest("institutions", f"more than {_MAX_REPORT_INSTITUTIONS}")
+        return day, [self._text(v, f"institutions[{i}]", self.limits.max_text_length, required=True)
+                     for i, v in enumerate(req.institutions)]
+
     def case_request(self, req: pb.ExportCaseGraphRequest) -> CaseRequest:
         """Validate an ExportCaseGraph request: centre, hops, time range, node cap, formats."""
         g = self.settings.graph
@@ -492,6 +509,45 @@ def identity(value: str) -> str:
 def masked_or_clear(masker: Masker, clear: bool) -> Callable[[str], str]:
     return identity if clear else masker
 
+
+
+def large_value_message(frame: pl.DataFrame, *, day: int, horizon: tuple[int, int] | None,
+                        tz_offset_hours: int, show: Callable[[str], str], masked: bool,
+                        source: str) -> pb.LargeValueReport:
+    """The GetLargeValueReport reply: ``frame`` (``LARGE_VALUE_SCHEMA`` rows), accounts shown
+    through ``show`` (masked or clear)."""
+    times = frame.with_columns(pl.col("first_time", "last_time").dt.epoch("ms"))
+    rows = [pb.LargeValueRow(
+        report_date=r["report_date"].isoformat(), account=show(r["account"]),
+        institution=r["institution"] or "", party_type=r["party_type"], category=r["category"],
+        direction=r["direction"], basis=r["basis"], total_fen=r["total_fen"], line_fen=r["line_fen"],
+        n_txns=r["n_txns"], n_counterparties=r["n_counterparties"], currencies=r["currencies"],
+        transaction_ids=r["event_ids"], first_time=ms_to_timestamp(r["first_time"]),
+        last_time=ms_to_timestamp(r["last_time"])) for r in times.iter_rows(named=True)]
+    return pb.LargeValueReport(
+        report_date=day_text(day), rows=rows,
+        horizon_start=day_text(horizon[0]) if horizon is not None else "",
+        horizon_end=day_text(horizon[1]) if horizon is not None else "",
+        timezone_offset_hours=tz_offset_hours, identifiers_masked=masked, thresholds_source=source)
+
+
+def large_value_frame(msg: pb.LargeValueReport) -> pl.DataFrame:
+    """A GetLargeValueReport reply as the offline report's frame (``LARGE_VALUE_SCHEMA``)."""
+    cols: dict[str, list[Any]] = {name: [] for name in LARGE_VALUE_SCHEMA}
+    for r in msg.rows:
+        for name in ("account", "party_type", "category", "direction", "basis", "total_fen",
+                     "line_fen", "n_txns", "n_counterparties"):
+            cols[name].append(getattr(r, name))
+        cols["report_date"].append(dt.date.fromisoformat(r.report_date))
+        cols["institution"].append(r.institution or None)
+        cols["currencies"].append(list(r.currencies))
+        cols["event_ids"].append(list(r.transaction_ids))
+        cols["first_time"].append(r.first_time.ToMilliseconds())
+        cols["last_time"].append(r.last_time.ToMilliseconds())
+    frame = pl.DataFrame(cols, schema={**LARGE_VALUE_SCHEMA, "first_time": pl.Int64(),
+                                       "last_time": pl.Int64()})
+    return frame.with_columns(pl.col("first_time", "last_time").cast(pl.Datetime("ms"))
+                              .dt.replace_time_zone("UTC"))
 
 
 def case_graph_message(files: Mapping[str, bytes], g: Any, found: Sequence[Any], req: CaseRequest,

@@ -7,6 +7,7 @@ before the lock, capacity is checked before anything is interned). No protobuf, 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
@@ -35,6 +36,7 @@ from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
 from screening.errors import CapacityExceeded, InvalidRequest, NotFound
+from screening.ledger import Ledger, LedgerSnapshot, LedgerView
 from screening.lines import NearLine
 from screening.model import (
     ENTITY_ACCOUNT,
@@ -205,6 +207,8 @@ class EngineSnapshot:
     lock_held_s: float = 0.0  # how long taking it held the engine's lock
     # the latest feedback per account: (account, when, what), oldest first
     feedback: list[tuple[str, int, Feedback]] = field(default_factory=list)
+    # the report ledger (None: a checkpoint of an earlier build, which had none)
+    ledger: LedgerSnapshot | None = None
 
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
@@ -217,6 +221,7 @@ class EngineSnapshot:
             "decisions": len(self.decisions),
             "calls": len(self.calls),
             "watchlist": len(self.watch),
+            "ledger_rows": int(self.ledger.rows.shape[0]) if self.ledger is not None else 0,
         }
 
 
@@ -249,6 +254,7 @@ class Engine:
                 edges=g.initial_edges, max_edges=g.max_edges)
         self.graph_params = g.params().array()
         self.near_line = NearLine.build(policy, settings)
+        self.ledger = self._new_ledger()
         # the latest feedback per account (who, when, what note), for QueryAccount
         self.feedback_notes: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
         # running estimate of the graph stage's time per transaction, for the budget check
@@ -318,12 +324,14 @@ class Engine:
                                                self.policy.txn_table, self.policy.call_table,
                                                extra=extra, all_features=False)
                 latency_us = (time.perf_counter_ns() - t0) // 1000
+                seq0 = self.decisions.next_seq
                 for j, i in enumerate(todo):
                     rec = self._record(txns[i], feat[j], dec[j], latency_us, bool(degraded[j]))
                     self.decisions.add(rec)
                     self._remember(int(ev[j, EventCol.A]), rec.seq)
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
                     out[i] = (rec, False)
+                self.ledger.append(ev, seq0, batch)
             for i, t in enumerate(txns):
                 if out[i] is None:
                     first_rec = out[first[t.transaction_id]]
@@ -807,6 +815,17 @@ class Engine:
             hi_ms=hi_ms, max_nodes=max_nodes, hood=hood, edges=edges, names=names,
             terminals=terminals, watch=watch, decisions=decisions)
 
+    # ------------------------------------------------------------------ report ledger
+    def _new_ledger(self) -> Ledger:
+        return Ledger(days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
+                      tz_offset_hours=self.policy.params.timezone_offset_hours)
+
+    def ledger_view(self, day: int) -> tuple[LedgerView, Callable[[int], str]]:
+        """The ledger's rows of local ``day`` (taken under the lock in O(chunks); read them
+        with ``view.frame(account_name)`` off it) and the account names of their ids."""
+        with self._lock:
+            return self.ledger.view(day), self.accounts.name
+
     # ------------------------------------------------------------------ checkpoints
     def snapshot(self) -> EngineSnapshot:
         """Copy the whole state under the lock (only the used rows of each array).
@@ -824,13 +843,15 @@ class Engine:
             arrays = _copy_all([(key, arr[:rows], spare.pop(key, None))
                                 for key, arr, rows in self._state_rows()])
             del spare
+            # the ledger's chunks never change below their row counts: copied after the lock
+            ledger = self.ledger.capture()
             caps = {"accounts": self.state.accounts.capacity, "phones": self.state.phones.capacity,
                     "devices": int(self.state.devices.shape[0]),
                     "pairs": self.state.pair_capacity, "recent_width": int(self._recent.shape[1])}
             if self.graph is not None:
                 caps.update(graph_nodes=self.graph.node_capacity,
                             graph_edges=self.graph.edge_capacity)
-            return EngineSnapshot(
+            snap = EngineSnapshot(
                 created_ms=self.clock_ms(),
                 policy_version=self.policy.version,
                 arrays=arrays,
@@ -846,6 +867,7 @@ class Engine:
                 feedback=[(name, at, fb) for name, (at, fb) in self.feedback_notes.items()],
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
             )
+        return dataclasses.replace(snap, ledger=ledger.saved())
 
     def _state_rows(self) -> list[tuple[str, np.ndarray, int]]:
         """(checkpoint name, array, rows in use) of every state array."""
@@ -953,6 +975,15 @@ class Engine:
         if snap.policy_version != self.policy.version:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
                          f"this server runs {self.policy.version}")
+        if snap.ledger is None:
+            ledger = self._new_ledger()
+            notes.append("the checkpoint has no report ledger (an earlier build): large-value "
+                         "reports start with the next transaction")
+        else:
+            ledger, ledger_notes = Ledger.restored(
+                snap.ledger, days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
+                tz_offset_hours=self.policy.params.timezone_offset_hours, n_accounts=len(accounts))
+            notes += ledger_notes
         with self._lock:
             self.state, self._recent, self._recent_pos = state, recent, recent_pos
             self.accounts, self.phones, self.devices = accounts, phones, devices
@@ -961,6 +992,7 @@ class Engine:
             self._calls = calls
             self._watch = watch
             self.feedback_notes = feedback
+            self.ledger = ledger
             self._drivers = {}
             self.journal_seq = snap.journal_seq
         return notes
@@ -1015,6 +1047,9 @@ class Engine:
             "decisions_remembered": len(self.decisions),
             "watchlist_entries": len(self._watch),
             "state_bytes": self.state.nbytes() + self._recent.nbytes + self._recent_pos.nbytes,
+            "ledger_rows": self.ledger.rows,
+            "ledger_bytes": self.ledger.nbytes(),
+            "ledger_late": self.ledger.late,
         }
         if self.graph is not None:
             out.update(graph_edges=self.graph.edge_count, graph_bytes=self.graph.nbytes(),

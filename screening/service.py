@@ -10,13 +10,21 @@ from typing import Any, TypeVar
 
 import grpc
 
-from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller
+from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, report_scope
 from screening.case import export_case
-from screening.convert import Converter, case_graph_message, masked_or_clear
+from screening.convert import Converter, case_graph_message, large_value_message, masked_or_clear
 from screening.engine import Engine
-from screening.errors import ScreeningError, status_of
+from screening.errors import (
+    ConfigError,
+    FailedPrecondition,
+    OutOfRange,
+    ScreeningError,
+    status_of,
+)
+from screening.ledger import day_text
 from screening.masking import Masker
 from screening.model import DecisionRecord, TxnInput
+from screening.offline.reports import ReportThresholds, large_value_rows, thresholds_from_policy
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
@@ -54,6 +62,13 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         # Quiet decisions (ALLOW, nothing to report) are logged only at debug level; when that is
         # off, not even their log fields are built (masking is an HMAC per identifier).
         self.log_every_decision = log_every_decision
+        # the large-value lines: the same policy numbers that set the live flag
+        self.report_thresholds: ReportThresholds | None = None
+        self._no_thresholds = ""
+        try:
+            self.report_thresholds = thresholds_from_policy(engine.policy)
+        except ConfigError as exc:
+            self._no_thresholds = str(exc)
 
     # ------------------------------------------------------------------ helpers
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
@@ -207,3 +222,28 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                       edges=g.number_of_edges(), left_out=g.graph.get("nodes_left_out", 0),
                       masked=not clear, formats=list(req.formats))
         return case_graph_message(bundle.files, g, bundle.findings, req, masked=not clear)
+
+    @_rpc
+    def GetLargeValueReport(self, request: pb.LargeValueReportRequest,
+                            context: grpc.ServicerContext) -> pb.LargeValueReport:
+        day, asked = self.conv.large_value_request(request)
+        caller = self._caller(context)
+        institutions, clear = report_scope(caller, asked)
+        th = self.report_thresholds
+        if th is None:
+            raise FailedPrecondition(f"the policy has no large-value lines: {self._no_thresholds}")
+        view, account_name = self.engine.ledger_view(day)
+        if not view.covered:
+            raise OutOfRange("report_date", view.uncovered())
+        try:
+            frame = large_value_rows(view.frame(account_name), th, self.engine.settings,
+                                     institutions=institutions)
+        except ConfigError as exc:
+            raise FailedPrecondition(str(exc)) from None
+        self.log.info("large_value_report", by=caller.name, role=caller.role, date=day_text(day),
+                      rows=frame.height, transactions=view.n, institutions=institutions,
+                      masked=not clear)
+        return large_value_message(frame, day=day, horizon=view.horizon,
+                                   tz_offset_hours=view.tz_offset_hours,
+                                   show=masked_or_clear(self.mask, clear), masked=not clear,
+                                   source=th.source)

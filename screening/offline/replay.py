@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.layout import TXN_FEATURES, DecisionCol, EventCol, Memory
+from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory
 from features.state import FeatureState
 from graph.live import LiveGraph
 from screening.config import Settings
 from screening.engine import EngineSnapshot
 from screening.errors import InputFileError
+from screening.ledger import replayed
 from screening.model import NEVER, WatchEntry
 from screening.offline.events import EncodedEvents, encode_events, validate_events
-from screening.offline.schema import KIND_CALL, REGISTRY_SCHEMA
+from screening.offline.schema import KIND_CALL, KIND_TXN, REGISTRY_SCHEMA
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy
 
 __all__ = ["DECISION_SCHEMA", "ReplayResult", "read_registry", "read_watchlist", "replay",
@@ -269,9 +270,10 @@ def _decisions_frame(enc: EncodedEvents, dec: np.ndarray, policy: Policy) -> pl.
 def replay_snapshot(result: ReplayResult, policy: Policy, settings: Settings,
                     watchlist: Sequence[WatchEntry] = ()) -> EngineSnapshot:
     """The state a replay ends with, as a checkpoint a server restores (start warm): features,
-    graph, interned ids and the watchlist; no idempotency memory and no calls (history is not
-    screened again). Decisions the server makes after it are numbered after the replayed
-    events, which the graph's edges refer to."""
+    graph, interned ids, the watchlist and the report ledger of the last [ledger] days; no
+    idempotency memory and no calls (history is not screened again). Decisions the server
+    makes after it are numbered after the replayed events, which the graph's edges and the
+    ledger's rows refer to."""
     if result.state is None:
         raise ValueError("the replay kept no state")
     enc = result.encoded
@@ -297,6 +299,12 @@ def replay_snapshot(result: ReplayResult, policy: Policy, settings: Settings,
                 n = edges
             arrays[f"graph.{name}"] = np.ascontiguousarray(arr if n is None else arr[:n])
         caps.update(graph_nodes=graph.node_capacity, graph_edges=graph.edge_capacity)
+    is_txn = np.flatnonzero(enc.events[:, EventCol.KIND] == Kind.TXN)
+    txn_events = enc.events[is_txn].copy()
+    txn_events[:, EventCol.KIND] = is_txn  # the decision numbers: event rows, as the graph's refs
+    ledger = replayed(txn_events, enc.frame.filter(pl.col("kind") == KIND_TXN),
+                      tz_offset_hours=policy.params.timezone_offset_hours,
+                      days=settings.ledger.days)
     return EngineSnapshot(
         created_ms=time.time_ns() // 1_000_000,
         policy_version=policy.version,
@@ -310,4 +318,5 @@ def replay_snapshot(result: ReplayResult, policy: Policy, settings: Settings,
         calls=[],
         watch=list(watchlist),
         journal_seq=0,
+        ledger=ledger,
     )

@@ -68,9 +68,11 @@ __all__ = [
     "LARGE_VALUE_SCHEMA",
     "SUBJECT_SIDE",
     "SUSPICIOUS_SCHEMA",
+    "TRANSACTION_COLUMNS",
     "Lines",
     "ReportThresholds",
     "large_value_report",
+    "large_value_rows",
     "load_thresholds",
     "read_decisions",
     "suspicious_report",
@@ -148,6 +150,10 @@ DEFAULT_SUBJECT_SIDE = "payer"
 
 _LARGE_VALUE_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type", "payee_account",
                         "payee_party_type", "amount_minor", "currency", "cash", "cross_border")
+# What large_value_rows reads of a transaction (besides what _transactions adds: amount_fen).
+TRANSACTION_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type",
+                       "payer_institution", "payee_account", "payee_party_type", "payee_institution",
+                       "amount_fen", "currency", "cash", "cross_border")
 _SUSPICIOUS_EVENT_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type",
                              "payee_account", "payee_party_type", "amount_minor", "currency")
 _DECISION_REQUIRED = ("event_id", "event_time", "action", "reason_codes", "suspicious", "amount_fen")
@@ -261,6 +267,17 @@ def large_value_report(events: pl.DataFrame, thresholds: ReportThresholds, setti
     :data:`LARGE_VALUE_SCHEMA`, sorted by day, account, category, direction and basis.
     """
     txn = _transactions(events, settings, origin, _LARGE_VALUE_COLUMNS)
+    return large_value_rows(txn, thresholds, settings, institutions=institutions)
+
+
+def large_value_rows(txn: pl.DataFrame, thresholds: ReportThresholds, settings: Settings, *,
+                     institutions: Collection[str] | None = None) -> pl.DataFrame:
+    """The report rows of checked transactions, one row per transaction and unique ids.
+
+    The one grouping behind both the offline report (``txn`` from an event file) and the live
+    ledger's (``txn`` from ``screening.ledger``): columns :data:`TRANSACTION_COLUMNS`, party
+    types as in the event schema, ``amount_fen`` in CNY fen, institutions null when unknown.
+    """
     sides = _sides(txn)
     if institutions is not None:
         sides = sides.filter(pl.col("institution").is_in(list(institutions)))
@@ -576,6 +593,7 @@ def write_report(frame: pl.DataFrame, out_base: Path,
     """Write ``<out_base>.csv`` and/or ``<out_base>.parquet`` atomically; returns the paths.
 
     CSV joins list columns with ';', so a list element holding ';' would not read back: refused.
+    CSV times are UTC with a Z (``2026-11-27T02:00:00.000Z``); money stays integer fen.
     """
     unknown = [f for f in formats if f not in _FORMATS]
     if unknown:
@@ -586,6 +604,11 @@ def write_report(frame: pl.DataFrame, out_base: Path,
                     pl.element().cast(pl.String).str.contains(";", literal=True)).list.any().any():
                 raise ValueError(f"column {name}: a value holds ';', the CSV list separator")
     paths = [out_base.with_name(f"{out_base.name}.{fmt}") for fmt in formats]
+    # CSV times as RFC 3339 UTC with a Z (polars would write +0000), milliseconds kept
+    text_times = frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
     for path in paths:
-        write_frame(frame, path)
+        write_frame(text_times if path.suffix == ".csv" else frame, path)
     return paths

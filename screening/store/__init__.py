@@ -25,8 +25,16 @@ from screening.store._durable import (
     restore_snapshot,
     save_checkpoint,
 )
-from screening.store._file import FileStore
-from screening.store._format import FORMAT_VERSION, Header, PartInfo, decode, encode, read_header
+from screening.store._file import FileStore, open_checkpoint_file
+from screening.store._format import (
+    FORMAT_VERSION,
+    Header,
+    PartInfo,
+    decode,
+    decode_ledger,
+    encode,
+    read_header,
+)
 from screening.store._memory import MemoryStore
 from screening.store._redis import RedisStore, safe_url
 
@@ -45,11 +53,13 @@ __all__ = [
     "Store",
     "WriterLease",
     "decode",
+    "decode_ledger",
     "decode_watch_change",
     "encode",
     "encode_watch_change",
     "feedback_journal_writer",
     "journal_writer",
+    "open_checkpoint_file",
     "open_store",
     "read_header",
     "read_latest_header",

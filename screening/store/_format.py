@@ -15,6 +15,10 @@ and sha256. Arrays are ``.npy`` (exactly ``np.save``'s bytes, read back with
 JSON. Nothing is ever unpickled: the store is a trust boundary. A checkpoint of another format
 version, or one whose header or any part fails its checksum, is refused with a
 ``CheckpointError`` naming the file or key.
+
+The report ledger (``ledger.meta``, ``ledger.days``, ``ledger.rows`` arrays, ``ledger.ids``,
+``ledger.names``) came after format 2 was first written: a format-2 checkpoint without those
+parts restores with an empty ledger (the restore says so); one with only some of them is refused.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ import pyarrow as pa
 from features.state import TIME_MAX_MS, TIME_MIN_MS
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
+from screening.ledger import LedgerSnapshot
 from screening.model import NEVER, CallRecord, DecisionRecord, Feedback, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
-__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode",
-           "feedback_row", "parse_feedback_row", "parse_kind", "parse_watch_row", "read_header",
-           "watch_row"]
+__all__ = ["FORMAT_VERSION", "LEDGER_PARTS", "Encoded", "Header", "PartInfo", "decode",
+           "decode_ledger", "encode", "feedback_row", "parse_feedback_row", "parse_kind",
+           "parse_watch_row", "read_header", "watch_row"]
 
 # 2: decision memory (account and phone columns, meta, feedback, the decisions' marks)
 FORMAT_VERSION = 2
@@ -50,6 +55,7 @@ MAGIC = b"SCRNCKPT"
 _PREFIX = struct.Struct("<8sHI32s")
 _MAX_HEADER = 64 << 20
 _NPY_MAGIC = b"\x93NUMPY"
+LEDGER_PARTS = ("ledger.meta", "ledger.days", "ledger.rows", "ledger.ids", "ledger.names")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,12 @@ def encode(snap: EngineSnapshot) -> Encoded:
         ("feedback", "json", _json([[name, *feedback_row(at, fb)] for name, at, fb in snap.feedback])),
     ]
     parts += [(name, "npy", _npy(arr)) for name, arr in snap.arrays.items()]
+    led = snap.ledger
+    if led is not None:
+        parts += [("ledger.meta", "npy", _npy(led.meta)), ("ledger.days", "npy", _npy(led.days)),
+                  ("ledger.rows", "npy", _npy(led.rows)), ("ledger.ids", "arrow", _ids(led.ids)),
+                  ("ledger.names", "json", _json({"institutions": led.institutions,
+                                                  "currencies": led.currencies}))]
     infos: list[dict[str, Any]] = []
     offset = 0
     for name, kind, pieces in parts:
@@ -249,9 +261,36 @@ def read_header(reader: CheckpointReader) -> Header:
 def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
     """Read and check every part; the engine state the checkpoint holds."""
     header = read_header(reader)
+    parts, arrays = _read_parts(reader, header, None)
+    try:
+        snap = _snapshot(header, parts, arrays)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
+        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
+    return header, snap
+
+
+def decode_ledger(reader: CheckpointReader) -> tuple[Header, LedgerSnapshot | None, list[str]]:
+    """Only the report ledger and the account ids (what a report needs), checked like
+    :func:`decode` (checksums, kinds); None when the checkpoint has no ledger."""
+    header = read_header(reader)
+    parts, arrays = _read_parts(reader, header, {"ids.accounts", *LEDGER_PARTS})
+    try:
+        ids_schema = pa.schema([pa.field("id", pa.large_string())])
+        accounts = _column(parts, "ids.accounts", ids_schema).column("id").to_pylist()
+        ledger = _ledger(parts, arrays)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
+        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
+    return header, ledger, accounts
+
+
+def _read_parts(reader: CheckpointReader, header: Header, names: set[str] | None
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The parts named (None: all), each checked against its checksum: (tables and JSON, arrays)."""
     parts: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for p in header.parts:
+        if names is not None and p.name not in names:
+            continue
         data = reader.read(p.offset, p.size)
         where = reader.where_at(p.offset)
         if len(data) != p.size:
@@ -269,11 +308,7 @@ def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
                 raise ValueError(f"unknown kind {p.kind!r}")
         except (ValueError, pa.ArrowException) as exc:
             raise CheckpointError(f"checkpoint {where}: part {p.name}: {exc}") from None
-    try:
-        snap = _snapshot(header, parts, arrays)
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
-        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
-    return header, snap
+    return parts, arrays
 
 
 def _load_npy(data: bytes) -> np.ndarray:
@@ -377,6 +412,7 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
             raise ValueError(f"part feedback: entry {row!r} is not [account, ...]")
         feedback.append((row[0], *parse_feedback_row(row[1:], "part feedback")))
     caps: dict[str, int] = {str(k): _int(v, f"capacities.{k}") for k, v in meta["capacities"].items()}
+    ledger = _ledger(parts, arrays)
     return EngineSnapshot(
         created_ms=header.created_ms,
         policy_version=header.policy_version,
@@ -391,7 +427,27 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         watch=watch,
         journal_seq=header.journal_seq,
         feedback=feedback,
+        ledger=ledger,
     )
+
+
+def _ledger(parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> LedgerSnapshot | None:
+    """The ledger parts (taken out of ``arrays``); None when there are none at all. Shapes and
+    values are the engine's to check (``Ledger.restored``)."""
+    found = [n for n in LEDGER_PARTS if n in parts or n in arrays]
+    if not found:
+        return None
+    missing = [n for n in LEDGER_PARTS if n not in found]
+    if missing:
+        raise ValueError(f"part {missing[0]} missing (the checkpoint has {', '.join(found)})")
+    names = _part(parts, "ledger.names", dict)
+    lists = [names.get(key) for key in ("institutions", "currencies")]
+    if set(names) != {"institutions", "currencies"} or not all(isinstance(v, list) for v in lists):
+        raise ValueError("part ledger.names: expected lists institutions and currencies")
+    ids = _column(parts, "ledger.ids", pa.schema([pa.field("id", pa.large_string())]))
+    return LedgerSnapshot(meta=arrays.pop("ledger.meta"), days=arrays.pop("ledger.days"),
+                          rows=arrays.pop("ledger.rows"), ids=ids.column("id").to_pylist(),
+                          institutions=lists[0], currencies=lists[1])
 
 
 def watch_row(e: WatchEntry) -> list[object]:

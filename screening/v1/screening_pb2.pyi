@@ -546,3 +546,63 @@ class CaseGraph(_message.Message):
     png: bytes
     svg: bytes
     def __init__(self, summary: _Optional[_Union[CaseSummary, _Mapping]] = ..., graphml: _Optional[bytes] = ..., gexf: _Optional[bytes] = ..., json: _Optional[bytes] = ..., nodes_csv: _Optional[bytes] = ..., edges_csv: _Optional[bytes] = ..., png: _Optional[bytes] = ..., svg: _Optional[bytes] = ...) -> None: ...
+
+class LargeValueReportRequest(_message.Message):
+    __slots__ = ("report_date", "institutions")
+    REPORT_DATE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTIONS_FIELD_NUMBER: _ClassVar[int]
+    report_date: str
+    institutions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, report_date: _Optional[str] = ..., institutions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LargeValueRow(_message.Message):
+    __slots__ = ("report_date", "account", "institution", "party_type", "category", "direction", "basis", "total_fen", "line_fen", "n_txns", "n_counterparties", "currencies", "transaction_ids", "first_time", "last_time")
+    REPORT_DATE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    PARTY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    LINE_FEN_FIELD_NUMBER: _ClassVar[int]
+    N_TXNS_FIELD_NUMBER: _ClassVar[int]
+    N_COUNTERPARTIES_FIELD_NUMBER: _ClassVar[int]
+    CURRENCIES_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_FIELD_NUMBER: _ClassVar[int]
+    report_date: str
+    account: str
+    institution: str
+    party_type: str
+    category: str
+    direction: str
+    basis: str
+    total_fen: int
+    line_fen: int
+    n_txns: int
+    n_counterparties: int
+    currencies: _containers.RepeatedScalarFieldContainer[str]
+    transaction_ids: _containers.RepeatedScalarFieldContainer[str]
+    first_time: _timestamp_pb2.Timestamp
+    last_time: _timestamp_pb2.Timestamp
+    def __init__(self, report_date: _Optional[str] = ..., account: _Optional[str] = ..., institution: _Optional[str] = ..., party_type: _Optional[str] = ..., category: _Optional[str] = ..., direction: _Optional[str] = ..., basis: _Optional[str] = ..., total_fen: _Optional[int] = ..., line_fen: _Optional[int] = ..., n_txns: _Optional[int] = ..., n_counterparties: _Optional[int] = ..., currencies: _Optional[_Iterable[str]] = ..., transaction_ids: _Optional[_Iterable[str]] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LargeValueReport(_message.Message):
+    __slots__ = ("report_date", "rows", "horizon_start", "horizon_end", "timezone_offset_hours", "identifiers_masked", "thresholds_source")
+    REPORT_DATE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_START_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_END_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_OFFSET_HOURS_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_MASKED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    report_date: str
+    rows: _containers.RepeatedCompositeFieldContainer[LargeValueRow]
+    horizon_start: str
+    horizon_end: str
+    timezone_offset_hours: int
+    identifiers_masked: bool
+    thresholds_source: str
+    def __init__(self, report_date: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LargeValueRow, _Mapping]]] = ..., horizon_start: _Optional[str] = ..., horizon_end: _Optional[str] = ..., timezone_offset_hours: _Optional[int] = ..., identifiers_masked: _Optional[bool] = ..., thresholds_source: _Optional[str] = ...) -> None: ...

@@ -80,6 +80,11 @@ class ScreeningStub:
                 request_serializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsRequest.SerializeToString,
                 response_deserializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsResponse.FromString,
                 _registered_method=True)
+        self.GetLargeValueReport = channel.unary_unary(
+                '/screening.v1.Screening/GetLargeValueReport',
+                request_serializer=screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.SerializeToString,
+                response_deserializer=screening_dot_v1_dot_screening__pb2.LargeValueReport.FromString,
+                _registered_method=True)
 
 
 class ScreeningServicer:
@@ -161,6 +166,19 @@ class ScreeningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLargeValueReport(self, request, context):
+        """The large-value transaction report of one local day (PBOC Order [2016] No. 3, Art. 5), from
+        the report ledger: per customer, category, direction and basis at or over its line, with
+        every transaction that makes up the day's total (the same rows as `screening report
+        large-value` on the same events). Police and admin: every institution, identifiers in clear;
+        regulators: every institution, identifiers masked; banks and payment institutions: their
+        own customers only (the institution their token is bound to), in clear. A day with nothing
+        to report is an empty report; a day before the ledger's horizon is OUT_OF_RANGE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScreeningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +226,11 @@ def add_ScreeningServicer_to_server(servicer, server):
                     servicer.UpsertAccounts,
                     request_deserializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsRequest.FromString,
                     response_serializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsResponse.SerializeToString,
+            ),
+            'GetLargeValueReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLargeValueReport,
+                    request_deserializer=screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.FromString,
+                    response_serializer=screening_dot_v1_dot_screening__pb2.LargeValueReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -454,6 +477,33 @@ class Screening:
             '/screening.v1.Screening/UpsertAccounts',
             screening_dot_v1_dot_screening__pb2.UpsertAccountsRequest.SerializeToString,
             screening_dot_v1_dot_screening__pb2.UpsertAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLargeValueReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/screening.v1.Screening/GetLargeValueReport',
+            screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.SerializeToString,
+            screening_dot_v1_dot_screening__pb2.LargeValueReport.FromString,
             options,
             channel_credentials,
             insecure,
