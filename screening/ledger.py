@@ -54,9 +54,8 @@ _MAX_INSTITUTIONS = 65_536  # distinct institution names kept (more: recorded as
 _MAX_CURRENCIES = 4_096
 _MAX_NAME_KEYS = 65_536  # (currency, institution, institution) combinations remembered
 _LOW32 = (1 << 32) - 1
-_KNOWN_FLAGS = (TxnFlag.CASH | TxnFlag.CROSS_BORDER | TxnFlag.MEMO_INVESTMENT | TxnFlag.PAYER_PERSON
-                | TxnFlag.PAYEE_PERSON | TxnFlag.PAYER_TERMINAL | TxnFlag.PAYEE_TERMINAL
-                | TxnFlag.NEAR_LINE)
+# every transaction flag the encoder may set (derived, so a new flag cannot be forgotten here)
+_KNOWN_FLAGS = sum(v for k, v in vars(TxnFlag).items() if k.isupper() and isinstance(v, int))
 _DAY_MIN, _DAY_MAX = TIME_MIN_MS // _DAY_MS - 1, TIME_MAX_MS // _DAY_MS + 1
 _NO_DAY = -(2**40)  # "none" in the saved meta (below any day a time can have)
 _ROW = struct.Struct(f"={len(ROW_COLUMNS)}q")  # one row, native int64 as numpy holds it
