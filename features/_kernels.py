@@ -70,44 +70,82 @@ SC_OPENED, SC_FIRST, SC_LAST, SC_WATCH = 0, 1, 2, 3
 SC_DAY_OUT, SC_DAY_IN = 4, 9
 DAY_CASH, DAY_XFER, DAY_XB, DAY_DOMESTIC = 1, 2, 3, 4
 SC_N_OUT, SC_N_IN = 14, 15
-N_ACC_SCALAR = 16
+# Decision memory (case state): what earlier decisions concluded about the account, each until a
+# time (0: never). A suspected victim is protected; a suspected mule has a level (1: received
+# fraud money or was seen passing it on, 2: received from a level-1 mule); a suspected collector
+# ran a fundraising pattern. Feedback from a bank or the police confirms (CONFIRMED_UNTIL) or
+# clears (CLEARED_UNTIL: marks neither read nor set) what the decisions concluded.
+SC_VICTIM_UNTIL, SC_MULE_UNTIL, SC_MULE_LEVEL, SC_COLLECTOR_UNTIL = 16, 17, 18, 19
+SC_CONFIRMED_UNTIL, SC_CLEARED_UNTIL = 20, 21
+# From the account registry: last activity before the service saw it (NO_TIME: unknown), profile
+# bits, the phone on file (a phone id, -1: none). SC_WAKE: when it woke from dormancy (NO_TIME).
+SC_LAST_ACTIVE, SC_PROFILE, SC_PHONE, SC_WAKE = 22, 23, 24, 25
+N_ACC_SCALAR = 26
+PROF_KNOWN, PROF_MERCHANT, PROF_PAYROLL, PROF_ORGANISATION = 1, 2, 4, 8
 # float64 scalars: EWMA of log(amount) of outgoing transfers
 FL_MEAN, FL_VAR = 0, 1
 N_ACC_FLOAT = 2
 
 # ---------------------------------------------------------------- phone / device state layout
-PC_CALLS_OUT, PC_SHORT_OUT, PC_CALLS_IN = 0, 1, 2
-N_PHONE_COUNT = 3
+PC_CALLS_OUT, PC_SHORT_OUT, PC_CALLS_IN, PC_ANSWERED_OUT = 0, 1, 2, 3
+N_PHONE_COUNT = 4
 PS_TALK_OUT = 0
 N_PHONE_SUM = 1
 PSC_FIRST, PSC_LAST, PSC_WATCH, PSC_RISKY_TS, PSC_RISKY_SCORE, PSC_RISKY_CALLER_WATCH = (
     0, 1, 2, 3, 4, 5,
 )
-N_PHONE_SCALAR = 6
+# the number's own calls were warned or blocked until this time (0: never): a risky number
+PSC_RISKY_NUMBER_UNTIL = 6
+# the latest incoming call: start, end (start + talk time once ended; start + the risky-call
+# lookback while it has not ended), and INCALL_* bits of what it was
+PSC_INCALL_START, PSC_INCALL_END, PSC_INCALL_FLAGS, PSC_INCALL_CALLER = 7, 8, 9, 10
+N_PHONE_SCALAR = 11
+INCALL_UNKNOWN, INCALL_RISKY = 1, 2
 DSC_WATCH, DSC_LAST = 0, 1
 N_DEVICE_SCALAR = 2
 
 # ---------------------------------------------------------------- events (one int64 row each)
-EV_KIND, EV_TS, EV_A, EV_B, EV_C, EV_D, EV_AMOUNT, EV_FLAGS, EV_AUX1, EV_AUX2, EV_AUX3 = range(11)
-N_EV = 11
+# EV_E: the payee's phone of a transaction (-1: unknown)
+EV_KIND, EV_TS, EV_A, EV_B, EV_C, EV_D, EV_AMOUNT, EV_FLAGS, EV_AUX1, EV_AUX2, EV_AUX3, EV_E = range(12)
+N_EV = 12
 KIND_TXN, KIND_CALL = 1, 2
 # transaction flags
 TF_CASH, TF_XBORDER, TF_MEMO_INVEST, TF_PAYER_PERSON, TF_PAYEE_PERSON = 1, 2, 4, 8, 16
 # the party is the cash side of a deposit or withdrawal (an ATM or a counter), not a customer
 TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
+# the amount lies just under the reporting line of its family (cash, person domestic or
+# cross-border transfer, organisation; CNY or foreign currency): set by the encoder
+TF_NEAR_LINE = 128
+# the memo holds words of impersonation fraud ("safe account", "unfreezing fee", ...): the encoder
+TF_MEMO_FRAUD = 256
 # call flags: NEW = first report of this call (count it); ENDED = duration known
 CF_NEW, CF_ENDED = 1, 2
+# call outcomes (EV_AUX3 of a call; same numbers as the proto enum CallOutcome). LEGACY: not
+# given: duration 0 is ringing, > 0 answered and ended.
+OUT_LEGACY, OUT_RINGING, OUT_ANSWERED, OUT_UNANSWERED, OUT_REJECTED, OUT_BLOCKED = 0, 1, 2, 3, 4, 5
 # number classes (same numbers as the proto enum NumberClass)
 NC_INTERNATIONAL, NC_VIRTUAL, NC_SPOOFED = 4, 3, 5
 
 # ---------------------------------------------------------------- pair table (relationships)
 PAIR_EMPTY = np.int64(-1)
-PAIR_TXN, PAIR_CALL = 0, 1
+# PAIR_STOP: a payment of a to b was held or stopped at the stored time (decision memory)
+PAIR_TXN, PAIR_CALL, PAIR_STOP = 0, 1, 2
+# state-wide scalars (``meta``): relationships in the pair table, the earliest event time seen
+META_PAIRS, META_FIRST_TS = 0, 1
+N_META = 2
 
 # ---------------------------------------------------------------- params
-P_TZ_MS, P_NEAR_LOW, P_NEAR_HIGH, P_SHORT_CALL_S, P_RISKY_LOOKBACK_MS = 0, 1, 2, 3, 4
-P_MARK_MIN_CALL_ACTION, P_EWMA_ALPHA_PPM = 5, 6
-N_PARAM = 7
+# (the structuring band is applied by the encoder: TF_NEAR_LINE)
+P_TZ_MS, P_SHORT_CALL_S, P_RISKY_LOOKBACK_MS, P_MARK_MIN_CALL_ACTION, P_EWMA_ALPHA_PPM = 0, 1, 2, 3, 4
+# decision memory: how long a victim is protected, a mule or collector suspected, a number risky;
+# the learning period (entities first seen within it of the state's first event have no known
+# age); the inactivity that makes an account dormant; how far mule suspicion follows the money
+# and the payers (7 d) beyond which a payee is a hub it does not follow to
+P_PROTECT_MS, P_MULE_MS, P_COLLECTOR_MS, P_RISKY_NUMBER_MS = 5, 6, 7, 8
+P_LEARN_MS, P_DORMANT_MS, P_MULE_MAX_LEVEL, P_HUB_PAYERS = 9, 10, 11, 12
+# a new suspected mule's payees of this last while are where the money went: they become suspects
+P_FOLLOW_MS = 13
+N_PARAM = 14
 
 # ---------------------------------------------------------------- transaction features
 F_AMOUNT, F_CASH, F_XBORDER, F_CHANNEL, F_MEMO_INVEST = 0, 1, 2, 3, 4
@@ -129,8 +167,22 @@ F_PAYER_TERMINAL, F_PAYEE_TERMINAL, F_PAYEE_NEAR_24H, F_PAYEE_NEAR_7D = 80, 81, 
 # features computed outside these kernels (the graph detectors), copied in before the rules
 F_PAYER_DAY_DOMESTIC, F_PAYEE_DAY_DOMESTIC = 84, 85
 F_EXTRA_BASE = 86
-N_EXTRA = 16
-N_TXN_FEATURE = 102
+N_EXTRA = 19  # = graph._kernels.N_X (a test holds them equal)
+# decision memory and counter-evidence (after the graph slots, so numbered from their end)
+F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
+(F_PAYER_VICTIM, F_PAYEE_STOPPED, F_PAYER_MULE, F_PAYEE_MULE,
+ F_PAYER_COLLECTOR, F_PAYEE_COLLECTOR, F_PAYER_CONFIRMED, F_PAYEE_CONFIRMED,
+ F_PAYER_CLEARED, F_PAYEE_CLEARED, F_PAYER_DORMANT_DAYS, F_PAYEE_DORMANT_DAYS,
+ F_PAYER_WOKE_DAYS, F_PAYER_MERCHANT, F_PAYEE_MERCHANT, F_PAYER_PAYROLL,
+ F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN, F_PAYER_ON_CALL_RISKY,
+ F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
+ F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD) = range(F_MEMORY_BASE, F_MEMORY_BASE + 26)
+N_TXN_FEATURE = F_MEMORY_BASE + 26
+FAR_DAYS = 1e6  # "days since" when there is no such event, or an age not known
+# a payment this soon after an incoming call ended still counts as made "on the call"; a call
+# that rang and was never reported ended counts as going on for INCALL_OPEN_MS
+INCALL_SLACK_MS = 120_000
+INCALL_OPEN_MS = 3_600_000
 
 # ---------------------------------------------------------------- call features
 CF_DURATION, CF_CLASS, CF_INTL, CF_VIRTUAL, CF_SPOOFED = 0, 1, 2, 3, 4
@@ -138,7 +190,9 @@ CF_CALLER_WATCH, CF_CALLEE_WATCH, CF_FIRST_CONTACT, CF_CALLER_AGE_DAYS = 5, 6, 7
 CF_CALLS_1M, CF_CALLS_1H, CF_CALLS_24H, CF_SHORT_1H, CF_SHORT_24H = 9, 10, 11, 12, 13
 CF_SHORT_RATIO_1H, CF_SHORT_RATIO_24H, CF_DIST_1H, CF_DIST_24H = 14, 15, 16, 17
 CF_TALK_24H, CF_CALLEE_CALLS_IN_24H, CF_RINGING = 18, 19, 20
-N_CALL_FEATURE = 21
+CF_OUTCOME, CF_ANSWERED_1H, CF_UNANSWERED_RATIO_1H, CF_UNANSWERED_RATIO_24H = 21, 22, 23, 24
+CF_CALLER_RISKY_NUMBER, CF_OBSERVED_DAYS = 25, 26
+N_CALL_FEATURE = 27
 
 # ---------------------------------------------------------------- account snapshot (QueryAccount)
 # windowed: ((dir*2 + stat)*4 + window) for dir in out/in, stat in count/sum -> 16
@@ -146,17 +200,24 @@ S_DIST_BASE = 16  # (dir*3 + window-1) -> 6
 S_NEAR_24H, S_NEAR_7D, S_INVEST_24H, S_INVEST_7D, S_PAYBACK_7D = 22, 23, 24, 25, 26
 S_PASS_1H, S_PASS_24H, S_AGE_DAYS, S_N_OUT, S_N_IN, S_WATCH = 27, 28, 29, 30, 31, 32
 S_EWMA_MEAN_FEN, S_NEAR_IN_24H, S_NEAR_IN_7D = 33, 34, 35
-N_SNAPSHOT = 36
+S_VICTIM, S_MULE, S_COLLECTOR, S_CONFIRMED, S_CLEARED = 36, 37, 38, 39, 40
+N_SNAPSHOT = 41
 
 # ---------------------------------------------------------------- rules and decisions
 OP_GE, OP_GT, OP_LE, OP_LT, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
 MAX_COND = 8
-RI_NCOND, RI_ACTION, RI_SCORE, RI_FLAGS, RI_COND = 0, 1, 2, 3, 4
+RI_NCOND, RI_ACTION, RI_SCORE, RI_FLAGS, RI_MARKS, RI_COND = 0, 1, 2, 3, 4, 5
 N_RULE_INT = RI_COND + 2 * MAX_COND
 MAX_RULES = 62
-D_ACTION, D_REASONS, D_SCORE, D_FLAGS = 0, 1, 2, 3
-N_DEC = 4
+D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS = 0, 1, 2, 3, 4
+N_DEC = 5
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
+ACTION_HOLD = 3
+CALL_ACTION_BLOCK = 3
+# What a fired rule concludes about the parties (a rule's ``marks``); D_MARKS of a decision is
+# the union, plus MK_PAYEE_MULE_HOP when the suspicion followed the money from a mule payer.
+MK_PAYER_VICTIM, MK_PAYEE_MULE, MK_PAYER_MULE, MK_PAYER_COLLECTOR, MK_PAYEE_COLLECTOR = 1, 2, 4, 8, 16
+MK_RISKY_NUMBER, MK_PAYEE_MULE_HOP = 32, 64
 
 
 # ================================================================= prefetch
@@ -389,6 +450,17 @@ def _pair_put_at(pt: np.ndarray, meta: np.ndarray, s: int, key: int, ts: int) ->
 
 
 @kernel
+def _pair_forget(pt: np.ndarray, kind: int, a: int, b: int) -> int:
+    """Make pair (kind, a, b) look last seen long ago (a lookup still finds the slot: open
+    addressing cannot empty one); returns 1 when it was there."""
+    s = _pair_slot(pt, _pair_key(kind, a, b))
+    if pt[s, 0] == PAIR_EMPTY:
+        return 0
+    pt[s, 1] = NO_TIME
+    return 1
+
+
+@kernel
 def _pair_rehash(pt: np.ndarray, new_pt: np.ndarray, min_ts: int) -> int:
     """Copy live pairs (last seen at or after ``min_ts``) into a fresh table; returns the count."""
     n = 0
@@ -412,6 +484,7 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: 
     action = ACTION_ALLOW
     bits = 0
     flags = 0
+    marks = 0
     miss = 1.0
     for r in range(rules_i.shape[0]):
         ok = True
@@ -438,11 +511,13 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: 
             if rules_i[r, RI_ACTION] > action:
                 action = int(rules_i[r, RI_ACTION])
             flags |= rules_i[r, RI_FLAGS]
+            marks |= rules_i[r, RI_MARKS]
             miss *= 1.0 - rules_i[r, RI_SCORE] / 100.0
     dec[dr, D_ACTION] = action
     dec[dr, D_REASONS] = bits
     dec[dr, D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
     dec[dr, D_FLAGS] = flags
+    dec[dr, D_MARKS] = marks
 
 
 # ================================================================= per-event updates
@@ -460,11 +535,105 @@ def _watched(until: int, ts: int) -> float:
 
 
 @helper
-def _age_days(sc: np.ndarray, e: int, ts: int) -> float:
+def _learning(first: int, meta: np.ndarray, params: np.ndarray) -> bool:
+    """First seen within the learning period: on a server that started empty everything is
+    new at first, so such an entity's age is not known."""
+    return first != NO_TIME and first < meta[META_FIRST_TS] + params[P_LEARN_MS]
+
+
+@helper
+def _age_days(sc: np.ndarray, e: int, ts: int, meta: np.ndarray, params: np.ndarray) -> float:
     base = sc[e, SC_OPENED]
     if base == NO_TIME:
         base = sc[e, SC_FIRST]
+        if _learning(base, meta, params):
+            return FAR_DAYS
     return (ts - base) / DAY_MS
+
+
+@helper
+def _cleared(sc: np.ndarray, e: int, ts: int) -> bool:
+    return sc[e, SC_CLEARED_UNTIL] > ts
+
+
+@helper
+def _marked(sc: np.ndarray, e: int, col: int, ts: int) -> float:
+    """1 while a decision-memory mark holds and feedback has not cleared the account."""
+    return 1.0 if sc[e, col] > ts and sc[e, SC_CLEARED_UNTIL] <= ts else 0.0
+
+
+@helper
+def _mule_level(sc: np.ndarray, e: int, ts: int) -> int:
+    """0: not suspected; 1: confirmed or a level-1 suspect; 2: received from a level-1 mule."""
+    if sc[e, SC_CLEARED_UNTIL] > ts:
+        return 0
+    if sc[e, SC_CONFIRMED_UNTIL] > ts:
+        return 1
+    if sc[e, SC_MULE_UNTIL] > ts:
+        return int(sc[e, SC_MULE_LEVEL])
+    return 0
+
+
+@helper
+def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarray) -> bool:
+    """Suspect ``e`` at ``level`` (the lower level wins); True when it was not suspected yet."""
+    if sc[e, SC_CLEARED_UNTIL] > ts:
+        return False
+    cur = int(sc[e, SC_MULE_LEVEL]) if sc[e, SC_MULE_UNTIL] > ts else 0
+    if cur == 0 or level < cur:
+        sc[e, SC_MULE_LEVEL] = level
+    until = ts + params[P_MULE_MS]
+    if until > sc[e, SC_MULE_UNTIL]:
+        sc[e, SC_MULE_UNTIL] = until
+    return cur == 0
+
+
+@helper
+def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> bool:
+    """May ``e`` be made a mule: a person's account (not an organisation or a merchant), not a
+    hub (many payers in 7 d)."""
+    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION)
+            and _ring_distinct(ring, e, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
+
+
+@helper
+def _follow_money(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> None:
+    """``e`` just became a level-1 suspect: the accounts it paid within P_FOLLOW_MS before now
+    (its recent payees) are where the money it received went; they become level-2 suspects."""
+    if params[P_MULE_MAX_LEVEL] < 2:
+        return
+    t = ts // 1000 - RING_EPOCH_S
+    span = params[P_FOLLOW_MS] // 1000
+    for k in range(RING_K):
+        cp = ring[e, R_OUT, k, 0]
+        if cp >= 0 and cp != e:
+            kt = ring[e, R_OUT, k, 1]
+            if kt <= t and t - kt <= span and _mule_ok(sc, ring, cp, ts, params):
+                _suspect_mule(sc, cp, 2, ts, params)
+
+
+@helper
+def _extend(sc: np.ndarray, e: int, col: int, until: int) -> None:
+    if until > sc[e, col]:
+        sc[e, col] = until
+
+
+@helper
+def _dormant_ms(sc: np.ndarray, e: int, prev_last: int, ts: int) -> int:
+    """How long the account had been inactive before ``ts``: since the later of its previous
+    event here and the registry's last activity; 0 when neither is known."""
+    last = prev_last
+    reg = sc[e, SC_LAST_ACTIVE]
+    if reg != NO_TIME and (last == NO_TIME or reg > last):
+        last = reg
+    if last == NO_TIME or last >= ts:
+        return 0
+    return ts - last
+
+
+@helper
+def _days_since(t: int, ts: int) -> float:
+    return (ts - t) / DAY_MS if t != NO_TIME and t <= ts else FAR_DAYS
 
 
 @helper
@@ -502,7 +671,7 @@ def _txn(
     ev: np.ndarray, i: int,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
     a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
-    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray, need: np.ndarray, f: np.ndarray, r: int,
+    pt: np.ndarray, meta: np.ndarray, params: np.ndarray, need: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -516,8 +685,18 @@ def _txn(
     sl = _slots(ep)
     f[r, :] = 0.0
 
+    dorm_a = _dormant_ms(a_sc, a, a_sc[a, SC_LAST], ts)
+    dorm_b = _dormant_ms(a_sc, b, a_sc[b, SC_LAST], ts)
+    if dorm_a >= params[P_DORMANT_MS] and params[P_DORMANT_MS] > 0:
+        a_sc[a, SC_WAKE] = ts
+    if dorm_b >= params[P_DORMANT_MS] and params[P_DORMANT_MS] > 0:
+        a_sc[b, SC_WAKE] = ts
     _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
     _seen(a_sc, b, SC_FIRST, SC_LAST, ts)
+    if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
+        a_sc[a, SC_PROFILE] |= PROF_ORGANISATION
+    if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
+        a_sc[b, SC_PROFILE] |= PROF_ORGANISATION
     if ev[i, EV_AUX1] != NO_TIME:
         a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
     if ev[i, EV_AUX2] != NO_TIME:
@@ -529,10 +708,42 @@ def _txn(
     f[r, F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
     f[r, F_CHANNEL] = ev[i, EV_AUX3]
     f[r, F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
+    f[r, F_MEMO_FRAUD] = 1.0 if fl & TF_MEMO_FRAUD else 0.0
     f[r, F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
     f[r, F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
     f[r, F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
     f[r, F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
+    f[r, F_NEAR_LINE] = 1.0 if fl & TF_NEAR_LINE else 0.0
+    f[r, F_OBSERVED_DAYS] = (ts - meta[META_FIRST_TS]) / DAY_MS
+    # --- decision memory and what the registry says
+    f[r, F_PAYER_VICTIM] = _marked(a_sc, a, SC_VICTIM_UNTIL, ts)
+    stop = _pair_slot(pt, _pair_key(PAIR_STOP, a, b))
+    if (pt[stop, 0] != PAIR_EMPTY and pt[stop, 1] <= ts and ts - pt[stop, 1] <= params[P_PROTECT_MS]
+            and not _cleared(a_sc, a, ts)):
+        f[r, F_PAYEE_STOPPED] = 1.0
+    f[r, F_PAYER_MULE] = _mule_level(a_sc, a, ts)
+    f[r, F_PAYEE_MULE] = _mule_level(a_sc, b, ts)
+    f[r, F_PAYER_COLLECTOR] = _marked(a_sc, a, SC_COLLECTOR_UNTIL, ts)
+    f[r, F_PAYEE_COLLECTOR] = _marked(a_sc, b, SC_COLLECTOR_UNTIL, ts)
+    f[r, F_PAYER_CONFIRMED] = _watched(a_sc[a, SC_CONFIRMED_UNTIL], ts)
+    f[r, F_PAYEE_CONFIRMED] = _watched(a_sc[b, SC_CONFIRMED_UNTIL], ts)
+    f[r, F_PAYER_CLEARED] = _watched(a_sc[a, SC_CLEARED_UNTIL], ts)
+    f[r, F_PAYEE_CLEARED] = _watched(a_sc[b, SC_CLEARED_UNTIL], ts)
+    f[r, F_PAYER_DORMANT_DAYS] = dorm_a / DAY_MS
+    f[r, F_PAYEE_DORMANT_DAYS] = dorm_b / DAY_MS
+    f[r, F_PAYER_WOKE_DAYS] = _days_since(a_sc[a, SC_WAKE], ts)
+    f[r, F_PAYEE_WOKE_DAYS] = _days_since(a_sc[b, SC_WAKE], ts)
+    f[r, F_PAYER_MERCHANT] = 1.0 if a_sc[a, SC_PROFILE] & PROF_MERCHANT else 0.0
+    f[r, F_PAYEE_MERCHANT] = 1.0 if a_sc[b, SC_PROFILE] & PROF_MERCHANT else 0.0
+    f[r, F_PAYER_PAYROLL] = 1.0 if a_sc[a, SC_PROFILE] & PROF_PAYROLL else 0.0
+    pe = ev[i, EV_E]
+    if pe < 0:
+        pe = a_sc[b, SC_PHONE]
+    if pe >= 0:
+        if p_sc[pe, PSC_WATCH] > ts or p_sc[pe, PSC_RISKY_NUMBER_UNTIL] > ts:
+            f[r, F_PAYEE_PHONE_RISKY] = 1.0
+        if ph >= 0 and pe != ph and (_pair_seen(pt, PAIR_CALL, pe, ph) or _pair_seen(pt, PAIR_CALL, ph, pe)):
+            f[r, F_PAYEE_PHONE_CONTACT] = 1.0
     key_ab = _pair_key(PAIR_TXN, a, b)
     slot_ab = _pair_slot(pt, key_ab)
     f[r, F_FIRST_TIME_PAYEE] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0
@@ -551,6 +762,20 @@ def _txn(
                 f[r, F_RISKY_CALL_RECENT] = 1.0
                 f[r, F_RISKY_CALL_CALLER_WATCH] = p_sc[ph, PSC_RISKY_CALLER_WATCH]
                 f[r, F_RISKY_CALL_SCORE] = p_sc[ph, PSC_RISKY_SCORE]
+        cs = p_sc[ph, PSC_INCALL_START]
+        if cs != NO_TIME and cs <= ts:
+            ce = p_sc[ph, PSC_INCALL_END]
+            if ts <= ce + INCALL_SLACK_MS:
+                f[r, F_PAYER_ON_CALL] = 1.0
+                cf = p_sc[ph, PSC_INCALL_FLAGS]
+                f[r, F_PAYER_ON_CALL_UNKNOWN] = 1.0 if cf & INCALL_UNKNOWN else 0.0
+                f[r, F_PAYER_ON_CALL_RISKY] = 1.0 if cf & INCALL_RISKY else 0.0
+            # the number the payer last spoke with is now known to be risky (it was flagged,
+            # or listed, since): a robocaller's victim is found after the call
+            c = p_sc[ph, PSC_INCALL_CALLER]
+            if (ts - ce <= params[P_RISKY_LOOKBACK_MS] and c >= 0
+                    and (p_sc[c, PSC_RISKY_NUMBER_UNTIL] > ts or p_sc[c, PSC_WATCH] > ts)):
+                f[r, F_PAYER_LAST_CALLER_RISKY] = 1.0
     x = math.log(amount)
     n_out = a_sc[a, SC_N_OUT]
     f[r, F_PAYER_HIST] = n_out
@@ -565,13 +790,13 @@ def _txn(
     # --- update
     _advance(a_cnt, a_amt, a_tag, a_head, a, ep)
     _advance(a_cnt, a_amt, a_tag, a_head, b, ep)
-    near = params[P_NEAR_LOW] <= amount < params[P_NEAR_HIGH]
+    near = fl & TF_NEAR_LINE
     m_out = 1 << AC_OUT
     m_in = 1 << AC_IN
     if near:
         m_out |= 1 << AC_NEAR
         m_in |= 1 << AC_NEAR_IN
-    if reverse:
+    if reverse and pt[slot_ab, 0] == PAIR_EMPTY:  # the first payment back to this payer
         m_out |= 1 << AC_PAYBACK
     if fl & TF_MEMO_INVEST:
         m_in |= 1 << AC_INVEST_IN
@@ -579,7 +804,7 @@ def _txn(
     _bucket_add(a_cnt, a_amt, a_tag, a_head, b, ep, sl, m_in, 0, amount)  # AS_IN = 1
     _ring_touch(a_ring, a, R_OUT, b, ts)
     _ring_touch(a_ring, b, R_IN, a, ts)
-    _pair_put_at(pt, pmeta, slot_ab, key_ab, ts)
+    _pair_put_at(pt, meta, slot_ab, key_ab, ts)
     _day_add(a_sc, a, ts, tz, SC_DAY_OUT, amount, fl)
     _day_add(a_sc, b, ts, tz, SC_DAY_IN, amount, fl)
     alpha = params[P_EWMA_ALPHA_PPM] / 1e6
@@ -596,8 +821,8 @@ def _txn(
         d_sc[dv, DSC_LAST] = ts
 
     # --- features that look at the state after it
-    f[r, F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts)
-    f[r, F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts)
+    f[r, F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts, meta, params)
+    f[r, F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts, meta, params)
     # Window reads are skipped where ``need`` is 0 (no rule of the policy reads the feature);
     # the state above is updated in full either way.
     for p in range(2):
@@ -642,7 +867,7 @@ def _call(
     ev: np.ndarray, i: int,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
     p_ring: np.ndarray, p_sc: np.ndarray,
-    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
+    pt: np.ndarray, meta: np.ndarray, params: np.ndarray, f: np.ndarray, r: int,
 ) -> None:
     ts = ev[i, EV_TS]
     a = ev[i, EV_A]
@@ -650,6 +875,7 @@ def _call(
     dur = ev[i, EV_AMOUNT]
     fl = ev[i, EV_FLAGS]
     cls = ev[i, EV_AUX1]
+    outcome = ev[i, EV_AUX3]
     tz = params[P_TZ_MS]
     ep = _epochs(ts, tz)
     sl = _slots(ep)
@@ -668,6 +894,33 @@ def _call(
     slot_ab = _pair_slot(pt, key_ab)
     f[r, CF_FIRST_CONTACT] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0
     f[r, CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
+    f[r, CF_OUTCOME] = outcome
+    f[r, CF_CALLER_RISKY_NUMBER] = _watched(p_sc[a, PSC_RISKY_NUMBER_UNTIL], ts)
+    f[r, CF_OBSERVED_DAYS] = (ts - meta[META_FIRST_TS]) / DAY_MS
+    answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and dur > 0)
+    no_answer = OUT_UNANSWERED <= outcome <= OUT_BLOCKED  # unanswered, rejected, blocked
+
+    # --- the callee's "on a call now": the newest incoming call, until it ends
+    if ts >= p_sc[b, PSC_INCALL_START]:  # (NO_TIME is below every time)
+        if not fl & CF_ENDED:
+            p_sc[b, PSC_INCALL_START] = ts
+            p_sc[b, PSC_INCALL_END] = ts + INCALL_OPEN_MS
+            p_sc[b, PSC_INCALL_CALLER] = a
+            p_sc[b, PSC_INCALL_FLAGS] = _incall_flags(p_sc, a, cls, f[r, CF_FIRST_CONTACT], ts, meta,
+                                                      params)
+        elif p_sc[b, PSC_INCALL_START] == ts and not fl & CF_NEW:
+            # the end of the call that rang: it lasted its talk time, or never connected
+            if answered:
+                p_sc[b, PSC_INCALL_END] = ts + dur * 1000
+            else:
+                p_sc[b, PSC_INCALL_START] = NO_TIME
+                p_sc[b, PSC_INCALL_END] = NO_TIME
+        elif answered:  # reported once, when it ended
+            p_sc[b, PSC_INCALL_START] = ts
+            p_sc[b, PSC_INCALL_END] = ts + dur * 1000
+            p_sc[b, PSC_INCALL_CALLER] = a
+            p_sc[b, PSC_INCALL_FLAGS] = _incall_flags(p_sc, a, cls, f[r, CF_FIRST_CONTACT], ts, meta,
+                                                      params)
 
     _advance(p_cnt, p_amt, p_tag, p_head, a, ep)
     _advance(p_cnt, p_amt, p_tag, p_head, b, ep)
@@ -677,15 +930,19 @@ def _call(
         m_caller |= 1 << PC_CALLS_OUT
         _bucket_add(p_cnt, p_amt, p_tag, p_head, b, ep, sl, 1 << PC_CALLS_IN, 0, 0)
         _ring_touch(p_ring, a, 0, b, ts)
-        _pair_put_at(pt, pmeta, slot_ab, key_ab, ts)
+        _pair_put_at(pt, meta, slot_ab, key_ab, ts)
     if fl & CF_ENDED:
         talk = dur  # PS_TALK_OUT = 0
-        if dur < params[P_SHORT_CALL_S]:
+        # an unanswered, rejected or blocked call is as short as a call gets
+        if no_answer or (answered and dur < params[P_SHORT_CALL_S]):
             m_caller |= 1 << PC_SHORT_OUT
+        if answered:
+            m_caller |= 1 << PC_ANSWERED_OUT
     if fl & (CF_NEW | CF_ENDED):
         _bucket_add(p_cnt, p_amt, p_tag, p_head, a, ep, sl, m_caller, talk, 0)
 
-    f[r, CF_CALLER_AGE_DAYS] = (ts - p_sc[a, PSC_FIRST]) / DAY_MS
+    first = p_sc[a, PSC_FIRST]
+    f[r, CF_CALLER_AGE_DAYS] = FAR_DAYS if _learning(first, meta, params) else (ts - first) / DAY_MS
     f[r, CF_CALLS_1M] = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_1M, ep)
     calls_1h = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_1H, ep)
     calls_24h = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_24H, ep)
@@ -697,10 +954,118 @@ def _call(
     f[r, CF_SHORT_24H] = short_24h
     f[r, CF_SHORT_RATIO_1H] = _ratio(short_1h, calls_1h)
     f[r, CF_SHORT_RATIO_24H] = _ratio(short_24h, calls_24h)
+    ans_1h = _win_sum(p_cnt, p_tag, p_head, a, PC_ANSWERED_OUT, W_1H, ep)
+    ans_24h = _win_sum(p_cnt, p_tag, p_head, a, PC_ANSWERED_OUT, W_24H, ep)
+    f[r, CF_ANSWERED_1H] = ans_1h
+    f[r, CF_UNANSWERED_RATIO_1H] = _unanswered(ans_1h, calls_1h)
+    f[r, CF_UNANSWERED_RATIO_24H] = _unanswered(ans_24h, calls_24h)
     f[r, CF_DIST_1H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_1H])
     f[r, CF_DIST_24H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_24H])
     f[r, CF_TALK_24H] = _win_sum(p_amt, p_tag, p_head, a, PS_TALK_OUT, W_24H, ep)
     f[r, CF_CALLEE_CALLS_IN_24H] = _win_sum(p_cnt, p_tag, p_head, b, PC_CALLS_IN, W_24H, ep)
+
+
+@helper
+def _unanswered(answered: int, calls: int) -> float:
+    """Share of the calls placed that were not answered (or not yet: a robocaller's calls
+    mostly never are; an ordinary caller's mostly are within minutes)."""
+    if calls <= 0:
+        return 0.0
+    return max(0.0, 1.0 - answered / calls)
+
+
+@helper
+def _incall_flags(p_sc: np.ndarray, caller: int, cls: int, first_contact: float, ts: int,
+                  meta: np.ndarray, params: np.ndarray) -> int:
+    """What the callee's current call is: from a number it never spoke with (not counted in the
+    learning period, when every number is new), from a risky number or class."""
+    out = 0
+    if first_contact > 0 and not _learning(p_sc[caller, PSC_FIRST], meta, params):
+        out |= INCALL_UNKNOWN
+    if (p_sc[caller, PSC_WATCH] > ts or p_sc[caller, PSC_RISKY_NUMBER_UNTIL] > ts
+            or NC_VIRTUAL <= cls <= NC_SPOOFED):  # virtual operator, international, spoofed
+        out |= INCALL_RISKY
+    return out
+
+
+@helper
+def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
+                  a_sc: np.ndarray, a_ring: np.ndarray, pt: np.ndarray, meta: np.ndarray,
+                  params: np.ndarray, dec: np.ndarray, first: bool) -> None:
+    """Decision memory: what this decision concluded about its parties, for later decisions.
+
+    The payer's mule suspicion follows the money one hop (up to P_MULE_MAX_LEVEL): into a new
+    relationship with a person, when the mule received at least the amount within the day, and
+    never into cash terminals, merchants or hubs (a mule forwards fresh money to fresh accounts;
+    its old counterparties are not part of the chain). A rule's marks protect the payer as a
+    victim (a person) or make a party a suspected mule or collector; a payment held or stopped
+    for fraud remembers its payee for that payer (a repeat is stopped again). Cleared accounts
+    get no marks.
+    """
+    ts = ev[i, EV_TS]
+    a = ev[i, EV_A]
+    b = ev[i, EV_B]
+    fl = ev[i, EV_FLAGS]
+    marks = dec[i, D_MARKS]
+    lvl = _mule_level(a_sc, a, ts)
+    # a payee that is a cash terminal, a merchant or a hub (many payers) is never made a mule
+    payee_ok = not fl & TF_PAYEE_TERMINAL and _mule_ok(a_sc, a_ring, b, ts, params)
+    if (lvl > 0 and lvl < params[P_MULE_MAX_LEVEL] and fl & TF_PAYEE_PERSON and first
+            and payee_ok and not _cleared(a_sc, b, ts)
+            and _win_sum(a_amt, a_tag, a_head, a, AS_IN, W_24H, _epochs(ts, params[P_TZ_MS]))
+            >= ev[i, EV_AMOUNT]):  # forwarding money received within the day
+        _suspect_mule(a_sc, b, lvl + 1, ts, params)
+        marks |= MK_PAYEE_MULE_HOP
+    if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not _cleared(a_sc, a, ts):
+        _extend(a_sc, a, SC_VICTIM_UNTIL, ts + params[P_PROTECT_MS])
+        if dec[i, D_ACTION] >= ACTION_HOLD:
+            key = _pair_key(PAIR_STOP, a, b)
+            _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
+    if marks & MK_PAYEE_MULE and payee_ok and _suspect_mule(a_sc, b, 1, ts, params):
+        _follow_money(a_sc, a_ring, b, ts, params)
+    if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
+            and _suspect_mule(a_sc, a, 1, ts, params)):
+        _follow_money(a_sc, a_ring, a, ts, params)
+    if marks & MK_PAYER_COLLECTOR and not _cleared(a_sc, a, ts):
+        _extend(a_sc, a, SC_COLLECTOR_UNTIL, ts + params[P_COLLECTOR_MS])
+    if marks & MK_PAYEE_COLLECTOR and not _cleared(a_sc, b, ts):
+        _extend(a_sc, b, SC_COLLECTOR_UNTIL, ts + params[P_COLLECTOR_MS])
+    dec[i, D_MARKS] = marks
+
+
+@helper
+def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
+                   dec: np.ndarray) -> None:
+    """A warned call makes its callee a person who just spoke with a risky number (a call the
+    service blocked, or one unanswered or rejected, is no conversation: it marks nothing, and an
+    end report saying so takes back the mark its ringing report made); a rule's risky_number
+    mark makes the caller one."""
+    a = ev[i, EV_A]
+    b = ev[i, EV_B]
+    ts = ev[i, EV_TS]
+    outcome = ev[i, EV_AUX3]
+    action = dec[i, D_ACTION]
+    no_answer = OUT_UNANSWERED <= outcome <= OUT_BLOCKED  # unanswered, rejected, blocked
+    if dec[i, D_MARKS] & MK_RISKY_NUMBER:
+        _extend(p_sc, a, PSC_RISKY_NUMBER_UNTIL, ts + params[P_RISKY_NUMBER_MS])
+    if action >= CALL_ACTION_BLOCK:  # the service blocked it: it never connected
+        if p_sc[b, PSC_INCALL_START] == ts:
+            p_sc[b, PSC_INCALL_START] = NO_TIME
+            p_sc[b, PSC_INCALL_END] = NO_TIME
+        return
+    if action > ACTION_ALLOW and p_sc[b, PSC_INCALL_START] == ts:
+        p_sc[b, PSC_INCALL_FLAGS] |= INCALL_RISKY  # warned: a risky call
+    answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and ev[i, EV_AMOUNT] > 0)
+    if no_answer or (ev[i, EV_FLAGS] & CF_ENDED and answered
+                     and ev[i, EV_AMOUNT] < params[P_SHORT_CALL_S]):
+        # never connected, or hung up within seconds: no conversation to be talked into anything
+        if p_sc[b, PSC_RISKY_TS] == ts:
+            p_sc[b, PSC_RISKY_TS] = NO_TIME
+        return
+    if params[P_MARK_MIN_CALL_ACTION] <= action and ts >= p_sc[b, PSC_RISKY_TS]:
+        p_sc[b, PSC_RISKY_TS] = ts
+        p_sc[b, PSC_RISKY_SCORE] = dec[i, D_SCORE]
+        p_sc[b, PSC_RISKY_CALLER_WATCH] = 1 if p_sc[a, PSC_WATCH] > ts else 0
 
 
 @helper
@@ -756,6 +1121,7 @@ def _prefetch_event(
         _prefetch_entity(a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, b, R_IN, sl)
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, a, b)) & mask))
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, b, a)) & mask))
+        _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_STOP, a, b)) & mask))
         _prefetch(a_fl, a * a_fl.shape[1])
         if rings & 1:
             _prefetch_ring(a_ring, a, R_IN)
@@ -767,6 +1133,9 @@ def _prefetch_event(
         dv = ev[j, EV_D]
         if dv >= 0:
             _prefetch(d_sc, dv * d_sc.shape[1])
+        pe = ev[j, EV_E]
+        if pe >= 0:
+            _prefetch(p_sc, pe * p_sc.shape[1])
     else:
         _prefetch_entity(p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, a, 0, sl)
         _prefetch_entity(p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, b, 0, sl)
@@ -780,7 +1149,7 @@ def _process(
     a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,
     p_ring: np.ndarray, p_sc: np.ndarray, d_sc: np.ndarray,
-    pt: np.ndarray, pmeta: np.ndarray, params: np.ndarray,
+    pt: np.ndarray, meta: np.ndarray, params: np.ndarray,
     tr_i: np.ndarray, tr_f: np.ndarray, cr_i: np.ndarray, cr_f: np.ndarray, need: np.ndarray,
     extra: np.ndarray, out_feat: np.ndarray, out_dec: np.ndarray,
 ) -> None:
@@ -809,24 +1178,22 @@ def _process(
                             rings)
         row = i if keep else 0
         kind = ev[i, EV_KIND]
+        if meta[META_FIRST_TS] == NO_TIME or ev[i, EV_TS] < meta[META_FIRST_TS]:
+            meta[META_FIRST_TS] = ev[i, EV_TS]
         if kind == KIND_TXN:
-            _txn(ev, i, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pt, pmeta,
+            _txn(ev, i, a_cnt, a_amt, a_tag, a_head, a_ring, a_sc, a_fl, p_sc, d_sc, pt, meta,
                  params, need, out_feat, row)
             if has_extra:
                 for x in range(N_EXTRA):
                     out_feat[row, F_EXTRA_BASE + x] = extra[i, x]
             _eval_rules(tr_i, tr_f, out_feat, row, out_dec, i)
+            _remember_txn(ev, i, a_amt, a_tag, a_head, a_sc, a_ring, pt, meta, params, out_dec,
+                          out_feat[row, F_FIRST_TIME_PAYEE] > 0)
         elif kind == KIND_CALL:
-            _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, pmeta, params,
+            _call(ev, i, p_cnt, p_amt, p_tag, p_head, p_ring, p_sc, pt, meta, params,
                   out_feat, row)
             _eval_rules(cr_i, cr_f, out_feat, row, out_dec, i)
-            if out_dec[i, D_ACTION] >= params[P_MARK_MIN_CALL_ACTION]:
-                b = ev[i, EV_B]
-                ts = ev[i, EV_TS]
-                if ts >= p_sc[b, PSC_RISKY_TS]:
-                    p_sc[b, PSC_RISKY_TS] = ts
-                    p_sc[b, PSC_RISKY_SCORE] = out_dec[i, D_SCORE]
-                    p_sc[b, PSC_RISKY_CALLER_WATCH] = 1 if p_sc[ev[i, EV_A], PSC_WATCH] > ts else 0
+            _remember_call(ev, i, p_sc, params, out_dec)
 
 
 @kernel
@@ -842,6 +1209,8 @@ def _first_bad_id(ev: np.ndarray, n_acc: int, n_phone: int, n_dev: int) -> int:
                 return i
             if ev[i, EV_C] >= n_phone or ev[i, EV_D] >= n_dev or ev[i, EV_AMOUNT] <= 0:
                 return i
+            if ev[i, EV_E] >= n_phone:
+                return i
         elif kind == KIND_CALL:
             if not (0 <= ev[i, EV_A] < n_phone and 0 <= ev[i, EV_B] < n_phone):
                 return i
@@ -855,11 +1224,11 @@ def _first_bad_id(ev: np.ndarray, n_acc: int, n_phone: int, n_dev: int) -> int:
 @kernel
 def _snapshot(
     a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
-    a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, e: int, ts: int, tz: int,
-    out: np.ndarray,
+    a_ring: np.ndarray, a_sc: np.ndarray, a_fl: np.ndarray, meta: np.ndarray, params: np.ndarray,
+    e: int, ts: int, out: np.ndarray,
 ) -> None:
     """Read-only view of one account's features at ``ts`` (for the fast query)."""
-    ep = _epochs(ts, tz)
+    ep = _epochs(ts, params[P_TZ_MS])
     out[:] = 0.0
     for d in range(2):
         for w in range(NW):
@@ -878,13 +1247,18 @@ def _snapshot(
                             _win_sum(a_amt, a_tag, a_head, e, AS_IN, W_1H, ep))
     out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_tag, a_head, e, AS_OUT, W_24H, ep),
                              _win_sum(a_amt, a_tag, a_head, e, AS_IN, W_24H, ep))
-    out[S_AGE_DAYS] = _age_days(a_sc, e, ts)
+    out[S_AGE_DAYS] = _age_days(a_sc, e, ts, meta, params)
     out[S_N_OUT] = a_sc[e, SC_N_OUT]
     out[S_N_IN] = a_sc[e, SC_N_IN]
     out[S_WATCH] = _watched(a_sc[e, SC_WATCH], ts)
     out[S_NEAR_IN_24H] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_24H, ep)
     out[S_NEAR_IN_7D] = _win_sum(a_cnt, a_tag, a_head, e, AC_NEAR_IN, W_7D, ep)
     out[S_EWMA_MEAN_FEN] = math.exp(a_fl[e, FL_MEAN]) if a_sc[e, SC_N_OUT] > 0 else 0.0
+    out[S_VICTIM] = _marked(a_sc, e, SC_VICTIM_UNTIL, ts)
+    out[S_MULE] = _mule_level(a_sc, e, ts)
+    out[S_COLLECTOR] = _marked(a_sc, e, SC_COLLECTOR_UNTIL, ts)
+    out[S_CONFIRMED] = _watched(a_sc[e, SC_CONFIRMED_UNTIL], ts)
+    out[S_CLEARED] = _watched(a_sc[e, SC_CLEARED_UNTIL], ts)
 
 
 # ================================================================= forgetting entities
@@ -936,7 +1310,7 @@ def _forget_pairs(pt: np.ndarray, pmeta: np.ndarray, kind: int, gone: np.ndarray
     s = 0
     while s < pt.shape[0]:
         key = pt[s, 0]
-        if key != PAIR_EMPTY and (key >> 62) == kind:
+        if key != PAIR_EMPTY and ((key >> 62) & 3) == kind:  # (kind 2 keys are negative)
             a = (key >> 31) & 0x7FFFFFFF
             b = key & 0x7FFFFFFF
             a_gone = a < lim and gone[a] != 0

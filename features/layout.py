@@ -6,6 +6,8 @@ docs. Money features are CNY fen; ``*_age_days`` and ``*_minutes`` are float dur
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from features import _kernels as k
 
 __all__ = [
@@ -16,9 +18,12 @@ __all__ = [
     "TXN_FEATURES",
     "WINDOWS",
     "CallFlag",
+    "CallOutcome",
     "DecisionCol",
     "EventCol",
     "Kind",
+    "Mark",
+    "Memory",
     "Param",
     "TxnFlag",
 ]
@@ -44,6 +49,9 @@ GRAPH_FEATURES: tuple[str, ...] = (
     "graph_hub_cuts",  # searches stopped at a high-degree node
     "graph_truncated",  # 1: a search ran out of its work budget
     "graph_gather_scatter",  # payer's distinct payers and payees (the smaller) in the sg window
+    "graph_fee_same_amount_payers",  # distinct payers of the payee paying this amount (fee window)
+    "graph_fee_payee_paid_same",  # 1: the payee paid this amount out before it first received it
+    "graph_fee_upline_share",  # largest share of each earlier fee the payee passed on to one account
 )
 
 
@@ -55,6 +63,7 @@ def _txn_names() -> list[str]:
         k.F_XBORDER: "is_cross_border",
         k.F_CHANNEL: "channel",
         k.F_MEMO_INVEST: "memo_investment",
+        k.F_MEMO_FRAUD: "memo_fraud_words",
         k.F_FIRST_TIME_PAYEE: "first_time_payee",
         k.F_REVERSE_EDGE: "payee_paid_payer_before",
         k.F_PAYER_IS_PERSON: "payer_is_person",
@@ -79,7 +88,7 @@ def _txn_names() -> list[str]:
         k.F_PAYER_NEAR_7D: "payer_near_threshold_count_7d",
         k.F_PAYEE_INVEST_24H: "payee_investment_in_count_24h",
         k.F_PAYEE_INVEST_7D: "payee_investment_in_count_7d",
-        k.F_PAYER_PAYBACK_7D: "payer_payback_count_7d",
+        k.F_PAYER_PAYBACK_7D: "payer_payback_distinct_7d",
         k.F_PAYER_DAY_CASH: "payer_day_cash_out_sum",
         k.F_PAYER_DAY_XFER: "payer_day_transfer_out_sum",
         k.F_PAYER_DAY_XB: "payer_day_cross_border_out_sum",
@@ -92,6 +101,34 @@ def _txn_names() -> list[str]:
         k.F_PAYEE_NEAR_7D: "payee_near_threshold_count_7d",
         k.F_PAYER_DAY_DOMESTIC: "payer_day_domestic_transfer_out_sum",
         k.F_PAYEE_DAY_DOMESTIC: "payee_day_domestic_transfer_in_sum",
+        # decision memory: what earlier decisions (and feedback) concluded
+        k.F_PAYER_VICTIM: "payer_protected_victim",
+        k.F_PAYEE_STOPPED: "payee_stopped_for_payer",
+        k.F_PAYER_MULE: "payer_suspected_mule",
+        k.F_PAYEE_MULE: "payee_suspected_mule",
+        k.F_PAYER_COLLECTOR: "payer_suspected_collector",
+        k.F_PAYEE_COLLECTOR: "payee_suspected_collector",
+        k.F_PAYER_CONFIRMED: "payer_confirmed_fraud",
+        k.F_PAYEE_CONFIRMED: "payee_confirmed_fraud",
+        k.F_PAYER_CLEARED: "payer_cleared",
+        k.F_PAYEE_CLEARED: "payee_cleared",
+        # the account's life: dormancy, what the registry says
+        k.F_PAYER_DORMANT_DAYS: "payer_dormant_days",
+        k.F_PAYEE_DORMANT_DAYS: "payee_dormant_days",
+        k.F_PAYER_WOKE_DAYS: "payer_days_since_wake",
+        k.F_PAYEE_WOKE_DAYS: "payee_days_since_wake",
+        k.F_PAYER_MERCHANT: "payer_is_merchant",
+        k.F_PAYEE_MERCHANT: "payee_is_merchant",
+        k.F_PAYER_PAYROLL: "payer_is_payroll",
+        # calls around the payment
+        k.F_PAYER_ON_CALL: "payer_on_call",
+        k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",
+        k.F_PAYER_ON_CALL_RISKY: "payer_on_call_risky",
+        k.F_PAYEE_PHONE_RISKY: "payee_phone_risky",
+        k.F_PAYEE_PHONE_CONTACT: "payee_phone_known_contact",
+        k.F_PAYER_LAST_CALLER_RISKY: "payer_last_caller_risky",
+        k.F_NEAR_LINE: "near_reporting_line",
+        k.F_OBSERVED_DAYS: "observed_days",
     }
     for i, n in fixed.items():
         names[i] = n
@@ -135,6 +172,12 @@ def _call_names() -> list[str]:
         k.CF_TALK_24H: "caller_talk_seconds_24h",
         k.CF_CALLEE_CALLS_IN_24H: "callee_calls_in_24h",
         k.CF_RINGING: "ringing",
+        k.CF_OUTCOME: "call_outcome",
+        k.CF_ANSWERED_1H: "caller_answered_calls_1h",
+        k.CF_UNANSWERED_RATIO_1H: "caller_unanswered_ratio_1h",
+        k.CF_UNANSWERED_RATIO_24H: "caller_unanswered_ratio_24h",
+        k.CF_CALLER_RISKY_NUMBER: "caller_risky_number",
+        k.CF_OBSERVED_DAYS: "observed_days",
     }
     return [fixed[i] for i in range(k.N_CALL_FEATURE)]
 
@@ -151,7 +194,7 @@ def _snapshot_names() -> list[str]:
     names[k.S_NEAR_7D] = "near_threshold_out_count_7d"
     names[k.S_INVEST_24H] = "investment_in_count_24h"
     names[k.S_INVEST_7D] = "investment_in_count_7d"
-    names[k.S_PAYBACK_7D] = "payback_count_7d"
+    names[k.S_PAYBACK_7D] = "payback_distinct_7d"
     names[k.S_PASS_1H] = "pass_through_1h"
     names[k.S_PASS_24H] = "pass_through_24h"
     names[k.S_AGE_DAYS] = "account_age_days"
@@ -161,6 +204,11 @@ def _snapshot_names() -> list[str]:
     names[k.S_EWMA_MEAN_FEN] = "typical_out_amount"
     names[k.S_NEAR_IN_24H] = "near_threshold_in_count_24h"
     names[k.S_NEAR_IN_7D] = "near_threshold_in_count_7d"
+    names[k.S_VICTIM] = "protected_victim"
+    names[k.S_MULE] = "suspected_mule"
+    names[k.S_COLLECTOR] = "suspected_collector"
+    names[k.S_CONFIRMED] = "confirmed_fraud"
+    names[k.S_CLEARED] = "cleared"
     return names
 
 
@@ -180,7 +228,10 @@ class Kind:
 class EventCol:
     """Columns of the int64 event matrix the kernels consume."""
 
-    KIND, TS, A, B, C, D, AMOUNT, FLAGS, AUX1, AUX2, AUX3 = range(k.N_EV)
+    # C: the payer's phone, D: the device, E: the payee's phone (-1: unknown); AUX1/AUX2: the
+    # payer's / payee's opening time (a call: AUX1 the caller's number class); AUX3: the channel
+    # (a call: its outcome)
+    KIND, TS, A, B, C, D, AMOUNT, FLAGS, AUX1, AUX2, AUX3, E = range(k.N_EV)
     N = k.N_EV
 
 
@@ -192,6 +243,8 @@ class TxnFlag:
     PAYEE_PERSON = k.TF_PAYEE_PERSON
     PAYER_TERMINAL = k.TF_PAYER_TERMINAL
     PAYEE_TERMINAL = k.TF_PAYEE_TERMINAL
+    NEAR_LINE = k.TF_NEAR_LINE
+    MEMO_FRAUD = k.TF_MEMO_FRAUD
 
 
 class CallFlag:
@@ -199,14 +252,66 @@ class CallFlag:
     ENDED = k.CF_ENDED
 
 
+class CallOutcome:
+    """``EventCol.AUX3`` of a call (the proto enum CallOutcome's numbers; LEGACY: not given)."""
+
+    LEGACY = k.OUT_LEGACY
+    RINGING = k.OUT_RINGING
+    ANSWERED = k.OUT_ANSWERED
+    UNANSWERED = k.OUT_UNANSWERED
+    REJECTED = k.OUT_REJECTED
+    BLOCKED = k.OUT_BLOCKED
+    NAMES = ("", "ringing", "answered", "unanswered", "rejected", "blocked")
+
+
+class Mark:
+    """What a rule concludes about the parties (its ``marks``), bits of ``DecisionCol.MARKS``."""
+
+    PAYER_VICTIM = k.MK_PAYER_VICTIM
+    PAYEE_MULE = k.MK_PAYEE_MULE
+    PAYER_MULE = k.MK_PAYER_MULE
+    PAYER_COLLECTOR = k.MK_PAYER_COLLECTOR
+    PAYEE_COLLECTOR = k.MK_PAYEE_COLLECTOR
+    RISKY_NUMBER = k.MK_RISKY_NUMBER
+    PAYEE_MULE_HOP = k.MK_PAYEE_MULE_HOP
+    # names a policy's ``marks`` list uses (PAYEE_MULE_HOP is the service's own, never a rule's)
+    TXN_NAMES: ClassVar[dict[str, int]] = {"payer_victim": k.MK_PAYER_VICTIM, "payee_mule": k.MK_PAYEE_MULE,
+                 "payer_mule": k.MK_PAYER_MULE, "payer_collector": k.MK_PAYER_COLLECTOR,
+                 "payee_collector": k.MK_PAYEE_COLLECTOR}
+    CALL_NAMES: ClassVar[dict[str, int]] = {"risky_number": k.MK_RISKY_NUMBER}
+
+
+class Memory:
+    """Account columns of decision memory and registry (for the engine's feedback and registry)."""
+
+    VICTIM_UNTIL = k.SC_VICTIM_UNTIL
+    MULE_UNTIL = k.SC_MULE_UNTIL
+    MULE_LEVEL = k.SC_MULE_LEVEL
+    COLLECTOR_UNTIL = k.SC_COLLECTOR_UNTIL
+    CONFIRMED_UNTIL = k.SC_CONFIRMED_UNTIL
+    CLEARED_UNTIL = k.SC_CLEARED_UNTIL
+    WAKE = k.SC_WAKE
+    PROFILE_KNOWN = k.PROF_KNOWN
+    PROFILE_MERCHANT = k.PROF_MERCHANT
+    PROFILE_PAYROLL = k.PROF_PAYROLL
+    PROFILE_ORGANISATION = k.PROF_ORGANISATION
+
+
 class Param:
     TZ_MS = k.P_TZ_MS
-    NEAR_LOW = k.P_NEAR_LOW
-    NEAR_HIGH = k.P_NEAR_HIGH
     SHORT_CALL_S = k.P_SHORT_CALL_S
     RISKY_LOOKBACK_MS = k.P_RISKY_LOOKBACK_MS
     MARK_MIN_CALL_ACTION = k.P_MARK_MIN_CALL_ACTION
     EWMA_ALPHA_PPM = k.P_EWMA_ALPHA_PPM
+    PROTECT_MS = k.P_PROTECT_MS
+    MULE_MS = k.P_MULE_MS
+    COLLECTOR_MS = k.P_COLLECTOR_MS
+    RISKY_NUMBER_MS = k.P_RISKY_NUMBER_MS
+    LEARN_MS = k.P_LEARN_MS
+    DORMANT_MS = k.P_DORMANT_MS
+    MULE_MAX_LEVEL = k.P_MULE_MAX_LEVEL
+    HUB_PAYERS = k.P_HUB_PAYERS
+    FOLLOW_MS = k.P_FOLLOW_MS
     N = k.N_PARAM
 
 
@@ -215,4 +320,5 @@ class DecisionCol:
     REASONS = k.D_REASONS
     SCORE = k.D_SCORE
     FLAGS = k.D_FLAGS
+    MARKS = k.D_MARKS
     N = k.N_DEC

@@ -20,12 +20,15 @@ from features import _kernels as k
 from features._rows import RowTable, reserve
 
 __all__ = [
+    "ACCOUNT_TIMES",
     "ENTITY_ARRAYS",
     "ENTITY_KINDS",
     "MAX_COND",
     "MAX_RULES",
+    "MEMORY_COLUMNS",
     "NO_TIME",
     "N_EXTRA",
+    "PHONE_TIMES",
     "EntityArrays",
     "FeatureState",
     "Op",
@@ -48,6 +51,9 @@ _NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
 _ALL_FEATURES = np.ones(k.N_TXN_FEATURE, dtype=np.uint8)
 MAX_COND = k.MAX_COND
 MAX_RULES = k.MAX_RULES
+# the account columns of decision memory and feedback: each holds "until" (0: not set)
+MEMORY_COLUMNS = (k.SC_VICTIM_UNTIL, k.SC_MULE_UNTIL, k.SC_COLLECTOR_UNTIL, k.SC_CONFIRMED_UNTIL,
+                  k.SC_CLEARED_UNTIL)
 
 
 class Op:
@@ -71,21 +77,23 @@ class RuleTable:
     @classmethod
     def build(
         cls,
-        rules: list[tuple[list[tuple[int, int, float]], int, int, int]],
+        rules: list[tuple[list[tuple[int, int, float]], int, int, int, int]],
     ) -> RuleTable:
-        """``rules``: (conditions [(feature, op, threshold)], action, score, report flags)."""
+        """``rules``: (conditions [(feature, op, threshold)], action, score, report flags,
+        marks (``MK_*`` bits: what the rule concludes about the parties))."""
         if len(rules) > MAX_RULES:
             raise ValueError(f"at most {MAX_RULES} rules per rule set, got {len(rules)}")
         ints = np.zeros((len(rules), k.N_RULE_INT), dtype=np.int64)
         thr = np.zeros((len(rules), MAX_COND), dtype=np.float64)
         reads = np.zeros(k.N_TXN_FEATURE, dtype=np.uint8)
-        for r, (conds, action, score, flags) in enumerate(rules):
+        for r, (conds, action, score, flags, marks) in enumerate(rules):
             if len(conds) > MAX_COND:
                 raise ValueError(f"at most {MAX_COND} conditions per rule, got {len(conds)}")
             ints[r, k.RI_NCOND] = len(conds)
             ints[r, k.RI_ACTION] = action
             ints[r, k.RI_SCORE] = score
             ints[r, k.RI_FLAGS] = flags
+            ints[r, k.RI_MARKS] = marks
             for c, (feat, op, value) in enumerate(conds):
                 ints[r, k.RI_COND + 2 * c] = feat
                 ints[r, k.RI_COND + 2 * c + 1] = op
@@ -106,6 +114,9 @@ def resident(shape: tuple[int, ...], dtype: type[np.generic], fill: int | float 
 
 # the arrays of an EntityArrays, in a checkpoint's order
 ENTITY_ARRAYS = ("cnt", "amt", "tag", "head", "ring", "sc", "fl")
+# scalar columns holding times (NO_TIME when not known)
+ACCOUNT_TIMES = (k.SC_OPENED, k.SC_FIRST, k.SC_LAST, k.SC_LAST_ACTIVE, k.SC_WAKE)
+PHONE_TIMES = (k.PSC_FIRST, k.PSC_LAST, k.PSC_RISKY_TS, k.PSC_INCALL_START, k.PSC_INCALL_END)
 
 
 @dataclass
@@ -147,18 +158,21 @@ class EntityArrays:
 def _account_arrays(n: int) -> EntityArrays:
     arr = EntityArrays.allocate(
         n, k.N_ACC_COUNT, k.N_ACC_SUM, 2, k.N_ACC_SCALAR, k.N_ACC_FLOAT,
-        (k.SC_OPENED, k.SC_FIRST, k.SC_LAST),
+        ACCOUNT_TIMES,
     )
     arr.sc[:, k.SC_DAY_OUT] = -1
     arr.sc[:, k.SC_DAY_IN] = -1
+    arr.sc[:, k.SC_PHONE] = -1
     return arr
 
 
 def _phone_arrays(n: int) -> EntityArrays:
-    return EntityArrays.allocate(
+    arr = EntityArrays.allocate(
         n, k.N_PHONE_COUNT, k.N_PHONE_SUM, 1, k.N_PHONE_SCALAR, 0,
-        (k.PSC_FIRST, k.PSC_LAST, k.PSC_RISKY_TS),
+        PHONE_TIMES,
     )
+    arr.sc[:, k.PSC_INCALL_CALLER] = -1
+    return arr
 
 
 def _device_scalars(n: int) -> np.ndarray:
@@ -171,6 +185,7 @@ def empty_events(n: int) -> np.ndarray:
     """An event matrix of ``n`` rows; unused id columns are -1, unknown times NO_TIME."""
     ev = np.zeros((n, k.N_EV), dtype=np.int64)
     ev[:, k.EV_C : k.EV_D + 1] = -1
+    ev[:, k.EV_E] = -1
     ev[:, k.EV_AUX1 : k.EV_AUX2 + 1] = NO_TIME
     return ev
 
@@ -179,6 +194,15 @@ def _empty_pairs(capacity: int) -> np.ndarray:
     pairs = resident((capacity, 2), np.int64, 0)
     pairs[:, 0] = k.PAIR_EMPTY
     return pairs
+
+
+_NO_RING = np.zeros((0, 1, k.RING_K, 2), dtype=np.int32)
+
+
+def _empty_meta() -> np.ndarray:
+    meta = np.zeros(k.N_META, dtype=np.int64)
+    meta[k.META_FIRST_TS] = NO_TIME
+    return meta
 
 
 def _next_pow2(n: int) -> int:
@@ -230,7 +254,8 @@ class FeatureState:
     phones: EntityArrays
     devices: np.ndarray
     pairs: np.ndarray  # int64 [slot, (key, last seen ms)], open addressing
-    pair_meta: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    # int64 [N_META]: relationships in ``pairs``, the earliest event time seen (learning period)
+    meta: np.ndarray = field(default_factory=_empty_meta)
     tables: dict[str, RowTable] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -270,7 +295,7 @@ class FeatureState:
                     step = -(-need // _ROW_STEP) * _ROW_STEP
                     table.grow(min(table.limit, max(need, min(step, 2 * table.rows))))
                 self._bind(kind)
-        need = int(self.pair_meta[0]) + new_pairs
+        need = int(self.meta[k.META_PAIRS]) + new_pairs
         if need * 4 > self.pair_capacity * 3:
             self.rehash_pairs(_next_pow2(need * 2), min_ts=-(2**63))
 
@@ -323,7 +348,7 @@ class FeatureState:
             with self._spare_lock:
                 self._stale_pairs = self.pairs
         self.pairs = pairs
-        self.pair_meta[0] = n
+        self.meta[k.META_PAIRS] = n
 
     def drop_oldest_pairs(self, n: int) -> tuple[int, int, int]:
         """Forget about ``n`` of the least recently seen relationships (all of those last seen
@@ -355,12 +380,12 @@ class FeatureState:
 
     @property
     def pair_count(self) -> int:
-        return int(self.pair_meta[0])
+        return int(self.meta[k.META_PAIRS])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every state array by name (the arrays themselves, not copies): what a checkpoint
         holds. Rows are entity ids; rows beyond the ids handed out hold the empty values."""
-        out = {"devices": self.devices, "pairs": self.pairs, "pair_meta": self.pair_meta}
+        out = {"devices": self.devices, "pairs": self.pairs, "meta": self.meta}
         for kind, ent in (("accounts", self.accounts), ("phones", self.phones)):
             for name in ENTITY_ARRAYS:
                 out[f"{kind}.{name}"] = getattr(ent, name)
@@ -394,7 +419,10 @@ class FeatureState:
         if kind not in refs:
             return 0
         pair_kind, ring = refs[kind]
-        return int(k._forget_pairs(self.pairs, self.pair_meta, pair_kind, gone, ring))
+        removed = int(k._forget_pairs(self.pairs, self.meta, pair_kind, gone, ring))
+        if kind == "accounts":  # remembered stops name accounts too (and no ring goes with them)
+            removed += int(k._forget_pairs(self.pairs, self.meta, k.PAIR_STOP, gone, _NO_RING))
+        return removed
 
     # ------------------------------------------------------------ watchlist flags
     def set_account_watch(self, idx: int, until_ms: int) -> None:
@@ -405,6 +433,35 @@ class FeatureState:
 
     def set_device_watch(self, idx: int, until_ms: int) -> None:
         self.devices[idx, k.DSC_WATCH] = until_ms
+
+    # ------------------------------------------------------------ registry and decision memory
+    def set_account_profile(self, idx: int, *, opened_ms: int | None, last_active_ms: int | None,
+                            profile: int, phone: int) -> None:
+        """What the account registry says: opening and last-activity times (None: unknown),
+        ``PROF_*`` bits and the phone on file (a phone id, -1: none)."""
+        sc = self.accounts.sc
+        if opened_ms is not None:
+            sc[idx, k.SC_OPENED] = opened_ms
+        sc[idx, k.SC_LAST_ACTIVE] = NO_TIME if last_active_ms is None else last_active_ms
+        sc[idx, k.SC_PROFILE] = profile
+        sc[idx, k.SC_PHONE] = phone
+
+    def set_account_memory(self, idx: int, column: int, until_ms: int) -> None:
+        """Set one decision-memory column (``SC_*_UNTIL``) of an account (feedback)."""
+        if column not in MEMORY_COLUMNS:
+            raise ValueError(f"column {column} is not a decision-memory column")
+        self.accounts.sc[idx, column] = until_ms
+        if column == k.SC_MULE_UNTIL and until_ms == 0:
+            self.accounts.sc[idx, k.SC_MULE_LEVEL] = 0
+
+    def account_memory(self, idx: int) -> dict[int, int]:
+        """The decision-memory columns of an account (``SC_*`` -> value)."""
+        row = self.accounts.sc[idx]
+        return {c: int(row[c]) for c in (*MEMORY_COLUMNS, k.SC_MULE_LEVEL, k.SC_WAKE)}
+
+    def release_pair(self, payer: int, payee: int) -> bool:
+        """Forget that payments of ``payer`` to ``payee`` were stopped (a released payment)."""
+        return bool(k._pair_forget(self.pairs, k.PAIR_STOP, payer, payee))
 
     def account_seen(self, idx: int) -> tuple[int, int]:
         """(first_seen_ms, last_seen_ms) of an account; NO_TIME when never seen."""
@@ -442,17 +499,18 @@ class FeatureState:
         k._process(
             events, a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl,
             p.cnt, p.amt, p.tag, p.head, p.ring, p.sc, self.devices,
-            self.pairs, self.pair_meta, params,
+            self.pairs, self.meta, params,
             txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
             _ALL_FEATURES if all_features else txn_rules.reads, extra, feat, dec,
         )
         return feat, dec
 
-    def snapshot(self, idx: int, ts_ms: int, tz_ms: int) -> np.ndarray:
+    def snapshot(self, idx: int, ts_ms: int, params: np.ndarray) -> np.ndarray:
         """Read-only account features at ``ts_ms`` (see ``layout.ACCOUNT_FEATURES``)."""
         out = np.zeros(k.N_SNAPSHOT, dtype=np.float64)
         a = self.accounts
-        k._snapshot(a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl, idx, ts_ms, tz_ms, out)
+        k._snapshot(a.cnt, a.amt, a.tag, a.head, a.ring, a.sc, a.fl, self.meta, params, idx, ts_ms,
+                    out)
         return out
 
     # ------------------------------------------------------------ restored state
@@ -470,9 +528,10 @@ class FeatureState:
             if head.size and (int(head.min()) < int(k.EMPTY_EPOCH) or int(head.max()) > MAX_EPOCH):
                 raise ValueError(f"features.{kind}.head: window epochs outside "
                                  f"[{int(k.EMPTY_EPOCH)}, {MAX_EPOCH}]")
-        times = (("accounts.sc", self.accounts.sc, (k.SC_OPENED, k.SC_FIRST, k.SC_LAST)),
-                 ("phones.sc", self.phones.sc, (k.PSC_FIRST, k.PSC_LAST, k.PSC_RISKY_TS)),
-                 ("devices", self.devices, (k.DSC_LAST,)))
+        times = (("accounts.sc", self.accounts.sc, ACCOUNT_TIMES),
+                 ("phones.sc", self.phones.sc, PHONE_TIMES),
+                 ("devices", self.devices, (k.DSC_LAST,)),
+                 ("meta", self.meta.reshape(1, -1), (k.META_FIRST_TS,)))
         for name, sc, cols in times:
             t = sc[:, list(cols)]
             if np.any(((t < TIME_MIN_MS) | (t > TIME_MAX_MS)) & (t != NO_TIME)):
@@ -489,9 +548,17 @@ class FeatureState:
         used = int(np.count_nonzero(self.pairs[:, 0] != k.PAIR_EMPTY))
         if used >= cap:
             raise ValueError("features.pairs: no free slot (a lookup would never end)")
-        if self.pair_meta.shape != (1,) or int(self.pair_meta[0]) != used:
-            raise ValueError(f"features.pair_meta: says {self.pair_meta.tolist()} relationships, "
+        if self.meta.shape != (k.N_META,) or int(self.meta[k.META_PAIRS]) != used:
+            raise ValueError(f"features.meta: says {self.meta.tolist()[:1]} relationships, "
                              f"the table holds {used}")
+        sc = self.accounts.sc
+        level = sc[:, k.SC_MULE_LEVEL]
+        if np.any((level < 0) | (level > 2**31)):
+            raise ValueError("features.accounts.sc: a mule level outside [0, 2**31]")
+        for name, ids in (("accounts.sc", sc[:, k.SC_PHONE]),
+                          ("phones.sc", self.phones.sc[:, k.PSC_INCALL_CALLER])):
+            if np.any((ids < -1) | (ids >= self.phones.capacity)):
+                raise ValueError(f"features.{name}: a phone reference that is not a phone id")
 
     @staticmethod
     def pair_slots(capacity: int) -> int:

@@ -45,6 +45,24 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
 * ponzi: when b paid a in [t - fund_window, t]: a's distinct payers whose every payment was
   <= ``fund_small_max`` (b among them), how many of them a has paid at or after their first
   payment ("repaid"), and how many repaid ones have no transfer with another such payer;
+* fee tree (pyramid, 传销: members join by paying a fixed entry fee to their recruiter, who
+  passes a share of each fee up to its own recruiter promptly): the fee band is [x - tol, x +
+  tol], tol = floor(x * fee_tol_ppm / 10**6). b's *fee receipts* are its transfers in the band
+  from customers in [t - fee_window, t] (a -> b is one). Unless b has more than ``hub_degree``
+  distinct payers in that window (a shop or a platform: cut, all three 0): the distinct payers
+  of its fee receipts ("fee payers", a among them). When there are at least two of them:
+  whether b paid an amount in the band to an account that is not a fee payer before its
+  earliest fee receipt (its own entry fee, to its recruiter); and its *upline share*. A
+  *piece* is a transfer from b below the band (a share of a fee is less than a fee) to an
+  account that is not a fee payer, within ``fee_gap`` after one of b's fee receipts. For each
+  receipt r earlier than t whose time to pass on has run out (r <= t - max(fee_gap, 1)), an
+  account's share of it is what the account got in pieces in [r, r + fee_gap], over r's
+  amount; the upline share is the largest over accounts of the smallest over those receipts
+  (a share of *each* fee: one payment after one fee is none). An account with more than
+  ``hub_degree`` distinct payers in the window is no one's upline (cut, not counted); when b
+  sends pieces to more than ``hub_degree`` accounts the share is 0 (cut). A club, a tutor or a
+  shop collecting one price keeps the fees or settles them in one sum, and did not pay that
+  price itself;
 * proximity: BFS over all edge kinds, both directions, in [t - prox_window, t], from a (and
   separately from b): hops to the nearest watchlisted node other than the start, 0 if none
   within ``prox_max_hops``. A node on the last level is expanded only when one of its stored
@@ -82,7 +100,7 @@ NO_TS = np.int64(-(2**62))
 
 # ---------------------------------------------------------------- event matrix (= features._kernels)
 EV_KIND, EV_TS, EV_A, EV_B, EV_C, EV_D, EV_AMOUNT, EV_FLAGS = 0, 1, 2, 3, 4, 5, 6, 7
-N_EV = 11
+N_EV = 12  # as features._kernels (EV_E, the payee's phone, is not read here)
 KIND_TXN, KIND_CALL = 1, 2
 TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
 CF_NEW = 1
@@ -91,14 +109,15 @@ CF_NEW = 1
 (G_FAN_WINDOW, G_SG_WINDOW, G_CYCLE_WINDOW, G_CYCLE_MAX_LEN, G_CYCLE_ORDERED, G_CHAIN_GAP,
  G_CHAIN_MAX_HOPS, G_CHAIN_MIN_PPM, G_CHAIN_MAX_PPM, G_FUND_WINDOW, G_FUND_SMALL_MAX,
  G_PROX_WINDOW, G_PROX_MAX_HOPS, G_HUB_DEGREE, G_FAN_CAP, G_MAX_WORK, G_LINK_REFRESH,
- G_CYCLE_MIN_PPM) = range(18)
-N_GPARAM = 18
+ G_CYCLE_MIN_PPM, G_FEE_WINDOW, G_FEE_GAP, G_FEE_TOL_PPM) = range(21)
+N_GPARAM = 21
 
 # ---------------------------------------------------------------- output features (the engine's ``extra``)
 (X_PAYER_FAN_OUT, X_PAYER_FAN_IN, X_PAYEE_FAN_IN, X_PAYEE_FAN_OUT, X_SCATTER_GATHER,
  X_CYCLE_LEN, X_CYCLE_RATIO, X_CHAIN_HOPS, X_PONZI_PAYERS, X_PONZI_REPAID, X_PONZI_UNRELATED,
- X_PAYER_WATCH_HOPS, X_PAYEE_WATCH_HOPS, X_HUB_CUTS, X_TRUNCATED, X_GATHER_SCATTER) = range(16)
-N_X = 16
+ X_PAYER_WATCH_HOPS, X_PAYEE_WATCH_HOPS, X_HUB_CUTS, X_TRUNCATED, X_GATHER_SCATTER,
+ X_FEE_PAYERS, X_FEE_PAID_SAME, X_FEE_UPLINE_SHARE) = range(19)
+N_X = 19
 
 # per-transaction counters
 C_WORK, C_LIMIT, C_CUTS, C_TRUNC = 0, 1, 2, 3
@@ -108,9 +127,9 @@ D_OUT, D_IN, D_BOTH = 0, 1, 2
 
 def scratch_sizes(gp: np.ndarray) -> tuple[int, int, int]:
     """Lengths the detectors' scratch arrays need under parameters ``gp``: counterparty
-    lists (``lst``, ``lst2``: a scan stops at cap + 1), breadth-first queue (``qn``, ``qd``:
-    one entry per unit of work at most), search path (``path``, ``cur``, ``his``, ``amts``,
-    ``rmin``)."""
+    lists (``lst``, ``lst2``, ``fsum``: a scan stops at cap + 1), breadth-first queue, or fee
+    receipts and pieces (``qn``, ``qd``: one entry per unit of work at most), search path
+    (``path``, ``cur``, ``his``, ``amts``, ``rmin``)."""
     return (max(int(gp[G_HUB_DEGREE]), int(gp[G_FAN_CAP])) + 2, int(gp[G_MAX_WORK]) + 2,
             max(int(gp[G_CYCLE_MAX_LEN]), int(gp[G_CHAIN_MAX_HOPS])) + 2)
 
@@ -646,6 +665,138 @@ def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
 
 
 @kernel
+def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
+              scr: np.ndarray, meta: np.ndarray, a: int, b: int, t: int, x: int, gp: np.ndarray,
+              lst: np.ndarray, lst2: np.ndarray, rcv: np.ndarray, pcs: np.ndarray,
+              fsum: np.ndarray, ctr: np.ndarray, out: np.ndarray, i: int) -> None:
+    """Fee payers of b, whether b paid the fee itself, b's upline share (module docstring).
+
+    Scratch (lists run newest first): ``rcv`` the fee receipts and ``pcs`` the pieces b passed
+    on (edge numbers: at most one per unit of work each); ``lst2`` the candidate uplines (S_VAL:
+    the index there), ``lst`` what each got in the current receipt's window, ``fsum`` its
+    smallest share so far.
+    """
+    lo = t - gp[G_FEE_WINDOW]
+    gap = gp[G_FEE_GAP]
+    hub = gp[G_HUB_DEGREE]
+    ppm = gp[G_FEE_TOL_PPM]
+    tol = (x // 1_000_000) * ppm + (x % 1_000_000) * ppm // 1_000_000  # no int64 overflow
+    band_lo = x - tol
+    band_hi = x + tol
+    # b's payers (S_SEEN) and fee payers (S_MARK); the fee receipts
+    st = _stamp(meta)
+    payers = 0
+    fee_payers = 0
+    nr = 0
+    e = n32[b, N_HEAD_IN]
+    while e >= 0:
+        if not _spend(ctr):
+            return
+        ts = e64[e, E_TS]
+        if ts < lo:
+            break
+        if ts <= t and ekind[e] == K_TRANSFER:
+            p = e32[e, E_SRC]
+            if p != b and (n32[p, N_FLAGS] & NF_TERMINAL) == 0:
+                if scr[p, S_SEEN] != st:
+                    scr[p, S_SEEN] = st
+                    payers += 1
+                    if payers > hub:
+                        ctr[C_CUTS] += 1
+                        return
+                amt = e64[e, E_AMT]
+                if band_lo <= amt <= band_hi:
+                    rcv[nr] = e
+                    nr += 1
+                    if scr[p, S_MARK] != st:
+                        scr[p, S_MARK] = st
+                        fee_payers += 1
+        e = e32[e, E_NEXT_IN]
+    out[i, X_FEE_PAYERS] = fee_payers
+    if fee_payers < 2:
+        return
+    first_in = e64[rcv[nr - 1], E_TS]
+    # b's payments out: its own fee before its first receipt; pieces soon after receipts (S_SEEN
+    # now marks candidate uplines, S_VAL their index in lst2)
+    st2 = _stamp(meta)
+    paid = 0
+    nc = 0
+    npc = 0
+    spread = False
+    j = 0  # receipts newer than the payment are skipped
+    e = n32[b, N_HEAD_OUT]
+    while e >= 0:
+        if not _spend(ctr):
+            break
+        ts = e64[e, E_TS]
+        if ts < lo:
+            break
+        if ts <= t and ekind[e] == K_TRANSFER:
+            u = e32[e, E_DST]
+            if u != b and scr[u, S_MARK] != st and (n32[u, N_FLAGS] & NF_TERMINAL) == 0:
+                amt = e64[e, E_AMT]
+                if band_lo <= amt <= band_hi:
+                    if ts < first_in:
+                        paid = 1
+                elif amt < band_lo and not spread:
+                    while j < nr and e64[rcv[j], E_TS] > ts:
+                        j += 1
+                    if j < nr and e64[rcv[j], E_TS] >= ts - gap:
+                        if scr[u, S_SEEN] != st2:
+                            if nc >= hub:
+                                spread = True
+                                ctr[C_CUTS] += 1
+                            else:
+                                scr[u, S_SEEN] = st2
+                                scr[u, S_VAL] = nc
+                                lst2[nc] = u
+                                nc += 1
+                        if not spread:
+                            pcs[npc] = e
+                            npc += 1
+        e = e32[e, E_NEXT_OUT]
+    out[i, X_FEE_PAID_SAME] = paid
+    if ctr[C_TRUNC] or spread:
+        return
+    # each candidate's smallest share over the receipts whose time to pass on has run out: the
+    # pieces it got within gap after the receipt, over the fee (a sliding window over pcs)
+    due = t - max(gap, 1)
+    for c in range(nc):
+        lst[c] = 0
+        fsum[c] = -1.0
+    top = 0
+    end = 0
+    for q in range(nr):
+        r = e64[rcv[q], E_TS]
+        if r > due:
+            continue
+        while end < npc and e64[pcs[end], E_TS] >= r:
+            lst[scr[e32[pcs[end], E_DST], S_VAL]] += e64[pcs[end], E_AMT]
+            end += 1
+        while top < end and e64[pcs[top], E_TS] > r + gap:
+            lst[scr[e32[pcs[top], E_DST], S_VAL]] -= e64[pcs[top], E_AMT]
+            top += 1
+        fee = e64[rcv[q], E_AMT]
+        for c in range(nc):
+            f = lst[c] / fee
+            if fsum[c] < 0.0 or f < fsum[c]:
+                fsum[c] = f
+    # the largest of them, of an account that is not a hub
+    best = 0.0
+    for c in range(nc):
+        if fsum[c] > best:
+            n = _collect(e32, e64, ekind, n32, scr, meta, lst2[c], D_IN, True, False, lo, t, hub,
+                         lst, ctr)
+            if ctr[C_TRUNC]:
+                break
+            if n > hub:
+                ctr[C_CUTS] += 1
+                continue
+            best = fsum[c]
+    out[i, X_FEE_UPLINE_SHARE] = best
+
+
+@kernel
 def _proximity(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                scr: np.ndarray, meta: np.ndarray, watch: np.ndarray, s: int, t: int,
                gp: np.ndarray, lst: np.ndarray, qn: np.ndarray, qd: np.ndarray,
@@ -702,7 +853,7 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
             scr: np.ndarray, meta: np.ndarray, watch: np.ndarray, a: int, b: int, t: int, x: int,
             gp: np.ndarray, lst: np.ndarray, lst2: np.ndarray, qn: np.ndarray, qd: np.ndarray,
             path: np.ndarray, cur: np.ndarray, his: np.ndarray, amts: np.ndarray,
-            rmin: np.ndarray, ctr: np.ndarray, out: np.ndarray, i: int) -> None:
+            rmin: np.ndarray, fsum: np.ndarray, ctr: np.ndarray, out: np.ndarray, i: int) -> None:
     """Every detector for the transfer a -> b (x at t, already in the store) into ``out[i]``."""
     for c in range(N_X):
         out[i, c] = 0.0
@@ -744,6 +895,9 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
         out[i, X_CYCLE_RATIO] = ratio
         trunc |= _next_group(ctr, budget)
         _ponzi(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst, lst2, ctr, out, i)
+        trunc |= _next_group(ctr, budget)
+        _fee_tree(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, lst2, qd, qn, fsum, ctr,
+                  out, i)
     if not ta:
         trunc |= _next_group(ctr, budget)
         out[i, X_CHAIN_HOPS] = _chain(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path,
@@ -765,7 +919,7 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
              ekind: np.ndarray, n32: np.ndarray, watch: np.ndarray, scr: np.ndarray,
              meta: np.ndarray, gp: np.ndarray, lst: np.ndarray, lst2: np.ndarray, qn: np.ndarray,
              qd: np.ndarray, path: np.ndarray, cur: np.ndarray, his: np.ndarray, amts: np.ndarray,
-             rmin: np.ndarray, ctr: np.ndarray, out: np.ndarray) -> None:
+             rmin: np.ndarray, fsum: np.ndarray, ctr: np.ndarray, out: np.ndarray) -> None:
     """Add each event's edges in order; after each transfer run the detectors (when ``detect``).
 
     ``out`` has a row per event (transactions' features; other rows stay 0) or no rows. The
@@ -797,7 +951,7 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
                       gp[G_LINK_REFRESH], refs[i])
             if detect and keep:
                 _detect(e32, e64, ekind, n32, scr, meta, watch, a, b, ts, amount, gp, lst, lst2,
-                        qn, qd, path, cur, his, amts, rmin, ctr, out, i)
+                        qn, qd, path, cur, his, amts, rmin, fsum, ctr, out, i)
         elif kind == KIND_CALL and ev[i, EV_FLAGS] & CF_NEW:
             _insert(e32, e64, ekind, n32, watch, meta, ev[i, EV_A] * N_NODE_KINDS + NK_PHONE,
                     ev[i, EV_B] * N_NODE_KINDS + NK_PHONE, ts, ev[i, EV_AMOUNT], K_CALL, refs[i])

@@ -67,6 +67,9 @@ class GraphParams:
     chain_max_ratio: float = 1.05
     fund_window_ms: int = 90 * DAY_MS
     fund_small_max: int = 10_000_000
+    fee_window_ms: int = 60 * DAY_MS
+    fee_forward_gap_ms: int = DAY_MS
+    fee_amount_tolerance: float = 0.0
     proximity_window_ms: int = 90 * DAY_MS
     proximity_max_hops: int = 2
     hub_degree: int = 50
@@ -77,7 +80,7 @@ class GraphParams:
     def __post_init__(self) -> None:
         for name in ("fan_window_ms", "scatter_gather_window_ms", "cycle_window_ms",
                      "chain_gap_ms", "fund_window_ms", "proximity_window_ms", "link_refresh_ms",
-                     "fund_small_max"):
+                     "fund_small_max", "fee_window_ms", "fee_forward_gap_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GraphParams.{name} must be >= 0")
         if not 0 <= self.cycle_max_length <= 12:
@@ -94,6 +97,8 @@ class GraphParams:
             raise ValueError("GraphParams.cycle_min_ratio must be in 0..1")
         if not 0.0 <= self.chain_min_ratio <= self.chain_max_ratio:
             raise ValueError("GraphParams needs 0 <= chain_min_ratio <= chain_max_ratio")
+        if not 0.0 <= self.fee_amount_tolerance <= 0.1:
+            raise ValueError("GraphParams.fee_amount_tolerance must be in 0..0.1")
 
     def array(self) -> np.ndarray:
         p = np.zeros(k.N_GPARAM, dtype=np.int64)
@@ -115,13 +120,16 @@ class GraphParams:
         p[k.G_MAX_WORK] = self.max_work
         p[k.G_LINK_REFRESH] = self.link_refresh_ms
         p[k.G_CYCLE_MIN_PPM] = round(self.cycle_min_ratio * 1_000_000)
+        p[k.G_FEE_WINDOW] = self.fee_window_ms
+        p[k.G_FEE_GAP] = self.fee_forward_gap_ms
+        p[k.G_FEE_TOL_PPM] = round(self.fee_amount_tolerance * 1_000_000)
         return p
 
     @property
     def longest_window_ms(self) -> int:
         return max(self.fan_window_ms, self.scatter_gather_window_ms, self.cycle_window_ms,
                    self.chain_gap_ms * max(self.chain_max_hops, 1), self.fund_window_ms,
-                   self.proximity_window_ms)
+                   self.fee_window_ms, self.proximity_window_ms)
 
 
 @dataclass(frozen=True)
@@ -162,7 +170,7 @@ class _Scratch:
         self.key = b""  # the parameters fitted last
         self.lst = self.lst2 = self.qn = self.qd = np.empty(0, dtype=np.int64)
         self.path = self.cur = self.his = self.amts = np.empty(0, dtype=np.int64)
-        self.rmin = np.empty(0, dtype=np.float64)
+        self.rmin = self.fsum = np.empty(0, dtype=np.float64)
         self.ctr = np.zeros(k.N_CTR, dtype=np.int64)
 
     def fit(self, params: np.ndarray) -> None:
@@ -173,6 +181,7 @@ class _Scratch:
         if lists > self.lst.shape[0]:
             self.lst = np.zeros(lists, dtype=np.int64)
             self.lst2 = np.zeros(lists, dtype=np.int64)
+            self.fsum = np.zeros(lists, dtype=np.float64)
         if queue > self.qn.shape[0]:
             self.qn = np.zeros(queue, dtype=np.int64)
             self.qd = np.zeros(queue, dtype=np.int64)
@@ -184,7 +193,8 @@ class _Scratch:
 
     def nbytes(self) -> int:
         return sum(int(a.nbytes) for a in (self.lst, self.lst2, self.qn, self.qd, self.path,
-                                           self.cur, self.his, self.amts, self.rmin, self.ctr))
+                                           self.cur, self.his, self.amts, self.rmin, self.fsum,
+                                           self.ctr))
 
 
 class LiveGraph:
@@ -426,7 +436,7 @@ class LiveGraph:
         s.fit(params)
         k._process(events, refs, detect, self.e32, self.e64, self.ekind, self.n32, self.watch,
                    self.scr, self.meta, params, s.lst, s.lst2, s.qn, s.qd, s.path, s.cur, s.his,
-                   s.amts, s.rmin, s.ctr, out)
+                   s.amts, s.rmin, s.fsum, s.ctr, out)
         return out
 
     def load_edges(self, src: np.ndarray, dst: np.ndarray, ts: np.ndarray, amount: np.ndarray,

@@ -1,7 +1,8 @@
 """Who may call what: bearer tokens mapped to roles, enforced by a server interceptor.
 
-Tokens are never stored: the tokens file holds sha256(token) -> role and a caller name. Health
-and reflection are open (load balancers and tools need them); every other method needs a role
+Tokens are never stored: the tokens file holds sha256(token) -> role, a caller name and, for a
+bank or payment institution, optionally the institution code it reports for. Health and
+reflection are open (load balancers and tools need them); every other method needs a role
 listed for it below. Unknown methods are denied. An address that keeps sending wrong tokens is
 refused for a while (``FailureThrottle``); every refusal is logged with the caller's address.
 """
@@ -27,6 +28,7 @@ from screening.lanes import handler_like
 
 __all__ = [
     "CLEAR_ID_ROLES",
+    "INSTITUTION_ROLES",
     "PERMISSIONS",
     "ROLES",
     "AuthInterceptor",
@@ -37,6 +39,7 @@ __all__ = [
     "hash_token",
     "new_token",
     "peer_address",
+    "report_scope",
     "toml_string",
 ]
 
@@ -50,6 +53,11 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     _SVC + "UpdateWatchlist": frozenset({"police", "regulator", "admin"}),
     _SVC + "QueryAccount": frozenset({"police", "regulator", "admin"}),
     _SVC + "ExportCaseGraph": frozenset({"police", "regulator", "admin"}),
+    # the institution that decided (or the police) confirms or clears what the service concluded
+    _SVC + "SubmitFeedback": frozenset({"bank", "payment", "police", "admin"}),
+    _SVC + "UpsertAccounts": frozenset({"bank", "payment", "admin"}),
+    # a bank or payment institution: its own customers only (see report_scope)
+    _SVC + "GetLargeValueReport": frozenset({"bank", "payment", "police", "regulator", "admin"}),
 }
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                  "/grpc.reflection.v1.ServerReflection/")
@@ -57,10 +65,33 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerRefl
 CLEAR_ID_ROLES = frozenset({"police", "admin"})
 
 
+# Roles that report for one institution: they see its customers only, and need it in the token.
+INSTITUTION_ROLES = frozenset({"bank", "payment"})
+
+
 @dataclass(frozen=True)
 class Caller:
     name: str
     role: str
+    institution: str = ""  # the institution code a bank or payment token reports for
+
+
+def report_scope(caller: Caller, asked: Sequence[str]) -> tuple[list[str] | None, bool]:
+    """(institutions whose customers ``caller`` gets, None for all; identifiers in clear).
+
+    Police and admin get what they ask for in clear; regulators the same, masked (as in every
+    other reply); a bank or payment institution its own customers, in clear (its own records,
+    which it files), and nothing without an institution in its token.
+    """
+    if caller.role in INSTITUTION_ROLES:
+        if not caller.institution:
+            raise PermissionDenied("this token is not bound to an institution (create it with "
+                                   "`screening token create --institution CODE`)")
+        other = [i for i in asked if i != caller.institution]
+        if other:
+            raise PermissionDenied(f"institutions: '{other[0]}' is not this token's institution")
+        return [caller.institution], True
+    return (list(asked) or None), caller.role in CLEAR_ID_ROLES
 
 
 def hash_token(token: str) -> str:
@@ -92,13 +123,17 @@ class Authenticator:
                 raise ConfigError(f"{path}: token {digest[:8]}…: role must be one of {ROLES}")
             if len(digest) != 64:
                 raise ConfigError(f"{path}: token key {digest[:8]}… is not a sha256 hex digest")
-            by_hash[digest] = Caller(str(entry.get("name", "")), entry["role"])
+            institution = entry.get("institution", "")
+            if not isinstance(institution, str):
+                raise ConfigError(f"{path}: token {digest[:8]}…: institution must be text")
+            by_hash[digest] = Caller(str(entry.get("name", "")), entry["role"], institution)
         return cls(by_hash)
 
     @classmethod
-    def with_tokens(cls, tokens: Mapping[str, tuple[str, str]]) -> Authenticator:
-        """From clear tokens -> (name, role); for tests and the demo."""
-        return cls({hash_token(t): Caller(n, r) for t, (n, r) in tokens.items()})
+    def with_tokens(cls, tokens: Mapping[str, tuple[str, str] | tuple[str, str, str]]
+                    ) -> Authenticator:
+        """From clear tokens -> (name, role[, institution]); for tests and the demo."""
+        return cls({hash_token(t): Caller(*v) for t, v in tokens.items()})
 
     def caller(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Caller | None:
         if not self.enabled:
@@ -256,20 +291,25 @@ def toml_string(text: str) -> str:
 _TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
-def add_token(path: Path, role: str, name: str) -> str:
-    """Create a token for ``role``, append its hash to ``path``; returns the clear token once."""
+def add_token(path: Path, role: str, name: str, institution: str = "") -> str:
+    """Create a token for ``role`` (a bank or payment token may name the institution it reports
+    for), append its hash to ``path``; returns the clear token once."""
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     try:
         name.encode("utf-8")
+        institution.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError("--name: not valid UTF-8 text") from None
+        raise ConfigError("--name, --institution: not valid UTF-8 text") from None
+    if institution and role not in INSTITUTION_ROLES:
+        raise ConfigError(f"only {' and '.join(sorted(INSTITUTION_ROLES))} tokens name an institution")
     token = new_token()
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     if existing and "[tokens]" not in existing:
         raise ConfigError(f"{path}: not a tokens file (no [tokens] table)")
     text = existing if existing else "# sha256(token) -> caller; created by `screening token`\n[tokens]\n"
-    text += f'"{hash_token(token)}" = {{ role = "{role}", name = {toml_string(name)} }}\n'
+    extra = f", institution = {toml_string(institution)}" if institution else ""
+    text += f'"{hash_token(token)}" = {{ role = "{role}", name = {toml_string(name)}{extra} }}\n'
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.unlink(missing_ok=True)
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:

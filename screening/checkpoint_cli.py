@@ -13,8 +13,9 @@ __all__ = ["add_checkpoint_command"]
 _DESCRIPTION = """\
 Print the header of the latest checkpoint in a store: when it was written, its format and
 policy version, how many accounts, phone numbers, devices, relationships, graph edges,
-remembered decisions, calls and watchlist entries it holds, its size, and how many watchlist
-changes the journal holds beyond it (those are applied on top at start).
+remembered decisions, calls, watchlist entries and report-ledger transactions it holds, its
+size, and how many watchlist changes the journal holds beyond it (those are applied on top at
+start).
 
 The store is the one [storage] names (config file or SCREENING_STORAGE__* environment), or
 the one given here. Reading does not change the store and is safe while a server runs.
@@ -133,6 +134,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         ("decisions", f"{c.get('decisions', 0):,} remembered (duplicate ids recognised)"),
         ("calls", f"{c.get('calls', 0):,}"),
         ("watchlist", f"{c.get('watchlist', 0):,} entries"),
+        ("ledger", f"{c.get('ledger_rows', 0):,} transactions in the report ledger"),
         ("journal", f"{pending} watchlist change(s) after this checkpoint (applied at start); "
                     f"includes up to #{header.journal_seq}"),
     ]

@@ -7,11 +7,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
 from screening.errors import CheckpointError, ConfigError, InputFileError, StoreUnavailable
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from screening.config import Settings
+    from screening.offline.reports import ReportThresholds
 
 __all__ = ["build_parser", "main"]
 
@@ -73,7 +79,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_token(args: argparse.Namespace) -> int:
     from screening.auth import add_token
 
-    token = add_token(args.file, args.role, args.name)
+    token = add_token(args.file, args.role, args.name, args.institution or "")
     print(f"token for role {args.role} ({args.name}); shown once, only its hash is stored in "
           f"{args.file}:\n{token}")
     return 0
@@ -143,7 +149,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from screening.offline.events import read_events, write_frame
     from screening.offline.mapping import load_mapping
     from screening.offline.memory import for_batch_jobs
-    from screening.offline.replay import read_watchlist, replay
+    from screening.offline.replay import read_registry, read_watchlist, replay
     from screening.policy import load_policy
 
     for_batch_jobs()
@@ -152,6 +158,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     mapping = load_mapping(args.mapping) if args.mapping else None
     events = read_events(args.events, mapping)
     watch = read_watchlist(args.watchlist) if args.watchlist else None
+    registry_file = args.registry or (args.events.parent / "registry.parquet")
+    registry = read_registry(registry_file) if args.registry or registry_file.exists() else None
+    if registry is not None:
+        print(f"account registry: {registry.height:,} accounts from {registry_file}")
     accounts = None
     labels_file = args.accounts or (args.events.parent / "accounts.parquet")
     if "scenario" in events.columns and labels_file.exists():
@@ -163,7 +173,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         with tqdm(total=events.height, unit="ev", unit_scale=True, desc=policy.version,
                   disable=args.no_progress or None, file=sys.stderr) as bar:
             result = replay(events, policy, settings, origin=str(args.events), watchlist=watch,
-                            chunk_size=args.chunk, progress=bar.update)
+                            chunk_size=args.chunk, progress=bar.update, registry=registry)
         d = result.decisions
         counts = d.group_by("action").len().sort("len", descending=True)
         graph = (f", graph detectors {result.graph_events_per_second / 1e6:.2f} M events/s"
@@ -174,6 +184,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         if name == "policy" and args.out:
             write_frame(d, args.out)
             print(f"  decisions -> {args.out}")
+        if name == "policy" and args.checkpoint_out:
+            print(f"  checkpoint -> {_write_warm_checkpoint(result, policy, settings, watch, args)}")
         if "scenario" in events.columns:
             metrics[policy.version] = backtest(events, d, accounts)
     if metrics:
@@ -183,6 +195,68 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             args.metrics.write_text(json.dumps({k: m.as_dict() for k, m in metrics.items()},
                                                indent=2, default=str))
             print(f"metrics -> {args.metrics}")
+    return 0
+
+
+def _write_warm_checkpoint(result: object, policy: object, settings: object, watch: object,
+                           args: argparse.Namespace) -> str:
+    """The replay's end state as a file-store checkpoint a server restores (start warm)."""
+    from screening.model import NEVER, WatchEntry
+    from screening.offline.replay import ReplayResult, replay_snapshot
+    from screening.store import FileStore, encode
+
+    assert isinstance(result, ReplayResult)
+    entries: list[WatchEntry] = []
+    if watch is not None:
+        kinds = {"account": 1, "phone": 2, "device": 3}
+        for row in watch.iter_rows(named=True):  # type: ignore[attr-defined]
+            entries.append(WatchEntry(kinds[row["kind"]], str(row["value"]),
+                                      str(row.get("reason") or "watchlist file"),
+                                      str(row.get("source") or "replay"), NEVER))
+    snap = replay_snapshot(result, policy, settings, entries)  # type: ignore[arg-type]
+    store = FileStore(args.checkpoint_out, create=True)
+    try:
+        return store.write_checkpoint(encode(snap).pieces)
+    finally:
+        store.close()
+
+
+def _cmd_accounts_load(args: argparse.Namespace) -> int:
+    import grpc
+
+    from screening.offline.replay import read_registry, registry_profiles
+    from screening.v1 import screening_pb2 as pb
+    from screening.v1 import screening_pb2_grpc as pb_grpc
+
+    registry = read_registry(args.file)
+    rows = registry_profiles(registry)
+    party: dict[str, int] = {"person": pb.PARTY_TYPE_PERSON,
+                             "organisation": pb.PARTY_TYPE_ORGANISATION}
+    types = registry.get_column("party_type").to_list()
+    categories = registry.get_column("merchant_category").fill_null("").to_list()
+    payroll = registry.get_column("payroll").fill_null(False).to_list()
+    dates = {c: registry.get_column(c).cast(str).fill_null("").to_list()
+             for c in ("opened_date", "last_active_date")}
+    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
+    sent = 0
+    with grpc.insecure_channel(args.server) as channel:
+        stub = pb_grpc.ScreeningStub(channel)  # type: ignore[no-untyped-call]
+        for lo in range(0, len(rows), args.chunk):
+            msg = pb.UpsertAccountsRequest(accounts=[
+                pb.AccountProfile(account_id=rows[i][0],
+                                  party_type=party.get(types[i] or "", 0),  # type: ignore[arg-type]
+                                  opened_date=dates["opened_date"][i],
+                                  last_active_date=dates["last_active_date"][i],
+                                  merchant_category=categories[i], payroll=bool(payroll[i]),
+                                  phone=rows[i][4])
+                for i in range(lo, min(lo + args.chunk, len(rows)))])
+            try:
+                sent += stub.UpsertAccounts(msg, metadata=metadata, timeout=60).upserted
+            except grpc.RpcError as exc:
+                print(f"screening: {args.server}: {exc.code().name}: {exc.details()}",
+                      file=sys.stderr)
+                return 1
+    print(f"{sent:,} accounts upserted to {args.server}")
     return 0
 
 
@@ -204,14 +278,32 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for_batch_jobs()
     settings = _settings(args)
     assert isinstance(settings, Settings)
-    mapping = load_mapping(args.mapping) if args.mapping else None
-    events = read_events(args.events, mapping)
-    if args.report_command == "large-value":
+    large = args.report_command == "large-value"
+    sources = [s for s in ("events", "server", "checkpoint") if getattr(args, s, None)]
+    if len(sources) != 1:
+        raise ConfigError("give one source: an events file" + (", --server HOST:PORT or "
+                          "--checkpoint PATH" if large else ""))
+    if large and (args.date is None) != (sources[0] == "events"):
+        raise ConfigError("--date YYYY-MM-DD goes with --server or --checkpoint (one local day "
+                          "of the report ledger); an events file is reported whole")
+    if large and args.server:
+        frame = _large_value_from_server(args)
+        if frame is None:
+            return 1
+        what = f"large-value rows of {args.date} from {args.server}"
+    elif large and args.checkpoint:
+        frame = _large_value_from_checkpoint(args, settings, load_thresholds(args.thresholds))
+        what = f"large-value rows of {args.date} from the ledger in {args.checkpoint}"
+    elif large:
+        mapping = load_mapping(args.mapping) if args.mapping else None
+        events = read_events(args.events, mapping)
         thresholds = load_thresholds(args.thresholds)
         frame = large_value_report(events, thresholds, settings, institutions=args.institution,
                                    origin=str(args.events))
         what = "large-value rows"
     else:
+        mapping = load_mapping(args.mapping) if args.mapping else None
+        events = read_events(args.events, mapping)
         policy = load_policy(args.policy)
         if args.decisions:
             decisions = read_decisions(args.decisions)
@@ -221,9 +313,71 @@ def _cmd_report(args: argparse.Namespace) -> int:
                                   origin=str(args.decisions or "replay"),
                                   events_origin=str(args.events))
         what = "suspicious-transaction cases"
-    paths = write_report(frame, args.out, formats=args.formats.split(","))
+    stem = "large_value" if large else "suspicious"
+    if large and args.date:
+        stem += f"_{args.date}"
+    out = args.out / stem if args.out.is_dir() else args.out
+    paths = write_report(frame, out, formats=args.formats.split(","))
     print(f"{frame.height:,} {what} -> " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _large_value_from_server(args: argparse.Namespace) -> pl.DataFrame | None:
+    """The report of ``args.date`` through GetLargeValueReport; None (and a line) on an error."""
+    import grpc
+
+    from screening.client import ScreeningClient
+    from screening.convert import large_value_frame
+
+    with ScreeningClient(args.server, args.token) as client:
+        try:
+            msg = client.large_value_report(args.date, args.institution or ())
+        except grpc.RpcError as exc:
+            print(f"screening: {args.server}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return None
+    if msg.identifiers_masked:
+        print("note: account numbers are masked for this token's role", file=sys.stderr)
+    return large_value_frame(msg)
+
+
+def _large_value_from_checkpoint(args: argparse.Namespace, settings: Settings,
+                                 thresholds: ReportThresholds) -> pl.DataFrame:
+    """The report of ``args.date`` from the ledger in a file-store checkpoint (a store
+    directory or the checkpoint file), read and checked as a restoring server would."""
+    import dataclasses
+
+    from screening.ledger import Ledger, parse_day
+    from screening.offline.reports import large_value_rows
+    from screening.store import FileStore, decode_ledger, open_checkpoint_file
+
+    day = parse_day(args.date)
+    if day is None:
+        raise ConfigError(f"--date: {args.date!r} is not a date YYYY-MM-DD")
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        reader = FileStore(path, create=False).open_checkpoint()
+        if reader is None:
+            raise CheckpointError(f"file {path}: no checkpoint in this store")
+    else:
+        reader = open_checkpoint_file(path)
+    with reader:
+        header, saved, accounts = decode_ledger(reader)
+    if saved is None:
+        raise CheckpointError(f"checkpoint {header.where}: holds no report ledger (written by an "
+                              "earlier build)")
+    tz = int(saved.meta[0])
+    try:
+        ledger, _ = Ledger.restored(saved, days=366, max_rows=2**31, tz_offset_hours=tz,
+                                    n_accounts=len(accounts))
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {header.where}: does not fit this build: {exc}") from None
+    view = ledger.view(day)
+    if not view.covered:
+        raise InputFileError(f"checkpoint {header.where}: --date {view.uncovered()}")
+    # the ledger's days are the server's: counted at the time zone it saved
+    return large_value_rows(view.frame(accounts.__getitem__),
+                            dataclasses.replace(thresholds, timezone_offset_hours=tz), settings,
+                            institutions=args.institution)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("bank", "payment", "telecom", "police", "regulator", "admin"))
     t.add_argument("--name", required=True, help="who holds it (shows in audit logs)")
     t.add_argument("--file", type=Path, default=Path("tokens.toml"), help="tokens file")
+    t.add_argument("--institution", default=None,
+                   help="bank and payment tokens: the institution code it reports for (its "
+                        "customers' large-value reports, GetLargeValueReport)")
     t.set_defaults(func=_cmd_token)
 
     p = sub.add_parser("policy", help="check or print a policy file")
@@ -299,29 +456,64 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-account labels (default: accounts.parquet beside the events)")
     p.add_argument("--out", type=Path, default=None, help="decisions .parquet or .csv")
     p.add_argument("--metrics", type=Path, default=None, help="backtest metrics as JSON")
+    p.add_argument("--registry", type=Path, default=None,
+                   help="account registry .parquet/.csv (default: registry.parquet beside the "
+                        "events, when there)")
+    p.add_argument("--checkpoint-out", type=Path, default=None,
+                   help="write the state the replay ends with as a checkpoint in this folder "
+                        "(a server with [storage] backend = \"file\", path = it, starts warm)")
     p.add_argument("--chunk", type=int, default=1 << 16, help="events per kernel call")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_replay)
 
-    p = sub.add_parser("report", help="regulatory reports from an event file (CSV and Parquet)")
+    p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
+    asub = p.add_subparsers(dest="accounts_command", required=True)
+    a = asub.add_parser("load", help="send a registry file to a running server (UpsertAccounts)")
+    a.add_argument("file", type=Path, help="registry .parquet or .csv (account, party_type, "
+                   "opened_date, last_active_date, merchant_category, payroll, phone)")
+    a.add_argument("--server", default="localhost:50051", help="host:port of the server")
+    a.add_argument("--token", default=os.environ.get("SCREENING_TOKEN"),
+                   help="bearer token of a bank, payment or admin caller (default: "
+                        "$SCREENING_TOKEN)")
+    a.add_argument("--chunk", type=int, default=1000, help="accounts per request")
+    a.set_defaults(func=_cmd_accounts_load)
+
+    p = sub.add_parser("report", help="regulatory reports from an event file, or from a server's "
+                                      "report ledger (CSV and Parquet)")
     rsub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
     for name, help_text in (
         ("large-value", "large-value transaction report: per customer per local day, at or over "
-                        "the lines of the thresholds file"),
+                        "the lines of the thresholds file; from an events file, or one day of a "
+                        "server's report ledger (--server, or --checkpoint of a file store)"),
         ("suspicious", "suspicious-transaction cases with reason codes and a narrative (replays "
                        "the events with --policy unless --decisions is given)"),
     ):
         r = rsub.add_parser(name, help=help_text)
-        r.add_argument("events", type=Path, help="events .parquet or .csv")
+        r.add_argument("events", type=Path, nargs="?" if name == "large-value" else None,
+                       help="events .parquet or .csv")
         r.add_argument("--out", type=Path, required=True,
-                       help="output path without suffix: writes OUT.csv and OUT.parquet")
+                       help="output path without suffix: writes OUT.csv and OUT.parquet (an "
+                            "existing directory: large_value[_DATE].csv/.parquet in it)")
         r.add_argument("--formats", default="csv,parquet", help="csv, parquet or both")
         r.add_argument("--mapping", default=None, help="column mapping TOML, or: amlsim")
         if name == "large-value":
             r.add_argument("--thresholds", type=Path, default=None,
-                           help="report lines TOML, or a policy file (default: shipped lines)")
+                           help="report lines TOML, or a policy file (default: shipped lines; "
+                                "--server uses the server's policy)")
             r.add_argument("--institution", action="append", default=None,
                            help="report only customers of this institution (repeatable)")
+            r.add_argument("--server", default=None,
+                           help="HOST:PORT: one day of the running server's report ledger "
+                                "(GetLargeValueReport)")
+            r.add_argument("--token", default=os.environ.get("SCREENING_TOKEN"),
+                           help="with --server: bearer token of a police, regulator, admin, or "
+                                "institution-bound bank or payment caller (default: "
+                                "$SCREENING_TOKEN)")
+            r.add_argument("--checkpoint", type=Path, default=None,
+                           help="a file store directory or checkpoint file: one day of the "
+                                "report ledger it holds, read offline")
+            r.add_argument("--date", default=None,
+                           help="with --server or --checkpoint: the local day, YYYY-MM-DD")
         else:
             r.add_argument("--policy", type=Path, default=None, help="policy TOML")
             r.add_argument("--decisions", type=Path, default=None,

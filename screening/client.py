@@ -37,14 +37,16 @@ def transaction(
     currency: str = "CNY", channel: int = pb.CHANNEL_MOBILE_APP, payer_type: int = pb.PARTY_TYPE_PERSON,
     payee_type: int = pb.PARTY_TYPE_PERSON, payer_opened: str = "", payee_opened: str = "",
     institution: str = "BANK01", cash: bool = False, cross_border: bool = False,
-    device_id: str = "", payer_phone: str = "", memo: str = "",
+    device_id: str = "", payer_phone: str = "", memo: str = "", payee_phone: str = "",
+    payee_institution: str | None = None,
 ) -> pb.Transaction:
     return pb.Transaction(
         transaction_id=transaction_id,
         event_time=timestamp(when),
         payer=pb.Party(account_id=payer, institution=institution, party_type=payer_type,  # type: ignore[arg-type]
                        account_opened_date=payer_opened),
-        payee=pb.Party(account_id=payee, institution=institution, party_type=payee_type,  # type: ignore[arg-type]
+        payee=pb.Party(account_id=payee, party_type=payee_type,  # type: ignore[arg-type]
+                       institution=institution if payee_institution is None else payee_institution,
                        account_opened_date=payee_opened),
         amount=pb.Money(minor_units=amount_minor, currency=currency),
         channel=channel,  # type: ignore[arg-type]
@@ -53,15 +55,16 @@ def transaction(
         device_id=device_id,
         payer_phone=payer_phone,
         memo=memo,
+        payee_phone=payee_phone,
     )
 
 
 def call_event(call_id: str, when: dt.datetime | int, caller: str, callee: str, *,
-               duration_seconds: int = 0, caller_class: int = pb.NUMBER_CLASS_MOBILE
-               ) -> pb.CallEvent:
+               duration_seconds: int = 0, caller_class: int = pb.NUMBER_CLASS_MOBILE,
+               outcome: int = pb.CALL_OUTCOME_UNSPECIFIED) -> pb.CallEvent:
     return pb.CallEvent(call_id=call_id, caller_number=caller, callee_number=callee,
                         start_time=timestamp(when), duration_seconds=duration_seconds,
-                        caller_class=caller_class)  # type: ignore[arg-type]
+                        caller_class=caller_class, outcome=outcome)  # type: ignore[arg-type]
 
 
 def watch_entry(kind: int, value: str, reason: str, source: str,
@@ -126,6 +129,28 @@ class ScreeningClient:
         return self.stub.QueryAccount(
             pb.QueryAccountRequest(account_id=account_id, recent_decisions_limit=limit),
             metadata=self.metadata, timeout=self.timeout)
+
+    def submit_feedback(self, verdict: int, *, account_id: str = "", transaction_id: str = "",
+                        note: str = "", expires: dt.datetime | None = None) -> pb.FeedbackResponse:
+        req = pb.FeedbackRequest(verdict=verdict, note=note)  # type: ignore[arg-type]
+        if account_id:
+            req.account_id = account_id
+        if transaction_id:
+            req.transaction_id = transaction_id
+        if expires is not None:
+            req.expires_at.CopyFrom(timestamp(expires))
+        return self.stub.SubmitFeedback(req, metadata=self.metadata, timeout=self.timeout)
+
+    def upsert_accounts(self, profiles: Iterable[pb.AccountProfile]) -> pb.UpsertAccountsResponse:
+        return self.stub.UpsertAccounts(pb.UpsertAccountsRequest(accounts=list(profiles)),
+                                        metadata=self.metadata, timeout=self.timeout)
+
+    def large_value_report(self, report_date: str, institutions: Iterable[str] = (),
+                           timeout: float | None = None) -> pb.LargeValueReport:
+        """One local day's large-value report (``report_date`` YYYY-MM-DD) from the ledger."""
+        return self.stub.GetLargeValueReport(
+            pb.LargeValueReportRequest(report_date=report_date, institutions=list(institutions)),
+            metadata=self.metadata, timeout=timeout or max(self.timeout, 60.0))
 
     def export_case_graph(self, request: pb.ExportCaseGraphRequest,
                           timeout: float | None = None) -> pb.CaseGraph:

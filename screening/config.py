@@ -26,6 +26,7 @@ __all__ = [
     "AuthSettings",
     "Currency",
     "GraphSettings",
+    "LedgerSettings",
     "LimitSettings",
     "LogSettings",
     "PolicySettings",
@@ -127,6 +128,23 @@ class StateSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LedgerSettings:
+    """The daily report ledger (large-value reports): every screened transaction of the last
+    ``days`` local days (ending at the newest day seen), at most ``max_rows`` of them (64 bytes
+    of columns per row plus its transaction id); when full, the oldest day goes early and is
+    no longer reportable."""
+
+    days: int = 7
+    max_rows: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.days <= 366:
+            raise ConfigError("[ledger] days must be in 1..366")
+        if not 1 <= self.max_rows <= 2**31:
+            raise ConfigError("[ledger] max_rows must be in 1..2147483648")
+
+
+@dataclass(frozen=True, kw_only=True)
 class GraphSettings:
     """The live transaction graph: detector windows and bounds, memory, case exports.
 
@@ -154,6 +172,14 @@ class GraphSettings:
     fund_window_days: float = 90.0
     # "Small" fundraising payers paid at most this much in one transfer (fen).
     fund_small_max_fen: int = 10_000_000
+    # Pyramid fee trees: fee receipts of the payee in this window; its pieces passed on to one
+    # account count when sent within fee_forward_hours after a receipt. Entry fees are a fixed
+    # price and a transfer credits the payee what the payer sent (fees are charged on top), so
+    # fees match to the fen (tolerance 0); a tolerance (a share of the amount, at most 0.1)
+    # lets payments through channels that deduct a charge match too.
+    fee_window_days: float = 60.0
+    fee_forward_hours: float = 24.0
+    fee_amount_tolerance: float = 0.0
     proximity_window_days: float = 90.0
     proximity_max_hops: int = 2
     hub_degree: int = 50
@@ -207,6 +233,9 @@ class GraphSettings:
             chain_max_ratio=self.chain_max_ratio,
             fund_window_ms=round(self.fund_window_days * day),
             fund_small_max=self.fund_small_max_fen,
+            fee_window_ms=round(self.fee_window_days * day),
+            fee_forward_gap_ms=round(self.fee_forward_hours * 3_600_000),
+            fee_amount_tolerance=self.fee_amount_tolerance,
             proximity_window_ms=round(self.proximity_window_days * day),
             proximity_max_hops=self.proximity_max_hops,
             hub_degree=self.hub_degree,
@@ -332,6 +361,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
     currencies: Mapping[str, int] = field(default_factory=lambda: DEFAULT_CURRENCIES)
 
     def currency(self, code: str) -> Currency | None:
@@ -348,6 +378,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "policy": PolicySettings,
     "graph": GraphSettings,
     "storage": StorageSettings,
+    "ledger": LedgerSettings,
 }
 
 

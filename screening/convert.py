@@ -13,33 +13,40 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import polars as pl
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from features.state import TIME_MAX_MS
 from screening.config import Settings
 from screening.errors import InvalidRequest
+from screening.ledger import day_text, parse_day
 from screening.masking import Masker
 from screening.model import (
     NEVER,
+    AccountProfile,
     AccountView,
     CallInput,
     CallRecord,
+    CaseMark,
     CaseRequest,
     DecisionRecord,
+    Feedback,
     Party,
     TxnInput,
     WatchEntry,
 )
+from screening.offline.reports import LARGE_VALUE_SCHEMA
 from screening.policy import Policy
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["Converter", "case_files", "case_graph_message", "masked_or_clear", "ms_to_timestamp",
-           "normalise_phone"]
+__all__ = ["Converter", "case_files", "case_graph_message", "large_value_frame",
+           "large_value_message", "masked_or_clear", "ms_to_timestamp", "normalise_phone"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 _PHONE_CHARS = re.compile(r"^[+0-9 ()\-.]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ISO_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_MAX_EXPIRY_MS = TIME_MAX_MS
 
 
 def _enum_values(enum: object) -> frozenset[int]:
@@ -50,6 +57,10 @@ _PARTY_TYPES = _enum_values(pb.PartyType)
 _CHANNELS = _enum_values(pb.Channel)
 _NUMBER_CLASSES = _enum_values(pb.NumberClass)
 _ENTITY_KINDS = _enum_values(pb.EntityKind)
+_OUTCOMES = _enum_values(pb.CallOutcome)
+_VERDICTS = _enum_values(pb.FeedbackVerdict)
+_NOT_CONNECTED = frozenset({pb.CALL_OUTCOME_UNANSWERED, pb.CALL_OUTCOME_REJECTED,
+                            pb.CALL_OUTCOME_BLOCKED})
 # CaseFormat enum value -> screening.case format name
 _CASE_FORMATS = {pb.CASE_FORMAT_GRAPHML: "graphml", pb.CASE_FORMAT_GEXF: "gexf",
                  pb.CASE_FORMAT_JSON: "json", pb.CASE_FORMAT_CSV: "csv",
@@ -58,6 +69,7 @@ _CASE_FILE_FIELDS = {"case.graphml": "graphml", "case.gexf": "gexf", "case.json"
                      "nodes.csv": "nodes_csv", "edges.csv": "edges_csv", "case.png": "png",
                      "case.svg": "svg"}
 _DAY_MS = 86_400_000
+_MAX_REPORT_INSTITUTIONS = 100
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -219,6 +231,7 @@ class Converter:
             payer_phone=self._phone(t.payer_phone, f + "payer_phone", required=False),
             memo=self._text(t.memo.replace("\n", " ").replace("\t", " ").replace("\r", " "),
                             f + "memo", self.limits.max_memo_length),
+            payee_phone=self._phone(t.payee_phone, f + "payee_phone", required=False),
         )
 
     def batch(self, b: pb.TransactionBatch) -> list[TxnInput]:
@@ -238,6 +251,13 @@ class Converter:
             raise InvalidRequest("duration_seconds", "must be >= 0 (0 while ringing)")
         if c.duration_seconds > 7 * 86_400:
             raise InvalidRequest("duration_seconds", "longer than 7 days")
+        outcome = c.outcome
+        if outcome != pb.CALL_OUTCOME_UNSPECIFIED and outcome not in _OUTCOMES:
+            raise InvalidRequest("outcome", f"unknown enum value {outcome}")
+        if c.duration_seconds > 0 and (outcome in _NOT_CONNECTED
+                                       or outcome == pb.CALL_OUTCOME_RINGING):
+            raise InvalidRequest("duration_seconds", "must be 0 for a call that is ringing or "
+                                 "never connected (outcome)")
         return CallInput(
             call_id=self._id(c.call_id, "call_id"),
             caller=caller,
@@ -245,7 +265,67 @@ class Converter:
             start_ms=self._time(c.start_time, c.HasField("start_time"), "start_time"),
             duration_s=c.duration_seconds,
             caller_class=self._enum(c.caller_class, _NUMBER_CLASSES, "caller_class"),
+            outcome=outcome,
         )
+
+    def feedback(self, req: pb.FeedbackRequest, source: str) -> Feedback:
+        subject = req.WhichOneof("subject")
+        if subject is None:
+            raise InvalidRequest("subject", "is required: account_id or transaction_id")
+        verdict = self._enum(req.verdict, _VERDICTS, "verdict")
+        expires: int | None = None
+        if req.HasField("expires_at"):
+            if verdict == pb.FEEDBACK_VERDICT_RELEASED:
+                raise InvalidRequest("expires_at", "does not apply to RELEASED")
+            e = req.expires_at
+            if not 0 <= e.nanos < 1_000_000_000:
+                raise InvalidRequest("expires_at", "nanos out of range")
+            expires = e.seconds * 1000 + e.nanos // 1_000_000
+            if not self.clock_ms() < expires <= _MAX_EXPIRY_MS:
+                raise InvalidRequest("expires_at", "must be in the future, before the year 10000")
+        value = self._id(getattr(req, subject), subject)
+        return Feedback(
+            account_id=value if subject == "account_id" else "",
+            transaction_id=value if subject == "transaction_id" else "",
+            verdict=verdict,
+            note=self._text(req.note, "note", self.limits.max_text_length),
+            expires_ms=expires,
+            source=source,
+        )
+
+    def accounts(self, req: pb.UpsertAccountsRequest) -> list[AccountProfile]:
+        n = len(req.accounts)
+        if n == 0:
+            raise InvalidRequest("accounts", "is empty")
+        if n > self.limits.max_batch:
+            raise InvalidRequest("accounts", f"more than {self.limits.max_batch} in one request")
+        out = []
+        seen: set[str] = set()
+        for i, a in enumerate(req.accounts):
+            f = f"accounts[{i}]."
+            account_id = self._id(a.account_id, f + "account_id")
+            if account_id in seen:
+                raise InvalidRequest(f + "account_id", "appears twice in this request")
+            seen.add(account_id)
+            party = a.party_type
+            if party != 0 and party not in _PARTY_TYPES:
+                raise InvalidRequest(f + "party_type", f"unknown enum value {party}")
+            dates: list[int | None] = []
+            for name in ("opened_date", "last_active_date"):
+                text = getattr(a, name)
+                ms = _date_ms(text) if text else None
+                if text and ms is None:
+                    raise InvalidRequest(f + name, "must be an ISO date YYYY-MM-DD, 1900 or later")
+                if ms is not None and ms > self.clock_ms() + 86_400_000:
+                    raise InvalidRequest(f + name, "is in the future")
+                dates.append(ms)
+            out.append(AccountProfile(
+                account_id=account_id, party_type=party, opened_ms=dates[0],
+                last_active_ms=dates[1],
+                merchant_category=self._text(a.merchant_category, f + "merchant_category", 64),
+                payroll=a.payroll,
+                phone=self._phone(a.phone, f + "phone", required=False)))
+        return out
 
     def _entity(self, ref: pb.EntityRef, field: str) -> tuple[int, str]:
         kind = self._enum(ref.kind, _ENTITY_KINDS, f"{field}.kind")
@@ -303,6 +383,19 @@ class Converter:
         if not 0 < limit <= 100:
             raise InvalidRequest("recent_decisions_limit", "must be 0..100")
         return self._id(req.account_id, "account_id"), limit
+
+    def large_value_request(self, req: pb.LargeValueReportRequest) -> tuple[int, list[str]]:
+        """(local day, institutions asked for) of a GetLargeValueReport request."""
+        if not req.report_date:
+            raise InvalidRequest("report_date", "is required: a local day, YYYY-MM-DD")
+        day = parse_day(req.report_date)
+        if day is None:
+            raise InvalidRequest("report_date", f"must be a date YYYY-MM-DD, got "
+                                 f"{req.report_date[:32]!r}")
+        if len(req.institutions) > _MAX_REPORT_INSTITUTIONS:
+            raise InvalidRequest("institutions", f"more than {_MAX_REPORT_INSTITUTIONS}")
+        return day, [self._text(v, f"institutions[{i}]", self.limits.max_text_length, required=True)
+                     for i, v in enumerate(req.institutions)]
 
     def case_request(self, req: pb.ExportCaseGraphRequest) -> CaseRequest:
         """Validate an ExportCaseGraph request: centre, hops, time range, node cap, formats."""
@@ -382,6 +475,16 @@ class Converter:
             msg.expires_at.CopyFrom(ms_to_timestamp(e.expires_ms))
         return msg
 
+    @staticmethod
+    def case_mark(m: CaseMark) -> pb.CaseMark:
+        msg = pb.CaseMark(role=m.role, transaction_id=m.transaction_id,  # type: ignore[arg-type]
+                          reason_codes=list(m.reason_codes), mule_level=m.mule_level,
+                          source=m.source, note=m.note)
+        msg.marked_at.CopyFrom(ms_to_timestamp(m.marked_ms))
+        if m.expires_ms < NEVER:
+            msg.expires_at.CopyFrom(ms_to_timestamp(m.expires_ms))
+        return msg
+
     def account(self, view: AccountView, show: Callable[[str], str]) -> pb.AccountReport:
         msg = pb.AccountReport(
             account_id=show(view.account_id),
@@ -390,6 +493,7 @@ class Converter:
             risk_score=view.risk_score,
             recent_decisions=[self.decision(r, False) for r in view.recent],
             watchlist_hits=[self.watch_entry(e, show) for e in view.watch],
+            case_marks=[self.case_mark(m) for m in view.case_marks],
         )
         if view.first_seen_ms is not None:
             msg.first_seen.CopyFrom(ms_to_timestamp(view.first_seen_ms))
@@ -405,6 +509,45 @@ def identity(value: str) -> str:
 def masked_or_clear(masker: Masker, clear: bool) -> Callable[[str], str]:
     return identity if clear else masker
 
+
+
+def large_value_message(frame: pl.DataFrame, *, day: int, horizon: tuple[int, int] | None,
+                        tz_offset_hours: int, show: Callable[[str], str], masked: bool,
+                        source: str) -> pb.LargeValueReport:
+    """The GetLargeValueReport reply: ``frame`` (``LARGE_VALUE_SCHEMA`` rows), accounts shown
+    through ``show`` (masked or clear)."""
+    times = frame.with_columns(pl.col("first_time", "last_time").dt.epoch("ms"))
+    rows = [pb.LargeValueRow(
+        report_date=r["report_date"].isoformat(), account=show(r["account"]),
+        institution=r["institution"] or "", party_type=r["party_type"], category=r["category"],
+        direction=r["direction"], basis=r["basis"], total_fen=r["total_fen"], line_fen=r["line_fen"],
+        n_txns=r["n_txns"], n_counterparties=r["n_counterparties"], currencies=r["currencies"],
+        transaction_ids=r["event_ids"], first_time=ms_to_timestamp(r["first_time"]),
+        last_time=ms_to_timestamp(r["last_time"])) for r in times.iter_rows(named=True)]
+    return pb.LargeValueReport(
+        report_date=day_text(day), rows=rows,
+        horizon_start=day_text(horizon[0]) if horizon is not None else "",
+        horizon_end=day_text(horizon[1]) if horizon is not None else "",
+        timezone_offset_hours=tz_offset_hours, identifiers_masked=masked, thresholds_source=source)
+
+
+def large_value_frame(msg: pb.LargeValueReport) -> pl.DataFrame:
+    """A GetLargeValueReport reply as the offline report's frame (``LARGE_VALUE_SCHEMA``)."""
+    cols: dict[str, list[Any]] = {name: [] for name in LARGE_VALUE_SCHEMA}
+    for r in msg.rows:
+        for name in ("account", "party_type", "category", "direction", "basis", "total_fen",
+                     "line_fen", "n_txns", "n_counterparties"):
+            cols[name].append(getattr(r, name))
+        cols["report_date"].append(dt.date.fromisoformat(r.report_date))
+        cols["institution"].append(r.institution or None)
+        cols["currencies"].append(list(r.currencies))
+        cols["event_ids"].append(list(r.transaction_ids))
+        cols["first_time"].append(r.first_time.ToMilliseconds())
+        cols["last_time"].append(r.last_time.ToMilliseconds())
+    frame = pl.DataFrame(cols, schema={**LARGE_VALUE_SCHEMA, "first_time": pl.Int64(),
+                                       "last_time": pl.Int64()})
+    return frame.with_columns(pl.col("first_time", "last_time").cast(pl.Datetime("ms"))
+                              .dt.replace_time_zone("UTC"))
 
 
 def case_graph_message(files: Mapping[str, bytes], g: Any, found: Sequence[Any], req: CaseRequest,

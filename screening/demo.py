@@ -121,11 +121,14 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
         pay(day.at(9, 5 + i), "ordinary", f"6222-cust{i:02d}", "merchant-grocer", 4_000 + 731 * i,
             payee_type=2, payer_opened=old, channel=pb.CHANNEL_QR, shown=i == 0)
 
-    # --- telecom fraud: a listed fraud number calls Wang, Wang then pays a "safe account"
+    # --- telecom fraud: a listed fraud number is blocked; the fraudster calls again from abroad
+    # (the callee is warned), talks Wang into paying a "safe account", and keeps calling back
     ring(day.at(10, 2), "telecom fraud", "+8617000000001", "13800000001",
          pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "call +86170…0001 -> wang's phone")
-    safe_payment: dict[str, Any] = dict(payer_opened="2012-06-01", payee_opened="2026-10-30",
-                                        payer_phone="13800000001", memo="资金核查 安全账户")
+    ring(day.at(10, 5), "telecom fraud", "+85261234567", "13800000001",
+         pb.NUMBER_CLASS_INTERNATIONAL, "'police' call from abroad -> wang (20 min)")
+    wang: dict[str, Any] = {"payer_opened": "2012-06-01", "payer_phone": "13800000001"}
+    safe_payment: dict[str, Any] = dict(payee_opened="2026-10-30", memo="资金核查 安全账户", **wang)
     first = pay(day.at(10, 21), "telecom fraud", "6222-wang", "6217-safe-acct", 8_000_000,
                 label="wang -> 'safe account' ¥80,000", **safe_payment)
     # a retry is the same payment again (same id, same content); the same id with other content
@@ -133,12 +136,19 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
     pay(day.at(10, 21), "telecom fraud", "6222-wang", "6217-safe-acct", 8_000_000,
         tid=first.transaction_id, sent=day.at(10, 23), label="bank app retries the same transaction id",
         **safe_payment)
+    pay(day.at(10, 48), "telecom fraud", "6222-wang", "6217-safe-acct", 5_000_000,
+        payee_opened="2026-10-30", label="fraudster calls back: wang pays the same account again",
+        **wang)
+    pay(day.at(10, 55), "telecom fraud", "6222-wang", "6217-second-acct", 3_000_000,
+        label="... then a second 'safe account' ¥30,000", **wang)
+    pay(day.at(10, 58), "telecom fraud", "6217-safe-acct", "6217-layer-2", 2_000_000,
+        payer_opened="2026-10-30", label="the safe account moves money on")
 
-    # --- telecom fraud with a spoofed number; smaller amount gets a warning
+    # --- a spoofed number is blocked: no conversation, so Zhang's payment after it is his own
     ring(day.at(11, 0), "telecom fraud", "+85212345678", "13900000002",
          pb.NUMBER_CLASS_SPOOFED_SUSPECT, "spoofed 'customs office' call -> zhang")
     pay(day.at(11, 14), "telecom fraud", "6222-zhang", "6217-unknown", 200_000, payer_opened=old,
-        payer_phone="13900000002", label="zhang -> new payee ¥2,000")
+        payer_phone="13900000002", label="zhang -> new payee ¥2,000 (the call never connected)")
 
     # --- watchlisted accounts
     pay(day.at(12, 5), "watchlist", "6222-zhou", "6222-mule-li", 1_500_000, payer_opened=old,
@@ -231,6 +241,13 @@ def _epilogue(day: _Day, clients: dict[str, ScreeningClient], out: TextIO, addre
               f"payments / {_yuan(int(report.features['in_sum_24h']))} in 24 h, "
               f"pass-through {report.features['pass_through_1h']:.2f}, "
               f"{len(report.recent_decisions)} recent decisions\n")
+    for account in ("6217-safe-acct", "6222-wang"):
+        marks = clients["police"].query_account(account).case_marks
+        roles = "; ".join(
+            f"{pb.CaseRole.Name(m.role).removeprefix('CASE_ROLE_').lower().replace('_', ' ')}"
+            f"{f' (level {m.mule_level})' if m.mule_level else ''} since {m.transaction_id} "
+            f"({', '.join(m.reason_codes)})" for m in marks)
+        out.write(f"Case marks of {account}: {roles or 'none'}\n")
     checks: list[tuple[str, Callable[[], Any]]] = [
         ("bank sends amount -5", lambda: clients["bank"].screen(transaction(
             "demo-bad-1", day.at(18, 0), "6222-a", "6222-b", -5))),

@@ -8,6 +8,7 @@ before the lock, capacity is checked before anything is interned). No protobuf, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import os
@@ -16,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,8 +26,11 @@ from features.layout import (
     CALL_FEATURES,
     TXN_FEATURES,
     CallFlag,
+    DecisionCol,
     EventCol,
     Kind,
+    Mark,
+    Memory,
     TxnFlag,
 )
 from features.state import (
@@ -52,15 +56,27 @@ from screening.idempotency import (
     same_fingerprint,
     same_payment,
 )
+from screening.ledger import Ledger, LedgerSnapshot, LedgerView
+from screening.lines import NearLine
 from screening.memory import MemoryPlan, available_memory, plan_memory
 from screening.model import (
     ENTITY_ACCOUNT,
     ENTITY_DEVICE,
     ENTITY_PHONE,
+    ROLE_CLEARED,
+    ROLE_CONFIRMED_FRAUD,
+    ROLE_SUSPECTED_COLLECTOR,
+    ROLE_SUSPECTED_MULE,
+    ROLE_SUSPECTED_VICTIM,
+    VERDICT_CONFIRMED_FRAUD,
+    VERDICT_FALSE_ALARM,
+    AccountProfile,
     AccountView,
     CallInput,
     CallRecord,
+    CaseMark,
     DecisionRecord,
+    Feedback,
     TxnInput,
     WatchEntry,
 )
@@ -70,7 +86,13 @@ __all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", 
            "Engine", "EngineSnapshot", "Eviction", "Interner", "WatchJournal", "WatchlistChange",
            "encode_transactions"]
 
-_PERSON, _TERMINAL = 1, 3  # proto PartyType
+_PERSON, _ORGANISATION, _TERMINAL = 1, 2, 3  # proto PartyType
+_DAY_MS = 86_400_000
+# how long feedback holds when it gives no expiry: a confirmed fraud account, a false alarm
+CONFIRMED_DEFAULT_MS = 180 * _DAY_MS
+CLEARED_DEFAULT_MS = 30 * _DAY_MS
+# feedback notes remembered (for QueryAccount), at most
+_FEEDBACK_NOTES = 100_000
 # Centres of a case-graph export.
 CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
 # The graph stage runs in chunks of this many transactions, checking the latency budget between.
@@ -274,6 +296,8 @@ class WatchlistChange:
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
+# The same for feedback: (when, what) -> journal sequence number.
+FeedbackJournal = Callable[[int, Feedback], int]
 # One remembered call: (call_id, caller, callee, record at ring, record at hang-up, scope).
 CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None, str]
 
@@ -301,6 +325,10 @@ class EngineSnapshot:
     watch: list[WatchEntry]
     journal_seq: int
     lock_held_s: float = 0.0  # how long taking it held the engine's lock
+    # the latest feedback per account: (account, when, what), oldest first
+    feedback: list[tuple[str, int, Feedback]] = field(default_factory=list)
+    # the report ledger (None: a checkpoint of an earlier build, which had none)
+    ledger: LedgerSnapshot | None = None
 
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
@@ -308,11 +336,12 @@ class EngineSnapshot:
             "accounts": sum(1 for name in self.accounts if name),  # "": a free id
             "phones": sum(1 for name in self.phones if name),
             "devices": sum(1 for name in self.devices if name),
-            "pairs": int(self.arrays["features.pair_meta"][0]),
+            "pairs": int(self.arrays["features.meta"][0]),
             "graph_edges": int(meta[0]) if meta is not None else 0,
             "decisions": len(self.decisions),
             "calls": len(self.calls),
             "watchlist": len(self.watch),
+            "ledger_rows": int(self.ledger.rows.shape[0]) if self.ledger is not None else 0,
         }
 
 
@@ -353,6 +382,10 @@ class Engine:
         self.evicted = dict.fromkeys((*ENTITY_KINDS, "relationships"), 0)
         self.on_evict: Callable[[Eviction], None] | None = None
         self._prefiller: _Prefiller | None = None
+        self.near_line = NearLine.build(policy, settings)
+        self.ledger = self._new_ledger()
+        # the latest feedback per account (who, when, what note), for QueryAccount
+        self.feedback_notes: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
         # running estimate of the graph stage's time per transaction, for the budget check (see
         # _graph_cost), and when it was last measured
         self.graph_ns_per_txn = 50_000.0
@@ -362,6 +395,7 @@ class Engine:
         # ``journal_seq`` is the last journal entry applied. Updates are serialised by
         # ``_watch_lock`` so the journal's order is the order of application.
         self.journal: WatchJournal | None = None
+        self.feedback_journal: FeedbackJournal | None = None
         self.journal_seq = 0
         # reentrant: ``watchlist_paused`` holds it around re-applying journal entries
         self._watch_lock = threading.RLock()
@@ -436,7 +470,8 @@ class Engine:
             Kind.CALL, 1_700_000_000_000, 0, 1, 10]
         p = self.policy
         scratch.process(ev, p.params_array, p.txn_table, p.call_table)
-        scratch.snapshot(0, 1_700_000_000_000, 0)
+        scratch.snapshot(0, 1_700_000_000_000, p.params_array)
+        scratch.release_pair(0, 1)
         scratch.forget("accounts", np.array([1], dtype=np.int64))  # eviction's kernels too
         scratch.rehash_pairs(64, min_ts=0)
         if self.graph is not None:
@@ -486,8 +521,9 @@ class Engine:
                 batch_in = [txns[i] for i in todo]
                 self._reserve(batch_in)
                 ev = encode_transactions(batch_in, self.policy, self.accounts, self.phones,
-                                         self.devices)
-                self._ensure(new_pairs=len(batch_in))
+                                         self.devices, self.near_line)
+                # a relationship, and a remembered stop, per transaction at most
+                self._ensure(new_pairs=2 * len(batch_in))
                 extra, degraded = self._graph_stage(ev, self.decisions.next_seq, locked)
                 # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
@@ -506,6 +542,7 @@ class Engine:
                     self._remember(int(ev[j, EventCol.B]), rec.seq)
                     out[i] = (rec, False)
                 self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
+                self.ledger.append(ev, seq0, batch_in)
             for i, t in enumerate(txns):
                 if out[i] is None:
                     first_rec = out[first[t.transaction_id]]
@@ -524,12 +561,13 @@ class Engine:
         the coldest entities of that kind are evicted (``_room``)."""
         m = self.memory
         n = len(batch)
-        if (self.accounts.live + 2 * n <= m.max_accounts and self.phones.live + n <= m.max_phones
+        if (self.accounts.live + 2 * n <= m.max_accounts and self.phones.live + 2 * n <= m.max_phones
                 and self.devices.live + n <= m.max_devices):
             return  # cannot overflow whatever is new
         self._room(ENTITY_ACCOUNT, {t.payer.account_id for t in batch}
                    | {t.payee.account_id for t in batch})
-        self._room(ENTITY_PHONE, {t.payer_phone for t in batch if t.payer_phone})
+        self._room(ENTITY_PHONE, {t.payer_phone for t in batch if t.payer_phone}
+                   | {t.payee_phone for t in batch if t.payee_phone})
         self._room(ENTITY_DEVICE, {t.device_id for t in batch if t.device_id})
 
     def _room(self, kind: int, keys: set[str]) -> None:
@@ -718,6 +756,7 @@ class Engine:
             payee=t.payee.account_id,
             scope=scope,
             fingerprint=fp,
+            marks=int(dec[DecisionCol.MARKS]),
         )
 
     # ------------------------------------------------------------------ calls
@@ -725,7 +764,7 @@ class Engine:
         """Count and decide a call report of the calling operator ``scope``; the same (call_id,
         ringing/ended) again is a duplicate, another caller or callee under that id a refusal."""
         t0 = time.perf_counter_ns()
-        ended = call.duration_s > 0
+        ended = call.ended
         key = (scope, call.call_id)
         with self._lock:
             prior = self._calls.get(key)
@@ -749,6 +788,7 @@ class Engine:
             ev[0, EventCol.FLAGS] = (CallFlag.NEW if prior is None else 0) | (
                 CallFlag.ENDED if ended else 0)
             ev[0, EventCol.AUX1] = call.caller_class
+            ev[0, EventCol.AUX3] = call.outcome
             self._ensure(new_pairs=1)
             feat, dec = self.state.process(ev, self.policy.params_array, self.policy.txn_table,
                                            self.policy.call_table)
@@ -882,14 +922,9 @@ class Engine:
             if idx is None or last_ms == NO_TIME:
                 return AccountView(account_id, False, (), 100 if watch else 0, (), watch,
                                    None, None)
-            snap = self.state.snapshot(idx, last_ms, int(self.policy.params_array[0]))
-            width = self._recent.shape[1]
-            pos = int(self._recent_pos[idx])
-            recent: list[DecisionRecord] = []
-            for k in range(pos - 1, max(pos - width, 0) - 1, -1):
-                rec = self.decisions.by_seq(int(self._recent[idx, k % width]))
-                if rec is not None:
-                    recent.append(rec)
+            snap = self.state.snapshot(idx, last_ms, self.policy.params_array)
+            recent = self._recent_of(idx)
+            marks = self._case_marks(idx, account_id, recent, last_ms)
             recent = recent[:limit]
         score = max([r.score for r in recent], default=0)
         if watch:
@@ -903,7 +938,161 @@ class Engine:
             watch=watch,
             first_seen_ms=first_ms,
             last_seen_ms=last_ms,
+            case_marks=marks,
         )
+
+    def _recent_of(self, idx: int) -> list[DecisionRecord]:
+        """The account's remembered decisions, newest first."""
+        width = self._recent.shape[1]
+        pos = int(self._recent_pos[idx])
+        out: list[DecisionRecord] = []
+        for k in range(pos - 1, max(pos - width, 0) - 1, -1):
+            rec = self.decisions.by_seq(int(self._recent[idx, k % width]))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _case_marks(self, idx: int, account_id: str, recent: Sequence[DecisionRecord],
+                    at_ms: int) -> tuple[CaseMark, ...]:
+        """The case marks in force at ``at_ms`` (the account's latest event), each with the
+        newest remembered decision that made it, or the feedback behind it."""
+        mem = self.state.account_memory(idx)
+        note = self.feedback_notes.get(account_id)
+        fb_ms, fb = note if note is not None else (0, None)
+        fb_src, fb_note = (fb.source, fb.note) if fb is not None else ("", "")
+        if mem[Memory.CLEARED_UNTIL] > at_ms:
+            return (CaseMark(ROLE_CLEARED, fb_ms, mem[Memory.CLEARED_UNTIL], source=fb_src,
+                             note=fb_note),)
+        out: list[CaseMark] = []
+        if mem[Memory.CONFIRMED_UNTIL] > at_ms:
+            out.append(CaseMark(ROLE_CONFIRMED_FRAUD, fb_ms, mem[Memory.CONFIRMED_UNTIL],
+                                source=fb_src, note=fb_note, mule_level=1))
+        roles = (
+            (ROLE_SUSPECTED_VICTIM, Memory.VICTIM_UNTIL, Mark.PAYER_VICTIM, 0),
+            (ROLE_SUSPECTED_MULE, Memory.MULE_UNTIL, Mark.PAYER_MULE,
+             Mark.PAYEE_MULE | Mark.PAYEE_MULE_HOP),
+            (ROLE_SUSPECTED_COLLECTOR, Memory.COLLECTOR_UNTIL, Mark.PAYER_COLLECTOR,
+             Mark.PAYEE_COLLECTOR),
+        )
+        for role, column, as_payer, as_payee in roles:
+            until = mem[column]
+            if until <= at_ms:
+                continue
+            why = next((r for r in recent
+                        if (r.payer == account_id and r.marks & as_payer)
+                        or (r.payee == account_id and r.marks & as_payee)), None)
+            out.append(CaseMark(
+                role, why.event_time_ms if why is not None else 0, until,
+                transaction_id=why.transaction_id if why is not None else "",
+                reason_codes=(tuple(r.code for r in self.policy.fired(why.reason_bits))
+                              if why is not None else ()),
+                mule_level=mem[Memory.MULE_LEVEL] if role == ROLE_SUSPECTED_MULE else 0))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ feedback and registry
+    def feedback(self, fb: Feedback, now_ms: int) -> tuple[int, bool]:
+        """Apply feedback (see ``_apply_feedback``), written to the journal first when one is
+        attached: when that raises (the store is down) nothing has changed."""
+        with self._watch_lock:
+            with self._lock:
+                self._feedback_subject(fb)  # refuse what would not apply before journaling it
+            seq = self.feedback_journal(now_ms, fb) if self.feedback_journal is not None else None
+            with self._lock:
+                out = self._apply_feedback(fb, now_ms)
+                if seq is not None:
+                    self.journal_seq = seq
+            return out
+
+    def apply_feedback_journal(self, seq: int, at_ms: int, fb: Feedback) -> bool:
+        """Re-apply journal entry ``seq`` (feedback) on restore; False when already included
+        (or when its transaction is no longer remembered)."""
+        with self._watch_lock, self._lock:
+            if seq <= self.journal_seq:
+                return False
+            self.journal_seq = seq
+            try:
+                self._apply_feedback(fb, at_ms)
+            except NotFound:
+                return False
+            return True
+
+    def _feedback_subject(self, fb: Feedback) -> tuple[int, str, int]:
+        """(account id judged or -1 when new, its name, the payer of a transaction or -1)."""
+        if fb.transaction_id:
+            rec = self.decisions.get(fb.scope, fb.transaction_id)
+            if rec is None:  # the police judge any institution's payment
+                found_all = self.decisions.find(fb.transaction_id)
+                if len(found_all) > 1:
+                    raise InvalidRequest("transaction_id", "used by several institutions; give "
+                                         "the feedback on the account (account_id)")
+                rec = found_all[0] if found_all else None
+            found = self.accounts.get(rec.payee) if rec is not None else None
+            if rec is None or found is None:
+                raise NotFound("transaction_id: no remembered transaction with this id")
+            payer = self.accounts.get(rec.payer)
+            return found, rec.payee, -1 if payer is None else payer
+        known = self.accounts.get(fb.account_id)
+        if known is None:
+            self._room(ENTITY_ACCOUNT, {fb.account_id})
+        return -1 if known is None else known, fb.account_id, -1
+
+    def _apply_feedback(self, fb: Feedback, now_ms: int) -> tuple[int, bool]:
+        """Apply a bank's or the police's verdict; returns (accounts changed, payee released).
+
+        Raises NotFound for a transaction no longer remembered, CapacityExceeded for an account
+        that does not fit. On an account: CONFIRMED_FRAUD makes it a fraud account until the
+        expiry; FALSE_ALARM removes its marks and makes none until the expiry; RELEASED removes
+        its marks. On a transaction: its payee is the account judged, and RELEASED and
+        FALSE_ALARM also lift its payer's protection and forget the stop between them.
+        """
+        subject, name, payer = self._feedback_subject(fb)
+        if subject < 0:
+            subject = self.accounts.intern(name)
+            self._ensure(new_pairs=0)
+        st = self.state
+        cleared = (Memory.VICTIM_UNTIL, Memory.MULE_UNTIL, Memory.COLLECTOR_UNTIL,
+                   Memory.CONFIRMED_UNTIL)
+        if fb.verdict == VERDICT_CONFIRMED_FRAUD:
+            st.set_account_memory(subject, Memory.CLEARED_UNTIL, 0)
+            st.set_account_memory(subject, Memory.CONFIRMED_UNTIL,
+                                  fb.expires_ms or now_ms + CONFIRMED_DEFAULT_MS)
+        else:
+            for column in cleared:
+                st.set_account_memory(subject, column, 0)
+            if fb.verdict == VERDICT_FALSE_ALARM:
+                st.set_account_memory(subject, Memory.CLEARED_UNTIL,
+                                      fb.expires_ms or now_ms + CLEARED_DEFAULT_MS)
+        changed, released = 1, False
+        if payer >= 0 and fb.verdict != VERDICT_CONFIRMED_FRAUD:
+            st.set_account_memory(payer, Memory.VICTIM_UNTIL, 0)
+            released = st.release_pair(payer, subject)
+            changed = 2
+        self.feedback_notes[name] = (now_ms, fb)
+        self.feedback_notes.move_to_end(name)
+        while len(self.feedback_notes) > _FEEDBACK_NOTES:
+            self.feedback_notes.popitem(last=False)
+        return changed, released
+
+    def upsert_accounts(self, profiles: Sequence[AccountProfile]) -> int:
+        """Record what the account registry says (all or nothing: capacity is checked first)."""
+        with self._lock:
+            self._room(ENTITY_ACCOUNT, {p.account_id for p in profiles})
+            self._room(ENTITY_PHONE, {p.phone for p in profiles if p.phone})
+            for p in profiles:
+                idx = self.accounts.intern(p.account_id)
+                phone = self.phones.intern(p.phone) if p.phone else -1
+                self._ensure(new_pairs=0)
+                bits = Memory.PROFILE_KNOWN
+                if p.merchant_category:
+                    bits |= Memory.PROFILE_MERCHANT
+                if p.payroll:
+                    bits |= Memory.PROFILE_PAYROLL
+                if p.party_type == _ORGANISATION:
+                    bits |= Memory.PROFILE_ORGANISATION
+                self.state.set_account_profile(idx, opened_ms=p.opened_ms,
+                                               last_active_ms=p.last_active_ms, profile=bits,
+                                               phone=phone)
+        return len(profiles)
 
     # ------------------------------------------------------------------ case graphs
     def case_input(self, centre: str, value: str, *, hops: int, lo_ms: int, hi_ms: int,
@@ -970,6 +1159,17 @@ class Engine:
             hi_ms=hi_ms, max_nodes=max_nodes, hood=hood, edges=edges, names=names,
             terminals=terminals, watch=watch, decisions=decisions)
 
+    # ------------------------------------------------------------------ report ledger
+    def _new_ledger(self) -> Ledger:
+        return Ledger(days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
+                      tz_offset_hours=self.policy.params.timezone_offset_hours)
+
+    def ledger_view(self, day: int) -> tuple[LedgerView, Callable[[int], str]]:
+        """The ledger's rows of local ``day`` (taken under the lock in O(chunks); read them
+        with ``view.frame(account_name)`` off it) and the account names of their ids."""
+        with self._lock:
+            return self.ledger.view(day), self.accounts.name
+
     # ------------------------------------------------------------------ checkpoints
     def snapshot(self) -> EngineSnapshot:
         """Copy the whole state under the lock (only the used rows of each array).
@@ -987,13 +1187,15 @@ class Engine:
             arrays = _copy_all([(key, arr[:rows], spare.pop(key, None))
                                 for key, arr, rows in self._state_rows()])
             del spare
+            # the ledger's chunks never change below their row counts: copied after the lock
+            ledger = self.ledger.capture()
             caps = {"accounts": self.state.accounts.capacity, "phones": self.state.phones.capacity,
                     "devices": int(self.state.devices.shape[0]),
                     "pairs": self.state.pair_capacity, "recent_width": int(self._recent.shape[1])}
             if self.graph is not None:
                 caps.update(graph_nodes=self.graph.node_capacity,
                             graph_edges=self.graph.edge_capacity)
-            return EngineSnapshot(
+            snap = EngineSnapshot(
                 created_ms=self.clock_ms(),
                 policy_version=self.policy.version,
                 arrays=arrays,
@@ -1007,8 +1209,10 @@ class Engine:
                        for (scope, cid), c in self._calls.items()],
                 watch=list(self._watch.values()),
                 journal_seq=self.journal_seq,
+                feedback=[(name, at, fb) for name, (at, fb) in self.feedback_notes.items()],
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
             )
+        return dataclasses.replace(snap, ledger=ledger.saved())
 
     def _state_rows(self) -> list[tuple[str, np.ndarray, int]]:
         """(checkpoint name, array, rows in use) of every state array."""
@@ -1118,9 +1322,21 @@ class Engine:
         while len(calls) > self.settings.state.dedup_capacity:
             calls.popitem(last=False)
         watch = {(e.kind, e.value): e for e in snap.watch}
+        feedback: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
+        for name, at, fb in snap.feedback:
+            feedback[name] = (at, fb)
         if snap.policy_version != self.policy.version:
             notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
                          f"this server runs {self.policy.version}")
+        if snap.ledger is None:
+            ledger = self._new_ledger()
+            notes.append("the checkpoint has no report ledger (an earlier build): large-value "
+                         "reports start with the next transaction")
+        else:
+            ledger, ledger_notes = Ledger.restored(
+                snap.ledger, days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
+                tz_offset_hours=self.policy.params.timezone_offset_hours, n_accounts=len(accounts))
+            notes += ledger_notes
         with self._lock:
             self.state = state
             self._bind_recent(recent_rows)
@@ -1130,6 +1346,8 @@ class Engine:
             self._actions = _actions_of(decisions)
             self._calls = calls
             self._watch = watch
+            self.feedback_notes = feedback
+            self.ledger = ledger
             self._drivers = {}
             self.journal_seq = snap.journal_seq
         return notes
@@ -1185,6 +1403,9 @@ class Engine:
             "watchlist_entries": len(self._watch),
             "unsaved_decisions": self.unsaved_decisions,
             "state_bytes": self.state.nbytes() + self._recent_rows.nbytes(),
+            "ledger_rows": self.ledger.rows,
+            "ledger_bytes": self.ledger.nbytes(),
+            "ledger_late": self.ledger.late,
         }
         for kind in ENTITY_KINDS:
             out[f"max_{kind}"] = self.memory.cap(kind)
@@ -1270,7 +1491,7 @@ def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarr
 
 
 def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Interner,
-                        phones: Interner, devices: Interner) -> np.ndarray:
+                        phones: Interner, devices: Interner, near_line: NearLine) -> np.ndarray:
     """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder)."""
     ev = empty_events(len(batch))
     for j, t in enumerate(batch):
@@ -1282,6 +1503,8 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             flags |= TxnFlag.CROSS_BORDER
         if policy.memo_is_investment(t.memo):
             flags |= TxnFlag.MEMO_INVESTMENT
+        if policy.memo_is_fraud(t.memo):
+            flags |= TxnFlag.MEMO_FRAUD
         if t.payer.party_type == _PERSON:
             flags |= TxnFlag.PAYER_PERSON
         if t.payee.party_type == _PERSON:
@@ -1290,6 +1513,8 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             flags |= TxnFlag.PAYER_TERMINAL
         if t.payee.party_type == _TERMINAL:
             flags |= TxnFlag.PAYEE_TERMINAL
+        if near_line.near(t.amount_fen, t.currency, t.cash, t.cross_border, t.payer.party_type):
+            flags |= TxnFlag.NEAR_LINE
         row[EventCol.KIND] = Kind.TXN
         row[EventCol.TS] = t.event_time_ms
         row[EventCol.A] = accounts.intern(t.payer.account_id)
@@ -1298,6 +1523,8 @@ def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Int
             row[EventCol.C] = phones.intern(t.payer_phone)
         if t.device_id:
             row[EventCol.D] = devices.intern(t.device_id)
+        if t.payee_phone:
+            row[EventCol.E] = phones.intern(t.payee_phone)
         row[EventCol.AMOUNT] = t.amount_fen
         row[EventCol.FLAGS] = flags
         if t.payer.opened_ms is not None:

@@ -2,6 +2,8 @@
 
     ScreeningError
      ├── InvalidRequest        INVALID_ARGUMENT   (names the offending field)
+     │    └── OutOfRange       OUT_OF_RANGE       (a valid value the state no longer covers)
+     ├── FailedPrecondition    FAILED_PRECONDITION (the server is not set up for the request)
      ├── NotFound              NOT_FOUND
      ├── Conflict              ALREADY_EXISTS     (an id already used for something else; names
      │                                             the field)
@@ -28,9 +30,11 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DeadlineUnmeetable",
+    "FailedPrecondition",
     "InputFileError",
     "InvalidRequest",
     "NotFound",
+    "OutOfRange",
     "PermissionDenied",
     "ScreeningError",
     "StoreBusy",
@@ -54,6 +58,16 @@ class InvalidRequest(ScreeningError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+
+class OutOfRange(InvalidRequest):
+    """A well-formed value outside what the state holds (a day before the ledger's horizon)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class FailedPrecondition(ScreeningError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class NotFound(ScreeningError):

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from features.layout import CallOutcome
+
 __all__ = [
     "ENTITY_ACCOUNT",
     "ENTITY_DEVICE",
     "ENTITY_PHONE",
     "NEVER",
+    "ROLE_CLEARED",
+    "ROLE_CONFIRMED_FRAUD",
+    "ROLE_SUSPECTED_COLLECTOR",
+    "ROLE_SUSPECTED_MULE",
+    "ROLE_SUSPECTED_VICTIM",
+    "VERDICT_CONFIRMED_FRAUD",
+    "VERDICT_FALSE_ALARM",
+    "VERDICT_RELEASED",
+    "AccountProfile",
     "AccountView",
     "CallInput",
     "CallRecord",
+    "CaseMark",
     "CaseRequest",
     "DecisionRecord",
+    "Feedback",
     "Party",
     "TxnInput",
     "WatchEntry",
@@ -22,6 +35,10 @@ __all__ = [
 # Same numbers as the proto enum EntityKind.
 ENTITY_ACCOUNT, ENTITY_PHONE, ENTITY_DEVICE = 1, 2, 3
 NEVER = 2**62  # "does not lapse", as epoch milliseconds
+# Same numbers as the proto enums CaseRole and FeedbackVerdict.
+(ROLE_SUSPECTED_VICTIM, ROLE_SUSPECTED_MULE, ROLE_SUSPECTED_COLLECTOR, ROLE_CONFIRMED_FRAUD,
+ ROLE_CLEARED) = 1, 2, 3, 4, 5
+VERDICT_CONFIRMED_FRAUD, VERDICT_FALSE_ALARM, VERDICT_RELEASED = 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +64,7 @@ class TxnInput:
     device_id: str
     payer_phone: str  # normalised; "" when unknown
     memo: str
+    payee_phone: str = ""  # normalised; "" when unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,14 @@ class CallInput:
     start_ms: int
     duration_s: int
     caller_class: int  # proto NumberClass
+    outcome: int = 0  # proto CallOutcome (0: not given)
+
+    @property
+    def ended(self) -> bool:
+        """This report ends the call (talk time known, or it never connected)."""
+        if self.outcome in (CallOutcome.UNANSWERED, CallOutcome.REJECTED, CallOutcome.BLOCKED):
+            return True
+        return self.duration_s > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +106,7 @@ class DecisionRecord:
     scope: str = ""
     # ``screening.idempotency.fingerprint`` of the request (b"" in format-1 checkpoints)
     fingerprint: bytes = b""
+    marks: int = 0  # features.layout.Mark bits: what the decision concluded about the parties
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +130,46 @@ class WatchEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseMark:
+    """One conclusion about an account: from a decision (``transaction_id``, reasons) or feedback."""
+
+    role: int  # ROLE_*
+    marked_ms: int
+    expires_ms: int
+    transaction_id: str = ""
+    reason_codes: tuple[str, ...] = ()
+    mule_level: int = 0
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A validated SubmitFeedback: on an account or on a remembered transaction."""
+
+    account_id: str  # "" when on a transaction
+    transaction_id: str  # "" when on an account
+    verdict: int  # VERDICT_*
+    note: str
+    expires_ms: int | None  # None: the verdict's default
+    source: str = ""  # who gave it (the caller's name)
+    scope: str = ""  # the caller's idempotency scope: whose transaction ids it names
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProfile:
+    """What the account registry says about one account."""
+
+    account_id: str
+    party_type: int  # proto PartyType (0: not given)
+    opened_ms: int | None
+    last_active_ms: int | None
+    merchant_category: str
+    payroll: bool
+    phone: str  # normalised; "" when unknown
+
+
+@dataclass(frozen=True, slots=True)
 class AccountView:
     account_id: str
     known: bool
@@ -112,6 +179,7 @@ class AccountView:
     watch: tuple[WatchEntry, ...]
     first_seen_ms: int | None
     last_seen_ms: int | None
+    case_marks: tuple[CaseMark, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from features.layout import CALL_FEATURES, TXN_FEATURES, Param
+from features.layout import CALL_FEATURES, TXN_FEATURES, Mark, Param
 from features.state import MAX_COND, MAX_RULES, Op, RuleTable
 from screening.errors import ConfigError
 
@@ -45,7 +45,9 @@ REPORT_FLAGS: Mapping[str, int] = {"large_value": 1, "suspicious": 2, "notify_po
 _COND = re.compile(
     r"^\s*([a-z0-9_]+)\s*(>=|<=|==|!=|>|<)\s*(\$[a-z0-9_]+|[-+]?[0-9][0-9_]*(?:\.[0-9_]+)?)\s*$")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
-_RULE_KEYS = {"code", "message", "action", "score", "report", "when"}
+_RULE_KEYS = {"code", "message", "action", "score", "report", "when", "marks"}
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -57,28 +59,53 @@ class Rule:
     report_flags: int
     conditions: tuple[tuple[str, str, float], ...]
     feature_indices: tuple[int, ...]
+    # what the rule concludes about the parties when it fires (``Mark`` bits): decision memory
+    marks: int = 0
 
 
 @dataclass(frozen=True)
 class PolicyParams:
     timezone_offset_hours: int = 8
-    near_threshold_low: int = 4_500_000
-    near_threshold_high: int = 5_000_000
+    # an amount at or above (100 - this) % of its reporting line, and under it, is "just under"
+    structuring_band_percent: int = 10
     short_call_seconds: int = 30
     risky_call_lookback_minutes: int = 120
     mark_callee_at: str = "WARN_CALLEE"
     ewma_alpha: float = 0.1
     memo_keywords: tuple[str, ...] = ()
+    # words impersonation fraudsters have victims write ("safe account", "unfreezing fee", ...)
+    fraud_memo_keywords: tuple[str, ...] = ()
+    # decision memory: how long its conclusions hold
+    victim_protection_hours: int = 168
+    mule_suspicion_days: int = 30
+    collector_suspicion_days: int = 90
+    risky_number_days: int = 7
+    # how far mule suspicion follows the money (1: not at all, 2: one hop), and the distinct
+    # payers in 7 d from which a payee is a hub (a shop, a platform) it does not follow to
+    mule_max_level: int = 2
+    hub_payers: int = 12
+    # a new suspected mule's payees of the last this many hours become suspects (level 2)
+    mule_follow_hours: int = 24
+    # inactivity that makes an account dormant; the learning period of a server that starts empty
+    dormant_days: int = 90
+    learning_days: int = 3
 
     def array(self) -> np.ndarray:
         p = np.zeros(Param.N, dtype=np.int64)
-        p[Param.TZ_MS] = self.timezone_offset_hours * 3_600_000
-        p[Param.NEAR_LOW] = self.near_threshold_low
-        p[Param.NEAR_HIGH] = self.near_threshold_high
+        p[Param.TZ_MS] = self.timezone_offset_hours * _HOUR_MS
         p[Param.SHORT_CALL_S] = self.short_call_seconds
         p[Param.RISKY_LOOKBACK_MS] = self.risky_call_lookback_minutes * 60_000
         p[Param.MARK_MIN_CALL_ACTION] = CALL_ACTIONS[self.mark_callee_at]
         p[Param.EWMA_ALPHA_PPM] = round(self.ewma_alpha * 1_000_000)
+        p[Param.PROTECT_MS] = self.victim_protection_hours * _HOUR_MS
+        p[Param.MULE_MS] = self.mule_suspicion_days * _DAY_MS
+        p[Param.COLLECTOR_MS] = self.collector_suspicion_days * _DAY_MS
+        p[Param.RISKY_NUMBER_MS] = self.risky_number_days * _DAY_MS
+        p[Param.LEARN_MS] = self.learning_days * _DAY_MS
+        p[Param.DORMANT_MS] = self.dormant_days * _DAY_MS
+        p[Param.MULE_MAX_LEVEL] = self.mule_max_level
+        p[Param.HUB_PAYERS] = self.hub_payers
+        p[Param.FOLLOW_MS] = self.mule_follow_hours * _HOUR_MS
         return p
 
 
@@ -96,6 +123,8 @@ class Policy:
     memo_pattern: re.Pattern[str] | None = field(repr=False)
     # the same pattern as text, valid for Python re and polars (Rust regex) alike
     memo_regex: str = field(repr=False, default="")
+    fraud_memo_pattern: re.Pattern[str] | None = field(repr=False, default=None)
+    fraud_memo_regex: str = field(repr=False, default="")
     source: str = field(repr=False, default="")
 
     def fired(self, bits: int, calls: bool = False) -> list[Rule]:
@@ -105,6 +134,10 @@ class Policy:
 
     def memo_is_investment(self, memo: str) -> bool:
         return bool(memo) and self.memo_pattern is not None and bool(self.memo_pattern.search(memo))
+
+    def memo_is_fraud(self, memo: str) -> bool:
+        return (bool(memo) and self.fraud_memo_pattern is not None
+                and bool(self.fraud_memo_pattern.search(memo)))
 
 
 def default_policy_text() -> str:
@@ -145,13 +178,16 @@ def parse_policy(text: str, origin: str) -> Policy:
 
     params = _params(data.get("params", {}), lines)
     thresholds = _thresholds(data.get("thresholds", {}), lines)
-    txn_rules = _rules(data.get("rule", []), "rule", TXN_FEATURES, ACTIONS, thresholds, lines)
+    txn_rules = _rules(data.get("rule", []), "rule", TXN_FEATURES, ACTIONS, Mark.TXN_NAMES,
+                       thresholds, lines)
     call_rules = _rules(data.get("call_rule", []), "call_rule", CALL_FEATURES, CALL_ACTIONS,
-                        thresholds, lines)
+                        Mark.CALL_NAMES, thresholds, lines)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
     regex = ("(?i)" + "|".join(_escape(k) for k in params.memo_keywords)
              if params.memo_keywords else "")
     pattern = re.compile(regex) if regex else None
+    fraud_regex = ("(?i)" + "|".join(_escape(k) for k in params.fraud_memo_keywords)
+                   if params.fraud_memo_keywords else "")
     return Policy(
         name=str(name),
         version=f"{name}-{version}+{digest}",
@@ -164,6 +200,8 @@ def parse_policy(text: str, origin: str) -> Policy:
         params_array=params.array(),
         memo_pattern=pattern,
         memo_regex=regex,
+        fraud_memo_pattern=re.compile(fraud_regex) if fraud_regex else None,
+        fraud_memo_regex=fraud_regex,
         source=origin,
     )
 
@@ -216,9 +254,9 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
         if not hasattr(defaults, key):
             raise lines.error(f"[params] unknown key '{key}'{_hint(key, vars(defaults))}", key)
         want = type(getattr(defaults, key))
-        if key == "memo_keywords":
+        if key in ("memo_keywords", "fraud_memo_keywords"):
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise lines.error("memo_keywords must be a list of non-empty strings", key)
+                raise lines.error(f"{key} must be a list of non-empty strings", key)
             value = tuple(value)
         elif want is float and isinstance(value, int | float) and not isinstance(value, bool):
             value = float(value)
@@ -233,11 +271,20 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
         raise lines.error("ewma_alpha must be in (0, 1]", "ewma_alpha")
     if not -14 <= params.timezone_offset_hours <= 14:
         raise lines.error("timezone_offset_hours must be within -14..14", "timezone_offset_hours")
-    if not 0 < params.near_threshold_low < params.near_threshold_high:
-        raise lines.error("need 0 < near_threshold_low < near_threshold_high", "near_threshold")
-    for key in ("short_call_seconds", "risky_call_lookback_minutes"):
-        if getattr(params, key) <= 0:
-            raise lines.error(f"{key} must be > 0", key)
+    if not 0 <= params.structuring_band_percent < 100:
+        raise lines.error("structuring_band_percent must be within 0..99", "structuring_band_percent")
+    for key in ("short_call_seconds", "risky_call_lookback_minutes", "victim_protection_hours",
+                "mule_suspicion_days", "collector_suspicion_days", "risky_number_days",
+                "dormant_days", "mule_follow_hours"):
+        if not 0 < getattr(params, key) <= 36_500:
+            raise lines.error(f"{key} must be within 1..36500", key)
+    if not 0 <= params.learning_days <= 3_650:
+        raise lines.error("learning_days must be within 0..3650", "learning_days")
+    if not 1 <= params.mule_max_level <= 8:
+        raise lines.error("mule_max_level must be within 1..8", "mule_max_level")
+    if not 0 <= params.hub_payers <= 16:
+        # distinct payers are counted exactly up to 16 (the recent-counterparty ring)
+        raise lines.error("hub_payers must be within 0..16", "hub_payers")
     return params
 
 
@@ -255,7 +302,8 @@ def _thresholds(raw: Any, lines: _Lines) -> dict[str, int]:
 
 
 def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, int],
-           thresholds: Mapping[str, int], lines: _Lines) -> tuple[Rule, ...]:
+           mark_names: Mapping[str, int], thresholds: Mapping[str, int],
+           lines: _Lines) -> tuple[Rule, ...]:
     if not isinstance(raw, list):
         raise lines.error(f"use [[{table}]] for rules", table)
     if len(raw) > MAX_RULES:
@@ -299,6 +347,15 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
                 raise err(f"rule {code}: report must list {', '.join(REPORT_FLAGS)}; got {r!r}",
                           "report")
             flags |= REPORT_FLAGS[r]
+        marks = 0
+        raw_marks = item.get("marks", [])
+        if not isinstance(raw_marks, list):
+            raise err(f"rule {code}: marks must be a list", "marks")
+        for m in raw_marks:
+            if m not in mark_names:
+                raise err(f"rule {code}: marks must list {', '.join(mark_names)}; got {m!r}"
+                          f"{_hint(str(m), mark_names)}", "marks")
+            marks |= mark_names[m]
         when = item.get("when")
         if not isinstance(when, list) or not when or not all(isinstance(w, str) for w in when):
             raise err(f"rule {code}: when must be a non-empty list of conditions", "when")
@@ -322,7 +379,8 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
                 number = float(value.replace("_", ""))
             conds.append((feat, op, number))
             idxs.append(index[feat])
-        out.append(Rule(code, message, actions[action], score, flags, tuple(conds), tuple(idxs)))
+        out.append(Rule(code, message, actions[action], score, flags, tuple(conds), tuple(idxs),
+                        marks))
     return tuple(out)
 
 
@@ -330,7 +388,7 @@ def _table(rules: Sequence[Rule]) -> RuleTable:
     return RuleTable.build([
         ([(i, Op.SYMBOLS[op], v) for i, (_, op, v) in zip(r.feature_indices, r.conditions,
                                                            strict=True)],
-         r.action, r.score, r.report_flags)
+         r.action, r.score, r.report_flags, r.marks)
         for r in rules
     ])
 

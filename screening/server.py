@@ -45,6 +45,7 @@ from screening.store import (
     Store,
     StoreStatus,
     WriterLease,
+    feedback_journal_writer,
     journal_writer,
     open_store,
     restore_engine,
@@ -236,6 +237,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         lease.claim(settings.storage.claim_wait_s)  # before reading: one server per store
         _restore(engine, store, masker, log)
         engine.journal = journal_writer(store, engine.clock_ms, blocked=lease.blocked)
+        engine.feedback_journal = feedback_journal_writer(store, blocked=lease.blocked)
         checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
                                     store_log, status=status)
         checkpointers.append(checkpointer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import uuid
@@ -10,14 +11,22 @@ from typing import Any, TypeVar
 
 import grpc
 
-from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller
+from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, report_scope
 from screening.case import export_case
-from screening.convert import Converter, case_graph_message, masked_or_clear
+from screening.convert import Converter, case_graph_message, large_value_message, masked_or_clear
 from screening.engine import Engine
-from screening.errors import ScreeningError, status_of
+from screening.errors import (
+    ConfigError,
+    FailedPrecondition,
+    OutOfRange,
+    ScreeningError,
+    status_of,
+)
 from screening.idempotency import DEFAULT_SCOPE
+from screening.ledger import day_text
 from screening.masking import Masker
 from screening.model import DecisionRecord, TxnInput
+from screening.offline.reports import ReportThresholds, large_value_rows, thresholds_from_policy
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
@@ -58,6 +67,13 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         # case exports: files at most this big (room left for the summary in the reply)
         self._export_limit = min(engine.settings.graph.export_max_bytes,
                                  engine.settings.server.max_message_bytes - (256 << 10))
+        # the large-value lines: the same policy numbers that set the live flag
+        self.report_thresholds: ReportThresholds | None = None
+        self._no_thresholds = ""
+        try:
+            self.report_thresholds = thresholds_from_policy(engine.policy)
+        except ConfigError as exc:
+            self._no_thresholds = str(exc)
 
     # ------------------------------------------------------------------ helpers
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
@@ -185,6 +201,28 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         return self.conv.account(view, masked_or_clear(self.mask, caller.role in CLEAR_ID_ROLES))
 
     @_rpc
+    def SubmitFeedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext
+                       ) -> pb.FeedbackResponse:
+        caller = self._caller(context)
+        fb = dataclasses.replace(self.conv.feedback(request, source=caller.name),
+                                 scope=self._scope(context))
+        changed, released = self.engine.feedback(fb, self.engine.clock_ms())
+        self.log.info("feedback", by=caller.name, role=caller.role,
+                      account=self.mask(fb.account_id) if fb.account_id else None,
+                      txn=fb.transaction_id or None, verdict=pb.FeedbackVerdict.Name(fb.verdict),
+                      accounts_changed=changed, payee_released=released)
+        return pb.FeedbackResponse(accounts_changed=changed, payee_released=released)
+
+    @_rpc
+    def UpsertAccounts(self, request: pb.UpsertAccountsRequest, context: grpc.ServicerContext
+                       ) -> pb.UpsertAccountsResponse:
+        profiles = self.conv.accounts(request)
+        n = self.engine.upsert_accounts(profiles)
+        caller = self._caller(context)
+        self.log.info("accounts_upserted", by=caller.name, role=caller.role, accounts=n)
+        return pb.UpsertAccountsResponse(upserted=n)
+
+    @_rpc
     def ExportCaseGraph(self, request: pb.ExportCaseGraphRequest, context: grpc.ServicerContext
                         ) -> pb.CaseGraph:
         req = self.conv.case_request(request)
@@ -201,3 +239,28 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                       edges=g.number_of_edges(), left_out=g.graph.get("nodes_left_out", 0),
                       masked=not clear, formats=list(req.formats))
         return case_graph_message(bundle.files, g, bundle.findings, req, masked=not clear)
+
+    @_rpc
+    def GetLargeValueReport(self, request: pb.LargeValueReportRequest,
+                            context: grpc.ServicerContext) -> pb.LargeValueReport:
+        day, asked = self.conv.large_value_request(request)
+        caller = self._caller(context)
+        institutions, clear = report_scope(caller, asked)
+        th = self.report_thresholds
+        if th is None:
+            raise FailedPrecondition(f"the policy has no large-value lines: {self._no_thresholds}")
+        view, account_name = self.engine.ledger_view(day)
+        if not view.covered:
+            raise OutOfRange("report_date", view.uncovered())
+        try:
+            frame = large_value_rows(view.frame(account_name), th, self.engine.settings,
+                                     institutions=institutions)
+        except ConfigError as exc:
+            raise FailedPrecondition(str(exc)) from None
+        self.log.info("large_value_report", by=caller.name, role=caller.role, date=day_text(day),
+                      rows=frame.height, transactions=view.n, institutions=institutions,
+                      masked=not clear)
+        return large_value_message(frame, day=day, horizon=view.horizon,
+                                   tz_offset_hours=view.tz_offset_hours,
+                                   show=masked_or_clear(self.mask, clear), masked=not clear,
+                                   source=th.source)

@@ -26,7 +26,11 @@ from screening.config import Settings, load_settings
 from screening.logs import configure_logging
 from screening.server import RunningServer, start_server
 
-TOKENS = {f"test-token-{role}": (f"test-{role}", role) for role in ROLES}
+# the bank's token reports for BANK01 (the client helpers' default institution); the payment
+# institution's names none
+TOKENS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
+    f"test-token-{role}": (f"test-{role}", role, "BANK01") if role == "bank" else (f"test-{role}", role)
+    for role in ROLES}
 
 
 @dataclass
@@ -58,7 +62,7 @@ def _start(settings: Settings) -> Live:
     masker = configure_logging(settings.log, stream=log)
     running = start_server(settings, masker=masker, auth=Authenticator.with_tokens(TOKENS), port=0)
     clients = {role: ScreeningClient(running.address, token)
-               for token, (_, role) in TOKENS.items()}
+               for token, (_, role, *_) in TOKENS.items()}
     for c in clients.values():
         c.wait_ready()
     return Live(running, log, clients)

@@ -26,8 +26,17 @@ The meanings modelled here (the kernels must agree with every one):
   that read it; the float operations are written in the kernels' order so results are equal.
 * **Rules.** A rule fires when all its conditions hold; the strongest action wins, reason bits
   and flags are OR-ed, and scores combine noisy-OR, rounded half up to an integer.
-* **Risky calls.** A call decided at or above the mark action marks the callee's phone (time,
-  score, caller watchlisted); later transactions whose payer phone is that phone see it.
+* **Risky calls.** A call decided at or above the mark action, and below BLOCK, marks the
+  callee's phone (time, score, caller watchlisted); later transactions whose payer phone is that
+  phone see it. A call that never connected (unanswered, rejected, blocked) marks nothing, and
+  takes back the mark its own ringing report made.
+* **Decision memory.** After each transaction decision: a payer who is a suspected mule passes
+  the suspicion one level on to a person it pays for the first time, with money it received
+  within the day (not merchants or hubs); the fired rules' marks make a person payer a protected
+  victim (and, at HOLD or above, remember the stopped payee for that payer), or a party a
+  suspected mule or collector. Cleared accounts are never marked.
+* **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
+  age (``FAR_DAYS``), and a caller seen then is never "unknown" to a callee.
 """
 
 from __future__ import annotations
@@ -39,9 +48,13 @@ from typing import TYPE_CHECKING
 
 from features._kernels import (
     ACTION_ALLOW,
+    ACTION_HOLD,
+    CALL_ACTION_BLOCK,
+    CF_ANSWERED_1H,
     CF_CALLEE_CALLS_IN_24H,
     CF_CALLEE_WATCH,
     CF_CALLER_AGE_DAYS,
+    CF_CALLER_RISKY_NUMBER,
     CF_CALLER_WATCH,
     CF_CALLS_1H,
     CF_CALLS_1M,
@@ -54,6 +67,8 @@ from features._kernels import (
     CF_FIRST_CONTACT,
     CF_INTL,
     CF_NEW,
+    CF_OBSERVED_DAYS,
+    CF_OUTCOME,
     CF_RINGING,
     CF_SHORT_1H,
     CF_SHORT_24H,
@@ -61,9 +76,12 @@ from features._kernels import (
     CF_SHORT_RATIO_24H,
     CF_SPOOFED,
     CF_TALK_24H,
+    CF_UNANSWERED_RATIO_1H,
+    CF_UNANSWERED_RATIO_24H,
     CF_VIRTUAL,
     D_ACTION,
     D_FLAGS,
+    D_MARKS,
     D_REASONS,
     D_SCORE,
     DAY_MS,
@@ -75,6 +93,7 @@ from features._kernels import (
     EV_B,
     EV_C,
     EV_D,
+    EV_E,
     EV_FLAGS,
     EV_KIND,
     EV_TS,
@@ -85,31 +104,57 @@ from features._kernels import (
     F_DIST_BASE,
     F_EXTRA_BASE,
     F_FIRST_TIME_PAYEE,
+    F_MEMO_FRAUD,
     F_MEMO_INVEST,
+    F_NEAR_LINE,
+    F_OBSERVED_DAYS,
     F_PAYEE_AGE_DAYS,
+    F_PAYEE_CLEARED,
+    F_PAYEE_COLLECTOR,
+    F_PAYEE_CONFIRMED,
     F_PAYEE_DAY_CASH,
     F_PAYEE_DAY_DOMESTIC,
+    F_PAYEE_DORMANT_DAYS,
     F_PAYEE_HIST,
     F_PAYEE_INVEST_7D,
     F_PAYEE_INVEST_24H,
     F_PAYEE_IS_PERSON,
+    F_PAYEE_MERCHANT,
+    F_PAYEE_MULE,
     F_PAYEE_NEAR_7D,
     F_PAYEE_NEAR_24H,
+    F_PAYEE_PHONE_CONTACT,
+    F_PAYEE_PHONE_RISKY,
+    F_PAYEE_STOPPED,
     F_PAYEE_TERMINAL,
     F_PAYEE_WATCH,
+    F_PAYEE_WOKE_DAYS,
     F_PAYER_AGE_DAYS,
+    F_PAYER_CLEARED,
+    F_PAYER_COLLECTOR,
+    F_PAYER_CONFIRMED,
     F_PAYER_DAY_CASH,
     F_PAYER_DAY_DOMESTIC,
+    F_PAYER_DORMANT_DAYS,
     F_PAYER_HIST,
     F_PAYER_IS_PERSON,
+    F_PAYER_LAST_CALLER_RISKY,
+    F_PAYER_MERCHANT,
+    F_PAYER_MULE,
     F_PAYER_NEAR_7D,
     F_PAYER_NEAR_24H,
+    F_PAYER_ON_CALL,
+    F_PAYER_ON_CALL_RISKY,
+    F_PAYER_ON_CALL_UNKNOWN,
     F_PAYER_PASS_1H,
     F_PAYER_PASS_24H,
     F_PAYER_PAYBACK_7D,
+    F_PAYER_PAYROLL,
     F_PAYER_RATIO,
     F_PAYER_TERMINAL,
+    F_PAYER_VICTIM,
     F_PAYER_WATCH,
+    F_PAYER_WOKE_DAYS,
     F_PAYER_Z,
     F_PHONE_WATCH,
     F_REVERSE_EDGE,
@@ -119,11 +164,23 @@ from features._kernels import (
     F_RISKY_CALL_SCORE,
     F_WIN_BASE,
     F_XBORDER,
+    FAR_DAYS,
     FAR_MINUTES,
+    INCALL_OPEN_MS,
+    INCALL_RISKY,
+    INCALL_SLACK_MS,
+    INCALL_UNKNOWN,
     KIND_CALL,
     KIND_TXN,
     MAX_COND,
     MINUTE_MS,
+    MK_PAYEE_COLLECTOR,
+    MK_PAYEE_MULE,
+    MK_PAYEE_MULE_HOP,
+    MK_PAYER_COLLECTOR,
+    MK_PAYER_MULE,
+    MK_PAYER_VICTIM,
+    MK_RISKY_NUMBER,
     N_DEC,
     N_EV,
     N_EXTRA,
@@ -141,27 +198,48 @@ from features._kernels import (
     OP_LE,
     OP_LT,
     OP_NE,
+    OUT_ANSWERED,
+    OUT_BLOCKED,
+    OUT_LEGACY,
+    OUT_REJECTED,
+    OUT_UNANSWERED,
+    P_COLLECTOR_MS,
+    P_DORMANT_MS,
     P_EWMA_ALPHA_PPM,
+    P_FOLLOW_MS,
+    P_HUB_PAYERS,
+    P_LEARN_MS,
     P_MARK_MIN_CALL_ACTION,
-    P_NEAR_HIGH,
-    P_NEAR_LOW,
+    P_MULE_MAX_LEVEL,
+    P_MULE_MS,
+    P_PROTECT_MS,
     P_RISKY_LOOKBACK_MS,
+    P_RISKY_NUMBER_MS,
     P_SHORT_CALL_S,
     P_TZ_MS,
     PAIR_CALL,
+    PAIR_STOP,
     PAIR_TXN,
+    PROF_MERCHANT,
+    PROF_ORGANISATION,
+    PROF_PAYROLL,
     RI_ACTION,
     RI_COND,
     RI_FLAGS,
+    RI_MARKS,
     RI_NCOND,
     RI_SCORE,
     RING_EPOCH_S,
     RING_K,
     S_AGE_DAYS,
+    S_CLEARED,
+    S_COLLECTOR,
+    S_CONFIRMED,
     S_DIST_BASE,
     S_EWMA_MEAN_FEN,
     S_INVEST_7D,
     S_INVEST_24H,
+    S_MULE,
     S_N_IN,
     S_N_OUT,
     S_NEAR_7D,
@@ -171,9 +249,17 @@ from features._kernels import (
     S_PASS_1H,
     S_PASS_24H,
     S_PAYBACK_7D,
+    S_VICTIM,
     S_WATCH,
+    SC_CLEARED_UNTIL,
+    SC_COLLECTOR_UNTIL,
+    SC_CONFIRMED_UNTIL,
+    SC_MULE_UNTIL,
+    SC_VICTIM_UNTIL,
     TF_CASH,
+    TF_MEMO_FRAUD,
     TF_MEMO_INVEST,
+    TF_NEAR_LINE,
     TF_PAYEE_PERSON,
     TF_PAYEE_TERMINAL,
     TF_PAYER_PERSON,
@@ -194,6 +280,7 @@ if TYPE_CHECKING:  # only the type: rules are read back from the table's arrays
 __all__ = ["ReferenceEngine", "Rule", "read_rules"]
 
 _NO_TIME = int(NO_TIME)
+_NOT_CONNECTED = (OUT_UNANSWERED, OUT_REJECTED, OUT_BLOCKED)
 _OUT, _IN = 0, 1  # directions, in the kernels' order (out first)
 
 
@@ -215,6 +302,15 @@ def _ratio(num: int, den: int) -> float:
 
 def _watched(until_ms: int, ts: int) -> float:
     return 1.0 if until_ms > ts else 0.0
+
+
+def _days_since(t: int | None, ts: int) -> float:
+    return float(ts - t) / DAY_MS if t is not None and t <= ts else FAR_DAYS
+
+
+def _unanswered(answered: int, calls: int) -> float:
+    """Share of calls placed not (yet) answered; 0 with no calls."""
+    return max(0.0, 1.0 - float(answered) / float(calls)) if calls > 0 else 0.0
 
 
 class _Windows:
@@ -336,19 +432,65 @@ class _Account:
     n_in: int = 0
     ewma_mean: float = 0.0
     ewma_var: float = 0.0
+    # decision memory ("until" times, 0: not set) and the registry
+    victim_until: int = 0
+    mule_until: int = 0
+    mule_level: int = 0
+    collector_until: int = 0
+    confirmed_until: int = 0
+    cleared_until: int = 0
+    last_active: int | None = None
+    profile: int = 0
+    phone: int = -1
+    wake: int | None = None
 
     def seen(self, ts: int) -> None:
         self.first = ts if self.first is None else min(self.first, ts)
         self.last = ts if self.last is None else max(self.last, ts)
 
-    def age_days(self, ts: int) -> float:
-        base = self.opened if self.opened is not None else self.first
-        if base is None:
+    def age_days(self, ts: int, learning_until: int | None) -> float:
+        if self.opened is not None:
+            base = self.opened
+        elif self.first is None:
             # Never seen and no opened date (only reachable through snapshot): the kernel counts
             # from its NO_TIME sentinel, giving a huge age. Mirrored on purpose, see the test
             # test_snapshot_of_a_never_seen_account_reports_age_from_the_sentinel.
             base = _NO_TIME
+        else:
+            if learning_until is not None and self.first < learning_until:
+                return FAR_DAYS
+            base = self.first
         return float(ts - base) / DAY_MS
+
+    def cleared(self, ts: int) -> bool:
+        return self.cleared_until > ts
+
+    def marked(self, until: int, ts: int) -> float:
+        return 1.0 if until > ts and not self.cleared(ts) else 0.0
+
+    def level(self, ts: int) -> int:
+        if self.cleared(ts):
+            return 0
+        if self.confirmed_until > ts:
+            return 1
+        return self.mule_level if self.mule_until > ts else 0
+
+    def suspect(self, level: int, ts: int, mule_ms: int) -> bool:
+        """True when it was not suspected before."""
+        if self.cleared(ts):
+            return False
+        cur = self.mule_level if self.mule_until > ts else 0
+        if cur == 0 or level < cur:
+            self.mule_level = level
+        self.mule_until = max(self.mule_until, ts + mule_ms)
+        return cur == 0
+
+    def dormant_ms(self, ts: int) -> int:
+        """Inactive time before ``ts``: since the later of its last event and the registry's."""
+        known = [t for t in (self.last, self.last_active) if t is not None]
+        if not known or max(known) >= ts:
+            return 0
+        return ts - max(known)
 
 
 @dataclass
@@ -361,6 +503,11 @@ class _Phone:
     risky_ts: int | None = None
     risky_score: int = 0
     risky_caller_watch: int = 0
+    risky_number_until: int = 0
+    incall_start: int | None = None
+    incall_end: int | None = None
+    incall_flags: int = 0
+    incall_caller: int = -1
 
     def seen(self, ts: int) -> None:
         self.first = ts if self.first is None else min(self.first, ts)
@@ -376,12 +523,19 @@ class _Device:
 @dataclass(frozen=True)
 class _Params:
     tz: int
-    near_low: int
-    near_high: int
     short_call_s: int
     risky_lookback_ms: int
     mark_min_call_action: int
     ewma_alpha: float
+    protect_ms: int
+    mule_ms: int
+    collector_ms: int
+    risky_number_ms: int
+    learn_ms: int
+    dormant_ms: int
+    mule_max_level: int
+    hub_payers: int
+    follow_ms: int
 
     @classmethod
     def read(cls, params: Sequence[int] | Iterable[int]) -> _Params:
@@ -390,12 +544,19 @@ class _Params:
             raise ValueError(f"params must have {N_PARAM} values, got {len(p)}")
         return cls(
             tz=p[P_TZ_MS],
-            near_low=p[P_NEAR_LOW],
-            near_high=p[P_NEAR_HIGH],
             short_call_s=p[P_SHORT_CALL_S],
             risky_lookback_ms=p[P_RISKY_LOOKBACK_MS],
             mark_min_call_action=p[P_MARK_MIN_CALL_ACTION],
             ewma_alpha=p[P_EWMA_ALPHA_PPM] / 1e6,
+            protect_ms=p[P_PROTECT_MS],
+            mule_ms=p[P_MULE_MS],
+            collector_ms=p[P_COLLECTOR_MS],
+            risky_number_ms=p[P_RISKY_NUMBER_MS],
+            learn_ms=p[P_LEARN_MS],
+            dormant_ms=p[P_DORMANT_MS],
+            mule_max_level=p[P_MULE_MAX_LEVEL],
+            hub_payers=p[P_HUB_PAYERS],
+            follow_ms=p[P_FOLLOW_MS],
         )
 
 
@@ -408,6 +569,7 @@ class Rule:
     action: int
     score: int
     flags: int
+    marks: int = 0
 
 
 def read_rules(table: RuleTable) -> list[Rule]:
@@ -421,7 +583,8 @@ def read_rules(table: RuleTable) -> list[Rule]:
             (int(ints[RI_COND + 2 * c]), int(ints[RI_COND + 2 * c + 1]), float(thr[c]))
             for c in range(n)
         )
-        rules.append(Rule(conds, int(ints[RI_ACTION]), int(ints[RI_SCORE]), int(ints[RI_FLAGS])))
+        rules.append(Rule(conds, int(ints[RI_ACTION]), int(ints[RI_SCORE]), int(ints[RI_FLAGS]),
+                          int(ints[RI_MARKS])))
     return rules
 
 
@@ -442,19 +605,21 @@ def _holds(value: float, op: int, threshold: float) -> bool:
 
 
 def _decide(rules: list[Rule], feat: list[float]) -> list[int]:
-    """Strongest action, reason bits, noisy-OR score (rounded half up), OR of flags."""
-    action, reasons, flags, miss = ACTION_ALLOW, 0, 0, 1.0
+    """Strongest action, reason bits, noisy-OR score (rounded half up), OR of flags and marks."""
+    action, reasons, flags, marks, miss = ACTION_ALLOW, 0, 0, 0, 1.0
     for r, rule in enumerate(rules):
         if all(_holds(feat[f], op, thr) for f, op, thr in rule.conditions):
             reasons |= 1 << r
             action = max(action, rule.action)
             flags |= rule.flags
+            marks |= rule.marks
             miss *= 1.0 - rule.score / 100.0
     dec = [0] * N_DEC
     dec[D_ACTION] = action
     dec[D_REASONS] = reasons
     dec[D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
     dec[D_FLAGS] = flags
+    dec[D_MARKS] = marks
     return dec
 
 
@@ -472,6 +637,7 @@ class ReferenceEngine:
         self.phones: dict[int, _Phone] = {}
         self.devices: dict[int, _Device] = {}
         self.pairs: dict[tuple[int, int, int], int] = {}  # (kind, a, b) -> last seen ms
+        self.first_ts: int | None = None  # the earliest event time seen
 
     # ------------------------------------------------------------ entities
     def _account(self, idx: int) -> _Account:
@@ -494,6 +660,35 @@ class ReferenceEngine:
     def set_device_watch(self, idx: int, until_ms: int) -> None:
         """Watchlisted while ``ts < until_ms``."""
         self._device(idx).watch_until = until_ms
+
+    def set_account_profile(self, idx: int, *, opened_ms: int | None, last_active_ms: int | None,
+                            profile: int, phone: int) -> None:
+        acc = self._account(idx)
+        if opened_ms is not None:
+            acc.opened = opened_ms
+        acc.last_active = last_active_ms
+        acc.profile = profile
+        acc.phone = phone
+
+    def set_account_memory(self, idx: int, column: int, until_ms: int) -> None:
+        acc = self._account(idx)
+        names = {SC_VICTIM_UNTIL: "victim_until", SC_MULE_UNTIL: "mule_until",
+                 SC_COLLECTOR_UNTIL: "collector_until", SC_CONFIRMED_UNTIL: "confirmed_until",
+                 SC_CLEARED_UNTIL: "cleared_until"}
+        setattr(acc, names[column], until_ms)
+        if column == SC_MULE_UNTIL and until_ms == 0:
+            acc.mule_level = 0
+
+    def release_pair(self, payer: int, payee: int) -> bool:
+        key = (PAIR_STOP, payer, payee)
+        if key not in self.pairs:
+            return False
+        self.pairs[key] = _NO_TIME
+        return True
+
+    def _learning_until(self, p: _Params) -> int | None:
+        """Entities first seen before this have no known age (None: no events yet)."""
+        return None if self.first_ts is None else self.first_ts + p.learn_ms
 
     def account_seen(self, idx: int) -> tuple[int, int]:
         """(first_seen_ms, last_seen_ms); NO_TIME when never seen."""
@@ -554,30 +749,106 @@ class ReferenceEngine:
             ev = [int(x) for x in row]
             if len(ev) != N_EV:
                 raise ValueError(f"an event has {len(ev)} columns, expected {N_EV}")
+            if self.first_ts is None or ev[EV_TS] < self.first_ts:
+                self.first_ts = ev[EV_TS]
             if ev[EV_KIND] == KIND_TXN:
                 f = self._txn(ev, p)
                 if extra is not None:
                     f[F_EXTRA_BASE:F_EXTRA_BASE + N_EXTRA] = [float(x) for x in extra[i]]
                 dec = _decide(txn_rules_l, f)
+                self._remember_txn(ev, p, dec, f[F_FIRST_TIME_PAYEE] > 0)
             elif ev[EV_KIND] == KIND_CALL:
                 f = self._call(ev, p)
                 dec = _decide(call_rules_l, f)
-                if dec[D_ACTION] >= p.mark_min_call_action:
-                    self._mark_risky(ev, dec[D_SCORE])
+                self._remember_call(ev, p, dec)
             else:
                 raise ValueError(f"unknown event kind {ev[EV_KIND]}")
             features.append(f)
             decisions.append(dec)
         return features, decisions
 
-    def _mark_risky(self, ev: list[int], score: int) -> None:
-        """The callee's phone had a risky call at ``ts`` (the newest such call wins)."""
-        ts = ev[EV_TS]
-        callee = self._phone(ev[EV_B])
-        if callee.risky_ts is None or ts >= callee.risky_ts:
+    def _remember_txn(self, ev: list[int], p: _Params, dec: list[int], first: bool) -> None:
+        """Decision memory after a transaction (see the module docstring)."""
+        ts, fl = ev[EV_TS], ev[EV_FLAGS]
+        payer, payee = self._account(ev[EV_A]), self._account(ev[EV_B])
+        marks = dec[D_MARKS]
+        level = payer.level(ts)
+        # never a mule: a cash terminal, a merchant, a hub (many payers)
+        payee_ok = not fl & TF_PAYEE_TERMINAL and self._mule_ok(payee, ts, p)
+        if (0 < level < p.mule_max_level and fl & TF_PAYEE_PERSON and first and payee_ok
+                and not payee.cleared(ts)
+                and payer.windows.total("sum_in", W_24H, ts, p.tz) >= ev[EV_AMOUNT]):
+            payee.suspect(level + 1, ts, p.mule_ms)
+            marks |= MK_PAYEE_MULE_HOP
+        if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not payer.cleared(ts):
+            payer.victim_until = max(payer.victim_until, ts + p.protect_ms)
+            if dec[D_ACTION] >= ACTION_HOLD:
+                self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
+        if marks & MK_PAYEE_MULE and payee_ok and payee.suspect(1, ts, p.mule_ms):
+            self._follow_money(ev[EV_B], ts, p)
+        if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
+                and payer.suspect(1, ts, p.mule_ms)):
+            self._follow_money(ev[EV_A], ts, p)
+        if marks & MK_PAYER_COLLECTOR and not payer.cleared(ts):
+            payer.collector_until = max(payer.collector_until, ts + p.collector_ms)
+        if marks & MK_PAYEE_COLLECTOR and not payee.cleared(ts):
+            payee.collector_until = max(payee.collector_until, ts + p.collector_ms)
+        dec[D_MARKS] = marks
+
+    @staticmethod
+    def _mule_ok(acc: _Account, ts: int, p: _Params) -> bool:
+        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION)
+                and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
+
+    def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
+        """A new level-1 suspect's payees within ``follow_ms`` become level-2 suspects."""
+        if p.mule_max_level < 2:
+            return
+        t = _ring_second(ts)
+        for slot in self._account(idx).rings[_OUT].slots:
+            if slot is None or slot[0] == idx or not 0 <= t - slot[1] <= p.follow_ms // 1000:
+                continue
+            other = self._account(slot[0])
+            if self._mule_ok(other, ts, p):
+                other.suspect(2, ts, p.mule_ms)
+
+    def _remember_call(self, ev: list[int], p: _Params, dec: list[int]) -> None:
+        """A warned call marks its callee (the newest such call wins); one that never connected
+        marks nothing and takes back its ringing report's mark; risky_number marks the caller."""
+        ts, action = ev[EV_TS], dec[D_ACTION]
+        caller, callee = self._phone(ev[EV_A]), self._phone(ev[EV_B])
+        if dec[D_MARKS] & MK_RISKY_NUMBER:
+            caller.risky_number_until = max(caller.risky_number_until, ts + p.risky_number_ms)
+        if action >= CALL_ACTION_BLOCK:  # blocked by the service: never connected
+            if callee.incall_start == ts:
+                callee.incall_start = callee.incall_end = None
+            return
+        if action > ACTION_ALLOW and callee.incall_start == ts:
+            callee.incall_flags |= INCALL_RISKY
+        outcome, dur = ev[EV_AUX3], ev[EV_AMOUNT]
+        answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and dur > 0)
+        if outcome in _NOT_CONNECTED or (ev[EV_FLAGS] & CF_ENDED and answered
+                                         and dur < p.short_call_s):
+            if callee.risky_ts == ts:  # no conversation: it takes back its ringing report's mark
+                callee.risky_ts = None
+            return
+        if (p.mark_min_call_action <= action
+                and (callee.risky_ts is None or ts >= callee.risky_ts)):
             callee.risky_ts = ts
-            callee.risky_score = score
-            callee.risky_caller_watch = 1 if self._phone(ev[EV_A]).watch_until > ts else 0
+            callee.risky_score = dec[D_SCORE]
+            callee.risky_caller_watch = 1 if caller.watch_until > ts else 0
+
+    def _incall_flags(self, caller: _Phone, cls: int, first_contact: bool, ts: int,
+                      p: _Params) -> int:
+        out = 0
+        learning = self._learning_until(p)
+        if first_contact and not (caller.first is not None and learning is not None
+                                  and caller.first < learning):
+            out |= INCALL_UNKNOWN
+        if (caller.watch_until > ts or caller.risky_number_until > ts
+                or cls in (NC_INTERNATIONAL, NC_VIRTUAL, NC_SPOOFED)):
+            out |= INCALL_RISKY
+        return out
 
     # ------------------------------------------------------------ transactions
     def _txn(self, ev: list[int], p: _Params) -> list[float]:
@@ -586,8 +857,17 @@ class ReferenceEngine:
         payer, payee = self._account(a_id), self._account(b_id)
         f = [0.0] * N_TXN_FEATURE
 
+        dorm_a, dorm_b = payer.dormant_ms(ts), payee.dormant_ms(ts)
+        if p.dormant_ms > 0 and dorm_a >= p.dormant_ms:
+            payer.wake = ts
+        if p.dormant_ms > 0 and dorm_b >= p.dormant_ms:
+            payee.wake = ts
         payer.seen(ts)
         payee.seen(ts)
+        if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
+            payer.profile |= PROF_ORGANISATION
+        if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
+            payee.profile |= PROF_ORGANISATION
         if ev[EV_AUX1] != _NO_TIME:
             payer.opened = ev[EV_AUX1]
         if ev[EV_AUX2] != _NO_TIME:
@@ -599,10 +879,43 @@ class ReferenceEngine:
         f[F_XBORDER] = 1.0 if fl & TF_XBORDER else 0.0
         f[F_CHANNEL] = float(ev[EV_AUX3])
         f[F_MEMO_INVEST] = 1.0 if fl & TF_MEMO_INVEST else 0.0
+        f[F_MEMO_FRAUD] = 1.0 if fl & TF_MEMO_FRAUD else 0.0
         f[F_PAYER_IS_PERSON] = 1.0 if fl & TF_PAYER_PERSON else 0.0
         f[F_PAYEE_IS_PERSON] = 1.0 if fl & TF_PAYEE_PERSON else 0.0
         f[F_PAYER_TERMINAL] = 1.0 if fl & TF_PAYER_TERMINAL else 0.0
         f[F_PAYEE_TERMINAL] = 1.0 if fl & TF_PAYEE_TERMINAL else 0.0
+        f[F_NEAR_LINE] = 1.0 if fl & TF_NEAR_LINE else 0.0
+        assert self.first_ts is not None
+        f[F_OBSERVED_DAYS] = float(ts - self.first_ts) / DAY_MS
+        # --- decision memory and the registry
+        f[F_PAYER_VICTIM] = payer.marked(payer.victim_until, ts)
+        stopped = self.pairs.get((PAIR_STOP, a_id, b_id))
+        if (stopped is not None and stopped <= ts and ts - stopped <= p.protect_ms
+                and not payer.cleared(ts)):
+            f[F_PAYEE_STOPPED] = 1.0
+        f[F_PAYER_MULE] = float(payer.level(ts))
+        f[F_PAYEE_MULE] = float(payee.level(ts))
+        f[F_PAYER_COLLECTOR] = payer.marked(payer.collector_until, ts)
+        f[F_PAYEE_COLLECTOR] = payee.marked(payee.collector_until, ts)
+        f[F_PAYER_CONFIRMED] = _watched(payer.confirmed_until, ts)
+        f[F_PAYEE_CONFIRMED] = _watched(payee.confirmed_until, ts)
+        f[F_PAYER_CLEARED] = _watched(payer.cleared_until, ts)
+        f[F_PAYEE_CLEARED] = _watched(payee.cleared_until, ts)
+        f[F_PAYER_DORMANT_DAYS] = dorm_a / DAY_MS
+        f[F_PAYEE_DORMANT_DAYS] = dorm_b / DAY_MS
+        f[F_PAYER_WOKE_DAYS] = _days_since(payer.wake, ts)
+        f[F_PAYEE_WOKE_DAYS] = _days_since(payee.wake, ts)
+        f[F_PAYER_MERCHANT] = 1.0 if payer.profile & PROF_MERCHANT else 0.0
+        f[F_PAYEE_MERCHANT] = 1.0 if payee.profile & PROF_MERCHANT else 0.0
+        f[F_PAYER_PAYROLL] = 1.0 if payer.profile & PROF_PAYROLL else 0.0
+        pe = ev[EV_E] if ev[EV_E] >= 0 else payee.phone
+        if pe >= 0:
+            payee_phone = self._phone(pe)
+            if payee_phone.watch_until > ts or payee_phone.risky_number_until > ts:
+                f[F_PAYEE_PHONE_RISKY] = 1.0
+            if ph >= 0 and pe != ph and ((PAIR_CALL, pe, ph) in self.pairs
+                                         or (PAIR_CALL, ph, pe) in self.pairs):
+                f[F_PAYEE_PHONE_CONTACT] = 1.0
         f[F_FIRST_TIME_PAYEE] = 0.0 if (PAIR_TXN, a_id, b_id) in self.pairs else 1.0
         payee_paid_payer = (PAIR_TXN, b_id, a_id) in self.pairs
         f[F_REVERSE_EDGE] = 1.0 if payee_paid_payer else 0.0
@@ -619,6 +932,16 @@ class ReferenceEngine:
                     f[F_RISKY_CALL_RECENT] = 1.0
                     f[F_RISKY_CALL_CALLER_WATCH] = float(phone.risky_caller_watch)
                     f[F_RISKY_CALL_SCORE] = float(phone.risky_score)
+            start, end = phone.incall_start, phone.incall_end
+            if start is not None and end is not None and start <= ts:
+                if ts <= end + INCALL_SLACK_MS:
+                    f[F_PAYER_ON_CALL] = 1.0
+                    f[F_PAYER_ON_CALL_UNKNOWN] = 1.0 if phone.incall_flags & INCALL_UNKNOWN else 0.0
+                    f[F_PAYER_ON_CALL_RISKY] = 1.0 if phone.incall_flags & INCALL_RISKY else 0.0
+                if ts - end <= p.risky_lookback_ms and phone.incall_caller >= 0:
+                    last = self._phone(phone.incall_caller)
+                    if last.risky_number_until > ts or last.watch_until > ts:
+                        f[F_PAYER_LAST_CALLER_RISKY] = 1.0
         x = math.log(float(amount))
         n_out = payer.n_out
         f[F_PAYER_HIST] = float(n_out)
@@ -635,10 +958,10 @@ class ReferenceEngine:
         payee.windows.advance(ts, tz)
         payer.windows.add("out", 1, ts, tz)
         payer.windows.add("sum_out", amount, ts, tz)
-        near = p.near_low <= amount < p.near_high
+        near = bool(fl & TF_NEAR_LINE)
         if near:
             payer.windows.add("near", 1, ts, tz)
-        if payee_paid_payer:
+        if payee_paid_payer and f[F_FIRST_TIME_PAYEE] == 1.0:  # first payment back to this payer
             payer.windows.add("payback", 1, ts, tz)
         payee.windows.add("in", 1, ts, tz)
         payee.windows.add("sum_in", amount, ts, tz)
@@ -666,8 +989,9 @@ class ReferenceEngine:
             device.last = ts if device.last is None else max(device.last, ts)
 
         # --- what the state says after it
-        f[F_PAYER_AGE_DAYS] = payer.age_days(ts)
-        f[F_PAYEE_AGE_DAYS] = payee.age_days(ts)
+        learning = self._learning_until(p)
+        f[F_PAYER_AGE_DAYS] = payer.age_days(ts, learning)
+        f[F_PAYEE_AGE_DAYS] = payee.age_days(ts, learning)
         for party, acc in enumerate((payer, payee)):
             for d in (_OUT, _IN):
                 base = F_WIN_BASE + (party * 2 + d) * 8
@@ -715,6 +1039,29 @@ class ReferenceEngine:
         f[CF_CALLEE_WATCH] = _watched(callee.watch_until, ts)
         f[CF_FIRST_CONTACT] = 0.0 if (PAIR_CALL, a_id, b_id) in self.pairs else 1.0
         f[CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
+        outcome = ev[EV_AUX3]
+        f[CF_OUTCOME] = float(outcome)
+        f[CF_CALLER_RISKY_NUMBER] = _watched(caller.risky_number_until, ts)
+        assert self.first_ts is not None
+        f[CF_OBSERVED_DAYS] = float(ts - self.first_ts) / DAY_MS
+        answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and dur > 0)
+        no_answer = outcome in _NOT_CONNECTED
+        # the callee's current incoming call
+        if callee.incall_start is None or ts >= callee.incall_start:
+            first_contact = f[CF_FIRST_CONTACT] > 0
+            if not fl & CF_ENDED:
+                callee.incall_start, callee.incall_end = ts, ts + INCALL_OPEN_MS
+                callee.incall_caller = a_id
+                callee.incall_flags = self._incall_flags(caller, cls, first_contact, ts, p)
+            elif callee.incall_start == ts and not fl & CF_NEW:
+                if answered:
+                    callee.incall_end = ts + dur * 1000
+                else:
+                    callee.incall_start = callee.incall_end = None
+            elif answered:
+                callee.incall_start, callee.incall_end = ts, ts + dur * 1000
+                callee.incall_caller = a_id
+                callee.incall_flags = self._incall_flags(caller, cls, first_contact, ts, p)
 
         caller.windows.advance(ts, tz)
         callee.windows.advance(ts, tz)
@@ -724,13 +1071,17 @@ class ReferenceEngine:
             caller.ring.touch(b_id, ts)
             self._pair_put(PAIR_CALL, a_id, b_id, ts)
         if fl & CF_ENDED:  # duration known
-            if dur < p.short_call_s:
+            if no_answer or (answered and dur < p.short_call_s):
                 caller.windows.add("short_out", 1, ts, tz)
+            if answered:
+                caller.windows.add("answered_out", 1, ts, tz)
             caller.windows.add("talk_out", dur, ts, tz)
 
         cw = caller.windows
         assert caller.first is not None
-        f[CF_CALLER_AGE_DAYS] = float(ts - caller.first) / DAY_MS
+        learning = self._learning_until(p)
+        f[CF_CALLER_AGE_DAYS] = (FAR_DAYS if learning is not None and caller.first < learning
+                                 else float(ts - caller.first) / DAY_MS)
         calls_1h = cw.total("calls_out", W_1H, ts, tz)
         calls_24h = cw.total("calls_out", W_24H, ts, tz)
         short_1h = cw.total("short_out", W_1H, ts, tz)
@@ -742,6 +1093,10 @@ class ReferenceEngine:
         f[CF_SHORT_24H] = float(short_24h)
         f[CF_SHORT_RATIO_1H] = _ratio(short_1h, calls_1h)
         f[CF_SHORT_RATIO_24H] = _ratio(short_24h, calls_24h)
+        answered_1h = cw.total("answered_out", W_1H, ts, tz)
+        f[CF_ANSWERED_1H] = float(answered_1h)
+        f[CF_UNANSWERED_RATIO_1H] = _unanswered(answered_1h, calls_1h)
+        f[CF_UNANSWERED_RATIO_24H] = _unanswered(cw.total("answered_out", W_24H, ts, tz), calls_24h)
         f[CF_DIST_1H] = float(caller.ring.distinct(ts, WIN_SPAN_S[W_1H]))
         f[CF_DIST_24H] = float(caller.ring.distinct(ts, WIN_SPAN_S[W_24H]))
         f[CF_TALK_24H] = float(cw.total("talk_out", W_24H, ts, tz))
@@ -749,8 +1104,10 @@ class ReferenceEngine:
         return f
 
     # ------------------------------------------------------------ account query
-    def snapshot(self, idx: int, ts: int, tz: int) -> list[float]:
+    def snapshot(self, idx: int, ts: int, params: Iterable[int]) -> list[float]:
         """Read-only view of account ``idx`` at ``ts`` (``layout.ACCOUNT_FEATURES`` order)."""
+        p = _Params.read(params)
+        tz = p.tz
         acc = self._account(idx)
         win = acc.windows
         out = [0.0] * N_SNAPSHOT
@@ -768,11 +1125,16 @@ class ReferenceEngine:
         out[S_PASS_1H] = _ratio(win.total("sum_out", W_1H, ts, tz), win.total("sum_in", W_1H, ts, tz))
         out[S_PASS_24H] = _ratio(win.total("sum_out", W_24H, ts, tz),
                                  win.total("sum_in", W_24H, ts, tz))
-        out[S_AGE_DAYS] = acc.age_days(ts)
+        out[S_AGE_DAYS] = acc.age_days(ts, self._learning_until(p))
         out[S_N_OUT] = float(acc.n_out)
         out[S_N_IN] = float(acc.n_in)
         out[S_WATCH] = _watched(acc.watch_until, ts)
         out[S_EWMA_MEAN_FEN] = math.exp(acc.ewma_mean) if acc.n_out > 0 else 0.0
         out[S_NEAR_IN_24H] = float(win.total("near_in", W_24H, ts, tz))
         out[S_NEAR_IN_7D] = float(win.total("near_in", W_7D, ts, tz))
+        out[S_VICTIM] = acc.marked(acc.victim_until, ts)
+        out[S_MULE] = float(acc.level(ts))
+        out[S_COLLECTOR] = acc.marked(acc.collector_until, ts)
+        out[S_CONFIRMED] = _watched(acc.confirmed_until, ts)
+        out[S_CLEARED] = _watched(acc.cleared_until, ts)
         return out

@@ -14,6 +14,7 @@ import pytest
 from screening.cli import main
 from screening.client import transaction
 from screening.config import load_settings
+from screening.store import FORMAT_VERSION
 from tests.conftest import RedisProcess, free_port, recent, serve_process
 
 
@@ -39,7 +40,7 @@ def test_sigterm_writes_a_checkpoint_that_inspect_describes(tmp_path: Path, caps
 
     assert main(["checkpoint", "inspect", "--path", str(state), "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "format        2 (every part's checksum and every value verified" in out
+    assert f"format        {FORMAT_VERSION} (every part's checksum and every value verified" in out
     assert "accounts      2" in out and "decisions     1 remembered" in out
     assert str(state / "checkpoint.ckpt") in out
 

@@ -48,6 +48,29 @@ def test_token_create_stores_only_the_hash(tmp_path: Path, capsys) -> None:  # t
     assert oct(tokens.stat().st_mode & 0o777) == "0o600"
 
 
+def test_bank_token_names_the_institution_it_reports_for(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`token create --institution` binds a bank token to an institution the server reads back;
+    a police token cannot name one."""
+    from screening.auth import Authenticator, hash_token
+    from screening.errors import ConfigError
+
+    tokens = tmp_path / "tokens.toml"
+    assert main(["token", "create", "--role", "bank", "--name", "lvtr desk", "--institution",
+                 "BANK07", "--file", str(tokens)]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    caller = Authenticator.from_file(tokens).caller([("authorization", f"Bearer {token}")])
+    assert caller is not None and (caller.role, caller.institution) == ("bank", "BANK07")
+    assert main(["token", "create", "--role", "police", "--name", "x", "--institution", "B",
+                 "--file", str(tokens)]) == 2
+    assert "only bank and payment tokens name an institution" in capsys.readouterr().err
+    tokens.write_text(f'[tokens]\n"{hash_token("t")}" = {{ role = "bank", institution = 7 }}\n')
+    try:
+        Authenticator.from_file(tokens)
+        raise AssertionError("a numeric institution was accepted")
+    except ConfigError as exc:
+        assert "institution must be text" in str(exc)
+
+
 def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:
     """No tokens and no --no-auth: a clear message and exit status 2, not an open server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}

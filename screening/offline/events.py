@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from features.layout import CallFlag, EventCol, Kind, TxnFlag
+from features.layout import CallFlag, CallOutcome, EventCol, Kind, TxnFlag
 from features.state import NO_TIME, empty_events
 from screening.config import Settings
 from screening.errors import InputFileError
+from screening.lines import NearLine
 from screening.offline.schema import (
+    CALL_OUTCOMES,
     CHANNELS,
     EVENT_SCHEMA,
     KIND_CALL,
@@ -178,6 +180,11 @@ def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.
         (call, "duration_seconds", pl.col("duration_seconds") < 0, "must be >= 0"),
         (call, "caller_class", ~pl.col("caller_class").is_in(list(NUMBER_CLASSES)),
          f"must be one of {NUMBER_CLASSES}"),
+        (call, "call_outcome", ~pl.col("call_outcome").is_in(list(CALL_OUTCOMES)),
+         f"must be one of {CALL_OUTCOMES} (or empty)"),
+        (call, "duration_seconds", (pl.col("duration_seconds") > 0)
+         & pl.col("call_outcome").is_in(["ringing", "unanswered", "rejected", "blocked"]),
+         "must be 0 for a call that is ringing or never connected (call_outcome)"),
         (df, "event_time", pl.col("event_time") < pl.lit(dt.datetime.fromisoformat(
             limits.min_event_time).replace(tzinfo=dt.UTC)), f"before {limits.min_event_time}"),
     ]
@@ -200,7 +207,7 @@ def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.
     return df.with_columns(normalised)  # kept for encode_events: normalising is not free
 
 
-PHONE_COLUMNS = ("payer_phone", "caller_number", "callee_number")
+PHONE_COLUMNS = ("payer_phone", "caller_number", "callee_number", "payee_phone")
 
 
 def _normalised(column: str) -> str:
@@ -269,11 +276,13 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
     ev = empty_events(n)
     ev[:, EventCol.KIND] = np.where(is_txn, Kind.TXN, Kind.CALL)
     ev[:, EventCol.TS] = df.get_column("event_time").dt.epoch("ms").to_numpy()
-    payer_phone, caller, callee = phone_ids[:n], phone_ids[n:2 * n], phone_ids[2 * n:]
+    payer_phone, caller, callee = phone_ids[:n], phone_ids[n:2 * n], phone_ids[2 * n:3 * n]
+    payee_phone = phone_ids[3 * n:]
     ev[:, EventCol.A] = np.where(is_txn, acc_ids[:n], caller)
     ev[:, EventCol.B] = np.where(is_txn, acc_ids[n:], callee)
     ev[:, EventCol.C] = np.where(is_txn, payer_phone, -1)
     ev[:, EventCol.D] = np.where(is_txn, dev_ids, -1)
+    ev[:, EventCol.E] = np.where(is_txn, payee_phone, -1)
 
     fen = _to_fen(df, settings)
     duration = df.get_column("duration_seconds").fill_null(0).to_numpy()
@@ -282,8 +291,13 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
     memo = df.get_column("memo").fill_null("").str.replace_all(r"[\n\t\r]", " ")
     invest = (memo.str.contains(policy.memo_regex).to_numpy() if policy.memo_regex
               else np.zeros(n, dtype=bool))
+    near = df.select(NearLine.build(policy, settings).near_expr(pl.lit(pl.Series("fen", fen)))).to_series()
+    fraud = (memo.str.contains(policy.fraud_memo_regex).to_numpy() if policy.fraud_memo_regex
+             else np.zeros(n, dtype=bool))
     flags = (
-        df.get_column("cash").fill_null(False).to_numpy() * TxnFlag.CASH
+        near.to_numpy() * TxnFlag.NEAR_LINE
+        + fraud * TxnFlag.MEMO_FRAUD
+        + df.get_column("cash").fill_null(False).to_numpy() * TxnFlag.CASH
         + df.get_column("cross_border").fill_null(False).to_numpy() * TxnFlag.CROSS_BORDER
         + invest * TxnFlag.MEMO_INVESTMENT
         + (df.get_column("payer_party_type") == "person").fill_null(False).to_numpy() * TxnFlag.PAYER_PERSON
@@ -293,7 +307,10 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
         + (df.get_column("payee_party_type") == "cash_terminal").fill_null(False).to_numpy()
         * TxnFlag.PAYEE_TERMINAL
     )
-    call_flags = CallFlag.NEW + (duration > 0) * CallFlag.ENDED
+    outcome = _enum_codes(df.get_column("call_outcome"), CALL_OUTCOMES)
+    not_connected = np.isin(outcome, (CallOutcome.UNANSWERED, CallOutcome.REJECTED,
+                                      CallOutcome.BLOCKED))
+    call_flags = CallFlag.NEW + ((duration > 0) | not_connected) * CallFlag.ENDED
     ev[:, EventCol.FLAGS] = np.where(is_txn, flags, call_flags)
     for col, name in ((EventCol.AUX1, "payer_opened_date"), (EventCol.AUX2, "payee_opened_date")):
         days = df.get_column(name).cast(pl.Int64)  # days since 1970-01-01
@@ -302,7 +319,7 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
     channel = _enum_codes(df.get_column("channel"), CHANNELS)
     cls = _enum_codes(df.get_column("caller_class"), NUMBER_CLASSES)
     ev[:, EventCol.AUX1] = np.where(is_txn, ev[:, EventCol.AUX1], cls)
-    ev[:, EventCol.AUX3] = np.where(is_txn, channel, 0)
+    ev[:, EventCol.AUX3] = np.where(is_txn, channel, outcome)
     return EncodedEvents(ev, df, duplicates, len(accounts), len(phones), len(devices),
                          accounts, phones, devices)
 

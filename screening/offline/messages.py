@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from screening.client import call_event, transaction
-from screening.offline.schema import CHANNELS, KIND_TXN, NUMBER_CLASSES, PARTY_TYPES
+from screening.offline.schema import CALL_OUTCOMES, CHANNELS, KIND_TXN, NUMBER_CLASSES, PARTY_TYPES
 from screening.v1 import screening_pb2 as pb
 
 __all__ = ["to_requests"]
@@ -36,9 +36,11 @@ def to_requests(frame: pl.DataFrame) -> Iterator[pb.Transaction | pb.CallEvent]:
                 institution=r["payer_institution"] or "",
                 cash=bool(r["cash"]), cross_border=bool(r["cross_border"]),
                 device_id=r["device_id"] or "", payer_phone=r["payer_phone"] or "",
-                memo=r["memo"] or "",
+                memo=r["memo"] or "", payee_phone=r.get("payee_phone") or "",
             )
         else:
             yield call_event(r["event_id"], when, r["caller_number"], r["callee_number"],
                              duration_seconds=int(r["duration_seconds"]),
-                             caller_class=NUMBER_CLASSES.index(r["caller_class"]) + 1)
+                             caller_class=NUMBER_CLASSES.index(r["caller_class"]) + 1,
+                             outcome=(CALL_OUTCOMES.index(r["call_outcome"]) + 1
+                                      if r.get("call_outcome") else 0))

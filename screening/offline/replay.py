@@ -11,24 +11,27 @@ Decisions come out as a polars frame.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from features.layout import TXN_FEATURES, DecisionCol, EventCol
+from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory
 from features.state import FeatureState
 from graph.live import LiveGraph
 from screening.config import Settings
+from screening.engine import EngineSnapshot
 from screening.errors import InputFileError
-from screening.model import NEVER
+from screening.ledger import replayed
+from screening.model import NEVER, WatchEntry
 from screening.offline.events import EncodedEvents, encode_events, validate_events
-from screening.offline.schema import KIND_CALL
+from screening.offline.schema import KIND_CALL, KIND_TXN, REGISTRY_SCHEMA
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy
 
-__all__ = ["DECISION_SCHEMA", "ReplayResult", "read_watchlist", "replay"]
+__all__ = ["DECISION_SCHEMA", "ReplayResult", "read_registry", "read_watchlist", "replay",
+           "replay_snapshot"]
 
 DECISION_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.UInt32(),  # row of the event in the input file
@@ -59,6 +62,8 @@ class ReplayResult:
     # float64[n, N_TXN_FEATURE] per encoded event, when replay(keep_features=True)
     features: np.ndarray | None = None
     graph_seconds: float = 0.0
+    # the feature state after the replay (what a server warmed from this history starts with)
+    state: FeatureState | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -115,6 +120,55 @@ def _apply_watchlist(state: FeatureState, graph: LiveGraph | None, enc: EncodedE
                 graph.set_watch(node_kind[kind], idx, int(expires[i]))
 
 
+def read_registry(path: Path) -> pl.DataFrame:
+    """An account registry file (Parquet or CSV, :data:`REGISTRY_SCHEMA`), typed and checked."""
+    from screening.offline.events import _cast, read_table
+
+    frame = read_table(path)
+    if "account" not in frame.columns:
+        raise InputFileError(f"{path}: missing column account")
+    cols = [(_cast(frame, name, dtype, str(path), "UTC") if name in frame.columns
+             else pl.lit(None, dtype=dtype).alias(name)) for name, dtype in REGISTRY_SCHEMA.items()]
+    out = frame.select(cols)
+    bad = out.filter(pl.col("account").is_null() | (pl.col("account") == ""))
+    if bad.height:
+        raise InputFileError(f"{path}: column account: missing value in {bad.height} row(s)")
+    bad = out.filter(~pl.col("party_type").is_in(["person", "organisation"]).fill_null(True))
+    if bad.height:
+        raise InputFileError(f"{path}: column party_type: must be person or organisation "
+                             f"(got {bad.get_column('party_type')[0]!r})")
+    return out.unique("account", keep="last", maintain_order=True)
+
+
+def registry_profiles(registry: pl.DataFrame) -> list[tuple[str, int | None, int | None, int, str]]:
+    """(account, opened ms, last active ms, profile bits, phone) per registry row, as the live
+    ``UpsertAccounts`` records them."""
+    from screening.offline.events import normalise_phones
+
+    day = 86_400_000
+    opened = registry.get_column("opened_date").cast(pl.Int64) * day
+    active = registry.get_column("last_active_date").cast(pl.Int64) * day
+    bits = (Memory.PROFILE_KNOWN
+            + registry.get_column("merchant_category").fill_null("").str.len_chars().gt(0)
+            .cast(pl.Int64) * Memory.PROFILE_MERCHANT
+            + registry.get_column("payroll").fill_null(False).cast(pl.Int64) * Memory.PROFILE_PAYROLL
+            + (registry.get_column("party_type") == "organisation").fill_null(False).cast(pl.Int64)
+            * Memory.PROFILE_ORGANISATION)
+    phones = normalise_phones(registry.get_column("phone")).fill_null("")
+    return list(zip(registry.get_column("account").to_list(), opened.to_list(), active.to_list(),
+                    bits.to_list(), phones.to_list(), strict=True))
+
+
+def _apply_registry(state: FeatureState, enc: EncodedEvents, registry: pl.DataFrame) -> None:
+    accounts = {v: i for i, v in enumerate(enc.accounts.to_list())}
+    phones = {v: i for i, v in enumerate(enc.phones.to_list())}
+    for name, opened, active, bits, phone in registry_profiles(registry):
+        idx = accounts.get(name)
+        if idx is not None:  # an account with no events changes no decision
+            state.set_account_profile(idx, opened_ms=opened, last_active_ms=active, profile=bits,
+                                      phone=phones.get(phone, -1))
+
+
 def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.Series:
     """Reason codes per row; few distinct (kind, bitmask) pairs occur, so map those once."""
     key = bits * 2 + is_call.astype(np.int64)
@@ -131,7 +185,7 @@ def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.S
 def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: str = "events",
            watchlist: pl.DataFrame | None = None, chunk_size: int = 1 << 16,
            progress: Callable[[int], None] | None = None,
-           keep_features: bool = False) -> ReplayResult:
+           keep_features: bool = False, registry: pl.DataFrame | None = None) -> ReplayResult:
     """Validate, encode and decide every event; ``progress(n)`` is called after each chunk."""
     t0 = time.perf_counter()
     validated = validate_events(frame, settings, origin)
@@ -148,13 +202,15 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
     graph_params = gs.params().array()
     if watchlist is not None:
         _apply_watchlist(state, graph, enc, watchlist)
+    if registry is not None:
+        _apply_registry(state, enc, registry)
     dec = np.zeros((n, DecisionCol.N), dtype=np.int64)
     feats = np.zeros((n, len(TXN_FEATURES)), dtype=np.float64) if keep_features else None
     kernel = graph_s = 0.0
     for start in range(0, n, chunk_size):
         chunk = enc.events[start:start + chunk_size]
         stop = start + chunk.shape[0]
-        state.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, new_pairs=chunk.shape[0])
+        state.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, new_pairs=2 * chunk.shape[0])
         k0 = time.perf_counter()
         extra = None
         if graph is not None:
@@ -173,7 +229,7 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
             progress(chunk.shape[0])
     decisions = _decisions_frame(enc, dec, policy)
     return ReplayResult(decisions, enc, kernel, time.perf_counter() - t0, graph=graph,
-                        features=feats, graph_seconds=graph_s)
+                        features=feats, graph_seconds=graph_s, state=state)
 
 
 def _decisions_frame(enc: EncodedEvents, dec: np.ndarray, policy: Policy) -> pl.DataFrame:
@@ -209,3 +265,58 @@ def _decisions_frame(enc: EncodedEvents, dec: np.ndarray, policy: Policy) -> pl.
         out = pl.concat([out, dups.select(out.columns)])
     return out.select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA)  # type: ignore[arg-type]
 
+
+
+def replay_snapshot(result: ReplayResult, policy: Policy, settings: Settings,
+                    watchlist: Sequence[WatchEntry] = ()) -> EngineSnapshot:
+    """The state a replay ends with, as a checkpoint a server restores (start warm): features,
+    graph, interned ids, the watchlist and the report ledger of the last [ledger] days; no
+    idempotency memory and no calls (history is not screened again). Decisions the server
+    makes after it are numbered after the replayed events, which the graph's edges and the
+    ledger's rows refer to."""
+    if result.state is None:
+        raise ValueError("the replay kept no state")
+    enc = result.encoded
+    state = result.state
+    rows = {"accounts": enc.n_accounts, "phones": enc.n_phones, "devices": enc.n_devices}
+    arrays: dict[str, np.ndarray] = {}
+    for name, arr in state.arrays().items():
+        n = rows.get(name.partition(".")[0])
+        arrays[f"features.{name}"] = np.ascontiguousarray(arr if n is None else arr[:n])
+    width = settings.state.recent_decisions_per_account
+    arrays["recent"] = np.full((enc.n_accounts, width), -1, dtype=np.int64)
+    arrays["recent_pos"] = np.zeros(enc.n_accounts, dtype=np.int64)
+    caps = {"accounts": state.accounts.capacity, "phones": state.phones.capacity,
+            "devices": int(state.devices.shape[0]), "pairs": state.pair_capacity,
+            "recent_width": width}
+    graph = result.graph
+    if graph is not None:
+        used = min(graph.node_capacity, 3 * max(*rows.values(), 1))
+        edges = graph.edge_count
+        for name, arr in graph.arrays().items():
+            n = used if name in ("n32", "watch") else None
+            if name in ("e32", "e64", "ekind"):
+                n = edges
+            arrays[f"graph.{name}"] = np.ascontiguousarray(arr if n is None else arr[:n])
+        caps.update(graph_nodes=graph.node_capacity, graph_edges=graph.edge_capacity)
+    is_txn = np.flatnonzero(enc.events[:, EventCol.KIND] == Kind.TXN)
+    txn_events = enc.events[is_txn].copy()
+    txn_events[:, EventCol.KIND] = is_txn  # the decision numbers: event rows, as the graph's refs
+    ledger = replayed(txn_events, enc.frame.filter(pl.col("kind") == KIND_TXN),
+                      tz_offset_hours=policy.params.timezone_offset_hours,
+                      days=settings.ledger.days)
+    return EngineSnapshot(
+        created_ms=time.time_ns() // 1_000_000,
+        policy_version=policy.version,
+        arrays=arrays,
+        capacities=caps,
+        accounts=enc.accounts.to_list(),
+        phones=enc.phones.to_list(),
+        devices=enc.devices.to_list(),
+        decisions=[],
+        next_seq=int(enc.events.shape[0]),
+        calls=[],
+        watch=list(watchlist),
+        journal_seq=0,
+        ledger=ledger,
+    )

@@ -49,6 +49,7 @@ import polars as pl
 
 from screening.config import Settings
 from screening.errors import ConfigError, InputFileError
+from screening.lines import BASE_CURRENCY, CATEGORIES, Lines, parse_lines
 from screening.offline.events import (
     _cast,
     _to_fen,
@@ -67,9 +68,11 @@ __all__ = [
     "LARGE_VALUE_SCHEMA",
     "SUBJECT_SIDE",
     "SUSPICIOUS_SCHEMA",
+    "TRANSACTION_COLUMNS",
     "Lines",
     "ReportThresholds",
     "large_value_report",
+    "large_value_rows",
     "load_thresholds",
     "read_decisions",
     "suspicious_report",
@@ -77,8 +80,6 @@ __all__ = [
     "write_report",
 ]
 
-CATEGORIES = ("cash", "person_domestic_transfer", "person_cross_border_transfer", "organisation_transfer")
-BASE_CURRENCY = "CNY"
 _TERMINAL = "cash_terminal"
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
@@ -149,6 +150,10 @@ DEFAULT_SUBJECT_SIDE = "payer"
 
 _LARGE_VALUE_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type", "payee_account",
                         "payee_party_type", "amount_minor", "currency", "cash", "cross_border")
+# What large_value_rows reads of a transaction (besides what _transactions adds: amount_fen).
+TRANSACTION_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type",
+                       "payer_institution", "payee_account", "payee_party_type", "payee_institution",
+                       "amount_fen", "currency", "cash", "cross_border")
 _SUSPICIOUS_EVENT_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type",
                              "payee_account", "payee_party_type", "amount_minor", "currency")
 _DECISION_REQUIRED = ("event_id", "event_time", "action", "reason_codes", "suspicious", "amount_fen")
@@ -158,20 +163,6 @@ _FORMATS = ("csv", "parquet")
 
 
 # ================================================================================ thresholds
-
-
-@dataclass(frozen=True, kw_only=True)
-class Lines:
-    """One reporting line per category: CNY fen, or US cents for the foreign-currency lines."""
-
-    cash: int
-    person_domestic_transfer: int
-    person_cross_border_transfer: int
-    organisation_transfer: int
-
-    def of(self, category: str) -> int:
-        """The line of ``category`` (one of :data:`CATEGORIES`)."""
-        return int(getattr(self, category))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +214,7 @@ def thresholds_from_policy(policy: Policy, *, foreign_usd_cents: Lines | None = 
                            timezone_offset_hours: int | None = None) -> ReportThresholds:
     """The CNY lines of ``policy``'s [thresholds] (foreign lines: the shipped ones by default)."""
     where = f"{policy.source}: [thresholds]"
-    cny = _lines(policy.thresholds, where, strict=False)
+    cny = parse_lines(policy.thresholds, where, strict=False)
     if foreign_usd_cents is None:
         foreign_usd_cents = load_thresholds().foreign_usd_cents
     tz = policy.params.timezone_offset_hours if timezone_offset_hours is None else timezone_offset_hours
@@ -252,7 +243,7 @@ def _from_report_file(data: Mapping[str, Any], origin: str, base: Path | None) -
     if not isinstance(src, str) or not src:
         raise ConfigError(f"{origin}: [large_value] cny_lines_from must name a policy file or \"default\"")
     policy = load_policy(None if src == "default" else (base / src if base is not None else Path(src)))
-    foreign = _lines(table.get("foreign_currency"), f"{origin}: [large_value.foreign_currency]",
+    foreign = parse_lines(table.get("foreign_currency"), f"{origin}: [large_value.foreign_currency]",
                      strict=True)
     tz = table.get("timezone_offset_hours")
     if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or not -14 <= tz <= 14):
@@ -261,26 +252,6 @@ def _from_report_file(data: Mapping[str, Any], origin: str, base: Path | None) -
     return ReportThresholds(cny_fen=found.cny_fen, foreign_usd_cents=foreign,
                             timezone_offset_hours=found.timezone_offset_hours,
                             source=f"{origin} (CNY lines: {found.source})")
-
-
-def _lines(raw: Any, where: str, *, strict: bool) -> Lines:
-    """The four lines from a table; ``strict`` also refuses keys that are not categories."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} missing or not a table")
-    if strict:
-        unknown = sorted(set(raw) - set(CATEGORIES))
-        if unknown:
-            raise ConfigError(f"{where}: unknown line '{unknown[0]}' (lines: {', '.join(CATEGORIES)})")
-    values: dict[str, int] = {}
-    for name in CATEGORIES:
-        value = raw.get(name)
-        if value is None:
-            raise ConfigError(f"{where}: no line '{name}'")
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{where}: '{name}' must be a positive integer in minor units "
-                              f"(never float), got {value!r}")
-        values[name] = value
-    return Lines(**values)
 
 
 # ================================================================================ large value
@@ -296,6 +267,17 @@ def large_value_report(events: pl.DataFrame, thresholds: ReportThresholds, setti
     :data:`LARGE_VALUE_SCHEMA`, sorted by day, account, category, direction and basis.
     """
     txn = _transactions(events, settings, origin, _LARGE_VALUE_COLUMNS)
+    return large_value_rows(txn, thresholds, settings, institutions=institutions)
+
+
+def large_value_rows(txn: pl.DataFrame, thresholds: ReportThresholds, settings: Settings, *,
+                     institutions: Collection[str] | None = None) -> pl.DataFrame:
+    """The report rows of checked transactions, one row per transaction and unique ids.
+
+    The one grouping behind both the offline report (``txn`` from an event file) and the live
+    ledger's (``txn`` from ``screening.ledger``): columns :data:`TRANSACTION_COLUMNS`, party
+    types as in the event schema, ``amount_fen`` in CNY fen, institutions null when unknown.
+    """
     sides = _sides(txn)
     if institutions is not None:
         sides = sides.filter(pl.col("institution").is_in(list(institutions)))
@@ -611,6 +593,7 @@ def write_report(frame: pl.DataFrame, out_base: Path,
     """Write ``<out_base>.csv`` and/or ``<out_base>.parquet`` atomically; returns the paths.
 
     CSV joins list columns with ';', so a list element holding ';' would not read back: refused.
+    CSV times are UTC with a Z (``2026-11-27T02:00:00.000Z``); money stays integer fen.
     """
     unknown = [f for f in formats if f not in _FORMATS]
     if unknown:
@@ -621,6 +604,11 @@ def write_report(frame: pl.DataFrame, out_base: Path,
                     pl.element().cast(pl.String).str.contains(";", literal=True)).list.any().any():
                 raise ValueError(f"column {name}: a value holds ';', the CSV list separator")
     paths = [out_base.with_name(f"{out_base.name}.{fmt}") for fmt in formats]
+    # CSV times as RFC 3339 UTC with a Z (polars would write +0000), milliseconds kept
+    text_times = frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
     for path in paths:
-        write_frame(frame, path)
+        write_frame(text_times if path.suffix == ".csv" else frame, path)
     return paths

@@ -11,6 +11,7 @@ import polars as pl
 
 __all__ = [
     "ACCOUNT_LABEL_SCHEMA",
+    "CALL_OUTCOMES",
     "CHANNELS",
     "EVENT_SCHEMA",
     "KIND_CALL",
@@ -18,6 +19,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "NUMBER_CLASSES",
     "PARTY_TYPES",
+    "REGISTRY_SCHEMA",
     "SCENARIOS",
 ]
 
@@ -26,6 +28,7 @@ KIND_CALL = "call"
 PARTY_TYPES = ("person", "organisation", "cash_terminal")
 CHANNELS = ("mobile_app", "online_banking", "counter", "atm", "third_party_payment", "qr")
 NUMBER_CLASSES = ("mobile", "landline", "virtual_operator", "international", "spoofed_suspect")
+CALL_OUTCOMES = ("ringing", "answered", "unanswered", "rejected", "blocked")
 
 # Scenario labels the generator plants ("" is ordinary behaviour).
 SCENARIOS = (
@@ -65,6 +68,10 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "callee_number": pl.String(),
     "duration_seconds": pl.Int64(),
     "caller_class": pl.String(),
+    # optional: the payee's phone (transactions), how the call went (calls; null: inferred from
+    # duration_seconds, 0 ringing, > 0 answered and ended)
+    "payee_phone": pl.String(),
+    "call_outcome": pl.String(),
 }
 
 # Optional label columns of a labelled stream (the generator writes them; replay reads them).
@@ -79,4 +86,17 @@ ACCOUNT_LABEL_SCHEMA: dict[str, pl.DataType] = {
     "scenario": pl.String(),
     "scenario_id": pl.Int64(),
     "role": pl.String(),  # victim, mule, collector, investor, ring_member, structurer, ...
+}
+
+# The account registry (``registry.parquet`` beside the events; ``screening accounts load``):
+# what a bank knows of its customers. Null: unknown.
+REGISTRY_SCHEMA: dict[str, pl.DataType] = {
+    "account": pl.String(),
+    "institution": pl.String(),
+    "party_type": pl.String(),  # person | organisation
+    "opened_date": pl.Date(),
+    "last_active_date": pl.Date(),  # last activity before the events (dormancy)
+    "merchant_category": pl.String(),  # set: a merchant
+    "payroll": pl.Boolean(),  # the account pays salaries
+    "phone": pl.String(),  # on file
 }

@@ -1464,7 +1464,10 @@ def _assemble(w: _World, ev: _Events) -> pl.DataFrame:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         columns = {name: future.result() for name, future in futures.items()}
     schema = EVENT_SCHEMA | LABEL_COLUMNS
-    return pl.DataFrame([columns[name].alias(name).cast(dtype) for name, dtype in schema.items()])
+    n = len(columns["event_id"])
+    return pl.DataFrame([
+        (columns[name].alias(name) if name in columns else pl.Series(name, [None] * n)).cast(dtype)
+        for name, dtype in schema.items()])
 
 
 def _ints(values: Array, valid: Array) -> pl.Series:

@@ -2,7 +2,7 @@
 
 The engine's whole state survives a restart as periodic **checkpoints** (``_format``: numpy
 arrays, Arrow tables and JSON in a versioned, checksummed container, written atomically), and
-every watchlist change is written through to a **journal** before it is acknowledged, so a
+every watchlist change and feedback is written through to a **journal** before it is acknowledged, so a
 freeze is never lost between checkpoints. ``open_store`` picks the backend from
 ``[storage]``; ``restore_engine`` loads the latest checkpoint and replays newer journal
 entries; ``Checkpointer`` writes checkpoints in the background; ``WriterLease`` keeps a second
@@ -19,6 +19,7 @@ from screening.store._durable import (
     catch_up,
     decode_watch_change,
     encode_watch_change,
+    feedback_journal_writer,
     journal_writer,
     open_store,
     read_latest_header,
@@ -26,8 +27,16 @@ from screening.store._durable import (
     restore_snapshot,
     save_checkpoint,
 )
-from screening.store._file import FileStore
-from screening.store._format import FORMAT_VERSION, Header, PartInfo, decode, encode, read_header
+from screening.store._file import FileStore, open_checkpoint_file
+from screening.store._format import (
+    FORMAT_VERSION,
+    Header,
+    PartInfo,
+    decode,
+    decode_ledger,
+    encode,
+    read_header,
+)
 from screening.store._memory import MemoryStore
 from screening.store._redis import RedisStore, safe_url
 
@@ -48,10 +57,13 @@ __all__ = [
     "WriterLease",
     "catch_up",
     "decode",
+    "decode_ledger",
     "decode_watch_change",
     "encode",
     "encode_watch_change",
+    "feedback_journal_writer",
     "journal_writer",
+    "open_checkpoint_file",
     "open_store",
     "read_header",
     "read_latest_header",

@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from screening.config import StorageSettings
-from screening.engine import Engine, EngineSnapshot, WatchJournal
+from screening.engine import Engine, EngineSnapshot, FeedbackJournal, WatchJournal
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
-from screening.model import WatchEntry
+from screening.model import Feedback, WatchEntry
 from screening.store._base import Store
 from screening.store._file import FileStore
 from screening.store._format import (
     Header,
     decode,
     encode,
+    feedback_row,
+    parse_feedback_row,
     parse_kind,
     parse_watch_row,
     read_header,
@@ -38,6 +40,7 @@ __all__ = [
     "catch_up",
     "decode_watch_change",
     "encode_watch_change",
+    "feedback_journal_writer",
     "journal_writer",
     "open_store",
     "read_latest_header",
@@ -161,7 +164,14 @@ def catch_up(engine: Engine, store: Store) -> tuple[int, list[str]]:
     entry, StoreUnavailable when the journal cannot be read."""
     applied, entities = 0, []
     for seq, raw in store.read_journal(after=engine.journal_seq):
-        upserts, removes = decode_watch_change(raw, f"{store.location} watchlist journal entry {seq}")
+        where = f"{store.location} journal entry {seq}"
+        feedback = decode_feedback(raw, where)
+        if feedback is not None:
+            if engine.apply_feedback_journal(seq, *feedback):
+                applied += 1
+                entities.append(feedback[1].account_id or feedback[1].transaction_id)
+            continue
+        upserts, removes = decode_watch_change(raw, where)
         if engine.apply_journal(seq, upserts, removes):
             applied += 1
             entities += [e.value for e in upserts] + [v for _, v in removes]
@@ -186,6 +196,38 @@ def decode_watch_change(raw: bytes, where: str) -> tuple[list[WatchEntry], list[
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{where}: malformed ({exc})") from None
     return upserts, removes
+
+
+def encode_feedback(at_ms: int, fb: Feedback) -> bytes:
+    """One journal entry of feedback (a single line of JSON)."""
+    return json.dumps({"at_ms": at_ms, "feedback": feedback_row(at_ms, fb)},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_feedback(raw: bytes, where: str) -> tuple[int, Feedback] | None:
+    """A feedback entry's (when, what); None for a watchlist change."""
+    try:
+        obj = json.loads(raw)
+        if not isinstance(obj, dict) or "feedback" not in obj:
+            return None
+        return parse_feedback_row(obj["feedback"], where)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{where}: malformed ({exc})") from None
+
+
+def feedback_journal_writer(store: Store,
+                            blocked: Callable[[], str | None] | None = None) -> FeedbackJournal:
+    """The engine's feedback journal: each verdict appended (durably) to ``store``; refused at
+    once while ``blocked`` says why (as ``journal_writer``)."""
+
+    def write(at_ms: int, fb: Feedback) -> int:
+        why = blocked() if blocked is not None else None
+        if why:
+            raise StoreUnavailable(f"storage {store.location}: cannot append to the journal now: "
+                                   f"{why}")
+        return store.append_journal(encode_feedback(at_ms, fb))
+
+    return write
 
 
 def _str(v: Any) -> str:

@@ -28,7 +28,7 @@ from typing import BinaryIO
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
 from screening.store._base import CheckpointReader, Piece, Store
 
-__all__ = ["FileStore"]
+__all__ = ["FileStore", "open_checkpoint_file"]
 
 CHECKPOINT = "checkpoint.ckpt"
 JOURNAL = "watchlist.journal"
@@ -94,6 +94,11 @@ class _FileReader(CheckpointReader):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def open_checkpoint_file(path: str | Path) -> CheckpointReader:
+    """A checkpoint file read directly (e.g. ``checkpoint.ckpt`` copied out of a store)."""
+    return _FileReader(Path(path), f"file {path}")
 
 
 class FileStore(Store):

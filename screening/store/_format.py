@@ -17,11 +17,16 @@ version, or one whose header or any part fails its checksum, is refused with a
 ``CheckpointError`` naming the file or key.
 
 Versions: 2 added the calling institution (``scope``) and the request fingerprint to each
-remembered decision, and the scope to each remembered call. Version 1 is still read: its
-decisions and calls restore in the default scope without fingerprints (a repeated id is then
-compared by payer, payee and event time, see ``screening.idempotency``). In version 2 an id
-list may also hold the empty string: a free id (an entity evicted at a cap, whose id the next
-new entity gets; ``screening.engine.Interner``). Version 1 lists never do.
+remembered decision, and the scope to each remembered call; decision memory (more account and
+phone columns, a phone count channel, ``features.meta`` in place of ``features.pair_meta``, each
+decision's ``marks``, a ``feedback`` part) and the report ledger (``ledger.*`` parts). Version 1
+is still read: its feature arrays are widened with the new columns' empty values, its
+decisions and calls restore in the default scope without fingerprints or marks (a repeated id is
+then compared by payer, payee and event time, see ``screening.idempotency``), and it has no
+feedback and no ledger. In version 2 an id list may also hold the empty string: a free id (an
+entity evicted at a cap, whose id the next new entity gets; ``screening.engine.Interner``).
+A version-2 checkpoint without the ledger parts restores with an empty ledger (the restore says
+so); one with only some of them is refused.
 """
 
 from __future__ import annotations
@@ -41,25 +46,29 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from features.state import TIME_MAX_MS, TIME_MIN_MS
+from features import _kernels as k
+from features.state import TIME_MAX_MS, TIME_MIN_MS, FeatureState
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
 from screening.idempotency import DEFAULT_SCOPE
-from screening.model import NEVER, CallRecord, DecisionRecord, WatchEntry
+from screening.ledger import LedgerSnapshot
+from screening.model import NEVER, CallRecord, DecisionRecord, Feedback, WatchEntry
 from screening.store._base import CheckpointReader, Piece
 
-__all__ = ["FORMAT_VERSION", "Encoded", "Header", "PartInfo", "decode", "encode", "parse_kind",
+__all__ = ["FORMAT_VERSION", "LEDGER_PARTS", "Encoded", "Header", "PartInfo", "decode",
+           "decode_ledger", "encode", "feedback_row", "parse_feedback_row", "parse_kind",
            "parse_watch_row", "read_header", "watch_row"]
 
 FORMAT_VERSION = 2
 #: versions this build reads (and what each lacks: see the module docstring)
 READ_VERSIONS = (1, 2)
 # fields of a decision record and columns of the calls part that version 1 did not have
-_V1_MISSING = {"scope": DEFAULT_SCOPE, "fingerprint": b""}
+_V1_MISSING = {"scope": DEFAULT_SCOPE, "fingerprint": b"", "marks": 0}
 MAGIC = b"SCRNCKPT"
 _PREFIX = struct.Struct("<8sHI32s")
 _MAX_HEADER = 64 << 20
 _NPY_MAGIC = b"\x93NUMPY"
+LEDGER_PARTS = ("ledger.meta", "ledger.days", "ledger.rows", "ledger.ids", "ledger.names")
 
 
 @dataclass(frozen=True)
@@ -108,8 +117,15 @@ def encode(snap: EngineSnapshot) -> Encoded:
              for i, name in _CALL_COLUMNS}))),
         ("calls.records", "arrow", _arrow(_call_records(snap.calls))),
         ("watchlist", "json", _json([watch_row(e) for e in snap.watch])),
+        ("feedback", "json", _json([[name, *feedback_row(at, fb)] for name, at, fb in snap.feedback])),
     ]
     parts += [(name, "npy", _npy(arr)) for name, arr in snap.arrays.items()]
+    led = snap.ledger
+    if led is not None:
+        parts += [("ledger.meta", "npy", _npy(led.meta)), ("ledger.days", "npy", _npy(led.days)),
+                  ("ledger.rows", "npy", _npy(led.rows)), ("ledger.ids", "arrow", _ids(led.ids)),
+                  ("ledger.names", "json", _json({"institutions": led.institutions,
+                                                  "currencies": led.currencies}))]
     infos: list[dict[str, Any]] = []
     offset = 0
     for name, kind, pieces in parts:
@@ -264,9 +280,36 @@ def read_header(reader: CheckpointReader) -> Header:
 def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
     """Read and check every part; the engine state the checkpoint holds."""
     header = read_header(reader)
+    parts, arrays = _read_parts(reader, header, None)
+    try:
+        snap = _snapshot(header, parts, arrays)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
+        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
+    return header, snap
+
+
+def decode_ledger(reader: CheckpointReader) -> tuple[Header, LedgerSnapshot | None, list[str]]:
+    """Only the report ledger and the account ids (what a report needs), checked like
+    :func:`decode` (checksums, kinds); None when the checkpoint has no ledger."""
+    header = read_header(reader)
+    parts, arrays = _read_parts(reader, header, {"ids.accounts", *LEDGER_PARTS})
+    try:
+        ids_schema = pa.schema([pa.field("id", pa.large_string())])
+        accounts = _column(parts, "ids.accounts", ids_schema).column("id").to_pylist()
+        ledger = _ledger(parts, arrays)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
+        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
+    return header, ledger, accounts
+
+
+def _read_parts(reader: CheckpointReader, header: Header, names: set[str] | None
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The parts named (None: all), each checked against its checksum: (tables and JSON, arrays)."""
     parts: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for p in header.parts:
+        if names is not None and p.name not in names:
+            continue
         data = reader.read(p.offset, p.size)
         where = reader.where_at(p.offset)
         if len(data) != p.size:
@@ -284,11 +327,7 @@ def decode(reader: CheckpointReader) -> tuple[Header, EngineSnapshot]:
                 raise ValueError(f"unknown kind {p.kind!r}")
         except (ValueError, pa.ArrowException) as exc:
             raise CheckpointError(f"checkpoint {where}: part {p.name}: {exc}") from None
-    try:
-        snap = _snapshot(header, parts, arrays)
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError, pa.ArrowException) as exc:
-        raise CheckpointError(f"checkpoint {header.where}: inconsistent content ({exc})") from None
-    return header, snap
+    return parts, arrays
 
 
 def _load_npy(data: bytes) -> np.ndarray:
@@ -378,6 +417,48 @@ def _part(parts: dict[str, Any], name: str, kind: type) -> Any:
     return parts[name]
 
 
+def _widen_v1(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Version-1 feature arrays in this build's shapes: the columns decision memory added get
+    the values of a fresh row (nothing remembered), and ``pair_meta`` becomes ``meta`` (the
+    earliest event time: the earliest first-seen time of any account or phone)."""
+    out = dict(arrays)
+    widths = {"features.accounts.sc": (k.N_ACC_SCALAR, 16), "features.phones.sc": (k.N_PHONE_SCALAR, 6)}
+    fresh = {"features.accounts.sc": _fresh_row("accounts", "sc"),
+             "features.phones.sc": _fresh_row("phones", "sc")}
+    for name, (width, old) in widths.items():
+        arr = arrays.get(name)
+        if arr is None or arr.ndim != 2 or arr.shape[1] != old:
+            continue  # left to the restore's checks, which name what does not fit
+        wide = np.empty((arr.shape[0], width), dtype=arr.dtype)
+        wide[:, :old] = arr
+        wide[:, old:] = fresh[name][old:]
+        out[name] = wide
+    cnt = arrays.get("features.phones.cnt")
+    if cnt is not None and cnt.ndim == 3 and cnt.shape[2] == k.N_PHONE_COUNT - 1:
+        wide_cnt = np.zeros((*cnt.shape[:2], k.N_PHONE_COUNT), dtype=cnt.dtype)
+        wide_cnt[:, :, :cnt.shape[2]] = cnt
+        out["features.phones.cnt"] = wide_cnt
+    pair_meta = out.pop("features.pair_meta", None)
+    if pair_meta is not None and pair_meta.shape == (1,):
+        meta = np.full(k.N_META, int(k.NO_TIME), dtype=np.int64)
+        meta[k.META_PAIRS] = pair_meta[0]
+        firsts = [a[:, col] for a, col in ((arrays.get("features.accounts.sc"), k.SC_FIRST),
+                                           (arrays.get("features.phones.sc"), k.PSC_FIRST))
+                  if a is not None and a.ndim == 2 and a.shape[1] > col]
+        seen = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
+        seen = seen[seen != k.NO_TIME]
+        if seen.size:
+            meta[k.META_FIRST_TS] = int(seen.min())
+        out["features.meta"] = meta
+    return out
+
+
+def _fresh_row(kind: str, name: str) -> np.ndarray:
+    """The empty row of a kind's array (what a never-seen entity holds)."""
+    row: np.ndarray = FeatureState.create(1, 1, 1, 16).arrays()[f"{kind}.{name}"][0]
+    return row
+
+
 def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> EngineSnapshot:
     meta = _part(parts, "meta", dict)
     if not isinstance(meta.get("capacities"), dict):
@@ -386,6 +467,8 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
     ids = {kind: _column(parts, f"ids.{kind}", ids_schema).column("id").to_pylist()
            for kind in ("accounts", "phones", "devices")}
     missing = _V1_MISSING if header.format == 1 else {}
+    if header.format == 1:
+        arrays = _widen_v1(arrays)
     decisions = _rows(_column(parts, "decisions", _record_schema(DecisionRecord, without=missing)),
                       DecisionRecord, missing)
     names = [n for _, n in _CALL_COLUMNS if n not in missing]
@@ -403,7 +486,13 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
             raise ValueError(f"part calls.records: call {owner} of {len(calls)}")
         calls[owner][4 if ended else 3] = rec
     watch = [parse_watch_row(row, "part watchlist") for row in _part(parts, "watchlist", list)]
+    feedback = []
+    for row in _part(parts, "feedback", list) if header.format > 1 else []:
+        if not isinstance(row, list) or not row or not isinstance(row[0], str):
+            raise ValueError(f"part feedback: entry {row!r} is not [account, ...]")
+        feedback.append((row[0], *parse_feedback_row(row[1:], "part feedback")))
     caps: dict[str, int] = {str(k): _int(v, f"capacities.{k}") for k, v in meta["capacities"].items()}
+    ledger = _ledger(parts, arrays)
     return EngineSnapshot(
         created_ms=header.created_ms,
         policy_version=header.policy_version,
@@ -417,12 +506,54 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         calls=[(c[0], c[1], c[2], c[3], c[4], c[5]) for c in calls],
         watch=watch,
         journal_seq=header.journal_seq,
+        feedback=feedback,
+        ledger=ledger,
     )
+
+
+def _ledger(parts: dict[str, Any], arrays: dict[str, np.ndarray]) -> LedgerSnapshot | None:
+    """The ledger parts (taken out of ``arrays``); None when there are none at all. Shapes and
+    values are the engine's to check (``Ledger.restored``)."""
+    found = [n for n in LEDGER_PARTS if n in parts or n in arrays]
+    if not found:
+        return None
+    missing = [n for n in LEDGER_PARTS if n not in found]
+    if missing:
+        raise ValueError(f"part {missing[0]} missing (the checkpoint has {', '.join(found)})")
+    names = _part(parts, "ledger.names", dict)
+    lists = [names.get(key) for key in ("institutions", "currencies")]
+    if set(names) != {"institutions", "currencies"} or not all(isinstance(v, list) for v in lists):
+        raise ValueError("part ledger.names: expected lists institutions and currencies")
+    ids = _column(parts, "ledger.ids", pa.schema([pa.field("id", pa.large_string())]))
+    return LedgerSnapshot(meta=arrays.pop("ledger.meta"), days=arrays.pop("ledger.days"),
+                          rows=arrays.pop("ledger.rows"), ids=ids.column("id").to_pylist(),
+                          institutions=lists[0], currencies=lists[1])
 
 
 def watch_row(e: WatchEntry) -> list[object]:
     """A watchlist entry as stored, in checkpoints and in the watchlist journal."""
     return [e.kind, e.value, e.reason, e.source, e.expires_ms]
+
+
+def feedback_row(at_ms: int, fb: Feedback) -> list[object]:
+    """Feedback as stored, in checkpoints and in the journal."""
+    return [at_ms, fb.account_id, fb.transaction_id, fb.verdict, fb.note, fb.expires_ms, fb.source]
+
+
+def parse_feedback_row(row: object, where: str) -> tuple[int, Feedback]:
+    """``feedback_row``'s inverse, checked."""
+    if not isinstance(row, list) or len(row) != 7:
+        raise ValueError(f"{where}: entry {row!r} is not [at, account, transaction, verdict, "
+                         "note, expires, source]")
+    at, account, txn, verdict, note, expires, source = row
+    if not all(isinstance(x, str) for x in (account, txn, note, source)) or not (account or txn):
+        raise ValueError(f"{where}: entry {row!r} is malformed")
+    if verdict not in (1, 2, 3) or isinstance(verdict, bool):
+        raise ValueError(f"{where}: entry {row!r} has an unknown verdict")
+    exp = None if expires is None else _int(expires, f"{where} expires", TIME_MIN_MS, TIME_MAX_MS)
+    return (_int(at, f"{where} at", TIME_MIN_MS, TIME_MAX_MS),
+            Feedback(account_id=account, transaction_id=txn, verdict=verdict, note=note,
+                     expires_ms=exp, source=source))
 
 
 def parse_watch_row(row: object, where: str) -> WatchEntry:

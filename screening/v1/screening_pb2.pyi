@@ -45,6 +45,15 @@ class NumberClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NUMBER_CLASS_INTERNATIONAL: _ClassVar[NumberClass]
     NUMBER_CLASS_SPOOFED_SUSPECT: _ClassVar[NumberClass]
 
+class CallOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALL_OUTCOME_UNSPECIFIED: _ClassVar[CallOutcome]
+    CALL_OUTCOME_RINGING: _ClassVar[CallOutcome]
+    CALL_OUTCOME_ANSWERED: _ClassVar[CallOutcome]
+    CALL_OUTCOME_UNANSWERED: _ClassVar[CallOutcome]
+    CALL_OUTCOME_REJECTED: _ClassVar[CallOutcome]
+    CALL_OUTCOME_BLOCKED: _ClassVar[CallOutcome]
+
 class CallAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CALL_ACTION_UNSPECIFIED: _ClassVar[CallAction]
@@ -58,6 +67,22 @@ class EntityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTITY_KIND_ACCOUNT: _ClassVar[EntityKind]
     ENTITY_KIND_PHONE: _ClassVar[EntityKind]
     ENTITY_KIND_DEVICE: _ClassVar[EntityKind]
+
+class CaseRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CASE_ROLE_UNSPECIFIED: _ClassVar[CaseRole]
+    CASE_ROLE_SUSPECTED_VICTIM: _ClassVar[CaseRole]
+    CASE_ROLE_SUSPECTED_MULE: _ClassVar[CaseRole]
+    CASE_ROLE_SUSPECTED_COLLECTOR: _ClassVar[CaseRole]
+    CASE_ROLE_CONFIRMED_FRAUD: _ClassVar[CaseRole]
+    CASE_ROLE_CLEARED: _ClassVar[CaseRole]
+
+class FeedbackVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_VERDICT_UNSPECIFIED: _ClassVar[FeedbackVerdict]
+    FEEDBACK_VERDICT_CONFIRMED_FRAUD: _ClassVar[FeedbackVerdict]
+    FEEDBACK_VERDICT_FALSE_ALARM: _ClassVar[FeedbackVerdict]
+    FEEDBACK_VERDICT_RELEASED: _ClassVar[FeedbackVerdict]
 
 class CaseFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -91,6 +116,12 @@ NUMBER_CLASS_LANDLINE: NumberClass
 NUMBER_CLASS_VIRTUAL_OPERATOR: NumberClass
 NUMBER_CLASS_INTERNATIONAL: NumberClass
 NUMBER_CLASS_SPOOFED_SUSPECT: NumberClass
+CALL_OUTCOME_UNSPECIFIED: CallOutcome
+CALL_OUTCOME_RINGING: CallOutcome
+CALL_OUTCOME_ANSWERED: CallOutcome
+CALL_OUTCOME_UNANSWERED: CallOutcome
+CALL_OUTCOME_REJECTED: CallOutcome
+CALL_OUTCOME_BLOCKED: CallOutcome
 CALL_ACTION_UNSPECIFIED: CallAction
 CALL_ACTION_ALLOW: CallAction
 CALL_ACTION_WARN_CALLEE: CallAction
@@ -99,6 +130,16 @@ ENTITY_KIND_UNSPECIFIED: EntityKind
 ENTITY_KIND_ACCOUNT: EntityKind
 ENTITY_KIND_PHONE: EntityKind
 ENTITY_KIND_DEVICE: EntityKind
+CASE_ROLE_UNSPECIFIED: CaseRole
+CASE_ROLE_SUSPECTED_VICTIM: CaseRole
+CASE_ROLE_SUSPECTED_MULE: CaseRole
+CASE_ROLE_SUSPECTED_COLLECTOR: CaseRole
+CASE_ROLE_CONFIRMED_FRAUD: CaseRole
+CASE_ROLE_CLEARED: CaseRole
+FEEDBACK_VERDICT_UNSPECIFIED: FeedbackVerdict
+FEEDBACK_VERDICT_CONFIRMED_FRAUD: FeedbackVerdict
+FEEDBACK_VERDICT_FALSE_ALARM: FeedbackVerdict
+FEEDBACK_VERDICT_RELEASED: FeedbackVerdict
 CASE_FORMAT_UNSPECIFIED: CaseFormat
 CASE_FORMAT_GRAPHML: CaseFormat
 CASE_FORMAT_GEXF: CaseFormat
@@ -128,7 +169,7 @@ class Party(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., institution: _Optional[str] = ..., party_type: _Optional[_Union[PartyType, str]] = ..., account_opened_date: _Optional[str] = ...) -> None: ...
 
 class Transaction(_message.Message):
-    __slots__ = ("transaction_id", "event_time", "payer", "payee", "amount", "channel", "cash", "cross_border", "device_id", "payer_phone", "memo")
+    __slots__ = ("transaction_id", "event_time", "payer", "payee", "amount", "channel", "cash", "cross_border", "device_id", "payer_phone", "memo", "payee_phone")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     PAYER_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +181,7 @@ class Transaction(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     PAYER_PHONE_FIELD_NUMBER: _ClassVar[int]
     MEMO_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_PHONE_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     event_time: _timestamp_pb2.Timestamp
     payer: Party
@@ -151,7 +193,8 @@ class Transaction(_message.Message):
     device_id: str
     payer_phone: str
     memo: str
-    def __init__(self, transaction_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payer: _Optional[_Union[Party, _Mapping]] = ..., payee: _Optional[_Union[Party, _Mapping]] = ..., amount: _Optional[_Union[Money, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., cash: _Optional[bool] = ..., cross_border: _Optional[bool] = ..., device_id: _Optional[str] = ..., payer_phone: _Optional[str] = ..., memo: _Optional[str] = ...) -> None: ...
+    payee_phone: str
+    def __init__(self, transaction_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payer: _Optional[_Union[Party, _Mapping]] = ..., payee: _Optional[_Union[Party, _Mapping]] = ..., amount: _Optional[_Union[Money, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., cash: _Optional[bool] = ..., cross_border: _Optional[bool] = ..., device_id: _Optional[str] = ..., payer_phone: _Optional[str] = ..., memo: _Optional[str] = ..., payee_phone: _Optional[str] = ...) -> None: ...
 
 class TransactionBatch(_message.Message):
     __slots__ = ("transactions",)
@@ -219,20 +262,22 @@ class DecisionBatch(_message.Message):
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class CallEvent(_message.Message):
-    __slots__ = ("call_id", "caller_number", "callee_number", "start_time", "duration_seconds", "caller_class")
+    __slots__ = ("call_id", "caller_number", "callee_number", "start_time", "duration_seconds", "caller_class", "outcome")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_NUMBER_FIELD_NUMBER: _ClassVar[int]
     CALLEE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CALLER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     caller_number: str
     callee_number: str
     start_time: _timestamp_pb2.Timestamp
     duration_seconds: int
     caller_class: NumberClass
-    def __init__(self, call_id: _Optional[str] = ..., caller_number: _Optional[str] = ..., callee_number: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[int] = ..., caller_class: _Optional[_Union[NumberClass, str]] = ...) -> None: ...
+    outcome: CallOutcome
+    def __init__(self, call_id: _Optional[str] = ..., caller_number: _Optional[str] = ..., callee_number: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_seconds: _Optional[int] = ..., caller_class: _Optional[_Union[NumberClass, str]] = ..., outcome: _Optional[_Union[CallOutcome, str]] = ...) -> None: ...
 
 class CallReason(_message.Message):
     __slots__ = ("code", "message", "action")
@@ -319,8 +364,28 @@ class QueryAccountRequest(_message.Message):
     recent_decisions_limit: int
     def __init__(self, account_id: _Optional[str] = ..., recent_decisions_limit: _Optional[int] = ...) -> None: ...
 
+class CaseMark(_message.Message):
+    __slots__ = ("role", "marked_at", "expires_at", "transaction_id", "reason_codes", "mule_level", "source", "note")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    MARKED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_CODES_FIELD_NUMBER: _ClassVar[int]
+    MULE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    role: CaseRole
+    marked_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    transaction_id: str
+    reason_codes: _containers.RepeatedScalarFieldContainer[str]
+    mule_level: int
+    source: str
+    note: str
+    def __init__(self, role: _Optional[_Union[CaseRole, str]] = ..., marked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transaction_id: _Optional[str] = ..., reason_codes: _Optional[_Iterable[str]] = ..., mule_level: _Optional[int] = ..., source: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
 class AccountReport(_message.Message):
-    __slots__ = ("account_id", "known", "features", "risk_score", "recent_decisions", "watchlist_hits", "first_seen", "last_seen")
+    __slots__ = ("account_id", "known", "features", "risk_score", "recent_decisions", "watchlist_hits", "first_seen", "last_seen", "case_marks")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +401,7 @@ class AccountReport(_message.Message):
     WATCHLIST_HITS_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    CASE_MARKS_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     known: bool
     features: _containers.ScalarMap[str, float]
@@ -344,7 +410,60 @@ class AccountReport(_message.Message):
     watchlist_hits: _containers.RepeatedCompositeFieldContainer[WatchlistEntry]
     first_seen: _timestamp_pb2.Timestamp
     last_seen: _timestamp_pb2.Timestamp
-    def __init__(self, account_id: _Optional[str] = ..., known: _Optional[bool] = ..., features: _Optional[_Mapping[str, float]] = ..., risk_score: _Optional[int] = ..., recent_decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., watchlist_hits: _Optional[_Iterable[_Union[WatchlistEntry, _Mapping]]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    case_marks: _containers.RepeatedCompositeFieldContainer[CaseMark]
+    def __init__(self, account_id: _Optional[str] = ..., known: _Optional[bool] = ..., features: _Optional[_Mapping[str, float]] = ..., risk_score: _Optional[int] = ..., recent_decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., watchlist_hits: _Optional[_Iterable[_Union[WatchlistEntry, _Mapping]]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., case_marks: _Optional[_Iterable[_Union[CaseMark, _Mapping]]] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("account_id", "transaction_id", "verdict", "note", "expires_at")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    transaction_id: str
+    verdict: FeedbackVerdict
+    note: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, account_id: _Optional[str] = ..., transaction_id: _Optional[str] = ..., verdict: _Optional[_Union[FeedbackVerdict, str]] = ..., note: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("accounts_changed", "payee_released")
+    ACCOUNTS_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    accounts_changed: int
+    payee_released: bool
+    def __init__(self, accounts_changed: _Optional[int] = ..., payee_released: _Optional[bool] = ...) -> None: ...
+
+class AccountProfile(_message.Message):
+    __slots__ = ("account_id", "party_type", "opened_date", "last_active_date", "merchant_category", "payroll", "phone")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OPENED_DATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVE_DATE_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PAYROLL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    party_type: PartyType
+    opened_date: str
+    last_active_date: str
+    merchant_category: str
+    payroll: bool
+    phone: str
+    def __init__(self, account_id: _Optional[str] = ..., party_type: _Optional[_Union[PartyType, str]] = ..., opened_date: _Optional[str] = ..., last_active_date: _Optional[str] = ..., merchant_category: _Optional[str] = ..., payroll: _Optional[bool] = ..., phone: _Optional[str] = ...) -> None: ...
+
+class UpsertAccountsRequest(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[AccountProfile]
+    def __init__(self, accounts: _Optional[_Iterable[_Union[AccountProfile, _Mapping]]] = ...) -> None: ...
+
+class UpsertAccountsResponse(_message.Message):
+    __slots__ = ("upserted",)
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    upserted: int
+    def __init__(self, upserted: _Optional[int] = ...) -> None: ...
 
 class ExportCaseGraphRequest(_message.Message):
     __slots__ = ("account_id", "phone_number", "transaction_id", "hops", "from_time", "to_time", "max_nodes", "formats")
@@ -427,3 +546,63 @@ class CaseGraph(_message.Message):
     png: bytes
     svg: bytes
     def __init__(self, summary: _Optional[_Union[CaseSummary, _Mapping]] = ..., graphml: _Optional[bytes] = ..., gexf: _Optional[bytes] = ..., json: _Optional[bytes] = ..., nodes_csv: _Optional[bytes] = ..., edges_csv: _Optional[bytes] = ..., png: _Optional[bytes] = ..., svg: _Optional[bytes] = ...) -> None: ...
+
+class LargeValueReportRequest(_message.Message):
+    __slots__ = ("report_date", "institutions")
+    REPORT_DATE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTIONS_FIELD_NUMBER: _ClassVar[int]
+    report_date: str
+    institutions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, report_date: _Optional[str] = ..., institutions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LargeValueRow(_message.Message):
+    __slots__ = ("report_date", "account", "institution", "party_type", "category", "direction", "basis", "total_fen", "line_fen", "n_txns", "n_counterparties", "currencies", "transaction_ids", "first_time", "last_time")
+    REPORT_DATE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
+    PARTY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    LINE_FEN_FIELD_NUMBER: _ClassVar[int]
+    N_TXNS_FIELD_NUMBER: _ClassVar[int]
+    N_COUNTERPARTIES_FIELD_NUMBER: _ClassVar[int]
+    CURRENCIES_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_FIELD_NUMBER: _ClassVar[int]
+    report_date: str
+    account: str
+    institution: str
+    party_type: str
+    category: str
+    direction: str
+    basis: str
+    total_fen: int
+    line_fen: int
+    n_txns: int
+    n_counterparties: int
+    currencies: _containers.RepeatedScalarFieldContainer[str]
+    transaction_ids: _containers.RepeatedScalarFieldContainer[str]
+    first_time: _timestamp_pb2.Timestamp
+    last_time: _timestamp_pb2.Timestamp
+    def __init__(self, report_date: _Optional[str] = ..., account: _Optional[str] = ..., institution: _Optional[str] = ..., party_type: _Optional[str] = ..., category: _Optional[str] = ..., direction: _Optional[str] = ..., basis: _Optional[str] = ..., total_fen: _Optional[int] = ..., line_fen: _Optional[int] = ..., n_txns: _Optional[int] = ..., n_counterparties: _Optional[int] = ..., currencies: _Optional[_Iterable[str]] = ..., transaction_ids: _Optional[_Iterable[str]] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LargeValueReport(_message.Message):
+    __slots__ = ("report_date", "rows", "horizon_start", "horizon_end", "timezone_offset_hours", "identifiers_masked", "thresholds_source")
+    REPORT_DATE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_START_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_END_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_OFFSET_HOURS_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_MASKED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    report_date: str
+    rows: _containers.RepeatedCompositeFieldContainer[LargeValueRow]
+    horizon_start: str
+    horizon_end: str
+    timezone_offset_hours: int
+    identifiers_masked: bool
+    thresholds_source: str
+    def __init__(self, report_date: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LargeValueRow, _Mapping]]] = ..., horizon_start: _Optional[str] = ..., horizon_end: _Optional[str] = ..., timezone_offset_hours: _Optional[int] = ..., identifiers_masked: _Optional[bool] = ..., thresholds_source: _Optional[str] = ...) -> None: ...

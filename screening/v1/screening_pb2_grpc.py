@@ -70,6 +70,21 @@ class ScreeningStub:
                 request_serializer=screening_dot_v1_dot_screening__pb2.ExportCaseGraphRequest.SerializeToString,
                 response_deserializer=screening_dot_v1_dot_screening__pb2.CaseGraph.FromString,
                 _registered_method=True)
+        self.SubmitFeedback = channel.unary_unary(
+                '/screening.v1.Screening/SubmitFeedback',
+                request_serializer=screening_dot_v1_dot_screening__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=screening_dot_v1_dot_screening__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
+        self.UpsertAccounts = channel.unary_unary(
+                '/screening.v1.Screening/UpsertAccounts',
+                request_serializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsRequest.SerializeToString,
+                response_deserializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsResponse.FromString,
+                _registered_method=True)
+        self.GetLargeValueReport = channel.unary_unary(
+                '/screening.v1.Screening/GetLargeValueReport',
+                request_serializer=screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.SerializeToString,
+                response_deserializer=screening_dot_v1_dot_screening__pb2.LargeValueReport.FromString,
+                _registered_method=True)
 
 
 class ScreeningServicer:
@@ -134,6 +149,37 @@ class ScreeningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitFeedback(self, request, context):
+        """Banks, payment institutions and police confirm or clear what the service concluded about an
+        account (suspected victim, mule or collector) or a transaction: confirmed fraud, false alarm,
+        or released. Later decisions use it. Written to the store before it answers, like the
+        watchlist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertAccounts(self, request, context):
+        """The account registry: what a bank knows of its customers (opening date, last activity before
+        the service saw the account, merchant, payroll, phone on file). Upserted whole per account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLargeValueReport(self, request, context):
+        """The large-value transaction report of one local day (PBOC Order [2016] No. 3, Art. 5), from
+        the report ledger: per customer, category, direction and basis at or over its line, with
+        every transaction that makes up the day's total (the same rows as `screening report
+        large-value` on the same events). Police and admin: every institution, identifiers in clear;
+        regulators: every institution, identifiers masked; banks and payment institutions: their
+        own customers only (the institution their token is bound to), in clear. A day with nothing
+        to report is an empty report; a day before the ledger's horizon is OUT_OF_RANGE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScreeningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +217,21 @@ def add_ScreeningServicer_to_server(servicer, server):
                     servicer.ExportCaseGraph,
                     request_deserializer=screening_dot_v1_dot_screening__pb2.ExportCaseGraphRequest.FromString,
                     response_serializer=screening_dot_v1_dot_screening__pb2.CaseGraph.SerializeToString,
+            ),
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=screening_dot_v1_dot_screening__pb2.FeedbackRequest.FromString,
+                    response_serializer=screening_dot_v1_dot_screening__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'UpsertAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertAccounts,
+                    request_deserializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsRequest.FromString,
+                    response_serializer=screening_dot_v1_dot_screening__pb2.UpsertAccountsResponse.SerializeToString,
+            ),
+            'GetLargeValueReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLargeValueReport,
+                    request_deserializer=screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.FromString,
+                    response_serializer=screening_dot_v1_dot_screening__pb2.LargeValueReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +424,87 @@ class Screening:
             '/screening.v1.Screening/ExportCaseGraph',
             screening_dot_v1_dot_screening__pb2.ExportCaseGraphRequest.SerializeToString,
             screening_dot_v1_dot_screening__pb2.CaseGraph.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/screening.v1.Screening/SubmitFeedback',
+            screening_dot_v1_dot_screening__pb2.FeedbackRequest.SerializeToString,
+            screening_dot_v1_dot_screening__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/screening.v1.Screening/UpsertAccounts',
+            screening_dot_v1_dot_screening__pb2.UpsertAccountsRequest.SerializeToString,
+            screening_dot_v1_dot_screening__pb2.UpsertAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLargeValueReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/screening.v1.Screening/GetLargeValueReport',
+            screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.SerializeToString,
+            screening_dot_v1_dot_screening__pb2.LargeValueReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -230,3 +230,60 @@ def test_idempotency_survives_a_restart_per_institution(store_settings: Settings
         assert not again.client("payment").screen(other).duplicate
     finally:
         _stop(again)
+
+
+def _stop_and_mark(victim: str, safe: str, phone: str) -> Callable[[ScreeningClient], None]:
+    """A warned call from abroad, then the victim's payment to a 'safe account' is stopped."""
+
+    def action(client: ScreeningClient) -> None:
+        client.report_call(call_event(uid("c"), recent(30), "+85291" + phone[-6:], phone,
+                                      caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+        d = client.screen(transaction(uid("t"), recent(20), victim, safe, 3_000_000,
+                                      payer_phone=phone, payer_opened=OLD, payee_opened=OLD))
+        assert d.action == pb.ACTION_STOP_PAYMENT
+    return action
+
+
+def test_decision_memory_survives_a_restart(store_settings: Settings) -> None:
+    """A stopped payment's conclusions (victim protected, payee a suspected mule, the stop
+    remembered) hold after a graceful restart, and feedback given after it survives a kill."""
+    victim, safe, phone = uid("victim"), uid("safe"), "+8613912" + uid("")[-5:].rjust(5, "0")
+    live = _start(store_settings)
+    try:
+        _stop_and_mark(victim, safe, phone)(live.client("admin"))
+    finally:
+        _stop(live)
+    live = _start(store_settings)
+    try:
+        again = live.bank.screen(transaction(uid("t"), recent(15), victim, safe, 100_000,
+                                             payer_opened=OLD, payee_opened=OLD))
+        assert again.action == pb.ACTION_STOP_PAYMENT
+        assert "REPEAT_TO_STOPPED_PAYEE" in [r.code for r in again.reasons]
+        out = live.bank.screen(transaction(uid("t"), recent(14), safe, uid("l2"), 50_000,
+                                           payer_opened=OLD, payee_opened=OLD))
+        assert out.action == pb.ACTION_STOP_PAYMENT
+        assert pb.CASE_ROLE_SUSPECTED_MULE in [m.role for m in live.police.query_account(safe).case_marks]
+    finally:
+        _stop(live)
+
+
+def test_feedback_acknowledged_before_a_kill_survives(tmp_path: Path) -> None:
+    """Police confirm an account as a fraud account, the server is killed before any checkpoint:
+    the next server still stops payments to it (the verdict was journaled before the answer)."""
+    settings = _settings("file", tmp_path)
+    fraud = uid("fraud")
+
+    def confirm(client: ScreeningClient) -> None:
+        assert client.submit_feedback(pb.FEEDBACK_VERDICT_CONFIRMED_FRAUD, account_id=fraud,
+                                      note="case 77").accounts_changed == 1
+
+    _killed_server(settings, confirm)
+    live = _start(settings)
+    try:
+        d = live.bank.screen(transaction(uid("t"), recent(1), uid("v"), fraud, 5_000))
+        assert d.action == pb.ACTION_STOP_PAYMENT
+        assert "PAYEE_CONFIRMED_FRAUD" in [r.code for r in d.reasons]
+        marks = live.police.query_account(fraud).case_marks
+        assert marks[0].role == pb.CASE_ROLE_CONFIRMED_FRAUD and marks[0].note == "case 77"
+    finally:
+        _stop(live)

@@ -1,4 +1,5 @@
-"""Graph rules of the default policy through a real server: watchlist proximity and layering."""
+"""Graph rules of the default policy through a real server: watchlist proximity, layering and
+pyramid fee trees."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from screening.v1 import screening_pb2 as pb
 from tests.conftest import Live, recent, uid
 
 OLD = "2015-01-05"
+AGED = dict(payer_opened=OLD, payee_opened=OLD)
+DAY_MIN = 24 * 60  # minutes
+FEE = 380_000  # a 3,800 CNY entry fee
 
 
 def _codes(d: pb.Decision) -> list[str]:
@@ -45,3 +49,53 @@ def test_money_rushed_through_a_chain_is_held(live: Live) -> None:
     d = live.bank.screen(transaction(uid("t"), recent(30), c, d_, 4_980_000, **base))
     assert "GRAPH_LAYERING_CHAIN" in _codes(d) and d.action >= pb.ACTION_HOLD
     assert d.features["graph_chain_hops"] == 3.0
+
+
+def test_pyramid_fee_tree_is_held_and_the_recruiter_stopped_moving_the_money_out(live: Live) -> None:
+    """A recruiter joined by paying its upline the fee; three recruits pay it the same fee a day
+    apart, and an hour after each it passes 30 % up. The third recruit's fee is held with a
+    police notice, the recruiter becomes a suspected collector, and when it moves 60,000 CNY out
+    that is stopped."""
+    upline, recruiter = uid("upline"), uid("recruiter")
+    live.bank.screen(transaction(uid("t"), recent(10 * DAY_MIN), recruiter, upline, FEE, **AGED))
+    fees = []
+    for n in range(3):
+        when = (9 - 2 * n) * DAY_MIN
+        fees.append(live.bank.screen(transaction(uid("t"), recent(when), uid("member"), recruiter,
+                                                 FEE, **AGED)))
+        share = live.bank.screen(transaction(uid("t"), recent(when - 60), recruiter, upline,
+                                             FEE * 30 // 100, **AGED))
+        assert "PYRAMID_FEE_TREE" not in _codes(share)
+    assert [f.action for f in fees[:2]] == [pb.ACTION_ALLOW, pb.ACTION_ALLOW]
+    d = fees[2]
+    assert d.action == pb.ACTION_HOLD and "PYRAMID_FEE_TREE" in _codes(d)
+    assert d.reports.suspicious and d.reports.notify_police
+    assert d.features["graph_fee_same_amount_payers"] == 3.0
+    assert d.features["graph_fee_payee_paid_same"] == 1.0
+    assert d.features["graph_fee_upline_share"] == 0.3
+    out = live.bank.screen(transaction(uid("t"), recent(30), recruiter, uid("card"), 6_000_000,
+                                       **AGED))
+    assert out.action == pb.ACTION_STOP_PAYMENT and "COLLECTOR_MOVES_OUT" in _codes(out)
+    assert out.features["payer_suspected_collector"] == 1.0
+
+
+def test_tutor_collecting_one_fee_from_many_parents_is_allowed(live: Live) -> None:
+    """A tutor is paid the same 2,000 CNY by six parents, pays rent and once an assistant. It
+    even paid another teacher that amount for its own child's lessons before, but it passes no
+    share of each fee up to anyone: nothing fires."""
+    tutor = uid("tutor")
+    live.bank.screen(transaction(uid("t"), recent(14 * DAY_MIN), tutor, uid("teacher"), 200_000,
+                                 **AGED))
+    decisions = []
+    for n in range(6):
+        when = (12 - 2 * n) * DAY_MIN
+        decisions.append(live.bank.screen(transaction(uid("t"), recent(when), uid("parent"), tutor,
+                                                      200_000, **AGED)))
+        if n == 1:
+            live.bank.screen(transaction(uid("t"), recent(when - 60), tutor, uid("assistant"),
+                                         50_000, **AGED))
+        if n == 2:
+            live.bank.screen(transaction(uid("t"), recent(when - 120), tutor, uid("landlord"),
+                                         500_000, **AGED))
+    assert [d.action for d in decisions] == [pb.ACTION_ALLOW] * 6
+    assert not any(d.reasons for d in decisions)

@@ -84,12 +84,13 @@ def test_expired_watchlist_entry_no_longer_applies(live: Live) -> None:
 
 
 def test_risky_call_then_large_new_payee_transfer_is_stopped(live: Live) -> None:
-    """Spoofed call to the payer's phone, then a large transfer to a new payee: STOP_PAYMENT."""
+    """A warned call (first call from abroad) to the payer's phone, then a large transfer to a
+    new payee: STOP_PAYMENT."""
     phone = "139" + uid("")[-5:].rjust(8, "0")
     call = live.telecom.report_call(call_event(uid("c"), recent(30), "+85290000001", phone,
-                                               caller_class=pb.NUMBER_CLASS_SPOOFED_SUSPECT))
-    assert call.action == pb.CALL_ACTION_BLOCK
-    assert _codes(call) == ["SPOOFED_CALLER"]
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    assert _codes(call) == ["INTERNATIONAL_FIRST_CONTACT"]
     d = live.bank.screen(transaction(uid("t"), recent(10), uid("victim"), uid("safe"), 5_000_000,
                                      payer_phone=phone, payer_opened=OLD))
     assert d.action == pb.ACTION_STOP_PAYMENT
@@ -97,11 +98,29 @@ def test_risky_call_then_large_new_payee_transfer_is_stopped(live: Live) -> None
     assert d.features["risky_call_recent"] == 1.0
 
 
+def test_a_spoofed_call_the_service_blocked_is_no_risky_contact(live: Live) -> None:
+    """The spoofed call was blocked, so the payer never spoke with it: no victim pattern."""
+    phone = "139" + uid("")[-5:].rjust(8, "0")
+    call = live.telecom.report_call(call_event(uid("c"), recent(30), "+85290000002", phone,
+                                               caller_class=pb.NUMBER_CLASS_SPOOFED_SUSPECT))
+    assert call.action == pb.CALL_ACTION_BLOCK and _codes(call) == ["SPOOFED_CALLER"]
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("victim"), uid("safe"), 5_000_000,
+                                     payer_phone=phone, payer_opened=OLD))
+    assert d.action == pb.ACTION_ALLOW
+
+
 def test_risky_call_then_small_new_payee_transfer_warns(live: Live) -> None:
-    """After a risky call, a small transfer to a new payee gets a WARN (risk prompt)."""
+    """After a risky call (a virtual-operator number spraying calls nobody answers), a small
+    transfer to a new payee gets a WARN (risk prompt)."""
     phone = "137" + uid("")[-5:].rjust(8, "0")
-    live.telecom.report_call(call_event(uid("c"), recent(30), "+85290000002", phone,
-                                        caller_class=pb.NUMBER_CLASS_SPOOFED_SUSPECT))
+    sprayer = "+86170" + uid("")[-5:].rjust(8, "0")
+    for i in range(8):
+        live.telecom.report_call(call_event(uid("c"), recent(50 - i), sprayer, f"1380000{i:04d}",
+                                            outcome=pb.CALL_OUTCOME_UNANSWERED,
+                                            caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    warned = live.telecom.report_call(call_event(uid("c"), recent(30), sprayer, phone,
+                                                 caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    assert warned.action == pb.CALL_ACTION_WARN_CALLEE
     d = live.bank.screen(transaction(uid("t"), recent(10), uid("victim"), uid("x"), 20_000,
                                      payer_phone=phone))
     assert d.action == pb.ACTION_WARN
@@ -118,15 +137,16 @@ def test_risky_call_outside_lookback_is_ignored(live: Live) -> None:
     assert d.action == pb.ACTION_ALLOW
 
 
-def test_mule_pass_through_is_held(live: Live) -> None:
-    """Money in, then nearly all of it out within the hour from a young account: HOLD."""
+def test_mule_pass_through_is_stopped(live: Live) -> None:
+    """Money in, then nearly all of it out within the hour from a young account: STOP_PAYMENT,
+    and the account stays a suspected mule."""
     mule = uid("mule")
     for i in range(3):
         live.bank.screen(transaction(uid("t"), recent(40 - i), uid("v"), mule, 1_000_000,
                                      payee_opened="2026-10-01"))
     d = live.bank.screen(transaction(uid("t"), recent(30), mule, uid("next"), 2_900_000))
-    assert d.action == pb.ACTION_HOLD
-    assert "MULE_PASS_THROUGH" in _codes(d)
+    assert d.action == pb.ACTION_STOP_PAYMENT
+    assert "MULE_PASS_THROUGH" in _codes(d) and d.reports.notify_police
     assert d.features["payer_pass_through_1h"] == pytest.approx(29 / 30)
     assert d.features["payer_in_sum_1h"] == 3_000_000
 
@@ -137,7 +157,8 @@ def test_fundraising_collection_warns_and_ponzi_returns_hold(live: Live) -> None
     investors = [uid("inv") for _ in range(20)]
     decisions = [
         live.bank.screen(transaction(uid("t"), recent(100 - i), inv, fund, 1_000_000,
-                                     payee_type=pb.PARTY_TYPE_ORGANISATION, memo="理财投资"))
+                                     payee_type=pb.PARTY_TYPE_ORGANISATION, memo="理财投资",
+                                     payee_opened="2025-06-01"))
         for i, inv in enumerate(investors)
     ]
     # the policy's line: 8 'investment' transfers from 6 distinct payers within 7 days
@@ -375,16 +396,32 @@ def test_call_paths_allow_warn_and_block(live: Live) -> None:
 
 
 def test_mass_short_calls_get_blocked(live: Live) -> None:
-    """A number making many short calls to distinct people within the hour is blocked."""
+    """A number ringing 18 people within the hour, most not answering and the rest hanging up
+    within seconds, is blocked."""
     caller = "+8616" + uid("")[-5:].rjust(9, "0")
     last = None
-    for i in range(12):
+    for i in range(18):
         cid = uid("c")
         live.telecom.report_call(call_event(cid, recent(50 - i), caller, f"1350000{i:04d}"))
-        last = live.telecom.report_call(call_event(cid, recent(50 - i), caller, f"1350000{i:04d}",
-                                                   duration_seconds=8))
+        ended = (call_event(cid, recent(50 - i), caller, f"1350000{i:04d}", duration_seconds=8)
+                 if i % 3 == 0 else
+                 call_event(cid, recent(50 - i), caller, f"1350000{i:04d}",
+                            outcome=pb.CALL_OUTCOME_UNANSWERED))  # 2 of 3 unanswered
+        last = live.telecom.report_call(ended)
     assert last is not None and last.action == pb.CALL_ACTION_BLOCK
     assert "MASS_SHORT_CALLS" in _codes(last)
+
+
+def test_a_courier_calling_many_people_briefly_is_not_blocked(live: Live) -> None:
+    """Delivery calls are short too, but answered: no block, no warning."""
+    courier = "+8615" + uid("")[-5:].rjust(9, "0")
+    answers = []
+    for i in range(14):
+        cid = uid("c")
+        live.telecom.report_call(call_event(cid, recent(50 - i), courier, f"1360000{i:04d}"))
+        answers.append(live.telecom.report_call(call_event(
+            cid, recent(50 - i), courier, f"1360000{i:04d}", duration_seconds=12)))
+    assert all(a.action == pb.CALL_ACTION_ALLOW for a in answers)
 
 
 def test_call_reports_ringing_then_ended_are_not_double_counted(live: Live) -> None:

@@ -198,7 +198,7 @@ def test_the_next_relationship_table_is_written_ahead() -> None:
     state = FeatureState.create(64, 1, 1, pairs=64)
     keys = np.arange(30, dtype=np.int64)  # account 0 paid accounts 0..29
     state.pairs[:30, 0], state.pairs[:30, 1] = keys, 100 + keys  # (slots need not be hashed)
-    state.pair_meta[0] = 30
+    state.meta[0] = 30
     state.rehash_pairs(64, min_ts=0)  # a consistent table of 30
     state.prefill({})
     spare = state._spare_pairs

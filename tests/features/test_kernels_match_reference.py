@@ -39,30 +39,39 @@ SNAPSHOT_FLOAT = {k.S_EWMA_MEAN_FEN}
 # ================================================================= building events
 def txn(ts: int, a: int, b: int, amount: int, *, flags: int = 0, phone: int = -1,
         device: int = -1, opened_a: int = NO_TIME, opened_b: int = NO_TIME,
-        channel: int = 0) -> list[int]:
+        channel: int = 0, payee_phone: int = -1) -> list[int]:
     row = [0] * k.N_EV
     row[k.EV_KIND], row[k.EV_TS], row[k.EV_A], row[k.EV_B] = k.KIND_TXN, ts, a, b
     row[k.EV_C], row[k.EV_D], row[k.EV_AMOUNT], row[k.EV_FLAGS] = phone, device, amount, flags
     row[k.EV_AUX1], row[k.EV_AUX2], row[k.EV_AUX3] = opened_a, opened_b, channel
+    row[k.EV_E] = payee_phone
     return row
 
 
 def call(ts: int, a: int, b: int, duration: int = 30, *, flags: int = k.CF_NEW | k.CF_ENDED,
-         cls: int = 1) -> list[int]:
+         cls: int = 1, outcome: int = k.OUT_LEGACY) -> list[int]:
     row = [0] * k.N_EV
     row[k.EV_KIND], row[k.EV_TS], row[k.EV_A], row[k.EV_B] = k.KIND_CALL, ts, a, b
     row[k.EV_C], row[k.EV_D], row[k.EV_AMOUNT], row[k.EV_FLAGS] = -1, -1, duration, flags
-    row[k.EV_AUX1], row[k.EV_AUX2], row[k.EV_AUX3] = cls, NO_TIME, 0
+    row[k.EV_AUX1], row[k.EV_AUX2], row[k.EV_AUX3] = cls, NO_TIME, outcome
+    row[k.EV_E] = -1
     return row
 
 
-def make_params(*, tz: int = TZ_CN, near_low: int = 4_500_000, near_high: int = 5_000_000,
-                short_call_s: int = 10, lookback_ms: int = HOUR_MS, mark: int = 3,
-                alpha_ppm: int = 100_000) -> np.ndarray:
+def make_params(*, tz: int = TZ_CN, short_call_s: int = 10, lookback_ms: int = HOUR_MS,
+                mark: int = 2, alpha_ppm: int = 100_000, protect_ms: int = DAY_MS,
+                mule_ms: int = 7 * DAY_MS, collector_ms: int = 7 * DAY_MS,
+                risky_number_ms: int = DAY_MS, learn_ms: int = 0, dormant_ms: int = 30 * DAY_MS,
+                mule_max_level: int = 2, hub_payers: int = 12,
+                follow_ms: int = DAY_MS) -> np.ndarray:
     p = np.zeros(k.N_PARAM, dtype=np.int64)
-    p[k.P_TZ_MS], p[k.P_NEAR_LOW], p[k.P_NEAR_HIGH] = tz, near_low, near_high
+    p[k.P_TZ_MS] = tz
     p[k.P_SHORT_CALL_S], p[k.P_RISKY_LOOKBACK_MS] = short_call_s, lookback_ms
     p[k.P_MARK_MIN_CALL_ACTION], p[k.P_EWMA_ALPHA_PPM] = mark, alpha_ppm
+    p[k.P_PROTECT_MS], p[k.P_MULE_MS], p[k.P_COLLECTOR_MS] = protect_ms, mule_ms, collector_ms
+    p[k.P_RISKY_NUMBER_MS], p[k.P_LEARN_MS], p[k.P_DORMANT_MS] = risky_number_ms, learn_ms, dormant_ms
+    p[k.P_MULE_MAX_LEVEL], p[k.P_HUB_PAYERS] = mule_max_level, hub_payers
+    p[k.P_FOLLOW_MS] = follow_ms
     return p
 
 
@@ -90,6 +99,10 @@ class Scenario:
     txn_rules: RuleTable = NO_RULES
     call_rules: RuleTable = NO_RULES
     watches: list[tuple[str, int, int]] = field(default_factory=list)  # (entity, id, until)
+    # registry profiles (account, opened, last active, profile bits, phone on file) and
+    # decision-memory columns set from outside (feedback): (account, column, until)
+    profiles: list[tuple[int, int | None, int | None, int, int]] = field(default_factory=list)
+    memory: list[tuple[int, int, int]] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)  # process in chunks split at these rows
     snapshot_times: list[int] = field(default_factory=list)
     n_accounts: int = 8
@@ -137,13 +150,13 @@ def assert_rows_equal(events: np.ndarray, feat: np.ndarray, dec: np.ndarray,
 
 
 def assert_snapshots_equal(state: FeatureState, ref: ReferenceEngine, n_accounts: int,
-                           times: Sequence[int], tz: int) -> None:
+                           times: Sequence[int], params: np.ndarray) -> None:
     bad = []
     for idx in range(n_accounts):
         assert state.account_seen(idx) == ref.account_seen(idx), f"account {idx} seen"
         for ts in times:
-            got = state.snapshot(idx, ts, tz)
-            want = ref.snapshot(idx, ts, tz)
+            got = state.snapshot(idx, ts, params)
+            want = ref.snapshot(idx, ts, params)
             for j in range(k.N_SNAPSHOT):
                 if not _same(float(got[j]), want[j], j in SNAPSHOT_FLOAT):
                     bad.append(f"account {idx} at {ts} {ACCOUNT_FEATURES[j]}: kernel "
@@ -164,6 +177,12 @@ def run_both(scn: Scenario) -> Outcome:
         getattr(state, f"set_{entity}_watch")(idx, until)
         getattr(lean, f"set_{entity}_watch")(idx, until)
         getattr(ref, f"set_{entity}_watch")(idx, until)
+    for engine in (state, lean, ref):
+        for idx, opened, last_active, bits, phone in scn.profiles:
+            engine.set_account_profile(idx, opened_ms=opened, last_active_ms=last_active,
+                                       profile=bits, phone=phone)
+        for idx, column, until in scn.memory:
+            engine.set_account_memory(idx, column, until)
     events = as_matrix(scn.events)
     bounds = [0, *sorted(c for c in scn.cuts if 0 < c < len(events)), len(events)]
     feats, decs = [], []
@@ -184,11 +203,10 @@ def run_both(scn: Scenario) -> Outcome:
         feats.append(feat)
         decs.append(dec)
     assert state.pair_count == ref.pair_count
-    tz = int(scn.params[k.P_TZ_MS])
     times = list(scn.snapshot_times)
     if len(events):
         times += [int(events[-1, k.EV_TS]), int(events[:, k.EV_TS].max())]
-    assert_snapshots_equal(state, ref, scn.n_accounts, times or [T0], tz)
+    assert_snapshots_equal(state, ref, scn.n_accounts, times or [T0], scn.params)
     features = np.concatenate(feats) if feats else np.zeros((0, k.N_TXN_FEATURE))
     decisions = np.concatenate(decs) if decs else np.zeros((0, k.N_DEC), dtype=np.int64)
     return Outcome(features, decisions, state, ref)
@@ -228,10 +246,14 @@ def params_strategy(draw: st.DrawFn) -> np.ndarray:
         st.sampled_from([0, TZ_CN, -5 * HOUR_MS, 19_800_000, 14 * HOUR_MS, -12 * HOUR_MS]),
         st.integers(-56, 56).map(lambda q: q * 900_000),
     ))
-    near_low = draw(st.integers(1, 10**8))
-    near_high = near_low + draw(st.integers(0, 10**8))
+    spans = st.one_of(st.sampled_from([0, MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS]),
+                      st.integers(0, 10 * DAY_MS))
     return make_params(
-        tz=tz, near_low=near_low, near_high=near_high,
+        tz=tz,
+        protect_ms=draw(spans), mule_ms=draw(spans), collector_ms=draw(spans),
+        risky_number_ms=draw(spans), learn_ms=draw(spans), dormant_ms=draw(spans),
+        mule_max_level=draw(st.integers(0, 3)), hub_payers=draw(st.integers(0, 17)),
+        follow_ms=draw(spans),
         short_call_s=draw(st.integers(0, 60)),
         lookback_ms=draw(st.one_of(st.sampled_from([0, 60_000, HOUR_MS, DAY_MS]),
                                    st.integers(0, 2 * DAY_MS))),
@@ -245,13 +267,11 @@ def params_strategy(draw: st.DrawFn) -> np.ndarray:
 def events_strategy(draw: st.DrawFn, params: np.ndarray, n_accounts: int, n_phones: int,
                     n_devices: int, max_events: int, fan_out: bool) -> list[list[int]]:
     """``fan_out``: one or two payers / callers reach the whole id space (rings saturate)."""
-    near_low, near_high = int(params[k.P_NEAR_LOW]), int(params[k.P_NEAR_HIGH])
     short_s = int(params[k.P_SHORT_CALL_S])
     amounts = st.one_of(
         st.integers(1, 10**12),
         st.integers(1, 10_000),
-        st.sampled_from([1, 2, 10**12, max(near_low - 1, 1), near_low, max(near_high - 1, 1),
-                         near_high]),
+        st.sampled_from([1, 2, 10**12, 4_500_000, 4_999_999]),
     )
     account = st.one_of(st.integers(0, min(2, n_accounts - 1)), st.integers(0, n_accounts - 1))
     phone = st.integers(0, n_phones - 1)
@@ -267,18 +287,20 @@ def events_strategy(draw: st.DrawFn, params: np.ndarray, n_accounts: int, n_phon
         if draw(st.integers(0, 9)) < 7:
             events.append(txn(
                 ts, draw(payer), draw(payee), draw(amounts),
-                flags=draw(st.integers(0, 127)),
+                flags=draw(st.integers(0, 511)),
                 phone=draw(st.integers(-1, n_phones - 1)),
                 device=draw(st.integers(-1, n_devices - 1)),
                 opened_a=draw(OPENED), opened_b=draw(OPENED),
                 channel=draw(st.integers(0, 5)),
+                payee_phone=draw(st.integers(-1, n_phones - 1)),
             ))
         else:
             row = call(ts, draw(caller), draw(phone),
                        draw(st.one_of(st.integers(0, 120), st.integers(0, 7_200),
                                       st.sampled_from([max(short_s - 1, 0), short_s]))),
                        flags=draw(st.integers(0, 3)), cls=draw(CALL_CLASS))
-            row[k.EV_AUX2], row[k.EV_AUX3] = draw(st.integers(-5, 5)), draw(st.integers(-5, 5))
+            row[k.EV_AUX2] = draw(st.integers(-5, 5))
+            row[k.EV_AUX3] = draw(st.one_of(st.integers(0, 5), st.integers(-5, 7)))  # outcome
             events.append(row)
     return events
 
@@ -304,8 +326,8 @@ def rules_strategy(draw: st.DrawFn, n_features: int,
             thr = draw(st.one_of(st.sampled_from(seen), st.sampled_from(seen), fixed)
                        if seen else fixed)
             conds.append((j, draw(st.integers(k.OP_GE, k.OP_NE)), thr))
-        rules.append((conds, draw(st.integers(1, 4)), draw(st.integers(0, 100)),
-                      draw(st.integers(0, 255))))
+        rules.append((conds, draw(st.integers(1, 5)), draw(st.integers(0, 100)),
+                      draw(st.integers(0, 255)), draw(st.integers(0, 127))))
     return RuleTable.build(rules)
 
 
@@ -319,10 +341,24 @@ def scenarios(draw: st.DrawFn, n_accounts: int = 8, n_phones: int = 6, n_devices
         st.tuples(st.just("phone"), st.integers(0, n_phones - 1), WATCH_UNTIL),
         st.tuples(st.just("device"), st.integers(0, n_devices - 1), WATCH_UNTIL),
     ), max_size=6))
+    times = st.one_of(st.just(0), st.integers(T0 - 2 * DAY_MS, T0 + 3 * DAY_MS))
+    profiles = draw(st.lists(st.tuples(
+        st.integers(0, n_accounts - 1), st.one_of(st.none(), st.integers(T0 - 400 * DAY_MS, T0)),
+        st.one_of(st.none(), st.integers(T0 - 400 * DAY_MS, T0 + DAY_MS)),
+        st.integers(0, 15), st.integers(-1, n_phones - 1)), max_size=4))
+    memory = draw(st.lists(st.tuples(
+        st.integers(0, n_accounts - 1),
+        st.sampled_from([k.SC_VICTIM_UNTIL, k.SC_MULE_UNTIL, k.SC_COLLECTOR_UNTIL,
+                         k.SC_CONFIRMED_UNTIL, k.SC_CLEARED_UNTIL]), times), max_size=4))
     # a rule-free pass of the reference gives feature values to use as exact thresholds
     probe = ReferenceEngine()
     for entity, idx, until in watches:
         getattr(probe, f"set_{entity}_watch")(idx, until)
+    for idx, opened, last_active, bits, phone in profiles:
+        probe.set_account_profile(idx, opened_ms=opened, last_active_ms=last_active,
+                                  profile=bits, phone=phone)
+    for idx, column, until in memory:
+        probe.set_account_memory(idx, column, until)
     probe_feat, _ = probe.process(events, params, NO_RULES, NO_RULES)
     txn_seen = [_observed(probe_feat, events, k.KIND_TXN, j) for j in range(k.N_TXN_FEATURE)]
     call_seen = [_observed(probe_feat, events, k.KIND_CALL, j) for j in range(k.N_TXN_FEATURE)]
@@ -333,6 +369,8 @@ def scenarios(draw: st.DrawFn, n_accounts: int = 8, n_phones: int = 6, n_devices
         txn_rules=draw(rules_strategy(k.N_TXN_FEATURE, txn_seen)),
         call_rules=draw(rules_strategy(k.N_CALL_FEATURE, call_seen)),
         watches=watches,
+        profiles=profiles,
+        memory=memory,
         cuts=draw(st.lists(st.integers(0, len(events)), max_size=2)),
         snapshot_times=[last + draw(FORWARD), last - draw(LATENESS), T0 - DAY_MS],
         n_accounts=n_accounts,
@@ -387,7 +425,7 @@ def test_one_transaction_counts_itself_in_every_window() -> None:
     assert f[tcol("payer_pass_through_1h")] == 0.0  # nothing came in
     assert f[tcol("payer_day_transfer_out_sum")] == 5_000
     assert f[tcol("risky_call_minutes_ago")] == k.FAR_MINUTES
-    assert out.decisions[0].tolist() == [k.ACTION_ALLOW, 0, 0, 0]
+    assert out.decisions[0].tolist() == [k.ACTION_ALLOW, 0, 0, 0, 0]
 
 
 def test_two_events_in_the_same_bucket_add_up() -> None:
@@ -409,7 +447,7 @@ def test_identical_timestamps_are_ties_not_reorderings() -> None:
     assert f[tcol("payer_in_count_1m")] == 3.0
     assert f[tcol("payer_in_sum_1m")] == 303
     assert f[tcol("payee_paid_payer_before")] == 1.0
-    assert f[tcol("payer_payback_count_7d")] == 1.0
+    assert f[tcol("payer_payback_distinct_7d")] == 1.0
 
 
 def test_event_older_than_the_7d_ring_is_dropped_from_windows() -> None:
@@ -422,7 +460,7 @@ def test_event_older_than_the_7d_ring_is_dropped_from_windows() -> None:
         assert late[tcol(f"payee_in_sum_{win}")] == 0.0
     assert late[tcol("payer_day_transfer_out_sum")] == 0.0  # an earlier day than the newest
     assert late[tcol("payer_history_count")] == 2.0
-    snap = out.state.snapshot(0, T0 + 8 * DAY_MS, TZ_CN)
+    snap = out.state.snapshot(0, T0 + 8 * DAY_MS, make_params())
     assert snap[scol("out_count_7d")] == 1.0
     assert snap[scol("out_sum_7d")] == 2_000
     assert snap[scol("history_out_count")] == 3.0
@@ -434,7 +472,7 @@ def test_late_event_inside_7d_counts_only_in_windows_that_still_hold_it() -> Non
     late = T0 + 3 * DAY_MS - 3 * DAY_MS + HOUR_MS
     events.append(txn(late, 0, 2, 2_000))
     out = run_both(Scenario(events=events, snapshot_times=[T0 + 3 * DAY_MS]))
-    snap = out.state.snapshot(0, T0 + 3 * DAY_MS, TZ_CN)
+    snap = out.state.snapshot(0, T0 + 3 * DAY_MS, make_params())
     assert snap[scol("out_count_7d")] == 3.0
     assert snap[scol("out_sum_7d")] == 7_000
     assert snap[scol("out_count_24h")] == 1.0
@@ -547,27 +585,27 @@ def test_rules_combine_strongest_action_noisy_or_score_and_flags() -> None:
     """Three rules fire at 10% each: score 27 (1 - 0.9**3, rounded), max action, OR flags."""
     amount = float(5_000)
     rules = RuleTable.build([
-        ([(k.F_AMOUNT, k.OP_EQ, amount)], 2, 10, 1),
-        ([(k.F_AMOUNT, k.OP_GE, amount)], 3, 10, 2),
-        ([(k.F_AMOUNT, k.OP_LE, amount)], 2, 10, 4),
-        ([(k.F_AMOUNT, k.OP_GT, amount)], 4, 90, 8),
-        ([(k.F_AMOUNT, k.OP_NE, amount)], 4, 90, 16),
-        ([(k.F_AMOUNT, k.OP_LT, amount)], 4, 90, 32),
+        ([(k.F_AMOUNT, k.OP_EQ, amount)], 2, 10, 1, 0),
+        ([(k.F_AMOUNT, k.OP_GE, amount)], 3, 10, 2, 0),
+        ([(k.F_AMOUNT, k.OP_LE, amount)], 2, 10, 4, 0),
+        ([(k.F_AMOUNT, k.OP_GT, amount)], 4, 90, 8, 0),
+        ([(k.F_AMOUNT, k.OP_NE, amount)], 4, 90, 16, 0),
+        ([(k.F_AMOUNT, k.OP_LT, amount)], 4, 90, 32, 0),
     ])
     out = run_both(Scenario(events=[txn(T0, 0, 1, 5_000)], txn_rules=rules))
-    assert out.decisions[0].tolist() == [3, 0b111, 27, 7]
+    assert out.decisions[0].tolist() == [3, 0b111, 27, 7, 0]
 
 
 def test_all_62_rules_firing_set_every_reason_bit() -> None:
     """MAX_RULES unconditional rules: all reason bits set, score rounds to 100."""
-    rules = RuleTable.build([([], 2, 50, 0)] * k.MAX_RULES)
+    rules = RuleTable.build([([], 2, 50, 0, 0)] * k.MAX_RULES)
     out = run_both(Scenario(events=[txn(T0, 0, 1, 1)], txn_rules=rules))
-    assert out.decisions[0].tolist() == [2, (1 << k.MAX_RULES) - 1, 100, 0]
+    assert out.decisions[0].tolist() == [2, (1 << k.MAX_RULES) - 1, 100, 0, 0]
 
 
 def test_risky_call_marks_the_callee_phone_for_later_transactions() -> None:
     """A call decided at the mark action marks the callee; the payer using that phone sees it."""
-    call_rules = RuleTable.build([([(k.CF_FIRST_CONTACT, k.OP_EQ, 1.0)], 3, 80, 0)])
+    call_rules = RuleTable.build([([(k.CF_FIRST_CONTACT, k.OP_EQ, 1.0)], 2, 80, 0, 0)])
     events = [call(T0, 0, 1, 600), txn(T0 + 6 * MINUTE_MS, 0, 1, 10_000, phone=1),
               txn(T0 + 2 * HOUR_MS, 0, 1, 10_000, phone=1), call(T0 + 3 * HOUR_MS, 0, 1, 5),
               txn(T0 + 3 * HOUR_MS + MINUTE_MS, 0, 1, 1, phone=1)]
@@ -586,7 +624,7 @@ def test_risky_call_marks_the_callee_phone_for_later_transactions() -> None:
 def test_snapshot_of_a_never_seen_account_reports_age_from_the_sentinel() -> None:
     """Known quirk, kept equal on purpose: an unseen account's age counts from NO_TIME."""
     out = run_both(Scenario(events=[txn(T0, 0, 1, 10)]))
-    age = out.state.snapshot(5, T0, TZ_CN)[scol("account_age_days")]
+    age = out.state.snapshot(5, T0, make_params())[scol("account_age_days")]
     assert age == float(T0 - NO_TIME) / DAY_MS
 
 
@@ -606,8 +644,7 @@ def test_pair_table_growth_and_expiry_keep_relationships() -> None:
     n = 3_000
     events = np.stack([txn(T0 + i * 60_000, int(rng.integers(0, 300)), int(rng.integers(300, 600)),
                            int(rng.integers(1, 10**6))) for i in range(n)])
-    params = np.zeros(k.N_PARAM, dtype=np.int64)
-    params[k.P_NEAR_LOW], params[k.P_NEAR_HIGH], params[k.P_EWMA_ALPHA_PPM] = 10, 20, 100_000
+    params = make_params()
     big = FeatureState.create(accounts=600, phones=1, devices=1, pairs=4 * n)
     want, _ = big.process(events, params, NO_RULES, NO_RULES)
     small = FeatureState.create(accounts=600, phones=1, devices=1, pairs=16)

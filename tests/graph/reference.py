@@ -211,6 +211,9 @@ class RefGraph:
             bud = fresh()
             self.ponzi(a, b, t, gp, bud, out)
             done(bud)
+            bud = fresh()
+            self.fee_tree(a, b, t, x, gp, bud, out)
+            done(bud)
         if not ta:
             bud = fresh()
             out[k.X_CHAIN_HOPS] = self.chain(a, b, t, x, gp, bud)
@@ -367,6 +370,69 @@ class RefGraph:
             if not members.intersection(around):
                 unrelated += 1
         out[k.X_PONZI_UNRELATED] = unrelated
+
+    def fee_tree(self, a: int, b: int, t: int, x: int, gp: list[int], bud: Budget,
+                 out: list[float]) -> None:
+        """Pyramid fee tree: b's fee payers, whether b paid the fee itself, its upline share."""
+        lo, gap, hub = t - gp[k.G_FEE_WINDOW], gp[k.G_FEE_GAP], gp[k.G_HUB_DEGREE]
+        tol = x * gp[k.G_FEE_TOL_PPM] // 1_000_000
+        band = range(x - tol, x + tol + 1)
+        payers: set[int] = set()
+        fee_payers: set[int] = set()
+        receipts: list[Edge] = []
+        for e in self.walk(b, 1, lo, t, bud):
+            if e.kind != k.K_TRANSFER or e.src == b or not self.customer(e.src):
+                continue
+            payers.add(e.src)
+            if len(payers) > hub:  # a shop or a platform
+                bud.cuts += 1
+                return
+            if e.amount in band:
+                receipts.append(e)
+                fee_payers.add(e.src)
+        if bud.truncated:
+            return
+        out[k.X_FEE_PAYERS] = len(fee_payers)
+        if len(fee_payers) < 2:
+            return
+        first_in = min(r.ts for r in receipts)
+        paid = 0
+        pieces: list[Edge] = []
+        uplines: list[int] = []  # candidates, first seen first
+        spread = False
+        for e in self.walk(b, 0, lo, t, bud):
+            u = e.dst
+            if e.kind != k.K_TRANSFER or u == b or u in fee_payers or not self.customer(u):
+                continue
+            if e.amount in band:
+                if e.ts < first_in:
+                    paid = 1
+            elif (e.amount < band.start and not spread
+                  and any(r.ts <= e.ts <= r.ts + gap for r in receipts)):
+                if u not in uplines:
+                    if len(uplines) >= hub:
+                        spread = True
+                        bud.cuts += 1
+                        continue
+                    uplines.append(u)
+                pieces.append(e)
+        out[k.X_FEE_PAID_SAME] = paid
+        if bud.truncated or spread:
+            return
+        due = [r for r in receipts if r.ts <= t - max(gap, 1)]
+        best = 0.0
+        for u in uplines:
+            shares = [float(sum(p.amount for p in pieces if p.dst == u and r.ts <= p.ts <= r.ts + gap))
+                      / float(r.amount) for r in due]
+            if shares and min(shares) > best:
+                around = self.collect(u, k.D_IN, True, False, lo, t, hub, bud)
+                if bud.truncated:
+                    break
+                if len(around) > hub:
+                    bud.cuts += 1
+                    continue
+                best = min(shares)
+        out[k.X_FEE_UPLINE_SHARE] = best
 
     def proximity(self, s: int, t: int, gp: list[int], bud: Budget) -> int:
         top = gp[k.G_PROX_MAX_HOPS]

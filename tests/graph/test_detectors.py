@@ -106,6 +106,129 @@ def test_ponzi_signature_counts_repaid_unrelated_small_payers() -> None:
     assert big[-1]["graph_ponzi_repaid"] == 0
 
 
+FEE = 380_000  # 3,800 CNY
+HOUR = 60 * MIN
+
+
+def _fee(rows: list[dict[str, float]], i: int) -> tuple[float, float, float]:
+    r = rows[i]
+    return (r["graph_fee_same_amount_payers"], r["graph_fee_payee_paid_same"],
+            r["graph_fee_upline_share"])
+
+
+def _fee_tree(share: int = 30) -> list[list[int]]:
+    """A (2) joins by paying its recruiter T (1) the fee; A's recruits 3, 4, 5 pay A the fee a
+    day apart; an hour after each fee A passes ``share`` % of it up to T."""
+    ev = [txn(T0, 2, 1, FEE)]
+    for n, recruit in enumerate((3, 4, 5)):
+        ev.append(txn(T0 + (n + 1) * DAY, recruit, 2, FEE))
+        ev.append(txn(T0 + (n + 1) * DAY + HOUR, 2, 1, FEE * share // 100))
+    return ev
+
+
+def test_fee_tree_recruiter_paid_the_fee_and_passes_a_share_up() -> None:
+    """At the third recruit's fee: 3 fee payers, A paid the fee itself before, and it passed 30 %
+    of each earlier fee (2 of them) up to one account."""
+    _, rows = run(_fee_tree())
+    assert _fee(rows, 1) == (1, 0, 0)  # one payer is no pattern: nothing more is looked at
+    assert _fee(rows, 3) == (2, 1, pytest.approx(0.3))
+    assert _fee(rows, 5) == (3, 1, pytest.approx(0.3))
+    assert rows[5]["graph_hub_cuts"] == 0 and rows[5]["graph_truncated"] == 0
+
+
+def test_upline_share_is_the_smallest_share_of_each_fee_whose_time_has_run_out() -> None:
+    """Pieces of 30 % and then 20 % of the fees: the share of each is 20 %. A fee received
+    less than fee_forward_gap ago is not judged yet (its piece may still come)."""
+    ev = _fee_tree()[:6]  # fees at rows 1, 3, 5, pieces at 2, 4; the third not passed on yet
+    ev[4][k.EV_AMOUNT] = FEE * 20 // 100
+    ev.append(txn(T0 + 3 * DAY + 2 * HOUR, 7, 2, FEE))
+    _, rows = run(ev)
+    assert _fee(rows, 5) == (3, 1, pytest.approx(0.2))
+    # the third fee, two hours before, does not count against it
+    assert _fee(rows, 6) == (4, 1, pytest.approx(0.2))
+    _, fast = run(ev, GraphParams(fee_forward_gap_ms=30 * MIN))
+    assert _fee(fast, 6) == (4, 1, 0)  # the pieces came an hour after: too late for 30 min
+
+
+def test_tutor_collecting_one_fee_passes_nothing_up() -> None:
+    """A tutor paid the same fee by 5 parents, who pays rent (more than a fee) and once an
+    assistant (less, an hour after a fee): no fee of its own, and no share of *each* fee."""
+    tutor, rent, assistant = 1, 20, 21
+    ev = [txn(T0 + n * DAY, 10 + n, tutor, 200_000) for n in range(5)]
+    ev.insert(2, txn(T0 + DAY + HOUR, tutor, assistant, 50_000))
+    ev.insert(4, txn(T0 + 2 * DAY + 2 * HOUR, tutor, rent, 500_000))
+    _, rows = run(ev)
+    assert _fee(rows, len(ev) - 1) == (5, 0, 0)
+
+
+def test_club_dues_passed_on_whole_or_in_one_sum_are_no_share() -> None:
+    """A club's treasurer collects the same dues from members and passes them to the club's
+    account, each in full or all in one sum that evening: neither is a piece of a fee."""
+    treasurer, club = 1, 2
+    dues = [txn(T0 + DAY * n + n * MIN, 10 + n, treasurer, 50_000) for n in range(5)]
+    whole = [x for n, d in enumerate(dues)
+             for x in (d, txn(T0 + DAY * n + HOUR, treasurer, club, 50_000))]
+    _, rows = run(whole)
+    assert _fee(rows, len(whole) - 2) == (5, 0, 0)
+    one_sum = [*dues[:4], txn(T0 + 3 * DAY + 5 * HOUR, treasurer, club, 200_000), dues[4]]
+    _, rows = run(one_sum)
+    assert _fee(rows, len(one_sum) - 1) == (5, 0, 0)
+
+
+def test_shop_selling_one_product_is_a_hub_and_its_settlement_is_no_piece() -> None:
+    """A shop with more payers than hub_degree is cut (all 0); with fewer, its daily settlement
+    to the owner is more than one price, so no share."""
+    shop, owner = 1, 2
+    ev = [txn(T0 + n * MIN, 10 + n, shop, 9_900) for n in range(8)]
+    ev.append(txn(T0 + 10 * HOUR, shop, owner, 8 * 9_900))
+    ev.append(txn(T0 + DAY, 30, shop, 9_900))
+    _, small = run(ev, GraphParams(hub_degree=5))
+    assert _fee(small, len(ev) - 1) == (0, 0, 0) and small[-1]["graph_hub_cuts"] >= 1
+    _, rows = run(ev)
+    assert _fee(rows, len(ev) - 1) == (9, 0, 0)
+
+
+def test_crowdfunding_of_varied_amounts_has_few_fee_payers() -> None:
+    """Donations for a medical bill vary: only the donors of this amount count."""
+    patient = 1
+    gifts = [10_000, 50_000, 20_000, 10_000, 100_000, 30_000]
+    ev = [txn(T0 + n * HOUR, 10 + n, patient, x) for n, x in enumerate(gifts)]
+    _, rows = run(ev)
+    assert _fee(rows, 3) == (2, 0, 0) and _fee(rows, 5) == (1, 0, 0)
+
+
+def test_fee_pieces_count_only_soon_after_a_fee_and_to_an_account_that_is_not_a_hub() -> None:
+    """A piece sent more than fee_forward_gap after the last fee, or to an account with more
+    payers than hub_degree (a shop), is no share passed up."""
+    _, slow = run(_fee_tree(), GraphParams(fee_forward_gap_ms=30 * MIN))
+    assert _fee(slow, 5) == (3, 1, 0)
+    # T (1) also has 6 payers of its own: with hub_degree 5 it is no one's upline
+    others = [txn(T0 + n * MIN - DAY, 30 + n, 1, 777) for n in range(6)]
+    _, hub = run(others + _fee_tree(), GraphParams(hub_degree=5))
+    assert _fee(hub, len(others) + 5)[2] == 0 and hub[-1]["graph_hub_cuts"] >= 1
+
+
+def test_fee_amount_tolerance_merges_nearby_amounts() -> None:
+    """A fee paid 1 % short matches only under a tolerance of at least 1 %; a fee paid by the
+    payee in the same millisecond as its first receipt is not "before"."""
+    ev = [txn(T0, 2, 1, FEE), txn(T0 + DAY, 3, 2, FEE - FEE // 100), txn(T0 + 2 * DAY, 4, 2, FEE)]
+    _, exact = run(ev)
+    _, loose = run(ev, GraphParams(fee_amount_tolerance=0.01))
+    assert _fee(exact, 2) == (1, 0, 0) and _fee(loose, 2) == (2, 1, 0)
+    tie = [txn(T0 + DAY, 2, 1, FEE), txn(T0 + DAY, 3, 2, FEE), txn(T0 + 2 * DAY, 4, 2, FEE)]
+    _, rows = run(tie)
+    assert _fee(rows, 2) == (2, 0, 0)
+
+
+def test_fee_tree_seen_the_same_when_events_arrive_late() -> None:
+    """The same fee tree with the first recruit's fee and the first piece passed up reported
+    after later ones: placed in time order, the last fee sees the same."""
+    ev = _fee_tree()
+    g, rows = run([ev[0], ev[3], ev[1], ev[4], ev[2], ev[5]])
+    assert g.late_inserts >= 3
+    assert _fee(rows, 5) == (3, 1, pytest.approx(0.3))
+
+
 def test_proximity_reaches_listed_entities_through_calls_and_links() -> None:
     """Payer's phone was called by a listed number: 2 hops (account - phone - phone)."""
     listed = node_id(k.NK_PHONE, 7)

@@ -56,7 +56,8 @@ def params(**kw: int) -> list[int]:
         k.G_CHAIN_MIN_PPM: 100_000, k.G_CHAIN_MAX_PPM: 1_050_000, k.G_FUND_WINDOW: 10 * DAY,
         k.G_FUND_SMALL_MAX: 1_000, k.G_PROX_WINDOW: 10 * DAY, k.G_PROX_MAX_HOPS: 3,
         k.G_HUB_DEGREE: 1_000, k.G_FAN_CAP: 1_000, k.G_MAX_WORK: 1_000_000,
-        k.G_LINK_REFRESH: DAY, k.G_CYCLE_MIN_PPM: 0,
+        k.G_LINK_REFRESH: DAY, k.G_CYCLE_MIN_PPM: 0, k.G_FEE_WINDOW: 10 * DAY, k.G_FEE_GAP: DAY,
+        k.G_FEE_TOL_PPM: 0,
     }
     for i, v in defaults.items():
         p[i] = v
@@ -96,6 +97,36 @@ def streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
 
 
 @st.composite
+def fee_streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
+    """Transfers shaped like pyramid fee trees and their look-alikes: one fee (up to the largest
+    amount the service takes) paid by members to recruiters, nearly the fee, pieces of it passed
+    on soon after or late, the fee paid out before or after, other amounts, cash terminals, equal
+    and out-of-order times."""
+    fee = draw(st.sampled_from([100, 1_000, 380_000, 10**15 - 7, 10**15]))
+    near = st.sampled_from([0, 0, 0, 0, 0, 1, -1, fee // 100, -(fee // 50), fee // 10])
+    clock = T0
+    events = []
+    for _ in range(draw(st.integers(0, max_events))):
+        clock += draw(st.sampled_from([0, 0, 1, MINUTE, HOUR, 6 * HOUR, DAY, 3 * DAY]))
+        ts = clock - draw(st.sampled_from([0, 0, 0, 0, 1, HOUR, DAY]))
+        what = draw(st.integers(0, 9))
+        if what < 5:  # a fee (or nearly) to one of three recruiters
+            b = draw(st.integers(0, 2))
+            a = (b + draw(st.integers(1, N_ACC - 1))) % N_ACC
+            amount = fee + draw(near)
+        elif what < 8:  # a recruiter passes a piece of a fee on
+            a = draw(st.integers(0, 2))
+            b = (a + draw(st.integers(1, N_ACC - 1))) % N_ACC
+            amount = fee * draw(st.sampled_from([1, 10, 30, 50, 99, 100])) // 100
+        else:
+            a = draw(st.integers(0, N_ACC - 1))
+            b = (a + draw(st.integers(1, N_ACC - 1))) % N_ACC
+            amount = draw(AMOUNTS)
+        events.append(txn(ts, a, b, max(amount, 1)))
+    return events
+
+
+@st.composite
 def param_sets(draw: st.DrawFn) -> list[int]:
     window = st.one_of(st.sampled_from([0, HOUR, DAY, 3 * DAY]), st.integers(0, 5 * DAY))
     lo_ppm = draw(st.sampled_from([0, 100_000, 500_000, 900_000, 1_000_000]))
@@ -112,6 +143,21 @@ def param_sets(draw: st.DrawFn) -> list[int]:
         G_MAX_WORK=draw(st.one_of(st.integers(1, 40), st.just(1_000_000))),
         G_LINK_REFRESH=draw(st.sampled_from([0, HOUR, DAY])),
         G_CYCLE_MIN_PPM=draw(st.sampled_from([0, 0, 500_000, 900_000, 990_000, 1_000_000])),
+        G_FEE_WINDOW=draw(window),
+        G_FEE_GAP=draw(st.one_of(st.sampled_from([0, 1, MINUTE, HOUR, DAY]), st.integers(0, 2 * DAY))),
+        G_FEE_TOL_PPM=draw(st.sampled_from([0, 0, 10_000, 50_000, 100_000])),
+    )
+
+
+@st.composite
+def fee_param_sets(draw: st.DrawFn) -> list[int]:
+    """Default parameters but for the fee tree's windows and tolerance and the bounds."""
+    return params(
+        G_FEE_WINDOW=draw(st.sampled_from([0, HOUR, DAY, 10 * DAY, 60 * DAY])),
+        G_FEE_GAP=draw(st.sampled_from([0, 1, HOUR, 6 * HOUR, DAY, 3 * DAY])),
+        G_FEE_TOL_PPM=draw(st.sampled_from([0, 0, 1, 10_000, 100_000])),
+        G_HUB_DEGREE=draw(st.one_of(st.integers(1, 4), st.just(1_000))),
+        G_MAX_WORK=draw(st.one_of(st.integers(1, 60), st.just(1_000_000))),
     )
 
 
@@ -177,6 +223,16 @@ def test_detectors_match_reference_on_random_graphs(events: list[list[int]], gp:
                                                     watch: dict[int, int]) -> None:
     """Every detector output equals the twin's, whatever the windows, caps and budgets."""
     _run(events, gp, watch)
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(fee_streams(), st.one_of(fee_param_sets(), param_sets(), st.just(params())))
+def test_fee_tree_matches_reference_on_fee_like_graphs(events: list[list[int]],
+                                                      gp: list[int]) -> None:
+    """On streams dense in one fee amount (fee trees, near misses, pieces passed on, hubs, ties,
+    late events, amounts up to 10**15) the fee-tree outputs, like all others, equal the twin's."""
+    _run(events, gp, {})
 
 
 @settings(max_examples=100, deadline=None, database=None,
@@ -290,3 +346,6 @@ def test_event_layout_constants_equal_the_feature_kernels() -> None:
     assert GRAPH_FEATURES[k.X_CYCLE_LEN] == "graph_cycle_length"
     assert GRAPH_FEATURES[k.X_PAYEE_WATCH_HOPS] == "graph_payee_watch_hops"
     assert GRAPH_FEATURES[k.X_GATHER_SCATTER] == "graph_gather_scatter"
+    assert GRAPH_FEATURES[k.X_FEE_PAYERS] == "graph_fee_same_amount_payers"
+    assert GRAPH_FEATURES[k.X_FEE_PAID_SAME] == "graph_fee_payee_paid_same"
+    assert GRAPH_FEATURES[k.X_FEE_UPLINE_SHARE] == "graph_fee_upline_share"

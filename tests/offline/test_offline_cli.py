@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import polars as pl
 import pytest
 
 from screening.cli import main
+from screening.config import load_settings
+from screening.offline.events import read_events
+from screening.offline.reports import large_value_report, load_thresholds
 from screening.policy import default_policy_text
 
 
@@ -66,3 +70,30 @@ def test_bad_input_file_exits_2_naming_the_column(tmp_path: Path,
     assert main(["replay", str(bad), "--out", str(out), "--no-progress"]) == 2
     assert "column amount_minor" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_warm_start_checkpoint_holds_the_report_ledger_of_the_last_days(
+        synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`replay --checkpoint-out` fills the report ledger: each of the last [ledger] days (7)
+    read from the checkpoint gives the offline report's rows of that day; an earlier day is
+    refused naming the horizon."""
+    events = synth_dir / "events.parquet"
+    assert main(["replay", str(events), "--checkpoint-out", str(tmp_path / "state"),
+                 "--no-progress"]) == 0
+    frame = read_events(events)
+    offline = large_value_report(frame, load_thresholds(), load_settings())
+    local = pl.col("event_time").dt.offset_by("8h").dt.date()
+    newest = frame.select(local.max()).item()
+    horizon = [newest - dt.timedelta(days=d) for d in range(6, -1, -1)]
+    assert offline.filter(pl.col("report_date").is_in(horizon)).height > 0
+    for day in horizon:
+        out = tmp_path / f"ckpt-{day}"
+        assert main(["report", "large-value", "--checkpoint", str(tmp_path / "state"), "--date",
+                     day.isoformat(), "--formats", "parquet", "--out", str(out)]) == 0
+        want = offline.filter(pl.col("report_date") == day)
+        assert pl.read_parquet(out.with_suffix(".parquet")).equals(want), day
+    capsys.readouterr()
+    early = horizon[0] - dt.timedelta(days=1)
+    assert main(["report", "large-value", "--checkpoint", str(tmp_path / "state"), "--date",
+                 early.isoformat(), "--out", str(tmp_path / "early")]) == 2
+    assert f"horizon {horizon[0].isoformat()} to {newest.isoformat()}" in capsys.readouterr().err

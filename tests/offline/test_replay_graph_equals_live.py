@@ -28,7 +28,7 @@ from screening.policy import ACTION_NAMES, default_policy_text, parse_policy
 ALWAYS = "".join(
     f'\n[[rule]]\ncode = "GRAPH_PROBE_{i}"\nmessage = "probe"\naction = "ALLOW"\nwhen = ['
     + ", ".join(f'"{name} >= 0"' for name in GRAPH_FEATURES[i * 8:(i + 1) * 8]) + "]\n"
-    for i in range(2))
+    for i in range(-(-len(GRAPH_FEATURES) // 8)))
 
 
 def _proto(row: dict[str, object]):
@@ -61,7 +61,7 @@ def stream() -> pl.DataFrame:
 
 
 def test_replay_equals_live_engine_including_graph_features(stream: pl.DataFrame) -> None:
-    """Actions, reasons and all 16 graph features agree for every transaction of the stream."""
+    """Actions, reasons and all graph features agree for every transaction of the stream."""
     policy = parse_policy(default_policy_text() + ALWAYS, "probe.toml")
     settings = load_settings(overrides={"server": {"latency_budget_ms": 1e9},
                                         "graph": {"hub_degree": 8, "max_work": 400}})
@@ -96,4 +96,4 @@ def test_replay_equals_live_engine_including_graph_features(stream: pl.DataFrame
     assert TXN_FEATURES[fk.F_EXTRA_BASE] == GRAPH_FEATURES[0]
     seen = {n for n, c in nonzero.items() if c}
     assert {"graph_payee_fan_in", "graph_chain_hops", "graph_payee_watch_hops",
-            "graph_hub_cuts", "graph_ponzi_repaid"} <= seen, nonzero
+            "graph_hub_cuts", "graph_ponzi_repaid", "graph_fee_same_amount_payers"} <= seen, nonzero

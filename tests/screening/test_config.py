@@ -82,6 +82,10 @@ def test_graph_settings_are_checked_at_load() -> None:
         load_settings(overrides={"graph": {"cycle_min_ratio": 1.5}})
     with pytest.raises(ConfigError, match=r"\[graph\] expiry_days"):
         load_settings(overrides={"graph": {"expiry_days": 1.0}})
+    with pytest.raises(ConfigError, match=r"\[graph\] fee_amount_tolerance"):
+        load_settings(overrides={"graph": {"fee_amount_tolerance": 0.5}})
+    with pytest.raises(ConfigError, match=r"\[graph\] expiry_days"):  # must cover the fee window
+        load_settings(overrides={"graph": {"fee_window_days": 200.0}})
 
 
 def test_storage_defaults_to_none_and_needs_nothing() -> None:

@@ -69,6 +69,11 @@ def full_state(engine: Engine, *, timings: bool = True) -> dict[str, object]:
     out.update(accounts=snap.accounts, phones=snap.phones, devices=snap.devices,
                decisions=decisions, next_seq=snap.next_seq, calls=snap.calls,
                watch=snap.watch, journal_seq=snap.journal_seq)
+    led = snap.ledger
+    assert led is not None
+    out.update({"ledger.meta": led.meta, "ledger.days": led.days, "ledger.rows": led.rows,
+                "ledger.ids": led.ids, "ledger.institutions": led.institutions,
+                "ledger.currencies": led.currencies})
     return out
 
 

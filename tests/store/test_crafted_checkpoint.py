@@ -169,7 +169,7 @@ def test_full_relationship_table_is_refused() -> None:
 
 
 def test_relationship_count_that_disagrees_with_the_table_is_refused() -> None:
-    _refused(_with(_snapshot(), "features.pair_meta", _set((0,), 0)), "pair_meta: says")
+    _refused(_with(_snapshot(), "features.meta", _set((0,), 0)), "meta: says")
 
 
 def test_window_head_before_the_empty_epoch_is_refused() -> None:

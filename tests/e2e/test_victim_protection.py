@@ -1,0 +1,236 @@
+"""Decision memory through a real server: what one decision concludes protects the next payment.
+
+Each test plays how the fraud goes (a call, a payment stopped, the victim paying again, the mule
+moving the money on) and checks the service's answer at the step where it must intervene.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from screening.client import call_event, transaction, watch_entry
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import Live, recent, uid
+
+OLD = "2015-01-05"
+AGED = dict(payer_opened=OLD, payee_opened=OLD)
+
+
+def _codes(d: pb.Decision | pb.CallDecision) -> list[str]:
+    return [r.code for r in d.reasons]
+
+
+def _phone(n: int) -> str:
+    return f"+861390000{n:04d}"
+
+
+_phones = iter(range(10_000))
+
+
+def new_phone() -> str:
+    return _phone(next(_phones))
+
+
+def _stopped_victim(live: Live, minutes: float = 40) -> tuple[str, str, str, pb.Decision]:
+    """A victim talked into paying a 'safe account' on a first call from abroad (the callee was
+    warned): the first payment is stopped. Returns (victim, victim's phone, safe account,
+    decision)."""
+    victim, safe, phone, fraud = uid("victim"), uid("safe"), new_phone(), "+85291" + new_phone()[-6:]
+    call = live.telecom.report_call(call_event(uid("c"), recent(minutes + 10), fraud, phone,
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    d = live.bank.screen(transaction(uid("t"), recent(minutes), victim, safe, 3_000_000,
+                                     payer_phone=phone, **AGED))
+    return victim, phone, safe, d
+
+
+def test_a_repeat_payment_to_a_stopped_payee_is_stopped_again(live: Live) -> None:
+    """Minutes after a stop, the fraudster calls back and the victim pays the same account again."""
+    victim, phone, safe, first = _stopped_victim(live)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    again = live.bank.screen(transaction(uid("t"), recent(30), victim, safe, 2_000_000,
+                                         payer_phone=phone, **AGED))
+    assert again.action == pb.ACTION_STOP_PAYMENT
+    assert "REPEAT_TO_STOPPED_PAYEE" in _codes(again) and again.reports.notify_police
+
+
+def test_a_protected_victim_paying_a_new_account_is_held(live: Live) -> None:
+    """After the stop the fraudster gives a second 'safe account': at least held with a warning."""
+    victim, phone, _, _ = _stopped_victim(live)
+    d = live.bank.screen(transaction(uid("t"), recent(25), victim, uid("safe2"), 800_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_NEW_PAYEE" in _codes(d)
+    another = live.bank.screen(transaction(uid("t"), recent(20), victim, uid("safe3"), 200_000,
+                                           **AGED))
+    assert another.action >= pb.ACTION_HOLD  # still a new payee within the protection window
+    shop = live.bank.screen(transaction(uid("t"), recent(19), victim, uid("shop"), 3_500, **AGED))
+    assert shop.action == pb.ACTION_ALLOW  # buying lunch (under 1,000 CNY) is not held
+
+
+def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> None:
+    """The safe account received a stopped fraud payment: its payments out are stopped and the
+    suspicion follows the money one hop, no further."""
+    _, _, safe, _ = _stopped_victim(live)
+    level2, level3 = uid("l2"), uid("l3")
+    out = live.bank.screen(transaction(uid("t"), recent(20), safe, level2, 500_000, **AGED))
+    assert out.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(out)
+    assert out.features["payer_suspected_mule"] == 1.0
+    nxt = live.bank.screen(transaction(uid("t"), recent(15), level2, level3, 400_000, **AGED))
+    assert nxt.action == pb.ACTION_STOP_PAYMENT and nxt.features["payer_suspected_mule"] == 2.0
+    beyond = live.bank.screen(transaction(uid("t"), recent(10), level3, uid("shop"), 300, **AGED))
+    assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(beyond)
+
+
+def test_a_mule_at_the_counter_is_held_for_the_staff(live: Live) -> None:
+    """Non-counter business is what is suspended: at a branch counter the payment is held."""
+    _, _, safe, _ = _stopped_victim(live)
+    d = live.bank.screen(transaction(uid("t"), recent(20), safe, uid("x"), 500_000,
+                                     channel=pb.CHANNEL_COUNTER, **AGED))
+    assert d.action == pb.ACTION_HOLD and "SUSPECTED_MULE_AT_COUNTER" in _codes(d)
+
+
+def test_another_victim_paying_the_same_mule_is_held(live: Live) -> None:
+    """A second victim (no call seen) pays the account the first one was stopped paying."""
+    _, _, safe, _ = _stopped_victim(live)
+    d = live.bank.screen(transaction(uid("t"), recent(20), uid("victim2"), safe, 200_000, **AGED))
+    assert d.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(d)
+
+
+def test_query_account_shows_the_case_marks_with_their_decision(live: Live) -> None:
+    """The fast query says who is a suspected victim and mule, since which decision, until when."""
+    victim, _, safe, first = _stopped_victim(live)
+    mule = live.police.query_account(safe)
+    roles = {m.role: m for m in mule.case_marks}
+    assert pb.CASE_ROLE_SUSPECTED_MULE in roles
+    mark = roles[pb.CASE_ROLE_SUSPECTED_MULE]
+    assert mark.transaction_id == first.transaction_id and mark.mule_level == 1
+    assert "CALL_THEN_TRANSFER_LARGE" in mark.reason_codes
+    assert mark.expires_at.seconds > mark.marked_at.seconds
+    assert mule.features["suspected_mule"] == 1.0
+    prot = live.police.query_account(victim)
+    assert [m.role for m in prot.case_marks] == [pb.CASE_ROLE_SUSPECTED_VICTIM]
+
+
+def test_false_alarm_feedback_clears_the_mule_and_released_forgets_the_stop(live: Live) -> None:
+    """The bank reaches the customer: the 'mule' was a false alarm and the payment is released."""
+    victim, _, safe, first = _stopped_victim(live)
+    r = live.bank.submit_feedback(pb.FEEDBACK_VERDICT_FALSE_ALARM, transaction_id=first.transaction_id,
+                                  note="customer verified by phone")
+    assert r.accounts_changed == 2 and r.payee_released
+    out = live.bank.screen(transaction(uid("t"), recent(20), safe, uid("y"), 500_000, **AGED))
+    assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(out) and out.features["payer_suspected_mule"] == 0
+    again = live.bank.screen(transaction(uid("t"), recent(15), victim, safe, 100_000, **AGED))
+    assert "REPEAT_TO_STOPPED_PAYEE" not in _codes(again)
+    marks = live.police.query_account(safe).case_marks
+    assert [m.role for m in marks] == [pb.CASE_ROLE_CLEARED] and marks[0].source == "test-bank"
+
+
+def test_confirmed_fraud_feedback_stops_payments_both_ways(live: Live) -> None:
+    """Police confirm an account as a fraud account: its payments frozen, payments to it stopped."""
+    fraud = uid("fraud")
+    live.bank.screen(transaction(uid("t"), recent(60), uid("a"), fraud, 1_000, **AGED))
+    r = live.police.submit_feedback(pb.FEEDBACK_VERDICT_CONFIRMED_FRAUD, account_id=fraud,
+                                    note="case 2026-0417")
+    assert r.accounts_changed == 1
+    out = live.bank.screen(transaction(uid("t"), recent(30), fraud, uid("b"), 1_000, **AGED))
+    assert out.action == pb.ACTION_FREEZE and "PAYER_CONFIRMED_FRAUD" in _codes(out)
+    to = live.bank.screen(transaction(uid("t"), recent(20), uid("c"), fraud, 1_000, **AGED))
+    assert to.action == pb.ACTION_STOP_PAYMENT and "PAYEE_CONFIRMED_FRAUD" in _codes(to)
+
+
+@pytest.mark.parametrize("role", ["telecom", "regulator"])
+def test_feedback_is_refused_to_roles_that_do_not_decide_payments(live: Live, role: str) -> None:
+    """Only banks, payment institutions, police and admin give verdicts."""
+    with pytest.raises(grpc.RpcError) as err:
+        live.client(role).submit_feedback(pb.FEEDBACK_VERDICT_FALSE_ALARM, account_id=uid("a"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_feedback_on_an_unknown_transaction_is_not_found(live: Live) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        live.bank.submit_feedback(pb.FEEDBACK_VERDICT_RELEASED, transaction_id=uid("nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "transaction_id" in err.value.details()
+
+
+def test_feedback_without_a_verdict_names_the_field(live: Live) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        live.bank.submit_feedback(0, account_id=uid("a"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("verdict")
+
+
+# ------------------------------------------------------------------ calls
+def test_robocaller_with_unanswered_calls_is_blocked(live: Live) -> None:
+    """A fresh number rings 25 people in half an hour and nearly nobody answers: blocked."""
+    robo = new_phone()
+    last = None
+    for i in range(25):
+        callee = new_phone()
+        last = live.telecom.report_call(call_event(uid("c"), recent(40 - i), robo, callee,
+                                                   outcome=pb.CALL_OUTCOME_UNANSWERED))
+    assert last is not None and last.action == pb.CALL_ACTION_BLOCK
+    assert "ROBOCALLER" in _codes(last)
+    assert last.features["caller_unanswered_ratio_1h"] == 1.0
+
+
+def test_a_blocked_call_does_not_make_the_callee_a_risky_contact(live: Live) -> None:
+    """The service blocked the call: no conversation, so a transfer after it is no victim pattern."""
+    fraud, phone = new_phone(), new_phone()
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_PHONE, fraud, "fraud line", "police")])
+    blocked = live.telecom.report_call(call_event(uid("c"), recent(30), fraud, phone))
+    assert blocked.action == pb.CALL_ACTION_BLOCK
+    d = live.bank.screen(transaction(uid("t"), recent(20), uid("p"), uid("q"), 3_000_000,
+                                     payer_phone=phone, **AGED))
+    assert d.features.get("risky_call_recent", 0.0) == 0.0
+    assert "CALL_FROM_WATCHLISTED_THEN_TRANSFER" not in _codes(d)
+
+
+def test_a_talk_with_a_number_flagged_later_protects_the_payment_after_it(live: Live) -> None:
+    """The victim answered a robocaller before it was flagged; paying a new account afterwards
+    is held once the number is known to be a fraud number."""
+    robo, victim_phone = new_phone(), new_phone()
+    live.telecom.report_call(call_event(uid("c"), recent(50), robo, victim_phone,
+                                        duration_seconds=600, outcome=pb.CALL_OUTCOME_ANSWERED))
+    for i in range(25):  # then it sprays unanswered calls and gets flagged
+        live.telecom.report_call(call_event(uid("c"), recent(39 - i), robo, new_phone(),
+                                            outcome=pb.CALL_OUTCOME_UNANSWERED))
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), uid("safe"), 500_000,
+                                     payer_phone=victim_phone, **AGED))
+    assert d.action >= pb.ACTION_HOLD and "LAST_CALLER_NOW_RISKY" in _codes(d)
+
+
+def test_a_ringing_or_unanswered_call_with_talk_time_is_invalid(live: Live) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        live.telecom.report_call(call_event(uid("c"), recent(5), new_phone(), new_phone(),
+                                            duration_seconds=30,
+                                            outcome=pb.CALL_OUTCOME_UNANSWERED))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("duration_seconds")
+
+
+# ------------------------------------------------------------------ the account registry
+def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Live) -> None:
+    """An old account idle for a year (the registry says) receives a victim's money and passes
+    it on within minutes: the victim is warned, the forwarding stopped."""
+    rented = uid("rented")
+    assert live.bank.upsert_accounts([pb.AccountProfile(
+        account_id=rented, party_type=pb.PARTY_TYPE_PERSON, opened_date="2014-03-01",
+        last_active_date="2025-01-10")]).upserted == 1
+    d = live.bank.screen(transaction(uid("t"), recent(30), uid("victim"), rented, 2_000_000,
+                                     payer_opened=OLD))
+    assert d.action >= pb.ACTION_WARN and "WOKEN_DORMANT_ACCOUNT_RECEIVES" in _codes(d)
+    assert d.features["payee_days_since_wake"] == 0.0
+    out = live.bank.screen(transaction(uid("t"), recent(25), rented, uid("l2"), 600_000,
+                                       payee_opened=OLD))
+    assert out.action == pb.ACTION_STOP_PAYMENT and "WOKEN_DORMANT_FORWARDS" in _codes(out)
+
+
+def test_registry_values_are_checked_and_name_the_field(live: Live) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        live.bank.upsert_accounts([pb.AccountProfile(account_id=uid("a"), opened_date="2014-13-01")])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("accounts[0].opened_date")
+    with pytest.raises(grpc.RpcError) as err:
+        live.telecom.upsert_accounts([pb.AccountProfile(account_id=uid("a"))])
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
