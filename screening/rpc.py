@@ -40,6 +40,10 @@ LANE_OF = {
     "UpdateWatchlist": "query",
     "QueryAccount": "query",
     "ExportCaseGraph": "query",
+    # feedback and the registry change state like a watchlist update; a report reads a day
+    "SubmitFeedback": "query",
+    "UpsertAccounts": "query",
+    "GetLargeValueReport": "query",
 }
 
 

@@ -86,8 +86,10 @@ def live() -> Iterator[Live]:
 
 @pytest.fixture()
 def fresh() -> Iterator[Live]:
-    """A server of its own, for tests that count state."""
-    srv = _start(load_settings(overrides={"log": {"level": "debug"}}))
+    """A server of its own, for tests that count state or compare decisions with replay (its
+    latency budget is wide, so a busy machine never skips the graph stage: replay never does)."""
+    srv = _start(load_settings(overrides={"log": {"level": "debug"},
+                                          "server": {"latency_budget_ms": 1000.0}}))
     yield srv
     _stop(srv)
 

@@ -17,7 +17,7 @@ from screening.v1 import screening_pb2 as pb
 from tests.conftest import TOKENS, Live, _start, _stop, recent, uid
 
 OLD = "2015-01-05"
-BANK = next(t for t, (_, role) in TOKENS.items() if role == "bank")
+BANK = next(t for t, (_, role, *_) in TOKENS.items() if role == "bank")
 
 
 @pytest.fixture()

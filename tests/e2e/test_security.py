@@ -22,7 +22,7 @@ from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
 from tests.conftest import TOKENS, Live, _start, _stop, free_port, recent, serve_process, uid
 
-BANK = next(t for t, (_, role) in TOKENS.items() if role == "bank")
+BANK = next(t for t, (_, role, *_) in TOKENS.items() if role == "bank")
 GARBAGE = b"\xff\xff\xff\x07garbage"
 
 

@@ -156,7 +156,7 @@ def test_forgetting_entities_matches_the_reference(data: st.DataObject) -> None:
         assert_rows_equal(ev, feat, dec, ref_feat, ref_dec, 0)
     assert state.pair_count == ref.pair_count
     last = max((e[k.EV_TS] for s in streams for e in s), default=0)
-    assert_snapshots_equal(state, ref, ROWS["accounts"], [last], int(params[k.P_TZ_MS]))
+    assert_snapshots_equal(state, ref, ROWS["accounts"], [last], params)
     state.check()
 
 

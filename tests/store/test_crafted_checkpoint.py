@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 from features import _kernels as fk
+from features.state import FeatureState
 from graph import _kernels as gk
 from screening.config import load_settings
 from screening.engine import Engine, EngineSnapshot
@@ -360,13 +361,30 @@ def test_format_1_checkpoint_restores_in_the_default_scope() -> None:
     decisions and calls in the default scope; a retry there is recognised by payer, payee and
     time, another payment under the id is refused."""
     snap = _snapshot()
+
+    def narrow(name: str, keep: int) -> tuple[str, bytes]:  # the arrays before decision memory
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(snap.arrays[name][..., :keep]), allow_pickle=False)
+        return "npy", buf.getvalue()
+
     old = reassembled(snap, {"decisions": _without(_part_table(snap, "decisions"), "scope",
-                                                   "fingerprint"),
-                             "calls": _without(_part_table(snap, "calls"), "scope")}, version=1)
+                                                   "fingerprint", "marks"),
+                             "calls": _without(_part_table(snap, "calls"), "scope"),
+                             "features.accounts.sc": narrow("features.accounts.sc", 16),
+                             "features.phones.sc": narrow("features.phones.sc", 6),
+                             "features.phones.cnt": narrow("features.phones.cnt", 3),
+                             "feedback": ("", b"")}, version=1)
     engine = Engine(small_settings(), busy_engine(n=1).policy)
     restore_engine(engine, old)
     restored = engine.snapshot()
     assert len(restored.decisions) == len(snap.decisions) and restored.calls == snap.calls
+    fresh = FeatureState.create(1, 1, 1, 16).arrays()
+    for name, keep in (("features.accounts.sc", 16), ("features.phones.sc", 6),
+                       ("features.phones.cnt", 3)):  # widened: old columns kept, new ones empty
+        got = restored.arrays[name]
+        assert np.array_equal(got[..., :keep], snap.arrays[name][..., :keep]), name
+        empty = fresh[name.removeprefix("features.")][0][..., keep:]
+        assert (got[..., keep:] == empty).all(), name
     assert {(d.scope, d.fingerprint) for d in restored.decisions} == {("", b"")}
     (rec, dup), = engine.screen([busy_txn(7)])
     assert dup and rec.seq == snap.decisions[7].seq
