@@ -1154,7 +1154,7 @@ class _Plan:
 def _shares(budget: int, weights: Array) -> Array:
     """``budget`` split by ``weights`` into integers (largest remainders)."""
     raw = weights / weights.sum() * budget
-    alloc = np.floor(raw).astype(np.int64)
+    alloc: Array = np.floor(raw).astype(np.int64)
     alloc[np.argsort(alloc - raw, kind="stable")[: budget - int(alloc.sum())]] += 1
     return alloc
 
@@ -1797,7 +1797,7 @@ def _pieces(rng: np.random.Generator, total: int, k: int, alpha: float, limit: i
     """``total`` in ``k`` or more pieces (uneven for small ``alpha``; none above ``limit``),
     all but the last rounded down to whole hundreds of yuan as typed; with ``small``, one piece
     of a few hundred to a few thousand yuan."""
-    k = max(k, -(-total // limit))
+    k = min(max(k, -(-total // limit)), max(1, total // CNY))  # at least a yuan a piece
     weights = rng.dirichlet(np.full(k, alpha))
     if small and k >= 2 and total > 20_000 * CNY:
         weights[0] = rng.uniform(100, 3_000) * CNY / total
@@ -1807,8 +1807,8 @@ def _pieces(rng: np.random.Generator, total: int, k: int, alpha: float, limit: i
     parts[:-1] = np.where(parts[:-1] > 2 * hundred, parts[:-1] // hundred * hundred, parts[:-1])
     parts = np.maximum(parts, 1)
     parts[-1] = total - parts[:-1].sum()
-    while parts[-1] <= 0 or parts.max() > limit:  # rare: fall back to even pieces
-        k += 1
+    if parts.min() <= 0 or parts.max() > limit:  # rare: even pieces under the limit instead
+        k = max(1, -(-total // limit))
         parts = np.full(k, total // k)
         parts[-1] += total - parts.sum()
     out: Array = rng.permutation(parts)
@@ -1847,6 +1847,7 @@ class _Gang:
         self.devices = w.dev.add(int(rng.integers(1, 4)))
         self.limit: dict[int, int] = {}
         self.cashouts: dict[str, int] = {}
+        self.atm_used: dict[tuple[int, int], int] = {}  # (account, window day) -> withdrawn
 
     def new_mule(self, level: int, who: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
         """A mule account at ``level`` (a new one unless ``who`` is given)."""
@@ -1933,10 +1934,13 @@ class _Gang:
         rng = self.rng
         acc, phone, inst = who
         method = _pick(rng, _CASHOUT, _CASHOUT_W[level])
-        if method == "atm" and inst >= _I_PAY:
-            method = "payment"  # no ATM card on a payment-institution account
+        if method == "atm" and (inst >= _I_PAY or amount < 100 * CNY):
+            method = "payment"  # no ATM card on a payment-institution account; notes only
         if method == "atm":
-            whole = min(amount, _ATM_DAY_LIMIT) // (100 * CNY) * (100 * CNY)
+            day = (t - self.w.t0) // DAY_MS
+            left = _ATM_DAY_LIMIT - self.atm_used.get((acc, day), 0)
+            whole = min(amount, left) // (100 * CNY) * (100 * CNY)
+            self.atm_used[(acc, day)] = self.atm_used.get((acc, day), 0) + whole
             notes: list[int] = []
             while sum(notes) < whole:
                 notes.append(min(int(rng.integers(20, 51)) * 100 * CNY, whole - sum(notes)))
@@ -2251,10 +2255,11 @@ def _robocall(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arr
             pools=(int(rng.integers(1, 5)), int(rng.integers(0, 3))),
         )
         mule = gang.new_mule(0)
+        live = [s for s in spells if s[1] < w.days] or spells[:1]
         for v in g.tolist():
             w.label(w.acc_p[v], S, sid, "victim")
-            number, lo, hi = spells[int(rng.integers(0, len(spells)))]
-            t = _at(w, rng, int(rng.integers(lo, hi + 1)), 9, 20)
+            number, lo, hi = live[int(rng.integers(0, len(live)))]
+            t = _at(w, rng, int(rng.integers(lo, min(hi, w.days - 1) + 1)), 9, 20)
             ev.call(t, number, w.phone[v], int(rng.integers(180, 1_200)), scen=S, sid=sid)  # pressed 1
             t += _minutes(rng, 40, 0.9, 10, 360)
             if rng.random() < 0.5:  # a person calls back from another number
@@ -2359,8 +2364,8 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
         for d in range(cs + period, w.days, period):  # settlements and sweeps, evenings
             t = _at(w, rng, d, 20, 22.5)
             if platform:
-                due = {m: a for m, a in bonus.items() if a > 0}
-                for j, (m, a) in enumerate(sorted(due.items())):
+                pending = {m: a for m, a in bonus.items() if a > 0}
+                for j, (m, a) in enumerate(sorted(pending.items())):
                     ev.txn(
                         t + j * 20_000,
                         collector,
@@ -2685,14 +2690,16 @@ def _structuring_thresholds(w: _World, ev: _Events, rng: np.random.Generator, gr
             ]
             payee = np.asarray(cps)[rng.integers(0, len(cps), n)]
             w.label(np.unique(payee), S, sid, "counterparty")
-            chan = _codes(rng, (_CH["online_banking"], _CH["mobile_app"], _CH["counter"]), (0.5, 0.3, 0.2), n)
-            dev, phone = _person_cols(w, rng, np.full(n, s), chan)
+            chans = _codes(
+                rng, (_CH["online_banking"], _CH["mobile_app"], _CH["counter"]), (0.5, 0.3, 0.2), n
+            )
+            dev, phone = _person_cols(w, rng, np.full(n, s), chans)
             ev.txn(
                 w.times(rng, day, _BANK),
                 w.acc_p[s],
                 payee,
                 amounts(_LINES[("person_domestic", cur)]),
-                chan,
+                chans,
                 cur=cur,
                 dev=dev,
                 phone=phone,
@@ -2703,16 +2710,21 @@ def _structuring_thresholds(w: _World, ev: _Events, rng: np.random.Generator, gr
             dest = w.new_overseas(rng)
             w.label(dest, S, sid, "counterparty")
             cur = _USD if rng.random() < 0.8 else _CNY
-            who = np.asarray(persons)[rng.integers(0, len(persons), n)]
+            # on each day some of the family each send one remittance under their own line
+            days = np.unique(day)
+            senders = [rng.permutation(persons)[: int(rng.integers(1, len(persons) + 1))] for _ in days]
+            day = np.repeat(days, [x.size for x in senders])
+            who = np.concatenate(senders)
+            n = day.size
             w.label(w.acc_p[np.unique(who)], S, sid, "structurer")
-            chan = _codes(rng, (_CH["online_banking"], _CH["mobile_app"]), (0.6, 0.4), n)
-            dev, phone = _person_cols(w, rng, who, chan)
+            chans = _codes(rng, (_CH["online_banking"], _CH["mobile_app"]), (0.6, 0.4), n)
+            dev, phone = _person_cols(w, rng, who, chans)
             ev.txn(
                 w.times(rng, day, _XFER),
                 w.acc_p[who],
                 dest,
-                amounts(_LINES[("person_cross_border", cur)]),
-                chan,
+                _under(rng, _LINES[("person_cross_border", cur)], n),
+                chans,
                 cur=cur,
                 xb=True,
                 dev=dev,
@@ -2906,14 +2918,12 @@ def _salary_run(w: _World, ev: _Events, rng: np.random.Generator, groups: list[A
             some = staff[rng.random(staff.size) < rng.uniform(0.3, 1.0)]
             if some.size:
                 day = int(rng.integers(0, w.days))
-                amount = (np.exp(rng.normal(math.log(1_500), 0.8, some.size)).clip(100, 20_000)).astype(
-                    np.int64
-                ) * CNY
+                extra = np.exp(rng.normal(math.log(1_500), 0.8, some.size)).clip(100, 20_000).astype(np.int64)
                 ev.txn(
                     _at(w, rng, day, 9, 18) + np.cumsum(rng.integers(1_000, 60_000, some.size)),
                     payer,
                     w.acc_p[some],
-                    amount,
+                    extra * CNY,
                     chan,
                     dev=dev,
                     phone=phone,
@@ -3168,31 +3178,31 @@ def _dormant_reactivation(w: _World, ev: _Events, rng: np.random.Generator, grou
         elif variant == "windfall":
             payer = w.new_org(rng, w.start_day - int(rng.integers(2_000, 10_000)))
             w.label(payer, S, sid, "lookalike_party")
-            amount = int(_loguniform(rng, 20_000, 2_000_000)) * CNY
+            payout = int(_loguniform(rng, 20_000, 2_000_000)) * CNY
             ev.txn(
                 t,
                 payer,
                 acc,
-                amount,
+                payout,
                 _CH["online_banking"],
                 memo=_pick(rng, (_M["补偿款"], -1), (0.5, 0.5)),
                 scen=S,
                 sid=sid,
             )
-            moved = int(amount * rng.uniform(0.8, 1.0)) // (100 * CNY) * (100 * CNY)
+            moved = int(payout * rng.uniform(0.8, 1.0)) // (100 * CNY) * (100 * CNY)
             limit = int(_pick(rng, _APP_LIMITS, _APP_LIMITS_W))
             parts = _pieces(rng, moved, 1, 2.0, limit, False) if moved > 0 else np.zeros(0, np.int64)
             t_out = _waking(w, rng, t + _minutes(rng, 240, 1.5, 10, 4_320))
             times = t_out + np.cumsum(rng.integers(30_000, 300_000, parts.size)) - 30_000
             ev.txn(times, acc, main, parts, _CH["mobile_app"], dev=dev, phone=phone, scen=S, sid=sid)
         else:
-            amount = int(_loguniform(rng, 1_000, 200_000)) * CNY
+            balance = int(_loguniform(rng, 1_000, 200_000)) * CNY
             counter = rng.random() < 0.4
             ev.txn(
                 t,
                 acc,
                 main,
-                amount,
+                balance,
                 _CH["counter"] if counter else _CH["mobile_app"],
                 dev=-1 if counter else dev,
                 phone=phone,
@@ -3288,7 +3298,7 @@ def _home_purchase(w: _World, ev: _Events, rng: np.random.Generator, groups: lis
         p, sid = int(g[0]), w.next_sid()
         w.label(w.acc_p[p], S, sid, "lookalike")
         helpers = np.unique(w.family[p, : int(w.n_family[p])])[: int(rng.integers(1, 5))]
-        d_pay = int(rng.integers(min(3, w.days - 1), w.days))
+        d_pay = int(rng.integers(min(3, w.days - 3), w.days - 2))
         days = np.clip(d_pay - rng.integers(0, 8, helpers.size), 0, d_pay)
         amount = (
             np.round(np.exp(rng.uniform(math.log(50_000), math.log(1_000_000), helpers.size)), -4) * CNY
@@ -3324,7 +3334,7 @@ def _home_purchase(w: _World, ev: _Events, rng: np.random.Generator, groups: lis
         k = int(rng.integers(1, 4))
         parts = _split(rng, down, k) // (1_000 * CNY) * (1_000 * CNY)
         parts[-1] = down - parts[:-1].sum()
-        t = _waking(w, rng, int(ts.max()) + _minutes(rng, 180, 1.2, 20, 2_880))
+        t = _waking(w, rng, int(ts.max()) + _minutes(rng, 180, 1.2, 20, 1_440))
         chan_pay = _pick(rng, (_CH["online_banking"], _CH["counter"]), (0.6, 0.4))
         ev.txn(
             t + np.cumsum(rng.integers(60_000, 600_000, k)) - 60_000,
@@ -3488,7 +3498,7 @@ def _assemble(w: _World, ev: _Events) -> pl.DataFrame:
 
 
 # Chance that the payer's institution knows (and sends) the payee's phone: its own customer's
-# phone on file, or a transfer to a phone number between institutions (a minority).
+# phone on file, or, for a person payee at another institution, a transfer to a phone number.
 _PAYEE_PHONE_SAME_INST = 0.9
 _PAYEE_PHONE_OTHER_INST = 0.05
 
@@ -3500,7 +3510,7 @@ def _payee_phones(w: _World, rng: np.random.Generator, a: Array, b: Array, txn: 
     inst = np.concatenate([[-1], w.acc.inst.astype(np.int64)])
     party = np.concatenate([[_TERMINAL], w.acc.party])[b]
     same = inst[a] == inst[b]
-    chance = np.where(same, _PAYEE_PHONE_SAME_INST, _PAYEE_PHONE_OTHER_INST)
+    chance = np.where(same, _PAYEE_PHONE_SAME_INST, np.where(party == _PERSON, _PAYEE_PHONE_OTHER_INST, 0.0))
     known = txn & (phone > 0) & (party != _TERMINAL) & (rng.random(b.size) < chance)
     out: Array = np.where(known, phone, 0)
     return out
