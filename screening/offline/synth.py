@@ -345,7 +345,9 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, *stream.encode()])
 
 
+@functools.lru_cache(maxsize=512)
 def _cdf(weights: tuple[float, ...]) -> Array:
+    """Cumulative probabilities of ``weights`` (cached: cases draw from the same few often)."""
     w = np.asarray(weights, dtype=np.float64)
     c = np.cumsum(w / w.sum())
     c[-1] = 1.0
@@ -414,6 +416,39 @@ def _pick(rng: np.random.Generator, options: tuple[Any, ...], probs: tuple[float
 # ---------------------------------------------------------------------------- entity tables
 
 
+_SCALARS = (int, np.integer, np.bool_)
+
+
+class _Growing:
+    """A column built by appends: blocks as arrays, single values in a Python list (cases add
+    accounts and numbers one at a time; a tiny numpy array each costs more than the value)."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+        self.chunks: list[Any] = []
+
+    def add(self, value: Any, n: int) -> None:
+        if n == 1 and isinstance(value, _SCALARS):
+            if not self.chunks or not isinstance(self.chunks[-1], list):
+                self.chunks.append([])
+            self.chunks[-1].append(value)
+        elif np.ndim(value) == 0:
+            self.chunks.append(np.full(n, value, dtype=self.dtype))
+        else:
+            self.chunks.append(np.array(value, dtype=self.dtype).reshape(n))
+
+    def array(self) -> Array:
+        out: Array = np.concatenate(
+            [np.zeros(0, self.dtype), *(np.asarray(c, dtype=self.dtype) for c in self.chunks)]
+        )
+        return out
+
+    def set(self, idx: Any, value: Any) -> None:
+        merged = self.array()
+        merged[np.asarray(idx)] = value
+        self.chunks = [merged]
+
+
 class _Accounts:
     """Growing account table: id format, institution, party type, opened date (epoch days), and
     what the registry tells of it: phone on file, last activity before the window, merchant
@@ -425,10 +460,11 @@ class _Accounts:
     ACTIVE = np.iinfo(np.int32).max  # last_active: in use up to the window (drawn at the end)
 
     def __init__(self) -> None:
-        self._fmt: list[Array] = []
-        self._inst: list[Array] = []
-        self._opened: list[Array] = []
-        self._extra: dict[str, list[Array]] = {"phone": [], "last": [], "cat": [], "payroll": []}
+        self._cols = {
+            "fmt": _Growing(np.int8), "inst": _Growing(np.int8), "opened": _Growing(np.int32),
+            "phone": _Growing(np.int64), "last": _Growing(np.int32), "cat": _Growing(np.int8),
+            "payroll": _Growing(np.bool_),
+        }  # fmt: skip
         self.n = 0
 
     def add(
@@ -436,14 +472,11 @@ class _Accounts:
         last_active: Array | int = ACTIVE, category: Array | int = -1, payroll: bool = False,
     ) -> Array:  # fmt: skip
         """Append ``n`` accounts (scalars broadcast); return their indices."""
-        self._fmt.append(np.full(n, fmt, dtype=np.int8))
-        self._inst.append(np.broadcast_to(np.asarray(inst, dtype=np.int8), n).copy())
-        self._opened.append(np.broadcast_to(np.asarray(opened, dtype=np.int32), n).copy())
-        for key, value, dtype in (
-            ("phone", phone, np.int64), ("last", last_active, np.int32), ("cat", category, np.int8),
-            ("payroll", payroll, np.bool_),
+        for key, value in (
+            ("fmt", fmt), ("inst", inst), ("opened", opened), ("phone", phone), ("last", last_active),
+            ("cat", category), ("payroll", payroll),
         ):  # fmt: skip
-            self._extra[key].append(np.broadcast_to(np.asarray(value, dtype=dtype), n).copy())
+            self._cols[key].add(value, n)
         idx = np.arange(self.n, self.n + n, dtype=np.int64)
         self.n += n
         return idx
@@ -454,21 +487,18 @@ class _Accounts:
     ) -> None:  # fmt: skip
         """Change registry facts of accounts added before (a whole-table copy: for set-up only)."""
         for key, value in (("phone", phone), ("last", last_active), ("cat", category), ("payroll", payroll)):
-            if value is None:
-                continue
-            merged = np.concatenate(self._extra[key])
-            merged[np.asarray(idx)] = value
-            self._extra[key] = [merged]
+            if value is not None:
+                self._cols[key].set(idx, value)
 
     def finalize(self, rng: np.random.Generator) -> None:
         """Freeze the arrays and draw the identifiers (random, unique per format)."""
-        self.fmt = np.concatenate(self._fmt)
-        self.inst = np.concatenate(self._inst)
-        self.opened = np.concatenate(self._opened)
-        self.phone = np.concatenate(self._extra["phone"])
-        self.last_active = np.concatenate(self._extra["last"])
-        self.category = np.concatenate(self._extra["cat"])
-        self.payroll = np.concatenate(self._extra["payroll"])
+        self.fmt = self._cols["fmt"].array()
+        self.inst = self._cols["inst"].array()
+        self.opened = self._cols["opened"].array()
+        self.phone = self._cols["phone"].array()
+        self.last_active = self._cols["last"].array()
+        self.category = self._cols["cat"].array()
+        self.payroll = self._cols["payroll"].array()
         terminal = (self.fmt == self.ATM) | (self.fmt == self.COUNTER)
         self.party = np.where(self.fmt == self.PERSON, _PERSON, np.where(terminal, _TERMINAL, _ORG)).astype(
             np.int8
@@ -494,17 +524,17 @@ class _Phones:
     """Growing phone-number table: number class, and random unique numbers at the end."""
 
     def __init__(self) -> None:
-        self._cls: list[Array] = []
+        self._cls = _Growing(np.int8)
         self.n = 0
 
     def add(self, cls: Array | int, n: int = 1) -> Array:
-        self._cls.append(np.broadcast_to(np.asarray(cls, dtype=np.int8), n).copy())
+        self._cls.add(cls, n)
         idx = np.arange(self.n, self.n + n, dtype=np.int64)
         self.n += n
         return idx
 
     def finalize(self, rng: np.random.Generator) -> None:
-        self.cls = np.concatenate(self._cls)
+        self.cls = self._cls.array()
         prefixes = [p for c in range(len(NUMBER_CLASSES)) for p in _PHONE_PREFIX[c]]
         first = np.cumsum([0] + [len(_PHONE_PREFIX[c]) for c in range(len(NUMBER_CLASSES))])
         count = np.diff(first)
@@ -531,6 +561,12 @@ class _Devices:
 
 # ---------------------------------------------------------------------------- event builder
 
+# bit fields of the packed per-row codes: (shift, width); the low 16 bits describe a transaction
+_F_CUR, _F_CHAN, _F_CASH, _F_XB = (0, 2), (2, 3), (5, 2), (7, 2)
+_F_MEMO, _F_OUT, _F_SCEN, _F_SID = (9, 7), (16, 3), (19, 6), (25, 38)
+_LOW32 = (0, 32)
+_HIGH31 = (32, 31)
+
 
 class _Events:
     """Events as packed int64 columns, appended part by part (scalars broadcast).
@@ -546,6 +582,7 @@ class _Events:
 
     def __init__(self, t0: int = -(2**62), t_end: int = 2**62) -> None:
         self.parts: dict[str, list[Array]] = {k: [] for k in self.COLUMNS}
+        self.rows: list[tuple[int, int, int, int, int, int]] = []  # single events, packed in Python
         self.n_txn = 0
         self.t0, self.t_end = t0, t_end
 
@@ -554,18 +591,24 @@ class _Events:
         cash: Any = False, xb: Any = False, dev: Any = -1, phone: Any = -1, memo: Any = -1,
         scen: Any = -1, sid: Any = -1,
     ) -> None:  # fmt: skip
-        n = np.asarray(ts).size
-        codes = (
-            (_col(cur, n) + 1) << _F_CUR[0]
-            | (_col(chan, n) + 1) << _F_CHAN[0]
-            | (_col(cash, n) + 1) << _F_CASH[0]
-            | (_col(xb, n) + 1) << _F_XB[0]
-            | (_col(memo, n) + 1) << _F_MEMO[0]
-            | (_col(scen, n) + 1) << _F_SCEN[0]
-            | (_col(sid, n) + 1) << _F_SID[0]
-        )
-        ab = (_col(payer, n) + 1) << 32 | (_col(payee, n) + 1)
-        dp = (_col(dev, n) + 1) << 32 | (_col(phone, n) + 1)
+        one = (ts, payer, payee, amount, chan, cur, cash, xb, dev, phone, memo, scen, sid)
+        if all(isinstance(x, _SCALARS) for x in one):  # a case's single payment: no numpy
+            t = int(ts)
+            if self.t0 <= t < self.t_end:
+                packed = 0
+                for value, f in zip((cur, chan, cash, xb, memo, scen, sid), _TXN_FIELDS, strict=True):
+                    packed |= (int(value) + 1) << f[0]
+                parties = (int(payer) + 1) << 32 | (int(payee) + 1)
+                device_phone = (int(dev) + 1) << 32 | (int(phone) + 1)
+                self.rows.append((t, 1, parties, device_phone, int(amount), packed))
+                self.n_txn += 1
+            return
+        n = np.size(ts)
+        codes: Any = 0  # sizes are checked once per column, in _append
+        for value, f in zip((cur, chan, cash, xb, memo, scen, sid), _TXN_FIELDS, strict=True):
+            codes = codes | (np.asarray(value, dtype=np.int64) + 1) << f[0]
+        ab = (np.asarray(payer, dtype=np.int64) + 1) << 32 | (np.asarray(payee, dtype=np.int64) + 1)
+        dp = (np.asarray(dev, dtype=np.int64) + 1) << 32 | (np.asarray(phone, dtype=np.int64) + 1)
         self.n_txn += self._append(n, ts, 1, ab, dp, amount, codes)
 
     def call(
@@ -587,7 +630,9 @@ class _Events:
 
     def _append(self, n: int, *values: Any) -> int:
         """Append the rows inside the window; return how many."""
-        cols = [np.ascontiguousarray(np.broadcast_to(_col(v, n), n)) for v in values]
+        cols = [
+            np.full(n, c) if c.ndim == 0 else np.ascontiguousarray(c) for c in (_col(v, n) for v in values)
+        ]
         ts = cols[0]
         inside = (ts >= self.t0) & (ts < self.t_end)
         if not inside.all():
@@ -597,9 +642,12 @@ class _Events:
         return int(cols[0].size)
 
     def columns(self) -> list[Array]:
-        return [
-            np.concatenate(self.parts[k]) if self.parts[k] else np.zeros(0, np.int64) for k in self.COLUMNS
-        ]
+        """The packed columns: the parts in the order they were added, then the single rows."""
+        rows = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), len(self.COLUMNS))
+        return [np.concatenate([*self.parts[k], rows[:, i]]) for i, k in enumerate(self.COLUMNS)]
+
+
+_TXN_FIELDS = (_F_CUR, _F_CHAN, _F_CASH, _F_XB, _F_MEMO, _F_SCEN, _F_SID)
 
 
 def _col(values: Any, n: int) -> Array:
@@ -839,15 +887,21 @@ class _World:
     def prune_labels(self) -> None:
         """Drop labels of accounts and numbers that do nothing in their case (their part fell
         past the window's end), so every labelled account acts in its case."""
-        if self._acted is None:
+        if self._acted is None or not self._labels:
             return
         acc_keys, ph_keys = self._acted
+        sizes = [x[1].size for x in self._labels]
+        idx = np.concatenate([x[1] for x in self._labels])
+        sid = np.repeat(np.asarray([x[3] for x in self._labels], dtype=np.int64), sizes)
+        phone = np.repeat([x[0] for x in self._labels], sizes)
+        keys = sid << 32 | idx
+        keep = np.where(phone, np.isin(keys, ph_keys), np.isin(keys, acc_keys))
         kept = []
-        for phone, idx, scen, sid, role in self._labels:
-            keys = acc_keys if not phone else ph_keys
-            idx = idx[np.isin(np.int64(sid) << 32 | idx, keys)]
-            if idx.size:
-                kept.append((phone, idx, scen, sid, role))
+        for (is_phone, ids, scen, case, role), mask in zip(
+            self._labels, np.split(keep, np.cumsum(sizes)[:-1]), strict=True
+        ):
+            if mask.any():
+                kept.append((is_phone, ids[mask], scen, case, role))
         self._labels = kept
 
     def scenario_persons(self, lookalikes: bool = False) -> int:
@@ -1646,6 +1700,7 @@ _MULE_ROLES = ("mule", "mule_level2", "mule_level3")
 _CASHOUT = ("atm", "payment", "otc", "overseas")
 _CASHOUT_W = ((0.3, 0.4, 0.3, 0.0), (0.35, 0.3, 0.2, 0.15), (0.3, 0.25, 0.2, 0.25))
 _ATM_DAY_LIMIT = 20_000 * CNY  # a debit card's daily ATM withdrawal limit
+_MULE_CHANNELS = (_CH["mobile_app"], _CH["online_banking"], _CH["third_party_payment"])
 # per-transaction limits persons set on mobile and online banking
 _APP_LIMITS = (50_000 * CNY, 100_000 * CNY, 200_000 * CNY, 500_000 * CNY)
 _APP_LIMITS_W = (0.3, 0.3, 0.25, 0.15)
@@ -1793,26 +1848,27 @@ def _mule_age(rng: np.random.Generator) -> int:
     return int(rng.integers(1_096, 3_651))
 
 
-def _pieces(rng: np.random.Generator, total: int, k: int, alpha: float, limit: int, small: bool) -> Array:
+def _pieces(rng: np.random.Generator, total: int, k: int, alpha: float, limit: int, small: bool) -> list[int]:
     """``total`` in ``k`` or more pieces (uneven for small ``alpha``; none above ``limit``),
     all but the last rounded down to whole hundreds of yuan as typed; with ``small``, one piece
-    of a few hundred to a few thousand yuan."""
+    of a few hundred to a few thousand yuan. Python lists: a case splits a few amounts at a
+    time, where small numpy arrays cost more than they save."""
     k = min(max(k, -(-total // limit)), max(1, total // CNY))  # at least a yuan a piece
-    weights = rng.dirichlet(np.full(k, alpha))
+    weights = rng.dirichlet([alpha] * k).tolist() if k > 1 else [1.0]
     if small and k >= 2 and total > 20_000 * CNY:
-        weights[0] = rng.uniform(100, 3_000) * CNY / total
-        weights[1:] *= (1 - weights[0]) / weights[1:].sum()
-    parts = (total * weights).astype(np.int64)
+        first = float(rng.uniform(100, 3_000)) * CNY / total
+        rest = sum(weights[1:]) or 1.0
+        weights = [first] + [x * (1 - first) / rest for x in weights[1:]]
     hundred = 100 * CNY
-    parts[:-1] = np.where(parts[:-1] > 2 * hundred, parts[:-1] // hundred * hundred, parts[:-1])
-    parts = np.maximum(parts, 1)
-    parts[-1] = total - parts[:-1].sum()
-    if parts.min() <= 0 or parts.max() > limit:  # rare: even pieces under the limit instead
+    parts = [int(total * x) for x in weights[:-1]]
+    parts = [max(1, p // hundred * hundred if p > 2 * hundred else p) for p in parts]
+    parts.append(total - sum(parts))
+    if min(parts) <= 0 or max(parts) > limit:  # rare: even pieces under the limit instead
         k = max(1, -(-total // limit))
-        parts = np.full(k, total // k)
-        parts[-1] += total - parts.sum()
-    out: Array = rng.permutation(parts)
-    return out
+        parts = [total // k] * k
+        parts[-1] += total - sum(parts)
+    rng.shuffle(parts)
+    return parts
 
 
 class _Gang:
@@ -1866,26 +1922,24 @@ class _Gang:
             return self.new_mule(level)
         return pool[int(self.rng.integers(0, len(pool)))]
 
-    def _send(self, who: tuple[int, int, int], times: Array, payees: Array, amounts: Array) -> None:
+    def _send(self, who: tuple[int, int, int], t: int, payee: int, amount: int) -> None:
+        """One transfer from mule ``who``, from one of the gang's phones."""
         rng = self.rng
-        n = times.size
-        chan = _codes(
-            rng, (_CH["mobile_app"], _CH["online_banking"], _CH["third_party_payment"]), (0.8, 0.15, 0.05), n
-        )
         self.ev.txn(
-            times,
+            t,
             who[0],
-            payees,
-            amounts,
-            chan,
-            dev=self.devices[rng.integers(0, self.devices.size, n)],
-            phone=np.where(rng.random(n) < 0.9, who[1], -1),
+            payee,
+            amount,
+            _pick(rng, _MULE_CHANNELS, (0.8, 0.15, 0.05)),
+            dev=int(self.devices[int(rng.integers(0, self.devices.size))]),
+            phone=who[1] if rng.random() < 0.9 else -1,
             scen=self.label[0],
             sid=self.label[1],
         )
 
     def forward(self, level: int, who: tuple[int, int, int], t: int, amount: int) -> None:
-        """``who``, a mule at ``level``, received ``amount`` at ``t``: move it on."""
+        """``who``, a mule at ``level``, received ``amount`` at ``t``: move it on, piece by piece
+        a few seconds to minutes apart; a piece now and then straight to cash-out."""
         rng = self.rng
         t += _minutes(rng, self.delay[level], 0.8, 0.5, 240)
         rest = _cut(rng, amount, 0.0, 0.03)
@@ -1893,23 +1947,18 @@ class _Gang:
         if not deeper or rng.random() < (0.05, 0.25, 1.0)[level]:
             self.cash_out(level, who, t, rest)
             return
-        k = (
-            int(rng.integers(2, self.max_pieces + 1 if level == 0 else 5))
-            if rng.random() < self.split[level]
-            else 1
-        )
-        parts = _pieces(rng, rest, k, rng.uniform(0.3, 2.0), self.limit[who[0]], rng.random() < self.small)
-        times = t + np.cumsum(rng.integers(15_000, 180_000, parts.size)) - 15_000
-        direct = rng.random(parts.size) < 0.15
-        nxt = [self.pick(level + 1) for _ in range(parts.size)]
-        on = np.flatnonzero(~direct)
-        if on.size:
-            self._send(who, times[on], np.array([nxt[i][0] for i in on]), parts[on])
-        for i in range(parts.size):
-            if direct[i]:
-                self.cash_out(level, who, int(times[i]), int(parts[i]))
+        k = 1
+        if rng.random() < self.split[level]:
+            k = int(rng.integers(2, self.max_pieces + 1 if level == 0 else 5))
+        limit = self.limit[who[0]]
+        for part in _pieces(rng, rest, k, float(rng.uniform(0.3, 2.0)), limit, rng.random() < self.small):
+            if rng.random() < 0.15:
+                self.cash_out(level, who, t, part)
             else:
-                self.forward(level + 1, nxt[i], int(times[i]), int(parts[i]))
+                nxt = self.pick(level + 1)
+                self._send(who, t, nxt[0], part)
+                self.forward(level + 1, nxt, t, part)
+            t += int(rng.integers(15_000, 180_000))
 
     def _cashout_account(self, method: str) -> int:
         """The gang's account for a cash-out method (made on first use, labelled cashout)."""
@@ -1941,25 +1990,24 @@ class _Gang:
             left = _ATM_DAY_LIMIT - self.atm_used.get((acc, day), 0)
             whole = min(amount, left) // (100 * CNY) * (100 * CNY)
             self.atm_used[(acc, day)] = self.atm_used.get((acc, day), 0) + whole
-            notes: list[int] = []
-            while sum(notes) < whole:
-                notes.append(min(int(rng.integers(20, 51)) * 100 * CNY, whole - sum(notes)))
-            if notes:
-                times = t + np.cumsum(rng.integers(40_000, 150_000, len(notes))) - 40_000
-                term = self.w.atm[inst, rng.integers(0, self.w.n_term, len(notes))]
+            taken = 0
+            while taken < whole:  # notes of up to 5,000 a withdrawal, a minute or two apart
+                note = min(int(rng.integers(20, 51)) * 100 * CNY, whole - taken)
+                term = int(self.w.atm[inst, int(rng.integers(0, self.w.n_term))])
                 self.ev.txn(
-                    times,
+                    t,
                     acc,
                     term,
-                    np.asarray(notes),
+                    note,
                     _CH["atm"],
                     cash=True,
                     phone=phone,
                     scen=self.label[0],
                     sid=self.label[1],
                 )
-                t = int(times[-1])
-            amount -= sum(notes)
+                taken += note
+                t += int(rng.integers(40_000, 150_000))
+            amount -= taken
             if amount < 100 * CNY:
                 return  # a little stays on the card
             method = "payment"  # the rest of the day's money another way
@@ -1981,9 +2029,9 @@ class _Gang:
             )
             return
         k = 1 if method == "otc" else int(rng.integers(1, 4))
-        parts = _pieces(rng, amount, k, 2.0, self.limit.get(acc, _APP_LIMITS[-1]), False)
-        times = t + np.cumsum(rng.integers(20_000, 120_000, parts.size)) - 20_000
-        self._send(who, times, np.full(parts.size, payee), parts)
+        for part in _pieces(rng, amount, k, 2.0, self.limit.get(acc, _APP_LIMITS[-1]), False):
+            self._send(who, t, payee, part)
+            t += int(rng.integers(20_000, 120_000))
 
 
 # ---------------------------------------------------------------------------- new fraud scenarios
@@ -2169,9 +2217,9 @@ def _rented_dormant(w: _World, ev: _Events, rng: np.random.Generator, groups: li
             test = int(rng.integers(1, 1_000))
             lvl2 = gang.pick(1)
             if rng.random() < 0.5:
-                gang._send(lvl2, np.array([t_wake]), np.array([d[0]]), np.array([test]))
+                gang._send(lvl2, t_wake, d[0], test)
             else:
-                gang._send(d, np.array([t_wake]), np.array([lvl2[0]]), np.array([test]))
+                gang._send(d, t_wake, lvl2[0], test)
         number = -1
         for v in g.tolist():
             w.label(w.acc_p[v], S, sid, "victim")
@@ -2188,12 +2236,7 @@ def _rented_dormant(w: _World, ev: _Events, rng: np.random.Generator, groups: li
                 for t_in, a_in in _victim_pays(w, ev, rng, v, t, mule[0], small, label):
                     gang.forward(0, mule, t_in, a_in)
                 t += _minutes(rng, 12, 0.6, 3, 40)
-                gang._send(
-                    gang.pick(1),
-                    np.array([t]),
-                    np.array([w.acc_p[v]]),
-                    np.array([int(small * rng.uniform(1.05, 1.2))]),
-                )
+                gang._send(gang.pick(1), t, int(w.acc_p[v]), int(small * rng.uniform(1.05, 1.2)))
                 amount, steps, grow = _loguniform(rng, 1_000, 5_000), int(rng.integers(1, 5)), (2.0, 6.0)
             else:
                 amount, steps, grow = _loguniform(rng, 2_000, 100_000), int(rng.integers(1, 5)), (1.0, 2.5)
@@ -2552,7 +2595,7 @@ def _controller_moves(
         dest = w.new_overseas(rng)
         w.label(dest, S, sid, "cashout")
         cents = int(_usd_cents(int(amount * rng.uniform(0.6, 1.0))))
-        parts = _pieces(rng, cents, 1, 2.0, 50_000 * 100, False)
+        parts = np.asarray(_pieces(rng, cents, 1, 2.0, 50_000 * 100, False))
         times = t + np.cumsum(rng.integers(60_000, 600_000, parts.size)) - 60_000
         ev.txn(
             times, acc, dest, parts, _CH["online_banking"], cur=_USD, xb=True, phone=phone, scen=S, sid=sid
@@ -3191,7 +3234,7 @@ def _dormant_reactivation(w: _World, ev: _Events, rng: np.random.Generator, grou
             )
             moved = int(payout * rng.uniform(0.8, 1.0)) // (100 * CNY) * (100 * CNY)
             limit = int(_pick(rng, _APP_LIMITS, _APP_LIMITS_W))
-            parts = _pieces(rng, moved, 1, 2.0, limit, False) if moved > 0 else np.zeros(0, np.int64)
+            parts = np.asarray(_pieces(rng, moved, 1, 2.0, limit, False) if moved > 0 else [], dtype=np.int64)
             t_out = _waking(w, rng, t + _minutes(rng, 240, 1.5, 10, 4_320))
             times = t_out + np.cumsum(rng.integers(30_000, 300_000, parts.size)) - 30_000
             ev.txn(times, acc, main, parts, _CH["mobile_app"], dev=dev, phone=phone, scen=S, sid=sid)
@@ -3408,13 +3451,6 @@ def _stream_order(ts: Array, kind: Array) -> tuple[Array, Array, Array]:
     return order, ts[order], kind[order].astype(bool)
 
 
-# bit fields of the packed per-row codes: (shift, width); the low 16 bits describe a transaction
-_F_CUR, _F_CHAN, _F_CASH, _F_XB = (0, 2), (2, 3), (5, 2), (7, 2)
-_F_MEMO, _F_OUT, _F_SCEN, _F_SID = (9, 7), (16, 3), (19, 6), (25, 38)
-_LOW32 = (0, 32)
-_HIGH31 = (32, 31)
-
-
 def _bits(packed: Array, f: tuple[int, int]) -> Array:
     """Bit field ``f`` = (shift, width) of non-negative int64 array ``packed``."""
     out: Array = np.right_shift(packed, f[0])
@@ -3505,14 +3541,16 @@ _PAYEE_PHONE_OTHER_INST = 0.05
 
 def _payee_phones(w: _World, rng: np.random.Generator, a: Array, b: Array, txn: Array) -> Array:
     """Per row the payee's phone on file (index + 1, 0 = null) where the payer's bank knows it."""
-    a, b = np.where(txn, a, 0), np.where(txn, b, 0)  # on calls they are phones
-    phone = np.concatenate([[-1], w.acc.phone])[b] + 1  # b is the payee index + 1
-    inst = np.concatenate([[-1], w.acc.inst.astype(np.int64)])
-    party = np.concatenate([[_TERMINAL], w.acc.party])[b]
-    same = inst[a] == inst[b]
-    chance = np.where(same, _PAYEE_PHONE_SAME_INST, np.where(party == _PERSON, _PAYEE_PHONE_OTHER_INST, 0.0))
-    known = txn & (phone > 0) & (party != _TERMINAL) & (rng.random(b.size) < chance)
-    out: Array = np.where(known, phone, 0)
+    rows = np.flatnonzero(txn)
+    payer, payee = a[rows] - 1, b[rows] - 1  # a and b are indices + 1
+    phone = w.acc.phone[payee]
+    same = w.acc.inst[payer] == w.acc.inst[payee]
+    person = w.acc.party[payee] == _PERSON
+    chance = np.where(same, _PAYEE_PHONE_SAME_INST, np.where(person, _PAYEE_PHONE_OTHER_INST, 0.0))
+    maybe = np.flatnonzero((phone >= 0) & (chance > 0))  # terminals have no phone on file
+    known = maybe[rng.random(maybe.size) < chance[maybe]]
+    out = np.zeros(a.size, dtype=np.int64)
+    out[rows[known]] = phone[known] + 1
     return out
 
 
