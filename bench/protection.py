@@ -142,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.side_by_side:
-        runs = {}
+        runs: dict[str, Any] = {}
         for path in args.side_by_side:
             data = json.loads(path.read_text(encoding="utf-8"))
-            runs[data.get("name") or path.stem] = data
+            name = data.get("name") or path.stem
+            runs[name if name not in runs else f"{name}#{len(runs) + 1}"] = data
         print(format_protection(runs))
         return 0
     name = args.name or f"seed-{args.seed}"
