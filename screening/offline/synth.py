@@ -2,8 +2,13 @@
 
 ``generate(SynthConfig(...))`` builds a population of persons and organisations (employers,
 merchants, utilities, bank wealth-management desks) and their ordinary transactions and phone
-calls, then plants labelled cases of every scenario in :data:`SCENARIOS`; ``write`` stores the
-result as Parquet (and CSV on request).
+calls, then plants labelled cases of every scenario in :data:`SCENARIOS` and every benign
+look-alike in :data:`LOOKALIKES`, and lists what the institutions know of their customers (the
+account registry); ``write`` stores the result as Parquet (and CSV on request).
+
+Case parameters (amounts, delays, pieces, call volumes, answer rates, ...) are drawn per case
+from wide ranges taken from how each fraud, and each legitimate look-alike, works; none is set
+from a detection rule's threshold.
 
 The population lives in UTC+8: salaries, rent and bills fall on a day of the local month, shopping
 and calls follow local daily rhythms. Times are stored in UTC with millisecond precision and money
@@ -22,19 +27,36 @@ Conventions of the generated stream:
   ``CTR...``, party type ``cash_terminal``, at the customer's bank). A withdrawal pays the terminal, a deposit
   is paid by it; ``cash`` is true on both.
 * optional values that are absent are null: ``payer_phone`` (unknown to the payer's bank),
-  ``device_id`` (counter, ATM and corporate payments), ``memo``, ``payer_opened_date`` of
-  terminals.
+  ``payee_phone`` (set where the payer's bank knows the payee's phone on file: mostly transfers
+  within one institution), ``device_id`` (counter, ATM and corporate payments), ``memo``,
+  ``payer_opened_date`` of terminals.
+* every call carries its final ``call_outcome``: answered with a duration, or unanswered or
+  rejected with duration 0 (ordinary people let a tenth of calls ring out, more from unknown
+  numbers).
+* the window is cut as an extract would be: a case running past its last day loses the rest.
 * event ids are ``"c"``/``"t"`` and 11 digits, numbered in stream order, so the frame sorted by
   ``event_time`` is also sorted by ``event_id`` within equal times (calls first).
 * the accounts frame lists every account of a planted case with its role; a fraudster's phone
   number appears there too, with ``account`` the number and role ``fraud_caller``. Population
-  persons drawn into a case keep their ordinary life (those events stay unlabelled).
+  persons drawn into a case keep their ordinary life (those events stay unlabelled). A
+  look-alike labels the accounts whose behaviour is the look-alike (``lookalike``), the numbers
+  that call (``lookalike_caller``) and accounts made for it (``lookalike_party``: suppliers,
+  hospitals, developers); the population persons it deals with (customers, staff, donors,
+  neighbours, relatives) stay unlabelled: they are ordinary people doing ordinary things.
+* the registry (``REGISTRY_SCHEMA``) has every person and organisation account of a domestic
+  bank or payment institution: phone on file, opened date, last activity before the window
+  (years back for dormant accounts, a few days for accounts in use), merchant category, payroll.
 
 Roles: telecom_fraud ``victim``, ``mule`` (receives from the victim), ``sub_mule`` (further
 layers), ``cashout`` (overseas or OTC account the money leaves through), ``fraud_caller``;
 illegal_fundraising ``collector``, ``investor``, ``controller``; mule_ring ``ring_member``,
 ``source``, ``sink``; round_tripping ``cycle_member``; structuring ``structurer``,
-``counterparty``; large_value_genuine ``large_payer``, ``large_payee``.
+``counterparty``; large_value_genuine ``large_payer``, ``large_payee``. The later scenarios:
+``victim``, ``mule`` (level 1: paid by victims), ``mule_level2``, ``mule_level3``, ``cashout``,
+``fraud_caller``, ``robocaller``, ``lender`` (an online lender a victim borrowed from);
+pyramid_scheme ``controller``, ``collector`` (the platform account), ``recruiter`` (members
+with a downline), ``member``; ponzi_exit ``investor``, ``collector``, ``controller``,
+``cashout``; structuring_thresholds ``structurer``, ``counterparty``.
 """
 
 from __future__ import annotations
