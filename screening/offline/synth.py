@@ -1762,6 +1762,24 @@ def _waking(w: _World, rng: np.random.Generator, t: int) -> int:
     return _at(w, rng, int(day), 8, 11)
 
 
+def _open_counter(w: _World, ts: Any, chan: Any) -> Any:
+    """``chan``, with a counter payment outside branch hours (09:00-17:00 local) made in the
+    app instead (``ts``, ``chan``: scalars or arrays)."""
+    hour = (np.asarray(ts) - w.t0) % DAY_MS // HOUR_MS
+    closed = (hour < 9) | (hour >= 17)
+    out = np.where((np.asarray(chan) == _CH["counter"]) & closed, _CH["mobile_app"], chan)
+    return int(out) if out.ndim == 0 else out
+
+
+def _bank_hours(w: _World, rng: np.random.Generator, t: int) -> int:
+    """``t``, or the next time a branch counter is open (09:00-17:00 local)."""
+    hour = (t - w.t0) % DAY_MS / HOUR_MS
+    if 9 <= hour < 17:
+        return t
+    day = (t - w.t0) // DAY_MS + (1 if hour >= 17 else 0)
+    return _at(w, rng, int(day), 9, 11)
+
+
 def _fraud_phone(w: _World, rng: np.random.Generator) -> int:
     return int(w.ph.add(_pick(rng, _FRAUD_CLS, _FRAUD_CLS_W))[0])
 
@@ -1830,6 +1848,7 @@ def _victim_pays(
         (_CH["mobile_app"], _CH["online_banking"], _CH["third_party_payment"], _CH["counter"]),
         (0.72, 0.15, 0.06, 0.07),
     )
+    chan = _open_counter(w, t, chan)
     if chan == _CH["counter"] or amount <= limit:
         parts = [amount]
     else:
@@ -2480,6 +2499,8 @@ def _member_pays(
 ) -> None:
     """A pyramid member (population ``person``, or -1 for the controller) pays a fee or a share."""
     chan = _pick(rng, (_CH["mobile_app"], _CH["online_banking"], _CH["counter"]), (0.7, 0.15, 0.15))
+    if chan == _CH["counter"] and _bank_hours(w, rng, t) != t:
+        chan = _CH["mobile_app"]  # branches are closed
     dev = -1 if chan == _CH["counter"] or person < 0 else int(w.dev1[person])
     phone = -1 if person < 0 else int(w.phone[person])
     ev.txn(t, payer, payee, amount, chan, dev=dev, phone=phone, memo=memo, scen=label[0], sid=label[1])
@@ -2515,8 +2536,7 @@ def _ponzi_exit(w: _World, ev: _Events, rng: np.random.Generator, groups: list[A
         # investments, each investor one to three, until the collapse
         who = np.repeat(np.arange(k), _codes(rng, (1, 2, 3), (0.6, 0.3, 0.1), k))
         n = who.size
-        ts = w.t0 + ((cs + rng.random(n) * (collapse + 1 - cs)) * DAY_MS).astype(np.int64)
-        ts = np.sort(ts)
+        ts = np.sort(w.times(rng, cs + rng.integers(0, collapse + 1 - cs, n), _XFER))
         big = rng.random(n) < 0.1
         amount = np.exp(
             np.where(
@@ -2527,6 +2547,7 @@ def _ponzi_exit(w: _World, ev: _Events, rng: np.random.Generator, groups: list[A
         )
         amount = (np.round(amount, -3) * CNY).astype(np.int64)
         chan = _codes(rng, (_CH["mobile_app"], _CH["online_banking"], _CH["counter"]), (0.5, 0.3, 0.2), n)
+        chan = _open_counter(w, ts, chan)
         dev, _ = _person_cols(w, rng, g[who], chan)
         ev.txn(
             ts,
@@ -2625,7 +2646,9 @@ def _controller_moves(
     elif how == "cash":
         cash = min(amount, int(_loguniform(rng, 50_000, 500_000)) // 1_000 * 1_000 * CNY)
         branch = int(w.ctr[inst, int(rng.integers(0, w.n_term))])
-        ev.txn(_waking(w, rng, t), acc, branch, cash, _CH["counter"], cash=True, phone=phone, scen=S, sid=sid)
+        ev.txn(
+            _bank_hours(w, rng, t), acc, branch, cash, _CH["counter"], cash=True, phone=phone, scen=S, sid=sid
+        )
     elif how == "relative":
         other = ctrls[int(rng.integers(0, len(ctrls)))]
         if other[0] != acc:
@@ -2975,7 +2998,7 @@ def _salary_run(w: _World, ev: _Events, rng: np.random.Generator, groups: list[A
                 chan,
                 dev=dev,
                 phone=phone,
-                memo=_codes(rng, *memos, n),
+                memo=int(_pick(rng, *memos)),  # a payroll file has one memo
                 scen=S,
                 sid=sid,
             )
@@ -3066,6 +3089,7 @@ def _family_call(w: _World, ev: _Events, rng: np.random.Generator, groups: list[
                 ev.call(t_call, w.phone[p], caller, talk, scen=S, sid=sid)
             t = _waking(w, rng, t_call + _minutes(rng, 20, 1.0, 3, 240))
             chan = _pick(rng, (_CH["mobile_app"], _CH["online_banking"], _CH["counter"]), (0.8, 0.15, 0.05))
+            chan = _open_counter(w, t, chan)
             dev = -1 if chan == _CH["counter"] else int(w.dev1[p])
             if variant == "abroad":
                 ev.txn(
@@ -3174,6 +3198,7 @@ def _crowdfunding(w: _World, ev: _Events, rng: np.random.Generator, groups: list
         bills = _split(rng, max(k * 1_000 * CNY + 1, int(received * rng.uniform(0.6, 1.2))), k)
         ts = np.sort(start + rng.integers(6 * HOUR_MS, 14 * DAY_MS, k))
         chan = _codes(rng, (_CH["mobile_app"], _CH["counter"], _CH["online_banking"]), (0.5, 0.3, 0.2), k)
+        chan = _open_counter(w, ts, chan)
         dev, phone = _person_cols(w, rng, np.full(k, p), chan)
         ev.txn(
             ts,
@@ -3383,6 +3408,7 @@ def _home_purchase(w: _World, ev: _Events, rng: np.random.Generator, groups: lis
         chan = _codes(
             rng, (_CH["online_banking"], _CH["mobile_app"], _CH["counter"]), (0.5, 0.3, 0.2), helpers.size
         )
+        chan = _open_counter(w, ts, chan)
         dev, phone = _person_cols(w, rng, helpers, chan)
         memo = _codes(rng, (_M["首付"], _M["购房款"], -1), (0.4, 0.2, 0.4), helpers.size)
         ev.txn(
@@ -3400,7 +3426,7 @@ def _home_purchase(w: _World, ev: _Events, rng: np.random.Generator, groups: lis
         parts = _split(rng, down, k) // (1_000 * CNY) * (1_000 * CNY)
         parts[-1] = down - parts[:-1].sum()
         t = _waking(w, rng, int(ts.max()) + _minutes(rng, 180, 1.2, 20, 1_440))
-        chan_pay = _pick(rng, (_CH["online_banking"], _CH["counter"]), (0.6, 0.4))
+        chan_pay = _open_counter(w, t, _pick(rng, (_CH["online_banking"], _CH["counter"]), (0.6, 0.4)))
         ev.txn(
             t + np.cumsum(rng.integers(60_000, 600_000, k)) - 60_000,
             w.acc_p[p],
