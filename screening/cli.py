@@ -123,7 +123,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     for_batch_jobs()
     t0 = time.perf_counter()
     cfg = SynthConfig(seed=args.seed, events_target=args.events, days=args.days,
-                      scenario_rate=args.scenario_rate)
+                      scenario_rate=args.scenario_rate, lookalike_rate=args.lookalike_rate)
     result = generate(cfg)
     gen_s = time.perf_counter() - t0
     paths = write(result, args.out, csv=args.csv)
@@ -131,8 +131,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"{st['events']:,} events ({st['txns']:,} transactions, {st['calls']:,} calls) for "
           f"{st['persons']:,} persons and {st['organisations']:,} organisations over {args.days} days "
           f"in {gen_s:.2f} s ({st['events'] / gen_s / 1e6:.2f} M events/s)")
-    print("planted cases: " + ", ".join(f"{k.removeprefix('cases_')} {v}" for k, v in st.items()
-                                        if k.startswith("cases_")))
+    cases = {k.removeprefix("cases_"): v for k, v in st.items() if k.startswith("cases_")}
+    print("planted cases: " + ", ".join(f"{k} {v}" for k, v in cases.items()
+                                        if not k.startswith("lookalike_")))
+    print("look-alikes: " + ", ".join(f"{k.removeprefix('lookalike_')} {v}" for k, v in cases.items()
+                                      if k.startswith("lookalike_")))
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -440,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenario-rate", type=float, default=0.01,
                    help="share of persons drawn into planted fraud scenarios")
+    p.add_argument("--lookalike-rate", type=float, default=0.005,
+                   help="share of persons at the centre of a benign look-alike (shop owner, "
+                        "employer, courier, ...)")
     p.add_argument("--csv", action="store_true", help="also write CSV")
     p.set_defaults(func=_cmd_synth)
 

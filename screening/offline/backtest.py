@@ -7,9 +7,12 @@ Definitions (the same in every report):
 - an account is **caught** when it is payer or payee of an alerted transaction (a victim whose
   transfer was stopped is protected; the mule receiving it is flagged); cash terminals
   (ATM / counter accounts) are left out of account counts;
-- **money lost** is the amount of a scenario's transfers paid by its victims or investors that
-  were not stopped; **money stopped** the amount of those that were (other scenario transfers,
-  between fraudsters, are neither: the money was already lost or never the public's).
+- **money lost** is the amount of a scenario's transfers paid by its victims, investors or
+  pyramid members that were not stopped; **money stopped** the amount of those that were (other
+  scenario transfers, between fraudsters, are neither: the money was already lost or never the
+  public's);
+- benign look-alikes (labels in ``LOOKALIKES``) get their own rows, but overall precision and
+  recall count them as what they are, not fraud: an alert on one is a false alarm.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 
 import polars as pl
 
+from screening.offline.schema import LOOKALIKES
+
 __all__ = ["ALERT_ACTIONS", "STOP_ACTIONS", "BacktestMetrics", "backtest", "format_metrics"]
 
 ALERT_ACTIONS = ("WARN", "HOLD", "STOP_PAYMENT", "FREEZE", "WARN_CALLEE", "BLOCK")
 STOP_ACTIONS = ("HOLD", "STOP_PAYMENT", "FREEZE")
-_LOSS_ROLES = ("victim", "investor")
+_LOSS_ROLES = ("victim", "investor", "member")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ def backtest(events: pl.DataFrame, decisions: pl.DataFrame,
         "median_minutes_to_stop": pl.Float64, "money_stopped_fen": pl.Int64,
         "money_lost_fen": pl.Int64})
 
+    fraud = (pl.col("scenario") != "") & ~pl.col("scenario").is_in(LOOKALIKES)
+    looks = pl.col("scenario").is_in(LOOKALIKES)
     alerted_events = j.filter(pl.col("alert"))
     alerted_accts = acct.filter(pl.col("alert"))
     ordinary_accts = acct.filter(pl.col("scenario") == "")
@@ -125,24 +132,24 @@ def backtest(events: pl.DataFrame, decisions: pl.DataFrame,
     overall = {
         "events": j.height,
         "alerts": alerted_events.height,
-        "event_precision": _ratio((alerted_events.get_column("scenario") != "").sum(),
-                                  alerted_events.height),
-        "event_recall": _ratio(j.filter(pl.col("scenario") != "").get_column("alert").sum(),
-                               j.filter(pl.col("scenario") != "").height),
-        "account_precision": _ratio((alerted_accts.get_column("scenario") != "").sum(),
-                                    alerted_accts.height),
-        "account_recall": _ratio(acct.filter(pl.col("scenario") != "").get_column("alert").sum(),
-                                 acct.filter(pl.col("scenario") != "").height),
+        "event_precision": _ratio(alerted_events.select(fraud.sum()).item(), alerted_events.height),
+        "event_recall": _ratio(j.filter(fraud).get_column("alert").sum(), j.filter(fraud).height),
+        "account_precision": _ratio(alerted_accts.select(fraud.sum()).item(), alerted_accts.height),
+        "account_recall": _ratio(acct.filter(fraud).get_column("alert").sum(), acct.filter(fraud).height),
         "ordinary_accounts": ordinary_accts.height,
         "ordinary_account_alert_rate": _ratio(ordinary_accts.get_column("alert").sum(),
                                               ordinary_accts.height),
         "ordinary_event_alert_rate": _ratio(ordinary_events.get_column("alert").sum(),
                                             ordinary_events.height),
+        "lookalike_account_alert_rate": _ratio(acct.filter(looks).get_column("alert").sum(),
+                                               acct.filter(looks).height),
+        "lookalike_event_alert_rate": _ratio(j.filter(looks).get_column("alert").sum(),
+                                             j.filter(looks).height),
     }
     per_reason = (j.filter(pl.col("reason_codes").list.len() > 0).explode("reason_codes")
                   .group_by("reason_codes").agg(
                       pl.len().alias("fired"),
-                      (pl.col("scenario") != "").sum().alias("on_scenario_events"))
+                      fraud.sum().alias("on_scenario_events"))
                   .with_columns((pl.col("on_scenario_events") / pl.col("fired")).alias("precision"))
                   .rename({"reason_codes": "reason"}).sort("fired", descending=True))
     return BacktestMetrics(per_scenario, overall, per_reason)
@@ -179,12 +186,13 @@ def format_metrics(named: Mapping[str, BacktestMetrics]) -> str:
         lines.append(row)
     lines.append("")
     for key in ("event_precision", "account_precision", "account_recall",
-                "ordinary_account_alert_rate", "ordinary_event_alert_rate"):
+                "ordinary_account_alert_rate", "ordinary_event_alert_rate",
+                "lookalike_account_alert_rate"):
         lines.append(f"{key:30}" + "".join(f" | {_pct(named[n].overall[key]):>10}" for n in names))
     for n in names:
         m = named[n].per_scenario
         stopped = m.get_column("money_stopped_fen").sum() / 100
         lost = m.get_column("money_lost_fen").sum() / 100
         lines.append(f"{n}: money stopped ¥{stopped:,.0f}, money lost ¥{lost:,.0f} "
-                     f"(victim/investor transfers)")
+                     f"(victim/investor/member transfers)")
     return "\n".join(lines)

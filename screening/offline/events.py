@@ -31,11 +31,13 @@ from screening.offline.schema import (
     LABEL_COLUMNS,
     NUMBER_CLASSES,
     PARTY_TYPES,
+    REGISTRY_PARTY_TYPES,
+    REGISTRY_SCHEMA,
 )
 from screening.policy import Policy
 
 __all__ = ["EncodedEvents", "encode_events", "read_events", "read_table", "validate_events",
-           "write_frame"]
+           "validate_registry", "write_frame"]
 
 _TXN_REQUIRED = ("event_id", "event_time", "payer_account", "payee_account", "amount_minor",
                  "currency", "channel", "payer_party_type", "payee_party_type")
@@ -180,11 +182,6 @@ def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.
         (call, "duration_seconds", pl.col("duration_seconds") < 0, "must be >= 0"),
         (call, "caller_class", ~pl.col("caller_class").is_in(list(NUMBER_CLASSES)),
          f"must be one of {NUMBER_CLASSES}"),
-        (call, "call_outcome", ~pl.col("call_outcome").is_in(list(CALL_OUTCOMES)),
-         f"must be one of {CALL_OUTCOMES} (or empty)"),
-        (call, "duration_seconds", (pl.col("duration_seconds") > 0)
-         & pl.col("call_outcome").is_in(["ringing", "unanswered", "rejected", "blocked"]),
-         "must be 0 for a call that is ringing or never connected (call_outcome)"),
         (df, "event_time", pl.col("event_time") < pl.lit(dt.datetime.fromisoformat(
             limits.min_event_time).replace(tzinfo=dt.UTC)), f"before {limits.min_event_time}"),
     ]
@@ -197,14 +194,74 @@ def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.
         bad = txn.filter(pl.col(column).str.len_chars() > limits.max_id_length)
         if bad.height:
             raise _fail(origin, column, f"longer than {limits.max_id_length} characters", bad)
+    _check_call_outcomes(df, origin)
     normalised = []
     for column in PHONE_COLUMNS:
+        if column not in df.columns:  # a frame built without the optional columns
+            continue
         phones = normalise_phones(df.get_column(column))
         bad = df.filter(df.get_column(column).is_not_null() & phones.is_null())
         if bad.height:
             raise _fail(origin, column, "not a phone number", bad)
         normalised.append(phones.alias(_normalised(column)))
     return df.with_columns(normalised)  # kept for encode_events: normalising is not free
+
+
+def _check_call_outcomes(df: pl.DataFrame, origin: str) -> None:
+    """``call_outcome`` is one of CALL_OUTCOMES, on calls only, and agrees with the duration:
+    a call that was talked in has a duration, one that was not (ringing, unanswered, rejected,
+    blocked) has none; ``payee_phone`` belongs to transactions."""
+    checks: list[tuple[str, pl.Expr, str]] = []
+    if "call_outcome" in df.columns:
+        outcome = pl.col("call_outcome")
+        on_call = pl.col("kind") == KIND_CALL
+        checks += [
+            ("call_outcome", outcome.is_not_null() & ~on_call, "set on a transaction (calls only)"),
+            ("call_outcome", on_call & outcome.is_not_null() & ~outcome.is_in(list(CALL_OUTCOMES)),
+             f"must be one of {CALL_OUTCOMES}"),
+            ("call_outcome", on_call & (outcome == "answered") & (pl.col("duration_seconds") <= 0),
+             "answered with duration_seconds 0 (an answered call has a duration)"),
+            ("call_outcome", on_call & outcome.is_in(list(CALL_OUTCOMES[:1] + CALL_OUTCOMES[2:]))
+             & (pl.col("duration_seconds") > 0),
+             "not answered but duration_seconds > 0 (only an answered call has a duration)"),
+        ]
+    if "payee_phone" in df.columns:
+        checks.append(("payee_phone", pl.col("payee_phone").is_not_null()
+                       & (pl.col("kind") != KIND_TXN), "set on a call (transactions only)"))
+    for column, bad_expr, problem in checks:
+        bad = df.filter(bad_expr.fill_null(False))
+        if bad.height:
+            raise _fail(origin, column, problem, bad)
+
+
+def validate_registry(frame: pl.DataFrame, origin: str = "registry") -> pl.DataFrame:
+    """Check an account registry against REGISTRY_SCHEMA: columns and types, one row per
+    account, known party types, and activity never before the account was opened. Returns the
+    frame cast to the schema (CSV text becomes dates and booleans)."""
+    missing = [c for c in REGISTRY_SCHEMA if c not in frame.columns]
+    if missing:
+        raise InputFileError(f"{origin}: missing column {missing[0]}")
+    df = frame.select([_cast(frame, name, dtype, origin, "UTC") for name, dtype in REGISTRY_SCHEMA.items()])
+    checks: list[tuple[str, pl.Expr, str]] = [
+        ("account", pl.col("account").is_null() | (pl.col("account") == ""), "missing value"),
+        ("account", pl.col("account").is_duplicated(), "listed more than once"),
+        ("institution", pl.col("institution").is_null() | (pl.col("institution") == ""), "missing value"),
+        ("party_type", ~pl.col("party_type").is_in(list(REGISTRY_PARTY_TYPES)),
+         f"must be one of {REGISTRY_PARTY_TYPES}"),
+        ("payroll", pl.col("payroll").is_null(), "missing value"),
+        ("last_active_date", pl.col("last_active_date") < pl.col("opened_date"),
+         "before the opened_date"),
+        ("phone", pl.col("phone").is_not_null() & pl.lit(normalise_phones(df.get_column("phone"))).is_null(),
+         "not a phone number"),
+    ]
+    indexed = df.with_row_index("_row")
+    for column, bad_expr, problem in checks:
+        bad = indexed.filter(bad_expr.fill_null(False))
+        if bad.height:
+            first = bad.row(0, named=True)
+            raise InputFileError(f"{origin}: column {column}: {problem} in {bad.height} row(s), "
+                                 f"first at row {first['_row']} (account {first['account']!r})")
+    return df
 
 
 PHONE_COLUMNS = ("payer_phone", "caller_number", "callee_number", "payee_phone")

@@ -27,7 +27,7 @@ from screening.errors import InputFileError
 from screening.ledger import replayed
 from screening.model import NEVER, WatchEntry
 from screening.offline.events import EncodedEvents, encode_events, validate_events
-from screening.offline.schema import KIND_CALL, KIND_TXN, REGISTRY_SCHEMA
+from screening.offline.schema import KIND_CALL, KIND_TXN
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy
 
 __all__ = ["DECISION_SCHEMA", "ReplayResult", "read_registry", "read_watchlist", "replay",
@@ -122,22 +122,9 @@ def _apply_watchlist(state: FeatureState, graph: LiveGraph | None, enc: EncodedE
 
 def read_registry(path: Path) -> pl.DataFrame:
     """An account registry file (Parquet or CSV, :data:`REGISTRY_SCHEMA`), typed and checked."""
-    from screening.offline.events import _cast, read_table
+    from screening.offline.events import read_table, validate_registry
 
-    frame = read_table(path)
-    if "account" not in frame.columns:
-        raise InputFileError(f"{path}: missing column account")
-    cols = [(_cast(frame, name, dtype, str(path), "UTC") if name in frame.columns
-             else pl.lit(None, dtype=dtype).alias(name)) for name, dtype in REGISTRY_SCHEMA.items()]
-    out = frame.select(cols)
-    bad = out.filter(pl.col("account").is_null() | (pl.col("account") == ""))
-    if bad.height:
-        raise InputFileError(f"{path}: column account: missing value in {bad.height} row(s)")
-    bad = out.filter(~pl.col("party_type").is_in(["person", "organisation"]).fill_null(True))
-    if bad.height:
-        raise InputFileError(f"{path}: column party_type: must be person or organisation "
-                             f"(got {bad.get_column('party_type')[0]!r})")
-    return out.unique("account", keep="last", maintain_order=True)
+    return validate_registry(read_table(path), str(path))
 
 
 def registry_profiles(registry: pl.DataFrame) -> list[tuple[str, int | None, int | None, int, str]]:

@@ -16,9 +16,12 @@ __all__ = [
     "EVENT_SCHEMA",
     "KIND_CALL",
     "KIND_TXN",
+    "LABELS",
     "LABEL_COLUMNS",
+    "LOOKALIKES",
     "NUMBER_CLASSES",
     "PARTY_TYPES",
+    "REGISTRY_PARTY_TYPES",
     "REGISTRY_SCHEMA",
     "SCENARIOS",
 ]
@@ -28,9 +31,15 @@ KIND_CALL = "call"
 PARTY_TYPES = ("person", "organisation", "cash_terminal")
 CHANNELS = ("mobile_app", "online_banking", "counter", "atm", "third_party_payment", "qr")
 NUMBER_CLASSES = ("mobile", "landline", "virtual_operator", "international", "spoofed_suspect")
+# How a call ended, as the operator reports it. One row per call carries the final outcome:
+# "answered" with duration_seconds > 0 (talked, then hung up); "unanswered", "rejected" (the callee
+# declined) and "blocked" (the operator stopped it) with duration 0; "ringing" (duration 0) is a
+# report sent while the call rings. A null outcome keeps the older meaning of the duration alone:
+# 0 is ringing, > 0 answered and ended.
 CALL_OUTCOMES = ("ringing", "answered", "unanswered", "rejected", "blocked")
 
-# Scenario labels the generator plants ("" is ordinary behaviour).
+# Scenario labels the generator plants ("" is ordinary behaviour). The first six are the original
+# families; the later ones each plant a way the fraud escaped screening in an independent test.
 SCENARIOS = (
     "telecom_fraud",
     "illegal_fundraising",
@@ -38,7 +47,27 @@ SCENARIOS = (
     "round_tripping",
     "structuring",
     "large_value_genuine",
+    "telecom_fraud_repeat",  # victims who keep paying after a first payment (the fraudster calls back)
+    "mule_split_forwarding",  # level-1 mules forward each payment in several pieces within minutes
+    "rented_dormant_mule",  # old dormant accounts rented out, waking up to pass victims' money on
+    "robocall",  # fresh numbers dialling thousands, mostly unanswered; a few callees become victims
+    "pyramid_scheme",  # fixed entry fees up a recruitment tree, a share forwarded up, rebates down
+    "ponzi_exit",  # a Ponzi pool moved out in large amounts (controllers' cards, abroad) at the end
+    "structuring_thresholds",  # just under every reporting line: cash, transfers, USD, organisations
 )
+# Benign look-alikes a bank must not alert on, labelled in the same ``scenario`` column. They are
+# not fraud: metrics count them apart from SCENARIOS (an alert on them is a false alarm).
+LOOKALIKES = (
+    "lookalike_shop_settlement",  # a shop's daily takings settled to its owner's personal card
+    "lookalike_salary_run",  # an employer (or the boss's card) paying the same staff each month
+    "lookalike_courier",  # couriers and delivery riders calling many numbers, mostly answered, short
+    "lookalike_family_call",  # a relative calls, then a family transfer follows
+    "lookalike_crowdfunding",  # donations for medical bills pooled, then paid to a hospital
+    "lookalike_dormant_reactivation",  # a genuinely dormant account woken by its owner
+    "lookalike_group_buy",  # a neighbourhood group-buy organiser collecting small sums, paying a supplier
+    "lookalike_home_purchase",  # a family pools a down payment, the buyer pays the developer at once
+)
+LABELS = SCENARIOS + LOOKALIKES
 
 _UTC_MS = pl.Datetime("ms", "UTC")
 
@@ -62,21 +91,19 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "cross_border": pl.Boolean(),
     "device_id": pl.String(),
     "payer_phone": pl.String(),
+    "payee_phone": pl.String(),  # the payee's phone where the payer's bank knows it, else null
     "memo": pl.String(),
     # calls (null on transactions)
     "caller_number": pl.String(),
     "callee_number": pl.String(),
     "duration_seconds": pl.Int64(),
+    "call_outcome": pl.String(),  # one of CALL_OUTCOMES; null: the legacy meaning of the duration
     "caller_class": pl.String(),
-    # optional: the payee's phone (transactions), how the call went (calls; null: inferred from
-    # duration_seconds, 0 ringing, > 0 answered and ended)
-    "payee_phone": pl.String(),
-    "call_outcome": pl.String(),
 }
 
 # Optional label columns of a labelled stream (the generator writes them; replay reads them).
 LABEL_COLUMNS: dict[str, pl.DataType] = {
-    "scenario": pl.String(),  # "" for ordinary events, else one of SCENARIOS
+    "scenario": pl.String(),  # "" for ordinary events, else one of LABELS
     "scenario_id": pl.Int64(),  # -1 for ordinary events; one id per planted case
 }
 
@@ -85,18 +112,23 @@ ACCOUNT_LABEL_SCHEMA: dict[str, pl.DataType] = {
     "account": pl.String(),
     "scenario": pl.String(),
     "scenario_id": pl.Int64(),
-    "role": pl.String(),  # victim, mule, collector, investor, ring_member, structurer, ...
+    # victim, mule, mule_level2, mule_level3, cashout, fraud_caller, robocaller, collector,
+    # controller, investor, recruiter, member, structurer, ... ; look-alikes: lookalike (the account
+    # whose own behaviour is the look-alike), lookalike_caller (its phone), lookalike_party
+    "role": pl.String(),
 }
 
-# The account registry (``registry.parquet`` beside the events; ``screening accounts load``):
-# what a bank knows of its customers. Null: unknown.
+REGISTRY_PARTY_TYPES = ("person", "organisation")
+
+# What an institution knows of its own customers' accounts, loaded beside the events (one row per
+# account; terminals and accounts abroad are not customers of a reporting institution).
 REGISTRY_SCHEMA: dict[str, pl.DataType] = {
     "account": pl.String(),
     "institution": pl.String(),
-    "party_type": pl.String(),  # person | organisation
+    "party_type": pl.String(),  # one of REGISTRY_PARTY_TYPES
     "opened_date": pl.Date(),
-    "last_active_date": pl.Date(),  # last activity before the events (dormancy)
-    "merchant_category": pl.String(),  # set: a merchant
-    "payroll": pl.Boolean(),  # the account pays salaries
-    "phone": pl.String(),  # on file
+    "last_active_date": pl.Date(),  # last activity before the event window; null when unknown
+    "merchant_category": pl.String(),  # set for merchants and shops, else null
+    "payroll": pl.Boolean(),  # the account pays salaries (a payroll agreement with the bank)
+    "phone": pl.String(),  # phone on file, null when none
 }

@@ -21,14 +21,17 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small labelled stream written by `screening synth`."""
     out = tmp_path_factory.mktemp("synth")
     assert main(["synth", "--out", str(out), "--events", "20000", "--days", "10",
-                 "--scenario-rate", "0.05", "--seed", "5", "--csv"]) == 0
+                 "--scenario-rate", "0.05", "--lookalike-rate", "0.02", "--seed", "5", "--csv"]) == 0
     return out
 
 
 def test_synth_writes_parquet_and_csv(synth_dir: Path) -> None:
-    """Events and account labels in both formats."""
-    for name in ("events.parquet", "events.csv", "accounts.parquet", "accounts.csv"):
+    """Events, account labels and the account registry in both formats."""
+    for name in ("events.parquet", "events.csv", "accounts.parquet", "accounts.csv",
+                 "registry.parquet", "registry.csv"):
         assert (synth_dir / name).stat().st_size > 0
+    labels = pl.read_parquet(synth_dir / "accounts.parquet")["scenario"]
+    assert labels.str.starts_with("lookalike_").any()
 
 
 def test_replay_writes_decisions_and_compares_two_policies(synth_dir: Path, tmp_path: Path,

@@ -71,9 +71,10 @@ def _history() -> pl.DataFrame:
 
 def _registry(tmp_path: Path) -> Path:
     path = tmp_path / "registry.csv"
-    path.write_text("account,party_type,opened_date,last_active_date,merchant_category,payroll,phone\n"
-                    "acct-rented,person,2013-05-01,2024-01-10,,false,+8613900003000\n"
-                    "acct-shop,organisation,2020-01-01,,5812,false,\n", encoding="utf-8")
+    path.write_text("account,institution,party_type,opened_date,last_active_date,merchant_category,"
+                    "payroll,phone\n"
+                    "acct-rented,B,person,2013-05-01,2024-01-10,,false,+8613900003000\n"
+                    "acct-shop,B,organisation,2020-01-01,,5812,false,\n", encoding="utf-8")
     return path
 
 
