@@ -21,7 +21,7 @@ from screening.convert import Converter
 from screening.engine import Engine
 from screening.model import NEVER, WatchEntry
 from screening.offline.replay import replay
-from screening.offline.schema import CHANNELS, NUMBER_CLASSES, PARTY_TYPES
+from screening.offline.schema import CALL_OUTCOMES, CHANNELS, NUMBER_CLASSES, PARTY_TYPES
 from screening.offline.synth import SynthConfig, generate
 from screening.policy import ACTION_NAMES, default_policy_text, parse_policy
 
@@ -35,9 +35,11 @@ def _proto(row: dict[str, object]):
     when = row["event_time"]
     assert isinstance(when, dt.datetime)
     if row["kind"] == "call":
+        outcome = row.get("call_outcome")
         return call_event(str(row["event_id"]), when, str(row["caller_number"]),
                           str(row["callee_number"]), duration_seconds=int(row["duration_seconds"]),
-                          caller_class=NUMBER_CLASSES.index(str(row["caller_class"])) + 1)
+                          caller_class=NUMBER_CLASSES.index(str(row["caller_class"])) + 1,
+                          outcome=CALL_OUTCOMES.index(str(outcome)) + 1 if outcome else 0)
 
     def opened(d: object) -> str:
         return d.isoformat() if isinstance(d, dt.date) else ""
@@ -51,7 +53,8 @@ def _proto(row: dict[str, object]):
         payer_opened=opened(row["payer_opened_date"]), payee_opened=opened(row["payee_opened_date"]),
         institution=str(row["payer_institution"] or "X"), cash=bool(row["cash"]),
         cross_border=bool(row["cross_border"]), device_id=str(row["device_id"] or ""),
-        payer_phone=str(row["payer_phone"] or ""), memo=str(row["memo"] or ""))
+        payer_phone=str(row["payer_phone"] or ""), memo=str(row["memo"] or ""),
+        payee_phone=str(row.get("payee_phone") or ""))
 
 
 @pytest.fixture(scope="module")
