@@ -178,7 +178,10 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD) = range(F_MEMORY_BASE, F_MEMORY_BASE + 26)
 N_TXN_FEATURE = F_MEMORY_BASE + 26
-FAR_DAYS = 1e6  # "days since" when there is no such event, or an age not known
+FAR_DAYS = 1e6  # "days since" when there is no such event
+# an age not known (first seen in the learning period): NaN, so that no condition on it holds
+# (an unknown age is neither young nor established)
+UNKNOWN_AGE = math.nan
 # a payment this soon after an incoming call ended still counts as made "on the call"; a call
 # that rang and was never reported ended counts as going on for INCALL_OPEN_MS
 INCALL_SLACK_MS = 120_000
@@ -547,7 +550,7 @@ def _age_days(sc: np.ndarray, e: int, ts: int, meta: np.ndarray, params: np.ndar
     if base == NO_TIME:
         base = sc[e, SC_FIRST]
         if _learning(base, meta, params):
-            return FAR_DAYS
+            return UNKNOWN_AGE
     return (ts - base) / DAY_MS
 
 
@@ -942,7 +945,7 @@ def _call(
         _bucket_add(p_cnt, p_amt, p_tag, p_head, a, ep, sl, m_caller, talk, 0)
 
     first = p_sc[a, PSC_FIRST]
-    f[r, CF_CALLER_AGE_DAYS] = FAR_DAYS if _learning(first, meta, params) else (ts - first) / DAY_MS
+    f[r, CF_CALLER_AGE_DAYS] = UNKNOWN_AGE if _learning(first, meta, params) else (ts - first) / DAY_MS
     f[r, CF_CALLS_1M] = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_1M, ep)
     calls_1h = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_1H, ep)
     calls_24h = _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT, W_24H, ep)

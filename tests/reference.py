@@ -36,7 +36,7 @@ The meanings modelled here (the kernels must agree with every one):
   victim (and, at HOLD or above, remember the stopped payee for that payer), or a party a
   suspected mule or collector. Cleared accounts are never marked.
 * **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
-  age (``FAR_DAYS``), and a caller seen then is never "unknown" to a callee.
+  age (NaN: no condition on it holds), and a caller seen then is never "unknown" to a callee.
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ class _Account:
             base = _NO_TIME
         else:
             if learning_until is not None and self.first < learning_until:
-                return FAR_DAYS
+                return math.nan
             base = self.first
         return float(ts - base) / DAY_MS
 
@@ -1080,7 +1080,7 @@ class ReferenceEngine:
         cw = caller.windows
         assert caller.first is not None
         learning = self._learning_until(p)
-        f[CF_CALLER_AGE_DAYS] = (FAR_DAYS if learning is not None and caller.first < learning
+        f[CF_CALLER_AGE_DAYS] = (math.nan if learning is not None and caller.first < learning
                                  else float(ts - caller.first) / DAY_MS)
         calls_1h = cw.total("calls_out", W_1H, ts, tz)
         calls_24h = cw.total("calls_out", W_24H, ts, tz)

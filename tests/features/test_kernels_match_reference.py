@@ -125,6 +125,8 @@ def _column_name(kind: int, j: int) -> str:
 
 
 def _same(got: float, want: float, tolerant: bool) -> bool:
+    if math.isnan(got) or math.isnan(want):  # an unknown age
+        return math.isnan(got) and math.isnan(want)
     if tolerant:
         return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
     return got == want
