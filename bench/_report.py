@@ -67,6 +67,8 @@ def markdown(result: dict[str, Any]) -> str:
 
         def said(t: str, mx: dict[str, Any] = mx) -> str:
             r = mx[t]
+            if not r["rate"]:
+                return "none (the lowest offered rate missed it)"
             tail = "" if r["limit_reached"] else " (every offered rate met it)"
             return f"{r['rate']:,.0f}/s{tail}"
 

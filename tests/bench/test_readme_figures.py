@@ -1,0 +1,38 @@
+"""The README's bench figures are generated from the committed result and cannot drift from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import readme
+from screening.protogen import ROOT
+
+
+def test_readme_figures_are_those_of_the_committed_result() -> None:
+    """README.md's block equals what `python -m bench.readme` renders from bench/results/quick.json."""
+    assert readme.main(["--check"]) == 0
+
+
+def test_check_fails_when_the_result_changes(tmp_path: Path) -> None:
+    """A new bench result not copied into the README is caught; regenerating fixes it."""
+    result = json.loads((ROOT / "bench" / "results" / "quick.json").read_text(encoding="utf-8"))
+    result["created"] = "2099-01-01T00:00:00+00:00"
+    (tmp_path / "results").mkdir()
+    res = tmp_path / "results" / "quick.json"
+    res.write_text(json.dumps(result), encoding="utf-8")
+    md = tmp_path / "README.md"
+    md.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    argv = ["--result", str(res), "--readme", str(md)]
+    assert readme.main([*argv, "--check"]) == 1
+    assert readme.main(argv) == 0
+    assert "2099-01-01T00:00:00+00:00" in md.read_text(encoding="utf-8")
+    assert readme.main([*argv, "--check"]) == 0
+
+
+def test_a_readme_without_the_markers_is_refused(tmp_path: Path) -> None:
+    """No silent no-op: a README without the block is an error naming the markers."""
+    with pytest.raises(ValueError, match="bench figures block"):
+        readme.replace_block("# no block here\n", "x")
