@@ -11,6 +11,8 @@ import datetime as dt
 import shutil
 import tempfile
 import textwrap
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,9 @@ import grpc
 from screening.auth import Authenticator
 from screening.client import ScreeningClient, call_event, transaction, watch_entry
 from screening.config import Settings
+from screening.engine import Engine
 from screening.logs import configure_logging
+from screening.policy import load_policy
 from screening.server import start_server
 from screening.v1 import screening_pb2 as pb
 
@@ -190,6 +194,48 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
         payer_opened=old, cash=True, channel=pb.CHANNEL_COUNTER, label="liu withdraws ¥60,000 cash")
 
 
+class _WarmProgress:
+    """Prints each kernel warm-up step and its time, with a dot every few seconds while one
+    compiles (the first start on a machine compiles for a minute or more, silently otherwise)."""
+
+    def __init__(self, out: TextIO, tick_s: float = 5.0) -> None:
+        self._out = out
+        self._tick_s = tick_s
+        self._started = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __call__(self, step: str) -> None:
+        self._end_step()
+        with self._lock:
+            self._out.write(f"  {step} ")
+            self._out.flush()
+            self._started = time.perf_counter()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, args=(self._stop,), daemon=True)
+        self._ticker.start()
+
+    def _tick(self, stop: threading.Event) -> None:
+        while not stop.wait(self._tick_s):
+            with self._lock:
+                self._out.write(".")
+                self._out.flush()
+
+    def _end_step(self) -> None:
+        if self._ticker is None:
+            return
+        self._stop.set()
+        self._ticker.join()
+        self._ticker = None
+        with self._lock:
+            self._out.write(f" {time.perf_counter() - self._started:.1f} s\n")
+            self._out.flush()
+
+    def done(self) -> None:
+        self._end_step()
+
+
 def _print_table(day: _Day, out: TextIO) -> None:
     width = shutil.get_terminal_size((140, 40)).columns
     head = f"{'TIME':5}  {'SCENARIO':13}  {'EVENT':44}  {'ACTION':12}  WHY"
@@ -212,9 +258,17 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
         settings = Settings()
         masker = configure_logging(settings.log, stream=log_stream)
         auth = Authenticator.with_tokens({t: (f"demo-{r}", r) for r, t in _TOKENS.items()})
-        running = start_server(settings, masker=masker, auth=auth, port=0)
-        out.write(f"server on {running.address} (embedded state, kernels warmed in "
-                  f"{running.warm_seconds * 1000:.0f} ms); JSON logs in {log_path}\n\n")
+        out.write("loading the screening kernels (the first start on a machine compiles them, "
+                  "1-2 minutes on 2 cores; later starts load them from the cache in seconds)\n")
+        out.flush()
+        policy = load_policy(settings.policy.file)
+        engine = Engine(settings, policy)
+        progress = _WarmProgress(out)
+        engine.warm_up(progress=progress)
+        progress.done()
+        running = start_server(settings, policy=policy, masker=masker, auth=auth, port=0,
+                               engine=engine)
+        out.write(f"server on {running.address} (embedded state); JSON logs in {log_path}\n\n")
         clients: dict[str, ScreeningClient] = {
             r: ScreeningClient(running.address, t) for r, t in _TOKENS.items()}
         try:

@@ -459,8 +459,13 @@ class Engine:
             self._prefiller = None
 
     # ------------------------------------------------------------------ start-up
-    def warm_up(self) -> float:
-        """Load (or compile) every kernel on a scratch state; returns seconds taken."""
+    def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
+        """Load (or compile) every kernel on a scratch state; returns seconds taken.
+
+        ``progress`` hears the name of each step as it starts: the first start on a machine
+        compiles the kernels (a minute or more), later starts load them from numba's cache.
+        """
+        say = progress or (lambda step: None)
         t0 = time.perf_counter()
         scratch = FeatureState.create(4, 4, 4, 16)
         ev = empty_events(2)
@@ -469,14 +474,18 @@ class Engine:
         ev[1, [EventCol.KIND, EventCol.TS, EventCol.A, EventCol.B, EventCol.AMOUNT]] = [
             Kind.CALL, 1_700_000_000_000, 0, 1, 10]
         p = self.policy
+        say("feature kernels (transactions, calls, policy)")
         scratch.process(ev, p.params_array, p.txn_table, p.call_table)
+        say("account snapshot and state upkeep")
         scratch.snapshot(0, 1_700_000_000_000, p.params_array)
         scratch.release_pair(0, 1)
         scratch.forget("accounts", np.array([1], dtype=np.int64))  # eviction's kernels too
         scratch.rehash_pairs(64, min_ts=0)
         if self.graph is not None:
+            say("graph detectors")
             g = LiveGraph(nodes=12, edges=64)
             g.process(ev, np.arange(2, dtype=np.int64), self.graph_params)
+            say("graph queries and upkeep")
             hood = g.neighbourhood([0], hops=2, lo_ms=0, hi_ms=2**62, max_nodes=8, hub_degree=4,
                                    max_work=100)
             g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)

@@ -300,7 +300,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         raise ConfigError(f"cannot bind {settings.server.host}:{bind_port} (in use, or not an "
                           "address of this machine)")
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
-    warm = engine.warm_up()
+    warm = engine.warm_up(progress=lambda step: log.info("warming", step=step))
     engine.on_evict = lambda ev: log.warning(
         "evicted", kind=ev.kind, count=ev.count, live=ev.live, cap=ev.cap,
         oldest_seen_ms=ev.oldest_seen_ms, newest_seen_ms=ev.newest_seen_ms,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from screening.auth import add_token
 from screening.cli import main
 from screening.client import ScreeningClient, transaction
-from screening.demo import run_demo
+from screening.demo import _WarmProgress, run_demo
 from tests.conftest import free_port, recent, serve_process
 
 
@@ -95,7 +97,9 @@ def test_serve_process_answers_then_drains_on_sigterm(tmp_path: Path) -> None:
                                 token=token, cwd=tmp_path)
     assert status == 0
     events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
-    assert events[0] == "serving" and "stopping" in events and events[-1] == "stopped"
+    warming = events.index("serving")
+    assert warming >= 2 and set(events[:warming]) == {"warming"}  # each kernel step, then serving
+    assert "stopping" in events and events[-1] == "stopped"
     assert "6222000099998888" not in err
 
 
@@ -109,6 +113,25 @@ def test_demo_plays_every_scenario(tmp_path: Path) -> None:
                      "PERMISSION_DENIED", "UNAUTHENTICATED"):
         assert expected in text, expected
     assert (tmp_path / "server.log").stat().st_size > 0
+    # the kernel warm-up is shown step by step (the first start compiles for a minute or more)
+    assert "loading the screening kernels" in text
+    assert re.search(r"^  feature kernels \(transactions, calls, policy\) \.* ?\d+\.\d s$", text, re.M)
+    assert re.search(r"^  graph detectors \.* ?\d+\.\d s$", text, re.M)
+
+
+def test_warm_progress_ticks_while_a_step_runs() -> None:
+    """A long step shows dots while it runs, then its time; the next step starts a new line."""
+    out = io.StringIO()
+    progress = _WarmProgress(out, tick_s=0.01)
+    progress("compiling")
+    deadline = time.monotonic() + 10
+    while "." not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    progress("loading")
+    progress.done()
+    first, second = out.getvalue().splitlines()
+    assert re.fullmatch(r"  compiling \.+ \d+\.\d s", first)
+    assert re.fullmatch(r"  loading \.* ?\d+\.\d s", second)
 
 
 class _Exited(Exception):
