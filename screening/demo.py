@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
-import textwrap
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +69,8 @@ class _Day:
 
 
 def _yuan(fen: int) -> str:
-    return f"¥{fen / 100:,.0f}" if fen % 100 == 0 else f"¥{fen / 100:,.2f}"
+    yuan, rest = divmod(fen, 100)
+    return f"¥{yuan:,}" if rest == 0 else f"¥{yuan:,}.{rest:02d}"
 
 
 def _reasons(d: Any) -> str:
@@ -236,18 +237,72 @@ class _WarmProgress:
         self._end_step()
 
 
+def _cells(ch: str) -> int:
+    """Terminal columns of one character: East Asian wide and full-width characters take two."""
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _width(text: str) -> int:
+    return sum(_cells(ch) for ch in text)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` terminal columns, broken between words (a word
+    longer than a line is cut), so wide characters such as Chinese memos stay aligned."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        while _width(word) > width:  # cut a word that cannot fit on any line
+            room = width - _width(line) - (1 if line else 0)
+            if room <= 0:
+                lines.append(line)
+                line = ""
+                continue
+            head, used = "", 0
+            for ch in word:
+                if used + _cells(ch) > room:
+                    break
+                head, used = head + ch, used + _cells(ch)
+            line = f"{line} {head}" if line else head
+            lines.append(line)
+            line, word = "", word[len(head):]
+        candidate = f"{line} {word}" if line else word
+        if _width(candidate) <= width:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    if line or not lines:
+        lines.append(line)
+    return lines
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+_EVENT_COLS = 44
+_FLAGS_LEGEND = ("[LVR] large-value transaction report, [STR] suspicious transaction report, "
+                 "[POLICE] police notified to act (Article 27: stop payment, freeze)")
+
+
 def _print_table(day: _Day, out: TextIO) -> None:
-    width = shutil.get_terminal_size((140, 40)).columns
-    head = f"{'TIME':5}  {'SCENARIO':13}  {'EVENT':44}  {'ACTION':12}  WHY"
-    out.write(head + "\n" + "-" * min(width, 140) + "\n")
-    rest = max(30, min(width, 140) - 83)
+    width = min(shutil.get_terminal_size((140, 40)).columns, 140)
+    head = f"{'TIME':5}  {'SCENARIO':13}  {_pad('EVENT', _EVENT_COLS)}  {'ACTION':12}  WHY"
+    out.write(head + "\n" + "-" * width + "\n")
+    indent = 5 + 2 + 13 + 2 + _EVENT_COLS + 2 + 12 + 2
+    rest = max(30, width - indent)
     for r in day.rows:
-        why = textwrap.wrap(r.reasons, rest) or ["-"]
-        out.write(f"{r.when:5}  {r.scenario:13}  {r.event[:44]:44}  {r.action:12}  {why[0]}\n")
-        for more in why[1:]:
-            out.write(" " * 83 + more + "\n")
+        event = _wrap(r.event, _EVENT_COLS)
+        why = _wrap(r.reasons, rest) if r.reasons else ["-"]
+        for i in range(max(len(event), len(why))):
+            left = (f"{r.when:5}  {r.scenario:13}  " if i == 0 else " " * 22)
+            ev = _pad(event[i] if i < len(event) else "", _EVENT_COLS)
+            action = f"{r.action:12}" if i == 0 else " " * 12
+            out.write(f"{left}{ev}  {action}  {why[i] if i < len(why) else ''}".rstrip() + "\n")
     if day.hidden:
         out.write(f"({day.hidden} similar rows not shown)\n")
+    out.writelines(line + "\n" for line in _wrap(_FLAGS_LEGEND, width))
 
 
 def run_demo(out: TextIO, log_dir: Path | None = None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from screening.auth import add_token
 from screening.cli import main
 from screening.client import ScreeningClient, transaction
-from screening.demo import _WarmProgress, run_demo
+from screening.demo import _WarmProgress, _width, _wrap, run_demo
 from tests.conftest import free_port, recent, serve_process
 
 
@@ -117,6 +117,19 @@ def test_demo_plays_every_scenario(tmp_path: Path) -> None:
     assert "loading the screening kernels" in text
     assert re.search(r"^  feature kernels \(transactions, calls, policy\) \.* ?\d+\.\d s$", text, re.M)
     assert re.search(r"^  graph detectors \.* ?\d+\.\d s$", text, re.M)
+    assert "[STR] suspicious transaction report" in text  # the flags are explained
+
+
+def test_demo_table_wraps_between_words_and_aligns_wide_characters() -> None:
+    """Event text breaks between words, never mid-word; a Chinese memo counts two columns per
+    character so the next column stays aligned; only a word longer than a line is cut."""
+    assert _wrap("fraudster calls back: wang pays the same account again", 44) == [
+        "fraudster calls back: wang pays the same", "account again"]
+    assert _width("investor 1 -> fund-co ¥10,000 '理财投资款'") == 42  # 32 + 5 x 2
+    lines = _wrap("memo '理财投资款理财投资款' x", 12)
+    assert all(_width(line) <= 12 for line in lines)
+    assert "".join(lines).replace(" ", "") == "memo'理财投资款理财投资款'x"
+    assert _wrap("", 10) == [""]
 
 
 def test_warm_progress_ticks_while_a_step_runs() -> None:
