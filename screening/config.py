@@ -35,6 +35,8 @@ __all__ = [
     "StateSettings",
     "StorageSettings",
     "load_settings",
+    "render_settings",
+    "settings_sources",
 ]
 
 ENV_PREFIX = "SCREENING_"
@@ -464,3 +466,82 @@ def _parse_env(cls: type[Any], key: str, value: str, name: str) -> Any:
         return value
     except ValueError:
         raise ConfigError(f"environment {name}: expected {want.__name__}, got {value!r}") from None
+
+
+# -------------------------------------------------------------- showing the effective settings
+# Values that must not be printed: the masking key (whoever has it can reverse masked
+# identifiers by trying candidates) and a password inside a Redis URL.
+_SECRET_KEYS = frozenset({("log", "mask_key")})
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _password = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}" if colon else f"{scheme}://***@{host}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def settings_sources(path: Path | None, env: Mapping[str, str],
+                     overrides: Mapping[str, Mapping[str, Any]] | None = None
+                     ) -> dict[tuple[str, str], str]:
+    """Where each non-default value comes from: ``(section, key) -> "file" | "env NAME" | "flag"``
+    (the same layers, in the same order, as ``load_settings``; a later layer wins)."""
+    sources: dict[tuple[str, str], str] = {}
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is not None:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        for section, values in data.items():
+            for key in values if isinstance(values, dict) else ():
+                sources[(section, key)] = f"file {path}"
+    for name in env:
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+            sources[(section, key)] = f"env {name}"
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            if value is not None:
+                sources[(section, key)] = "command-line flag"
+    return sources
+
+
+def render_settings(settings: Settings, sources: Mapping[tuple[str, str], str] | None = None) -> str:
+    """The settings as a TOML file that ``load_settings`` reads back to the same values, each
+    value not at its default marked with where it came from; secrets are shown as ``***``
+    (so the output can be pasted into a ticket)."""
+    sources = sources or {}
+    lines = ["# Effective settings: defaults < config file < SCREENING_* environment < flags.",
+             "# Secrets are masked (***); a masked file does not reproduce them."]
+    for section, cls in _SECTIONS.items():
+        current = getattr(settings, section)
+        default = cls()
+        lines += ["", f"[{section}]"]
+        for f in dataclasses.fields(cls):
+            value = getattr(current, f.name)
+            shown = _toml_value(value)
+            if (section, f.name) in _SECRET_KEYS and value:
+                shown = '"***"'
+            elif section == "storage" and f.name == "redis_url":
+                shown = _toml_value(_mask_url(value))
+            note = ""
+            if value != getattr(default, f.name):
+                note = f"  # {sources.get((section, f.name), 'set')}"
+            lines.append(f"{f.name} = {shown}{note}")
+    lines += ["", "[currencies]  # CNY fen per minor unit, times 1,000,000"]
+    for code, ppm in sorted(settings.currencies.items()):
+        origin = sources.get(("currencies", code), "set")
+        note = "" if DEFAULT_CURRENCIES.get(code) == ppm else f"  # {origin}"
+        lines.append(f"{code} = {ppm}{note}")
+    return "\n".join(lines) + "\n"

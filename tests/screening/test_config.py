@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from screening.config import load_settings
 from screening.errors import ConfigError
+from screening.protogen import ROOT
 
 
 def test_defaults_need_no_file() -> None:
@@ -114,3 +117,37 @@ def test_bad_storage_settings_are_named(env: dict[str, str], message: str) -> No
     """A storage typo stops start-up with the key's name."""
     with pytest.raises(ConfigError, match=re.escape(f"[storage] {message}")):
         load_settings(env=env)
+
+
+def test_the_example_config_lists_every_setting_at_its_default() -> None:
+    """docs/screening.example.toml loads, holds every key of every section, and changes nothing:
+    a setting added to the code without its example line fails here."""
+    from screening.config import _SECTIONS, DEFAULT_CURRENCIES, Settings, load_settings
+    path = ROOT / "docs" / "screening.example.toml"
+    assert load_settings(path) == Settings()
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    for section, cls in _SECTIONS.items():
+        assert set(data[section]) == {f.name for f in dataclasses.fields(cls)}, section
+    assert data["currencies"] == dict(DEFAULT_CURRENCIES)
+
+
+def test_config_show_reads_back_to_the_same_settings_and_masks_secrets(tmp_path: Path) -> None:
+    """`render_settings` is a config file giving the same values (secrets aside), says where each
+    changed value came from, and never prints the masking key or a Redis password."""
+    from screening.config import load_settings, render_settings, settings_sources
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nport = 6001\n[graph]\nhub_degree = 40\n[currencies]\nAUD = 4700000\n')
+    env = {"SCREENING_SERVER__PORT": "6002", "SCREENING_LOG__MASK_KEY": "s3cret-key",
+           "SCREENING_STORAGE__REDIS_URL": "redis://ops:hunter2@redis.internal:6379/0"}
+    flags = {"server": {"host": "0.0.0.0"}}
+    settings = load_settings(cfg, env=env, overrides=flags)
+    text = render_settings(settings, settings_sources(cfg, env, flags))
+    assert "s3cret-key" not in text and "hunter2" not in text
+    assert 'redis_url = "redis://ops:***@redis.internal:6379/0"' in text
+    assert "port = 6002  # env SCREENING_SERVER__PORT" in text
+    assert f"hub_degree = 40  # file {cfg}" in text
+    assert 'host = "0.0.0.0"  # command-line flag' in text
+    assert f"AUD = 4700000  # file {cfg}" in text
+    shown = tmp_path / "shown.toml"
+    shown.write_text(text.replace('"***"', '"s3cret-key"').replace(":***@", ":hunter2@"))
+    assert load_settings(shown) == settings
