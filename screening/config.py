@@ -29,6 +29,7 @@ __all__ = [
     "LedgerSettings",
     "LimitSettings",
     "LogSettings",
+    "MetricsSettings",
     "PolicySettings",
     "ServerSettings",
     "Settings",
@@ -282,6 +283,20 @@ class LogSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsSettings:
+    """Prometheus metrics over HTTP at ``http://host:port/metrics`` (``screening.metrics``).
+    Off while ``port`` is 0; on its own port, apart from the gRPC one, and on loopback by
+    default: the page names no customer, but says how busy the service is."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65_535:
+            raise ConfigError("[metrics] port must be in 0..65535 (0: off)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PolicySettings:
     # Empty means the default policy shipped in the package.
     file: str = ""
@@ -360,6 +375,7 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -377,6 +393,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "state": StateSettings,
     "auth": AuthSettings,
     "log": LogSettings,
+    "metrics": MetricsSettings,
     "policy": PolicySettings,
     "graph": GraphSettings,
     "storage": StorageSettings,

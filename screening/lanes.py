@@ -35,6 +35,7 @@ import grpc
 
 from screening.config import ServerSettings
 from screening.errors import CapacityExceeded, ScreeningError
+from screening.metrics import Metrics
 
 __all__ = ["AdmissionInterceptor", "Lane", "Lanes", "RefusalLog", "handler_like", "lane_of"]
 
@@ -168,15 +169,18 @@ class RefusalLog:
     """Counts refusals and logs them at most once per ``period_s`` per (lane, reason): under an
     overload a log line per refusal would cost more than the refusal."""
 
-    def __init__(self, log: Any, period_s: float = 1.0) -> None:
+    def __init__(self, log: Any, period_s: float = 1.0, metrics: Metrics | None = None) -> None:
         self.log = log
         self.period_s = period_s
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}
         self._last: dict[tuple[str, str], float] = {}
 
     def note(self, lane: str, reason: str, detail: str) -> None:
         key = (lane, reason)
+        if self.metrics is not None:
+            self.metrics.refused(lane, reason)
         now = time.monotonic()
         with self._lock:
             n = self._counts.get(key, 0) + 1

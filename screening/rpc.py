@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError, Message
 from screening.auth import FailureThrottle
 from screening.errors import DeadlineUnmeetable, InvalidRequest, ScreeningError
 from screening.lanes import Lane, Lanes, RefusalLog
+from screening.metrics import Metrics
 from screening.v1 import screening_pb2 as pb
 
 __all__ = ["LANE_OF", "SERVICE", "ServiceTime", "add_screening_service"]
@@ -80,7 +81,7 @@ class ServiceTime:
 
 def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes,
                           throttle: FailureThrottle | None, log: Any,
-                          refusals: RefusalLog) -> None:
+                          refusals: RefusalLog, metrics: Metrics | None = None) -> None:
     """Register ``servicer``'s methods (a ScreeningServicer) on ``server``, each in its lane."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in SERVICE.methods:
@@ -88,7 +89,7 @@ def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes,
         request_cls = getattr(pb, method.input_type.name)
         response_cls = getattr(pb, method.output_type.name)
         impl = getattr(servicer, method.name)
-        gate = _Gate(method, request_cls, throttle, log, refusals, lane.name)
+        gate = _Gate(method, request_cls, throttle, log, refusals, lane.name, metrics)
         behavior: Callable[..., Any]
         if method.client_streaming and method.server_streaming:
             behavior = gate.stream(impl)
@@ -120,8 +121,9 @@ class _Gate:
 
     def __init__(self, method: MethodDescriptor, request_cls: type[Message],
                  throttle: FailureThrottle | None, log: Any, refusals: RefusalLog,
-                 lane: str) -> None:
+                 lane: str, metrics: Metrics | None = None) -> None:
         self.name = method.name
+        self.metrics = metrics
         self.request_cls = request_cls
         self.throttle = throttle
         self.log = log
@@ -159,6 +161,8 @@ class _Gate:
             self.refusals.note(self.lane, "deadline", str(exc))
         else:
             self.log.info("rejected", rpc=self.name, code=exc.code.name, detail=str(exc))
+            if self.metrics is not None:
+                self.metrics.failed(self.name, exc.code.name)
         context.abort(exc.code, str(exc))
 
     def unary(self, impl: Callable[[Message, grpc.ServicerContext], Any]
@@ -183,7 +187,10 @@ class _Gate:
             try:
                 return impl(request, context)
             finally:
-                estimate.update(time.perf_counter() - t0, items)
+                took = time.perf_counter() - t0
+                estimate.update(took, items)
+                if self.metrics is not None:
+                    self.metrics.observe(self.name, took)
 
         return behavior
 

@@ -37,6 +37,7 @@ from screening.errors import ConfigError, StoreBusy
 from screening.lanes import AdmissionInterceptor, Lanes, RefusalLog
 from screening.logs import get_logger
 from screening.masking import Masker
+from screening.metrics import Metrics
 from screening.policy import Policy, load_policy
 from screening.rpc import add_screening_service
 from screening.service import ScreeningService
@@ -97,6 +98,8 @@ class RunningServer:
     checkpointer: Checkpointer | None = None
     lease: WriterLease | None = None
     lanes: Lanes | None = None
+    metrics: Metrics | None = None
+    metrics_port: int = 0
 
     @property
     def address(self) -> str:
@@ -133,6 +136,8 @@ class RunningServer:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def _authenticator(settings: Settings, auth: Authenticator | None) -> Authenticator:
@@ -271,7 +276,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         ("grpc.so_reuseport", 0),
     ]
     lanes = Lanes.from_settings(settings.server)
-    refusals = RefusalLog(log)
+    metrics = Metrics(policy.version)
+    refusals = RefusalLog(log, metrics=metrics)
     throttle = (FailureThrottle(settings.auth.max_failures, settings.auth.block_seconds)
                 if authenticator.enabled and settings.auth.max_failures > 0 else None)
     server = grpc.server(
@@ -286,8 +292,9 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     add_screening_service(
         server,
         ScreeningService(engine, converter, authenticator, masker, service_log,
-                         log_every_decision=settings.log.level.lower() == "debug"),
-        lanes, throttle, service_log, refusals)
+                         log_every_decision=settings.log.level.lower() == "debug",
+                         metrics=metrics),
+        lanes, throttle, service_log, refusals, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -312,6 +319,17 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     gc.freeze()
     freezer = _GcFreezer()
     freezer.start()
+    metrics.watch(lanes=lambda: {lane.name: lane.held for lane in lanes.all()},
+                  engine=engine.stats,
+                  checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None)
+    metrics_port = 0
+    if settings.metrics.port:
+        try:
+            metrics_port = metrics.serve(settings.metrics.host, settings.metrics.port)
+        except OSError as exc:
+            server.stop(None)
+            raise ConfigError(f"[metrics] cannot serve on {settings.metrics.host}:"
+                              f"{settings.metrics.port}: {exc.strerror or exc}") from None
     server.start()
     if lease is None or not lease.lost:
         _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
@@ -320,9 +338,17 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
              store=store.location if store is not None else "none",
-             memory=engine.memory.log_fields())
+             memory=engine.memory.log_fields(), metrics_port=metrics_port or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes)
+                         lease, lanes, metrics, metrics_port)
+
+
+def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
+    last = checkpointer.last
+    if last is None:
+        return None
+    return {"seconds": last.seconds, "lock_seconds": last.lock_s, "bytes": last.bytes,
+            "timestamp_seconds": last.finished_at}
 
 
 def serve_forever(running: RunningServer, grace: float) -> None:

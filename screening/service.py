@@ -25,7 +25,8 @@ from screening.errors import (
 from screening.idempotency import DEFAULT_SCOPE
 from screening.ledger import day_text
 from screening.masking import Masker
-from screening.model import DecisionRecord, TxnInput
+from screening.metrics import Metrics
+from screening.model import CallRecord, DecisionRecord, TxnInput
 from screening.offline.reports import ReportThresholds, large_value_rows, thresholds_from_policy
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES
 from screening.v1 import screening_pb2 as pb
@@ -55,8 +56,10 @@ def _rpc(method: Callable[..., R]) -> Callable[..., R]:
 
 class ScreeningService(pb_grpc.ScreeningServicer):
     def __init__(self, engine: Engine, converter: Converter, auth: Authenticator,
-                 masker: Masker, log: Any, log_every_decision: bool = False) -> None:
+                 masker: Masker, log: Any, log_every_decision: bool = False,
+                 metrics: Metrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
         self.conv = converter
         self.auth = auth
         self.mask = masker
@@ -79,11 +82,15 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
         code, message = status_of(exc)
         self.log.info("rejected", rpc=rpc, code=code.name, detail=message)
+        if self.metrics is not None:
+            self.metrics.failed(rpc, code.name)
         context.abort(code, message)
 
     def _internal(self, context: grpc.ServicerContext, rpc: str) -> None:
         ref = uuid.uuid4().hex[:12]
         self.log.exception("internal_error", rpc=rpc, ref=ref)
+        if self.metrics is not None:
+            self.metrics.failed(rpc, grpc.StatusCode.INTERNAL.name)
         context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {ref})")
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
@@ -113,11 +120,22 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             latency_us=rec.latency_us,
         )
 
-    def _decide(self, txns: list[TxnInput], t0: int, scope: str, batch: bool = False
+    def _count(self, rpc: str, rec: DecisionRecord | CallRecord, dup: bool,
+               calls: bool = False) -> None:
+        assert self.metrics is not None
+        names = CALL_ACTION_NAMES if calls else ACTION_NAMES
+        reasons = ([r.code for r in self.engine.policy.fired(rec.reason_bits, calls=calls)]
+                   if rec.reason_bits else [])
+        self.metrics.decided(rpc, names[rec.action], reasons,
+                             degraded=bool(getattr(rec, "degraded", False)), duplicate=dup)
+
+    def _decide(self, txns: list[TxnInput], t0: int, scope: str, rpc: str, batch: bool = False
                 ) -> list[pb.Decision]:
         out = []
         for t, (rec, dup) in zip(txns, self.engine.screen(txns, scope, batch=batch), strict=True):
             self._log_decision(t, rec, dup)
+            if self.metrics is not None:
+                self._count(rpc, rec, dup)
             out.append(self.conv.decision(rec, dup))
         latency = (time.perf_counter_ns() - t0) // 1000
         for msg in out:
@@ -129,14 +147,16 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def ScreenTransaction(self, request: pb.Transaction, context: grpc.ServicerContext
                           ) -> pb.Decision:
         t0 = time.perf_counter_ns()
-        return self._decide([self.conv.transaction(request)], t0, self._scope(context))[0]
+        return self._decide([self.conv.transaction(request)], t0, self._scope(context),
+                            "ScreenTransaction")[0]
 
     @_rpc
     def ScreenBatch(self, request: pb.TransactionBatch, context: grpc.ServicerContext
                     ) -> pb.DecisionBatch:
         t0 = time.perf_counter_ns()
         return pb.DecisionBatch(decisions=self._decide(self.conv.batch(request), t0,
-                                                       self._scope(context), batch=True))
+                                                       self._scope(context), "ScreenBatch",
+                                                       batch=True))
 
     def ScreenStream(self, request_iterator: Iterator[pb.Transaction],
                      context: grpc.ServicerContext) -> Iterator[pb.Decision]:
@@ -151,7 +171,10 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                     tid = request.transaction_id[:64] or "?"
                     exc.args = (f"message {n} (transaction_id {tid}): {exc}",)
                     raise
-                yield self._decide([txn], t0, scope)[0]
+                decision = self._decide([txn], t0, scope, "ScreenStream")[0]
+                if self.metrics is not None:
+                    self.metrics.observe("ScreenStream", (time.perf_counter_ns() - t0) / 1e9)
+                yield decision
                 n += 1
         except ScreeningError as exc:
             self._abort(context, exc, "ScreenStream")
@@ -167,6 +190,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         rec, dup = self.engine.report_call(call, self._scope(context))
         msg = self.conv.call_decision(rec, dup)
         msg.server_latency_us = (time.perf_counter_ns() - t0) // 1000
+        if self.metrics is not None:
+            self._count("ReportCall", rec, dup, calls=True)
         quiet = rec.action == _ALLOW
         if quiet and not self.log_every_decision:
             return msg

@@ -81,6 +81,7 @@ class CheckpointStats:
     encode_s: float
     write_s: float
     journal_trimmed: int
+    finished_at: float = field(default_factory=time.time)  # Unix time, for the metrics
 
     @property
     def seconds(self) -> float:
