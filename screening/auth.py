@@ -58,6 +58,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     _SVC + "UpsertAccounts": frozenset({"bank", "payment", "admin"}),
     # a bank or payment institution: its own customers only (see report_scope)
     _SVC + "GetLargeValueReport": frozenset({"bank", "payment", "police", "regulator", "admin"}),
+    # what every decision follows: the operator's alone
+    _SVC + "ReloadPolicy": frozenset({"admin"}),
 }
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                  "/grpc.reflection.v1.ServerReflection/")

@@ -152,6 +152,11 @@ class ScreeningClient:
             pb.LargeValueReportRequest(report_date=report_date, institutions=list(institutions)),
             metadata=self.metadata, timeout=timeout or max(self.timeout, 60.0))
 
+    def reload_policy(self, policy_toml: str = "") -> pb.ReloadPolicyResponse:
+        """Swap the server's policy for ``policy_toml`` (empty: re-read its configured file)."""
+        return self.stub.ReloadPolicy(pb.ReloadPolicyRequest(policy_toml=policy_toml),
+                                      metadata=self.metadata, timeout=self.timeout)
+
     def export_case_graph(self, request: pb.ExportCaseGraphRequest,
                           timeout: float | None = None) -> pb.CaseGraph:
         return self.stub.ExportCaseGraph(request, metadata=self.metadata,

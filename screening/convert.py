@@ -113,10 +113,13 @@ def ms_to_timestamp(ms: int) -> Timestamp:
 class Converter:
     """Validates requests into domain objects and renders records back into messages."""
 
-    def __init__(self, settings: Settings, policy: Policy, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, settings: Settings, policy: Policy, clock_ms: Callable[[], int],
+                 policy_for: Callable[[str], Policy] | None = None) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.policy = policy
+        # the policy a decision was made under, by its version (the engine's, across swaps)
+        self.policy_for = policy_for or (lambda _version: self.policy)
         self.clock_ms = clock_ms
         self._min_ms = int(dt.datetime.fromisoformat(self.limits.min_event_time)
                            .replace(tzinfo=dt.UTC).timestamp() * 1000)
@@ -443,7 +446,7 @@ class Converter:
             transaction_id=rec.transaction_id,
             action=rec.action,  # type: ignore[arg-type]
             reasons=[pb.Reason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
-                     for r in self.policy.fired(rec.reason_bits)],
+                     for r in self.policy_for(rec.policy_version).fired(rec.reason_bits)],
             risk_score=rec.score,
             features=dict(rec.features),
             reports=pb.ReportFlags(large_value=bool(flags & 1), suspicious=bool(flags & 2),
@@ -460,7 +463,8 @@ class Converter:
             call_id=rec.call_id,
             action=rec.action,  # type: ignore[arg-type]
             reasons=[pb.CallReason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
-                     for r in self.policy.fired(rec.reason_bits, calls=True)],
+                     for r in self.policy_for(rec.policy_version).fired(rec.reason_bits,
+                                                                         calls=True)],
             risk_score=rec.score,
             features=dict(rec.features),
             policy_version=rec.policy_version,

@@ -46,7 +46,7 @@ from features.state import (
 from graph.case import CaseInput
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
 from screening.config import Settings
-from screening.errors import CapacityExceeded, Conflict, InvalidRequest, NotFound
+from screening.errors import CapacityExceeded, ConfigError, Conflict, InvalidRequest, NotFound
 from screening.idempotency import (
     DEFAULT_SCOPE,
     FINGERPRINT_BYTES,
@@ -93,6 +93,8 @@ CONFIRMED_DEFAULT_MS = 180 * _DAY_MS
 CLEARED_DEFAULT_MS = 30 * _DAY_MS
 # feedback notes remembered (for QueryAccount), at most
 _FEEDBACK_NOTES = 100_000
+# policies kept to name the reasons of decisions made before a policy swap
+MAX_POLICIES = 16
 # Centres of a case-graph export.
 CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
 # The graph stage runs in chunks of this many transactions, checking the latency budget between.
@@ -354,6 +356,9 @@ class Engine:
         the memory available now (raises ConfigError when configured caps do not fit)."""
         self.settings = settings
         self.policy = policy
+        # every policy this engine has decided under, by version: a decision's reason bits mean
+        # the rules of the policy it was made under (see swap_policy)
+        self._policies: OrderedDict[str, Policy] = OrderedDict({policy.version: policy})
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.memory = memory or plan_memory(settings, available_memory())
         s = settings.state
@@ -457,6 +462,35 @@ class Engine:
             self._prefiller.stopped.set()
             self._prefiller.join()
             self._prefiller = None
+
+    # ------------------------------------------------------------------ policy
+    def policy_for(self, version: str) -> Policy:
+        """The policy a decision of ``version`` was made under (the active one if forgotten)."""
+        return self._policies.get(version, self.policy)
+
+    def swap_policy(self, new: Policy) -> Policy:
+        """Make ``new`` the active policy for every later event; returns the previous one.
+
+        Everything derived from the policy is built first (a failure changes nothing), then
+        swapped under the engine's lock, between two screening calls: no decision mixes two
+        policies. The feature state does not depend on the policy, so nothing is recomputed.
+        The last MAX_POLICIES policies are kept to name the reasons of earlier decisions.
+        """
+        tz = self.policy.params.timezone_offset_hours
+        if new.params.timezone_offset_hours != tz:
+            raise ConfigError(f"timezone_offset_hours: {new.params.timezone_offset_hours} differs "
+                              f"from the running policy's {tz}; the report ledger's days and the "
+                              "day windows follow it, so it changes only with a restart")
+        near_line = NearLine.build(new, self.settings)
+        with self._lock:
+            old = self.policy
+            self.policy = new
+            self.near_line = near_line
+            self._policies[new.version] = new
+            self._policies.move_to_end(new.version)
+            while len(self._policies) > MAX_POLICIES:
+                self._policies.popitem(last=False)
+        return old
 
     # ------------------------------------------------------------------ start-up
     def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
@@ -993,7 +1027,8 @@ class Engine:
             out.append(CaseMark(
                 role, why.event_time_ms if why is not None else 0, until,
                 transaction_id=why.transaction_id if why is not None else "",
-                reason_codes=(tuple(r.code for r in self.policy.fired(why.reason_bits))
+                reason_codes=(tuple(r.code for r in
+                                    self.policy_for(why.policy_version).fired(why.reason_bits))
                               if why is not None else ()),
                 mule_level=mem[Memory.MULE_LEVEL] if role == ROLE_SUSPECTED_MULE else 0))
         return tuple(out)
@@ -1154,14 +1189,15 @@ class Engine:
             terminals = frozenset(n for n in names if g.is_terminal(n))
             log = self.decisions
         decisions = {}
-        shown: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {}
+        shown: dict[tuple[int, int, str], tuple[str, tuple[str, ...]]] = {}
         for ref in set(edges.ref.tolist()):
             rec = log.by_seq(ref)
             if rec is not None:
-                key = (rec.action, rec.reason_bits)
+                key = (rec.action, rec.reason_bits, rec.policy_version)
                 if key not in shown:
+                    policy = self.policy_for(rec.policy_version)
                     shown[key] = (ACTION_NAMES[rec.action],
-                                  tuple(r.code for r in self.policy.fired(rec.reason_bits)))
+                                  tuple(r.code for r in policy.fired(rec.reason_bits)))
                 decisions[ref] = shown[key]
         return CaseInput(
             centre_label=value, suspects=suspects, victims=victims, hops=hops, lo_ms=lo_ms,

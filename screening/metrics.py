@@ -74,6 +74,9 @@ class Metrics:
         self._sizes.engine = engine
         self._sizes.checkpoint = checkpoint
 
+    def set_policy(self, version: str) -> None:
+        self._sizes.policy_version = version
+
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` over HTTP in a daemon thread; returns the bound port."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)

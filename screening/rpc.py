@@ -45,6 +45,7 @@ LANE_OF = {
     "SubmitFeedback": "query",
     "UpsertAccounts": "query",
     "GetLargeValueReport": "query",
+    "ReloadPolicy": "query",
 }
 
 

@@ -100,6 +100,7 @@ class RunningServer:
     lanes: Lanes | None = None
     metrics: Metrics | None = None
     metrics_port: int = 0
+    service: ScreeningService | None = None
 
     @property
     def address(self) -> str:
@@ -109,6 +110,21 @@ class RunningServer:
     def stuck(self) -> int:
         """Calls still holding a thread after ``stop`` (a process should not wait for them)."""
         return self.lanes.held() if self.lanes is not None else 0
+
+    def reload_policy(self, by: str = "SIGHUP") -> bool:
+        """Re-read the configured policy file and make it the active policy; False (and an
+        error line naming the file and line) when it does not load: the running one stays."""
+        log = get_logger("screening.server")
+        path = self.engine.settings.policy.file
+        if self.service is None:
+            return False
+        try:
+            self.service.use_policy(load_policy(path or None), by=by)
+        except ConfigError as exc:
+            log.error("policy_refused", by=by, file=path or "(default)", error=str(exc),
+                      running=self.engine.policy.version)
+            return False
+        return True
 
     def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, drain in-flight calls for ``grace`` s (then cancel them), then write a
@@ -287,14 +303,12 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         options=opts,
         maximum_concurrent_rpcs=lanes.max_concurrent_rpcs(),
     )
-    converter = Converter(settings, policy, engine.clock_ms)
+    converter = Converter(settings, policy, engine.clock_ms, policy_for=engine.policy_for)
     service_log = get_logger("screening.service")
-    add_screening_service(
-        server,
-        ScreeningService(engine, converter, authenticator, masker, service_log,
-                         log_every_decision=settings.log.level.lower() == "debug",
-                         metrics=metrics),
-        lanes, throttle, service_log, refusals, metrics)
+    service = ScreeningService(engine, converter, authenticator, masker, service_log,
+                               log_every_decision=settings.log.level.lower() == "debug",
+                               metrics=metrics)
+    add_screening_service(server, service, lanes, throttle, service_log, refusals, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -340,7 +354,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              store=store.location if store is not None else "none",
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port)
+                         lease, lanes, metrics, metrics_port, service)
 
 
 def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
@@ -352,23 +366,36 @@ def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
 
 
 def serve_forever(running: RunningServer, grace: float) -> None:
-    """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit.
+    """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit; on
+    SIGHUP re-read the policy file and swap it in (a file that does not load is logged and the
+    running policy stays).
 
     When another server took the store (this one was cut off from it past its lease), stop the
     same way and raise StoreBusy saying so: answering on would split the state in two."""
     log = get_logger("screening.server")
     stop = threading.Event()
+    reload = threading.Event()
+    wake = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name, grace_s=grace)
-        stop.set()
+        if signum == signal.SIGHUP:  # reload the policy, in the loop below (not in a handler)
+            reload.set()
+        else:
+            log.info("stopping", signal=signal.Signals(signum).name, grace_s=grace)
+            stop.set()
+        wake.set()
 
     previous: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         previous[sig] = signal.signal(sig, on_signal)
     lease = running.lease
     try:
-        while not stop.wait(0.5):
+        while not stop.is_set():
+            wake.wait(0.5)
+            wake.clear()
+            if reload.is_set() and not stop.is_set():
+                reload.clear()
+                running.reload_policy("SIGHUP")
             if lease is not None and lease.lost:
                 log.error("stopping", reason=lease.lost_reason, grace_s=grace)
                 break

@@ -18,6 +18,7 @@ from screening.engine import Engine
 from screening.errors import (
     ConfigError,
     FailedPrecondition,
+    InvalidRequest,
     OutOfRange,
     ScreeningError,
     status_of,
@@ -28,7 +29,7 @@ from screening.masking import Masker
 from screening.metrics import Metrics
 from screening.model import CallRecord, DecisionRecord, TxnInput
 from screening.offline.reports import ReportThresholds, large_value_rows, thresholds_from_policy
-from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES
+from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy, load_policy, parse_policy
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
@@ -73,10 +74,25 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         # the large-value lines: the same policy numbers that set the live flag
         self.report_thresholds: ReportThresholds | None = None
         self._no_thresholds = ""
+        self._set_thresholds(engine.policy)
+
+    def _set_thresholds(self, policy: Policy) -> None:
         try:
-            self.report_thresholds = thresholds_from_policy(engine.policy)
+            self.report_thresholds, self._no_thresholds = thresholds_from_policy(policy), ""
         except ConfigError as exc:
-            self._no_thresholds = str(exc)
+            self.report_thresholds, self._no_thresholds = None, str(exc)
+
+    def use_policy(self, new: Policy, by: str) -> Policy:
+        """Make ``new`` the active policy (engine, reports, metrics); returns the previous one.
+        Raises ConfigError, changing nothing, when the engine cannot take it."""
+        old = self.engine.swap_policy(new)
+        self.conv.policy = new
+        self._set_thresholds(new)
+        if self.metrics is not None:
+            self.metrics.set_policy(new.version)
+        self.log.info("policy_swapped", by=by, previous=old.version, version=new.version,
+                      rules=len(new.txn_rules), call_rules=len(new.call_rules))
+        return old
 
     # ------------------------------------------------------------------ helpers
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError, rpc: str) -> None:
@@ -112,7 +128,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             payer=self.mask(t.payer.account_id),
             payee=self.mask(t.payee.account_id),
             action=ACTION_NAMES[rec.action],
-            reasons=[r.code for r in self.engine.policy.fired(rec.reason_bits)],
+            reasons=[r.code for r in
+                     self.engine.policy_for(rec.policy_version).fired(rec.reason_bits)],
             risk=rec.score,
             reports=rec.report_flags,
             duplicate=duplicate,
@@ -124,7 +141,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                calls: bool = False) -> None:
         assert self.metrics is not None
         names = CALL_ACTION_NAMES if calls else ACTION_NAMES
-        reasons = ([r.code for r in self.engine.policy.fired(rec.reason_bits, calls=calls)]
+        policy = self.engine.policy_for(rec.policy_version)
+        reasons = ([r.code for r in policy.fired(rec.reason_bits, calls=calls)]
                    if rec.reason_bits else [])
         self.metrics.decided(rpc, names[rec.action], reasons,
                              degraded=bool(getattr(rec, "degraded", False)), duplicate=dup)
@@ -198,7 +216,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         emit = self.log.debug if quiet else self.log.info
         emit("call_screened", call=call.call_id, caller=self.mask(call.caller),
              callee=self.mask(call.callee), action=CALL_ACTION_NAMES[rec.action],
-             reasons=[r.code for r in self.engine.policy.fired(rec.reason_bits, calls=True)],
+             reasons=[r.code for r in self.engine.policy_for(rec.policy_version)
+                      .fired(rec.reason_bits, calls=True)],
              risk=rec.score, duplicate=dup)
         return msg
 
@@ -289,3 +308,27 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                                    tz_offset_hours=view.tz_offset_hours,
                                    show=masked_or_clear(self.mask, clear), masked=not clear,
                                    source=th.source)
+
+    @_rpc
+    def ReloadPolicy(self, request: pb.ReloadPolicyRequest, context: grpc.ServicerContext
+                     ) -> pb.ReloadPolicyResponse:
+        caller = self._caller(context)
+        if request.policy_toml:
+            try:
+                new = parse_policy(request.policy_toml, "policy_toml")
+                old = self.use_policy(new, by=caller.name)
+            except ConfigError as exc:  # "policy_toml:LINE: problem" -> "policy_toml: line LINE: ..."
+                problem = str(exc).removeprefix("policy_toml:").lstrip()
+                raise InvalidRequest("policy_toml", f"line {problem}" if problem[:1].isdigit()
+                                     else problem) from None
+        else:
+            path = self.engine.settings.policy.file
+            try:
+                new = load_policy(path or None)
+                old = self.use_policy(new, by=caller.name)
+            except ConfigError as exc:
+                raise FailedPrecondition(f"policy file {path or '(default)'} not loaded, the "
+                                         f"running policy stays: {exc}") from None
+        return pb.ReloadPolicyResponse(previous_version=old.version, policy_version=new.version,
+                                       transaction_rules=len(new.txn_rules),
+                                       call_rules=len(new.call_rules))

@@ -148,6 +148,24 @@ CASE_FORMAT_CSV: CaseFormat
 CASE_FORMAT_PNG: CaseFormat
 CASE_FORMAT_SVG: CaseFormat
 
+class ReloadPolicyRequest(_message.Message):
+    __slots__ = ("policy_toml",)
+    POLICY_TOML_FIELD_NUMBER: _ClassVar[int]
+    policy_toml: str
+    def __init__(self, policy_toml: _Optional[str] = ...) -> None: ...
+
+class ReloadPolicyResponse(_message.Message):
+    __slots__ = ("previous_version", "policy_version", "transaction_rules", "call_rules")
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_RULES_FIELD_NUMBER: _ClassVar[int]
+    CALL_RULES_FIELD_NUMBER: _ClassVar[int]
+    previous_version: str
+    policy_version: str
+    transaction_rules: int
+    call_rules: int
+    def __init__(self, previous_version: _Optional[str] = ..., policy_version: _Optional[str] = ..., transaction_rules: _Optional[int] = ..., call_rules: _Optional[int] = ...) -> None: ...
+
 class Money(_message.Message):
     __slots__ = ("minor_units", "currency")
     MINOR_UNITS_FIELD_NUMBER: _ClassVar[int]

@@ -85,6 +85,11 @@ class ScreeningStub:
                 request_serializer=screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.SerializeToString,
                 response_deserializer=screening_dot_v1_dot_screening__pb2.LargeValueReport.FromString,
                 _registered_method=True)
+        self.ReloadPolicy = channel.unary_unary(
+                '/screening.v1.Screening/ReloadPolicy',
+                request_serializer=screening_dot_v1_dot_screening__pb2.ReloadPolicyRequest.SerializeToString,
+                response_deserializer=screening_dot_v1_dot_screening__pb2.ReloadPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class ScreeningServicer:
@@ -180,6 +185,16 @@ class ScreeningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadPolicy(self, request, context):
+        """Swap the active policy without a restart (admin only; SIGHUP does the same with the
+        configured file). A policy that does not validate is refused INVALID_ARGUMENT naming its
+        line, and the running one stays. Decisions already made keep the policy they were made
+        under (their policy_version and reasons); the next decision uses the new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScreeningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +247,11 @@ def add_ScreeningServicer_to_server(servicer, server):
                     servicer.GetLargeValueReport,
                     request_deserializer=screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.FromString,
                     response_serializer=screening_dot_v1_dot_screening__pb2.LargeValueReport.SerializeToString,
+            ),
+            'ReloadPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadPolicy,
+                    request_deserializer=screening_dot_v1_dot_screening__pb2.ReloadPolicyRequest.FromString,
+                    response_serializer=screening_dot_v1_dot_screening__pb2.ReloadPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -505,6 +525,33 @@ class Screening:
             '/screening.v1.Screening/GetLargeValueReport',
             screening_dot_v1_dot_screening__pb2.LargeValueReportRequest.SerializeToString,
             screening_dot_v1_dot_screening__pb2.LargeValueReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/screening.v1.Screening/ReloadPolicy',
+            screening_dot_v1_dot_screening__pb2.ReloadPolicyRequest.SerializeToString,
+            screening_dot_v1_dot_screening__pb2.ReloadPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
