@@ -523,6 +523,16 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: 
     dec[dr, D_MARKS] = marks
 
 
+
+@kernel
+def _decide_rows(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray,
+                 dec: np.ndarray) -> None:
+    """Decide every row of ``feat`` with one rule table: a shadow policy's rules on the features
+    the active policy's decisions were made from (no state is read or written)."""
+    for i in range(feat.shape[0]):
+        _eval_rules(rules_i, rules_f, feat, i, dec, i)
+
+
 # ================================================================= per-event updates
 @helper
 def _seen(sc: np.ndarray, e: int, first: int, last: int, ts: int) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "Op",
     "RowTable",
     "RuleTable",
+    "decide_rows",
     "empty_events",
     "kind_of",
     "resident",
@@ -179,6 +180,20 @@ def _device_scalars(n: int) -> np.ndarray:
     d = resident((n, k.N_DEVICE_SCALAR), np.int64, 0)
     d[:, k.DSC_LAST] = NO_TIME
     return d
+
+
+def decide_rows(table: RuleTable, feat: np.ndarray) -> np.ndarray:
+    """Decisions (``int64[n, N_DEC]``: action, reason bits, score, report flags, marks) of
+    ``table``'s rules on transaction feature rows ``feat`` (``float64[n, N_TXN_FEATURE]``), as
+    ``process`` decides them; for shadow policies, which see the same features and change
+    nothing."""
+    if feat.dtype != np.float64 or feat.ndim != 2 or feat.shape[1] != k.N_TXN_FEATURE:
+        raise ValueError(f"feat must be float64[n, {k.N_TXN_FEATURE}], got {feat.dtype}{feat.shape}")
+    if not feat.flags.c_contiguous:
+        feat = np.ascontiguousarray(feat)
+    dec = np.zeros((feat.shape[0], k.N_DEC), dtype=np.int64)
+    k._decide_rows(table.ints, table.thresholds, feat, dec)
+    return dec
 
 
 def empty_events(n: int) -> np.ndarray:
@@ -471,14 +486,16 @@ class FeatureState:
     def process(self, events: np.ndarray, params: np.ndarray, txn_rules: RuleTable,
                 call_rules: RuleTable, keep_features: bool = True,
                 extra: np.ndarray | None = None,
-                all_features: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                all_features: bool = True,
+                reads: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Update state with ``events`` in order and decide each; returns (features, decisions).
 
         The caller has already called ``ensure`` for every id in ``events``. ``extra`` gives
         N_EXTRA features per event computed elsewhere (graph detectors), copied into the
         transaction features before the rules run; None leaves them 0. ``all_features=False``
         computes only the transaction features some rule reads (the rest are 0); the decisions
-        are the same and the state is updated in full.
+        are the same and the state is updated in full. ``reads`` (a ``RuleTable.reads`` mask)
+        widens that to the features other rules read too (shadow policies, see ``decide_rows``).
         """
         _check_events(events)
         if params.dtype != np.int64 or params.shape != (k.N_PARAM,):
@@ -501,7 +518,8 @@ class FeatureState:
             p.cnt, p.amt, p.tag, p.head, p.ring, p.sc, self.devices,
             self.pairs, self.meta, params,
             txn_rules.ints, txn_rules.thresholds, call_rules.ints, call_rules.thresholds,
-            _ALL_FEATURES if all_features else txn_rules.reads, extra, feat, dec,
+            _ALL_FEATURES if all_features else (txn_rules.reads if reads is None else reads),
+            extra, feat, dec,
         )
         return feat, dec
 

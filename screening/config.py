@@ -300,6 +300,14 @@ class MetricsSettings:
 class PolicySettings:
     # Empty means the default policy shipped in the package.
     file: str = ""
+    # Candidate policies decided beside the active one on live traffic and never answered
+    # (comma-separated files); see `screening shadow report`.
+    shadow_files: str = ""
+    # Where their would-be decisions go (JSON lines); empty: counted in the metrics only.
+    shadow_log: str = ""
+
+    def shadow_paths(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.shadow_files.split(",") if p.strip())
 
 
 STORAGE_BACKENDS = ("none", "file", "redis")

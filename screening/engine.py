@@ -41,6 +41,7 @@ from features.state import (
     TIME_MIN_MS,
     FeatureState,
     RowTable,
+    decide_rows,
     empty_events,
 )
 from graph.case import CaseInput
@@ -297,6 +298,9 @@ class WatchlistChange:
 
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
+# who hears shadow decisions: (transactions, the active decisions, the active version, one
+# decision array per shadow policy); called under the engine's lock, so it only queues them
+ShadowSink = Callable[[Sequence[TxnInput], np.ndarray, str, list[np.ndarray]], None]
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
 # The same for feedback: (when, what) -> journal sequence number.
 FeedbackJournal = Callable[[int, Feedback], int]
@@ -359,6 +363,10 @@ class Engine:
         # every policy this engine has decided under, by version: a decision's reason bits mean
         # the rules of the policy it was made under (see swap_policy)
         self._policies: OrderedDict[str, Policy] = OrderedDict({policy.version: policy})
+        # candidate policies decided beside the active one, never answered (see set_shadows)
+        self.shadows: tuple[Policy, ...] = ()
+        self._reads: np.ndarray | None = None
+        self.on_shadow: ShadowSink | None = None
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.memory = memory or plan_memory(settings, available_memory())
         s = settings.state
@@ -486,11 +494,28 @@ class Engine:
             old = self.policy
             self.policy = new
             self.near_line = near_line
+            self._reads = self._union_reads(new, self.shadows)
             self._policies[new.version] = new
             self._policies.move_to_end(new.version)
             while len(self._policies) > MAX_POLICIES:
                 self._policies.popitem(last=False)
         return old
+
+    def set_shadows(self, shadows: Sequence[Policy]) -> None:
+        """Decide every later transaction with ``shadows`` too, on the same features, and hand
+        their decisions to ``on_shadow``; they are never answered and change no state."""
+        with self._lock:
+            self.shadows = tuple(shadows)
+            self._reads = self._union_reads(self.policy, self.shadows)
+
+    @staticmethod
+    def _union_reads(active: Policy, shadows: Sequence[Policy]) -> np.ndarray | None:
+        """The features any of the policies reads (the kernels compute only those)."""
+        if not shadows:
+            return None
+        reads: np.ndarray = np.maximum.reduce([active.txn_table.reads,
+                                               *(s.txn_table.reads for s in shadows)])
+        return reads
 
     # ------------------------------------------------------------------ start-up
     def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
@@ -509,7 +534,8 @@ class Engine:
             Kind.CALL, 1_700_000_000_000, 0, 1, 10]
         p = self.policy
         say("feature kernels (transactions, calls, policy)")
-        scratch.process(ev, p.params_array, p.txn_table, p.call_table)
+        feat, _ = scratch.process(ev, p.params_array, p.txn_table, p.call_table)
+        decide_rows(p.txn_table, feat)  # shadow policies
         say("account snapshot and state upkeep")
         scratch.snapshot(0, 1_700_000_000_000, p.params_array)
         scratch.release_pair(0, 1)
@@ -571,7 +597,11 @@ class Engine:
                 # only the features a rule reads: a decision shows no others
                 feat, dec = self.state.process(ev, self.policy.params_array,
                                                self.policy.txn_table, self.policy.call_table,
-                                               extra=extra, all_features=False)
+                                               extra=extra, all_features=False,
+                                               reads=self._reads)
+                if self.shadows and self.on_shadow is not None:
+                    self.on_shadow(batch_in, dec, self.policy.version,
+                                   [decide_rows(s.txn_table, feat) for s in self.shadows])
                 latency_us = (time.perf_counter_ns() - t0) // 1000
                 unsaved = not self.store_ok
                 if unsaved:

@@ -10,7 +10,8 @@ Names (``screening_`` prefix): ``decisions_total{rpc,action}``, ``reasons_total{
 ``degraded_decisions_total{rpc}``, ``duplicate_requests_total{rpc}``,
 ``rpc_latency_seconds{rpc}`` (histogram, handler time), ``refused_total{lane,reason}`` (shed
 before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``entities{kind}``,
-``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``policy_info{version}``.
+``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``policy_info{version}``,
+``shadow_decisions_total{shadow,action}``, ``shadow_disagreements_total{shadow}``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class Metrics:
                                 "too many streams).", ["lane", "reason"], registry=r)
         self._errors = Counter("screening_errors", "Calls ended with an error status.",
                                ["rpc", "code"], registry=r)
+        self._shadow = Counter("screening_shadow_decisions",
+                               "What shadow policies would have decided (never answered).",
+                               ["shadow", "action"], registry=r)
+        self._shadow_diff = Counter("screening_shadow_disagreements",
+                                    "Transactions a shadow policy would have decided with another "
+                                    "action than the active one.", ["shadow"], registry=r)
         self._sizes = _Sizes(policy_version)
         r.register(self._sizes)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -107,6 +114,12 @@ class Metrics:
             self._child(self._degraded, rpc).inc()
         if duplicate:
             self._child(self._duplicates, rpc).inc()
+
+    def shadow_decided(self, shadow: str, action: str, n: int) -> None:
+        self._child(self._shadow, shadow, action).inc(n)
+
+    def shadow_disagreed(self, shadow: str, n: int) -> None:
+        self._child(self._shadow_diff, shadow).inc(n)
 
     def observe(self, rpc: str, seconds: float) -> None:
         self._child(self._latency, rpc).observe(seconds)

@@ -41,6 +41,7 @@ from screening.metrics import Metrics
 from screening.policy import Policy, load_policy
 from screening.rpc import add_screening_service
 from screening.service import ScreeningService
+from screening.shadow import ShadowRecorder
 from screening.store import (
     Checkpointer,
     Store,
@@ -101,6 +102,7 @@ class RunningServer:
     metrics: Metrics | None = None
     metrics_port: int = 0
     service: ScreeningService | None = None
+    shadow: ShadowRecorder | None = None
 
     @property
     def address(self) -> str:
@@ -154,6 +156,9 @@ class RunningServer:
             self.store = None
         if self.metrics is not None:
             self.metrics.close()
+        if self.shadow is not None:
+            self.shadow.close()
+            self.shadow = None
 
 
 def _authenticator(settings: Settings, auth: Authenticator | None) -> Authenticator:
@@ -293,6 +298,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     ]
     lanes = Lanes.from_settings(settings.server)
     metrics = Metrics(policy.version)
+    shadow = _shadow_recorder(settings, engine, metrics)
     refusals = RefusalLog(log, metrics=metrics)
     throttle = (FailureThrottle(settings.auth.max_failures, settings.auth.block_seconds)
                 if authenticator.enabled and settings.auth.max_failures > 0 else None)
@@ -352,9 +358,24 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
              store=store.location if store is not None else "none",
-             memory=engine.memory.log_fields(), metrics_port=metrics_port or None)
+             memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
+             shadows=[s.version for s in engine.shadows] or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service)
+                         lease, lanes, metrics, metrics_port, service, shadow)
+
+
+def _shadow_recorder(settings: Settings, engine: Engine, metrics: Metrics) -> ShadowRecorder | None:
+    """Load the shadow policies (a bad file stops start-up, naming its line) and hook them up."""
+    paths = settings.policy.shadow_paths()
+    if not paths:
+        return None
+    shadows = tuple(load_policy(p) for p in paths)
+    log_path = Path(settings.policy.shadow_log) if settings.policy.shadow_log else None
+    recorder = ShadowRecorder(shadows, engine.policy_for, log_path, metrics)
+    engine.set_shadows(shadows)
+    engine.on_shadow = recorder
+    recorder.start()
+    return recorder
 
 
 def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:

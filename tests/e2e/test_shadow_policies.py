@@ -1,0 +1,121 @@
+"""Shadow policies on a real server: decided beside the active one on the same features, never
+answered, counted, written, and compared by `screening.shadow.report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from screening.auth import Authenticator
+from screening.client import transaction, watch_entry
+from screening.config import load_settings
+from screening.errors import ConfigError
+from screening.policy import default_policy_text
+from screening.server import start_server
+from screening.shadow import report
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import TOKENS, Live, _start, _stop, recent, uid
+
+OLD = "2015-01-05"
+PROBE_FEN = 777_700
+EXTRA_RULE = f"""
+
+[[rule]]
+code = "PROBE_AMOUNT"
+message = "The amount the shadow test watches for."
+action = "WARN"
+score = 10
+report = ["suspicious"]
+when = ["amount == {PROBE_FEN}"]
+"""
+
+
+def _server(tmp_path: Path, shadow_text: str) -> tuple[Live, Path]:
+    shadow = tmp_path / "candidate.toml"
+    shadow.write_text(shadow_text, encoding="utf-8")
+    log = tmp_path / "shadow.jsonl"
+    live = _start(load_settings(overrides={
+        "policy": {"shadow_files": str(shadow), "shadow_log": str(log)},
+        "server": {"latency_budget_ms": 1000.0}}))
+    return live, log
+
+
+def _sample(live: Live, name: str, **labels: str) -> float:
+    assert live.server.metrics is not None
+    return live.server.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_shadow_rule_is_decided_counted_written_and_reported_but_never_answered(
+        tmp_path: Path) -> None:
+    """The candidate adds a WARN rule: the client still gets the active ALLOW; the shadow's WARN
+    is in the metrics, the log and the report; a payment both stop counts on both sides."""
+    candidate = default_policy_text().replace('version = "', 'version = "candidate-', 1) + EXTRA_RULE
+    live, log = _server(tmp_path, candidate)
+    try:
+        probe = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), PROBE_FEN,
+                                             payer_opened=OLD, payee_opened=OLD))
+        assert probe.action == pb.ACTION_ALLOW and list(probe.reasons) == []
+        quiet = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), 3_000,
+                                             payer_opened=OLD, payee_opened=OLD))
+        assert quiet.action == pb.ACTION_ALLOW
+        mule = uid("mule")
+        live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, mule, "case", "police")])
+        stop = live.bank.screen(transaction(uid("t"), recent(), uid("a"), mule, 50_000))
+        assert stop.action == pb.ACTION_STOP_PAYMENT
+        version = live.server.engine.shadows[0].version
+        assert version.startswith("default-candidate-")
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version, action="WARN") == 1
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version,
+                       action="STOP_PAYMENT") == 1
+        assert _sample(live, "screening_shadow_disagreements_total", shadow=version) == 1
+    finally:
+        _stop(live)  # the recorder writes what it holds on the way out
+
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    decided = {r["transaction_id"]: r for r in lines if r["kind"] == "decision"}
+    assert set(decided) == {probe.transaction_id, stop.transaction_id}  # the quiet one: nothing fired
+    p = decided[probe.transaction_id]
+    assert (p["active_action"], p["active_reasons"]) == ("ALLOW", [])
+    assert (p["shadow_action"], p["shadow_reasons"]) == ("WARN", ["PROBE_AMOUNT"])
+    assert p["amount_fen"] == PROBE_FEN and p["active"] == probe.policy_version
+    s = decided[stop.transaction_id]
+    assert s["active_action"] == s["shadow_action"] == "STOP_PAYMENT"
+    assert [r["decisions"] for r in lines if r["kind"] == "totals"][-1] == 3
+    assert mule not in log.read_text(encoding="utf-8")  # ids of transactions, not of accounts
+
+    text = report(log)
+    assert f"shadow policy {version}" in text and "3 transactions decided by both" in text
+    assert "  alerted by this side only" in text
+    row = next(line for line in text.splitlines() if line.strip().startswith("alerted by this"))
+    assert row.split()[-2:] == ["0", "1"]  # the shadow alone warned on the probe
+    stopped = next(line for line in text.splitlines() if line.strip().startswith("money stopped"))
+    assert stopped.split()[-2:] == ["¥500.00", "¥500.00"]
+    probe_row = next(line for line in text.splitlines() if line.strip().startswith("PROBE_AMOUNT"))
+    assert probe_row.split()[1:3] == ["0", "1"]
+
+
+def test_a_shadow_equal_to_the_active_policy_never_disagrees(tmp_path: Path) -> None:
+    """The same rules on the same features give the same decisions (decide_rows = process)."""
+    live, _log = _server(tmp_path, default_policy_text())
+    try:
+        for amount in (100, 4_500, 600_000, 5_100_000, 60_000_000):
+            live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), amount))
+        version = live.server.engine.shadows[0].version
+        decided = sum(_sample(live, "screening_shadow_decisions_total", shadow=version, action=a)
+                      for a in ("ALLOW", "WARN", "HOLD", "STOP_PAYMENT", "FREEZE"))
+        assert decided == 5
+        assert _sample(live, "screening_shadow_disagreements_total", shadow=version) == 0
+    finally:
+        _stop(live)
+
+
+def test_a_bad_shadow_policy_stops_start_up_naming_its_line(tmp_path: Path) -> None:
+    """A shadow file that does not validate is a start-up error with file:line."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(default_policy_text() + '\n[[rule]]\ncode = "X_RULE"\nmessage = "m"\n'
+                   'action = "WARN"\nscore = 1\nwhen = ["nope >= 1"]\n', encoding="utf-8")
+    settings = load_settings(overrides={"policy": {"shadow_files": str(bad)}})
+    with pytest.raises(ConfigError, match=rf"{bad}:\d+: "):
+        start_server(settings, port=0, auth=Authenticator.with_tokens(TOKENS))
