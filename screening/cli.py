@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
@@ -383,15 +383,39 @@ def _large_value_from_checkpoint(args: argparse.Namespace, settings: Settings,
                             institutions=args.institution)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that takes the global options (--config, --version) itself and gives them to
+    every subcommand's parser it creates, so `screening serve --config x.toml` works as well as
+    `screening --config x.toml serve`.
+
+    The subcommands' copies default to SUPPRESS: a subcommand not given the option leaves the
+    value parsed before it (or the top-level default) in place."""
+
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--config", type=Path, default=None if top else argparse.SUPPRESS,
+                          help="settings TOML (else $SCREENING_CONFIG); env "
+                               "SCREENING_<SECTION>__<KEY> overrides single keys")
+        self.add_argument("--version", action="version", version=f"screening {_version()}",
+                          help="print the version of screening and exit")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("screening")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="screening",
+    parser = _Parser(
+        prog="screening", top=True,
         description="Transaction screening against telecom fraud and illegal fundraising: "
                     "a gRPC service with streaming features, graph patterns and police exports.",
     )
-    parser.add_argument("--config", type=Path, default=None,
-                        help="settings TOML (else $SCREENING_CONFIG); env SCREENING_<SECTION>__<KEY> "
-                             "overrides single keys")
+    # subparsers are made by type(parser): each (at every level) takes the global options too
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the gRPC server until SIGTERM (state in memory, or "
@@ -405,8 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "addresses only unless --allow-insecure-bind)")
     p.add_argument("--allow-insecure-bind", action="store_true",
                    help="with --no-auth, listen on a non-loopback --host anyway")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
-    p.add_argument("--log-format", choices=("json", "console"), default=None)
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                   help="log level (default: [log] level, info)")
+    p.add_argument("--log-format", choices=("json", "console"), default=None,
+                   help="json lines for machines or console for people, on stderr (default: "
+                        "[log] format, json)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="start a server and play a scripted day of fraud scenarios")
@@ -417,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     t = tsub.add_parser("create", help="create a token for a role; prints it once")
     t.add_argument("--role", required=True,
-                   choices=("bank", "payment", "telecom", "police", "regulator", "admin"))
+                   choices=("bank", "payment", "telecom", "police", "regulator", "admin"),
+                   help="what the token may call (README: \"Who may call what\")")
     t.add_argument("--name", required=True, help="who holds it (shows in audit logs)")
     t.add_argument("--file", type=Path, default=Path("tokens.toml"), help="tokens file")
     t.add_argument("--institution", default=None,
@@ -428,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("policy", help="check or print a policy file")
     psub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     c = psub.add_parser("check", help="validate a policy file (names the line of a problem)")
-    c.add_argument("file", type=Path, nargs="?", default=None)
+    c.add_argument("file", type=Path, nargs="?", default=None,
+                   help="policy TOML (default: the shipped policy)")
     c.set_defaults(func=_cmd_policy_check)
     s = psub.add_parser("show", help="print the default policy (a starting point for your own)")
     s.set_defaults(func=_cmd_policy_show)
@@ -439,8 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a labelled synthetic event stream (Parquet, CSV)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--events", type=int, default=100_000, help="about this many events")
-    p.add_argument("--days", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=int, default=30, help="days of events, 7..3660 (default 30)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed; the same seed and options write the same files (default 0)")
     p.add_argument("--scenario-rate", type=float, default=0.01,
                    help="share of persons drawn into planted fraud scenarios")
     p.add_argument("--lookalike-rate", type=float, default=0.005,
@@ -469,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the state the replay ends with as a checkpoint in this folder "
                         "(a server with [storage] backend = \"file\", path = it, starts warm)")
     p.add_argument("--chunk", type=int, default=1 << 16, help="events per kernel call")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or progress lines on stderr")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
