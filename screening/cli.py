@@ -80,8 +80,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
     from screening.auth import add_token
 
     token = add_token(args.file, args.role, args.name, args.institution or "")
+    # the token alone on stdout, so TOKEN=$(screening token create ...) captures just it
     print(f"token for role {args.role} ({args.name}); shown once, only its hash is stored in "
-          f"{args.file}:\n{token}")
+          f"{args.file}", file=sys.stderr)
+    print(token)
     return 0
 
 
@@ -442,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("token", help="manage caller tokens")
     tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    t = tsub.add_parser("create", help="create a token for a role; prints it once")
+    t = tsub.add_parser("create", help="create a token for a role; prints it once (the token "
+                                        "alone on stdout, a note on stderr)")
     t.add_argument("--role", required=True,
                    choices=("bank", "payment", "telecom", "police", "regulator", "admin"),
                    help="what the token may call (README: \"Who may call what\")")

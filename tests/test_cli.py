@@ -121,6 +121,22 @@ def test_token_create_stores_only_the_hash(tmp_path: Path, capsys) -> None:  # t
     assert oct(tokens.stat().st_mode & 0o777) == "0o600"
 
 
+def test_token_create_prints_only_the_token_on_stdout(tmp_path: Path) -> None:
+    """`TOKEN=$(screening token create ...)` captures the token alone; the note saying it is
+    shown once goes to stderr."""
+    from screening.auth import Authenticator
+
+    tokens = tmp_path / "tokens.toml"
+    proc = subprocess.run([sys.executable, "-m", "screening", "token", "create", "--role", "police",
+                           "--name", "desk-8", "--file", str(tokens)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    token = proc.stdout.removesuffix("\n")
+    assert token and "\n" not in token and " " not in token
+    caller = Authenticator.from_file(tokens).caller([("authorization", f"Bearer {token}")])
+    assert caller is not None and caller.role == "police"
+    assert "shown once" in proc.stderr and token not in proc.stderr
+
+
 def test_bank_token_names_the_institution_it_reports_for(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """`token create --institution` binds a bank token to an institution the server reads back;
     a police token cannot name one."""
