@@ -564,17 +564,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit status when the reader of stdout left early (`screening features | head`): 128 + SIGPIPE,
+# what a command killed by SIGPIPE reports (as `seq 100000 | head` does), so a shell running
+# with `set -o pipefail` sees the same from screening as from any other Unix tool.
+_EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse itself ignores a closed stdout (--help)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
         return code
     except (ConfigError, InputFileError, StoreUnavailable, CheckpointError) as exc:
         print(f"screening: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return _EXIT_BROKEN_PIPE
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's descriptor at /dev/null: what is still buffered for a reader that left
+    is dropped at exit instead of failing once more (the Python documentation's recipe, see
+    the note on SIGPIPE in the signal module)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

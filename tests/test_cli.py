@@ -160,6 +160,20 @@ def test_bank_token_names_the_institution_it_reports_for(tmp_path: Path, capsys)
         assert "institution must be text" in str(exc)
 
 
+def test_output_to_a_reader_that_left_ends_quietly() -> None:
+    """`screening features | head` and the like: when the reader of stdout has closed the pipe,
+    the command exits 141 (128 + SIGPIPE, as other Unix tools do) and prints no traceback."""
+    for argv in (["features"], ["policy", "show"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader has gone before the first write: always EPIPE
+        try:
+            proc = subprocess.run([sys.executable, "-m", "screening", *argv], stdout=write_end,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (141, ""), argv
+
+
 def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:
     """No tokens and no --no-auth: a clear message and exit status 2, not an open server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
