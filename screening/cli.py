@@ -272,6 +272,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from screening.offline.memory import for_batch_jobs
     from screening.offline.replay import replay
     from screening.offline.reports import (
+        format_large_value,
         large_value_report,
         load_thresholds,
         read_decisions,
@@ -324,6 +325,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = args.out / stem if args.out.is_dir() else args.out
     paths = write_report(frame, out, formats=args.formats.split(","))
     print(f"{frame.height:,} {what} -> " + ", ".join(str(p) for p in paths))
+    if large and args.show > 0 and frame.height:
+        print(format_large_value(frame, limit=args.show))
     return 0
 
 
@@ -554,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "report ledger it holds, read offline")
             r.add_argument("--date", default=None,
                            help="with --server or --checkpoint: the local day, YYYY-MM-DD")
+            r.add_argument("--show", type=int, default=20, metavar="N",
+                           help="print the first N rows as a table (amounts in CNY, times in "
+                                "UTC); 0: none (default 20)")
         else:
             r.add_argument("--policy", type=Path, default=None, help="policy TOML")
             r.add_argument("--decisions", type=Path, default=None,
