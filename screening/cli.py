@@ -147,13 +147,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     import json
 
     import polars as pl
-    from tqdm import tqdm
 
     from screening.config import Settings
     from screening.offline.backtest import backtest, format_metrics
     from screening.offline.events import read_events, write_frame
     from screening.offline.mapping import load_mapping
     from screening.offline.memory import for_batch_jobs
+    from screening.offline.progress import progress
     from screening.offline.replay import read_registry, read_watchlist, replay
     from screening.policy import load_policy
 
@@ -175,8 +175,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     metrics = {}
     for name, path in policies.items():
         policy = load_policy(path)
-        with tqdm(total=events.height, unit="ev", unit_scale=True, desc=policy.version,
-                  disable=args.no_progress or None, file=sys.stderr) as bar:
+        # a bar on a terminal; where stderr is a file or a pipe, a line every 10 s
+        with progress(events.height, policy.version, sys.stderr,
+                      enabled=not args.no_progress) as bar:
             result = replay(events, policy, settings, origin=str(args.events), watchlist=watch,
                             chunk_size=args.chunk, progress=bar.update, registry=registry)
         d = result.decisions
@@ -506,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a server with [storage] backend = \"file\", path = it, starts warm)")
     p.add_argument("--chunk", type=int, default=1 << 16, help="events per kernel call")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar or progress lines on stderr")
+                   help="no progress on stderr (a bar on a terminal, else a line every 10 s)")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
