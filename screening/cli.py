@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
@@ -80,8 +80,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
     from screening.auth import add_token
 
     token = add_token(args.file, args.role, args.name, args.institution or "")
+    # the token alone on stdout, so TOKEN=$(screening token create ...) captures just it
     print(f"token for role {args.role} ({args.name}); shown once, only its hash is stored in "
-          f"{args.file}:\n{token}")
+          f"{args.file}", file=sys.stderr)
+    print(token)
     return 0
 
 
@@ -145,13 +147,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     import json
 
     import polars as pl
-    from tqdm import tqdm
 
     from screening.config import Settings
     from screening.offline.backtest import backtest, format_metrics
     from screening.offline.events import read_events, write_frame
     from screening.offline.mapping import load_mapping
     from screening.offline.memory import for_batch_jobs
+    from screening.offline.progress import progress
     from screening.offline.replay import read_registry, read_watchlist, replay
     from screening.policy import load_policy
 
@@ -173,8 +175,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     metrics = {}
     for name, path in policies.items():
         policy = load_policy(path)
-        with tqdm(total=events.height, unit="ev", unit_scale=True, desc=policy.version,
-                  disable=args.no_progress or None, file=sys.stderr) as bar:
+        # a bar on a terminal; where stderr is a file or a pipe, a line every 10 s
+        with progress(events.height, policy.version, sys.stderr,
+                      enabled=not args.no_progress) as bar:
             result = replay(events, policy, settings, origin=str(args.events), watchlist=watch,
                             chunk_size=args.chunk, progress=bar.update, registry=registry)
         d = result.decisions
@@ -270,6 +273,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from screening.offline.memory import for_batch_jobs
     from screening.offline.replay import replay
     from screening.offline.reports import (
+        format_large_value,
         large_value_report,
         load_thresholds,
         read_decisions,
@@ -322,6 +326,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = args.out / stem if args.out.is_dir() else args.out
     paths = write_report(frame, out, formats=args.formats.split(","))
     print(f"{frame.height:,} {what} -> " + ", ".join(str(p) for p in paths))
+    if large and args.show > 0 and frame.height:
+        print(format_large_value(frame, limit=args.show))
     return 0
 
 
@@ -383,15 +389,39 @@ def _large_value_from_checkpoint(args: argparse.Namespace, settings: Settings,
                             institutions=args.institution)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that takes the global options (--config, --version) itself and gives them to
+    every subcommand's parser it creates, so `screening serve --config x.toml` works as well as
+    `screening --config x.toml serve`.
+
+    The subcommands' copies default to SUPPRESS: a subcommand not given the option leaves the
+    value parsed before it (or the top-level default) in place."""
+
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--config", type=Path, default=None if top else argparse.SUPPRESS,
+                          help="settings TOML (else $SCREENING_CONFIG); env "
+                               "SCREENING_<SECTION>__<KEY> overrides single keys")
+        self.add_argument("--version", action="version", version=f"screening {_version()}",
+                          help="print the version of screening and exit")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("screening")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="screening",
+    parser = _Parser(
+        prog="screening", top=True,
         description="Transaction screening against telecom fraud and illegal fundraising: "
                     "a gRPC service with streaming features, graph patterns and police exports.",
     )
-    parser.add_argument("--config", type=Path, default=None,
-                        help="settings TOML (else $SCREENING_CONFIG); env SCREENING_<SECTION>__<KEY> "
-                             "overrides single keys")
+    # subparsers are made by type(parser): each (at every level) takes the global options too
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the gRPC server until SIGTERM (state in memory, or "
@@ -405,8 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "addresses only unless --allow-insecure-bind)")
     p.add_argument("--allow-insecure-bind", action="store_true",
                    help="with --no-auth, listen on a non-loopback --host anyway")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
-    p.add_argument("--log-format", choices=("json", "console"), default=None)
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                   help="log level (default: [log] level, info)")
+    p.add_argument("--log-format", choices=("json", "console"), default=None,
+                   help="json lines for machines or console for people, on stderr (default: "
+                        "[log] format, json)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="start a server and play a scripted day of fraud scenarios")
@@ -415,9 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("token", help="manage caller tokens")
     tsub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    t = tsub.add_parser("create", help="create a token for a role; prints it once")
+    t = tsub.add_parser("create", help="create a token for a role; prints it once (the token "
+                                        "alone on stdout, a note on stderr)")
     t.add_argument("--role", required=True,
-                   choices=("bank", "payment", "telecom", "police", "regulator", "admin"))
+                   choices=("bank", "payment", "telecom", "police", "regulator", "admin"),
+                   help="what the token may call (README: \"Who may call what\")")
     t.add_argument("--name", required=True, help="who holds it (shows in audit logs)")
     t.add_argument("--file", type=Path, default=Path("tokens.toml"), help="tokens file")
     t.add_argument("--institution", default=None,
@@ -428,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("policy", help="check or print a policy file")
     psub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     c = psub.add_parser("check", help="validate a policy file (names the line of a problem)")
-    c.add_argument("file", type=Path, nargs="?", default=None)
+    c.add_argument("file", type=Path, nargs="?", default=None,
+                   help="policy TOML (default: the shipped policy)")
     c.set_defaults(func=_cmd_policy_check)
     s = psub.add_parser("show", help="print the default policy (a starting point for your own)")
     s.set_defaults(func=_cmd_policy_show)
@@ -439,8 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a labelled synthetic event stream (Parquet, CSV)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--events", type=int, default=100_000, help="about this many events")
-    p.add_argument("--days", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=int, default=30, help="days of events, 7..3660 (default 30)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed; the same seed and options write the same files (default 0)")
     p.add_argument("--scenario-rate", type=float, default=0.01,
                    help="share of persons drawn into planted fraud scenarios")
     p.add_argument("--lookalike-rate", type=float, default=0.005,
@@ -469,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the state the replay ends with as a checkpoint in this folder "
                         "(a server with [storage] backend = \"file\", path = it, starts warm)")
     p.add_argument("--chunk", type=int, default=1 << 16, help="events per kernel call")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (a bar on a terminal, else a line every 10 s)")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
@@ -520,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "report ledger it holds, read offline")
             r.add_argument("--date", default=None,
                            help="with --server or --checkpoint: the local day, YYYY-MM-DD")
+            r.add_argument("--show", type=int, default=20, metavar="N",
+                           help="print the first N rows as a table (amounts in CNY, times in "
+                                "UTC); 0: none (default 20)")
         else:
             r.add_argument("--policy", type=Path, default=None, help="policy TOML")
             r.add_argument("--decisions", type=Path, default=None,
@@ -530,17 +571,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit status when the reader of stdout left early (`screening features | head`): 128 + SIGPIPE,
+# what a command killed by SIGPIPE reports (as `seq 100000 | head` does), so a shell running
+# with `set -o pipefail` sees the same from screening as from any other Unix tool.
+_EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse itself ignores a closed stdout (--help)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
         return code
     except (ConfigError, InputFileError, StoreUnavailable, CheckpointError) as exc:
         print(f"screening: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return _EXIT_BROKEN_PIPE
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's descriptor at /dev/null: what is still buffered for a reader that left
+    is dropped at exit instead of failing once more (the Python documentation's recipe, see
+    the note on SIGPIPE in the signal module)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

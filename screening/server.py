@@ -27,8 +27,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from screening._reflection import enable_reflection
 from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
@@ -316,8 +316,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                                metrics=metrics)
     add_screening_service(server, service, lanes, throttle, service_log, refusals, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     bind_port = settings.server.port if port is None else port
     try:
         bound = server.add_insecure_port(f"{settings.server.host}:{bind_port}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -9,13 +10,19 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from screening.auth import add_token
-from screening.cli import main
+from screening.cli import build_parser, main
 from screening.client import ScreeningClient, transaction
 from screening.demo import _WarmProgress, _width, _wrap, run_demo
 from tests.conftest import free_port, recent, serve_process
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_help_lists_the_commands(capsys) -> None:  # type: ignore[no-untyped-def]
@@ -27,6 +34,72 @@ def test_help_lists_the_commands(capsys) -> None:  # type: ignore[no-untyped-def
     out = capsys.readouterr().out
     for cmd in ("serve", "demo", "token", "policy", "features"):
         assert cmd in out
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """``parser`` and every subcommand's parser under it, with the command line that reaches it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_has_help() -> None:
+    """Each subcommand, option and positional argument, at every level, says what it is for in
+    `--help`."""
+    missing = []
+    for path, parser in _parsers(build_parser(), "screening"):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                described = {choice.dest for choice in action._choices_actions if choice.help}
+                missing += [f"{path} {name}" for name in action.choices if name not in described]
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
+def test_version_prints_the_package_version(capsys) -> None:  # type: ignore[no-untyped-def]
+    """`screening --version` (before or after a subcommand) prints the version of pyproject.toml
+    and exits 0."""
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for argv in (["--version"], ["serve", "--version"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 0
+        assert capsys.readouterr().out == f"screening {expected}\n"
+
+
+def test_config_is_taken_before_or_after_the_subcommand(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`--config` works anywhere on the line: `screening serve --config x.toml` as well as
+    `screening --config x.toml serve`; given after, it is not reset by the subcommand."""
+    import screening.logs
+    import screening.server
+    from screening.masking import Masker
+
+    for name in [k for k in os.environ if k.startswith("SCREENING_")]:
+        monkeypatch.delenv(name)
+    store = tmp_path / "store"
+    store.mkdir()
+    config = tmp_path / "x.toml"
+    config.write_text(f'[server]\nport = 50987\n\n[storage]\nbackend = "file"\npath = "{store}"\n')
+    for argv in (["checkpoint", "inspect", "--config", str(config)],
+                 ["checkpoint", "--config", str(config), "inspect"],
+                 ["--config", str(config), "checkpoint", "inspect"]):
+        assert main(argv) == 1, argv
+        assert capsys.readouterr().out == f"no checkpoint in file {store}\n"
+
+    ports: list[int] = []
+
+    def start_server(settings, masker):  # type: ignore[no-untyped-def]
+        ports.append(settings.server.port)
+        raise KeyboardInterrupt  # stop here: the settings are what this test looks at
+
+    monkeypatch.setattr(screening.logs, "configure_logging", lambda _settings: Masker())
+    monkeypatch.setattr(screening.server, "start_server", start_server)
+    assert main(["serve", "--no-auth", "--config", str(config)]) == 130
+    assert main(["--config", str(config), "serve", "--no-auth"]) == 130
+    assert ports == [50987, 50987]
 
 
 def test_policy_check_reports_line_and_exit_code(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -50,6 +123,22 @@ def test_token_create_stores_only_the_hash(tmp_path: Path, capsys) -> None:  # t
     assert oct(tokens.stat().st_mode & 0o777) == "0o600"
 
 
+def test_token_create_prints_only_the_token_on_stdout(tmp_path: Path) -> None:
+    """`TOKEN=$(screening token create ...)` captures the token alone; the note saying it is
+    shown once goes to stderr."""
+    from screening.auth import Authenticator
+
+    tokens = tmp_path / "tokens.toml"
+    proc = subprocess.run([sys.executable, "-m", "screening", "token", "create", "--role", "police",
+                           "--name", "desk-8", "--file", str(tokens)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    token = proc.stdout.removesuffix("\n")
+    assert token and "\n" not in token and " " not in token
+    caller = Authenticator.from_file(tokens).caller([("authorization", f"Bearer {token}")])
+    assert caller is not None and caller.role == "police"
+    assert "shown once" in proc.stderr and token not in proc.stderr
+
+
 def test_bank_token_names_the_institution_it_reports_for(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """`token create --institution` binds a bank token to an institution the server reads back;
     a police token cannot name one."""
@@ -71,6 +160,20 @@ def test_bank_token_names_the_institution_it_reports_for(tmp_path: Path, capsys)
         raise AssertionError("a numeric institution was accepted")
     except ConfigError as exc:
         assert "institution must be text" in str(exc)
+
+
+def test_output_to_a_reader_that_left_ends_quietly() -> None:
+    """`screening features | head` and the like: when the reader of stdout has closed the pipe,
+    the command exits 141 (128 + SIGPIPE, as other Unix tools do) and prints no traceback."""
+    for argv in (["features"], ["policy", "show"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader has gone before the first write: always EPIPE
+        try:
+            proc = subprocess.run([sys.executable, "-m", "screening", *argv], stdout=write_end,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (141, ""), argv
 
 
 def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ import polars as pl
 
 from screening.offline.schema import LOOKALIKES
 
-__all__ = ["ALERT_ACTIONS", "STOP_ACTIONS", "BacktestMetrics", "backtest", "format_metrics"]
+__all__ = ["ALERT_ACTIONS", "STOP_ACTIONS", "BacktestMetrics", "backtest", "format_duration",
+           "format_metrics"]
 
 ALERT_ACTIONS = ("WARN", "HOLD", "STOP_PAYMENT", "FREEZE", "WARN_CALLEE", "BLOCK")
 STOP_ACTIONS = ("HOLD", "STOP_PAYMENT", "FREEZE")
@@ -163,13 +164,26 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:5.1f}%"
 
 
+def format_duration(minutes: float | None) -> str:
+    """A duration for people: ``42.5 min`` under an hour, ``1.6 h`` under a day, else ``3.0 d``
+    (``-`` for none)."""
+    if minutes is None:
+        return "-"
+    if abs(minutes) < 60:
+        return f"{minutes:.1f} min"
+    if abs(minutes) < 24 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / (24 * 60):,.1f} d"
+
+
 def format_metrics(named: Mapping[str, BacktestMetrics]) -> str:
     """A plain-text table, one column block per policy (side by side when there are two)."""
     names = list(named)
     lines = []
-    head = f"{'scenario':22}" + "".join(
-        f" | {n[:38]:38}" for n in names)
-    sub = f"{'':22}" + " | cases stop  acct-rec  evt-rec  min→stop" * len(names)
+    block = "cases stop  acct-rec  evt-rec   to stop"  # "to stop": median, case start to first stop
+    width = len(block)
+    head = f"{'scenario':22}" + "".join(f" | {n[:width]:{width}}" for n in names)
+    sub = f"{'':22}" + f" | {block}" * len(names)
     lines += [head, sub, "-" * len(sub)]
     scenarios = sorted({s for m in named.values() for s in m.per_scenario.get_column("scenario")})
     for s in scenarios:
@@ -177,12 +191,12 @@ def format_metrics(named: Mapping[str, BacktestMetrics]) -> str:
         for n in names:
             r = named[n].per_scenario.filter(pl.col("scenario") == s).to_dicts()
             if not r:
-                row += f" | {'':38}"
+                row += f" | {'':{width}}"
                 continue
             x = r[0]
-            mins = x["median_minutes_to_stop"]
-            row += (f" | {x['cases']:5d} {x['cases_stopped']:4d}  {_pct(x['account_recall'])}  "
-                    f"{_pct(x['event_recall'])}  {'-' if mins is None else f'{mins:7.1f}'}")
+            to_stop = format_duration(x["median_minutes_to_stop"])
+            row += (f" | {x['cases']:5d} {x['cases_stopped']:4d}  {_pct(x['account_recall']):>8}  "
+                    f"{_pct(x['event_recall']):>7}  {to_stop:>8}")
         lines.append(row)
     lines.append("")
     for key in ("event_precision", "account_precision", "account_recall",

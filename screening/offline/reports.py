@@ -71,6 +71,7 @@ __all__ = [
     "TRANSACTION_COLUMNS",
     "Lines",
     "ReportThresholds",
+    "format_large_value",
     "large_value_report",
     "large_value_rows",
     "load_thresholds",
@@ -315,6 +316,39 @@ def large_value_rows(txn: pl.DataFrame, thresholds: ReportThresholds, settings: 
            .filter(pl.col("total_fen") >= pl.col("line_fen"))
            .sort("report_date", "account", "category", "direction", "basis"))
     return out.select(list(LARGE_VALUE_SCHEMA)).cast(LARGE_VALUE_SCHEMA)  # type: ignore[arg-type]
+
+
+def format_large_value(frame: pl.DataFrame, *, limit: int = 20) -> str:
+    """The first ``limit`` rows of a large-value report as a table for people.
+
+    Amounts in yuan with two decimals (``12,345.67 CNY``, formatted from the integer fen, never
+    through a float), times ISO-8601 UTC with a Z to the second, as the case files write them.
+    The files keep integer fen (``total_fen``, ``line_fen``); this is display only.
+    """
+    head = ("date", "account", "category", "dir", "basis", "total", "line", "txns", "first (UTC)",
+            "last (UTC)")
+    rows = [(r["report_date"].isoformat(), r["account"], r["category"], r["direction"], r["basis"],
+             f"{_money(r['total_fen'])} CNY", f"{_money(r['line_fen'])} CNY", f"{r['n_txns']:,}",
+             _utc_z(r["first_time"]), _utc_z(r["last_time"]))
+            for r in frame.head(max(limit, 0)).iter_rows(named=True)]
+    if not rows:
+        return ""
+    widths = [max(len(str(row[i])) for row in (head, *rows)) for i in range(len(head))]
+    right = {5, 6, 7}  # amounts and counts line up on the right
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    out = [line(head), *(line(row) for row in rows)]
+    if frame.height > len(rows):
+        out.append(f"... and {frame.height - len(rows):,} more row(s), in the files")
+    return "\n".join(out)
+
+
+def _utc_z(when: dt.datetime) -> str:
+    """``2026-11-27T02:00:00Z``: ISO-8601 in UTC with a Z (not ``+0000``), to the second."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _transactions(events: pl.DataFrame, settings: Settings, origin: str,

@@ -543,6 +543,36 @@ def test_reflection_lists_the_screening_service(live: Live) -> None:
     assert "grpc.health.v1.Health" in names
 
 
+def test_reflection_v1_lists_and_describes_the_services_as_grpcurl_asks(live: Live) -> None:
+    """A client of grpc.reflection.v1 (grpcurl, Postman), without a token: lists the Screening
+    service and both reflection services, and gets the descriptor files of the Screening
+    service and of the v1 reflection service itself."""
+    from google.protobuf import descriptor_pb2
+
+    # v1 has v1alpha's messages, field for field, under another package: same bytes on the wire
+    with ScreeningClient(live.server.address) as c:
+        info = c.channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+        responses = list(info(iter([
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="screening.v1.Screening"),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+        ]), timeout=10))
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"screening.v1.Screening", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    for response, package, service in ((responses[1], "screening.v1", "Screening"),
+                                       (responses[2], "grpc.reflection.v1", "ServerReflection")):
+        files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
+                 for raw in response.file_descriptor_response.file_descriptor_proto]
+        described = [f for f in files if f.package == package]
+        assert described, (package, response.error_response.error_message)
+        assert service in {s.name for s in described[0].service}
+
+
 def test_logs_are_json_and_never_show_account_or_phone_numbers(live: Live) -> None:
     """Every log line parses as JSON and no account id or phone number appears in clear."""
     payer, payee, phone = uid("6222acct"), uid("6217acct"), "13612345678"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -49,6 +50,20 @@ def test_replay_writes_decisions_and_compares_two_policies(synth_dir: Path, tmp_
     assert decisions.height == pl.read_parquet(synth_dir / "events.parquet").height
     m = json.loads(metrics.read_text())
     assert len(m) == 2 and all("per_scenario" in v for v in m.values())
+
+
+def test_replay_logs_progress_lines_when_stderr_is_not_a_terminal(
+        synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With stderr a file or pipe (no bar to draw), replay still says how far it got: a line
+    per interval and a last one with the count, the share and the rate; --no-progress: none."""
+    events = synth_dir / "events.parquet"
+    n = pl.read_parquet(events).height
+    assert main(["replay", str(events)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and re.fullmatch(rf".+: {n:,} / {n:,} events \(100 %\), [\d,.]+ (M )?events/s "
+                                  r"in \d+\.\d s", lines[-1]), lines
+    assert main(["replay", str(events), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_reports_from_events_and_from_decisions(synth_dir: Path, tmp_path: Path) -> None:

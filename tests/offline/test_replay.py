@@ -11,7 +11,7 @@ import pytest
 from screening.config import load_settings
 from screening.convert import normalise_phone
 from screening.errors import InputFileError
-from screening.offline.backtest import backtest, format_metrics
+from screening.offline.backtest import BacktestMetrics, backtest, format_duration, format_metrics
 from screening.offline.events import normalise_phones, read_events
 from screening.offline.mapping import load_mapping
 from screening.offline.messages import to_requests
@@ -99,6 +99,48 @@ def test_backtest_reports_every_planted_scenario(stream: pl.DataFrame) -> None:
     assert 0.0 <= m.overall["ordinary_account_alert_rate"] <= 1.0
     text = format_metrics({"default": m, "again": m})
     assert "telecom_fraud" in text and "ordinary_account_alert_rate" in text
+
+
+def test_backtest_table_shows_time_to_stop_in_minutes_hours_or_days() -> None:
+    """The median time to stop reads as people say it: minutes under an hour, hours under a
+    day, days beyond (95 min is 1.6 h, 4,300 min 3.0 d), never a raw count of minutes."""
+    per_scenario = pl.DataFrame({
+        "scenario": ["fast", "hours", "days", "never"], "cases": [3, 4, 5, 6],
+        "cases_stopped": [1, 2, 3, 0], "account_recall": [0.5, 1.0, 0.25, None],
+        "event_recall": [0.1, 0.2, 0.3, None], "median_minutes_to_stop": [12.5, 95.0, 4300.0, None],
+        "money_stopped_fen": [100, 200, 300, 0], "money_lost_fen": [1, 2, 3, 4]})
+    overall = dict.fromkeys(("event_precision", "account_precision", "account_recall",
+                             "ordinary_account_alert_rate", "ordinary_event_alert_rate",
+                             "lookalike_account_alert_rate"), 0.5)
+    text = format_metrics({"default": BacktestMetrics(per_scenario, overall, pl.DataFrame())})
+    rows = {line.split()[0]: line for line in text.splitlines()[3:7]}
+    assert rows["fast"].endswith(" 12.5 min") and rows["hours"].endswith(" 1.6 h")
+    assert rows["days"].endswith(" 3.0 d") and rows["never"].endswith(" -")
+    assert "4300" not in text and "95.0" not in text
+    assert [format_duration(m) for m in (59.9, 60.0, 1439.0, 1440.0, 100_000.0)] == [
+        "59.9 min", "1.0 h", "24.0 h", "1.0 d", "69.4 d"]
+
+
+def test_progress_lines_every_interval_and_at_the_end_when_not_a_terminal() -> None:
+    """Where stderr is a file or pipe, progress is a line every interval (events done, share,
+    rate) and one at the end, not a bar that tqdm would leave blank."""
+    import io
+
+    from screening.offline.progress import ProgressLines, progress
+
+    now = [100.0]
+    out = io.StringIO()
+    with ProgressLines(1_000_000, "policy-x", out, every_s=10.0, clock=lambda: now[0]) as p:
+        for step in (2.0, 5.0, 4.0, 9.0, 12.0):  # 102, 107, 111 (line), 120, 132 (line)
+            now[0] += step
+            p.update(100_000)
+        now[0] += 1.0
+    assert out.getvalue().splitlines() == [
+        "policy-x: 300,000 / 1,000,000 events (30 %), 27,273 events/s",
+        "policy-x: 500,000 / 1,000,000 events (50 %), 15,625 events/s",
+        "policy-x: 500,000 / 1,000,000 events (50 %), 15,152 events/s in 33.0 s",
+    ]
+    assert isinstance(progress(10, "x", io.StringIO()), ProgressLines)
 
 
 def test_phone_normalisation_is_the_same_offline_and_live() -> None:

@@ -525,6 +525,29 @@ def test_reports_are_written_as_csv_and_parquet_and_read_back_equal(
     assert suspicious_report(again, ev, POLICY).equals(cases)
 
 
+def test_large_value_command_shows_yuan_and_utc_z_while_files_keep_integer_fen(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`screening report large-value` prints amounts as yuan with two decimals and times as
+    ISO-8601 with a Z; the CSV keeps integer fen in the *_fen columns and Z times."""
+    from screening.cli import main
+
+    source = tmp_path / "events.parquet"
+    events(deposit("C1", 5_234_567, at=T0), deposit("C1", 1_234_567_890, at=T0 + 2 * MIN),
+           withdrawal("C2", 60_000 * CNY, at=T0)).write_parquet(source)
+    assert main(["report", "large-value", str(source), "--out", str(tmp_path / "lv")]) == 0
+    out = capsys.readouterr().out
+    assert "12,398,024.57 CNY" in out and "60,000.00 CNY" in out and "50,000.00 CNY" in out
+    assert "2026-11-27T02:00:00Z" in out and "2026-11-27T02:02:00Z" in out
+    assert "+0000" not in out and "1239802457" not in out
+    csv = pl.read_csv(tmp_path / "lv.csv")
+    c1 = csv.filter(pl.col("account") == "C1").row(0, named=True)
+    assert (c1["total_fen"], c1["line_fen"]) == (1_239_802_457, 50_000 * CNY)
+    assert (c1["first_time"], c1["last_time"]) == ("2026-11-27T02:00:00.000Z", "2026-11-27T02:02:00.000Z")
+    assert main(["report", "large-value", str(source), "--out", str(tmp_path / "lv"), "--show", "1"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert len(shown) == 4 and shown[-1] == "... and 1 more row(s), in the files"
+
+
 def test_write_report_refuses_unknown_formats_and_ambiguous_csv(tmp_path: Path) -> None:
     """An unknown format, or a list value holding the ';' separator, is refused before writing."""
     with pytest.raises(ValueError, match="unknown report format 'xlsx'"):
