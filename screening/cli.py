@@ -31,6 +31,7 @@ def _settings(args: argparse.Namespace) -> object:
         "server": {"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
         "policy": {"file": str(args.policy) if getattr(args, "policy", None) else None},
         "log": {"level": getattr(args, "log_level", None), "format": getattr(args, "log_format", None)},
+        "metrics": {"port": getattr(args, "metrics_port", None)},
     }
     if getattr(args, "no_auth", False):
         overrides["auth"] = {"enabled": False}
@@ -68,6 +69,30 @@ def _leave(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from screening.config import Settings, render_settings, settings_sources
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    overrides = {"server": {"host": args.host, "port": args.port},
+                 "metrics": {"port": args.metrics_port},
+                 "policy": {"file": str(args.policy) if args.policy else None}}
+    print(render_settings(settings, settings_sources(args.config, os.environ, overrides)), end="")
+    return 0
+
+
+def _cmd_shadow_report(args: argparse.Namespace) -> int:
+    from screening.shadow import report
+
+    try:
+        print(report(args.log), end="")
+    except ValueError as exc:  # names the file and line
+        raise InputFileError(str(exc)) from None
+    except (OSError, KeyError) as exc:
+        raise InputFileError(f"{args.log}: cannot be read as a shadow log ({exc})") from None
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -440,7 +465,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=("json", "console"), default=None,
                    help="json lines for machines or console for people, on stderr (default: "
                         "[log] format, json)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on this port (default: [metrics] port, 0 = off)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("config", help="the settings a server would run with")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    c = csub.add_parser("show", help="print the effective settings (defaults < --config file < "
+                                     "SCREENING_* environment < flags) as TOML, each changed "
+                                     "value with its source, secrets masked")
+    c.add_argument("--host", default=None, help="as `serve --host`")
+    c.add_argument("--port", type=int, default=None, help="as `serve --port`")
+    c.add_argument("--metrics-port", type=int, default=None, help="as `serve --metrics-port`")
+    c.add_argument("--policy", type=Path, default=None, help="as `serve --policy`")
+    c.set_defaults(func=_cmd_config_show)
+
+    p = sub.add_parser("shadow", help="shadow policies: what candidate policies would have done")
+    ssub = p.add_subparsers(dest="shadow_command", required=True, metavar="ACTION")
+    c = ssub.add_parser("report", help="compare each shadow policy with the active one from a "
+                                       "shadow log ([policy] shadow_log): alerts, overlap, "
+                                       "money stopped, by rule")
+    c.add_argument("log", type=Path, help="the shadow log (JSON lines)")
+    c.set_defaults(func=_cmd_shadow_report)
 
     p = sub.add_parser("demo", help="start a server and play a scripted day of fraud scenarios")
     p.add_argument("--log-dir", type=Path, default=None, help="where the server log goes")

@@ -302,3 +302,42 @@ def test_serve_leaves_without_stuck_calls_whether_stopped_or_its_store_was_taken
     assert capsys.readouterr().err == f"screening: {taken}\n"
     assert _serve_with(monkeypatch, 3, taken) == [-1, 2]
     assert capsys.readouterr().err == f"screening: {taken}\n"
+
+
+def test_config_show_prints_effective_settings_with_sources_and_masks_secrets(
+        tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`screening config show`: file < environment < flags, each changed value says where it
+    came from; the masking key never appears; the output reads back as a config file."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nport = 6001\n[graph]\nhub_degree = 40\n")
+    monkeypatch.setenv("SCREENING_LOG__MASK_KEY", "very-secret-key")
+    monkeypatch.setenv("SCREENING_SERVER__MAX_QUEUE", "8")
+    assert main(["config", "show", "--config", str(cfg), "--metrics-port", "9464"]) == 0
+    out = capsys.readouterr().out
+    assert "very-secret-key" not in out and 'mask_key = "***"' in out
+    assert "port = 6001  # file" in out and "hub_degree = 40  # file" in out
+    assert "max_queue = 8  # env SCREENING_SERVER__MAX_QUEUE" in out
+    assert "port = 9464  # command-line flag" in out
+    data = tomllib.loads(out)
+    assert data["metrics"]["port"] == 9464 and data["server"]["max_queue"] == 8
+
+
+def test_shadow_report_reads_a_shadow_log_and_names_a_bad_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`screening shadow report LOG` prints the comparison; a broken line is exit 2 naming it."""
+    log = tmp_path / "shadow.jsonl"
+    rows = [
+        {"kind": "decision", "shadow": "cand-1", "active": "default-1", "transaction_id": "t1",
+         "event_time": "2026-12-01T00:00:00.000Z", "amount_fen": 1_000_000,
+         "active_action": "ALLOW", "active_flags": 0, "active_reasons": [],
+         "shadow_action": "STOP_PAYMENT", "shadow_flags": 6, "shadow_reasons": ["NEW_RULE"]},
+        {"kind": "totals", "shadow": "cand-1", "decisions": 40, "at": "2026-12-01T00:00:01.000Z"},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["shadow", "report", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "shadow policy cand-1" in out and "40 transactions decided by both" in out
+    money = next(line for line in out.splitlines() if line.strip().startswith("money stopped"))
+    assert money.split()[-2:] == ["¥0.00", "¥10,000.00"]
+    log.write_text(log.read_text() + "{not json\n")
+    assert main(["shadow", "report", str(log)]) == 2
+    assert f"{log}:3: not a JSON line" in capsys.readouterr().err
