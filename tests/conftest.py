@@ -129,7 +129,8 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
                             env=None if env is None else dict(env))
     try:
         with ScreeningClient(f"127.0.0.1:{port}", token) as client:
-            deadline = time.time() + 60
+            # generous: on a loaded 2-core machine a start that loads every kernel takes a while
+            deadline = time.time() + 180
             while True:
                 try:
                     if client.is_serving():
@@ -144,6 +145,7 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate(timeout=30)  # closes the pipe (an open one fails a later test)
     return proc.returncode, err
 
 
