@@ -137,6 +137,9 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
                         break
                 except grpc.RpcError:
                     pass
+                if proc.poll() is not None:  # it gave up: say why at once, not after the deadline
+                    raise AssertionError(f"server exited {proc.returncode} before SERVING: "
+                                         f"{proc.communicate(timeout=30)[1][-2000:]}")
                 assert time.time() < deadline, "server did not become SERVING"
                 time.sleep(0.1)
             action(client)
