@@ -14,11 +14,13 @@ __all__ = [
     "CALL_OUTCOMES",
     "CHANNELS",
     "EVENT_SCHEMA",
+    "GENUINE",
     "KIND_CALL",
     "KIND_TXN",
     "LABELS",
     "LABEL_COLUMNS",
     "LOOKALIKES",
+    "NOT_FRAUD",
     "NUMBER_CLASSES",
     "PARTY_TYPES",
     "REGISTRY_PARTY_TYPES",
@@ -68,6 +70,10 @@ LOOKALIKES = (
     "lookalike_home_purchase",  # a family pools a down payment, the buyer pays the developer at once
 )
 LABELS = SCENARIOS + LOOKALIKES
+# Planted scenarios that are not fraud: genuine activity the regulation wants reported (a
+# large-value report), not alerted. Metrics count an alert on them as a false alarm.
+GENUINE = ("large_value_genuine",)
+NOT_FRAUD = LOOKALIKES + GENUINE
 
 _UTC_MS = pl.Datetime("ms", "UTC")
 

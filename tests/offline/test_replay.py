@@ -229,3 +229,35 @@ def test_unknown_mapping_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("[colums]\nevent_id='x'\n")
     with pytest.raises(InputFileError, match=r"unknown section \[colums\]"):
         load_mapping(str(bad))
+
+
+def test_backtest_marks_rows_that_are_not_fraud_and_counts_them_as_false_alarms() -> None:
+    """Genuine large-value activity and look-alikes are marked `*` with a footnote saying their
+    columns are false alarms, not recall; an alert on them lowers precision, not raises recall."""
+    per_scenario = pl.DataFrame({
+        "scenario": ["large_value_genuine", "lookalike_salary_run", "telecom_fraud"],
+        "cases": [3, 4, 5], "cases_stopped": [0, 0, 3], "account_recall": [0.5, 0.0, 1.0],
+        "event_recall": [0.1, 0.0, 0.9], "median_minutes_to_stop": [None, None, 5.0],
+        "money_stopped_fen": [0, 0, 300], "money_lost_fen": [0, 0, 3]})
+    overall = dict.fromkeys(("event_precision", "account_precision", "account_recall",
+                             "ordinary_account_alert_rate", "ordinary_event_alert_rate",
+                             "lookalike_account_alert_rate"), 0.5)
+    text = format_metrics({"default": BacktestMetrics(per_scenario, overall, pl.DataFrame())})
+    rows = text.splitlines()[3:6]
+    assert rows[0].startswith("large_value_genuine *") and rows[1].startswith("lookalike_salary_run *")
+    assert rows[2].startswith("telecom_fraud ") and "*" not in rows[2]
+    assert "* not fraud" in text and "false alarms" in text
+
+    stream = pl.DataFrame({
+        "event_id": [1, 2], "kind": ["txn", "txn"],
+        "event_time": [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)] * 2,
+        "payer_account": ["a", "c"], "payee_account": ["b", "d"],
+        "payer_party_type": ["person"] * 2, "payee_party_type": ["person"] * 2,
+        "scenario": ["large_value_genuine", "telecom_fraud"], "scenario_id": [0, 1]})
+    decisions = pl.DataFrame({
+        "event_id": [1, 2], "duplicate": [False, False], "action": ["WARN", "ALLOW"],
+        "suspicious": [False, False], "amount_fen": [60_000_000, 100],
+        "reason_codes": [["LARGE_TRANSFER_PERSON"], []]})
+    m = backtest(stream, decisions)
+    assert m.overall["event_precision"] == 0.0  # the one alert was on genuine activity
+    assert m.overall["event_recall"] == 0.0  # the one fraud transfer was not alerted
