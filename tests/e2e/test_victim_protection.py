@@ -209,6 +209,43 @@ def test_a_ringing_or_unanswered_call_with_talk_time_is_invalid(live: Live) -> N
     assert err.value.details().startswith("duration_seconds")
 
 
+# ------------------------------------------------------------------ illegal fundraising
+def test_a_ponzi_collector_moving_the_pool_to_a_controller_is_stopped(live: Live) -> None:
+    """A scheme that has run for years takes 'investment' money from many people and has paid no
+    'returns' yet; days before the collapse it sends the pool to a controller's personal card,
+    who sends it abroad. The exit is stopped, the collector and the controller are marked, and
+    the controller's transfer abroad is stopped too. A large redemption to one of its investors
+    is no exit."""
+    fund, controller, other = uid("fund"), uid("ctrl"), uid("ctrl2")
+    investors = [uid("inv") for _ in range(12)]
+    intake = [
+        live.bank.screen(transaction(uid("t"), recent(200 - i), inv, fund, 20_000_000, memo="投资款",
+                                     payee_type=pb.PARTY_TYPE_ORGANISATION, payer_opened=OLD,
+                                     payee_opened="2019-03-01"))
+        for i, inv in enumerate(investors)
+    ]
+    # an account older than the intake rule's three years: no collector mark from the intake
+    assert all(d.action == pb.ACTION_ALLOW for d in intake)
+    assert live.police.query_account(fund).features["suspected_collector"] == 0.0
+    redemption = live.bank.screen(transaction(uid("t"), recent(150), fund, investors[0], 21_000_000,
+                                              payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    assert "FUNDRAISING_POOL_TO_PERSON" not in _codes(redemption)
+    exit_ = live.bank.screen(transaction(uid("t"), recent(100), fund, controller, 100_000_000,
+                                         payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    assert exit_.action == pb.ACTION_STOP_PAYMENT and "FUNDRAISING_POOL_TO_PERSON" in _codes(exit_)
+    assert exit_.reports.suspicious and exit_.reports.notify_police
+    assert exit_.features["payer_investment_in_count_7d"] == 12.0
+    roles = [m.role for m in live.police.query_account(fund).case_marks]
+    assert roles == [pb.CASE_ROLE_SUSPECTED_COLLECTOR]
+    abroad = live.bank.screen(transaction(uid("t"), recent(80), controller, uid("os"), 4_500_000,
+                                          currency="USD", cross_border=True, payer_opened=OLD,
+                                          channel=pb.CHANNEL_ONLINE_BANKING))
+    assert abroad.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(abroad)
+    again = live.bank.screen(transaction(uid("t"), recent(60), fund, other, 50_000_000,
+                                         payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    assert again.action == pb.ACTION_STOP_PAYMENT and "COLLECTOR_MOVES_OUT" in _codes(again)
+
+
 # ------------------------------------------------------------------ the account registry
 def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Live) -> None:
     """An old account idle for a year (the registry says) receives a victim's money and passes
