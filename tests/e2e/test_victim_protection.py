@@ -210,28 +210,35 @@ def test_a_ringing_or_unanswered_call_with_talk_time_is_invalid(live: Live) -> N
 
 
 # ------------------------------------------------------------------ illegal fundraising
-def test_a_ponzi_collector_moving_the_pool_to_a_controller_is_stopped(live: Live) -> None:
-    """A scheme that has run for years takes 'investment' money from many people and has paid no
-    'returns' yet; days before the collapse it sends the pool to a controller's personal card,
-    who sends it abroad. The exit is stopped, the collector and the controller are marked, and
-    the controller's transfer abroad is stopped too. A large redemption to one of its investors
-    is no exit."""
-    fund, controller, other = uid("fund"), uid("ctrl"), uid("ctrl2")
-    investors = [uid("inv") for _ in range(12)]
+def _fundraising_pool(live: Live, minutes: float = 200) -> tuple[str, list[str]]:
+    """An account open for years (older than the intake rule's three) takes 'investment' money
+    from 12 people and has paid no 'returns' yet. Returns (account, investors)."""
+    fund, investors = uid("fund"), [uid("inv") for _ in range(12)]
     intake = [
-        live.bank.screen(transaction(uid("t"), recent(200 - i), inv, fund, 20_000_000, memo="投资款",
+        live.bank.screen(transaction(uid("t"), recent(minutes - i), inv, fund, 20_000_000, memo="投资款",
                                      payee_type=pb.PARTY_TYPE_ORGANISATION, payer_opened=OLD,
                                      payee_opened="2019-03-01"))
         for i, inv in enumerate(investors)
     ]
-    # an account older than the intake rule's three years: no collector mark from the intake
-    assert all(d.action == pb.ACTION_ALLOW for d in intake)
+    assert all(d.action == pb.ACTION_ALLOW for d in intake)  # no collector mark from the intake
     assert live.police.query_account(fund).features["suspected_collector"] == 0.0
-    redemption = live.bank.screen(transaction(uid("t"), recent(150), fund, investors[0], 21_000_000,
-                                              payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    return fund, investors
+
+
+def _pays(live: Live, minutes: float, fund: str, person: str, amount: int) -> pb.Decision:
+    return live.bank.screen(transaction(uid("t"), recent(minutes), fund, person, amount,
+                                        payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+
+
+def test_a_ponzi_collector_moving_the_pool_to_a_controller_is_stopped(live: Live) -> None:
+    """Days before the collapse the pool goes to a controller's personal card, who sends it
+    abroad: the exit is stopped, the collector and the controller are marked, the transfer
+    abroad and the next exit are stopped too. A large redemption to an investor is no exit."""
+    fund, investors = _fundraising_pool(live)
+    controller = uid("ctrl")
+    redemption = _pays(live, 150, fund, investors[0], 21_000_000)
     assert "FUNDRAISING_POOL_TO_PERSON" not in _codes(redemption)
-    exit_ = live.bank.screen(transaction(uid("t"), recent(100), fund, controller, 100_000_000,
-                                         payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    exit_ = _pays(live, 100, fund, controller, 100_000_000)
     assert exit_.action == pb.ACTION_STOP_PAYMENT and "FUNDRAISING_POOL_TO_PERSON" in _codes(exit_)
     assert exit_.reports.suspicious and exit_.reports.notify_police
     assert exit_.features["payer_investment_in_count_7d"] == 12.0
@@ -241,9 +248,22 @@ def test_a_ponzi_collector_moving_the_pool_to_a_controller_is_stopped(live: Live
                                           currency="USD", cross_border=True, payer_opened=OLD,
                                           channel=pb.CHANNEL_ONLINE_BANKING))
     assert abroad.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(abroad)
-    again = live.bank.screen(transaction(uid("t"), recent(60), fund, other, 50_000_000,
-                                         payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    again = _pays(live, 60, fund, uid("ctrl2"), 50_000_000)
     assert again.action == pb.ACTION_STOP_PAYMENT and "COLLECTOR_MOVES_OUT" in _codes(again)
+
+
+def test_a_pool_the_bank_cleared_pays_out_without_a_stop(live: Live) -> None:
+    """The bank checks the stopped account: a licensed product redeeming to a buyer this server
+    never saw pay in. After a false-alarm feedback on the account the next such payment goes
+    through."""
+    fund, _ = _fundraising_pool(live)
+    first = _pays(live, 100, fund, uid("buyer"), 30_000_000)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    live.bank.submit_feedback(pb.FEEDBACK_VERDICT_FALSE_ALARM, account_id=fund,
+                              note="licensed product, redemption verified")
+    nxt = _pays(live, 90, fund, uid("buyer"), 30_000_000)
+    assert nxt.action < pb.ACTION_HOLD
+    assert not {"FUNDRAISING_POOL_TO_PERSON", "COLLECTOR_MOVES_OUT"} & set(_codes(nxt))
 
 
 # ------------------------------------------------------------------ the account registry
