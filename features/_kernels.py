@@ -176,8 +176,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_WOKE_DAYS, F_PAYER_MERCHANT, F_PAYEE_MERCHANT, F_PAYER_PAYROLL,
  F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN, F_PAYER_ON_CALL_RISKY,
  F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
- F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD) = range(F_MEMORY_BASE, F_MEMORY_BASE + 26)
-N_TXN_FEATURE = F_MEMORY_BASE + 26
+ F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
+ F_PAYER_INVEST_7D) = range(F_MEMORY_BASE, F_MEMORY_BASE + 27)
+N_TXN_FEATURE = F_MEMORY_BASE + 27
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -866,6 +867,9 @@ def _txn(
             f[r, F_PAYEE_NEAR_24H + o] = _win_sum(a_cnt, a_tag, a_head, b, AC_NEAR_IN, w, ep)
         if need[F_PAYEE_INVEST_24H + o]:
             f[r, F_PAYEE_INVEST_24H + o] = _win_sum(a_cnt, a_tag, a_head, b, AC_INVEST_IN, w, ep)
+    # what the payer itself took in as "investment": a collector paying money out
+    if need[F_PAYER_INVEST_7D]:
+        f[r, F_PAYER_INVEST_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_INVEST_IN, W_7D, ep)
     if need[F_PAYER_PAYBACK_7D]:
         f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):

@@ -88,6 +88,7 @@ def _txn_names() -> list[str]:
         k.F_PAYER_NEAR_7D: "payer_near_threshold_count_7d",
         k.F_PAYEE_INVEST_24H: "payee_investment_in_count_24h",
         k.F_PAYEE_INVEST_7D: "payee_investment_in_count_7d",
+        k.F_PAYER_INVEST_7D: "payer_investment_in_count_7d",
         k.F_PAYER_PAYBACK_7D: "payer_payback_distinct_7d",
         k.F_PAYER_DAY_CASH: "payer_day_cash_out_sum",
         k.F_PAYER_DAY_XFER: "payer_day_transfer_out_sum",

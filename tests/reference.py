@@ -137,6 +137,7 @@ from features._kernels import (
     F_PAYER_DAY_DOMESTIC,
     F_PAYER_DORMANT_DAYS,
     F_PAYER_HIST,
+    F_PAYER_INVEST_7D,
     F_PAYER_IS_PERSON,
     F_PAYER_LAST_CALLER_RISKY,
     F_PAYER_MERCHANT,
@@ -1012,6 +1013,7 @@ class ReferenceEngine:
         f[F_PAYEE_NEAR_7D] = float(payee.windows.total("near_in", W_7D, ts, tz))
         f[F_PAYEE_INVEST_24H] = float(payee.windows.total("invest_in", W_24H, ts, tz))
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
+        f[F_PAYER_INVEST_7D] = float(pw.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
         for k, value in enumerate(payer.day[_OUT].get(ts, tz)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)

@@ -209,6 +209,63 @@ def test_a_ringing_or_unanswered_call_with_talk_time_is_invalid(live: Live) -> N
     assert err.value.details().startswith("duration_seconds")
 
 
+# ------------------------------------------------------------------ illegal fundraising
+def _fundraising_pool(live: Live, minutes: float = 200) -> tuple[str, list[str]]:
+    """An account open for years (older than the intake rule's three) takes 'investment' money
+    from 12 people and has paid no 'returns' yet. Returns (account, investors)."""
+    fund, investors = uid("fund"), [uid("inv") for _ in range(12)]
+    intake = [
+        live.bank.screen(transaction(uid("t"), recent(minutes - i), inv, fund, 20_000_000, memo="投资款",
+                                     payee_type=pb.PARTY_TYPE_ORGANISATION, payer_opened=OLD,
+                                     payee_opened="2019-03-01"))
+        for i, inv in enumerate(investors)
+    ]
+    assert all(d.action == pb.ACTION_ALLOW for d in intake)  # no collector mark from the intake
+    assert live.police.query_account(fund).features["suspected_collector"] == 0.0
+    return fund, investors
+
+
+def _pays(live: Live, minutes: float, fund: str, person: str, amount: int) -> pb.Decision:
+    return live.bank.screen(transaction(uid("t"), recent(minutes), fund, person, amount,
+                                        payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+
+
+def test_a_ponzi_collector_moving_the_pool_to_a_controller_is_stopped(live: Live) -> None:
+    """Days before the collapse the pool goes to a controller's personal card, who sends it
+    abroad: the exit is stopped, the collector and the controller are marked, the transfer
+    abroad and the next exit are stopped too. A large redemption to an investor is no exit."""
+    fund, investors = _fundraising_pool(live)
+    controller = uid("ctrl")
+    redemption = _pays(live, 150, fund, investors[0], 21_000_000)
+    assert "FUNDRAISING_POOL_TO_PERSON" not in _codes(redemption)
+    exit_ = _pays(live, 100, fund, controller, 100_000_000)
+    assert exit_.action == pb.ACTION_STOP_PAYMENT and "FUNDRAISING_POOL_TO_PERSON" in _codes(exit_)
+    assert exit_.reports.suspicious and exit_.reports.notify_police
+    assert exit_.features["payer_investment_in_count_7d"] == 12.0
+    roles = [m.role for m in live.police.query_account(fund).case_marks]
+    assert roles == [pb.CASE_ROLE_SUSPECTED_COLLECTOR]
+    abroad = live.bank.screen(transaction(uid("t"), recent(80), controller, uid("os"), 4_500_000,
+                                          currency="USD", cross_border=True, payer_opened=OLD,
+                                          channel=pb.CHANNEL_ONLINE_BANKING))
+    assert abroad.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(abroad)
+    again = _pays(live, 60, fund, uid("ctrl2"), 50_000_000)
+    assert again.action == pb.ACTION_STOP_PAYMENT and "COLLECTOR_MOVES_OUT" in _codes(again)
+
+
+def test_a_pool_the_bank_cleared_pays_out_without_a_stop(live: Live) -> None:
+    """The bank checks the stopped account: a licensed product redeeming to a buyer this server
+    never saw pay in. After a false-alarm feedback on the account the next such payment goes
+    through."""
+    fund, _ = _fundraising_pool(live)
+    first = _pays(live, 100, fund, uid("buyer"), 30_000_000)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    live.bank.submit_feedback(pb.FEEDBACK_VERDICT_FALSE_ALARM, account_id=fund,
+                              note="licensed product, redemption verified")
+    nxt = _pays(live, 90, fund, uid("buyer"), 30_000_000)
+    assert nxt.action < pb.ACTION_HOLD
+    assert not {"FUNDRAISING_POOL_TO_PERSON", "COLLECTOR_MOVES_OUT"} & set(_codes(nxt))
+
+
 # ------------------------------------------------------------------ the account registry
 def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Live) -> None:
     """An old account idle for a year (the registry says) receives a victim's money and passes

@@ -452,6 +452,21 @@ def test_identical_timestamps_are_ties_not_reorderings() -> None:
     assert f[tcol("payer_payback_distinct_7d")] == 1.0
 
 
+def test_the_payer_side_counts_the_investments_the_payer_took_in() -> None:
+    """Paying out, an account's 'investment' receipts of the last 7 days count (older ones and
+    other memos do not); the payee's own count is untouched by what its payer took in."""
+    inv = k.TF_MEMO_INVEST
+    events = [txn(T0, 2, 1, 1_000, flags=inv), txn(T0 + 8 * DAY_MS, 3, 1, 2_000, flags=inv),
+              txn(T0 + 8 * DAY_MS + 1, 4, 1, 3_000, flags=inv), txn(T0 + 8 * DAY_MS + 2, 5, 1, 500),
+              txn(T0 + 8 * DAY_MS + HOUR_MS, 1, 6, 5_000)]
+    out = run_both(Scenario(events=events))
+    assert out.features[2][tcol("payee_investment_in_count_7d")] == 2.0
+    assert out.features[2][tcol("payer_investment_in_count_7d")] == 0.0
+    paying = out.features[4]
+    assert paying[tcol("payer_investment_in_count_7d")] == 2.0
+    assert paying[tcol("payee_investment_in_count_7d")] == 0.0
+
+
 def test_event_older_than_the_7d_ring_is_dropped_from_windows() -> None:
     """A late event 8 days behind the payer's newest bucket is counted in no window."""
     events = [txn(T0, 0, 1, 1_000), txn(T0 + 8 * DAY_MS, 0, 1, 2_000), txn(T0, 0, 1, 4_000)]
