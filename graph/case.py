@@ -3,9 +3,12 @@
 ``build_case_graph`` turns a bounded neighbourhood of the live graph (``LiveGraph.neighbourhood``
 and ``edges_among``) plus names, watchlist hits and decisions into a MultiDiGraph: one node per
 account / phone / device, one edge per (from, to, kind) with the count, amount, first and last
-time, and the decisions taken on its transactions. ``flow_layout`` places money flowing left to
-right; ``findings`` lists what the pattern detectors see in the case. Writing files and drawing
-pictures is I/O and lives in ``screening.case``.
+time, and the decisions taken on its transactions. ``count`` is the transfers, calls or (for a
+``uses_phone`` / ``uses_device`` link) the transactions made with the phone or device; ``amount``
+is fen for transfers, seconds for calls and 0 for links; decisions sit on transfer edges only.
+``flow_layout`` places money flowing left to right; ``findings`` lists what the pattern
+detectors see in the case. Writing files and drawing pictures is I/O and lives in
+``screening.case``.
 
 Node keys are ``"<kind>:<label>"`` with the label as given (clear or masked by the caller), so
 no identifier reaches the graph unless the caller put it there.
@@ -121,7 +124,11 @@ def _edge_groups(ed: EdgeRows, decisions: Mapping[int, Decision]
     np.maximum.at(hi, group, ed.ts)
     taken: dict[int, list[Decision]] = {}
     if decisions:
-        for gi, ref in zip(group.tolist(), ed.ref.tolist(), strict=True):
+        # a decision belongs to its transaction's transfer edge only: the phone and device links
+        # the same transaction made or refreshed carry its ref too, and counting it there again
+        # would double the rules' counts in the findings
+        money = np.flatnonzero(ed.kind == k.K_TRANSFER)
+        for gi, ref in zip(group[money].tolist(), ed.ref[money].tolist(), strict=True):
             found = decisions.get(ref)
             if found is not None:
                 taken.setdefault(gi, []).append(found)
@@ -164,6 +171,8 @@ def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
     memo: dict[tuple[Decision, ...], tuple[str, str, str]] = {}
     for s, d, kind, count, amount, lo, hi, found in _edge_groups(ed, data.decisions):
         strongest, actions, reasons = _decision_texts(found, memo)
+        if kind in (k.K_LINK_PHONE, k.K_LINK_DEVICE):  # the store's "amount" of a link is its uses
+            count, amount = amount, 0
         g.add_edge(keys[s], keys[d], key=EDGE_KINDS[kind], kind=EDGE_KINDS[kind], count=count,
                    amount=amount, amount_yuan=amount / 100 if kind == k.K_TRANSFER else 0.0,
                    first_time=lo[1], last_time=hi[1], decisions=actions, reasons=reasons,

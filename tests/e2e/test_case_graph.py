@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +157,32 @@ def test_node_cap_and_hubs_are_reported(live: Live) -> None:
     hub = _export(live.police, account_id=buyer, hops=2, formats=[pb.CASE_FORMAT_PNG]).summary
     assert list(hub.hubs_not_expanded) == [shop]
     assert hub.nodes == 2
+
+
+def test_a_rule_fired_once_is_counted_once(live: Live) -> None:
+    """Two payments to a listed payee from one phone and device: the rule's finding counts 2,
+    the decisions sit on the transfer edge only, and the phone and device links carry no amount
+    (their count is the payments made with them)."""
+    payer, payee = uid("payer"), uid("listed")
+    phone, device = "+86139" + uid("")[-5:].rjust(8, "0"), uid("dev")
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, payee, "mule", "police")])
+    fired: Counter[str] = Counter()
+    for i, amount in enumerate((50_000, 70_000)):
+        d = live.bank.screen(transaction(uid("t"), recent(30 - i), payer, payee, amount,
+                                         payer_phone=phone, device_id=device))
+        fired.update(r.code for r in d.reasons)
+    assert fired["PAYEE_WATCHLISTED"] == 2
+    msg = _export(live.police, account_id=payee, hops=2, formats=[pb.CASE_FORMAT_GRAPHML])
+    rules = {f.description for f in msg.summary.findings if f.detector == "rule"}
+    assert rules == {f"{code} fired on {n} transaction(s) in the case" for code, n in fired.items()}
+    g = nx.read_graphml(io.BytesIO(msg.graphml), force_multigraph=True)
+    money = g.edges[f"account:{payer}", f"account:{payee}", "transfer"]
+    assert (money["count"], money["amount"]) == (2, 120_000)
+    assert money["reasons"] == ";".join(f"{c}:{n}" for c, n in sorted(fired.items(),
+                                                                       key=lambda x: (-x[1], x[0])))
+    for target, kind in ((f"phone:{phone}", "uses_phone"), (f"device:{device}", "uses_device")):
+        link = g.edges[f"account:{payer}", target, kind]
+        assert (link["count"], link["amount"], link["decisions"], link["reasons"]) == (2, 0, "", "")
 
 
 @pytest.mark.parametrize(("request_kw", "code", "field"), [
