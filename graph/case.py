@@ -363,7 +363,8 @@ def _links_after_owner(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
 def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
              cycle_budget: int = 200_000) -> list[Finding]:
     """What the detectors see in the case graph: watchlist hits, fan-in/out, cycles, scatter-
-    gather and Ponzi signatures around the suspects, and the reasons of decisions taken.
+    gather and Ponzi signatures around the suspects, the phones that called the suspects'
+    victims, and the reasons of decisions taken.
 
     The round-trip search looks only for cycles through a suspect (the only ones reported) and
     takes at most ``cycle_budget`` steps; when it stops there a finding says so."""
@@ -403,6 +404,11 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
                 out.append(Finding("scatter_gather", f"{label[s]} paid {len(via)} accounts that "
                                    f"all paid {label[dst]}", (label[s], *(label[m] for m in via),
                                                               label[dst])))
+        victims = [p for p in payers if g.nodes[p]["role"] == "victim"]
+        for caller, called in _callers_of(g, victims).items():
+            out.append(Finding("calls_to_victims", f"{label[caller]} called the phones of "
+                               f"{len(called)} account(s) that paid {label[s]}",
+                               (label[caller], *(label[v] for v in called), label[s])))
     cycles, stopped = _cycles_through(money, suspects, max_cycle_length, 10, cycle_budget)
     for c in cycles:  # each read from a suspect round
         out.append(Finding("cycle", "round trip: " + " -> ".join(label[n] for n in [*c, c[0]]),
@@ -418,6 +424,19 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
     for code, n in fired.most_common():
         out.append(Finding("rule", f"{code} fired on {n} transaction(s) in the case"))
     return out
+
+
+def _callers_of(g: nx.MultiDiGraph, accounts: list[str]) -> dict[str, list[str]]:
+    """Phones that called a phone one of ``accounts`` used, with the accounts they reached (each
+    once, sorted), most reached first."""
+    reached: dict[str, set[str]] = {}
+    for a in accounts:
+        for _, phone, kind in g.out_edges(a, data="kind"):
+            if kind == "uses_phone":
+                for caller, _, ckind in g.in_edges(phone, data="kind"):
+                    if ckind == "call":
+                        reached.setdefault(caller, set()).add(a)
+    return {c: sorted(reached[c]) for c in sorted(reached, key=lambda c: (-len(reached[c]), c))}
 
 
 def _cycles_through(money: nx.DiGraph, suspects: list[str], max_length: int, limit: int,

@@ -144,6 +144,30 @@ def test_transaction_and_phone_centres(live: Live, case: Case) -> None:
     assert f"account:{case.mule}" in g
 
 
+def test_calls_to_the_victims_are_in_a_two_hop_case(live: Live, case: Case) -> None:
+    """Around the mule, 2 hops hold its victims, the phones they paid from (their own: same hop)
+    and the number that called those phones before each payment, with a finding saying so;
+    1 hop holds the victims and their phones but not the caller."""
+    msg = _export(live.police, account_id=case.mule, hops=2, formats=[pb.CASE_FORMAT_GRAPHML])
+    g = nx.read_graphml(io.BytesIO(msg.graphml), force_multigraph=True)
+    caller = f"phone:{case.caller}"
+    assert g.nodes[caller]["hops"] == 2
+    for v in case.victims:
+        phones = [p for _, p, kind in g.out_edges(f"account:{v}", keys=True) if kind == "uses_phone"]
+        assert len(phones) == 1 and g.nodes[phones[0]]["hops"] == 1
+        call = g.edges[caller, phones[0], "call"]
+        assert (call["count"], call["amount"]) == (1, 600)  # one call of 600 s
+    found = [f for f in msg.summary.findings if f.detector == "calls_to_victims"]
+    assert [f.description for f in found] == [
+        f"{case.caller} called the phones of 3 account(s) that paid {case.mule}"]
+    assert list(found[0].nodes) == [case.caller, *sorted(case.victims), case.mule]
+    one = nx.read_graphml(io.BytesIO(_export(live.police, account_id=case.mule, hops=1,
+                                             formats=[pb.CASE_FORMAT_GRAPHML]).graphml),
+                          force_multigraph=True)
+    assert caller not in one
+    assert all(one.nodes[p]["hops"] == 1 for p in g if p.startswith("phone:") and p != caller)
+
+
 def test_node_cap_and_hubs_are_reported(live: Live) -> None:
     """A capped neighbourhood says how much was left out; a hub is shown but not expanded."""
     shop, buyer = uid("shop"), uid("buyer")

@@ -61,6 +61,19 @@ def test_a_decision_counts_once_on_its_transfer_and_links_carry_no_amount() -> N
                      "RULE_B fired on 1 transaction(s) in the case"]
 
 
+def test_an_accounts_phones_and_devices_sit_at_its_hop() -> None:
+    """Hops count parties: the mule's device is at 0, its victim's phone at 1 with the victim, the
+    number that called that phone at 2; another account on the mule's device is 1 hop away."""
+    ev = [call(T0, 5, 1, 600), txn(T0 + MIN, 7, 0, 100_000, phone=1),
+          txn(T0 + 2 * MIN, 0, 9, 90_000, device=2), txn(T0 + 3 * MIN, 11, 12, 500, device=2)]
+    g = build_case_graph(_case(ev, node_id(0, 0), hops=2))
+    hops = dict(g.nodes(data="hops"))
+    assert hops == {"account:acct0": 0, "device:dev2": 0, "account:acct7": 1, "phone:phone1": 1,
+                    "account:acct9": 1, "account:acct11": 1, "phone:phone5": 2, "account:acct12": 2}
+    assert g.has_edge("phone:phone5", "phone:phone1", key="call")
+    assert "phone:phone5" not in build_case_graph(_case(ev, node_id(0, 0), hops=1))
+
+
 def test_layout_puts_payers_left_and_payees_right_of_the_suspect() -> None:
     """Money flows left to right; a phone sits in its account's column."""
     ev = [txn(T0, 1, 0, 500, phone=3), txn(T0 + MIN, 0, 2, 450), txn(T0 + 2 * MIN, 2, 4, 400)]
