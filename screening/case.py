@@ -4,7 +4,8 @@
 identifiers for callers who may not see them, builds the networkx MultiDiGraph
 (``graph.case.build_case_graph``) and renders the requested formats to bytes:
 
-- ``case.graphml`` (yEd, Gephi, Neo4j ``apoc.import.graphml``) and ``case.gexf`` (Gephi);
+- ``case.graphml`` (yEd, Gephi, Neo4j ``apoc.import.graphml``; networkx reads it back with
+  ``read_graphml(path, force_multigraph=True)``, see ``_write_graphml``) and ``case.gexf`` (Gephi);
 - ``case.json``: networkx node-link JSON (``nodes`` / ``edges``);
 - ``nodes.csv`` and ``edges.csv`` (UTF-8 with BOM): the entity and link lists i2 Analyst's
   Notebook and spreadsheets import;
@@ -32,9 +33,11 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
+from networkx.readwrite.graphml import GraphMLWriter
 
 from graph.case import CaseInput, Finding, build_case_graph, findings, flow_layout, picture_view
 from screening.errors import CapacityExceeded
@@ -188,7 +191,7 @@ def render(g: nx.MultiDiGraph, found: list[Finding], formats: Iterable[str]
     drawing = None
     if "graphml" in wanted:
         buf = io.BytesIO()
-        nx.write_graphml(g, buf, encoding="utf-8", named_key_ids=True)
+        _write_graphml(g, buf)
         files["case.graphml"] = buf.getvalue()
     if "gexf" in wanted:
         buf = io.BytesIO()
@@ -207,6 +210,36 @@ def render(g: nx.MultiDiGraph, found: list[Finding], formats: Iterable[str]
         if fmt in wanted:
             files[f"case.{fmt}"], drawing = draw(g, fmt)
     return files, drawing
+
+
+class _KeyedGraphMLWriter(GraphMLWriter):  # type: ignore[misc]  # networkx is untyped
+    """networkx's GraphML writer with a multigraph's edge keys in a ``key`` attribute, not in
+    the edge ids.
+
+    networkx writes each edge's key as its GraphML id; ours (``transfer``, ``call``, ...) repeat
+    across the file, and Gephi takes ids as unique and drops every repeat (networkx#4347). An
+    edge without an id is valid GraphML, tools number it themselves, and ``nx.read_graphml``
+    takes the ``key`` attribute of an edge without an id as its key.
+    """
+
+    def add_edges(self, G: nx.MultiDiGraph, graph_element: Any) -> None:
+        default = G.graph.get("edge_default", {})
+        for u, v, key, data in G.edges(keys=True, data=True):
+            edge = self.myElement("edge", source=str(u), target=str(v))
+            self.add_attributes("edge", edge, {"key": key, **data}, default)
+            graph_element.append(edge)
+
+
+def _write_graphml(g: nx.MultiDiGraph, out: io.BytesIO) -> None:
+    """The case as GraphML that ``nx.read_graphml(path, force_multigraph=True)`` reads back as
+    the same MultiDiGraph (keys, parallel edges, typed attributes, plus each edge's ``key``).
+
+    Key ids are networkx's ``d0``, ``d1``, ..., not the attribute names: ``kind``, ``hops`` and
+    ``first_time`` name attributes of nodes and of edges or the graph, and a key id must be
+    unique in the document; ``attr.name`` names each attribute."""
+    writer = _KeyedGraphMLWriter(encoding="utf-8")
+    writer.add_graph_element(g)
+    writer.dump(out)
 
 
 def _gexf_ready(g: nx.MultiDiGraph) -> nx.MultiDiGraph:

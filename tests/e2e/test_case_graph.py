@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import threading
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,29 @@ def test_police_export_loads_back_in_every_format(live: Live, case: Case) -> Non
     assert msg.summary.nodes == g.number_of_nodes() and msg.summary.hops == 2
     kinds = {f.detector for f in msg.summary.findings}
     assert "watchlist" in kinds
+
+
+def test_graphml_reloads_as_the_multidigraph_the_json_holds(live: Live, case: Case) -> None:
+    """``nx.read_graphml(f, force_multigraph=True)`` gives back the case's MultiDiGraph: the
+    nodes, the edges keyed by kind and the typed attributes of the node-link JSON (each edge
+    also has its key as ``key``); no edge has an id (networkx would repeat the kind there and
+    Gephi drops repeated ids). Without ``force_multigraph`` networkx makes a DiGraph: no two
+    edges of a case join the same (from, to)."""
+    msg = _export(live.police, account_id=case.mule, hops=2,
+                  formats=[pb.CASE_FORMAT_GRAPHML, pb.CASE_FORMAT_JSON])
+    g = nx.read_graphml(io.BytesIO(msg.graphml), force_multigraph=True)
+    want = nx.node_link_graph(json.loads(msg.json), edges="edges")
+    assert isinstance(g, nx.MultiDiGraph) and isinstance(want, nx.MultiDiGraph)
+    assert dict(g.nodes(data=True)) == dict(want.nodes(data=True))
+    assert g.number_of_edges() == want.number_of_edges() == msg.summary.edges > 10
+    assert sorted(g.edges(keys=True)) == sorted(want.edges(keys=True))
+    for u, v, key, data in want.edges(keys=True, data=True):
+        assert g.edges[u, v, key] == {"key": key, **data} and key == data["kind"]
+    assert {k: g.graph[k] for k in want.graph} == want.graph
+    edges = list(ET.fromstring(msg.graphml).iter("{http://graphml.graphdrawing.org/xmlns}edge"))
+    assert len(edges) == msg.summary.edges and all(e.get("id") is None for e in edges)
+    plain = nx.read_graphml(io.BytesIO(msg.graphml))
+    assert type(plain) is nx.DiGraph and plain.number_of_edges() == msg.summary.edges
 
 
 def test_picture_shows_the_suspect_in_red(live: Live, case: Case) -> None:
