@@ -138,6 +138,41 @@ def test_picture_shows_the_suspect_in_red(live: Live, case: Case) -> None:
     assert case.mule in files["case.svg"].decode("utf-8")
 
 
+def test_a_case_of_about_200_nodes_is_drawn_whole_in_hop_rings(live: Live) -> None:
+    """A mule with 40 victims (called first, each also paying a shop) and 8 layer accounts each
+    passing money to 6 cash-out accounts: 182 nodes at 2 hops, all drawn. The picture
+    grows with the case (hop rings; 1,500 to 3,000 pixels wide, where a small case's is about
+    1,300) and shows the suspect in red; the reply fits."""
+    mule, device = uid("mule"), uid("dev")
+    calls, txns = [], []
+    for i in range(40):
+        victim, phone = uid("victim"), "+86137" + uid("")[-5:].rjust(8, "0")
+        calls.append(call_event(uid("c"), recent(200 - i), "+86171" + f"{i % 4:08d}", phone,
+                                duration_seconds=600))
+        txns.append(transaction(uid("t"), recent(199 - i), victim, mule, 1_000_000 + i,
+                                payer_phone=phone))
+        txns.append(transaction(uid("t"), recent(198 - i), victim, uid("shop"), 5_000))
+    for j in range(8):
+        layer = uid("layer")
+        txns.append(transaction(uid("t"), recent(100 - j), mule, layer, 4_000_000, device_id=device))
+        txns += [transaction(uid("t"), recent(90 - j), layer, uid("cash"), 600_000) for _ in range(6)]
+    for call in calls:
+        live.telecom.report_call(call)
+    fired = Counter(r.code for d in live.bank.screen_batch(txns).decisions for r in d.reasons)
+    msg = _export(live.police, account_id=mule, hops=2,
+                  formats=[pb.CASE_FORMAT_PNG, pb.CASE_FORMAT_SVG, pb.CASE_FORMAT_JSON])
+    assert {f.description for f in msg.summary.findings if f.detector == "rule"} == {
+        f"{code} fired on {n} transaction(s) in the case" for code, n in fired.items()}
+    assert msg.summary.nodes == 182 and not msg.summary.nodes_left_out
+    g = nx.node_link_graph(json.loads(msg.json), edges="edges")
+    assert sum(1 for _, _, k in g.edges(keys=True) if k == "call") == 40
+    pixels = mpimg.imread(io.BytesIO(msg.png), format="png")[..., :3]
+    assert 1_500 <= pixels.shape[1] <= 3_000
+    red = np.all(np.abs(pixels * 255 - np.array(SUSPECT_RGB)) <= 2, axis=-1)
+    assert red.sum() > 50
+    assert msg.svg.startswith(b"<?xml") and msg.ByteSize() < 16 << 20
+
+
 def test_regulator_gets_masked_identifiers(live: Live, case: Case) -> None:
     """Non-police callers see no account, phone or device identifier in clear in any file."""
     msg = _export(live.client("regulator"), account_id=case.mule)
