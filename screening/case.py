@@ -382,13 +382,10 @@ def _flow_picture(g: nx.MultiDiGraph, pos: Mapping[str, tuple[float, float]]
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch
 
-    cols = sorted({x for x, _ in pos.values()}) or [0.0]
-    per_col: dict[float, int] = {}
-    for x, _ in pos.values():
-        per_col[x] = per_col.get(x, 0) + 1
-    tall = max(per_col.values(), default=1)
+    per_col = Counter(x for x, _ in pos.values())
+    cols, tall = max(len(per_col), 1), max(per_col.values(), default=1)
     xs, ys = 3.4, 1.1  # data units per column / row
-    width = min(max(2.6 * len(cols) + 4.0, 10.0), 40.0)
+    width = min(max(2.6 * cols + 4.0, 10.0), 40.0)
     height = min(max(0.62 * tall + 3.2, 6.5), 40.0)
     font = 8
     fig = Figure(figsize=(width, height), dpi=110)
@@ -424,13 +421,11 @@ def _flow_picture(g: nx.MultiDiGraph, pos: Mapping[str, tuple[float, float]]
                     zorder=3, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                                     "alpha": 0.85})
 
+    _markers(ax, g, xy, {n: 260 if r == "suspect" else 120 for n, r in g.nodes(data="role")})
     texts: dict[str, Any] = {}
-    highlighted = []
+    highlighted = [n for n, r in g.nodes(data="role") if r == "suspect"]
     for n, a in g.nodes(data=True):
         x, y = xy[n]
-        _marker(ax, x, y, a, 260 if a["role"] == "suspect" else 120)
-        if a["role"] == "suspect":
-            highlighted.append(n)
         text = a["label"] if len(a["label"]) <= 22 else a["label"][:21] + "…"
         if _flags(a):
             text += "\n" + ", ".join(_flags(a))
@@ -598,12 +593,6 @@ def _markers(ax: Any, g: nx.MultiDiGraph, pos: Mapping[str, tuple[float, float]]
                    c=[ROLE_COLOURS[g.nodes[n]["role"]] for n in group],
                    edgecolors=["black" if w else "white" for w in listed],
                    linewidths=[2.4 if w else 0.8 for w in listed], zorder=4)
-
-
-def _marker(ax: Any, x: float, y: float, a: Mapping[str, Any], size: float) -> None:
-    ax.scatter([x], [y], s=size, marker=KIND_MARKERS[a["kind"]], c=ROLE_COLOURS[a["role"]],
-               edgecolors="black" if a["watchlisted"] else "white",
-               linewidths=2.4 if a["watchlisted"] else 0.8, zorder=4)
 
 
 def _legend_and_caption(fig: Any, g: nx.MultiDiGraph, case: nx.MultiDiGraph, layout: str) -> None:
