@@ -958,6 +958,37 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
 
 
 # ================================================================= case-graph neighbourhood
+@helper
+def _keep_own(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
+              scr: np.ndarray, u: int, d: int, lo: int, hi: int, st: int, nodes: np.ndarray,
+              dist: np.ndarray, cut: np.ndarray, n: int, ctr: np.ndarray) -> tuple[int, int]:
+    """Keep the phones and devices account u used in [lo, hi] (its link edges, read from its
+    out-list) at u's own distance d. Returns (nodes kept, neighbours left out at the cap)."""
+    left = 0
+    if u % N_NODE_KINDS != NK_ACCOUNT or (n32[u, N_FLAGS] & NF_TERMINAL) != 0:
+        return n, 0
+    e = n32[u, N_HEAD_OUT]
+    while e >= 0:
+        if not _spend(ctr):
+            break
+        ts = e64[e, E_TS]
+        if ts < lo:
+            break
+        if ts <= hi and (ekind[e] == K_LINK_PHONE or ekind[e] == K_LINK_DEVICE):
+            v = e32[e, E_DST]
+            if scr[v, S_MARK] != st:
+                scr[v, S_MARK] = st
+                if n < nodes.shape[0]:
+                    nodes[n] = v
+                    dist[n] = d
+                    cut[n] = 0
+                    n += 1
+                else:
+                    left += 1
+        e = e32[e, E_NEXT_OUT]
+    return n, left
+
+
 @kernel
 def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                    scr: np.ndarray, meta: np.ndarray, centers: np.ndarray, hops: int, lo: int,
@@ -965,12 +996,18 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
                    cut: np.ndarray, lst: np.ndarray, ctr: np.ndarray) -> tuple[int, int, int, int]:
     """Breadth-first, all edge kinds, both directions, in [lo, hi], up to ``hops`` from the centres.
 
+    Hops count steps between parties: the phones and devices an account (not a cash terminal)
+    used in the range are its own and are kept right after it at its distance (``_keep_own``),
+    so the calls to a payer's phone are one hop from the payer, like its payments. Around a mule
+    its victims and their phones are 1 hop away and the number that called them 2. The other
+    accounts that used a phone or device are other parties, one hop beyond it.
+
     Fills at most ``nodes.shape[0]`` nodes (centres first) with their distance; ``cut[i]`` is 1
     for a hub or cash terminal that was not expanded. A centre is always expanded, whatever its
     degree: its neighbours fill the node cap and the rest are counted as left out (it is then
-    marked cut too). Returns (nodes, neighbours left out, truncated, the
-    stamp in S_MARK of every node seen, kept or left out). ``lst`` (scratch) holds at least
-    max(hub, nodes.shape[0]) + 2 entries, ``ctr`` N_CTR.
+    marked cut too); its own phones and devices are not centres. Returns (nodes, neighbours left
+    out, truncated, the stamp in S_MARK of every node seen, kept or left out). ``lst``
+    (scratch) holds at least max(hub, nodes.shape[0]) + 2 entries, ``ctr`` N_CTR.
     """
     cap_nodes = nodes.shape[0]
     for c in range(N_CTR):
@@ -986,18 +1023,23 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
             dist[n] = 0
             cut[n] = 0
             n += 1
+    n_centres = n
     left = 0
+    for k in range(n_centres):
+        n, more = _keep_own(e32, e64, ekind, n32, scr, nodes[k], 0, lo, hi, st, nodes, dist, cut,
+                            n, ctr)
+        left += more
     head = 0
-    while head < n:
+    while head < n and ctr[C_TRUNC] == 0:
         u = nodes[head]
         d = dist[head]
         head += 1
         if d >= hops:
             continue
-        if d > 0 and (n32[u, N_FLAGS] & NF_TERMINAL) != 0:
+        if head > n_centres and (n32[u, N_FLAGS] & NF_TERMINAL) != 0:
             cut[head - 1] = 1
             continue
-        if d == 0:  # a centre: every neighbour is kept or counted as left out
+        if head <= n_centres:  # a centre: every neighbour is kept or counted as left out
             before = left
             for side in range(2):
                 e = n32[u, N_HEAD_OUT if side == 0 else N_HEAD_IN]
@@ -1015,13 +1057,14 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
                             dist[n] = 1
                             cut[n] = 0
                             n += 1
+                            n, more = _keep_own(e32, e64, ekind, n32, scr, v, 1, lo, hi, st,
+                                                nodes, dist, cut, n, ctr)
+                            left += more
                         else:
                             left += 1
                     e = e32[e, E_NEXT_OUT if side == 0 else E_NEXT_IN]
             if left > before:
                 cut[head - 1] = 1
-            if ctr[C_TRUNC]:
-                break
             continue
         c = _collect(e32, e64, ekind, n32, scr, meta, u, D_BOTH, False, True, lo, hi, hub, lst,
                      ctr)
@@ -1040,6 +1083,9 @@ def _neighbourhood(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.
                 dist[n] = d + 1
                 cut[n] = 0
                 n += 1
+                n, more = _keep_own(e32, e64, ekind, n32, scr, v, d + 1, lo, hi, st, nodes,
+                                    dist, cut, n, ctr)
+                left += more
             else:
                 left += 1
     return n, left, ctr[C_TRUNC], st

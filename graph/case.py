@@ -3,9 +3,12 @@
 ``build_case_graph`` turns a bounded neighbourhood of the live graph (``LiveGraph.neighbourhood``
 and ``edges_among``) plus names, watchlist hits and decisions into a MultiDiGraph: one node per
 account / phone / device, one edge per (from, to, kind) with the count, amount, first and last
-time, and the decisions taken on its transactions. ``flow_layout`` places money flowing left to
-right; ``findings`` lists what the pattern detectors see in the case. Writing files and drawing
-pictures is I/O and lives in ``screening.case``.
+time, and the decisions taken on its transactions. ``count`` is the transfers, calls or (for a
+``uses_phone`` / ``uses_device`` link) the transactions made with the phone or device; ``amount``
+is fen for transfers, seconds for calls and 0 for links; decisions sit on transfer edges only.
+``flow_layout`` places money flowing left to right; ``findings`` lists what the pattern
+detectors see in the case. Writing files and drawing pictures is I/O and lives in
+``screening.case``.
 
 Node keys are ``"<kind>:<label>"`` with the label as given (clear or masked by the caller), so
 no identifier reaches the graph unless the caller put it there.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -32,8 +35,10 @@ __all__ = [
     "build_case_graph",
     "findings",
     "flow_layout",
+    "key_nodes",
     "node_key",
     "picture_view",
+    "ring_layout",
 ]
 
 ROLES = ("suspect", "victim", "recipient", "linked", "other")
@@ -121,7 +126,11 @@ def _edge_groups(ed: EdgeRows, decisions: Mapping[int, Decision]
     np.maximum.at(hi, group, ed.ts)
     taken: dict[int, list[Decision]] = {}
     if decisions:
-        for gi, ref in zip(group.tolist(), ed.ref.tolist(), strict=True):
+        # a decision belongs to its transaction's transfer edge only: the phone and device links
+        # the same transaction made or refreshed carry its ref too, and counting it there again
+        # would double the rules' counts in the findings
+        money = np.flatnonzero(ed.kind == k.K_TRANSFER)
+        for gi, ref in zip(group[money].tolist(), ed.ref[money].tolist(), strict=True):
             found = decisions.get(ref)
             if found is not None:
                 taken.setdefault(gi, []).append(found)
@@ -164,6 +173,8 @@ def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
     memo: dict[tuple[Decision, ...], tuple[str, str, str]] = {}
     for s, d, kind, count, amount, lo, hi, found in _edge_groups(ed, data.decisions):
         strongest, actions, reasons = _decision_texts(found, memo)
+        if kind in (k.K_LINK_PHONE, k.K_LINK_DEVICE):  # the store's "amount" of a link is its uses
+            count, amount = amount, 0
         g.add_edge(keys[s], keys[d], key=EDGE_KINDS[kind], kind=EDGE_KINDS[kind], count=count,
                    amount=amount, amount_yuan=amount / 100 if kind == k.K_TRANSFER else 0.0,
                    first_time=lo[1], last_time=hi[1], decisions=actions, reasons=reasons,
@@ -232,32 +243,9 @@ def flow_layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
     them, a neighbour goes one column left when it paid the node more than it received from it
     (or called it more often), one column right otherwise; phones and devices stay in their
     account's column. Within a column nodes are ordered by the mean row of their neighbours."""
-    start = [n for n, r in g.nodes(data="role") if r == "suspect"] or [
-        n for n, h in g.nodes(data="hops") if h == 0] or list(g.nodes)[:1]
-    flow: Counter[tuple[str, str]] = Counter()  # money (or calls) u -> v
-    link: set[frozenset[str]] = set()
-    for u, v, a in g.edges(data=True):
-        if a["kind"] == "transfer":
-            flow[(u, v)] += a["amount"]
-        elif a["kind"] == "call":
-            flow[(u, v)] += a["count"]
-        else:
-            link.add(frozenset((u, v)))
-    col: dict[str, int] = dict.fromkeys(start, 0)
-    queue = list(start)
+    start = _starts(g)
+    col, link = _flow_columns(g, start)
     undirected = g.to_undirected(as_view=True)
-    for u in queue:
-        for v in sorted(undirected[u]):
-            if v in col:
-                continue
-            net = flow[(u, v)] - flow[(v, u)]
-            if net == 0 and frozenset((u, v)) in link:
-                col[v] = col[u]
-            else:
-                col[v] = col[u] + (-1 if net < 0 else 1)
-            queue.append(v)
-    for n in g.nodes:
-        col.setdefault(n, 0)
     # the suspects' column is theirs (and their phones' and devices'): others move half a
     # column right (they get money from the suspects' payers, not from the suspects)
     own = set(start) | {n for pair in link if pair & set(start) for n in pair}
@@ -286,7 +274,43 @@ def flow_layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
     return {n: (xpos[n], -row[n]) for n in g.nodes}
 
 
-def picture_view(g: nx.MultiDiGraph, max_nodes: int = 60) -> nx.MultiDiGraph:
+def _starts(g: nx.MultiDiGraph) -> list[str]:
+    """The nodes a layout grows from: the suspects, else the centre, else any node."""
+    return [n for n, r in g.nodes(data="role") if r == "suspect"] or [
+        n for n, h in g.nodes(data="hops") if h == 0] or list(g.nodes)[:1]
+
+
+def _flow_columns(g: nx.MultiDiGraph, start: list[str]
+                  ) -> tuple[dict[str, int], set[frozenset[str]]]:
+    """Each node's column (see ``flow_layout``) and the pairs joined by phone / device links."""
+    flow: Counter[tuple[str, str]] = Counter()  # money (or calls) u -> v
+    link: set[frozenset[str]] = set()
+    for u, v, a in g.edges(data=True):
+        if a["kind"] == "transfer":
+            flow[(u, v)] += a["amount"]
+        elif a["kind"] == "call":
+            flow[(u, v)] += a["count"]
+        else:
+            link.add(frozenset((u, v)))
+    col: dict[str, int] = dict.fromkeys(start, 0)
+    queue = list(start)
+    undirected = g.to_undirected(as_view=True)
+    for u in queue:
+        for v in sorted(undirected[u]):
+            if v in col:
+                continue
+            net = flow[(u, v)] - flow[(v, u)]
+            if net == 0 and frozenset((u, v)) in link:
+                col[v] = col[u]
+            else:
+                col[v] = col[u] + (-1 if net < 0 else 1)
+            queue.append(v)
+    for n in g.nodes:
+        col.setdefault(n, 0)
+    return col, link
+
+
+def picture_view(g: nx.MultiDiGraph, max_nodes: int = 250) -> nx.MultiDiGraph:
     """The part of a big case a picture can show: suspects, their direct counterparties, the
     watchlisted entities and the paths to them, then the nodes tied to most of those, up to
     ``max_nodes``. The whole case stays in the files; ``G.graph["drawn"]`` says how much is shown.
@@ -332,6 +356,188 @@ def picture_view(g: nx.MultiDiGraph, max_nodes: int = 60) -> nx.MultiDiGraph:
     return view
 
 
+def ring_layout(g: nx.MultiDiGraph, *, sep: float = 1.0, ring_gap: float = 5.0
+                ) -> dict[str, tuple[float, float]]:
+    """Positions for a big case: the centre in the middle, each hop on a ring around it.
+
+    Hop 1 shares its ring by side, as ``flow_layout`` reads the money: the suspects' payers
+    (and the numbers that called them) on the left half, their payees on the right, the rest
+    (accounts sharing a suspect's phone or device) below; each gets an arc as wide as the
+    outer nodes that hang on it (a radial tree). A node further out sits as near as it can to
+    the mean angle of the inner nodes it deals with. A phone or device at its account's hop (its
+    own, see ``LiveGraph.neighbourhood``) sits beside the account on the same ring. Nodes on a
+    ring are at least ``sep`` apart (a ring grows to hold its nodes) and rings at least
+    ``ring_gap`` apart (room for a label pointing outwards); the centre's own phones and devices
+    sit below it, room for its name between."""
+    hops = dict(g.nodes(data="hops"))
+    start = _starts(g)
+    col, _ = _flow_columns(g, start)
+    owner: dict[str, str] = {}
+    for u, v, kind in sorted(g.edges(data="kind")):
+        if kind.startswith("uses_") and v not in owner and v not in start and hops[u] == hops[v]:
+            owner[v] = u
+    sats: dict[str, list[str]] = {}
+    for v in sorted(owner):
+        sats.setdefault(owner[v], []).append(v)
+    rings: dict[int, list[str]] = {}
+    for n in sorted(g.nodes):
+        if n not in owner:
+            rings.setdefault(hops[n], []).append(n)
+    pos: dict[str, tuple[float, float]] = {}
+    angle: dict[str, float] = {}
+    # the centre: suspects stacked at x = 0, other centres (a transaction's payer) to their left
+    centre = rings.pop(0, [])
+    for x, group in ((0.0, [n for n in centre if n in start]),
+                     (-ring_gap / 2, [n for n in centre if n not in start])):
+        for i, n in enumerate(group):
+            y = ((len(group) - 1) / 2 - i) * 3 * sep
+            pos[n] = (x, y)
+            for j, m in enumerate(sats.get(n, [])):  # below, leaving room for the name
+                pos[m] = (x + (j - (len(sats[n]) - 1) / 2) * sep, y - 1.6 * sep)
+    und = g.to_undirected(as_view=True)
+    slots = {n: 1 + len(sats.get(n, ())) for n in g.nodes}
+
+    def ring_of(m: str) -> str:
+        return owner.get(m, m)
+
+    radius = max((abs(y) for _, y in pos.values()), default=0.0)
+    for h in sorted(rings):
+        members = rings[h]
+        if h == min(rings):
+            centres = _side_sectors(members, rings.get(h + 1, []), hops, col, und, ring_of, slots)
+            width = {n: w for n, (_, w) in centres.items()}
+            need = max((slots[n] * sep / width[n] for n in members), default=0.0)
+            radius = max(radius + ring_gap, need)
+            mid = {n: a for n, (a, _) in centres.items()}
+        else:
+            total = sum(slots[n] for n in members) * sep
+            radius = max(radius + ring_gap, total / (2 * np.pi * 0.95))
+            wanted = []
+            for n in members:
+                near = [angle[m] for m in und[n] if m in angle and hops[m] < h] or [
+                    angle[m] for m in und[n] if m in angle] or [np.pi / 2]
+                wanted.append(float(np.arctan2(np.mean(np.sin(near)), np.mean(np.cos(near)))))
+            spread = _spread(wanted, [slots[n] * sep / radius for n in members])
+            mid = dict(zip(members, spread, strict=True))
+        step = sep / radius
+        for n in members:
+            block = [n, *sats.get(n, [])]
+            for j, m in enumerate(block):
+                a = mid[n] + (j - (len(block) - 1) / 2) * step
+                angle[m] = a
+                pos[m] = (radius * float(np.cos(a)), radius * float(np.sin(a)))
+    return pos
+
+
+def _side_sectors(members: list[str], outer: list[str], hops: Mapping[str, int],
+                  col: Mapping[str, int], und: nx.MultiGraph, ring_of: Callable[[str], str],
+                  slots: Mapping[str, int]) -> dict[str, tuple[float, float]]:
+    """The first ring's arcs: (centre angle, width) of each node. Payers left (angle pi), payees
+    right (0), the rest below (-pi/2); each node's width in proportion to its own slots or the
+    slots of the outer nodes that hang on it, whichever is more; neighbouring sides apart."""
+    here = set(members)
+    hang: Counter[str] = Counter()
+    first: dict[str, str] = {}  # the shared outer neighbour that keeps nodes side by side
+    for m in outer:
+        inner = sorted({ring_of(x) for x in und[m] if ring_of(x) in here})
+        if inner:
+            hang[inner[0]] += slots[m]
+            if len(inner) > 1:
+                for x in inner:
+                    first.setdefault(x, m)
+    weight = {n: max(slots[n], hang[n]) for n in members}
+    side = {n: 2 if col[n] < 0 else 0 if col[n] > 0 else 1 for n in members}
+    centre_of = {0: 0.0, 2: np.pi, 1: 1.5 * np.pi}  # counter-clockwise from the right
+    total = {s: sum(weight[n] for n in members if side[n] == s) for s in (0, 2, 1)}
+    present = [s for s in (0, 2, 1) if total[s] > 0]
+    gap = 0.1
+    if len(present) <= 1:
+        k = (2 * np.pi - gap) / max(sum(total.values()), 1)
+    else:
+        k = min((((centre_of[b] - centre_of[a]) % (2 * np.pi)) - gap) / ((total[a] + total[b]) / 2)
+                for a, b in zip(present, present[1:] + present[:1], strict=True))
+    out: dict[str, tuple[float, float]] = {}
+    for s in present:
+        group = sorted((n for n in members if side[n] == s),
+                       key=lambda n: (first.get(n, "~"), -weight[n], n))
+        at = centre_of[s] - k * total[s] / 2
+        for n in group:
+            out[n] = (at + k * weight[n] / 2, k * weight[n])
+            at += k * weight[n]
+    return out
+
+
+def _spread(wanted: list[float], widths: list[float]) -> list[float]:
+    """Angles as near ``wanted`` as they can be, in the same circular order, neighbours at least
+    half their widths apart (the widths sum to less than a full turn): cut the circle at the
+    widest gap, then least-squares placement of the ordered items (adjacent ones pooled while
+    they overlap)."""
+    n = len(wanted)
+    if n == 0:
+        return []
+    turn = 2 * np.pi
+    order = sorted(range(n), key=lambda i: wanted[i] % turn)
+    a = [wanted[i] % turn for i in order]
+    gaps = [(a[(j + 1) % n] - a[j]) % turn or (turn if n == 1 else 0.0) for j in range(n)]
+    cut = max(range(n), key=gaps.__getitem__)
+    seq = order[cut + 1:] + order[:cut + 1]
+    base = wanted[seq[0]] % turn
+    x = {i: (wanted[i] % turn - base) % turn for i in seq}
+    clusters: list[tuple[list[int], list[float], float]] = []  # items, offsets, sum(x - offset)
+    for i in seq:
+        items, offs, total = [i], [0.0], x[i]
+        while clusters:
+            p_items, p_offs, p_total = clusters[-1]
+            need = (widths[p_items[-1]] + widths[items[0]]) / 2
+            if total / len(items) - (p_total / len(p_items) + p_offs[-1]) >= need:
+                break
+            shift = p_offs[-1] + need
+            items, offs = p_items + items, p_offs + [o + shift for o in offs]
+            total = p_total + total - shift * (len(items) - len(p_items))
+            clusters.pop()
+        clusters.append((items, offs, total))
+    out = [0.0] * n
+    for items, offs, total in clusters:
+        start = total / len(items)
+        for i, o in zip(items, offs, strict=True):
+            out[i] = base + start + o
+    first, last = seq[0], seq[-1]
+    if out[last] - out[first] + (widths[first] + widths[last]) / 2 > turn:  # ends meet: even out
+        scale = turn / sum(widths)
+        at = base
+        for i in seq:
+            out[i] = at + widths[i] * scale / 2
+            at += widths[i] * scale
+    return out
+
+
+def key_nodes(g: nx.MultiDiGraph, limit: int = 30) -> list[str]:
+    """The nodes a big picture names in full, most important first: suspects, watchlisted
+    entities, hubs and cash terminals, the numbers that called the suspects' victims, then the
+    counterparties that moved the most money with the suspects, up to ``limit`` in all (the
+    first three kinds whatever the limit)."""
+    suspects = [n for n, r in g.nodes(data="role") if r == "suspect"]
+    must = dict.fromkeys(suspects)
+    must.update(dict.fromkeys(sorted(n for n, a in g.nodes(data=True) if a["watchlisted"] or
+                                     a["hub_not_expanded"] or a["cash_terminal"])))
+    victims = [n for n, r in g.nodes(data="role") if r == "victim"]
+    callers = list(_callers_of(g, victims))
+    sus = set(suspects)
+    money: Counter[str] = Counter()
+    for u, v, a in g.edges(data=True):
+        if a["kind"] == "transfer" and (u in sus) != (v in sus):
+            money[v if u in sus else u] += a["amount"]
+    ranked = [*callers, *(n for n, _ in sorted(money.items(), key=lambda x: (-x[1], x[0])))]
+    out = list(must)
+    for n in ranked:
+        if len(out) >= limit:
+            break
+        if n not in must:
+            must[n] = None
+            out.append(n)
+    return out
+
+
 def _links_after_owner(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
     """Phones and devices right below the first account of the column that uses them."""
     here = set(members)
@@ -354,7 +560,8 @@ def _links_after_owner(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
 def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
              cycle_budget: int = 200_000) -> list[Finding]:
     """What the detectors see in the case graph: watchlist hits, fan-in/out, cycles, scatter-
-    gather and Ponzi signatures around the suspects, and the reasons of decisions taken.
+    gather and Ponzi signatures around the suspects, the phones that called the suspects'
+    victims, and the reasons of decisions taken.
 
     The round-trip search looks only for cycles through a suspect (the only ones reported) and
     takes at most ``cycle_budget`` steps; when it stops there a finding says so."""
@@ -394,6 +601,11 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
                 out.append(Finding("scatter_gather", f"{label[s]} paid {len(via)} accounts that "
                                    f"all paid {label[dst]}", (label[s], *(label[m] for m in via),
                                                               label[dst])))
+        victims = [p for p in payers if g.nodes[p]["role"] == "victim"]
+        for caller, called in _callers_of(g, victims).items():
+            out.append(Finding("calls_to_victims", f"{label[caller]} called the phones of "
+                               f"{len(called)} account(s) that paid {label[s]}",
+                               (label[caller], *(label[v] for v in called), label[s])))
     cycles, stopped = _cycles_through(money, suspects, max_cycle_length, 10, cycle_budget)
     for c in cycles:  # each read from a suspect round
         out.append(Finding("cycle", "round trip: " + " -> ".join(label[n] for n in [*c, c[0]]),
@@ -409,6 +621,19 @@ def findings(g: nx.MultiDiGraph, *, max_cycle_length: int = 6, min_fan: int = 5,
     for code, n in fired.most_common():
         out.append(Finding("rule", f"{code} fired on {n} transaction(s) in the case"))
     return out
+
+
+def _callers_of(g: nx.MultiDiGraph, accounts: list[str]) -> dict[str, list[str]]:
+    """Phones that called a phone one of ``accounts`` used, with the accounts they reached (each
+    once, sorted), most reached first."""
+    reached: dict[str, set[str]] = {}
+    for a in accounts:
+        for _, phone, kind in g.out_edges(a, data="kind"):
+            if kind == "uses_phone":
+                for caller, _, ckind in g.in_edges(phone, data="kind"):
+                    if ckind == "call":
+                        reached.setdefault(caller, set()).add(a)
+    return {c: sorted(reached[c]) for c in sorted(reached, key=lambda c: (-len(reached[c]), c))}
 
 
 def _cycles_through(money: nx.DiGraph, suspects: list[str], max_length: int, limit: int,

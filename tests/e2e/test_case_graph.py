@@ -8,6 +8,8 @@ import datetime as dt
 import io
 import json
 import threading
+import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +103,29 @@ def test_police_export_loads_back_in_every_format(live: Live, case: Case) -> Non
     assert "watchlist" in kinds
 
 
+def test_graphml_reloads_as_the_multidigraph_the_json_holds(live: Live, case: Case) -> None:
+    """``nx.read_graphml(f, force_multigraph=True)`` gives back the case's MultiDiGraph: the
+    nodes, the edges keyed by kind and the typed attributes of the node-link JSON (each edge
+    also has its key as ``key``); no edge has an id (networkx would repeat the kind there and
+    Gephi drops repeated ids). Without ``force_multigraph`` networkx makes a DiGraph: no two
+    edges of a case join the same (from, to)."""
+    msg = _export(live.police, account_id=case.mule, hops=2,
+                  formats=[pb.CASE_FORMAT_GRAPHML, pb.CASE_FORMAT_JSON])
+    g = nx.read_graphml(io.BytesIO(msg.graphml), force_multigraph=True)
+    want = nx.node_link_graph(json.loads(msg.json), edges="edges")
+    assert isinstance(g, nx.MultiDiGraph) and isinstance(want, nx.MultiDiGraph)
+    assert dict(g.nodes(data=True)) == dict(want.nodes(data=True))
+    assert g.number_of_edges() == want.number_of_edges() == msg.summary.edges > 10
+    assert sorted(g.edges(keys=True)) == sorted(want.edges(keys=True))
+    for u, v, key, data in want.edges(keys=True, data=True):
+        assert g.edges[u, v, key] == {"key": key, **data} and key == data["kind"]
+    assert {k: g.graph[k] for k in want.graph} == want.graph
+    edges = list(ET.fromstring(msg.graphml).iter("{http://graphml.graphdrawing.org/xmlns}edge"))
+    assert len(edges) == msg.summary.edges and all(e.get("id") is None for e in edges)
+    plain = nx.read_graphml(io.BytesIO(msg.graphml))
+    assert type(plain) is nx.DiGraph and plain.number_of_edges() == msg.summary.edges
+
+
 def test_picture_shows_the_suspect_in_red(live: Live, case: Case) -> None:
     """The PNG decodes, has pixels of the suspect colour; the SVG names the suspect."""
     files = case_files(_export(live.police, account_id=case.mule,
@@ -111,6 +136,41 @@ def test_picture_shows_the_suspect_in_red(live: Live, case: Case) -> None:
     red = np.all(np.abs(pixels - np.array(SUSPECT_RGB)) <= 2, axis=-1)
     assert red.sum() > 50
     assert case.mule in files["case.svg"].decode("utf-8")
+
+
+def test_a_case_of_about_200_nodes_is_drawn_whole_in_hop_rings(live: Live) -> None:
+    """A mule with 40 victims (called first, each also paying a shop) and 8 layer accounts each
+    passing money to 6 cash-out accounts: 182 nodes at 2 hops, all drawn. The picture
+    grows with the case (hop rings; 1,500 to 3,000 pixels wide, where a small case's is about
+    1,300) and shows the suspect in red; the reply fits."""
+    mule, device = uid("mule"), uid("dev")
+    calls, txns = [], []
+    for i in range(40):
+        victim, phone = uid("victim"), "+86137" + uid("")[-5:].rjust(8, "0")
+        calls.append(call_event(uid("c"), recent(200 - i), "+86171" + f"{i % 4:08d}", phone,
+                                duration_seconds=600))
+        txns.append(transaction(uid("t"), recent(199 - i), victim, mule, 1_000_000 + i,
+                                payer_phone=phone))
+        txns.append(transaction(uid("t"), recent(198 - i), victim, uid("shop"), 5_000))
+    for j in range(8):
+        layer = uid("layer")
+        txns.append(transaction(uid("t"), recent(100 - j), mule, layer, 4_000_000, device_id=device))
+        txns += [transaction(uid("t"), recent(90 - j), layer, uid("cash"), 600_000) for _ in range(6)]
+    for call in calls:
+        live.telecom.report_call(call)
+    fired = Counter(r.code for d in live.bank.screen_batch(txns).decisions for r in d.reasons)
+    msg = _export(live.police, account_id=mule, hops=2,
+                  formats=[pb.CASE_FORMAT_PNG, pb.CASE_FORMAT_SVG, pb.CASE_FORMAT_JSON])
+    assert {f.description for f in msg.summary.findings if f.detector == "rule"} == {
+        f"{code} fired on {n} transaction(s) in the case" for code, n in fired.items()}
+    assert msg.summary.nodes == 182 and not msg.summary.nodes_left_out
+    g = nx.node_link_graph(json.loads(msg.json), edges="edges")
+    assert sum(1 for _, _, k in g.edges(keys=True) if k == "call") == 40
+    pixels = mpimg.imread(io.BytesIO(msg.png), format="png")[..., :3]
+    assert 1_500 <= pixels.shape[1] <= 3_000
+    red = np.all(np.abs(pixels * 255 - np.array(SUSPECT_RGB)) <= 2, axis=-1)
+    assert red.sum() > 50
+    assert msg.svg.startswith(b"<?xml") and msg.ByteSize() < 16 << 20
 
 
 def test_regulator_gets_masked_identifiers(live: Live, case: Case) -> None:
@@ -143,6 +203,30 @@ def test_transaction_and_phone_centres(live: Live, case: Case) -> None:
     assert f"account:{case.mule}" in g
 
 
+def test_calls_to_the_victims_are_in_a_two_hop_case(live: Live, case: Case) -> None:
+    """Around the mule, 2 hops hold its victims, the phones they paid from (their own: same hop)
+    and the number that called those phones before each payment, with a finding saying so;
+    1 hop holds the victims and their phones but not the caller."""
+    msg = _export(live.police, account_id=case.mule, hops=2, formats=[pb.CASE_FORMAT_GRAPHML])
+    g = nx.read_graphml(io.BytesIO(msg.graphml), force_multigraph=True)
+    caller = f"phone:{case.caller}"
+    assert g.nodes[caller]["hops"] == 2
+    for v in case.victims:
+        phones = [p for _, p, kind in g.out_edges(f"account:{v}", keys=True) if kind == "uses_phone"]
+        assert len(phones) == 1 and g.nodes[phones[0]]["hops"] == 1
+        call = g.edges[caller, phones[0], "call"]
+        assert (call["count"], call["amount"]) == (1, 600)  # one call of 600 s
+    found = [f for f in msg.summary.findings if f.detector == "calls_to_victims"]
+    assert [f.description for f in found] == [
+        f"{case.caller} called the phones of 3 account(s) that paid {case.mule}"]
+    assert list(found[0].nodes) == [case.caller, *sorted(case.victims), case.mule]
+    one = nx.read_graphml(io.BytesIO(_export(live.police, account_id=case.mule, hops=1,
+                                             formats=[pb.CASE_FORMAT_GRAPHML]).graphml),
+                          force_multigraph=True)
+    assert caller not in one
+    assert all(one.nodes[p]["hops"] == 1 for p in g if p.startswith("phone:") and p != caller)
+
+
 def test_node_cap_and_hubs_are_reported(live: Live) -> None:
     """A capped neighbourhood says how much was left out; a hub is shown but not expanded."""
     shop, buyer = uid("shop"), uid("buyer")
@@ -156,6 +240,32 @@ def test_node_cap_and_hubs_are_reported(live: Live) -> None:
     hub = _export(live.police, account_id=buyer, hops=2, formats=[pb.CASE_FORMAT_PNG]).summary
     assert list(hub.hubs_not_expanded) == [shop]
     assert hub.nodes == 2
+
+
+def test_a_rule_fired_once_is_counted_once(live: Live) -> None:
+    """Two payments to a listed payee from one phone and device: the rule's finding counts 2,
+    the decisions sit on the transfer edge only, and the phone and device links carry no amount
+    (their count is the payments made with them)."""
+    payer, payee = uid("payer"), uid("listed")
+    phone, device = "+86139" + uid("")[-5:].rjust(8, "0"), uid("dev")
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, payee, "mule", "police")])
+    fired: Counter[str] = Counter()
+    for i, amount in enumerate((50_000, 70_000)):
+        d = live.bank.screen(transaction(uid("t"), recent(30 - i), payer, payee, amount,
+                                         payer_phone=phone, device_id=device))
+        fired.update(r.code for r in d.reasons)
+    assert fired["PAYEE_WATCHLISTED"] == 2
+    msg = _export(live.police, account_id=payee, hops=2, formats=[pb.CASE_FORMAT_GRAPHML])
+    rules = {f.description for f in msg.summary.findings if f.detector == "rule"}
+    assert rules == {f"{code} fired on {n} transaction(s) in the case" for code, n in fired.items()}
+    g = nx.read_graphml(io.BytesIO(msg.graphml), force_multigraph=True)
+    money = g.edges[f"account:{payer}", f"account:{payee}", "transfer"]
+    assert (money["count"], money["amount"]) == (2, 120_000)
+    assert money["reasons"] == ";".join(f"{c}:{n}" for c, n in sorted(fired.items(),
+                                                                       key=lambda x: (-x[1], x[0])))
+    for target, kind in ((f"phone:{phone}", "uses_phone"), (f"device:{device}", "uses_device")):
+        link = g.edges[f"account:{payer}", target, kind]
+        assert (link["count"], link["amount"], link["decisions"], link["reasons"]) == (2, 0, "", "")
 
 
 @pytest.mark.parametrize(("request_kw", "code", "field"), [

@@ -468,40 +468,62 @@ class RefGraph:
     # ------------------------------------------------------------ case-graph neighbourhood
     def neighbourhood(self, centers: list[int], hops: int, lo: int, hi: int, hub: int,
                       max_work: int, max_nodes: int) -> tuple[list[tuple[int, int, int]], int, bool]:
+        """Breadth-first from the centres; an account's own phones and devices (its links in the
+        range) are kept right after it at its distance."""
         bud = Budget(limit=max_work)
         rows: list[list[int]] = []
         seen: set[int] = set()
+        left = 0
+
+        def own(v: int, d: int) -> None:
+            """The phones and devices account v (not a cash terminal) used, at its distance."""
+            nonlocal left
+            if v % 3 != k.NK_ACCOUNT or not self.customer(v):
+                return
+            for e in self.walk(v, 0, lo, hi, bud):
+                if e.kind in (k.K_LINK_PHONE, k.K_LINK_DEVICE) and e.dst not in seen:
+                    seen.add(e.dst)
+                    if len(rows) < max_nodes:
+                        rows.append([e.dst, d, 0])
+                    else:
+                        left += 1
+
+        def keep(v: int, d: int) -> None:
+            nonlocal left
+            seen.add(v)
+            if len(rows) < max_nodes:
+                rows.append([v, d, 0])
+                own(v, d)
+            else:
+                left += 1
+
         for c in centers:
             if c not in seen and len(rows) < max_nodes:
                 seen.add(c)
                 rows.append([c, 0, 0])
-        left = 0
+        n_centres = len(rows)
+        for c in [r[0] for r in rows]:
+            own(c, 0)
         i = 0
-        while i < len(rows):
+        while i < len(rows) and not bud.truncated:
             row = rows[i]
             u, d = row[0], row[1]
             i += 1
             if d >= hops:
                 continue
-            if d > 0 and not self.customer(u):
+            if i > n_centres and not self.customer(u):
                 row[2] = 1
                 continue
-            if d == 0:  # a centre: all its neighbours, kept while there is room
+            if i <= n_centres:  # a centre: all its neighbours, kept while there is room
                 before = left
                 for side in (0, 1):
                     for e in self.walk(u, side, lo, hi, bud):
                         v = e.dst if side == 0 else e.src
                         if v == u or v in seen:
                             continue
-                        seen.add(v)
-                        if len(rows) < max_nodes:
-                            rows.append([v, 1, 0])
-                        else:
-                            left += 1
+                        keep(v, 1)
                 if left > before:
                     row[2] = 1
-                if bud.truncated:
-                    break
                 continue
             around = self.collect(u, k.D_BOTH, False, True, lo, hi, hub, bud)
             if bud.truncated:
@@ -510,11 +532,6 @@ class RefGraph:
                 row[2] = 1
                 continue
             for v in around:
-                if v in seen:
-                    continue
-                seen.add(v)
-                if len(rows) < max_nodes:
-                    rows.append([v, d + 1, 0])
-                else:
-                    left += 1
+                if v not in seen:
+                    keep(v, d + 1)
         return [(r[0], r[1], r[2]) for r in rows], left, bud.truncated

@@ -43,6 +43,37 @@ def test_edges_aggregate_per_pair_and_kind_with_decisions() -> None:
     assert g.has_edge("account:acct1", "phone:phone2", key="uses_phone")
 
 
+def test_a_decision_counts_once_on_its_transfer_and_links_carry_no_amount() -> None:
+    """The payer's phone and device links carry the transaction's ref too, but its decision sits
+    on the transfer edge only (a rule fired once is counted once); a link's count is the
+    transactions made with it, its amount 0."""
+    ev = [txn(T0, 1, 0, 5000, phone=2, device=3), txn(T0 + MIN, 1, 0, 7000, phone=2, device=3)]
+    g = build_case_graph(_case(ev, node_id(0, 0), decisions={0: ("HOLD", ("RULE_A",)),
+                                                              1: ("WARN", ("RULE_A", "RULE_B"))}))
+    money = g.get_edge_data("account:acct1", "account:acct0")["transfer"]
+    assert (money["count"], money["amount"], money["reasons"]) == (2, 12_000, "RULE_A:2;RULE_B:1")
+    for target, kind in (("phone:phone2", "uses_phone"), ("device:dev3", "uses_device")):
+        link = g.get_edge_data("account:acct1", target)[kind]
+        assert (link["count"], link["amount"], link["amount_yuan"]) == (2, 0, 0.0)
+        assert link["decisions"] == link["reasons"] == link["strongest_action"] == ""
+    rules = [f.description for f in findings(g) if f.detector == "rule"]
+    assert rules == ["RULE_A fired on 2 transaction(s) in the case",
+                     "RULE_B fired on 1 transaction(s) in the case"]
+
+
+def test_an_accounts_phones_and_devices_sit_at_its_hop() -> None:
+    """Hops count parties: the mule's device is at 0, its victim's phone at 1 with the victim, the
+    number that called that phone at 2; another account on the mule's device is 1 hop away."""
+    ev = [call(T0, 5, 1, 600), txn(T0 + MIN, 7, 0, 100_000, phone=1),
+          txn(T0 + 2 * MIN, 0, 9, 90_000, device=2), txn(T0 + 3 * MIN, 11, 12, 500, device=2)]
+    g = build_case_graph(_case(ev, node_id(0, 0), hops=2))
+    hops = dict(g.nodes(data="hops"))
+    assert hops == {"account:acct0": 0, "device:dev2": 0, "account:acct7": 1, "phone:phone1": 1,
+                    "account:acct9": 1, "account:acct11": 1, "phone:phone5": 2, "account:acct12": 2}
+    assert g.has_edge("phone:phone5", "phone:phone1", key="call")
+    assert "phone:phone5" not in build_case_graph(_case(ev, node_id(0, 0), hops=1))
+
+
 def test_layout_puts_payers_left_and_payees_right_of_the_suspect() -> None:
     """Money flows left to right; a phone sits in its account's column."""
     ev = [txn(T0, 1, 0, 500, phone=3), txn(T0 + MIN, 0, 2, 450), txn(T0 + 2 * MIN, 2, 4, 400)]
