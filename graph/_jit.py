@@ -20,6 +20,8 @@ from typing import Any
 
 from numba import njit
 
+from features import _inline_copy  # noqa: F401  (cheaper inlining: see the module)
+
 # numba's dispatchers are untyped for mypy: the drivers around the kernels carry the types.
 # (``_nrt`` is a jit option numba's type stubs do not list, hence the dict.)
 _FLAGS: dict[str, Any] = {"cache": True, "nogil": True, "fastmath": False, "_nrt": False}
