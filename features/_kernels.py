@@ -177,8 +177,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_ON_CALL, F_PAYER_ON_CALL_UNKNOWN, F_PAYER_ON_CALL_RISKY,
  F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
- F_PAYER_INVEST_7D) = range(F_MEMORY_BASE, F_MEMORY_BASE + 27)
-N_TXN_FEATURE = F_MEMORY_BASE + 27
+ F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
+ F_PAYER_LAST_CALL_RISKY) = range(F_MEMORY_BASE, F_MEMORY_BASE + 30)
+N_TXN_FEATURE = F_MEMORY_BASE + 30
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -767,6 +768,7 @@ def _txn(
     f[r, F_PAYEE_WATCH] = _watched(a_sc[b, SC_WATCH], ts)
     f[r, F_DEVICE_WATCH] = _watched(d_sc[dv, DSC_WATCH], ts) if dv >= 0 else 0.0
     f[r, F_RISKY_CALL_MIN] = FAR_MINUTES
+    f[r, F_PAYER_LAST_CALL_MIN] = FAR_MINUTES
     if ph >= 0:
         f[r, F_PHONE_WATCH] = _watched(p_sc[ph, PSC_WATCH], ts)
         rts = p_sc[ph, PSC_RISKY_TS]
@@ -779,6 +781,11 @@ def _txn(
         cs = p_sc[ph, PSC_INCALL_START]
         if cs != NO_TIME and cs <= ts:
             ce = p_sc[ph, PSC_INCALL_END]
+            # the newest incoming call, whether or not it is still going on: an impersonator
+            # talks the victim through the transfer, or hangs up just before it
+            f[r, F_PAYER_LAST_CALL_MIN] = max(0, ts - ce) / MINUTE_MS
+            f[r, F_PAYER_LAST_CALL_TALK_S] = (min(ts, ce) - cs) / 1000
+            f[r, F_PAYER_LAST_CALL_RISKY] = 1.0 if p_sc[ph, PSC_INCALL_FLAGS] & INCALL_RISKY else 0.0
             if ts <= ce + INCALL_SLACK_MS:
                 f[r, F_PAYER_ON_CALL] = 1.0
                 cf = p_sc[ph, PSC_INCALL_FLAGS]

@@ -128,6 +128,9 @@ def _txn_names() -> list[str]:
         k.F_PAYEE_PHONE_RISKY: "payee_phone_risky",
         k.F_PAYEE_PHONE_CONTACT: "payee_phone_known_contact",
         k.F_PAYER_LAST_CALLER_RISKY: "payer_last_caller_risky",
+        k.F_PAYER_LAST_CALL_MIN: "payer_last_call_ended_minutes",
+        k.F_PAYER_LAST_CALL_TALK_S: "payer_last_call_talk_seconds",
+        k.F_PAYER_LAST_CALL_RISKY: "payer_last_call_risky",
         k.F_NEAR_LINE: "near_reporting_line",
         k.F_OBSERVED_DAYS: "observed_days",
     }

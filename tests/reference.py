@@ -139,6 +139,9 @@ from features._kernels import (
     F_PAYER_HIST,
     F_PAYER_INVEST_7D,
     F_PAYER_IS_PERSON,
+    F_PAYER_LAST_CALL_MIN,
+    F_PAYER_LAST_CALL_RISKY,
+    F_PAYER_LAST_CALL_TALK_S,
     F_PAYER_LAST_CALLER_RISKY,
     F_PAYER_MERCHANT,
     F_PAYER_MULE,
@@ -924,6 +927,7 @@ class ReferenceEngine:
         f[F_PAYEE_WATCH] = _watched(payee.watch_until, ts)
         f[F_DEVICE_WATCH] = _watched(self._device(dv).watch_until, ts) if dv >= 0 else 0.0
         f[F_RISKY_CALL_MIN] = FAR_MINUTES
+        f[F_PAYER_LAST_CALL_MIN] = FAR_MINUTES
         if ph >= 0:
             phone = self._phone(ph)
             f[F_PHONE_WATCH] = _watched(phone.watch_until, ts)
@@ -935,6 +939,9 @@ class ReferenceEngine:
                     f[F_RISKY_CALL_SCORE] = float(phone.risky_score)
             start, end = phone.incall_start, phone.incall_end
             if start is not None and end is not None and start <= ts:
+                f[F_PAYER_LAST_CALL_MIN] = float(max(0, ts - end)) / MINUTE_MS
+                f[F_PAYER_LAST_CALL_TALK_S] = float(min(ts, end) - start) / 1000
+                f[F_PAYER_LAST_CALL_RISKY] = 1.0 if phone.incall_flags & INCALL_RISKY else 0.0
                 if ts <= end + INCALL_SLACK_MS:
                     f[F_PAYER_ON_CALL] = 1.0
                     f[F_PAYER_ON_CALL_UNKNOWN] = 1.0 if phone.incall_flags & INCALL_UNKNOWN else 0.0

@@ -200,6 +200,33 @@ def test_a_talk_with_a_number_flagged_later_protects_the_payment_after_it(live: 
     assert d.action >= pb.ACTION_HOLD and "LAST_CALLER_NOW_RISKY" in _codes(d)
 
 
+def test_a_payment_just_after_a_long_talk_with_a_virtual_operator_number_is_warned(live: Live) -> None:
+    """An impersonator talks the victim through the first payment from a virtual-operator
+    number no one has flagged yet, and hangs up minutes before the victim pays a new account."""
+    caller, victim_phone = "+86170" + new_phone()[-8:], new_phone()
+    call = live.telecom.report_call(call_event(uid("c"), recent(30), caller, victim_phone,
+                                               duration_seconds=900, outcome=pb.CALL_OUTCOME_ANSWERED,
+                                               caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    assert call.action == pb.CALL_ACTION_ALLOW  # one call: nothing to flag the number by
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), uid("safe"), 300_000,
+                                     payer_phone=victim_phone, **AGED))
+    assert d.action == pb.ACTION_WARN and "TALKED_WITH_RISKY_CLASS_THEN_NEW_PAYEE" in _codes(d)
+    assert d.features["payer_last_call_ended_minutes"] == pytest.approx(5.0, abs=0.1)
+    assert d.features["payer_last_call_talk_seconds"] == 900.0
+
+
+def test_a_payment_after_a_courier_call_from_a_virtual_operator_number_is_allowed(live: Live) -> None:
+    """A delivery platform's privacy number calls for half a minute: no conversation to be
+    talked into anything, so the payment after it is not warned."""
+    courier, phone = "+86170" + new_phone()[-8:], new_phone()
+    live.telecom.report_call(call_event(uid("c"), recent(15), courier, phone, duration_seconds=40,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED,
+                                        caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("p"), uid("q"), 300_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_ALLOW and "TALKED_WITH_RISKY_CLASS_THEN_NEW_PAYEE" not in _codes(d)
+
+
 def test_a_ringing_or_unanswered_call_with_talk_time_is_invalid(live: Live) -> None:
     with pytest.raises(grpc.RpcError) as err:
         live.telecom.report_call(call_event(uid("c"), recent(5), new_phone(), new_phone(),
