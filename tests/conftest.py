@@ -119,8 +119,11 @@ def free_port() -> int:
 
 def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient], None], *,
                   token: str | None = None, env: Mapping[str, str] | None = None,
-                  cwd: Path | None = None) -> tuple[int, str]:
-    """Run `screening serve` as its own process, do `action` once it is SERVING, then SIGTERM it.
+                  cwd: Path | None = None,
+                  signals: Callable[[ScreeningClient, subprocess.Popen[str]], None] | None = None,
+                  ) -> tuple[int, str]:
+    """Run `screening serve` as its own process, do `action` once it is SERVING (or `signals`,
+    which also gets the process, to signal it), then SIGTERM it.
 
     Returns (exit status, stderr): the tests look at how it shut down and what it logged.
     """
@@ -142,9 +145,12 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
                                          f"{proc.communicate(timeout=30)[1][-2000:]}")
                 assert time.time() < deadline, "server did not become SERVING"
                 time.sleep(0.1)
-            action(client)
+            if signals is not None:
+                signals(client, proc)
+            else:
+                action(client)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from screening.auth import ROLES, add_token
 from screening.client import ScreeningClient, transaction
 from screening.policy import default_policy_text
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, free_port, recent, uid
+from tests.conftest import Live, free_port, recent, serve_process, uid
 
 OLD = "2015-01-05"
 # a payment of exactly this amount between old accounts is ALLOW under the default policy
@@ -124,49 +123,36 @@ def test_sighup_reloads_the_policy_file_and_keeps_the_old_one_when_it_is_bad(
     policy.write_text(default_policy_text(), encoding="utf-8")
     tokens = tmp_path / "tokens.toml"
     token = add_token(tokens, "bank", "reload-test")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "screening", "serve", "--port", str(port),
-                             "--tokens", str(tokens), "--policy", str(policy)],
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        with ScreeningClient(f"127.0.0.1:{port}", token) as client:
-            deadline = time.time() + 120
-            while True:
-                try:
-                    if client.is_serving():
-                        break
-                except grpc.RpcError:
-                    pass
-                assert time.time() < deadline, "server did not become SERVING"
-                time.sleep(0.1)
-            first = _probe(client)
-            assert first.action == pb.ACTION_ALLOW
+    seen: dict[str, pb.Decision] = {}
 
-            def after_hup(changed_from: str) -> pb.Decision:
-                proc.send_signal(signal.SIGHUP)
-                end = time.time() + 30
-                while True:
-                    d = _probe(client)
-                    if d.policy_version != changed_from or time.time() > end:
-                        return d
-                    time.sleep(0.05)
+    def hup_twice(client: ScreeningClient, proc: subprocess.Popen[str]) -> None:
+        first = _probe(client)
+        assert first.action == pb.ACTION_ALLOW
 
-            policy.write_text(_stricter("hup"), encoding="utf-8")
-            second = after_hup(first.policy_version)
-            assert second.policy_version.startswith("default-hup-")
-            assert second.action == pb.ACTION_WARN
-
-            policy.write_text(_stricter("hup2") + "\n[[rule]]\ncode = 12\n", encoding="utf-8")
+        def after_hup(changed_from: str) -> pb.Decision:
             proc.send_signal(signal.SIGHUP)
-            time.sleep(1.5)  # the loop looks at the flag at least every 0.5 s
-            third = _probe(client)
-            assert third.policy_version == second.policy_version
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
+            end = time.time() + 30
+            while True:
+                d = _probe(client)
+                if d.policy_version != changed_from or time.time() > end:
+                    return d
+                time.sleep(0.05)
+
+        policy.write_text(_stricter("hup"), encoding="utf-8")
+        second = seen["second"] = after_hup(first.policy_version)
+        assert second.policy_version.startswith("default-hup-")
+        assert second.action == pb.ACTION_WARN
+
+        policy.write_text(_stricter("hup2") + "\n[[rule]]\ncode = 12\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)  # the loop looks at the flag at least every 0.5 s
+        assert _probe(client).policy_version == second.policy_version
+
+    status, err = serve_process(["--tokens", str(tokens), "--policy", str(policy)], free_port(),
+                                lambda _client: None, token=token, cwd=tmp_path,
+                                signals=hup_twice)
+    second = seen["second"]
+    assert status == 0
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     swapped = [e for e in lines if e["event"] == "policy_swapped"]
     refused = [e for e in lines if e["event"] == "policy_refused"]
