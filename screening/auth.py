@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from screening.config import toml_string
 from screening.errors import ConfigError, PermissionDenied, ScreeningError, Throttled, Unauthenticated
 from screening.lanes import handler_like
 
@@ -274,23 +275,6 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return handler
 
 
-def toml_string(text: str) -> str:
-    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
-    out = ['"']
-    for ch in text:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _TOML_ESCAPES:
-            out.append(_TOML_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-_TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
 def add_token(path: Path, role: str, name: str, institution: str = "") -> str:

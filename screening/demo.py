@@ -25,6 +25,7 @@ from screening.client import ScreeningClient, call_event, transaction, watch_ent
 from screening.config import Settings
 from screening.engine import Engine
 from screening.logs import configure_logging
+from screening.model import fen_text
 from screening.policy import load_policy
 from screening.server import start_server
 from screening.v1 import screening_pb2 as pb
@@ -69,8 +70,7 @@ class _Day:
 
 
 def _yuan(fen: int) -> str:
-    yuan, rest = divmod(fen, 100)
-    return f"¥{yuan:,}" if rest == 0 else f"¥{yuan:,}.{rest:02d}"
+    return "¥" + fen_text(fen).removesuffix(".00")
 
 
 def _reasons(d: Any) -> str:

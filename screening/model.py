@@ -30,6 +30,7 @@ __all__ = [
     "Party",
     "TxnInput",
     "WatchEntry",
+    "fen_text",
 ]
 
 # Same numbers as the proto enum EntityKind.
@@ -193,3 +194,10 @@ class CaseRequest:
     to_ms: int
     max_nodes: int
     formats: tuple[str, ...]  # of screening.case.FORMATS
+
+
+def fen_text(fen: int) -> str:
+    """Integer fen for people, ``12,345.67`` (no float on the way)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole:,}.{cents:02d}"

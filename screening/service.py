@@ -27,7 +27,7 @@ from screening.idempotency import DEFAULT_SCOPE
 from screening.ledger import day_text
 from screening.masking import Masker
 from screening.metrics import Metrics
-from screening.model import CallRecord, DecisionRecord, TxnInput
+from screening.model import DecisionRecord, TxnInput
 from screening.offline.reports import ReportThresholds, large_value_rows, thresholds_from_policy
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy, load_policy, parse_policy
 from screening.v1 import screening_pb2 as pb
@@ -117,7 +117,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         these are; one scope for every caller when auth is off."""
         return self._caller(context).name if self.auth.enabled else DEFAULT_SCOPE
 
-    def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool) -> None:
+    def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool,
+                      reasons: list[str]) -> None:
         quiet = rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded
         if quiet and not self.log_every_decision:
             return
@@ -128,8 +129,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             payer=self.mask(t.payer.account_id),
             payee=self.mask(t.payee.account_id),
             action=ACTION_NAMES[rec.action],
-            reasons=[r.code for r in
-                     self.engine.policy_for(rec.policy_version).fired(rec.reason_bits)],
+            reasons=reasons,
             risk=rec.score,
             reports=rec.report_flags,
             duplicate=duplicate,
@@ -137,24 +137,18 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             latency_us=rec.latency_us,
         )
 
-    def _count(self, rpc: str, rec: DecisionRecord | CallRecord, dup: bool,
-               calls: bool = False) -> None:
-        assert self.metrics is not None
-        names = CALL_ACTION_NAMES if calls else ACTION_NAMES
-        policy = self.engine.policy_for(rec.policy_version)
-        reasons = ([r.code for r in policy.fired(rec.reason_bits, calls=calls)]
-                   if rec.reason_bits else [])
-        self.metrics.decided(rpc, names[rec.action], reasons,
-                             degraded=bool(getattr(rec, "degraded", False)), duplicate=dup)
-
     def _decide(self, txns: list[TxnInput], t0: int, scope: str, rpc: str, batch: bool = False
                 ) -> list[pb.Decision]:
         out = []
         for t, (rec, dup) in zip(txns, self.engine.screen(txns, scope, batch=batch), strict=True):
-            self._log_decision(t, rec, dup)
+            msg = self.conv.decision(rec, dup)
+            # the reasons as the decision names them (by its own policy): decoded once, here
+            reasons = [r.code for r in msg.reasons]
+            self._log_decision(t, rec, dup, reasons)
             if self.metrics is not None:
-                self._count(rpc, rec, dup)
-            out.append(self.conv.decision(rec, dup))
+                self.metrics.decided(rpc, ACTION_NAMES[rec.action], reasons,
+                                     degraded=rec.degraded, duplicate=dup)
+            out.append(msg)
         latency = (time.perf_counter_ns() - t0) // 1000
         for msg in out:
             msg.server_latency_us = latency
@@ -208,17 +202,17 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         rec, dup = self.engine.report_call(call, self._scope(context))
         msg = self.conv.call_decision(rec, dup)
         msg.server_latency_us = (time.perf_counter_ns() - t0) // 1000
+        reasons = [r.code for r in msg.reasons]
         if self.metrics is not None:
-            self._count("ReportCall", rec, dup, calls=True)
+            self.metrics.decided("ReportCall", CALL_ACTION_NAMES[rec.action], reasons,
+                                 duplicate=dup)
         quiet = rec.action == _ALLOW
         if quiet and not self.log_every_decision:
             return msg
         emit = self.log.debug if quiet else self.log.info
         emit("call_screened", call=call.call_id, caller=self.mask(call.caller),
              callee=self.mask(call.callee), action=CALL_ACTION_NAMES[rec.action],
-             reasons=[r.code for r in self.engine.policy_for(rec.policy_version)
-                      .fired(rec.reason_bits, calls=True)],
-             risk=rec.score, duplicate=dup)
+             reasons=reasons, risk=rec.score, duplicate=dup)
         return msg
 
     @_rpc

@@ -26,7 +26,7 @@ import numpy as np
 
 from features.layout import DecisionCol
 from screening.metrics import Metrics
-from screening.model import TxnInput
+from screening.model import TxnInput, fen_text
 from screening.policy import ACTION_NAMES, ACTIONS, REPORT_FLAGS, Policy
 
 __all__ = ["ShadowRecorder", "report"]
@@ -154,11 +154,6 @@ class ShadowRecorder:
 
 
 # ------------------------------------------------------------------ the report
-def _yuan(fen: int) -> str:
-    yuan, rest = divmod(fen, 100)
-    return f"¥{yuan:,}.{rest:02d}"
-
-
 @dataclass
 class _Side:
     alerts: int = 0
@@ -223,12 +218,13 @@ def report(path: Path) -> str:
                 f"  {'  alerted by this side only':{w}} {only_a:>14,} {only_s:>14,}",
                 f"  {'HOLD or above':{w}} {a.holds:>14,} {s.holds:>14,}",
                 f"  {'STOP_PAYMENT or FREEZE':{w}} {a.stops:>14,} {s.stops:>14,}",
-                f"  {'money stopped':{w}} {_yuan(a.stopped_fen):>14} {_yuan(s.stopped_fen):>14}",
+                f"  {'money stopped':{w}} {'¥' + fen_text(a.stopped_fen):>14} "
+                f"{'¥' + fen_text(s.stopped_fen):>14}",
                 "", f"  {'by rule':{w}} {'active fired':>14} {'shadow fired':>14} "
                     f"{'shadow stopped':>16}"]
         for code in sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c)):
             c = by_rule[code]
             out.append(f"  {code:{w}} {c['active']:>14,} {c['shadow']:>14,} "
-                       f"{_yuan(c['shadow_stopped_fen']):>16}")
+                       f"{'¥' + fen_text(c['shadow_stopped_fen']):>16}")
         out.append("")
     return "\n".join(out)

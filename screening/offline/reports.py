@@ -50,6 +50,7 @@ import polars as pl
 from screening.config import Settings
 from screening.errors import ConfigError, InputFileError
 from screening.lines import BASE_CURRENCY, CATEGORIES, Lines, parse_lines
+from screening.model import fen_text
 from screening.offline.events import (
     _cast,
     _to_fen,
@@ -328,7 +329,7 @@ def format_large_value(frame: pl.DataFrame, *, limit: int = 20) -> str:
     head = ("date", "account", "category", "dir", "basis", "total", "line", "txns", "first (UTC)",
             "last (UTC)")
     rows = [(r["report_date"].isoformat(), r["account"], r["category"], r["direction"], r["basis"],
-             f"{_money(r['total_fen'])} CNY", f"{_money(r['line_fen'])} CNY", f"{r['n_txns']:,}",
+             f"{fen_text(r['total_fen'])} CNY", f"{fen_text(r['line_fen'])} CNY", f"{r['n_txns']:,}",
              _utc_z(r["first_time"]), _utc_z(r["last_time"]))
             for r in frame.head(max(limit, 0)).iter_rows(named=True)]
     if not rows:
@@ -537,13 +538,6 @@ def _day_activity(txn: pl.DataFrame, cases: pl.DataFrame, tz: int) -> pl.DataFra
     )
 
 
-def _money(fen: int) -> str:
-    """Integer fen as ``12,345.67`` (no float on the way)."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
-
-
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
@@ -563,16 +557,16 @@ def _narrative(case: Mapping[str, Any], messages: Mapping[str, str], tz: int) ->
     flagged = []
     if case["n_paid"]:
         flagged.append(f"made {_count(case['n_paid'], 'flagged payment')} totalling "
-                       f"{_money(case['paid_fen'])} CNY")
+                       f"{fen_text(case['paid_fen'])} CNY")
     if case["n_received"]:
         flagged.append(f"received {_count(case['n_received'], 'flagged payment')} totalling "
-                       f"{_money(case['received_fen'])} CNY")
+                       f"{fen_text(case['received_fen'])} CNY")
     who = f"account {case['subject_account']} ({case['subject_party_type']})"
     text = (f"{when} {who} {' and '.join(flagged)}, with "
             f"{_count(case['n_counterparties'], 'counterparty', 'counterparties')}.")
-    got = (f"received {_count(case['day_in_n'], 'payment')} totalling {_money(case['day_in_fen'])} CNY "
+    got = (f"received {_count(case['day_in_n'], 'payment')} totalling {fen_text(case['day_in_fen'])} CNY "
            f"from {_count(case['day_payers'], 'payer')}" if case["day_in_n"] else "received nothing")
-    gave = (f"made {_count(case['day_out_n'], 'payment')} totalling {_money(case['day_out_fen'])} CNY "
+    gave = (f"made {_count(case['day_out_n'], 'payment')} totalling {fen_text(case['day_out_fen'])} CNY "
             f"to {_count(case['day_payees'], 'payee')}" if case["day_out_n"] else "made no payments")
     reasons = "; ".join(f"{code} ({messages[code].rstrip('.')})" for code in case["reason_codes"])
     police = ", police notification requested" if case["notify_police"] else ""
