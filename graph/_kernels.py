@@ -44,7 +44,8 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
   ``chain_min`` and ``chain_max`` times what arrived (out / in), nodes distinct, b excluded;
 * ponzi: when b paid a in [t - fund_window, t]: a's distinct payers whose every payment was
   <= ``fund_small_max`` (b among them), how many of them a has paid at or after their first
-  payment ("repaid"), and how many repaid ones have no transfer with another such payer;
+  payment ("repaid"; a payment of exactly an amount the payer paid a in the window, at or
+  before it, is a refund of its own money and does not count), and how many repaid ones have no transfer with another such payer;
 * fee tree (pyramid, 传销: members join by paying a fixed entry fee to their recruiter, who
   passes a share of each fee up to its own recruiter promptly): the fee band is [x - tol, x +
   tol], tol = floor(x * fee_tol_ppm / 10**6). b's *fee receipts* are its transfers in the band
@@ -577,6 +578,24 @@ def _chain(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
     return best
 
 
+@helper
+def _paid_same_to(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray, q: int, a: int,
+                  amt: int, lo: int, hi: int, ctr: np.ndarray) -> bool:
+    """Whether q paid a exactly ``amt`` in [lo, hi]: a's payment back is then a refund of q's own
+    money (a group buy's sold-out item, a cancelled order), not a 'return' paid out of others'."""
+    e = n32[q, N_HEAD_OUT]
+    while e >= 0:
+        if not _spend(ctr):
+            return False
+        ts = e64[e, E_TS]
+        if ts < lo:
+            return False
+        if ts <= hi and ekind[e] == K_TRANSFER and e32[e, E_DST] == a and e64[e, E_AMT] == amt:
+            return True
+        e = e32[e, E_NEXT_OUT]
+    return False
+
+
 @kernel
 def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
            scr: np.ndarray, meta: np.ndarray, a: int, b: int, t: int, gp: np.ndarray,
@@ -636,9 +655,13 @@ def _ponzi(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
         if ts <= t and ekind[e] == K_TRANSFER:
             q = e32[e, E_DST]
             if scr[q, S_MARK] == st2 and ts >= scr[q, S_VAL]:
-                scr[q, S_MARK] = st3
-                lst2[r] = q
-                r += 1
+                refund = _paid_same_to(e32, e64, ekind, n32, q, a, e64[e, E_AMT], lo, ts, ctr)
+                if ctr[C_TRUNC]:
+                    break
+                if not refund:
+                    scr[q, S_MARK] = st3
+                    lst2[r] = q
+                    r += 1
         e = e32[e, E_NEXT_OUT]
     out[i, X_PONZI_REPAID] = r
     if ctr[C_TRUNC]:

@@ -139,6 +139,7 @@ SUBJECT_SIDE: Mapping[str, str] = types.MappingProxyType({
     "CALL_THEN_TRANSFER": "payee",
     "MULE_PASS_THROUGH": "payer",
     "RAPID_FAN_OUT": "payer",
+    "MULE_CONDUIT": "payer",
     "NEW_ACCOUNT_LARGE_INFLOW": "payee",
     "FUNDRAISING_COLLECTOR": "payee",
     "PONZI_RETURNS": "payer",

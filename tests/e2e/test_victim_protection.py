@@ -310,6 +310,40 @@ def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Liv
     assert out.action == pb.ACTION_STOP_PAYMENT and "WOKEN_DORMANT_FORWARDS" in _codes(out)
 
 
+def _conduit(live: Live, account: str, forward_to: list[str], payee_type: int = pb.PARTY_TYPE_PERSON,
+             ) -> list[pb.Decision]:
+    """Two strangers pay ``account`` (an old account the service knows nothing else about: no
+    registry, no history) 14,000 CNY, and within minutes it passes the money on in pieces."""
+    for i, (payer, fen) in enumerate(((uid("v1"), 800_000), (uid("v2"), 600_000))):
+        d = live.bank.screen(transaction(uid("t"), recent(50 - 5 * i), payer, account, fen, **AGED))
+        assert d.action == pb.ACTION_ALLOW
+    return [live.bank.screen(transaction(uid("t"), recent(40 - 2 * k), account, payee, fen,
+                                         payee_type=payee_type, **AGED))
+            for k, (payee, fen) in enumerate(zip(forward_to, (500_000, 400_000, 300_000), strict=True))]
+
+
+def test_an_old_account_passing_strangers_money_straight_on_is_held_then_stopped(live: Live) -> None:
+    """A rented account is old and unknown, so its age proves nothing: what it does does. Money
+    from two people leaves in three pieces within minutes: held, reported, and from then on a
+    suspected mule (its next payment stopped, the next victim paying it held)."""
+    rented = uid("rented")
+    first, second, third = _conduit(live, rented, [uid("l2"), uid("l2"), uid("l2")])
+    assert "MULE_CONDUIT" not in _codes(first) + _codes(second)  # 64 % passed on: not yet
+    assert third.action == pb.ACTION_HOLD and "MULE_CONDUIT" in _codes(third)
+    assert third.reports.suspicious and third.features["payer_pass_through_1h"] >= 0.8
+    nxt = live.bank.screen(transaction(uid("t"), recent(30), rented, uid("p"), 150_000, **AGED))
+    assert nxt.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(nxt)
+    victim = live.bank.screen(transaction(uid("t"), recent(25), uid("v3"), rented, 500_000, **AGED))
+    assert victim.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(victim)
+
+
+def test_donations_passed_on_to_a_hospital_are_not_a_conduit(live: Live) -> None:
+    """The same flow paid to an organisation (a hospital bill, a supplier) is not a mule's."""
+    hospital = uid("hospital")
+    decisions = _conduit(live, uid("organiser"), [hospital] * 3, pb.PARTY_TYPE_ORGANISATION)
+    assert all("MULE_CONDUIT" not in _codes(d) and d.action == pb.ACTION_ALLOW for d in decisions)
+
+
 def test_registry_values_are_checked_and_name_the_field(live: Live) -> None:
     with pytest.raises(grpc.RpcError) as err:
         live.bank.upsert_accounts([pb.AccountProfile(account_id=uid("a"), opened_date="2014-13-01")])

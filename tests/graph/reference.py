@@ -355,7 +355,13 @@ class RefGraph:
         for e in self.walk(a, 0, lo, t, bud):
             if (e.kind == k.K_TRANSFER and e.dst in members and e.dst not in repaid
                     and e.ts >= first[e.dst]):
-                repaid.append(e.dst)
+                # a refund: the payer's own amount back (the walk stops at the first match)
+                refund = any(f.kind == k.K_TRANSFER and f.dst == a and f.amount == e.amount
+                             for f in self.walk(e.dst, 0, lo, e.ts, bud))
+                if bud.truncated:
+                    break
+                if not refund:
+                    repaid.append(e.dst)
         out[k.X_PONZI_REPAID] = len(repaid)
         if bud.truncated:
             return

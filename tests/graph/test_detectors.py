@@ -106,6 +106,18 @@ def test_ponzi_signature_counts_repaid_unrelated_small_payers() -> None:
     assert big[-1]["graph_ponzi_repaid"] == 0
 
 
+def test_refunds_of_the_payers_own_amount_are_not_ponzi_returns() -> None:
+    """A group-buy organiser refunds five neighbours what each paid for a sold-out item: their
+    own money back, not a return; a Ponzi pays a share of the principal, which counts."""
+    ev = [txn(T0 + i * MIN, 10 + i, 1, 6_000 + 100 * i) for i in range(8)]
+    refunds = [txn(T0 + DAY + i * MIN, 1, 10 + i, 6_000 + 100 * i) for i in range(5)]
+    _, rows = run([*ev, *refunds])
+    assert (rows[-1]["graph_ponzi_small_payers"], rows[-1]["graph_ponzi_repaid"]) == (8, 0)
+    interest = [txn(T0 + DAY + i * MIN, 1, 10 + i, 300 + 5 * i) for i in range(5)]
+    _, rows = run([*ev, *interest])
+    assert rows[-1]["graph_ponzi_repaid"] == 5
+
+
 FEE = 380_000  # 3,800 CNY
 HOUR = 60 * MIN
 
