@@ -45,7 +45,8 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
 * ponzi: when b paid a in [t - fund_window, t]: a's distinct payers whose every payment was
   <= ``fund_small_max`` (b among them), how many of them a has paid at or after their first
   payment ("repaid"; a payment of exactly an amount the payer paid a in the window, at or
-  before it, is a refund of its own money and does not count), and how many repaid ones have no transfer with another such payer;
+  before it, is a refund of its own money and does not count), and how many repaid ones have
+  no transfer with another such payer;
 * fee tree (pyramid, 传销: members join by paying a fixed entry fee to their recruiter, who
   passes a share of each fee up to its own recruiter promptly): the fee band is [x - tol, x +
   tol], tol = floor(x * fee_tol_ppm / 10**6). b's *fee receipts* are its transfers in the band

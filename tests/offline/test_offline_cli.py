@@ -39,8 +39,11 @@ def test_replay_writes_decisions_and_compares_two_policies(synth_dir: Path, tmp_
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Decisions file, metrics JSON per policy, and a side-by-side table."""
     stricter = tmp_path / "strict.toml"
-    stricter.write_text(default_policy_text().replace('version = "2026.11.1"', 'version = "strict"')
-                        .replace("call_then_transfer_stop = 500_000", "call_then_transfer_stop = 100_000"))
+    strict_text = re.sub(r'^version = ".*"$', 'version = "strict"', default_policy_text(), count=1,
+                         flags=re.MULTILINE)
+    assert 'version = "strict"' in strict_text
+    stricter.write_text(strict_text.replace("call_then_transfer_stop = 500_000",
+                                            "call_then_transfer_stop = 100_000"))
     out, metrics = tmp_path / "d.parquet", tmp_path / "m.json"
     assert main(["replay", str(synth_dir / "events.parquet"), "--out", str(out), "--metrics",
                  str(metrics), "--compare", str(stricter), "--no-progress"]) == 0
