@@ -52,6 +52,7 @@ from graph.case import (
     ring_layout,
 )
 from screening.errors import CapacityExceeded
+from screening.model import fen_text
 
 __all__ = ["FILE_NAMES", "FORMATS", "CaseBundle", "Drawing", "SizeEstimate", "draw",
            "estimate_size", "export_case", "masked_input", "render", "write_files"]
@@ -314,8 +315,9 @@ _RING_FONT = 6.5  # points, ring labels
 
 
 def _yuan(fen: int) -> str:
-    y = fen / 100
-    return f"¥{y:,.0f}" if y >= 100 else f"¥{y:,.2f}"
+    """Whole yuan from 100 CNY (a picture label), fen below; integer arithmetic throughout."""
+    fen = int(fen)
+    return f"¥{(fen + 50) // 100:,}" if fen >= 10_000 else "¥" + fen_text(fen)
 
 
 def _involved(g: nx.MultiDiGraph, u: str, v: str, roles: set[str]) -> bool:

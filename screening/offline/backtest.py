@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from screening.model import fen_text
 from screening.offline.schema import LOOKALIKES, NOT_FRAUD
 
 __all__ = ["ALERT_ACTIONS", "STOP_ACTIONS", "BacktestMetrics", "backtest", "format_duration",
@@ -211,8 +212,8 @@ def format_metrics(named: Mapping[str, BacktestMetrics]) -> str:
         lines.append(f"{key:30}" + "".join(f" | {_pct(named[n].overall[key]):>10}" for n in names))
     for n in names:
         m = named[n].per_scenario
-        stopped = m.get_column("money_stopped_fen").sum() / 100
-        lost = m.get_column("money_lost_fen").sum() / 100
-        lines.append(f"{n}: money stopped ¥{stopped:,.0f}, money lost ¥{lost:,.0f} "
+        stopped = int(m.get_column("money_stopped_fen").sum())
+        lost = int(m.get_column("money_lost_fen").sum())
+        lines.append(f"{n}: money stopped ¥{fen_text(stopped)}, money lost ¥{fen_text(lost)} "
                      f"(victim/investor/member transfers)")
     return "\n".join(lines)

@@ -168,3 +168,13 @@ def test_a_small_case_keeps_the_left_to_right_picture() -> None:
     assert d.layout == "flow"
     assert all(d.labels[n].startswith(a) for n, a in g.nodes(data="label"))
     assert _clashes(d) == ([], [], [])
+
+
+@pytest.mark.parametrize(("fen", "label"), [(1, "¥0.01"), (9_999, "¥99.99"), (10_000, "¥100"),
+                                            (10_049, "¥100"), (10_050, "¥101"),
+                                            (1_000_000_000_000_000_050, "¥10,000,000,000,000,001")])
+def test_money_labels_are_integer_yuan_from_100_cny_and_fen_below(fen: int, label: str) -> None:
+    """Money is fen to the last label: through a float the last would print ¥10,000,000,000,000,000."""
+    from screening.case import _yuan
+
+    assert _yuan(fen) == label
