@@ -62,6 +62,7 @@ __all__ = [
     "Trace",
     "classify_reads",
     "cross_share",
+    "edge_ingest",
     "main",
     "measure_redis",
     "partition_of",
@@ -613,6 +614,34 @@ def _one_layout(ev: np.ndarray, txn: np.ndarray, call: np.ndarray, acc: np.ndarr
     return res
 
 
+def edge_ingest(enc: EncodedEvents, settings: Settings, *, chunk: int = 1 << 16) -> dict[str, Any]:
+    """What one full replica of the live graph costs: every event's edges added by the graph
+    kernels with the detectors off (``LiveGraph.process(detect=False)``), in chunks as a log
+    consumer would, on one core; events per second and bytes per account at the end."""
+    from graph.live import BYTES_PER_EDGE, LiveGraph
+
+    ev = enc.events
+    gs = settings.graph
+    graph = LiveGraph(nodes=3 * max(enc.n_accounts, enc.n_phones, enc.n_devices, 1),
+                      edges=min(max(3 * ev.shape[0], 16), gs.initial_edges), max_edges=gs.max_edges)
+    params = gs.params().array()
+    warm = LiveGraph(nodes=graph.node_capacity, edges=1024)  # load the kernel outside the timing
+    warm.process(ev[:100], np.arange(min(100, ev.shape[0]), dtype=np.int64), params, detect=False)
+    busy = 0.0
+    for start in range(0, ev.shape[0], chunk):
+        part = ev[start:start + chunk]
+        graph.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, 3 * part.shape[0], gs.expiry_ms)
+        t0 = time.perf_counter()
+        graph.process(part, np.arange(start, start + part.shape[0], dtype=np.int64), params,
+                      detect=False)
+        busy += time.perf_counter() - t0
+    return {"events": int(ev.shape[0]), "edges": graph.edge_count, "seconds": round(busy, 3),
+            "events_per_second": round(ev.shape[0] / busy) if busy > 0 else None,
+            "graph_bytes": graph.nbytes(),
+            "graph_bytes_per_account": round(graph.nbytes() / max(enc.n_accounts, 1), 1),
+            "edge_bytes_per_account": round(graph.edge_count * BYTES_PER_EDGE / max(enc.n_accounts, 1), 1)}
+
+
 # ----------------------------------------------------------------------------- redis
 def _free_port() -> int:
     with socket.socket() as s:
@@ -720,12 +749,14 @@ def measure(*, seed: int, events: int, partitions: Sequence[int], graph_sample: 
         enc = encode_events(validate_events(synth.events, settings, "synth"), policy, settings)
     t2 = time.perf_counter()
     rtt = measure_redis() if redis_rtt else None
+    ingest = edge_ingest(enc, settings)
     t3 = time.perf_counter()
     with progress(enc.events.shape[0], "graph walks", sys.stderr, enabled=show) as bar:
         figures = simulate(enc, policy, settings, partitions, graph_sample=graph_sample, seed=seed,
                            decisions=decisions, rtt_us=rtt, tick=bar.update)
     t4 = time.perf_counter()
     figures["redis"] = rtt
+    figures["graph_replica"] = ingest
     figures["sizes"] = {"key_bytes": KEY_BYTES, "field_bytes": FIELD_BYTES,
                         "graph_entry_bytes": ENTRY_BYTES, "graph_request_bytes": KEY_BYTES + 16,
                         "update_bytes": UPDATE_BYTES}
