@@ -63,6 +63,7 @@ __all__ = [
     "classify_reads",
     "cross_share",
     "edge_ingest",
+    "forward_gaps",
     "main",
     "measure_redis",
     "partition_of",
@@ -614,6 +615,32 @@ def _one_layout(ev: np.ndarray, txn: np.ndarray, call: np.ndarray, acc: np.ndarr
     return res
 
 
+def forward_gaps(events: np.ndarray) -> dict[str, Any]:
+    """How soon after money arrives an account pays out: for each transfer, the time since the
+    payer last received a transfer (within 24 h). The payer's incoming money reaches its
+    partition as the payee half of another partition's event, so a log lag longer than this gap
+    hides it from the payer's features (pass-through, mule forwarding)."""
+    txn = np.flatnonzero(events[:, EventCol.KIND] == Kind.TXN)
+    ts = events[txn, EventCol.TS] - int(events[txn, EventCol.TS].min(initial=0))
+    if txn.size == 0 or int(ts.max()) >= 1 << 42 or int(events[txn, EventCol.B].max()) >= 1 << 20:
+        return {"transfers": int(txn.size)}
+    incoming = np.sort((events[txn, EventCol.B] << 42) | ts)
+    out = (events[txn, EventCol.A] << 42) | ts
+    j = np.searchsorted(incoming, out, "left") - 1  # strictly earlier arrival, same account
+    ok = j >= 0
+    prev = np.where(ok, incoming[np.maximum(j, 0)], 0)
+    ok &= (prev >> 42) == events[txn, EventCol.A]
+    gap = np.where(ok, ts - (prev & ((1 << 42) - 1)), -1)
+    within = gap[(gap >= 0) & (gap <= 86_400_000)]
+    share = {f"under_{label}": round(float((within < ms).sum()) / txn.size, 6)
+             for label, ms in (("100ms", 100), ("1s", 1_000), ("10s", 10_000), ("60s", 60_000),
+                               ("10min", 600_000))}
+    return {"transfers": int(txn.size), "after_money_in_24h": int(within.size),
+            "share_of_transfers_paid_out": share,
+            "gap_ms_p10": float(np.percentile(within, 10)) if within.size else None,
+            "gap_ms_p50": float(np.percentile(within, 50)) if within.size else None}
+
+
 def edge_ingest(enc: EncodedEvents, settings: Settings, *, chunk: int = 1 << 16) -> dict[str, Any]:
     """What one full replica of the live graph costs: every event's edges added by the graph
     kernels with the detectors off (``LiveGraph.process(detect=False)``), in chunks as a log
@@ -750,6 +777,7 @@ def measure(*, seed: int, events: int, partitions: Sequence[int], graph_sample: 
     t2 = time.perf_counter()
     rtt = measure_redis() if redis_rtt else None
     ingest = edge_ingest(enc, settings)
+    gaps = forward_gaps(enc.events)
     t3 = time.perf_counter()
     with progress(enc.events.shape[0], "graph walks", sys.stderr, enabled=show) as bar:
         figures = simulate(enc, policy, settings, partitions, graph_sample=graph_sample, seed=seed,
@@ -757,6 +785,7 @@ def measure(*, seed: int, events: int, partitions: Sequence[int], graph_sample: 
     t4 = time.perf_counter()
     figures["redis"] = rtt
     figures["graph_replica"] = ingest
+    figures["forward_gaps"] = gaps
     figures["sizes"] = {"key_bytes": KEY_BYTES, "field_bytes": FIELD_BYTES,
                         "graph_entry_bytes": ENTRY_BYTES, "graph_request_bytes": KEY_BYTES + 16,
                         "update_bytes": UPDATE_BYTES}
