@@ -820,7 +820,7 @@ def format_table(fig: dict[str, Any]) -> str:
                 f"| {100 * r['txn_any_feature_read_remote_share']:.1f} % "
                 f"| {100 * g['transfers_with_remote_scan_share']:.1f} % "
                 f"| {scans['mean']:.2f}, {scans['p99']:.0f} "
-                f"| {d['bytes']['mean']:,.0f}, {d['bytes']['p99']:,.0f} "
+                f"| {d['bytes_near_bits_pushed']['mean']:,.0f}, {d['bytes_near_bits_pushed']['p99']:,.0f} "
                 f"| {d['round_trips_sequential']['mean']:.2f}, {d['round_trips_sequential']['p99']:.0f} "
                 f"| {d['round_trips_pipelined']['mean']:.2f}, {d['round_trips_pipelined']['p99']:.0f} "
                 f"| {lat_s} |")

@@ -114,3 +114,20 @@ def test_traced_walks_compute_what_the_kernels_compute(
     assert len(traced.traced) == int(sample.sum())
     np.testing.assert_array_equal(np.asarray(traced.features), live[np.asarray(traced.traced)])
     assert len(traced.node) > 0
+
+
+def test_forward_gap_is_the_time_since_the_payer_last_received() -> None:
+    """Account 1 receives at 0 s and pays on at 0.5 s and 30 s: gaps 0.5 s and 30 s; a payer
+    that never received has none."""
+    from bench.partition import forward_gaps
+    from features.state import empty_events
+
+    ev = empty_events(4)
+    rows = [(0, 0, 1), (500, 1, 2), (30_000, 1, 3), (40_000, 4, 2)]  # (time ms, payer, payee)
+    for i, (t, a, b) in enumerate(rows):
+        ev[i, EventCol.KIND], ev[i, EventCol.TS] = Kind.TXN, 1_700_000_000_000 + t
+        ev[i, EventCol.A], ev[i, EventCol.B], ev[i, EventCol.AMOUNT] = a, b, 100
+    got = forward_gaps(ev)
+    assert got["after_money_in_24h"] == 2
+    assert got["share_of_transfers_paid_out"]["under_1s"] == 0.25
+    assert got["share_of_transfers_paid_out"]["under_60s"] == 0.5
