@@ -64,6 +64,7 @@ __all__ = [
     "cross_share",
     "edge_ingest",
     "forward_gaps",
+    "last_callers",
     "main",
     "measure_redis",
     "partition_of",
@@ -464,6 +465,32 @@ def _follow_targets(events: np.ndarray, marked: np.ndarray, mule: np.ndarray,
     return np.asarray(owners, dtype=np.int64), np.asarray(targets, dtype=np.int64)
 
 
+def last_callers(events: np.ndarray, lookback_ms: int) -> np.ndarray:
+    """Per transaction, the number that last called the payer's phone within ``lookback_ms``
+    before it (-1: none): ``payer_last_caller_risky`` reads that number's risky mark, which
+    lives with the caller."""
+    n = events.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
+    call = np.flatnonzero(events[:, EventCol.KIND] == Kind.CALL)
+    txn = np.flatnonzero((events[:, EventCol.KIND] == Kind.TXN) & (events[:, EventCol.C] >= 0))
+    if call.size == 0 or txn.size == 0:
+        return out
+    t0 = int(events[:, EventCol.TS].min())
+    if int(events[:, EventCol.TS].max()) - t0 >= 1 << 42:
+        return out
+    callee = events[call, EventCol.B]
+    keys = (callee << 42) | (events[call, EventCol.TS] - t0)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    want = (events[txn, EventCol.C] << 42) | (events[txn, EventCol.TS] - t0)
+    j = np.searchsorted(keys, want, "right") - 1
+    ok = j >= 0
+    hit = keys[np.maximum(j, 0)]
+    ok &= ((hit >> 42) == events[txn, EventCol.C]) & ((want - hit) <= lookback_ms)
+    out[txn[ok]] = events[call[order[j[ok]]], EventCol.A]
+    return out
+
+
 def simulate(enc: EncodedEvents, policy: Policy, settings: Settings, partitions: Sequence[int], *,
              graph_sample: float = 0.1, seed: int = 0, decisions: pl.DataFrame | None = None,
              rtt_us: dict[str, float] | None = None, trace: Trace | None = None,
@@ -482,13 +509,15 @@ def simulate(enc: EncodedEvents, policy: Policy, settings: Settings, partitions:
     reads = classify_reads(policy)
     n_payee, n_pphone, n_qphone = (len(reads[k]) for k in ("payee", "payer_phone", "payee_phone"))
     place = Placement.of(enc)
+    callers = last_callers(ev, policy.params.risky_call_lookback_minutes * 60_000)
     marks = _memory_marks(ev, decisions, policy, settings) if decisions is not None else None
     out: dict[str, Any] = {}
     for p in partitions:
         for colocate in (False, True):
             acc, ph, dv = place.parts(p, colocate)
             out.setdefault(str(p), {})["colocated" if colocate else "hashed"] = _one_layout(
-                ev, txn, call, acc, ph, dv, tr, (n_payee, n_pphone, n_qphone), marks, rtt_us)
+                ev, txn, call, acc, ph, dv, tr, (n_payee, n_pphone, n_qphone), marks, rtt_us,
+                callers)
     return {"reads": reads, "graph_traced_transfers": int(tr["traced"].size),
             "graph_list_reads_traced": int(tr["node"].size), "partitions": out}
 
@@ -518,7 +547,7 @@ def _memory_marks(ev: np.ndarray, decisions: pl.DataFrame, policy: Policy,
 def _one_layout(ev: np.ndarray, txn: np.ndarray, call: np.ndarray, acc: np.ndarray,
                 ph: np.ndarray, dv: np.ndarray, tr: dict[str, np.ndarray],
                 fields: tuple[int, int, int], marks: dict[str, np.ndarray] | None,
-                rtt_us: dict[str, float] | None) -> dict[str, Any]:
+                rtt_us: dict[str, float] | None, callers: np.ndarray) -> dict[str, Any]:
     n_payee, n_pphone, n_qphone = fields
     a, b = ev[:, EventCol.A], ev[:, EventCol.B]
     c, e = ev[:, EventCol.C], ev[:, EventCol.E]
@@ -527,12 +556,16 @@ def _one_layout(ev: np.ndarray, txn: np.ndarray, call: np.ndarray, acc: np.ndarr
     pphone_remote = txn & (c >= 0) & (ph[np.maximum(c, 0)] != home)
     qphone_remote = txn & (e >= 0) & (ph[np.maximum(e, 0)] != home)
     callee_remote = call & (ph[np.where(call, b, 0)] != home)
+    # the risky mark of the number that last called the payer lives with that number
+    caller_remote = txn & (callers >= 0) & (ph[np.maximum(callers, 0)] != home)
     # reads (key out, fields back) and the payee's / callee's half of the update
     read_bytes = (payee_remote * (KEY_BYTES + FIELD_BYTES * n_payee)
                   + pphone_remote * (KEY_BYTES + FIELD_BYTES * n_pphone)
-                  + qphone_remote * (KEY_BYTES + FIELD_BYTES * n_qphone))
+                  + qphone_remote * (KEY_BYTES + FIELD_BYTES * n_qphone)
+                  + caller_remote * (KEY_BYTES + FIELD_BYTES))
     update_bytes = (payee_remote | callee_remote) * UPDATE_BYTES
-    feature_rounds = (payee_remote.astype(np.int64) + pphone_remote + qphone_remote)
+    feature_rounds = (payee_remote.astype(np.int64) + pphone_remote + qphone_remote
+                      + caller_remote)
     t_idx = np.flatnonzero(txn)
     res: dict[str, Any] = {
         "transactions": int(t_idx.size),
@@ -541,6 +574,8 @@ def _one_layout(ev: np.ndarray, txn: np.ndarray, call: np.ndarray, acc: np.ndarr
         "call_cross_share": round(cross_share(home[call], ph[b[call]]), 4),
         "payer_phone_remote_share": round(float(pphone_remote[txn].mean()), 4) if t_idx.size else 0.0,
         "payee_phone_remote_share": round(float(qphone_remote[txn].mean()), 4) if t_idx.size else 0.0,
+        "last_caller_known_share": round(float((callers[txn] >= 0).mean()), 4) if t_idx.size else 0.0,
+        "last_caller_remote_share": round(float(caller_remote[txn].mean()), 4) if t_idx.size else 0.0,
         "txn_any_feature_read_remote_share": round(float((feature_rounds[txn] > 0).mean()), 4)
         if t_idx.size else 0.0,
         "feature_read_bytes_per_txn": round(float(read_bytes[txn].mean()), 2) if t_idx.size else 0.0,

@@ -131,3 +131,21 @@ def test_forward_gap_is_the_time_since_the_payer_last_received() -> None:
     assert got["after_money_in_24h"] == 2
     assert got["share_of_transfers_paid_out"]["under_1s"] == 0.25
     assert got["share_of_transfers_paid_out"]["under_60s"] == 0.5
+
+
+def test_last_caller_is_the_newest_call_to_the_payers_phone_within_the_lookback() -> None:
+    """Phone 5 is called by 7 then by 8; a payment from it 10 min later names 8, one 3 h later
+    none (lookback 2 h); a payment without a phone names none."""
+    from bench.partition import last_callers
+    from features.state import empty_events
+
+    ev = empty_events(5)
+    minute = 60_000
+    rows = [(Kind.CALL, 0, 7, 5, -1), (Kind.CALL, 5 * minute, 8, 5, -1),
+            (Kind.TXN, 15 * minute, 0, 1, 5), (Kind.TXN, 185 * minute, 0, 1, 5),
+            (Kind.TXN, 16 * minute, 2, 1, -1)]
+    for i, (kind, t, a, b, phone) in enumerate(rows):
+        ev[i, EventCol.KIND], ev[i, EventCol.TS] = kind, 1_700_000_000_000 + t
+        ev[i, EventCol.A], ev[i, EventCol.B], ev[i, EventCol.C] = a, b, phone
+        ev[i, EventCol.AMOUNT] = 100
+    assert last_callers(ev, 120 * minute).tolist() == [-1, -1, 8, -1, -1]
