@@ -6,7 +6,8 @@ of their own id, or co-located with the account that uses them), and counts, per
 decision made in the payer's partition would need from other partitions:
 
 * the payee's few state fields the policy reads (and the payee's half of the update: a second
-  message), the payer's and the payee's phone call state, the callee's half of a call;
+  message), the payer's and the payee's phone call state, the risky mark of the number that
+  last called the payer, the callee's half of a call;
 * the graph detectors' walks, traced on the plain-Python twin of ``graph._kernels``
   (``tests/graph/reference.py``, held equal to the kernels by the graph tests) built from the
   same events: every adjacency list a detector reads, the node it belongs to, the entries read
@@ -19,9 +20,15 @@ decision made in the payer's partition would need from other partitions:
   and pipelined (one per search level that has a remote read), priced at a Redis round trip
   measured in the same run (a ``redis-server`` started on a free port: GET, MGET, pipelines).
 
-Pure computation plus the Redis timing. Figures to ``bench/results/partition-<seed>.json``::
+Beside them: what one full replica of the graph costs (edges added with the detectors off), and
+how soon after money arrives accounts pay out (the log lag the payee's half may have).
+
+Pure computation plus the Redis timing; run from the repository root (the twin is imported from
+``tests/``). Figures to ``bench/results/partition-<seed>.json``; ``--table`` prints the markdown
+tables of ``docs/scale-out.md`` from such a file::
 
     python -m bench.partition --seed 1 --events 1000000 --partitions 4,16,64
+    python -m bench.partition --table bench/results/partition-1.json
 """
 
 from __future__ import annotations
