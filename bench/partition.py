@@ -718,9 +718,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure_redis(*, value_bytes: int = 128, repeats: int = 2000) -> dict[str, Any]:
+def measure_redis(*, value_bytes: int = 128, repeats: int = 2000,
+                  publish_batches: int = 20) -> dict[str, Any]:
     """Start a redis-server on a free loopback port (no persistence), time round trips from
-    redis-py (hiredis when installed): GET, MGET of 8 keys, pipelines of 8 and 64 GETs."""
+    redis-py (hiredis when installed): GET, MGET of 8 keys, pipelines of 8 and 64 GETs; and how
+    many transfers per second one client publishes to a read model (both parties' fields and
+    both ends of the edge, pipelined by 1,000 transfers)."""
     import redis
 
     exe = shutil.which("redis-server")
@@ -768,6 +771,20 @@ def measure_redis(*, value_bytes: int = 128, repeats: int = 2000) -> dict[str, A
                     op(ks)
                     if r >= 200:
                         got[name][r - 200] = (time.perf_counter_ns() - t0) / 1000
+            # the read model's write-behind: per transfer both parties' packed fields (SET,
+            # 14 x 8 bytes) and the edge at both ends of the adjacency (RPUSH, 21 bytes), 1,000
+            # transfers per pipeline
+            fields, entry = bytes(FIELD_BYTES * 14), bytes(ENTRY_BYTES)
+            publish = np.empty(publish_batches)
+            for r in range(publish_batches):
+                acct = rng.integers(0, 1 << 20, size=2000)
+                t0 = time.perf_counter_ns()
+                p = client.pipeline(transaction=False)
+                for a_ in acct.tolist():
+                    p.set(f"f:{a_}", fields)
+                    p.rpush(f"adj:{a_}", entry)
+                p.execute()
+                publish[r] = 1000 / ((time.perf_counter_ns() - t0) / 1e9)
             info = client.info("server")
             client.close()
         finally:
@@ -778,6 +795,8 @@ def measure_redis(*, value_bytes: int = 128, repeats: int = 2000) -> dict[str, A
     for name, us in got.items():
         out[f"{name}_p50"] = round(float(np.percentile(us, 50)), 1)
         out[f"{name}_p99"] = round(float(np.percentile(us, 99)), 1)
+    out["publish_transfers_per_s_median"] = round(float(np.median(publish)))
+    out["publish_transfers_per_s_range"] = [round(float(publish.min())), round(float(publish.max()))]
     try:
         import hiredis  # noqa: F401
 
@@ -932,7 +951,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Redis {r['redis_version']} loopback round trip (µs, p50/p99): GET {r['get_p50']}/"
               f"{r['get_p99']}, MGET 8 {r['mget8_p50']}/{r['mget8_p99']}, pipeline 8 "
               f"{r['pipeline8_p50']}/{r['pipeline8_p99']}, pipeline 64 {r['pipeline64_p50']}/"
-              f"{r['pipeline64_p99']}")
+              f"{r['pipeline64_p99']}; one client publishes {r['publish_transfers_per_s_median']:,} "
+              "transfers/s to a read model")
     print(format_table(fig) + "\n\n" + format_detectors(fig))
     path = args.json or RESULTS / f"partition-{args.seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
