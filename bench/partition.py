@@ -70,6 +70,8 @@ __all__ = [
     "classify_reads",
     "cross_share",
     "edge_ingest",
+    "format_detectors",
+    "format_table",
     "forward_gaps",
     "last_callers",
     "main",

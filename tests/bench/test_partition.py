@@ -149,3 +149,18 @@ def test_last_caller_is_the_newest_call_to_the_payers_phone_within_the_lookback(
         ev[i, EventCol.A], ev[i, EventCol.B], ev[i, EventCol.C] = a, b, phone
         ev[i, EventCol.AMOUNT] = 100
     assert last_callers(ev, 120 * minute).tolist() == [-1, -1, 8, -1, -1]
+
+
+def test_scale_out_doc_shows_the_committed_figures() -> None:
+    """docs/scale-out.md carries the tables `python -m bench.partition --table` prints for the
+    committed bench/results/partition-1.json, so the doc and the result cannot drift apart."""
+    import json
+    from pathlib import Path
+
+    from bench.partition import format_detectors, format_table
+
+    root = Path(__file__).resolve().parents[2]
+    fig = json.loads((root / "bench/results/partition-1.json").read_text(encoding="utf-8"))
+    doc = (root / "docs/scale-out.md").read_text(encoding="utf-8")
+    assert format_table(fig) in doc
+    assert format_detectors(fig) in doc
