@@ -1,0 +1,123 @@
+"""TLS credentials for the server's port and for clients, from PEM files, checked before use.
+
+grpc reports a certificate that does not match its key, or an expired one, only when a client
+connects (as a failed handshake, on the client's side); so the files are read and checked here
+first, and a problem stops start-up with one line naming the setting or flag and the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from screening.config import TlsSettings
+from screening.errors import ConfigError
+
+__all__ = ["ClientTLS", "ServerTLS", "server_tls"]
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """The server's TLS credentials and what the log says about them."""
+
+    credentials: grpc.ServerCredentials
+    mutual: bool
+    subject: str
+    not_after: dt.datetime
+    # problems that do not stop the server (a private key others may read)
+    warnings: tuple[str, ...] = ()
+
+
+def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerTLS:
+    """Read and check ``[tls]``'s files: certificates that parse and have not expired, a key
+    that is the certificate's; raises ConfigError naming the key and file."""
+    now = now or dt.datetime.now(dt.UTC)
+    chain_pem = _read(settings.cert_file, "[tls] cert_file")
+    key_pem = _read(settings.key_file, "[tls] key_file")
+    chain = _certificates(chain_pem, settings.cert_file, "[tls] cert_file", now)
+    key = _private_key(key_pem, settings.key_file, "[tls] key_file")
+    _check_pair(chain[0], key, f"[tls] key_file {settings.key_file}",
+                f"cert_file {settings.cert_file}")
+    client_ca = None
+    if settings.client_ca_file:
+        client_ca = _read(settings.client_ca_file, "[tls] client_ca_file")
+        _certificates(client_ca, settings.client_ca_file, "[tls] client_ca_file", now)
+    warnings = []
+    if Path(settings.key_file).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.append(f"[tls] key_file {settings.key_file}: readable by others than its owner "
+                        "(chmod 600 it)")
+    credentials = grpc.ssl_server_credentials([(key_pem, chain_pem)], root_certificates=client_ca,
+                                              require_client_auth=client_ca is not None)
+    return ServerTLS(credentials, client_ca is not None, chain[0].subject.rfc4514_string(),
+                     chain[0].not_valid_after_utc, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """A client's TLS: the CA certificates that sign the server's certificate (empty: the
+    system's roots) and, for mutual TLS, the client's certificate and key."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Channel credentials from the files; raises ConfigError naming the flag and file."""
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("--tls-cert and --tls-key: give both (the client's certificate and "
+                              "its private key) or neither")
+        now = dt.datetime.now(dt.UTC)
+        ca = None
+        if self.ca_file:
+            ca = _read(self.ca_file, "--tls-ca")
+            _certificates(ca, self.ca_file, "--tls-ca", now)
+        cert = key = None
+        if self.cert_file:
+            cert = _read(self.cert_file, "--tls-cert")
+            key = _read(self.key_file, "--tls-key")
+            chain = _certificates(cert, self.cert_file, "--tls-cert", now)
+            _check_pair(chain[0], _private_key(key, self.key_file, "--tls-key"),
+                        f"--tls-key {self.key_file}", f"--tls-cert {self.cert_file}")
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                            certificate_chain=cert)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _certificates(pem: bytes, path: str, what: str, now: dt.datetime) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ConfigError(f"{what} {path}: no PEM certificate in it") from None
+    for cert in certs:
+        if cert.not_valid_after_utc <= now:
+            raise ConfigError(f"{what} {path}: certificate {cert.subject.rfc4514_string()} "
+                              f"expired on {cert.not_valid_after_utc.isoformat()}")
+    return certs
+
+
+def _private_key(pem: bytes, path: str, what: str) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):  # TypeError: it is encrypted
+        raise ConfigError(f"{what} {path}: not an unencrypted PEM private key") from None
+
+
+def _check_pair(cert: x509.Certificate, key: PrivateKeyTypes, key_what: str, cert_what: str) -> None:
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise ConfigError(f"{key_what}: not the private key of {cert_what}")
