@@ -105,11 +105,12 @@ def report_scope(caller: Caller, asked: Sequence[str]) -> tuple[list[str] | None
     """
     if caller.role in INSTITUTION_ROLES:
         if not caller.institution:
-            raise PermissionDenied("this token is not bound to an institution (create it with "
-                                   "`screening token create --institution CODE`)")
+            raise PermissionDenied("this caller is not bound to an institution (a token created "
+                                   "with `screening token create --institution CODE`, or a "
+                                   "client certificate with O=CODE)")
         other = [i for i in asked if i != caller.institution]
         if other:
-            raise PermissionDenied(f"institutions: '{other[0]}' is not this token's institution")
+            raise PermissionDenied(f"institutions: '{other[0]}' is not this caller's institution")
         return [caller.institution], True
     return (list(asked) or None), caller.role in CLEAR_ID_ROLES
 
