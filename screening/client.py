@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from screening.tls import ClientTLS
+from screening.tls import ClientTls
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
@@ -84,7 +84,7 @@ class ScreeningClient:
     is not needed), plaintext without."""
 
     def __init__(self, address: str, token: str | None = None, timeout: float = 10.0,
-                 max_receive_bytes: int = 64 << 20, tls: ClientTLS | None = None) -> None:
+                 max_receive_bytes: int = 64 << 20, tls: ClientTls | None = None) -> None:
         # a case export is bigger than gRPC's default 4 MB (the server sends up to its
         # [server] max_message_bytes)
         options = [("grpc.max_receive_message_length", max_receive_bytes)]

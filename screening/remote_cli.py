@@ -37,10 +37,10 @@ def add_client_options(parser: argparse.ArgumentParser, token_help: str) -> None
 def connect(args: argparse.Namespace, address: str) -> ScreeningClient:
     """A client for ``address`` with the options ``add_client_options`` added."""
     from screening.client import ScreeningClient
-    from screening.tls import ClientTLS
+    from screening.tls import ClientTls
 
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key:
-        tls = ClientTLS(args.tls_ca or "", args.tls_cert or "", args.tls_key or "")
+        tls = ClientTls(args.tls_ca or "", args.tls_cert or "", args.tls_key or "")
     token = args.token or os.environ.get("SCREENING_TOKEN")
     return ScreeningClient(address, token, tls=tls)

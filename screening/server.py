@@ -53,7 +53,7 @@ from screening.store import (
     open_store,
     restore_engine,
 )
-from screening.tls import ServerTLS, server_tls
+from screening.tls import ServerTls, server_tls
 from screening.v1 import screening_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "STOP_BOUND_S", "STORE_HEALTH_SERVICE", "TOKENS_POLL_S",
@@ -109,7 +109,7 @@ class RunningServer:
     service: ScreeningService | None = None
     shadow: ShadowRecorder | None = None
     auth: Authenticator | None = None
-    tls: ServerTLS | None = None
+    tls: ServerTls | None = None
 
     @property
     def address(self) -> str:
@@ -279,7 +279,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         _check_open_bind(settings, log)
         log.warning("auth_disabled", detail="every caller is admin; development only")
     if settings.tls.enabled:
-        tls: ServerTLS | None = server_tls(settings.tls)
+        tls: ServerTls | None = server_tls(settings.tls)
     else:
         tls = None
         _check_plaintext(settings, log)
@@ -337,7 +337,7 @@ def _set_health(servicer: health.HealthServicer, status: Any) -> None:
 def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Authenticator,
            engine: Engine, health_servicer: health.HealthServicer, port: int | None, log: Any, *,
            store: Store | None = None, checkpointer: Checkpointer | None = None,
-           lease: WriterLease | None = None, tls: ServerTLS | None = None) -> RunningServer:
+           lease: WriterLease | None = None, tls: ServerTls | None = None) -> RunningServer:
     """Bind (with ``tls``, else plaintext), warm, start and report SERVING (the state is
     already restored)."""
 

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from screening.config import TlsSettings
 from screening.errors import ConfigError
 
-__all__ = ["ClientTLS", "ServerTLS", "server_tls"]
+__all__ = ["ClientTls", "ServerTls", "server_tls"]
 
 
 @dataclass(frozen=True)
-class ServerTLS:
+class ServerTls:
     """The server's TLS credentials and what the log says about them."""
 
     credentials: grpc.ServerCredentials
@@ -35,7 +35,7 @@ class ServerTLS:
     warnings: tuple[str, ...] = ()
 
 
-def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerTLS:
+def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerTls:
     """Read and check ``[tls]``'s files: certificates that parse and have not expired, a key
     that is the certificate's; raises ConfigError naming the key and file."""
     now = now or dt.datetime.now(dt.UTC)
@@ -55,12 +55,12 @@ def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerT
                         "(chmod 600 it)")
     credentials = grpc.ssl_server_credentials([(key_pem, chain_pem)], root_certificates=client_ca,
                                               require_client_auth=client_ca is not None)
-    return ServerTLS(credentials, client_ca is not None, chain[0].subject.rfc4514_string(),
+    return ServerTls(credentials, client_ca is not None, chain[0].subject.rfc4514_string(),
                      chain[0].not_valid_after_utc, tuple(warnings))
 
 
 @dataclass(frozen=True)
-class ClientTLS:
+class ClientTls:
     """A client's TLS: the CA certificates that sign the server's certificate (empty: the
     system's roots) and, for mutual TLS, the client's certificate and key."""
 

@@ -25,7 +25,7 @@ from screening.client import ScreeningClient
 from screening.config import Settings, load_settings
 from screening.logs import configure_logging
 from screening.server import RunningServer, start_server
-from screening.tls import ClientTLS
+from screening.tls import ClientTls
 
 # the bank's token reports for BANK01 (the client helpers' default institution); the payment
 # institution's names none
@@ -122,7 +122,7 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
                   token: str | None = None, env: Mapping[str, str] | None = None,
                   cwd: Path | None = None,
                   signals: Callable[[ScreeningClient, subprocess.Popen[str]], None] | None = None,
-                  tls: ClientTLS | None = None) -> tuple[int, str]:
+                  tls: ClientTls | None = None) -> tuple[int, str]:
     """Run `screening serve` as its own process, do `action` once it is SERVING (or `signals`,
     which also gets the process, to signal it), then SIGTERM it. With ``tls`` the client
     connects with it (the dev server certificate is for 127.0.0.1 too).

@@ -28,7 +28,7 @@ from screening.config import Settings, load_settings
 from screening.errors import ConfigError
 from screening.logs import configure_logging
 from screening.server import RunningServer, start_server
-from screening.tls import ClientTLS
+from screening.tls import ClientTls
 from screening.v1 import screening_pb2 as pb
 from tests.conftest import TOKENS, recent, uid
 
@@ -42,8 +42,8 @@ class Pki:
     def path(self, name: str) -> str:
         return str(self.dir / name)
 
-    def client(self, role: str) -> ClientTLS:
-        return ClientTLS(self.path("ca.pem"), self.path(f"client-{role}.pem"),
+    def client(self, role: str) -> ClientTls:
+        return ClientTls(self.path("ca.pem"), self.path(f"client-{role}.pem"),
                          self.path(f"client-{role}.key"))
 
     def authority(self) -> Issued:
@@ -51,10 +51,10 @@ class Pki:
         assert isinstance(key, type(new_authority("x", days=1, now=dt.datetime.now(dt.UTC)).key))
         return Issued(x509.load_pem_x509_certificate((self.dir / "ca.pem").read_bytes()), key)
 
-    def write_client(self, stem: str, issued: Issued) -> ClientTLS:
+    def write_client(self, stem: str, issued: Issued) -> ClientTls:
         (self.dir / f"{stem}.pem").write_bytes(issued.cert_pem())
         (self.dir / f"{stem}.key").write_bytes(issued.key_pem())
-        return ClientTLS(self.path("ca.pem"), self.path(f"{stem}.pem"), self.path(f"{stem}.key"))
+        return ClientTls(self.path("ca.pem"), self.path(f"{stem}.pem"), self.path(f"{stem}.key"))
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_certs_dev_writes_a_ca_a_server_and_a_client_per_role_with_private_keys(
 def test_tls_server_answers_a_tls_client_with_a_token(tls_tokens: TlsServer, pki: Pki) -> None:
     """Over TLS (server certificate checked against the dev CA) a bank token screens."""
     with ScreeningClient(tls_tokens.address, _token("bank"),
-                         tls=ClientTLS(pki.path("ca.pem"))) as c:
+                         tls=ClientTls(pki.path("ca.pem"))) as c:
         assert c.is_serving()
         d = c.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
         assert d.action == pb.ACTION_ALLOW
@@ -161,7 +161,7 @@ def test_client_that_does_not_trust_the_server_certificate_is_refused(tls_tokens
     other = new_authority("another CA", days=1, now=dt.datetime.now(dt.UTC))
     (tmp_path / "other.pem").write_bytes(other.cert_pem())
     with ScreeningClient(tls_tokens.address, _token("bank"), timeout=5,
-                         tls=ClientTLS(str(tmp_path / "other.pem"))) as c:
+                         tls=ClientTls(str(tmp_path / "other.pem"))) as c:
         with pytest.raises(grpc.RpcError) as info:
             c.is_serving()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -170,7 +170,7 @@ def test_client_that_does_not_trust_the_server_certificate_is_refused(tls_tokens
 def test_mutual_tls_refuses_a_client_without_a_certificate(mtls: TlsServer, pki: Pki) -> None:
     """Under mutual TLS a client with no certificate fails the handshake, token or not."""
     with ScreeningClient(mtls.address, _token("admin"), timeout=5,
-                         tls=ClientTLS(pki.path("ca.pem"))) as c:
+                         tls=ClientTls(pki.path("ca.pem"))) as c:
         with pytest.raises(grpc.RpcError) as info:
             c.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -184,7 +184,7 @@ def test_mutual_tls_refuses_a_certificate_from_another_ca(mtls: TlsServer, pki: 
                               days=1, now=now, role="police")
     tls = Pki(tmp_path).write_client("rogue", rogue)
     with ScreeningClient(mtls.address, timeout=5,
-                         tls=ClientTLS(pki.path("ca.pem"), tls.cert_file, tls.key_file)) as c:
+                         tls=ClientTls(pki.path("ca.pem"), tls.cert_file, tls.key_file)) as c:
         with pytest.raises(grpc.RpcError) as info:
             c.query_account("6222-x")
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -292,7 +292,7 @@ def test_every_rpc_is_allowed_or_denied_per_role_with_tokens(tls_tokens: TlsServ
                                                             role: str, method: str) -> None:
     """Each role's token (over TLS) is let into exactly the RPCs the permission table gives it;
     what it answers otherwise is not about the caller."""
-    with ScreeningClient(tls_tokens.address, _token(role), tls=ClientTLS(pki.path("ca.pem"))) as c:
+    with ScreeningClient(tls_tokens.address, _token(role), tls=ClientTls(pki.path("ca.pem"))) as c:
         _assert_role_decides(c, role, method)
 
 
@@ -301,7 +301,7 @@ def test_every_rpc_refuses_a_caller_without_a_token(tls_tokens: TlsServer, pki: 
                                                     method: str) -> None:
     """Over TLS without mutual TLS, no token, or one never issued, is UNAUTHENTICATED."""
     for token in (None, "test-token-never-issued"):
-        with ScreeningClient(tls_tokens.address, token, tls=ClientTLS(pki.path("ca.pem"))) as c:
+        with ScreeningClient(tls_tokens.address, token, tls=ClientTls(pki.path("ca.pem"))) as c:
             err = _call_empty(c, method)
             assert err is not None and err.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -370,9 +370,9 @@ def test_tls_setting_problems_stop_start_up_naming_the_setting(pki: Pki, tmp_pat
     with pytest.raises(ConfigError, match=r"--no-auth .* with \[tls\] client_ca_file"):
         start_server(load_settings(overrides={"tls": mutual, "auth": {"enabled": False}}), port=0)
     with pytest.raises(ConfigError, match=r"--tls-cert and --tls-key: give both"):
-        ClientTLS(pki.path("ca.pem"), pki.path("client-bank.pem")).credentials()
+        ClientTls(pki.path("ca.pem"), pki.path("client-bank.pem")).credentials()
     with pytest.raises(ConfigError, match=r"--tls-key .*client-police.key: not the private key"):
-        ClientTLS(pki.path("ca.pem"), pki.path("client-bank.pem"),
+        ClientTls(pki.path("ca.pem"), pki.path("client-bank.pem"),
                   pki.path("client-police.key")).credentials()
 
 

@@ -18,7 +18,7 @@ from screening.cli import main
 from screening.client import ScreeningClient, transaction
 from screening.errors import ConfigError
 from screening.server import TOKENS_POLL_S
-from screening.tls import ClientTLS
+from screening.tls import ClientTls
 from tests.conftest import free_port, recent, serve_process, uid
 
 
@@ -107,7 +107,7 @@ def test_token_commands_refuse_a_file_that_is_not_a_tokens_file(tmp_path: Path,
     assert config.read_text() == "[server]\nport = 1\n"
 
 
-def _refused_within(address: str, token: str, tls: ClientTLS, seconds: float) -> float:
+def _refused_within(address: str, token: str, tls: ClientTls, seconds: float) -> float:
     """Seconds until a call with ``token`` is UNAUTHENTICATED (fails past ``seconds``)."""
     t0 = time.monotonic()
     with ScreeningClient(address, token, tls=tls) as c:
@@ -131,7 +131,7 @@ def test_serve_refuses_revoked_tokens_after_sighup_and_after_the_file_changes(
     tokens = tmp_path / "tokens.toml"
     a = _create(tokens, capsys, "bank", "bank-a", "--institution", "BANK01")
     b = _create(tokens, capsys, "bank", "bank-b", "--institution", "BANK02")
-    tls = ClientTLS(str(certs / "ca.pem"))
+    tls = ClientTls(str(certs / "ca.pem"))
     port = free_port()
     address = f"127.0.0.1:{port}"
     seen: dict[str, float] = {}
