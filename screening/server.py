@@ -109,7 +109,6 @@ class RunningServer:
     service: ScreeningService | None = None
     shadow: ShadowRecorder | None = None
     auth: Authenticator | None = None
-    tls: ServerTls | None = None
 
     @property
     def address(self) -> str:
@@ -424,7 +423,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
              shadows=[s.version for s in engine.shadows] or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls)
+                         lease, lanes, metrics, metrics_port, service, shadow, authenticator)
 
 
 def _shadow_recorder(settings: Settings, engine: Engine, metrics: Metrics) -> ShadowRecorder | None:
