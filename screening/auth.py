@@ -7,7 +7,8 @@ when it was revoked (a revoked token stays listed, and is refused). The server r
 file when it changes (``Authenticator.reload``). Under mutual TLS
 (``[tls] client_ca_file``) the certificate decides instead (``caller_from_certificate``): its
 subject's OU is the role, its CN the caller's name, its O the institution of a bank or payment
-institution; tokens are not used then. Health and reflection are open (load balancers and tools
+institution; tokens are not used then, and a certificate the CA revoked (``[tls] crl_file``,
+re-read the same way) is refused. Health and reflection are open (load balancers and tools
 need them); every other method needs a role listed for it below. Unknown methods are denied. An
 address that keeps sending wrong tokens is refused for a while (``FailureThrottle``); every
 refusal is logged with the caller's address.
@@ -37,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from screening.config import toml_string
 from screening.errors import ConfigError, PermissionDenied, ScreeningError, Throttled, Unauthenticated
 from screening.lanes import handler_like
+from screening.tls import Revoked, revoked_certificates
 
 __all__ = [
     "CLEAR_ID_ROLES",
@@ -186,16 +188,12 @@ def read_tokens(path: Path) -> list[TokenEntry]:
     return entries
 
 
-def caller_from_certificate(pem: bytes) -> Caller:
-    """The caller a verified client certificate (PEM) stands for: the subject's OU is the role
+def caller_from_certificate(cert: x509.Certificate) -> Caller:
+    """The caller a verified client certificate stands for: the subject's OU is the role
     (exactly one, one of ROLES), its CN the caller's name (the scope of its transaction ids, as
     a token's name is), and for a bank or payment institution its O the institution code it
     reports for (none: no large-value report, as for a token without one). Raises
     Unauthenticated naming what the certificate lacks."""
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        raise Unauthenticated("client certificate: cannot be read") from None
     subject = cert.subject
 
     def values(oid: x509.ObjectIdentifier) -> list[str]:
@@ -225,21 +223,28 @@ _CERT_CACHE_SIZE = 1024
 
 class Authenticator:
     """Who is calling: the bearer token in call metadata, looked up in the tokens file; or,
-    under mutual TLS (``certificates``), the verified client certificate of the connection.
+    under mutual TLS (``certificates``), the verified client certificate of the connection,
+    unless the certificate revocation list names it.
 
-    ``reload`` re-reads the tokens file and swaps the whole table at once: a call sees the
-    tokens before or after, never a mix; a file that does not load changes nothing.
+    ``path`` is the file ``reload`` re-reads: the tokens file, or under mutual TLS the CRL. It
+    swaps the whole table at once: a call sees it before or after, never a mix; a file that
+    does not load changes nothing.
     """
 
     def __init__(self, by_hash: Mapping[str, Caller], enabled: bool = True, *,
-                 certificates: bool = False, path: Path | None = None) -> None:
+                 certificates: bool = False, path: Path | None = None,
+                 client_ca: Path | None = None) -> None:
         self._by_hash = dict(by_hash)
         self.enabled = enabled
         self.certificates = certificates
         self.path = path
+        self._client_ca = client_ca  # the CA that must have signed the CRL
+        self._revoked: Revoked = frozenset()
         self._stamp = _file_stamp(path) if path is not None else None
         self._reload_lock = threading.Lock()
-        self._certs: OrderedDict[bytes, Caller | Unauthenticated] = OrderedDict()
+        # PEM -> (caller or why not, (issuer, serial) as a CRL names it)
+        self._certs: OrderedDict[bytes, tuple[Caller | Unauthenticated, tuple[str, int]]] = \
+            OrderedDict()
         self._certs_lock = threading.Lock()
 
     @classmethod
@@ -247,9 +252,14 @@ class Authenticator:
         return cls(_active(read_tokens(path)), path=path)
 
     @classmethod
-    def from_certificates(cls) -> Authenticator:
-        """Callers known by their client certificates (mutual TLS)."""
-        return cls({}, certificates=True)
+    def from_certificates(cls, crl: Path | None = None, client_ca: Path | None = None
+                          ) -> Authenticator:
+        """Callers known by their client certificates (mutual TLS); those the CRL ``crl``
+        (signed by a CA of ``client_ca``) lists are refused."""
+        auth = cls({}, certificates=True, path=crl, client_ca=client_ca)
+        if crl is not None:
+            auth.reload()
+        return auth
 
     @classmethod
     def with_tokens(cls, tokens: Mapping[str, tuple[str, str] | tuple[str, str, str]]
@@ -261,20 +271,25 @@ class Authenticator:
         """Whether the tokens file is not the one last read (another inode, time or size)."""
         return self.path is not None and _file_stamp(self.path) != self._stamp
 
-    def reload(self) -> tuple[int, int]:
-        """Re-read the tokens file and use it from the next call on; returns (tokens accepted,
-        tokens revoked). Raises ConfigError (naming the file and what is wrong) and keeps the
-        tokens in use when the file does not load; it is not read again until it changes."""
+    def reload(self) -> dict[str, int]:
+        """Re-read ``path`` and use it from the next call on; returns what it holds (tokens
+        accepted and revoked, or certificates revoked). Raises ConfigError (naming the file and
+        what is wrong) and keeps what is in use when the file does not load; it is not read
+        again until it changes."""
         if self.path is None:
-            raise ConfigError("no tokens file to reload ([auth] tokens_file)")
+            raise ConfigError("nothing to reload (no [auth] tokens_file or [tls] crl_file)")
         with self._reload_lock:
             stamp = _file_stamp(self.path)
             try:
+                if self.certificates:
+                    self._revoked = revoked_certificates(str(self.path), str(self._client_ca))
+                    return {"revoked_certificates": len(self._revoked)}
                 entries = read_tokens(self.path)
+                self._by_hash = _active(entries)  # one assignment: calls see the old or the new
+                return {"active": len(self._by_hash),
+                        "revoked": sum(1 for e in entries if e.revoked)}
             finally:
                 self._stamp = stamp
-            self._by_hash = _active(entries)  # one assignment: calls see the old or the new
-        return len(self._by_hash), sum(1 for e in entries if e.revoked)
 
     def caller(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Caller | None:
         """The caller whose bearer token ``metadata`` holds; None without a known one."""
@@ -315,16 +330,26 @@ class Authenticator:
             known = self._certs.get(pem)
         if known is None:
             try:
-                known = caller_from_certificate(pem)
+                cert = x509.load_pem_x509_certificate(pem)
+            except ValueError:
+                raise Unauthenticated("client certificate: cannot be read") from None
+            caller: Caller | Unauthenticated
+            try:
+                caller = caller_from_certificate(cert)
             except Unauthenticated as exc:
-                known = exc
+                caller = exc
+            known = caller, (cert.issuer.rfc4514_string(), cert.serial_number)
             with self._certs_lock:
                 self._certs[pem] = known
                 while len(self._certs) > _CERT_CACHE_SIZE:
                     self._certs.popitem(last=False)
-        if isinstance(known, Unauthenticated):
-            raise known
-        return known
+        caller, serial = known
+        if serial in self._revoked:
+            raise Unauthenticated(f"client certificate serial {serial[1]:x} of {serial[0]}: "
+                                  "revoked ([tls] crl_file)")
+        if isinstance(caller, Unauthenticated):
+            raise caller
+        return caller
 
 
 def _active(entries: Sequence[TokenEntry]) -> dict[str, Caller]:

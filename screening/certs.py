@@ -6,7 +6,9 @@ A client certificate says who calls the way the server reads it under mutual TLS
 (``screening.auth.caller_from_certificate``): the subject's OU is the role, its CN the caller's
 name, and for a bank or payment institution its O the institution code it reports for.
 
-Keys are ECDSA P-256, written 0600 (a directory this creates is 0700).
+Keys are ECDSA P-256, written 0600 (a directory this creates is 0700). ``crl.pem`` is the CA's
+certificate revocation list (empty at first; ``revoke_certificates`` adds to it), for
+``serve --tls-crl``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from screening.auth import INSTITUTION_ROLES, ROLES
 from screening.errors import ConfigError
 
 __all__ = ["DEV_INSTITUTIONS", "Issued", "issue_certificate", "make_dev_certificates",
-           "new_authority"]
+           "new_authority", "revoke_certificates"]
 
 # the institution codes the dev bank and payment certificates report for
 DEV_INSTITUTIONS = {"bank": "BANK01", "payment": "PAY01"}
@@ -95,7 +97,8 @@ def issue_certificate(ca: Issued, common_name: str, *, days: int, now: dt.dateti
 def make_dev_certificates(out: Path, *, hosts: Sequence[str] = ("localhost", "127.0.0.1"),
                           days: int = 30, now: dt.datetime | None = None) -> list[Path]:
     """Write ``ca.pem``/``ca.key``, ``server.pem``/``server.key`` (for ``hosts``) and
-    ``client-ROLE.pem``/``client-ROLE.key`` for every role into ``out``; returns the paths.
+    ``client-ROLE.pem``/``client-ROLE.key`` for every role, and an empty ``crl.pem``, into
+    ``out``; returns the paths.
 
     The bank and payment certificates report for DEV_INSTITUTIONS; each client's CN is
     ``dev-ROLE``. Existing files are replaced.
@@ -118,7 +121,54 @@ def make_dev_certificates(out: Path, *, hosts: Sequence[str] = ("localhost", "12
         written += _write(out, f"client-{role}",
                           issue_certificate(ca, f"dev-{role}", days=days, now=now, role=role,
                                             institution=institution))
+    written.append(_write_crl(out / "crl.pem", ca, [], now))
     return written
+
+
+def revoke_certificates(directory: Path, certificates: Sequence[Path],
+                        now: dt.datetime | None = None) -> list[int]:
+    """Add ``certificates`` (PEM files the CA in ``directory`` signed) to its ``crl.pem``, kept
+    with those revoked before; returns the serial numbers now revoked."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--dir {directory}: no dev CA (ca.pem, ca.key) there ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"--dir {directory}: ca.key is not the EC key `certs dev` writes")
+    ca = Issued(ca_cert, key)
+    serials: dict[int, dt.datetime] = {}
+    crl_path = directory / "crl.pem"
+    if crl_path.exists():
+        for entry in x509.load_pem_x509_crl(crl_path.read_bytes()):
+            serials[entry.serial_number] = entry.revocation_date_utc
+    for path in certificates:
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            raise ConfigError(f"{path}: not a PEM certificate") from None
+        if cert.issuer != ca_cert.subject:
+            raise ConfigError(f"{path}: not issued by the CA in {directory}")
+        serials.setdefault(cert.serial_number, now)
+    _write_crl(crl_path, ca, sorted(serials.items()), now)
+    return sorted(serials)
+
+
+def _write_crl(path: Path, ca: Issued, revoked: Sequence[tuple[int, dt.datetime]],
+               now: dt.datetime) -> Path:
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca.cert.subject)
+               .last_update(now - dt.timedelta(minutes=5))
+               .next_update(now + dt.timedelta(days=30)))
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
+    crl = builder.sign(ca.key, hashes.SHA256())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    tmp.replace(path)  # a server polling it never reads half a list
+    return path
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,

@@ -41,7 +41,8 @@ def _settings(args: argparse.Namespace) -> object:
     if getattr(args, "tokens", None):
         overrides.setdefault("auth", {})["tokens_file"] = str(args.tokens)
     tls = {"cert_file": getattr(args, "tls_cert", None), "key_file": getattr(args, "tls_key", None),
-           "client_ca_file": getattr(args, "tls_client_ca", None)}
+           "client_ca_file": getattr(args, "tls_client_ca", None),
+           "crl_file": getattr(args, "tls_crl", None)}
     if getattr(args, "allow_plaintext", False):
         tls["allow_plaintext"] = True
     overrides["tls"] = {k: str(v) if isinstance(v, Path) else v for k, v in tls.items()}
@@ -138,7 +139,7 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
 
     entry = revoke_token(args.file, args.id)
     print(f"revoked token {entry.id} ({entry.role}, {entry.name!r}) in {args.file}; a running "
-          f"server refuses it within {_tokens_poll_s():g} s (or at once on SIGHUP)")
+          f"server refuses it within {_reload_poll_s():g} s (or at once on SIGHUP)")
     return 0
 
 
@@ -148,15 +149,24 @@ def _cmd_token_rotate(args: argparse.Namespace) -> int:
     token, old, new = rotate_token(args.file, args.id)
     print(f"token {old.id} ({old.role}, {old.name!r}) revoked, replaced by {new.id}; the new "
           f"token is shown once, only its hash is stored in {args.file}; a running server "
-          f"switches within {_tokens_poll_s():g} s (or at once on SIGHUP)", file=sys.stderr)
+          f"switches within {_reload_poll_s():g} s (or at once on SIGHUP)", file=sys.stderr)
     print(token)
     return 0
 
 
-def _tokens_poll_s() -> float:
-    from screening.server import TOKENS_POLL_S
+def _reload_poll_s() -> float:
+    from screening.server import RELOAD_POLL_S
 
-    return TOKENS_POLL_S
+    return RELOAD_POLL_S
+
+
+def _cmd_certs_revoke(args: argparse.Namespace) -> int:
+    from screening.certs import revoke_certificates
+
+    serials = revoke_certificates(args.dir, args.certificates)
+    print(f"{args.dir / 'crl.pem'}: {len(serials)} certificate(s) revoked: "
+          + ", ".join(f"{s:x}" for s in serials))
+    return 0
 
 
 def _cmd_certs_dev(args: argparse.Namespace) -> int:
@@ -169,7 +179,8 @@ def _cmd_certs_dev(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"  {path}")
     print(f"serve:  screening serve --tls-cert {args.out / 'server.pem'} --tls-key "
-          f"{args.out / 'server.key'} --tls-client-ca {args.out / 'ca.pem'}")
+          f"{args.out / 'server.key'} --tls-client-ca {args.out / 'ca.pem'} --tls-crl "
+          f"{args.out / 'crl.pem'}")
     print(f"call:   --tls-ca {args.out / 'ca.pem'} --tls-cert {args.out / 'client-police.pem'} "
           f"--tls-key {args.out / 'client-police.key'}")
     return 0
@@ -528,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mutual TLS: CA certificates (PEM) that sign the clients' certificates; "
                         "every client must present one, whose OU is its role (default: [tls] "
                         "client_ca_file)")
+    p.add_argument("--tls-crl", type=Path, default=None, metavar="FILE",
+                   help="mutual TLS: a certificate revocation list (PEM) of --tls-client-ca; the "
+                        "client certificates it lists are refused; re-read when it changes "
+                        "(default: [tls] crl_file)")
     p.add_argument("--allow-plaintext", action="store_true",
                    help="without TLS, listen on a non-loopback --host anyway (a proxy in front "
                         "terminates TLS)")
@@ -606,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "localhost and 127.0.0.1)")
     x.add_argument("--days", type=int, default=30, help="validity in days (default 30)")
     x.set_defaults(func=_cmd_certs_dev)
+    x = xsub.add_parser("revoke", help="add client certificates to the dev CA's revocation list "
+                                        "(DIR/crl.pem, for serve --tls-crl); a server reading it "
+                                        "refuses them within seconds")
+    x.add_argument("certificates", type=Path, nargs="+", help="client certificate files (PEM)")
+    x.add_argument("--dir", type=Path, required=True,
+                   help="the directory `certs dev` wrote (its ca.pem, ca.key, crl.pem)")
+    x.set_defaults(func=_cmd_certs_revoke)
 
     p = sub.add_parser("policy", help="check or print a policy file")
     psub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")

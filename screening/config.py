@@ -284,7 +284,9 @@ class TlsSettings:
     present a certificate signed by one of them, and the certificate says who calls (subject
     OU = role, CN = caller name, O = institution of a bank or payment institution; see
     ``screening.auth``); bearer tokens are not used then. (grpcio either requires and verifies
-    client certificates or does not ask for them, so the CA alone says which.) Without a
+    client certificates or does not ask for them, so the CA alone says which.) ``crl_file`` (a
+    PEM certificate revocation list signed by that CA) refuses the client certificates it lists;
+    the server re-reads it when it changes and on SIGHUP. Without a
     certificate the port is plaintext: only on a loopback host, unless ``allow_plaintext``
     (e.g. behind a proxy that terminates TLS); either way logged as a warning.
     """
@@ -292,6 +294,7 @@ class TlsSettings:
     cert_file: str = ""
     key_file: str = ""
     client_ca_file: str = ""
+    crl_file: str = ""
     allow_plaintext: bool = False
 
     def __post_init__(self) -> None:
@@ -301,6 +304,9 @@ class TlsSettings:
         if self.client_ca_file and not self.cert_file:
             raise ConfigError("[tls] client_ca_file: mutual TLS needs the server's cert_file and "
                               "key_file too")
+        if self.crl_file and not self.client_ca_file:
+            raise ConfigError("[tls] crl_file: revokes client certificates, so it needs "
+                              "client_ca_file (mutual TLS)")
         if self.allow_plaintext and self.cert_file:
             raise ConfigError("[tls] allow_plaintext: the port serves TLS only when cert_file is "
                               "set; drop one of them")

@@ -1,6 +1,7 @@
 """Server start-up and shutdown: restore state, warm kernels, then health SERVING; drain on
 SIGTERM, then a last checkpoint; TLS or mutual TLS on the port when ``[tls]`` says so; the
-tokens file re-read when it changes (checked every TOKENS_POLL_S) and on SIGHUP.
+tokens file (or, under mutual TLS, the certificate revocation list) re-read when it changes
+(checked every RELOAD_POLL_S) and on SIGHUP.
 
 Stopping takes at most ``grace`` plus STOP_BOUND_S, whatever the clients do: calls still open
 when the grace ends are cancelled, and if grpc has not finished them STOP_BOUND_S later the
@@ -56,8 +57,15 @@ from screening.store import (
 from screening.tls import ServerTls, server_tls
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "STOP_BOUND_S", "STORE_HEALTH_SERVICE", "TOKENS_POLL_S",
-           "RunningServer", "serve_forever", "start_server"]
+__all__ = [
+    "RELOAD_POLL_S",
+    "SERVICE_NAME",
+    "STOP_BOUND_S",
+    "STORE_HEALTH_SERVICE",
+    "RunningServer",
+    "serve_forever",
+    "start_server",
+]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 # the health "service" saying whether the state store keeps this server's state
@@ -65,9 +73,9 @@ STORE_HEALTH_SERVICE = "screening.store"
 # How long stopping may take beyond the grace period before the last checkpoint is written
 # regardless of calls grpc has not finished.
 STOP_BOUND_S = 5.0
-# How often a serving process looks whether its tokens file changed (a revoked token is refused
-# at most this long after `screening token revoke`; SIGHUP re-reads it at once).
-TOKENS_POLL_S = 2.0
+# How often a serving process looks whether its tokens file (or CRL) changed: a revoked token or
+# certificate is refused at most this long after the file is written; SIGHUP re-reads it at once.
+RELOAD_POLL_S = 2.0
 
 
 class _GcFreezer(threading.Thread):
@@ -134,20 +142,20 @@ class RunningServer:
             return False
         return True
 
-    def reload_tokens(self, by: str = "SIGHUP") -> bool:
-        """Re-read the tokens file and use it from the next call on (a revoked token is refused
-        from then); False (and an error line naming the file) when it does not load: the tokens
-        in use stay. Calls already running, open streams included, go on."""
+    def reload_auth(self, by: str = "SIGHUP") -> bool:
+        """Re-read the tokens file (or the CRL) and use it from the next call on (a revoked
+        token or certificate is refused from then); False (and an error line naming the file)
+        when it does not load: what is in use stays. Calls already running, open streams
+        included, go on."""
         log = get_logger("screening.server")
         if self.auth is None or self.auth.path is None:
             return False
         try:
-            active, revoked = self.auth.reload()
+            counts = self.auth.reload()
         except ConfigError as exc:
-            log.error("tokens_refused", by=by, file=str(self.auth.path), error=str(exc))
+            log.error("auth_refused", by=by, file=str(self.auth.path), error=str(exc))
             return False
-        log.info("tokens_reloaded", by=by, file=str(self.auth.path), active=active,
-                 revoked=revoked)
+        log.info("auth_reloaded", by=by, file=str(self.auth.path), **counts)
         return True
 
     def stop(self, grace: float | None = None) -> None:
@@ -194,7 +202,9 @@ def _authenticator(settings: Settings, auth: Authenticator | None) -> Authentica
             raise ConfigError("[auth] tokens_file: not used under mutual TLS ([tls] "
                               "client_ca_file), where the client certificates say who calls; "
                               "drop one")
-        return Authenticator.from_certificates()
+        return Authenticator.from_certificates(
+            Path(settings.tls.crl_file) if settings.tls.crl_file else None,
+            Path(settings.tls.client_ca_file))
     if not settings.auth.enabled:
         return Authenticator({}, enabled=False)
     if not settings.auth.tokens_file:
@@ -450,9 +460,9 @@ def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
 
 def serve_forever(running: RunningServer, grace: float) -> None:
     """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit; on
-    SIGHUP re-read the policy file and the tokens file and swap them in (a file that does not
-    load is logged and what is running stays). The tokens file is also re-read when it changes
-    (looked at every TOKENS_POLL_S).
+    SIGHUP re-read the policy file and the tokens file (or CRL) and swap them in (a file that
+    does not load is logged and what is running stays). The tokens file or CRL is also re-read
+    when it changes (looked at every RELOAD_POLL_S).
 
     When another server took the store (this one was cut off from it past its lease), stop the
     same way and raise StoreBusy saying so: answering on would split the state in two."""
@@ -474,7 +484,7 @@ def serve_forever(running: RunningServer, grace: float) -> None:
         previous[sig] = signal.signal(sig, on_signal)
     lease = running.lease
     auth = running.auth
-    next_poll = time.monotonic() + TOKENS_POLL_S
+    next_poll = time.monotonic() + RELOAD_POLL_S
     try:
         while not stop.is_set():
             wake.wait(0.5)
@@ -482,11 +492,11 @@ def serve_forever(running: RunningServer, grace: float) -> None:
             if reload.is_set() and not stop.is_set():
                 reload.clear()
                 running.reload_policy("SIGHUP")
-                running.reload_tokens("SIGHUP")
+                running.reload_auth("SIGHUP")
             elif auth is not None and time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + TOKENS_POLL_S
+                next_poll = time.monotonic() + RELOAD_POLL_S
                 if auth.changed():
-                    running.reload_tokens("file changed")
+                    running.reload_auth("file changed")
             if lease is not None and lease.lost:
                 log.error("stopping", reason=lease.lost_reason, grace_s=grace)
                 break

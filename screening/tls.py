@@ -20,7 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from screening.config import TlsSettings
 from screening.errors import ConfigError
 
-__all__ = ["ClientTls", "ServerTls", "server_tls"]
+__all__ = ["ClientTls", "Revoked", "ServerTls", "revoked_certificates", "server_tls"]
+
+# (issuer as RFC 4514 text, serial number): a certificate, as a CRL names it
+Revoked = frozenset[tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerT
     if settings.client_ca_file:
         client_ca = _read(settings.client_ca_file, "[tls] client_ca_file")
         _certificates(client_ca, settings.client_ca_file, "[tls] client_ca_file", now)
+    if settings.crl_file:
+        revoked_certificates(settings.crl_file, settings.client_ca_file)
     warnings = []
     if Path(settings.key_file).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.append(f"[tls] key_file {settings.key_file}: readable by others than its owner "
@@ -87,6 +92,24 @@ class ClientTls:
                         f"--tls-key {self.key_file}", f"--tls-cert {self.cert_file}")
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                             certificate_chain=cert)
+
+
+def revoked_certificates(crl_file: str, client_ca_file: str) -> Revoked:
+    """The client certificates the CRL in ``crl_file`` revokes; raises ConfigError naming
+    ``[tls] crl_file`` when it cannot be read or no CA of ``client_ca_file`` signed it (a
+    list anyone could write would let anyone refuse callers, or seem to)."""
+    pem = _read(crl_file, "[tls] crl_file")
+    try:
+        crl = x509.load_pem_x509_crl(pem)
+    except ValueError:
+        raise ConfigError(f"[tls] crl_file {crl_file}: no PEM certificate revocation list in it") from None
+    cas = x509.load_pem_x509_certificates(_read(client_ca_file, "[tls] client_ca_file"))
+    if not any(ca.subject == crl.issuer and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+               for ca in cas):
+        raise ConfigError(f"[tls] crl_file {crl_file}: not signed by a CA of client_ca_file "
+                          f"{client_ca_file}")
+    issuer = crl.issuer.rfc4514_string()
+    return frozenset((issuer, r.serial_number) for r in crl)
 
 
 def _read(path: str, what: str) -> bytes:

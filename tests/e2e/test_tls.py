@@ -10,6 +10,8 @@ import io
 import ipaddress
 import json
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +29,10 @@ from screening.client import ScreeningClient, transaction, watch_entry
 from screening.config import Settings, load_settings
 from screening.errors import ConfigError
 from screening.logs import configure_logging
-from screening.server import RunningServer, start_server
+from screening.server import RELOAD_POLL_S, RunningServer, start_server
 from screening.tls import ClientTls
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import TOKENS, recent, uid
+from tests.conftest import TOKENS, free_port, recent, serve_process, uid
 
 METHODS = sorted(PERMISSIONS)  # "/screening.v1.Screening/NAME"
 
@@ -391,3 +393,65 @@ def test_report_from_the_command_line_over_mutual_tls(mtls: TlsServer, pki: Pki,
     assert main([*args, "--tls-cert", bank.cert_file, "--tls-key", bank.key_file,
                  "--institution", "BANK02"]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- revoked certificates
+def test_a_revoked_client_certificate_is_refused_once_the_crl_is_re_read(tmp_path: Path) -> None:
+    """`serve --tls-crl`: after `screening certs revoke` of the bank's certificate (no signal)
+    the bank is UNAUTHENTICATED within RELOAD_POLL_S, naming the serial; police still calls."""
+    pki = Pki(tmp_path / "certs")
+    assert main(["certs", "dev", "--out", str(pki.dir)]) == 0
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    took: list[float] = []
+
+    def scenario(_client: ScreeningClient, _proc: subprocess.Popen[str]) -> None:
+        with ScreeningClient(address, tls=pki.client("bank")) as bank:
+            bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+            serial = x509.load_pem_x509_certificate(
+                (pki.dir / "client-bank.pem").read_bytes()).serial_number
+            assert main(["certs", "revoke", "--dir", str(pki.dir),
+                         str(pki.dir / "client-bank.pem")]) == 0
+            t0 = time.monotonic()
+            while True:
+                try:
+                    bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+                    assert f"serial {serial:x}" in (exc.details() or "")
+                    assert "revoked ([tls] crl_file)" in (exc.details() or "")
+                    break
+                assert time.monotonic() - t0 < RELOAD_POLL_S + 3.0, "still accepted"
+                time.sleep(0.05)
+            took.append(time.monotonic() - t0)
+        with ScreeningClient(address, tls=pki.client("police")) as police:
+            police.query_account(uid("acct"))
+
+    code, err = serve_process(["--tls-cert", pki.path("server.pem"), "--tls-key",
+                               pki.path("server.key"), "--tls-client-ca", pki.path("ca.pem"),
+                               "--tls-crl", pki.path("crl.pem")], port, lambda c: None,
+                              tls=pki.client("police"), signals=scenario)
+    assert code == 0, err[-2000:]
+    reloads = [json.loads(x) for x in err.splitlines() if '"auth_reloaded"' in x]
+    assert [(r["by"], r["revoked_certificates"]) for r in reloads] == [("file changed", 1)]
+    assert took and took[0] <= RELOAD_POLL_S + 3.0
+
+
+def test_a_crl_not_signed_by_the_client_ca_stops_start_up(pki: Pki, tmp_path: Path) -> None:
+    """A revocation list of another CA (or none of any) is refused naming [tls] crl_file."""
+    other = Pki(tmp_path / "other")
+    assert main(["certs", "dev", "--out", str(other.dir)]) == 0
+    mutual = {"cert_file": pki.path("server.pem"), "key_file": pki.path("server.key"),
+              "client_ca_file": pki.path("ca.pem")}
+    with pytest.raises(ConfigError, match=r"\[tls\] crl_file .*: not signed by a CA of "
+                                          r"client_ca_file"):
+        start_server(load_settings(overrides={"tls": {**mutual, "crl_file": other.path("crl.pem")}}),
+                     port=0)
+    with pytest.raises(ConfigError, match=r"\[tls\] crl_file .*: no PEM certificate revocation"):
+        start_server(load_settings(overrides={"tls": {**mutual, "crl_file": pki.path("ca.pem")}}),
+                     port=0)
+    with pytest.raises(ConfigError, match=r"\[tls\] crl_file: revokes client certificates, so it "
+                                          r"needs client_ca_file"):
+        load_settings(overrides={"tls": {"cert_file": pki.path("server.pem"),
+                                         "key_file": pki.path("server.key"),
+                                         "crl_file": pki.path("crl.pem")}})

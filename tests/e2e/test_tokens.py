@@ -1,6 +1,6 @@
 """Tokens: list (never a secret), revoke and rotate, and a running `screening serve` (over TLS)
 that refuses a revoked token once it re-read the file: at once on SIGHUP, within
-TOKENS_POLL_S when the file changes."""
+RELOAD_POLL_S when the file changes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from screening.auth import Authenticator, read_tokens, token_id
 from screening.cli import main
 from screening.client import ScreeningClient, transaction
 from screening.errors import ConfigError
-from screening.server import TOKENS_POLL_S
+from screening.server import RELOAD_POLL_S
 from screening.tls import ClientTls
 from tests.conftest import free_port, recent, serve_process, uid
 
@@ -124,7 +124,7 @@ def _refused_within(address: str, token: str, tls: ClientTls, seconds: float) ->
 def test_serve_refuses_revoked_tokens_after_sighup_and_after_the_file_changes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`screening serve --tls-cert/--tls-key --tokens`: a token revoked and SIGHUP sent is
-    refused at once; a token rotated with no signal is refused within TOKENS_POLL_S, and the
+    refused at once; a token rotated with no signal is refused within RELOAD_POLL_S, and the
     new one is accepted; each reload is logged with its trigger."""
     certs = tmp_path / "certs"
     assert main(["certs", "dev", "--out", str(certs)]) == 0
@@ -145,7 +145,7 @@ def test_serve_refuses_revoked_tokens_after_sighup_and_after_the_file_changes(
         seen["sighup"] = _refused_within(address, a, tls, 5.0)
         assert main(["token", "rotate", _id(tokens, "bank-b"), "--file", str(tokens)]) == 0
         new = capsys.readouterr().out.strip().splitlines()[-1]
-        seen["changed"] = _refused_within(address, b, tls, TOKENS_POLL_S + 3.0)
+        seen["changed"] = _refused_within(address, b, tls, RELOAD_POLL_S + 3.0)
         with ScreeningClient(address, new, tls=tls) as c:
             c.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
 
@@ -154,12 +154,12 @@ def test_serve_refuses_revoked_tokens_after_sighup_and_after_the_file_changes(
                               token=a, tls=tls, signals=scenario)
     assert code == 0, err[-2000:]
     logged = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
-    reloads = [e for e in logged if e["event"] == "tokens_reloaded"]
+    reloads = [e for e in logged if e["event"] == "auth_reloaded"]
     assert [e["by"] for e in reloads] == ["SIGHUP", "file changed"]
     assert (reloads[0]["active"], reloads[0]["revoked"]) == (1, 1)
     assert (reloads[1]["active"], reloads[1]["revoked"]) == (1, 2)
     assert not any(e["event"] == "plaintext" for e in logged)
-    assert seen["changed"] <= TOKENS_POLL_S + 3.0
+    assert seen["changed"] <= RELOAD_POLL_S + 3.0
 
 
 def test_a_tokens_file_that_no_longer_loads_keeps_the_tokens_in_use(
@@ -177,5 +177,5 @@ def test_a_tokens_file_that_no_longer_loads_keeps_the_tokens_in_use(
     code, err = serve_process(["--tokens", str(tokens)], free_port(), lambda c: None, token=a,
                               signals=scenario)
     assert code == 0, err[-2000:]
-    refused = [json.loads(x) for x in err.splitlines() if '"tokens_refused"' in x]
+    refused = [json.loads(x) for x in err.splitlines() if '"auth_refused"' in x]
     assert refused and str(tokens) in refused[0]["error"]
