@@ -342,7 +342,7 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
     dates = {c: registry.get_column(c).cast(str).fill_null("").to_list()
              for c in ("opened_date", "last_active_date")}
     sent = 0
-    with connect(args, args.server) as client:
+    with connect(args, args.server, timeout=60.0) as client:
         for lo in range(0, len(rows), args.chunk):
             profiles = [
                 pb.AccountProfile(account_id=rows[i][0],

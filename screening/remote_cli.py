@@ -34,8 +34,9 @@ def add_client_options(parser: argparse.ArgumentParser, token_help: str) -> None
                         help="mutual TLS: the private key of --tls-cert (PEM)")
 
 
-def connect(args: argparse.Namespace, address: str) -> ScreeningClient:
-    """A client for ``address`` with the options ``add_client_options`` added."""
+def connect(args: argparse.Namespace, address: str, timeout: float = 10.0) -> ScreeningClient:
+    """A client for ``address`` with the options ``add_client_options`` added; ``timeout``
+    seconds per call."""
     from screening.client import ScreeningClient
     from screening.tls import ClientTls
 
@@ -43,4 +44,4 @@ def connect(args: argparse.Namespace, address: str) -> ScreeningClient:
     if args.tls_ca or args.tls_cert or args.tls_key:
         tls = ClientTls(args.tls_ca or "", args.tls_cert or "", args.tls_key or "")
     token = args.token or os.environ.get("SCREENING_TOKEN")
-    return ScreeningClient(address, token, tls=tls)
+    return ScreeningClient(address, token, timeout=timeout, tls=tls)
