@@ -268,7 +268,7 @@ class Authenticator:
         return cls({hash_token(t): Caller(*v) for t, v in tokens.items()})
 
     def changed(self) -> bool:
-        """Whether the tokens file is not the one last read (another inode, time or size)."""
+        """Whether ``path`` is not the file last read (another inode, time or size)."""
         return self.path is not None and _file_stamp(self.path) != self._stamp
 
     def reload(self) -> dict[str, int]:
@@ -348,7 +348,7 @@ class Authenticator:
             raise Unauthenticated(f"client certificate serial {serial[1]:x} of {serial[0]}: "
                                   "revoked ([tls] crl_file)")
         if isinstance(caller, Unauthenticated):
-            raise caller
+            raise Unauthenticated(str(caller))  # a fresh one: calls run in many threads
         return caller
 
 

@@ -52,8 +52,6 @@ def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerT
     if settings.client_ca_file:
         client_ca = _read(settings.client_ca_file, "[tls] client_ca_file")
         _certificates(client_ca, settings.client_ca_file, "[tls] client_ca_file", now)
-    if settings.crl_file:
-        revoked_certificates(settings.crl_file, settings.client_ca_file)
     warnings = []
     if Path(settings.key_file).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.append(f"[tls] key_file {settings.key_file}: readable by others than its owner "
