@@ -54,7 +54,7 @@ from screening.store import (
     open_store,
     restore_engine,
 )
-from screening.tls import ServerTls, server_tls
+from screening.tls import ServerCertificates, ServerTls
 from screening.v1 import screening_pb2 as pb
 
 __all__ = [
@@ -117,6 +117,7 @@ class RunningServer:
     service: ScreeningService | None = None
     shadow: ShadowRecorder | None = None
     auth: Authenticator | None = None
+    tls: ServerTls | None = None
 
     @property
     def address(self) -> str:
@@ -156,6 +157,21 @@ class RunningServer:
             log.error("auth_refused", by=by, file=str(self.auth.path), error=str(exc))
             return False
         log.info("auth_reloaded", by=by, file=str(self.auth.path), **counts)
+        return True
+
+    def reload_tls(self, by: str = "SIGHUP") -> bool:
+        """Re-read the certificate, key and client CA files for the connections that follow
+        (open ones keep theirs); False (and an error line naming the setting and file) when
+        they do not load: the certificates in use stay."""
+        if self.tls is None:
+            return False
+        log = get_logger("screening.server")
+        try:
+            certs = self.tls.reload()
+        except ConfigError as exc:
+            log.error("tls_refused", by=by, error=str(exc))
+            return False
+        _log_certificates(log, "tls_reloaded", certs, by=by)
         return True
 
     def stop(self, grace: float | None = None) -> None:
@@ -288,7 +304,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         _check_open_bind(settings, log)
         log.warning("auth_disabled", detail="every caller is admin; development only")
     if settings.tls.enabled:
-        tls: ServerTls | None = server_tls(settings.tls)
+        tls: ServerTls | None = ServerTls(settings.tls)
     else:
         tls = None
         _check_plaintext(settings, log)
@@ -416,11 +432,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
             raise ConfigError(f"[metrics] cannot serve on {settings.metrics.host}:"
                               f"{settings.metrics.port}: {exc.strerror or exc}") from None
     if tls is not None:
-        for warning in tls.warnings:
-            log.warning("tls_key_exposed", detail=warning)
-        log.info("tls", mutual=tls.mutual, subject=tls.subject,
-                 not_after=tls.not_after.isoformat(),
-                 callers="client certificates" if tls.mutual else "bearer tokens")
+        _log_certificates(log, "tls", tls.current, mutual=tls.mutual,
+                          callers="client certificates" if tls.mutual else "bearer tokens")
     server.start()
     if lease is None or not lease.lost:
         _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
@@ -433,7 +446,13 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
              shadows=[s.version for s in engine.shadows] or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service, shadow, authenticator)
+                         lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls)
+
+
+def _log_certificates(log: Any, event: str, certs: ServerCertificates, **fields: Any) -> None:
+    for warning in certs.warnings:
+        log.warning("tls_key_exposed", detail=warning)
+    log.info(event, subject=certs.subject, not_after=certs.not_after.isoformat(), **fields)
 
 
 def _shadow_recorder(settings: Settings, engine: Engine, metrics: Metrics) -> ShadowRecorder | None:
@@ -460,9 +479,9 @@ def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
 
 def serve_forever(running: RunningServer, grace: float) -> None:
     """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit; on
-    SIGHUP re-read the policy file and the tokens file (or CRL) and swap them in (a file that
-    does not load is logged and what is running stays). The tokens file or CRL is also re-read
-    when it changes (looked at every RELOAD_POLL_S).
+    SIGHUP re-read the policy file, the tokens file (or CRL) and the TLS certificates and swap
+    them in (a file that does not load is logged and what is running stays). The tokens file
+    or CRL is also re-read when it changes (looked at every RELOAD_POLL_S).
 
     When another server took the store (this one was cut off from it past its lease), stop the
     same way and raise StoreBusy saying so: answering on would split the state in two."""
@@ -493,6 +512,7 @@ def serve_forever(running: RunningServer, grace: float) -> None:
                 reload.clear()
                 running.reload_policy("SIGHUP")
                 running.reload_auth("SIGHUP")
+                running.reload_tls("SIGHUP")
             elif auth is not None and time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + RELOAD_POLL_S
                 if auth.changed():

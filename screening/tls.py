@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,25 +21,26 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from screening.config import TlsSettings
 from screening.errors import ConfigError
 
-__all__ = ["ClientTls", "Revoked", "ServerTls", "revoked_certificates", "server_tls"]
+__all__ = ["ClientTls", "Revoked", "ServerCertificates", "ServerTls", "read_server_certificates",
+           "revoked_certificates"]
 
 # (issuer as RFC 4514 text, serial number): a certificate, as a CRL names it
 Revoked = frozenset[tuple[str, int]]
 
 
 @dataclass(frozen=True)
-class ServerTls:
-    """The server's TLS credentials and what the log says about them."""
+class ServerCertificates:
+    """What ``[tls]``'s files hold, checked: grpc's configuration and what the log says."""
 
-    credentials: grpc.ServerCredentials
-    mutual: bool
+    config: grpc.ServerCertificateConfiguration
     subject: str
     not_after: dt.datetime
     # problems that do not stop the server (a private key others may read)
     warnings: tuple[str, ...] = ()
 
 
-def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerTls:
+def read_server_certificates(settings: TlsSettings, now: dt.datetime | None = None
+                             ) -> ServerCertificates:
     """Read and check ``[tls]``'s files: certificates that parse and have not expired, a key
     that is the certificate's; raises ConfigError naming the key and file."""
     now = now or dt.datetime.now(dt.UTC)
@@ -56,10 +58,39 @@ def server_tls(settings: TlsSettings, now: dt.datetime | None = None) -> ServerT
     if Path(settings.key_file).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.append(f"[tls] key_file {settings.key_file}: readable by others than its owner "
                         "(chmod 600 it)")
-    credentials = grpc.ssl_server_credentials([(key_pem, chain_pem)], root_certificates=client_ca,
-                                              require_client_auth=client_ca is not None)
-    return ServerTls(credentials, client_ca is not None, chain[0].subject.rfc4514_string(),
-                     chain[0].not_valid_after_utc, tuple(warnings))
+    config = grpc.ssl_server_certificate_configuration([(key_pem, chain_pem)],
+                                                       root_certificates=client_ca)
+    return ServerCertificates(config, chain[0].subject.rfc4514_string(),
+                              chain[0].not_valid_after_utc, tuple(warnings))
+
+
+class ServerTls:
+    """The port's TLS credentials (mutual with ``[tls] client_ca_file``). ``reload`` re-reads
+    the files for the connections that follow (grpc asks ``_next`` before each handshake);
+    connections already open keep what they started with."""
+
+    def __init__(self, settings: TlsSettings) -> None:
+        self.settings = settings
+        self.mutual = settings.mutual
+        self.current = read_server_certificates(settings)
+        self._next: grpc.ServerCertificateConfiguration | None = None
+        self._lock = threading.Lock()
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self.current.config, self._take_next,  # type: ignore[arg-type]  # None: no change
+            require_client_authentication=self.mutual)
+
+    def reload(self) -> ServerCertificates:
+        """Read the files again; new connections use them. Raises ConfigError (naming the
+        setting and file) and changes nothing when they do not load."""
+        certs = read_server_certificates(self.settings)
+        with self._lock:
+            self._next, self.current = certs.config, certs
+        return certs
+
+    def _take_next(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            config, self._next = self._next, None
+        return config
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import ipaddress
 import json
+import signal
 import stat
 import subprocess
 import time
@@ -455,3 +456,54 @@ def test_a_crl_not_signed_by_the_client_ca_stops_start_up(pki: Pki, tmp_path: Pa
         load_settings(overrides={"tls": {"cert_file": pki.path("server.pem"),
                                          "key_file": pki.path("server.key"),
                                          "crl_file": pki.path("crl.pem")}})
+
+
+def test_sighup_renews_the_server_certificate_for_new_connections(tmp_path: Path) -> None:
+    """`serve` under mutual TLS: new certificate files (of another CA) and SIGHUP, and new
+    connections get the new certificate; a broken key on the next SIGHUP is logged and the
+    certificate in use stays."""
+    old, new = Pki(tmp_path / "old"), Pki(tmp_path / "new")
+    for pki in (old, new):
+        assert main(["certs", "dev", "--out", str(pki.dir)]) == 0
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("server.pem", "server.key"):
+        (live / name).write_bytes((old.dir / name).read_bytes())
+    police = old.client("police")
+    trusting_new = ClientTls(new.path("ca.pem"), police.cert_file, police.key_file)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+
+    def scenario(_client: ScreeningClient, proc: subprocess.Popen[str]) -> None:
+        with ScreeningClient(address, tls=trusting_new, timeout=2) as c, pytest.raises(grpc.RpcError):
+            c.query_account(uid("acct"))  # the old certificate: not trusted by this client
+        for name in ("server.pem", "server.key"):
+            (live / name).write_bytes((new.dir / name).read_bytes())
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with ScreeningClient(address, tls=trusting_new, timeout=2) as c:
+                    c.query_account(uid("acct"))
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, "the new certificate was not served"
+                time.sleep(0.1)
+        with ScreeningClient(address, tls=police, timeout=2) as c:
+            with pytest.raises(grpc.RpcError) as info:
+                c.query_account(uid("acct"))  # a new connection trusting only the old CA
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        (live / "server.key").write_bytes((old.dir / "server.key").read_bytes())  # a mismatch
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        with ScreeningClient(address, tls=trusting_new, timeout=5) as c:
+            c.query_account(uid("acct"))
+
+    code, err = serve_process(["--tls-cert", str(live / "server.pem"), "--tls-key",
+                               str(live / "server.key"), "--tls-client-ca", old.path("ca.pem")],
+                              port, lambda c: None, tls=police, signals=scenario)
+    assert code == 0, err[-2000:]
+    events = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    assert [e["by"] for e in events if e["event"] == "tls_reloaded"] == ["SIGHUP"]
+    refused = [e for e in events if e["event"] == "tls_refused"]
+    assert len(refused) == 1 and "[tls] key_file" in refused[0]["error"]
