@@ -1,7 +1,7 @@
 """Server start-up and shutdown: restore state, warm kernels, then health SERVING; drain on
-SIGTERM, then a last checkpoint; TLS or mutual TLS on the port when ``[tls]`` says so; the
-tokens file (or, under mutual TLS, the certificate revocation list) re-read when it changes
-(checked every RELOAD_POLL_S) and on SIGHUP.
+SIGTERM, then a last checkpoint; TLS or mutual TLS on the port when ``[tls]`` says so (its
+files re-read on SIGHUP); the tokens file (or, under mutual TLS, the certificate revocation
+list) re-read when it changes (checked every RELOAD_POLL_S) and on SIGHUP.
 
 Stopping takes at most ``grace`` plus STOP_BOUND_S, whatever the clients do: calls still open
 when the grace ends are cancelled, and if grpc has not finished them STOP_BOUND_S later the
