@@ -1,6 +1,8 @@
 """`screening case export`: case graphs for investigators, from a running server or a file.
 
     screening case export --server HOST:PORT --token T --account ACC --hops 2 --out DIR
+    screening case export --server HOST:PORT --tls-ca ca.pem --tls-cert police.pem \
+        --tls-key police.key --account ACC --out DIR
     screening case export --events FILE [--mapping amlsim] --phone +8613... --out DIR
 
 Against a server it calls ExportCaseGraph (police/admin tokens get identifiers in clear, others
@@ -17,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from screening.remote_cli import add_client_options, connect
 
 __all__ = ["add_case_command"]
 
@@ -46,7 +50,7 @@ def add_case_command(sub: Any) -> None:
     source = e.add_mutually_exclusive_group(required=True)
     source.add_argument("--server", help="HOST:PORT of a running screening server")
     source.add_argument("--events", type=Path, help="event file (Parquet/CSV) to build the graph from")
-    e.add_argument("--token", default=None, help="bearer token (default: $SCREENING_TOKEN)")
+    add_client_options(e, "with --server: bearer token")
     e.add_argument("--mapping", default=None,
                    help="--events: column mapping name or TOML file (e.g. amlsim)")
     e.add_argument("--watchlist", type=Path, default=None,
@@ -98,10 +102,7 @@ def _cmd_case_export(args: argparse.Namespace) -> int:
     req = _request(args)
     try:
         if args.server:
-            from screening.client import ScreeningClient
-
-            token = args.token or os.environ.get("SCREENING_TOKEN")
-            with ScreeningClient(args.server, token) as client:
+            with connect(args, args.server) as client:
                 msg = client.export_case_graph(req)
         else:
             msg = _offline(args, req)

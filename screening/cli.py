@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
 from screening.errors import CheckpointError, ConfigError, InputFileError, StoreUnavailable
+from screening.remote_cli import add_client_options, connect
 
 if TYPE_CHECKING:
     import polars as pl
@@ -39,6 +40,12 @@ def _settings(args: argparse.Namespace) -> object:
         overrides.setdefault("auth", {})["allow_insecure_bind"] = True
     if getattr(args, "tokens", None):
         overrides.setdefault("auth", {})["tokens_file"] = str(args.tokens)
+    tls = {"cert_file": getattr(args, "tls_cert", None), "key_file": getattr(args, "tls_key", None),
+           "client_ca_file": getattr(args, "tls_client_ca", None),
+           "crl_file": getattr(args, "tls_crl", None)}
+    if getattr(args, "allow_plaintext", False):
+        tls["allow_plaintext"] = True
+    overrides["tls"] = {k: str(v) if isinstance(v, Path) else v for k, v in tls.items()}
     return load_settings(args.config, os.environ, overrides)
 
 
@@ -109,6 +116,73 @@ def _cmd_token(args: argparse.Namespace) -> int:
     print(f"token for role {args.role} ({args.name}); shown once, only its hash is stored in "
           f"{args.file}", file=sys.stderr)
     print(token)
+    return 0
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    from screening.auth import read_tokens
+
+    entries = read_tokens(args.file)
+    if not args.all:
+        entries = [e for e in entries if not e.revoked]
+    rows = [("ID", "ROLE", "NAME", "INSTITUTION", "CREATED", "REVOKED")]
+    rows += [(e.id, e.role, repr(e.name)[1:-1], e.institution, e.created, e.revoked or "-")
+             for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    from screening.auth import revoke_token
+
+    entry = revoke_token(args.file, args.id)
+    print(f"revoked token {entry.id} ({entry.role}, {entry.name!r}) in {args.file}; a running "
+          f"server refuses it within {_reload_poll_s():g} s (or at once on SIGHUP)")
+    return 0
+
+
+def _cmd_token_rotate(args: argparse.Namespace) -> int:
+    from screening.auth import rotate_token
+
+    token, old, new = rotate_token(args.file, args.id)
+    print(f"token {old.id} ({old.role}, {old.name!r}) revoked, replaced by {new.id}; the new "
+          f"token is shown once, only its hash is stored in {args.file}; a running server "
+          f"switches within {_reload_poll_s():g} s (or at once on SIGHUP)", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _reload_poll_s() -> float:
+    from screening.server import RELOAD_POLL_S
+
+    return RELOAD_POLL_S
+
+
+def _cmd_certs_revoke(args: argparse.Namespace) -> int:
+    from screening.certs import revoke_certificates
+
+    serials = revoke_certificates(args.dir, args.certificates)
+    print(f"{args.dir / 'crl.pem'}: {len(serials)} certificate(s) revoked: "
+          + ", ".join(f"{s:x}" for s in serials))
+    return 0
+
+
+def _cmd_certs_dev(args: argparse.Namespace) -> int:
+    from screening.certs import make_dev_certificates
+
+    paths = make_dev_certificates(args.out, hosts=args.host or ("localhost", "127.0.0.1"),
+                                  days=args.days)
+    print(f"a development CA and certificates in {args.out} (keys 0600; valid {args.days} "
+          "days; not for production: the CA key is beside them):")
+    for path in paths:
+        print(f"  {path}")
+    print(f"serve:  screening serve --tls-cert {args.out / 'server.pem'} --tls-key "
+          f"{args.out / 'server.key'} --tls-client-ca {args.out / 'ca.pem'} --tls-crl "
+          f"{args.out / 'crl.pem'}")
+    print(f"call:   --tls-ca {args.out / 'ca.pem'} --tls-cert {args.out / 'client-police.pem'} "
+          f"--tls-key {args.out / 'client-police.key'}")
     return 0
 
 
@@ -257,7 +331,6 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
 
     from screening.offline.replay import read_registry, registry_profiles
     from screening.v1 import screening_pb2 as pb
-    from screening.v1 import screening_pb2_grpc as pb_grpc
 
     registry = read_registry(args.file)
     rows = registry_profiles(registry)
@@ -268,21 +341,19 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
     payroll = registry.get_column("payroll").fill_null(False).to_list()
     dates = {c: registry.get_column(c).cast(str).fill_null("").to_list()
              for c in ("opened_date", "last_active_date")}
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
     sent = 0
-    with grpc.insecure_channel(args.server) as channel:
-        stub = pb_grpc.ScreeningStub(channel)  # type: ignore[no-untyped-call]
+    with connect(args, args.server, timeout=60.0) as client:
         for lo in range(0, len(rows), args.chunk):
-            msg = pb.UpsertAccountsRequest(accounts=[
+            profiles = [
                 pb.AccountProfile(account_id=rows[i][0],
                                   party_type=party.get(types[i] or "", 0),  # type: ignore[arg-type]
                                   opened_date=dates["opened_date"][i],
                                   last_active_date=dates["last_active_date"][i],
                                   merchant_category=categories[i], payroll=bool(payroll[i]),
                                   phone=rows[i][4])
-                for i in range(lo, min(lo + args.chunk, len(rows)))])
+                for i in range(lo, min(lo + args.chunk, len(rows)))]
             try:
-                sent += stub.UpsertAccounts(msg, metadata=metadata, timeout=60).upserted
+                sent += client.upsert_accounts(profiles).upserted
             except grpc.RpcError as exc:
                 print(f"screening: {args.server}: {exc.code().name}: {exc.details()}",
                       file=sys.stderr)
@@ -360,10 +431,9 @@ def _large_value_from_server(args: argparse.Namespace) -> pl.DataFrame | None:
     """The report of ``args.date`` through GetLargeValueReport; None (and a line) on an error."""
     import grpc
 
-    from screening.client import ScreeningClient
     from screening.convert import large_value_frame
 
-    with ScreeningClient(args.server, args.token) as client:
+    with connect(args, args.server) as client:
         try:
             msg = client.large_value_report(args.date, args.institution or ())
         except grpc.RpcError as exc:
@@ -460,6 +530,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "addresses only unless --allow-insecure-bind)")
     p.add_argument("--allow-insecure-bind", action="store_true",
                    help="with --no-auth, listen on a non-loopback --host anyway")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                   help="TLS: the server's certificate chain, PEM (with --tls-key; default: "
+                        "[tls] cert_file)")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                   help="TLS: the server's private key, PEM (default: [tls] key_file)")
+    p.add_argument("--tls-client-ca", type=Path, default=None, metavar="FILE",
+                   help="mutual TLS: CA certificates (PEM) that sign the clients' certificates; "
+                        "every client must present one, whose OU is its role (default: [tls] "
+                        "client_ca_file)")
+    p.add_argument("--tls-crl", type=Path, default=None, metavar="FILE",
+                   help="mutual TLS: a certificate revocation list (PEM) of --tls-client-ca; the "
+                        "client certificates it lists are refused; re-read when it changes "
+                        "(default: [tls] crl_file)")
+    p.add_argument("--allow-plaintext", action="store_true",
+                   help="without TLS, listen on a non-loopback --host anyway (a proxy in front "
+                        "terminates TLS)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
                    help="log level (default: [log] level, info)")
     p.add_argument("--log-format", choices=("json", "console"), default=None,
@@ -505,6 +591,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bank and payment tokens: the institution code it reports for (its "
                         "customers' large-value reports, GetLargeValueReport)")
     t.set_defaults(func=_cmd_token)
+    t = tsub.add_parser("list", help="the tokens of a tokens file: id, role, name, institution, "
+                                      "created, revoked (never a secret: the file holds none)")
+    t.add_argument("--file", type=Path, default=Path("tokens.toml"), help="tokens file")
+    t.add_argument("--all", action="store_true", help="revoked tokens too")
+    t.set_defaults(func=_cmd_token_list)
+    t = tsub.add_parser("revoke", help="revoke a token (it stays listed); a running server "
+                                        "refuses it once it re-read the file (within seconds, "
+                                        "or at once on SIGHUP)")
+    t.add_argument("id", help="the token's id from `token list` (or a unique prefix, 8 or more "
+                              "characters)")
+    t.add_argument("--file", type=Path, default=Path("tokens.toml"), help="tokens file")
+    t.set_defaults(func=_cmd_token_revoke)
+    t = tsub.add_parser("rotate", help="a new token for the holder of a token (same role, name "
+                                        "and institution), the old one revoked; prints the new "
+                                        "one once (alone on stdout)")
+    t.add_argument("id", help="the token's id from `token list` (or a unique prefix)")
+    t.add_argument("--file", type=Path, default=Path("tokens.toml"), help="tokens file")
+    t.set_defaults(func=_cmd_token_rotate)
+
+    p = sub.add_parser("certs", help="certificates for TLS and mutual TLS")
+    xsub = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    x = xsub.add_parser("dev", help="a local CA, a server certificate and a client certificate "
+                                     "per role (OU = role, CN = dev-ROLE; bank and payment with "
+                                     "O = BANK01, PAY01), for tests and development")
+    x.add_argument("--out", type=Path, required=True, help="directory to write them into")
+    x.add_argument("--host", action="append", default=None,
+                   help="a name or address the server certificate is for (repeatable; default: "
+                        "localhost and 127.0.0.1)")
+    x.add_argument("--days", type=int, default=30, help="validity in days (default 30)")
+    x.set_defaults(func=_cmd_certs_dev)
+    x = xsub.add_parser("revoke", help="add client certificates to the dev CA's revocation list "
+                                        "(DIR/crl.pem, for serve --tls-crl); a server reading it "
+                                        "refuses them within seconds")
+    x.add_argument("certificates", type=Path, nargs="+", help="client certificate files (PEM)")
+    x.add_argument("--dir", type=Path, required=True,
+                   help="the directory `certs dev` wrote (its ca.pem, ca.key, crl.pem)")
+    x.set_defaults(func=_cmd_certs_revoke)
 
     p = sub.add_parser("policy", help="check or print a policy file")
     psub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
@@ -562,9 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", type=Path, help="registry .parquet or .csv (account, party_type, "
                    "opened_date, last_active_date, merchant_category, payroll, phone)")
     a.add_argument("--server", default="localhost:50051", help="host:port of the server")
-    a.add_argument("--token", default=os.environ.get("SCREENING_TOKEN"),
-                   help="bearer token of a bank, payment or admin caller (default: "
-                        "$SCREENING_TOKEN)")
+    add_client_options(a, "bearer token of a bank, payment or admin caller")
     a.add_argument("--chunk", type=int, default=1000, help="accounts per request")
     a.set_defaults(func=_cmd_accounts_load)
 
@@ -595,10 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--server", default=None,
                            help="HOST:PORT: one day of the running server's report ledger "
                                 "(GetLargeValueReport)")
-            r.add_argument("--token", default=os.environ.get("SCREENING_TOKEN"),
-                           help="with --server: bearer token of a police, regulator, admin, or "
-                                "institution-bound bank or payment caller (default: "
-                                "$SCREENING_TOKEN)")
+            add_client_options(r, "with --server: bearer token of a police, regulator, admin, "
+                                  "or institution-bound bank or payment caller")
             r.add_argument("--checkpoint", type=Path, default=None,
                            help="a file store directory or checkpoint file: one day of the "
                                 "report ledger it holds, read offline")

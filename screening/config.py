@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "StateSettings",
     "StorageSettings",
+    "TlsSettings",
     "load_settings",
     "render_settings",
     "settings_sources",
@@ -275,6 +276,51 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TlsSettings:
+    """TLS on the gRPC port (``screening.tls``), and mutual TLS with ``client_ca_file``.
+
+    ``cert_file`` (PEM, the server's certificate chain) and ``key_file`` (its PEM private key)
+    switch TLS on. ``client_ca_file`` (PEM CA certificates) makes it mutual: every client must
+    present a certificate signed by one of them, and the certificate says who calls (subject
+    OU = role, CN = caller name, O = institution of a bank or payment institution; see
+    ``screening.auth``); bearer tokens are not used then. (grpcio either requires and verifies
+    client certificates or does not ask for them, so the CA alone says which.) ``crl_file`` (a
+    PEM certificate revocation list signed by that CA) refuses the client certificates it lists;
+    the server re-reads it when it changes and on SIGHUP. Without a
+    certificate the port is plaintext: only on a loopback host, unless ``allow_plaintext``
+    (e.g. behind a proxy that terminates TLS); either way logged as a warning.
+    """
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+    crl_file: str = ""
+    allow_plaintext: bool = False
+
+    def __post_init__(self) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("[tls] cert_file and key_file: give both (the server's certificate "
+                              "and its private key) or neither")
+        if self.client_ca_file and not self.cert_file:
+            raise ConfigError("[tls] client_ca_file: mutual TLS needs the server's cert_file and "
+                              "key_file too")
+        if self.crl_file and not self.client_ca_file:
+            raise ConfigError("[tls] crl_file: revokes client certificates, so it needs "
+                              "client_ca_file (mutual TLS)")
+        if self.allow_plaintext and self.cert_file:
+            raise ConfigError("[tls] allow_plaintext: the port serves TLS only when cert_file is "
+                              "set; drop one of them")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    @property
+    def mutual(self) -> bool:
+        return bool(self.client_ca_file)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogSettings:
     level: str = "info"
     # "json" for machines, "console" for people.
@@ -383,6 +429,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     state: StateSettings = field(default_factory=StateSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
@@ -401,6 +448,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitSettings,
     "state": StateSettings,
     "auth": AuthSettings,
+    "tls": TlsSettings,
     "log": LogSettings,
     "metrics": MetricsSettings,
     "policy": PolicySettings,

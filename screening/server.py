@@ -1,5 +1,7 @@
 """Server start-up and shutdown: restore state, warm kernels, then health SERVING; drain on
-SIGTERM, then a last checkpoint.
+SIGTERM, then a last checkpoint; TLS or mutual TLS on the port when ``[tls]`` says so (its
+files re-read on SIGHUP); the tokens file (or, under mutual TLS, the certificate revocation
+list) re-read when it changes (checked every RELOAD_POLL_S) and on SIGHUP.
 
 Stopping takes at most ``grace`` plus STOP_BOUND_S, whatever the clients do: calls still open
 when the grace ends are cancelled, and if grpc has not finished them STOP_BOUND_S later the
@@ -52,10 +54,18 @@ from screening.store import (
     open_store,
     restore_engine,
 )
+from screening.tls import ServerCertificates, ServerTls
 from screening.v1 import screening_pb2 as pb
 
-__all__ = ["SERVICE_NAME", "STOP_BOUND_S", "STORE_HEALTH_SERVICE", "RunningServer",
-           "serve_forever", "start_server"]
+__all__ = [
+    "RELOAD_POLL_S",
+    "SERVICE_NAME",
+    "STOP_BOUND_S",
+    "STORE_HEALTH_SERVICE",
+    "RunningServer",
+    "serve_forever",
+    "start_server",
+]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 # the health "service" saying whether the state store keeps this server's state
@@ -63,6 +73,9 @@ STORE_HEALTH_SERVICE = "screening.store"
 # How long stopping may take beyond the grace period before the last checkpoint is written
 # regardless of calls grpc has not finished.
 STOP_BOUND_S = 5.0
+# How often a serving process looks whether its tokens file (or CRL) changed: a revoked token or
+# certificate is refused at most this long after the file is written; SIGHUP re-reads it at once.
+RELOAD_POLL_S = 2.0
 
 
 class _GcFreezer(threading.Thread):
@@ -103,6 +116,8 @@ class RunningServer:
     metrics_port: int = 0
     service: ScreeningService | None = None
     shadow: ShadowRecorder | None = None
+    auth: Authenticator | None = None
+    tls: ServerTls | None = None
 
     @property
     def address(self) -> str:
@@ -126,6 +141,37 @@ class RunningServer:
             log.error("policy_refused", by=by, file=path or "(default)", error=str(exc),
                       running=self.engine.policy.version)
             return False
+        return True
+
+    def reload_auth(self, by: str = "SIGHUP") -> bool:
+        """Re-read the tokens file (or the CRL) and use it from the next call on (a revoked
+        token or certificate is refused from then); False (and an error line naming the file)
+        when it does not load: what is in use stays. Calls already running, open streams
+        included, go on."""
+        log = get_logger("screening.server")
+        if self.auth is None or self.auth.path is None:
+            return False
+        try:
+            counts = self.auth.reload()
+        except ConfigError as exc:
+            log.error("auth_refused", by=by, file=str(self.auth.path), error=str(exc))
+            return False
+        log.info("auth_reloaded", by=by, file=str(self.auth.path), **counts)
+        return True
+
+    def reload_tls(self, by: str = "SIGHUP") -> bool:
+        """Re-read the certificate, key and client CA files for the connections that follow
+        (open ones keep theirs); False (and an error line naming the setting and file) when
+        they do not load: the certificates in use stay."""
+        if self.tls is None:
+            return False
+        log = get_logger("screening.server")
+        try:
+            certs = self.tls.reload()
+        except ConfigError as exc:
+            log.error("tls_refused", by=by, error=str(exc))
+            return False
+        _log_certificates(log, "tls_reloaded", certs, by=by)
         return True
 
     def stop(self, grace: float | None = None) -> None:
@@ -164,6 +210,17 @@ class RunningServer:
 def _authenticator(settings: Settings, auth: Authenticator | None) -> Authenticator:
     if auth is not None:
         return auth
+    if settings.tls.mutual:
+        if not settings.auth.enabled:
+            raise ConfigError("--no-auth ([auth] enabled = false) with [tls] client_ca_file: "
+                              "under mutual TLS the client certificates say who calls; drop one")
+        if settings.auth.tokens_file:
+            raise ConfigError("[auth] tokens_file: not used under mutual TLS ([tls] "
+                              "client_ca_file), where the client certificates say who calls; "
+                              "drop one")
+        return Authenticator.from_certificates(
+            Path(settings.tls.crl_file) if settings.tls.crl_file else None,
+            Path(settings.tls.client_ca_file))
     if not settings.auth.enabled:
         return Authenticator({}, enabled=False)
     if not settings.auth.tokens_file:
@@ -196,6 +253,20 @@ def _check_open_bind(settings: Settings, log: Any) -> None:
             "([auth] allow_insecure_bind) to do it anyway")
     log.warning("insecure_bind", host=host,
                 detail="no auth on a non-loopback address: anyone who reaches it is admin")
+
+
+def _check_plaintext(settings: Settings, log: Any) -> None:
+    """Without TLS, tokens and replies cross the network in clear: loopback only, unless told."""
+    host = settings.server.host
+    if not _is_loopback(host) and not settings.tls.allow_plaintext:
+        raise ConfigError(
+            f"no TLS: refusing to serve plaintext on {host}, which is not a loopback address; "
+            "give the server a certificate ([tls] cert_file and key_file, --tls-cert/--tls-key; "
+            "`screening certs dev --out DIR` makes some for trying it), or add --allow-plaintext "
+            "([tls] allow_plaintext) when a proxy in front terminates TLS")
+    log.warning("plaintext", host=host,
+                detail="no TLS on the gRPC port: tokens and replies are not encrypted "
+                       "([tls] cert_file)")
 
 
 def _restore(engine: Engine, store: Store, masker: Masker, log: Any) -> None:
@@ -232,6 +303,11 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     if not authenticator.enabled:
         _check_open_bind(settings, log)
         log.warning("auth_disabled", detail="every caller is admin; development only")
+    if settings.tls.enabled:
+        tls: ServerTls | None = ServerTls(settings.tls)
+    else:
+        tls = None
+        _check_plaintext(settings, log)
     policy = policy or load_policy(settings.policy.file)
     masker = masker or Masker()
     engine = engine or Engine(settings, policy)
@@ -239,7 +315,8 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     store = store or open_store(settings.storage)
     if store is None:
-        return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log)
+        return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,
+                      tls=tls)
 
     store_log = get_logger("screening.store")
 
@@ -269,7 +346,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         checkpointers.append(checkpointer)
         store_health(status.ok)
         return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,
-                      store=store, checkpointer=checkpointer, lease=lease)
+                      store=store, checkpointer=checkpointer, lease=lease, tls=tls)
     except BaseException:
         lease.release()  # whatever failed, the next start must not find the store claimed
         store.close()
@@ -285,8 +362,9 @@ def _set_health(servicer: health.HealthServicer, status: Any) -> None:
 def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Authenticator,
            engine: Engine, health_servicer: health.HealthServicer, port: int | None, log: Any, *,
            store: Store | None = None, checkpointer: Checkpointer | None = None,
-           lease: WriterLease | None = None) -> RunningServer:
-    """Bind, warm, start and report SERVING (the state is already restored)."""
+           lease: WriterLease | None = None, tls: ServerTls | None = None) -> RunningServer:
+    """Bind (with ``tls``, else plaintext), warm, start and report SERVING (the state is
+    already restored)."""
 
     def denied(method: str, outcome: str, role: str, peer: str) -> None:
         log.info("access_denied", method=method, outcome=outcome, role=role, peer=peer)
@@ -318,8 +396,12 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     bind_port = settings.server.port if port is None else port
+    address = f"{settings.server.host}:{bind_port}"
     try:
-        bound = server.add_insecure_port(f"{settings.server.host}:{bind_port}")
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, tls.credentials)
     except RuntimeError:  # grpcio raises where older versions returned 0
         bound = 0
     if bound == 0:
@@ -349,6 +431,9 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
             server.stop(None)
             raise ConfigError(f"[metrics] cannot serve on {settings.metrics.host}:"
                               f"{settings.metrics.port}: {exc.strerror or exc}") from None
+    if tls is not None:
+        _log_certificates(log, "tls", tls.current, mutual=tls.mutual,
+                          callers="client certificates" if tls.mutual else "bearer tokens")
     server.start()
     if lease is None or not lease.lost:
         _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
@@ -356,11 +441,18 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         checkpointer.start()
     log.info("serving", host=settings.server.host, port=bound, policy=policy.version,
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
+             tls="mutual" if tls is not None and tls.mutual else "on" if tls is not None else "off",
              store=store.location if store is not None else "none",
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
              shadows=[s.version for s in engine.shadows] or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service, shadow)
+                         lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls)
+
+
+def _log_certificates(log: Any, event: str, certs: ServerCertificates, **fields: Any) -> None:
+    for warning in certs.warnings:
+        log.warning("tls_key_exposed", detail=warning)
+    log.info(event, subject=certs.subject, not_after=certs.not_after.isoformat(), **fields)
 
 
 def _shadow_recorder(settings: Settings, engine: Engine, metrics: Metrics) -> ShadowRecorder | None:
@@ -387,8 +479,9 @@ def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
 
 def serve_forever(running: RunningServer, grace: float) -> None:
     """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit; on
-    SIGHUP re-read the policy file and swap it in (a file that does not load is logged and the
-    running policy stays).
+    SIGHUP re-read the policy file, the tokens file (or CRL) and the TLS certificates and swap
+    them in (a file that does not load is logged and what is running stays). The tokens file
+    or CRL is also re-read when it changes (looked at every RELOAD_POLL_S).
 
     When another server took the store (this one was cut off from it past its lease), stop the
     same way and raise StoreBusy saying so: answering on would split the state in two."""
@@ -398,7 +491,7 @@ def serve_forever(running: RunningServer, grace: float) -> None:
     wake = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:  # reload the policy, in the loop below (not in a handler)
+        if signum == signal.SIGHUP:  # reload, in the loop below (not in a handler)
             reload.set()
         else:
             log.info("stopping", signal=signal.Signals(signum).name, grace_s=grace)
@@ -409,6 +502,8 @@ def serve_forever(running: RunningServer, grace: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         previous[sig] = signal.signal(sig, on_signal)
     lease = running.lease
+    auth = running.auth
+    next_poll = time.monotonic() + RELOAD_POLL_S
     try:
         while not stop.is_set():
             wake.wait(0.5)
@@ -416,6 +511,12 @@ def serve_forever(running: RunningServer, grace: float) -> None:
             if reload.is_set() and not stop.is_set():
                 reload.clear()
                 running.reload_policy("SIGHUP")
+                running.reload_auth("SIGHUP")
+                running.reload_tls("SIGHUP")
+            elif auth is not None and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + RELOAD_POLL_S
+                if auth.changed():
+                    running.reload_auth("file changed")
             if lease is not None and lease.lost:
                 log.error("stopping", reason=lease.lost_reason, grace_s=grace)
                 break

@@ -21,6 +21,7 @@ from screening.errors import (
     InvalidRequest,
     OutOfRange,
     ScreeningError,
+    Unauthenticated,
     status_of,
 )
 from screening.idempotency import DEFAULT_SCOPE
@@ -110,7 +111,10 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {ref})")
 
     def _caller(self, context: grpc.ServicerContext) -> Caller:
-        return self.auth.caller(context.invocation_metadata()) or Caller("?", "?")
+        try:
+            return self.auth.caller_of(context)
+        except Unauthenticated:  # revoked since the interceptor let the call in
+            return Caller("?", "?")
 
     def _scope(self, context: grpc.ServicerContext) -> str:
         """The calling institution (its name in the tokens file), whose transaction and call ids

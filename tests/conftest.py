@@ -25,6 +25,7 @@ from screening.client import ScreeningClient
 from screening.config import Settings, load_settings
 from screening.logs import configure_logging
 from screening.server import RunningServer, start_server
+from screening.tls import ClientTls
 
 # the bank's token reports for BANK01 (the client helpers' default institution); the payment
 # institution's names none
@@ -121,9 +122,10 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
                   token: str | None = None, env: Mapping[str, str] | None = None,
                   cwd: Path | None = None,
                   signals: Callable[[ScreeningClient, subprocess.Popen[str]], None] | None = None,
-                  ) -> tuple[int, str]:
+                  tls: ClientTls | None = None) -> tuple[int, str]:
     """Run `screening serve` as its own process, do `action` once it is SERVING (or `signals`,
-    which also gets the process, to signal it), then SIGTERM it.
+    which also gets the process, to signal it), then SIGTERM it. With ``tls`` the client
+    connects with it (the dev server certificate is for 127.0.0.1 too).
 
     Returns (exit status, stderr): the tests look at how it shut down and what it logged.
     """
@@ -131,7 +133,7 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
                             stderr=subprocess.PIPE, text=True, cwd=cwd,
                             env=None if env is None else dict(env))
     try:
-        with ScreeningClient(f"127.0.0.1:{port}", token) as client:
+        with ScreeningClient(f"127.0.0.1:{port}", token, tls=tls) as client:
             # generous: on a loaded 2-core machine a start that loads every kernel takes a while
             deadline = time.time() + 180
             while True:

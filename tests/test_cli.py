@@ -201,7 +201,9 @@ def test_serve_process_answers_then_drains_on_sigterm(tmp_path: Path) -> None:
     assert status == 0
     events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
     warming = events.index("serving")
-    assert warming >= 2 and set(events[:warming]) == {"warming"}  # each kernel step, then serving
+    # no TLS on loopback: said once; then each kernel step, then serving
+    assert events[0] == "plaintext" and events.count("plaintext") == 1
+    assert warming >= 3 and set(events[1:warming]) == {"warming"}
     assert "stopping" in events and events[-1] == "stopped"
     assert "6222000099998888" not in err
 

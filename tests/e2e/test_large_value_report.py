@@ -152,7 +152,7 @@ def test_identifiers_by_role_and_each_bank_sees_its_own_customers(live: Live) ->
     assert {r.institution for r in only.rows} == {"BANK02"}
     assert payee in {r.account for r in only.rows}
 
-    for client, match in ((live.bank, "'BANK02' is not this token's institution"),
+    for client, match in ((live.bank, "'BANK02' is not this caller's institution"),
                           (live.client("payment"), "not bound to an institution"),
                           (live.telecom, "may not call GetLargeValueReport")):
         with pytest.raises(grpc.RpcError) as info:

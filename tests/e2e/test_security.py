@@ -132,7 +132,8 @@ def _serve_no_auth(port: int, *extra: str) -> subprocess.Popen[str]:
 
 
 def test_no_auth_refuses_to_bind_beyond_loopback_unless_forced() -> None:
-    """`--no-auth --host 0.0.0.0` exits 2 naming the flag; with --allow-insecure-bind it serves."""
+    """`--no-auth --host 0.0.0.0` exits 2 naming the flag; with --allow-insecure-bind (and
+    --allow-plaintext: no TLS either) it serves."""
     proc = _serve_no_auth(free_port())
     try:
         _, err = proc.communicate(timeout=60)
@@ -143,7 +144,7 @@ def test_no_auth_refuses_to_bind_beyond_loopback_unless_forced() -> None:
     assert proc.returncode == 2
     assert "--allow-insecure-bind" in err and "0.0.0.0" in err
     port = free_port()
-    proc = _serve_no_auth(port, "--allow-insecure-bind")
+    proc = _serve_no_auth(port, "--allow-insecure-bind", "--allow-plaintext")
     try:
         with ScreeningClient(f"127.0.0.1:{port}") as c:
             c.wait_ready(120)
@@ -158,4 +159,4 @@ def test_no_auth_refuses_to_bind_beyond_loopback_unless_forced() -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0
-    assert '"insecure_bind"' in err
+    assert '"insecure_bind"' in err and '"plaintext"' in err
