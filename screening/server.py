@@ -29,6 +29,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from screening._reflection import enable_reflection
+from screening.audit import AuditTrail
 from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
@@ -103,6 +104,7 @@ class RunningServer:
     metrics_port: int = 0
     service: ScreeningService | None = None
     shadow: ShadowRecorder | None = None
+    audit: AuditTrail | None = None
 
     @property
     def address(self) -> str:
@@ -140,6 +142,9 @@ class RunningServer:
                 detail="calls grpc did not finish; writing the last checkpoint anyway")
         if self.lanes is not None:
             self.lanes.shutdown_all()
+        if self.audit is not None:  # every queued record written, a last anchor, fsync'd
+            self.audit.close()
+            self.audit = None
         self.engine.stop_prefill()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
@@ -311,9 +316,11 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     )
     converter = Converter(settings, policy, engine.clock_ms, policy_for=engine.policy_for)
     service_log = get_logger("screening.service")
+    audit = (AuditTrail(settings.audit, get_logger("screening.audit"))
+             if settings.audit.dir else None)
     service = ScreeningService(engine, converter, authenticator, masker, service_log,
                                log_every_decision=settings.log.level.lower() == "debug",
-                               metrics=metrics)
+                               metrics=metrics, audit=audit)
     add_screening_service(server, service, lanes, throttle, service_log, refusals, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
@@ -325,6 +332,12 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     if bound == 0:
         raise ConfigError(f"cannot bind {settings.server.host}:{bind_port} (in use, or not an "
                           "address of this machine)")
+    if audit is not None:  # opens the next file of the chain (ConfigError when it cannot)
+        try:
+            audit.start()
+        except ConfigError:
+            server.stop(None)
+            raise
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up(progress=lambda step: log.info("warming", step=step))
     engine.on_evict = lambda ev: log.warning(
@@ -347,6 +360,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
             metrics_port = metrics.serve(settings.metrics.host, settings.metrics.port)
         except OSError as exc:
             server.stop(None)
+            if audit is not None:
+                audit.close()
             raise ConfigError(f"[metrics] cannot serve on {settings.metrics.host}:"
                               f"{settings.metrics.port}: {exc.strerror or exc}") from None
     server.start()
@@ -358,9 +373,10 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              warm_ms=round(warm * 1000, 1), auth=authenticator.enabled,
              store=store.location if store is not None else "none",
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
-             shadows=[s.version for s in engine.shadows] or None)
+             shadows=[s.version for s in engine.shadows] or None,
+             audit=settings.audit.dir or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service, shadow)
+                         lease, lanes, metrics, metrics_port, service, shadow, audit)
 
 
 def _shadow_recorder(settings: Settings, engine: Engine, metrics: Metrics) -> ShadowRecorder | None:

@@ -1,0 +1,669 @@
+"""The audit trail: who did what, when, with which decision, under which policy.
+
+Every decision (ALLOW and duplicates included), call decision, watchlist change, feedback,
+account query, case export, large-value report, registry upsert and policy swap is appended to
+JSON-lines files under ``[audit] dir``, identifiers in clear: it is the regulator's record (the
+ordinary log stays masked). Off while ``dir`` is empty.
+
+**Format.** One record per line, UTF-8, keys in this order::
+
+    {"seq":7,"at":"2026-12-06T14:03:11.123456Z","kind":"decision",...,"prev":"<64 hex>","hash":"<64 hex>"}
+
+``hash`` is the sha256 of the line's bytes before ``,"hash":`` (everything else, ``prev``
+included) and ``prev`` is the ``hash`` of the record before it (``GENESIS``, 64 zeros, before the
+first record ever). ``seq`` counts from 0 without gaps across files. A file is named
+``audit-<seq of its first record, 12 digits>.jsonl`` and begins with an ``open`` record naming
+itself and the file before it, chained to that file's last record: files cannot be dropped,
+renamed, swapped or reordered unseen. ``anchor`` records carry the count so far and the chain
+head (the hash of the record before the anchor); each anchor's own seq and hash are also
+logged as ``audit_anchor`` in the ordinary log, so an outsider can notarise them, and
+``screening audit verify --anchor SEQ=HASH`` checks the log still holds a published one. (A
+hash chain without a key shows a change to any record before a published anchor; records after
+the last published anchor could be rewritten as a whole by whoever can write the files.)
+
+**Request path.** A handler calls ``admit()`` before it changes anything and, once done,
+appends one tuple of objects it already holds (``add``, a bound ``deque.append``): no
+serialising and no hashing there. A writer thread takes the queue at least every
+``flush_interval_ms``, builds, chains and writes the records in one write per batch, fsyncs it
+(``fsync = "batch"``) and rotates files by size and UTC day. Records are in the order they were
+queued; ``at`` is read on the request thread, so two worker threads can put them a few
+microseconds out of time order.
+
+**When the writer cannot keep up** (a slow or failing disk): once ``max_pending`` records wait,
+``admit`` waits up to ``block_ms`` for room and then raises ``AuditUnavailable``
+(UNAVAILABLE): the call is refused before it changes any state, so the service never decides
+what it cannot record. A write that fails is retried every second with the same records
+(a partial write is cut off first); nothing queued is dropped. What is queued but not yet
+written (at most ``flush_interval_ms`` of traffic, or what waits behind a failing disk) is lost
+if the process is killed; SIGTERM writes it all before the process exits.
+
+**After a crash mid-write** the newest file may end in an incomplete record. The next start
+leaves those bytes as they are, continues the chain from the last complete record in a new
+file, and its ``open`` record names them (``damaged_tail``: file, offset, bytes); ``verify``
+accepts exactly that and reports it as a note.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from screening.auth import Caller
+from screening.config import AuditSettings
+from screening.errors import AuditUnavailable, ConfigError
+from screening.model import NEVER, CallInput, CallRecord, DecisionRecord, TxnInput
+from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, REPORT_FLAGS
+
+__all__ = [
+    "CALL",
+    "DECISION",
+    "GENESIS",
+    "AuditTrail",
+    "VerifyReport",
+    "audit_files",
+    "iso_ms",
+    "iso_ns",
+    "read_records",
+    "verify",
+    "watch_entry",
+]
+
+GENESIS = "0" * 64
+DECISION = "decision"
+CALL = "call_decision"
+_OPEN = "open"
+_ANCHOR = "anchor"
+_FILE_RE = re.compile(r"^audit-(\d{12})\.jsonl$")
+_HASH_TAIL = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
+_SEQ_HEAD = re.compile(rb'^\{"seq":(\d+),')
+_ENTITY_KINDS = {1: "account", 2: "phone", 3: "device"}
+_REPORTS = tuple(REPORT_FLAGS.items())
+_UTC = dt.UTC
+
+
+def file_name(first_seq: int) -> str:
+    return f"audit-{first_seq:012d}.jsonl"
+
+
+def audit_files(directory: Path) -> list[Path]:
+    """The audit files of ``directory`` in chain order (by the sequence number in the name)."""
+    return sorted(p for p in directory.iterdir() if _FILE_RE.match(p.name))
+
+
+def iso_ns(ns: int) -> str:
+    """Epoch nanoseconds as UTC text to the microsecond: ``2026-12-06T14:03:11.123456Z``."""
+    s, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{rest // 1000:06d}Z"
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as UTC text (as ``iso_ns``)."""
+    return iso_ns(ms * 1_000_000)
+
+
+# ------------------------------------------------------------------ records from queued tuples
+def _caller_fields(caller: Caller, rpc: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"rpc": rpc, "by": caller.name, "role": caller.role}
+    if caller.institution:
+        out["institution"] = caller.institution
+    return out
+
+
+def _decision(item: tuple[Any, ...]) -> dict[str, Any]:
+    _, _, caller, rpc, t, rec, duplicate, reasons = item
+    assert isinstance(t, TxnInput) and isinstance(rec, DecisionRecord)
+    out = _caller_fields(caller, rpc)
+    out.update(
+        txn=t.transaction_id, event_time=iso_ms(t.event_time_ms),
+        payer=t.payer.account_id, payer_institution=t.payer.institution,
+        payee=t.payee.account_id, payee_institution=t.payee.institution,
+        amount_minor=t.amount_minor, currency=t.currency, amount_fen=t.amount_fen,
+        action=ACTION_NAMES[rec.action], reasons=reasons, risk=rec.score,
+        reports=[name for name, bit in _REPORTS if rec.report_flags & bit],
+        duplicate=duplicate, degraded=rec.degraded, policy=rec.policy_version)
+    return out
+
+
+def _call_decision(item: tuple[Any, ...]) -> dict[str, Any]:
+    _, _, caller, rpc, call, rec, duplicate, reasons = item
+    assert isinstance(call, CallInput) and isinstance(rec, CallRecord)
+    out = _caller_fields(caller, rpc)
+    out.update(
+        call_id=call.call_id, caller_number=call.caller, callee_number=call.callee,
+        start=iso_ms(call.start_ms), duration_s=call.duration_s,
+        action=CALL_ACTION_NAMES[rec.action], reasons=reasons, risk=rec.score,
+        duplicate=duplicate, policy=rec.policy_version)
+    return out
+
+
+def _event(item: tuple[Any, ...]) -> dict[str, Any]:
+    _, _, caller, rpc, policy, fields = item
+    out = _caller_fields(caller, rpc)
+    out.update(fields)
+    out["policy"] = policy
+    return out
+
+
+_BUILDERS: dict[str, Callable[[tuple[Any, ...]], dict[str, Any]]] = {
+    DECISION: _decision, CALL: _call_decision}
+
+
+def watch_entry(kind: int, value: str, reason: str = "", source: str = "",
+                expires_ms: int = NEVER) -> dict[str, Any]:
+    """One watchlist entry as the audit record holds it."""
+    out: dict[str, Any] = {"kind": _ENTITY_KINDS.get(kind, str(kind)), "value": value}
+    if reason or source:
+        out.update(reason=reason, source=source,
+                   expires=None if expires_ms >= NEVER else iso_ms(expires_ms))
+    return out
+
+
+# ------------------------------------------------------------------ the writer
+@dataclass
+class _Chain:
+    """Where the chain stands: the next sequence number and the last record's hash."""
+
+    seq: int = 0
+    head: str = GENESIS
+
+
+@dataclass
+class _Resume:
+    chain: _Chain
+    last_file: str | None
+    damaged: dict[str, Any] | None
+
+
+class AuditTrail:
+    """The audit trail of one server: a queue the request threads append to and the thread that
+    writes it (see the module docstring). ``start()`` opens the directory (ConfigError when it
+    cannot be written), ``close()`` writes everything queued, a last anchor, and stops."""
+
+    def __init__(self, settings: AuditSettings, log: Any, *,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.settings = settings
+        self.dir = Path(settings.dir)
+        self.log = log
+        self.clock_ns = clock_ns
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        # the request path: one C call, thread-safe under the GIL
+        self.add = self._pending.append
+        self._max_pending = settings.max_pending
+        self._wake = threading.Event()
+        self._room = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._chain = _Chain()
+        self._fd = -1
+        self._file = ""
+        self._file_bytes = 0
+        self._file_day = ""
+        self._since_anchor = 0
+        self._last_anchor = 0.0
+        self._failing: str | None = None
+        self._busy = False
+        self._abandon = threading.Event()
+        self.written = 0  # records written (and fsynced, with fsync = "batch") by this process
+        self.refused = 0
+
+    # -------------------------------------------------------------- request path
+    def admit(self) -> None:
+        """Return when there is room for a call's records; raise AuditUnavailable when the
+        writer stays ``max_pending`` records behind for ``block_ms``."""
+        if len(self._pending) < self._max_pending:
+            return
+        self._wake.set()
+        deadline = time.monotonic() + self.settings.block_ms / 1000
+        with self._room:
+            while len(self._pending) >= self._max_pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.refused += 1
+                    why = f"; last write error: {self._failing}" if self._failing else ""
+                    raise AuditUnavailable(
+                        f"audit trail: {len(self._pending):,} records not yet written ([audit] "
+                        f"max_pending {self._max_pending:,}, waited {self.settings.block_ms:g} "
+                        f"ms{why}); nothing was changed, retry shortly")
+                self._room.wait(left)
+
+    def event(self, kind: str, caller: Caller, rpc: str, policy: str, **fields: Any) -> None:
+        """Queue a record of ``kind`` (not a decision) with ``fields`` (JSON values)."""
+        self.add((kind, self.clock_ns(), caller, rpc, policy, fields))
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(records in the chain, hash of the last one) as written so far."""
+        return self._chain.seq, self._chain.head
+
+    # -------------------------------------------------------------- life cycle
+    def start(self) -> None:
+        try:
+            if not self.dir.exists():
+                self.dir.mkdir(mode=0o700, parents=True)
+            resume = _resume(self.dir)
+            self._chain = resume.chain
+            self._open(resume.last_file, "start", damaged=resume.damaged)
+        except OSError as exc:
+            raise ConfigError(f"[audit] dir {self.dir}: cannot be written "
+                              f"({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ConfigError(f"[audit] dir {self.dir}: {exc}; check it with `screening audit "
+                              "verify`") from None
+        if resume.damaged is not None:
+            self.log.warning("audit_damaged_tail", **resume.damaged,
+                             detail="an incomplete last record (a write interrupted by a crash) "
+                                    "left as it was; the chain goes on from the record before")
+        self._last_anchor = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written; False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while self._pending or self._busy:
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write everything queued and a last anchor, fsync, close the file, stop the thread.
+        Records still queued after ``timeout`` s (a failing disk) are counted in the log."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self._abandon.set()
+        left = len(self._pending)
+        if self._thread.is_alive() or left:
+            self.log.error("audit_unwritten", records=left, error=self._failing,
+                           detail="the audit writer could not write these before stopping")
+        self._thread = None
+
+    # -------------------------------------------------------------- writer thread
+    def _run(self) -> None:
+        interval = self.settings.flush_interval_ms / 1000
+        while True:
+            self._wake.wait(interval)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            try:
+                self._busy = True
+                self._drain()
+                if self._since_anchor and (
+                        stopping or time.monotonic() - self._last_anchor
+                        >= self.settings.anchor_interval_s):
+                    self._anchor("stop" if stopping else "interval")
+                if self._failing is not None:
+                    self.log.info("audit_write_recovered", error=self._failing)
+                    self._failing = None
+            except OSError as exc:
+                if self._failing is None:
+                    self.log.error("audit_write_failed", file=self._file, pending=self.pending,
+                                   error=str(exc), detail="retrying every second")
+                self._failing = str(exc)
+                if self._abandon.wait(1.0):
+                    return
+                continue
+            finally:
+                self._busy = False
+            if stopping:
+                self._finish()
+                return
+
+    def _drain(self) -> None:
+        batch_max = self.settings.batch_max
+        while self._pending:
+            items: list[tuple[Any, ...]] = []
+            while self._pending and len(items) < batch_max:
+                items.append(self._pending.popleft())
+            try:
+                self._write_items(items)
+            except BaseException:
+                self._pending.extendleft(reversed(items))  # written again, in order, next time
+                raise
+            with self._room:
+                self._room.notify_all()
+
+    def _write_items(self, items: Sequence[tuple[Any, ...]]) -> None:
+        today = time.strftime("%Y%m%d", time.gmtime())
+        limit = self.settings.rotate_bytes
+        if (limit and self._file_bytes >= limit) or (
+                self.settings.rotate_daily and today != self._file_day):
+            self._rotate("size" if limit and self._file_bytes >= limit else "day")
+        saved = _Chain(self._chain.seq, self._chain.head)
+        try:
+            data = b"".join(self._line(item[0], item[1], _BUILDERS.get(item[0], _event)(item))
+                            for item in items)
+            self._write(data)
+        except BaseException:
+            self._chain = saved
+            raise
+        self.written += len(items)
+        self._since_anchor += len(items)
+
+    def _line(self, kind: str, at_ns: int, fields: Mapping[str, Any]) -> bytes:
+        chain = self._chain
+        record = {"seq": chain.seq, "at": iso_ns(at_ns), "kind": kind, **fields}
+        body = (json.dumps(record, ensure_ascii=False, separators=(",", ":"))[:-1]
+                + ',"prev":"' + chain.head + '"').encode("utf-8")
+        digest = hashlib.sha256(body).hexdigest()
+        chain.seq += 1
+        chain.head = digest
+        return body + b',"hash":"' + digest.encode("ascii") + b'"}\n'
+
+    def _write(self, data: bytes) -> None:
+        start = self._file_bytes
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            if self.settings.fsync == "batch":
+                os.fsync(self._fd)
+        except OSError:
+            # cut off a partial write: the same records are written again later
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
+        self._file_bytes = start + len(data)
+
+    def _open(self, previous: str | None, reason: str, damaged: dict[str, Any] | None = None
+              ) -> None:
+        name = file_name(self._chain.seq)
+        path = self.dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # whatever the umask
+        self._fd, self._file, self._file_bytes = fd, name, 0
+        self._file_day = time.strftime("%Y%m%d", time.gmtime())
+        fields: dict[str, Any] = {"file": name, "previous_file": previous, "reason": reason}
+        if damaged is not None:
+            fields["damaged_tail"] = damaged
+        try:
+            self._write(self._line(_OPEN, self.clock_ns(), fields))
+        except OSError:
+            os.close(fd)
+            self._fd = -1
+            os.unlink(path)
+            raise
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _anchor(self, reason: str) -> None:
+        seq, head = self._chain.seq, self._chain.head
+        self._write(self._line(_ANCHOR, self.clock_ns(),
+                               {"records": seq, "head": head, "reason": reason}))
+        self._since_anchor = 0
+        self._last_anchor = time.monotonic()
+        # what an outsider notarises: the anchor's own seq and hash (`verify --anchor SEQ=HASH`)
+        self.log.info("audit_anchor", seq=seq, hash=self._chain.head, records=seq + 1,
+                      file=self._file, reason=reason)
+
+    def _rotate(self, reason: str) -> None:
+        self._anchor(f"rotate ({reason})")
+        os.fsync(self._fd)
+        previous = self._file
+        os.close(self._fd)
+        self._fd = -1
+        self._open(previous, reason)
+
+    def _finish(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+# ------------------------------------------------------------------ resuming the chain
+def _lines_from_end(path: Path, chunk: int = 1 << 16) -> tuple[bytes | None, int, int]:
+    """(the last complete line, its end offset, bytes after it that end no line)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        buf = b""
+        pos = size
+        while pos > 0:
+            step = min(chunk, pos)
+            pos -= step
+            f.seek(pos)
+            buf = f.read(step) + buf
+            last_nl = buf.rfind(b"\n")
+            if last_nl < 0:
+                continue
+            prev_nl = buf.rfind(b"\n", 0, last_nl)
+            if prev_nl >= 0 or pos == 0:
+                line = buf[prev_nl + 1:last_nl + 1]
+                end = pos + last_nl + 1
+                return line, end, size - end
+    return None, 0, size
+
+
+def _resume(directory: Path) -> _Resume:
+    """Where the chain in ``directory`` stands: from the last complete record of its newest
+    file (a file with none, or ending in an incomplete record, is named in ``damaged``)."""
+    files = audit_files(directory)
+    if not files:
+        return _Resume(_Chain(), None, None)
+    path = files[-1]
+    line, end, tail = _lines_from_end(path)
+    if line is None:
+        raise ValueError(f"{path.name} holds no complete record (a crash while it was being "
+                         "created?): move it out of the directory")
+    m = _HASH_TAIL.search(line.rstrip(b"\n"))
+    try:
+        seq = int(json.loads(line)["seq"])
+    except (ValueError, KeyError, TypeError):
+        m = None
+    if m is None:
+        raise ValueError(f"{path.name}: the last complete line is not an audit record")
+    damaged = {"file": path.name, "offset": end, "bytes": tail} if tail else None
+    return _Resume(_Chain(seq + 1, m.group(1).decode("ascii")), path.name, damaged)
+
+
+# ------------------------------------------------------------------ verifying
+@dataclass
+class VerifyReport:
+    """What ``verify`` found: counts and the chain head, or the first broken record."""
+
+    files: list[str] = field(default_factory=list)
+    records: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    first_at: str | None = None
+    last_at: str | None = None
+    head: str = GENESIS
+    anchors: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    last_kind: str = ""
+    notes: list[str] = field(default_factory=list)
+    problem: str | None = None  # "audit-...jsonl line 5 (seq 4): hash mismatch: ..."
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def summary(self) -> str:
+        if self.problem is not None:
+            return f"BROKEN: {self.problem}"
+        kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.kinds.items()))
+        lines = [f"OK: {self.records:,} records in {len(self.files)} file(s), seq "
+                 f"{self.first_seq}..{self.last_seq}, {self.first_at} .. {self.last_at}",
+                 f"chain head {self.head} (seq {self.last_seq})",
+                 f"{self.anchors} anchors; {kinds}"]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _classify_seq(seq: int, want: int, later: Sequence[int]) -> str:
+    if seq < want:
+        return f"out of order: sequence {seq} after {want - 1} (records reordered or repeated)"
+    if want in later:
+        return (f"out of order: sequence {seq} where {want} was expected, and {want} comes "
+                "later (records reordered)")
+    return f"sequence gap: {want}..{seq - 1} missing (records deleted)"
+
+
+def verify(path: Path, anchors: Mapping[int, str] | None = None) -> VerifyReport:
+    """Check the audit file ``path``, or every audit file of the directory ``path`` in order.
+
+    Each record's hash, the link to the one before (``prev``), sequence numbers without gaps,
+    each file's ``open`` record (its own name, the file before it), each anchor's count and
+    head, and the published ``anchors`` (seq -> hash of the record with that seq). Stops at the
+    first broken record and names it (file, line, seq, what is wrong)."""
+    anchors = dict(anchors or {})
+    report = VerifyReport()
+    if path.is_dir():
+        files = audit_files(path)
+        if not files:
+            report.problem = f"{path}: no audit files (audit-NNNNNNNNNNNN.jsonl)"
+            return report
+    else:
+        files = [path]
+    chain: _Chain | None = None  # unknown until the first record
+    previous_name: str | None = None
+    pending_damage: dict[str, Any] | None = None
+    for p in files:
+        report.files.append(p.name)
+        problem, chain, pending_damage = _verify_file(p, report, chain, previous_name,
+                                                      pending_damage, anchors)
+        if problem is not None:
+            report.problem = problem
+            return report
+        previous_name = p.name
+    if pending_damage is not None:
+        report.problem = (f"{pending_damage['file']}: truncated: the last record is incomplete "
+                          f"({pending_damage['bytes']} bytes after offset "
+                          f"{pending_damage['offset']})")
+        return report
+    if anchors:
+        seq = min(anchors)
+        report.problem = f"anchor seq {seq}: no such record in the log (truncated?)"
+        return report
+    if chain is not None:
+        report.head = chain.head
+    if report.kinds and report.last_kind != _ANCHOR:
+        report.notes.append("the last record is not an anchor: the server is running or did not "
+                            "stop cleanly, or records were cut off the end (compare the chain "
+                            "head with the last audit_anchor logged)")
+    return report
+
+
+def _verify_file(p: Path, report: VerifyReport, chain: _Chain | None, previous_name: str | None,
+                 damage: dict[str, Any] | None, anchors: dict[int, str]
+                 ) -> tuple[str | None, _Chain | None, dict[str, Any] | None]:
+    data = p.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if not lines and tail:
+        return f"{p.name}: truncated: no complete record", chain, None
+    seqs_later: list[int] | None = None
+    offset = 0
+    for i, raw in enumerate(lines):
+        where = f"{p.name} line {i + 1}"
+        m = _HASH_TAIL.search(raw)
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            return f"{where}: not a record (not JSON: damaged or edited)", chain, None
+        if not isinstance(rec, dict) or m is None or not isinstance(rec.get("seq"), int):
+            return f"{where}: not a record (no seq or hash at its place)", chain, None
+        seq = rec["seq"]
+        where += f" (seq {seq})"
+        body = raw[:m.start()]
+        if hashlib.sha256(body).hexdigest() != m.group(1).decode("ascii") or rec.get(
+                "hash") != m.group(1).decode("ascii"):
+            return f"{where}: hash mismatch: the record was changed", chain, None
+        if i == 0:
+            problem = _check_open(rec, p.name, previous_name, damage, where)
+            if problem is not None:
+                return problem, chain, None
+            if damage is not None:
+                report.notes.append(f"{damage['file']}: {damage['bytes']} bytes of an "
+                                    f"incomplete record at offset {damage['offset']} (a write "
+                                    f"interrupted by a crash), named by {p.name}")
+                damage = None
+            if chain is None:
+                chain = _Chain(seq, rec.get("prev", ""))
+                report.first_seq = seq
+                if seq != 0:
+                    report.notes.append(f"the log starts at seq {seq} ({p.name}): earlier files "
+                                        "are not here")
+        assert chain is not None
+        if seq != chain.seq:
+            if seqs_later is None:
+                seqs_later = [int(s.group(1)) for s in map(_SEQ_HEAD.match, lines[i + 1:]) if s]
+            return f"{where}: {_classify_seq(seq, chain.seq, seqs_later)}", chain, None
+        if rec.get("prev") != chain.head:
+            return (f"{where}: chain broken: prev is not the hash of the record before it "
+                    "(a record inserted, deleted or replaced)"), chain, None
+        kind = rec.get("kind")
+        if kind == _ANCHOR and (rec.get("records") != seq or rec.get("head") != chain.head):
+            return f"{where}: anchor does not match the chain before it", chain, None
+        if seq in anchors:
+            want = anchors.pop(seq)
+            if m.group(1).decode("ascii") != want:
+                return (f"{where}: does not match the published anchor (hash "
+                        f"{m.group(1).decode('ascii')[:16]}…, published {want[:16]}…)"), chain, None
+        chain.seq, chain.head = seq + 1, m.group(1).decode("ascii")
+        report.records += 1
+        report.last_seq = seq
+        report.first_at = report.first_at or rec.get("at")
+        report.last_at = rec.get("at")
+        report.kinds[str(kind)] = report.kinds.get(str(kind), 0) + 1
+        report.last_kind = str(kind)
+        if kind == _ANCHOR:
+            report.anchors += 1
+        offset += len(raw) + 1
+    if damage is not None:  # the file before ended in an incomplete record nobody named
+        return (f"{damage['file']}: truncated: the last record is incomplete ({damage['bytes']} "
+                f"bytes after offset {damage['offset']}) and {p.name} does not name it"), chain, None
+    new_damage = {"file": p.name, "offset": offset, "bytes": len(tail)} if tail else None
+    return None, chain, new_damage
+
+
+def _check_open(rec: Mapping[str, Any], name: str, previous: str | None,
+                damage: Mapping[str, Any] | None, where: str) -> str | None:
+    if rec.get("kind") != _OPEN:
+        return f"{where}: the file does not begin with its open record (records deleted)"
+    if rec.get("file") != name:
+        return (f"{where}: the open record names {rec.get('file')!r}: this file was renamed, "
+                "swapped or replaced")
+    if previous is not None and rec.get("previous_file") != previous:
+        return (f"{where}: the open record follows {rec.get('previous_file')!r}, not "
+                f"{previous!r}: files missing, swapped or reordered")
+    if damage is not None and rec.get("damaged_tail") != dict(damage):
+        return (f"{damage['file']}: truncated: the last record is incomplete ({damage['bytes']} "
+                f"bytes after offset {damage['offset']}) and {name} does not name it")
+    return None
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every record of an audit file, or of every audit file of a directory, in chain order
+    (as written; ``verify`` says whether they are intact)."""
+    for p in audit_files(path) if path.is_dir() else [path]:
+        with p.open("rb") as f:
+            for raw in f:
+                if raw.endswith(b"\n"):
+                    yield json.loads(raw)
