@@ -343,11 +343,11 @@ class AuditTrail:
                 self._room.notify_all()
 
     def _write_items(self, items: Sequence[tuple[Any, ...]]) -> None:
-        today = time.strftime("%Y%m%d", time.gmtime())
+        today = self._day()
         limit = self.settings.rotate_bytes
-        if (limit and self._file_bytes >= limit) or (
-                self.settings.rotate_daily and today != self._file_day):
-            self._rotate("size" if limit and self._file_bytes >= limit else "day")
+        new_day = self.settings.rotate_daily and today != self._file_day
+        if new_day or (limit and self._file_bytes >= limit):
+            self._rotate("day" if new_day else "size")
         saved = _Chain(self._chain.seq, self._chain.head)
         try:
             data = b"".join(self._line(item[0], item[1], _BUILDERS.get(item[0], _event)(item))
@@ -392,7 +392,7 @@ class AuditTrail:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # whatever the umask
         self._fd, self._file, self._file_bytes = fd, name, 0
-        self._file_day = time.strftime("%Y%m%d", time.gmtime())
+        self._file_day = self._day()
         fields: dict[str, Any] = {"file": name, "previous_file": previous, "reason": reason}
         if damaged is not None:
             fields["damaged_tail"] = damaged
@@ -404,6 +404,9 @@ class AuditTrail:
             os.unlink(path)
             raise
         self._fsync_dir()
+
+    def _day(self) -> str:
+        return time.strftime("%Y%m%d", time.gmtime(self.clock_ns() // 1_000_000_000))
 
     def _fsync_dir(self) -> None:
         dfd = os.open(self.dir, os.O_RDONLY)
