@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import stat
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from screening.audit import DECISION, GENESIS, AuditTrail, audit_files, read_records, verify
 from screening.auth import Caller
@@ -98,7 +98,7 @@ def test_every_record_links_to_the_one_before_and_verify_passes(written: Path) -
     records = list(read_records(written))
     assert [r["seq"] for r in records] == list(range(24))  # 2 x (open + 10 + stop anchor)
     assert records[0]["prev"] == GENESIS
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after["prev"] == before["hash"]
     assert records[12]["kind"] == "open" and records[12]["previous_file"] == files[0].name
     report = verify(written)
