@@ -101,10 +101,17 @@ def audit_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _FILE_RE.match(p.name))
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted (one tuple: thread-safe)
+
+
 def iso_ns(ns: int) -> str:
     """Epoch nanoseconds as UTC text to the microsecond: ``2026-12-06T14:03:11.123456Z``."""
+    global _second
     s, rest = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{rest // 1000:06d}Z"
+    cached = _second
+    if cached[0] != s:
+        cached = _second = (s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)))
+    return f"{cached[1]}.{rest // 1000:06d}Z"
 
 
 def iso_ms(ms: int) -> str:
@@ -113,50 +120,59 @@ def iso_ms(ms: int) -> str:
 
 
 # ------------------------------------------------------------------ records from queued tuples
-def _caller_fields(caller: Caller, rpc: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"rpc": rpc, "by": caller.name, "role": caller.role}
-    if caller.institution:
-        out["institution"] = caller.institution
-    return out
+# Each builder returns the record's fields after "kind" as JSON object members (no braces).
+# Decisions are the bulk of the trail, so theirs are written out directly (every string
+# through json's own escaping), which costs a third of building a dict and encoding it.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_q = json.encoder.encode_basestring
+_BOOL = ("false", "true")
+_REPORT_LISTS = tuple(",".join(_q(name) for name, bit in _REPORTS if flags & bit)
+                      for flags in range(1 << len(_REPORTS)))
 
 
-def _decision(item: tuple[Any, ...]) -> dict[str, Any]:
+def _who(caller: Caller, rpc: str) -> str:
+    text = f'"rpc":{_q(rpc)},"by":{_q(caller.name)},"role":{_q(caller.role)}'
+    return text + f',"institution":{_q(caller.institution)}' if caller.institution else text
+
+
+def _decision(item: tuple[Any, ...]) -> str:
     _, _, caller, rpc, t, rec, duplicate, reasons = item
     assert isinstance(t, TxnInput) and isinstance(rec, DecisionRecord)
-    out = _caller_fields(caller, rpc)
-    out.update(
-        txn=t.transaction_id, event_time=iso_ms(t.event_time_ms),
-        payer=t.payer.account_id, payer_institution=t.payer.institution,
-        payee=t.payee.account_id, payee_institution=t.payee.institution,
-        amount_minor=t.amount_minor, currency=t.currency, amount_fen=t.amount_fen,
-        action=ACTION_NAMES[rec.action], reasons=reasons, risk=rec.score,
-        reports=[name for name, bit in _REPORTS if rec.report_flags & bit],
-        duplicate=duplicate, degraded=rec.degraded, policy=rec.policy_version)
-    return out
+    return (f'{_who(caller, rpc)},"txn":{_q(t.transaction_id)},'
+            f'"event_time":"{iso_ms(t.event_time_ms)}",'
+            f'"payer":{_q(t.payer.account_id)},"payer_institution":{_q(t.payer.institution)},'
+            f'"payee":{_q(t.payee.account_id)},"payee_institution":{_q(t.payee.institution)},'
+            f'"amount_minor":{t.amount_minor:d},"currency":{_q(t.currency)},'
+            f'"amount_fen":{t.amount_fen:d},"action":"{ACTION_NAMES[rec.action]}",'
+            f'"reasons":[{",".join(map(_q, reasons))}],"risk":{rec.score:d},'
+            f'"reports":[{_REPORT_LISTS[rec.report_flags & 7]}],'
+            f'"duplicate":{_BOOL[bool(duplicate)]},"degraded":{_BOOL[bool(rec.degraded)]},'
+            f'"policy":{_q(rec.policy_version)}')
 
 
-def _call_decision(item: tuple[Any, ...]) -> dict[str, Any]:
+def _call_decision(item: tuple[Any, ...]) -> str:
     _, _, caller, rpc, call, rec, duplicate, reasons = item
     assert isinstance(call, CallInput) and isinstance(rec, CallRecord)
-    out = _caller_fields(caller, rpc)
-    out.update(
-        call_id=call.call_id, caller_number=call.caller, callee_number=call.callee,
-        start=iso_ms(call.start_ms), duration_s=call.duration_s,
-        action=CALL_ACTION_NAMES[rec.action], reasons=reasons, risk=rec.score,
-        duplicate=duplicate, policy=rec.policy_version)
-    return out
+    return (f'{_who(caller, rpc)},"call_id":{_q(call.call_id)},'
+            f'"caller_number":{_q(call.caller)},"callee_number":{_q(call.callee)},'
+            f'"start":"{iso_ms(call.start_ms)}","duration_s":{call.duration_s:d},'
+            f'"action":"{CALL_ACTION_NAMES[rec.action]}",'
+            f'"reasons":[{",".join(map(_q, reasons))}],"risk":{rec.score:d},'
+            f'"duplicate":{_BOOL[bool(duplicate)]},"policy":{_q(rec.policy_version)}')
 
 
-def _event(item: tuple[Any, ...]) -> dict[str, Any]:
+def _event(item: tuple[Any, ...]) -> str:
     _, _, caller, rpc, policy, fields = item
-    out = _caller_fields(caller, rpc)
-    out.update(fields)
-    out["policy"] = policy
-    return out
+    members = _ENCODE(fields)[1:-1]
+    return f'{_who(caller, rpc)},{members + "," if members else ""}"policy":{_q(policy)}'
 
 
-_BUILDERS: dict[str, Callable[[tuple[Any, ...]], dict[str, Any]]] = {
-    DECISION: _decision, CALL: _call_decision}
+def _meta(fields: Mapping[str, Any]) -> str:
+    return _ENCODE(fields)[1:-1]
+
+
+_BUILDERS: dict[str, Callable[[tuple[Any, ...]], str]] = {DECISION: _decision,
+                                                           CALL: _call_decision}
 
 
 def watch_entry(kind: int, value: str, reason: str = "", source: str = "",
@@ -314,11 +330,15 @@ class AuditTrail:
                 if self._failing is not None:
                     self.log.info("audit_write_recovered", error=self._failing)
                     self._failing = None
-            except OSError as exc:
+            except Exception as exc:  # the writer must not die: see below
+                # A disk error (OSError), or a record that cannot be built (a bug): either way
+                # nothing is dropped; the records wait, the same batch is tried again every
+                # second, and once max_pending wait, calls are refused (fail closed).
                 if self._failing is None:
                     self.log.error("audit_write_failed", file=self._file, pending=self.pending,
-                                   error=str(exc), detail="retrying every second")
-                self._failing = str(exc)
+                                   error=str(exc) if isinstance(exc, OSError) else repr(exc),
+                                   detail="retrying every second")
+                self._failing = str(exc) if isinstance(exc, OSError) else repr(exc)
                 if self._abandon.wait(1.0):
                     return
                 continue
@@ -359,11 +379,10 @@ class AuditTrail:
         self.written += len(items)
         self._since_anchor += len(items)
 
-    def _line(self, kind: str, at_ns: int, fields: Mapping[str, Any]) -> bytes:
+    def _line(self, kind: str, at_ns: int, members: str) -> bytes:
         chain = self._chain
-        record = {"seq": chain.seq, "at": iso_ns(at_ns), "kind": kind, **fields}
-        body = (json.dumps(record, ensure_ascii=False, separators=(",", ":"))[:-1]
-                + ',"prev":"' + chain.head + '"').encode("utf-8")
+        body = (f'{{"seq":{chain.seq:d},"at":"{iso_ns(at_ns)}","kind":{_q(kind)},{members},'
+                f'"prev":"{chain.head}"').encode()
         digest = hashlib.sha256(body).hexdigest()
         chain.seq += 1
         chain.head = digest
@@ -397,7 +416,7 @@ class AuditTrail:
         if damaged is not None:
             fields["damaged_tail"] = damaged
         try:
-            self._write(self._line(_OPEN, self.clock_ns(), fields))
+            self._write(self._line(_OPEN, self.clock_ns(), _meta(fields)))
         except OSError:
             os.close(fd)
             self._fd = -1
@@ -418,7 +437,7 @@ class AuditTrail:
     def _anchor(self, reason: str) -> None:
         seq, head = self._chain.seq, self._chain.head
         self._write(self._line(_ANCHOR, self.clock_ns(),
-                               {"records": seq, "head": head, "reason": reason}))
+                               _meta({"records": seq, "head": head, "reason": reason})))
         self._since_anchor = 0
         self._last_anchor = time.monotonic()
         # what an outsider notarises: the anchor's own seq and hash (`verify --anchor SEQ=HASH`)
