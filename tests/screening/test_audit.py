@@ -354,6 +354,27 @@ def test_a_failing_write_keeps_every_record_and_the_chain(tmp_path: Path,
     assert log.named("audit_write_recovered")
 
 
+def test_a_record_that_cannot_be_built_stops_the_trail_closed_not_open(tmp_path: Path) -> None:
+    """A queued item the writer cannot turn into a record (a bug) is not dropped and does not
+    kill the writer: it is logged, retried, and once max_pending wait, calls are refused."""
+    log = _Log()
+    trail = _trail(tmp_path, log, flush_interval_ms=5, max_pending=2, block_ms=10)
+    trail.start()
+    trail.add((DECISION, time.time_ns(), BANK, "ScreenTransaction", "not a txn", None, False, []))
+    trail.event("query", POLICE, "QueryAccount", "p", account="a", known=True)
+    deadline = time.monotonic() + 10
+    while not log.named("audit_write_failed") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (failed,) = log.named("audit_write_failed")
+    assert "AssertionError" in failed["error"]
+    assert trail._thread is not None and trail._thread.is_alive() and trail.pending == 2
+    with pytest.raises(AuditUnavailable, match="last write error: AssertionError"):
+        trail.admit()
+    trail.close(timeout=0.2)
+    assert [r["kind"] for r in read_records(tmp_path)] == ["open"]
+    assert log.named("audit_unwritten")[0]["records"] == 2
+
+
 def test_a_directory_that_cannot_be_written_stops_start_up(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
