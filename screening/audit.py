@@ -101,17 +101,19 @@ def audit_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _FILE_RE.match(p.name))
 
 
-_second: tuple[int, str] = (-1, "")  # the last second formatted (one tuple: thread-safe)
+# seconds already formatted (each record has two times, and most share their seconds)
+_SECONDS: dict[int, str] = {}
 
 
 def iso_ns(ns: int) -> str:
     """Epoch nanoseconds as UTC text to the microsecond: ``2026-12-06T14:03:11.123456Z``."""
-    global _second
     s, rest = divmod(ns, 1_000_000_000)
-    cached = _second
-    if cached[0] != s:
-        cached = _second = (s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)))
-    return f"{cached[1]}.{rest // 1000:06d}Z"
+    text = _SECONDS.get(s)
+    if text is None:
+        if len(_SECONDS) >= 65_536:
+            _SECONDS.clear()
+        text = _SECONDS[s] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+    return f"{text}.{rest // 1000:06d}Z"
 
 
 def iso_ms(ms: int) -> str:
@@ -130,9 +132,19 @@ _REPORT_LISTS = tuple(",".join(_q(name) for name, bit in _REPORTS if flags & bit
                       for flags in range(1 << len(_REPORTS)))
 
 
+_WHO: dict[tuple[Caller, str], str] = {}
+
+
 def _who(caller: Caller, rpc: str) -> str:
-    text = f'"rpc":{_q(rpc)},"by":{_q(caller.name)},"role":{_q(caller.role)}'
-    return text + f',"institution":{_q(caller.institution)}' if caller.institution else text
+    text = _WHO.get((caller, rpc))
+    if text is None:
+        if len(_WHO) >= 4_096:
+            _WHO.clear()
+        text = f'"rpc":{_q(rpc)},"by":{_q(caller.name)},"role":{_q(caller.role)}'
+        if caller.institution:
+            text += f',"institution":{_q(caller.institution)}'
+        _WHO[(caller, rpc)] = text
+    return text
 
 
 def _decision(item: tuple[Any, ...]) -> str:
