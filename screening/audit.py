@@ -273,6 +273,11 @@ class AuditTrail:
     def pending(self) -> int:
         return len(self._pending)
 
+    def stats(self) -> dict[str, float]:
+        """For the metrics: records waiting and written, calls refused, writer failing (0/1)."""
+        return {"pending": len(self._pending), "written": self.written, "refused": self.refused,
+                "failing": float(self._failing is not None)}
+
     @property
     def head(self) -> tuple[int, str]:
         """(records in the chain, hash of the last one) as written so far."""

@@ -353,7 +353,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     freezer.start()
     metrics.watch(lanes=lambda: {lane.name: lane.held for lane in lanes.all()},
                   engine=engine.stats,
-                  checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None)
+                  checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None,
+                  audit=audit.stats if audit is not None else None)
     metrics_port = 0
     if settings.metrics.port:
         try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import generate_latest
 
 from screening.audit import read_records, verify
 from screening.client import ScreeningClient, call_event, transaction, watch_entry
@@ -146,6 +147,9 @@ def test_a_stalled_writer_refuses_calls_before_they_change_anything(
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "[audit] max_pending 2" in (info.value.details() or "")
         assert "No space left on device" in (info.value.details() or "")
+        assert trail.stats()["failing"] == 1 and trail.stats()["refused"] == 1
+        metrics = generate_latest(live.server.metrics.registry).decode()  # type: ignore[union-attr]
+        assert "screening_audit_pending 2.0" in metrics and "screening_audit_refused 1.0" in metrics
         monkeypatch.setattr(trail, "_write", real)
         assert trail.flush()
         again = live.bank.screen(refused)
