@@ -439,6 +439,7 @@ class AuditTrail:
             self._fd = -1
             os.unlink(path)
             raise
+        self._since_anchor += 1  # a file never ends at stop without an anchor
         self._fsync_dir()
 
     def _day(self) -> str:
