@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -89,7 +89,6 @@ _HASH_TAIL = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
 _SEQ_HEAD = re.compile(rb'^\{"seq":(\d+),')
 _ENTITY_KINDS = {1: "account", 2: "phone", 3: "device"}
 _REPORTS = tuple(REPORT_FLAGS.items())
-_UTC = dt.UTC
 
 
 def file_name(first_seq: int) -> str:
@@ -97,7 +96,8 @@ def file_name(first_seq: int) -> str:
 
 
 def audit_files(directory: Path) -> list[Path]:
-    """The audit files of ``directory`` in chain order (by the sequence number in the name)."""
+    """The audit files of ``directory`` in chain order (by the sequence number in the name;
+    ``writer.lock`` and anything else is not one)."""
     return sorted(p for p in directory.iterdir() if _FILE_RE.match(p.name))
 
 
@@ -242,6 +242,7 @@ class AuditTrail:
         self._failing: str | None = None
         self._busy = False
         self._abandon = threading.Event()
+        self._lock_fd = -1
         self.written = 0  # records written (and fsynced, with fsync = "batch") by this process
         self.refused = 0
 
@@ -288,13 +289,16 @@ class AuditTrail:
         try:
             if not self.dir.exists():
                 self.dir.mkdir(mode=0o700, parents=True)
+            self._claim()
             resume = _resume(self.dir)
             self._chain = resume.chain
             self._open(resume.last_file, "start", damaged=resume.damaged)
         except OSError as exc:
+            self._release()
             raise ConfigError(f"[audit] dir {self.dir}: cannot be written "
                               f"({exc.strerror or exc})") from None
         except ValueError as exc:
+            self._release()
             raise ConfigError(f"[audit] dir {self.dir}: {exc}; check it with `screening audit "
                               "verify`") from None
         if resume.damaged is not None:
@@ -304,6 +308,23 @@ class AuditTrail:
         self._last_anchor = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
+
+    def _claim(self) -> None:
+        """One writer per directory: two would fork the chain. A flock on ``writer.lock``, which
+        ends with the process however it ends."""
+        fd = os.open(self.dir / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError("another server writes its audit trail here (give each server its "
+                             "own [audit] dir)") from None
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = -1
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written; False after ``timeout`` s."""
@@ -323,12 +344,18 @@ class AuditTrail:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout)
-        self._abandon.set()
+        self._abandon.set()  # a writer still retrying gives up at its next wait
         left = len(self._pending)
         if self._thread.is_alive() or left:
             self.log.error("audit_unwritten", records=left, error=self._failing,
                            detail="the audit writer could not write these before stopping")
+            self._thread.join(2.0)
+            if not self._thread.is_alive() and self._fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = -1
         self._thread = None
+        self._release()
 
     # -------------------------------------------------------------- writer thread
     def _run(self) -> None:

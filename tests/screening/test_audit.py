@@ -375,6 +375,20 @@ def test_a_record_that_cannot_be_built_stops_the_trail_closed_not_open(tmp_path:
     assert log.named("audit_unwritten")[0]["records"] == 2
 
 
+def test_a_second_writer_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    """Two servers on one directory would fork the chain: the second does not start; once the
+    first has stopped, it does."""
+    first = _trail(tmp_path)
+    first.start()
+    with pytest.raises(ConfigError, match="another server writes its audit trail here"):
+        _trail(tmp_path).start()
+    first.close()
+    second = _trail(tmp_path)
+    second.start()
+    second.close()
+    assert verify(tmp_path).ok
+
+
 def test_a_directory_that_cannot_be_written_stops_start_up(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
