@@ -154,11 +154,10 @@ class ScreeningService(pb_grpc.ScreeningServicer):
 
     def _decide(self, txns: list[TxnInput], t0: int, caller: Caller, rpc: str,
                 batch: bool = False) -> list[pb.Decision]:
-        audit = self.audit
-        if audit is not None:
-            audit.admit()
+        self._admit()
         results = self.engine.screen(txns, self._scope(caller), batch=batch)
         at = time.time_ns()
+        audit = self.audit
         out = []
         for t, (rec, dup) in zip(txns, results, strict=True):
             msg = self.conv.decision(rec, dup)
