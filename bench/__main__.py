@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="account counts to allocate for the memory figures (e.g. 1000000)")
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel microbenchmarks")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    p.add_argument("--no-audit", action="store_true",
+                   help="skip the audit trail's cost per decision (audit on against off)")
     return p
 
 
@@ -81,6 +83,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SuiteConf
         cfg = with_overrides(cfg, kernels=False)
     if args.no_memory:
         cfg = with_overrides(cfg, memory_accounts=())
+    if args.no_audit:
+        cfg = with_overrides(cfg, audit=False)
     return cfg
 
 

@@ -126,4 +126,19 @@ def markdown(result: dict[str, Any]) -> str:
             out.append(f"| {row['accounts']:,} | | {row['total_rss_bytes'] / 1e9:,.1f} GB in all | | "
                        f"no: {row['note']} |")
         out.append("")
+    audit = result.get("audit", {})
+    if "unary" in audit:
+        out += ["| audit trail, CPU per decision | without the trail | request path added "
+                "| writer thread | with / without |", "|---|---:|---:|---:|---:|"]
+        for kind, label in (("unary", "ScreenTransaction"), ("batch1000", "ScreenBatch of 1,000")):
+            a = audit[kind]
+            out.append(f"| {label} | {a['handler_cpu_ns_without_median'] / 1000:,.1f} µs | "
+                       f"{a['request_path_added_cpu_ns_median'] / 1000:,.2f} µs | "
+                       f"{a['writer_cpu_ns_per_record'] / 1000:,.2f} µs | "
+                       f"{a['ratio_with_to_without']:.3f} |")
+        out += ["", f"Audit trail A/B in one process (`python -m bench.audit`): request path "
+                    f"= handler thread CPU with minus without (median of block pairs; an A/A pair "
+                    f"reads {audit['unary']['aa_noise_cpu_ns_median'] / 1000:,.2f} µs), writer = "
+                    f"its own thread's CPU per record (build, sha256 chain, write, fsync); the "
+                    f"enqueue alone is {audit['enqueue_cpu_ns']:,.0f} ns.", ""]
     return "\n".join(out)

@@ -9,7 +9,9 @@
    (p99 above it, or any error or timeout); the highest rate before that is its sustained rate;
 3. the same for the bidi stream; then ScreenBatch throughput at 100 and 1,000 per message;
 4. kernel microbenchmarks (pytest-benchmark, ``bench/test_kernels.py``) in a subprocess;
-5. memory of the state at the configured account counts (``bench._memory``) in a subprocess.
+5. memory of the state at the configured account counts (``bench._memory``) in a subprocess;
+6. the audit trail's cost per decision, audit on against off in one run (``bench.audit``), in a
+   subprocess.
 
 The load generator runs in a worker process of its own (spawned once, no numba, no big heap),
 so neither server shares a GIL with it; the orchestrator only waits. Every latency figure is
@@ -79,6 +81,11 @@ class SuiteConfig:
     h2load: bool = True  # the optional C-generator cross-check, when h2load is on PATH
     h2load_duration_s: float = 3.0
     memory_accounts: tuple[int, ...] = (1_000_000,)
+    # the audit trail's A/B (bench.audit): ScreenTransaction calls and ScreenBatch(1,000)s
+    audit: bool = True
+    audit_unary: int = 6_000
+    audit_batches: int = 12
+    audit_block: int = 250
     memory_extrapolate_to: tuple[int, ...] = (10_000_000,)
     initial_accounts: int = 262_144
     server_timeout_s: float = 300.0
@@ -125,6 +132,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "quiet_wait_s": 0.0,
         "memory_accounts": (20_000,),
         "initial_accounts": 65_536,
+        "audit_unary": 400,
+        "audit_batches": 2,
+        "audit_block": 100,
     },
 }
 
@@ -540,6 +550,25 @@ def memory(cfg: SuiteConfig, progress: Progress) -> dict[str, Any]:
     return out
 
 
+def audit_cost(cfg: SuiteConfig, progress: Progress) -> dict[str, Any]:
+    """The audit trail's cost per decision (``python -m bench.audit``), in a fresh process."""
+    from bench.audit import lines
+
+    args = [sys.executable, "-m", "bench.audit", "--json", "--unary", str(cfg.audit_unary),
+            "--batches", str(cfg.audit_batches), "--block", str(cfg.audit_block)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        progress(f"audit: failed: {proc.stderr.strip()[-300:]}")
+        return {"error": proc.stderr[-2000:]}
+    r: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    r["command"] = shlex.join(["python", *args[1:]])
+    for line in lines(r):
+        progress(f"audit: {line}")
+    progress(f"audit: {time.perf_counter() - t0:.1f} s")
+    return r
+
+
 @contextmanager
 def _servers(cfg: SuiteConfig, pool: TxnPool, workdir: Path, progress: Progress
              ) -> Iterator[tuple[ServerProcess, ServerProcess, str, dict[str, float]]]:
@@ -625,6 +654,9 @@ def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
     if cfg.memory_accounts:
         progress("-- memory")
         result["memory"] = memory(cfg, progress)
+    if cfg.audit:
+        progress("-- audit trail: cost per decision, on against off")
+        result["audit"] = audit_cost(cfg, progress)
     result["graph"] = {"where": "bench/test_kernels.py::test_graph_checks (per transfer); "
                                 "python -m bench.graph_latency (12 M edges)"}
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
@@ -668,6 +700,13 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             t: h2[t].get("requests_per_s") for t in ("service", "baseline")}
     if "kernels" in result and "summary" in result["kernels"]:
         out["kernels"] = {k: v for k, v in result["kernels"]["summary"].items() if k != "lines"}
+    audit = result.get("audit", {})
+    if "unary" in audit:
+        out["audit_cost_per_decision"] = {
+            kind: {k: audit[kind][k] for k in ("handler_cpu_ns_without_median",
+                                               "request_path_added_cpu_ns_median",
+                                               "writer_cpu_ns_per_record", "ratio_with_to_without")}
+            for kind in ("unary", "batch1000")}
     if "memory" in result:
         out["memory"] = [
             {k: m.get(k) for k in ("accounts", "measured", "feature_bytes_per_account",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from screening.audit_cli import add_audit_command
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
 from screening.errors import CheckpointError, ConfigError, InputFileError, StoreUnavailable
@@ -733,6 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.set_defaults(func=_cmd_report)
     add_case_command(sub)
     add_checkpoint_command(sub)
+    add_audit_command(sub)
     return parser
 
 

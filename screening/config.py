@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CURRENCIES",
+    "AuditSettings",
     "AuthSettings",
     "Currency",
     "GraphSettings",
@@ -397,6 +398,52 @@ class StorageSettings:
             raise ConfigError("[storage] claim_wait_s must be >= 0")
 
 
+AUDIT_FSYNC = ("batch", "rotate")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSettings:
+    """The audit trail (``screening.audit``): every decision, watchlist change, feedback, query
+    and export, identifiers in clear, in hash-chained JSON-lines files under ``dir``. Off while
+    ``dir`` is empty (the directory is the operator's choice, as is its retention).
+
+    A writer thread takes what the request threads queued at least every ``flush_interval_ms``
+    (or at ``batch_max`` records), writes it in one write and, with ``fsync = "batch"``, fsyncs
+    it before the next batch (``"rotate"``: only when a file is closed). A file is closed and
+    the next one begun past ``rotate_bytes`` (0: no size limit) and, with ``rotate_daily``, at
+    each UTC midnight. An anchor record (count and chain head, also logged as
+    ``audit_anchor``) is written every ``anchor_interval_s`` with new records, at each rotation
+    and at stop. When ``max_pending`` records wait for the writer, a call waits up to
+    ``block_ms`` for room, then is refused UNAVAILABLE before it changes anything: the service
+    never decides what it cannot record.
+    """
+
+    dir: str = ""
+    rotate_bytes: int = 64 * 1024 * 1024
+    rotate_daily: bool = True
+    flush_interval_ms: float = 200.0
+    batch_max: int = 4096
+    fsync: str = "batch"
+    anchor_interval_s: float = 60.0
+    max_pending: int = 100_000
+    block_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        if self.fsync not in AUDIT_FSYNC:
+            raise ConfigError(f"[audit] fsync: expected one of {', '.join(AUDIT_FSYNC)}, got "
+                              f"{self.fsync!r}")
+        if self.rotate_bytes < 0:
+            raise ConfigError("[audit] rotate_bytes must be >= 0 (0: no size limit)")
+        if not 1 <= self.flush_interval_ms <= 60_000:
+            raise ConfigError("[audit] flush_interval_ms must be in 1..60000")
+        if self.batch_max < 1 or self.max_pending < 1:
+            raise ConfigError("[audit] batch_max and max_pending must be >= 1")
+        if not self.anchor_interval_s > 0:
+            raise ConfigError("[audit] anchor_interval_s must be > 0")
+        if not 0 <= self.block_ms <= 10_000:
+            raise ConfigError("[audit] block_ms must be in 0..10000")
+
+
 @dataclass(frozen=True)
 class Currency:
     """ISO 4217 currency with a conversion rate to CNY fen (integer, parts per million)."""
@@ -436,6 +483,7 @@ class Settings:
     graph: GraphSettings = field(default_factory=GraphSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     currencies: Mapping[str, int] = field(default_factory=lambda: DEFAULT_CURRENCIES)
 
     def currency(self, code: str) -> Currency | None:
@@ -455,6 +503,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "graph": GraphSettings,
     "storage": StorageSettings,
     "ledger": LedgerSettings,
+    "audit": AuditSettings,
 }
 
 

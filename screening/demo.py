@@ -20,9 +20,10 @@ from typing import Any, TextIO
 
 import grpc
 
+from screening.audit import verify
 from screening.auth import Authenticator
 from screening.client import ScreeningClient, call_event, transaction, watch_entry
-from screening.config import Settings
+from screening.config import AuditSettings, Settings
 from screening.engine import Engine
 from screening.logs import configure_logging
 from screening.model import fen_text
@@ -309,8 +310,9 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
     """Run the scripted day; returns a process exit code."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="screening-demo-"))
     log_path = log_dir / "server.log"
+    audit_dir = log_dir / "audit"
     with log_path.open("w", encoding="utf-8") as log_stream:
-        settings = Settings()
+        settings = Settings(audit=AuditSettings(dir=str(audit_dir)))
         masker = configure_logging(settings.log, stream=log_stream)
         auth = Authenticator.with_tokens({t: (f"demo-{r}", r) for r, t in _TOKENS.items()})
         out.write("loading the screening kernels (the first start on a machine compiles them, "
@@ -338,7 +340,12 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
             for c in clients.values():
                 c.close()
             running.stop(1.0)
-    return 0
+    audit = verify(audit_dir)
+    out.write(f"\nAudit trail in {audit_dir} (`screening audit verify {audit_dir}`):\n"
+              + "".join(f"  {line}\n" for line in audit.summary().splitlines())
+              + f"  what happened to the mule account: `screening audit show {audit_dir} --id "
+                "6222-mule-zhao`\n")
+    return 0 if audit.ok else 1
 
 
 def _epilogue(day: _Day, clients: dict[str, ScreeningClient], out: TextIO, address: str) -> None:

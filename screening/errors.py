@@ -14,6 +14,8 @@
      ├── PermissionDenied      PERMISSION_DENIED
      ├── StoreUnavailable      UNAVAILABLE        (the state store cannot be reached or written)
      │    └── StoreBusy                            (another server holds the store's writer lease)
+     ├── AuditUnavailable      UNAVAILABLE        (the audit trail cannot take more records now:
+     │                                             refused before any change)
      ├── CheckpointError       (start-up and CLI: a checkpoint of another format, or corrupted;
      │                          names the file or key; never sent to clients)
      ├── ConfigError           (start-up only: bad config or policy file; never sent to clients)
@@ -25,6 +27,7 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "AuditUnavailable",
     "CapacityExceeded",
     "CheckpointError",
     "ConfigError",
@@ -118,6 +121,13 @@ class StoreBusy(StoreUnavailable):
     """Another server writes to this store (or took it over): two writers would overwrite each
     other's checkpoints, so the second one does not start and a server that lost the store stops
     writing to it. The message names the store and the holder."""
+
+
+class AuditUnavailable(ScreeningError):
+    """The audit trail's writer is ``[audit] max_pending`` records behind (a slow or failing
+    disk): the call is refused before it changes anything, never decided unrecorded."""
+
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 class CheckpointError(ScreeningError):

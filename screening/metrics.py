@@ -10,7 +10,8 @@ Names (``screening_`` prefix): ``decisions_total{rpc,action}``, ``reasons_total{
 ``degraded_decisions_total{rpc}``, ``duplicate_requests_total{rpc}``,
 ``rpc_latency_seconds{rpc}`` (histogram, handler time), ``refused_total{lane,reason}`` (shed
 before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``entities{kind}``,
-``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``policy_info{version}``,
+``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``audit_*`` (with an
+audit trail: records waiting, written, calls refused, writer failing), ``policy_info{version}``,
 ``shadow_decisions_total{shadow,action}``, ``shadow_disagreements_total{shadow}``.
 """
 
@@ -75,11 +76,14 @@ class Metrics:
     # ------------------------------------------------------------------ wiring
     def watch(self, *, lanes: Callable[[], Mapping[str, int]] | None = None,
               engine: Callable[[], Mapping[str, int]] | None = None,
-              checkpoint: Callable[[], Mapping[str, float] | None] | None = None) -> None:
-        """Sources read at scrape time: lane occupancy, the engine's sizes, the last checkpoint."""
+              checkpoint: Callable[[], Mapping[str, float] | None] | None = None,
+              audit: Callable[[], Mapping[str, float]] | None = None) -> None:
+        """Sources read at scrape time: lane occupancy, the engine's sizes, the last checkpoint,
+        the audit trail's writer."""
         self._sizes.lanes = lanes
         self._sizes.engine = engine
         self._sizes.checkpoint = checkpoint
+        self._sizes.audit = audit
 
     def set_policy(self, version: str) -> None:
         self._sizes.policy_version = version
@@ -139,6 +143,7 @@ class _Sizes(Collector):
         self.lanes: Callable[[], Mapping[str, int]] | None = None
         self.engine: Callable[[], Mapping[str, int]] | None = None
         self.checkpoint: Callable[[], Mapping[str, float] | None] | None = None
+        self.audit: Callable[[], Mapping[str, float]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # values come and go with the sources; nothing to check at registration
@@ -178,3 +183,11 @@ class _Sizes(Collector):
                         ("timestamp_seconds", "When the last checkpoint was written (Unix time).")):
                     yield GaugeMetricFamily(f"screening_checkpoint_{key}", help_text,
                                             value=last[key])
+        if self.audit is not None:
+            figures = self.audit()
+            for key, help_text in (
+                    ("pending", "Audit records queued, not yet written."),
+                    ("written", "Audit records written since start."),
+                    ("refused", "Calls refused because the audit writer was max_pending behind."),
+                    ("failing", "1 while the audit writer's last write failed.")):
+                yield GaugeMetricFamily(f"screening_audit_{key}", help_text, value=figures[key])

@@ -31,6 +31,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from screening._reflection import enable_reflection
+from screening.audit import AuditTrail
 from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
@@ -118,6 +119,7 @@ class RunningServer:
     shadow: ShadowRecorder | None = None
     auth: Authenticator | None = None
     tls: ServerTls | None = None
+    audit: AuditTrail | None = None
 
     @property
     def address(self) -> str:
@@ -186,6 +188,9 @@ class RunningServer:
                 detail="calls grpc did not finish; writing the last checkpoint anyway")
         if self.lanes is not None:
             self.lanes.shutdown_all()
+        if self.audit is not None:  # every queued record written, a last anchor, fsync'd
+            self.audit.close()
+            self.audit = None
         self.engine.stop_prefill()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
@@ -389,9 +394,11 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     )
     converter = Converter(settings, policy, engine.clock_ms, policy_for=engine.policy_for)
     service_log = get_logger("screening.service")
+    audit = (AuditTrail(settings.audit, get_logger("screening.audit"))
+             if settings.audit.dir else None)
     service = ScreeningService(engine, converter, authenticator, masker, service_log,
                                log_every_decision=settings.log.level.lower() == "debug",
-                               metrics=metrics)
+                               metrics=metrics, audit=audit)
     add_screening_service(server, service, lanes, throttle, service_log, refusals, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
@@ -407,6 +414,12 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     if bound == 0:
         raise ConfigError(f"cannot bind {settings.server.host}:{bind_port} (in use, or not an "
                           "address of this machine)")
+    if audit is not None:  # opens the next file of the chain (ConfigError when it cannot)
+        try:
+            audit.start()
+        except ConfigError:
+            server.stop(None)
+            raise
     # Warm every kernel before the port accepts traffic: no request pays for loading them.
     warm = engine.warm_up(progress=lambda step: log.info("warming", step=step))
     engine.on_evict = lambda ev: log.warning(
@@ -422,13 +435,16 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     freezer.start()
     metrics.watch(lanes=lambda: {lane.name: lane.held for lane in lanes.all()},
                   engine=engine.stats,
-                  checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None)
+                  checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None,
+                  audit=audit.stats if audit is not None else None)
     metrics_port = 0
     if settings.metrics.port:
         try:
             metrics_port = metrics.serve(settings.metrics.host, settings.metrics.port)
         except OSError as exc:
             server.stop(None)
+            if audit is not None:
+                audit.close()
             raise ConfigError(f"[metrics] cannot serve on {settings.metrics.host}:"
                               f"{settings.metrics.port}: {exc.strerror or exc}") from None
     if tls is not None:
@@ -444,9 +460,11 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              tls="mutual" if tls is not None and tls.mutual else "on" if tls is not None else "off",
              store=store.location if store is not None else "none",
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
-             shadows=[s.version for s in engine.shadows] or None)
+             shadows=[s.version for s in engine.shadows] or None,
+             audit=settings.audit.dir or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls)
+                         lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls,
+                         audit)
 
 
 def _log_certificates(log: Any, event: str, certs: ServerCertificates, **fields: Any) -> None:

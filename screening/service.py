@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from screening.audit import CALL, DECISION, AuditTrail, iso_ms, watch_entry
 from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, report_scope
 from screening.case import export_case
 from screening.convert import Converter, case_graph_message, large_value_message, masked_or_clear
@@ -59,9 +60,12 @@ def _rpc(method: Callable[..., R]) -> Callable[..., R]:
 class ScreeningService(pb_grpc.ScreeningServicer):
     def __init__(self, engine: Engine, converter: Converter, auth: Authenticator,
                  masker: Masker, log: Any, log_every_decision: bool = False,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, audit: AuditTrail | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
+        # the regulator's record (screening.audit): each handler asks it for room before it
+        # changes anything and queues what it did once done
+        self.audit = audit
         self.conv = converter
         self.auth = auth
         self.mask = masker
@@ -83,10 +87,16 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         except ConfigError as exc:
             self.report_thresholds, self._no_thresholds = None, str(exc)
 
-    def use_policy(self, new: Policy, by: str) -> Policy:
+    def use_policy(self, new: Policy, by: str, caller: Caller | None = None) -> Policy:
         """Make ``new`` the active policy (engine, reports, metrics); returns the previous one.
         Raises ConfigError, changing nothing, when the engine cannot take it."""
+        if self.audit is not None and caller is not None:  # a SIGHUP is not refused
+            self.audit.admit()
         old = self.engine.swap_policy(new)
+        if self.audit is not None:
+            self.audit.event("policy", caller or Caller(by, "operator"),
+                             "ReloadPolicy" if caller else by, new.version, previous=old.version,
+                             rules=len(new.txn_rules), call_rules=len(new.call_rules))
         self.conv.policy = new
         self._set_thresholds(new)
         if self.metrics is not None:
@@ -116,10 +126,15 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         except Unauthenticated:  # revoked since the interceptor let the call in
             return Caller("?", "?")
 
-    def _scope(self, context: grpc.ServicerContext) -> str:
+    def _scope(self, caller: Caller) -> str:
         """The calling institution (its name in the tokens file), whose transaction and call ids
         these are; one scope for every caller when auth is off."""
-        return self._caller(context).name if self.auth.enabled else DEFAULT_SCOPE
+        return caller.name if self.auth.enabled else DEFAULT_SCOPE
+
+    def _admit(self) -> None:
+        """Room in the audit trail for this call's records (refused before any change)."""
+        if self.audit is not None:
+            self.audit.admit()
 
     def _log_decision(self, t: TxnInput, rec: DecisionRecord, duplicate: bool,
                       reasons: list[str]) -> None:
@@ -141,13 +156,19 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             latency_us=rec.latency_us,
         )
 
-    def _decide(self, txns: list[TxnInput], t0: int, scope: str, rpc: str, batch: bool = False
-                ) -> list[pb.Decision]:
+    def _decide(self, txns: list[TxnInput], t0: int, caller: Caller, rpc: str,
+                batch: bool = False) -> list[pb.Decision]:
+        self._admit()
+        results = self.engine.screen(txns, self._scope(caller), batch=batch)
+        at = time.time_ns()
+        audit = self.audit
         out = []
-        for t, (rec, dup) in zip(txns, self.engine.screen(txns, scope, batch=batch), strict=True):
+        for t, (rec, dup) in zip(txns, results, strict=True):
             msg = self.conv.decision(rec, dup)
             # the reasons as the decision names them (by its own policy): decoded once, here
             reasons = [r.code for r in msg.reasons]
+            if audit is not None:
+                audit.add((DECISION, at, caller, rpc, t, rec, dup, reasons))
             self._log_decision(t, rec, dup, reasons)
             if self.metrics is not None:
                 self.metrics.decided(rpc, ACTION_NAMES[rec.action], reasons,
@@ -163,7 +184,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def ScreenTransaction(self, request: pb.Transaction, context: grpc.ServicerContext
                           ) -> pb.Decision:
         t0 = time.perf_counter_ns()
-        return self._decide([self.conv.transaction(request)], t0, self._scope(context),
+        return self._decide([self.conv.transaction(request)], t0, self._caller(context),
                             "ScreenTransaction")[0]
 
     @_rpc
@@ -171,13 +192,13 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                     ) -> pb.DecisionBatch:
         t0 = time.perf_counter_ns()
         return pb.DecisionBatch(decisions=self._decide(self.conv.batch(request), t0,
-                                                       self._scope(context), "ScreenBatch",
+                                                       self._caller(context), "ScreenBatch",
                                                        batch=True))
 
     def ScreenStream(self, request_iterator: Iterator[pb.Transaction],
                      context: grpc.ServicerContext) -> Iterator[pb.Decision]:
         n = 0
-        scope = self._scope(context)
+        caller = self._caller(context)
         try:
             for request in request_iterator:
                 t0 = time.perf_counter_ns()
@@ -187,7 +208,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                     tid = request.transaction_id[:64] or "?"
                     exc.args = (f"message {n} (transaction_id {tid}): {exc}",)
                     raise
-                decision = self._decide([txn], t0, scope, "ScreenStream")[0]
+                decision = self._decide([txn], t0, caller, "ScreenStream")[0]
                 if self.metrics is not None:
                     self.metrics.observe("ScreenStream", (time.perf_counter_ns() - t0) / 1e9)
                 yield decision
@@ -203,10 +224,14 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def ReportCall(self, request: pb.CallEvent, context: grpc.ServicerContext) -> pb.CallDecision:
         t0 = time.perf_counter_ns()
         call = self.conv.call(request)
-        rec, dup = self.engine.report_call(call, self._scope(context))
+        caller = self._caller(context)
+        self._admit()
+        rec, dup = self.engine.report_call(call, self._scope(caller))
         msg = self.conv.call_decision(rec, dup)
         msg.server_latency_us = (time.perf_counter_ns() - t0) // 1000
         reasons = [r.code for r in msg.reasons]
+        if self.audit is not None:
+            self.audit.add((CALL, time.time_ns(), caller, "ReportCall", call, rec, dup, reasons))
         if self.metrics is not None:
             self.metrics.decided("ReportCall", CALL_ACTION_NAMES[rec.action], reasons,
                                  duplicate=dup)
@@ -223,8 +248,17 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def UpdateWatchlist(self, request: pb.UpdateWatchlistRequest, context: grpc.ServicerContext
                         ) -> pb.UpdateWatchlistResponse:
         upserts, removes = self.conv.watchlist(request)
-        change = self.engine.update_watchlist(upserts, removes)
         caller = self._caller(context)
+        self._admit()
+        change = self.engine.update_watchlist(upserts, removes)
+        if self.audit is not None:
+            self.audit.event(
+                "watchlist", caller, "UpdateWatchlist", self.engine.policy.version,
+                upserts=[watch_entry(e.kind, e.value, e.reason, e.source, e.expires_ms)
+                         for e in upserts],
+                removes=[watch_entry(kind, value) for kind, value in removes],
+                added=change.added, replaced=change.replaced, removed=change.removed,
+                not_found=change.not_found)
         self.log.info("watchlist_updated", by=caller.name, role=caller.role,
                       added=change.added, replaced=change.replaced, removed=change.removed,
                       not_found=change.not_found,
@@ -237,7 +271,12 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                      ) -> pb.AccountReport:
         account_id, limit = self.conv.query(request)
         caller = self._caller(context)
+        self._admit()
         view = self.engine.query_account(account_id, limit, self.engine.clock_ms())
+        if self.audit is not None:
+            self.audit.event("query", caller, "QueryAccount", self.engine.policy.version,
+                             account=account_id, known=view.known, limit=limit,
+                             masked=caller.role not in CLEAR_ID_ROLES)
         self.log.info("account_queried", by=caller.name, role=caller.role,
                       account=self.mask(account_id), known=view.known)
         return self.conv.account(view, masked_or_clear(self.mask, caller.role in CLEAR_ID_ROLES))
@@ -247,8 +286,14 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                        ) -> pb.FeedbackResponse:
         caller = self._caller(context)
         fb = dataclasses.replace(self.conv.feedback(request, source=caller.name),
-                                 scope=self._scope(context))
+                                 scope=self._scope(caller))
+        self._admit()
         changed, released = self.engine.feedback(fb, self.engine.clock_ms())
+        if self.audit is not None:
+            self.audit.event("feedback", caller, "SubmitFeedback", self.engine.policy.version,
+                             account=fb.account_id or None, txn=fb.transaction_id or None,
+                             verdict=pb.FeedbackVerdict.Name(fb.verdict), note=fb.note,
+                             accounts_changed=changed, payee_released=released)
         self.log.info("feedback", by=caller.name, role=caller.role,
                       account=self.mask(fb.account_id) if fb.account_id else None,
                       txn=fb.transaction_id or None, verdict=pb.FeedbackVerdict.Name(fb.verdict),
@@ -259,8 +304,12 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     def UpsertAccounts(self, request: pb.UpsertAccountsRequest, context: grpc.ServicerContext
                        ) -> pb.UpsertAccountsResponse:
         profiles = self.conv.accounts(request)
-        n = self.engine.upsert_accounts(profiles)
         caller = self._caller(context)
+        self._admit()
+        n = self.engine.upsert_accounts(profiles)
+        if self.audit is not None:
+            self.audit.event("accounts", caller, "UpsertAccounts", self.engine.policy.version,
+                             accounts=[p.account_id for p in profiles], upserted=n)
         self.log.info("accounts_upserted", by=caller.name, role=caller.role, accounts=n)
         return pb.UpsertAccountsResponse(upserted=n)
 
@@ -270,12 +319,19 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         req = self.conv.case_request(request)
         caller = self._caller(context)
         clear = caller.role in CLEAR_ID_ROLES
+        self._admit()
         data = self.engine.case_input(req.centre, req.value, hops=req.hops, lo_ms=req.from_ms,
                                       hi_ms=req.to_ms, max_nodes=req.max_nodes,
                                       now_ms=self.engine.clock_ms())
         bundle = export_case(data, masked_or_clear(self.mask, clear), req.formats,
                              max_bytes=self._export_limit)
         g = bundle.graph
+        if self.audit is not None:
+            self.audit.event("export", caller, "ExportCaseGraph", self.engine.policy.version,
+                             centre_kind=req.centre, centre=req.value, hops=req.hops,
+                             from_time=iso_ms(req.from_ms), to_time=iso_ms(req.to_ms),
+                             nodes=g.number_of_nodes(), edges=g.number_of_edges(),
+                             formats=list(req.formats), masked=not clear)
         self.log.info("case_exported", by=caller.name, role=caller.role, centre=self.mask(req.value),
                       centre_kind=req.centre, hops=req.hops, nodes=g.number_of_nodes(),
                       edges=g.number_of_edges(), left_out=g.graph.get("nodes_left_out", 0),
@@ -291,6 +347,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         th = self.report_thresholds
         if th is None:
             raise FailedPrecondition(f"the policy has no large-value lines: {self._no_thresholds}")
+        self._admit()
         view, account_name = self.engine.ledger_view(day)
         if not view.covered:
             raise OutOfRange("report_date", view.uncovered())
@@ -299,6 +356,10 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                                      institutions=institutions)
         except ConfigError as exc:
             raise FailedPrecondition(str(exc)) from None
+        if self.audit is not None:
+            self.audit.event("report", caller, "GetLargeValueReport", self.engine.policy.version,
+                             report="large_value", date=day_text(day), institutions=institutions,
+                             rows=frame.height, transactions=view.n, masked=not clear)
         self.log.info("large_value_report", by=caller.name, role=caller.role, date=day_text(day),
                       rows=frame.height, transactions=view.n, institutions=institutions,
                       masked=not clear)
@@ -314,7 +375,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         if request.policy_toml:
             try:
                 new = parse_policy(request.policy_toml, "policy_toml")
-                old = self.use_policy(new, by=caller.name)
+                old = self.use_policy(new, by=caller.name, caller=caller)
             except ConfigError as exc:  # "policy_toml:LINE: problem" -> "policy_toml: line LINE: ..."
                 problem = str(exc).removeprefix("policy_toml:").lstrip()
                 raise InvalidRequest("policy_toml", f"line {problem}" if problem[:1].isdigit()
@@ -323,7 +384,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             path = self.engine.settings.policy.file
             try:
                 new = load_policy(path or None)
-                old = self.use_policy(new, by=caller.name)
+                old = self.use_policy(new, by=caller.name, caller=caller)
             except ConfigError as exc:
                 raise FailedPrecondition(f"policy file {path or '(default)'} not loaded, the "
                                          f"running policy stays: {exc}") from None

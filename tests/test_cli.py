@@ -223,6 +223,9 @@ def test_demo_plays_every_scenario(tmp_path: Path) -> None:
     assert re.search(r"^  feature kernels \(transactions, calls, policy\) \.* ?\d+\.\d s$", text, re.M)
     assert re.search(r"^  graph detectors \.* ?\d+\.\d s$", text, re.M)
     assert "[STR] suspicious transaction report" in text  # the flags are explained
+    # every call of the day is in the audit trail, whose chain verifies
+    assert re.search(r"^  OK: [\d,]+ records in 1 file\(s\)", text, re.M)
+    assert "decision" in text and "watchlist 1" in text
 
 
 def test_demo_table_wraps_between_words_and_aligns_wide_characters() -> None:

@@ -83,6 +83,22 @@ def test_smoke_run_has_kernel_and_memory_figures(smoke: tuple[dict[str, Any], Pa
     assert result["memory"]["extrapolated"][0]["accounts"] == 10_000_000
 
 
+def test_smoke_run_measures_the_audit_trail_on_against_off(
+        smoke: tuple[dict[str, Any], Path]) -> None:
+    """Every decision of the audited servicer is in its trail; both costs and the ratio are there
+    for unary calls and batches, in the JSON, its summary and the Markdown."""
+    result, out = smoke
+    audit = result["audit"]
+    assert audit["decisions_recorded"] == 400 + 2 * 1_000
+    for kind in ("unary", "batch1000"):
+        figures = audit[kind]
+        assert figures["handler_cpu_ns_without_median"] > 0
+        assert figures["writer_cpu_ns_per_record"] > 0
+        assert figures["ratio_with_to_without"] > 0
+    assert result["summary"]["audit_cost_per_decision"]["unary"]["ratio_with_to_without"] > 0
+    assert "| audit trail, CPU per decision |" in (out / "smoke.md").read_text()
+
+
 def test_smoke_run_draws_the_plot(smoke: tuple[dict[str, Any], Path]) -> None:
     """A PNG is written beside the JSON."""
     _, out = smoke
