@@ -507,3 +507,22 @@ def test_sighup_renews_the_server_certificate_for_new_connections(tmp_path: Path
     assert [e["by"] for e in events if e["event"] == "tls_reloaded"] == ["SIGHUP"]
     refused = [e for e in events if e["event"] == "tls_refused"]
     assert len(refused) == 1 and "[tls] key_file" in refused[0]["error"]
+
+
+def test_the_audit_trail_names_the_certificate_s_caller(pki: Pki, tmp_path: Path) -> None:
+    """Under mutual TLS there is no token: the regulator's record says who from the certificate
+    (CN, OU, O), and the chain verifies."""
+    from screening.audit import read_records, verify
+
+    trail = tmp_path / "audit"
+    srv = _start(_tls_settings(pki, mutual=True, audit={"dir": str(trail), "flush_interval_ms": 20.0}))
+    try:
+        with ScreeningClient(srv.address, tls=pki.client("bank")) as bank:
+            d = bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+    finally:
+        srv.running.stop(0.5)
+    decided = [r for r in read_records(trail) if r.get("txn") == d.transaction_id]
+    assert len(decided) == 1
+    assert (decided[0]["by"], decided[0]["role"], decided[0]["institution"]) == \
+        ("dev-bank", "bank", DEV_INSTITUTIONS["bank"])
+    assert verify(trail).ok
