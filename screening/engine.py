@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -37,20 +37,17 @@ from features.state import (
     ENTITY_KINDS,
     N_EXTRA,
     NO_TIME,
-    TIME_MAX_MS,
-    TIME_MIN_MS,
     FeatureState,
     RowTable,
     decide_rows,
     empty_events,
 )
 from graph.case import CaseInput
-from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
+from graph.live import LiveGraph, node_id
 from screening.config import Settings
 from screening.errors import CapacityExceeded, ConfigError, Conflict, InvalidRequest, NotFound
 from screening.idempotency import (
     DEFAULT_SCOPE,
-    FINGERPRINT_BYTES,
     differing_field,
     differing_input,
     fingerprint,
@@ -81,11 +78,11 @@ from screening.model import (
     TxnInput,
     WatchEntry,
 )
-from screening.policy import ACTION_NAMES, ACTIONS, CALL_ACTION_NAMES, Policy
+from screening.policy import ACTION_NAMES, ACTIONS, Policy
 
-__all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "DecisionLog",
-           "Engine", "EngineSnapshot", "Eviction", "Interner", "WatchJournal", "WatchlistChange",
-           "encode_transactions"]
+__all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "CallState",
+           "DecisionLog", "Engine", "EngineSnapshot", "Eviction", "Interner", "RestoredState",
+           "WatchJournal", "WatchlistChange", "encode_transactions"]
 
 _PERSON, _ORGANISATION, _TERMINAL = 1, 2, 3  # proto PartyType
 _DAY_MS = 86_400_000
@@ -281,7 +278,7 @@ def _coldest(ids: np.ndarray, last_seen: np.ndarray, n: int) -> np.ndarray:
 
 
 @dataclass
-class _CallState:
+class CallState:
     caller: str
     callee: str
     ringing: CallRecord | None = None
@@ -351,6 +348,25 @@ class EngineSnapshot:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class RestoredState:
+    """The whole state a checkpoint restores, validated and built off the engine's lock
+    (``screening.store``); ``Engine.install`` swaps it in."""
+
+    state: FeatureState
+    recent: RowTable
+    accounts: Interner
+    phones: Interner
+    devices: Interner
+    graph: LiveGraph | None
+    decisions: DecisionLog
+    calls: OrderedDict[tuple[str, str], CallState]
+    watch: dict[tuple[int, str], WatchEntry]
+    feedback: OrderedDict[str, tuple[int, Feedback]]
+    ledger: Ledger
+    journal_seq: int
+
+
 class Engine:
     """All live state of one screening server and the operations on it."""
 
@@ -377,16 +393,16 @@ class Engine:
         self.devices = Interner()
         self.decisions = DecisionLog(s.dedup_capacity)
         # by (scope, call_id): call ids, like transaction ids, are the calling institution's
-        self._calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
+        self._calls: OrderedDict[tuple[str, str], CallState] = OrderedDict()
         self._watch: dict[tuple[int, str], WatchEntry] = {}
-        self._bind_recent(self._new_recent(self.state.capacity("accounts")))
+        self._bind_recent(self.new_recent(self.state.capacity("accounts")))
         # the action of each remembered decision, by seq modulo the log's capacity (what
         # ``_in_case`` reads for thousands of accounts at once)
         self._actions = _actions_of(self.decisions)
         self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
         self.graph: LiveGraph | None = None
         if settings.graph.enabled:
-            self.graph = self._new_graph(
+            self.graph = self.new_graph(
                 3 * max(self.state.capacity(kind) for kind in ENTITY_KINDS),
                 settings.graph.initial_edges)
         self.graph_params = settings.graph.params().array()
@@ -396,7 +412,7 @@ class Engine:
         self.on_evict: Callable[[Eviction], None] | None = None
         self._prefiller: _Prefiller | None = None
         self.near_line = NearLine.build(policy, settings)
-        self.ledger = self._new_ledger()
+        self.ledger = self.new_ledger()
         # the latest feedback per account (who, when, what note), for QueryAccount
         self.feedback_notes: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
         # running estimate of the graph stage's time per transaction, for the budget check (see
@@ -418,26 +434,26 @@ class Engine:
         self.unsaved_decisions = 0
 
     # ------------------------------------------------------------------ memory
-    def _limits(self) -> dict[str, int]:
+    def limits(self) -> dict[str, int]:
         return {kind: self.memory.cap(kind) for kind in ENTITY_KINDS}
 
     def _new_state(self, accounts: int, phones: int, devices: int, pairs: int) -> FeatureState:
         """Feature state with memory reserved up to the caps (growing to them never copies)."""
-        caps = self._limits()
+        caps = self.limits()
         return FeatureState.create(min(accounts, caps["accounts"]), min(phones, caps["phones"]),
                                    min(devices, caps["devices"]), pairs, limits=caps)
 
-    def _new_recent(self, rows: int) -> RowTable:
+    def new_recent(self, rows: int) -> RowTable:
         """The ring of recent decisions per account (seqs, -1 empty) and its write position."""
         width = self.settings.state.recent_decisions_per_account
         return RowTable({"recent": np.full(width, -1, dtype=np.int64),
                          "recent_pos": np.zeros((), dtype=np.int64)}, rows,
                         self.memory.max_accounts)
 
-    def _new_graph(self, nodes: int, edges: int) -> LiveGraph:
+    def new_graph(self, nodes: int, edges: int) -> LiveGraph:
         g = self.settings.graph
         return LiveGraph(nodes=nodes, edges=edges, max_edges=g.max_edges,
-                         max_nodes=3 * max(self._limits().values()), reserve_edges=True)
+                         max_nodes=3 * max(self.limits().values()), reserve_edges=True)
 
     def _bind_recent(self, rows: RowTable) -> None:
         """Use ``rows`` as the recent-decision rings (its views as attributes: the hot path)."""
@@ -882,7 +898,7 @@ class Engine:
                 latency_us=(time.perf_counter_ns() - t0) // 1000,
             )
             if prior is None:
-                prior = _CallState(call.caller, call.callee)
+                prior = CallState(call.caller, call.callee)
                 self._calls[key] = prior
                 if len(self._calls) > self.settings.state.dedup_capacity:
                     self._calls.popitem(last=False)
@@ -1235,7 +1251,7 @@ class Engine:
             terminals=terminals, watch=watch, decisions=decisions)
 
     # ------------------------------------------------------------------ report ledger
-    def _new_ledger(self) -> Ledger:
+    def new_ledger(self) -> Ledger:
         return Ledger(days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
                       tz_offset_hours=self.policy.params.timezone_offset_hours)
 
@@ -1305,167 +1321,23 @@ class Engine:
                             used_nodes if name in ("n32", "watch") else int(arr.shape[0])))
         return out
 
-    def restore(self, snap: EngineSnapshot) -> list[str]:
-        """Replace the whole state by ``snap`` (at start, before serving).
-
-        Returns notes on what the settings changed (graph switched on or off, another policy).
-        Raises ValueError, naming the array or list, when the snapshot does not fit this build
-        or is inconsistent; then the engine is unchanged.
-        """
-        notes: list[str] = []
-        width = self.settings.state.recent_decisions_per_account
-        in_ckpt = "graph.meta" in snap.arrays
-        accounts = Interner.from_names(snap.accounts)
-        phones = Interner.from_names(snap.phones)
-        devices = Interner.from_names(snap.devices)
-        rows = {"accounts": len(accounts), "phones": len(phones), "devices": len(devices)}
-        caps = self._capacities(snap, rows, graph=self.graph is not None and in_ckpt)
-        if caps["recent_width"] != width:
-            raise ValueError(f"state.recent_decisions_per_account is {caps['recent_width']} in "
-                             f"the checkpoint and {width} in the settings")
-        state = FeatureState.create(caps["accounts"], caps["phones"], caps["devices"],
-                                    caps["pairs"], limits=self._limits())
-        used = _fill("features.", state.arrays(), snap.arrays,
-                     lambda name: rows.get(name.partition(".")[0]))
-        recent_rows = self._new_recent(caps["accounts"])
-        recent_pos = recent_rows["recent_pos"]
-        used |= _fill("", dict(recent_rows.views), snap.arrays, lambda _name: len(accounts))
-        if recent_pos.size and not 0 <= int(recent_pos.min()) <= int(recent_pos.max()) <= 2**62:
-            raise ValueError("recent_pos: a position outside [0, 2**62]")
-        state.check()
-        graph = None
-        if self.graph is not None and in_ckpt:
-            graph = self._new_graph(caps["graph_nodes"], caps["graph_edges"])
-            meta = snap.arrays["graph.meta"]
-            edges = int(meta[0]) if meta.ndim == 1 and meta.size else -1
-            if not 0 <= edges <= graph.edge_capacity:
-                raise ValueError(f"graph.meta: {edges} edges do not fit (graph.max_edges is "
-                                 f"{self.settings.graph.max_edges})")
-            used_nodes = min(graph.node_capacity, 3 * max(*rows.values(), 1))
-            targets = {"e32": graph.e32, "e64": graph.e64, "ekind": graph.ekind, "n32": graph.n32,
-                       "watch": graph.watch, "meta": graph.meta}
-            used |= _fill("graph.", targets, snap.arrays,
-                          lambda name: edges if name in ("e32", "e64", "ekind")
-                          else used_nodes if name in ("n32", "watch") else None)
-            graph.check((len(accounts), len(phones), len(devices)))
-        elif self.graph is not None:
-            s = self.settings.state
-            graph = self._new_graph(3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
-                                    self.settings.graph.initial_edges)
-            graph.ensure(len(accounts), len(phones), len(devices), 0)
-            for e in snap.watch:
-                idx = (accounts, phones, devices)[e.kind - 1].get(e.value)
-                if idx is not None:
-                    graph.set_watch(e.kind - 1, idx, e.expires_ms)
-            notes.append("the checkpoint has no transaction graph ([graph] was disabled): "
-                         "the graph starts empty")
-        elif in_ckpt:
-            used |= {n for n in snap.arrays if n.startswith("graph.")}
-            notes.append("[graph] is disabled: the checkpoint's transaction graph is not loaded")
-        unknown = sorted(set(snap.arrays) - used)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: an array this build does not know")
-        decisions = DecisionLog(self.settings.state.dedup_capacity)
-        last = -1
-        for rec in snap.decisions:
-            if not last < rec.seq < snap.next_seq:
-                raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
-            last = rec.seq
-            if rec.seq < snap.next_seq - decisions.capacity:
-                continue  # beyond this server's horizon (state.dedup_capacity)
-            if (not _renderable(rec, ACTION_NAMES)
-                    or not TIME_MIN_MS <= rec.event_time_ms <= TIME_MAX_MS):
-                raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
-                                 f"{rec.reason_bits}, score {rec.score}, time {rec.event_time_ms}")
-            # a duplicate is recognised by its fingerprint (none: a format-1 record, compared
-            # by payer, payee and time), and answered with the one record its id names
-            if len(rec.fingerprint) not in (0, FINGERPRINT_BYTES):
-                raise ValueError(f"decisions: seq {rec.seq} has a fingerprint of "
-                                 f"{len(rec.fingerprint)} bytes, expected {FINGERPRINT_BYTES}")
-            if not rec.transaction_id or decisions.get(rec.scope, rec.transaction_id) is not None:
-                raise ValueError(f"decisions: seq {rec.seq} repeats a transaction id of its scope "
-                                 "(or has none)")
-            decisions.add(rec)
-        decisions.next_seq = snap.next_seq
-        calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
-        for cid, caller, callee, ringing, ended, scope in snap.calls:
-            for call_rec in (ringing, ended):
-                if call_rec is not None and not _renderable(call_rec, CALL_ACTION_NAMES):
-                    raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
-                                     f"{call_rec.reason_bits}, score {call_rec.score}")
-            calls[(scope, cid)] = _CallState(caller, callee, ringing, ended)
-        while len(calls) > self.settings.state.dedup_capacity:
-            calls.popitem(last=False)
-        watch = {(e.kind, e.value): e for e in snap.watch}
-        feedback: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
-        for name, at, fb in snap.feedback:
-            feedback[name] = (at, fb)
-        if snap.policy_version != self.policy.version:
-            notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
-                         f"this server runs {self.policy.version}")
-        if snap.ledger is None:
-            ledger = self._new_ledger()
-            notes.append("the checkpoint has no report ledger (an earlier build): large-value "
-                         "reports start with the next transaction")
-        else:
-            ledger, ledger_notes = Ledger.restored(
-                snap.ledger, days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
-                tz_offset_hours=self.policy.params.timezone_offset_hours, n_accounts=len(accounts))
-            notes += ledger_notes
+    def install(self, restored: RestoredState) -> None:
+        """Replace the whole state by ``restored`` (at start, before serving): a checkpoint
+        validated and built off the lock by ``screening.store``."""
         with self._lock:
-            self.state = state
-            self._bind_recent(recent_rows)
-            self.accounts, self.phones, self.devices = accounts, phones, devices
-            self.graph = graph
-            self.decisions = decisions
-            self._actions = _actions_of(decisions)
-            self._calls = calls
-            self._watch = watch
-            self.feedback_notes = feedback
-            self.ledger = ledger
+            self.state = restored.state
+            self._bind_recent(restored.recent)
+            self.accounts, self.phones, self.devices = (restored.accounts, restored.phones,
+                                                        restored.devices)
+            self.graph = restored.graph
+            self.decisions = restored.decisions
+            self._actions = _actions_of(restored.decisions)
+            self._calls = restored.calls
+            self._watch = restored.watch
+            self.feedback_notes = restored.feedback
+            self.ledger = restored.ledger
             self._drivers = {}
-            self.journal_seq = snap.journal_seq
-        return notes
-
-    def _capacities(self, snap: EngineSnapshot, rows: dict[str, int], *,
-                    graph: bool) -> dict[str, int]:
-        """The capacities to allocate for ``snap``: its own, except that the entity tables and
-        graph nodes take at most what growing from this server's initial sizes to the saved
-        rows could have made (they grow again on demand; their size changes no decision), graph
-        edge slots at most ``max_edges``, and the relationship table must be the size stored.
-        A small damaged or crafted checkpoint cannot make the server allocate more than that."""
-        caps = dict(snap.capacities)
-        names = _CAPACITIES + (("graph_nodes", "graph_edges") if graph else ())
-        for name in names:
-            value = caps.get(name)
-            if type(value) is not int or value < 1:
-                raise ValueError(f"capacities.{name}: {value!r}, expected a positive integer")
-        s = self.settings.state
-        initial = {"accounts": s.initial_accounts, "phones": s.initial_phones,
-                   "devices": s.initial_devices}
-        for name, n in rows.items():
-            caps[name] = min(caps[name], max(initial[name], 2 * n))
-        pairs = snap.arrays.get("features.pairs")
-        slots = FeatureState.pair_slots(caps["pairs"])
-        if pairs is None or pairs.ndim != 2 or pairs.shape[0] != slots:
-            raise ValueError(f"features.pairs: capacities.pairs is {caps['pairs']}, the stored "
-                             f"table has {None if pairs is None else list(pairs.shape)} slots")
-        if graph:
-            caps["graph_nodes"] = min(caps["graph_nodes"],
-                                      max(3 * max(initial.values()), 6 * max(*rows.values(), 1)))
-            # edge slots are kept as saved (up to max_edges): when they fill decides when
-            # expired edges go, and so what a late transaction still sees
-            caps["graph_edges"] = min(caps["graph_edges"], self.settings.graph.max_edges)
-        need = FeatureState.nbytes_for(caps["accounts"], caps["phones"], caps["devices"],
-                                       caps["pairs"])
-        need += caps["accounts"] * (caps["recent_width"] + 1) * 8
-        if graph:
-            need += caps["graph_nodes"] * BYTES_PER_NODE + caps["graph_edges"] * BYTES_PER_EDGE
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if need > ram:
-            raise ValueError(f"capacities: the state would take {need / 2**30:.1f} GiB, more than "
-                             f"this machine's {ram / 2**30:.1f} GiB of memory")
-        return caps
+            self.journal_seq = restored.journal_seq
 
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, int]:
@@ -1530,39 +1402,6 @@ def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[st
 
 
 _SPLIT_BYTES = 256 << 20
-
-
-def _renderable(rec: DecisionRecord | CallRecord, actions: Mapping[int, str]) -> bool:
-    """A remembered record a reply can carry again (action known, score a protobuf int32)."""
-    return rec.action in actions and rec.reason_bits >= 0 and -(2**31) <= rec.score < 2**31
-
-
-_CAPACITIES = ("accounts", "phones", "devices", "pairs", "recent_width")
-
-
-def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarray],
-          rows_of: Callable[[str], int | None]) -> set[str]:
-    """Copy ``saved[prefix + name]`` into the first rows of each freshly allocated target.
-
-    ``rows_of(name)`` is the number of rows the saved array must have (None: the target's whole
-    shape). Returns the saved names used; raises ValueError naming the array on any mismatch.
-    """
-    for name, target in targets.items():
-        key = prefix + name
-        arr = saved.get(key)
-        if arr is None:
-            raise ValueError(f"{key}: missing")
-        want = rows_of(name)
-        if arr.dtype != target.dtype or arr.ndim != target.ndim or arr.shape[1:] != target.shape[1:]:
-            raise ValueError(f"{key}: {arr.dtype}{list(arr.shape)} does not match this build's "
-                             f"{target.dtype}[n, {', '.join(map(str, target.shape[1:]))}]")
-        if want is None and arr.shape != target.shape:
-            raise ValueError(f"{key}: shape {list(arr.shape)}, expected {list(target.shape)}")
-        if want is not None and not arr.shape[0] == want <= target.shape[0]:
-            raise ValueError(f"{key}: {arr.shape[0]} rows, expected {want} "
-                             f"(capacity {target.shape[0]})")
-        target[: arr.shape[0]] = arr
-    return {prefix + name for name in targets}
 
 
 def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Interner,
