@@ -18,14 +18,8 @@ import numpy as np
 
 from features.state import TIME_MAX_MS, TIME_MIN_MS, FeatureState
 from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE
-from screening.engine import (
-    CallState,
-    DecisionLog,
-    Engine,
-    EngineSnapshot,
-    Interner,
-    RestoredState,
-)
+from screening.core import Interner, Screener
+from screening.engine import CallState, DecisionLog, Engine, EngineSnapshot, RestoredState
 from screening.idempotency import FINGERPRINT_BYTES
 from screening.ledger import Ledger
 from screening.model import CallRecord, DecisionRecord, Feedback
@@ -142,9 +136,11 @@ def restored_state(engine: Engine, snap: EngineSnapshot) -> tuple[RestoredState,
             snap.ledger, days=engine.settings.ledger.days, max_rows=engine.settings.ledger.max_rows,
             tz_offset_hours=engine.policy.params.timezone_offset_hours, n_accounts=len(accounts))
         notes += ledger_notes
+    core = Screener(state=state, graph=graph, graph_params=engine.graph_params,
+                    graph_expiry_ms=engine.settings.graph.expiry_ms, recent=recent_rows,
+                    accounts=accounts, phones=phones, devices=devices)
     restored = RestoredState(
-        state=state, recent=recent_rows, accounts=accounts, phones=phones, devices=devices,
-        graph=graph, decisions=decisions, calls=calls, watch=watch, feedback=feedback,
+        core=core, decisions=decisions, calls=calls, watch=watch, feedback=feedback,
         ledger=ledger, journal_seq=snap.journal_seq)
     return restored, notes
 
