@@ -10,8 +10,9 @@ batch first equals running both per event.
 
 The live ``Engine`` is the shell around it (lock, idempotency, capacity and eviction, the graph's
 latency budget through a ``GraphGate``, decision records, journal, queries); ``screening
-replay`` runs an encoded event file through it in chunks. No protobuf, no logging, no clock
-(the gate, when given, reads the time).
+replay`` runs an encoded event file through it in chunks. No protobuf, no logging, no
+event-time clock (a timer only for the seconds ``Screened`` reports; the gate, when given,
+reads its own).
 """
 
 from __future__ import annotations
@@ -280,6 +281,10 @@ class Screener:
         ``keep_features``, ``all_features`` and ``reads`` are ``FeatureState.process``'s.
         """
         n = events.shape[0]
+        if refs.dtype != np.int64 or refs.shape != (n,):
+            raise ValueError(f"refs must be int64[{n}], got {refs.dtype}{refs.shape}")
+        if remember and self.recent_rows is None:
+            raise ValueError("remember=True: this screener keeps no recent-decision rings")
         self.ensure(2 * n if new_pairs is None else new_pairs)
         k0 = time.perf_counter()
         extra, degraded = self._graph_pass(events, refs, gate, detect)
