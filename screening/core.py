@@ -35,7 +35,7 @@ from screening.policy import Policy
 __all__ = ["GraphGate", "Interner", "Screened", "Screener"]
 
 _PERSON, _TERMINAL = 1, 3  # proto PartyType
-_NO_REFS = np.full(1, -1, dtype=np.int64)
+_KIND, _A, _B, _TXN = int(EventCol.KIND), int(EventCol.A), int(EventCol.B), int(Kind.TXN)
 
 
 class Interner:
@@ -112,7 +112,7 @@ class Interner:
         return key in self._ids
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per screening call, and frozen init costs 3x
 class Screened:
     """The decisions of one batch, one row per event, as columns.
 
@@ -326,11 +326,12 @@ class Screener:
         """Write each transaction's ref into its payer's and payee's ring (oldest overwritten)."""
         ring, pos_of = self.recent, self.recent_pos
         width = ring.shape[1]
-        for j, (kind, a, b) in enumerate(events[:, [EventCol.KIND, EventCol.A, EventCol.B]].tolist()):
-            if kind != Kind.TXN:
+        kinds = events[:, _KIND]
+        for j in range(events.shape[0]):
+            if kinds[j] != _TXN:
                 continue
             seq = int(refs[j])
-            for account in (a, b):
+            for account in (int(events[j, _A]), int(events[j, _B])):
                 pos = int(pos_of[account])
                 ring[account, pos % width] = seq
                 pos_of[account] = pos + 1
