@@ -41,7 +41,7 @@ def measure(accounts: int, seed: int = 1) -> dict[str, Any]:
     """Build and fill the state for ``accounts`` accounts; returns the measured figures."""
     from features.layout import EventCol, Kind, TxnFlag
     from features.state import FeatureState, empty_events
-    from screening.engine import Interner
+    from screening.core import Interner
     from screening.policy import load_policy
 
     policy = load_policy()

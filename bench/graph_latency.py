@@ -10,10 +10,10 @@ a few merchants with tens of thousands of payers, the hubs the searches must not
 1 % of accounts and 0.5 % of phones watchlisted; ``--round-share`` of the transfers (and of the
 screened ones) pay a round price from a short list instead of a log-normal amount, as people
 often do, so payees have several payers of one amount (what the fee-tree detector looks
-further into). Then it screens ``--queries`` new transfers
-one at a time exactly as ``Engine._graph_stage`` does (``ensure`` + ``process`` of a one-row
-event matrix) and reports the median, p99 and p99.9 of that stage's time with the detectors on
-and, side by side, with them off (edges still added), plus the work (list entries the
+further into). Then it screens ``--queries`` new transfers one at a time exactly as the
+core's graph pass (``Screener._graph_pass``) does (``ensure`` + ``process`` of a one-row event
+matrix) and reports the median, p99 and p99.9 of that stage's time with the detectors on and,
+side by side, with them off (edges still added), plus the work (list entries the
 detectors read per decision) and cut statistics.
 """
 

@@ -1,4 +1,10 @@
-"""The screening engine: interned ids, feature state, idempotency memory and watchlists.
+"""The live screening engine: the shell around the screening core (``screening.core``).
+
+The core holds the interned ids, feature state, live graph, recent-decision rings and watch
+flags, and screens a batch of events; the engine adds what a live server needs around it: the
+lock, idempotency memory (decision records by transaction id, calls by call id), entity caps and
+eviction, the graph's latency budget, the report ledger, watchlists and feedback with their
+journal, queries and case input, and consistent snapshots for checkpoints.
 
 Single writer: one lock serialises every state change, so a decision is computed on a
 consistent state and a request either applies completely or not at all (validation happens
@@ -9,13 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import heapq
 import itertools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,32 +30,27 @@ from features.layout import (
     ACCOUNT_FEATURES,
     CALL_FEATURES,
     TXN_FEATURES,
-    CallFlag,
     DecisionCol,
     EventCol,
     Kind,
     Mark,
     Memory,
-    TxnFlag,
 )
 from features.state import (
     ENTITY_KINDS,
-    N_EXTRA,
     NO_TIME,
-    TIME_MAX_MS,
-    TIME_MIN_MS,
     FeatureState,
     RowTable,
     decide_rows,
     empty_events,
 )
 from graph.case import CaseInput
-from graph.live import BYTES_PER_EDGE, BYTES_PER_NODE, LiveGraph, node_id
+from graph.live import LiveGraph, node_id
 from screening.config import Settings
+from screening.core import Interner, Screener
 from screening.errors import CapacityExceeded, ConfigError, Conflict, InvalidRequest, NotFound
 from screening.idempotency import (
     DEFAULT_SCOPE,
-    FINGERPRINT_BYTES,
     differing_field,
     differing_input,
     fingerprint,
@@ -81,13 +81,13 @@ from screening.model import (
     TxnInput,
     WatchEntry,
 )
-from screening.policy import ACTION_NAMES, ACTIONS, CALL_ACTION_NAMES, Policy
+from screening.policy import ACTION_NAMES, ACTIONS, Policy
 
-__all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "DecisionLog",
-           "Engine", "EngineSnapshot", "Eviction", "Interner", "WatchJournal", "WatchlistChange",
-           "encode_transactions"]
+__all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "CallState",
+           "DecisionLog", "Engine", "EngineSnapshot", "Eviction", "RestoredState", "WatchJournal",
+           "WatchlistChange"]
 
-_PERSON, _ORGANISATION, _TERMINAL = 1, 2, 3  # proto PartyType
+_ORGANISATION = 2  # proto PartyType
 _DAY_MS = 86_400_000
 # how long feedback holds when it gives no expiry: a confirmed fraud account, a false alarm
 CONFIRMED_DEFAULT_MS = 180 * _DAY_MS
@@ -106,80 +106,6 @@ _GRAPH_HALF_LIFE_NS = 1_000_000_000
 _PREFILL_MIN_ROWS = 65_536
 # An account with a remembered decision at least this strong (HOLD) is in an open case.
 _CASE_ACTION = ACTIONS["HOLD"]
-
-
-class Interner:
-    """Strings to dense ids 0, 1, 2, ... and back; released ids are handed out again.
-
-    ``len()`` is the id space in use (rows of the state arrays), ``live`` the ids that name an
-    entity now. A released id is free until ``intern`` gives it to a new string, the smallest
-    free id first, so the order is a function of the free set alone (a restored server hands
-    out the same ids). In ``names()`` a free id is the empty string, which is never an id.
-    """
-
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        self._names: list[str] = []
-        self._free: list[int] = []  # a heap
-
-    def get(self, key: str) -> int | None:
-        return self._ids.get(key)
-
-    def intern(self, key: str) -> int:
-        idx = self._ids.get(key)
-        if idx is None:
-            if self._free:
-                idx = heapq.heappop(self._free)
-                self._names[idx] = key
-            else:
-                idx = len(self._names)
-                self._names.append(key)
-            self._ids[key] = idx
-        return idx
-
-    def release(self, ids: Iterable[int]) -> None:
-        """Forget the strings of ``ids``; the ids go back to the free set."""
-        for idx in ids:
-            name = self._names[idx]
-            if not name:
-                raise ValueError(f"id {idx} is not in use")
-            del self._ids[name]
-            self._names[idx] = ""
-            heapq.heappush(self._free, idx)
-
-    def name(self, idx: int) -> str:
-        return self._names[idx]
-
-    def names(self) -> list[str]:
-        """A copy of every interned string, in id order ("" for a free id)."""
-        return list(self._names)
-
-    def free_ids(self) -> np.ndarray:
-        """The free ids, ascending."""
-        return np.array(sorted(self._free), dtype=np.int64)
-
-    @classmethod
-    def from_names(cls, names: Sequence[str]) -> Interner:
-        out = cls()
-        out._names = list(names)
-        out._ids = {name: i for i, name in enumerate(out._names) if name}
-        out._free = [i for i, name in enumerate(out._names) if not name]  # sorted: a heap
-        if len(out._ids) + len(out._free) != len(out._names):
-            raise ValueError("an interned id list holds the same string twice")
-        return out
-
-    def missing(self, keys: set[str]) -> int:
-        return sum(1 for k in keys if k not in self._ids)
-
-    @property
-    def live(self) -> int:
-        return len(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._ids
 
 
 class DecisionLog:
@@ -280,8 +206,42 @@ def _coldest(ids: np.ndarray, last_seen: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([below, ids[last_seen == kth][: n - below.size]])
 
 
+class _GraphBudget:
+    """The graph detectors within the latency budget (a ``screening.core.GraphGate``).
+
+    The budget is ``latency_budget_ms`` per transaction from ``t0``, when the engine's lock was
+    taken (time spent waiting for it is not the graph's). Before each chunk the gate checks that
+    the chunk, at the running estimate of its cost (``Engine._graph_cost``), still fits; when it
+    does not, the chunk's edges are added without running the detectors: those decisions get
+    zero graph features and are marked degraded. The cost is measured in this thread's CPU time,
+    so time spent waiting for the GIL behind other threads under load does not inflate it. Each
+    detector is also bounded inside the kernel (hub degree, work budget), so one search cannot
+    run away.
+    """
+
+    chunk = _GRAPH_CHUNK
+
+    def __init__(self, engine: Engine, t0: int, n: int) -> None:
+        self.engine = engine
+        self.deadline = t0 + round(engine.settings.server.latency_budget_ms * 1e6) * n
+        self.cost = 0.0
+        self.cpu0 = 0
+
+    def admit(self, rows: int) -> bool:
+        now = time.perf_counter_ns()
+        self.cost = self.engine._graph_cost(now)
+        admitted = now + self.cost * rows <= self.deadline
+        self.cpu0 = time.thread_time_ns()
+        return admitted
+
+    def done(self, rows: int) -> None:
+        per = (time.thread_time_ns() - self.cpu0) / rows
+        self.engine.graph_ns_per_txn = 0.9 * self.cost + 0.1 * per
+        self.engine._graph_measured_ns = time.perf_counter_ns()
+
+
 @dataclass
-class _CallState:
+class CallState:
     caller: str
     callee: str
     ringing: CallRecord | None = None
@@ -351,6 +311,20 @@ class EngineSnapshot:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class RestoredState:
+    """The whole state a checkpoint restores, validated and built off the engine's lock
+    (``screening.store``); ``Engine.install`` swaps it in."""
+
+    core: Screener
+    decisions: DecisionLog
+    calls: OrderedDict[tuple[str, str], CallState]
+    watch: dict[tuple[int, str], WatchEntry]
+    feedback: OrderedDict[str, tuple[int, Feedback]]
+    ledger: Ledger
+    journal_seq: int
+
+
 class Engine:
     """All live state of one screening server and the operations on it."""
 
@@ -370,33 +344,32 @@ class Engine:
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.memory = memory or plan_memory(settings, available_memory())
         s = settings.state
-        self.state = self._new_state(s.initial_accounts, s.initial_phones, s.initial_devices,
-                                     s.initial_pairs)
-        self.accounts = Interner()
-        self.phones = Interner()
-        self.devices = Interner()
+        state = self._new_state(s.initial_accounts, s.initial_phones, s.initial_devices,
+                                s.initial_pairs)
+        graph = None
+        if settings.graph.enabled:
+            graph = self.new_graph(3 * max(state.capacity(kind) for kind in ENTITY_KINDS),
+                                   settings.graph.initial_edges)
+        # the interned ids, feature state, live graph, recent-decision rings and watch flags,
+        # and the one screening step on them
+        self.core = Screener(state=state, graph=graph, graph_params=settings.graph.params().array(),
+                             graph_expiry_ms=settings.graph.expiry_ms,
+                             recent=self.new_recent(state.capacity("accounts")))
         self.decisions = DecisionLog(s.dedup_capacity)
         # by (scope, call_id): call ids, like transaction ids, are the calling institution's
-        self._calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
+        self._calls: OrderedDict[tuple[str, str], CallState] = OrderedDict()
         self._watch: dict[tuple[int, str], WatchEntry] = {}
-        self._bind_recent(self._new_recent(self.state.capacity("accounts")))
         # the action of each remembered decision, by seq modulo the log's capacity (what
         # ``_in_case`` reads for thousands of accounts at once)
         self._actions = _actions_of(self.decisions)
         self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
-        self.graph: LiveGraph | None = None
-        if settings.graph.enabled:
-            self.graph = self._new_graph(
-                3 * max(self.state.capacity(kind) for kind in ENTITY_KINDS),
-                settings.graph.initial_edges)
-        self.graph_params = settings.graph.params().array()
         # entities forgotten to make room (by kind), and who hears of each eviction (the server
         # logs it); called under the engine's lock
         self.evicted = dict.fromkeys((*ENTITY_KINDS, "relationships"), 0)
         self.on_evict: Callable[[Eviction], None] | None = None
         self._prefiller: _Prefiller | None = None
         self.near_line = NearLine.build(policy, settings)
-        self.ledger = self._new_ledger()
+        self.ledger = self.new_ledger()
         # the latest feedback per account (who, when, what note), for QueryAccount
         self.feedback_notes: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
         # running estimate of the graph stage's time per transaction, for the budget check (see
@@ -417,32 +390,66 @@ class Engine:
         self.store_ok = True
         self.unsaved_decisions = 0
 
+    # the core's state, read here (the core owns it; ``install`` replaces the core whole)
+    @property
+    def state(self) -> FeatureState:
+        return self.core.state
+
+    @property
+    def graph(self) -> LiveGraph | None:
+        return self.core.graph
+
+    @property
+    def graph_params(self) -> np.ndarray:
+        return self.core.graph_params
+
+    @property
+    def accounts(self) -> Interner:
+        return self.core.accounts
+
+    @property
+    def phones(self) -> Interner:
+        return self.core.phones
+
+    @property
+    def devices(self) -> Interner:
+        return self.core.devices
+
+    @property
+    def _recent_rows(self) -> RowTable:
+        rows = self.core.recent_rows
+        assert rows is not None  # the engine's core always keeps them
+        return rows
+
+    @property
+    def _recent(self) -> np.ndarray:
+        return self.core.recent
+
+    @property
+    def _recent_pos(self) -> np.ndarray:
+        return self.core.recent_pos
+
     # ------------------------------------------------------------------ memory
-    def _limits(self) -> dict[str, int]:
+    def limits(self) -> dict[str, int]:
         return {kind: self.memory.cap(kind) for kind in ENTITY_KINDS}
 
     def _new_state(self, accounts: int, phones: int, devices: int, pairs: int) -> FeatureState:
         """Feature state with memory reserved up to the caps (growing to them never copies)."""
-        caps = self._limits()
+        caps = self.limits()
         return FeatureState.create(min(accounts, caps["accounts"]), min(phones, caps["phones"]),
                                    min(devices, caps["devices"]), pairs, limits=caps)
 
-    def _new_recent(self, rows: int) -> RowTable:
+    def new_recent(self, rows: int) -> RowTable:
         """The ring of recent decisions per account (seqs, -1 empty) and its write position."""
         width = self.settings.state.recent_decisions_per_account
         return RowTable({"recent": np.full(width, -1, dtype=np.int64),
                          "recent_pos": np.zeros((), dtype=np.int64)}, rows,
                         self.memory.max_accounts)
 
-    def _new_graph(self, nodes: int, edges: int) -> LiveGraph:
+    def new_graph(self, nodes: int, edges: int) -> LiveGraph:
         g = self.settings.graph
         return LiveGraph(nodes=nodes, edges=edges, max_edges=g.max_edges,
-                         max_nodes=3 * max(self._limits().values()), reserve_edges=True)
-
-    def _bind_recent(self, rows: RowTable) -> None:
-        """Use ``rows`` as the recent-decision rings (its views as attributes: the hot path)."""
-        self._recent_rows = rows
-        self._recent, self._recent_pos = rows["recent"], rows["recent_pos"]
+                         max_nodes=3 * max(self.limits().values()), reserve_edges=True)
 
     def prefill(self) -> int:
         """Write, ahead of use, the rows the next new entities and edges will take (their
@@ -589,16 +596,16 @@ class Engine:
             if todo:
                 batch_in = [txns[i] for i in todo]
                 self._reserve(batch_in)
-                ev = encode_transactions(batch_in, self.policy, self.accounts, self.phones,
-                                         self.devices, self.near_line)
+                core = self.core
+                ev = core.encode_transactions(batch_in, self.policy, self.near_line)
                 # a relationship, and a remembered stop, per transaction at most
-                self._ensure(new_pairs=2 * len(batch_in))
-                extra, degraded = self._graph_stage(ev, self.decisions.next_seq, locked)
+                self._bound_pairs(2 * len(batch_in))
+                seq0 = self.decisions.next_seq
                 # only the features a rule reads: a decision shows no others
-                feat, dec = self.state.process(ev, self.policy.params_array,
-                                               self.policy.txn_table, self.policy.call_table,
-                                               extra=extra, all_features=False,
-                                               reads=self._reads)
+                done = core.screen(ev, np.arange(seq0, seq0 + len(todo), dtype=np.int64),
+                                   self.policy, gate=_GraphBudget(self, locked, len(todo)),
+                                   remember=True, all_features=False, reads=self._reads)
+                feat, dec, degraded = done.features, done.decisions, done.degraded
                 if self.shadows and self.on_shadow is not None:
                     self.on_shadow(batch_in, dec, self.policy.version,
                                    [decide_rows(s.txn_table, feat) for s in self.shadows])
@@ -606,13 +613,10 @@ class Engine:
                 unsaved = not self.store_ok
                 if unsaved:
                     self.unsaved_decisions += len(todo)
-                seq0 = self.decisions.next_seq
                 for j, i in enumerate(todo):
                     rec = self._record(txns[i], feat[j], dec[j], latency_us,
                                        unsaved or bool(degraded[j]), scope, prints[i])
                     self.decisions.add(rec)
-                    self._remember(int(ev[j, EventCol.A]), rec.seq)
-                    self._remember(int(ev[j, EventCol.B]), rec.seq)
                     out[i] = (rec, False)
                 self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
                 self.ledger.append(ev, seq0, batch_in)
@@ -694,13 +698,7 @@ class Engine:
             return 0
         chosen.sort()
         oldest, newest = int(last[chosen].min()), int(last[chosen].max())
-        pairs = self.state.forget(name, chosen)
-        if kind == ENTITY_ACCOUNT:
-            self._recent_rows.reset(chosen)
-        edges = 0
-        if self.graph is not None:
-            edges = self.graph.forget(chosen * 3 + (kind - 1))
-        interner.release(chosen.tolist())
+        pairs, edges = self.core.forget(kind, chosen)
         self.evicted[name] += int(chosen.size)
         if self.on_evict is not None:
             self.on_evict(Eviction(kind=name, count=int(chosen.size), live=interner.live,
@@ -743,58 +741,9 @@ class Engine:
         age = max(0, now_ns - self._graph_measured_ns)
         return float(self.graph_ns_per_txn * 0.5 ** (age / _GRAPH_HALF_LIFE_NS))
 
-    def _graph_stage(self, ev: np.ndarray, seq0: int, t0: int) -> tuple[np.ndarray | None, np.ndarray]:
-        """Add the batch to the live graph and run its detectors within the latency budget.
-
-        The budget is ``latency_budget_ms`` per transaction from ``t0``, when the engine's lock
-        was taken (time spent waiting for it is not the graph's). Before each chunk the stage
-        checks that the chunk, at the running estimate of its cost (``_graph_cost``), still fits;
-        when it does not, the chunk's edges are added without running the detectors: those
-        decisions get zero graph features and are marked degraded. The cost is measured in this
-        thread's CPU time, so time spent waiting for the GIL behind other threads under load does
-        not inflate it. Each detector is also bounded inside the kernel (hub degree, work
-        budget), so one search cannot run away.
-        """
-        n = ev.shape[0]
-        degraded = np.zeros(n, dtype=bool)
-        g = self.graph
-        if g is None:
-            return None, degraded
-        gs = self.settings.graph
-        g.ensure(len(self.accounts), len(self.phones), len(self.devices), 3 * n, gs.expiry_ms)
-        extra = np.zeros((n, N_EXTRA), dtype=np.float64)
-        refs = np.arange(seq0, seq0 + n, dtype=np.int64)
-        deadline = t0 + round(self.settings.server.latency_budget_ms * 1e6) * n
-        for start in range(0, n, _GRAPH_CHUNK):
-            stop = min(n, start + _GRAPH_CHUNK)
-            now = time.perf_counter_ns()
-            cost = self._graph_cost(now)
-            detect = now + cost * (stop - start) <= deadline
-            cpu0 = time.thread_time_ns()
-            out = g.process(ev[start:stop], refs[start:stop], self.graph_params, detect)
-            if detect:
-                extra[start:stop] = out
-                per = (time.thread_time_ns() - cpu0) / (stop - start)
-                self.graph_ns_per_txn = 0.9 * cost + 0.1 * per
-                self._graph_measured_ns = time.perf_counter_ns()
-            else:
-                degraded[start:stop] = True
-        return extra, degraded
-
     def _ensure(self, new_pairs: int) -> None:
         self._bound_pairs(new_pairs)
-        self.state.ensure(len(self.accounts), len(self.phones), len(self.devices), new_pairs)
-        if self.graph is not None:
-            self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 0)
-        if self._recent_rows.rows < self.state.capacity("accounts"):
-            self._recent_rows.grow(self.state.capacity("accounts"))
-            self._bind_recent(self._recent_rows)
-
-    def _remember(self, account: int, seq: int) -> None:
-        width = self._recent.shape[1]
-        pos = int(self._recent_pos[account])
-        self._recent[account, pos % width] = seq
-        self._recent_pos[account] = pos + 1
+        self.core.ensure(new_pairs)
 
     def _drivers_of(self, bits: int, calls: bool) -> tuple[int, ...]:
         key = (calls, bits)
@@ -852,24 +801,12 @@ class Engine:
                 if seen is not None:
                     return seen, True
             self._room(ENTITY_PHONE, {call.caller, call.callee})
-            ev = empty_events(1)
-            ev[0, EventCol.KIND] = Kind.CALL
-            ev[0, EventCol.TS] = call.start_ms
-            ev[0, EventCol.A] = self.phones.intern(call.caller)
-            ev[0, EventCol.B] = self.phones.intern(call.callee)
-            ev[0, EventCol.AMOUNT] = call.duration_s
-            ev[0, EventCol.FLAGS] = (CallFlag.NEW if prior is None else 0) | (
-                CallFlag.ENDED if ended else 0)
-            ev[0, EventCol.AUX1] = call.caller_class
-            ev[0, EventCol.AUX3] = call.outcome
-            self._ensure(new_pairs=1)
-            feat, dec = self.state.process(ev, self.policy.params_array, self.policy.txn_table,
-                                           self.policy.call_table)
-            if self.graph is not None:
-                self.graph.ensure(len(self.accounts), len(self.phones), len(self.devices), 3,
-                                  self.settings.graph.expiry_ms)
-                self.graph.process(ev, np.full(1, -1, dtype=np.int64), self.graph_params,
-                                   detect=False)
+            ev = self.core.encode_call(call, new=prior is None)
+            self._bound_pairs(1)
+            # a call's edge is kept for the transactions' detectors; it has no graph features
+            done = self.core.screen(ev, np.full(1, -1, dtype=np.int64), self.policy,
+                                    new_pairs=1, detect=False)
+            feat, dec = done.features, done.decisions
             bits = int(dec[0, 1])
             rec = CallRecord(
                 call_id=call.call_id,
@@ -882,7 +819,7 @@ class Engine:
                 latency_us=(time.perf_counter_ns() - t0) // 1000,
             )
             if prior is None:
-                prior = _CallState(call.caller, call.callee)
+                prior = CallState(call.caller, call.callee)
                 self._calls[key] = prior
                 if len(self._calls) > self.settings.state.dedup_capacity:
                     self._calls.popitem(last=False)
@@ -952,9 +889,6 @@ class Engine:
     def _apply_watch(self, upserts: Sequence[WatchEntry],
                      removes: Sequence[tuple[int, str]]) -> WatchlistChange:
         interners = self._interners()
-        setters = {ENTITY_ACCOUNT: self.state.set_account_watch,
-                   ENTITY_PHONE: self.state.set_phone_watch,
-                   ENTITY_DEVICE: self.state.set_device_watch}
         added = replaced = removed = not_found = 0
         for e in upserts:
             key = (e.kind, e.value)
@@ -965,9 +899,7 @@ class Engine:
             self._watch[key] = e
             idx = interners[e.kind].intern(e.value)
             self._ensure(new_pairs=0)
-            setters[e.kind](idx, e.expires_ms)
-            if self.graph is not None:
-                self.graph.set_watch(e.kind - 1, idx, e.expires_ms)
+            self.core.set_watch(e.kind, idx, e.expires_ms)
         for kind, value in removes:
             if self._watch.pop((kind, value), None) is None:
                 not_found += 1
@@ -975,9 +907,7 @@ class Engine:
             removed += 1
             found = interners[kind].get(value)
             if found is not None:
-                setters[kind](found, 0)
-                if self.graph is not None:
-                    self.graph.set_watch(kind - 1, found, 0)
+                self.core.set_watch(kind, found, 0)
         return WatchlistChange(added, replaced, removed, not_found)
 
     def watch_entries(self, kind: int, value: str, now_ms: int) -> list[WatchEntry]:
@@ -1235,7 +1165,7 @@ class Engine:
             terminals=terminals, watch=watch, decisions=decisions)
 
     # ------------------------------------------------------------------ report ledger
-    def _new_ledger(self) -> Ledger:
+    def new_ledger(self) -> Ledger:
         return Ledger(days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
                       tz_offset_hours=self.policy.params.timezone_offset_hours)
 
@@ -1305,167 +1235,19 @@ class Engine:
                             used_nodes if name in ("n32", "watch") else int(arr.shape[0])))
         return out
 
-    def restore(self, snap: EngineSnapshot) -> list[str]:
-        """Replace the whole state by ``snap`` (at start, before serving).
-
-        Returns notes on what the settings changed (graph switched on or off, another policy).
-        Raises ValueError, naming the array or list, when the snapshot does not fit this build
-        or is inconsistent; then the engine is unchanged.
-        """
-        notes: list[str] = []
-        width = self.settings.state.recent_decisions_per_account
-        in_ckpt = "graph.meta" in snap.arrays
-        accounts = Interner.from_names(snap.accounts)
-        phones = Interner.from_names(snap.phones)
-        devices = Interner.from_names(snap.devices)
-        rows = {"accounts": len(accounts), "phones": len(phones), "devices": len(devices)}
-        caps = self._capacities(snap, rows, graph=self.graph is not None and in_ckpt)
-        if caps["recent_width"] != width:
-            raise ValueError(f"state.recent_decisions_per_account is {caps['recent_width']} in "
-                             f"the checkpoint and {width} in the settings")
-        state = FeatureState.create(caps["accounts"], caps["phones"], caps["devices"],
-                                    caps["pairs"], limits=self._limits())
-        used = _fill("features.", state.arrays(), snap.arrays,
-                     lambda name: rows.get(name.partition(".")[0]))
-        recent_rows = self._new_recent(caps["accounts"])
-        recent_pos = recent_rows["recent_pos"]
-        used |= _fill("", dict(recent_rows.views), snap.arrays, lambda _name: len(accounts))
-        if recent_pos.size and not 0 <= int(recent_pos.min()) <= int(recent_pos.max()) <= 2**62:
-            raise ValueError("recent_pos: a position outside [0, 2**62]")
-        state.check()
-        graph = None
-        if self.graph is not None and in_ckpt:
-            graph = self._new_graph(caps["graph_nodes"], caps["graph_edges"])
-            meta = snap.arrays["graph.meta"]
-            edges = int(meta[0]) if meta.ndim == 1 and meta.size else -1
-            if not 0 <= edges <= graph.edge_capacity:
-                raise ValueError(f"graph.meta: {edges} edges do not fit (graph.max_edges is "
-                                 f"{self.settings.graph.max_edges})")
-            used_nodes = min(graph.node_capacity, 3 * max(*rows.values(), 1))
-            targets = {"e32": graph.e32, "e64": graph.e64, "ekind": graph.ekind, "n32": graph.n32,
-                       "watch": graph.watch, "meta": graph.meta}
-            used |= _fill("graph.", targets, snap.arrays,
-                          lambda name: edges if name in ("e32", "e64", "ekind")
-                          else used_nodes if name in ("n32", "watch") else None)
-            graph.check((len(accounts), len(phones), len(devices)))
-        elif self.graph is not None:
-            s = self.settings.state
-            graph = self._new_graph(3 * max(s.initial_accounts, s.initial_phones, s.initial_devices),
-                                    self.settings.graph.initial_edges)
-            graph.ensure(len(accounts), len(phones), len(devices), 0)
-            for e in snap.watch:
-                idx = (accounts, phones, devices)[e.kind - 1].get(e.value)
-                if idx is not None:
-                    graph.set_watch(e.kind - 1, idx, e.expires_ms)
-            notes.append("the checkpoint has no transaction graph ([graph] was disabled): "
-                         "the graph starts empty")
-        elif in_ckpt:
-            used |= {n for n in snap.arrays if n.startswith("graph.")}
-            notes.append("[graph] is disabled: the checkpoint's transaction graph is not loaded")
-        unknown = sorted(set(snap.arrays) - used)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: an array this build does not know")
-        decisions = DecisionLog(self.settings.state.dedup_capacity)
-        last = -1
-        for rec in snap.decisions:
-            if not last < rec.seq < snap.next_seq:
-                raise ValueError(f"decisions: seq {rec.seq} out of order (next_seq {snap.next_seq})")
-            last = rec.seq
-            if rec.seq < snap.next_seq - decisions.capacity:
-                continue  # beyond this server's horizon (state.dedup_capacity)
-            if (not _renderable(rec, ACTION_NAMES)
-                    or not TIME_MIN_MS <= rec.event_time_ms <= TIME_MAX_MS):
-                raise ValueError(f"decisions: seq {rec.seq} has action {rec.action}, reasons "
-                                 f"{rec.reason_bits}, score {rec.score}, time {rec.event_time_ms}")
-            # a duplicate is recognised by its fingerprint (none: a format-1 record, compared
-            # by payer, payee and time), and answered with the one record its id names
-            if len(rec.fingerprint) not in (0, FINGERPRINT_BYTES):
-                raise ValueError(f"decisions: seq {rec.seq} has a fingerprint of "
-                                 f"{len(rec.fingerprint)} bytes, expected {FINGERPRINT_BYTES}")
-            if not rec.transaction_id or decisions.get(rec.scope, rec.transaction_id) is not None:
-                raise ValueError(f"decisions: seq {rec.seq} repeats a transaction id of its scope "
-                                 "(or has none)")
-            decisions.add(rec)
-        decisions.next_seq = snap.next_seq
-        calls: OrderedDict[tuple[str, str], _CallState] = OrderedDict()
-        for cid, caller, callee, ringing, ended, scope in snap.calls:
-            for call_rec in (ringing, ended):
-                if call_rec is not None and not _renderable(call_rec, CALL_ACTION_NAMES):
-                    raise ValueError(f"calls: a record has action {call_rec.action}, reasons "
-                                     f"{call_rec.reason_bits}, score {call_rec.score}")
-            calls[(scope, cid)] = _CallState(caller, callee, ringing, ended)
-        while len(calls) > self.settings.state.dedup_capacity:
-            calls.popitem(last=False)
-        watch = {(e.kind, e.value): e for e in snap.watch}
-        feedback: OrderedDict[str, tuple[int, Feedback]] = OrderedDict()
-        for name, at, fb in snap.feedback:
-            feedback[name] = (at, fb)
-        if snap.policy_version != self.policy.version:
-            notes.append(f"the checkpoint was written under policy {snap.policy_version}; "
-                         f"this server runs {self.policy.version}")
-        if snap.ledger is None:
-            ledger = self._new_ledger()
-            notes.append("the checkpoint has no report ledger (an earlier build): large-value "
-                         "reports start with the next transaction")
-        else:
-            ledger, ledger_notes = Ledger.restored(
-                snap.ledger, days=self.settings.ledger.days, max_rows=self.settings.ledger.max_rows,
-                tz_offset_hours=self.policy.params.timezone_offset_hours, n_accounts=len(accounts))
-            notes += ledger_notes
+    def install(self, restored: RestoredState) -> None:
+        """Replace the whole state by ``restored`` (at start, before serving): a checkpoint
+        validated and built off the lock by ``screening.store``."""
         with self._lock:
-            self.state = state
-            self._bind_recent(recent_rows)
-            self.accounts, self.phones, self.devices = accounts, phones, devices
-            self.graph = graph
-            self.decisions = decisions
-            self._actions = _actions_of(decisions)
-            self._calls = calls
-            self._watch = watch
-            self.feedback_notes = feedback
-            self.ledger = ledger
+            self.core = restored.core
+            self.decisions = restored.decisions
+            self._actions = _actions_of(restored.decisions)
+            self._calls = restored.calls
+            self._watch = restored.watch
+            self.feedback_notes = restored.feedback
+            self.ledger = restored.ledger
             self._drivers = {}
-            self.journal_seq = snap.journal_seq
-        return notes
-
-    def _capacities(self, snap: EngineSnapshot, rows: dict[str, int], *,
-                    graph: bool) -> dict[str, int]:
-        """The capacities to allocate for ``snap``: its own, except that the entity tables and
-        graph nodes take at most what growing from this server's initial sizes to the saved
-        rows could have made (they grow again on demand; their size changes no decision), graph
-        edge slots at most ``max_edges``, and the relationship table must be the size stored.
-        A small damaged or crafted checkpoint cannot make the server allocate more than that."""
-        caps = dict(snap.capacities)
-        names = _CAPACITIES + (("graph_nodes", "graph_edges") if graph else ())
-        for name in names:
-            value = caps.get(name)
-            if type(value) is not int or value < 1:
-                raise ValueError(f"capacities.{name}: {value!r}, expected a positive integer")
-        s = self.settings.state
-        initial = {"accounts": s.initial_accounts, "phones": s.initial_phones,
-                   "devices": s.initial_devices}
-        for name, n in rows.items():
-            caps[name] = min(caps[name], max(initial[name], 2 * n))
-        pairs = snap.arrays.get("features.pairs")
-        slots = FeatureState.pair_slots(caps["pairs"])
-        if pairs is None or pairs.ndim != 2 or pairs.shape[0] != slots:
-            raise ValueError(f"features.pairs: capacities.pairs is {caps['pairs']}, the stored "
-                             f"table has {None if pairs is None else list(pairs.shape)} slots")
-        if graph:
-            caps["graph_nodes"] = min(caps["graph_nodes"],
-                                      max(3 * max(initial.values()), 6 * max(*rows.values(), 1)))
-            # edge slots are kept as saved (up to max_edges): when they fill decides when
-            # expired edges go, and so what a late transaction still sees
-            caps["graph_edges"] = min(caps["graph_edges"], self.settings.graph.max_edges)
-        need = FeatureState.nbytes_for(caps["accounts"], caps["phones"], caps["devices"],
-                                       caps["pairs"])
-        need += caps["accounts"] * (caps["recent_width"] + 1) * 8
-        if graph:
-            need += caps["graph_nodes"] * BYTES_PER_NODE + caps["graph_edges"] * BYTES_PER_EDGE
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if need > ram:
-            raise ValueError(f"capacities: the state would take {need / 2**30:.1f} GiB, more than "
-                             f"this machine's {ram / 2**30:.1f} GiB of memory")
-        return caps
+            self.journal_seq = restored.journal_seq
 
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, int]:
@@ -1530,81 +1312,3 @@ def _copy_all(parts: list[tuple[str, np.ndarray, np.ndarray | None]]) -> dict[st
 
 
 _SPLIT_BYTES = 256 << 20
-
-
-def _renderable(rec: DecisionRecord | CallRecord, actions: Mapping[int, str]) -> bool:
-    """A remembered record a reply can carry again (action known, score a protobuf int32)."""
-    return rec.action in actions and rec.reason_bits >= 0 and -(2**31) <= rec.score < 2**31
-
-
-_CAPACITIES = ("accounts", "phones", "devices", "pairs", "recent_width")
-
-
-def _fill(prefix: str, targets: dict[str, np.ndarray], saved: dict[str, np.ndarray],
-          rows_of: Callable[[str], int | None]) -> set[str]:
-    """Copy ``saved[prefix + name]`` into the first rows of each freshly allocated target.
-
-    ``rows_of(name)`` is the number of rows the saved array must have (None: the target's whole
-    shape). Returns the saved names used; raises ValueError naming the array on any mismatch.
-    """
-    for name, target in targets.items():
-        key = prefix + name
-        arr = saved.get(key)
-        if arr is None:
-            raise ValueError(f"{key}: missing")
-        want = rows_of(name)
-        if arr.dtype != target.dtype or arr.ndim != target.ndim or arr.shape[1:] != target.shape[1:]:
-            raise ValueError(f"{key}: {arr.dtype}{list(arr.shape)} does not match this build's "
-                             f"{target.dtype}[n, {', '.join(map(str, target.shape[1:]))}]")
-        if want is None and arr.shape != target.shape:
-            raise ValueError(f"{key}: shape {list(arr.shape)}, expected {list(target.shape)}")
-        if want is not None and not arr.shape[0] == want <= target.shape[0]:
-            raise ValueError(f"{key}: {arr.shape[0]} rows, expected {want} "
-                             f"(capacity {target.shape[0]})")
-        target[: arr.shape[0]] = arr
-    return {prefix + name for name in targets}
-
-
-def encode_transactions(batch: Sequence[TxnInput], policy: Policy, accounts: Interner,
-                        phones: Interner, devices: Interner, near_line: NearLine) -> np.ndarray:
-    """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder)."""
-    ev = empty_events(len(batch))
-    for j, t in enumerate(batch):
-        row = ev[j]
-        flags = 0
-        if t.cash:
-            flags |= TxnFlag.CASH
-        if t.cross_border:
-            flags |= TxnFlag.CROSS_BORDER
-        if policy.memo_is_investment(t.memo):
-            flags |= TxnFlag.MEMO_INVESTMENT
-        if policy.memo_is_fraud(t.memo):
-            flags |= TxnFlag.MEMO_FRAUD
-        if t.payer.party_type == _PERSON:
-            flags |= TxnFlag.PAYER_PERSON
-        if t.payee.party_type == _PERSON:
-            flags |= TxnFlag.PAYEE_PERSON
-        if t.payer.party_type == _TERMINAL:
-            flags |= TxnFlag.PAYER_TERMINAL
-        if t.payee.party_type == _TERMINAL:
-            flags |= TxnFlag.PAYEE_TERMINAL
-        if near_line.near(t.amount_fen, t.currency, t.cash, t.cross_border, t.payer.party_type):
-            flags |= TxnFlag.NEAR_LINE
-        row[EventCol.KIND] = Kind.TXN
-        row[EventCol.TS] = t.event_time_ms
-        row[EventCol.A] = accounts.intern(t.payer.account_id)
-        row[EventCol.B] = accounts.intern(t.payee.account_id)
-        if t.payer_phone:
-            row[EventCol.C] = phones.intern(t.payer_phone)
-        if t.device_id:
-            row[EventCol.D] = devices.intern(t.device_id)
-        if t.payee_phone:
-            row[EventCol.E] = phones.intern(t.payee_phone)
-        row[EventCol.AMOUNT] = t.amount_fen
-        row[EventCol.FLAGS] = flags
-        if t.payer.opened_ms is not None:
-            row[EventCol.AUX1] = t.payer.opened_ms
-        if t.payee.opened_ms is not None:
-            row[EventCol.AUX2] = t.payee.opened_ms
-        row[EventCol.AUX3] = t.channel
-    return ev

@@ -1,8 +1,9 @@
 """Reading, validating and encoding event files for replay and reports.
 
-The encoding is the batch twin of the live path (``Converter`` + ``encode_transactions``): the
-same phone normalisation, currency conversion, memo matching and flags, done with polars column
-operations. ``tests/offline/test_replay_equals_live.py`` holds the two equal.
+The encoding is the batch twin of the live path (``Converter`` +
+``Screener.encode_transactions``): the same phone normalisation, currency conversion, memo
+matching and flags, done with polars column operations.
+``tests/offline/test_replay_equals_live.py`` holds the two equal.
 """
 
 from __future__ import annotations

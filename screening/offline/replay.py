@@ -1,11 +1,9 @@
 """Replay an event file through the live graph, feature kernels and policy, in event-time order.
 
-No gRPC and no second implementation: the same ``LiveGraph.process`` and ``FeatureState.process``
-kernels and compiled policy tables the server uses, fed in large chunks. Per chunk the graph
-pass runs first (adding the chunk's edges and computing each transfer's graph features), then
-the features pass decides the chunk with those graph features: graph and feature state are
-independent, so this equals the live order (graph stage, then features, per transaction).
-Decisions come out as a polars frame.
+No gRPC and no second implementation: the events, encoded in bulk (``encode_events``), go in
+large chunks through the screening core the server uses (``screening.core.Screener.screen``:
+the graph pass, then the feature kernels and the compiled policy). Decisions come out as a
+polars frame.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory
 from features.state import FeatureState
 from graph.live import LiveGraph
 from screening.config import Settings
+from screening.core import Interner, Screener
 from screening.engine import EngineSnapshot
 from screening.errors import InputFileError
 from screening.ledger import replayed
@@ -92,8 +91,7 @@ def read_watchlist(path: Path) -> pl.DataFrame:
     return frame
 
 
-def _apply_watchlist(state: FeatureState, graph: LiveGraph | None, enc: EncodedEvents,
-                     watch: pl.DataFrame) -> None:
+def _apply_watchlist(core: Screener, enc: EncodedEvents, watch: pl.DataFrame) -> None:
     from screening.offline.events import normalise_phones
 
     expires = np.full(watch.height, NEVER, dtype=np.int64)
@@ -105,19 +103,12 @@ def _apply_watchlist(state: FeatureState, graph: LiveGraph | None, enc: EncodedE
     kinds = watch.get_column("kind").to_list()
     values = watch.get_column("value")
     phones = normalise_phones(values).to_list()
-    lookups = {
-        "account": ({v: i for i, v in enumerate(enc.accounts.to_list())}, state.set_account_watch),
-        "phone": ({v: i for i, v in enumerate(enc.phones.to_list())}, state.set_phone_watch),
-        "device": ({v: i for i, v in enumerate(enc.devices.to_list())}, state.set_device_watch),
-    }
-    node_kind = {"account": 0, "phone": 1, "device": 2}
+    lookups = {"account": (1, core.accounts), "phone": (2, core.phones), "device": (3, core.devices)}
     for i, (kind, value) in enumerate(zip(kinds, values.to_list(), strict=True)):
-        ids, setter = lookups[kind]
+        entity, ids = lookups[kind]
         idx = ids.get(phones[i] if kind == "phone" else value)
         if idx is not None:
-            setter(idx, int(expires[i]))
-            if graph is not None:
-                graph.set_watch(node_kind[kind], idx, int(expires[i]))
+            core.set_watch(entity, idx, int(expires[i]))
 
 
 def read_registry(path: Path) -> pl.DataFrame:
@@ -186,9 +177,14 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
         graph = LiveGraph(nodes=3 * max(enc.n_accounts, enc.n_phones, enc.n_devices, 1),
                           edges=min(max(3 * n, 16), gs.initial_edges), max_edges=gs.max_edges)
         chunk_size = max(1, min(chunk_size, gs.max_edges // 8))
-    graph_params = gs.params().array()
+    # every id of the file is interned up front (``encode_events``), in the order of its codes
+    core = Screener(state=state, graph=graph, graph_params=gs.params().array(),
+                    graph_expiry_ms=gs.expiry_ms,
+                    accounts=Interner.from_names(enc.accounts.to_list()),
+                    phones=Interner.from_names(enc.phones.to_list()),
+                    devices=Interner.from_names(enc.devices.to_list()))
     if watchlist is not None:
-        _apply_watchlist(state, graph, enc, watchlist)
+        _apply_watchlist(core, enc, watchlist)
     if registry is not None:
         _apply_registry(state, enc, registry)
     dec = np.zeros((n, DecisionCol.N), dtype=np.int64)
@@ -197,21 +193,14 @@ def replay(frame: pl.DataFrame, policy: Policy, settings: Settings, *, origin: s
     for start in range(0, n, chunk_size):
         chunk = enc.events[start:start + chunk_size]
         stop = start + chunk.shape[0]
-        state.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, new_pairs=2 * chunk.shape[0])
-        k0 = time.perf_counter()
-        extra = None
-        if graph is not None:
-            graph.ensure(enc.n_accounts, enc.n_phones, enc.n_devices, 3 * chunk.shape[0],
-                         gs.expiry_ms)
-            extra = graph.process(chunk, np.arange(start, stop, dtype=np.int64), graph_params)
-        k1 = time.perf_counter()
-        feat, dec[start:stop] = state.process(
-            chunk, policy.params_array, policy.txn_table, policy.call_table,
-            keep_features=keep_features, extra=extra, all_features=keep_features)
+        # the decision numbers are the event rows (the graph's edges refer to them)
+        done = core.screen(chunk, np.arange(start, stop, dtype=np.int64), policy,
+                           keep_features=keep_features, all_features=keep_features)
+        dec[start:stop] = done.decisions
         if feats is not None:
-            feats[start:stop] = feat
-        kernel += time.perf_counter() - k0
-        graph_s += k1 - k0
+            feats[start:stop] = done.features
+        kernel += done.kernel_seconds
+        graph_s += done.graph_seconds
         if progress is not None:
             progress(chunk.shape[0])
     decisions = _decisions_frame(enc, dec, policy)

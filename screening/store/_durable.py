@@ -30,6 +30,7 @@ from screening.store._format import (
     watch_row,
 )
 from screening.store._redis import RedisStore
+from screening.store._restore import restored_state
 
 __all__ = [
     "CheckpointStats",
@@ -127,14 +128,18 @@ class RestoreReport:
 
 
 def restore_snapshot(engine: Engine, header: Header, snap: EngineSnapshot) -> list[str]:
-    """``engine.restore(snap)``, every refusal a CheckpointError naming the checkpoint."""
+    """Replace ``engine``'s whole state by ``snap`` (``restored_state``, then
+    ``engine.install``); returns notes on what the settings changed, every refusal a
+    CheckpointError naming the checkpoint (and then the engine is unchanged)."""
     try:
-        return engine.restore(snap)
+        restored, notes = restored_state(engine, snap)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {header.where}: does not fit this build: {exc}") from None
     except MemoryError:
         raise CheckpointError(f"checkpoint {header.where}: its state does not fit in the memory "
                               "this process may use") from None
+    engine.install(restored)
+    return notes
 
 
 def restore_engine(engine: Engine, store: Store) -> RestoreReport:

@@ -1,0 +1,360 @@
+"""The screening core: a batch of events in, decisions out, as columns.
+
+A ``Screener`` owns what a decision reads and updates: the interned ids (accounts, phones,
+devices), the feature state, the live transaction graph, the rings of recent decisions per
+account and the watch flags. ``screen`` is the one screening step, for transactions and for
+calls alike: room for the events' ids, the graph pass (edges, then the pattern detectors, which
+give each transfer its graph features), then the feature kernels and the policy, which decide
+every event. Graph and feature state are independent, so running the graph pass over the whole
+batch first equals running both per event.
+
+The live ``Engine`` is the shell around it (lock, idempotency, capacity and eviction, the graph's
+latency budget through a ``GraphGate``, decision records, journal, queries); ``screening
+replay`` runs an encoded event file through it in chunks. No protobuf, no logging, no
+event-time clock (a timer only for the seconds ``Screened`` reports; the gate, when given,
+reads its own).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from features.layout import CallFlag, DecisionCol, EventCol, Kind, TxnFlag
+from features.state import N_EXTRA, FeatureState, RowTable, empty_events
+from graph.live import LiveGraph
+from screening.lines import NearLine
+from screening.model import CallInput, TxnInput
+from screening.policy import Policy
+
+__all__ = ["GraphGate", "Interner", "Screened", "Screener"]
+
+_PERSON, _TERMINAL = 1, 3  # proto PartyType
+_KIND, _A, _B, _TXN = int(EventCol.KIND), int(EventCol.A), int(EventCol.B), int(Kind.TXN)
+
+
+class Interner:
+    """Strings to dense ids 0, 1, 2, ... and back; released ids are handed out again.
+
+    ``len()`` is the id space in use (rows of the state arrays), ``live`` the ids that name an
+    entity now. A released id is free until ``intern`` gives it to a new string, the smallest
+    free id first, so the order is a function of the free set alone (a restored server hands
+    out the same ids). In ``names()`` a free id is the empty string, which is never an id.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._free: list[int] = []  # a heap
+
+    def get(self, key: str) -> int | None:
+        return self._ids.get(key)
+
+    def intern(self, key: str) -> int:
+        idx = self._ids.get(key)
+        if idx is None:
+            if self._free:
+                idx = heapq.heappop(self._free)
+                self._names[idx] = key
+            else:
+                idx = len(self._names)
+                self._names.append(key)
+            self._ids[key] = idx
+        return idx
+
+    def release(self, ids: Iterable[int]) -> None:
+        """Forget the strings of ``ids``; the ids go back to the free set."""
+        for idx in ids:
+            name = self._names[idx]
+            if not name:
+                raise ValueError(f"id {idx} is not in use")
+            del self._ids[name]
+            self._names[idx] = ""
+            heapq.heappush(self._free, idx)
+
+    def name(self, idx: int) -> str:
+        return self._names[idx]
+
+    def names(self) -> list[str]:
+        """A copy of every interned string, in id order ("" for a free id)."""
+        return list(self._names)
+
+    def free_ids(self) -> np.ndarray:
+        """The free ids, ascending."""
+        return np.array(sorted(self._free), dtype=np.int64)
+
+    @classmethod
+    def from_names(cls, names: Sequence[str]) -> Interner:
+        out = cls()
+        out._names = list(names)
+        out._ids = {name: i for i, name in enumerate(out._names) if name}
+        out._free = [i for i, name in enumerate(out._names) if not name]  # sorted: a heap
+        if len(out._ids) + len(out._free) != len(out._names):
+            raise ValueError("an interned id list holds the same string twice")
+        return out
+
+    def missing(self, keys: set[str]) -> int:
+        return sum(1 for k in keys if k not in self._ids)
+
+    @property
+    def live(self) -> int:
+        return len(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._ids
+
+
+@dataclass(slots=True)  # not frozen: one per screening call, and frozen init costs 3x
+class Screened:
+    """The decisions of one batch, one row per event, as columns.
+
+    ``decisions`` is int64[n, DecisionCol.N] (action, reason bits, score, report flags, marks);
+    ``features`` float64[n, N_TXN_FEATURE] (one row when the features were not kept);
+    ``degraded`` marks the transactions whose graph detectors were skipped (latency budget).
+    """
+
+    decisions: np.ndarray
+    features: np.ndarray
+    degraded: np.ndarray
+    graph_seconds: float = 0.0  # in the graph pass (room for edges, edges, detectors)
+    kernel_seconds: float = 0.0  # from the graph pass to the last decision
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.decisions[:, DecisionCol.ACTION]
+
+    @property
+    def reason_bits(self) -> np.ndarray:
+        return self.decisions[:, DecisionCol.REASONS]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.decisions[:, DecisionCol.SCORE]
+
+    @property
+    def report_flags(self) -> np.ndarray:
+        return self.decisions[:, DecisionCol.FLAGS]
+
+    @property
+    def marks(self) -> np.ndarray:
+        return self.decisions[:, DecisionCol.MARKS]
+
+
+class GraphGate(Protocol):
+    """Whether the graph detectors run, chunk by chunk (the live server's latency budget).
+
+    ``screen`` asks ``admit(rows)`` before each chunk of at most ``chunk`` events: True runs the
+    detectors on it, False adds its edges only (those transactions get zero graph features and
+    are marked degraded). After an admitted chunk, ``done(rows)`` is called.
+    """
+
+    chunk: int
+
+    def admit(self, rows: int) -> bool: ...
+
+    def done(self, rows: int) -> None: ...
+
+
+class Screener:
+    """The state of screening and the one step that decides on it (see the module docstring).
+
+    ``recent`` (the rings of recent decision numbers per account) is optional: the live server
+    keeps it for its queries and eviction, a replay of history does not.
+    """
+
+    def __init__(self, *, state: FeatureState, graph: LiveGraph | None, graph_params: np.ndarray,
+                 graph_expiry_ms: int, recent: RowTable | None = None,
+                 accounts: Interner | None = None, phones: Interner | None = None,
+                 devices: Interner | None = None) -> None:
+        self.state = state
+        self.graph = graph
+        self.graph_params = graph_params
+        self.graph_expiry_ms = graph_expiry_ms
+        self.accounts = accounts if accounts is not None else Interner()
+        self.phones = phones if phones is not None else Interner()
+        self.devices = devices if devices is not None else Interner()
+        self.recent_rows: RowTable | None = None
+        if recent is not None:
+            self.bind_recent(recent)
+
+    def bind_recent(self, rows: RowTable) -> None:
+        """Use ``rows`` as the recent-decision rings (its views as attributes: the hot path)."""
+        self.recent_rows = rows
+        self.recent, self.recent_pos = rows["recent"], rows["recent_pos"]
+
+    def interners(self) -> tuple[Interner, Interner, Interner]:
+        """(accounts, phones, devices): index ``ENTITY_* - 1``."""
+        return self.accounts, self.phones, self.devices
+
+    # ------------------------------------------------------------------ encoding
+    def encode_transactions(self, batch: Sequence[TxnInput], policy: Policy,
+                            near_line: NearLine) -> np.ndarray:
+        """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder)."""
+        accounts, phones, devices = self.accounts, self.phones, self.devices
+        ev = empty_events(len(batch))
+        for j, t in enumerate(batch):
+            row = ev[j]
+            flags = 0
+            if t.cash:
+                flags |= TxnFlag.CASH
+            if t.cross_border:
+                flags |= TxnFlag.CROSS_BORDER
+            if policy.memo_is_investment(t.memo):
+                flags |= TxnFlag.MEMO_INVESTMENT
+            if policy.memo_is_fraud(t.memo):
+                flags |= TxnFlag.MEMO_FRAUD
+            if t.payer.party_type == _PERSON:
+                flags |= TxnFlag.PAYER_PERSON
+            if t.payee.party_type == _PERSON:
+                flags |= TxnFlag.PAYEE_PERSON
+            if t.payer.party_type == _TERMINAL:
+                flags |= TxnFlag.PAYER_TERMINAL
+            if t.payee.party_type == _TERMINAL:
+                flags |= TxnFlag.PAYEE_TERMINAL
+            if near_line.near(t.amount_fen, t.currency, t.cash, t.cross_border, t.payer.party_type):
+                flags |= TxnFlag.NEAR_LINE
+            row[EventCol.KIND] = Kind.TXN
+            row[EventCol.TS] = t.event_time_ms
+            row[EventCol.A] = accounts.intern(t.payer.account_id)
+            row[EventCol.B] = accounts.intern(t.payee.account_id)
+            if t.payer_phone:
+                row[EventCol.C] = phones.intern(t.payer_phone)
+            if t.device_id:
+                row[EventCol.D] = devices.intern(t.device_id)
+            if t.payee_phone:
+                row[EventCol.E] = phones.intern(t.payee_phone)
+            row[EventCol.AMOUNT] = t.amount_fen
+            row[EventCol.FLAGS] = flags
+            if t.payer.opened_ms is not None:
+                row[EventCol.AUX1] = t.payer.opened_ms
+            if t.payee.opened_ms is not None:
+                row[EventCol.AUX2] = t.payee.opened_ms
+            row[EventCol.AUX3] = t.channel
+        return ev
+
+    def encode_call(self, call: CallInput, *, new: bool) -> np.ndarray:
+        """Intern the numbers of ``call`` and encode it as one kernel event row; ``new``: the
+        first report of this call id."""
+        ev = empty_events(1)
+        ev[0, EventCol.KIND] = Kind.CALL
+        ev[0, EventCol.TS] = call.start_ms
+        ev[0, EventCol.A] = self.phones.intern(call.caller)
+        ev[0, EventCol.B] = self.phones.intern(call.callee)
+        ev[0, EventCol.AMOUNT] = call.duration_s
+        ev[0, EventCol.FLAGS] = (CallFlag.NEW if new else 0) | (CallFlag.ENDED if call.ended else 0)
+        ev[0, EventCol.AUX1] = call.caller_class
+        ev[0, EventCol.AUX3] = call.outcome
+        return ev
+
+    # ------------------------------------------------------------------ the step
+    def ensure(self, new_pairs: int) -> None:
+        """Rows for every interned id (features, graph nodes, recent rings) and room for
+        ``new_pairs`` more relationships."""
+        n_acc, n_ph, n_dev = len(self.accounts), len(self.phones), len(self.devices)
+        self.state.ensure(n_acc, n_ph, n_dev, new_pairs)
+        if self.graph is not None:
+            self.graph.ensure(n_acc, n_ph, n_dev, 0)
+        rows = self.recent_rows
+        if rows is not None and rows.rows < self.state.capacity("accounts"):
+            rows.grow(self.state.capacity("accounts"))
+            self.bind_recent(rows)
+
+    def screen(self, events: np.ndarray, refs: np.ndarray, policy: Policy, *,
+               new_pairs: int | None = None, gate: GraphGate | None = None, detect: bool = True,
+               remember: bool = False, keep_features: bool = True, all_features: bool = True,
+               reads: np.ndarray | None = None) -> Screened:
+        """Decide ``events`` (kernel rows whose ids were interned here), in order.
+
+        ``refs`` (int64, one per event) is what the graph keeps with each edge and the recent
+        rings with each transaction's accounts: the decision number. ``new_pairs`` bounds the
+        new relationships (default two per event). The graph detectors run on every
+        transaction unless ``detect`` is false (edges only) or ``gate`` holds them back;
+        ``remember`` writes each transaction's ref into its payer's and payee's recent rings.
+        ``keep_features``, ``all_features`` and ``reads`` are ``FeatureState.process``'s.
+        """
+        n = events.shape[0]
+        if refs.dtype != np.int64 or refs.shape != (n,):
+            raise ValueError(f"refs must be int64[{n}], got {refs.dtype}{refs.shape}")
+        if remember and self.recent_rows is None:
+            raise ValueError("remember=True: this screener keeps no recent-decision rings")
+        self.ensure(2 * n if new_pairs is None else new_pairs)
+        k0 = time.perf_counter()
+        extra, degraded = self._graph_pass(events, refs, gate, detect)
+        k1 = time.perf_counter()
+        feat, dec = self.state.process(events, policy.params_array, policy.txn_table,
+                                       policy.call_table, keep_features=keep_features,
+                                       extra=extra, all_features=all_features, reads=reads)
+        k2 = time.perf_counter()
+        if remember:
+            self._remember(events, refs)
+        return Screened(dec, feat, degraded, graph_seconds=k1 - k0, kernel_seconds=k2 - k0)
+
+    def _graph_pass(self, events: np.ndarray, refs: np.ndarray, gate: GraphGate | None,
+                    detect: bool) -> tuple[np.ndarray | None, np.ndarray]:
+        """Add the events' edges to the live graph and run its detectors (see ``screen``):
+        (graph features per event or None without a graph, degraded per event)."""
+        n = events.shape[0]
+        degraded = np.zeros(n, dtype=bool)
+        g = self.graph
+        if g is None:
+            return None, degraded
+        g.ensure(len(self.accounts), len(self.phones), len(self.devices), 3 * n,
+                 self.graph_expiry_ms)
+        if gate is None or not detect:
+            return g.process(events, refs, self.graph_params, detect), degraded
+        extra = np.zeros((n, N_EXTRA), dtype=np.float64)
+        for start in range(0, n, gate.chunk):
+            stop = min(n, start + gate.chunk)
+            admitted = gate.admit(stop - start)
+            out = g.process(events[start:stop], refs[start:stop], self.graph_params, admitted)
+            if admitted:
+                extra[start:stop] = out
+                gate.done(stop - start)
+            else:
+                degraded[start:stop] = True
+        return extra, degraded
+
+    def _remember(self, events: np.ndarray, refs: np.ndarray) -> None:
+        """Write each transaction's ref into its payer's and payee's ring (oldest overwritten)."""
+        ring, pos_of = self.recent, self.recent_pos
+        width = ring.shape[1]
+        kinds = events[:, _KIND]
+        for j in range(events.shape[0]):
+            if kinds[j] != _TXN:
+                continue
+            seq = int(refs[j])
+            for account in (int(events[j, _A]), int(events[j, _B])):
+                pos = int(pos_of[account])
+                ring[account, pos % width] = seq
+                pos_of[account] = pos + 1
+
+    # ------------------------------------------------------------------ upkeep
+    def set_watch(self, kind: int, idx: int, until_ms: int) -> None:
+        """Watch entity ``idx`` of ``kind`` (``ENTITY_*``: 1 account, 2 phone, 3 device) until
+        ``until_ms`` (0: no longer), in the feature state and the graph."""
+        setter = (self.state.set_account_watch, self.state.set_phone_watch,
+                  self.state.set_device_watch)[kind - 1]
+        setter(idx, until_ms)
+        if self.graph is not None:
+            self.graph.set_watch(kind - 1, idx, until_ms)
+
+    def forget(self, kind: int, ids: np.ndarray) -> tuple[int, int]:
+        """Forget entities ``ids`` (ascending) of ``kind`` everywhere, their ids free for new
+        entities; returns (relationships, graph edges) removed with them."""
+        name = ("accounts", "phones", "devices")[kind - 1]
+        pairs = self.state.forget(name, ids)
+        if kind == 1 and self.recent_rows is not None:
+            self.recent_rows.reset(ids)
+        edges = 0
+        if self.graph is not None:
+            edges = self.graph.forget(ids * 3 + (kind - 1))
+        self.interners()[kind - 1].release(ids.tolist())
+        return pairs, edges
