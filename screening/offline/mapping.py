@@ -798,8 +798,11 @@ def _checks(work: pl.DataFrame, m: _Mapper, names: list[str],
     for n in names:
         a = "txn" if n in _TXN_ONLY else "call" if n in _CALL_ONLY else "all"
         applies[n] = a
+        flagged = pl.any_horizontal([pl.col(k) for k, v in flags.items() if v[0] == n]
+                                    or [pl.lit(False)])
         stats_exprs += [kinds[a].sum().alias(f"{n}#rows"),
-                        (kinds[a] & pl.col(n).is_null()).sum().alias(f"{n}#nulls")]
+                        (kinds[a] & pl.col(n).is_null()).sum().alias(f"{n}#nulls"),
+                        (kinds[a] & pl.col(n).is_null() & ~flagged).sum().alias(f"{n}#blank")]
     stats_exprs += [(pl.col(f"_derived_{s}").sum() if f"_derived_{s}" in work.columns
                      else pl.lit(0)).alias(f"{s}#derived") for s in _SIDES]
     stats = work.select(stats_exprs).row(0, named=True) if stats_exprs else {}
@@ -809,12 +812,14 @@ def _checks(work: pl.DataFrame, m: _Mapper, names: list[str],
             problems.setdefault(target, []).append(
                 f"{n:,} {text}: {_examples(work, pl.col(key), f'_src{key}')}")
     out = []
-    for n in names:
+    order = {c: i for i, c in enumerate([*EVENT_SCHEMA, *LABEL_COLUMNS, *REGISTRY_SCHEMA])}
+    for n in sorted(names, key=lambda c: order.get(c, len(order))):
         rows, nulls = int(stats[f"{n}#rows"]), int(stats[f"{n}#nulls"])
         found = list(problems.get(n, []))
-        if n in required and nulls and (applies[n] == required[n] or applies[n] == "all"):
-            found.append(f"{nulls:,} empty on {'transactions' if required[n] == 'txn' else 'calls'}"
-                         " (required)")
+        blank = int(stats[f"{n}#blank"])  # empty in the file, not made empty by a problem
+        if n in required and blank:
+            on = {"txn": " on transactions", "call": " on calls", "all": ""}[applies[n]]
+            found.append(f"{blank:,} empty{on} (required)")
         notes = []
         side = n.removesuffix("_account")
         if side in _SIDES and stats[f"{side}#derived"]:
