@@ -613,9 +613,7 @@ class _Mapper:
                 if getattr(self.raw.schema[t.source], "time_zone", None) is None:
                     when = when.dt.replace_time_zone(zone, ambiguous="null", non_existent="null")
             else:
-                parsed = (text.str.to_datetime(t.format, time_unit="ms", strict=False)
-                          if t.format else text.str.to_datetime(time_unit="ms", strict=False))
-                when = self._zoned(parsed, t.source, zone)
+                when = self._iso(t, zone)
                 self.problem(t.target, "bad time (not ISO 8601" + (f" '{t.format}'" if t.format
                              else "") + ")", present & when.is_null(), t.source)
             when = when.dt.convert_time_zone("UTC")
@@ -625,16 +623,19 @@ class _Mapper:
             else:
                 self.exprs[t.target] = when
 
-    def _zoned(self, parsed: pl.Expr, src: str, zone: str) -> pl.Expr:
-        """Text with an offset is an instant; text without one is a wall time of ``zone``. Which
-        of the two a column holds polars knows from its first value (one format per column)."""
-        probe = (self.raw.select(_text(src).drop_nulls().head(1000)
-                                 .str.to_datetime(time_unit="ms", strict=False))
-                 if self.raw.height else None)
-        dtype = probe.schema[src] if probe is not None else None
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            return parsed.dt.convert_time_zone("UTC")
-        return parsed.dt.replace_time_zone(zone, ambiguous="null", non_existent="null")
+    def _iso(self, t: _Time, zone: str) -> pl.Expr:
+        """Text with an offset is an instant; text without one is a wall time of ``zone``. The
+        column is parsed here, eagerly: polars infers a format from the values only then (one
+        format per column; give ``format`` for anything unusual)."""
+        text = self.raw.get_column(t.source).cast(pl.String).str.strip_chars()
+        parsed = (text.str.to_datetime(t.format, time_unit="ms", strict=False) if t.format
+                  else text.str.to_datetime(time_unit="ms", strict=False))
+        dtype = parsed.dtype
+        if not (isinstance(dtype, pl.Datetime) and dtype.time_zone is not None):
+            parsed = parsed.dt.replace_time_zone(zone, ambiguous="null", non_existent="null")
+        name = f"__time_{t.target}"
+        self.raw = self.raw.with_columns(parsed.dt.convert_time_zone("UTC").alias(name))
+        return pl.col(name)
 
     def constants(self) -> None:
         for target, value in self.table.constants.items():
@@ -756,7 +757,7 @@ def _build_events(raw: pl.DataFrame, mapping: ColumnMapping, origin: str,
     names = list(m.exprs)
     flags = _flags(m)
     try:
-        work = raw.select(*[e.alias(n) for n, e in m.exprs.items()],
+        work = m.raw.select(*[e.alias(n) for n, e in m.exprs.items()],
                           *[v[2].fill_null(False).alias(k) for k, v in flags.items()],
                           *[pl.col(v[3]).alias(f"_src{k}") for k, v in flags.items()],
                           *[mask.alias(f"_derived_{s}") for s, mask in derived.items()])
@@ -869,7 +870,7 @@ def _build_registry(path: Path, mapping: ColumnMapping) -> tuple[pl.DataFrame, l
             m.sources[name] = "(not mapped)"
     flags = _flags(m)
     try:
-        work = raw.select(*[e.alias(n) for n, e in m.exprs.items()],
+        work = m.raw.select(*[e.alias(n) for n, e in m.exprs.items()],
                           *[v[2].fill_null(False).alias(k) for k, v in flags.items()],
                           *[pl.col(v[3]).alias(f"_src{k}") for k, v in flags.items()])
     except pl.exceptions.PolarsError as exc:
