@@ -511,6 +511,11 @@ def _text(src: str) -> pl.Expr:
     return pl.col(src).cast(pl.String).str.strip_chars()
 
 
+def _present(src: str) -> pl.Expr:
+    """A cell with something in it (CSV reads an empty cell as null already)."""
+    return pl.col(src).is_not_null() & (pl.col(src).cast(pl.String) != "")
+
+
 def _blank(expr: pl.Expr) -> pl.Expr:
     return expr.is_null() | (expr.cast(pl.String) == "")
 
@@ -537,9 +542,27 @@ class _Mapper:
         self.schema = schema
         self.enums = enums
         self.exprs: dict[str, pl.Expr] = {}  # schema column -> value
+        self._done: set[str] = set()
         self.bad: dict[str, list[tuple[str, pl.Expr, str]]] = {}  # column -> (problem, mask, src)
         self.sources: dict[str, str] = {}
-        self.notes: dict[str, list[str]] = {}
+        self.defaults: dict[str, pl.Expr] = {}  # filled in after the problems are known
+
+    @staticmethod
+    def staged(target: str) -> pl.Expr:
+        return pl.col(f"__m_{target}")
+
+    def stage(self) -> None:
+        """Compute every mapped column once (problem masks and later steps read the result:
+        an expression used twice in one select is computed twice)."""
+        todo = {n: e for n, e in self.exprs.items() if n not in self._done}
+        self.raw = self.raw.with_columns(e.alias(f"__m_{n}") for n, e in todo.items())
+        for n in todo:
+            self.exprs[n] = self.staged(n)
+            self._done.add(n)
+
+    def fill_defaults(self) -> None:
+        for n, value in self.defaults.items():
+            self.exprs[n] = self.exprs[n].fill_null(value)
 
     def need(self, src: str, target: str, optional: bool = False) -> bool:
         if src in self.raw.columns:
@@ -558,29 +581,32 @@ class _Mapper:
                 self.exprs[col.target] = pl.lit(col.default, dtype=self.schema[col.target])
                 continue
             dtype = self.schema[col.target]
-            expr = _text(col.source) if dtype in (pl.String(), pl.Boolean()) else pl.col(col.source)
+            raw_dtype = self.raw.schema[col.source]
+            expr = pl.col(col.source)
+            if dtype in (pl.String(), pl.Boolean()) and raw_dtype != pl.String():
+                expr = expr.cast(pl.String)
+            present = _present(col.source)
+            mapped = self.staged(col.target)  # the value as mapped, before defaults
             if col.values is not None:
-                mapped = expr.replace_strict(col.values, default=None,
-                                             return_dtype=dtype)
-                self.problem(col.target, "unmapped value", expr.is_not_null() & (expr != "")
-                             & mapped.is_null(), col.source)
-                expr = mapped
+                # keys match with surrounding blanks trimmed (fixed-width exports pad values)
+                expr = expr.str.strip_chars().replace_strict(col.values, default=None,
+                                                             return_dtype=dtype)
+                self.problem(col.target, "unmapped value", present & mapped.is_null(), col.source)
             elif dtype == pl.Boolean():
-                low = expr.str.to_lowercase()
+                low = expr.str.strip_chars().str.to_lowercase()
                 self.problem(col.target, "not true/false (add [values." + col.target + "])",
-                             expr.is_not_null() & (expr != "")
-                             & ~low.is_in(["true", "false", "1", "0"]), col.source)
+                             present & mapped.is_null(), col.source)
                 expr = (pl.when(low.is_in(["true", "1"])).then(True)
                         .when(low.is_in(["false", "0"])).then(False).otherwise(None))
             elif col.target in self.enums:
                 allowed = self.enums[col.target]
                 self.problem(col.target, f"value not one of {', '.join(allowed)} (add "
-                             f"[values.{col.target}])", expr.is_not_null() & (expr != "")
-                             & ~expr.is_in(list(allowed)), col.source)
-            if dtype == pl.String():
+                             f"[values.{col.target}])", present & ~mapped.is_in(list(allowed)),
+                             col.source)
+            if dtype == pl.String() and raw_dtype == pl.String() and col.values is None:
                 expr = pl.when(expr == "").then(None).otherwise(expr)
             if col.default is not None:
-                expr = expr.fill_null(pl.lit(col.default, dtype=dtype))
+                self.defaults[col.target] = pl.lit(col.default, dtype=dtype)
             self.exprs[col.target] = expr
 
     def problem(self, target: str, text: str, mask: pl.Expr, src: str) -> None:
@@ -596,11 +622,11 @@ class _Mapper:
                 continue
             col = pl.col(t.source)
             text = _text(t.source)
-            present = col.is_not_null() & (text != "")
+            present = _present(t.source)
             if t.kind in ("epoch", "offset"):
                 number = text.cast(pl.Int64, strict=False)
-                self.problem(t.target, "bad time (not an integer)", present & number.is_null(),
-                             t.source)
+                self.problem(t.target, "bad time (not an integer)",
+                             present & self.staged(t.target).is_null(), t.source)
                 if t.kind == "epoch":
                     ms = {"s": number * 1000, "ms": number, "us": number // 1000}[t.unit]
                 else:
@@ -615,7 +641,7 @@ class _Mapper:
             else:
                 when = self._iso(t, zone)
                 self.problem(t.target, "bad time (not ISO 8601" + (f" '{t.format}'" if t.format
-                             else "") + ")", present & when.is_null(), t.source)
+                             else "") + ")", present & self.staged(t.target).is_null(), t.source)
             when = when.dt.convert_time_zone("UTC")
             if self.schema[t.target] == pl.Date():
                 # an opening time falls on a calendar day of the bank's zone
@@ -647,12 +673,12 @@ def _amount(m: _Mapper, amount: _Amount, currency: pl.Expr | None) -> None:
     src = amount.source
     m.need(src, "amount_minor")
     text = _text(src)
-    present = pl.col(src).is_not_null() & (text != "")
+    present = _present(src)
     if amount.unit == "minor":
         m.sources["amount_minor"] = f"{src} (minor units)"
         value = text.cast(pl.Int64, strict=False)
         m.problem("amount_minor", "not an integer amount of minor units",
-                  present & value.is_null(), src)
+                  present & m.staged("amount_minor").is_null(), src)
         m.exprs["amount_minor"] = value
         return
     m.sources["amount_minor"] = f"{src} (major units)"
@@ -677,13 +703,17 @@ def _amount(m: _Mapper, amount: _Amount, currency: pl.Expr | None) -> None:
 def _terminals(m: _Mapper, term: _Terminals, is_txn: pl.Expr) -> dict[str, pl.Expr]:
     """Derive cash-terminal parties; returns side -> mask of the rows whose side was derived."""
     m.need(term.source, "cash-terminal parties")
-    tid = _text(term.source)
-    is_term = tid.str.contains(term.pattern).fill_null(False)
-    bank = tid.str.extract(term.pattern, term.bank_group) if term.bank_group else pl.lit(None,
-                                                                                        pl.String)
+    text = pl.col(term.source).cast(pl.String)
+    m.raw = m.raw.with_columns(
+        text.alias("__tid"), text.str.contains(term.pattern).fill_null(False).alias("__is_term"),
+        (text.str.extract(term.pattern, term.bank_group) if term.bank_group
+         else pl.lit(None, pl.String)).alias("__bank"))
+    tid, is_term, bank = pl.col("__tid"), pl.col("__is_term"), pl.col("__bank")
     empty = {s: _blank(m.exprs.get(f"{s}_account", pl.lit(None, pl.String))) for s in _SIDES}
-    derived = {"payer": is_txn & empty["payer"] & ~empty["payee"] & is_term,
-               "payee": is_txn & empty["payee"] & ~empty["payer"] & is_term}
+    m.raw = m.raw.with_columns(
+        (is_txn & empty["payer"] & ~empty["payee"] & is_term).alias("__derived_payer"),
+        (is_txn & empty["payee"] & ~empty["payer"] & is_term).alias("__derived_payee"))
+    derived = {s: pl.col(f"__derived_{s}") for s in _SIDES}
     for side, other in (("payer", "payee"), ("payee", "payer")):
         d = derived[side]
         m.exprs[f"{side}_account"] = pl.when(d).then(tid).otherwise(
@@ -718,11 +748,12 @@ def _build_events(raw: pl.DataFrame, mapping: ColumnMapping, origin: str,
     m.constants()
     currency = next((c for c in mapping.events.columns if c.target == "currency"), None)
     if currency is not None and currency.source in raw.columns:
-        cur = m.exprs["currency"]
+        cur = m.staged("currency")
         m.problem("currency", f"unknown currency (known: {', '.join(sorted(currencies))})",
                   cur.is_not_null() & ~cur.is_in(list(currencies)), currency.source)
     if mapping.amount is not None:
         _amount(m, mapping.amount, m.exprs.get("currency"))
+    _stage(m, mapping)
     kind = m.exprs.get("kind", pl.lit(KIND_TXN))
     is_txn = kind == KIND_TXN
     derived: dict[str, pl.Expr] = {}
@@ -770,6 +801,14 @@ def _build_events(raw: pl.DataFrame, mapping: ColumnMapping, origin: str,
     if "scenario_id" in frame.columns:
         frame = frame.with_columns(pl.col("scenario_id").cast(pl.Int64, strict=False).fill_null(-1))
     return frame, checks
+
+
+def _stage(m: _Mapper, mapping: ColumnMapping) -> None:
+    try:
+        m.stage()
+    except pl.exceptions.PolarsError as exc:
+        raise InputFileError(f"{m.origin}: mapping {mapping.origin} does not apply: {exc}") from None
+    m.fill_defaults()
 
 
 def _flags(m: _Mapper) -> dict[str, tuple[str, str, pl.Expr, str]]:
@@ -864,6 +903,7 @@ def _build_registry(path: Path, mapping: ColumnMapping) -> tuple[pl.DataFrame, l
     m.columns()
     m.times()
     m.constants()
+    _stage(m, mapping)
     for name, dtype in REGISTRY_SCHEMA.items():
         if name not in m.exprs:
             m.exprs[name] = pl.lit(None, dtype=dtype)
