@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from screening.cli import main
@@ -283,3 +284,19 @@ def test_mapping_check_of_a_registry(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "1 unmapped value: 'personal' x1" in out
     assert out.count("OK: every column maps") == 1  # the events are fine, the registry is not
 
+
+
+def test_replay_command_reads_events_and_registry_through_the_mapping(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`screening replay FILE --mapping bank_export --registry ACCOUNTS` needs no code: the
+    registry is read through the mapping's [registry] tables and the decisions are written."""
+    events = _bank_file(tmp_path / "bank.csv", _good_rows())
+    reg = tmp_path / "accounts.csv"
+    reg.write_text("account_no,bank,holder_type,opened_ms,last_active_ms,mcc,payroll,mobile\n"
+                   f"6222001,ICBC,person,{_ms(OPENED)},,,N,13800000001\n")
+    out = tmp_path / "decisions.csv"
+    assert main(["replay", str(events), "--mapping", "bank_export", "--registry", str(reg),
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "account registry: 1 accounts" in capsys.readouterr().out
+    decisions = pl.read_csv(out)
+    assert sorted(decisions.get_column("event_id").to_list()) == ["c1", "c2", "t1", "t2", "t3", "t4"]
