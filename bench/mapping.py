@@ -161,6 +161,7 @@ def measure(events: int, seed: int = 1, repeat: int = 3, folder: Path | None = N
                  "bank_csv_bytes": bank_csv.stat().st_size}
     n = native.height
     med = {k: {s: statistics.median(v) for s, v in r.items()} for k, r in runs.items()}
+    best = {k: {s: min(v) for s, v in r.items()} for k, r in runs.items()}
     return {
         "events": n,
         "repeat": repeat,
@@ -171,9 +172,15 @@ def measure(events: int, seed: int = 1, repeat: int = 3, folder: Path | None = N
         "mapped": {"read_map_s": _r(runs["mapped"]["read"]),
                    "read_map_replay_s": _r(runs["mapped"]["total"]),
                    "events_per_s": round(n / med["mapped"]["total"])},
-        "mapping_cost_us_per_event": round(
-            (med["mapped"]["total"] - med["native"]["total"]) / n * 1e6, 3),
-        "read_cost_us_per_event": round((med["mapped"]["read"] - med["native"]["read"]) / n * 1e6, 3),
+        # the runs alternate native and mapped; on a shared machine the fastest run of each is
+        # the least disturbed, so the cost is given from the medians and from the minima
+        "mapping_cost_us_per_event": {
+            "median": round((med["mapped"]["total"] - med["native"]["total"]) / n * 1e6, 3),
+            "min": round((best["mapped"]["total"] - best["native"]["total"]) / n * 1e6, 3)},
+        "read_cost_us_per_event": {
+            "median": round((med["mapped"]["read"] - med["native"]["read"]) / n * 1e6, 3),
+            "min": round((best["mapped"]["read"] - best["native"]["read"]) / n * 1e6, 3)},
+        "events_per_s_best": {k: round(n / best[k]["total"]) for k in best},
     }
 
 
