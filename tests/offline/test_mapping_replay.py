@@ -92,3 +92,16 @@ def test_mapped_file_sent_through_the_api_decides_as_its_replay(
         diff = joined.filter(pl.col(col) != pl.col(f"{col}_live"))
         assert diff.height == 0, diff.head(5)
     assert joined.filter(pl.col("action") != "ALLOW").height > 10
+
+
+def test_accounts_load_sends_a_registry_read_through_the_mapping(
+        files: tuple[pl.DataFrame, Path, Path], synth: SynthResult, fresh: Live,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`screening accounts load ACCOUNTS --mapping bank_export` upserts every account of the
+    bank's registry file to a real server."""
+    from screening.cli import main
+
+    _, _, accounts = files
+    assert main(["accounts", "load", str(accounts), "--mapping", "bank_export",
+                 "--server", fresh.server.address, "--token", "test-token-admin"]) == 0
+    assert f"{synth.registry.height:,} accounts upserted" in capsys.readouterr().out
