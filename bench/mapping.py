@@ -23,8 +23,8 @@ from typing import Any
 import polars as pl
 
 from screening.config import load_settings
-from screening.offline.events import read_events
-from screening.offline.mapping import load_mapping
+from screening.offline.events import conform, read_table
+from screening.offline.mapping import load_mapping, map_frame
 from screening.offline.memory import for_batch_jobs
 from screening.offline.replay import replay
 from screening.offline.synth import SynthConfig, generate
@@ -132,56 +132,53 @@ def write_native_csv(events: pl.DataFrame, path: Path) -> None:
 
 
 def measure(events: int, seed: int = 1, repeat: int = 3, folder: Path | None = None) -> dict[str, Any]:
-    """Read + replay seconds of the native CSV and of the bank export CSV of the same events."""
+    """Seconds per step for the native CSV and for the bank export CSV of the same events:
+    parsing the CSV, turning it into the event schema (``conform``, or the mapping), and the
+    replay (validate, encode, decide); the runs alternate native and mapped."""
     for_batch_jobs()
     native = bank_style_terminals(generate(SynthConfig(seed=seed, events_target=events)).events)
     settings = load_settings(overrides={"graph": {"enabled": False}})
     policy = load_policy()
     mapping = load_mapping("bank_export")
+    steps = ("parse", "to_schema", "replay")
+    runs: dict[str, dict[str, list[float]]] = {
+        name: {s: [] for s in steps} for name in ("native", "mapped")}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         native_csv, bank_csv = Path(tmp) / "events.csv", Path(tmp) / "bank.csv"
         write_native_csv(native, native_csv)
         to_bank_export(native).write_csv(bank_csv)
-        runs: dict[str, dict[str, list[float]]] = {
-            name: {"read": [], "total": []} for name in ("native", "mapped")}
-        decisions: dict[str, pl.DataFrame] = {}
-        for _ in range(repeat):
-            for name, path, m in (("native", native_csv, None), ("mapped", bank_csv, mapping)):
-                t0 = time.perf_counter()
-                frame = read_events(path, m)
-                t1 = time.perf_counter()
-                result = replay(frame, policy, settings, origin=str(path))
-                t2 = time.perf_counter()
-                runs[name]["read"].append(t1 - t0)
-                runs[name]["total"].append(t2 - t0)
-                decisions[name] = result.decisions
-                del frame, result
-        same = decisions["native"].drop("row").equals(decisions["mapped"].drop("row"))
         sizes = {"native_csv_bytes": native_csv.stat().st_size,
                  "bank_csv_bytes": bank_csv.stat().st_size}
+        decisions: dict[str, pl.DataFrame] = {}
+        for _ in range(repeat):
+            for name, path in (("native", native_csv), ("mapped", bank_csv)):
+                t0 = time.perf_counter()
+                raw = read_table(path)
+                t1 = time.perf_counter()
+                frame = (conform(raw, str(path)) if name == "native"
+                         else map_frame(raw, mapping, str(path)))
+                t2 = time.perf_counter()
+                decisions[name] = replay(frame, policy, settings, origin=str(path)).decisions
+                t3 = time.perf_counter()
+                for step, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    runs[name][step].append(seconds)
+                del raw, frame
     n = native.height
-    med = {k: {s: statistics.median(v) for s, v in r.items()} for k, r in runs.items()}
-    best = {k: {s: min(v) for s, v in r.items()} for k, r in runs.items()}
-    return {
-        "events": n,
-        "repeat": repeat,
-        **sizes,
-        "decisions_equal": same,
-        "native": {"read_s": _r(runs["native"]["read"]), "read_replay_s": _r(runs["native"]["total"]),
-                   "events_per_s": round(n / med["native"]["total"])},
-        "mapped": {"read_map_s": _r(runs["mapped"]["read"]),
-                   "read_map_replay_s": _r(runs["mapped"]["total"]),
-                   "events_per_s": round(n / med["mapped"]["total"])},
-        # the runs alternate native and mapped; on a shared machine the fastest run of each is
-        # the least disturbed, so the cost is given from the medians and from the minima
-        "mapping_cost_us_per_event": {
-            "median": round((med["mapped"]["total"] - med["native"]["total"]) / n * 1e6, 3),
-            "min": round((best["mapped"]["total"] - best["native"]["total"]) / n * 1e6, 3)},
-        "read_cost_us_per_event": {
-            "median": round((med["mapped"]["read"] - med["native"]["read"]) / n * 1e6, 3),
-            "min": round((best["mapped"]["read"] - best["native"]["read"]) / n * 1e6, 3)},
-        "events_per_s_best": {k: round(n / best[k]["total"]) for k in best},
-    }
+    same = decisions["native"].drop("row").equals(decisions["mapped"].drop("row"))
+    out: dict[str, Any] = {"events": n, "repeat": repeat, **sizes, "decisions_equal": same}
+    for name, r in runs.items():
+        totals = [sum(x) for x in zip(*r.values(), strict=True)]
+        out[name] = {**{f"{s}_s": _r(v) for s, v in r.items()},
+                     "events_per_s": {"median": round(n / statistics.median(totals)),
+                                      "best": round(n / min(totals))}}
+    # on a shared machine the fastest run of a step is the least disturbed one
+    out["to_schema_us_per_event"] = {
+        name: {"median": round(statistics.median(r["to_schema"]) / n * 1e6, 3),
+               "best": round(min(r["to_schema"]) / n * 1e6, 3)} for name, r in runs.items()}
+    out["mapping_cost_us_per_event"] = {
+        k: round(out["to_schema_us_per_event"]["mapped"][k]
+                 - out["to_schema_us_per_event"]["native"][k], 3) for k in ("median", "best")}
+    return out
 
 
 def _r(values: list[float]) -> dict[str, Any]:

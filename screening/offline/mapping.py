@@ -99,8 +99,8 @@ from screening.offline.schema import (
 from screening.tomllines import TomlLines, did_you_mean
 
 __all__ = ["BUILTIN_MAPPINGS", "ColumnCheck", "ColumnMapping", "MappingReport", "apply_mapping",
-           "builtin_mapping", "check_mapping", "format_report", "load_mapping", "parse_mapping",
-           "read_mapped_registry"]
+           "builtin_mapping", "check_mapping", "format_report", "load_mapping", "map_frame",
+           "parse_mapping", "read_mapped_registry"]
 
 BUILTIN_MAPPINGS = ("amlsim", "bank_export", "synth")
 _OFFSET_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
@@ -347,8 +347,8 @@ class _Parser:
             self.check_value(where, target, target, value, schema, enums)
         parsed_times = []
         for target, spec in times.items():
-            where = f"{prefix}times.{target}" if target != "event_time" or "time" not in self.data \
-                or prefix else "time"
+            legacy = not prefix and target == "event_time" and "time" in self.data
+            where = "time" if legacy else f"{prefix}times.{target}"
             if target not in time_targets:
                 raise self.fail(where, "", f"[{where}]: {target} is not a time column (time "
                                 f"columns: {', '.join(time_targets)})")
@@ -874,14 +874,19 @@ def apply_mapping(path: Path, mapping: ColumnMapping,
                   currencies: Sequence[str] = tuple(DEFAULT_CURRENCIES)) -> pl.DataFrame:
     """Read ``path`` as described by ``mapping`` and return it in the event schema; the first
     column that does not map stops it (``screening mapping check`` lists them all)."""
-    raw = _read(path, mapping.events.format)
-    frame, checks = _build_events(raw, mapping, str(path), currencies)
+    return map_frame(_read(path, mapping.events.format), mapping, str(path), currencies)
+
+
+def map_frame(raw: pl.DataFrame, mapping: ColumnMapping, origin: str,
+              currencies: Sequence[str] = tuple(DEFAULT_CURRENCIES)) -> pl.DataFrame:
+    """A file's frame as read (CSV columns as text) in the event schema, as ``apply_mapping``."""
+    frame, checks = _build_events(raw, mapping, origin, currencies)
     for c in checks:
         if c.problems:
-            raise InputFileError(f"{path}: column {c.column} (from {c.source}): {c.problems[0]} "
-                                 f"(mapping {mapping.origin}; `screening mapping check` lists "
-                                 "every problem)")
-    return conform(frame, str(path), time_zone=mapping.time_zone)
+            raise InputFileError(f"{origin}: column {c.column} (from {c.source}): "
+                                 f"{c.problems[0]} (mapping {mapping.origin}; `screening mapping "
+                                 "check` lists every problem)")
+    return conform(frame, origin, time_zone=mapping.time_zone)
 
 
 def read_mapped_registry(path: Path, mapping: ColumnMapping) -> pl.DataFrame:
