@@ -624,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output path without suffix: writes OUT.csv and OUT.parquet (an "
                             "existing directory: large_value[_DATE].csv/.parquet in it)")
         r.add_argument("--formats", default="csv,parquet", help="csv, parquet or both")
-        r.add_argument("--mapping", default=None, help="column mapping TOML, or: amlsim")
+        r.add_argument("--mapping", default=None,
+                       help="column mapping TOML, or a built-in: amlsim, synth, bank_export")
         if name == "large-value":
             r.add_argument("--thresholds", type=Path, default=None,
                            help="report lines TOML, or a policy file (default: shipped lines; "
