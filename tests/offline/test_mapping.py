@@ -115,19 +115,22 @@ def test_time_columns_in_epoch_units_and_iso_text_are_the_same_instant(
 
 
 def test_amounts_in_major_units_use_each_currencys_decimals_exactly(tmp_path: Path) -> None:
-    """Decimal text becomes minor units of the row's currency (JPY has none) without float; a
-    digit past the currency's decimals is a problem, not rounded away."""
+    """Decimal text becomes minor units of the row's currency (JPY has none; RMB is the bank's
+    word for CNY) without float; a digit past the currency's decimals is a problem, not rounded
+    away."""
     mapping = tmp_path / "m.toml"
     mapping.write_text('[columns]\nevent_id = "id"\nevent_time = "ts"\ncurrency = "ccy"\n'
+                       '[values.currency]\nRMB = "CNY"\nJPY = "JPY"\nUSD = "USD"\n'
                        '[amount]\ncolumn = "amt"\nunit = "major"\ndecimals = 2\n'
                        'decimals_by_currency = { JPY = 0 }\n')
     data = tmp_path / "e.csv"
-    data.write_text("id,ts,ccy,amt\na,2026-11-03T01:15:00Z,CNY,945.46\nb,2026-11-03T01:15:00Z,JPY,"
-                    "12000\nc,2026-11-03T01:15:00Z,USD,0.1\nd,2026-11-03T01:15:00Z,CNY,"
+    data.write_text("id,ts,ccy,amt\na,2026-11-03T01:15:00Z,RMB,945.46\nb,2026-11-03T01:15:00Z,JPY,"
+                    "12000\nc,2026-11-03T01:15:00Z,USD,0.1\nd,2026-11-03T01:15:00Z,RMB,"
                     "90071992547409.93\n")
     m = load_mapping(str(mapping))
     ev = read_events(data, m)
     assert ev.get_column("amount_minor").to_list() == [94546, 12000, 10, 9007199254740993]
+    assert ev.get_column("currency").to_list() == ["CNY", "JPY", "USD", "CNY"]  # the bank's RMB
     data.write_text("id,ts,ccy,amt\na,2026-11-03T01:15:00Z,JPY,12000.5\n")
     with pytest.raises(InputFileError, match=r"amount_minor.*1 more decimals than the currency "
                                              r"has: '12000.5' x1"):
