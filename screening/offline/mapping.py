@@ -725,11 +725,11 @@ def _terminals(m: _Mapper, term: _Terminals, is_txn: pl.Expr) -> dict[str, pl.Ex
             m.exprs.get(f"{side}_institution", pl.lit(None, pl.String)))
         m.exprs[f"{side}_opened_date"] = pl.when(d).then(None).otherwise(
             m.exprs.get(f"{side}_opened_date", pl.lit(None, pl.Date)))
-        m.sources[f"{side}_account"] = (f"{m.sources.get(f'{side}_account', '-')}, else "
-                                        f"{term.source} (cash terminal)")
-        bank_how = "its bank" if term.bank_group else "no bank"
+        m.sources[f"{side}_account"] = (f"{m.sources.get(f'{side}_account', '-')} or "
+                                        f"terminal {term.source}")
+        bank_how = "the id's bank or " if term.bank_group else ""
         m.sources[f"{side}_institution"] = (f"{m.sources.get(f'{side}_institution', '-')}; "
-                                            f"terminal: {bank_how} in the id, else the {other}'s")
+                                            f"terminal: {bank_how}{other}'s")
     any_derived = derived["payer"] | derived["payee"]
     m.exprs["cash"] = pl.when(any_derived).then(True).otherwise(
         m.exprs.get("cash", pl.lit(None, pl.Boolean)))
