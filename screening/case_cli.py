@@ -52,7 +52,8 @@ def add_case_command(sub: Any) -> None:
     source.add_argument("--events", type=Path, help="event file (Parquet/CSV) to build the graph from")
     add_client_options(e, "with --server: bearer token")
     e.add_argument("--mapping", default=None,
-                   help="--events: column mapping name or TOML file (e.g. amlsim)")
+                   help="--events: column mapping TOML file, or a built-in: amlsim, synth, "
+                        "bank_export")
     e.add_argument("--watchlist", type=Path, default=None,
                    help="--events: watchlist file (kind, value[, expires_at, reason, source])")
     e.add_argument("--policy", type=Path, default=None, help="--events: policy TOML for decisions")

@@ -251,7 +251,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from screening.config import Settings
     from screening.offline.backtest import backtest, format_metrics
     from screening.offline.events import read_events, write_frame
-    from screening.offline.mapping import load_mapping
+    from screening.offline.mapping import load_mapping, read_mapped_registry
     from screening.offline.memory import for_batch_jobs
     from screening.offline.progress import progress
     from screening.offline.replay import read_registry, read_watchlist, replay
@@ -264,7 +264,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     events = read_events(args.events, mapping)
     watch = read_watchlist(args.watchlist) if args.watchlist else None
     registry_file = args.registry or (args.events.parent / "registry.parquet")
-    registry = read_registry(registry_file) if args.registry or registry_file.exists() else None
+    registry = None
+    if args.registry and mapping is not None and mapping.registry is not None:
+        registry = read_mapped_registry(args.registry, mapping)
+    elif args.registry or registry_file.exists():
+        registry = read_registry(registry_file)
     if registry is not None:
         print(f"account registry: {registry.height:,} accounts from {registry_file}")
     accounts = None
@@ -333,7 +337,12 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
     from screening.offline.replay import read_registry, registry_profiles
     from screening.v1 import screening_pb2 as pb
 
-    registry = read_registry(args.file)
+    if args.mapping:
+        from screening.offline.mapping import load_mapping, read_mapped_registry
+
+        registry = read_mapped_registry(args.file, load_mapping(args.mapping))
+    else:
+        registry = read_registry(args.file)
     rows = registry_profiles(registry)
     party: dict[str, int] = {"person": pb.PARTY_TYPE_PERSON,
                              "organisation": pb.PARTY_TYPE_ORGANISATION}
@@ -361,6 +370,20 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
                 return 1
     print(f"{sent:,} accounts upserted to {args.server}")
     return 0
+
+
+def _cmd_mapping_check(args: argparse.Namespace) -> int:
+    from screening.config import Settings
+    from screening.offline.mapping import check_mapping, format_report, load_mapping
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    mapping = load_mapping(args.mapping)
+    if args.registry is not None and mapping.registry is None:
+        raise ConfigError(f"--registry: mapping {mapping.origin} has no [registry] tables")
+    reports = check_mapping(args.events, mapping, settings, registry=args.registry)
+    print("\n\n".join(format_report(r) for r in reports))
+    return 0 if all(r.ok for r in reports) else 1
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -662,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: shipped)")
     p.add_argument("--compare", type=Path, default=None, help="second policy, side by side")
     p.add_argument("--mapping", default=None,
-                   help="column mapping TOML for other people's files, or a built-in: amlsim")
+                   help="column mapping TOML for other people's files, or a built-in: amlsim, "
+                        "synth, bank_export (check one first: screening mapping check)")
     p.add_argument("--watchlist", type=Path, default=None,
                    help="CSV/Parquet with kind,value[,expires_at] applied before the replay")
     p.add_argument("--accounts", type=Path, default=None,
@@ -670,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="decisions .parquet or .csv")
     p.add_argument("--metrics", type=Path, default=None, help="backtest metrics as JSON")
     p.add_argument("--registry", type=Path, default=None,
-                   help="account registry .parquet/.csv (default: registry.parquet beside the "
-                        "events, when there)")
+                   help="account registry .parquet/.csv, read through --mapping's [registry] "
+                        "tables when it has them (default: registry.parquet beside the events, "
+                        "when there)")
     p.add_argument("--checkpoint-out", type=Path, default=None,
                    help="write the state the replay ends with as a checkpoint in this folder "
                         "(a server with [storage] backend = \"file\", path = it, starts warm)")
@@ -679,6 +704,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress on stderr (a bar on a terminal, else a line every 10 s)")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("mapping", help="column mappings for other people's files")
+    msub = p.add_subparsers(dest="mapping_command", required=True, metavar="ACTION")
+    m = msub.add_parser("check", help="read a file through a mapping and report per column what "
+                                      "maps and what does not (unmapped values with counts, empty "
+                                      "required cells, bad times), then the replay's own checks; "
+                                      "exit 1 on any problem")
+    m.add_argument("mapping", help="mapping TOML, or a built-in: amlsim, synth, bank_export")
+    m.add_argument("--events", type=Path, required=True, help="the events file")
+    m.add_argument("--registry", type=Path, default=None,
+                   help="an account registry file, read through the mapping's [registry] tables")
+    m.set_defaults(func=_cmd_mapping_check)
 
     p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
     asub = p.add_subparsers(dest="accounts_command", required=True)
@@ -688,6 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--server", default="localhost:50051", help="host:port of the server")
     add_client_options(a, "bearer token of a bank, payment or admin caller")
     a.add_argument("--chunk", type=int, default=1000, help="accounts per request")
+    a.add_argument("--mapping", default=None,
+                   help="read FILE through this mapping's [registry] tables (e.g. bank_export)")
     a.set_defaults(func=_cmd_accounts_load)
 
     p = sub.add_parser("report", help="regulatory reports from an event file, or from a server's "
@@ -707,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output path without suffix: writes OUT.csv and OUT.parquet (an "
                             "existing directory: large_value[_DATE].csv/.parquet in it)")
         r.add_argument("--formats", default="csv,parquet", help="csv, parquet or both")
-        r.add_argument("--mapping", default=None, help="column mapping TOML, or: amlsim")
+        r.add_argument("--mapping", default=None,
+                       help="column mapping TOML, or a built-in: amlsim, synth, bank_export")
         if name == "large-value":
             r.add_argument("--thresholds", type=Path, default=None,
                            help="report lines TOML, or a policy file (default: shipped lines; "

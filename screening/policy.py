@@ -6,7 +6,6 @@ everything once, at start, and names the file and line of the first problem.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 import tomllib
@@ -21,6 +20,7 @@ import numpy as np
 from features.layout import CALL_FEATURES, TXN_FEATURES, Mark, Param
 from features.state import MAX_COND, MAX_RULES, Op, RuleTable
 from screening.errors import ConfigError
+from screening.tomllines import TomlLines, did_you_mean
 
 __all__ = [
     "ACTIONS",
@@ -215,34 +215,14 @@ def _escape(word: str) -> str:
     return "".join("\\" + c if c in _REGEX_META else c for c in word)
 
 
-class _Lines:
-    """Finds the line of a piece of the source, so errors can name it."""
-
+class _Lines(TomlLines):
     def __init__(self, text: str, origin: str) -> None:
-        self.lines = text.splitlines()
-        self.origin = origin
-
-    def find(self, needle: str, start: int = 0) -> int:
-        for i in range(start, len(self.lines)):
-            if needle in self.lines[i]:
-                return i
-        return -1
-
-    def nth_header(self, header: str, n: int) -> int:
-        seen = -1
-        for i, line in enumerate(self.lines):
-            if line.strip() == header:
-                seen += 1
-                if seen == n:
-                    return i
-        return -1
+        super().__init__(text, origin, ConfigError)
 
     def error(self, message: str, needle: str = "", start: int = 0) -> ConfigError:
-        i = self.find(needle, start) if needle else -1
-        if i < 0 and start > 0:
-            i = start
-        where = f"{self.origin}:{i + 1}" if i >= 0 else self.origin
-        return ConfigError(f"{where}: {message}")
+        exc = super().error(message, needle, start)
+        assert isinstance(exc, ConfigError)
+        return exc
 
 
 def _params(raw: Any, lines: _Lines) -> PolicyParams:
@@ -394,5 +374,4 @@ def _table(rules: Sequence[Rule]) -> RuleTable:
 
 
 def _hint(word: str, choices: Iterator[str] | Sequence[str] | Mapping[str, Any] | set[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return did_you_mean(word, choices)

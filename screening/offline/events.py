@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -37,12 +36,15 @@ from screening.offline.schema import (
 )
 from screening.policy import Policy
 
-__all__ = ["EncodedEvents", "encode_events", "read_events", "read_table", "validate_events",
-           "validate_registry", "write_frame"]
+if TYPE_CHECKING:
+    from screening.offline.mapping import ColumnMapping
 
-_TXN_REQUIRED = ("event_id", "event_time", "payer_account", "payee_account", "amount_minor",
+__all__ = ["CALL_REQUIRED", "TXN_REQUIRED", "EncodedEvents", "encode_events", "read_events",
+           "read_table", "validate_events", "validate_registry", "write_frame"]
+
+TXN_REQUIRED = ("event_id", "event_time", "payer_account", "payee_account", "amount_minor",
                  "currency", "channel", "payer_party_type", "payee_party_type")
-_CALL_REQUIRED = ("event_id", "event_time", "caller_number", "callee_number", "duration_seconds",
+CALL_REQUIRED = ("event_id", "event_time", "caller_number", "callee_number", "duration_seconds",
                   "caller_class")
 
 
@@ -61,7 +63,7 @@ class EncodedEvents:
     devices: pl.Series
 
 
-def read_events(path: Path, mapping: Mapping[str, Any] | None = None) -> pl.DataFrame:
+def read_events(path: Path, mapping: ColumnMapping | None = None) -> pl.DataFrame:
     """Read a Parquet or CSV event file (or one described by a column mapping)."""
     from screening.offline.mapping import apply_mapping
 
@@ -163,8 +165,8 @@ def validate_events(frame: pl.DataFrame, settings: Settings, origin: str) -> pl.
             if bad.height:
                 raise _fail(origin, c, "missing value", bad)
 
-    need(txn, _TXN_REQUIRED)
-    need(call, _CALL_REQUIRED)
+    need(txn, TXN_REQUIRED)
+    need(call, CALL_REQUIRED)
     checks: list[tuple[pl.DataFrame, str, pl.Expr, str]] = [
         (df, "event_id", pl.col("event_id").str.len_chars() > limits.max_id_length,
          f"longer than {limits.max_id_length} characters"),
