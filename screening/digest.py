@@ -17,6 +17,7 @@ import numpy as np
 
 from graph import _kernels as gk
 from screening.engine import EngineSnapshot
+from screening.model import DecisionRecord, Feedback, WatchEntry
 
 __all__ = ["state_digest", "state_parts"]
 
@@ -25,6 +26,9 @@ _NOT_STATE = frozenset({"created_ms", "lock_held_s"})
 # entries of arrays that are scratch, not state: the graph's search stamp (the generation of the
 # per-node search marks, which checkpoints leave out) advances with every search, reads included
 _SCRATCH = {"graph.meta": (gk.M_STAMP,)}
+_RECORDS = frozenset({DecisionRecord, Feedback, WatchEntry})
+_SEEN: dict[int, tuple[Any, bytes]] = {}
+_SEEN_MAX = 2_000_000
 
 
 def state_digest(snap: EngineSnapshot) -> str:
@@ -66,11 +70,28 @@ def state_parts(snap: EngineSnapshot) -> dict[str, str]:
     return out
 
 
+def _record_digest(rec: Any) -> bytes:
+    """The digest of one of the engine's records (a million remembered decisions), from its
+    repr: that names every field and holds only str, int, float, bool, bytes and tuples of
+    those, so it is unambiguous. Records are immutable and shared by every snapshot, so each is
+    hashed once: the cache holds the record itself, so its id is not reused while cached."""
+    hit = _SEEN.get(id(rec))
+    if hit is not None and hit[0] is rec:
+        return hit[1]
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    digest = hashlib.sha256(repr(rec).encode("utf-8", "surrogatepass")).digest()
+    _SEEN[id(rec)] = (rec, digest)
+    return digest
+
+
 def _feed(h: Any, value: Any) -> None:
     """Hash ``value`` unambiguously: every item is tagged with its kind and length."""
     if isinstance(value, np.ndarray):
         h.update(f"A{value.dtype.str}{value.shape}".encode())
         h.update(np.ascontiguousarray(value).tobytes())
+    elif type(value) in _RECORDS:
+        h.update(_record_digest(value))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         h.update(f"D{type(value).__name__}".encode())
         for f in dataclasses.fields(value):
