@@ -11,8 +11,9 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.fuzz import FLAVORS, METHODS, FuzzRequest, Fuzzer, fuzz, problems_of
+from bench.fuzz import FLAVORS, METHODS, Fuzzer, FuzzRequest, fuzz, problems_of
 from screening.client import transaction
+from screening.policy import default_policy_text
 from tests.conftest import TOKENS, Live, recent, uid
 
 BUDGET = 1500
@@ -118,3 +119,20 @@ def test_an_exception_in_a_handler_is_caught_through_a_real_channel() -> None:
     details = [f.detail for f in fuzzer.failures]
     assert any("status UNKNOWN" in d for d in details), details
     assert any("QueryAccount" in d and "traceback" in d for d in details), details
+
+
+def test_reload_policy_with_a_list_for_an_action_is_invalid_argument(live: Live) -> None:
+    """Found by the fuzzer: a rule's `action = [1, 2]` (or a list in `report`) answered
+    INTERNAL (a TypeError in the policy parser); now INVALID_ARGUMENT naming the line."""
+    admin = live.client("admin")
+    before = admin.query_account(uid("acct")).account_id  # the server answers
+    text = default_policy_text()
+    action = next(line for line in text.splitlines() if line.startswith("action = "))
+    report = next(line for line in text.splitlines() if line.startswith("report = "))
+    for spoiled in (text.replace(action, "action = [1, 2]", 1), text.replace(action, "action = {}", 1),
+                    text.replace(report, "report = [[1]]", 1)):
+        with pytest.raises(grpc.RpcError) as info:
+            admin.reload_policy(spoiled)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert (info.value.details() or "").startswith("policy_toml: line ")
+    assert admin.query_account(uid("acct")).account_id != before  # still answering
