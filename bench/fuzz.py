@@ -9,7 +9,9 @@ RPC in rounds of one to ten, each round of one kind (``flavor``):
               their boundaries; enums known and unknown; repeated fields empty, long (10,001)
               and repeated; nested messages; timestamps from year 1 to far future, bad nanos
     mutated   a valid request with one to three fields changed to such values, or cleared
-    valid     a valid request (builds up state: payments, calls, watchlist, feedback, registry)
+    valid     a valid request (builds up state: payments, calls, watchlist, feedback, registry);
+              for ReloadPolicy the shipped policy, or it with one value of any TOML type put
+              in place of one of its values
     raw       bytes that are not the message: random, truncated, bit-flipped, another method's
               message, unknown fields, deep nesting, and (rarely) a message over the server's
               ``max_message_bytes``
@@ -65,6 +67,7 @@ from hypothesis import strategies as st
 from screening.auth import PERMISSIONS, ROLES
 from screening.client import timestamp
 from screening.config import LimitSettings, ServerSettings
+from screening.policy import default_policy_text
 from screening.rpc import SERVICE
 from screening.v1 import screening_pb2 as pb
 
@@ -315,6 +318,36 @@ def _entity(r: random.Random) -> Any:
     return pb.EntityRef(kind=kind, value=value)  # type: ignore[arg-type]
 
 
+_POLICY = default_policy_text()
+_POLICY_LINES = _POLICY.splitlines()
+_POLICY_VALUES = [i for i, line in enumerate(_POLICY_LINES)
+                  if "=" in line and not line.lstrip().startswith("#")]
+# TOML values of every type, for any key of the policy: the parser must refuse each it cannot
+# use with a line, never fail otherwise
+_TOML_VALUES = ["0", "-1", "101", "1e308", "inf", "nan", "9223372036854775808", '"x"', '""', "true",
+                "[]", "[1, 2]", "{}", "[[1]]", "[{}]", "[true]", '["x", 1]', "1979-05-27",
+                "{a = 1}", '"$x"', '"(["', "0.5"]
+_TOML_TABLES = ["rule = [1]", "rule = [[1]]", 'rule = ["code"]', "call_rule = {}", "policy = 1",
+                "params = []", "thresholds = 1", "[nope]"]
+
+
+def _policy_text(r: random.Random) -> str:
+    """The policy for a ReloadPolicy: empty (re-read the server's file), the shipped policy, or
+    it with one value replaced by a value of any TOML type, or a top-level key of the wrong
+    type put first."""
+    how = r.randint(0, 9)
+    if how == 0:
+        return ""
+    if how == 1:
+        return _POLICY
+    if how == 2:
+        return r.choice(_TOML_TABLES) + "\n" + _POLICY
+    lines = list(_POLICY_LINES)
+    i = r.choice(_POLICY_VALUES)
+    lines[i] = lines[i].split("=", 1)[0] + "= " + r.choice(_TOML_VALUES)
+    return "\n".join(lines)
+
+
 def valid_request(method: str, r: random.Random, pool: Pool) -> Message:
     """A request of ``method`` that the server should accept (mostly: ids are reused on purpose,
     which may conflict)."""
@@ -374,7 +407,7 @@ def valid_request(method: str, r: random.Random, pool: Pool) -> Message:
         return pb.LargeValueReportRequest(report_date=day,
                                           institutions=r.choice([[], ["BANK01"]]))
     if method == "ReloadPolicy":
-        return pb.ReloadPolicyRequest()
+        return pb.ReloadPolicyRequest(policy_toml=_policy_text(r))
     raise ValueError(f"no valid request for {method}")  # pragma: no cover
 
 
