@@ -13,8 +13,9 @@ import pytest
 
 from bench.fuzz import FLAVORS, METHODS, Fuzzer, FuzzRequest, fuzz, problems_of
 from screening.client import transaction
+from screening.config import load_settings
 from screening.policy import default_policy_text
-from tests.conftest import TOKENS, Live, recent, uid
+from tests.conftest import TOKENS, Live, _start, _stop, recent, uid
 
 BUDGET = 1500
 ROLE_TOKENS = {role: token for token, (_, role, *_) in TOKENS.items()}
@@ -136,3 +137,16 @@ def test_reload_policy_with_a_list_for_an_action_is_invalid_argument(live: Live)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
         assert (info.value.details() or "").startswith("policy_toml: line ")
     assert admin.query_account(uid("acct")).account_id != before  # still answering
+
+
+def test_fuzzing_a_running_server_checks_state_through_query_account() -> None:
+    """`--server ADDR --token ROLE=TOKEN`: someone else's server (its failure throttle off), the
+    state compared through the QueryAccount reports of the fuzzer's accounts."""
+    srv = _start(load_settings(overrides={"auth": {"max_failures": 0}}))
+    try:
+        summary = fuzz(200, seed=3, server=srv.server.address, tokens=ROLE_TOKENS)
+    finally:
+        _stop(srv)
+    assert summary["failure_count"] == 0, json.dumps(summary["failures"][:3], indent=1)
+    assert summary["requests"] >= 200 and not summary["server"]["own"]
+    assert summary["state_checks"]["unchanged_expected"] > 5
