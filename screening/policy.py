@@ -171,6 +171,8 @@ def parse_policy(text: str, origin: str) -> Policy:
         if key not in ("policy", "params", "thresholds", "rule", "call_rule"):
             raise lines.error(f"unknown table [{key}]", f"[{key}]")
     meta = data.get("policy", {})
+    if not isinstance(meta, dict):
+        raise lines.error("[policy] must be a table", "policy")
     name = meta.get("name", "custom")
     version = meta.get("version")
     if not isinstance(version, str) or not version:
@@ -298,6 +300,9 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
         def err(msg: str, needle: str = "", start: int = start) -> ConfigError:
             return lines.error(msg, needle, start)
 
+        if not isinstance(item, dict):
+            raise err(f"each {header} entry must be a table of keys (code, message, action, "
+                      f"when, ...), got {item!r:.40}", table)
         unknown = set(item) - _RULE_KEYS
         if unknown:
             key = sorted(unknown)[0]
@@ -312,7 +317,7 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
         if not isinstance(message, str) or not message:
             raise err(f"rule {code}: message must be a non-empty string", "message")
         action = item.get("action")
-        if action not in actions:
+        if not isinstance(action, str) or action not in actions:
             raise err(f"rule {code}: action must be one of {', '.join(actions)}, got {action!r}",
                       "action")
         score = item.get("score", 0)
@@ -323,7 +328,7 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
         if not isinstance(report, list):
             raise err(f"rule {code}: report must be a list", "report")
         for r in report:
-            if r not in REPORT_FLAGS:
+            if not isinstance(r, str) or r not in REPORT_FLAGS:
                 raise err(f"rule {code}: report must list {', '.join(REPORT_FLAGS)}; got {r!r}",
                           "report")
             flags |= REPORT_FLAGS[r]
@@ -332,7 +337,7 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
         if not isinstance(raw_marks, list):
             raise err(f"rule {code}: marks must be a list", "marks")
         for m in raw_marks:
-            if m not in mark_names:
+            if not isinstance(m, str) or m not in mark_names:
                 raise err(f"rule {code}: marks must list {', '.join(mark_names)}; got {m!r}"
                           f"{_hint(str(m), mark_names)}", "marks")
             marks |= mark_names[m]

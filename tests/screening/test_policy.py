@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,37 @@ def test_invalid_policy_names_the_line(spoil: str, needle: str, message: str) ->
         parse_policy(text, "bad.toml")
     assert f"bad.toml:{_line_of(text, replacement)}:" in str(info.value)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("spoil", "replacement", "message"), [
+    ('action = "WARN"', "action = [1, 2]", "action must be one of"),
+    ('action = "WARN"', "action = {}", "action must be one of"),
+    ('report = ["suspicious"]', "report = [[1]]", "report must list"),
+    ('report = ["suspicious"]', 'report = [{}, "suspicious"]', "report must list"),
+    ('report = ["suspicious"]', "marks = [[1]]", "marks must list"),
+])
+def test_values_of_another_toml_type_are_refused_with_the_line(spoil: str, replacement: str,
+                                                               message: str) -> None:
+    """A list or table where a name belongs is a ConfigError naming the line (found by
+    `python -m bench.fuzz`: ReloadPolicy answered INTERNAL, TypeError: unhashable type)."""
+    text = MINI.replace(spoil, replacement)
+    with pytest.raises(ConfigError) as info:
+        parse_policy(text, "bad.toml")
+    assert f"bad.toml:{_line_of(text, replacement)}:" in str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("first", "message"), [
+    ("rule = [1]", "each [[rule]] entry must be a table"),
+    ("rule = [[1]]", "each [[rule]] entry must be a table"),
+    ("call_rule = [2]", "each [[call_rule]] entry must be a table"),
+    ("policy = 1", "[policy] must be a table"),
+])
+def test_top_level_keys_of_the_wrong_type_are_refused(first: str, message: str) -> None:
+    """`rule = [1]` or `policy = 1` is a ConfigError, not an AttributeError or TypeError."""
+    text = first + "\n" + ("" if first.startswith("policy") else '[policy]\nversion = "1"\n')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_policy(text, "bad.toml")
 
 
 def test_unknown_feature_suggests_the_close_name() -> None:
