@@ -279,6 +279,8 @@ def _thresholds(raw: Any, lines: _Lines) -> dict[str, int]:
             raise lines.error(
                 f"threshold '{key}' must be an integer (money in fen, never float), got {value!r}",
                 key)
+        if value < 0:  # a reporting line or an amount: a negative one would flag everything
+            raise lines.error(f"threshold '{key}' must be >= 0 (money in fen), got {value}", key)
         out[key] = value
     return out
 

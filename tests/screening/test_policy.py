@@ -89,6 +89,7 @@ def test_invalid_policy_names_the_line(spoil: str, needle: str, message: str) ->
     ('report = ["suspicious"]', "report = [[1]]", "report must list"),
     ('report = ["suspicious"]', 'report = [{}, "suspicious"]', "report must list"),
     ('report = ["suspicious"]', "marks = [[1]]", "marks must list"),
+    ("big = 1_000_000", "big = -1", "must be >= 0 (money in fen)"),
 ])
 def test_values_of_another_toml_type_are_refused_with_the_line(spoil: str, replacement: str,
                                                                message: str) -> None:
