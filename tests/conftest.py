@@ -118,6 +118,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Servers the tests run as processes (`screening serve`, CLI commands) read SCREENING_* from the
+# environment. Their fixed memory is mostly the graph's edge slots (64 M by default, 5.5 GiB with
+# a store), which a server refuses to start without; the tests share the machine's memory with
+# the test process itself, so their servers reserve 4 M edge slots (a test passes its own
+# settings where it tests these). In-process servers take no environment (load_settings).
+os.environ.setdefault("SCREENING_GRAPH__MAX_EDGES", str(1 << 22))
+
+
 def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient], None], *,
                   token: str | None = None, env: Mapping[str, str] | None = None,
                   cwd: Path | None = None,
