@@ -370,7 +370,8 @@ class StorageSettings:
     ``redis_url``. A checkpoint is written every ``checkpoint_interval_s`` (0: only at shutdown).
     One server writes to a store at a time; with Redis its claim lasts ``lease_s`` unless
     renewed (a file store's claim is a lock that ends with the process). A starting server waits
-    up to ``claim_wait_s`` for the holder to let go before it gives up.
+    up to ``claim_wait_s`` for the holder to let go before it gives up. With ``journal_events``
+    every accepted transaction and call is in the store's event journal before it is answered.
     """
 
     backend: str = "none"
