@@ -1,8 +1,9 @@
 """The event journal: every accepted transaction and call, written before it is answered.
 
 The engine numbers each accepted event under its lock and hands it to ``EventWriter.put``
-(a queue append: no I/O, no encoding under the lock). One writer thread takes everything queued,
-encodes it, and writes it to the store in one append (group commit), then fsyncs as
+(a queue append: no I/O, no encoding under the lock). After the lock, the request's thread takes
+everything queued unless another write is under way, encodes it, and writes it to the store in
+one append (group commit; a thread writes what no request does), then fsyncs as
 ``[storage] journal_fsync`` says: after every batch (``batch``), every
 ``journal_fsync_interval_ms`` (``interval``), or never (``none``: the OS writes it back, which
 survives a killed process but not a machine crash). A request waits (``wait``) until its batch
@@ -110,9 +111,10 @@ def decode_event(raw: bytes, where: str) -> JournalEvent:
 class EventWriter:
     """The group-commit writer of the event journal (``screening.engine.EventLog``).
 
-    ``fsync``: ``batch``, ``interval`` (every ``interval_ms``) or ``none``. A failed write is
-    retried (every 0.2 s) with everything queued since, in order, so the journal never has a
-    gap. While the store does not answer — a failed write, or ``unreachable`` (the writer
+    ``fsync``: ``batch``, ``interval`` (every ``interval_ms``) or ``none``. Requests write the
+    queue themselves, one at a time (``wait``); a thread writes what no request is writing. A
+    failed write is retried (every 0.2 s) with everything queued since, in order, so the
+    journal never has a gap. While the store does not answer — a failed write, or ``unreachable`` (the writer
     lease's ``blocked``) saying so — requests are answered without waiting, as the server does
     for every decision during a store outage (``StoreStatus``: decisions marked degraded,
     ``on_problem`` is told); their events stay queued and are written when the store is back.
@@ -133,10 +135,15 @@ class EventWriter:
         self.wait_s = wait_s
         self.on_problem = on_problem
         self._queue: list[tuple[int, JournalEvent]] = []
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # requests wait here for their write
+        self._wake = threading.Condition(lock)  # the thread, only at close (else it polls)
         self._written = 0  # every event up to this one is written
         self._error: str | None = None
         self._stopping = False
+        self._busy = False  # a write is under way (by a request or the thread)
+        self._queued_at = 0.0  # when the queue became non-empty
+        self._retry_at = 0.0  # after a failure, the next try (by the thread)
         self._last_sync = time.monotonic()
         self._dirty = False
         # counters for the bench and metrics
@@ -152,10 +159,15 @@ class EventWriter:
 
     def put(self, seq: int, event: JournalEvent) -> None:
         with self._cond:
+            if not self._queue:
+                self._queued_at = time.monotonic()
             self._queue.append((seq, event))
-            self._cond.notify_all()
 
     def wait(self, seq: int) -> None:
+        """The first waiter that finds the queue not being written writes it (everything queued,
+        its own event and those of concurrent requests) in its own thread; the others wait for
+        that write. No hand-off to another thread on the way: one sequential client costs one
+        write, concurrent ones share it."""
         if seq <= self._written:
             return
         deadline = time.monotonic() + self.wait_s
@@ -164,61 +176,79 @@ class EventWriter:
                 if self._error is not None or (self.unreachable is not None
                                                and self.unreachable() is not None):
                     return  # a store outage: answered, degraded (see the class docstring)
+                batch = self._take()
+                if batch is not None:
+                    self._cond.release()
+                    try:
+                        self._write(batch)
+                    finally:
+                        self._cond.acquire()
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 self._cond.wait(min(left, 0.05))
 
+    def _take(self) -> list[tuple[int, JournalEvent]] | None:
+        """Everything queued, to write now (under ``_cond``); None when a write is under way or
+        nothing is queued."""
+        if self._busy or not self._queue:
+            return None
+        batch, self._queue = self._queue, []
+        self._busy = True
+        return batch
+
     def _run(self) -> None:
+        """The backstop: writes what no request is writing (its waiter gave up, or a retry after
+        a failure, every 0.2 s), fsyncs at the interval, and writes what is left at ``close``."""
         while True:
+            batch = None
             with self._cond:
-                while not self._queue and not self._stopping:
-                    timeout = None
-                    if self.fsync == "interval" and self._dirty:
-                        timeout = max(0.0, self._last_sync + self.interval_s - time.monotonic())
-                        if timeout == 0.0:
-                            break
-                    self._cond.wait(timeout)
-                if self._stopping and not self._queue:
-                    self._sync_if_due(force=True)
-                    return
-                batch = self._queue
-                self._queue = []
-            if batch:
+                timeout = 0.01 if self._queue else 0.2
+                if self.fsync == "interval" and self._dirty:
+                    timeout = min(timeout, max(0.001, self._last_sync + self.interval_s
+                                               - time.monotonic()))
+                self._wake.wait(timeout)
+                now = time.monotonic()
+                if self._stopping and not self._queue and not self._busy:
+                    break
+                if self._stopping and now > self._give_up_at:
+                    break  # the store does not answer: what is queued is lost
+                if self._queue and not self._busy and (
+                        self._stopping or now - self._queued_at > 0.01) and (
+                        self._error is None or now >= self._retry_at):
+                    batch = self._take()
+            if batch is not None:
                 self._write(batch)
             self._sync_if_due()
+        self._sync_if_due(force=True)
 
     def _write(self, batch: list[tuple[int, JournalEvent]]) -> None:
-        lines = [(seq, encode_event(ev)) for seq, ev in batch]
-        while True:
-            try:
-                self.store.append_events(lines, sync=self.fsync == "batch")
-                break
-            except (StoreUnavailable, StoreBusy) as exc:
-                # StoreBusy: the lease ran out during an outage; the lease thread takes it back
-                # (then this write succeeds) or finds it lost for good (the server stops)
-                with self._cond:
-                    first = self._error is None
-                    self._error = str(exc)
-                    self._cond.notify_all()
-                if first and self.on_problem is not None:
-                    self.on_problem(str(exc))
-                if time.monotonic() > self._give_up_at:
-                    return  # stopping, and the store does not answer: the events are lost
-                time.sleep(0.2)
-                with self._cond:  # whatever came meanwhile goes in the same write, in order
-                    more, self._queue = self._queue, []
-                lines += [(seq, encode_event(ev)) for seq, ev in more]
-        self._dirty = self.fsync == "interval"
+        """One write of ``batch`` (taken by ``_take``); a failure puts it back in front."""
+        error = None
+        try:
+            self.store.append_events([(seq, encode_event(ev)) for seq, ev in batch],
+                                     sync=self.fsync == "batch")
+        except (StoreUnavailable, StoreBusy) as exc:
+            # StoreBusy: the lease ran out during an outage; the lease thread takes it back
+            # (then the retry succeeds) or finds it lost for good (the server stops)
+            error = str(exc)
         with self._cond:
+            self._busy = False
             was = self._error
-            self._error = None
-            self._written = lines[-1][0]
-            self.batches += 1
-            self.events += len(lines)
+            self._error = error
+            if error is None:
+                self._written = batch[-1][0]
+                self._dirty = self.fsync == "interval"
+                self.batches += 1
+                self.events += len(batch)
+            else:
+                self._queue[:0] = batch
+                self._queued_at = time.monotonic()
+                self._retry_at = time.monotonic() + 0.2
             self._cond.notify_all()
-        if was is not None and self.on_problem is not None:
-            self.on_problem(None)
+        if self.on_problem is not None and (was is None) != (error is None):
+            self.on_problem(error)
 
     def _sync_if_due(self, force: bool = False) -> None:
         if self.fsync != "interval" or not self._dirty:
@@ -236,5 +266,5 @@ class EventWriter:
         with self._cond:
             self._stopping = True
             self._give_up_at = time.monotonic() + self.close_wait_s
-            self._cond.notify_all()
+            self._wake.notify_all()
         self._thread.join()
