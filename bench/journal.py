@@ -1,6 +1,6 @@
 """What the event journal costs per decision: journal on against off, in the same run.
 
-    python -m bench.journal [--unary 4000] [--batches 12] [--block 250] [--dir DIR]
+    python -m bench.journal [--unary 4000] [--batches 12] [--block 250] [--threads 8] [--dir DIR]
                             [--out bench/results/journal.json]
 
 Builds servicers as ``start_server`` does (default policy, no gRPC): one without the journal,
@@ -9,7 +9,9 @@ default) and one with ``journal_fsync = "none"`` (written, not fsync'd: survives
 process, not a machine crash), each on its own directory under ``--dir`` (default: a temporary
 directory; give one on the disk the service would use). All get the same stamped transactions of
 the bench mix, ``ScreenTransaction`` one at a time from one thread in alternating blocks, then
-``ScreenBatch`` of 1,000. Per decision:
+``ScreenBatch`` of 1,000; then ``--threads`` concurrent clients of ``ScreenTransaction``
+without the journal and with it (fsync per write): calls per second and calls per write (the
+group commit). Per decision:
 
 - the handler's thread CPU (the encode and the queue append under the lock; the wait for the
   write is not CPU) minus that without the journal (median over blocks);
@@ -96,12 +98,35 @@ def _run(handlers: Sequence[Any], requests: Sequence[Any], block: int, per: int
     return cpu, wall
 
 
+def _concurrent(handler: Any, msgs: Sequence[Any], threads: int, writer: Any) -> dict[str, Any]:
+    """``threads`` clients calling ``handler`` at once over ``msgs``: calls/s, calls per write."""
+    ctx: Any = _Context()
+    before = writer.batches if writer is not None else 0
+    share = [msgs[k::threads] for k in range(threads)]
+
+    def run(part: Sequence[Any]) -> None:
+        for m in part:
+            handler(m, ctx)
+
+    pool = [threading.Thread(target=run, args=(part,)) for part in share]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    seconds = time.perf_counter() - t0
+    out: dict[str, Any] = {"calls_per_s": round(len(msgs) / seconds)}
+    if writer is not None:
+        out["calls_per_write"] = round(len(msgs) / max(writer.batches - before, 1), 2)
+    return out
+
+
 def _median(xs: Sequence[float]) -> float:
     return statistics.median(xs[max(1, len(xs) // 10):])  # the first blocks warm caches
 
 
 def measure(unary: int = 4_000, batches: int = 12, block: int = 250,
-            directory: Path | None = None) -> dict[str, Any]:
+            directory: Path | None = None, threads: int = 8) -> dict[str, Any]:
     from bench._mix import MixConfig, builtin_pool, stamp, stamp_batch
     from screening.config import load_settings
     from screening.logs import configure_logging
@@ -132,16 +157,23 @@ def measure(unary: int = 4_000, batches: int = 12, block: int = 250,
         bcpu, bwall = _run([s.ScreenBatch for s, _ in built], batch_msgs, 1, 1_000)
         w2 = [_thread_cpu_s(w._thread) if w else 0.0 for w in writers]
         batches_written = [w.batches if w else 0 for w in writers]
+        # concurrent clients: calls per second off and with fsync per write, calls per write
+        conc: dict[str, Any] = {"threads": threads}
+        for i, name in ((0, "off"), (1, "fsync_batch")):
+            msgs = [pb.Transaction.FromString(m) for m in stamp(
+                pool.templates, 0, [f"jc{i}-{k}" for k in range(unary)], [now] * unary)]
+            conc[name] = _concurrent(built[i][0].ScreenTransaction, msgs, threads, writers[i])
         for w in writers:
             if w is not None:
                 w.close()
         sizes = {name: sum(p.stat().st_size for p in (Path(tmp) / name.removeprefix("fsync_"))
                            .glob("events.*.journal")) for name in names[1:]}
     out: dict[str, Any] = {"block": block, "unary": {}, "batch1000": {},
-                           "journal_bytes_per_decision": {
-                               k: round(v / (unary + batches * 1_000), 1)
-                               for k, v in sizes.items()},
-                           "writes": dict(zip(names, batches_written, strict=True))}
+                           # the fsync_none journal holds exactly the A/B decisions
+                           "journal_bytes_per_decision": round(
+                               sizes["fsync_none"] / (unary + batches * 1_000), 1),
+                           "writes": dict(zip(names, batches_written, strict=True)),
+                           "concurrent_unary": conc}
     for label, cpu, wall, n, wa, wb in (("unary", ucpu, uwall, unary, w0, w1),
                                         ("batch1000", bcpu, bwall, batches * 1_000, w1, w2)):
         base_cpu, base_wall = _median(cpu[0]), _median(wall[0])
@@ -172,6 +204,10 @@ def lines(r: dict[str, Any]) -> list[str]:
             out.append(f"  {name}: +{x['handler_added_cpu_ns'] / 1000:.2f} µs handler CPU, "
                        f"+{x['writer_cpu_ns'] / 1000:.2f} µs writer CPU (ratio "
                        f"{x['cpu_ratio_on_to_off']:.3f}); wall {x['wall_ns'] / 1000:.1f} µs")
+    c = r["concurrent_unary"]
+    out.append(f"{c['threads']} concurrent unary clients: off {c['off']['calls_per_s']} calls/s; "
+               f"fsync_batch {c['fsync_batch']['calls_per_s']} calls/s, "
+               f"{c['fsync_batch']['calls_per_write']} calls per write")
     out.append(f"journal bytes per decision: {r['journal_bytes_per_decision']}; "
                f"writes: {r['writes']}")
     return out
@@ -183,10 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--unary", type=int, default=4_000, help="ScreenTransaction calls per servicer")
     ap.add_argument("--batches", type=int, default=12, help="ScreenBatch(1,000) calls")
     ap.add_argument("--block", type=int, default=250, help="calls per block")
+    ap.add_argument("--threads", type=int, default=8, help="concurrent unary clients")
     ap.add_argument("--dir", type=Path, default=None, help="where the journals are written")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    r = measure(args.unary, args.batches, args.block, args.dir)
+    r = measure(args.unary, args.batches, args.block, args.dir, args.threads)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
                             capture_output=True, text=True).stdout.strip()
     r.update(argv=sys.argv[1:], when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
