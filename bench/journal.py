@@ -11,7 +11,7 @@ directory; give one on the disk the service would use). All get the same stamped
 the bench mix, ``ScreenTransaction`` one at a time from one thread in alternating blocks, then
 ``ScreenBatch`` of 1,000; then ``--threads`` concurrent clients of ``ScreenTransaction``
 without the journal and with it (fsync per write): calls per second and calls per write (the
-group commit). Per decision:
+group commit); then a restart with no checkpoint, re-applying the journal. Per decision:
 
 - the handler's thread CPU (the encode and the queue append under the lock; the wait for the
   write is not CPU) minus that without the journal (median over blocks);
@@ -166,6 +166,17 @@ def measure(unary: int = 4_000, batches: int = 12, block: int = 250,
         for w in writers:
             if w is not None:
                 w.close()
+        # a restart with no checkpoint: every journalled decision re-applied
+        from screening.engine import Engine
+        from screening.policy import load_policy
+        from screening.store import FileStore, restore_engine
+
+        fresh = Engine(settings, load_policy())
+        with FileStore(Path(tmp) / "none") as store:
+            t0 = time.perf_counter()
+            report = restore_engine(fresh, store)
+            restore_s = time.perf_counter() - t0
+        replayed = len(fresh.decisions)
         sizes = {name: sum(p.stat().st_size for p in (Path(tmp) / name.removeprefix("fsync_"))
                            .glob("events.*.journal")) for name in names[1:]}
     out: dict[str, Any] = {"block": block, "unary": {}, "batch1000": {},
@@ -173,7 +184,11 @@ def measure(unary: int = 4_000, batches: int = 12, block: int = 250,
                            "journal_bytes_per_decision": round(
                                sizes["fsync_none"] / (unary + batches * 1_000), 1),
                            "writes": dict(zip(names, batches_written, strict=True)),
-                           "concurrent_unary": conc}
+                           "concurrent_unary": conc,
+                           "restore": {"events": report.events_applied, "decisions": replayed,
+                                       "seconds": round(restore_s, 3),
+                                       "us_per_decision": round(restore_s * 1e6 / max(replayed, 1),
+                                                                1)}}
     for label, cpu, wall, n, wa, wb in (("unary", ucpu, uwall, unary, w0, w1),
                                         ("batch1000", bcpu, bwall, batches * 1_000, w1, w2)):
         base_cpu, base_wall = _median(cpu[0]), _median(wall[0])
@@ -208,6 +223,9 @@ def lines(r: dict[str, Any]) -> list[str]:
     out.append(f"{c['threads']} concurrent unary clients: off {c['off']['calls_per_s']} calls/s; "
                f"fsync_batch {c['fsync_batch']['calls_per_s']} calls/s, "
                f"{c['fsync_batch']['calls_per_write']} calls per write")
+    rs = r["restore"]
+    out.append(f"restart: {rs['decisions']} journalled decisions ({rs['events']} entries) "
+               f"re-applied in {rs['seconds']:.2f} s, {rs['us_per_decision']:.0f} µs each")
     out.append(f"journal bytes per decision: {r['journal_bytes_per_decision']}; "
                f"writes: {r['writes']}")
     return out
