@@ -4,17 +4,20 @@ that re-applies it (with the watchlist changes in between) to exactly the uninte
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from screening.engine import Engine, JournalEvent
-from screening.errors import CheckpointError
+from screening.errors import CheckpointError, StoreUnavailable
 from screening.model import NEVER, CallInput, WatchEntry
 from screening.policy import load_policy
 from screening.store import (
     EventWriter,
     FileStore,
+    MemoryStore,
     Store,
     decode_event,
     encode_event,
@@ -149,3 +152,48 @@ def test_events_of_another_policy_are_refused_naming_it(any_store: Store) -> Non
                             sync=True)
     with pytest.raises(CheckpointError, match=r"'other-policy'.*start with that policy"):
         restore_engine(_engine(), any_store)
+
+
+class _Flaky(MemoryStore):
+    """A store whose event appends fail while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.syncs = 0
+
+    def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:
+        if self.down:
+            raise StoreUnavailable("storage memory: down")
+        super().append_events(entries, sync=sync)
+
+    def sync_events(self) -> None:
+        self.syncs += 1
+
+
+def test_an_outage_answers_at_once_and_writes_the_queue_in_order_when_back() -> None:
+    """Appends failing: requests return without waiting, the problem is reported once; when the
+    store answers again everything queued is written, in order, with no gap, and a restore
+    equals the engine that ran on."""
+    store = _Flaky()
+    heard: list[str | None] = []
+    live = _engine()
+    writer = EventWriter(store, fsync="interval", interval_ms=20, on_problem=heard.append)
+    live.events = writer
+    live.screen([busy_txn(0)])
+    store.down = True
+    t0 = time.monotonic()
+    for i in range(1, 6):
+        live.screen([busy_txn(i)])
+    assert time.monotonic() - t0 < 1.0
+    assert heard and heard[0] is not None and len(heard) == 1
+    store.down = False
+    deadline = time.monotonic() + 10
+    while len(store.events) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    writer.close()
+    assert [s for s, _ in store.events] == [1, 2, 3, 4, 5, 6]
+    assert heard[-1] is None and store.syncs >= 1
+    again = _engine()
+    restore_engine(again, store)
+    assert_same_state(live, again)
