@@ -107,6 +107,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                         raise
                     superseded += 1
         pending = len(store.read_journal(after=header.journal_seq))
+        events = store.read_events(after=header.event_seq)
     finally:
         store.close()
     if args.verify:
@@ -137,6 +138,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         ("ledger", f"{c.get('ledger_rows', 0):,} transactions in the report ledger"),
         ("journal", f"{pending} watchlist change(s) after this checkpoint (applied at start); "
                     f"includes up to #{header.journal_seq}"),
+        ("events", f"{len(events)} accepted request(s) after this checkpoint in the event journal "
+                   f"(re-applied at start); includes up to #{header.event_seq}"),
     ]
     if args.verify:
         rows += [("note", note) for note in notes]

@@ -370,7 +370,8 @@ class StorageSettings:
     ``redis_url``. A checkpoint is written every ``checkpoint_interval_s`` (0: only at shutdown).
     One server writes to a store at a time; with Redis its claim lasts ``lease_s`` unless
     renewed (a file store's claim is a lock that ends with the process). A starting server waits
-    up to ``claim_wait_s`` for the holder to let go before it gives up.
+    up to ``claim_wait_s`` for the holder to let go before it gives up. With ``journal_events``
+    every accepted transaction and call is in the store's event journal before it is answered.
     """
 
     backend: str = "none"
@@ -380,8 +381,19 @@ class StorageSettings:
     checkpoint_interval_s: float = 300.0
     lease_s: float = 30.0
     claim_wait_s: float = 45.0
+    # the event journal: every accepted transaction and call, written (group commit) before it
+    # is answered; fsync after every batch, every ``journal_fsync_interval_ms``, or never
+    # (the OS writes it back: survives a process crash, not a machine crash)
+    journal_events: bool = True
+    journal_fsync: str = "batch"
+    journal_fsync_interval_ms: float = 100.0
 
     def __post_init__(self) -> None:
+        if self.journal_fsync not in JOURNAL_FSYNC:
+            raise ConfigError(f"[storage] journal_fsync: expected one of {', '.join(JOURNAL_FSYNC)}, "
+                              f"got {self.journal_fsync!r}")
+        if not self.journal_fsync_interval_ms > 0:
+            raise ConfigError("[storage] journal_fsync_interval_ms must be > 0")
         if self.backend not in STORAGE_BACKENDS:
             raise ConfigError(f"[storage] backend: expected one of {', '.join(STORAGE_BACKENDS)}, "
                               f"got {self.backend!r}")
@@ -399,6 +411,7 @@ class StorageSettings:
 
 
 AUDIT_FSYNC = ("batch", "rotate")
+JOURNAL_FSYNC = ("batch", "interval", "none")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -84,7 +85,8 @@ from screening.model import (
 from screening.policy import ACTION_NAMES, ACTIONS, Policy
 
 __all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "CallState",
-           "DecisionLog", "Engine", "EngineSnapshot", "Eviction", "RestoredState", "WatchJournal",
+           "DecisionLog", "Engine", "EngineSnapshot", "EventLog", "Eviction", "JournalEvent",
+           "RestoredState", "WatchJournal",
            "WatchlistChange"]
 
 _ORGANISATION = 2  # proto PartyType
@@ -264,6 +266,60 @@ ShadowSink = Callable[[Sequence[TxnInput], np.ndarray, str, list[np.ndarray]], N
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
 # The same for feedback: (when, what) -> journal sequence number.
 FeedbackJournal = Callable[[int, Feedback], int]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    """One accepted state change of screening, as the event journal keeps it: what re-applying
+    it through the same core needs to reach the same state and decisions.
+
+    ``txns`` (the new transactions of one ScreenTransaction/ScreenBatch, validated) or ``call``;
+    the calling institution ``scope``; the ``policy_version`` decided under; ``watch_seq``, the
+    watchlist journal entry the state included then (watchlist changes are re-applied in
+    between); ``latency_us`` as recorded; ``unsaved`` (the store was out of reach: decisions
+    marked degraded); ``graph_skipped``, per transaction, whether the latency budget held the
+    graph detectors back (timing-dependent, so it is recorded rather than re-measured).
+    """
+
+    kind: str  # "txn" | "call"
+    scope: str
+    policy_version: str
+    watch_seq: int
+    latency_us: int
+    unsaved: bool
+    graph_skipped: tuple[bool, ...] = ()
+    txns: tuple[TxnInput, ...] = ()
+    call: CallInput | None = None
+
+
+class EventLog(Protocol):
+    """Where the engine writes accepted events (``screening.store``'s group-commit writer)."""
+
+    def put(self, seq: int, event: JournalEvent) -> None:
+        """Queue event ``seq`` (called under the engine's lock, in order; never blocks)."""
+
+    def wait(self, seq: int) -> None:
+        """Return once events up to ``seq`` are written; raise StoreUnavailable when they
+        cannot be (then the caller is not answered with its decision)."""
+
+
+class _Replayed:
+    """The graph gate of a journalled batch: admits a chunk when the original run did."""
+
+    chunk = _GRAPH_CHUNK
+
+    def __init__(self, skipped: Sequence[bool]) -> None:
+        self.skipped = skipped
+        self.pos = 0
+
+    def admit(self, rows: int) -> bool:
+        start, self.pos = self.pos, self.pos + rows
+        return not any(self.skipped[start:self.pos])
+
+    def done(self, rows: int) -> None:
+        return None
+
+
 # One remembered call: (call_id, caller, callee, record at ring, record at hang-up, scope).
 CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None, str]
 
@@ -295,6 +351,8 @@ class EngineSnapshot:
     feedback: list[tuple[str, int, Feedback]] = field(default_factory=list)
     # the report ledger (None: a checkpoint of an earlier build, which had none)
     ledger: LedgerSnapshot | None = None
+    # the last event-journal entry the state includes
+    event_seq: int = 0
 
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
@@ -323,6 +381,7 @@ class RestoredState:
     feedback: OrderedDict[str, tuple[int, Feedback]]
     ledger: Ledger
     journal_seq: int
+    event_seq: int = 0
 
 
 class Engine:
@@ -383,6 +442,10 @@ class Engine:
         self.journal: WatchJournal | None = None
         self.feedback_journal: FeedbackJournal | None = None
         self.journal_seq = 0
+        # Every accepted transaction and call goes to ``events`` (when set) under the lock, in
+        # order, numbered ``event_seq``; a request is answered once its events are written
+        self.events: EventLog | None = None
+        self.event_seq = 0
         # reentrant: ``watchlist_paused`` holds it around re-applying journal entries
         self._watch_lock = threading.RLock()
         # False while the state store cannot keep this state (unreachable, or its claim being
@@ -575,56 +638,110 @@ class Engine:
         t0 = time.perf_counter_ns()
         prints = [fingerprint(t) for t in txns]
         with self._lock:
-            locked = time.perf_counter_ns()  # the graph's budget starts here, not in the queue
-            out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
-            todo: list[int] = []
-            first: dict[str, int] = {}
-            for i, t in enumerate(txns):
-                rec = self.decisions.get(scope, t.transaction_id)
-                if rec is not None:
-                    if not same_payment(rec, t, prints[i]):
-                        raise self._conflict(i, batch, differing_field(rec, t, prints[i]))
-                    out[i] = (rec, True)
-                    continue
-                j = first.get(t.transaction_id)
-                if j is None:
-                    first[t.transaction_id] = i
-                    todo.append(i)
-                elif not same_fingerprint(prints[j], prints[i]):
-                    raise self._conflict(i, batch, differing_input(txns[j], t),
-                                         f"transactions[{j}]")
-            if todo:
-                batch_in = [txns[i] for i in todo]
-                self._reserve(batch_in)
-                core = self.core
-                ev = core.encode_transactions(batch_in, self.policy, self.near_line)
-                # a relationship, and a remembered stop, per transaction at most
-                self._bound_pairs(2 * len(batch_in))
-                seq0 = self.decisions.next_seq
-                # only the features a rule reads: a decision shows no others
-                done = core.screen(ev, np.arange(seq0, seq0 + len(todo), dtype=np.int64),
-                                   self.policy, gate=_GraphBudget(self, locked, len(todo)),
-                                   remember=True, all_features=False, reads=self._reads)
-                feat, dec, degraded = done.features, done.decisions, done.degraded
-                if self.shadows and self.on_shadow is not None:
-                    self.on_shadow(batch_in, dec, self.policy.version,
-                                   [decide_rows(s.txn_table, feat) for s in self.shadows])
+            out = self._screen(txns, scope, batch, prints, t0, None)
+            written = self.event_seq
+        if self.events is not None:
+            self.events.wait(written)  # a duplicate, too, waits for its original
+        return out
+
+    def apply_event(self, seq: int, event: JournalEvent) -> bool:
+        """Re-apply event-journal entry ``seq`` on restore, through the same step as live
+        screening (its recorded graph gate, latency and policy); False when the state already
+        includes it. Raises ConfigError when it was decided under a policy this engine does not
+        have (start with that policy, or move the journal away)."""
+        with self._lock:
+            if seq <= self.event_seq:
+                return False
+            if event.kind == "txn":
+                self._screen(event.txns, event.scope, True,
+                             [fingerprint(t) for t in event.txns], 0, event)
+            else:
+                assert event.call is not None
+                self._report_call(event.call, event.scope, 0, event)
+            self.event_seq = seq
+            return True
+
+    def _replay_policy(self, event: JournalEvent) -> tuple[Policy, NearLine]:
+        if event.policy_version == self.policy.version:
+            return self.policy, self.near_line
+        policy = self._policies.get(event.policy_version)
+        if policy is None:
+            raise ConfigError(f"the event journal holds decisions made under policy "
+                              f"{event.policy_version!r} and this server runs "
+                              f"{self.policy.version!r}: start with that policy to re-apply "
+                              "them (then swap), or move the journal away to lose them")
+        return policy, NearLine.build(policy, self.settings)
+
+    def _journal_event(self, event: JournalEvent) -> None:
+        if self.events is not None:
+            self.event_seq += 1
+            self.events.put(self.event_seq, event)
+
+    def _screen(self, txns: Sequence[TxnInput], scope: str, batch: bool, prints: list[bytes],
+                t0: int, replay: JournalEvent | None) -> list[tuple[DecisionRecord, bool]]:
+        """``screen`` under the lock; ``replay``: a journalled batch re-applied."""
+        locked = time.perf_counter_ns()  # the graph's budget starts here, not in the queue
+        out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
+        todo: list[int] = []
+        first: dict[str, int] = {}
+        for i, t in enumerate(txns):
+            rec = self.decisions.get(scope, t.transaction_id)
+            if rec is not None:
+                if not same_payment(rec, t, prints[i]):
+                    raise self._conflict(i, batch, differing_field(rec, t, prints[i]))
+                out[i] = (rec, True)
+                continue
+            j = first.get(t.transaction_id)
+            if j is None:
+                first[t.transaction_id] = i
+                todo.append(i)
+            elif not same_fingerprint(prints[j], prints[i]):
+                raise self._conflict(i, batch, differing_input(txns[j], t),
+                                     f"transactions[{j}]")
+        if todo:
+            batch_in = [txns[i] for i in todo]
+            self._reserve(batch_in)
+            core = self.core
+            policy, near_line = (self.policy, self.near_line) if replay is None \
+                else self._replay_policy(replay)
+            ev = core.encode_transactions(batch_in, policy, near_line)
+            # a relationship, and a remembered stop, per transaction at most
+            self._bound_pairs(2 * len(batch_in))
+            seq0 = self.decisions.next_seq
+            gate: _GraphBudget | _Replayed = (_GraphBudget(self, locked, len(todo))
+                                              if replay is None
+                                              else _Replayed(replay.graph_skipped))
+            # only the features a rule reads: a decision shows no others
+            done = core.screen(ev, np.arange(seq0, seq0 + len(todo), dtype=np.int64),
+                               policy, gate=gate, remember=True, all_features=False,
+                               reads=self._reads)
+            feat, dec, degraded = done.features, done.decisions, done.degraded
+            if self.shadows and self.on_shadow is not None and replay is None:
+                self.on_shadow(batch_in, dec, self.policy.version,
+                               [decide_rows(s.txn_table, feat) for s in self.shadows])
+            if replay is None:
                 latency_us = (time.perf_counter_ns() - t0) // 1000
                 unsaved = not self.store_ok
-                if unsaved:
-                    self.unsaved_decisions += len(todo)
-                for j, i in enumerate(todo):
-                    rec = self._record(txns[i], feat[j], dec[j], latency_us,
-                                       unsaved or bool(degraded[j]), scope, prints[i])
-                    self.decisions.add(rec)
-                    out[i] = (rec, False)
-                self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
-                self.ledger.append(ev, seq0, batch_in)
-            for i, t in enumerate(txns):
-                if out[i] is None:
-                    first_rec = out[first[t.transaction_id]]
-                    assert first_rec is not None
-                    out[i] = (first_rec[0], True)
+                self._journal_event(JournalEvent(
+                    kind="txn", scope=scope, policy_version=policy.version,
+                    watch_seq=self.journal_seq, latency_us=latency_us, unsaved=unsaved,
+                    graph_skipped=tuple(degraded.tolist()), txns=tuple(batch_in)))
+            else:
+                latency_us, unsaved = replay.latency_us, replay.unsaved
+            if unsaved:
+                self.unsaved_decisions += len(todo)
+            for j, i in enumerate(todo):
+                rec = self._record(txns[i], feat[j], dec[j], latency_us,
+                                   unsaved or bool(degraded[j]), scope, prints[i], policy)
+                self.decisions.add(rec)
+                out[i] = (rec, False)
+            self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
+            self.ledger.append(ev, seq0, batch_in)
+        for i, t in enumerate(txns):
+            if out[i] is None:
+                first_rec = out[first[t.transaction_id]]
+                assert first_rec is not None
+                out[i] = (first_rec[0], True)
         return [o for o in out if o is not None]
 
     @staticmethod
@@ -758,7 +875,7 @@ class Engine:
         return found
 
     def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int,
-                degraded: bool, scope: str, fp: bytes) -> DecisionRecord:
+                degraded: bool, scope: str, fp: bytes, policy: Policy) -> DecisionRecord:
         bits = int(dec[1])
         seq = self.decisions.next_seq
         self.decisions.next_seq += 1
@@ -771,7 +888,7 @@ class Engine:
             score=int(dec[2]),
             report_flags=int(dec[3]),
             features=tuple((TXN_FEATURES[i], float(feat[i])) for i in self._drivers_of(bits, False)),
-            policy_version=self.policy.version,
+            policy_version=policy.version,
             latency_us=latency_us,
             degraded=degraded,
             payer=t.payer.account_id,
@@ -786,47 +903,65 @@ class Engine:
         """Count and decide a call report of the calling operator ``scope``; the same (call_id,
         ringing/ended) again is a duplicate, another caller or callee under that id a refusal."""
         t0 = time.perf_counter_ns()
+        with self._lock:
+            out = self._report_call(call, scope, t0, None)
+            written = self.event_seq
+        if self.events is not None:
+            self.events.wait(written)
+        return out
+
+    def _report_call(self, call: CallInput, scope: str, t0: int,
+                     replay: JournalEvent | None) -> tuple[CallRecord, bool]:
+        """``report_call`` under the lock; ``replay``: a journalled call re-applied."""
         ended = call.ended
         key = (scope, call.call_id)
-        with self._lock:
-            prior = self._calls.get(key)
-            if prior is not None:
-                if prior.caller != call.caller:
-                    raise InvalidRequest("caller_number",
-                                         "differs from the earlier report of this call_id")
-                if prior.callee != call.callee:
-                    raise InvalidRequest("callee_number",
-                                         "differs from the earlier report of this call_id")
-                seen = prior.ended if ended else prior.ringing
-                if seen is not None:
-                    return seen, True
-            self._room(ENTITY_PHONE, {call.caller, call.callee})
-            ev = self.core.encode_call(call, new=prior is None)
-            self._bound_pairs(1)
-            # a call's edge is kept for the transactions' detectors; it has no graph features
-            done = self.core.screen(ev, np.full(1, -1, dtype=np.int64), self.policy,
-                                    new_pairs=1, detect=False)
-            feat, dec = done.features, done.decisions
-            bits = int(dec[0, 1])
-            rec = CallRecord(
-                call_id=call.call_id,
-                action=int(dec[0, 0]),
-                reason_bits=bits,
-                score=int(dec[0, 2]),
-                features=tuple((CALL_FEATURES[i], float(feat[0, i]))
-                               for i in self._drivers_of(bits, True)),
-                policy_version=self.policy.version,
-                latency_us=(time.perf_counter_ns() - t0) // 1000,
-            )
-            if prior is None:
-                prior = CallState(call.caller, call.callee)
-                self._calls[key] = prior
-                if len(self._calls) > self.settings.state.dedup_capacity:
-                    self._calls.popitem(last=False)
-            if ended:
-                prior.ended = rec
-            else:
-                prior.ringing = rec
+        prior = self._calls.get(key)
+        if prior is not None:
+            if prior.caller != call.caller:
+                raise InvalidRequest("caller_number",
+                                     "differs from the earlier report of this call_id")
+            if prior.callee != call.callee:
+                raise InvalidRequest("callee_number",
+                                     "differs from the earlier report of this call_id")
+            seen = prior.ended if ended else prior.ringing
+            if seen is not None:
+                return seen, True
+        policy = self.policy if replay is None else self._replay_policy(replay)[0]
+        self._room(ENTITY_PHONE, {call.caller, call.callee})
+        ev = self.core.encode_call(call, new=prior is None)
+        self._bound_pairs(1)
+        # a call's edge is kept for the transactions' detectors; it has no graph features
+        done = self.core.screen(ev, np.full(1, -1, dtype=np.int64), policy,
+                                new_pairs=1, detect=False)
+        feat, dec = done.features, done.decisions
+        bits = int(dec[0, 1])
+        if replay is None:
+            latency_us = (time.perf_counter_ns() - t0) // 1000
+            self._journal_event(JournalEvent(
+                kind="call", scope=scope, policy_version=policy.version,
+                watch_seq=self.journal_seq, latency_us=latency_us, unsaved=not self.store_ok,
+                call=call))
+        else:
+            latency_us = replay.latency_us
+        rec = CallRecord(
+            call_id=call.call_id,
+            action=int(dec[0, 0]),
+            reason_bits=bits,
+            score=int(dec[0, 2]),
+            features=tuple((CALL_FEATURES[i], float(feat[0, i]))
+                           for i in self._drivers_of(bits, True)),
+            policy_version=policy.version,
+            latency_us=latency_us,
+        )
+        if prior is None:
+            prior = CallState(call.caller, call.callee)
+            self._calls[key] = prior
+            if len(self._calls) > self.settings.state.dedup_capacity:
+                self._calls.popitem(last=False)
+        if ended:
+            prior.ended = rec
+        else:
+            prior.ringing = rec
         return rec, False
 
     # ------------------------------------------------------------------ watchlists
@@ -1214,6 +1349,7 @@ class Engine:
                        for (scope, cid), c in self._calls.items()],
                 watch=list(self._watch.values()),
                 journal_seq=self.journal_seq,
+                event_seq=self.event_seq,
                 feedback=[(name, at, fb) for name, (at, fb) in self.feedback_notes.items()],
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
             )
@@ -1248,6 +1384,7 @@ class Engine:
             self.ledger = restored.ledger
             self._drivers = {}
             self.journal_seq = restored.journal_seq
+            self.event_seq = restored.event_seq
 
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, int]:

@@ -47,6 +47,7 @@ from screening.service import ScreeningService
 from screening.shadow import ShadowRecorder
 from screening.store import (
     Checkpointer,
+    EventWriter,
     Store,
     StoreStatus,
     WriterLease,
@@ -120,6 +121,7 @@ class RunningServer:
     auth: Authenticator | None = None
     tls: ServerTls | None = None
     audit: AuditTrail | None = None
+    events: EventWriter | None = None  # the event journal's group-commit writer
 
     @property
     def address(self) -> str:
@@ -194,6 +196,9 @@ class RunningServer:
         self.engine.stop_prefill()
         if self.gc_freezer is not None:
             self.gc_freezer.stopped.set()
+        if self.events is not None:  # every accepted event written before the last checkpoint
+            self.events.close()
+            self.events = None
         if self.checkpointer is not None:
             self.checkpointer.stop()
             if self.lease is None or not self.lease.lost:
@@ -281,13 +286,14 @@ def _restore(engine: Engine, store: Store, masker: Masker, log: Any) -> None:
     for note in report.notes:
         log.warning("restore_note", note=note)
     if h is None:
-        log.info("no_checkpoint", store=store.location, journal_applied=report.journal_applied)
+        log.info("no_checkpoint", store=store.location, journal_applied=report.journal_applied,
+                 events_applied=report.events_applied)
     else:
         log.info("state_restored", store=store.location, where=h.where, bytes=h.size,
                  format=h.format, policy=h.policy_version,
                  age_s=round((engine.clock_ms() - h.created_ms) / 1000, 1),
                  seconds=round(report.seconds, 3), journal_applied=report.journal_applied,
-                 **h.counts)
+                 events_applied=report.events_applied, **h.counts)
     if report.journal_applied:
         log.info("watchlist_journal_applied", changes=report.journal_applied,
                  entities=[masker(v) for v in report.journal_entities[:100]])
@@ -341,18 +347,36 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     status = StoreStatus(engine, store.location, store_log, on_change=store_health)
     lease = WriterLease(store, store_log, on_lost=lost, engine=engine, status=status,
                         on_recovered=recovered)
+    def journal_problem(error: str | None) -> None:
+        if error is None:
+            status.resolved("journal")
+        else:
+            status.problem("journal", f"the event journal cannot be written: {error}")
+
+    events: EventWriter | None = None
     try:
         lease.claim(settings.storage.claim_wait_s)  # before reading: one server per store
         _restore(engine, store, masker, log)
         engine.journal = journal_writer(store, engine.clock_ms, blocked=lease.blocked)
         engine.feedback_journal = feedback_journal_writer(store, blocked=lease.blocked)
+        if settings.storage.journal_events:
+            events = EventWriter(store, fsync=settings.storage.journal_fsync,
+                                 interval_ms=settings.storage.journal_fsync_interval_ms,
+                                 on_problem=journal_problem, unreachable=lease.blocked)
+            events.start_at(engine.event_seq)
+            engine.events = events
         checkpointer = Checkpointer(engine, store, settings.storage.checkpoint_interval_s,
                                     store_log, status=status)
         checkpointers.append(checkpointer)
         store_health(status.ok)
-        return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,
-                      store=store, checkpointer=checkpointer, lease=lease, tls=tls)
+        running = _serve(settings, policy, masker, authenticator, engine, health_servicer, port,
+                         log, store=store, checkpointer=checkpointer, lease=lease, tls=tls)
+        running.events = events
+        return running
     except BaseException:
+        if events is not None:
+            engine.events = None
+            events.close()
         lease.release()  # whatever failed, the next start must not find the store claimed
         store.close()
         raise

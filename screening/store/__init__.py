@@ -3,7 +3,8 @@
 The engine's whole state survives a restart as periodic **checkpoints** (``_format``: numpy
 arrays, Arrow tables and JSON in a versioned, checksummed container, written atomically), and
 every watchlist change and feedback is written through to a **journal** before it is acknowledged, so a
-freeze is never lost between checkpoints. ``open_store`` picks the backend from
+freeze is never lost between checkpoints; every accepted transaction and call goes to the
+**event journal** (``EventWriter``: group commit) before it is answered. ``open_store`` picks the backend from
 ``[storage]``; ``restore_engine`` loads the latest checkpoint and replays newer journal
 entries; ``Checkpointer`` writes checkpoints in the background; ``WriterLease`` keeps a second
 server off the same store.
@@ -27,6 +28,7 @@ from screening.store._durable import (
     restore_snapshot,
     save_checkpoint,
 )
+from screening.store._events import EventWriter, decode_event, encode_event
 from screening.store._file import FileStore, open_checkpoint_file
 from screening.store._format import (
     FORMAT_VERSION,
@@ -45,6 +47,7 @@ __all__ = [
     "CheckpointReader",
     "CheckpointStats",
     "Checkpointer",
+    "EventWriter",
     "FileStore",
     "Header",
     "MemoryStore",
@@ -57,9 +60,11 @@ __all__ = [
     "WriterLease",
     "catch_up",
     "decode",
+    "decode_event",
     "decode_ledger",
     "decode_watch_change",
     "encode",
+    "encode_event",
     "encode_watch_change",
     "feedback_journal_writer",
     "journal_writer",

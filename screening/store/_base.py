@@ -1,4 +1,5 @@
-"""The state-store interface: atomic checkpoints and an append-only watchlist journal.
+"""The state-store interface: atomic checkpoints, an append-only watchlist journal and an
+append-only event journal (accepted transactions and calls).
 
 A backend stores opaque bytes; what they mean is ``_format``'s business. Every backend
 translates its own errors (``OSError``, redis-py's exceptions) into ``StoreUnavailable`` in one
@@ -8,7 +9,7 @@ place, so callers see one error whatever the backend.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Self
 
 __all__ = ["CheckpointReader", "Piece", "Store"]
@@ -109,6 +110,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def trim_journal(self, upto: int) -> int:
         """Drop entries numbered ``upto`` and below (a checkpoint includes them); returns how many."""
+
+    # ------------------------------------------------------------------ the event journal
+    @abc.abstractmethod
+    def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:
+        """Append ``(seq, entry)`` pairs (numbered by the engine, ascending) in one write;
+        ``sync``: made durable (fsync) before returning. One line per entry, no newline in it.
+        Raises StoreUnavailable, StoreBusy (another server holds the store) when it cannot."""
+
+    @abc.abstractmethod
+    def sync_events(self) -> None:
+        """Make every appended event durable (the ``interval`` fsync policy)."""
+
+    @abc.abstractmethod
+    def read_events(self, after: int = 0) -> list[tuple[int, bytes]]:
+        """Events numbered above ``after``, in order (a torn last write left out)."""
+
+    @abc.abstractmethod
+    def trim_events(self, upto: int) -> int:
+        """Drop events numbered ``upto`` and below (a checkpoint includes them), at least those
+        in whole segments; returns how many went (-1: not counted)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""

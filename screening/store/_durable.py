@@ -14,9 +14,15 @@ from typing import Any
 
 from screening.config import StorageSettings
 from screening.engine import Engine, EngineSnapshot, FeedbackJournal, WatchJournal
-from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
+from screening.errors import (
+    CheckpointError,
+    ScreeningError,
+    StoreBusy,
+    StoreUnavailable,
+)
 from screening.model import Feedback, WatchEntry
 from screening.store._base import Store
+from screening.store._events import decode_event
 from screening.store._file import FileStore
 from screening.store._format import (
     Header,
@@ -102,6 +108,7 @@ def save_checkpoint(engine: Engine, store: Store) -> CheckpointStats:
     t3 = time.perf_counter()
     try:
         trimmed = store.trim_journal(snap.journal_seq)
+        store.trim_events(snap.event_seq)
     except StoreUnavailable:
         trimmed = -1  # harmless: restore skips entries the checkpoint includes
     return CheckpointStats(where, enc.size, enc.counts, t1 - t0, snap.lock_held_s, t2 - t1, t3 - t2,
@@ -123,6 +130,8 @@ class RestoreReport:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     journal_applied: int = 0
+    # event-journal entries (accepted transactions and calls) re-applied
+    events_applied: int = 0
     # identifiers the replayed journal entries touched (log them masked)
     journal_entities: list[str] = field(default_factory=list)
 
@@ -158,7 +167,8 @@ def restore_engine(engine: Engine, store: Store) -> RestoreReport:
         report.notes = restore_snapshot(engine, header, snap)
         report.header = header
         del snap
-    report.journal_applied, report.journal_entities = catch_up(engine, store)
+    report.events_applied, report.journal_applied, report.journal_entities = \
+        _replay(engine, store)
     store.advance_journal(engine.journal_seq)
     report.seconds = time.perf_counter() - t0
     return report
@@ -168,20 +178,50 @@ def catch_up(engine: Engine, store: Store) -> tuple[int, list[str]]:
     """Apply the journal entries newer than the engine's ``journal_seq``; returns how many and
     the identifiers they touched (log them masked). Raises CheckpointError naming a malformed
     entry, StoreUnavailable when the journal cannot be read."""
-    applied, entities = 0, []
+    applied, entities = 0, list[str]()
     for seq, raw in store.read_journal(after=engine.journal_seq):
-        where = f"{store.location} journal entry {seq}"
-        feedback = decode_feedback(raw, where)
-        if feedback is not None:
-            if engine.apply_feedback_journal(seq, *feedback):
-                applied += 1
-                entities.append(feedback[1].account_id or feedback[1].transaction_id)
-            continue
-        upserts, removes = decode_watch_change(raw, where)
-        if engine.apply_journal(seq, upserts, removes):
-            applied += 1
-            entities += [e.value for e in upserts] + [v for _, v in removes]
+        applied += _apply_change(engine, store, seq, raw, entities)
     return applied, entities
+
+
+def _apply_change(engine: Engine, store: Store, seq: int, raw: bytes, entities: list[str]) -> int:
+    """Apply one watchlist-journal entry (a watchlist change or feedback); 1 when applied."""
+    where = f"{store.location} journal entry {seq}"
+    feedback = decode_feedback(raw, where)
+    if feedback is not None:
+        if engine.apply_feedback_journal(seq, *feedback):
+            entities.append(feedback[1].account_id or feedback[1].transaction_id)
+            return 1
+        return 0
+    upserts, removes = decode_watch_change(raw, where)
+    if engine.apply_journal(seq, upserts, removes):
+        entities += [e.value for e in upserts] + [v for _, v in removes]
+        return 1
+    return 0
+
+
+def _replay(engine: Engine, store: Store) -> tuple[int, int, list[str]]:
+    """Re-apply the event journal (transactions and calls) and the watchlist journal newer than
+    the engine's state, in the order the live server applied them: each event after the
+    watchlist entries it saw. Returns (events, watchlist entries, identifiers touched).
+    Raises CheckpointError naming a malformed entry or a policy this server does not run."""
+    changes = store.read_journal(after=engine.journal_seq)
+    events = store.read_events(after=engine.event_seq)
+    applied_events, applied, entities = 0, 0, list[str]()
+    i = 0
+    for seq, raw in events:
+        where = f"{store.location} event journal entry {seq}"
+        ev = decode_event(raw, where)
+        while i < len(changes) and changes[i][0] <= ev.watch_seq:
+            applied += _apply_change(engine, store, *changes[i], entities)
+            i += 1
+        try:
+            applied_events += engine.apply_event(seq, ev)
+        except ScreeningError as exc:
+            raise CheckpointError(f"{where}: cannot be re-applied: {exc}") from None
+    for seq, raw in changes[i:]:
+        applied += _apply_change(engine, store, seq, raw, entities)
+    return applied_events, applied, entities
 
 
 # ------------------------------------------------------------------ watchlist journal

@@ -2,6 +2,10 @@
 
     DIR/checkpoint.ckpt      the latest checkpoint (written to a temp file, fsync'd, renamed)
     DIR/watchlist.journal    one line per watchlist change: "SEQ CRC32 JSON\\n", fsync'd
+    DIR/events.SEQ.journal   accepted transactions and calls, one line per event: "SEQ CRC32
+                             JSON\\n" (SEQ: the first event in the segment); a new segment at
+                             each start and after each checkpoint, older ones deleted once a
+                             checkpoint includes them
     DIR/writer.lock          held (flock) by the one server writing here; says who it is
 
 The lock is the kernel's: it goes with the process, however the process ends, so a crashed
@@ -21,7 +25,7 @@ import os
 import secrets
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +36,7 @@ __all__ = ["FileStore", "open_checkpoint_file"]
 
 CHECKPOINT = "checkpoint.ckpt"
 JOURNAL = "watchlist.journal"
+EVENTS_PREFIX, EVENTS_SUFFIX = "events.", ".journal"
 WRITER_LOCK = "writer.lock"
 
 
@@ -114,6 +119,11 @@ class FileStore(Store):
         self._journal_fh: BinaryIO | None = None
         self._seq = 0
         self._writer_fd = -1
+        # the event journal's open segment, the last event written to it, and its own lock
+        # (the group-commit writer appends while the checkpointer trims)
+        self._events_lock = threading.Lock()
+        self._events_fh: BinaryIO | None = None
+        self._events_last = 0
         with _errors(self.location, "open the directory"):
             if create:
                 self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -286,10 +296,119 @@ class FileStore(Store):
             good_end = pos
         return entries, good_end
 
+    # ------------------------------------------------------------------ event journal
+    def _segments(self) -> list[tuple[int, Path]]:
+        """The event journal's segments, by first event number."""
+        out = []
+        for p in self.dir.glob(f"{EVENTS_PREFIX}*{EVENTS_SUFFIX}"):
+            first = p.name[len(EVENTS_PREFIX):-len(EVENTS_SUFFIX)]
+            if first.isdigit():
+                out.append((int(first), p))
+        return sorted(out)
+
+    def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:
+        if not entries:
+            return
+        with self._events_lock, _errors(self.location, "append to the event journal"):
+            fh = self._events_fh
+            if fh is None:
+                path = self.dir / f"{EVENTS_PREFIX}{entries[0][0]:020d}{EVENTS_SUFFIX}"
+                fh = os.fdopen(_open_private(path, os.O_WRONLY | os.O_APPEND | os.O_TRUNC), "ab")
+                self._events_fh = fh
+                _fsync_dir(self.dir)
+            out = bytearray()
+            for seq, e in entries:
+                body = b"%d %s" % (seq, e)
+                out += b"%d %08x %s\n" % (seq, zlib.crc32(body), e)
+            start = fh.tell()
+            try:
+                fh.write(out)
+                fh.flush()
+                if sync:
+                    os.fsync(fh.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    fh.truncate(start)
+                raise
+            self._events_last = entries[-1][0]
+
+    def sync_events(self) -> None:
+        with self._events_lock, _errors(self.location, "fsync the event journal"):
+            if self._events_fh is not None:
+                os.fsync(self._events_fh.fileno())
+
+    def read_events(self, after: int = 0) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        with self._events_lock, _errors(self.location, "read the event journal"):
+            segments = self._segments()
+            for i, (_, path) in enumerate(segments):
+                if i + 1 < len(segments) and segments[i + 1][0] <= after + 1:
+                    continue  # every event in it is older than ``after``
+                entries, _ = _scan_lines(path.read_bytes(), f"event journal {path}")
+                for seq, e in entries:
+                    if seq > after:
+                        if out and seq <= out[-1][0]:
+                            raise CheckpointError(f"event journal {path}: event {seq} after "
+                                                  f"{out[-1][0]} (out of order)")
+                        out.append((seq, e))
+        return out
+
+    def trim_events(self, upto: int) -> int:
+        """Closes the open segment (the next append starts a new one) and deletes every segment
+        whose events are all numbered ``upto`` or below."""
+        with self._events_lock, _errors(self.location, "trim the event journal"):
+            last_open = self._events_last if self._events_fh is not None else None
+            if self._events_fh is not None:
+                with contextlib.suppress(OSError):
+                    self._events_fh.close()
+                self._events_fh = None
+            segments = self._segments()
+            dropped = 0
+            for i, (_, path) in enumerate(segments):
+                nxt = segments[i + 1][0] if i + 1 < len(segments) else None
+                whole = (nxt is not None and nxt <= upto + 1) or (
+                    nxt is None and last_open is not None and last_open <= upto)
+                if whole:
+                    path.unlink()
+                    dropped += 1
+            if dropped:
+                _fsync_dir(self.dir)
+            return -1 if dropped else 0
+
     def close(self) -> None:
         with self._lock:
             self._close_journal()
+        with self._events_lock:
+            if self._events_fh is not None:
+                with contextlib.suppress(OSError):
+                    self._events_fh.flush()
+                    os.fsync(self._events_fh.fileno())
+                    self._events_fh.close()
+                self._events_fh = None
         self.release_writer()
+
+
+def _scan_lines(data: bytes, where: str) -> tuple[list[tuple[int, bytes]], int]:
+    """The entries of a journal file's bytes and the offset after the last good line. A bad
+    last line is a torn write (never acknowledged) and is skipped; a bad line before good ones
+    is corruption."""
+    entries: list[tuple[int, bytes]] = []
+    pos = good_end = 0
+    lineno = 0
+    while pos < len(data):
+        lineno += 1
+        nl = data.find(b"\n", pos)
+        end = len(data) if nl < 0 else nl
+        parsed = _parse_line(data[pos:end]) if nl >= 0 else None
+        pos = end + 1
+        if parsed is None or (entries and parsed[0] <= entries[-1][0]):
+            if pos < len(data):
+                raise CheckpointError(f"{where}:{lineno}: corrupted line (checksum or sequence); "
+                                      "later lines follow it")
+            break
+        entries.append(parsed)
+        good_end = pos
+    return entries, good_end
 
 
 def _parse_line(line: bytes) -> tuple[int, bytes] | None:

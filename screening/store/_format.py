@@ -92,6 +92,8 @@ class Header:
     counts: dict[str, int]
     parts: tuple[PartInfo, ...]
     size: int
+    # the last event-journal entry the checkpoint includes (0: none, or an earlier build)
+    event_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def encode(snap: EngineSnapshot) -> Encoded:
     counts = snap.counts()
     header = json.dumps({"format": FORMAT_VERSION, "created_ms": snap.created_ms,
                          "policy_version": snap.policy_version, "journal_seq": snap.journal_seq,
-                         "counts": counts, "parts": infos}).encode()
+                         "event_seq": snap.event_seq, "counts": counts, "parts": infos}).encode()
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), hashlib.sha256(header).digest())
     out: list[Piece] = [prefix, header]
     for _, _, pieces in parts:
@@ -260,7 +262,8 @@ def read_header(reader: CheckpointReader) -> Header:
                      policy_version=str(obj["policy_version"]),
                      journal_seq=_int(obj["journal_seq"], "journal_seq", 0, 2**53),
                      counts={str(k): _int(v, f"counts.{k}", 0) for k, v in obj["counts"].items()},
-                     parts=parts, size=reader.size)
+                     parts=parts, size=reader.size,
+                     event_seq=_int(obj.get("event_seq", 0), "event_seq", 0, 2**53))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {where}: malformed header ({exc})") from None
     if out.format != version:
@@ -506,6 +509,7 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         calls=[(c[0], c[1], c[2], c[3], c[4], c[5]) for c in calls],
         watch=watch,
         journal_seq=header.journal_seq,
+        event_seq=header.event_seq,
         feedback=feedback,
         ledger=ledger,
     )

@@ -6,7 +6,7 @@ For tests and benchmarks of the checkpoint format without disk or network.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from screening.store._base import CheckpointReader, Piece, Store
 
@@ -29,6 +29,7 @@ class MemoryStore(Store):
         self.checkpoint: bytes | None = None
         self.journal: list[tuple[int, bytes]] = []
         self._seq = 0
+        self.events: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
 
     def check(self) -> None:
@@ -61,3 +62,20 @@ class MemoryStore(Store):
             before = len(self.journal)
             self.journal = [(s, e) for s, e in self.journal if s > upto]
             return before - len(self.journal)
+
+    def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:
+        with self._lock:
+            self.events += [(s, bytes(e)) for s, e in entries]
+
+    def sync_events(self) -> None:
+        return None
+
+    def read_events(self, after: int = 0) -> list[tuple[int, bytes]]:
+        with self._lock:
+            return [(s, e) for s, e in self.events if s > after]
+
+    def trim_events(self, upto: int) -> int:
+        with self._lock:
+            before = len(self.events)
+            self.events = [(s, e) for s, e in self.events if s > upto]
+            return before - len(self.events)

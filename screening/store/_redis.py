@@ -5,6 +5,8 @@
     PREFIXckpt:latest          {"gen", "chunks", "size", "chunk_bytes", "id"}: the pointer readers follow
     PREFIXjournal              list of "SEQ JSON" watchlist changes (RPUSH)
     PREFIXjournal:seq          journal sequence counter
+    PREFIXevents               list of "SEQ JSON" accepted transactions and calls (RPUSH, one
+                               script call per group-commit batch; trimmed after a checkpoint)
     PREFIXwriter               the writer lease: "OWNER TOKEN", expires unless renewed
 
 One server writes under a prefix: it takes the lease at start (SET NX with an expiry) and
@@ -29,7 +31,7 @@ import contextlib
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +53,43 @@ if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local n = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[2], string.format('%d', n) .. ' ' .. ARGV[1])
 return n
+"""
+# KEYS: events, writer; ARGV: our token ('' unchecked), then the "SEQ JSON" entries of one batch
+_APPEND_EVENTS = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+for i = 2, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return #ARGV - 1
+"""
+# Events are numbered consecutively, so the ones at or below ARGV[1] are a prefix whose length
+# the first entry's number gives; checked at its end, else counted one by one.
+_TRIM_EVENTS = """
+local upto = tonumber(ARGV[1])
+local first = redis.call('LINDEX', KEYS[1], 0)
+if not first then return 0 end
+local f = tonumber(string.match(first, '^(%d+) '))
+if f == nil or f > upto then return 0 end
+local n = upto - f + 1
+local len = redis.call('LLEN', KEYS[1])
+if n > len then n = len end
+local last = tonumber(string.match(redis.call('LINDEX', KEYS[1], n - 1), '^(%d+) ') or '')
+local after = redis.call('LINDEX', KEYS[1], n)
+local nxt = after and tonumber(string.match(after, '^(%d+) ') or '') or nil
+if last ~= nil and last <= upto and (after == false or (nxt ~= nil and nxt > upto)) then
+  redis.call('LTRIM', KEYS[1], n, -1)
+  return n
+end
+local dropped = 0
+while true do
+  local v = redis.call('LINDEX', KEYS[1], 0)
+  if not v then break end
+  local m = tonumber(string.match(v, '^(%d+) '))
+  if m == nil or m > upto then break end
+  redis.call('LPOP', KEYS[1])
+  dropped = dropped + 1
+end
+return dropped
 """
 _ADVANCE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
@@ -188,6 +227,8 @@ class RedisStore(Store):
         self._renew = self._lease_r.register_script(_RENEW)
         self._reclaim = self._lease_r.register_script(_RECLAIM)
         self._release = self.r.register_script(_RELEASE)
+        self._append_events = self.r.register_script(_APPEND_EVENTS)
+        self._trim_events = self.r.register_script(_TRIM_EVENTS)
 
     @contextlib.contextmanager
     def errors(self, action: str) -> Iterator[None]:
@@ -367,6 +408,39 @@ class RedisStore(Store):
     def trim_journal(self, upto: int) -> int:
         with self.errors("trim the watchlist journal"):
             return int(self._trim(keys=[f"{self.prefix}journal"], args=[upto]))
+
+    # ------------------------------------------------------------------ event journal
+    def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:
+        """One script call per batch (the claim checked in it); as durable as the Redis server
+        is configured to be (``sync`` has no say here)."""
+        if not entries:
+            return
+        with self.errors("append to the event journal"):
+            n = int(self._append_events(keys=[f"{self.prefix}events", self._writer],
+                                        args=[self._token, *(b"%d %s" % (s, e) for s, e in entries)]))
+        if n < 0:
+            raise self._lost("append to the event journal")
+
+    def sync_events(self) -> None:
+        return None
+
+    def read_events(self, after: int = 0) -> list[tuple[int, bytes]]:
+        with self.errors("read the event journal"):
+            raw = self.r.lrange(f"{self.prefix}events", 0, -1)
+        out: list[tuple[int, bytes]] = []
+        for i, item in enumerate(raw):
+            item = item if isinstance(item, bytes) else str(item).encode()
+            seq_s, _, entry = item.partition(b" ")
+            if not seq_s.isdigit() or (out and int(seq_s) <= out[-1][0]):
+                raise CheckpointError(f"event journal {self.url} key {self.prefix}events: "
+                                      f"entry {i} is malformed or out of order")
+            if int(seq_s) > after:
+                out.append((int(seq_s), entry))
+        return out
+
+    def trim_events(self, upto: int) -> int:
+        with self.errors("trim the event journal"):
+            return int(self._trim_events(keys=[f"{self.prefix}events"], args=[upto]))
 
     def close(self) -> None:
         self.release_writer()

@@ -141,7 +141,7 @@ def restored_state(engine: Engine, snap: EngineSnapshot) -> tuple[RestoredState,
                     accounts=accounts, phones=phones, devices=devices)
     restored = RestoredState(
         core=core, decisions=decisions, calls=calls, watch=watch, feedback=feedback,
-        ledger=ledger, journal_seq=snap.journal_seq)
+        ledger=ledger, journal_seq=snap.journal_seq, event_seq=snap.event_seq)
     return restored, notes
 
 
