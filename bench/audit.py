@@ -28,29 +28,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._inproc import Context, thread_cpu_s
+
 __all__ = ["main", "measure"]
-
-
-class _Context:
-    """The little of grpc.ServicerContext the servicer touches on success."""
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-    def abort(self, code: Any, details: str) -> None:
-        raise RuntimeError(f"{code}: {details}")
-
-
-def _thread_cpu_s(thread: threading.Thread | None) -> float:
-    if thread is None or thread.ident is None:
-        return 0.0
-    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def _servicer(settings: Any, log_stream: Any, audit_dir: Path | None, fsync: str = "batch"
@@ -82,7 +67,7 @@ def _servicer(settings: Any, log_stream: Any, audit_dir: Path | None, fsync: str
 def _ab(handlers: Sequence[Any], requests: Sequence[Any], block: int, per: int
         ) -> tuple[list[float], list[float]]:
     """Thread CPU ns per decision of each handler, block by block (order alternating)."""
-    ctx: Any = _Context()
+    ctx: Any = Context()
     spent: list[list[float]] = [[] for _ in handlers]
     for b, lo in enumerate(range(0, len(requests) - block + 1, block)):
         chunk = requests[lo:lo + block]
@@ -134,19 +119,19 @@ def measure(unary: int = 6_000, batches: int = 12, block: int = 250, fsync: str 
             [now] * 1_000)) for b in range(batches)]
         gc.collect()
         gc.freeze()
-        writer0 = _thread_cpu_s(trail._thread)
+        writer0 = thread_cpu_s(trail._thread)
         with_, without = _ab([on.ScreenTransaction, off.ScreenTransaction], unary_msgs, block, 1)
         assert trail.flush(60)
-        writer_unary = _thread_cpu_s(trail._thread) - writer0
+        writer_unary = thread_cpu_s(trail._thread) - writer0
         written_unary = trail.written
         # the noise floor: the same A/B between two servicers without the trail
         aa_msgs = [pb.Transaction.FromString(m) for m in stamp(
             pool.templates, 0, [f"aa-{i}" for i in range(unary)], [now] * unary)]
         a1, a2 = _ab([off2.ScreenTransaction, off.ScreenTransaction], aa_msgs, block, 1)
-        writer1 = _thread_cpu_s(trail._thread)
+        writer1 = thread_cpu_s(trail._thread)
         bwith, bwithout = _ab([on.ScreenBatch, off.ScreenBatch], batch_msgs, 1, 1_000)
         assert trail.flush(60)
-        writer_batch = _thread_cpu_s(trail._thread) - writer1
+        writer_batch = thread_cpu_s(trail._thread) - writer1
         written_batch = trail.written - written_unary
         trail.close()
         # the enqueue alone, as the handler does it (a trail whose writer never starts; the

@@ -37,21 +37,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._inproc import Context, thread_cpu_s
+
 __all__ = ["main", "measure"]
-
-
-class _Context:
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-    def abort(self, code: Any, details: str) -> None:
-        raise RuntimeError(f"{code}: {details}")
-
-
-def _thread_cpu_s(thread: threading.Thread | None) -> float:
-    if thread is None or thread.ident is None:
-        return 0.0
-    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def _servicer(settings: Any, directory: Path | None, fsync: str) -> tuple[Any, Any]:
@@ -79,7 +67,7 @@ def _servicer(settings: Any, directory: Path | None, fsync: str) -> tuple[Any, A
 def _run(handlers: Sequence[Any], requests: Sequence[Any], block: int, per: int
          ) -> tuple[list[list[float]], list[list[float]]]:
     """Thread CPU and wall ns per decision of each handler, block by block (order rotating)."""
-    ctx: Any = _Context()
+    ctx: Any = Context()
     cpu: list[list[float]] = [[] for _ in handlers]
     wall: list[list[float]] = [[] for _ in handlers]
     for b, lo in enumerate(range(0, len(requests) - block + 1, block)):
@@ -100,7 +88,7 @@ def _run(handlers: Sequence[Any], requests: Sequence[Any], block: int, per: int
 
 def _concurrent(handler: Any, msgs: Sequence[Any], threads: int, writer: Any) -> dict[str, Any]:
     """``threads`` clients calling ``handler`` at once over ``msgs``: calls/s, calls per write."""
-    ctx: Any = _Context()
+    ctx: Any = Context()
     before = writer.batches if writer is not None else 0
     share = [msgs[k::threads] for k in range(threads)]
 
@@ -137,6 +125,8 @@ def measure(unary: int = 4_000, batches: int = 12, block: int = 250,
     pool = builtin_pool(MixConfig(pool_size=50_000))
     now = int(time.time() * 1000)
     names = ["off", "fsync_batch", "fsync_none"]
+    if directory is not None:  # the disk to measure fsync on; made when missing
+        directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as tmp, \
             (Path(tmp) / "service.log").open("w") as log:
         configure_logging(settings.log, stream=log)
@@ -151,11 +141,11 @@ def measure(unary: int = 4_000, batches: int = 12, block: int = 250,
             [now] * 1_000)) for b in range(batches)]
         gc.collect()
         gc.freeze()
-        w0 = [_thread_cpu_s(w._thread) if w else 0.0 for w in writers]
+        w0 = [thread_cpu_s(w._thread) if w else 0.0 for w in writers]
         ucpu, uwall = _run([s.ScreenTransaction for s, _ in built], unary_msgs, block, 1)
-        w1 = [_thread_cpu_s(w._thread) if w else 0.0 for w in writers]
+        w1 = [thread_cpu_s(w._thread) if w else 0.0 for w in writers]
         bcpu, bwall = _run([s.ScreenBatch for s, _ in built], batch_msgs, 1, 1_000)
-        w2 = [_thread_cpu_s(w._thread) if w else 0.0 for w in writers]
+        w2 = [thread_cpu_s(w._thread) if w else 0.0 for w in writers]
         batches_written = [w.batches if w else 0 for w in writers]
         # concurrent clients: calls per second off and with fsync per write, calls per write
         conc: dict[str, Any] = {"threads": threads}

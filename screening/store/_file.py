@@ -278,23 +278,7 @@ class FileStore(Store):
             data = self.journal_path.read_bytes()
         except FileNotFoundError:
             return [], 0
-        entries: list[tuple[int, bytes]] = []
-        pos = good_end = 0
-        lineno = 0
-        while pos < len(data):
-            lineno += 1
-            nl = data.find(b"\n", pos)
-            end = len(data) if nl < 0 else nl
-            parsed = _parse_line(data[pos:end]) if nl >= 0 else None
-            pos = end + 1
-            if parsed is None or (entries and parsed[0] <= entries[-1][0]):
-                if pos < len(data):
-                    raise CheckpointError(f"watchlist journal {self.journal_path}:{lineno}: corrupted "
-                                          "line (checksum or sequence); later lines follow it")
-                break
-            entries.append(parsed)
-            good_end = pos
-        return entries, good_end
+        return _scan_lines(data, f"watchlist journal {self.journal_path}")
 
     # ------------------------------------------------------------------ event journal
     def _segments(self) -> list[tuple[int, Path]]:
