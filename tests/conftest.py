@@ -123,7 +123,16 @@ def free_port() -> int:
 # a store), which a server refuses to start without; the tests share the machine's memory with
 # the test process itself, so their servers reserve 4 M edge slots (a test passes its own
 # settings where it tests these). In-process servers take no environment (load_settings).
-os.environ.setdefault("SCREENING_GRAPH__MAX_EDGES", str(1 << 22))
+TEST_SERVER_ENV = {"SCREENING_GRAPH__MAX_EDGES": str(1 << 22)}
+for _name, _value in TEST_SERVER_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+
+def server_env() -> dict[str, str]:
+    """This process's environment without its SCREENING_* settings, for a server process whose
+    settings a test gives itself; only the small graph reservation above stays."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    return {**env, **TEST_SERVER_ENV}
 
 
 def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient], None], *,

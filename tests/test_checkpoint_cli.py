@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,11 @@ from screening.cli import main
 from screening.client import transaction
 from screening.config import load_settings
 from screening.store import FORMAT_VERSION
-from tests.conftest import RedisProcess, free_port, recent, serve_process
+from tests.conftest import RedisProcess, free_port, recent, serve_process, server_env
 
 
 def _env(**storage: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     env.update({f"SCREENING_STORAGE__{k.upper()}": v for k, v in storage.items()})
     return env
 

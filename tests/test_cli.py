@@ -20,7 +20,7 @@ from screening.auth import add_token
 from screening.cli import build_parser, main
 from screening.client import ScreeningClient, transaction
 from screening.demo import _WarmProgress, _width, _wrap, run_demo
-from tests.conftest import free_port, recent, serve_process
+from tests.conftest import free_port, recent, serve_process, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,7 +178,7 @@ def test_output_to_a_reader_that_left_ends_quietly() -> None:
 
 def test_serve_refuses_to_start_without_tokens(tmp_path: Path) -> None:
     """No tokens and no --no-auth: a clear message and exit status 2, not an open server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     proc = subprocess.run([sys.executable, "-m", "screening", "serve", "--port", "0"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert proc.returncode == 2

@@ -4,7 +4,6 @@ leaves a record naming who, what, when, the decision and the policy; SIGTERM wri
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from screening.audit import read_records, verify
 from screening.client import ScreeningClient, call_event, transaction, watch_entry
 from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, _start, _stop, free_port, recent, serve_process, uid
+from tests.conftest import Live, _start, _stop, free_port, recent, serve_process, server_env, uid
 
 
 @pytest.fixture()
@@ -165,7 +164,7 @@ def test_sigterm_writes_every_queued_record_and_a_last_anchor(tmp_path: Path) ->
     """A `screening serve` process whose writer would wait a minute: on SIGTERM everything
     screened is in the trail, which ends with the stop anchor and verifies."""
     d = tmp_path / "audit"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     env.update(SCREENING_AUDIT__DIR=str(d), SCREENING_AUDIT__FLUSH_INTERVAL_MS="60000",
                SCREENING_AUDIT__ANCHOR_INTERVAL_S="3600")
     ids = [uid("t") for _ in range(5)]

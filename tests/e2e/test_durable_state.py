@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from screening.config import Settings, load_settings
 from screening.errors import CheckpointError
 from screening.server import start_server
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, RedisProcess, _start, _stop, free_port, recent, uid
+from tests.conftest import Live, RedisProcess, _start, _stop, free_port, recent, server_env, uid
 
 OLD = "2015-01-05"
 
@@ -130,7 +129,7 @@ def test_periodic_checkpoints_are_logged_without_identifiers(tmp_path: Path) -> 
 def _killed_server(settings: Settings, action: Callable[[ScreeningClient], None]) -> None:
     """Run `screening serve` on ``settings``' store as its own process, do ``action`` once it is
     SERVING, then SIGKILL it (no shutdown checkpoint; a Redis lease of 1 s is left to expire)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     st = settings.storage
     env.update(SCREENING_STORAGE__BACKEND=st.backend, SCREENING_STORAGE__PATH=st.path,
                SCREENING_STORAGE__REDIS_URL=st.redis_url, SCREENING_STORAGE__KEY_PREFIX=st.key_prefix,

@@ -3,7 +3,6 @@ store, holds the same state as a server that was never interrupted."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import redis
 
 from screening.client import ScreeningClient, call_event, transaction
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import RedisProcess, free_port, recent, uid
+from tests.conftest import RedisProcess, free_port, recent, server_env, uid
 
 OLD = "2015-01-05"
 THREADS = 4
@@ -31,7 +30,7 @@ PER_THREAD = 200  # requests per client thread; the server is killed part way, a
 @contextmanager
 def _serve(env_extra: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], ScreeningClient]]:
     """`screening serve --no-auth` as a process of its own; SIGTERM at the end unless killed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     env.update(SCREENING_SERVER__LATENCY_BUDGET_MS="1000", **env_extra)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "screening", "serve", "--no-auth", "--port",

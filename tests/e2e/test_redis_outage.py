@@ -24,7 +24,7 @@ from screening.client import ScreeningClient, transaction, watch_entry
 from screening.server import STORE_HEALTH_SERVICE
 from screening.store import RedisStore
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import RedisProcess, free_port, recent, uid
+from tests.conftest import RedisProcess, free_port, recent, server_env, uid
 
 LEASE_S = 1.0
 pytestmark = pytest.mark.redis
@@ -62,7 +62,7 @@ def serve(redis_server: RedisProcess, tmp_path: Path) -> Iterator[Callable[[], S
     procs: list[Served] = []
 
     def start() -> Served:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+        env = server_env()
         env.update(SCREENING_STORAGE__BACKEND="redis", SCREENING_STORAGE__REDIS_URL=redis_server.url,
                    SCREENING_STORAGE__KEY_PREFIX=prefix, SCREENING_STORAGE__LEASE_S=str(LEASE_S),
                    SCREENING_STORAGE__CHECKPOINT_INTERVAL_S="3600",

@@ -5,7 +5,6 @@ loopback."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from screening.auth import Authenticator, add_token
 from screening.client import ScreeningClient, transaction
 from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import TOKENS, Live, _start, _stop, free_port, recent, serve_process, uid
+from tests.conftest import TOKENS, Live, _start, _stop, free_port, recent, serve_process, server_env, uid
 
 BANK = next(t for t, (_, role, *_) in TOKENS.items() if role == "bank")
 GARBAGE = b"\xff\xff\xff\x07garbage"
@@ -125,7 +124,7 @@ def test_server_starts_with_a_token_whose_name_ends_in_a_backslash(tmp_path: Pat
 
 
 def _serve_no_auth(port: int, *extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     return subprocess.Popen([sys.executable, "-m", "screening", "serve", "--no-auth", "--host",
                              "0.0.0.0", "--port", str(port), *extra],
                             env=env, stderr=subprocess.PIPE, text=True)

@@ -3,7 +3,6 @@ clients did, and the final checkpoint is written."""
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import grpc
 
 from screening.client import ScreeningClient, transaction
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import free_port, recent, uid
+from tests.conftest import free_port, recent, server_env, uid
 
 GRACE_S = 1.0
 # what shutdown may take beyond the grace: the drain bound (5 s) and a small checkpoint
@@ -24,7 +23,7 @@ BOUND_S = 10.0
 
 
 def _serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+    env = server_env()
     env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=str(tmp_path / "state"),
                SCREENING_SERVER__GRACE_SECONDS=str(GRACE_S))
     return subprocess.Popen([sys.executable, "-m", "screening", "serve", "--no-auth", "--port",

@@ -30,7 +30,7 @@ from screening.store import (
     save_checkpoint,
 )
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import TOKENS, RedisProcess, _start, _stop, uid
+from tests.conftest import TOKENS, RedisProcess, _start, _stop, server_env, uid
 from tests.e2e.test_durable_state import _settings
 from tests.store.conftest import busy_engine
 
@@ -187,7 +187,7 @@ def test_serve_on_a_claimed_store_exits_with_one_line(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with FileStore(state) as holder:
         holder.claim_writer("host ops-1 pid 4242 since 2026-12-05T23:00:00+00:00")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCREENING_")}
+        env = server_env()
         env.update(SCREENING_STORAGE__BACKEND="file", SCREENING_STORAGE__PATH=str(state),
                    SCREENING_STORAGE__CLAIM_WAIT_S="0.5")
         proc = subprocess.run([sys.executable, "-m", "screening", "serve", "--no-auth", "--port", "0"],
