@@ -1,13 +1,17 @@
 """Calling the servicer in-process for A/B cost figures (audit trail, event journal): the little
-of a grpc context a handler touches on success, and a thread's CPU clock."""
+of a grpc context a handler touches on success, a thread's CPU clock, and what produced a run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Context", "thread_cpu_s"]
+__all__ = ["Context", "stamp", "thread_cpu_s"]
 
 
 class Context:
@@ -25,3 +29,12 @@ def thread_cpu_s(thread: threading.Thread | None) -> float:
     if thread is None or thread.ident is None:
         return 0.0
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def stamp(figures: dict[str, Any]) -> dict[str, Any]:
+    """``figures`` with what produced them: arguments, time, commit, cores and the load after."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                            capture_output=True, text=True).stdout.strip()
+    figures.update(argv=sys.argv[1:], when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   commit=commit, cpus=os.cpu_count(), load_average_after=os.getloadavg())
+    return figures

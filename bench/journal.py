@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._inproc import Context, thread_cpu_s
+from bench._inproc import Context, stamp, thread_cpu_s
 
 __all__ = ["main", "measure"]
 
@@ -231,11 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="where the journals are written")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    r = measure(args.unary, args.batches, args.block, args.dir, args.threads)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                            capture_output=True, text=True).stdout.strip()
-    r.update(argv=sys.argv[1:], when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             commit=commit, cpus=os.cpu_count(), load_average_after=os.getloadavg())
+    r = stamp(measure(args.unary, args.batches, args.block, args.dir, args.threads))
     for line in lines(r):
         print(line)
     if args.out is not None:
