@@ -109,6 +109,12 @@ def tls_tokens(pki: Pki) -> Iterator[TlsServer]:
     srv.running.stop(0.5)
 
 
+def _local_day() -> str:
+    """The local day (UTC+8, the default policy's) of ``recent()``: the ledger's days are local,
+    so after 16:00 UTC the UTC date is a day behind."""
+    return recent().astimezone(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+
+
 def _token(role: str) -> str:
     return next(t for t, (_, r, *_) in TOKENS.items() if r == role)
 
@@ -214,9 +220,9 @@ def test_bank_certificate_cannot_update_the_watchlist_and_police_can(mtls: TlsSe
 def test_certificate_name_and_institution_are_the_caller_s(mtls: TlsServer, pki: Pki) -> None:
     """CN is the name the server logs; O is the institution a bank reports for."""
     with ScreeningClient(mtls.address, tls=pki.client("bank")) as bank:
-        bank.large_value_report(recent().date().isoformat(), ["BANK01"])
+        bank.large_value_report(_local_day(), ["BANK01"])
         with pytest.raises(grpc.RpcError) as info:
-            bank.large_value_report(recent().date().isoformat(), ["BANK02"])
+            bank.large_value_report(_local_day(), ["BANK02"])
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "'BANK02' is not this caller's institution" in (info.value.details() or "")
     with ScreeningClient(mtls.address, tls=pki.client("police")) as police:
@@ -384,7 +390,7 @@ def test_report_from_the_command_line_over_mutual_tls(mtls: TlsServer, pki: Pki,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """`screening report large-value --server` with --tls-ca/--tls-cert/--tls-key: police gets
     the day; a bank certificate asking for another institution is refused (exit 1)."""
-    day = recent().date().isoformat()
+    day = _local_day()
     tls = pki.client("police")
     args = ["report", "large-value", "--server", mtls.address, "--date", day, "--out",
             str(tmp_path / "lv"), "--tls-ca", tls.ca_file]
