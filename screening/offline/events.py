@@ -402,13 +402,20 @@ def _to_fen(df: pl.DataFrame, settings: Settings) -> np.ndarray:
 
 
 def write_frame(frame: pl.DataFrame, path: Path) -> None:
-    """Write Parquet or CSV (by suffix) atomically: a reader never sees half a file."""
+    """Write Parquet or CSV (by suffix) atomically: a reader never sees half a file.
+
+    CSV lists are joined with ``;`` and zoned times written ``2026-11-27T02:00:00.000Z``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if path.suffix.lower() == ".csv":
             frame.with_columns(
-                pl.col(c).list.join(";") for c, t in frame.schema.items() if isinstance(t, pl.List)
+                *(pl.col(c).list.join(";")
+                  for c, t in frame.schema.items() if isinstance(t, pl.List)),
+                # RFC 3339 UTC with a Z, milliseconds kept (polars would write +0000)
+                *(pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                  for c, t in frame.schema.items()
+                  if isinstance(t, pl.Datetime) and t.time_zone is not None),
             ).write_csv(tmp)
         else:
             frame.write_parquet(tmp)

@@ -633,11 +633,6 @@ def write_report(frame: pl.DataFrame, out_base: Path,
                     pl.element().cast(pl.String).str.contains(";", literal=True)).list.any().any():
                 raise ValueError(f"column {name}: a value holds ';', the CSV list separator")
     paths = [out_base.with_name(f"{out_base.name}.{fmt}") for fmt in formats]
-    # CSV times as RFC 3339 UTC with a Z (polars would write +0000), milliseconds kept
-    text_times = frame.with_columns(
-        pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        for name, dtype in frame.schema.items()
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None)
     for path in paths:
-        write_frame(text_times if path.suffix == ".csv" else frame, path)
+        write_frame(frame, path)
     return paths

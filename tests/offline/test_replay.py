@@ -12,7 +12,7 @@ from screening.config import load_settings
 from screening.convert import normalise_phone
 from screening.errors import InputFileError
 from screening.offline.backtest import BacktestMetrics, backtest, format_duration, format_metrics
-from screening.offline.events import normalise_phones, read_events
+from screening.offline.events import normalise_phones, read_events, write_frame
 from screening.offline.mapping import load_mapping
 from screening.offline.messages import to_requests
 from screening.offline.replay import DECISION_SCHEMA, replay
@@ -201,6 +201,21 @@ def test_csv_and_parquet_replay_alike(stream: pl.DataFrame, tmp_path: Path) -> N
     a = replay(read_events(pq), POLICY, SETTINGS).decisions
     b = replay(read_events(csv), POLICY, SETTINGS).decisions
     assert a.drop("row").equals(b.drop("row"))
+
+
+def test_decisions_csv_times_are_utc_with_z(stream: pl.DataFrame, tmp_path: Path) -> None:
+    """``replay --out x.csv`` writes times as the case files and reports do, and reads back."""
+    d = replay(stream.head(200), POLICY, SETTINGS).decisions
+    out = tmp_path / "d.csv"
+    write_frame(d, out)
+    text = out.read_text()
+    assert "+0000" not in text
+    first = text.splitlines()[1].split(",")[3]
+    assert first.endswith("Z") and len(first) == len("2026-11-27T02:00:00.000Z")
+    back = pl.read_csv(out, try_parse_dates=True).get_column("event_time")
+    assert back.dt.replace_time_zone(None).to_list() == (
+        d.get_column("event_time").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        .to_list())
 
 
 def test_mapping_reads_amlsim_style_files_with_exact_amounts(tmp_path: Path) -> None:
