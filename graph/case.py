@@ -5,7 +5,9 @@ and ``edges_among``) plus names, watchlist hits and decisions into a MultiDiGrap
 account / phone / device, one edge per (from, to, kind) with the count, amount, first and last
 time, and the decisions taken on its transactions. ``count`` is the transfers, calls or (for a
 ``uses_phone`` / ``uses_device`` link) the transactions made with the phone or device; ``amount``
-is fen for transfers, seconds for calls and 0 for links; decisions sit on transfer edges only.
+is integer fen for transfers (``amount_text`` the same as ``12,345.67``, for people reading a
+table) and 0 for calls and links; ``talk_seconds`` is a call edge's total duration; decisions sit
+on transfer edges only.
 ``flow_layout`` places money flowing left to right; ``findings`` lists what the pattern
 detectors see in the case. Writing files and drawing pictures is I/O and lives in
 ``screening.case``.
@@ -148,6 +150,13 @@ def _iso_many(ms: np.ndarray) -> list[str]:
     return [f"{t}Z" for t in np.datetime_as_string(seconds, unit="s").tolist()]
 
 
+def _fen_text(fen: int) -> str:
+    """``1234567`` -> ``12,345.67``: integer arithmetic, never a float."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}{whole:,}.{cents:02d}"
+
+
 def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
     """The case as a MultiDiGraph (see the module docstring); ``G.graph`` holds the caps."""
     hood, ed = data.hood, data.edges
@@ -173,10 +182,14 @@ def build_case_graph(data: CaseInput) -> nx.MultiDiGraph:
     memo: dict[tuple[Decision, ...], tuple[str, str, str]] = {}
     for s, d, kind, count, amount, lo, hi, found in _edge_groups(ed, data.decisions):
         strongest, actions, reasons = _decision_texts(found, memo)
+        seconds = 0
         if kind in (k.K_LINK_PHONE, k.K_LINK_DEVICE):  # the store's "amount" of a link is its uses
             count, amount = amount, 0
+        elif kind == k.K_CALL:  # ... and of a call its seconds: money only ever in ``amount``
+            seconds, amount = amount, 0
         g.add_edge(keys[s], keys[d], key=EDGE_KINDS[kind], kind=EDGE_KINDS[kind], count=count,
-                   amount=amount, amount_yuan=amount / 100 if kind == k.K_TRANSFER else 0.0,
+                   amount=amount, amount_text=_fen_text(amount) if kind == k.K_TRANSFER else "",
+                   talk_seconds=seconds,
                    first_time=lo[1], last_time=hi[1], decisions=actions, reasons=reasons,
                    strongest_action=strongest)
         if kind == k.K_TRANSFER:

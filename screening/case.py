@@ -69,8 +69,8 @@ KIND_MARKERS = {"account": "o", "phone": "s", "device": "^"}
 _NODE_COLUMNS = ("id", "kind", "label", "role", "hops", "watchlisted", "watch_reason",
                  "hub_not_expanded", "cash_terminal", "in_amount", "out_amount", "in_count",
                  "out_count", "first_time", "last_time")
-_EDGE_COLUMNS = ("source", "target", "kind", "count", "amount", "amount_yuan", "first_time",
-                 "last_time", "decisions", "reasons", "strongest_action")
+_EDGE_COLUMNS = ("source", "target", "kind", "count", "amount", "amount_text", "talk_seconds",
+                 "first_time", "last_time", "decisions", "reasons", "strongest_action")
 # Bytes of each format: (fixed, per node, per link), plus 2 per label character for each node
 # and each link end. Fitted on random and dense cases of 13 to 2,000 nodes and up to 27,600
 # links, rounded up by about a tenth.

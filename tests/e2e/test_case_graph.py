@@ -215,7 +215,7 @@ def test_calls_to_the_victims_are_in_a_two_hop_case(live: Live, case: Case) -> N
         phones = [p for _, p, kind in g.out_edges(f"account:{v}", keys=True) if kind == "uses_phone"]
         assert len(phones) == 1 and g.nodes[phones[0]]["hops"] == 1
         call = g.edges[caller, phones[0], "call"]
-        assert (call["count"], call["amount"]) == (1, 600)  # one call of 600 s
+        assert (call["count"], call["amount"], call["talk_seconds"]) == (1, 0, 600)  # 600 s
     found = [f for f in msg.summary.findings if f.detector == "calls_to_victims"]
     assert [f.description for f in found] == [
         f"{case.caller} called the phones of 3 account(s) that paid {case.mule}"]

@@ -38,6 +38,7 @@ def test_edges_aggregate_per_pair_and_kind_with_decisions() -> None:
                                                                                "ALLOW:1;HOLD:1",
                                                                                "HOLD")
     assert e["first_time"] == "2023-12-31T16:00:00Z" and e["reasons"] == "MULE:1;X:1"
+    assert (e["amount_text"], e["talk_seconds"]) == ("60.00", 0)  # money as text, never float
     assert g.nodes["account:acct1"]["role"] == "victim"
     assert g.nodes["account:acct0"]["in_amount"] == 6000
     assert g.has_edge("account:acct1", "phone:phone2", key="uses_phone")
@@ -54,7 +55,8 @@ def test_a_decision_counts_once_on_its_transfer_and_links_carry_no_amount() -> N
     assert (money["count"], money["amount"], money["reasons"]) == (2, 12_000, "RULE_A:2;RULE_B:1")
     for target, kind in (("phone:phone2", "uses_phone"), ("device:dev3", "uses_device")):
         link = g.get_edge_data("account:acct1", target)[kind]
-        assert (link["count"], link["amount"], link["amount_yuan"]) == (2, 0, 0.0)
+        assert (link["count"], link["amount"], link["amount_text"], link["talk_seconds"]) == (
+            2, 0, "", 0)
         assert link["decisions"] == link["reasons"] == link["strongest_action"] == ""
     rules = [f.description for f in findings(g) if f.detector == "rule"]
     assert rules == ["RULE_A fired on 2 transaction(s) in the case",
