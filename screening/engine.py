@@ -441,6 +441,9 @@ class Engine:
         # ``_watch_lock`` so the journal's order is the order of application.
         self.journal: WatchJournal | None = None
         self.feedback_journal: FeedbackJournal | None = None
+        # keeps a policy's text where the journals are before it decides anything (a restart
+        # re-applies journalled decisions under it); raises when it cannot: no swap then
+        self.policy_keeper: Callable[[Policy], None] | None = None
         self.journal_seq = 0
         # Every accepted transaction and call goes to ``events`` (when set) under the lock, in
         # order, numbered ``event_seq``; a request is answered once its events are written
@@ -560,6 +563,8 @@ class Engine:
                               f"from the running policy's {tz}; the report ledger's days and the "
                               "day windows follow it, so it changes only with a restart")
         near_line = NearLine.build(new, self.settings)
+        if self.policy_keeper is not None:
+            self.policy_keeper(new)
         with self._lock:
             old = self.policy
             self.policy = new
@@ -661,6 +666,15 @@ class Engine:
             self.event_seq = seq
             return True
 
+    def knows_policy(self, version: str) -> bool:
+        return version in self._policies
+
+    def know_policy(self, policy: Policy) -> None:
+        """Let journal entries decided under ``policy`` be re-applied (restore), without making
+        it the active one."""
+        with self._lock:
+            self._policies.setdefault(policy.version, policy)
+
     def _replay_policy(self, event: JournalEvent) -> tuple[Policy, NearLine]:
         if event.policy_version == self.policy.version:
             return self.policy, self.near_line
@@ -668,8 +682,9 @@ class Engine:
         if policy is None:
             raise ConfigError(f"the event journal holds decisions made under policy "
                               f"{event.policy_version!r} and this server runs "
-                              f"{self.policy.version!r}: start with that policy to re-apply "
-                              "them (then swap), or move the journal away to lose them")
+                              f"{self.policy.version!r}, and the store does not hold its text: "
+                              "start with that policy to re-apply them (then swap), or move the "
+                              "journal away to lose them")
         return policy, NearLine.build(policy, self.settings)
 
     def _journal_event(self, event: JournalEvent) -> None:

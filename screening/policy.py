@@ -126,6 +126,9 @@ class Policy:
     fraud_memo_pattern: re.Pattern[str] | None = field(repr=False, default=None)
     fraud_memo_regex: str = field(repr=False, default="")
     source: str = field(repr=False, default="")
+    # the TOML it was parsed from: a store keeps it so a restart can re-apply journalled
+    # decisions under the policy that made them (``Store.save_policy``)
+    text: str = field(repr=False, default="")
 
     def fired(self, bits: int, calls: bool = False) -> list[Rule]:
         """The rules whose bits are set in a decision's reason mask, in policy order."""
@@ -205,6 +208,7 @@ def parse_policy(text: str, origin: str) -> Policy:
         fraud_memo_pattern=re.compile(fraud_regex) if fraud_regex else None,
         fraud_memo_regex=fraud_regex,
         source=origin,
+        text=text,
     )
 
 

@@ -36,7 +36,7 @@ from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
 from screening.engine import Engine
-from screening.errors import ConfigError, StoreBusy
+from screening.errors import ConfigError, ScreeningError, StoreBusy
 from screening.lanes import AdmissionInterceptor, Lanes, RefusalLog
 from screening.logs import get_logger
 from screening.masking import Masker
@@ -54,6 +54,7 @@ from screening.store import (
     feedback_journal_writer,
     journal_writer,
     open_store,
+    policy_keeper,
     restore_engine,
 )
 from screening.tls import ServerCertificates, ServerTls
@@ -141,7 +142,7 @@ class RunningServer:
             return False
         try:
             self.service.use_policy(load_policy(path or None), by=by)
-        except ConfigError as exc:
+        except ScreeningError as exc:  # not loaded, or the store cannot keep it
             log.error("policy_refused", by=by, file=path or "(default)", error=str(exc),
                       running=self.engine.policy.version)
             return False
@@ -357,6 +358,9 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     try:
         lease.claim(settings.storage.claim_wait_s)  # before reading: one server per store
         _restore(engine, store, masker, log)
+        # the running policy's text beside the journals, and every one swapped in later
+        engine.policy_keeper = policy_keeper(store)
+        engine.policy_keeper(engine.policy)
         engine.journal = journal_writer(store, engine.clock_ms, blocked=lease.blocked)
         engine.feedback_journal = feedback_journal_writer(store, blocked=lease.blocked)
         if settings.storage.journal_events:

@@ -111,6 +111,17 @@ class Store(abc.ABC):
     def trim_journal(self, upto: int) -> int:
         """Drop entries numbered ``upto`` and below (a checkpoint includes them); returns how many."""
 
+    # ------------------------------------------------------------------ policies
+    @abc.abstractmethod
+    def save_policy(self, version: str, text: str) -> None:
+        """Keep policy TOML ``text`` under ``version`` (its digest names one text), durably: a
+        restart re-applies journalled decisions under the policy that made them, though the
+        server starts with another (a policy sent by ReloadPolicy, or a file edited since)."""
+
+    @abc.abstractmethod
+    def load_policy(self, version: str) -> str | None:
+        """The text ``save_policy`` kept for ``version``, or None."""
+
     # ------------------------------------------------------------------ the event journal
     @abc.abstractmethod
     def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:

@@ -21,6 +21,7 @@ from screening.errors import (
     StoreUnavailable,
 )
 from screening.model import Feedback, WatchEntry
+from screening.policy import Policy, parse_policy
 from screening.store._base import Store
 from screening.store._events import decode_event
 from screening.store._file import FileStore
@@ -50,6 +51,7 @@ __all__ = [
     "feedback_journal_writer",
     "journal_writer",
     "open_store",
+    "policy_keeper",
     "read_latest_header",
     "restore_engine",
     "restore_snapshot",
@@ -216,6 +218,11 @@ def _replay(engine: Engine, store: Store) -> tuple[int, int, list[str]]:
             applied += _apply_change(engine, store, *changes[i], entities)
             i += 1
         try:
+            if not engine.knows_policy(ev.policy_version):
+                text = store.load_policy(ev.policy_version)
+                if text is not None:  # decided under a policy swapped in, or run before
+                    engine.know_policy(parse_policy(
+                        text, f"{store.location} kept policy {ev.policy_version}"))
             applied_events += engine.apply_event(seq, ev)
         except ScreeningError as exc:
             raise CheckpointError(f"{where}: cannot be re-applied: {exc}") from None
@@ -280,6 +287,15 @@ def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError(f"expected a string, got {v!r}")
     return v
+
+
+def policy_keeper(store: Store) -> Callable[[Policy], None]:
+    """What ``Engine.policy_keeper`` calls: the policy's text into the store."""
+
+    def keep(policy: Policy) -> None:
+        store.save_policy(policy.version, policy.text)
+
+    return keep
 
 
 def journal_writer(store: Store, clock_ms: Callable[[], int],

@@ -7,6 +7,8 @@
                              each start and after each checkpoint, older ones deleted once a
                              checkpoint includes them
     DIR/writer.lock          held (flock) by the one server writing here; says who it is
+    DIR/policies/HASH.toml   the text of each policy this store's servers decided under, by
+                             its version (a restart re-applies the journal under them)
 
 The lock is the kernel's: it goes with the process, however the process ends, so a crashed
 server never leaves the directory claimed. Every file is created readable by its owner only
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 import threading
@@ -38,6 +41,7 @@ CHECKPOINT = "checkpoint.ckpt"
 JOURNAL = "watchlist.journal"
 EVENTS_PREFIX, EVENTS_SUFFIX = "events.", ".journal"
 WRITER_LOCK = "writer.lock"
+POLICIES = "policies"
 
 
 @contextlib.contextmanager
@@ -202,6 +206,37 @@ class FileStore(Store):
         if not self.checkpoint_path.exists():
             return None
         return _FileReader(self.checkpoint_path, self.location)
+
+    # ------------------------------------------------------------------ policies
+    def _policy_path(self, version: str) -> Path:
+        # a version is free text from the policy file: the file name is its digest
+        return self.dir / POLICIES / (hashlib.sha256(version.encode()).hexdigest()[:32] + ".toml")
+
+    def save_policy(self, version: str, text: str) -> None:
+        path = self._policy_path(version)
+        if path.exists():
+            return
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            with _errors(self.location, f"write {path}"):
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                with _private_writer(tmp) as f:
+                    f.write(text.encode())
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def load_policy(self, version: str) -> str | None:
+        path = self._policy_path(version)
+        if not path.exists():
+            return None
+        with _errors(self.location, f"read {path}"):
+            return path.read_text(encoding="utf-8")
 
     # ------------------------------------------------------------------ journal
     def append_journal(self, entry: bytes) -> int:

@@ -30,6 +30,7 @@ class MemoryStore(Store):
         self.journal: list[tuple[int, bytes]] = []
         self._seq = 0
         self.events: list[tuple[int, bytes]] = []
+        self.policies: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def check(self) -> None:
@@ -42,6 +43,12 @@ class MemoryStore(Store):
 
     def open_checkpoint(self) -> CheckpointReader | None:
         return None if self.checkpoint is None else _BytesReader(self.checkpoint, "memory")
+
+    def save_policy(self, version: str, text: str) -> None:
+        self.policies[version] = text
+
+    def load_policy(self, version: str) -> str | None:
+        return self.policies.get(version)
 
     def append_journal(self, entry: bytes) -> int:
         with self._lock:

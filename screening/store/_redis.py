@@ -378,6 +378,18 @@ class RedisStore(Store):
             raise CheckpointError(f"checkpoint pointer {self.url} key {self._latest}: malformed")
         return _RedisReader(self, gen, chunks, size, chunk_bytes)
 
+    # ------------------------------------------------------------------ policies
+    def save_policy(self, version: str, text: str) -> None:
+        with self.errors("keep the policy"):
+            self.r.hset(f"{self.prefix}policies", version, text.encode())
+
+    def load_policy(self, version: str) -> str | None:
+        with self.errors("read a kept policy"):
+            raw = self.r.hget(f"{self.prefix}policies", version)
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
     # ------------------------------------------------------------------ journal
     def append_journal(self, entry: bytes) -> int:
         with self.errors("append to the watchlist journal"):

@@ -3,6 +3,7 @@ that re-applies it (with the watchlist changes in between) to exactly the uninte
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ import pytest
 from screening.engine import Engine, JournalEvent
 from screening.errors import CheckpointError, StoreUnavailable
 from screening.model import NEVER, CallInput, WatchEntry
-from screening.policy import load_policy
+from screening.policy import default_policy_text, load_policy, parse_policy
 from screening.store import (
     EventWriter,
     FileStore,
@@ -23,6 +24,7 @@ from screening.store import (
     encode_event,
     feedback_journal_writer,
     journal_writer,
+    policy_keeper,
     restore_engine,
     save_checkpoint,
 )
@@ -197,3 +199,27 @@ def test_an_outage_answers_at_once_and_writes_the_queue_in_order_when_back() -> 
     again = _engine()
     restore_engine(again, store)
     assert_same_state(live, again)
+
+
+def test_events_under_a_swapped_policy_are_re_applied_from_its_kept_text(any_store: Store
+                                                                         ) -> None:
+    """A policy swapped in at run time (ReloadPolicy sends text the server's file does not
+    hold) is kept in the store: a restart with the file's policy re-applies the entries decided
+    under the swapped one, reaches the same state, and still runs the file's policy."""
+    live = _engine()
+    live.policy_keeper = policy_keeper(any_store)
+    live.policy_keeper(live.policy)
+    writer = _attach(live, any_store)
+    _traffic(live, 0, 200)
+    save_checkpoint(live, any_store)
+    text = re.sub(r'(?m)^version = "([^"]+)"', r'version = "\1-hot"', default_policy_text(), count=1)
+    text = text.replace("mule_inflow = 1_000_000", "mule_inflow = 200_000", 1)
+    hot = parse_policy(text, "policy_toml")
+    live.swap_policy(hot)
+    assert any_store.load_policy(hot.version) == text
+    _traffic(live, 200, 400)
+    writer.close()
+    again = _engine()
+    restore_engine(again, any_store)
+    assert_same_state(live, again)
+    assert again.policy.version != hot.version  # the configured policy stays the active one
