@@ -576,12 +576,16 @@ class Engine:
                 self._policies.popitem(last=False)
         return old
 
-    def set_shadows(self, shadows: Sequence[Policy]) -> None:
+    def set_shadows(self, shadows: Sequence[Policy],
+                    then: Callable[[], None] | None = None) -> None:
         """Decide every later transaction with ``shadows`` too, on the same features, and hand
-        their decisions to ``on_shadow``; they are never answered and change no state."""
+        their decisions to ``on_shadow``; they are never answered and change no state. ``then``
+        runs under the same lock (the sink learns of the new set between two decisions)."""
         with self._lock:
             self.shadows = tuple(shadows)
             self._reads = self._union_reads(self.policy, self.shadows)
+            if then is not None:
+                then()
 
     @staticmethod
     def _union_reads(active: Policy, shadows: Sequence[Policy]) -> np.ndarray | None:

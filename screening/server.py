@@ -146,6 +146,25 @@ class RunningServer:
             log.error("policy_refused", by=by, file=path or "(default)", error=str(exc),
                       running=self.engine.policy.version)
             return False
+        return self.reload_shadows(by)
+
+    def reload_shadows(self, by: str = "SIGHUP") -> bool:
+        """Re-read the shadow policy files (``[policy] shadow_files``) and decide with them from
+        the next transaction; False (and an error line) when one does not load: the running set
+        stays whole."""
+        recorder = self.shadow
+        paths = self.engine.settings.policy.shadow_paths()
+        if recorder is None or not paths:
+            return True
+        log = get_logger("screening.server")
+        try:
+            shadows = tuple(load_policy(p) for p in paths)
+        except ConfigError as exc:
+            log.error("shadow_policies_refused", by=by, error=str(exc),
+                      running=[s.version for s in self.engine.shadows])
+            return False
+        self.engine.set_shadows(shadows, then=lambda: recorder.use(shadows))
+        log.info("shadow_policies_swapped", by=by, versions=[s.version for s in shadows])
         return True
 
     def reload_auth(self, by: str = "SIGHUP") -> bool:

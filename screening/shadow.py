@@ -53,6 +53,7 @@ class _Batch:
     active: np.ndarray  # int64[n, N_DEC]
     active_version: str
     shadows: list[np.ndarray]
+    policies: tuple[Policy, ...]  # the shadow set that decided them (SIGHUP may change it)
 
 
 @dataclass
@@ -64,8 +65,9 @@ class ShadowRecorder:
     path: Path | None = None
     metrics: Metrics | None = None
     flush_s: float = 1.0
-    decided: list[int] = field(default_factory=list)
+    decided: dict[str, int] = field(default_factory=dict)  # by shadow version
     _queue: list[_Batch] = field(default_factory=list)
+    _retired: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -73,14 +75,23 @@ class ShadowRecorder:
     _out: IO[str] | None = None
 
     def __post_init__(self) -> None:
-        self.decided = [0] * len(self.shadows)
+        self.use(self.shadows)
+
+    def use(self, shadows: tuple[Policy, ...]) -> None:
+        """The engine decides with ``shadows`` from now on (called under its lock); a version
+        that stays keeps its running total."""
+        self.shadows = shadows
+        kept = {s.version: self.decided.get(s.version, 0) for s in shadows}
+        with self._lock:  # a retired one's last total is written at the next flush
+            self._retired.update({v: n for v, n in self.decided.items() if v not in kept})
+        self.decided = kept
 
     def __call__(self, txns: Sequence[TxnInput], active: np.ndarray, active_version: str,
                  shadows: list[np.ndarray]) -> None:
         for i, dec in enumerate(shadows):
-            self.decided[i] += len(txns)
+            version = self.shadows[i].version
+            self.decided[version] += len(txns)
             if self.metrics is not None:
-                version = self.shadows[i].version
                 actions, counts = np.unique(dec[:, DecisionCol.ACTION], return_counts=True)
                 for a, n in zip(actions.tolist(), counts.tolist(), strict=True):
                     self.metrics.shadow_decided(version, ACTION_NAMES[a], n)
@@ -90,7 +101,8 @@ class ShadowRecorder:
                     self.metrics.shadow_disagreed(version, differ)
         if self.path is not None:
             with self._lock:
-                self._queue.append(_Batch(txns, active, active_version, shadows))
+                self._queue.append(_Batch(txns, active, active_version, shadows,
+                                          self.shadows))
 
     # ------------------------------------------------------------------ the writer
     def start(self) -> None:
@@ -110,12 +122,13 @@ class ShadowRecorder:
         """Write what is queued, then the running totals."""
         with self._lock:
             batches, self._queue = self._queue, []
+            retired, self._retired = self._retired, {}
         if self._out is None:
             return
         lines = [line for b in batches for line in self._lines(b)]
         now = _iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000))
-        lines += [json.dumps({"kind": "totals", "shadow": s.version, "decisions": n, "at": now})
-                  for s, n in zip(self.shadows, self.decided, strict=True)]
+        lines += [json.dumps({"kind": "totals", "shadow": v, "decisions": n, "at": now})
+                  for v, n in (retired | self.decided).items()]
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
 
@@ -124,7 +137,7 @@ class ShadowRecorder:
         a_act = b.active[:, DecisionCol.ACTION].tolist()
         a_bits = b.active[:, DecisionCol.REASONS].tolist()
         a_flags = b.active[:, DecisionCol.FLAGS].tolist()
-        for s, dec in zip(self.shadows, b.shadows, strict=True):
+        for s, dec in zip(b.policies, b.shadows, strict=True):
             s_act = dec[:, DecisionCol.ACTION].tolist()
             s_bits = dec[:, DecisionCol.REASONS].tolist()
             s_flags = dec[:, DecisionCol.FLAGS].tolist()

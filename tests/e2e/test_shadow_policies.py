@@ -119,3 +119,35 @@ def test_a_bad_shadow_policy_stops_start_up_naming_its_line(tmp_path: Path) -> N
     settings = load_settings(overrides={"policy": {"shadow_files": str(bad)}})
     with pytest.raises(ConfigError, match=rf"{bad}:\d+: "):
         start_server(settings, port=0, auth=Authenticator.with_tokens(TOKENS))
+
+
+def test_reload_re_reads_the_shadow_files_and_a_bad_one_keeps_the_running_set(
+        tmp_path: Path) -> None:
+    """SIGHUP (``RunningServer.reload_policy``) re-reads the shadow files too: an edited
+    candidate decides from the next transaction, its log lines name it; one that does not load
+    is refused and the running set stays."""
+    first = default_policy_text().replace('version = "', 'version = "cand1-', 1)
+    live, log = _server(tmp_path, first)
+    try:
+        before = live.server.engine.shadows[0].version
+        live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), PROBE_FEN,
+                                     payer_opened=OLD, payee_opened=OLD))
+        second = default_policy_text().replace('version = "', 'version = "cand2-', 1) + EXTRA_RULE
+        (tmp_path / "candidate.toml").write_text(second, encoding="utf-8")
+        assert live.server.reload_policy(by="test") is True
+        after = live.server.engine.shadows[0].version
+        assert after != before and after.startswith("default-cand2-")
+        probe = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), PROBE_FEN,
+                                             payer_opened=OLD, payee_opened=OLD))
+        assert probe.action == pb.ACTION_ALLOW
+        assert _sample(live, "screening_shadow_decisions_total", shadow=after, action="WARN") == 1
+        (tmp_path / "candidate.toml").write_text(second + "\n[[rule]]\nbroken", encoding="utf-8")
+        assert live.server.reload_policy(by="test") is False
+        assert live.server.engine.shadows[0].version == after
+    finally:
+        _stop(live)
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    warned = [r for r in lines if r["kind"] == "decision" and r["shadow_action"] == "WARN"]
+    assert [(r["transaction_id"], r["shadow"]) for r in warned] == [(probe.transaction_id, after)]
+    totals = {r["shadow"]: r["decisions"] for r in lines if r["kind"] == "totals"}
+    assert totals == {before: 1, after: 1}
