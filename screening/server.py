@@ -544,8 +544,9 @@ def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
 
 def serve_forever(running: RunningServer, grace: float) -> None:
     """Block until SIGTERM/SIGINT, then stop accepting, drain for ``grace`` s and exit; on
-    SIGHUP re-read the policy file, the tokens file (or CRL) and the TLS certificates and swap
-    them in (a file that does not load is logged and what is running stays). The tokens file
+    SIGHUP re-read the policy and shadow policy files, the tokens file (or CRL) and the TLS
+    certificates and swap them in (a file that does not load is logged and what is running
+    stays). The tokens file
     or CRL is also re-read when it changes (looked at every RELOAD_POLL_S).
 
     When another server took the store (this one was cut off from it past its lease), stop the
