@@ -270,6 +270,14 @@ class AuditTrail:
         """Queue a record of ``kind`` (not a decision) with ``fields`` (JSON values)."""
         self.add((kind, self.clock_ns(), caller, rpc, policy, fields))
 
+    def note(self, kind: str, caller: Caller, rpc: str, policy: str, **fields: Any) -> bool:
+        """``event`` without waiting, for calls refused before any handler ran (access
+        denied): False, and nothing queued, when the writer is ``max_pending`` behind."""
+        if len(self._pending) >= self._max_pending:
+            return False
+        self.event(kind, caller, rpc, policy, **fields)
+        return True
+
     @property
     def pending(self) -> int:
         return len(self._pending)

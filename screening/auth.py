@@ -434,10 +434,12 @@ class FailureThrottle:
 
 
 # Called with (method, outcome, role, peer) for each refused call.
-DeniedHook = Callable[[str, str, str, str], None]
+# (method, outcome, the caller when it is known, peer address)
+DeniedHook = Callable[[str, str, "Caller | None", str], None]
 
 
-def _refuse(error: ScreeningError, context: grpc.ServicerContext, method: str, role: str,
+def _refuse(error: ScreeningError, context: grpc.ServicerContext, method: str,
+            caller: Caller | None,
             throttle: FailureThrottle | None, on_denied: DeniedHook | None) -> NoReturn:
     """Refuse the call with ``error`` where the caller's address is known: counted, logged,
     maybe refused as blocked."""
@@ -450,18 +452,19 @@ def _refuse(error: ScreeningError, context: grpc.ServicerContext, method: str, r
     if on_denied is not None:
         outcome = ("throttled" if isinstance(final, Throttled) else
                    "unauthenticated" if isinstance(final, Unauthenticated) else "permission_denied")
-        on_denied(method, outcome, role, peer)
+        on_denied(method, outcome, caller, peer)
     context.abort(final.code, str(final))
 
 
-def _deny(error: ScreeningError, handler: grpc.RpcMethodHandler[Any, Any], method: str, role: str,
+def _deny(error: ScreeningError, handler: grpc.RpcMethodHandler[Any, Any], method: str,
+          caller: Caller | None,
           throttle: FailureThrottle | None, on_denied: DeniedHook | None
           ) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler that refuses the call with ``error``; it runs in the server's default (control)
     threads."""
 
     def abort(_requests: Any, context: grpc.ServicerContext) -> Any:
-        _refuse(error, context, method, role, throttle, on_denied)
+        _refuse(error, context, method, caller, throttle, on_denied)
 
     return handler_like(handler, abort)
 
@@ -518,10 +521,10 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         try:
             caller = self.auth.identify(handler_call_details.invocation_metadata)
         except Unauthenticated as exc:
-            return _deny(exc, handler, method, "", self.throttle, self.on_denied)
+            return _deny(exc, handler, method, None, self.throttle, self.on_denied)
         refusal = _not_permitted(caller, method)
         if refusal is not None:
-            return _deny(refusal, handler, method, caller.role, self.throttle, self.on_denied)
+            return _deny(refusal, handler, method, caller, self.throttle, self.on_denied)
         return handler
 
     def _checked_in_call(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
@@ -537,10 +540,10 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 caller = self.auth.caller_of(context)
             except Unauthenticated as exc:
-                _refuse(exc, context, method, "", None, self.on_denied)
+                _refuse(exc, context, method, None, None, self.on_denied)
             refusal = _not_permitted(caller, method)
             if refusal is not None:
-                _refuse(refusal, context, method, caller.role, None, self.on_denied)
+                _refuse(refusal, context, method, caller, None, self.on_denied)
             return inner(request, context)
 
         pool = getattr(inner, "experimental_thread_pool", None)

@@ -32,7 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from screening._reflection import enable_reflection
 from screening.audit import AuditTrail
-from screening.auth import Authenticator, AuthInterceptor, FailureThrottle
+from screening.auth import Authenticator, AuthInterceptor, Caller, FailureThrottle
 from screening.config import Settings
 from screening.convert import Converter
 from screening.engine import Engine
@@ -418,8 +418,12 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     """Bind (with ``tls``, else plaintext), warm, start and report SERVING (the state is
     already restored)."""
 
-    def denied(method: str, outcome: str, role: str, peer: str) -> None:
-        log.info("access_denied", method=method, outcome=outcome, role=role, peer=peer)
+    def denied(method: str, outcome: str, caller: Caller | None, peer: str) -> None:
+        log.info("access_denied", method=method, outcome=outcome,
+                 role=caller.role if caller else "", peer=peer)
+        if audit is not None and outcome != "throttled":  # a blocked address: the log only
+            audit.note("denied", caller or Caller("", ""), method.rsplit("/", 1)[-1],
+                       engine.policy.version, outcome=outcome, peer=peer)
 
     opts = [
         ("grpc.max_receive_message_length", settings.server.max_message_bytes),

@@ -119,6 +119,27 @@ def test_the_ordinary_log_stays_masked(audited: tuple[Live, Path]) -> None:
     assert "audit_anchor" in live.log.getvalue()
 
 
+def test_refused_access_is_in_the_trail(audited: tuple[Live, Path]) -> None:
+    """A bank asking for a case graph (police only) and a call with an unknown token: each a
+    'denied' record with the method, the outcome, who (when known) and from where."""
+    live, d = audited
+    with pytest.raises(grpc.RpcError) as denied:
+        live.bank.export_case_graph(pb.ExportCaseGraphRequest(account_id=uid("a"), hops=1))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    stranger = ScreeningClient(live.server.address, "not-a-token")
+    with pytest.raises(grpc.RpcError) as unknown:
+        stranger.query_account(uid("a"))
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    stranger.close()
+    _stop(live)
+    assert verify(d).ok
+    refused = _by_kind(d)["denied"]
+    assert [(r["rpc"], r["outcome"], r["by"], r["role"]) for r in refused] == [
+        ("ExportCaseGraph", "permission_denied", "test-bank", "bank"),
+        ("QueryAccount", "unauthenticated", "", "")]
+    assert all(r["peer"] and r["policy"] == live.server.engine.policy.version for r in refused)
+
+
 def test_a_stalled_writer_refuses_calls_before_they_change_anything(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With max_pending records unwritten (a disk that fails), the next call is refused
