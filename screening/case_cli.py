@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from screening.remote_cli import add_client_options, connect
+from screening.remote_cli import add_client_options, connect, rpc_failure
 
 __all__ = ["add_case_command"]
 
@@ -108,7 +108,7 @@ def _cmd_case_export(args: argparse.Namespace) -> int:
         else:
             msg = _offline(args, req)
     except grpc.RpcError as exc:
-        print(f"screening: case export: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print(rpc_failure(args, args.server or "case export", exc), file=sys.stderr)
         return 1
     except ScreeningError as exc:
         print(f"screening: case export: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ from screening.audit_cli import add_audit_command
 from screening.case_cli import add_case_command
 from screening.checkpoint_cli import add_checkpoint_command
 from screening.errors import CheckpointError, ConfigError, InputFileError, StoreUnavailable
-from screening.remote_cli import add_client_options, connect
+from screening.remote_cli import add_client_options, connect, rpc_failure
 
 if TYPE_CHECKING:
     import polars as pl
@@ -365,8 +365,7 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
             try:
                 sent += client.upsert_accounts(profiles).upserted
             except grpc.RpcError as exc:
-                print(f"screening: {args.server}: {exc.code().name}: {exc.details()}",
-                      file=sys.stderr)
+                print(rpc_failure(args, args.server, exc), file=sys.stderr)
                 return 1
     print(f"{sent:,} accounts upserted to {args.server}")
     return 0
@@ -461,7 +460,7 @@ def _large_value_from_server(args: argparse.Namespace) -> pl.DataFrame | None:
         try:
             msg = client.large_value_report(args.date, args.institution or ())
         except grpc.RpcError as exc:
-            print(f"screening: {args.server}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(rpc_failure(args, args.server, exc), file=sys.stderr)
             return None
     if msg.identifiers_masked:
         print("note: account numbers are masked for this token's role", file=sys.stderr)

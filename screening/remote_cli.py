@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from screening.client import ScreeningClient
 
-__all__ = ["add_client_options", "connect"]
+__all__ = ["add_client_options", "connect", "rpc_failure"]
 
 
 def add_client_options(parser: argparse.ArgumentParser, token_help: str) -> None:
@@ -45,3 +45,27 @@ def connect(args: argparse.Namespace, address: str, timeout: float = 10.0) -> Sc
         tls = ClientTls(args.tls_ca or "", args.tls_cert or "", args.tls_key or "")
     token = args.token or os.environ.get("SCREENING_TOKEN")
     return ScreeningClient(address, token, timeout=timeout, tls=tls)
+
+
+def rpc_failure(args: argparse.Namespace, address: str, exc: Any) -> str:
+    """One line for a failed call (a ``grpc.RpcError``): its status and details, and for
+    UNAVAILABLE what to check, since grpc reports a refused TLS handshake only as a closed
+    socket."""
+    import grpc
+
+    code = exc.code()
+    line = f"screening: {address}: {code.name}: {exc.details()}"
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return line
+    if not (args.tls_ca or args.tls_cert):
+        hint = ("is the server running there? if it serves TLS, add --tls-ca (and, under mutual "
+                "TLS, --tls-cert and --tls-key)")
+    elif not args.tls_cert:
+        hint = ("is the server running there? a server with mutual TLS closes the connection "
+                "of a caller without a client certificate: add --tls-cert and --tls-key")
+    else:
+        hint = ("is the server running there? a server with mutual TLS closes the connection "
+                "when it does not trust the client certificate's CA, the certificate has expired "
+                "or its CA's revocation list names it; and --tls-ca must hold the CA of the "
+                "server's certificate")
+    return f"{line}\n  {hint}"

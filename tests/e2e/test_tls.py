@@ -400,6 +400,10 @@ def test_report_from_the_command_line_over_mutual_tls(mtls: TlsServer, pki: Pki,
     assert main([*args, "--tls-cert", bank.cert_file, "--tls-key", bank.key_file,
                  "--institution", "BANK02"]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err
+    # no client certificate: grpc says only that the socket closed; the command says what to add
+    assert main([*args, "--token", _token("police")]) == 1
+    err = capsys.readouterr().err
+    assert "UNAVAILABLE" in err and "add --tls-cert and --tls-key" in err
 
 
 # ------------------------------------------------------------------------- revoked certificates
