@@ -229,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="where the journals are written")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
+    # each figure is a median over blocks after the first (it warms caches): two at least
+    if args.block < 1 or args.unary < 2 * args.block:
+        ap.error(f"--unary must be at least twice --block (two blocks), got {args.unary} and "
+                 f"{args.block}")
+    if args.batches < 2 or args.threads < 1:
+        ap.error("--batches must be 2 or more and --threads 1 or more")
     r = stamp(measure(args.unary, args.batches, args.block, args.dir, args.threads))
     for line in lines(r):
         print(line)
