@@ -311,35 +311,38 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="screening-demo-"))
     log_path = log_dir / "server.log"
     audit_dir = log_dir / "audit"
-    with log_path.open("w", encoding="utf-8") as log_stream:
-        settings = Settings(audit=AuditSettings(dir=str(audit_dir)))
-        masker = configure_logging(settings.log, stream=log_stream)
-        auth = Authenticator.with_tokens({t: (f"demo-{r}", r) for r, t in _TOKENS.items()})
-        out.write("loading the screening kernels (the first start on a machine compiles them, "
-                  "1-2 minutes on 2 cores; later starts load them from the cache in seconds)\n")
-        out.flush()
-        policy = load_policy(settings.policy.file)
-        engine = Engine(settings, policy)
-        progress = _WarmProgress(out)
-        engine.warm_up(progress=progress)
-        progress.done()
-        running = start_server(settings, policy=policy, masker=masker, auth=auth, port=0,
-                               engine=engine)
-        out.write(f"server on {running.address} (embedded state); JSON logs in {log_path}\n\n")
-        clients: dict[str, ScreeningClient] = {
-            r: ScreeningClient(running.address, t) for r, t in _TOKENS.items()}
-        try:
-            for c in clients.values():
-                c.wait_ready()
-            day = _Day(dt.datetime.now(CST).date() - dt.timedelta(days=1))
-            out.write(f"A scripted day, {day.day.isoformat()} (UTC+8)\n\n")
-            _script(day, clients["bank"], clients["telecom"], clients["police"])
-            _print_table(day, out)
-            _epilogue(day, clients, out, running.address)
-        finally:
-            for c in clients.values():
-                c.close()
-            running.stop(1.0)
+    # left open for the rest of the process: structlog caches each logger bound to this
+    # stream on first use, so a closed one would fail whatever logs later (the tests' next)
+    log_stream = log_path.open("w", encoding="utf-8")
+    settings = Settings(audit=AuditSettings(dir=str(audit_dir)))
+    masker = configure_logging(settings.log, stream=log_stream)
+    auth = Authenticator.with_tokens({t: (f"demo-{r}", r) for r, t in _TOKENS.items()})
+    out.write("loading the screening kernels (the first start on a machine compiles them, "
+              "1-2 minutes on 2 cores; later starts load them from the cache in seconds)\n")
+    out.flush()
+    policy = load_policy(settings.policy.file)
+    engine = Engine(settings, policy)
+    progress = _WarmProgress(out)
+    engine.warm_up(progress=progress)
+    progress.done()
+    running = start_server(settings, policy=policy, masker=masker, auth=auth, port=0,
+                           engine=engine)
+    out.write(f"server on {running.address} (embedded state); JSON logs in {log_path}\n\n")
+    clients: dict[str, ScreeningClient] = {
+        r: ScreeningClient(running.address, t) for r, t in _TOKENS.items()}
+    try:
+        for c in clients.values():
+            c.wait_ready()
+        day = _Day(dt.datetime.now(CST).date() - dt.timedelta(days=1))
+        out.write(f"A scripted day, {day.day.isoformat()} (UTC+8)\n\n")
+        _script(day, clients["bank"], clients["telecom"], clients["police"])
+        _print_table(day, out)
+        _epilogue(day, clients, out, running.address)
+    finally:
+        for c in clients.values():
+            c.close()
+        running.stop(1.0)
+        log_stream.flush()
     audit = verify(audit_dir)
     out.write(f"\nAudit trail in {audit_dir} (`screening audit verify {audit_dir}`):\n"
               + "".join(f"  {line}\n" for line in audit.summary().splitlines())

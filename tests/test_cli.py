@@ -20,6 +20,7 @@ from screening.auth import add_token
 from screening.cli import build_parser, main
 from screening.client import ScreeningClient, transaction
 from screening.demo import _WarmProgress, _width, _wrap, run_demo
+from screening.logs import get_logger
 from tests.conftest import free_port, recent, serve_process, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,6 +227,9 @@ def test_demo_plays_every_scenario(tmp_path: Path) -> None:
     # every call of the day is in the audit trail, whose chain verifies
     assert re.search(r"^  OK: [\d,]+ records in 1 file\(s\)", text, re.M)
     assert "decision" in text and "watchlist 1" in text
+    # whatever logs after it in this process still writes (structlog keeps the demo's stream)
+    get_logger("screening.test").info("after_demo")
+    assert "after_demo" in (tmp_path / "server.log").read_text()
 
 
 def test_demo_table_wraps_between_words_and_aligns_wide_characters() -> None:
