@@ -17,6 +17,7 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import grpc.aio
 
 __all__ = ["ECHO_SERVICE", "echo_method", "main"]
 
@@ -47,10 +48,48 @@ def _handlers(replies: dict[str, bytes]) -> Any:
     return grpc.method_handlers_generic_handler(ECHO_SERVICE, table)
 
 
+def _aio_handlers(replies: dict[str, bytes]) -> Any:
+    """The same table for ``grpc.aio`` (coroutines on one event loop instead of a thread pool)."""
+
+    def unary(reply: bytes) -> Any:
+        async def handle(_request: bytes, _context: Any) -> bytes:
+            return reply
+
+        return grpc.unary_unary_rpc_method_handler(handle)
+
+    def stream(reply: bytes) -> Any:
+        async def handle(requests: Any, _context: Any) -> Any:
+            async for _ in requests:
+                yield reply
+
+        return grpc.stream_stream_rpc_method_handler(handle)
+
+    table = {k.capitalize(): (stream if k == "stream" else unary)(v) for k, v in replies.items()}
+    return grpc.method_handlers_generic_handler(ECHO_SERVICE, table)
+
+
+async def _serve_aio(replies: dict[str, bytes], port: int, options: list[tuple[str, int]]) -> None:
+    import asyncio
+
+    server = grpc.aio.server(options=options)
+    server.add_generic_rpc_handlers((_aio_handlers(replies),))
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print(f"PORT {bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(0.5)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench._echo", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-workers", type=int, default=8)
+    parser.add_argument("--aio", action="store_true",
+                        help="a grpc.aio server (one event loop) instead of the threaded one")
     parser.add_argument("--reply", action="append", default=[], metavar="KIND=BYTES",
                         help=f"reply size per request kind ({', '.join(KINDS)})")
     args = parser.parse_args(argv)
@@ -62,11 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes[kind] = int(size)
     # Bytes that look like a protobuf (a field of the right length), not a zero run.
     replies = {k: bytes((i * 31 + 7) % 251 for i in range(n)) for k, n in sizes.items()}
+    options = [("grpc.max_receive_message_length", 32 * 1024 * 1024),
+               ("grpc.max_send_message_length", 32 * 1024 * 1024),
+               ("grpc.so_reuseport", 0)]
+    if args.aio:
+        import asyncio
+
+        asyncio.run(_serve_aio(replies, args.port, options))
+        return 0
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="rpc"),
-        options=[("grpc.max_receive_message_length", 32 * 1024 * 1024),
-                 ("grpc.max_send_message_length", 32 * 1024 * 1024),
-                 ("grpc.so_reuseport", 0)],
+        options=options,
     )
     server.add_generic_rpc_handlers((_handlers(replies),))
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")

@@ -29,8 +29,11 @@ def available() -> bool:
 
 
 def capacity(address: str, method: str, message: bytes, token: str = "", *, duration_s: float = 3.0,
-             clients: int = 2, in_flight: int = 16) -> dict[str, Any]:
-    """Closed loop, ``clients`` connections x ``in_flight`` streams, as fast as answered."""
+             clients: int = 2, in_flight: int = 16, rate_per_s: float | None = None
+             ) -> dict[str, Any]:
+    """Closed loop, ``clients`` connections x ``in_flight`` streams, as fast as answered; with
+    ``rate_per_s``, at most that many requests a second in all (h2load's ``--rps`` per client:
+    a paced loop, so a server slower than the rate is measured at its own pace)."""
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
         body = Path(tmp) / "body.bin"
         body.write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
@@ -40,6 +43,8 @@ def capacity(address: str, method: str, message: bytes, token: str = "", *, dura
                 "-D", f"{duration_s:g}", "--log-file", str(log), f"http://{address}{method}"]
         if token:
             args[5:5] = ["-H", f"authorization: Bearer {token}"]
+        if rate_per_s is not None:
+            args[5:5] = [f"--rps={rate_per_s / clients:g}"]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 60)
         text = proc.stdout
         rate = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text)
@@ -47,7 +52,8 @@ def capacity(address: str, method: str, message: bytes, token: str = "", *, dura
                            r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
         lat = np.loadtxt(log, ndmin=2)[:, 2] / 1000.0 if log.exists() and log.stat().st_size else None
     out: dict[str, Any] = {
-        "generator": "h2load (C), closed loop",
+        "generator": "h2load (C), " + ("closed loop" if rate_per_s is None
+                                       else f"paced at {rate_per_s:g}/s"),
         "clients": clients,
         "in_flight_per_client": in_flight,
         "duration_s": duration_s,

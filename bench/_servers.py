@@ -126,12 +126,14 @@ def start_service(workdir: Path, env: Mapping[str, str] | None = None,
     return ServerProcess("service", proc, port, log_path, log), token
 
 
-def start_echo(workdir: Path, reply_bytes: Mapping[str, float], timeout: float = 60.0) -> ServerProcess:
-    """Start the echo baseline answering each request kind with ``reply_bytes[kind]`` bytes."""
+def start_echo(workdir: Path, reply_bytes: Mapping[str, float], timeout: float = 60.0, *,
+               aio: bool = False) -> ServerProcess:
+    """Start the echo baseline answering each request kind with ``reply_bytes[kind]`` bytes
+    (``aio``: the grpc.aio server instead of the threaded one)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "echo.log"
+    log_path = workdir / ("echo-aio.log" if aio else "echo.log")
     log = log_path.open("wb")
-    args = [sys.executable, "-m", "bench._echo", "--port", "0"]
+    args = [sys.executable, "-m", "bench._echo", "--port", "0", *(["--aio"] if aio else [])]
     for kind, size in reply_bytes.items():
         args += ["--reply", f"{kind}={round(size)}"]
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -141,4 +143,5 @@ def start_echo(workdir: Path, reply_bytes: Mapping[str, float], timeout: float =
         proc.kill()
         log.close()
         raise
-    return ServerProcess("baseline", proc, int(line.split()[1]), log_path, log)
+    return ServerProcess("baseline-aio" if aio else "baseline", proc, int(line.split()[1]),
+                         log_path, log)
