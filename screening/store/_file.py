@@ -110,6 +110,25 @@ def open_checkpoint_file(path: str | Path) -> CheckpointReader:
     return _FileReader(Path(path), f"file {path}")
 
 
+def _write_atomically(final: Path, tmp: Path, pieces: Iterable[Piece], location: str,
+                      action: str) -> None:
+    """``pieces`` into ``tmp`` (owner-only), fsync'd, renamed over ``final``, the directory
+    fsync'd: a reader sees the old file or the whole new one; ``tmp`` never stays behind."""
+    try:
+        with _errors(location, action):
+            with _private_writer(tmp) as f:
+                for piece in pieces:
+                    f.write(piece)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 class FileStore(Store):
     """Checkpoints and the watchlist journal in the directory ``path``.
 
@@ -187,19 +206,7 @@ class FileStore(Store):
     def write_checkpoint(self, pieces: Iterable[Piece]) -> str:
         final = self.checkpoint_path
         tmp = self.dir / f".{CHECKPOINT}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with _errors(self.location, f"write {tmp}"):
-                with _private_writer(tmp) as f:
-                    for piece in pieces:
-                        f.write(piece)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, final)
-                _fsync_dir(self.dir)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _write_atomically(final, tmp, pieces, self.location, f"write {tmp}")
         return str(final)
 
     def open_checkpoint(self) -> CheckpointReader | None:
@@ -216,20 +223,10 @@ class FileStore(Store):
         path = self._policy_path(version)
         if path.exists():
             return
+        with _errors(self.location, f"write {path}"):
+            path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        try:
-            with _errors(self.location, f"write {path}"):
-                path.parent.mkdir(mode=0o700, exist_ok=True)
-                with _private_writer(tmp) as f:
-                    f.write(text.encode())
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-                _fsync_dir(path.parent)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _write_atomically(path, tmp, [text.encode()], self.location, f"write {path}")
 
     def load_policy(self, version: str) -> str | None:
         path = self._policy_path(version)
