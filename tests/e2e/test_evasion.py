@@ -1,0 +1,90 @@
+"""Input that validation used to accept and the rules then did not see for what it was, through a
+real channel: an id or device with an invisible tail is "another" entity than the listed one, a
+transfer whose payee is called a cash terminal skips the customer rules, a memo keyword typed
+full-width or split by spaces is no keyword. Each answered ALLOW where the plain form is held."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from screening.client import transaction, watch_entry
+from screening.v1 import screening_pb2 as pb
+from tests.conftest import Live, recent, uid
+
+OLD = "2015-01-05"
+
+
+def _codes(decision: pb.Decision) -> list[str]:
+    return [r.code for r in decision.reasons]
+
+
+def _refused(live: Live, txn: pb.Transaction) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        live.bank.screen(txn)
+    return info.value
+
+
+@pytest.mark.parametrize("tail", ["\n", "\r\n"])
+def test_an_account_id_with_a_line_break_at_its_end_is_refused_not_a_new_account(
+        live: Live, tail: str) -> None:
+    """'MULE\\n' matched the id pattern (its '$' matches before a final newline): a payment to
+    a listed payee spelled so was ALLOW. Now INVALID_ARGUMENT naming the field, everywhere an
+    id is taken (payee, transaction id, watchlist entry)."""
+    mule = uid("mule")
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, mule, "fraud", "police")])
+    listed = live.bank.screen(transaction(uid("t"), recent(), uid("v"), mule, 500_000))
+    assert listed.action == pb.ACTION_STOP_PAYMENT
+    err = _refused(live, transaction(uid("t"), recent(), uid("v"), mule + tail, 500_000))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.details() or "").startswith("payee.account_id:"), err.details()
+    err = _refused(live, transaction(uid("t") + tail, recent(), uid("v"), uid("p"), 100))
+    assert (err.details() or "").startswith("transaction_id:"), err.details()
+    with pytest.raises(grpc.RpcError) as info:
+        live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, uid("m") + tail,
+                                                  "fraud", "police")])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("spelling", ["{} ", " {}", "{}\n", "{}\t", "{}\u200b", "\ufeff{}"])
+def test_a_device_id_with_invisible_characters_is_refused_not_a_new_device(
+        live: Live, spelling: str) -> None:
+    """A listed device reported with a space, tab, line break or zero-width character around it
+    was another device (ALLOW); now INVALID_ARGUMENT naming device_id."""
+    device = uid("dev")
+    live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_DEVICE, device, "stolen", "police")])
+    assert live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 500,
+                                        device_id=device)).action == pb.ACTION_HOLD
+    err = _refused(live, transaction(uid("t"), recent(), uid("a"), uid("b"), 500,
+                                     device_id=spelling.format(device)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.details() or "").startswith("device_id:"), err.details()
+    # an inner space stays allowed (device names have them)
+    ok = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 500,
+                                      device_id=f"Pixel 7 {uid('d')}"))
+    assert ok.action == pb.ACTION_ALLOW
+
+
+def test_a_cash_terminal_party_is_only_taken_on_a_cash_transaction(live: Live) -> None:
+    """A transfer (cash = false) whose payee is called a CASH_TERMINAL skipped every rule about
+    customers: the fraud-memo payment to a new payee, HOLD as a person, was ALLOW. A terminal is
+    the cash side of a deposit or withdrawal: now INVALID_ARGUMENT naming the party type; a
+    withdrawal at a terminal is still taken."""
+    memo = "转到安全账户"
+    person = live.bank.screen(transaction(uid("t"), recent(), uid("v"), uid("p"), 500_000,
+                                          memo=memo, payer_opened=OLD, payee_opened=OLD))
+    assert "FRAUD_MEMO_NEW_PAYEE" in _codes(person) and person.action == pb.ACTION_HOLD
+    for side in ("payee", "payer"):
+        kw = {f"{side}_type": pb.PARTY_TYPE_CASH_TERMINAL}
+        err = _refused(live, transaction(uid("t"), recent(), uid("v"), uid("p"), 500_000,
+                                         memo=memo, payer_opened=OLD, **kw))  # type: ignore[arg-type]
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (err.details() or "").startswith(f"{side}.party_type:"), err.details()
+    err = _refused(live, transaction(uid("t"), recent(), uid("atm"), uid("ctr"), 500_000,
+                                     cash=True, payer_type=pb.PARTY_TYPE_CASH_TERMINAL,
+                                     payee_type=pb.PARTY_TYPE_CASH_TERMINAL))
+    assert (err.details() or "").startswith("payee.party_type:"), err.details()
+    cash = live.bank.screen(transaction(uid("t"), recent(), uid("v"), uid("atm"), 500_000,
+                                        cash=True, channel=pb.CHANNEL_ATM, payer_opened=OLD,
+                                        payee_type=pb.PARTY_TYPE_CASH_TERMINAL))
+    assert cash.action == pb.ACTION_ALLOW
