@@ -88,3 +88,16 @@ def test_a_cash_terminal_party_is_only_taken_on_a_cash_transaction(live: Live) -
                                         cash=True, channel=pb.CHANNEL_ATM, payer_opened=OLD,
                                         payee_type=pb.PARTY_TYPE_CASH_TERMINAL))
     assert cash.action == pb.ACTION_ALLOW
+
+
+@pytest.mark.parametrize("memo", ["ｓａｆｅ ａｃｃｏｕｎｔ", "safe\u200baccount", "safe  account",
+                                  "安全\u200b账户", "安 全 账 户", "Safe\u00adAccount"])
+def test_memo_keywords_match_full_width_spaced_and_zero_width_spellings(
+        live: Live, memo: str) -> None:
+    """A fraud keyword typed full-width (a Chinese input method's full-width mode), split by
+    spaces or by an invisible character was no keyword (ALLOW); memos and keywords are now
+    compared in one normal form (NFKC, lower case, no whitespace or format characters)."""
+    d = live.bank.screen(transaction(uid("t"), recent(), uid("v"), uid("p"), 500_000, memo=memo,
+                                     payer_opened=OLD, payee_opened=OLD))
+    assert "FRAUD_MEMO_NEW_PAYEE" in _codes(d), (memo, _codes(d))
+    assert d.action == pb.ACTION_HOLD
