@@ -677,8 +677,27 @@ def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int
 
 
 @helper
-def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int) -> float:
-    return float(sc[e, day_col + k]) if sc[e, day_col] == (ts + tz) // DAY_MS else 0.0
+def _day_part(amount: int, flags: int, k: int) -> int:
+    """What one transaction adds to day sum ``k`` (as ``_day_add`` adds it)."""
+    if k == DAY_CASH:
+        return amount if flags & TF_CASH else 0
+    if k == DAY_XFER:
+        return 0 if flags & TF_CASH else amount
+    if k == DAY_XB:
+        return amount if flags & TF_XBORDER else 0
+    return 0 if flags & (TF_CASH | TF_XBORDER) else amount  # DAY_DOMESTIC
+
+
+@helper
+def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int, amount: int,
+             flags: int) -> float:
+    """Day sum ``k`` of the local day of ``ts`` after the transaction (``amount``, ``flags``) was
+    added. A late transaction of an earlier day than the newest seen is not added (that day's
+    sums are gone): its own part then, which its day's sum holds at least, so a payment over a
+    reporting line is flagged whenever it arrives."""
+    if sc[e, day_col] == (ts + tz) // DAY_MS:
+        return float(sc[e, day_col + k])
+    return float(_day_part(amount, flags, k))
 
 
 @helper
@@ -880,10 +899,10 @@ def _txn(
     if need[F_PAYER_PAYBACK_7D]:
         f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):
-        f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
-        f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
-    f[r, F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC)
-    f[r, F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC)
+        f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k, amount, fl)
+        f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k, amount, fl)
+    f[r, F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC, amount, fl)
+    f[r, F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC, amount, fl)
 
 
 @helper

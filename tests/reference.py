@@ -21,7 +21,8 @@ The meanings modelled here (the kernels must agree with every one):
   saturates at ``RING_K``.
 * **Relationships.** A set of ``(kind, a, b)`` pairs with the last time each was seen.
 * **Day sums.** Per account and direction, the cash / transfer / cross-border sums of the newest
-  local day seen; events of an earlier day than that are not added anywhere.
+  local day seen; events of an earlier day than that are not added anywhere, and their own
+  day features are their own amount (what their day's sum holds at least).
 * **EWMA** of ``log(amount)`` of an account's outgoing transfers, updated after the features
   that read it; the float operations are written in the kernels' order so results are equal.
 * **Rules.** A rule fires when all its conditions hold; the strongest action wins, reason bits
@@ -416,11 +417,16 @@ class _DaySums:
         if flags & TF_XBORDER:
             self.cross_border += amount
 
-    def get(self, ts: int, tz: int) -> tuple[int, int, int, int]:
-        """(cash, transfers, cross-border, domestic transfers) of the day of ``ts``."""
+    def get(self, ts: int, tz: int, amount: int, flags: int) -> tuple[int, int, int, int]:
+        """(cash, transfers, cross-border, domestic transfers) of the day of ``ts``, after the
+        transaction (``amount``, ``flags``) was added; of an earlier day than the newest (a late
+        one, not added): that transaction's own parts."""
         if self.day is not None and self.day == (ts + tz) // DAY_MS:
             return self.cash, self.transfer, self.cross_border, self.domestic
-        return 0, 0, 0, 0
+        cash = bool(flags & TF_CASH)
+        xb = bool(flags & TF_XBORDER)
+        return (amount if cash else 0, 0 if cash else amount, amount if xb else 0,
+                0 if cash or xb else amount)
 
 
 @dataclass
@@ -1022,12 +1028,12 @@ class ReferenceEngine:
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_INVEST_7D] = float(pw.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
-        for k, value in enumerate(payer.day[_OUT].get(ts, tz)[:3]):
+        for k, value in enumerate(payer.day[_OUT].get(ts, tz, amount, fl)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)
-        for k, value in enumerate(payee.day[_IN].get(ts, tz)[:3]):
+        for k, value in enumerate(payee.day[_IN].get(ts, tz, amount, fl)[:3]):
             f[F_PAYEE_DAY_CASH + k] = float(value)
-        f[F_PAYER_DAY_DOMESTIC] = float(payer.day[_OUT].get(ts, tz)[3])
-        f[F_PAYEE_DAY_DOMESTIC] = float(payee.day[_IN].get(ts, tz)[3])
+        f[F_PAYER_DAY_DOMESTIC] = float(payer.day[_OUT].get(ts, tz, amount, fl)[3])
+        f[F_PAYEE_DAY_DOMESTIC] = float(payee.day[_IN].get(ts, tz, amount, fl)[3])
         return f
 
     # ------------------------------------------------------------ calls

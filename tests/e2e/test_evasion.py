@@ -101,3 +101,24 @@ def test_memo_keywords_match_full_width_spaced_and_zero_width_spellings(
                                      payer_opened=OLD, payee_opened=OLD))
     assert "FRAUD_MEMO_NEW_PAYEE" in _codes(d), (memo, _codes(d))
     assert d.action == pb.ACTION_HOLD
+
+
+def test_a_late_payment_of_an_earlier_local_day_keeps_its_large_value_flag(live: Live) -> None:
+    """A cash withdrawal over the 50,000 CNY line dated the local day before the payer's latest
+    payment (a late end-of-day file) had day sums of 0 — its own amount was not counted either —
+    and no large-value flag; its day features are now at least its own amount."""
+    import datetime as dt
+
+    who = uid("late")
+    now = dt.datetime.now(dt.UTC)
+    local_midnight = (now + dt.timedelta(hours=8)).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0) - dt.timedelta(hours=8)
+    live.bank.screen(transaction(uid("t"), max(local_midnight, now - dt.timedelta(minutes=4)),
+                                 who, uid("shop"), 1_000, payer_opened=OLD,
+                                 payee_type=pb.PARTY_TYPE_ORGANISATION))
+    late = live.bank.screen(transaction(uid("t"), local_midnight - dt.timedelta(hours=3), who,
+                                        uid("atm"), 6_000_000, cash=True, channel=pb.CHANNEL_ATM,
+                                        payer_opened=OLD,
+                                        payee_type=pb.PARTY_TYPE_CASH_TERMINAL))
+    assert late.reports.large_value, (_codes(late), dict(late.features))
+    assert late.features["payer_day_cash_out_sum"] == 6_000_000

@@ -475,7 +475,9 @@ def test_event_older_than_the_7d_ring_is_dropped_from_windows() -> None:
     for win in ("1m", "1h", "24h", "7d"):
         assert late[tcol(f"payer_out_count_{win}")] == 0.0
         assert late[tcol(f"payee_in_sum_{win}")] == 0.0
-    assert late[tcol("payer_day_transfer_out_sum")] == 0.0  # an earlier day than the newest
+    # an earlier day than the newest: its day sums are gone, the late event's own amount stays
+    assert late[tcol("payer_day_transfer_out_sum")] == 4_000.0
+    assert late[tcol("payer_day_cash_out_sum")] == 0.0
     assert late[tcol("payer_history_count")] == 2.0
     snap = out.state.snapshot(0, T0 + 8 * DAY_MS, make_params())
     assert snap[scol("out_count_7d")] == 1.0
