@@ -45,6 +45,9 @@ NBUCKET = 31
 # after the buckets, one running total per window: the sum of that window's live buckets,
 # so a window read at the newest time is one load instead of a loop over its buckets
 TOT_OFF = 31
+# Sums of money (fen) saturate here instead of wrapping past int64 (``_sat_add``); an amount is
+# at most this (``screening.convert``), so a sum of two never overflows before the check.
+SUM_MAX = 2**62
 NSLOT = 35
 # State arrays are [entity, slot, channel] so that one bucket's channels share a cache line, and
 # every bucket carries a tag: the epoch it was last written in. A bucket whose tag is not its
@@ -274,6 +277,13 @@ def _slots(ep: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 
 @helper
+def _sat_add(a: int, b: int) -> int:
+    """``a + b`` for sums of money (both in 0..SUM_MAX), saturating at SUM_MAX: int64 would wrap
+    to a negative sum that no "sum >= line" condition meets."""
+    return a + b if a <= SUM_MAX - b else SUM_MAX
+
+
+@helper
 def _advance(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int,
              ep: tuple[int, int, int, int]) -> None:
     """Move every window's head to ``ep``, retiring the live buckets it passes over from the totals."""
@@ -298,7 +308,17 @@ def _advance(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray
                     for c in range(ncc):
                         cnt[e, tot, c] -= cnt[e, s, c]
                     for c in range(nsc):
-                        amt[e, tot, c] -= amt[e, s, c]
+                        if amt[e, tot, c] < SUM_MAX:  # exact below the cap
+                            amt[e, tot, c] -= amt[e, s, c]
+            # a total at the cap is not the sum of its buckets: add up those still in the window
+            for c in range(nsc):
+                if amt[e, tot, c] >= SUM_MAX:
+                    total = 0
+                    for k in range(ep[w] - nb + 1, ep[w] + 1):
+                        s = off + k % nb
+                        if tag[e, s] == k & TAG_MASK:
+                            total = _sat_add(total, amt[e, s, c])
+                    amt[e, tot, c] = total
         head[e, w] = ep[w]
 
 
@@ -330,11 +350,11 @@ def _bucket_add(
             x = (cmask >> c) & 1
             cnt[e, s, c] += x
             cnt[e, t, c] += x
-        amt[e, s, 0] += s0
-        amt[e, t, 0] += s0
+        amt[e, s, 0] = _sat_add(amt[e, s, 0], s0)
+        amt[e, t, 0] = _sat_add(amt[e, t, 0], s0)
         if nsc > 1:
-            amt[e, s, 1] += s1
-            amt[e, t, 1] += s1
+            amt[e, s, 1] = _sat_add(amt[e, s, 1], s1)
+            amt[e, t, 1] = _sat_add(amt[e, t, 1], s1)
 
 
 @helper
@@ -352,7 +372,7 @@ def _win_sum(arr: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int, ch: int
     for k in range(lo, hi + 1):
         s = off + k % nb
         if tag[e, s] == k & TAG_MASK:
-            total += arr[e, s, ch]
+            total = _sat_add(total, arr[e, s, ch])
     return total
 
 
@@ -657,26 +677,6 @@ def _ratio(num: int, den: int) -> float:
 
 
 @helper
-def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
-    """Per-local-day sums for large-value reporting: cash, transfers, cross-border, domestic."""
-    day = (ts + tz) // DAY_MS
-    if day < sc[e, day_col]:
-        return
-    if day > sc[e, day_col]:
-        sc[e, day_col] = day
-        for k in range(DAY_CASH, DAY_DOMESTIC + 1):
-            sc[e, day_col + k] = 0
-    if flags & TF_CASH:
-        sc[e, day_col + DAY_CASH] += amount
-    else:
-        sc[e, day_col + DAY_XFER] += amount
-        if not flags & TF_XBORDER:
-            sc[e, day_col + DAY_DOMESTIC] += amount
-    if flags & TF_XBORDER:
-        sc[e, day_col + DAY_XB] += amount
-
-
-@helper
 def _day_part(amount: int, flags: int, k: int) -> int:
     """What one transaction adds to day sum ``k`` (as ``_day_add`` adds it)."""
     if k == DAY_CASH:
@@ -686,6 +686,22 @@ def _day_part(amount: int, flags: int, k: int) -> int:
     if k == DAY_XB:
         return amount if flags & TF_XBORDER else 0
     return 0 if flags & (TF_CASH | TF_XBORDER) else amount  # DAY_DOMESTIC
+
+
+@helper
+def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
+    """Per-local-day sums for large-value reporting: cash, transfers, cross-border, domestic."""
+    day = (ts + tz) // DAY_MS
+    if day < sc[e, day_col]:
+        return
+    if day > sc[e, day_col]:
+        sc[e, day_col] = day
+        for k in range(DAY_CASH, DAY_DOMESTIC + 1):
+            sc[e, day_col + k] = 0
+    for k in range(DAY_CASH, DAY_DOMESTIC + 1):
+        part = _day_part(amount, flags, k)
+        if part:
+            sc[e, day_col + k] = _sat_add(sc[e, day_col + k], part)
 
 
 @helper

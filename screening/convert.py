@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from features.state import TIME_MAX_MS
+from features.state import SUM_MAX, TIME_MAX_MS
 from screening.config import Settings
 from screening.errors import InvalidRequest
 from screening.ledger import day_text, parse_day
@@ -247,6 +247,10 @@ class Converter:
         if currency is None:
             known = ", ".join(sorted(self.settings.currencies))
             raise InvalidRequest(f + "amount.currency", f"unknown currency {code} (known: {known})")
+        fen = currency.to_fen(minor)
+        if fen > SUM_MAX:  # the kernels' sums saturate there (a rate from config can pass it)
+            raise InvalidRequest(f + "amount.minor_units",
+                                 f"worth more than {SUM_MAX} fen at the {code} rate")
         return TxnInput(
             transaction_id=tid,
             event_time_ms=event_ms,
@@ -254,7 +258,7 @@ class Converter:
             payee=payee,
             amount_minor=minor,
             currency=code,
-            amount_fen=max(1, currency.to_fen(minor)),
+            amount_fen=max(1, fen),
             channel=self._enum(t.channel, _CHANNELS, f + "channel"),
             cash=t.cash,
             cross_border=t.cross_border,

@@ -261,6 +261,7 @@ from features._kernels import (
     SC_CONFIRMED_UNTIL,
     SC_MULE_UNTIL,
     SC_VICTIM_UNTIL,
+    SUM_MAX,
     TF_CASH,
     TF_MEMO_FRAUD,
     TF_MEMO_INVEST,
@@ -353,7 +354,8 @@ class _Windows:
         nb = WIN_NB[w]
         lo = max(ep - nb, head - nb)  # exclusive
         hi = min(ep, head)
-        return sum(self.values.get((channel, w, k), 0) for k in range(lo + 1, hi + 1))
+        # sums of money saturate at SUM_MAX instead of wrapping (counts never get near it)
+        return min(SUM_MAX, sum(self.values.get((channel, w, k), 0) for k in range(lo + 1, hi + 1)))
 
 
 class _Ring:
@@ -422,7 +424,8 @@ class _DaySums:
         transaction (``amount``, ``flags``) was added; of an earlier day than the newest (a late
         one, not added): that transaction's own parts."""
         if self.day is not None and self.day == (ts + tz) // DAY_MS:
-            return self.cash, self.transfer, self.cross_border, self.domestic
+            return (min(SUM_MAX, self.cash), min(SUM_MAX, self.transfer),
+                    min(SUM_MAX, self.cross_border), min(SUM_MAX, self.domestic))
         cash = bool(flags & TF_CASH)
         xb = bool(flags & TF_XBORDER)
         return (amount if cash else 0, 0 if cash else amount, amount if xb else 0,

@@ -122,3 +122,23 @@ def test_a_late_payment_of_an_earlier_local_day_keeps_its_large_value_flag(live:
                                         payee_type=pb.PARTY_TYPE_CASH_TERMINAL))
     assert late.reports.large_value, (_codes(late), dict(late.features))
     assert late.features["payer_day_cash_out_sum"] == 6_000_000
+
+
+def test_window_sums_of_huge_amounts_saturate_instead_of_wrapping_negative(live: Live) -> None:
+    """1,030 payments of the largest amount in GBP (9e15 fen each) into one account: its int64
+    window sums wrapped to about -9.1e18, so every "in_sum >= line" condition on it failed. Now
+    they stop at 2**62."""
+    payee = uid("sink")
+    when = recent(30)
+    txns = [transaction(uid("t"), when, uid("a"), payee, 10**15, currency="GBP",
+                        payer_type=pb.PARTY_TYPE_ORGANISATION, payee_type=pb.PARTY_TYPE_ORGANISATION,
+                        payer_opened=OLD, payee_opened=OLD) for _ in range(1_030)]
+    live.bank.stub.ScreenBatch(pb.TransactionBatch(transactions=txns),
+                               metadata=live.bank.metadata, timeout=120)
+    sums = {k: v for k, v in live.police.query_account(payee).features.items() if "in_sum" in k}
+    assert sums and all(v == 2**62 for v in sums.values()), sums
+    # a small payment in: the payee's day sum is far over the organisation line
+    d = live.bank.screen(transaction(uid("t"), when, uid("a"), payee, 100, payer_opened=OLD,
+                                     payee_opened=OLD, payee_type=pb.PARTY_TYPE_ORGANISATION))
+    assert "LARGE_TRANSFER_ORGANISATION_IN" in _codes(d), _codes(d)
+    assert d.features["payee_day_transfer_in_sum"] == 2**62
