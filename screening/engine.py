@@ -298,9 +298,10 @@ class EventLog(Protocol):
     def put(self, seq: int, event: JournalEvent) -> None:
         """Queue event ``seq`` (called under the engine's lock, in order; never blocks)."""
 
-    def wait(self, seq: int) -> None:
-        """Return once events up to ``seq`` are written; raise StoreUnavailable when they
-        cannot be (then the caller is not answered with its decision)."""
+    def wait(self, seq: int) -> bool:
+        """Return once events up to ``seq`` are written (True), or False at once when they
+        cannot be now (a store outage; they stay queued): then the decisions are answered
+        degraded."""
 
 
 class _Replayed:
@@ -640,8 +641,11 @@ class Engine:
         with self._lock:
             out = self._screen(txns, scope, batch, prints, t0, None)
             written = self.event_seq
-        if self.events is not None:
-            self.events.wait(written)  # a duplicate, too, waits for its original
+        if self.events is not None and not self.events.wait(written):
+            # a duplicate, too, waits for its original; not kept: say so in the answer (the
+            # remembered record stays as decided, as the journal entry re-applies it)
+            out = [(rec if rec.degraded else dataclasses.replace(rec, degraded=True), dup)
+                   for rec, dup in out]
         return out
 
     def apply_event(self, seq: int, event: JournalEvent) -> bool:
@@ -907,7 +911,7 @@ class Engine:
             out = self._report_call(call, scope, t0, None)
             written = self.event_seq
         if self.events is not None:
-            self.events.wait(written)
+            self.events.wait(written)  # a call decision has no degraded flag
         return out
 
     def _report_call(self, call: CallInput, scope: str, t0: int,
