@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from screening.client import ScreeningClient, transaction
 from screening.config import load_settings
@@ -116,6 +118,41 @@ def test_streams_past_max_streams_are_refused_naming_the_setting(small: Live) ->
     finally:
         for s in streams:
             s.close()
+
+
+def test_reflection_streams_without_a_token_take_no_screenstream_place(small: Live) -> None:
+    """Reflection needs no token and is a stream: held open in the stream lane, anyone could take
+    every [server] max_streams place and banks' ScreenStreams were refused RESOURCE_EXHAUSTED.
+    It has a small lane of its own: past it only reflection is refused."""
+    channel = grpc.insecure_channel(small.server.address)
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    held: list[tuple[Any, queue.Queue[Any]]] = []
+    try:
+        for _ in range(4):  # as many as max_streams here, and the reflection lane's size
+            box: queue.Queue[Any] = queue.Queue()
+            call = stub.ServerReflectionInfo(iter(box.get, None))
+            box.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+            next(call)  # open on the server, and left open
+            held.append((call, box))
+        box = queue.Queue()
+        extra = stub.ServerReflectionInfo(iter(box.get, None))
+        box.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+        with pytest.raises(grpc.RpcError) as info:
+            next(extra)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        streams = [IdleStream(small.bank) for _ in range(4)]
+        try:
+            for s in streams:
+                assert s.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).action \
+                    == pb.ACTION_ALLOW
+        finally:
+            for s in streams:
+                s.close()
+    finally:
+        for call, box in held:
+            box.put(None)
+            call.cancel()
+        channel.close()
 
 
 def _big_batch(n: int) -> list[pb.Transaction]:
