@@ -127,9 +127,13 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             return Caller("?", "?")
 
     def _scope(self, caller: Caller) -> str:
-        """The calling institution (its name in the tokens file), whose transaction and call ids
-        these are; one scope for every caller when auth is off."""
-        return caller.name if self.auth.enabled else DEFAULT_SCOPE
+        """The calling institution, whose transaction and call ids these are: the caller's name
+        (in the tokens file, or its certificate's CN) and, for a caller bound to an institution,
+        that institution too (two banks' callers may both be named "core"); one scope for every
+        caller when auth is off."""
+        if not self.auth.enabled:
+            return DEFAULT_SCOPE
+        return f"{caller.name}\x1f{caller.institution}" if caller.institution else caller.name
 
     def _admit(self) -> None:
         """Room in the audit trail for this call's records (refused before any change)."""
