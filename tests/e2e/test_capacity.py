@@ -64,10 +64,50 @@ def _health_ok(live: Live) -> bool:
 def small() -> Iterator[Live]:
     """A server with few threads, a short queue and few streams (shared by no other test)."""
     srv = _start(load_settings(overrides={
-        "server": {"max_workers": 1, "max_queue": 1, "max_streams": 4},
+        "server": {"max_workers": 1, "max_queue": 1, "max_streams": 4,
+                   "max_streams_per_caller": 4},
         "state": {"initial_accounts": 256}}))
     yield srv
     _stop(srv)
+
+
+def test_one_caller_cannot_hold_every_stream_place() -> None:
+    """One bank's idle streams took every [server] max_streams place, and every other
+    institution's ScreenStream was refused. A caller holds at most max_streams_per_caller
+    (default half of max_streams): past it it is refused naming the setting, others still open
+    theirs, and a stream it closes gives its place back."""
+    srv = _start(load_settings(overrides={"server": {"max_streams": 4},
+                                          "state": {"initial_accounts": 256}}))
+    streams: list[IdleStream] = []
+    try:
+        for _ in range(2):
+            streams.append(IdleStream(srv.bank))
+            streams[-1].screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        extra = IdleStream(srv.bank)
+        with pytest.raises(grpc.RpcError) as info:
+            extra.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_streams_per_caller" in (info.value.details() or "")
+        other = IdleStream(srv.client("payment"))
+        streams.append(other)
+        assert other.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).action \
+            == pb.ACTION_ALLOW
+        streams.pop(0).close()
+        for _ in range(50):
+            again = IdleStream(srv.bank)
+            try:
+                again.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+                streams.append(again)
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                threading.Event().wait(0.1)
+        else:
+            pytest.fail("a closed stream did not give its caller's place back")
+    finally:
+        for s in streams:
+            s.close()
+        _stop(srv)
 
 
 def test_twenty_idle_streams_leave_health_and_unary_calls_answered(live: Live) -> None:
