@@ -85,6 +85,9 @@ SC_CONFIRMED_UNTIL, SC_CLEARED_UNTIL = 20, 21
 SC_LAST_ACTIVE, SC_PROFILE, SC_PHONE, SC_WAKE = 22, 23, 24, 25
 N_ACC_SCALAR = 26
 PROF_KNOWN, PROF_MERCHANT, PROF_PAYROLL, PROF_ORGANISATION = 1, 2, 4, 8
+# the latest transaction of the account named it an organisation (the registry's word is
+# PROF_ORGANISATION); one naming it a person takes this back
+PROF_SEEN_ORGANISATION = 16
 # float64 scalars: EWMA of log(amount) of outgoing transfers
 FL_MEAN, FL_VAR = 0, 1
 N_ACC_FLOAT = 2
@@ -627,7 +630,7 @@ def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarra
 def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> bool:
     """May ``e`` be made a mule: a person's account (not an organisation or a merchant), not a
     hub (many payers in 7 d)."""
-    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION)
+    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
             and _ring_distinct(ring, e, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
 
 
@@ -743,10 +746,16 @@ def _txn(
         a_sc[b, SC_WAKE] = ts
     _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
     _seen(a_sc, b, SC_FIRST, SC_LAST, ts)
-    if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
-        a_sc[a, SC_PROFILE] |= PROF_ORGANISATION
+    # seen as an organisation, or as a person (then not so any more: one payment naming an
+    # account an organisation made it immune to mule marks for good)
+    if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):
+        a_sc[a, SC_PROFILE] |= PROF_SEEN_ORGANISATION
+    elif fl & TF_PAYER_PERSON:
+        a_sc[a, SC_PROFILE] &= ~PROF_SEEN_ORGANISATION
     if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
-        a_sc[b, SC_PROFILE] |= PROF_ORGANISATION
+        a_sc[b, SC_PROFILE] |= PROF_SEEN_ORGANISATION
+    elif fl & TF_PAYEE_PERSON:
+        a_sc[b, SC_PROFILE] &= ~PROF_SEEN_ORGANISATION
     if ev[i, EV_AUX1] != NO_TIME:
         a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
     if ev[i, EV_AUX2] != NO_TIME:

@@ -33,7 +33,8 @@ The meanings modelled here (the kernels must agree with every one):
   takes back the mark its own ringing report made.
 * **Decision memory.** After each transaction decision: a payer who is a suspected mule passes
   the suspicion one level on to a person it pays for the first time, with money it received
-  within the day (not merchants or hubs); the fired rules' marks make a person payer a protected
+  within the day (not merchants, organisations — in the registry, or named one by the account's
+  latest transaction — or hubs); the fired rules' marks make a person payer a protected
   victim (and, at HOLD or above, remember the stopped payee for that payer), or a party a
   suspected mule or collector. Cleared accounts are never marked.
 * **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
@@ -228,6 +229,7 @@ from features._kernels import (
     PROF_MERCHANT,
     PROF_ORGANISATION,
     PROF_PAYROLL,
+    PROF_SEEN_ORGANISATION,
     RI_ACTION,
     RI_COND,
     RI_FLAGS,
@@ -810,7 +812,7 @@ class ReferenceEngine:
 
     @staticmethod
     def _mule_ok(acc: _Account, ts: int, p: _Params) -> bool:
-        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION)
+        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
                 and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
 
     def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
@@ -877,10 +879,15 @@ class ReferenceEngine:
             payee.wake = ts
         payer.seen(ts)
         payee.seen(ts)
-        if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
-            payer.profile |= PROF_ORGANISATION
+        # the latest transaction's word: an organisation, or a person (then no longer one)
+        if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):
+            payer.profile |= PROF_SEEN_ORGANISATION
+        elif fl & TF_PAYER_PERSON:
+            payer.profile &= ~PROF_SEEN_ORGANISATION
         if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
-            payee.profile |= PROF_ORGANISATION
+            payee.profile |= PROF_SEEN_ORGANISATION
+        elif fl & TF_PAYEE_PERSON:
+            payee.profile &= ~PROF_SEEN_ORGANISATION
         if ev[EV_AUX1] != _NO_TIME:
             payer.opened = ev[EV_AUX1]
         if ev[EV_AUX2] != _NO_TIME:

@@ -142,3 +142,24 @@ def test_window_sums_of_huge_amounts_saturate_instead_of_wrapping_negative(live:
                                      payee_opened=OLD, payee_type=pb.PARTY_TYPE_ORGANISATION))
     assert "LARGE_TRANSFER_ORGANISATION_IN" in _codes(d), _codes(d)
     assert d.features["payee_day_transfer_in_sum"] == 2**62
+
+
+def test_one_payment_naming_a_mule_account_an_organisation_does_not_make_it_immune(
+        live: Live) -> None:
+    """A 1-fen payment, from anyone, whose payee was called an ORGANISATION made that account
+    "an organisation" for good, and organisations are never marked as mules: after a victim's
+    fraud-memo payment to it (HOLD) the next victim paying it was ALLOW instead of HOLD. The
+    account's latest payment now decides; one naming it a person takes the label back."""
+    for label in (None, pb.PARTY_TYPE_ORGANISATION):
+        mule = uid("mule")
+        if label is not None:
+            live.bank.screen(transaction(uid("t"), recent(30), uid("x"), mule, 1, payee_type=label,
+                                         payer_opened=OLD, payee_opened=OLD))
+        fraud = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), mule, 500_000,
+                                             memo="转到安全账户", payer_opened=OLD,
+                                             payee_opened=OLD))
+        assert fraud.action == pb.ACTION_HOLD
+        nxt = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), mule, 300_000,
+                                           payer_opened=OLD, payee_opened=OLD))
+        assert "PAYS_SUSPECTED_MULE" in _codes(nxt), (label, _codes(nxt))
+        assert nxt.action >= pb.ACTION_HOLD
