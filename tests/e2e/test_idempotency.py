@@ -179,3 +179,26 @@ def test_two_institutions_whose_callers_share_a_name_keep_their_ids_apart() -> N
             assert b.screen(transaction(tid2, when, payer, payee, 1_000)).duplicate
     finally:
         running.stop(0.5)
+
+
+def test_a_call_report_repeated_with_other_content_is_refused_not_answered_as_a_duplicate(
+        live: Live) -> None:
+    """The same call id and numbers at hang-up again with another duration (or outcome, or
+    caller class) was answered with the first hang-up's decision as a duplicate; it is refused
+    ALREADY_EXISTS naming what differs, as a transaction id is. The same report again is
+    still a duplicate."""
+    cid, when = uid("c"), recent(5)
+    caller, callee = "+8617100000091", "13700000091"
+    ring = live.telecom.report_call(call_event(cid, when, caller, callee))
+    end = live.telecom.report_call(call_event(cid, when, caller, callee, duration_seconds=5,
+                                              outcome=pb.CALL_OUTCOME_ANSWERED))
+    assert not ring.duplicate and not end.duplicate
+    err = _refused(lambda: live.telecom.report_call(
+        call_event(cid, when, caller, callee, duration_seconds=900,
+                   outcome=pb.CALL_OUTCOME_ANSWERED)))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert (err.details() or "").startswith("call_id:") and "duration_seconds" in (err.details() or "")
+    again = live.telecom.report_call(call_event(cid, when, caller, callee, duration_seconds=5,
+                                                outcome=pb.CALL_OUTCOME_ANSWERED))
+    assert again.duplicate
+    assert live.telecom.report_call(call_event(cid, when, caller, callee)).duplicate
