@@ -163,3 +163,22 @@ def test_one_payment_naming_a_mule_account_an_organisation_does_not_make_it_immu
                                            payer_opened=OLD, payee_opened=OLD))
         assert "PAYS_SUSPECTED_MULE" in _codes(nxt), (label, _codes(nxt))
         assert nxt.action >= pb.ACTION_HOLD
+
+
+@pytest.mark.xfail(strict=True, reason="open: the account registry has no owner per account, so "
+                   "any bank or payment institution may call any account a merchant (review, "
+                   "December); needs a design decision")
+def test_another_institution_cannot_make_a_mule_account_a_merchant(live: Live) -> None:
+    """UpsertAccounts from any bank or payment token (one bound to no institution included)
+    sets any account's registry profile: a merchant category makes a mule's account immune to
+    mule marks, and the next victim paying it is ALLOW instead of HOLD."""
+    mule = uid("mule")
+    pay = live.client("payment")
+    pay.stub.UpsertAccounts(pb.UpsertAccountsRequest(accounts=[pb.AccountProfile(
+        account_id=mule, merchant_category="5411")]), metadata=pay.metadata, timeout=10)
+    fraud = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), mule, 500_000,
+                                         memo="转到安全账户", payer_opened=OLD, payee_opened=OLD))
+    assert fraud.action == pb.ACTION_HOLD
+    nxt = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), mule, 300_000,
+                                       payer_opened=OLD, payee_opened=OLD))
+    assert "PAYS_SUSPECTED_MULE" in _codes(nxt)
