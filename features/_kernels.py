@@ -756,9 +756,12 @@ def _txn(
         a_sc[b, SC_PROFILE] |= PROF_SEEN_ORGANISATION
     elif fl & TF_PAYEE_PERSON:
         a_sc[b, SC_PROFILE] &= ~PROF_SEEN_ORGANISATION
-    if ev[i, EV_AUX1] != NO_TIME:
+    # an opening date a transaction reports counts when it is the latest known: any payment
+    # naming an older one made a new account "old" for everyone after it (new-account rules
+    # silent); the registry's word (set_account_profile) is taken as it is
+    if ev[i, EV_AUX1] != NO_TIME and ev[i, EV_AUX1] > a_sc[a, SC_OPENED]:
         a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
-    if ev[i, EV_AUX2] != NO_TIME:
+    if ev[i, EV_AUX2] != NO_TIME and ev[i, EV_AUX2] > a_sc[b, SC_OPENED]:
         a_sc[b, SC_OPENED] = ev[i, EV_AUX2]
 
     # --- features that look at the state before this transaction

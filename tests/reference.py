@@ -888,9 +888,10 @@ class ReferenceEngine:
             payee.profile |= PROF_SEEN_ORGANISATION
         elif fl & TF_PAYEE_PERSON:
             payee.profile &= ~PROF_SEEN_ORGANISATION
-        if ev[EV_AUX1] != _NO_TIME:
+        # a reported opening date counts when it is the latest known (the registry's as it is)
+        if ev[EV_AUX1] != _NO_TIME and (payer.opened is None or ev[EV_AUX1] > payer.opened):
             payer.opened = ev[EV_AUX1]
-        if ev[EV_AUX2] != _NO_TIME:
+        if ev[EV_AUX2] != _NO_TIME and (payee.opened is None or ev[EV_AUX2] > payee.opened):
             payee.opened = ev[EV_AUX2]
 
         # --- what the state said before this transaction

@@ -165,6 +165,26 @@ def test_one_payment_naming_a_mule_account_an_organisation_does_not_make_it_immu
         assert nxt.action >= pb.ACTION_HOLD
 
 
+def test_a_payment_naming_an_older_opening_date_does_not_make_a_new_account_old(
+        live: Live) -> None:
+    """Any payment's payee_opened overwrote the account's opening date: one 1-fen payment
+    saying "1995-01-01" made a 5-day-old account old for everyone after it, and a 60,000 CNY
+    inflow from a first-time payer (NEW_ACCOUNT_LARGE_INFLOW, WARN) was ALLOW. A reported date
+    now counts when it is the latest known."""
+    import datetime as dt
+
+    young = (dt.datetime.now(dt.UTC) - dt.timedelta(days=5)).date().isoformat()
+    new = uid("new")
+    live.bank.screen(transaction(uid("t"), recent(40), uid("p"), new, 100, payer_opened=OLD,
+                                 payee_opened=young))
+    live.bank.screen(transaction(uid("t"), recent(30), uid("x"), new, 1, payer_opened=OLD,
+                                 payee_opened="1995-01-01"))
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), new, 6_000_000,
+                                     payer_opened=OLD))
+    assert "NEW_ACCOUNT_LARGE_INFLOW" in _codes(d), _codes(d)
+    assert d.action == pb.ACTION_WARN
+
+
 @pytest.mark.xfail(strict=True, reason="open: the account registry has no owner per account, so "
                    "any bank or payment institution may call any account a merchant (review, "
                    "December); needs a design decision")
