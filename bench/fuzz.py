@@ -299,6 +299,11 @@ def _transaction(r: random.Random, pool: Pool) -> Any:
         payer_phone=r.choice(["", "", *PHONES]),
         payee_phone=r.choice(["", "", "", *PHONES]),
         memo=r.choice(["", "", "rent", "安全账户 police case", "x" * 512]))
+    # a cash terminal is one side of a cash deposit or withdrawal (else INVALID_ARGUMENT)
+    if not t.cash or t.payer.party_type == t.payee.party_type == pb.PARTY_TYPE_CASH_TERMINAL:
+        for party in (t.payer, t.payee) if not t.cash else (t.payer,):
+            if party.party_type == pb.PARTY_TYPE_CASH_TERMINAL:
+                party.party_type = pb.PARTY_TYPE_PERSON
     return t
 
 

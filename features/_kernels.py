@@ -45,6 +45,9 @@ NBUCKET = 31
 # after the buckets, one running total per window: the sum of that window's live buckets,
 # so a window read at the newest time is one load instead of a loop over its buckets
 TOT_OFF = 31
+# Sums of money (fen) saturate here instead of wrapping past int64 (``_sat_add``); an amount is
+# at most this (``screening.convert``), so a sum of two never overflows before the check.
+SUM_MAX = 2**62
 NSLOT = 35
 # State arrays are [entity, slot, channel] so that one bucket's channels share a cache line, and
 # every bucket carries a tag: the epoch it was last written in. A bucket whose tag is not its
@@ -82,6 +85,9 @@ SC_CONFIRMED_UNTIL, SC_CLEARED_UNTIL = 20, 21
 SC_LAST_ACTIVE, SC_PROFILE, SC_PHONE, SC_WAKE = 22, 23, 24, 25
 N_ACC_SCALAR = 26
 PROF_KNOWN, PROF_MERCHANT, PROF_PAYROLL, PROF_ORGANISATION = 1, 2, 4, 8
+# the latest transaction of the account named it an organisation (the registry's word is
+# PROF_ORGANISATION); one naming it a person takes this back
+PROF_SEEN_ORGANISATION = 16
 # float64 scalars: EWMA of log(amount) of outgoing transfers
 FL_MEAN, FL_VAR = 0, 1
 N_ACC_FLOAT = 2
@@ -274,6 +280,13 @@ def _slots(ep: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 
 @helper
+def _sat_add(a: int, b: int) -> int:
+    """``a + b`` for sums of money (both in 0..SUM_MAX), saturating at SUM_MAX: int64 would wrap
+    to a negative sum that no "sum >= line" condition meets."""
+    return a + b if a <= SUM_MAX - b else SUM_MAX
+
+
+@helper
 def _advance(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int,
              ep: tuple[int, int, int, int]) -> None:
     """Move every window's head to ``ep``, retiring the live buckets it passes over from the totals."""
@@ -298,7 +311,17 @@ def _advance(cnt: np.ndarray, amt: np.ndarray, tag: np.ndarray, head: np.ndarray
                     for c in range(ncc):
                         cnt[e, tot, c] -= cnt[e, s, c]
                     for c in range(nsc):
-                        amt[e, tot, c] -= amt[e, s, c]
+                        if amt[e, tot, c] < SUM_MAX:  # exact below the cap
+                            amt[e, tot, c] -= amt[e, s, c]
+            # a total at the cap is not the sum of its buckets: add up those still in the window
+            for c in range(nsc):
+                if amt[e, tot, c] >= SUM_MAX:
+                    total = 0
+                    for k in range(ep[w] - nb + 1, ep[w] + 1):
+                        s = off + k % nb
+                        if tag[e, s] == k & TAG_MASK:
+                            total = _sat_add(total, amt[e, s, c])
+                    amt[e, tot, c] = total
         head[e, w] = ep[w]
 
 
@@ -330,11 +353,11 @@ def _bucket_add(
             x = (cmask >> c) & 1
             cnt[e, s, c] += x
             cnt[e, t, c] += x
-        amt[e, s, 0] += s0
-        amt[e, t, 0] += s0
+        amt[e, s, 0] = _sat_add(amt[e, s, 0], s0)
+        amt[e, t, 0] = _sat_add(amt[e, t, 0], s0)
         if nsc > 1:
-            amt[e, s, 1] += s1
-            amt[e, t, 1] += s1
+            amt[e, s, 1] = _sat_add(amt[e, s, 1], s1)
+            amt[e, t, 1] = _sat_add(amt[e, t, 1], s1)
 
 
 @helper
@@ -352,7 +375,7 @@ def _win_sum(arr: np.ndarray, tag: np.ndarray, head: np.ndarray, e: int, ch: int
     for k in range(lo, hi + 1):
         s = off + k % nb
         if tag[e, s] == k & TAG_MASK:
-            total += arr[e, s, ch]
+            total = _sat_add(total, arr[e, s, ch])
     return total
 
 
@@ -607,7 +630,7 @@ def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarra
 def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> bool:
     """May ``e`` be made a mule: a person's account (not an organisation or a merchant), not a
     hub (many payers in 7 d)."""
-    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION)
+    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
             and _ring_distinct(ring, e, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
 
 
@@ -657,6 +680,18 @@ def _ratio(num: int, den: int) -> float:
 
 
 @helper
+def _day_part(amount: int, flags: int, k: int) -> int:
+    """What one transaction adds to day sum ``k`` (as ``_day_add`` adds it)."""
+    if k == DAY_CASH:
+        return amount if flags & TF_CASH else 0
+    if k == DAY_XFER:
+        return 0 if flags & TF_CASH else amount
+    if k == DAY_XB:
+        return amount if flags & TF_XBORDER else 0
+    return 0 if flags & (TF_CASH | TF_XBORDER) else amount  # DAY_DOMESTIC
+
+
+@helper
 def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int, flags: int) -> None:
     """Per-local-day sums for large-value reporting: cash, transfers, cross-border, domestic."""
     day = (ts + tz) // DAY_MS
@@ -666,19 +701,22 @@ def _day_add(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, amount: int
         sc[e, day_col] = day
         for k in range(DAY_CASH, DAY_DOMESTIC + 1):
             sc[e, day_col + k] = 0
-    if flags & TF_CASH:
-        sc[e, day_col + DAY_CASH] += amount
-    else:
-        sc[e, day_col + DAY_XFER] += amount
-        if not flags & TF_XBORDER:
-            sc[e, day_col + DAY_DOMESTIC] += amount
-    if flags & TF_XBORDER:
-        sc[e, day_col + DAY_XB] += amount
+    for k in range(DAY_CASH, DAY_DOMESTIC + 1):
+        part = _day_part(amount, flags, k)
+        if part:
+            sc[e, day_col + k] = _sat_add(sc[e, day_col + k], part)
 
 
 @helper
-def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int) -> float:
-    return float(sc[e, day_col + k]) if sc[e, day_col] == (ts + tz) // DAY_MS else 0.0
+def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int, amount: int,
+             flags: int) -> float:
+    """Day sum ``k`` of the local day of ``ts`` after the transaction (``amount``, ``flags``) was
+    added. A late transaction of an earlier day than the newest seen is not added (that day's
+    sums are gone): its own part then, which its day's sum holds at least, so a payment over a
+    reporting line is flagged whenever it arrives."""
+    if sc[e, day_col] == (ts + tz) // DAY_MS:
+        return float(sc[e, day_col + k])
+    return float(_day_part(amount, flags, k))
 
 
 @helper
@@ -708,13 +746,22 @@ def _txn(
         a_sc[b, SC_WAKE] = ts
     _seen(a_sc, a, SC_FIRST, SC_LAST, ts)
     _seen(a_sc, b, SC_FIRST, SC_LAST, ts)
-    if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
-        a_sc[a, SC_PROFILE] |= PROF_ORGANISATION
+    # seen as an organisation, or as a person (then not so any more: one payment naming an
+    # account an organisation made it immune to mule marks for good)
+    if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):
+        a_sc[a, SC_PROFILE] |= PROF_SEEN_ORGANISATION
+    elif fl & TF_PAYER_PERSON:
+        a_sc[a, SC_PROFILE] &= ~PROF_SEEN_ORGANISATION
     if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
-        a_sc[b, SC_PROFILE] |= PROF_ORGANISATION
-    if ev[i, EV_AUX1] != NO_TIME:
+        a_sc[b, SC_PROFILE] |= PROF_SEEN_ORGANISATION
+    elif fl & TF_PAYEE_PERSON:
+        a_sc[b, SC_PROFILE] &= ~PROF_SEEN_ORGANISATION
+    # an opening date a transaction reports counts when it is the latest known: any payment
+    # naming an older one made a new account "old" for everyone after it (new-account rules
+    # silent); the registry's word (set_account_profile) is taken as it is
+    if ev[i, EV_AUX1] != NO_TIME and ev[i, EV_AUX1] > a_sc[a, SC_OPENED]:
         a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
-    if ev[i, EV_AUX2] != NO_TIME:
+    if ev[i, EV_AUX2] != NO_TIME and ev[i, EV_AUX2] > a_sc[b, SC_OPENED]:
         a_sc[b, SC_OPENED] = ev[i, EV_AUX2]
 
     # --- features that look at the state before this transaction
@@ -880,10 +927,10 @@ def _txn(
     if need[F_PAYER_PAYBACK_7D]:
         f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
     for k in range(3):
-        f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k)
-        f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k)
-    f[r, F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC)
-    f[r, F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC)
+        f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k, amount, fl)
+        f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k, amount, fl)
+    f[r, F_PAYER_DAY_DOMESTIC] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_DOMESTIC, amount, fl)
+    f[r, F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC, amount, fl)
 
 
 @helper

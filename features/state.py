@@ -29,6 +29,7 @@ __all__ = [
     "NO_TIME",
     "N_EXTRA",
     "PHONE_TIMES",
+    "SUM_MAX",
     "EntityArrays",
     "FeatureState",
     "Op",
@@ -47,6 +48,8 @@ MAX_EPOCH = 2**62
 TIME_MIN_MS = -62_135_596_800_000
 TIME_MAX_MS = 253_402_300_799_999
 LOG_AMOUNT_MAX = 44.0  # > ln(2**63)
+# sums of money saturate at this (an amount may not be more)
+SUM_MAX = int(k.SUM_MAX)
 N_EXTRA = k.N_EXTRA
 _NO_EXTRA = np.zeros((0, k.N_EXTRA), dtype=np.float64)
 _ALL_FEATURES = np.ones(k.N_TXN_FEATURE, dtype=np.uint8)

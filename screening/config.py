@@ -65,6 +65,9 @@ class ServerSettings:
     max_workers: int = 2
     max_queue: int = 32
     max_streams: int = 64
+    # open ScreenStreams of one caller (institution) at most, so one cannot hold every place
+    # with idle streams; 0: half of max_streams
+    max_streams_per_caller: int = 0
     grace_seconds: float = 5.0
     max_message_bytes: int = 32 * 1024 * 1024
     # Decisions must come back within this budget; analysis that would exceed it is skipped
@@ -72,11 +75,17 @@ class ServerSettings:
     latency_budget_ms: float = 5.0
 
     def __post_init__(self) -> None:
-        for key, low in (("max_workers", 1), ("max_queue", 0), ("max_streams", 1)):
+        for key, low in (("max_workers", 1), ("max_queue", 0), ("max_streams", 1),
+                         ("max_streams_per_caller", 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f"[server] {key} must be >= {low}")
         if not self.grace_seconds >= 0:
             raise ConfigError("[server] grace_seconds must be >= 0")
+
+    @property
+    def streams_per_caller(self) -> int:
+        """Open ScreenStreams one caller may hold (``max_streams_per_caller``, 0: half)."""
+        return self.max_streams_per_caller or max(1, self.max_streams // 2)
 
 
 @dataclass(frozen=True, kw_only=True)

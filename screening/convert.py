@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from features.state import TIME_MAX_MS
+from features.state import SUM_MAX, TIME_MAX_MS
 from screening.config import Settings
 from screening.errors import InvalidRequest
 from screening.ledger import day_text, parse_day
@@ -42,10 +42,15 @@ from screening.v1 import screening_pb2 as pb
 __all__ = ["Converter", "case_files", "case_graph_message", "large_value_frame",
            "large_value_message", "masked_or_clear", "ms_to_timestamp", "normalise_phone"]
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
-_PHONE_CHARS = re.compile(r"^[+0-9 ()\-.]+$")
+# matched with fullmatch: "$" would also match before a final newline, and "ACC1\n" would be
+# accepted as an account other than "ACC1" (a watchlisted payee escaping its listing)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+_PHONE_CHARS = re.compile(r"[+0-9 ()\-.]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_ISO_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_ISO_CURRENCY = re.compile(r"[A-Z]{3}")
+# what may not be in a device id besides _CONTROL: tab, line breaks and invisible format
+# characters (zero-width space, joiners, BOM), which would make a listed device another one
+_DEVICE_BAD = re.compile(r"[\t\n\r\x85\u00ad\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 _MAX_EXPIRY_MS = TIME_MAX_MS
 
 
@@ -77,7 +82,7 @@ def normalise_phone(raw: str) -> str | None:
 
     Separators go; a leading 00 becomes +; an 11-digit mainland mobile (1xxxxxxxxxx) gets +86.
     """
-    if not raw or not _PHONE_CHARS.match(raw):
+    if not raw or not _PHONE_CHARS.fullmatch(raw):
         return None
     digits = re.sub(r"[ ()\-.]", "", raw)
     if digits.startswith("00"):
@@ -130,7 +135,7 @@ class Converter:
             raise InvalidRequest(field, "is required")
         if len(value) > self.limits.max_id_length:
             raise InvalidRequest(field, f"longer than {self.limits.max_id_length} characters")
-        if not _ID.match(value):
+        if not _ID.fullmatch(value):
             raise InvalidRequest(field, "may hold only letters, digits and . _ : / @ + -")
         return value
 
@@ -155,6 +160,17 @@ class Converter:
         if ms > self.clock_ms() + skew * 1000:
             raise InvalidRequest(field, f"more than {skew} s in the future")
         return ms
+
+    def _device(self, value: str, field: str, required: bool = False) -> str:
+        """A device id: text as ``_text``, and no whitespace at either end, tab, line break or
+        invisible format character anywhere, so that a listed device cannot come back as
+        "another" device that only differs in characters nobody sees."""
+        value = self._text(value, field, self.limits.max_text_length, required=required)
+        if value != value.strip():
+            raise InvalidRequest(field, "has whitespace at its start or end")
+        if _DEVICE_BAD.search(value):
+            raise InvalidRequest(field, "contains a tab, line break or invisible character")
+        return value
 
     @staticmethod
     def _enum(value: int, allowed: frozenset[int], field: str) -> int:
@@ -204,6 +220,18 @@ class Converter:
         payee = self._party(t.payee, t.HasField("payee"), f + "payee", event_ms)
         if payer.account_id == payee.account_id:
             raise InvalidRequest(f + "payee.account_id", "is the same account as the payer")
+        # a cash terminal is the cash side of a deposit or withdrawal (the contract): one side
+        # at most, on a cash transaction; rules about customers (mules, victims) skip it, so a
+        # transfer that called its payee a terminal would skip them
+        for side, party in (("payer", payer), ("payee", payee)):
+            if party.party_type == pb.PARTY_TYPE_CASH_TERMINAL and not t.cash:
+                raise InvalidRequest(f + side + ".party_type",
+                                     "CASH_TERMINAL is the cash side of a deposit or withdrawal: "
+                                     "only on a cash transaction (cash = true)")
+        if payer.party_type == payee.party_type == pb.PARTY_TYPE_CASH_TERMINAL:
+            raise InvalidRequest(f + "payee.party_type",
+                                 "CASH_TERMINAL on both sides: one side of a deposit or "
+                                 "withdrawal is the customer")
         if not t.HasField("amount"):
             raise InvalidRequest(f + "amount", "is required")
         minor = t.amount.minor_units
@@ -213,12 +241,16 @@ class Converter:
             raise InvalidRequest(f + "amount.minor_units",
                                  f"larger than {self.limits.max_amount_minor}")
         code = t.amount.currency
-        if not _ISO_CURRENCY.match(code):
+        if not _ISO_CURRENCY.fullmatch(code):
             raise InvalidRequest(f + "amount.currency", "must be a 3-letter ISO 4217 code")
         currency = self.settings.currency(code)
         if currency is None:
             known = ", ".join(sorted(self.settings.currencies))
             raise InvalidRequest(f + "amount.currency", f"unknown currency {code} (known: {known})")
+        fen = currency.to_fen(minor)
+        if fen > SUM_MAX:  # the kernels' sums saturate there (a rate from config can pass it)
+            raise InvalidRequest(f + "amount.minor_units",
+                                 f"worth more than {SUM_MAX} fen at the {code} rate")
         return TxnInput(
             transaction_id=tid,
             event_time_ms=event_ms,
@@ -226,11 +258,11 @@ class Converter:
             payee=payee,
             amount_minor=minor,
             currency=code,
-            amount_fen=max(1, currency.to_fen(minor)),
+            amount_fen=max(1, fen),
             channel=self._enum(t.channel, _CHANNELS, f + "channel"),
             cash=t.cash,
             cross_border=t.cross_border,
-            device_id=self._text(t.device_id, f + "device_id", self.limits.max_text_length),
+            device_id=self._device(t.device_id, f + "device_id"),
             payer_phone=self._phone(t.payer_phone, f + "payer_phone", required=False),
             memo=self._text(t.memo.replace("\n", " ").replace("\t", " ").replace("\r", " "),
                             f + "memo", self.limits.max_memo_length),
@@ -335,8 +367,7 @@ class Converter:
         if kind == pb.ENTITY_KIND_PHONE:
             return kind, self._phone(ref.value, f"{field}.value", required=True)
         if kind == pb.ENTITY_KIND_DEVICE:
-            return kind, self._text(ref.value, f"{field}.value", self.limits.max_text_length,
-                                    required=True)
+            return kind, self._device(ref.value, f"{field}.value", required=True)
         return kind, self._id(ref.value, f"{field}.value")
 
     def watchlist(self, req: pb.UpdateWatchlistRequest

@@ -207,10 +207,12 @@ class Screener:
                 flags |= TxnFlag.CASH
             if t.cross_border:
                 flags |= TxnFlag.CROSS_BORDER
-            if policy.memo_is_investment(t.memo):
-                flags |= TxnFlag.MEMO_INVESTMENT
-            if policy.memo_is_fraud(t.memo):
-                flags |= TxnFlag.MEMO_FRAUD
+            if t.memo:
+                invest, fraud = policy.memo_flags(t.memo)
+                if invest:
+                    flags |= TxnFlag.MEMO_INVESTMENT
+                if fraud:
+                    flags |= TxnFlag.MEMO_FRAUD
             if t.payer.party_type == _PERSON:
                 flags |= TxnFlag.PAYER_PERSON
             if t.payee.party_type == _PERSON:

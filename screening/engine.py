@@ -98,6 +98,9 @@ CLEARED_DEFAULT_MS = 30 * _DAY_MS
 _FEEDBACK_NOTES = 100_000
 # policies kept to name the reasons of decisions made before a policy swap
 MAX_POLICIES = 16
+# CallEvent field -> CallInput attribute, for naming what differs in a repeated call report
+_CALL_FIELDS = {"duration_seconds": "duration_s", "outcome": "outcome",
+                "caller_class": "caller_class"}
 # Centres of a case-graph export.
 CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
 # The graph stage runs in chunks of this many transactions, checking the latency budget between.
@@ -248,6 +251,10 @@ class CallState:
     callee: str
     ringing: CallRecord | None = None
     ended: CallRecord | None = None
+    # the reports these records answered, to tell a repeat from another report under the same
+    # id (not in checkpoints: a restored call compares caller and callee only)
+    ringing_input: CallInput | None = None
+    ended_input: CallInput | None = None
 
 
 @dataclass(frozen=True)
@@ -298,9 +305,10 @@ class EventLog(Protocol):
     def put(self, seq: int, event: JournalEvent) -> None:
         """Queue event ``seq`` (called under the engine's lock, in order; never blocks)."""
 
-    def wait(self, seq: int) -> None:
-        """Return once events up to ``seq`` are written; raise StoreUnavailable when they
-        cannot be (then the caller is not answered with its decision)."""
+    def wait(self, seq: int) -> bool:
+        """Return once events up to ``seq`` are written (True), or False at once when they
+        cannot be now (a store outage; they stay queued): then the decisions are answered
+        degraded."""
 
 
 class _Replayed:
@@ -649,8 +657,11 @@ class Engine:
         with self._lock:
             out = self._screen(txns, scope, batch, prints, t0, None)
             written = self.event_seq
-        if self.events is not None:
-            self.events.wait(written)  # a duplicate, too, waits for its original
+        if self.events is not None and not self.events.wait(written):
+            # a duplicate, too, waits for its original; not kept: say so in the answer (the
+            # remembered record stays as decided, as the journal entry re-applies it)
+            out = [(rec if rec.degraded else dataclasses.replace(rec, degraded=True), dup)
+                   for rec, dup in out]
         return out
 
     def apply_event(self, seq: int, event: JournalEvent) -> bool:
@@ -926,7 +937,7 @@ class Engine:
             out = self._report_call(call, scope, t0, None)
             written = self.event_seq
         if self.events is not None:
-            self.events.wait(written)
+            self.events.wait(written)  # a call decision has no degraded flag
         return out
 
     def _report_call(self, call: CallInput, scope: str, t0: int,
@@ -944,6 +955,14 @@ class Engine:
                                      "differs from the earlier report of this call_id")
             seen = prior.ended if ended else prior.ringing
             if seen is not None:
+                # what the report says of the call (its start time may be re-stamped on a retry)
+                earlier = prior.ended_input if ended else prior.ringing_input
+                differs = [] if earlier is None else [
+                    f for f, attr in _CALL_FIELDS.items()
+                    if getattr(earlier, attr) != getattr(call, attr)]
+                if differs:
+                    raise Conflict("call_id", f"already reported for a different call "
+                                              f"({differs[0]} differs)")
                 return seen, True
         policy = self.policy if replay is None else self._replay_policy(replay)[0]
         self._room(ENTITY_PHONE, {call.caller, call.callee})
@@ -978,9 +997,9 @@ class Engine:
             if len(self._calls) > self.settings.state.dedup_capacity:
                 self._calls.popitem(last=False)
         if ended:
-            prior.ended = rec
+            prior.ended, prior.ended_input = rec, call
         else:
-            prior.ringing = rec
+            prior.ringing, prior.ringing_input = rec, call
         return rec, False
 
     # ------------------------------------------------------------------ watchlists

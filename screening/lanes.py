@@ -10,9 +10,12 @@ from unary callers or health checks.
     lane     calls                                           threads              waiting
     screen   ScreenTransaction, ScreenBatch, ReportCall      [server] max_workers [server] max_queue
     query    UpdateWatchlist, QueryAccount, ExportCaseGraph  4                    16
-    stream   ScreenStream, and any other client-streaming    [server] max_streams 0
-             call (reflection)
+    stream   ScreenStream                                    [server] max_streams 0
+    reflection  reflection (open to anyone, a stream each)   4                    0
     control  health checks, auth refusals (default pool)    4                    (overall cap)
+
+Reflection has a lane of its own: it needs no token, and its streams in the stream lane let
+anyone hold every ScreenStream slot (banks' streams were then refused RESOURCE_EXHAUSTED).
 
 grpc's synchronous server runs a call on the pool its handler's behavior names in
 ``experimental_thread_pool`` (the hook grpc's own health service uses), else on its default pool.
@@ -43,6 +46,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 QUERY_WORKERS, QUERY_QUEUE = 4, 16
+REFLECTION_WORKERS = 4
 CONTROL_WORKERS = 4
 # calls beyond every lane's bound that grpc still takes on (refusals, health checks) before it
 # refuses on its polling thread
@@ -94,6 +98,7 @@ class Lanes:
     query: Lane
     stream: Lane
     control: Lane
+    reflection: Lane
 
     @classmethod
     def from_settings(cls, s: ServerSettings) -> Lanes:
@@ -108,14 +113,17 @@ class Lanes:
                         f"too many open streams: {s.max_streams} ([server] max_streams); close "
                         "one or use ScreenBatch"),
             control=Lane("control", CONTROL_WORKERS, 0, "server busy"),
+            reflection=Lane("reflection", REFLECTION_WORKERS, 0,
+                            f"too many open reflection streams: {REFLECTION_WORKERS}; close one"),
         )
 
     def all(self) -> tuple[Lane, ...]:
-        return self.screen, self.query, self.stream, self.control
+        return self.screen, self.query, self.stream, self.control, self.reflection
 
     def max_concurrent_rpcs(self) -> int:
         """grpc's overall cap: every lane full, plus room for refusals and health checks."""
-        return self.screen.capacity + self.query.capacity + self.stream.capacity + CONTROL_SLACK
+        return (self.screen.capacity + self.query.capacity + self.stream.capacity
+                + self.reflection.capacity + CONTROL_SLACK)
 
     def held(self) -> int:
         return sum(lane.held for lane in self.all())
@@ -194,7 +202,7 @@ class RefusalLog:
 
 class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses a call whose lane is full (RESOURCE_EXHAUSTED naming the setting); sends
-    client-streaming calls that name no lane (reflection) to the stream lane."""
+    client-streaming calls that name no lane (reflection) to the reflection lane."""
 
     def __init__(self, lanes: Lanes, refusals: RefusalLog) -> None:
         self.lanes = lanes
@@ -209,7 +217,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         lane = lane_of(handler)
         if lane is None and handler.request_streaming:
             handler = self._in_stream_lane(handler_call_details.method, handler)
-            lane = self.lanes.stream
+            lane = self.lanes.reflection
         if lane is None or lane.has_room():
             return handler
         error = lane.refusal()
@@ -226,7 +234,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             def run(request_iterator: Any, context: grpc.ServicerContext) -> Any:
                 return inner(request_iterator, context)
 
-            run.experimental_thread_pool = self.lanes.stream  # type: ignore[attr-defined]
+            run.experimental_thread_pool = self.lanes.reflection  # type: ignore[attr-defined]
             maker = (grpc.stream_stream_rpc_method_handler if handler.response_streaming
                      else grpc.stream_unary_rpc_method_handler)
             moved = maker(run, handler.request_deserializer, handler.response_serializer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,12 +28,14 @@ __all__ = [
     "ACTION_NAMES",
     "CALL_ACTIONS",
     "CALL_ACTION_NAMES",
+    "MEMO_IGNORED",
     "REPORT_FLAGS",
     "Policy",
     "PolicyParams",
     "Rule",
     "default_policy_text",
     "load_policy",
+    "memo_key",
 ]
 
 # Same numbers as the proto enums Action and CallAction.
@@ -135,12 +138,34 @@ class Policy:
         rules = self.call_rules if calls else self.txn_rules
         return [r for i, r in enumerate(rules) if bits >> i & 1]
 
+    def memo_flags(self, memo: str) -> tuple[bool, bool]:
+        """Whether ``memo`` holds (an investment keyword, a fraud keyword), compared in the form
+        ``memo_key`` gives both."""
+        if not memo:
+            return False, False
+        key = memo_key(memo)
+        return (self.memo_pattern is not None and bool(self.memo_pattern.search(key)),
+                self.fraud_memo_pattern is not None and bool(self.fraud_memo_pattern.search(key)))
+
     def memo_is_investment(self, memo: str) -> bool:
-        return bool(memo) and self.memo_pattern is not None and bool(self.memo_pattern.search(memo))
+        return self.memo_flags(memo)[0]
 
     def memo_is_fraud(self, memo: str) -> bool:
-        return (bool(memo) and self.fraud_memo_pattern is not None
-                and bool(self.fraud_memo_pattern.search(memo)))
+        return self.memo_flags(memo)[1]
+
+
+# What memo matching ignores: whitespace and invisible format characters (soft hyphen,
+# zero-width space and joiners, direction marks, BOM). One pattern for Python's re and polars.
+MEMO_IGNORED = r"[\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+_MEMO_IGNORED = re.compile(MEMO_IGNORED)
+
+
+def memo_key(memo: str) -> str:
+    """The form in which memos and memo keywords are compared: NFKC (full-width letters and
+    digits, as a Chinese input method types them, become ASCII), lower case, and without
+    whitespace or invisible characters, so that "ｓａｆｅ ａｃｃｏｕｎｔ", "安 全 账 户" or a
+    zero-width space inside a keyword still match it."""
+    return _MEMO_IGNORED.sub("", unicodedata.normalize("NFKC", memo).lower())
 
 
 def default_policy_text() -> str:
@@ -188,10 +213,11 @@ def parse_policy(text: str, origin: str) -> Policy:
     call_rules = _rules(data.get("call_rule", []), "call_rule", CALL_FEATURES, CALL_ACTIONS,
                         Mark.CALL_NAMES, thresholds, lines)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
-    regex = ("(?i)" + "|".join(_escape(k) for k in params.memo_keywords)
+    # keywords as memo_key gives them: memos are matched in that form
+    regex = ("(?i)" + "|".join(_escape(memo_key(k)) for k in params.memo_keywords)
              if params.memo_keywords else "")
     pattern = re.compile(regex) if regex else None
-    fraud_regex = ("(?i)" + "|".join(_escape(k) for k in params.fraud_memo_keywords)
+    fraud_regex = ("(?i)" + "|".join(_escape(memo_key(k)) for k in params.fraud_memo_keywords)
                    if params.fraud_memo_keywords else "")
     return Policy(
         name=str(name),
@@ -241,8 +267,10 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
             raise lines.error(f"[params] unknown key '{key}'{_hint(key, vars(defaults))}", key)
         want = type(getattr(defaults, key))
         if key in ("memo_keywords", "fraud_memo_keywords"):
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise lines.error(f"{key} must be a list of non-empty strings", key)
+            if not isinstance(value, list) or not all(isinstance(v, str) and memo_key(v)
+                                                      for v in value):
+                raise lines.error(f"{key} must be a list of non-empty strings (not only "
+                                  "whitespace or invisible characters)", key)
             value = tuple(value)
         elif want is float and isinstance(value, int | float) and not isinstance(value, bool):
             value = float(value)

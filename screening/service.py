@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from screening.case import export_case
 from screening.convert import Converter, case_graph_message, large_value_message, masked_or_clear
 from screening.engine import Engine
 from screening.errors import (
+    CapacityExceeded,
     ConfigError,
     FailedPrecondition,
     InvalidRequest,
@@ -80,6 +82,9 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         self.report_thresholds: ReportThresholds | None = None
         self._no_thresholds = ""
         self._set_thresholds(engine.policy)
+        # open ScreenStreams by caller scope (``[server] max_streams_per_caller``)
+        self._streams: dict[str, int] = {}
+        self._streams_lock = threading.Lock()
 
     def _set_thresholds(self, policy: Policy) -> None:
         try:
@@ -127,9 +132,13 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             return Caller("?", "?")
 
     def _scope(self, caller: Caller) -> str:
-        """The calling institution (its name in the tokens file), whose transaction and call ids
-        these are; one scope for every caller when auth is off."""
-        return caller.name if self.auth.enabled else DEFAULT_SCOPE
+        """The calling institution, whose transaction and call ids these are: the caller's name
+        (in the tokens file, or its certificate's CN) and, for a caller bound to an institution,
+        that institution too (two banks' callers may both be named "core"); one scope for every
+        caller when auth is off."""
+        if not self.auth.enabled:
+            return DEFAULT_SCOPE
+        return f"{caller.name}\x1f{caller.institution}" if caller.institution else caller.name
 
     def _admit(self) -> None:
         """Room in the audit trail for this call's records (refused before any change)."""
@@ -195,10 +204,31 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                                                        self._caller(context), "ScreenBatch",
                                                        batch=True))
 
+    def _open_stream(self, scope: str) -> None:
+        """Count an open ScreenStream of ``scope``; CapacityExceeded past its share."""
+        limit = self.engine.settings.server.streams_per_caller
+        with self._streams_lock:
+            n = self._streams.get(scope, 0)
+            if n >= limit:
+                raise CapacityExceeded(f"too many open streams of this caller: {limit} ([server] "
+                                       "max_streams_per_caller); close one or use ScreenBatch")
+            self._streams[scope] = n + 1
+
+    def _close_stream(self, scope: str) -> None:
+        with self._streams_lock:
+            n = self._streams.pop(scope, 1) - 1
+            if n > 0:
+                self._streams[scope] = n
+
     def ScreenStream(self, request_iterator: Iterator[pb.Transaction],
                      context: grpc.ServicerContext) -> Iterator[pb.Decision]:
         n = 0
         caller = self._caller(context)
+        scope = self._scope(caller)
+        try:
+            self._open_stream(scope)
+        except CapacityExceeded as exc:
+            self._abort(context, exc, "ScreenStream")
         try:
             for request in request_iterator:
                 t0 = time.perf_counter_ns()
@@ -219,6 +249,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             self.log.debug("stream_ended", rpc="ScreenStream", answered=n)
         except Exception:
             self._internal(context, "ScreenStream")
+        finally:
+            self._close_stream(scope)
 
     @_rpc
     def ReportCall(self, request: pb.CallEvent, context: grpc.ServicerContext) -> pb.CallDecision:

@@ -21,7 +21,8 @@ The meanings modelled here (the kernels must agree with every one):
   saturates at ``RING_K``.
 * **Relationships.** A set of ``(kind, a, b)`` pairs with the last time each was seen.
 * **Day sums.** Per account and direction, the cash / transfer / cross-border sums of the newest
-  local day seen; events of an earlier day than that are not added anywhere.
+  local day seen; events of an earlier day than that are not added anywhere, and their own
+  day features are their own amount (what their day's sum holds at least).
 * **EWMA** of ``log(amount)`` of an account's outgoing transfers, updated after the features
   that read it; the float operations are written in the kernels' order so results are equal.
 * **Rules.** A rule fires when all its conditions hold; the strongest action wins, reason bits
@@ -32,7 +33,8 @@ The meanings modelled here (the kernels must agree with every one):
   takes back the mark its own ringing report made.
 * **Decision memory.** After each transaction decision: a payer who is a suspected mule passes
   the suspicion one level on to a person it pays for the first time, with money it received
-  within the day (not merchants or hubs); the fired rules' marks make a person payer a protected
+  within the day (not merchants, organisations — in the registry, or named one by the account's
+  latest transaction — or hubs); the fired rules' marks make a person payer a protected
   victim (and, at HOLD or above, remember the stopped payee for that payer), or a party a
   suspected mule or collector. Cleared accounts are never marked.
 * **Learning period.** An entity first seen within ``learn`` of the earliest event has no known
@@ -227,6 +229,7 @@ from features._kernels import (
     PROF_MERCHANT,
     PROF_ORGANISATION,
     PROF_PAYROLL,
+    PROF_SEEN_ORGANISATION,
     RI_ACTION,
     RI_COND,
     RI_FLAGS,
@@ -260,6 +263,7 @@ from features._kernels import (
     SC_CONFIRMED_UNTIL,
     SC_MULE_UNTIL,
     SC_VICTIM_UNTIL,
+    SUM_MAX,
     TF_CASH,
     TF_MEMO_FRAUD,
     TF_MEMO_INVEST,
@@ -352,7 +356,8 @@ class _Windows:
         nb = WIN_NB[w]
         lo = max(ep - nb, head - nb)  # exclusive
         hi = min(ep, head)
-        return sum(self.values.get((channel, w, k), 0) for k in range(lo + 1, hi + 1))
+        # sums of money saturate at SUM_MAX instead of wrapping (counts never get near it)
+        return min(SUM_MAX, sum(self.values.get((channel, w, k), 0) for k in range(lo + 1, hi + 1)))
 
 
 class _Ring:
@@ -416,11 +421,17 @@ class _DaySums:
         if flags & TF_XBORDER:
             self.cross_border += amount
 
-    def get(self, ts: int, tz: int) -> tuple[int, int, int, int]:
-        """(cash, transfers, cross-border, domestic transfers) of the day of ``ts``."""
+    def get(self, ts: int, tz: int, amount: int, flags: int) -> tuple[int, int, int, int]:
+        """(cash, transfers, cross-border, domestic transfers) of the day of ``ts``, after the
+        transaction (``amount``, ``flags``) was added; of an earlier day than the newest (a late
+        one, not added): that transaction's own parts."""
         if self.day is not None and self.day == (ts + tz) // DAY_MS:
-            return self.cash, self.transfer, self.cross_border, self.domestic
-        return 0, 0, 0, 0
+            return (min(SUM_MAX, self.cash), min(SUM_MAX, self.transfer),
+                    min(SUM_MAX, self.cross_border), min(SUM_MAX, self.domestic))
+        cash = bool(flags & TF_CASH)
+        xb = bool(flags & TF_XBORDER)
+        return (amount if cash else 0, 0 if cash else amount, amount if xb else 0,
+                0 if cash or xb else amount)
 
 
 @dataclass
@@ -801,7 +812,7 @@ class ReferenceEngine:
 
     @staticmethod
     def _mule_ok(acc: _Account, ts: int, p: _Params) -> bool:
-        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION)
+        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
                 and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
 
     def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
@@ -868,13 +879,19 @@ class ReferenceEngine:
             payee.wake = ts
         payer.seen(ts)
         payee.seen(ts)
-        if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):  # seen as an organisation
-            payer.profile |= PROF_ORGANISATION
+        # the latest transaction's word: an organisation, or a person (then no longer one)
+        if not fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL):
+            payer.profile |= PROF_SEEN_ORGANISATION
+        elif fl & TF_PAYER_PERSON:
+            payer.profile &= ~PROF_SEEN_ORGANISATION
         if not fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL):
-            payee.profile |= PROF_ORGANISATION
-        if ev[EV_AUX1] != _NO_TIME:
+            payee.profile |= PROF_SEEN_ORGANISATION
+        elif fl & TF_PAYEE_PERSON:
+            payee.profile &= ~PROF_SEEN_ORGANISATION
+        # a reported opening date counts when it is the latest known (the registry's as it is)
+        if ev[EV_AUX1] != _NO_TIME and (payer.opened is None or ev[EV_AUX1] > payer.opened):
             payer.opened = ev[EV_AUX1]
-        if ev[EV_AUX2] != _NO_TIME:
+        if ev[EV_AUX2] != _NO_TIME and (payee.opened is None or ev[EV_AUX2] > payee.opened):
             payee.opened = ev[EV_AUX2]
 
         # --- what the state said before this transaction
@@ -1022,12 +1039,12 @@ class ReferenceEngine:
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_INVEST_7D] = float(pw.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
-        for k, value in enumerate(payer.day[_OUT].get(ts, tz)[:3]):
+        for k, value in enumerate(payer.day[_OUT].get(ts, tz, amount, fl)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)
-        for k, value in enumerate(payee.day[_IN].get(ts, tz)[:3]):
+        for k, value in enumerate(payee.day[_IN].get(ts, tz, amount, fl)[:3]):
             f[F_PAYEE_DAY_CASH + k] = float(value)
-        f[F_PAYER_DAY_DOMESTIC] = float(payer.day[_OUT].get(ts, tz)[3])
-        f[F_PAYEE_DAY_DOMESTIC] = float(payee.day[_IN].get(ts, tz)[3])
+        f[F_PAYER_DAY_DOMESTIC] = float(payer.day[_OUT].get(ts, tz, amount, fl)[3])
+        f[F_PAYEE_DAY_DOMESTIC] = float(payee.day[_IN].get(ts, tz, amount, fl)[3])
         return f
 
     # ------------------------------------------------------------ calls

@@ -34,7 +34,7 @@ from screening.offline.schema import (
     REGISTRY_PARTY_TYPES,
     REGISTRY_SCHEMA,
 )
-from screening.policy import Policy
+from screening.policy import MEMO_IGNORED, Policy
 
 if TYPE_CHECKING:
     from screening.offline.mapping import ColumnMapping
@@ -348,7 +348,9 @@ def encode_events(frame: pl.DataFrame, policy: Policy, settings: Settings) -> En
     duration = df.get_column("duration_seconds").fill_null(0).to_numpy()
     ev[:, EventCol.AMOUNT] = np.where(is_txn, fen, duration)
 
-    memo = df.get_column("memo").fill_null("").str.replace_all(r"[\n\t\r]", " ")
+    # as the live path matches it (``screening.policy.memo_key``)
+    memo = (df.get_column("memo").fill_null("").str.normalize("NFKC").str.to_lowercase()
+            .str.replace_all(MEMO_IGNORED, ""))
     invest = (memo.str.contains(policy.memo_regex).to_numpy() if policy.memo_regex
               else np.zeros(n, dtype=bool))
     near = df.select(NearLine.build(policy, settings).near_expr(pl.lit(pl.Series("fen", fen)))).to_series()

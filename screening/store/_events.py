@@ -163,19 +163,20 @@ class EventWriter:
                 self._queued_at = time.monotonic()
             self._queue.append((seq, event))
 
-    def wait(self, seq: int) -> None:
+    def wait(self, seq: int) -> bool:
         """The first waiter that finds the queue not being written writes it (everything queued,
         its own event and those of concurrent requests) in its own thread; the others wait for
         that write. No hand-off to another thread on the way: one sequential client costs one
-        write, concurrent ones share it."""
+        write, concurrent ones share it. True once ``seq`` is written; False when it is not
+        (a store outage, or ``wait_s`` passed): answered, degraded (see the class docstring)."""
         if seq <= self._written:
-            return
+            return True
         deadline = time.monotonic() + self.wait_s
         with self._cond:
             while self._written < seq:
                 if self._error is not None or (self.unreachable is not None
                                                and self.unreachable() is not None):
-                    return  # a store outage: answered, degraded (see the class docstring)
+                    return False
                 batch = self._take()
                 if batch is not None:
                     self._cond.release()
@@ -186,8 +187,9 @@ class EventWriter:
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    return False
                 self._cond.wait(min(left, 0.05))
+        return True
 
     def _take(self) -> list[tuple[int, JournalEvent]] | None:
         """Everything queued, to write now (under ``_cond``); None when a write is under way or

@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from screening.client import ScreeningClient, transaction
 from screening.config import load_settings
@@ -62,10 +64,50 @@ def _health_ok(live: Live) -> bool:
 def small() -> Iterator[Live]:
     """A server with few threads, a short queue and few streams (shared by no other test)."""
     srv = _start(load_settings(overrides={
-        "server": {"max_workers": 1, "max_queue": 1, "max_streams": 4},
+        "server": {"max_workers": 1, "max_queue": 1, "max_streams": 4,
+                   "max_streams_per_caller": 4},
         "state": {"initial_accounts": 256}}))
     yield srv
     _stop(srv)
+
+
+def test_one_caller_cannot_hold_every_stream_place() -> None:
+    """One bank's idle streams took every [server] max_streams place, and every other
+    institution's ScreenStream was refused. A caller holds at most max_streams_per_caller
+    (default half of max_streams): past it it is refused naming the setting, others still open
+    theirs, and a stream it closes gives its place back."""
+    srv = _start(load_settings(overrides={"server": {"max_streams": 4},
+                                          "state": {"initial_accounts": 256}}))
+    streams: list[IdleStream] = []
+    try:
+        for _ in range(2):
+            streams.append(IdleStream(srv.bank))
+            streams[-1].screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        extra = IdleStream(srv.bank)
+        with pytest.raises(grpc.RpcError) as info:
+            extra.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_streams_per_caller" in (info.value.details() or "")
+        other = IdleStream(srv.client("payment"))
+        streams.append(other)
+        assert other.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).action \
+            == pb.ACTION_ALLOW
+        streams.pop(0).close()
+        for _ in range(50):
+            again = IdleStream(srv.bank)
+            try:
+                again.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+                streams.append(again)
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                threading.Event().wait(0.1)
+        else:
+            pytest.fail("a closed stream did not give its caller's place back")
+    finally:
+        for s in streams:
+            s.close()
+        _stop(srv)
 
 
 def test_twenty_idle_streams_leave_health_and_unary_calls_answered(live: Live) -> None:
@@ -116,6 +158,41 @@ def test_streams_past_max_streams_are_refused_naming_the_setting(small: Live) ->
     finally:
         for s in streams:
             s.close()
+
+
+def test_reflection_streams_without_a_token_take_no_screenstream_place(small: Live) -> None:
+    """Reflection needs no token and is a stream: held open in the stream lane, anyone could take
+    every [server] max_streams place and banks' ScreenStreams were refused RESOURCE_EXHAUSTED.
+    It has a small lane of its own: past it only reflection is refused."""
+    channel = grpc.insecure_channel(small.server.address)
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    held: list[tuple[Any, queue.Queue[Any]]] = []
+    try:
+        for _ in range(4):  # as many as max_streams here, and the reflection lane's size
+            box: queue.Queue[Any] = queue.Queue()
+            call = stub.ServerReflectionInfo(iter(box.get, None))
+            box.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+            next(call)  # open on the server, and left open
+            held.append((call, box))
+        box = queue.Queue()
+        extra = stub.ServerReflectionInfo(iter(box.get, None))
+        box.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+        with pytest.raises(grpc.RpcError) as info:
+            next(extra)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        streams = [IdleStream(small.bank) for _ in range(4)]
+        try:
+            for s in streams:
+                assert s.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).action \
+                    == pb.ACTION_ALLOW
+        finally:
+            for s in streams:
+                s.close()
+    finally:
+        for call, box in held:
+            box.put(None)
+            call.cancel()
+        channel.close()
 
 
 def _big_batch(n: int) -> list[pb.Transaction]:

@@ -146,3 +146,59 @@ def test_call_ids_are_per_operator(live: Live) -> None:
         call_event(cid, recent(), "+8617100000002", "13700000001")))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.details() or "").startswith("caller_number:")
+
+
+def test_two_institutions_whose_callers_share_a_name_keep_their_ids_apart() -> None:
+    """Ids were scoped by the caller's name only: two banks whose tokens (or certificates' CNs)
+    are both named "core" shared one scope, so the second bank's payment under an id the first
+    used was refused ALREADY_EXISTS telling it what differs from the other bank's payment
+    ("amount differs"), and the same content was answered with the other bank's decision as a
+    duplicate, uncounted. The scope is the institution and the name."""
+    from screening.auth import Authenticator
+    from screening.client import ScreeningClient
+    from screening.config import load_settings
+    from screening.logs import configure_logging
+    from screening.server import start_server
+
+    tokens = {"tok-a": ("core", "bank", "BANK01"), "tok-b": ("core", "bank", "BANK02")}
+    settings = load_settings(overrides={"state": {"initial_accounts": 256}})
+    running = start_server(settings, masker=configure_logging(settings.log),
+                           auth=Authenticator.with_tokens(tokens), port=0)
+    try:
+        with ScreeningClient(running.address, "tok-a") as a, \
+                ScreeningClient(running.address, "tok-b") as b:
+            a.wait_ready()
+            when, payer, payee = recent(5), uid("a"), uid("b")
+            tid, tid2 = uid("t"), uid("t")
+            for t in (tid, tid2):
+                assert not a.screen(transaction(t, when, payer, payee, 1_000)).duplicate
+            assert not b.screen(transaction(tid, when, uid("c"), uid("d"), 250_000)).duplicate
+            assert not b.screen(transaction(tid2, when, payer, payee, 1_000)).duplicate
+            # each bank's own retry is still its duplicate
+            assert a.screen(transaction(tid, when, payer, payee, 1_000)).duplicate
+            assert b.screen(transaction(tid2, when, payer, payee, 1_000)).duplicate
+    finally:
+        running.stop(0.5)
+
+
+def test_a_call_report_repeated_with_other_content_is_refused_not_answered_as_a_duplicate(
+        live: Live) -> None:
+    """The same call id and numbers at hang-up again with another duration (or outcome, or
+    caller class) was answered with the first hang-up's decision as a duplicate; it is refused
+    ALREADY_EXISTS naming what differs, as a transaction id is. The same report again is
+    still a duplicate."""
+    cid, when = uid("c"), recent(5)
+    caller, callee = "+8617100000091", "13700000091"
+    ring = live.telecom.report_call(call_event(cid, when, caller, callee))
+    end = live.telecom.report_call(call_event(cid, when, caller, callee, duration_seconds=5,
+                                              outcome=pb.CALL_OUTCOME_ANSWERED))
+    assert not ring.duplicate and not end.duplicate
+    err = _refused(lambda: live.telecom.report_call(
+        call_event(cid, when, caller, callee, duration_seconds=900,
+                   outcome=pb.CALL_OUTCOME_ANSWERED)))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert (err.details() or "").startswith("call_id:") and "duration_seconds" in (err.details() or "")
+    again = live.telecom.report_call(call_event(cid, when, caller, callee, duration_seconds=5,
+                                                outcome=pb.CALL_OUTCOME_ANSWERED))
+    assert again.duplicate
+    assert live.telecom.report_call(call_event(cid, when, caller, callee)).duplicate

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from features import _kernels as k
 from features.layout import ACCOUNT_FEATURES, CALL_FEATURES, TXN_FEATURES
-from features.state import NO_TIME, FeatureState, RuleTable
+from features.state import NO_TIME, SUM_MAX, FeatureState, RuleTable
 from tests.reference import ReferenceEngine
 
 MINUTE_MS = k.MINUTE_MS
@@ -475,7 +475,9 @@ def test_event_older_than_the_7d_ring_is_dropped_from_windows() -> None:
     for win in ("1m", "1h", "24h", "7d"):
         assert late[tcol(f"payer_out_count_{win}")] == 0.0
         assert late[tcol(f"payee_in_sum_{win}")] == 0.0
-    assert late[tcol("payer_day_transfer_out_sum")] == 0.0  # an earlier day than the newest
+    # an earlier day than the newest: its day sums are gone, the late event's own amount stays
+    assert late[tcol("payer_day_transfer_out_sum")] == 4_000.0
+    assert late[tcol("payer_day_cash_out_sum")] == 0.0
     assert late[tcol("payer_history_count")] == 2.0
     snap = out.state.snapshot(0, T0 + 8 * DAY_MS, make_params())
     assert snap[scol("out_count_7d")] == 1.0
@@ -675,3 +677,16 @@ def test_pair_table_growth_and_expiry_keep_relationships() -> None:
     cutoff = int(events[n // 2, k.EV_TS])
     small.rehash_pairs(small.pair_capacity, min_ts=cutoff)
     assert 0 < small.pair_count < big.pair_count
+
+
+def test_sums_of_huge_amounts_saturate_and_come_back_when_buckets_leave() -> None:
+    """Sums past int64 stop at SUM_MAX (they wrapped negative); once the buckets that filled
+    them leave the window, the total is the exact sum of those still in it."""
+    big = 2**61
+    events = [txn(T0 + i, 0, 1, big) for i in range(5)] + [txn(T0 + 2 * HOUR_MS, 2, 1, 7)]
+    out = run_both(Scenario(events=events, snapshot_times=[T0 + 2 * HOUR_MS]))
+    assert out.features[4][tcol("payee_in_sum_24h")] == float(SUM_MAX)
+    assert out.features[4][tcol("payee_day_transfer_in_sum")] == float(SUM_MAX)
+    later = out.features[5]
+    assert later[tcol("payee_in_sum_24h")] == float(SUM_MAX)
+    assert later[tcol("payee_in_sum_1h")] == 7.0  # the hour of the huge ones has left

@@ -6,12 +6,20 @@ import re
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from features.layout import TXN_FEATURES
 from features.state import FeatureState, empty_events
 from screening.errors import ConfigError
-from screening.policy import ACTIONS, default_policy_text, load_policy, parse_policy
+from screening.policy import (
+    ACTIONS,
+    MEMO_IGNORED,
+    default_policy_text,
+    load_policy,
+    memo_key,
+    parse_policy,
+)
 
 MINI = """
 [policy]
@@ -207,3 +215,18 @@ def test_every_shipped_policy_and_settings_file_loads() -> None:
             assert parse_policy(text, f.name).txn_rules
         else:
             load_settings(Path(str(f)))
+
+
+def test_memo_keywords_match_in_one_normal_form_live_and_offline() -> None:
+    """Full-width letters, spaces and invisible characters inside a keyword do not hide it, and
+    the offline encoder (polars) reads memos as the live path does."""
+    p = load_policy(None)
+    memos = ["ｓａｆｅ ａｃｃｏｕｎｔ", "安 全\u200b账 户", "UNFREEZ\u00adE fee", "理\u3000财",
+             "rent for May"]
+    live = [p.memo_flags(m) for m in memos]
+    assert [f for _, f in live] == [True, True, True, False, False]
+    assert [i for i, _ in live] == [False, False, False, True, False]
+    col = (pl.Series(memos).str.normalize("NFKC").str.to_lowercase()
+           .str.replace_all(MEMO_IGNORED, ""))
+    assert col.to_list() == [memo_key(m) for m in memos]
+    assert col.str.contains(p.fraud_memo_regex).to_list() == [f for _, f in live]

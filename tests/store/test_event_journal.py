@@ -3,6 +3,7 @@ that re-applies it (with the watchlist changes in between) to exactly the uninte
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from screening.config import ServerSettings
 from screening.engine import Engine, JournalEvent
 from screening.errors import CheckpointError, StoreUnavailable
 from screening.model import NEVER, CallInput, WatchEntry
@@ -223,3 +225,54 @@ def test_events_under_a_swapped_policy_are_re_applied_from_its_kept_text(any_sto
     restore_engine(again, any_store)
     assert_same_state(live, again)
     assert again.policy.version != hot.version  # the configured policy stays the active one
+
+
+class _Stuck(MemoryStore):
+    """A store whose event appends hang until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.release.set()
+
+    def append_events(self, entries: Sequence[tuple[int, bytes]], *, sync: bool) -> None:
+        self.release.wait(10)
+        super().append_events(entries, sync=sync)
+
+
+def test_a_decision_whose_event_was_not_written_is_answered_degraded() -> None:
+    """The payment whose own write found the store down, and one whose write (by another
+    request, hanging in the store) did not finish in ``wait_s``, were answered degraded: false
+    although nothing of them was kept; they are answered degraded (and so audited), the others
+    as before."""
+    wide = dataclasses.replace(small_settings(), server=ServerSettings(latency_budget_ms=1e6))
+    flaky = _Flaky()
+    live = Engine(wide, load_policy(), clock_ms=lambda: T0 + 10**8)  # never degraded by the graph
+    writer = EventWriter(flaky, fsync="batch")
+    live.events = writer
+    assert not live.screen([busy_txn(0)])[0][0].degraded
+    flaky.down = True
+    rec, dup = live.screen([busy_txn(1)])[0]
+    assert rec.degraded and not dup
+    flaky.down = False
+    deadline = time.monotonic() + 10
+    while len(flaky.events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not live.screen([busy_txn(2)])[0][0].degraded
+    writer.close()
+
+    stuck = _Stuck()
+    live = Engine(wide, load_policy(), clock_ms=lambda: T0 + 10**8)
+    writer = EventWriter(stuck, fsync="batch", wait_s=0.2)
+    live.events = writer
+    stuck.release.clear()
+    first = threading.Thread(target=live.screen, args=([busy_txn(0)],))
+    first.start()  # its request writes the queue itself, and hangs in the store
+    while writer.batches == 0 and not writer._busy:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    rec, _ = live.screen([busy_txn(1)])[0]  # waits wait_s for that write, then answers
+    assert time.monotonic() - t0 < 5 and rec.degraded
+    stuck.release.set()
+    first.join()
+    writer.close()
