@@ -62,12 +62,13 @@ from typing import Any
 from screening.auth import Caller
 from screening.config import AuditSettings
 from screening.errors import AuditUnavailable, ConfigError
-from screening.model import NEVER, CallInput, CallRecord, DecisionRecord, TxnInput
+from screening.model import NEVER, CallInput, CallRecord, DecisionRecord, TxnColumns, TxnInput
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, REPORT_FLAGS
 
 __all__ = [
     "CALL",
     "DECISION",
+    "DECISIONS",
     "GENESIS",
     "AuditTrail",
     "VerifyReport",
@@ -81,6 +82,9 @@ __all__ = [
 
 GENESIS = "0" * 64
 DECISION = "decision"
+# one queued item for the decisions of a whole batch, written as one DECISION record each:
+# (DECISIONS, at, caller, rpc, TxnColumns, records, duplicate flags, reason codes per record)
+DECISIONS = "decisions"
 CALL = "call_decision"
 _OPEN = "open"
 _ANCHOR = "anchor"
@@ -160,6 +164,27 @@ def _decision(item: tuple[Any, ...]) -> str:
             f'"reports":[{_REPORT_LISTS[rec.report_flags & 7]}],'
             f'"duplicate":{_BOOL[bool(duplicate)]},"degraded":{_BOOL[bool(rec.degraded)]},'
             f'"policy":{_q(rec.policy_version)}')
+
+
+def _batch_decisions(item: tuple[Any, ...]) -> list[str]:
+    """The DECISION records of a DECISIONS item, as ``_decision`` writes them, in order."""
+    _, _, caller, rpc, txns, recs, duplicates, reasons = item
+    assert isinstance(txns, TxnColumns)
+    who = _who(caller, rpc)
+    return [(f'{who},"txn":{_q(tid)},"event_time":"{iso_ms(ms)}",'
+             f'"payer":{_q(pa)},"payer_institution":{_q(pi)},'
+             f'"payee":{_q(qa)},"payee_institution":{_q(qi)},'
+             f'"amount_minor":{minor:d},"currency":{_q(cur)},'
+             f'"amount_fen":{fen:d},"action":"{ACTION_NAMES[rec.action]}",'
+             f'"reasons":[{",".join(map(_q, codes))}],"risk":{rec.score:d},'
+             f'"reports":[{_REPORT_LISTS[rec.report_flags & 7]}],'
+             f'"duplicate":{_BOOL[bool(dup)]},"degraded":{_BOOL[bool(rec.degraded)]},'
+             f'"policy":{_q(rec.policy_version)}')
+            for tid, ms, pa, pi, qa, qi, minor, cur, fen, rec, dup, codes in zip(
+                txns.transaction_id, txns.event_time_ms, txns.payer_account,
+                txns.payer_institution, txns.payee_account, txns.payee_institution,
+                txns.amount_minor, txns.currency, txns.amount_fen, recs, duplicates, reasons,
+                strict=True)]
 
 
 def _call_decision(item: tuple[Any, ...]) -> str:
@@ -413,15 +438,23 @@ class AuditTrail:
         if new_day or (limit and self._file_bytes >= limit):
             self._rotate("day" if new_day else "size")
         saved = _Chain(self._chain.seq, self._chain.head)
+        records = 0
         try:
-            data = b"".join(self._line(item[0], item[1], _BUILDERS.get(item[0], _event)(item))
-                            for item in items)
-            self._write(data)
+            lines = []
+            for item in items:
+                if item[0] == DECISIONS:
+                    lines += [self._line(DECISION, item[1], members)
+                              for members in _batch_decisions(item)]
+                else:
+                    lines.append(self._line(item[0], item[1],
+                                            _BUILDERS.get(item[0], _event)(item)))
+            records = len(lines)
+            self._write(b"".join(lines))
         except BaseException:
             self._chain = saved
             raise
-        self.written += len(items)
-        self._since_anchor += len(items)
+        self.written += records
+        self._since_anchor += records
 
     def _line(self, kind: str, at_ns: int, members: str) -> bytes:
         chain = self._chain

@@ -22,10 +22,10 @@ import struct
 import zlib
 from hashlib import blake2b
 
-from screening.model import DecisionRecord, TxnInput
+from screening.model import DecisionRecord, TxnColumns, TxnInput
 
 __all__ = ["DEFAULT_SCOPE", "FINGERPRINT_BYTES", "differing_field", "differing_input", "fingerprint",
-           "same_fingerprint", "same_payment"]
+           "fingerprints", "same_fingerprint", "same_payment"]
 
 #: the one scope of a server without auth, of replays and of checkpoints written before scopes
 DEFAULT_SCOPE = ""
@@ -57,6 +57,26 @@ def fingerprint(t: TxnInput) -> bytes:
         (crc(pi) + 3 * p.party_type + po) % 251, (crc(qi) + 3 * q.party_type + qo) % 251,
         (crc(cur) + t.amount_minor) % 251, t.channel % 251, flags,
         crc(dev) % 251, crc(phone) % 251, crc(memo) % 251))
+
+
+def fingerprints(c: TxnColumns) -> list[bytes]:
+    """``fingerprint`` of every transaction of ``c`` (the same bytes, without a ``TxnInput``)."""
+    crc, pack, digest = zlib.crc32, _INTS.pack, blake2b
+    out = []
+    for (_tid, ms, pa, pi, pt, po, qa, qi, qt, qo, minor, cur, _fen, channel, cash, cross, dev,
+         phone, memo, _payee_phone) in zip(*c._columns(), strict=True):
+        po = -1 if po is None else po
+        qo = -1 if qo is None else qo
+        flags = cash | cross << 1
+        bi, bq, bc, bd, bp, bm = (pi.encode(), qi.encode(), cur.encode(), dev.encode(),
+                                  phone.encode(), memo.encode())
+        texts = b"\x1f".join((pa.encode(), qa.encode(), bi, bq, bc, bd, bp, bm))
+        ints = pack(ms, pt, po, qt, qo, minor, channel, flags)
+        out.append(digest(ints + texts, digest_size=_DIGEST_BYTES).digest() + bytes((
+            (crc(bi) + 3 * pt + po) % 251, (crc(bq) + 3 * qt + qo) % 251,
+            (crc(bc) + minor) % 251, channel % 251, flags,
+            crc(bd) % 251, crc(bp) % 251, crc(bm) % 251)))
+    return out
 
 
 def same_fingerprint(a: bytes, b: bytes) -> bool:
