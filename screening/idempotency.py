@@ -22,6 +22,8 @@ import struct
 import zlib
 from hashlib import blake2b
 
+import numpy as np
+
 from screening.model import DecisionRecord, TxnColumns, TxnInput
 
 __all__ = ["DEFAULT_SCOPE", "FINGERPRINT_BYTES", "differing_field", "differing_input", "fingerprint",
@@ -60,23 +62,43 @@ def fingerprint(t: TxnInput) -> bytes:
 
 
 def fingerprints(c: TxnColumns) -> list[bytes]:
-    """``fingerprint`` of every transaction of ``c`` (the same bytes, without a ``TxnInput``)."""
-    crc, pack, digest = zlib.crc32, _INTS.pack, blake2b
-    out = []
-    for (_tid, ms, pa, pi, pt, po, qa, qi, qt, qo, minor, cur, _fen, channel, cash, cross, dev,
-         phone, memo, _payee_phone) in zip(*c._columns(), strict=True):
-        po = -1 if po is None else po
-        qo = -1 if qo is None else qo
-        flags = cash | cross << 1
-        bi, bq, bc, bd, bp, bm = (pi.encode(), qi.encode(), cur.encode(), dev.encode(),
-                                  phone.encode(), memo.encode())
-        texts = b"\x1f".join((pa.encode(), qa.encode(), bi, bq, bc, bd, bp, bm))
-        ints = pack(ms, pt, po, qt, qo, minor, channel, flags)
-        out.append(digest(ints + texts, digest_size=_DIGEST_BYTES).digest() + bytes((
-            (crc(bi) + 3 * pt + po) % 251, (crc(bq) + 3 * qt + qo) % 251,
-            (crc(bc) + minor) % 251, channel % 251, flags,
-            crc(bd) % 251, crc(bp) % 251, crc(bm) % 251)))
-    return out
+    """``fingerprint`` of every transaction of ``c``: the same bytes, the hint bytes computed
+    column by column (one CRC per distinct text)."""
+    n = len(c)
+    if n == 0:
+        return []
+
+    def crcs(col: list[str]) -> np.ndarray:
+        table = {v: zlib.crc32(v.encode()) for v in set(col)}
+        return np.fromiter(map(table.__getitem__, col), dtype=np.int64, count=n)
+
+    def ints(col: list[int]) -> np.ndarray:
+        return np.fromiter(col, dtype=np.int64, count=n)
+
+    po = [-1 if o is None else o for o in c.payer_opened_ms]
+    qo = [-1 if o is None else o for o in c.payee_opened_ms]
+    flags = [cash | cross << 1 for cash, cross in zip(c.cash, c.cross_border, strict=True)]
+    pt, qt, minor = ints(c.payer_type), ints(c.payee_type), ints(c.amount_minor)
+    hints = np.empty((n, len(_GROUPS)), dtype=np.int64)
+    hints[:, 0] = crcs(c.payer_institution) + 3 * pt + ints(po)
+    hints[:, 1] = crcs(c.payee_institution) + 3 * qt + ints(qo)
+    hints[:, 2] = crcs(c.currency) + minor
+    hints[:, 3] = ints(c.channel)
+    hints[:, 5] = crcs(c.device_id)
+    hints[:, 6] = crcs(c.payer_phone)
+    hints[:, 7] = crcs(c.memo)
+    hints %= 251
+    hints[:, 4] = flags
+    tail = hints.astype(np.uint8).tobytes()
+    pack, digest, sep = _INTS.pack, blake2b, "\x1f".join
+    return [digest(pack(ms, a_t, a_o, b_t, b_o, m, ch, f)
+                   + sep((pa, qa, pi, qi, cur, dev, phone, memo)).encode(),
+                   digest_size=_DIGEST_BYTES).digest() + tail[8 * j:8 * j + 8]
+            for j, (ms, a_t, a_o, b_t, b_o, m, ch, f, pa, qa, pi, qi, cur, dev, phone, memo)
+            in enumerate(zip(c.event_time_ms, c.payer_type, po, c.payee_type, qo,
+                             c.amount_minor, c.channel, flags, c.payer_account, c.payee_account,
+                             c.payer_institution, c.payee_institution, c.currency, c.device_id,
+                             c.payer_phone, c.memo, strict=True))]
 
 
 def same_fingerprint(a: bytes, b: bytes) -> bool:

@@ -168,9 +168,12 @@ class CallInput:
         return self.duration_s > 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by convention: a frozen init costs 3x, once per decision
 class DecisionRecord:
-    """What the engine decided for one transaction; rendered to a proto Decision on the way out."""
+    """What the engine decided for one transaction; rendered to a proto Decision on the way out.
+
+    Never changed once made (``DecisionLog.by_seq`` reads records without the engine's lock).
+    """
 
     transaction_id: str
     seq: int
