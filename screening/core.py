@@ -36,6 +36,7 @@ __all__ = ["GraphGate", "Interner", "Screened", "Screener"]
 
 _PERSON, _TERMINAL = 1, 3  # proto PartyType
 _KIND, _A, _B, _TXN = int(EventCol.KIND), int(EventCol.A), int(EventCol.B), int(Kind.TXN)
+_SMALL = 4  # batches this small are written to the recent rings row by row
 
 
 class Interner:
@@ -347,6 +348,14 @@ class Screener:
         of more appearances than the ring holds only the last ring-width are kept."""
         ring, pos_of = self.recent, self.recent_pos
         width = ring.shape[1]
+        if events.shape[0] <= _SMALL:  # one at a time: cheaper than numpy calls
+            for j in range(events.shape[0]):
+                if events[j, _KIND] == _TXN:
+                    for account in (int(events[j, _A]), int(events[j, _B])):
+                        pos = int(pos_of[account])
+                        ring[account, pos % width] = refs[j]
+                        pos_of[account] = pos + 1
+            return
         txn = events[:, _KIND] == _TXN
         if not txn.any():
             return

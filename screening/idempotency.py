@@ -65,8 +65,8 @@ def fingerprints(c: TxnColumns) -> list[bytes]:
     """``fingerprint`` of every transaction of ``c``: the same bytes, the hint bytes computed
     column by column (one CRC per distinct text)."""
     n = len(c)
-    if n == 0:
-        return []
+    if n <= 1:  # ScreenTransaction: numpy calls cost more than they save
+        return [fingerprint(t) for t in c.rows()]
 
     def crcs(col: list[str]) -> np.ndarray:
         table = {v: zlib.crc32(v.encode()) for v in set(col)}
