@@ -6,13 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import numpy as np
 import pytest
 
+from features.state import FeatureState
 from screening.client import transaction
 from screening.config import load_settings
 from screening.convert import Converter
+from screening.core import Screener
 from screening.errors import InvalidRequest
 from screening.idempotency import fingerprint, fingerprints
+from screening.lines import NearLine
 from screening.model import TxnColumns
 from screening.offline.messages import to_requests
 from screening.offline.synth import SynthConfig, generate
@@ -99,3 +103,25 @@ def test_empty_and_oversized_batches_are_refused() -> None:
     conv = _conv()
     with pytest.raises(InvalidRequest, match="is empty"):
         conv.batch_columns(_batch([]))
+
+
+def _bare_screener() -> Screener:
+    gs = SETTINGS.graph
+    return Screener(state=FeatureState.create(4, 4, 4, 16), graph=None,
+                    graph_params=gs.params().array(), graph_expiry_ms=gs.expiry_ms)
+
+
+def test_batch_encoder_equals_one_row_at_a_time(stream_batches: list[pb.TransactionBatch]) -> None:
+    """The vectorised encoder (batches) and the row encoder (one transaction) give the same
+    event rows and intern the same ids in the same order."""
+    conv = _conv()
+    whole, single = _bare_screener(), _bare_screener()
+    near = NearLine.build(POLICY, SETTINGS)
+    for b in stream_batches:
+        cols = conv.batch_columns(b)
+        got = whole.encode_transactions(cols, POLICY, near)
+        want = np.concatenate([single.encode_transactions(cols.take([i]), POLICY, near)
+                               for i in range(len(cols))])
+        np.testing.assert_array_equal(got, want)
+    for a, b in zip(whole.interners(), single.interners(), strict=True):
+        assert a.names() == b.names()
