@@ -54,6 +54,7 @@ from screening.idempotency import (
     DEFAULT_SCOPE,
     differing_field,
     differing_input,
+    fingerprint,
     fingerprints,
     same_fingerprint,
     same_payment,
@@ -641,8 +642,10 @@ class Engine:
         duplicate) per input.
         """
         t0 = time.perf_counter_ns()
-        cols = txns if isinstance(txns, TxnColumns) else TxnColumns.from_inputs(txns)
-        prints = fingerprints(cols)
+        if isinstance(txns, TxnColumns):
+            cols, prints = txns, fingerprints(txns)
+        else:
+            cols, prints = TxnColumns.from_inputs(txns), [fingerprint(t) for t in txns]
         with self._lock:
             out = self._screen(cols, scope, batch, prints, t0, None)
             written = self.event_seq
