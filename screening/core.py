@@ -254,7 +254,9 @@ class Screener:
         ev[:, EventCol.FLAGS] = flags
         for col, opened in ((EventCol.AUX1, batch.payer_opened_ms),
                             (EventCol.AUX2, batch.payee_opened_ms)):
-            if any(o is not None for o in opened):
+            if None not in opened:
+                ev[:, col] = opened
+            elif any(o is not None for o in opened):
                 known = [j for j, o in enumerate(opened) if o is not None]
                 ev[known, col] = [opened[j] for j in known]
         ev[:, EventCol.AUX3] = batch.channel

@@ -125,3 +125,32 @@ def test_batch_encoder_equals_one_row_at_a_time(stream_batches: list[pb.Transact
         np.testing.assert_array_equal(got, want)
     for a, b in zip(whole.interners(), single.interners(), strict=True):
         assert a.names() == b.names()
+
+
+def test_columnar_reply_names_each_decisions_policy() -> None:
+    """Decisions of two policies in one reply (a duplicate answered after a swap): each row's
+    legend index picks the policy it was made under, and reading it back gives the codes the
+    classic reply gives."""
+    from screening.client import decisions_of_columns
+    from screening.model import DecisionRecord
+    from screening.policy import default_policy_text, parse_policy
+
+    other = parse_policy(default_policy_text().replace('version = "', 'version = "x', 1), "other")
+    assert other.version != POLICY.version
+    policies = {POLICY.version: POLICY, other.version: other}
+    conv = Converter(SETTINGS, POLICY, lambda: time.time_ns() // 1_000_000,
+                     policy_for=policies.__getitem__)
+    recs = [DecisionRecord(f"t{i}", i, 1_700_000_000_000, 3, bits, 40, flags, (), version, 5,
+                           False)
+            for i, (bits, flags, version) in enumerate([(0b101, 0, POLICY.version),
+                                                        (0b10, 2, other.version),
+                                                        (0, 0, POLICY.version)])]
+    dups = [False, True, False]
+    cols = conv.decision_columns(recs, dups, 7)
+    assert list(cols.legend_index) == [0, 1, 0]
+    got = decisions_of_columns(pb.DecisionColumns.FromString(cols.SerializeToString()))
+    classic = conv.decision_batch(recs, dups, 7).decisions
+    assert [g["reasons"] for g in got] == [[r.code for r in d.reasons] for d in classic]
+    assert [g["policy_version"] for g in got] == [d.policy_version for d in classic]
+    assert [g["duplicate"] for g in got] == dups
+    assert cols.server_latency_us == 7
