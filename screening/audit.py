@@ -252,6 +252,10 @@ class AuditTrail:
         self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
         # the request path: one C call, thread-safe under the GIL
         self.add = self._pending.append
+        # records queued beyond one per item (a DECISIONS item holds a batch's), so the backlog
+        # is counted in records; changed under its own small lock
+        self._extra = 0
+        self._extra_lock = threading.Lock()
         self._max_pending = settings.max_pending
         self._wake = threading.Event()
         self._room = threading.Condition()
@@ -272,21 +276,31 @@ class AuditTrail:
         self.refused = 0
 
     # -------------------------------------------------------------- request path
+    def add_decisions(self, item: tuple[Any, ...]) -> None:
+        """Queue a DECISIONS item (one record per decision of a batch)."""
+        with self._extra_lock:
+            self._extra += len(item[5]) - 1
+        self._pending.append(item)
+
+    def _backlog(self) -> int:
+        """Records queued, not yet written."""
+        return len(self._pending) + self._extra
+
     def admit(self) -> None:
         """Return when there is room for a call's records; raise AuditUnavailable when the
         writer stays ``max_pending`` records behind for ``block_ms``."""
-        if len(self._pending) < self._max_pending:
+        if self._backlog() < self._max_pending:
             return
         self._wake.set()
         deadline = time.monotonic() + self.settings.block_ms / 1000
         with self._room:
-            while len(self._pending) >= self._max_pending:
+            while self._backlog() >= self._max_pending:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.refused += 1
                     why = f"; last write error: {self._failing}" if self._failing else ""
                     raise AuditUnavailable(
-                        f"audit trail: {len(self._pending):,} records not yet written ([audit] "
+                        f"audit trail: {self._backlog():,} records not yet written ([audit] "
                         f"max_pending {self._max_pending:,}, waited {self.settings.block_ms:g} "
                         f"ms{why}); nothing was changed, retry shortly")
                 self._room.wait(left)
@@ -297,11 +311,11 @@ class AuditTrail:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self._backlog()
 
     def stats(self) -> dict[str, float]:
         """For the metrics: records waiting and written, calls refused, writer failing (0/1)."""
-        return {"pending": len(self._pending), "written": self.written, "refused": self.refused,
+        return {"pending": self._backlog(), "written": self.written, "refused": self.refused,
                 "failing": float(self._failing is not None)}
 
     @property
@@ -370,7 +384,7 @@ class AuditTrail:
         self._wake.set()
         self._thread.join(timeout)
         self._abandon.set()  # a writer still retrying gives up at its next wait
-        left = len(self._pending)
+        left = self._backlog()
         if self._thread.is_alive() or left:
             self.log.error("audit_unwritten", records=left, error=self._failing,
                            detail="the audit writer could not write these before stopping")
@@ -421,11 +435,20 @@ class AuditTrail:
         batch_max = self.settings.batch_max
         while self._pending:
             items: list[tuple[Any, ...]] = []
-            while self._pending and len(items) < batch_max:
-                items.append(self._pending.popleft())
+            records = extra = 0
+            while self._pending and records < batch_max:
+                item = self._pending.popleft()
+                items.append(item)
+                k = len(item[5]) if item[0] == DECISIONS else 1
+                records += k
+                extra += k - 1
+            with self._extra_lock:
+                self._extra -= extra
             try:
                 self._write_items(items)
             except BaseException:
+                with self._extra_lock:
+                    self._extra += extra
                 self._pending.extendleft(reversed(items))  # written again, in order, next time
                 raise
             with self._room:

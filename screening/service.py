@@ -202,8 +202,8 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         codes = self.conv.reason_codes
         reasons = [codes(rec) for rec in recs]
         if self.audit is not None:
-            self.audit.add((DECISIONS, time.time_ns(), caller, "ScreenBatch", txns, recs, dups,
-                            reasons))
+            self.audit.add_decisions((DECISIONS, time.time_ns(), caller, "ScreenBatch", txns,
+                                      recs, dups, reasons))
         for i, rec in enumerate(recs):
             if not (rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded) \
                     or self.log_every_decision:
