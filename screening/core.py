@@ -266,44 +266,46 @@ class Screener:
         """``encode_transactions`` one row at a time (the same rows; tests hold them equal)."""
         accounts, phones, devices = self.accounts, self.phones, self.devices
         ev = empty_events(len(batch))
-        for j, t in enumerate(batch):
+        for j in range(len(batch)):
             row = ev[j]
+            cash, cross, memo = batch.cash[j], batch.cross_border[j], batch.memo[j]
+            payer_type, payee_type = batch.payer_type[j], batch.payee_type[j]
             flags = 0
-            if t.cash:
+            if cash:
                 flags |= TxnFlag.CASH
-            if t.cross_border:
+            if cross:
                 flags |= TxnFlag.CROSS_BORDER
-            if policy.memo_is_investment(t.memo):
+            if policy.memo_is_investment(memo):
                 flags |= TxnFlag.MEMO_INVESTMENT
-            if policy.memo_is_fraud(t.memo):
+            if policy.memo_is_fraud(memo):
                 flags |= TxnFlag.MEMO_FRAUD
-            if t.payer.party_type == _PERSON:
+            if payer_type == _PERSON:
                 flags |= TxnFlag.PAYER_PERSON
-            if t.payee.party_type == _PERSON:
+            if payee_type == _PERSON:
                 flags |= TxnFlag.PAYEE_PERSON
-            if t.payer.party_type == _TERMINAL:
+            if payer_type == _TERMINAL:
                 flags |= TxnFlag.PAYER_TERMINAL
-            if t.payee.party_type == _TERMINAL:
+            if payee_type == _TERMINAL:
                 flags |= TxnFlag.PAYEE_TERMINAL
-            if near_line.near(t.amount_fen, t.currency, t.cash, t.cross_border, t.payer.party_type):
+            if near_line.near(batch.amount_fen[j], batch.currency[j], cash, cross, payer_type):
                 flags |= TxnFlag.NEAR_LINE
             row[EventCol.KIND] = Kind.TXN
-            row[EventCol.TS] = t.event_time_ms
-            row[EventCol.A] = accounts.intern(t.payer.account_id)
-            row[EventCol.B] = accounts.intern(t.payee.account_id)
-            if t.payer_phone:
-                row[EventCol.C] = phones.intern(t.payer_phone)
-            if t.device_id:
-                row[EventCol.D] = devices.intern(t.device_id)
-            if t.payee_phone:
-                row[EventCol.E] = phones.intern(t.payee_phone)
-            row[EventCol.AMOUNT] = t.amount_fen
+            row[EventCol.TS] = batch.event_time_ms[j]
+            row[EventCol.A] = accounts.intern(batch.payer_account[j])
+            row[EventCol.B] = accounts.intern(batch.payee_account[j])
+            if batch.payer_phone[j]:
+                row[EventCol.C] = phones.intern(batch.payer_phone[j])
+            if batch.device_id[j]:
+                row[EventCol.D] = devices.intern(batch.device_id[j])
+            if batch.payee_phone[j]:
+                row[EventCol.E] = phones.intern(batch.payee_phone[j])
+            row[EventCol.AMOUNT] = batch.amount_fen[j]
             row[EventCol.FLAGS] = flags
-            if t.payer.opened_ms is not None:
-                row[EventCol.AUX1] = t.payer.opened_ms
-            if t.payee.opened_ms is not None:
-                row[EventCol.AUX2] = t.payee.opened_ms
-            row[EventCol.AUX3] = t.channel
+            if batch.payer_opened_ms[j] is not None:
+                row[EventCol.AUX1] = batch.payer_opened_ms[j]
+            if batch.payee_opened_ms[j] is not None:
+                row[EventCol.AUX2] = batch.payee_opened_ms[j]
+            row[EventCol.AUX3] = batch.channel[j]
         return ev
 
     def encode_call(self, call: CallInput, *, new: bool) -> np.ndarray:

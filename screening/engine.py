@@ -110,6 +110,9 @@ _GRAPH_HALF_LIFE_NS = 1_000_000_000
 _PREFILL_MIN_ROWS = 65_536
 # An account with a remembered decision at least this strong (HOLD) is in an open case.
 _CASE_ACTION = ACTIONS["HOLD"]
+_ACTION, _REASONS, _SCORE, _FLAGS, _MARKS = (int(DecisionCol.ACTION), int(DecisionCol.REASONS),
+                                             int(DecisionCol.SCORE), int(DecisionCol.FLAGS),
+                                             int(DecisionCol.MARKS))
 
 
 class DecisionLog:
@@ -906,24 +909,24 @@ class Engine:
         n = len(txns)
         seq0 = self.decisions.next_seq
         self.decisions.next_seq += n
-        bits = dec[:, DecisionCol.REASONS].tolist()
+        rows = dec.tolist()  # one numpy call, whatever the batch size
         # the features the fired rules read: none for most decisions (nothing fired)
         features: list[tuple[tuple[str, float], ...]] = [()] * n
-        for j in np.flatnonzero(dec[:, DecisionCol.REASONS]).tolist():
-            drivers = self._drivers_of(bits[j], False)
-            if drivers:
-                features[j] = tuple(zip([TXN_FEATURES[k] for k in drivers],
-                                        feat[j, list(drivers)].tolist(), strict=True))
+        for j, row in enumerate(rows):
+            if row[_REASONS]:
+                drivers = self._drivers_of(row[_REASONS], False)
+                if drivers:
+                    features[j] = tuple(zip([TXN_FEATURES[k] for k in drivers],
+                                            feat[j, list(drivers)].tolist(), strict=True))
         version = policy.version
         degraded_l = [True] * n if unsaved else degraded.tolist()
-        return [DecisionRecord(tid, seq, ms, action, b, score, flags, f, version, latency_us,
-                               deg, payer, payee, scope, fp, marks)
-                for tid, seq, ms, action, b, score, flags, f, deg, payer, payee, fp, marks
-                in zip(txns.transaction_id, range(seq0, seq0 + n), txns.event_time_ms,
-                       dec[:, DecisionCol.ACTION].tolist(), bits,
-                       dec[:, DecisionCol.SCORE].tolist(), dec[:, DecisionCol.FLAGS].tolist(),
-                       features, degraded_l, txns.payer_account, txns.payee_account, prints,
-                       dec[:, DecisionCol.MARKS].tolist(), strict=True)]
+        return [DecisionRecord(tid, seq0 + j, ms, row[_ACTION], row[_REASONS], row[_SCORE],
+                               row[_FLAGS], f, version, latency_us, deg, payer, payee, scope, fp,
+                               row[_MARKS])
+                for j, (tid, ms, row, f, deg, payer, payee, fp)
+                in enumerate(zip(txns.transaction_id, txns.event_time_ms, rows, features,
+                                 degraded_l, txns.payer_account, txns.payee_account, prints,
+                                 strict=True))]
 
     # ------------------------------------------------------------------ calls
     def report_call(self, call: CallInput, scope: str = DEFAULT_SCOPE) -> tuple[CallRecord, bool]:
