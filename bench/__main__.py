@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="traffic: the scenario generator when present (auto), or the built-in mix")
     p.add_argument("--memory-accounts", type=_counts, default=None,
                    help="account counts to allocate for the memory figures (e.g. 1000000)")
+    p.add_argument("--batch-only", action="store_true",
+                   help="ScreenBatch throughput only (no unary or stream sweeps, no h2load, no "
+                        "kernels, memory or audit): service and baseline side by side")
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel microbenchmarks")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--no-audit", action="store_true",
@@ -79,6 +82,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SuiteConf
         batch_duration_s=args.batch_duration, connections=args.connections,
         streams=args.streams, mix=args.mix, memory_accounts=args.memory_accounts,
         command=shlex.join(["python", "-m", "bench", *argv]))
+    if args.batch_only:
+        cfg = with_overrides(cfg, sweeps=False, kernels=False, memory_accounts=(), audit=False)
     if args.no_kernels:
         cfg = with_overrides(cfg, kernels=False)
     if args.no_memory:

@@ -22,7 +22,7 @@ import grpc.aio
 __all__ = ["ECHO_SERVICE", "echo_method", "main"]
 
 ECHO_SERVICE = "bench.v1.Echo"
-KINDS = ("unary", "stream", "batch100", "batch1000")
+KINDS = ("unary", "stream", "batch100", "batch1000", "batch100c", "batch1000c")
 
 
 def echo_method(kind: str) -> str:

@@ -52,7 +52,7 @@ class StepSpec:
 
     target: str  # "service" | "baseline"
     address: str
-    kind: str  # "unary" | "stream" | "batch100" | "batch1000"
+    kind: str  # "unary" | "stream" | "batch100" | "batch1000" (+ "c": the columnar reply)
     method: str
     rate: float  # messages per second offered (open loop); for batches: concurrency-bound
     duration_s: float
@@ -322,7 +322,8 @@ async def _batch(spec: StepSpec) -> StepResult:
     wanted = 8 if spec.target == "baseline" else 100_000
     while len(payload) < wanted and time.perf_counter() - prepared_at < spec.prepare_s:
         ids = _ids(f"{spec.id_prefix}-{len(payload)}", size)
-        payload.append(stamp_batch(_templates, row, ids, [now_ms + j for j in range(size)]))
+        payload.append(stamp_batch(_templates, row, ids, [now_ms + j for j in range(size)],
+                                   columnar=spec.kind.endswith("c")))
         row += size
     cycle = spec.target == "baseline"
     channels = [_channel(spec.address, i) for i in range(spec.connections)]
@@ -422,7 +423,7 @@ def probe_sizes(address: str, methods: dict[str, str], token: str, batch_sizes: 
                     for r in range(3):
                         now = int(time.time() * 1000)
                         body = stamp_batch(_templates, row, _ids(f"{id_prefix}-{kind}{r}", n),
-                                           [now] * n)
+                                           [now] * n, columnar=kind.endswith("c"))
                         row += n
                         reply = await ch.unary_unary(method, None, None)(body, metadata=md, timeout=30)
                         sizes.append(len(reply))

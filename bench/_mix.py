@@ -252,7 +252,9 @@ def stamp(templates: Sequence[bytes], first_row: int, ids: Sequence[str],
 
 
 def stamp_batch(templates: Sequence[bytes], first_row: int, ids: Sequence[str],
-                times_ms: Sequence[int]) -> bytes:
-    """One serialized TransactionBatch of ``len(ids)`` stamped transactions."""
+                times_ms: Sequence[int], columnar: bool = False) -> bytes:
+    """One serialized TransactionBatch of ``len(ids)`` stamped transactions (``columnar``:
+    asking for the columnar reply, field 2)."""
     return b"".join(b"\x0a" + _varint(len(raw)) + raw
-                    for raw in stamp(templates, first_row, ids, times_ms))
+                    for raw in stamp(templates, first_row, ids, times_ms)) + (
+        b"\x10\x01" if columnar else b"")

@@ -26,13 +26,21 @@ __all__ = ["main", "profile_handlers"]
 # (label, how the function appears in pstats: file suffix, line-insensitive function name)
 _PARTS = (
     ("validate + convert request (Converter.transaction)", "convert.py", "transaction"),
+    ("ScreenBatch: columnar decode + validation (Converter.batch_columns)", "convert.py",
+     "batch_columns"),
     ("engine.screen (intern, encode, kernel, records)", "engine.py", "screen"),
+    ("  of which fingerprints (idempotency)", "idempotency.py", "fingerprints"),
+    ("  of which encoding into event rows (Screener.encode_transactions)", "core.py",
+     "encode_transactions"),
+    ("  of which the graph pass (edges, detectors)", "core.py", "_graph_pass"),
     ("  of which the Numba kernels (FeatureState.process)", "state.py", "process"),
+    ("  of which decision records (Engine._records)", "engine.py", "_records"),
     ("decision log line (_log_decision)", "service.py", "_log_decision"),
     ("  of which masking ids (Masker.__call__, HMAC)", "masking.py", "__call__"),
     ("  of which structlog (filter, render, write)", "_native.py", "meth"),
     ("  of which Policy.fired (reason list)", "policy.py", "fired"),
     ("build Decision message (Converter.decision)", "convert.py", "decision"),
+    ("ScreenBatch: classic reply (Converter.decision_batch)", "convert.py", "decision_batch"),
 )
 
 

@@ -80,7 +80,9 @@ def markdown(result: dict[str, Any]) -> str:
                 "| server CPU per txn |", "|---|---:|---:|---:|---:|---:|"]
         for size, b in result["batch"].items():
             s, base = b["service"], b["baseline"]
-            out.append(f"| {size} per message | {s['transactions_per_s']:,.0f} | "
+            label = (f"{size.removesuffix('-columnar')} per message, columnar reply"
+                     if size.endswith("-columnar") else f"{size} per message")
+            out.append(f"| {label} | {s['transactions_per_s']:,.0f} | "
                        f"{base['transactions_per_s']:,.0f} | "
                        f"{_f(b['ratio_to_baseline']['transactions_per_s'], 3)} | "
                        f"{_f(s['p50_ms'], 1)} / {_f(s['p99_ms'], 1)} ms | "

@@ -21,6 +21,7 @@ also given as a ratio to the baseline at the same offered rate.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import multiprocessing
 import os
@@ -52,6 +53,9 @@ SERVICE_METHODS = {
     "stream": _SVC + "ScreenStream",
     "batch100": _SVC + "ScreenBatch",
     "batch1000": _SVC + "ScreenBatch",
+    # the same with TransactionBatch.columnar set: the reply in DecisionBatch.columns
+    "batch100c": _SVC + "ScreenBatch",
+    "batch1000c": _SVC + "ScreenBatch",
 }
 SCHEMA_VERSION = 1
 
@@ -76,6 +80,8 @@ class SuiteConfig:
     mix: str = "auto"
     pool_size: int = 50_000
     kernels: bool = True
+    # the unary and stream sweeps and the h2load cross-check (off: ScreenBatch only)
+    sweeps: bool = True
     kernel_max_time_s: float = 0.3
     kernel_select: str = ""  # a pytest -k expression; empty runs every kernel benchmark
     h2load: bool = True  # the optional C-generator cross-check, when h2load is on PATH
@@ -322,7 +328,7 @@ class _Ctx:
 
     def step(self, target: str, kind: str, rate: float, **extra: Any) -> dict[str, Any]:
         cfg = self.cfg
-        batch = int(kind.removeprefix("batch")) if kind.startswith("batch") else 0
+        batch = int(kind.removeprefix("batch").removesuffix("c")) if kind.startswith("batch") else 0
         spec = StepSpec(
             target=target, address=self.server(target).address, kind=kind,
             method=self.method(target, kind), rate=rate,
@@ -382,12 +388,13 @@ def _sweep(ctx: _Ctx, kind: str, rates: Sequence[float]) -> dict[str, Any]:
 
 
 def _batches(ctx: _Ctx) -> dict[str, Any]:
+    """Each size with the classic reply (key "100") and the columnar one ("100-columnar")."""
     out: dict[str, Any] = {}
-    for size in ctx.cfg.batch_sizes:
-        kind = f"batch{size}"
+    for size, columnar in itertools.product(ctx.cfg.batch_sizes, (False, True)):
+        kind = f"batch{size}" + ("c" if columnar else "")
         svc = ctx.step("service", kind, 0)
         base = ctx.step("baseline", kind, 0)
-        out[str(size)] = {
+        out[f"{size}-columnar" if columnar else str(size)] = {
             "service": svc,
             "baseline": base,
             "ratio_to_baseline": {
@@ -593,7 +600,8 @@ def _servers(cfg: SuiteConfig, pool: TxnPool, workdir: Path, progress: Progress
 def _probe(pool: TxnPool, service: ServerProcess, token: str) -> dict[str, float]:
     init_worker(pool.templates[:5_000])
     return probe_sizes(service.address, SERVICE_METHODS, token,
-                       {"batch100": 100, "batch1000": 1_000}, f"probe{os.getpid()}")
+                       {"batch100": 100, "batch1000": 1_000, "batch100c": 100,
+                        "batch1000c": 1_000}, f"probe{os.getpid()}")
 
 
 def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
@@ -639,14 +647,16 @@ def run_suite(cfg: SuiteConfig, progress: Progress = _print) -> dict[str, Any]:
         }
         progress("-- warm-up (not recorded)")
         ctx.step("service", "unary", min(cfg.unary_rates))
-        progress("-- unary ScreenTransaction sweep")
-        result["unary"] = _sweep(ctx, "unary", cfg.unary_rates)
-        progress("-- bidi ScreenStream sweep")
-        result["stream"] = _sweep(ctx, "stream", cfg.stream_rates)
+        if cfg.sweeps:
+            progress("-- unary ScreenTransaction sweep")
+            result["unary"] = _sweep(ctx, "unary", cfg.unary_rates)
+            progress("-- bidi ScreenStream sweep")
+            result["stream"] = _sweep(ctx, "stream", cfg.stream_rates)
         progress("-- ScreenBatch throughput")
         result["batch"] = _batches(ctx)
-        progress("-- h2load cross-check (C generator, one replayed request)")
-        result["h2load"] = _h2load(ctx, pool)
+        if cfg.sweeps:
+            progress("-- h2load cross-check (C generator, one replayed request)")
+            result["h2load"] = _h2load(ctx, pool)
         result["service_stats"] = {"rss_bytes_at_end": service.rss_bytes()}
     if cfg.kernels:
         progress("-- kernel microbenchmarks")

@@ -62,12 +62,13 @@ from typing import Any
 from screening.auth import Caller
 from screening.config import AuditSettings
 from screening.errors import AuditUnavailable, ConfigError
-from screening.model import NEVER, CallInput, CallRecord, DecisionRecord, TxnInput
+from screening.model import NEVER, CallInput, CallRecord, DecisionRecord, TxnColumns, TxnInput
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, REPORT_FLAGS
 
 __all__ = [
     "CALL",
     "DECISION",
+    "DECISIONS",
     "GENESIS",
     "AuditTrail",
     "VerifyReport",
@@ -81,6 +82,9 @@ __all__ = [
 
 GENESIS = "0" * 64
 DECISION = "decision"
+# one queued item for the decisions of a whole batch, written as one DECISION record each:
+# (DECISIONS, at, caller, rpc, TxnColumns, records, duplicate flags, reason codes per record)
+DECISIONS = "decisions"
 CALL = "call_decision"
 _OPEN = "open"
 _ANCHOR = "anchor"
@@ -162,6 +166,27 @@ def _decision(item: tuple[Any, ...]) -> str:
             f'"policy":{_q(rec.policy_version)}')
 
 
+def _batch_decisions(item: tuple[Any, ...]) -> list[str]:
+    """The DECISION records of a DECISIONS item, as ``_decision`` writes them, in order."""
+    _, _, caller, rpc, txns, recs, duplicates, reasons = item
+    assert isinstance(txns, TxnColumns)
+    who = _who(caller, rpc)
+    return [(f'{who},"txn":{_q(tid)},"event_time":"{iso_ms(ms)}",'
+             f'"payer":{_q(pa)},"payer_institution":{_q(pi)},'
+             f'"payee":{_q(qa)},"payee_institution":{_q(qi)},'
+             f'"amount_minor":{minor:d},"currency":{_q(cur)},'
+             f'"amount_fen":{fen:d},"action":"{ACTION_NAMES[rec.action]}",'
+             f'"reasons":[{",".join(map(_q, codes))}],"risk":{rec.score:d},'
+             f'"reports":[{_REPORT_LISTS[rec.report_flags & 7]}],'
+             f'"duplicate":{_BOOL[bool(dup)]},"degraded":{_BOOL[bool(rec.degraded)]},'
+             f'"policy":{_q(rec.policy_version)}')
+            for tid, ms, pa, pi, qa, qi, minor, cur, fen, rec, dup, codes in zip(
+                txns.transaction_id, txns.event_time_ms, txns.payer_account,
+                txns.payer_institution, txns.payee_account, txns.payee_institution,
+                txns.amount_minor, txns.currency, txns.amount_fen, recs, duplicates, reasons,
+                strict=True)]
+
+
 def _call_decision(item: tuple[Any, ...]) -> str:
     _, _, caller, rpc, call, rec, duplicate, reasons = item
     assert isinstance(call, CallInput) and isinstance(rec, CallRecord)
@@ -227,6 +252,10 @@ class AuditTrail:
         self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
         # the request path: one C call, thread-safe under the GIL
         self.add = self._pending.append
+        # records queued beyond one per item (a DECISIONS item holds a batch's), so the backlog
+        # is counted in records; changed under its own small lock
+        self._extra = 0
+        self._extra_lock = threading.Lock()
         self._max_pending = settings.max_pending
         self._wake = threading.Event()
         self._room = threading.Condition()
@@ -247,21 +276,31 @@ class AuditTrail:
         self.refused = 0
 
     # -------------------------------------------------------------- request path
+    def add_decisions(self, item: tuple[Any, ...]) -> None:
+        """Queue a DECISIONS item (one record per decision of a batch)."""
+        with self._extra_lock:
+            self._extra += len(item[5]) - 1
+        self._pending.append(item)
+
+    def _backlog(self) -> int:
+        """Records queued, not yet written."""
+        return len(self._pending) + self._extra
+
     def admit(self) -> None:
         """Return when there is room for a call's records; raise AuditUnavailable when the
         writer stays ``max_pending`` records behind for ``block_ms``."""
-        if len(self._pending) < self._max_pending:
+        if self._backlog() < self._max_pending:
             return
         self._wake.set()
         deadline = time.monotonic() + self.settings.block_ms / 1000
         with self._room:
-            while len(self._pending) >= self._max_pending:
+            while self._backlog() >= self._max_pending:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.refused += 1
                     why = f"; last write error: {self._failing}" if self._failing else ""
                     raise AuditUnavailable(
-                        f"audit trail: {len(self._pending):,} records not yet written ([audit] "
+                        f"audit trail: {self._backlog():,} records not yet written ([audit] "
                         f"max_pending {self._max_pending:,}, waited {self.settings.block_ms:g} "
                         f"ms{why}); nothing was changed, retry shortly")
                 self._room.wait(left)
@@ -280,11 +319,11 @@ class AuditTrail:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self._backlog()
 
     def stats(self) -> dict[str, float]:
         """For the metrics: records waiting and written, calls refused, writer failing (0/1)."""
-        return {"pending": len(self._pending), "written": self.written, "refused": self.refused,
+        return {"pending": self._backlog(), "written": self.written, "refused": self.refused,
                 "failing": float(self._failing is not None)}
 
     @property
@@ -353,7 +392,7 @@ class AuditTrail:
         self._wake.set()
         self._thread.join(timeout)
         self._abandon.set()  # a writer still retrying gives up at its next wait
-        left = len(self._pending)
+        left = self._backlog()
         if self._thread.is_alive() or left:
             self.log.error("audit_unwritten", records=left, error=self._failing,
                            detail="the audit writer could not write these before stopping")
@@ -404,11 +443,20 @@ class AuditTrail:
         batch_max = self.settings.batch_max
         while self._pending:
             items: list[tuple[Any, ...]] = []
-            while self._pending and len(items) < batch_max:
-                items.append(self._pending.popleft())
+            records = extra = 0
+            while self._pending and records < batch_max:
+                item = self._pending.popleft()
+                items.append(item)
+                k = len(item[5]) if item[0] == DECISIONS else 1
+                records += k
+                extra += k - 1
+            with self._extra_lock:
+                self._extra -= extra
             try:
                 self._write_items(items)
             except BaseException:
+                with self._extra_lock:
+                    self._extra += extra
                 self._pending.extendleft(reversed(items))  # written again, in order, next time
                 raise
             with self._room:
@@ -421,15 +469,23 @@ class AuditTrail:
         if new_day or (limit and self._file_bytes >= limit):
             self._rotate("day" if new_day else "size")
         saved = _Chain(self._chain.seq, self._chain.head)
+        records = 0
         try:
-            data = b"".join(self._line(item[0], item[1], _BUILDERS.get(item[0], _event)(item))
-                            for item in items)
-            self._write(data)
+            lines = []
+            for item in items:
+                if item[0] == DECISIONS:
+                    lines += [self._line(DECISION, item[1], members)
+                              for members in _batch_decisions(item)]
+                else:
+                    lines.append(self._line(item[0], item[1],
+                                            _BUILDERS.get(item[0], _event)(item)))
+            records = len(lines)
+            self._write(b"".join(lines))
         except BaseException:
             self._chain = saved
             raise
-        self.written += len(items)
-        self._since_anchor += len(items)
+        self.written += records
+        self._since_anchor += records
 
     def _line(self, kind: str, at_ns: int, members: str) -> bytes:
         chain = self._chain

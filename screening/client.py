@@ -17,7 +17,8 @@ from screening.tls import ClientTls
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
 
-__all__ = ["ScreeningClient", "call_event", "timestamp", "transaction", "watch_entry"]
+__all__ = ["ScreeningClient", "call_event", "decisions_of_columns", "timestamp", "transaction",
+           "watch_entry"]
 
 
 def timestamp(when: dt.datetime | int) -> Any:
@@ -78,6 +79,25 @@ def watch_entry(kind: int, value: str, reason: str, source: str,
     return entry
 
 
+def decisions_of_columns(cols: pb.DecisionColumns) -> list[dict[str, Any]]:
+    """A columnar ScreenBatch reply read back, one dict per transaction: action, risk_score,
+    reasons (the codes, in bit order, as ``Decision.reasons``), reports (the flag bits),
+    policy_version, degraded and duplicate."""
+    legends = [[r.code for r in legend.reasons] for legend in cols.legends]
+    versions = [legend.policy_version for legend in cols.legends]
+    index = list(cols.legend_index) or [0] * len(cols.actions)
+    out = []
+    for action, score, bits, flags, degraded, dup, which in zip(
+            cols.actions, cols.risk_scores, cols.reason_bits, cols.report_flags, cols.degraded,
+            cols.duplicate, index, strict=True):
+        codes = legends[which]
+        out.append({"action": action, "risk_score": score,
+                    "reasons": [c for i, c in enumerate(codes) if bits >> i & 1],
+                    "reports": flags, "policy_version": versions[which],
+                    "degraded": degraded, "duplicate": dup})
+    return out
+
+
 class ScreeningClient:
     """Stubs bound to one channel and one bearer token; the channel is TLS with ``tls`` (mutual
     when it holds a client certificate: the server then knows the caller by it, and ``token``
@@ -116,8 +136,11 @@ class ScreeningClient:
     def screen(self, txn: pb.Transaction) -> pb.Decision:
         return self.stub.ScreenTransaction(txn, metadata=self.metadata, timeout=self.timeout)
 
-    def screen_batch(self, txns: Iterable[pb.Transaction]) -> pb.DecisionBatch:
-        return self.stub.ScreenBatch(pb.TransactionBatch(transactions=list(txns)),
+    def screen_batch(self, txns: Iterable[pb.Transaction], *, columnar: bool = False
+                     ) -> pb.DecisionBatch:
+        """``columnar``: the reply in ``columns`` (see ``decisions_of_columns``)."""
+        return self.stub.ScreenBatch(pb.TransactionBatch(transactions=list(txns),
+                                                         columnar=columnar),
                                      metadata=self.metadata, timeout=self.timeout)
 
     def screen_stream(self, txns: Iterable[pb.Transaction]) -> Iterator[pb.Decision]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ from screening.model import (
     DecisionRecord,
     Feedback,
     Party,
+    TxnColumns,
     TxnInput,
     WatchEntry,
 )
@@ -52,6 +54,16 @@ _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 # characters (zero-width space, joiners, BOM), which would make a listed device another one
 _DEVICE_BAD = re.compile(r"[\t\n\r\x85\u00ad\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 _MAX_EXPIRY_MS = TIME_MAX_MS
+# ids joined by newlines, all valid (``_ID`` each): one regex call checks a whole column
+_IDS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*(?:\n[A-Za-z0-9][A-Za-z0-9._:/@+-]*)*")
+# a batch's columns, read with one C call per message (upb builds an object per field access)
+_TXN_FIELDS = operator.attrgetter("transaction_id", "channel", "cash", "cross_border",
+                                  "device_id", "payer_phone", "memo", "payee_phone", "payer",
+                                  "payee", "amount", "event_time")
+_PARTY_FIELDS = operator.attrgetter("account_id", "institution", "party_type",
+                                    "account_opened_date")
+_AMOUNT_FIELDS = operator.attrgetter("minor_units", "currency")
+_TIME_FIELDS = operator.attrgetter("seconds", "nanos")
 
 
 def _enum_values(enum: object) -> frozenset[int]:
@@ -95,6 +107,9 @@ def normalise_phone(raw: str) -> str | None:
     return digits
 
 
+_cached_phone = functools.lru_cache(maxsize=65_536)(normalise_phone)
+
+
 @functools.lru_cache(maxsize=65_536)
 def _date_ms(text: str) -> int | None:
     """Midnight UTC of an ISO date as epoch ms; None when it is not YYYY-MM-DD from 1900 on."""
@@ -126,6 +141,11 @@ class Converter:
         # the policy a decision was made under, by its version (the engine's, across swaps)
         self.policy_for = policy_for or (lambda _version: self.policy)
         self.clock_ms = clock_ms
+        # by (policy version, reason bits): the fired rules' codes and Reason messages, and by
+        # version the legend of a columnar reply (a policy never changes under its version)
+        self._codes: dict[tuple[str, int], list[str]] = {}
+        self._reasons: dict[tuple[str, int], list[pb.Reason]] = {}
+        self._legends: dict[str, pb.ReasonLegend] = {}
         self._min_ms = int(dt.datetime.fromisoformat(self.limits.min_event_time)
                            .replace(tzinfo=dt.UTC).timestamp() * 1000)
 
@@ -276,6 +296,101 @@ class Converter:
         if n > self.limits.max_batch:
             raise InvalidRequest("transactions", f"more than {self.limits.max_batch} in one batch")
         return [self.transaction(t, f"transactions[{i}].") for i, t in enumerate(b.transactions)]
+
+    def batch_columns(self, b: pb.TransactionBatch) -> TxnColumns:
+        """``batch`` as columns: the same validation, column by column.
+
+        Each check runs once over a whole column (a regex over the joined ids, min and max of
+        the numbers, sets of the enums); a batch one of them doubts (a refusal, or a rare form
+        such as a memo with line breaks) goes through ``batch`` itself, which accepts it or names
+        the field and index of the first problem, exactly as for a classic request.
+        """
+        n = len(b.transactions)
+        if n == 0 or n > self.limits.max_batch:
+            self.batch(b)  # raises, naming the problem
+        cols = self._columns(list(b.transactions)) if self._min_ms > 0 else None
+        return cols if cols is not None else TxnColumns.from_inputs(self.batch(b))
+
+    def _columns(self, txns: list[pb.Transaction]) -> TxnColumns | None:
+        """The columns of ``txns`` when every bulk check passes; None when one doubts.
+
+        A missing message field reads as its defaults, which fail these checks (an empty id,
+        amount 0, event time 0), so ``batch`` names it."""
+        lim = self.limits
+        (tids, channels, cash, cross, devices, payer_phones, memos, payee_phones, payers, payees,
+         amounts, times) = zip(*map(_TXN_FIELDS, txns), strict=True)
+        pa, pi, pt, pd = zip(*map(_PARTY_FIELDS, payers), strict=True)
+        qa, qi, qt, qd = zip(*map(_PARTY_FIELDS, payees), strict=True)
+        minor, currency = zip(*map(_AMOUNT_FIELDS, amounts), strict=True)
+        secs, nanos = zip(*map(_TIME_FIELDS, times), strict=True)
+        for ids in (tids, pa, qa):
+            joined = "\n".join(ids)
+            if (max(map(len, ids)) > lim.max_id_length or joined.count("\n") != len(ids) - 1
+                    or not _IDS.fullmatch(joined)):
+                return None
+        if any(map(operator.eq, pa, qa)):
+            return None
+        if min(nanos) < 0 or max(nanos) >= 1_000_000_000:
+            return None
+        ms = [s * 1000 + ns // 1_000_000 for s, ns in zip(secs, nanos, strict=True)]
+        if min(ms) < self._min_ms or max(ms) > self.clock_ms() + lim.max_future_skew_seconds * 1000:
+            return None
+        types = set(pt) | set(qt)
+        if not types <= _PARTY_TYPES or not set(channels) <= _CHANNELS:
+            return None
+        if pb.PARTY_TYPE_CASH_TERMINAL in types and any(
+                (a == pb.PARTY_TYPE_CASH_TERMINAL or b == pb.PARTY_TYPE_CASH_TERMINAL)
+                and (not c or a == b) for a, b, c in zip(pt, qt, cash, strict=True)):
+            return None  # a terminal only on one side of a cash transaction
+        if min(minor) <= 0 or max(minor) > lim.max_amount_minor:
+            return None
+        to_fen = {}
+        for code in set(currency):
+            rate = self.settings.currency(code) if _ISO_CURRENCY.fullmatch(code) else None
+            if rate is None:
+                return None
+            to_fen[code] = rate.to_fen
+        opened: list[list[int | None]] = []
+        for dates in (pd, qd):
+            if not any(dates):
+                opened.append([None] * len(ms))
+                continue
+            days: list[int | None] = [_date_ms(d) if d else None for d in dates]
+            if any(d is None for d, text in zip(days, dates, strict=True) if text):
+                return None
+            if any(d is not None and d > t + 86_400_000 for d, t in zip(days, ms, strict=True)):
+                return None
+            opened.append(days)
+        text_limit = lim.max_text_length
+        for texts in (pi, qi, devices):
+            if max(map(len, texts)) > text_limit or _CONTROL.search("".join(texts)):
+                return None
+        if any(devices) and (_DEVICE_BAD.search("".join(devices))
+                             or any(d != d.strip() for d in devices)):
+            return None
+        memo = list(memos)
+        if any(c in m for m in memo if m for c in "\n\t\r"):
+            memo = [m.replace("\n", " ").replace("\t", " ").replace("\r", " ") for m in memo]
+        if max(map(len, memo)) > lim.max_memo_length or _CONTROL.search("".join(memo)):
+            return None
+        phones: list[list[str]] = []
+        for raw in (payer_phones, payee_phones):
+            if not any(raw):
+                phones.append([""] * len(ms))
+                continue
+            if max(map(len, raw)) > 32:
+                return None
+            norm = [_cached_phone(x) if x else "" for x in raw]
+            if None in norm:
+                return None
+            phones.append(norm)  # type: ignore[arg-type]  # None ruled out just above
+        fen = [to_fen[c](m) for m, c in zip(minor, currency, strict=True)]
+        if max(fen) > SUM_MAX:  # what the kernels' sums saturate at
+            return None
+        return TxnColumns(
+            list(tids), ms, list(pa), list(pi), list(pt), opened[0], list(qa), list(qi), list(qt),
+            opened[1], list(minor), list(currency), [max(1, f) for f in fen],
+            list(channels), list(cash), list(cross), list(devices), phones[0], memo, phones[1])
 
     def call(self, c: pb.CallEvent) -> CallInput:
         caller = self._phone(c.caller_number, "caller_number", required=True)
@@ -471,23 +586,101 @@ class Converter:
                            formats=tuple(dict.fromkeys(formats)) or tuple(_CASE_FORMATS.values()))
 
     # ------------------------------------------------------------------ responses
-    def decision(self, rec: DecisionRecord, duplicate: bool) -> pb.Decision:
+    def reason_codes(self, rec: DecisionRecord) -> list[str]:
+        """The codes of the rules ``rec`` fired, in policy order, by the policy it was made under
+        (the list is shared: do not change it)."""
+        key = (rec.policy_version, rec.reason_bits)
+        codes = self._codes.get(key)
+        if codes is None:
+            codes = [r.code for r in self.policy_for(rec.policy_version).fired(rec.reason_bits)]
+            if len(self._codes) >= 65_536:
+                self._codes.clear()
+            self._codes[key] = codes
+        return codes
+
+    def _reasons_of(self, rec: DecisionRecord) -> list[pb.Reason]:
+        key = (rec.policy_version, rec.reason_bits)
+        found = self._reasons.get(key)
+        if found is None:
+            found = [pb.Reason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
+                     for r in self.policy_for(rec.policy_version).fired(rec.reason_bits)]
+            if len(self._reasons) >= 65_536:
+                self._reasons.clear()
+            self._reasons[key] = found
+        return found
+
+    def decision(self, rec: DecisionRecord, duplicate: bool,
+                 latency_us: int | None = None) -> pb.Decision:
+        """The Decision message of ``rec`` (``latency_us``: the call's, else the record's)."""
+        msg = pb.Decision()
+        self._fill(msg, rec, duplicate, rec.latency_us if latency_us is None else latency_us)
+        return msg
+
+    def decision_batch(self, recs: Sequence[DecisionRecord], duplicates: Sequence[bool],
+                       latency_us: int) -> pb.DecisionBatch:
+        """The classic ScreenBatch reply: one Decision per record, built in place."""
+        out = pb.DecisionBatch()
+        add, fill = out.decisions.add, self._fill
+        for rec, dup in zip(recs, duplicates, strict=True):
+            fill(add(), rec, dup, latency_us)
+        return out
+
+    def _fill(self, msg: pb.Decision, rec: DecisionRecord, duplicate: bool,
+              latency_us: int) -> None:
+        # Fields are set in place and left out when empty: with upb, building the message from
+        # keyword arguments (empty lists and maps included) and copying it in costs several
+        # times more. The bytes are the same (reports is present, as before, when all false).
+        msg.transaction_id = rec.transaction_id
+        msg.action = rec.action  # type: ignore[assignment]
+        msg.risk_score = rec.score
+        msg.policy_version = rec.policy_version
+        msg.server_latency_us = latency_us
+        if rec.degraded:
+            msg.degraded = True
+        if duplicate:
+            msg.duplicate = True
+        ms = rec.event_time_ms
+        msg.event_time.seconds, msg.event_time.nanos = ms // 1000, ms % 1000 * 1_000_000
+        if rec.reason_bits:
+            msg.reasons.extend(self._reasons_of(rec))
+        if rec.features:
+            msg.features.update(rec.features)
         flags = rec.report_flags
-        return pb.Decision(
-            transaction_id=rec.transaction_id,
-            action=rec.action,  # type: ignore[arg-type]
-            reasons=[pb.Reason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
-                     for r in self.policy_for(rec.policy_version).fired(rec.reason_bits)],
-            risk_score=rec.score,
-            features=dict(rec.features),
-            reports=pb.ReportFlags(large_value=bool(flags & 1), suspicious=bool(flags & 2),
-                                   notify_police=bool(flags & 4)),
-            policy_version=rec.policy_version,
-            server_latency_us=rec.latency_us,
-            degraded=rec.degraded,
-            duplicate=duplicate,
-            event_time=ms_to_timestamp(rec.event_time_ms),
-        )
+        reports = msg.reports
+        if flags & 7:
+            reports.large_value, reports.suspicious, reports.notify_police = (
+                bool(flags & 1), bool(flags & 2), bool(flags & 4))
+        else:
+            reports.SetInParent()
+
+    def legend(self, version: str) -> pb.ReasonLegend:
+        """Every rule of policy ``version`` in bit order (a columnar reply's legend)."""
+        found = self._legends.get(version)
+        if found is None:
+            rules = self.policy_for(version).txn_rules
+            found = pb.ReasonLegend(policy_version=version, reasons=[
+                pb.Reason(code=r.code, message=r.message, action=r.action)  # type: ignore[arg-type]
+                for r in rules])
+            if len(self._legends) >= 64:
+                self._legends.clear()
+            self._legends[version] = found
+        return found
+
+    def decision_columns(self, recs: Sequence[DecisionRecord], duplicates: Sequence[bool],
+                         latency_us: int) -> pb.DecisionColumns:
+        """The decisions of a batch as one DecisionColumns message (see the proto)."""
+        versions: dict[str, int] = {}
+        index = [versions.setdefault(r.policy_version, len(versions)) for r in recs]
+        return pb.DecisionColumns(
+            actions=[r.action for r in recs],  # type: ignore[misc]
+            risk_scores=[r.score for r in recs],
+            reason_bits=[r.reason_bits for r in recs],
+            report_flags=[r.report_flags for r in recs],
+            degraded=[r.degraded for r in recs],
+            duplicate=duplicates,
+            legend_index=index if len(versions) > 1 else (),
+            legends=[self.legend(v) for v in versions],
+            server_latency_us=latency_us)
 
     def call_decision(self, rec: CallRecord, duplicate: bool) -> pb.CallDecision:
         return pb.CallDecision(

@@ -28,14 +28,15 @@ import numpy as np
 from features.layout import CallFlag, DecisionCol, EventCol, Kind, TxnFlag
 from features.state import N_EXTRA, FeatureState, RowTable, empty_events
 from graph.live import LiveGraph
-from screening.lines import NearLine
-from screening.model import CallInput, TxnInput
+from screening.lines import BASE_CURRENCY, NearLine
+from screening.model import CallInput, TxnColumns
 from screening.policy import Policy
 
 __all__ = ["GraphGate", "Interner", "Screened", "Screener"]
 
 _PERSON, _TERMINAL = 1, 3  # proto PartyType
 _KIND, _A, _B, _TXN = int(EventCol.KIND), int(EventCol.A), int(EventCol.B), int(Kind.TXN)
+_SMALL = 4  # batches this small are written to the recent rings row by row
 
 
 class Interner:
@@ -66,6 +67,14 @@ class Interner:
                 self._names.append(key)
             self._ids[key] = idx
         return idx
+
+    def intern_many(self, keys: list[str]) -> list[int]:
+        """``intern`` of each key, in order (new strings get ids in that order)."""
+        out: list[int | None] = list(map(self._ids.get, keys))
+        if None not in out:
+            return out  # type: ignore[return-value]
+        intern = self.intern
+        return [intern(k) if i is None else i for i, k in zip(out, keys, strict=True)]
 
     def release(self, ids: Iterable[int]) -> None:
         """Forget the strings of ``ids``; the ids go back to the free set."""
@@ -195,51 +204,112 @@ class Screener:
         return self.accounts, self.phones, self.devices
 
     # ------------------------------------------------------------------ encoding
-    def encode_transactions(self, batch: Sequence[TxnInput], policy: Policy,
+    def encode_transactions(self, batch: TxnColumns, policy: Policy,
                             near_line: NearLine) -> np.ndarray:
-        """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder)."""
+        """Intern the ids of ``batch`` and encode it as kernel event rows (the live encoder).
+
+        Ids are interned in row order (payer, payee; payer phone, payee phone), as one
+        transaction at a time would: the same ids whatever the batch size.
+        """
+        n = len(batch)
+        if n <= _SMALL:  # ScreenTransaction: numpy calls cost more than they save
+            return self._encode_rows(batch, policy, near_line)
+        ev = empty_events(n)
+        accounts = self.accounts.intern_many(
+            [x for pair in zip(batch.payer_account, batch.payee_account, strict=True)
+             for x in pair])
+        ev[:, EventCol.KIND] = Kind.TXN
+        ev[:, EventCol.TS] = batch.event_time_ms
+        ev[:, EventCol.A] = accounts[0::2]
+        ev[:, EventCol.B] = accounts[1::2]
+        payer_phone, payee_phone, device = batch.payer_phone, batch.payee_phone, batch.device_id
+        if any(payer_phone) or any(payee_phone):
+            pairs = [x for pair in zip(payer_phone, payee_phone, strict=True) for x in pair]
+            known = [j for j, x in enumerate(pairs) if x]
+            flat = np.full(2 * n, -1, dtype=np.int64)
+            flat[known] = self.phones.intern_many([pairs[j] for j in known])
+            ev[:, EventCol.C] = flat[0::2]
+            ev[:, EventCol.E] = flat[1::2]
+        if any(device):
+            rows = [j for j, d in enumerate(device) if d]
+            ev[rows, EventCol.D] = self.devices.intern_many([device[j] for j in rows])
+        ev[:, EventCol.AMOUNT] = batch.amount_fen
+        cash = np.array(batch.cash, dtype=bool)
+        cross = np.array(batch.cross_border, dtype=bool)
+        payer_type = np.array(batch.payer_type, dtype=np.int64)
+        payee_type = np.array(batch.payee_type, dtype=np.int64)
+        flags = (cash * int(TxnFlag.CASH) | cross * int(TxnFlag.CROSS_BORDER)
+                 | (payer_type == _PERSON) * int(TxnFlag.PAYER_PERSON)
+                 | (payee_type == _PERSON) * int(TxnFlag.PAYEE_PERSON)
+                 | (payer_type == _TERMINAL) * int(TxnFlag.PAYER_TERMINAL)
+                 | (payee_type == _TERMINAL) * int(TxnFlag.PAYEE_TERMINAL))
+        if any(batch.memo):
+            memo_flags: dict[str, int] = {}
+            for m in set(batch.memo):
+                invest, fraud = policy.memo_flags(m)
+                memo_flags[m] = ((int(TxnFlag.MEMO_INVESTMENT) if invest else 0)
+                                 | (int(TxnFlag.MEMO_FRAUD) if fraud else 0))
+            flags |= np.array([memo_flags[m] for m in batch.memo], dtype=np.int64)
+        fen = ev[:, EventCol.AMOUNT]
+        base = np.array([c == BASE_CURRENCY for c in batch.currency], dtype=bool)
+        flags |= near_line.near_many(fen, base, cash, cross, payer_type) * int(TxnFlag.NEAR_LINE)
+        ev[:, EventCol.FLAGS] = flags
+        for col, opened in ((EventCol.AUX1, batch.payer_opened_ms),
+                            (EventCol.AUX2, batch.payee_opened_ms)):
+            if None not in opened:
+                ev[:, col] = opened
+            elif any(o is not None for o in opened):
+                known = [j for j, o in enumerate(opened) if o is not None]
+                ev[known, col] = [opened[j] for j in known]
+        ev[:, EventCol.AUX3] = batch.channel
+        return ev
+
+    def _encode_rows(self, batch: TxnColumns, policy: Policy, near_line: NearLine) -> np.ndarray:
+        """``encode_transactions`` one row at a time (the same rows; tests hold them equal)."""
         accounts, phones, devices = self.accounts, self.phones, self.devices
         ev = empty_events(len(batch))
-        for j, t in enumerate(batch):
+        for j in range(len(batch)):
             row = ev[j]
+            cash, cross, memo = batch.cash[j], batch.cross_border[j], batch.memo[j]
+            payer_type, payee_type = batch.payer_type[j], batch.payee_type[j]
             flags = 0
-            if t.cash:
+            if cash:
                 flags |= TxnFlag.CASH
-            if t.cross_border:
+            if cross:
                 flags |= TxnFlag.CROSS_BORDER
-            if t.memo:
-                invest, fraud = policy.memo_flags(t.memo)
+            if memo:
+                invest, fraud = policy.memo_flags(memo)
                 if invest:
                     flags |= TxnFlag.MEMO_INVESTMENT
                 if fraud:
                     flags |= TxnFlag.MEMO_FRAUD
-            if t.payer.party_type == _PERSON:
+            if payer_type == _PERSON:
                 flags |= TxnFlag.PAYER_PERSON
-            if t.payee.party_type == _PERSON:
+            if payee_type == _PERSON:
                 flags |= TxnFlag.PAYEE_PERSON
-            if t.payer.party_type == _TERMINAL:
+            if payer_type == _TERMINAL:
                 flags |= TxnFlag.PAYER_TERMINAL
-            if t.payee.party_type == _TERMINAL:
+            if payee_type == _TERMINAL:
                 flags |= TxnFlag.PAYEE_TERMINAL
-            if near_line.near(t.amount_fen, t.currency, t.cash, t.cross_border, t.payer.party_type):
+            if near_line.near(batch.amount_fen[j], batch.currency[j], cash, cross, payer_type):
                 flags |= TxnFlag.NEAR_LINE
             row[EventCol.KIND] = Kind.TXN
-            row[EventCol.TS] = t.event_time_ms
-            row[EventCol.A] = accounts.intern(t.payer.account_id)
-            row[EventCol.B] = accounts.intern(t.payee.account_id)
-            if t.payer_phone:
-                row[EventCol.C] = phones.intern(t.payer_phone)
-            if t.device_id:
-                row[EventCol.D] = devices.intern(t.device_id)
-            if t.payee_phone:
-                row[EventCol.E] = phones.intern(t.payee_phone)
-            row[EventCol.AMOUNT] = t.amount_fen
+            row[EventCol.TS] = batch.event_time_ms[j]
+            row[EventCol.A] = accounts.intern(batch.payer_account[j])
+            row[EventCol.B] = accounts.intern(batch.payee_account[j])
+            if batch.payer_phone[j]:
+                row[EventCol.C] = phones.intern(batch.payer_phone[j])
+            if batch.device_id[j]:
+                row[EventCol.D] = devices.intern(batch.device_id[j])
+            if batch.payee_phone[j]:
+                row[EventCol.E] = phones.intern(batch.payee_phone[j])
+            row[EventCol.AMOUNT] = batch.amount_fen[j]
             row[EventCol.FLAGS] = flags
-            if t.payer.opened_ms is not None:
-                row[EventCol.AUX1] = t.payer.opened_ms
-            if t.payee.opened_ms is not None:
-                row[EventCol.AUX2] = t.payee.opened_ms
-            row[EventCol.AUX3] = t.channel
+            if batch.payer_opened_ms[j] is not None:
+                row[EventCol.AUX1] = batch.payer_opened_ms[j]
+            if batch.payee_opened_ms[j] is not None:
+                row[EventCol.AUX2] = batch.payee_opened_ms[j]
+            row[EventCol.AUX3] = batch.channel[j]
         return ev
 
     def encode_call(self, call: CallInput, *, new: bool) -> np.ndarray:
@@ -325,18 +395,33 @@ class Screener:
         return extra, degraded
 
     def _remember(self, events: np.ndarray, refs: np.ndarray) -> None:
-        """Write each transaction's ref into its payer's and payee's ring (oldest overwritten)."""
+        """Write each transaction's ref into its payer's and payee's ring (oldest overwritten),
+        in event order: an account's k-th appearance in the batch takes its k-th next slot, and
+        of more appearances than the ring holds only the last ring-width are kept."""
         ring, pos_of = self.recent, self.recent_pos
         width = ring.shape[1]
-        kinds = events[:, _KIND]
-        for j in range(events.shape[0]):
-            if kinds[j] != _TXN:
-                continue
-            seq = int(refs[j])
-            for account in (int(events[j, _A]), int(events[j, _B])):
-                pos = int(pos_of[account])
-                ring[account, pos % width] = seq
-                pos_of[account] = pos + 1
+        if events.shape[0] <= _SMALL:  # one at a time: cheaper than numpy calls
+            for j in range(events.shape[0]):
+                if events[j, _KIND] == _TXN:
+                    for account in (int(events[j, _A]), int(events[j, _B])):
+                        pos = int(pos_of[account])
+                        ring[account, pos % width] = refs[j]
+                        pos_of[account] = pos + 1
+            return
+        txn = events[:, _KIND] == _TXN
+        if not txn.any():
+            return
+        acc = events[txn][:, [_A, _B]].ravel()  # payer, payee, payer, payee, ... in order
+        seqs = np.repeat(refs[txn], 2)
+        order = np.argsort(acc, kind="stable")
+        acc, seqs = acc[order], seqs[order]
+        starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
+        counts = np.diff(np.r_[starts, acc.size])
+        rank = np.arange(acc.size) - np.repeat(starts, counts)
+        keep = rank >= np.repeat(counts, counts) - width
+        slots = (pos_of[acc] + rank) % width
+        ring[acc[keep], slots[keep]] = seqs[keep]
+        pos_of[acc[starts]] += counts
 
     # ------------------------------------------------------------------ upkeep
     def set_watch(self, kind: int, idx: int, until_ms: int) -> None:

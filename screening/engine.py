@@ -55,6 +55,7 @@ from screening.idempotency import (
     differing_field,
     differing_input,
     fingerprint,
+    fingerprints,
     same_fingerprint,
     same_payment,
 )
@@ -79,6 +80,7 @@ from screening.model import (
     CaseMark,
     DecisionRecord,
     Feedback,
+    TxnColumns,
     TxnInput,
     WatchEntry,
 )
@@ -111,6 +113,9 @@ _GRAPH_HALF_LIFE_NS = 1_000_000_000
 _PREFILL_MIN_ROWS = 65_536
 # An account with a remembered decision at least this strong (HOLD) is in an open case.
 _CASE_ACTION = ACTIONS["HOLD"]
+_ACTION, _REASONS, _SCORE, _FLAGS, _MARKS = (int(DecisionCol.ACTION), int(DecisionCol.REASONS),
+                                             int(DecisionCol.SCORE), int(DecisionCol.FLAGS),
+                                             int(DecisionCol.MARKS))
 
 
 class DecisionLog:
@@ -151,6 +156,10 @@ class DecisionLog:
                 del ids[old.transaction_id]
         self._ring[slot] = rec
         self._scopes.setdefault(rec.scope, {})[rec.transaction_id] = rec
+
+    def ids_of(self, scope: str) -> dict[str, DecisionRecord] | None:
+        """The remembered decisions of ``scope`` by transaction id (None: none yet)."""
+        return self._scopes.get(scope)
 
     def records(self) -> list[DecisionRecord]:
         """The remembered decisions, oldest first (by seq)."""
@@ -295,7 +304,7 @@ class JournalEvent:
     latency_us: int
     unsaved: bool
     graph_skipped: tuple[bool, ...] = ()
-    txns: tuple[TxnInput, ...] = ()
+    txns: tuple[TxnInput, ...] | TxnColumns = ()
     call: CallInput | None = None
 
 
@@ -642,7 +651,7 @@ class Engine:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------ transactions
-    def screen(self, txns: Sequence[TxnInput], scope: str = DEFAULT_SCOPE, *,
+    def screen(self, txns: Sequence[TxnInput] | TxnColumns, scope: str = DEFAULT_SCOPE, *,
                batch: bool = False) -> list[tuple[DecisionRecord, bool]]:
         """Decide each transaction in order, for the calling institution ``scope``.
 
@@ -653,9 +662,12 @@ class Engine:
         duplicate) per input.
         """
         t0 = time.perf_counter_ns()
-        prints = [fingerprint(t) for t in txns]
+        if isinstance(txns, TxnColumns):
+            cols, prints = txns, fingerprints(txns)
+        else:
+            cols, prints = TxnColumns.from_inputs(txns), [fingerprint(t) for t in txns]
         with self._lock:
-            out = self._screen(txns, scope, batch, prints, t0, None)
+            out = self._screen(cols, scope, batch, prints, t0, None)
             written = self.event_seq
         if self.events is not None and not self.events.wait(written):
             # a duplicate, too, waits for its original; not kept: say so in the answer (the
@@ -673,8 +685,9 @@ class Engine:
             if seq <= self.event_seq:
                 return False
             if event.kind == "txn":
-                self._screen(event.txns, event.scope, True,
-                             [fingerprint(t) for t in event.txns], 0, event)
+                cols = (event.txns if isinstance(event.txns, TxnColumns)
+                        else TxnColumns.from_inputs(event.txns))
+                self._screen(cols, event.scope, True, fingerprints(cols), 0, event)
             else:
                 assert event.call is not None
                 self._report_call(event.call, event.scope, 0, event)
@@ -707,29 +720,43 @@ class Engine:
             self.event_seq += 1
             self.events.put(self.event_seq, event)
 
-    def _screen(self, txns: Sequence[TxnInput], scope: str, batch: bool, prints: list[bytes],
+    def _known(self, txns: TxnColumns, scope: str, batch: bool, prints: list[bytes]
+               ) -> tuple[list[tuple[DecisionRecord, bool] | None], list[int], dict[str, int]]:
+        """Which of ``txns`` this scope sent before (their first decisions, as duplicates) and
+        which to screen: (answers so far, rows to screen, first row of each id). Raises
+        Conflict for an id used for another payment. One dict look-up per transaction when
+        the ids are new and distinct (the bulk case)."""
+        n = len(txns)
+        tids = txns.transaction_id
+        ids = self.decisions.ids_of(scope)
+        if (ids is None or not any(map(ids.__contains__, tids))) and len(set(tids)) == n:
+            return [None] * n, list(range(n)), {}
+        out: list[tuple[DecisionRecord, bool] | None] = [None] * n
+        todo: list[int] = []
+        first: dict[str, int] = {}
+        for i, tid in enumerate(tids):
+            rec = None if ids is None else ids.get(tid)
+            if rec is not None:
+                if not same_payment(rec, txns.row(i), prints[i]):
+                    raise self._conflict(i, batch, differing_field(rec, txns.row(i), prints[i]))
+                out[i] = (rec, True)
+                continue
+            j = first.get(tid)
+            if j is None:
+                first[tid] = i
+                todo.append(i)
+            elif not same_fingerprint(prints[j], prints[i]):
+                raise self._conflict(i, batch, differing_input(txns.row(j), txns.row(i)),
+                                     f"transactions[{j}]")
+        return out, todo, first
+
+    def _screen(self, txns: TxnColumns, scope: str, batch: bool, prints: list[bytes],
                 t0: int, replay: JournalEvent | None) -> list[tuple[DecisionRecord, bool]]:
         """``screen`` under the lock; ``replay``: a journalled batch re-applied."""
         locked = time.perf_counter_ns()  # the graph's budget starts here, not in the queue
-        out: list[tuple[DecisionRecord, bool] | None] = [None] * len(txns)
-        todo: list[int] = []
-        first: dict[str, int] = {}
-        for i, t in enumerate(txns):
-            rec = self.decisions.get(scope, t.transaction_id)
-            if rec is not None:
-                if not same_payment(rec, t, prints[i]):
-                    raise self._conflict(i, batch, differing_field(rec, t, prints[i]))
-                out[i] = (rec, True)
-                continue
-            j = first.get(t.transaction_id)
-            if j is None:
-                first[t.transaction_id] = i
-                todo.append(i)
-            elif not same_fingerprint(prints[j], prints[i]):
-                raise self._conflict(i, batch, differing_input(txns[j], t),
-                                     f"transactions[{j}]")
+        out, todo, first = self._known(txns, scope, batch, prints)
         if todo:
-            batch_in = [txns[i] for i in todo]
+            batch_in = txns if len(todo) == len(txns) else txns.take(todo)
             self._reserve(batch_in)
             core = self.core
             policy, near_line = (self.policy, self.near_line) if replay is None \
@@ -747,32 +774,35 @@ class Engine:
                                reads=self._reads)
             feat, dec, degraded = done.features, done.decisions, done.degraded
             if self.shadows and self.on_shadow is not None and replay is None:
-                self.on_shadow(batch_in, dec, self.policy.version,
+                self.on_shadow(batch_in.rows(), dec, self.policy.version,
                                [decide_rows(s.txn_table, feat) for s in self.shadows])
             if replay is None:
                 latency_us = (time.perf_counter_ns() - t0) // 1000
                 unsaved = not self.store_ok
-                self._journal_event(JournalEvent(
-                    kind="txn", scope=scope, policy_version=policy.version,
-                    watch_seq=self.journal_seq, latency_us=latency_us, unsaved=unsaved,
-                    graph_skipped=tuple(degraded.tolist()), txns=tuple(batch_in)))
+                if self.events is not None:
+                    self._journal_event(JournalEvent(
+                        kind="txn", scope=scope, policy_version=policy.version,
+                        watch_seq=self.journal_seq, latency_us=latency_us, unsaved=unsaved,
+                        graph_skipped=tuple(degraded.tolist()), txns=batch_in))
             else:
                 latency_us, unsaved = replay.latency_us, replay.unsaved
             if unsaved:
                 self.unsaved_decisions += len(todo)
-            for j, i in enumerate(todo):
-                rec = self._record(txns[i], feat[j], dec[j], latency_us,
-                                   unsaved or bool(degraded[j]), scope, prints[i], policy)
-                self.decisions.add(rec)
+            records = self._records(batch_in, [prints[i] for i in todo] if first else prints,
+                                    feat, dec, latency_us, degraded, unsaved, scope, policy)
+            add = self.decisions.add
+            for i, rec in zip(todo, records, strict=True):
+                add(rec)
                 out[i] = (rec, False)
             self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
             self.ledger.append(ev, seq0, batch_in)
-        for i, t in enumerate(txns):
-            if out[i] is None:
-                first_rec = out[first[t.transaction_id]]
-                assert first_rec is not None
-                out[i] = (first_rec[0], True)
-        return [o for o in out if o is not None]
+        if first:
+            for i, tid in enumerate(txns.transaction_id):
+                if out[i] is None:
+                    first_rec = out[first[tid]]
+                    assert first_rec is not None
+                    out[i] = (first_rec[0], True)
+        return out  # type: ignore[return-value]
 
     @staticmethod
     def _conflict(i: int, batch: bool, differs: str, earlier: str = "") -> Conflict:
@@ -780,7 +810,7 @@ class Engine:
         return Conflict(f"transactions[{i}].transaction_id" if batch else "transaction_id",
                         f"already used for a different payment{where}")
 
-    def _reserve(self, batch: Sequence[TxnInput]) -> None:
+    def _reserve(self, batch: TxnColumns) -> None:
         """Make room, before anything is interned, for the new entities of ``batch``: at a cap,
         the coldest entities of that kind are evicted (``_room``)."""
         m = self.memory
@@ -788,11 +818,9 @@ class Engine:
         if (self.accounts.live + 2 * n <= m.max_accounts and self.phones.live + 2 * n <= m.max_phones
                 and self.devices.live + n <= m.max_devices):
             return  # cannot overflow whatever is new
-        self._room(ENTITY_ACCOUNT, {t.payer.account_id for t in batch}
-                   | {t.payee.account_id for t in batch})
-        self._room(ENTITY_PHONE, {t.payer_phone for t in batch if t.payer_phone}
-                   | {t.payee_phone for t in batch if t.payee_phone})
-        self._room(ENTITY_DEVICE, {t.device_id for t in batch if t.device_id})
+        self._room(ENTITY_ACCOUNT, set(batch.payer_account) | set(batch.payee_account))
+        self._room(ENTITY_PHONE, (set(batch.payer_phone) | set(batch.payee_phone)) - {""})
+        self._room(ENTITY_DEVICE, set(batch.device_id) - {""})
 
     def _room(self, kind: int, keys: set[str]) -> None:
         """Room for the entities of ``keys`` (of ``kind``) not known yet, within the cap.
@@ -904,29 +932,31 @@ class Engine:
                 self._drivers[key] = found
         return found
 
-    def _record(self, t: TxnInput, feat: np.ndarray, dec: np.ndarray, latency_us: int,
-                degraded: bool, scope: str, fp: bytes, policy: Policy) -> DecisionRecord:
-        bits = int(dec[1])
-        seq = self.decisions.next_seq
-        self.decisions.next_seq += 1
-        return DecisionRecord(
-            transaction_id=t.transaction_id,
-            seq=seq,
-            event_time_ms=t.event_time_ms,
-            action=int(dec[0]),
-            reason_bits=bits,
-            score=int(dec[2]),
-            report_flags=int(dec[3]),
-            features=tuple((TXN_FEATURES[i], float(feat[i])) for i in self._drivers_of(bits, False)),
-            policy_version=policy.version,
-            latency_us=latency_us,
-            degraded=degraded,
-            payer=t.payer.account_id,
-            payee=t.payee.account_id,
-            scope=scope,
-            fingerprint=fp,
-            marks=int(dec[DecisionCol.MARKS]),
-        )
+    def _records(self, txns: TxnColumns, prints: list[bytes], feat: np.ndarray,
+                 dec: np.ndarray, latency_us: int, degraded: np.ndarray, unsaved: bool,
+                 scope: str, policy: Policy) -> list[DecisionRecord]:
+        """The decision records of ``txns`` (decision rows ``dec``), numbered from next_seq."""
+        n = len(txns)
+        seq0 = self.decisions.next_seq
+        self.decisions.next_seq += n
+        rows = dec.tolist()  # one numpy call, whatever the batch size
+        # the features the fired rules read: none for most decisions (nothing fired)
+        features: list[tuple[tuple[str, float], ...]] = [()] * n
+        for j, row in enumerate(rows):
+            if row[_REASONS]:
+                drivers = self._drivers_of(row[_REASONS], False)
+                if drivers:
+                    features[j] = tuple(zip([TXN_FEATURES[k] for k in drivers],
+                                            feat[j, list(drivers)].tolist(), strict=True))
+        version = policy.version
+        degraded_l = [True] * n if unsaved else degraded.tolist()
+        return [DecisionRecord(tid, seq0 + j, ms, row[_ACTION], row[_REASONS], row[_SCORE],
+                               row[_FLAGS], f, version, latency_us, deg, payer, payee, scope, fp,
+                               row[_MARKS])
+                for j, (tid, ms, row, f, deg, payer, payee, fp)
+                in enumerate(zip(txns.transaction_id, txns.event_time_ms, rows, features,
+                                 degraded_l, txns.payer_account, txns.payee_account, prints,
+                                 strict=True))]
 
     # ------------------------------------------------------------------ calls
     def report_call(self, call: CallInput, scope: str = DEFAULT_SCOPE) -> tuple[CallRecord, bool]:

@@ -33,7 +33,7 @@ import polars as pl
 
 from features.layout import EventCol, TxnFlag
 from features.state import TIME_MAX_MS, TIME_MIN_MS
-from screening.model import TxnInput
+from screening.model import TxnColumns, TxnInput
 
 __all__ = ["ROW_COLUMNS", "Ledger", "LedgerCapture", "LedgerSnapshot", "LedgerView", "day_of",
            "day_text", "parse_day", "replayed", "transactions_frame"]
@@ -266,12 +266,16 @@ class Ledger:
         self._names: dict[tuple[str, str, str], tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ writing
-    def append(self, ev: np.ndarray, seq0: int, batch: Sequence[TxnInput]) -> None:
+    def append(self, ev: np.ndarray, seq0: int, batch: Sequence[TxnInput] | TxnColumns) -> None:
         """Record the screened ``batch`` (kernel event rows ``ev``, decision numbers from ``seq0``)."""
+        if not isinstance(batch, TxnColumns):
+            batch = TxnColumns.from_inputs(batch)
         k = len(batch)
         names = self._names
+        currency, payer_inst, payee_inst = batch.currency, batch.payer_institution, \
+            batch.payee_institution
         if k == 1:  # ScreenTransaction and ScreenStream: plain Python is cheaper than numpy calls
-            t = batch[0]
+            key = (currency[0], payer_inst[0], payee_inst[0])
             e = ev[0].tolist()
             ts = e[_EV_TS]
             day = (ts + self._tz_ms) // _DAY_MS
@@ -281,15 +285,14 @@ class Ledger:
                 seg = self._segments.get(day)
                 if seg is None:
                     seg = self._segments[day] = _Segment()
-                cur, inst = (names.get((t.currency, t.payer.institution, t.payee.institution))
-                             or self._codes(t))
+                cur, inst = names.get(key) or self._codes(key)
                 if seg.n == seg.cap:
                     seg.grow()
                 pos = seg.n - seg.base
                 # struct into the chunk's bytes: a numpy row write costs several times more
                 _ROW.pack_into(seg.raw, pos * _ROW_BYTES, seq0, ts, e[_EV_TS + 1], e[_EV_TS + 2],
                                e[_EV_AMOUNT], e[_EV_AMOUNT + 1], cur, inst)
-                seg.ids[-1][pos] = t.transaction_id
+                seg.ids[-1][pos] = batch.transaction_id[0]
                 seg.n += 1
                 self.rows += 1
             return
@@ -299,12 +302,12 @@ class Ledger:
         block[:, SEQ] = np.arange(seq0, seq0 + k)
         block[:, TS:FEN] = ev[:, _EV_TS:_EV_TS + 3]
         block[:, FEN:CUR] = ev[:, _EV_AMOUNT:_EV_AMOUNT + 2]
-        codes_of = [names.get((t.currency, t.payer.institution, t.payee.institution)) or self._codes(t)
-                    for t in batch]
+        codes_of = [names.get(key) or self._codes(key)
+                    for key in zip(currency, payer_inst, payee_inst, strict=True)]
         # fromiter over the flattened pairs: np.array of a list of tuples is ~3x slower
         block[:, CUR:] = np.fromiter(itertools.chain.from_iterable(codes_of), dtype=np.int64,
                                      count=2 * k).reshape(k, 2)
-        ids = [t.transaction_id for t in batch]
+        ids = batch.transaction_id
         days = (block[:, TS] + self._tz_ms) // _DAY_MS
         lo, hi = int(days.min()), int(days.max())
         self._advance(lo, hi)
@@ -315,12 +318,12 @@ class Ledger:
             where = np.flatnonzero(days == day)
             self._put(day, block[where], [ids[i] for i in where.tolist()])
 
-    def _codes(self, t: TxnInput) -> tuple[int, int]:
-        """(currency id + 1, both institutions' ids + 1 packed) of ``t``, remembered."""
-        key = (t.currency, t.payer.institution, t.payee.institution)
-        out = (self._currencies.id1(t.currency),
-               self._institutions.id1(t.payer.institution)
-               | self._institutions.id1(t.payee.institution) << 32)
+    def _codes(self, key: tuple[str, str, str]) -> tuple[int, int]:
+        """(currency id + 1, both institutions' ids + 1 packed) of (currency, payer institution,
+        payee institution), remembered."""
+        currency, payer_inst, payee_inst = key
+        out = (self._currencies.id1(currency),
+               self._institutions.id1(payer_inst) | self._institutions.id1(payee_inst) << 32)
         if len(self._names) < _MAX_NAME_KEYS:
             self._names[key] = out
         return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from screening.config import Settings
@@ -110,6 +111,19 @@ class NearLine:
         basis = BASE_CURRENCY if currency == BASE_CURRENCY else "foreign"
         band = self.bands.get((category_of(cash, cross_border, payer_party_type), basis))
         return band is not None and band[0] <= amount_fen < band[1]
+
+    def near_many(self, fen: np.ndarray, base: np.ndarray, cash: np.ndarray,
+                  cross_border: np.ndarray, payer_party_type: np.ndarray) -> np.ndarray:
+        """``near`` of every row of these columns (``base``: the currency is CNY)."""
+        out = np.zeros(fen.shape[0], dtype=bool)
+        org = payer_party_type == _ORGANISATION
+        category = {"cash": cash, "organisation_transfer": ~cash & org,
+                    "person_cross_border_transfer": ~cash & ~org & cross_border,
+                    "person_domestic_transfer": ~cash & ~org & ~cross_border}
+        for (c, b), (lo, hi) in self.bands.items():
+            basis = base if b == BASE_CURRENCY else ~base
+            out |= category[c] & basis & (fen >= lo) & (fen < hi)
+        return out
 
     def near_expr(self, fen: pl.Expr) -> pl.Expr:
         """The same test over an event frame's columns (``currency``, ``cash``,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from features.layout import CallOutcome
@@ -28,6 +29,7 @@ __all__ = [
     "DecisionRecord",
     "Feedback",
     "Party",
+    "TxnColumns",
     "TxnInput",
     "WatchEntry",
     "fen_text",
@@ -68,6 +70,86 @@ class TxnInput:
     payee_phone: str = ""  # normalised; "" when unknown
 
 
+_COLUMNS = ("transaction_id", "event_time_ms", "payer_account", "payer_institution",
+            "payer_type", "payer_opened_ms", "payee_account", "payee_institution", "payee_type",
+            "payee_opened_ms", "amount_minor", "currency", "amount_fen", "channel", "cash",
+            "cross_border", "device_id", "payer_phone", "memo", "payee_phone")
+
+
+@dataclass(slots=True)
+class TxnColumns:
+    """Validated transactions as columns, one list per field, in request order: the bulk form
+    of a ``Sequence[TxnInput]`` (ScreenBatch decodes into it; the engine screens it).
+
+    A transaction as an object (``row``) is built only where one is wanted: a refusal that names
+    the differing field, a shadow sink, the event journal.
+    """
+
+    transaction_id: list[str]
+    event_time_ms: list[int]
+    payer_account: list[str]
+    payer_institution: list[str]
+    payer_type: list[int]
+    payer_opened_ms: list[int | None]
+    payee_account: list[str]
+    payee_institution: list[str]
+    payee_type: list[int]
+    payee_opened_ms: list[int | None]
+    amount_minor: list[int]
+    currency: list[str]
+    amount_fen: list[int]
+    channel: list[int]
+    cash: list[bool]
+    cross_border: list[bool]
+    device_id: list[str]
+    payer_phone: list[str]
+    memo: list[str]
+    payee_phone: list[str]
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    def row(self, i: int) -> TxnInput:
+        """Transaction ``i`` as a ``TxnInput``."""
+        return TxnInput(
+            transaction_id=self.transaction_id[i], event_time_ms=self.event_time_ms[i],
+            payer=Party(self.payer_account[i], self.payer_institution[i], self.payer_type[i],
+                        self.payer_opened_ms[i]),
+            payee=Party(self.payee_account[i], self.payee_institution[i], self.payee_type[i],
+                        self.payee_opened_ms[i]),
+            amount_minor=self.amount_minor[i], currency=self.currency[i],
+            amount_fen=self.amount_fen[i], channel=self.channel[i], cash=self.cash[i],
+            cross_border=self.cross_border[i], device_id=self.device_id[i],
+            payer_phone=self.payer_phone[i], memo=self.memo[i], payee_phone=self.payee_phone[i])
+
+    def rows(self) -> list[TxnInput]:
+        return [self.row(i) for i in range(len(self))]
+
+    def __iter__(self) -> Iterator[TxnInput]:
+        return (self.row(i) for i in range(len(self)))
+
+    def take(self, idx: Sequence[int]) -> TxnColumns:
+        """The transactions at ``idx``, in that order."""
+        return TxnColumns(*([col[i] for i in idx] for col in self._columns()))
+
+    def _columns(self) -> tuple[list, ...]:  # type: ignore[type-arg]
+        return tuple(getattr(self, name) for name in _COLUMNS)
+
+    @classmethod
+    def from_inputs(cls, txns: Sequence[TxnInput]) -> TxnColumns:
+        return cls(
+            [t.transaction_id for t in txns], [t.event_time_ms for t in txns],
+            [t.payer.account_id for t in txns], [t.payer.institution for t in txns],
+            [t.payer.party_type for t in txns], [t.payer.opened_ms for t in txns],
+            [t.payee.account_id for t in txns], [t.payee.institution for t in txns],
+            [t.payee.party_type for t in txns], [t.payee.opened_ms for t in txns],
+            [t.amount_minor for t in txns], [t.currency for t in txns],
+            [t.amount_fen for t in txns], [t.channel for t in txns], [t.cash for t in txns],
+            [t.cross_border for t in txns], [t.device_id for t in txns],
+            [t.payer_phone for t in txns], [t.memo for t in txns],
+            [t.payee_phone for t in txns])
+
+
 @dataclass(frozen=True, slots=True)
 class CallInput:
     call_id: str
@@ -86,9 +168,12 @@ class CallInput:
         return self.duration_s > 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # immutable by convention: a frozen init costs 3x, once per decision
 class DecisionRecord:
-    """What the engine decided for one transaction; rendered to a proto Decision on the way out."""
+    """What the engine decided for one transaction; rendered to a proto Decision on the way out.
+
+    Never changed once made (``DecisionLog.by_seq`` reads records without the engine's lock).
+    """
 
     transaction_id: str
     seq: int

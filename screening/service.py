@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from screening.audit import CALL, DECISION, AuditTrail, iso_ms, watch_entry
+from screening.audit import CALL, DECISION, DECISIONS, AuditTrail, iso_ms, watch_entry
 from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, report_scope
 from screening.case import export_case
 from screening.convert import Converter, case_graph_message, large_value_message, masked_or_clear
@@ -199,10 +199,32 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     @_rpc
     def ScreenBatch(self, request: pb.TransactionBatch, context: grpc.ServicerContext
                     ) -> pb.DecisionBatch:
+        """Columns from the request to the reply: one audit item, one journal entry and one
+        ledger append per batch; a Decision message per transaction only for the classic reply."""
         t0 = time.perf_counter_ns()
-        return pb.DecisionBatch(decisions=self._decide(self.conv.batch(request), t0,
-                                                       self._caller(context), "ScreenBatch",
-                                                       batch=True))
+        txns = self.conv.batch_columns(request)
+        caller = self._caller(context)
+        self._admit()
+        results = self.engine.screen(txns, self._scope(caller), batch=True)
+        recs = [rec for rec, _ in results]
+        dups = [dup for _, dup in results]
+        codes = self.conv.reason_codes
+        reasons = [codes(rec) for rec in recs]
+        if self.audit is not None:
+            self.audit.add_decisions((DECISIONS, time.time_ns(), caller, "ScreenBatch", txns,
+                                      recs, dups, reasons))
+        for i, rec in enumerate(recs):
+            if not (rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded) \
+                    or self.log_every_decision:
+                self._log_decision(txns.row(i), rec, dups[i], reasons[i])
+        if self.metrics is not None:
+            for rec, dup, why in zip(recs, dups, reasons, strict=True):
+                self.metrics.decided("ScreenBatch", ACTION_NAMES[rec.action], why,
+                                     degraded=rec.degraded, duplicate=dup)
+        latency = (time.perf_counter_ns() - t0) // 1000
+        if request.columnar:
+            return pb.DecisionBatch(columns=self.conv.decision_columns(recs, dups, latency))
+        return self.conv.decision_batch(recs, dups, latency)
 
     def _open_stream(self, scope: str) -> None:
         """Count an open ScreenStream of ``scope``; CapacityExceeded past its share."""

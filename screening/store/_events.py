@@ -26,7 +26,7 @@ from typing import Any
 
 from screening.engine import JournalEvent
 from screening.errors import CheckpointError, StoreBusy, StoreUnavailable
-from screening.model import CallInput, Party, TxnInput
+from screening.model import CallInput, Party, TxnColumns, TxnInput
 from screening.store._base import Store
 
 __all__ = ["EventWriter", "decode_event", "encode_event"]
@@ -43,10 +43,17 @@ def encode_event(ev: JournalEvent) -> bytes:
     if ev.kind == "txn":
         if any(ev.graph_skipped):
             obj["g"] = "".join("1" if b else "0" for b in ev.graph_skipped)
-        obj["t"] = [[t.transaction_id, t.event_time_ms, _party(t.payer), _party(t.payee),
-                     t.amount_minor, t.currency, t.amount_fen, t.channel, int(t.cash),
-                     int(t.cross_border), t.device_id, t.payer_phone, t.memo, t.payee_phone]
-                    for t in ev.txns]
+        if isinstance(ev.txns, TxnColumns):  # ScreenBatch: straight from the columns
+            obj["t"] = [[tid, ms, [pa, pi, pt, po], [qa, qi, qt, qo], minor, cur, fen, channel,
+                         int(cash), int(cross), dev, phone, memo, payee_phone]
+                        for (tid, ms, pa, pi, pt, po, qa, qi, qt, qo, minor, cur, fen, channel,
+                             cash, cross, dev, phone, memo, payee_phone)
+                        in zip(*ev.txns._columns(), strict=True)]
+        else:
+            obj["t"] = [[t.transaction_id, t.event_time_ms, _party(t.payer), _party(t.payee),
+                         t.amount_minor, t.currency, t.amount_fen, t.channel, int(t.cash),
+                         int(t.cross_border), t.device_id, t.payer_phone, t.memo, t.payee_phone]
+                        for t in ev.txns]
     else:
         c = ev.call
         assert c is not None

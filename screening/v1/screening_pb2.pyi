@@ -215,10 +215,12 @@ class Transaction(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payer: _Optional[_Union[Party, _Mapping]] = ..., payee: _Optional[_Union[Party, _Mapping]] = ..., amount: _Optional[_Union[Money, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., cash: _Optional[bool] = ..., cross_border: _Optional[bool] = ..., device_id: _Optional[str] = ..., payer_phone: _Optional[str] = ..., memo: _Optional[str] = ..., payee_phone: _Optional[str] = ...) -> None: ...
 
 class TransactionBatch(_message.Message):
-    __slots__ = ("transactions",)
+    __slots__ = ("transactions", "columnar")
     TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_FIELD_NUMBER: _ClassVar[int]
     transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
-    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ...) -> None: ...
+    columnar: bool
+    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., columnar: _Optional[bool] = ...) -> None: ...
 
 class Reason(_message.Message):
     __slots__ = ("code", "message", "action")
@@ -274,10 +276,42 @@ class Decision(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., risk_score: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., reports: _Optional[_Union[ReportFlags, _Mapping]] = ..., policy_version: _Optional[str] = ..., server_latency_us: _Optional[int] = ..., degraded: _Optional[bool] = ..., duplicate: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DecisionBatch(_message.Message):
-    __slots__ = ("decisions",)
+    __slots__ = ("decisions", "columns")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
-    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+    columns: DecisionColumns
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., columns: _Optional[_Union[DecisionColumns, _Mapping]] = ...) -> None: ...
+
+class ReasonLegend(_message.Message):
+    __slots__ = ("policy_version", "reasons")
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    policy_version: str
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    def __init__(self, policy_version: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
+
+class DecisionColumns(_message.Message):
+    __slots__ = ("actions", "risk_scores", "reason_bits", "report_flags", "degraded", "duplicate", "legend_index", "legends", "server_latency_us")
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    RISK_SCORES_FIELD_NUMBER: _ClassVar[int]
+    REASON_BITS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    LEGEND_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEGENDS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    actions: _containers.RepeatedScalarFieldContainer[Action]
+    risk_scores: _containers.RepeatedScalarFieldContainer[int]
+    reason_bits: _containers.RepeatedScalarFieldContainer[int]
+    report_flags: _containers.RepeatedScalarFieldContainer[int]
+    degraded: _containers.RepeatedScalarFieldContainer[bool]
+    duplicate: _containers.RepeatedScalarFieldContainer[bool]
+    legend_index: _containers.RepeatedScalarFieldContainer[int]
+    legends: _containers.RepeatedCompositeFieldContainer[ReasonLegend]
+    server_latency_us: int
+    def __init__(self, actions: _Optional[_Iterable[_Union[Action, str]]] = ..., risk_scores: _Optional[_Iterable[int]] = ..., reason_bits: _Optional[_Iterable[int]] = ..., report_flags: _Optional[_Iterable[int]] = ..., degraded: _Optional[_Iterable[bool]] = ..., duplicate: _Optional[_Iterable[bool]] = ..., legend_index: _Optional[_Iterable[int]] = ..., legends: _Optional[_Iterable[_Union[ReasonLegend, _Mapping]]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
 
 class CallEvent(_message.Message):
     __slots__ = ("call_id", "caller_number", "callee_number", "start_time", "duration_seconds", "caller_class", "outcome")

@@ -316,7 +316,19 @@ BAD_TRANSACTIONS = [
     ("memo", lambda t: setattr(t, "memo", "m" * 10_000)),
     ("memo", lambda t: setattr(t, "memo", "nul\x00byte")),
     ("device_id", lambda t: setattr(t, "device_id", "d" * 1_000)),
+    # what the December review found passing (each was an ALLOW that should not have been)
+    ("payee.account_id", lambda t: setattr(t.payee, "account_id", t.payee.account_id + "\n")),
+    ("payee.party_type", lambda t: setattr(t.payee, "party_type", pb.PARTY_TYPE_CASH_TERMINAL)),
+    ("payee.party_type", lambda t: _both_terminals(t)),
+    ("device_id", lambda t: setattr(t, "device_id", " dev-1")),
+    ("device_id", lambda t: setattr(t, "device_id", "dev\u200b1")),
+    ("amount.currency", lambda t: setattr(t.amount, "currency", "CNYX")),
 ]
+
+
+def _both_terminals(t: pb.Transaction) -> None:
+    t.cash = True
+    t.payer.party_type = t.payee.party_type = pb.PARTY_TYPE_CASH_TERMINAL
 
 
 @pytest.mark.parametrize(("field", "spoil"), BAD_TRANSACTIONS,

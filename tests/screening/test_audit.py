@@ -14,12 +14,20 @@ from typing import Any
 
 import pytest
 
-from screening.audit import DECISION, GENESIS, AuditTrail, audit_files, read_records, verify
+from screening.audit import (
+    DECISION,
+    DECISIONS,
+    GENESIS,
+    AuditTrail,
+    audit_files,
+    read_records,
+    verify,
+)
 from screening.auth import Caller
 from screening.cli import main
 from screening.config import AuditSettings
 from screening.errors import AuditUnavailable, ConfigError
-from screening.model import DecisionRecord, Party, TxnInput
+from screening.model import DecisionRecord, Party, TxnColumns, TxnInput
 
 POLICE = Caller("police-hq", "police")
 BANK = Caller("bank-a core", "bank", "BANK01")
@@ -324,6 +332,36 @@ def test_a_full_queue_refuses_after_block_ms_and_waits_for_room_before(tmp_path:
     assert slow.pending < 3
     slow.close()
     assert verify(tmp_path / "b").ok
+
+
+def test_a_batch_item_writes_the_records_one_by_one_would_and_counts_as_its_records(
+        tmp_path: Path) -> None:
+    """A DECISIONS item (ScreenBatch) writes one decision record per transaction, field for
+    field those of one item per decision, and counts as that many records against max_pending."""
+    pairs = [_txn(i) for i in range(4)]
+    one = _trail(tmp_path / "one")
+    one.start()
+    for t, rec in pairs:
+        one.add((DECISION, 1_700_000_000_000_000_000, BANK, "ScreenBatch", t, rec, False, ["R"]))
+    one.close()
+    many = _trail(tmp_path / "many", max_pending=4, block_ms=1)
+    many.add_decisions((DECISIONS, 1_700_000_000_000_000_000, BANK, "ScreenBatch",
+                        TxnColumns.from_inputs([t for t, _ in pairs]), [r for _, r in pairs],
+                        [False] * 4, [["R"]] * 4))
+    assert many.pending == 4
+    with pytest.raises(AuditUnavailable, match="4 records not yet written"):
+        many.admit()
+    many.start()
+    many.close()
+    assert many.pending == 0 and many.written == one.written
+
+    def decisions(d: Path) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in ("at", "hash", "prev")}
+                for r in read_records(d) if r["kind"] == DECISION]
+
+    assert decisions(tmp_path / "many") == decisions(tmp_path / "one")
+    assert len(decisions(tmp_path / "one")) == 4
+    assert verify(tmp_path / "many").ok
 
 
 def test_a_failing_write_keeps_every_record_and_the_chain(tmp_path: Path,

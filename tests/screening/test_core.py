@@ -104,3 +104,23 @@ def test_remember_writes_each_transaction_into_both_accounts_rings(
     np.testing.assert_array_equal(core.recent[:n], ring)
     np.testing.assert_array_equal(core.recent_pos[:n], pos)
     assert (pos > width).any()  # some ring went round
+
+
+def test_remember_one_event_at_a_time_equals_one_batch(encoded: EncodedEvents) -> None:
+    """The recent rings come out the same whether written row by row (small calls) or with
+    the batch's numpy pass (accounts repeated within it, rings going round)."""
+    ev = encoded.events[:600]
+    refs = np.arange(ev.shape[0], dtype=np.int64)
+    width = 3
+    cores = []
+    for step in (1, ev.shape[0]):
+        core = _screener(encoded)
+        core.bind_recent(RowTable({"recent": np.full(width, -1, dtype=np.int64),
+                                   "recent_pos": np.zeros((), dtype=np.int64)}, 1, None))
+        for start in range(0, ev.shape[0], step):
+            core.screen(ev[start:start + step], refs[start:start + step], POLICY, remember=True)
+        cores.append(core)
+    n = len(cores[0].accounts)
+    np.testing.assert_array_equal(cores[0].recent[:n], cores[1].recent[:n])
+    np.testing.assert_array_equal(cores[0].recent_pos[:n], cores[1].recent_pos[:n])
+    assert (cores[0].recent_pos[:n] > width).any()
