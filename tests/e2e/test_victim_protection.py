@@ -63,9 +63,23 @@ def test_a_protected_victim_paying_a_new_account_is_held(live: Live) -> None:
     assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_NEW_PAYEE" in _codes(d)
     another = live.bank.screen(transaction(uid("t"), recent(20), victim, uid("safe3"), 200_000,
                                            **AGED))
-    assert another.action >= pb.ACTION_HOLD  # still a new payee within the protection window
+    # still a new payee within the protection window, and one nothing was ever paid into
+    assert another.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(another)
     shop = live.bank.screen(transaction(uid("t"), recent(19), victim, uid("shop"), 3_500, **AGED))
     assert shop.action == pb.ACTION_ALLOW  # buying lunch (under 1,000 CNY) is not held
+
+
+def test_a_protected_victim_paying_rent_to_an_account_others_pay_is_only_reminded(live: Live) -> None:
+    """Hours after the stop, no call since: the victim pays the rent to a new landlord whom other
+    tenants pay too. A reminder, no hold and no report on the landlord."""
+    victim, _, _, first = _stopped_victim(live, minutes=300)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    landlord = uid("landlord")
+    for i in range(3):
+        live.bank.screen(transaction(uid("t"), recent(200 - i), uid("tenant"), landlord, 300_000, **AGED))
+    d = live.bank.screen(transaction(uid("t"), recent(100), victim, landlord, 300_000, **AGED))
+    assert d.action == pb.ACTION_WARN and _codes(d) == ["PROTECTED_VICTIM_KNOWN_ACCOUNT"]
+    assert not d.reports.suspicious
 
 
 def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> None:
@@ -80,6 +94,17 @@ def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> Non
     assert nxt.action == pb.ACTION_STOP_PAYMENT and nxt.features["payer_suspected_mule"] == 2.0
     beyond = live.bank.screen(transaction(uid("t"), recent(10), level3, uid("shop"), 300, **AGED))
     assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(beyond)
+    # level 2 is only where the money went: its friend paying it back a loan is not held ...
+    friend = live.bank.screen(transaction(uid("t"), recent(9), uid("friend"), level2, 200_000, **AGED))
+    assert friend.action == pb.ACTION_ALLOW and "PAYS_SUSPECTED_MULE" not in _codes(friend)
+    # ... but an account passing on money it just received into the suspected chain is a link
+    link = uid("link")
+    live.bank.screen(transaction(uid("t"), recent(8), uid("src"), link, 2_000_000, **AGED))
+    fwd = live.bank.screen(transaction(uid("t"), recent(7), link, level2, 1_500_000, **AGED))
+    assert fwd.action >= pb.ACTION_HOLD and "FORWARDS_TO_SUSPECTED_MULE" in _codes(fwd)
+    assert fwd.features["payer_pass_through_1h"] == pytest.approx(0.75)
+    nxt_out = live.bank.screen(transaction(uid("t"), recent(6), link, uid("p"), 400_000, **AGED))
+    assert nxt_out.action == pb.ACTION_STOP_PAYMENT and nxt_out.features["payer_suspected_mule"] == 1.0
 
 
 def test_a_mule_at_the_counter_is_held_for_the_staff(live: Live) -> None:
