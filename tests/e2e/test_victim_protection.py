@@ -6,6 +6,8 @@ moving the money on) and checks the service's answer at the step where it must i
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 import pytest
 
@@ -377,3 +379,40 @@ def test_registry_values_are_checked_and_name_the_field(live: Live) -> None:
     with pytest.raises(grpc.RpcError) as err:
         live.telecom.upsert_accounts([pb.AccountProfile(account_id=uid("a"))])
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(live: Live) -> None:
+    """An impersonator on an ordinary mobile number (no class to flag) talks the victim through
+    paying an account opened two months ago that nothing was ever paid into: warned. The same
+    call, then paying a relative's old account: not by this rule."""
+    caller, victim_phone = new_phone(), new_phone()
+    live.telecom.report_call(call_event(uid("c"), recent(30), caller, victim_phone,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))  # answered, still going on
+    young = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=60)).isoformat()
+    d = live.bank.screen(transaction(uid("t"), recent(5), uid("v"), uid("safe"), 500_000,
+                                     payer_phone=victim_phone, payer_opened=OLD, payee_opened=young))
+    assert d.action >= pb.ACTION_WARN and "TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" in _codes(d)
+    assert d.features["payer_last_call_talk_seconds"] >= 300
+    relative = live.bank.screen(transaction(uid("t"), recent(4), uid("p"), uid("rel"), 500_000,
+                                            payer_phone=victim_phone, **AGED))
+    assert "TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" not in _codes(relative)
+
+
+def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_is_held_without_a_suspect(
+        live: Live) -> None:
+    """After a first call from abroad the payer sends 8,000 CNY to a landlord whom tenants pay
+    every month: held and the payer protected, but the landlord is not made a suspected mule
+    (so the next tenant paying the landlord is not held)."""
+    landlord, phone = uid("landlord"), new_phone()
+    for i in range(2):
+        live.bank.screen(transaction(uid("t"), recent(300 - i), uid("tenant"), landlord, 300_000, **AGED))
+    call = live.telecom.report_call(call_event(uid("c"), recent(40), "+85292" + new_phone()[-6:], phone,
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    d = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), landlord, 800_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_HOLD and "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE" in _codes(d)
+    assert "CALL_THEN_TRANSFER_LARGE" not in _codes(d)
+    assert pb.CASE_ROLE_SUSPECTED_MULE not in [m.role for m in live.police.query_account(landlord).case_marks]
+    tenant = live.bank.screen(transaction(uid("t"), recent(10), uid("tenant"), landlord, 300_000, **AGED))
+    assert tenant.action == pb.ACTION_ALLOW

@@ -154,3 +154,36 @@ def test_a_rule_with_the_most_conditions_agrees_with_the_reference() -> None:
     for i in range(3):
         assert got[i].tolist() == _decide(rules, rows[i].tolist())
     assert int(got[0, k.D_ACTION]) == ACTIONS["HOLD"] and int(got[1, k.D_ACTION]) == ACTIONS["ALLOW"]
+
+
+ON_THE_PHONE = dict(payer_last_call_talk_seconds=900, payer_last_call_ended_minutes=0, payer_on_call=1,
+                    first_time_payee=1, payee_is_person=1, amount=500_000, payee_history_count=0)
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    (dict(payee_account_age_days=60), True),  # the safe account opened two months ago
+    (dict(payee_account_age_days=60, payer_last_call_ended_minutes=20), True),  # hung up just before
+    (dict(payee_account_age_days=60, payer_last_call_ended_minutes=45), False),  # well before
+    (dict(payee_account_age_days=60, payer_last_call_talk_seconds=120), False),  # a short call
+    (dict(payee_account_age_days=3000), False),  # a relative's old account
+    (dict(payee_account_age_days=60, payee_history_count=2), False),  # others pay it
+    (dict(payee_account_age_days=60, payee_phone_known_contact=1), False),  # the caller's own
+    (dict(payee_account_age_days=math.nan), False),  # age unknown: not young
+])
+def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(extra: dict[str, float],
+                                                                    warned: bool) -> None:
+    """Talked through the payment by an ordinary mobile number into an account opened for the job."""
+    action, codes, _ = _decide_row(**{**ON_THE_PHONE, **extra})
+    assert ("TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" in codes) is warned
+    assert action == ("WARN" if warned else "ALLOW")
+
+
+def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_is_held_not_stopped() -> None:
+    """The payee has been paid before: hold the payment, protect the payer, suspect no one."""
+    row = dict(risky_call_recent=1, first_time_payee=1, amount=800_000, payee_is_person=1)
+    action, codes, marks = _decide_row(**row, payee_history_count=3)
+    assert action == "HOLD" and codes == ["CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE"]
+    assert marks == Mark.TXN_NAMES["payer_victim"]
+    action, codes, marks = _decide_row(**row, payee_history_count=0)
+    assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE"]
+    assert marks & Mark.TXN_NAMES["payee_mule"]
