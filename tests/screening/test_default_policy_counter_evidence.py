@@ -187,3 +187,15 @@ def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_is_held_not
     action, codes, marks = _decide_row(**row, payee_history_count=0)
     assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE"]
     assert marks & Mark.TXN_NAMES["payee_mule"]
+
+
+@pytest.mark.parametrize(("investments", "held"), [(0, False), (1, True), (9, True)])
+def test_paying_back_many_earlier_payers_is_held_only_after_investment_payments(investments: int,
+                                                                              held: bool) -> None:
+    """Returns are paid on investments: a group-buy organiser refunding a sold-out item to
+    several members took no 'investment' payment this week."""
+    action, codes, _ = _decide_row(payee_paid_payer_before=1, payer_payback_distinct_7d=5,
+                                   payer_in_distinct_7d=20, payer_investment_in_count_7d=investments,
+                                   amount=20_000, payee_is_person=1)
+    assert ("PONZI_RETURNS" in codes) is held
+    assert action == ("HOLD" if held else "ALLOW")
