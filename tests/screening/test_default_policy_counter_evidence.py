@@ -199,3 +199,17 @@ def test_paying_back_many_earlier_payers_is_held_only_after_investment_payments(
                                    amount=20_000, payee_is_person=1)
     assert ("PONZI_RETURNS" in codes) is held
     assert action == ("HOLD" if held else "ALLOW")
+
+
+@pytest.mark.parametrize(("payees", "held"), [(1, False), (2, True), (3, True)])
+def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accounts(payees: int,
+                                                                                  held: bool) -> None:
+    """Relatives pool a down payment and the buyer pays the one seller in three transfers: no
+    conduit; the same money split over two or more accounts is."""
+    action, codes, marks = _decide_row(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95,
+                                       payer_in_sum_24h=50_000_000, payer_in_distinct_24h=3,
+                                       payer_out_count_24h=3, payer_out_distinct_24h=payees,
+                                       payer_is_person=1, payee_is_person=1, amount=15_000_000)
+    assert ("MULE_CONDUIT" in codes) is held
+    assert bool(marks & Mark.TXN_NAMES["payer_mule"]) is held
+    assert action == ("HOLD" if held else "ALLOW")
