@@ -125,14 +125,6 @@ def test_collecting_investment_money_marks_the_collector_but_alerts_no_buyer() -
     assert int(dec[k.D_FLAGS]) == 0  # no suspicious report
 
 
-@pytest.mark.parametrize(("level", "held"), [(1, True), (2, False)])
-def test_paying_a_suspected_mule_is_held_at_level_one_only(level: int, held: bool) -> None:
-    """Level 1 took fraud money; level 2 is only where a suspect's money went (a person it paid)."""
-    action, codes, _ = _decide_row(payee_suspected_mule=level, amount=200_000, payee_is_person=1)
-    assert ("PAYS_SUSPECTED_MULE" in codes) is held
-    assert action == ("HOLD" if held else "ALLOW")
-
-
 @pytest.mark.parametrize(("payers", "held"), [(5, True), (12, True), (13, False), (40, False)])
 def test_scatter_gather_into_a_hub_is_not_held(payers: int, held: bool) -> None:
     """Three of one payer's payees paying the same shop (many payers a week) is no pattern."""
