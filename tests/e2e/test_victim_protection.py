@@ -387,10 +387,10 @@ def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(live: Live)
     assert "TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" not in _codes(relative)
 
 
-def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_is_held_without_a_suspect(
+def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_suspect(
         live: Live) -> None:
     """After a first call from abroad the payer sends 8,000 CNY to a landlord whom tenants pay
-    every month: held and the payer protected, but the landlord is not made a suspected mule
+    every month: stopped and the payer protected, but the landlord is not made a suspected mule
     (so the next tenant paying the landlord is not held)."""
     landlord, phone = uid("landlord"), new_phone()
     for i in range(2):
@@ -400,7 +400,7 @@ def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_is_held_wit
     assert call.action == pb.CALL_ACTION_WARN_CALLEE
     d = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), landlord, 800_000,
                                      payer_phone=phone, **AGED))
-    assert d.action == pb.ACTION_HOLD and "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE" in _codes(d)
+    assert d.action == pb.ACTION_STOP_PAYMENT and "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE" in _codes(d)
     assert "CALL_THEN_TRANSFER_LARGE" not in _codes(d)
     assert pb.CASE_ROLE_SUSPECTED_MULE not in [m.role for m in live.police.query_account(landlord).case_marks]
     tenant = live.bank.screen(transaction(uid("t"), recent(10), uid("tenant"), landlord, 300_000, **AGED))

@@ -170,11 +170,11 @@ def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(extra: dict
     assert action == ("WARN" if warned else "ALLOW")
 
 
-def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_is_held_not_stopped() -> None:
-    """The payee has been paid before: hold the payment, protect the payer, suspect no one."""
+def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_suspect() -> None:
+    """The payee has been paid before: stop the payment, protect the payer, suspect no one."""
     row = dict(risky_call_recent=1, first_time_payee=1, amount=800_000, payee_is_person=1)
     action, codes, marks = _decide_row(**row, payee_history_count=3)
-    assert action == "HOLD" and codes == ["CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE"]
+    assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE"]
     assert marks == Mark.TXN_NAMES["payer_victim"]
     action, codes, marks = _decide_row(**row, payee_history_count=0)
     assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE"]
