@@ -405,3 +405,22 @@ def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_su
     assert pb.CASE_ROLE_SUSPECTED_MULE not in [m.role for m in live.police.query_account(landlord).case_marks]
     tenant = live.bank.screen(transaction(uid("t"), recent(10), uid("tenant"), landlord, 300_000, **AGED))
     assert tenant.action == pb.ACTION_ALLOW
+
+
+@pytest.mark.parametrize(("unanswered", "warned"), [(4, False), (5, True)])
+def test_a_privacy_number_is_warned_about_only_when_most_of_its_calls_go_unanswered(
+        live: Live, unanswered: int, warned: bool) -> None:
+    """A courier's privacy number: eight short calls this morning, half of them unanswered (by
+    chance, early in the day): its next new callee is not warned. A sprayer whose calls mostly
+    go unanswered: warned."""
+    number = "+86170" + new_phone()[-8:]
+    outcomes = [pb.CALL_OUTCOME_UNANSWERED] * unanswered + [pb.CALL_OUTCOME_ANSWERED] * (8 - unanswered)
+    last = None
+    for i, outcome in enumerate(outcomes[1:] + outcomes[:1]):  # the eighth call is an unanswered one
+        talk = 20 if outcome == pb.CALL_OUTCOME_ANSWERED else 0
+        last = live.telecom.report_call(call_event(uid("c"), recent(90 - 10 * i), number, new_phone(),
+                                                   duration_seconds=talk, outcome=outcome,
+                                                   caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    assert last is not None
+    assert ("VIRTUAL_OPERATOR_SHORT_CALLS" in _codes(last)) is warned
+    assert last.action == (pb.CALL_ACTION_WARN_CALLEE if warned else pb.CALL_ACTION_ALLOW)
