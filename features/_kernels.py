@@ -216,7 +216,7 @@ N_SNAPSHOT = 41
 
 # ---------------------------------------------------------------- rules and decisions
 OP_GE, OP_GT, OP_LE, OP_LT, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
-MAX_COND = 8
+MAX_COND = 12  # conditions per rule (counter-evidence adds conditions, not rules)
 RI_NCOND, RI_ACTION, RI_SCORE, RI_FLAGS, RI_MARKS, RI_COND = 0, 1, 2, 3, 4, 5
 N_RULE_INT = RI_COND + 2 * MAX_COND
 MAX_RULES = 62

@@ -6,6 +6,8 @@ moving the money on) and checks the service's answer at the step where it must i
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 import pytest
 
@@ -63,9 +65,23 @@ def test_a_protected_victim_paying_a_new_account_is_held(live: Live) -> None:
     assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_NEW_PAYEE" in _codes(d)
     another = live.bank.screen(transaction(uid("t"), recent(20), victim, uid("safe3"), 200_000,
                                            **AGED))
-    assert another.action >= pb.ACTION_HOLD  # still a new payee within the protection window
+    # still a new payee within the protection window, and one nothing was ever paid into
+    assert another.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(another)
     shop = live.bank.screen(transaction(uid("t"), recent(19), victim, uid("shop"), 3_500, **AGED))
     assert shop.action == pb.ACTION_ALLOW  # buying lunch (under 1,000 CNY) is not held
+
+
+def test_a_protected_victim_paying_rent_to_an_account_others_pay_is_only_reminded(live: Live) -> None:
+    """Hours after the stop, no call since: the victim pays the rent to a new landlord whom other
+    tenants pay too. A reminder, no hold and no report on the landlord."""
+    victim, _, _, first = _stopped_victim(live, minutes=300)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    landlord = uid("landlord")
+    for i in range(3):
+        live.bank.screen(transaction(uid("t"), recent(200 - i), uid("tenant"), landlord, 300_000, **AGED))
+    d = live.bank.screen(transaction(uid("t"), recent(100), victim, landlord, 300_000, **AGED))
+    assert d.action == pb.ACTION_WARN and _codes(d) == ["PROTECTED_VICTIM_KNOWN_ACCOUNT"]
+    assert not d.reports.suspicious
 
 
 def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> None:
@@ -352,3 +368,59 @@ def test_registry_values_are_checked_and_name_the_field(live: Live) -> None:
     with pytest.raises(grpc.RpcError) as err:
         live.telecom.upsert_accounts([pb.AccountProfile(account_id=uid("a"))])
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(live: Live) -> None:
+    """An impersonator on an ordinary mobile number (no class to flag) talks the victim through
+    paying an account opened two months ago that nothing was ever paid into: warned. The same
+    call, then paying a relative's old account: not by this rule."""
+    caller, victim_phone = new_phone(), new_phone()
+    live.telecom.report_call(call_event(uid("c"), recent(30), caller, victim_phone,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))  # answered, still going on
+    young = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=60)).isoformat()
+    d = live.bank.screen(transaction(uid("t"), recent(5), uid("v"), uid("safe"), 500_000,
+                                     payer_phone=victim_phone, payer_opened=OLD, payee_opened=young))
+    assert d.action >= pb.ACTION_WARN and "TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" in _codes(d)
+    assert d.features["payer_last_call_talk_seconds"] >= 300
+    relative = live.bank.screen(transaction(uid("t"), recent(4), uid("p"), uid("rel"), 500_000,
+                                            payer_phone=victim_phone, **AGED))
+    assert "TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" not in _codes(relative)
+
+
+def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_suspect(
+        live: Live) -> None:
+    """After a first call from abroad the payer sends 8,000 CNY to a landlord whom tenants pay
+    every month: stopped and the payer protected, but the landlord is not made a suspected mule
+    (so the next tenant paying the landlord is not held)."""
+    landlord, phone = uid("landlord"), new_phone()
+    for i in range(2):
+        live.bank.screen(transaction(uid("t"), recent(300 - i), uid("tenant"), landlord, 300_000, **AGED))
+    call = live.telecom.report_call(call_event(uid("c"), recent(40), "+85292" + new_phone()[-6:], phone,
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    d = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), landlord, 800_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_STOP_PAYMENT and "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE" in _codes(d)
+    assert "CALL_THEN_TRANSFER_LARGE" not in _codes(d)
+    assert pb.CASE_ROLE_SUSPECTED_MULE not in [m.role for m in live.police.query_account(landlord).case_marks]
+    tenant = live.bank.screen(transaction(uid("t"), recent(10), uid("tenant"), landlord, 300_000, **AGED))
+    assert tenant.action == pb.ACTION_ALLOW
+
+
+@pytest.mark.parametrize(("unanswered", "warned"), [(4, False), (5, True)])
+def test_a_privacy_number_is_warned_about_only_when_most_of_its_calls_go_unanswered(
+        live: Live, unanswered: int, warned: bool) -> None:
+    """A courier's privacy number: eight short calls this morning, half of them unanswered (by
+    chance, early in the day): its next new callee is not warned. A sprayer whose calls mostly
+    go unanswered: warned."""
+    number = "+86170" + new_phone()[-8:]
+    outcomes = [pb.CALL_OUTCOME_UNANSWERED] * unanswered + [pb.CALL_OUTCOME_ANSWERED] * (8 - unanswered)
+    last = None
+    for i, outcome in enumerate(outcomes[1:] + outcomes[:1]):  # the eighth call is an unanswered one
+        talk = 20 if outcome == pb.CALL_OUTCOME_ANSWERED else 0
+        last = live.telecom.report_call(call_event(uid("c"), recent(90 - 10 * i), number, new_phone(),
+                                                   duration_seconds=talk, outcome=outcome,
+                                                   caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    assert last is not None
+    assert ("VIRTUAL_OPERATOR_SHORT_CALLS" in _codes(last)) is warned
+    assert last.action == (pb.CALL_ACTION_WARN_CALLEE if warned else pb.CALL_ACTION_ALLOW)

@@ -1,0 +1,207 @@
+"""The shipped policy's victim-protection rules and their counter-evidence, on feature rows.
+
+Each test builds the features a decision would see (everything else zero, or "no call" for the
+call features) and checks which rules of the default policy fire and what the decision is.
+The same situations through a real server are in ``tests/e2e/test_victim_protection.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from features import _kernels as k
+from features.layout import TXN_FEATURES, Mark
+from features.state import MAX_COND, Op, RuleTable, decide_rows
+from screening.policy import ACTIONS, load_policy
+from tests.reference import _decide, read_rules
+
+POLICY = load_policy()
+NO_CALL = 1e9  # what the kernels give payer_last_call_ended_minutes when there was no call
+# what the kernels give an account that never slept, and one whose age is unknown
+NEUTRAL = dict(payer_last_call_ended_minutes=NO_CALL, payer_days_since_wake=1e6, payee_days_since_wake=1e6,
+               payer_account_age_days=math.nan, payee_account_age_days=math.nan)
+
+
+def _row(**features: float) -> np.ndarray:
+    feat = np.zeros((1, k.N_TXN_FEATURE), dtype=np.float64)
+    for name, value in {**NEUTRAL, **features}.items():
+        feat[0, TXN_FEATURES.index(name)] = value
+    return feat
+
+
+def _decide_row(**features: float) -> tuple[str, list[str], int]:
+    """(action, fired codes, marks) of the default policy on one feature row."""
+    dec = decide_rows(POLICY.txn_table, _row(**features))[0]
+    action = {v: n for n, v in ACTIONS.items()}[int(dec[k.D_ACTION])]
+    codes = [r.code for r in POLICY.fired(int(dec[k.D_REASONS]))]
+    return action, codes, int(dec[k.D_MARKS])
+
+
+PROTECTED = dict(payer_protected_victim=1, first_time_payee=1, payee_is_person=1, payer_is_person=1,
+                 amount=300_000)
+
+
+def test_a_protected_victim_paying_a_new_payee_just_after_a_call_is_held() -> None:
+    """The fraudster calls back and names the next account: held, the payer stays protected."""
+    action, codes, marks = _decide_row(**PROTECTED, payee_history_count=4,
+                                       payer_last_call_ended_minutes=12)
+    assert action == "HOLD" and "PROTECTED_VICTIM_NEW_PAYEE" in codes
+    assert marks & Mark.TXN_NAMES["payer_victim"]
+
+
+def test_a_protected_victim_paying_an_account_nothing_was_ever_paid_into_is_held() -> None:
+    """No call seen (another phone, a call the operator does not report), but the account is a
+    fresh one: the next safe account is held."""
+    action, codes, _ = _decide_row(**PROTECTED, payee_history_count=0)
+    assert action == "HOLD" and codes == ["PROTECTED_VICTIM_FRESH_PAYEE"]
+
+
+def test_a_protected_victim_paying_an_account_others_pay_with_no_call_is_only_reminded() -> None:
+    """The rent to a new landlord during the protection window: a warning to the payer, no hold
+    and no report on the landlord."""
+    action, codes, marks = _decide_row(**PROTECTED, payee_history_count=5,
+                                       payer_last_call_ended_minutes=600)
+    assert action == "WARN" and codes == ["PROTECTED_VICTIM_KNOWN_ACCOUNT"]
+    assert marks == 0
+
+
+FAMILY_ABROAD = dict(risky_call_recent=1, risky_call_score=60, first_time_payee=1, amount=3_000_000,
+                     payer_last_call_risky=1, payer_last_call_talk_seconds=400,
+                     payer_last_call_ended_minutes=20, payee_is_person=1)
+
+
+def test_a_remittance_abroad_after_a_call_from_abroad_is_not_stopped() -> None:
+    """A child studying abroad calls from an international number, the parent sends tuition."""
+    action, codes, _ = _decide_row(**FAMILY_ABROAD, is_cross_border=1)
+    assert action == "ALLOW" and codes == []
+
+
+def test_the_same_payment_to_a_domestic_account_is_stopped() -> None:
+    """The same call, then a large payment to a domestic account never paid before: stopped."""
+    action, codes, _ = _decide_row(**FAMILY_ABROAD, is_cross_border=0)
+    assert action == "STOP_PAYMENT" and "CALL_THEN_TRANSFER_LARGE" in codes
+    assert "TALKED_WITH_RISKY_CLASS_THEN_NEW_PAYEE" in codes
+
+
+WARNED_CALL = dict(risky_call_recent=1, risky_call_score=60, first_time_payee=1, payee_is_person=1)
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    (dict(amount=200_000, payee_history_count=0), True),  # 2,000 CNY to a fresh account
+    (dict(amount=20_000, payee_history_count=0), False),  # 200 CNY: the QR code of a shop
+    (dict(amount=200_000, payee_history_count=3), False),  # an account others pay (the utility)
+    (dict(amount=200_000, payee_history_count=0, payee_is_merchant=1), False),
+])
+def test_a_payment_after_a_warned_call_is_warned_only_to_a_fresh_account(extra: dict[str, float],
+                                                                      warned: bool) -> None:
+    """CALL_THEN_TRANSFER: from 500 CNY, to an account nothing was paid into, not a merchant."""
+    action, codes, _ = _decide_row(**WARNED_CALL, **extra)
+    assert ("CALL_THEN_TRANSFER" in codes) is warned
+    assert action == ("WARN" if warned else "ALLOW")
+
+
+def test_a_long_talk_then_paying_an_account_others_pay_is_not_warned() -> None:
+    """After a five-minute call from a virtual-operator number the payer pays a new landlord whom
+    others pay too: no impersonator's fresh safe account."""
+    talk = dict(payer_last_call_risky=1, payer_last_call_talk_seconds=300, payer_last_call_ended_minutes=30,
+                first_time_payee=1, amount=300_000, payee_is_person=1)
+    assert _decide_row(**talk, payee_history_count=6)[0] == "ALLOW"
+    action, codes, _ = _decide_row(**talk, payee_history_count=0)
+    assert action == "WARN" and codes == ["TALKED_WITH_RISKY_CLASS_THEN_NEW_PAYEE"]
+
+
+def test_collecting_investment_money_marks_the_collector_but_alerts_no_buyer() -> None:
+    """The eighth 'investment' payment of the week to a company: watched, not warned or reported."""
+    action, codes, marks = _decide_row(memo_investment=1, payee_investment_in_count_7d=8,
+                                       payee_in_distinct_7d=8, payee_account_age_days=400,
+                                       first_time_payee=1, amount=5_000_000)
+    assert action == "ALLOW" and codes == ["FUNDRAISING_COLLECTOR"]
+    assert marks == Mark.TXN_NAMES["payee_collector"]
+    dec = decide_rows(POLICY.txn_table, _row(memo_investment=1, payee_investment_in_count_7d=8,
+                                             payee_in_distinct_7d=8, payee_account_age_days=400))[0]
+    assert int(dec[k.D_FLAGS]) == 0  # no suspicious report
+
+
+@pytest.mark.parametrize(("payers", "held"), [(5, True), (12, True), (13, False), (40, False)])
+def test_scatter_gather_into_a_hub_is_not_held(payers: int, held: bool) -> None:
+    """Three of one payer's payees paying the same shop (many payers a week) is no pattern."""
+    action, codes, _ = _decide_row(graph_scatter_gather=3, payee_in_distinct_7d=payers, amount=100_000)
+    assert ("GRAPH_SCATTER_GATHER" in codes) is held
+    assert action == ("HOLD" if held else "ALLOW")
+
+
+def test_a_rule_with_the_most_conditions_agrees_with_the_reference() -> None:
+    """MAX_COND conditions on one rule: the kernel and the plain-Python twin decide alike."""
+    conds = [(i, Op.GE, 1.0) for i in range(MAX_COND)]
+    table = RuleTable.build([(conds, ACTIONS["HOLD"], 50, 0, 0)])
+    rows = np.zeros((3, k.N_TXN_FEATURE), dtype=np.float64)
+    rows[0, :MAX_COND] = 1.0
+    rows[1, :MAX_COND] = 1.0
+    rows[1, MAX_COND - 1] = 0.0  # the last condition fails
+    got = decide_rows(table, rows)
+    rules = read_rules(table)
+    for i in range(3):
+        assert got[i].tolist() == _decide(rules, rows[i].tolist())
+    assert int(got[0, k.D_ACTION]) == ACTIONS["HOLD"] and int(got[1, k.D_ACTION]) == ACTIONS["ALLOW"]
+
+
+ON_THE_PHONE = dict(payer_last_call_talk_seconds=900, payer_last_call_ended_minutes=0, payer_on_call=1,
+                    first_time_payee=1, payee_is_person=1, amount=500_000, payee_history_count=0)
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    (dict(payee_account_age_days=60), True),  # the safe account opened two months ago
+    (dict(payee_account_age_days=60, payer_last_call_ended_minutes=20), True),  # hung up just before
+    (dict(payee_account_age_days=60, payer_last_call_ended_minutes=45), False),  # well before
+    (dict(payee_account_age_days=60, payer_last_call_talk_seconds=120), False),  # a short call
+    (dict(payee_account_age_days=3000), False),  # a relative's old account
+    (dict(payee_account_age_days=60, payee_history_count=2), False),  # others pay it
+    (dict(payee_account_age_days=60, payee_phone_known_contact=1), False),  # the caller's own
+    (dict(payee_account_age_days=math.nan), False),  # age unknown: not young
+])
+def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(extra: dict[str, float],
+                                                                    warned: bool) -> None:
+    """Talked through the payment by an ordinary mobile number into an account opened for the job."""
+    action, codes, _ = _decide_row(**{**ON_THE_PHONE, **extra})
+    assert ("TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" in codes) is warned
+    assert action == ("WARN" if warned else "ALLOW")
+
+
+def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_suspect() -> None:
+    """The payee has been paid before: stop the payment, protect the payer, suspect no one."""
+    row = dict(risky_call_recent=1, first_time_payee=1, amount=800_000, payee_is_person=1)
+    action, codes, marks = _decide_row(**row, payee_history_count=3)
+    assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE"]
+    assert marks == Mark.TXN_NAMES["payer_victim"]
+    action, codes, marks = _decide_row(**row, payee_history_count=0)
+    assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE"]
+    assert marks & Mark.TXN_NAMES["payee_mule"]
+
+
+@pytest.mark.parametrize(("investments", "held"), [(0, False), (1, True), (9, True)])
+def test_paying_back_many_earlier_payers_is_held_only_after_investment_payments(investments: int,
+                                                                              held: bool) -> None:
+    """Returns are paid on investments: a group-buy organiser refunding a sold-out item to
+    several members took no 'investment' payment this week."""
+    action, codes, _ = _decide_row(payee_paid_payer_before=1, payer_payback_distinct_7d=5,
+                                   payer_in_distinct_7d=20, payer_investment_in_count_7d=investments,
+                                   amount=20_000, payee_is_person=1)
+    assert ("PONZI_RETURNS" in codes) is held
+    assert action == ("HOLD" if held else "ALLOW")
+
+
+@pytest.mark.parametrize(("payees", "held"), [(1, False), (2, True), (3, True)])
+def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accounts(payees: int,
+                                                                                  held: bool) -> None:
+    """Relatives pool a down payment and the buyer pays the one seller in three transfers: no
+    conduit; the same money split over two or more accounts is."""
+    action, codes, marks = _decide_row(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95,
+                                       payer_in_sum_24h=50_000_000, payer_in_distinct_24h=3,
+                                       payer_out_count_24h=3, payer_out_distinct_24h=payees,
+                                       payer_is_person=1, payee_is_person=1, amount=15_000_000)
+    assert ("MULE_CONDUIT" in codes) is held
+    assert bool(marks & Mark.TXN_NAMES["payer_mule"]) is held
+    assert action == ("HOLD" if held else "ALLOW")
