@@ -116,8 +116,10 @@ OFFLOADED = frozenset({"upkeep", "graph-detectors", "graph-queries"})
 def _cached(kernel: Any) -> bool:
     """Whether numba's on-disk cache holds a compiled version of ``kernel`` for this source
     (an index that is missing, or stale after an edit, reads as empty)."""
-    cache_file = getattr(kernel._cache, "_cache_file", None)  # none when caching is off
-    return cache_file is not None and bool(cache_file._load_index())
+    # numba internals, read defensively: none when caching is off, and a numba that keeps its
+    # index another way reads as "not cached" (a worker more, never a kernel less)
+    load_index = getattr(getattr(kernel._cache, "_cache_file", None), "_load_index", None)
+    return load_index is not None and bool(load_index())
 
 
 def cold_steps(steps: Sequence[Step]) -> list[Step]:
