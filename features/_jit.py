@@ -19,10 +19,19 @@ from typing import Any
 
 from numba import njit
 
-from features import _inline_copy  # noqa: F401  (cheaper inlining: see the module)
+from features import (
+    _inline_copy,  # noqa: F401  (cheaper inlining: see the module)
+    _llvm_inline,
+)
 
 # numba's dispatchers are untyped for mypy: the drivers around the kernels carry the types.
 # (``_nrt`` is a jit option numba's type stubs do not list, hence the dict.)
 _FLAGS: dict[str, Any] = {"cache": True, "nogil": True, "fastmath": False, "_nrt": False}
 kernel: Any = njit(**_FLAGS)
 helper: Any = njit(inline="always", **_FLAGS)
+
+
+def inlined(func: Any) -> Any:
+    """A kernel of its own for numba's front end that LLVM inlines into the kernels calling
+    it (``features._llvm_inline``): for the large per-event steps."""
+    return _llvm_inline.mark(kernel(func))

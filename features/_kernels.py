@@ -23,7 +23,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from features._jit import helper, kernel
+from features._jit import helper, inlined, kernel
 
 # ---------------------------------------------------------------- sentinels and units
 NO_TIME = np.int64(-(2**62))  # "never": unknown opened date, never seen, no risky call
@@ -719,7 +719,12 @@ def _day_get(sc: np.ndarray, e: int, ts: int, tz: int, day_col: int, k: int, amo
     return float(_day_part(amount, flags, k))
 
 
-@helper
+# ``_txn`` and ``_call`` are kernels of their own for numba's front end, not ``helper``s inlined
+# into ``_process`` in numba's IR: its passes (liveness, SSA, typing) cost more than linearly in
+# a function's size, and with both inlined ``_process`` was most of the first start's compile.
+# ``inlined`` has LLVM inline them into ``_process`` afterwards (``features._llvm_inline``), so
+# the machine code is one function again, without a call and its argument passing per event.
+@inlined
 def _txn(
     ev: np.ndarray, i: int,
     a_cnt: np.ndarray, a_amt: np.ndarray, a_tag: np.ndarray, a_head: np.ndarray,
@@ -933,7 +938,7 @@ def _txn(
     f[r, F_PAYEE_DAY_DOMESTIC] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_DOMESTIC, amount, fl)
 
 
-@helper
+@inlined
 def _call(
     ev: np.ndarray, i: int,
     p_cnt: np.ndarray, p_amt: np.ndarray, p_tag: np.ndarray, p_head: np.ndarray,

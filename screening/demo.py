@@ -198,7 +198,7 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
 
 class _WarmProgress:
     """Prints each kernel warm-up step and its time, with a dot every few seconds while one
-    compiles (the first start on a machine compiles for a minute or more, silently otherwise)."""
+    compiles (the first start on a machine compiles for most of a minute, silently otherwise)."""
 
     def __init__(self, out: TextIO, tick_s: float = 5.0) -> None:
         self._out = out
@@ -318,7 +318,8 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
     masker = configure_logging(settings.log, stream=log_stream)
     auth = Authenticator.with_tokens({t: (f"demo-{r}", r) for r, t in _TOKENS.items()})
     out.write("loading the screening kernels (the first start on a machine compiles them, "
-              "1-2 minutes on 2 cores; later starts load them from the cache in seconds)\n")
+              "in two processes, under a minute on 2 cores; later starts load them from the "
+              "cache in seconds)\n")
     out.flush()
     policy = load_policy(settings.policy.file)
     engine = Engine(settings, policy)

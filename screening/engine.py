@@ -32,8 +32,6 @@ from features.layout import (
     CALL_FEATURES,
     TXN_FEATURES,
     DecisionCol,
-    EventCol,
-    Kind,
     Mark,
     Memory,
 )
@@ -43,10 +41,11 @@ from features.state import (
     FeatureState,
     RowTable,
     decide_rows,
-    empty_events,
 )
 from graph.case import CaseInput
 from graph.live import LiveGraph, node_id
+from screening._warm import KernelInputs
+from screening._warm import warm_up as warm_kernels
 from screening.config import Settings
 from screening.core import Interner, Screener
 from screening.errors import CapacityExceeded, ConfigError, Conflict, InvalidRequest, NotFound
@@ -614,41 +613,19 @@ class Engine:
         return reads
 
     # ------------------------------------------------------------------ start-up
-    def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
-        """Load (or compile) every kernel on a scratch state; returns seconds taken.
+    def warm_up(self, progress: Callable[[str], None] | None = None, *,
+                parallel: bool = True) -> float:
+        """Load (or compile) every kernel this engine uses, on scratch states; returns seconds
+        taken (``screening._warm``: the graph's kernels only when the graph is on).
 
         ``progress`` hears the name of each step as it starts: the first start on a machine
-        compiles the kernels (a minute or more), later starts load them from numba's cache.
+        compiles the kernels, in two processes when ``parallel``; later starts load them from
+        numba's cache.
         """
-        say = progress or (lambda step: None)
-        t0 = time.perf_counter()
-        scratch = FeatureState.create(4, 4, 4, 16)
-        ev = empty_events(2)
-        ev[0, [EventCol.KIND, EventCol.TS, EventCol.A, EventCol.B, EventCol.AMOUNT]] = [
-            Kind.TXN, 1_700_000_000_000, 0, 1, 100]
-        ev[1, [EventCol.KIND, EventCol.TS, EventCol.A, EventCol.B, EventCol.AMOUNT]] = [
-            Kind.CALL, 1_700_000_000_000, 0, 1, 10]
         p = self.policy
-        say("feature kernels (transactions, calls, policy)")
-        feat, _ = scratch.process(ev, p.params_array, p.txn_table, p.call_table)
-        decide_rows(p.txn_table, feat)  # shadow policies
-        say("account snapshot and state upkeep")
-        scratch.snapshot(0, 1_700_000_000_000, p.params_array)
-        scratch.release_pair(0, 1)
-        scratch.forget("accounts", np.array([1], dtype=np.int64))  # eviction's kernels too
-        scratch.rehash_pairs(64, min_ts=0)
-        if self.graph is not None:
-            say("graph detectors")
-            g = LiveGraph(nodes=12, edges=64)
-            g.process(ev, np.arange(2, dtype=np.int64), self.graph_params)
-            say("graph queries and upkeep")
-            hood = g.neighbourhood([0], hops=2, lo_ms=0, hi_ms=2**62, max_nodes=8, hub_degree=4,
-                                   max_work=100)
-            g.edges_among(hood, lo_ms=0, hi_ms=2**62, max_edges=8)
-            g.set_watch_node(0, 1)
-            g.forget(np.array([3], dtype=np.int64))
-            g.compact(0)
-        return time.perf_counter() - t0
+        inputs = KernelInputs(p.params_array, p.txn_table, p.call_table,
+                              self.graph_params if self.graph is not None else None)
+        return warm_kernels(inputs, progress, parallel=parallel)
 
     # ------------------------------------------------------------------ transactions
     def screen(self, txns: Sequence[TxnInput] | TxnColumns, scope: str = DEFAULT_SCOPE, *,
