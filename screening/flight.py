@@ -31,7 +31,7 @@ import pyarrow.flight as flight
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from screening.auth import PERMISSIONS, Authenticator, Caller
-from screening.errors import InvalidRequest, PermissionDenied, ScreeningError, Unauthenticated
+from screening.errors import Conflict, InvalidRequest, PermissionDenied, ScreeningError, Unauthenticated
 from screening.model import DecisionRecord, TxnColumns
 from screening.policy import ACTION_NAMES
 from screening.service import ScreeningService
@@ -272,6 +272,18 @@ def encode_decisions(event_ids: list[str], recs: list[DecisionRecord], dups: lis
     ], schema=REPLY_SCHEMA)
 
 
+def _in_columns(exc: ScreeningError) -> ScreeningError:
+    """A Conflict named as ScreenBatch names it (``transactions[i].transaction_id``), in rows
+    and columns."""
+    if isinstance(exc, Conflict):
+        m = _FIELD.fullmatch(exc.field)
+        if m is not None:
+            problem = re.sub(r"transactions\[(\d+)\]", r"row \1", exc.problem)
+            return Conflict(f"row {m.group(1)}, column {_FIELD_COLUMNS.get(m.group(2), m.group(2))}",
+                            problem)
+    return exc
+
+
 def _flight_error(exc: ScreeningError, where: str) -> Exception:
     """``exc`` as the Flight error of its gRPC status (INVALID_ARGUMENT: ArrowInvalid)."""
     code, message = exc.code.name, f"{where}{exc}"
@@ -345,6 +357,7 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
                 txns = decode_batch(batch, service.conv)
                 recs, dups, reasons = service.screen_columns(txns, caller, RPC)
             except ScreeningError as exc:
+                exc = _in_columns(exc)
                 code, message = exc.code.name, str(exc)
                 self.log.info("rejected", rpc=RPC, code=code, detail=f"batch {n}, {message}")
                 if service.metrics is not None:

@@ -128,7 +128,7 @@ def test_duplicates_are_idempotent_across_flight_and_screen_batch(
     back = [_classic(d) for d in live.bank.screen_batch(msgs_b).decisions]
     assert back == [dict(r, duplicate=True) for r in over_flight]
     changed = b.with_columns(pl.col("amount_minor") + 1)
-    with pytest.raises(flight.FlightServerError, match="ALREADY_EXISTS.*transaction_id"):
+    with pytest.raises(flight.FlightServerError, match=r"ALREADY_EXISTS: batch 0, row 0, column event_id"):
         _screen(live, changed)
 
 
