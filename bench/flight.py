@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +151,7 @@ def _batch_phase(srv: _Server, frame: pl.DataFrame, rows: int) -> dict[str, Any]
                                    request_serializer=lambda b: b,
                                    response_deserializer=pb.DecisionBatch.FromString)
     cpu0, t0 = _cpu_s(srv.proc.pid), time.perf_counter()
-    inflight: list[Future[Any]] = []
+    inflight: list[Any] = []  # grpc futures
     replies = []
     for body in bodies:
         inflight.append(call.future(body, timeout=60))
