@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -11,10 +12,12 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from screening.cli import main
 from screening.config import load_settings
 from screening.digest import state_digest
 from screening.errors import ConfigError
 from screening.flight_client import FlightScreeningClient, event_batches
+from screening.offline.events import write_frame
 from screening.offline.messages import to_requests
 from screening.offline.synth import SynthConfig, generate
 from screening.server import _start_flight
@@ -172,3 +175,29 @@ def test_flight_configured_without_pyarrow_flight_is_a_config_error(
     monkeypatch.setitem(sys.modules, "screening.flight", None)
     with pytest.raises(ConfigError, match=r"\[flight\] port is set but pyarrow.flight"):
         _start_flight(load_settings(overrides={"flight": {"port": 0}}), None, None)  # type: ignore[arg-type]
+
+
+def test_flight_under_mutual_tls_is_refused_at_start() -> None:
+    """Callers named by client certificates are not supported over Flight yet: no start."""
+    settings = load_settings(overrides={"flight": {"port": 0}, "tls": {
+        "cert_file": "server.pem", "key_file": "server.key", "client_ca_file": "ca.pem"}})
+    with pytest.raises(ConfigError, match="mutual TLS is not supported yet"):
+        _start_flight(settings, None, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_flight_screen_cli_writes_the_decisions_of_an_events_file(
+        twins: tuple[Live, Live], stream: pl.DataFrame, tmp_path: Path, suffix: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`screening flight screen FILE` sends the file's transactions (calls left out) in batches
+    and writes one decision per transaction, in file order."""
+    part = stream.head(60).with_columns((f"cli{suffix}-" + pl.col("event_id")).alias("event_id"))
+    src = tmp_path / f"events{suffix}"
+    write_frame(part, src)
+    code = main(["flight", "screen", str(src), "--server",
+                 f"grpc://127.0.0.1:{twins[0].server.flight_port}", "--token", "test-token-bank",
+                 "--batch-rows", "7"])
+    assert code == 0
+    out = pl.read_parquet(tmp_path / "events.decisions.parquet")
+    assert out["event_id"].to_list() == part.filter(pl.col("kind") == "txn")["event_id"].to_list()
+    assert "decisions ->" in capsys.readouterr().out
