@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from screening.offline.messages import to_requests
 from screening.offline.synth import SynthConfig, generate
 from screening.server import _start_flight
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, _start, _stop
+from tests.conftest import Live, _start, _stop, free_port, serve_process, server_env
 
 _BATCH = 40
 
@@ -201,3 +204,31 @@ def test_flight_screen_cli_writes_the_decisions_of_an_events_file(
     out = pl.read_parquet(tmp_path / "events.decisions.parquet")
     assert out["event_id"].to_list() == part.filter(pl.col("kind") == "txn")["event_id"].to_list()
     assert "decisions ->" in capsys.readouterr().out
+
+
+def test_sigterm_drains_an_open_flight_exchange(stream: pl.DataFrame) -> None:
+    """`serve --flight-port`: an exchange open when SIGTERM arrives is answered to its end (its
+    next batch included), then the server stops cleanly."""
+    fport = free_port()
+    part = stream.filter(pl.col("kind") == "txn").head(20)
+    first, second = list(event_batches(part, 10))
+    answered: list[int] = []
+
+    def during(_client: Any, proc: subprocess.Popen[str]) -> None:
+        with FlightScreeningClient(f"grpc://127.0.0.1:{fport}") as client:
+            replies = client.screen(_paced(first, second, proc))
+            answered.extend(reply.num_rows for reply in replies)
+
+    code, err = serve_process(["--no-auth", "--flight-port", str(fport)], free_port(),
+                              lambda _c: None, env=server_env(), signals=during)
+    assert code == 0, err[-2000:]
+    assert answered == [10, 10]
+    assert "flight_serving" in err
+
+
+def _paced(first: pa.RecordBatch, second: pa.RecordBatch,
+           proc: subprocess.Popen[str]) -> Iterator[pa.RecordBatch]:
+    yield first
+    proc.send_signal(signal.SIGTERM)  # while the exchange is open
+    time.sleep(0.5)
+    yield second
