@@ -199,9 +199,9 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                     or self.log_every_decision:
                 self._log_decision(txns.row(i), rec, dups[i], reasons[i])
         if self.metrics is not None:
-            for rec, dup, why in zip(recs, dups, reasons, strict=True):
-                self.metrics.decided(rpc, ACTION_NAMES[rec.action], why,
-                                     degraded=rec.degraded, duplicate=dup)
+            self.metrics.decided_batch(rpc, (ACTION_NAMES[rec.action] for rec in recs), reasons,
+                                       degraded=sum(rec.degraded for rec in recs),
+                                       duplicates=sum(dups))
         return recs, dups, reasons
 
     # ------------------------------------------------------------------ RPCs
