@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from screening.audit import read_records, verify
 from screening.cli import main
 from screening.config import load_settings
 from screening.digest import state_digest
@@ -232,3 +233,23 @@ def _paced(first: pa.RecordBatch, second: pa.RecordBatch,
     proc.send_signal(signal.SIGTERM)  # while the exchange is open
     time.sleep(0.5)
     yield second
+
+
+def test_flight_decisions_are_in_the_audit_trail(tmp_path: Path, stream: pl.DataFrame) -> None:
+    """Each decision made over Flight is in the audit trail, with the caller and the decision,
+    as ScreenBatch's are; the chain verifies after stop."""
+    d = tmp_path / "audit"
+    live = _start(load_settings(overrides={"flight": {"port": 0},
+                                           "audit": {"dir": str(d), "flush_interval_ms": 20.0}}))
+    part = stream.filter(pl.col("kind") == "txn").head(5)
+    try:
+        rows = _screen(live, part)
+    finally:
+        _stop(live)
+    report = verify(d)
+    assert report.ok, report.problem
+    decisions = [r for r in read_records(d) if r["kind"] == "decision"]
+    assert [r["rpc"] for r in decisions] == ["FlightScreen"] * 5
+    assert [r["txn"] for r in decisions] == part["event_id"].to_list()
+    assert [r["action"] for r in decisions] == [r["action"] for r in rows]
+    assert {r["by"] for r in decisions} == {"test-bank"}
