@@ -34,6 +34,7 @@ def _settings(args: argparse.Namespace) -> object:
         "policy": {"file": str(args.policy) if getattr(args, "policy", None) else None},
         "log": {"level": getattr(args, "log_level", None), "format": getattr(args, "log_format", None)},
         "metrics": {"port": getattr(args, "metrics_port", None)},
+        "flight": {"port": getattr(args, "flight_port", None)},
     }
     if getattr(args, "no_auth", False):
         overrides["auth"] = {"enabled": False}
@@ -533,6 +534,26 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _cmd_flight_screen(args: argparse.Namespace) -> int:
+    try:
+        from screening.flight_client import FlightScreeningClient, screen_file
+    except ImportError as exc:
+        raise ConfigError(f"pyarrow.flight cannot be imported ({exc}): install the flight "
+                          "extra (pip install 'screening[flight]')") from None
+    from screening.offline.events import write_frame
+
+    token = args.token or os.environ.get("SCREENING_TOKEN")
+    ca = args.tls_ca.read_bytes() if args.tls_ca else None
+    out = args.out or args.file.with_name(args.file.stem + ".decisions.parquet")
+    with FlightScreeningClient(args.server, token, tls_ca=ca) as client:
+        decisions = screen_file(client, args.file, rows=args.batch_rows)
+    write_frame(decisions, out)
+    counts = decisions["action"].value_counts(sort=True).rows() if decisions.height else []
+    print(f"{decisions.height} decisions -> {out} ("
+          + ", ".join(f"{a} {n}" for a, n in counts) + ")")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="screening", top=True,
@@ -576,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "[log] format, json)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve Prometheus metrics on this port (default: [metrics] port, 0 = off)")
+    p.add_argument("--flight-port", type=int, default=None, metavar="PORT",
+                   help="also serve bulk screening over Arrow Flight on this port (0: any free "
+                        "port, logged; default: [flight] port, -1 = off)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("config", help="the settings a server would run with")
@@ -727,6 +751,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--mapping", default=None,
                    help="read FILE through this mapping's [registry] tables (e.g. bank_export)")
     a.set_defaults(func=_cmd_accounts_load)
+
+    p = sub.add_parser("flight", help="bulk screening over Arrow Flight ([flight] port)")
+    fsub = p.add_subparsers(dest="flight_command", required=True, metavar="ACTION")
+    f = fsub.add_parser("screen", help="send the transactions of an events file (.parquet or "
+                                       ".csv, the replay schema) in record batches and write the "
+                                       "decisions")
+    f.add_argument("file", type=Path, help="events file (.parquet or .csv)")
+    f.add_argument("--server", default="grpc://localhost:50052",
+                   help="the Flight endpoint, grpc://HOST:PORT (grpc+tls:// with a certificate)")
+    f.add_argument("--token", default=None,
+                   help="bearer token of a bank, payment or admin caller (default: "
+                        "$SCREENING_TOKEN)")
+    f.add_argument("--tls-ca", type=Path, default=None, metavar="FILE",
+                   help="with grpc+tls://: the CA certificates (PEM) to trust for the server")
+    f.add_argument("--batch-rows", type=int, default=10_000, help="transactions per record batch")
+    f.add_argument("--out", type=Path, default=None,
+                   help="decisions file (.parquet or .csv; default: FILE's name + "
+                        ".decisions.parquet)")
+    f.set_defaults(func=_cmd_flight_screen)
 
     p = sub.add_parser("report", help="regulatory reports from an event file, or from a server's "
                                       "report ledger (CSV and Parquet)")

@@ -26,6 +26,7 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "Currency",
+    "FlightSettings",
     "GraphSettings",
     "LedgerSettings",
     "LimitSettings",
@@ -354,6 +355,25 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FlightSettings:
+    """The Arrow Flight bulk endpoint (``screening.flight``: ``DoExchange`` of record batches),
+    beside the gRPC port, with its tokens and roles and, when ``[tls]`` gives the server a
+    certificate, its TLS. Off while ``port`` is -1 (the default); 0 takes any free port (logged).
+    ``host`` empty: the gRPC server's host. Needs ``pyarrow.flight`` (the ``flight`` extra)."""
+
+    port: int = -1
+    host: str = ""
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.port <= 65_535:
+            raise ConfigError("[flight] port must be in -1..65535 (-1: off, 0: any free port)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.port >= 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class PolicySettings:
     # Empty means the default policy shipped in the package.
     file: str = ""
@@ -501,6 +521,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    flight: FlightSettings = field(default_factory=FlightSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -521,6 +542,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "tls": TlsSettings,
     "log": LogSettings,
     "metrics": MetricsSettings,
+    "flight": FlightSettings,
     "policy": PolicySettings,
     "graph": GraphSettings,
     "storage": StorageSettings,

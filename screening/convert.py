@@ -316,13 +316,34 @@ class Converter:
 
         A missing message field reads as its defaults, which fail these checks (an empty id,
         amount 0, event time 0), so ``batch`` names it."""
-        lim = self.limits
         (tids, channels, cash, cross, devices, payer_phones, memos, payee_phones, payers, payees,
          amounts, times) = zip(*map(_TXN_FIELDS, txns), strict=True)
         pa, pi, pt, pd = zip(*map(_PARTY_FIELDS, payers), strict=True)
         qa, qi, qt, qd = zip(*map(_PARTY_FIELDS, payees), strict=True)
         minor, currency = zip(*map(_AMOUNT_FIELDS, amounts), strict=True)
         secs, nanos = zip(*map(_TIME_FIELDS, times), strict=True)
+        if min(nanos) < 0 or max(nanos) >= 1_000_000_000:
+            return None
+        ms = [s * 1000 + ns // 1_000_000 for s, ns in zip(secs, nanos, strict=True)]
+        return self.checked_columns(
+            tids, ms, pa, pi, pt, pd, qa, qi, qt, qd, minor, currency, channels, cash, cross,
+            devices, payer_phones, memos, payee_phones)
+
+    def checked_columns(self, tids: Sequence[str], ms: list[int], pa: Sequence[str],
+                        pi: Sequence[str], pt: Sequence[int], pd: Sequence[str],
+                        qa: Sequence[str], qi: Sequence[str], qt: Sequence[int],
+                        qd: Sequence[str], minor: Sequence[int], currency: Sequence[str],
+                        channels: Sequence[int], cash: Sequence[bool], cross: Sequence[bool],
+                        devices: Sequence[str], payer_phones: Sequence[str], memos: Sequence[str],
+                        payee_phones: Sequence[str]) -> TxnColumns | None:
+        """The bulk checks of ``batch_columns`` over columns already read (from a message, or
+        from an Arrow record batch): the columns when every check passes, None when one doubts
+        (then the caller names the problem through ``batch``). Absent values are the message
+        defaults: "" for texts and dates, 0 for enums and numbers, which these checks doubt
+        while the earliest event time allowed is after 1970."""
+        if self._min_ms <= 0:
+            return None
+        lim = self.limits
         for ids in (tids, pa, qa):
             joined = "\n".join(ids)
             if (max(map(len, ids)) > lim.max_id_length or joined.count("\n") != len(ids) - 1
@@ -330,9 +351,6 @@ class Converter:
                 return None
         if any(map(operator.eq, pa, qa)):
             return None
-        if min(nanos) < 0 or max(nanos) >= 1_000_000_000:
-            return None
-        ms = [s * 1000 + ns // 1_000_000 for s, ns in zip(secs, nanos, strict=True)]
         if min(ms) < self._min_ms or max(ms) > self.clock_ms() + lim.max_future_skew_seconds * 1000:
             return None
         types = set(pt) | set(qt)

@@ -17,6 +17,8 @@ audit trail: records waiting, written, calls refused, writer failing), ``policy_
 
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -118,6 +120,19 @@ class Metrics:
             self._child(self._degraded, rpc).inc()
         if duplicate:
             self._child(self._duplicates, rpc).inc()
+
+    def decided_batch(self, rpc: str, actions: Iterable[str], reasons: Iterable[Sequence[str]],
+                      *, degraded: int = 0, duplicates: int = 0) -> None:
+        """``decided`` for a batch: the same counts, one increment per label rather than per
+        decision (a Prometheus increment takes a lock and costs about 3 µs)."""
+        for action, n in collections.Counter(actions).items():
+            self._child(self._decisions, rpc, action).inc(n)
+        for code, n in collections.Counter(itertools.chain.from_iterable(reasons)).items():
+            self._child(self._reasons, rpc, code).inc(n)
+        if degraded:
+            self._child(self._degraded, rpc).inc(degraded)
+        if duplicates:
+            self._child(self._duplicates, rpc).inc(duplicates)
 
     def shadow_decided(self, shadow: str, action: str, n: int) -> None:
         self._child(self._shadow, shadow, action).inc(n)

@@ -123,6 +123,8 @@ class RunningServer:
     tls: ServerTls | None = None
     audit: AuditTrail | None = None
     events: EventWriter | None = None  # the event journal's group-commit writer
+    flight: Any = None  # screening.flight.FlightEndpoint when [flight] port is set
+    flight_port: int = 0
 
     @property
     def address(self) -> str:
@@ -204,7 +206,14 @@ class RunningServer:
         most ``grace`` + STOP_BOUND_S (plus the checkpoint) in all."""
         self.health.enter_graceful_shutdown()
         waited = (grace or 0.0) + STOP_BOUND_S
-        if not self.server.stop(grace).wait(waited):
+        stopped = self.server.stop(grace)
+        if self.flight is not None:  # drained in the same grace period as the gRPC calls
+            if not self.flight.stop(waited):
+                get_logger("screening.server").warning(
+                    "drain_incomplete", waited_s=waited, endpoint="flight",
+                    detail="Flight exchanges still running; writing the last checkpoint anyway")
+            self.flight = None
+        if not stopped.wait(waited):
             get_logger("screening.server").warning(
                 "drain_incomplete", waited_s=waited, calls_left=self.stuck,
                 detail="calls grpc did not finish; writing the last checkpoint anyway")
@@ -501,6 +510,16 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     if tls is not None:
         _log_certificates(log, "tls", tls.current, mutual=tls.mutual,
                           callers="client certificates" if tls.mutual else "bearer tokens")
+    try:
+        flight = _start_flight(settings, service, log) if settings.flight.enabled else None
+    except ConfigError:
+        server.stop(None)
+        engine.stop_prefill()
+        freezer.stopped.set()
+        metrics.close()
+        if audit is not None:
+            audit.close()
+        raise
     server.start()
     if lease is None or not lease.lost:
         _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
@@ -515,7 +534,37 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              audit=settings.audit.dir or None)
     return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
                          lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls,
-                         audit)
+                         audit, flight=flight, flight_port=flight.port if flight else 0)
+
+
+def _start_flight(settings: Settings, service: ScreeningService, log: Any) -> Any:
+    """The Arrow Flight endpoint on ``[flight] port`` (0: any free port), with the gRPC port's
+    server certificate when it has one. ConfigError when pyarrow.flight is missing, under
+    mutual TLS (not supported yet), or when the port cannot be bound."""
+    if settings.tls.mutual:
+        raise ConfigError("[flight] port: Arrow Flight under mutual TLS is not supported yet "
+                          "(its callers would need to be named by their client certificates); "
+                          "turn [flight] off (port = -1) or use bearer tokens with [tls] "
+                          "cert_file and key_file only")
+    try:
+        from screening.flight import FlightEndpoint
+    except ImportError as exc:
+        raise ConfigError(f"[flight] port is set but pyarrow.flight cannot be imported ({exc}): "
+                          "install the flight extra (pip install 'screening[flight]') or turn "
+                          "[flight] off (port = -1)") from None
+    host = settings.flight.host or settings.server.host
+    cert = key = None
+    if settings.tls.enabled:
+        cert = Path(settings.tls.cert_file).read_bytes()
+        key = Path(settings.tls.key_file).read_bytes()
+    try:
+        endpoint = FlightEndpoint(service, host, settings.flight.port,
+                                  get_logger("screening.flight"), cert_pem=cert, key_pem=key)
+    except OSError as exc:  # pyarrow raises its IOError subclass when it cannot bind
+        raise ConfigError(f"[flight] cannot serve on {host}:{settings.flight.port}: {exc}") from None
+    log.info("flight_serving", host=host, port=endpoint.port, scheme=endpoint.scheme,
+             command=b"screen".decode())
+    return endpoint
 
 
 def _log_certificates(log: Any, event: str, certs: ServerCertificates, **fields: Any) -> None:

@@ -31,7 +31,7 @@ from screening.idempotency import DEFAULT_SCOPE
 from screening.ledger import day_text
 from screening.masking import Masker
 from screening.metrics import Metrics
-from screening.model import DecisionRecord, TxnInput
+from screening.model import DecisionRecord, TxnColumns, TxnInput
 from screening.offline.reports import ReportThresholds, large_value_rows, thresholds_from_policy
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy, load_policy, parse_policy
 from screening.v1 import screening_pb2 as pb
@@ -188,6 +188,31 @@ class ScreeningService(pb_grpc.ScreeningServicer):
             msg.server_latency_us = latency
         return out
 
+    def screen_columns(self, txns: TxnColumns, caller: Caller, rpc: str
+                       ) -> tuple[list[DecisionRecord], list[bool], list[list[str]]]:
+        """Screen validated columns for ``caller``: room in the audit trail first, then the
+        engine (its lock, the caller's idempotency scope, the journal, the ledger), one audit
+        item for the batch, the log lines and metrics. ScreenBatch and the Arrow Flight
+        endpoint both come here. Returns (records, duplicate flags, reason codes)."""
+        self._admit()
+        results = self.engine.screen(txns, self._scope(caller), batch=True)
+        recs = [rec for rec, _ in results]
+        dups = [dup for _, dup in results]
+        codes = self.conv.reason_codes
+        reasons = [codes(rec) for rec in recs]
+        if self.audit is not None:
+            self.audit.add_decisions((DECISIONS, time.time_ns(), caller, rpc, txns,
+                                      recs, dups, reasons))
+        for i, rec in enumerate(recs):
+            if not (rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded) \
+                    or self.log_every_decision:
+                self._log_decision(txns.row(i), rec, dups[i], reasons[i])
+        if self.metrics is not None:
+            self.metrics.decided_batch(rpc, (ACTION_NAMES[rec.action] for rec in recs), reasons,
+                                       degraded=sum(rec.degraded for rec in recs),
+                                       duplicates=sum(dups))
+        return recs, dups, reasons
+
     # ------------------------------------------------------------------ RPCs
     @_rpc
     def ScreenTransaction(self, request: pb.Transaction, context: grpc.ServicerContext
@@ -203,24 +228,7 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         ledger append per batch; a Decision message per transaction only for the classic reply."""
         t0 = time.perf_counter_ns()
         txns = self.conv.batch_columns(request)
-        caller = self._caller(context)
-        self._admit()
-        results = self.engine.screen(txns, self._scope(caller), batch=True)
-        recs = [rec for rec, _ in results]
-        dups = [dup for _, dup in results]
-        codes = self.conv.reason_codes
-        reasons = [codes(rec) for rec in recs]
-        if self.audit is not None:
-            self.audit.add_decisions((DECISIONS, time.time_ns(), caller, "ScreenBatch", txns,
-                                      recs, dups, reasons))
-        for i, rec in enumerate(recs):
-            if not (rec.action == _ALLOW and rec.report_flags == 0 and not rec.degraded) \
-                    or self.log_every_decision:
-                self._log_decision(txns.row(i), rec, dups[i], reasons[i])
-        if self.metrics is not None:
-            for rec, dup, why in zip(recs, dups, reasons, strict=True):
-                self.metrics.decided("ScreenBatch", ACTION_NAMES[rec.action], why,
-                                     degraded=rec.degraded, duplicate=dup)
+        recs, dups, _ = self.screen_columns(txns, self._caller(context), "ScreenBatch")
         latency = (time.perf_counter_ns() - t0) // 1000
         if request.columnar:
             return pb.DecisionBatch(columns=self.conv.decision_columns(recs, dups, latency))
