@@ -285,10 +285,11 @@ def _in_columns(exc: ScreeningError) -> ScreeningError:
 
 
 def _flight_error(exc: ScreeningError, where: str) -> Exception:
-    """``exc`` as the Flight error of its gRPC status (INVALID_ARGUMENT: ArrowInvalid)."""
+    """``exc`` as the Flight error of its gRPC status. Flight has no error type of its own for
+    INVALID_ARGUMENT, and pyarrow sends any other Python exception (ArrowInvalid included) with
+    the server's traceback appended: bad input goes as FlightServerError (gRPC UNKNOWN) whose
+    message starts with the status name, ``INVALID_ARGUMENT: batch 0, row 5, column ...``."""
     code, message = exc.code.name, f"{where}{exc}"
-    if code in ("INVALID_ARGUMENT", "OUT_OF_RANGE"):
-        return pa.ArrowInvalid(message)
     if code == "UNAUTHENTICATED":
         return flight.FlightUnauthenticatedError(message)
     if code == "PERMISSION_DENIED":
@@ -339,8 +340,8 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
                     reader: flight.MetadataRecordBatchReader,
                     writer: flight.MetadataRecordBatchWriter) -> None:
         if descriptor.command != COMMAND:
-            raise pa.ArrowInvalid(f"descriptor: unknown command {descriptor.command!r} "
-                                  f"(expected {COMMAND!r})")
+            raise flight.FlightServerError(f"INVALID_ARGUMENT: descriptor: unknown command "
+                                           f"{descriptor.command!r} (expected {COMMAND!r})")
         caller = context.get_middleware("auth").caller
         service = self.service
         writer.begin(REPLY_SCHEMA)

@@ -54,8 +54,9 @@ class FlightScreeningClient:
 
     def screen(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """The decisions of each batch, in order: one reply batch per request batch. A refused
-        batch raises the server's error (``pyarrow.ArrowInvalid`` for a bad column, naming the
-        batch, row and column); the batches answered before it stand."""
+        batch raises the server's error (``FlightServerError`` starting ``INVALID_ARGUMENT:`` for
+        a bad column, naming the batch, row and column); the batches answered before it
+        stand."""
         writer, reader = self._client.do_exchange(flight.FlightDescriptor.for_command(COMMAND),
                                                   options=self._options)
         pending: deque[int] = deque()
