@@ -75,6 +75,19 @@ def _stop(live: Live) -> None:
     live.server.stop(0.5)
 
 
+def start_twins(settings: Settings) -> Iterator[tuple[Live, Live]]:
+    """Two servers of the same settings (for decisions compared side by side); stopped after."""
+    a = _start(settings)
+    try:
+        b = _start(settings)
+    except BaseException:
+        _stop(a)
+        raise
+    yield a, b
+    _stop(b)
+    _stop(a)
+
+
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
     """A server shared by the tests of one module (tests use distinct account ids)."""

@@ -14,7 +14,7 @@ from screening.offline.replay import replay
 from screening.offline.synth import SynthConfig, generate
 from screening.policy import load_policy
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, _start, _stop
+from tests.conftest import Live, start_twins
 
 _BATCH = 40
 
@@ -22,16 +22,7 @@ _BATCH = 40
 @pytest.fixture()
 def twins() -> Iterator[tuple[Live, Live]]:
     """Two servers of their own (a wide latency budget: the graph stage is never skipped)."""
-    settings = load_settings(overrides={"server": {"latency_budget_ms": 1000.0}})
-    a = _start(settings)
-    try:
-        b = _start(settings)
-    except BaseException:
-        _stop(a)
-        raise
-    yield a, b
-    _stop(b)
-    _stop(a)
+    yield from start_twins(load_settings(overrides={"server": {"latency_budget_ms": 1000.0}}))
 
 
 def _classic(d: pb.Decision) -> dict[str, object]:

@@ -55,6 +55,20 @@ class IdleStream:
         self.call.cancel()
 
 
+def _reopen(client: ScreeningClient, failure: str) -> IdleStream:
+    """A new stream of ``client``, retried while the server has not yet seen the closed one
+    go (RESOURCE_EXHAUSTED meanwhile); fails the test with ``failure`` after 5 s."""
+    for _ in range(50):
+        again = IdleStream(client)
+        try:
+            again.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+            return again
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            threading.Event().wait(0.1)
+    pytest.fail(failure)
+
+
 def _health_ok(live: Live) -> bool:
     with ScreeningClient(live.server.address, timeout=HEALTH_DEADLINE_S) as c:
         return c.is_serving()
@@ -93,17 +107,7 @@ def test_one_caller_cannot_hold_every_stream_place() -> None:
         assert other.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).action \
             == pb.ACTION_ALLOW
         streams.pop(0).close()
-        for _ in range(50):
-            again = IdleStream(srv.bank)
-            try:
-                again.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
-                streams.append(again)
-                break
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                threading.Event().wait(0.1)
-        else:
-            pytest.fail("a closed stream did not give its caller's place back")
+        streams.append(_reopen(srv.bank, "a closed stream did not give its caller's place back"))
     finally:
         for s in streams:
             s.close()
@@ -144,17 +148,7 @@ def test_streams_past_max_streams_are_refused_naming_the_setting(small: Live) ->
         d = small.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
         assert d.action == pb.ACTION_ALLOW
         streams.pop().close()  # a closed stream frees its place
-        for _ in range(50):
-            again = IdleStream(small.bank)
-            try:
-                again.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
-                streams.append(again)
-                break
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                threading.Event().wait(0.1)
-        else:
-            pytest.fail("a closed stream did not free its place")
+        streams.append(_reopen(small.bank, "a closed stream did not free its place"))
     finally:
         for s in streams:
             s.close()

@@ -26,7 +26,7 @@ from screening.offline.messages import to_requests
 from screening.offline.synth import SynthConfig, generate
 from screening.server import _start_flight
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, _start, _stop, free_port, serve_process, server_env
+from tests.conftest import Live, _start, _stop, free_port, serve_process, server_env, start_twins
 
 _BATCH = 40
 
@@ -43,17 +43,8 @@ def stream() -> pl.DataFrame:
 def twins() -> Iterator[tuple[Live, Live]]:
     """Two servers with Flight on a free port (a wide latency budget: the graph stage is never
     skipped, so the two decide alike)."""
-    settings = load_settings(overrides={"server": {"latency_budget_ms": 1000.0},
-                                        "flight": {"port": 0}})
-    a = _start(settings)
-    try:
-        b = _start(settings)
-    except BaseException:
-        _stop(a)
-        raise
-    yield a, b
-    _stop(b)
-    _stop(a)
+    yield from start_twins(load_settings(overrides={"server": {"latency_budget_ms": 1000.0},
+                                                    "flight": {"port": 0}}))
 
 
 def _flight(live: Live, role: str) -> FlightScreeningClient:
