@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from screening import engine as _engine_module
 from screening.auth import ROLES, Authenticator
 from screening.client import ScreeningClient
 from screening.config import Settings, load_settings
@@ -139,6 +140,18 @@ def free_port() -> int:
 TEST_SERVER_ENV = {"SCREENING_GRAPH__MAX_EDGES": str(1 << 22)}
 for _name, _value in TEST_SERVER_ENV.items():
     os.environ.setdefault(_name, _value)
+
+
+# In-process servers plan their fixed memory against what is available now, and this process
+# holds several GiB by the end of the suite (it shares the machine with every server it ran),
+# which left late in-process servers "room for only 0 accounts" on a busy machine. They plan
+# against the machine's physical memory instead, as if the test process held none; the planner
+# itself is tested with explicit figures (tests/screening/test_memory.py), never through this.
+def _physical_memory() -> int:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+_engine_module.available_memory = _physical_memory
 
 
 def server_env() -> dict[str, str]:

@@ -13,7 +13,8 @@ from tests.conftest import _start, _stop, recent, uid
 
 
 def test_file_store_files_are_private(tmp_path: Path) -> None:
-    """Checkpoint, journal and writer lock are created 0600 (the directory 0700)."""
+    """Checkpoint, journals, writer lock and kept policies are created 0600 (directories
+    0700)."""
     old = os.umask(0o022)
     try:
         live = _start(load_settings(overrides={"storage": {
@@ -27,7 +28,8 @@ def test_file_store_files_are_private(tmp_path: Path) -> None:
         os.umask(old)
     state = tmp_path / "state"
     names = sorted(p.name for p in state.iterdir())
-    assert {"checkpoint.ckpt", "watchlist.journal", "writer.lock"} <= set(names)
-    for p in state.iterdir():
-        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p.name, oct(p.stat().st_mode))
-    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {"checkpoint.ckpt", "watchlist.journal", "writer.lock", "policies"} <= set(names)
+    assert any((state / "policies").glob("*.toml"))  # the running policy's text
+    for p in [state, *state.rglob("*")]:
+        want = 0o700 if p.is_dir() else 0o600
+        assert stat.S_IMODE(p.stat().st_mode) == want, (p.name, oct(p.stat().st_mode))
