@@ -147,8 +147,12 @@ for _name, _value in TEST_SERVER_ENV.items():
 # which left late in-process servers "room for only 0 accounts" on a busy machine. They plan
 # against the machine's physical memory instead, as if the test process held none; the planner
 # itself is tested with explicit figures (tests/screening/test_memory.py), never through this.
+# (read once here: tests that fake os.sysconf to test other checks do not change it)
+_PHYSICAL_MEMORY = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
 def _physical_memory() -> int:
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return _PHYSICAL_MEMORY
 
 
 _engine_module.available_memory = _physical_memory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -213,7 +214,11 @@ def test_sigterm_drains_an_open_flight_exchange(stream: pl.DataFrame) -> None:
     def during(_client: Any, proc: subprocess.Popen[str]) -> None:
         with FlightScreeningClient(f"grpc://127.0.0.1:{fport}") as client:
             replies = client.screen(_paced(first, second, proc))
-            answered.extend(reply.num_rows for reply in replies)
+            # what this test holds: both batches answered after SIGTERM. The call's last status
+            # can race the stopping process's exit (CANCELLED at close, seen once on a loaded
+            # machine, after both answers had arrived)
+            with contextlib.suppress(flight.FlightCancelledError):
+                answered.extend(reply.num_rows for reply in replies)
 
     code, err = serve_process(["--no-auth", "--flight-port", str(fport)], free_port(),
                               lambda _c: None, env=server_env(), signals=during)
