@@ -3,15 +3,17 @@ of a grpc context a handler touches on success, a thread's CPU clock, and what p
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Context", "stamp", "thread_cpu_s"]
+__all__ = ["Context", "publish", "stamp", "thread_cpu_s"]
 
 
 class Context:
@@ -38,3 +40,13 @@ def stamp(figures: dict[str, Any]) -> dict[str, Any]:
     figures.update(argv=sys.argv[1:], when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    commit=commit, cpus=os.cpu_count(), load_average_after=os.getloadavg())
     return figures
+
+
+def publish(figures: dict[str, Any], lines: Iterable[str], out: Path | None) -> None:
+    """Print a bench's table ``lines`` and, when ``out`` is given, write ``figures`` there as
+    JSON (its folder made)."""
+    for line in lines:
+        print(line)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._inproc import Context, stamp, thread_cpu_s
+from bench._inproc import Context, publish, stamp, thread_cpu_s
 
 __all__ = ["main", "measure"]
 
@@ -215,14 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     args = ap.parse_args(argv)
     r = stamp(measure(args.unary, args.batches, args.block, args.fsync))
-    if args.json:
-        print(json.dumps(r))
-    else:
-        for line in lines(r):
-            print(line)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(r, indent=2) + "\n")
+    publish(r, [json.dumps(r)] if args.json else lines(r), args.out)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._inproc import Context, stamp, thread_cpu_s
+from bench._inproc import Context, publish, stamp, thread_cpu_s
 
 __all__ = ["main", "measure"]
 
@@ -236,11 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batches < 2 or args.threads < 1:
         ap.error("--batches must be 2 or more and --threads 1 or more")
     r = stamp(measure(args.unary, args.batches, args.block, args.dir, args.threads))
-    for line in lines(r):
-        print(line)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(r, indent=2) + "\n")
+    publish(r, lines(r), args.out)
     return 0
 
 

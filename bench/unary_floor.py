@@ -21,7 +21,6 @@ Needs h2load (Debian package nghttp2-client); says so and exits 2 without it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _h2load
+from bench._inproc import publish
 from bench._inproc import stamp as stamp_result
 from bench._servers import ServerProcess, start_echo, start_service
 
@@ -168,10 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     r = stamp_result(measure(args.rounds, args.duration, rates,
                              lambda s: print(s, file=sys.stderr, flush=True)))
-    for line in lines(r):
-        print(line)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(r, indent=2) + "\n")
+    publish(r, lines(r), args.json)
     return 0
 
 
