@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -331,14 +332,40 @@ class _AuthMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[mi
 
 class _Server(flight.FlightServerBase):  # type: ignore[misc]
     def __init__(self, location: str, service: ScreeningService, log: Any, **kwargs: Any) -> None:
-        super().__init__(location, middleware={"auth": _AuthMiddlewareFactory(service.auth, log)},
-                         **kwargs)
         self.service = service
         self.log = log
+        # open exchanges, for the drain at stop (set before the server listens)
+        self._running = threading.Condition()
+        self._open = 0
+        self._stopping = False
+        super().__init__(location, middleware={"auth": _AuthMiddlewareFactory(service.auth, log)},
+                         **kwargs)
 
     def do_exchange(self, context: Any, descriptor: flight.FlightDescriptor,
                     reader: flight.MetadataRecordBatchReader,
                     writer: flight.MetadataRecordBatchWriter) -> None:
+        with self._running:
+            if self._stopping:
+                raise flight.FlightUnavailableError("UNAVAILABLE: the server is stopping")
+            self._open += 1
+        try:
+            self._exchange(context, descriptor, reader, writer)
+        finally:
+            with self._running:
+                self._open -= 1
+                self._running.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new exchanges and wait up to ``timeout`` s for the open ones to end (grpc's
+        shutdown cancels a streaming call still waiting for its client); False if some did
+        not."""
+        with self._running:
+            self._stopping = True
+            return self._running.wait_for(lambda: self._open == 0, timeout)
+
+    def _exchange(self, context: Any, descriptor: flight.FlightDescriptor,
+                  reader: flight.MetadataRecordBatchReader,
+                  writer: flight.MetadataRecordBatchWriter) -> None:
         if descriptor.command != COMMAND:
             raise flight.FlightServerError(f"INVALID_ARGUMENT: descriptor: unknown command "
                                            f"{descriptor.command!r} (expected {COMMAND!r})")
@@ -388,7 +415,9 @@ class FlightEndpoint:
     def stop(self, timeout: float) -> bool:
         """Stop accepting and wait for running exchanges up to ``timeout`` s; False when some
         were still running then (they end with the process)."""
+        t0 = time.monotonic()
+        drained = self._server.drain(timeout)
         done = threading.Thread(target=self._server.shutdown, daemon=True, name="flight-stop")
         done.start()
-        done.join(timeout)
-        return not done.is_alive()
+        done.join(max(0.0, timeout - (time.monotonic() - t0)))
+        return drained and not done.is_alive()
