@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -201,10 +202,22 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)  # closes the pipe (an open one fails a later test)
+        reap(proc)
     return proc.returncode, err
+
+
+def reap(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` if it still runs and close its pipes: a pipe left open is collected later,
+    in another test, whose ResourceWarning then fails that test."""
+    if proc.poll() is None:
+        proc.kill()
+    if proc.stdout is None and proc.stderr is None and proc.stdin is None:
+        proc.wait(30)
+        return
+    try:
+        proc.communicate(timeout=30)
+    except (ValueError, OSError):  # already read to the end and closed
+        proc.wait(30)
 
 
 class RedisProcess:

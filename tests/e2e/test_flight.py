@@ -212,7 +212,10 @@ def test_sigterm_drains_an_open_flight_exchange(stream: pl.DataFrame) -> None:
     answered: list[int] = []
 
     def during(_client: Any, proc: subprocess.Popen[str]) -> None:
-        with FlightScreeningClient(f"grpc://127.0.0.1:{fport}") as client:
+        # one batch in flight: the first reply has come back (the exchange is open on the
+        # server) before the generator sends SIGTERM; with two, SIGTERM could beat the exchange's
+        # start and the server rightly refuses a new exchange while stopping
+        with FlightScreeningClient(f"grpc://127.0.0.1:{fport}", in_flight=1) as client:
             replies = client.screen(_paced(first, second, proc))
             # what this test holds: both batches answered after SIGTERM. The call's last status
             # can race the stopping process's exit (CANCELLED at close, seen once on a loaded

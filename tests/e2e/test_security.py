@@ -19,7 +19,7 @@ from screening.auth import Authenticator, add_token
 from screening.client import ScreeningClient, transaction
 from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import TOKENS, Live, _start, _stop, free_port, recent, serve_process, server_env, uid
+from tests.conftest import TOKENS, Live, _start, _stop, free_port, reap, recent, serve_process, server_env, uid
 
 BANK = next(t for t, (_, role, *_) in TOKENS.items() if role == "bank")
 GARBAGE = b"\xff\xff\xff\x07garbage"
@@ -154,8 +154,6 @@ def test_no_auth_refuses_to_bind_beyond_loopback_unless_forced() -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        reap(proc)
     assert proc.returncode == 0
     assert '"insecure_bind"' in err and '"plaintext"' in err

@@ -15,7 +15,7 @@ import grpc
 
 from screening.client import ScreeningClient, transaction
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import free_port, recent, server_env, uid
+from tests.conftest import free_port, reap, recent, server_env, uid
 
 GRACE_S = 1.0
 # what shutdown may take beyond the grace: the drain bound (5 s) and a small checkpoint
@@ -77,9 +77,7 @@ def test_sigterm_after_malformed_stream_messages_and_idle_streams_stops_in_time(
     finally:
         for outbox in held:
             outbox.put(None)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert proc.returncode == 0, err[-3000:]
     assert took < GRACE_S + BOUND_S
     assert (tmp_path / "state" / "checkpoint.ckpt").exists()
