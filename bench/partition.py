@@ -101,7 +101,8 @@ _EVENT = {"amount", "is_cash", "is_cross_border", "channel", "memo_investment", 
           "near_reporting_line"}
 _REPLICATED = {"payer_watchlisted", "payee_watchlisted", "device_watchlisted",
                "payer_phone_watchlisted", "observed_days"}
-_PAIR = {"first_time_payee", "payee_paid_payer_before", "payee_stopped_for_payer"}
+_PAIR = {"first_time_payee", "payee_paid_payer_before", "payee_stopped_for_payer",
+         "payee_warned_for_payer"}
 _PAYER_PHONE = {"risky_call_recent", "risky_call_minutes_ago", "risky_call_caller_watchlisted",
                 "risky_call_score", "payer_on_call", "payer_on_call_unknown_caller",
                 "payer_on_call_risky", "payer_last_caller_risky", "payer_last_call_ended_minutes",

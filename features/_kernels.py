@@ -134,8 +134,9 @@ NC_INTERNATIONAL, NC_VIRTUAL, NC_SPOOFED = 4, 3, 5
 
 # ---------------------------------------------------------------- pair table (relationships)
 PAIR_EMPTY = np.int64(-1)
-# PAIR_STOP: a payment of a to b was held or stopped at the stored time (decision memory)
-PAIR_TXN, PAIR_CALL, PAIR_STOP = 0, 1, 2
+# PAIR_STOP: a payment of a to b was held or stopped at the stored time (decision memory);
+# PAIR_WARN: a payment of a to b was warned about as fraud (a rule marked a as a victim)
+PAIR_TXN, PAIR_CALL, PAIR_STOP, PAIR_WARN = 0, 1, 2, 3
 # state-wide scalars (``meta``): relationships in the pair table, the earliest event time seen
 META_PAIRS, META_FIRST_TS = 0, 1
 N_META = 2
@@ -151,7 +152,10 @@ P_PROTECT_MS, P_MULE_MS, P_COLLECTOR_MS, P_RISKY_NUMBER_MS = 5, 6, 7, 8
 P_LEARN_MS, P_DORMANT_MS, P_MULE_MAX_LEVEL, P_HUB_PAYERS = 9, 10, 11, 12
 # a new suspected mule's payees of this last while are where the money went: they become suspects
 P_FOLLOW_MS = 13
-N_PARAM = 14
+# how long a payer whose payment was stopped (STOP_PAYMENT or FREEZE) is protected: the evidence
+# was strong and the fraudster comes back for weeks (P_PROTECT_MS after a warning or a hold)
+P_PROTECT_STOP_MS = 14
+N_PARAM = 15
 
 # ---------------------------------------------------------------- transaction features
 F_AMOUNT, F_CASH, F_XBORDER, F_CHANNEL, F_MEMO_INVEST = 0, 1, 2, 3, 4
@@ -184,8 +188,8 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
- F_PAYER_LAST_CALL_RISKY) = range(F_MEMORY_BASE, F_MEMORY_BASE + 30)
-N_TXN_FEATURE = F_MEMORY_BASE + 30
+ F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED) = range(F_MEMORY_BASE, F_MEMORY_BASE + 31)
+N_TXN_FEATURE = F_MEMORY_BASE + 31
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -223,7 +227,7 @@ MAX_RULES = 62
 D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS = 0, 1, 2, 3, 4
 N_DEC = 5
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
-ACTION_HOLD = 3
+ACTION_WARN, ACTION_HOLD, ACTION_STOP = 2, 3, 4
 CALL_ACTION_BLOCK = 3
 # What a fired rule concludes about the parties (a rule's ``marks``); D_MARKS of a decision is
 # the union, plus MK_PAYEE_MULE_HOP when the suspicion followed the money from a mule payer.
@@ -788,6 +792,10 @@ def _txn(
     if (pt[stop, 0] != PAIR_EMPTY and pt[stop, 1] <= ts and ts - pt[stop, 1] <= params[P_PROTECT_MS]
             and not _cleared(a_sc, a, ts)):
         f[r, F_PAYEE_STOPPED] = 1.0
+    warned = _pair_slot(pt, _pair_key(PAIR_WARN, a, b))
+    if (pt[warned, 0] != PAIR_EMPTY and pt[warned, 1] <= ts
+            and ts - pt[warned, 1] <= params[P_PROTECT_MS] and not _cleared(a_sc, a, ts)):
+        f[r, F_PAYEE_WARNED] = 1.0
     f[r, F_PAYER_MULE] = _mule_level(a_sc, a, ts)
     f[r, F_PAYEE_MULE] = _mule_level(a_sc, b, ts)
     f[r, F_PAYER_COLLECTOR] = _marked(a_sc, a, SC_COLLECTOR_UNTIL, ts)
@@ -1075,7 +1083,8 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
     never into cash terminals, merchants or hubs (a mule forwards fresh money to fresh accounts;
     its old counterparties are not part of the chain). A rule's marks protect the payer as a
     victim (a person) or make a party a suspected mule or collector; a payment held or stopped
-    for fraud remembers its payee for that payer (a repeat is stopped again). Cleared accounts
+    for fraud remembers its payee for that payer (a repeat is stopped again), and one warned
+    about for fraud too (a repeat after the warning is held). Cleared accounts
     get no marks.
     """
     ts = ev[i, EV_TS]
@@ -1093,9 +1102,15 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
         _suspect_mule(a_sc, b, lvl + 1, ts, params)
         marks |= MK_PAYEE_MULE_HOP
     if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not _cleared(a_sc, a, ts):
-        _extend(a_sc, a, SC_VICTIM_UNTIL, ts + params[P_PROTECT_MS])
+        # a warning alone protects no one (ordinary payers get one now and then): it remembers
+        # the payee, and paying it again is held, which protects
         if dec[i, D_ACTION] >= ACTION_HOLD:
+            protect = params[P_PROTECT_STOP_MS] if dec[i, D_ACTION] >= ACTION_STOP else params[P_PROTECT_MS]
+            _extend(a_sc, a, SC_VICTIM_UNTIL, ts + protect)
             key = _pair_key(PAIR_STOP, a, b)
+            _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
+        elif dec[i, D_ACTION] == ACTION_WARN:
+            key = _pair_key(PAIR_WARN, a, b)
             _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
     if marks & MK_PAYEE_MULE and payee_ok and _suspect_mule(a_sc, b, 1, ts, params):
         _follow_money(a_sc, a_ring, b, ts, params)
@@ -1198,6 +1213,7 @@ def _prefetch_event(
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, a, b)) & mask))
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_TXN, b, a)) & mask))
         _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_STOP, a, b)) & mask))
+        _prefetch(pt, 2 * (_pair_hash(_pair_key(PAIR_WARN, a, b)) & mask))
         _prefetch(a_fl, a * a_fl.shape[1])
         if rings & 1:
             _prefetch_ring(a_ring, a, R_IN)

@@ -105,6 +105,7 @@ def _txn_names() -> list[str]:
         # decision memory: what earlier decisions (and feedback) concluded
         k.F_PAYER_VICTIM: "payer_protected_victim",
         k.F_PAYEE_STOPPED: "payee_stopped_for_payer",
+        k.F_PAYEE_WARNED: "payee_warned_for_payer",
         k.F_PAYER_MULE: "payer_suspected_mule",
         k.F_PAYEE_MULE: "payee_suspected_mule",
         k.F_PAYER_COLLECTOR: "payer_suspected_collector",
@@ -316,6 +317,7 @@ class Param:
     MULE_MAX_LEVEL = k.P_MULE_MAX_LEVEL
     HUB_PAYERS = k.P_HUB_PAYERS
     FOLLOW_MS = k.P_FOLLOW_MS
+    PROTECT_STOP_MS = k.P_PROTECT_STOP_MS
     N = k.N_PARAM
 
 

@@ -438,8 +438,9 @@ class FeatureState:
             return 0
         pair_kind, ring = refs[kind]
         removed = int(k._forget_pairs(self.pairs, self.meta, pair_kind, gone, ring))
-        if kind == "accounts":  # remembered stops name accounts too (and no ring goes with them)
-            removed += int(k._forget_pairs(self.pairs, self.meta, k.PAIR_STOP, gone, _NO_RING))
+        if kind == "accounts":  # remembered stops and warnings name accounts too (no ring with them)
+            for memory in (k.PAIR_STOP, k.PAIR_WARN):
+                removed += int(k._forget_pairs(self.pairs, self.meta, memory, gone, _NO_RING))
         return removed
 
     # ------------------------------------------------------------ watchlist flags
@@ -478,8 +479,11 @@ class FeatureState:
         return {c: int(row[c]) for c in (*MEMORY_COLUMNS, k.SC_MULE_LEVEL, k.SC_WAKE)}
 
     def release_pair(self, payer: int, payee: int) -> bool:
-        """Forget that payments of ``payer`` to ``payee`` were stopped (a released payment)."""
-        return bool(k._pair_forget(self.pairs, k.PAIR_STOP, payer, payee))
+        """Forget that payments of ``payer`` to ``payee`` were stopped or warned about (a released
+        payment)."""
+        stopped = bool(k._pair_forget(self.pairs, k.PAIR_STOP, payer, payee))
+        warned = bool(k._pair_forget(self.pairs, k.PAIR_WARN, payer, payee))
+        return stopped or warned
 
     def account_seen(self, idx: int) -> tuple[int, int]:
         """(first_seen_ms, last_seen_ms) of an account; NO_TIME when never seen."""

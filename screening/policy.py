@@ -80,6 +80,8 @@ class PolicyParams:
     fraud_memo_keywords: tuple[str, ...] = ()
     # decision memory: how long its conclusions hold
     victim_protection_hours: int = 168
+    # ... and after a payment of the victim was stopped (strong evidence; the fraudster comes back)
+    victim_protection_after_stop_hours: int = 720
     mule_suspicion_days: int = 30
     collector_suspicion_days: int = 90
     risky_number_days: int = 7
@@ -109,6 +111,7 @@ class PolicyParams:
         p[Param.MULE_MAX_LEVEL] = self.mule_max_level
         p[Param.HUB_PAYERS] = self.hub_payers
         p[Param.FOLLOW_MS] = self.mule_follow_hours * _HOUR_MS
+        p[Param.PROTECT_STOP_MS] = self.victim_protection_after_stop_hours * _HOUR_MS
         return p
 
 
@@ -288,6 +291,7 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
     if not 0 <= params.structuring_band_percent < 100:
         raise lines.error("structuring_band_percent must be within 0..99", "structuring_band_percent")
     for key in ("short_call_seconds", "risky_call_lookback_minutes", "victim_protection_hours",
+                "victim_protection_after_stop_hours",
                 "mule_suspicion_days", "collector_suspicion_days", "risky_number_days",
                 "dormant_days", "mule_follow_hours"):
         if not 0 < getattr(params, key) <= 36_500:

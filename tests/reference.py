@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING
 from features._kernels import (
     ACTION_ALLOW,
     ACTION_HOLD,
+    ACTION_STOP,
+    ACTION_WARN,
     CALL_ACTION_BLOCK,
     CF_ANSWERED_1H,
     CF_CALLEE_CALLS_IN_24H,
@@ -129,6 +131,7 @@ from features._kernels import (
     F_PAYEE_PHONE_RISKY,
     F_PAYEE_STOPPED,
     F_PAYEE_TERMINAL,
+    F_PAYEE_WARNED,
     F_PAYEE_WATCH,
     F_PAYEE_WOKE_DAYS,
     F_PAYER_AGE_DAYS,
@@ -213,6 +216,7 @@ from features._kernels import (
     P_DORMANT_MS,
     P_EWMA_ALPHA_PPM,
     P_FOLLOW_MS,
+    P_PROTECT_STOP_MS,
     P_HUB_PAYERS,
     P_LEARN_MS,
     P_MARK_MIN_CALL_ACTION,
@@ -226,6 +230,7 @@ from features._kernels import (
     PAIR_CALL,
     PAIR_STOP,
     PAIR_TXN,
+    PAIR_WARN,
     PROF_MERCHANT,
     PROF_ORGANISATION,
     PROF_PAYROLL,
@@ -551,6 +556,7 @@ class _Params:
     mule_max_level: int
     hub_payers: int
     follow_ms: int
+    protect_stop_ms: int
 
     @classmethod
     def read(cls, params: Sequence[int] | Iterable[int]) -> _Params:
@@ -572,6 +578,7 @@ class _Params:
             mule_max_level=p[P_MULE_MAX_LEVEL],
             hub_payers=p[P_HUB_PAYERS],
             follow_ms=p[P_FOLLOW_MS],
+            protect_stop_ms=p[P_PROTECT_STOP_MS],
         )
 
 
@@ -695,11 +702,13 @@ class ReferenceEngine:
             acc.mule_level = 0
 
     def release_pair(self, payer: int, payee: int) -> bool:
-        key = (PAIR_STOP, payer, payee)
-        if key not in self.pairs:
-            return False
-        self.pairs[key] = _NO_TIME
-        return True
+        found = False
+        for kind in (PAIR_STOP, PAIR_WARN):
+            key = (kind, payer, payee)
+            if key in self.pairs:
+                self.pairs[key] = _NO_TIME
+                found = True
+        return found
 
     def _learning_until(self, p: _Params) -> int | None:
         """Entities first seen before this have no known age (None: no events yet)."""
@@ -796,9 +805,12 @@ class ReferenceEngine:
             payee.suspect(level + 1, ts, p.mule_ms)
             marks |= MK_PAYEE_MULE_HOP
         if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not payer.cleared(ts):
-            payer.victim_until = max(payer.victim_until, ts + p.protect_ms)
             if dec[D_ACTION] >= ACTION_HOLD:
+                protect = p.protect_stop_ms if dec[D_ACTION] >= ACTION_STOP else p.protect_ms
+                payer.victim_until = max(payer.victim_until, ts + protect)
                 self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
+            elif dec[D_ACTION] == ACTION_WARN:
+                self._pair_put(PAIR_WARN, ev[EV_A], ev[EV_B], ts)
         if marks & MK_PAYEE_MULE and payee_ok and payee.suspect(1, ts, p.mule_ms):
             self._follow_money(ev[EV_B], ts, p)
         if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
@@ -914,6 +926,10 @@ class ReferenceEngine:
         if (stopped is not None and stopped <= ts and ts - stopped <= p.protect_ms
                 and not payer.cleared(ts)):
             f[F_PAYEE_STOPPED] = 1.0
+        warned = self.pairs.get((PAIR_WARN, a_id, b_id))
+        if (warned is not None and warned <= ts and ts - warned <= p.protect_ms
+                and not payer.cleared(ts)):
+            f[F_PAYEE_WARNED] = 1.0
         f[F_PAYER_MULE] = float(payer.level(ts))
         f[F_PAYEE_MULE] = float(payee.level(ts))
         f[F_PAYER_COLLECTOR] = payer.marked(payer.collector_until, ts)

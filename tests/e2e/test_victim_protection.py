@@ -57,6 +57,86 @@ def test_a_repeat_payment_to_a_stopped_payee_is_stopped_again(live: Live) -> Non
     assert "REPEAT_TO_STOPPED_PAYEE" in _codes(again) and again.reports.notify_police
 
 
+def _warned_victim(live: Live, minutes: float = 40) -> tuple[str, str, str, pb.Decision]:
+    """An impersonator talks the victim through a first payment from a virtual-operator number
+    nobody flagged yet and hangs up minutes before it: the payment is warned. Returns (victim,
+    victim's phone, safe account, decision)."""
+    caller, phone, victim, safe = "+86170" + new_phone()[-8:], new_phone(), uid("victim"), uid("safe")
+    live.telecom.report_call(call_event(uid("c"), recent(minutes + 20), caller, phone,
+                                        duration_seconds=900, outcome=pb.CALL_OUTCOME_ANSWERED,
+                                        caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    d = live.bank.screen(transaction(uid("t"), recent(minutes), victim, safe, 300_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_WARN and "TALKED_WITH_RISKY_CLASS_THEN_NEW_PAYEE" in _codes(d)
+    return victim, phone, safe, d
+
+
+def test_paying_a_warned_payee_again_after_the_call_is_held_then_stopped(live: Live) -> None:
+    """The warning does not end it: minutes later the victim pays the same 'safe account' more
+    (held: the bank calls the customer), and a third payment is stopped."""
+    victim, phone, safe, _ = _warned_victim(live)
+    again = live.bank.screen(transaction(uid("t"), recent(30), victim, safe, 800_000,
+                                         payer_phone=phone, **AGED))
+    assert again.action == pb.ACTION_HOLD and "REPEAT_TO_WARNED_PAYEE" in _codes(again)
+    assert again.features["payee_warned_for_payer"] == 1.0
+    third = live.bank.screen(transaction(uid("t"), recent(25), victim, safe, 1_500_000,
+                                         payer_phone=phone, **AGED))
+    assert third.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_STOPPED_PAYEE" in _codes(third)
+
+
+def test_paying_a_warned_payee_again_days_later_with_no_call_is_allowed(live: Live) -> None:
+    """An ordinary payer warned once (a relative calling from a virtual-operator number) pays the
+    same person again days later, no call before it: not held. The warning is still remembered:
+    after a new call the next payment to that account is held."""
+    victim, phone, safe, _ = _warned_victim(live, minutes=3 * 24 * 60)
+    d = live.bank.screen(transaction(uid("t"), recent(60), victim, safe, 300_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_ALLOW and "REPEAT_TO_WARNED_PAYEE" not in _codes(d)
+    live.telecom.report_call(call_event(uid("c"), recent(40), "+86170" + new_phone()[-8:], phone,
+                                        duration_seconds=600, outcome=pb.CALL_OUTCOME_ANSWERED))
+    after_call = live.bank.screen(transaction(uid("t"), recent(10), victim, safe, 300_000,
+                                              payer_phone=phone, **AGED))
+    assert after_call.action == pb.ACTION_HOLD and "REPEAT_TO_WARNED_PAYEE" in _codes(after_call)
+    assert after_call.features["payee_warned_for_payer"] == 1.0
+
+
+def test_a_warning_alone_does_not_put_the_payer_under_protection(live: Live) -> None:
+    """Ordinary payers get a warning now and then: only a hold or a stop protects the payer (new
+    payees held), so hours after a warning a new account is paid as before."""
+    victim, phone, _, _ = _warned_victim(live, minutes=6 * 60)
+    d = live.bank.screen(transaction(uid("t"), recent(10), victim, uid("fresh"), 300_000,
+                                     payer_phone=phone, **AGED))
+    # (a protected payer paying an account nothing was ever paid into is held)
+    assert d.action < pb.ACTION_HOLD and not any(c.startswith("PROTECTED_VICTIM") for c in _codes(d))
+
+
+def test_released_feedback_forgets_the_warned_payee(live: Live) -> None:
+    """The bank reached the customer after the warning: the payee is a real one, released."""
+    victim, phone, safe, first = _warned_victim(live)
+    r = live.bank.submit_feedback(pb.FEEDBACK_VERDICT_RELEASED, transaction_id=first.transaction_id)
+    assert r.payee_released
+    again = live.bank.screen(transaction(uid("t"), recent(30), victim, safe, 800_000,
+                                         payer_phone=phone, **AGED))
+    # (30 minutes after the call: remembered, it would be held)
+    assert again.action < pb.ACTION_HOLD and "REPEAT_TO_WARNED_PAYEE" not in _codes(again)
+
+
+def test_a_stopped_victim_stays_protected_for_weeks_a_held_one_for_days(live: Live) -> None:
+    """The fraudster comes back weeks after a stopped payment (victim_protection_after_stop_hours,
+    30 days); a hold protects for victim_protection_hours (7 days)."""
+    stopped, _, _, first = _stopped_victim(live, minutes=12 * 24 * 60)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    d = live.bank.screen(transaction(uid("t"), recent(10), stopped, uid("fresh"), 500_000, **AGED))
+    assert d.features["payer_protected_victim"] == 1.0
+    assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(d)
+    held, phone, safe, _ = _warned_victim(live, minutes=12 * 24 * 60)
+    again = live.bank.screen(transaction(uid("t"), recent(12 * 24 * 60 - 5), held, safe, 800_000,
+                                         payer_phone=phone, **AGED))
+    assert again.action == pb.ACTION_HOLD
+    later = live.bank.screen(transaction(uid("t"), recent(10), held, uid("fresh"), 500_000, **AGED))
+    assert later.action < pb.ACTION_HOLD and not any(c.startswith("PROTECTED_VICTIM") for c in _codes(later))
+
+
 def test_a_protected_victim_paying_a_new_account_is_held(live: Live) -> None:
     """After the stop the fraudster gives a second 'safe account': at least held with a warning."""
     victim, phone, _, _ = _stopped_victim(live)

@@ -63,7 +63,7 @@ def make_params(*, tz: int = TZ_CN, short_call_s: int = 10, lookback_ms: int = H
                 mule_ms: int = 7 * DAY_MS, collector_ms: int = 7 * DAY_MS,
                 risky_number_ms: int = DAY_MS, learn_ms: int = 0, dormant_ms: int = 30 * DAY_MS,
                 mule_max_level: int = 2, hub_payers: int = 12,
-                follow_ms: int = DAY_MS) -> np.ndarray:
+                follow_ms: int = DAY_MS, protect_stop_ms: int = 2 * DAY_MS) -> np.ndarray:
     p = np.zeros(k.N_PARAM, dtype=np.int64)
     p[k.P_TZ_MS] = tz
     p[k.P_SHORT_CALL_S], p[k.P_RISKY_LOOKBACK_MS] = short_call_s, lookback_ms
@@ -72,6 +72,7 @@ def make_params(*, tz: int = TZ_CN, short_call_s: int = 10, lookback_ms: int = H
     p[k.P_RISKY_NUMBER_MS], p[k.P_LEARN_MS], p[k.P_DORMANT_MS] = risky_number_ms, learn_ms, dormant_ms
     p[k.P_MULE_MAX_LEVEL], p[k.P_HUB_PAYERS] = mule_max_level, hub_payers
     p[k.P_FOLLOW_MS] = follow_ms
+    p[k.P_PROTECT_STOP_MS] = protect_stop_ms
     return p
 
 
@@ -255,7 +256,7 @@ def params_strategy(draw: st.DrawFn) -> np.ndarray:
         protect_ms=draw(spans), mule_ms=draw(spans), collector_ms=draw(spans),
         risky_number_ms=draw(spans), learn_ms=draw(spans), dormant_ms=draw(spans),
         mule_max_level=draw(st.integers(0, 3)), hub_payers=draw(st.integers(0, 17)),
-        follow_ms=draw(spans),
+        follow_ms=draw(spans), protect_stop_ms=draw(spans),
         short_call_s=draw(st.integers(0, 60)),
         lookback_ms=draw(st.one_of(st.sampled_from([0, 60_000, HOUR_MS, DAY_MS]),
                                    st.integers(0, 2 * DAY_MS))),
