@@ -19,7 +19,18 @@ from screening.auth import Authenticator, add_token
 from screening.client import ScreeningClient, transaction
 from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import TOKENS, Live, _start, _stop, free_port, reap, recent, serve_process, server_env, uid
+from tests.conftest import (
+    TOKENS,
+    Live,
+    _start,
+    _stop,
+    free_port,
+    reap,
+    recent,
+    serve_process,
+    server_env,
+    uid,
+)
 
 BANK = next(t for t, (_, role, *_) in TOKENS.items() if role == "bank")
 GARBAGE = b"\xff\xff\xff\x07garbage"
