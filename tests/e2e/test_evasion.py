@@ -255,6 +255,21 @@ def test_a_bank_cannot_overwrite_another_banks_registry_entry(live: Live) -> Non
     _mule_marked_after_upsert(live, mule)
 
 
+def test_an_admin_writes_any_entry_and_names_its_owner(live: Live) -> None:
+    """An admin's profile without an institution is INVALID_ARGUMENT naming the field; one
+    naming BANK02 takes over BANK01's entry, which BANK01 may then no longer overwrite."""
+    account = uid("acct")
+    admin = live.client("admin")
+    err = _upsert_refused(admin, pb.AccountProfile(account_id=account))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.details() or "").startswith("accounts[0].institution:"), err.details()
+    assert live.bank.upsert_accounts([pb.AccountProfile(account_id=account)]).upserted == 1
+    assert admin.upsert_accounts([pb.AccountProfile(account_id=account,
+                                                    institution="BANK02")]).upserted == 1
+    err = _upsert_refused(live.bank, pb.AccountProfile(account_id=account))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_a_transaction_naming_another_institution_ignores_the_registry_entry(live: Live) -> None:
     """BANK01 calls its account a merchant; a payment naming BANK02 as the payee's institution
     does not take BANK01's word about it: a victim's fraud-memo payment marks it a mule, and the
