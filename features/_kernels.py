@@ -88,6 +88,10 @@ PROF_KNOWN, PROF_MERCHANT, PROF_PAYROLL, PROF_ORGANISATION = 1, 2, 4, 8
 # the latest transaction of the account named it an organisation (the registry's word is
 # PROF_ORGANISATION); one naming it a person takes this back
 PROF_SEEN_ORGANISATION = 16
+# SC_OPENED holds the registry's opening date (a transaction reporting a later one takes it back)
+PROF_REG_OPENED = 32
+# what a transaction contradicting the registry entry's owner (TF_*_FOREIGN) does not take
+PROF_REGISTRY = PROF_MERCHANT | PROF_PAYROLL | PROF_ORGANISATION
 # float64 scalars: EWMA of log(amount) of outgoing transfers
 FL_MEAN, FL_VAR = 0, 1
 N_ACC_FLOAT = 2
@@ -124,6 +128,10 @@ TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
 TF_NEAR_LINE = 128
 # the memo holds words of impersonation fraud ("safe account", "unfreezing fee", ...): the encoder
 TF_MEMO_FRAUD = 256
+# the transaction names another institution for the payer / payee than the one that owns the
+# account's registry entry: the encoder sets it, and the entry's word about that party (profile
+# bits, opening date, last activity, phone on file) is not taken for this transaction
+TF_PAYER_FOREIGN, TF_PAYEE_FOREIGN = 512, 1024
 # call flags: NEW = first report of this call (count it); ENDED = duration known
 CF_NEW, CF_ENDED = 1, 2
 # call outcomes (EV_AUX3 of a call; same numbers as the proto enum CallOutcome). LEGACY: not
@@ -584,8 +592,13 @@ def _learning(first: int, meta: np.ndarray, params: np.ndarray) -> bool:
 
 
 @helper
-def _age_days(sc: np.ndarray, e: int, ts: int, meta: np.ndarray, params: np.ndarray) -> float:
+def _age_days(sc: np.ndarray, e: int, ts: int, meta: np.ndarray, params: np.ndarray,
+              foreign: bool) -> float:
+    """Days since the account was opened (else first seen here); ``foreign``: not by the
+    registry's opening date."""
     base = sc[e, SC_OPENED]
+    if foreign and sc[e, SC_PROFILE] & PROF_REG_OPENED:
+        base = NO_TIME
     if base == NO_TIME:
         base = sc[e, SC_FIRST]
         if _learning(base, meta, params):
@@ -631,10 +644,18 @@ def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarra
 
 
 @helper
-def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> bool:
+def _profile(sc: np.ndarray, e: int, foreign: bool) -> int:
+    """The account's PROF_* bits; ``foreign``: without the registry entry's."""
+    bits = sc[e, SC_PROFILE]
+    return bits & ~PROF_REGISTRY if foreign else bits
+
+
+@helper
+def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray,
+             foreign: bool) -> bool:
     """May ``e`` be made a mule: a person's account (not an organisation or a merchant), not a
-    hub (many payers in 7 d)."""
-    return (not sc[e, SC_PROFILE] & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
+    hub (many payers in 7 d); ``foreign``: whatever its registry entry says."""
+    return (not _profile(sc, e, foreign) & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
             and _ring_distinct(ring, e, R_IN, ts, WIN_SPAN_S[W_7D]) <= params[P_HUB_PAYERS])
 
 
@@ -650,7 +671,7 @@ def _follow_money(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.
         cp = ring[e, R_OUT, k, 0]
         if cp >= 0 and cp != e:
             kt = ring[e, R_OUT, k, 1]
-            if kt <= t and t - kt <= span and _mule_ok(sc, ring, cp, ts, params):
+            if kt <= t and t - kt <= span and _mule_ok(sc, ring, cp, ts, params, False):
                 _suspect_mule(sc, cp, 2, ts, params)
 
 
@@ -661,12 +682,13 @@ def _extend(sc: np.ndarray, e: int, col: int, until: int) -> None:
 
 
 @helper
-def _dormant_ms(sc: np.ndarray, e: int, prev_last: int, ts: int) -> int:
+def _dormant_ms(sc: np.ndarray, e: int, prev_last: int, ts: int, foreign: bool) -> int:
     """How long the account had been inactive before ``ts``: since the later of its previous
-    event here and the registry's last activity; 0 when neither is known."""
+    event here and the registry's last activity (not with ``foreign``); 0 when neither is
+    known."""
     last = prev_last
     reg = sc[e, SC_LAST_ACTIVE]
-    if reg != NO_TIME and (last == NO_TIME or reg > last):
+    if not foreign and reg != NO_TIME and (last == NO_TIME or reg > last):
         last = reg
     if last == NO_TIME or last >= ts:
         return 0
@@ -747,8 +769,12 @@ def _txn(
     sl = _slots(ep)
     f[r, :] = 0.0
 
-    dorm_a = _dormant_ms(a_sc, a, a_sc[a, SC_LAST], ts)
-    dorm_b = _dormant_ms(a_sc, b, a_sc[b, SC_LAST], ts)
+    # a transaction naming another institution for a party than its registry entry's owner
+    # does not take the entry's word about it
+    fa = (fl & TF_PAYER_FOREIGN) != 0
+    fb = (fl & TF_PAYEE_FOREIGN) != 0
+    dorm_a = _dormant_ms(a_sc, a, a_sc[a, SC_LAST], ts, fa)
+    dorm_b = _dormant_ms(a_sc, b, a_sc[b, SC_LAST], ts, fb)
     if dorm_a >= params[P_DORMANT_MS] and params[P_DORMANT_MS] > 0:
         a_sc[a, SC_WAKE] = ts
     if dorm_b >= params[P_DORMANT_MS] and params[P_DORMANT_MS] > 0:
@@ -770,8 +796,10 @@ def _txn(
     # silent); the registry's word (set_account_profile) is taken as it is
     if ev[i, EV_AUX1] != NO_TIME and ev[i, EV_AUX1] > a_sc[a, SC_OPENED]:
         a_sc[a, SC_OPENED] = ev[i, EV_AUX1]
+        a_sc[a, SC_PROFILE] &= ~PROF_REG_OPENED
     if ev[i, EV_AUX2] != NO_TIME and ev[i, EV_AUX2] > a_sc[b, SC_OPENED]:
         a_sc[b, SC_OPENED] = ev[i, EV_AUX2]
+        a_sc[b, SC_PROFILE] &= ~PROF_REG_OPENED
 
     # --- features that look at the state before this transaction
     f[r, F_AMOUNT] = amount
@@ -808,11 +836,11 @@ def _txn(
     f[r, F_PAYEE_DORMANT_DAYS] = dorm_b / DAY_MS
     f[r, F_PAYER_WOKE_DAYS] = _days_since(a_sc[a, SC_WAKE], ts)
     f[r, F_PAYEE_WOKE_DAYS] = _days_since(a_sc[b, SC_WAKE], ts)
-    f[r, F_PAYER_MERCHANT] = 1.0 if a_sc[a, SC_PROFILE] & PROF_MERCHANT else 0.0
-    f[r, F_PAYEE_MERCHANT] = 1.0 if a_sc[b, SC_PROFILE] & PROF_MERCHANT else 0.0
-    f[r, F_PAYER_PAYROLL] = 1.0 if a_sc[a, SC_PROFILE] & PROF_PAYROLL else 0.0
+    f[r, F_PAYER_MERCHANT] = 1.0 if _profile(a_sc, a, fa) & PROF_MERCHANT else 0.0
+    f[r, F_PAYEE_MERCHANT] = 1.0 if _profile(a_sc, b, fb) & PROF_MERCHANT else 0.0
+    f[r, F_PAYER_PAYROLL] = 1.0 if _profile(a_sc, a, fa) & PROF_PAYROLL else 0.0
     pe = ev[i, EV_E]
-    if pe < 0:
+    if pe < 0 and not fb:
         pe = a_sc[b, SC_PHONE]
     if pe >= 0:
         if p_sc[pe, PSC_WATCH] > ts or p_sc[pe, PSC_RISKY_NUMBER_UNTIL] > ts:
@@ -902,8 +930,8 @@ def _txn(
         d_sc[dv, DSC_LAST] = ts
 
     # --- features that look at the state after it
-    f[r, F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts, meta, params)
-    f[r, F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts, meta, params)
+    f[r, F_PAYER_AGE_DAYS] = _age_days(a_sc, a, ts, meta, params, fa)
+    f[r, F_PAYEE_AGE_DAYS] = _age_days(a_sc, b, ts, meta, params, fb)
     # Window reads are skipped where ``need`` is 0 (no rule of the policy reads the feature);
     # the state above is updated in full either way.
     for p in range(2):
@@ -1094,7 +1122,8 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
     marks = dec[i, D_MARKS]
     lvl = _mule_level(a_sc, a, ts)
     # a payee that is a cash terminal, a merchant or a hub (many payers) is never made a mule
-    payee_ok = not fl & TF_PAYEE_TERMINAL and _mule_ok(a_sc, a_ring, b, ts, params)
+    payee_ok = (not fl & TF_PAYEE_TERMINAL
+                and _mule_ok(a_sc, a_ring, b, ts, params, (fl & TF_PAYEE_FOREIGN) != 0))
     if (lvl > 0 and lvl < params[P_MULE_MAX_LEVEL] and fl & TF_PAYEE_PERSON and first
             and payee_ok and not _cleared(a_sc, b, ts)
             and _win_sum(a_amt, a_tag, a_head, a, AS_IN, W_24H, _epochs(ts, params[P_TZ_MS]))
@@ -1339,7 +1368,7 @@ def _snapshot(
                             _win_sum(a_amt, a_tag, a_head, e, AS_IN, W_1H, ep))
     out[S_PASS_24H] = _ratio(_win_sum(a_amt, a_tag, a_head, e, AS_OUT, W_24H, ep),
                              _win_sum(a_amt, a_tag, a_head, e, AS_IN, W_24H, ep))
-    out[S_AGE_DAYS] = _age_days(a_sc, e, ts, meta, params)
+    out[S_AGE_DAYS] = _age_days(a_sc, e, ts, meta, params, False)
     out[S_N_OUT] = a_sc[e, SC_N_OUT]
     out[S_N_IN] = a_sc[e, SC_N_IN]
     out[S_WATCH] = _watched(a_sc[e, SC_WATCH], ts)

@@ -250,6 +250,9 @@ class TxnFlag:
     PAYEE_TERMINAL = k.TF_PAYEE_TERMINAL
     NEAR_LINE = k.TF_NEAR_LINE
     MEMO_FRAUD = k.TF_MEMO_FRAUD
+    # the transaction names another institution for the party than its registry entry's owner
+    PAYER_FOREIGN = k.TF_PAYER_FOREIGN
+    PAYEE_FOREIGN = k.TF_PAYEE_FOREIGN
 
 
 class CallFlag:

@@ -457,10 +457,15 @@ class FeatureState:
     def set_account_profile(self, idx: int, *, opened_ms: int | None, last_active_ms: int | None,
                             profile: int, phone: int) -> None:
         """What the account registry says: opening and last-activity times (None: unknown),
-        ``PROF_*`` bits and the phone on file (a phone id, -1: none)."""
+        ``PROF_*`` bits and the phone on file (a phone id, -1: none). An opening time given is
+        marked the registry's (``PROF_REG_OPENED``; without one, the mark stays as it was): a
+        transaction that contradicts the entry's owner does not take it."""
         sc = self.accounts.sc
         if opened_ms is not None:
             sc[idx, k.SC_OPENED] = opened_ms
+            profile |= k.PROF_REG_OPENED
+        else:
+            profile |= int(sc[idx, k.SC_PROFILE]) & k.PROF_REG_OPENED
         sc[idx, k.SC_LAST_ACTIVE] = NO_TIME if last_active_ms is None else last_active_ms
         sc[idx, k.SC_PROFILE] = profile
         sc[idx, k.SC_PHONE] = phone

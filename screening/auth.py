@@ -36,7 +36,14 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from screening.config import toml_string
-from screening.errors import ConfigError, PermissionDenied, ScreeningError, Throttled, Unauthenticated
+from screening.errors import (
+    ConfigError,
+    InvalidRequest,
+    PermissionDenied,
+    ScreeningError,
+    Throttled,
+    Unauthenticated,
+)
 from screening.lanes import handler_like
 from screening.tls import Revoked, revoked_certificates
 
@@ -56,6 +63,7 @@ __all__ = [
     "new_token",
     "peer_address",
     "read_tokens",
+    "registry_owners",
     "report_scope",
     "revoke_token",
     "rotate_token",
@@ -115,6 +123,37 @@ def report_scope(caller: Caller, asked: Sequence[str]) -> tuple[list[str] | None
             raise PermissionDenied(f"institutions: '{other[0]}' is not this caller's institution")
         return [caller.institution], True
     return (list(asked) or None), caller.role in CLEAR_ID_ROLES
+
+
+def registry_owners(caller: Caller, named: Sequence[str]) -> tuple[list[str], str | None]:
+    """(the owner of each account registry entry ``caller`` upserts, given the institution each
+    profile names; the institution whose entries it may overwrite, None for any).
+
+    An entry's owner is the institution that services the account. A bank or payment
+    institution writes its own customers' entries: it must be bound to an institution, a
+    profile naming none is its own, one naming another is refused (PERMISSION_DENIED naming
+    ``accounts[i].institution``). An admin writes any entry and names its owner (a registry
+    file's ``institution`` column).
+    """
+    if caller.role in INSTITUTION_ROLES:
+        if not caller.institution:
+            raise PermissionDenied("this caller is not bound to an institution, and registry "
+                                   "entries belong to the institution that services the "
+                                   "account (a token created with `screening token create "
+                                   "--institution CODE`, or a client certificate with O=CODE)")
+        for i, inst in enumerate(named):
+            if inst and inst != caller.institution:
+                raise PermissionDenied(f"accounts[{i}].institution: '{inst}' is not this "
+                                       "caller's institution")
+        return [caller.institution] * len(named), caller.institution
+    if caller.role != "admin":
+        raise PermissionDenied(f"role {caller.role} does not write the account registry")
+    for i, inst in enumerate(named):
+        if not inst:
+            raise InvalidRequest(f"accounts[{i}].institution",
+                                 "is required from an admin (the institution that services "
+                                 "the account)")
+    return list(named), None
 
 
 def hash_token(token: str) -> str:

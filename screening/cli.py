@@ -350,6 +350,7 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
     types = registry.get_column("party_type").to_list()
     categories = registry.get_column("merchant_category").fill_null("").to_list()
     payroll = registry.get_column("payroll").fill_null(False).to_list()
+    owners = registry.get_column("institution").to_list()  # each entry's owner
     dates = {c: registry.get_column(c).cast(str).fill_null("").to_list()
              for c in ("opened_date", "last_active_date")}
     sent = 0
@@ -361,7 +362,7 @@ def _cmd_accounts_load(args: argparse.Namespace) -> int:
                                   opened_date=dates["opened_date"][i],
                                   last_active_date=dates["last_active_date"][i],
                                   merchant_category=categories[i], payroll=bool(payroll[i]),
-                                  phone=rows[i][4])
+                                  phone=rows[i][4], institution=owners[i])
                 for i in range(lo, min(lo + args.chunk, len(rows)))]
             try:
                 sent += client.upsert_accounts(profiles).upserted
@@ -742,9 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("accounts", help="the account registry (what a bank knows of its accounts)")
     asub = p.add_subparsers(dest="accounts_command", required=True)
-    a = asub.add_parser("load", help="send a registry file to a running server (UpsertAccounts)")
-    a.add_argument("file", type=Path, help="registry .parquet or .csv (account, party_type, "
-                   "opened_date, last_active_date, merchant_category, payroll, phone)")
+    a = asub.add_parser("load", help="send a registry file to a running server (UpsertAccounts); "
+                        "each row's institution owns its entry: a bank or payment token loads "
+                        "its own institution's rows only, an admin token any")
+    a.add_argument("file", type=Path, help="registry .parquet or .csv (account, institution, "
+                   "party_type, opened_date, last_active_date, merchant_category, payroll, phone)")
     a.add_argument("--server", default="localhost:50051", help="host:port of the server")
     add_client_options(a, "bearer token of a bank, payment or admin caller")
     a.add_argument("--chunk", type=int, default=1000, help="accounts per request")

@@ -492,7 +492,9 @@ class Converter:
                 last_active_ms=dates[1],
                 merchant_category=self._text(a.merchant_category, f + "merchant_category", 64),
                 payroll=a.payroll,
-                phone=self._phone(a.phone, f + "phone", required=False)))
+                phone=self._phone(a.phone, f + "phone", required=False),
+                institution=self._text(a.institution, f + "institution",
+                                       self.limits.max_text_length)))
         return out
 
     def _entity(self, ref: pb.EntityRef, field: str) -> tuple[int, str]:

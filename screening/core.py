@@ -176,13 +176,16 @@ class Screener:
     """The state of screening and the one step that decides on it (see the module docstring).
 
     ``recent`` (the rings of recent decision numbers per account) is optional: the live server
-    keeps it for its queries and eviction, a replay of history does not.
+    keeps it for its queries and eviction, a replay of history does not. ``owners`` maps an
+    account to the institution that owns its registry entry: a transaction naming another
+    institution for it is encoded ``TxnFlag.PAYER_FOREIGN`` / ``PAYEE_FOREIGN``, and the
+    kernels do not take the entry's word about that party.
     """
 
     def __init__(self, *, state: FeatureState, graph: LiveGraph | None, graph_params: np.ndarray,
                  graph_expiry_ms: int, recent: RowTable | None = None,
                  accounts: Interner | None = None, phones: Interner | None = None,
-                 devices: Interner | None = None) -> None:
+                 devices: Interner | None = None, owners: dict[str, str] | None = None) -> None:
         self.state = state
         self.graph = graph
         self.graph_params = graph_params
@@ -190,6 +193,7 @@ class Screener:
         self.accounts = accounts if accounts is not None else Interner()
         self.phones = phones if phones is not None else Interner()
         self.devices = devices if devices is not None else Interner()
+        self.owners: dict[str, str] = owners if owners is not None else {}
         self.recent_rows: RowTable | None = None
         if recent is not None:
             self.bind_recent(recent)
@@ -253,6 +257,8 @@ class Screener:
         fen = ev[:, EventCol.AMOUNT]
         base = np.array([c == BASE_CURRENCY for c in batch.currency], dtype=bool)
         flags |= near_line.near_many(fen, base, cash, cross, payer_type) * int(TxnFlag.NEAR_LINE)
+        if self.owners:
+            flags |= self._foreign(batch)
         ev[:, EventCol.FLAGS] = flags
         for col, opened in ((EventCol.AUX1, batch.payer_opened_ms),
                             (EventCol.AUX2, batch.payee_opened_ms)):
@@ -264,9 +270,23 @@ class Screener:
         ev[:, EventCol.AUX3] = batch.channel
         return ev
 
+    def _foreign(self, batch: TxnColumns) -> np.ndarray:
+        """``TxnFlag.PAYER_FOREIGN`` / ``PAYEE_FOREIGN`` per row: the transaction names an
+        institution for the party, and another one owns the party's registry entry."""
+        owner = self.owners.get
+        out = np.zeros(len(batch), dtype=np.int64)
+        for side, flag in ((zip(batch.payer_account, batch.payer_institution, strict=True),
+                            int(TxnFlag.PAYER_FOREIGN)),
+                           (zip(batch.payee_account, batch.payee_institution, strict=True),
+                            int(TxnFlag.PAYEE_FOREIGN))):
+            for j, (account, institution) in enumerate(side):
+                if institution and owner(account, institution) != institution:
+                    out[j] |= flag
+        return out
+
     def _encode_rows(self, batch: TxnColumns, policy: Policy, near_line: NearLine) -> np.ndarray:
         """``encode_transactions`` one row at a time (the same rows; tests hold them equal)."""
-        accounts, phones, devices = self.accounts, self.phones, self.devices
+        accounts, phones, devices, owner = self.accounts, self.phones, self.devices, self.owners.get
         ev = empty_events(len(batch))
         for j in range(len(batch)):
             row = ev[j]
@@ -293,6 +313,12 @@ class Screener:
                 flags |= TxnFlag.PAYEE_TERMINAL
             if near_line.near(batch.amount_fen[j], batch.currency[j], cash, cross, payer_type):
                 flags |= TxnFlag.NEAR_LINE
+            institution = batch.payer_institution[j]
+            if institution and owner(batch.payer_account[j], institution) != institution:
+                flags |= TxnFlag.PAYER_FOREIGN
+            institution = batch.payee_institution[j]
+            if institution and owner(batch.payee_account[j], institution) != institution:
+                flags |= TxnFlag.PAYEE_FOREIGN
             row[EventCol.KIND] = Kind.TXN
             row[EventCol.TS] = batch.event_time_ms[j]
             row[EventCol.A] = accounts.intern(batch.payer_account[j])
@@ -443,5 +469,9 @@ class Screener:
         edges = 0
         if self.graph is not None:
             edges = self.graph.forget(ids * 3 + (kind - 1))
-        self.interners()[kind - 1].release(ids.tolist())
+        interner = self.interners()[kind - 1]
+        if kind == 1 and self.owners:  # the registry entry goes with the account's state
+            for idx in ids.tolist():
+                self.owners.pop(interner.name(idx), None)
+        interner.release(ids.tolist())
         return pairs, edges

@@ -48,7 +48,14 @@ from screening._warm import KernelInputs
 from screening._warm import warm_up as warm_kernels
 from screening.config import Settings
 from screening.core import Interner, Screener
-from screening.errors import CapacityExceeded, ConfigError, Conflict, InvalidRequest, NotFound
+from screening.errors import (
+    CapacityExceeded,
+    ConfigError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from screening.idempotency import (
     DEFAULT_SCOPE,
     differing_field,
@@ -369,6 +376,8 @@ class EngineSnapshot:
     ledger: LedgerSnapshot | None = None
     # the last event-journal entry the state includes
     event_seq: int = 0
+    # the owner of each account registry entry: (account, institution)
+    owners: list[tuple[str, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         meta = self.arrays.get("graph.meta")
@@ -1257,9 +1266,22 @@ class Engine:
             self.feedback_notes.popitem(last=False)
         return changed, released
 
-    def upsert_accounts(self, profiles: Sequence[AccountProfile]) -> int:
-        """Record what the account registry says (all or nothing: capacity is checked first)."""
+    def upsert_accounts(self, profiles: Sequence[AccountProfile], *, writer: str | None = None) -> int:
+        """Record what the account registry says, each entry owned by its profile's institution
+        (all or nothing: ownership and capacity are checked first).
+
+        ``writer``: the institution whose entries the caller may overwrite (None: any, an
+        admin); an entry another institution owns raises PermissionDenied naming the account.
+        An entry no institution owns yet (new, or from a build before owners) is anyone's.
+        """
         with self._lock:
+            owners = self.core.owners
+            if writer is not None:
+                for i, p in enumerate(profiles):
+                    owner = owners.get(p.account_id)
+                    if owner is not None and owner != writer:
+                        raise PermissionDenied(f"accounts[{i}].account_id: its registry entry "
+                                               "belongs to another institution")
             self._room(ENTITY_ACCOUNT, {p.account_id for p in profiles})
             self._room(ENTITY_PHONE, {p.phone for p in profiles if p.phone})
             for p in profiles:
@@ -1276,6 +1298,10 @@ class Engine:
                 self.state.set_account_profile(idx, opened_ms=p.opened_ms,
                                                last_active_ms=p.last_active_ms, profile=bits,
                                                phone=phone)
+                if p.institution:
+                    owners[p.account_id] = p.institution
+                else:
+                    owners.pop(p.account_id, None)
         return len(profiles)
 
     # ------------------------------------------------------------------ case graphs
@@ -1396,6 +1422,7 @@ class Engine:
                 journal_seq=self.journal_seq,
                 event_seq=self.event_seq,
                 feedback=[(name, at, fb) for name, (at, fb) in self.feedback_notes.items()],
+                owners=list(self.core.owners.items()),
                 lock_held_s=time.perf_counter() - locked,  # evaluated last: after every copy
             )
         return dataclasses.replace(snap, ledger=ledger.saved())

@@ -253,6 +253,9 @@ class AccountProfile:
     merchant_category: str
     payroll: bool
     phone: str  # normalised; "" when unknown
+    # the entry's owner: the institution that services the account ("": none, an entry of an
+    # earlier build; see ``screening.auth.registry_owners``)
+    institution: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import grpc
 
 from screening.audit import CALL, DECISION, DECISIONS, AuditTrail, iso_ms, watch_entry
-from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, report_scope
+from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, registry_owners, report_scope
 from screening.case import export_case
 from screening.convert import Converter, case_graph_message, large_value_message, masked_or_clear
 from screening.engine import Engine
@@ -367,11 +367,14 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                        ) -> pb.UpsertAccountsResponse:
         profiles = self.conv.accounts(request)
         caller = self._caller(context)
+        owners, writer = registry_owners(caller, [p.institution for p in profiles])
+        profiles = [dataclasses.replace(p, institution=o) for p, o in zip(profiles, owners, strict=True)]
         self._admit()
-        n = self.engine.upsert_accounts(profiles)
+        n = self.engine.upsert_accounts(profiles, writer=writer)
         if self.audit is not None:
             self.audit.event("accounts", caller, "UpsertAccounts", self.engine.policy.version,
-                             accounts=[p.account_id for p in profiles], upserted=n)
+                             accounts=[p.account_id for p in profiles], upserted=n,
+                             institutions=sorted(set(owners)))
         self.log.info("accounts_upserted", by=caller.name, role=caller.role, accounts=n)
         return pb.UpsertAccountsResponse(upserted=n)
 

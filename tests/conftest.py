@@ -34,6 +34,11 @@ from screening.tls import ClientTls
 TOKENS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
     f"test-token-{role}": (f"test-{role}", role, "BANK01") if role == "bank" else (f"test-{role}", role)
     for role in ROLES}
+# a second bank (BANK02), for what one institution may not do to another's customers; known to
+# the servers ``_start`` runs, with no client of its own in ``Live``
+OTHER_BANK_TOKEN = "test-token-bank-02"
+_OTHER_TOKENS: dict[str, tuple[str, str] | tuple[str, str, str]] = {
+    OTHER_BANK_TOKEN: ("test-bank-02", "bank", "BANK02")}
 
 
 @dataclass
@@ -63,7 +68,8 @@ class Live:
 def _start(settings: Settings) -> Live:
     log = io.StringIO()
     masker = configure_logging(settings.log, stream=log)
-    running = start_server(settings, masker=masker, auth=Authenticator.with_tokens(TOKENS), port=0)
+    running = start_server(settings, masker=masker,
+                           auth=Authenticator.with_tokens({**TOKENS, **_OTHER_TOKENS}), port=0)
     clients = {role: ScreeningClient(running.address, token)
                for token, (_, role, *_) in TOKENS.items()}
     for c in clients.values():

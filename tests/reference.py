@@ -273,8 +273,10 @@ from features._kernels import (
     TF_MEMO_FRAUD,
     TF_MEMO_INVEST,
     TF_NEAR_LINE,
+    TF_PAYEE_FOREIGN,
     TF_PAYEE_PERSON,
     TF_PAYEE_TERMINAL,
+    TF_PAYER_FOREIGN,
     TF_PAYER_PERSON,
     TF_PAYER_TERMINAL,
     TF_XBORDER,
@@ -461,6 +463,7 @@ class _Account:
     cleared_until: int = 0
     last_active: int | None = None
     profile: int = 0
+    reg_opened: bool = False  # ``opened`` is the registry's
     phone: int = -1
     wake: int | None = None
 
@@ -468,9 +471,11 @@ class _Account:
         self.first = ts if self.first is None else min(self.first, ts)
         self.last = ts if self.last is None else max(self.last, ts)
 
-    def age_days(self, ts: int, learning_until: int | None) -> float:
-        if self.opened is not None:
-            base = self.opened
+    def age_days(self, ts: int, learning_until: int | None, foreign: bool = False) -> float:
+        """``foreign``: a transaction contradicting the registry entry's owner (not by its date)."""
+        opened = None if foreign and self.reg_opened else self.opened
+        if opened is not None:
+            base = opened
         elif self.first is None:
             # Never seen and no opened date (only reachable through snapshot): the kernel counts
             # from its NO_TIME sentinel, giving a huge age. Mirrored on purpose, see the test
@@ -484,6 +489,10 @@ class _Account:
 
     def cleared(self, ts: int) -> bool:
         return self.cleared_until > ts
+
+    def bits(self, foreign: bool) -> int:
+        """Profile bits; ``foreign``: without what the registry entry says."""
+        return self.profile & ~(PROF_MERCHANT | PROF_PAYROLL | PROF_ORGANISATION) if foreign else self.profile
 
     def marked(self, until: int, ts: int) -> float:
         return 1.0 if until > ts and not self.cleared(ts) else 0.0
@@ -505,9 +514,10 @@ class _Account:
         self.mule_until = max(self.mule_until, ts + mule_ms)
         return cur == 0
 
-    def dormant_ms(self, ts: int) -> int:
-        """Inactive time before ``ts``: since the later of its last event and the registry's."""
-        known = [t for t in (self.last, self.last_active) if t is not None]
+    def dormant_ms(self, ts: int, foreign: bool = False) -> int:
+        """Inactive time before ``ts``: since the later of its last event and the registry's
+        (not with ``foreign``)."""
+        known = [t for t in (self.last, None if foreign else self.last_active) if t is not None]
         if not known or max(known) >= ts:
             return 0
         return ts - max(known)
@@ -688,6 +698,7 @@ class ReferenceEngine:
         acc = self._account(idx)
         if opened_ms is not None:
             acc.opened = opened_ms
+            acc.reg_opened = True
         acc.last_active = last_active_ms
         acc.profile = profile
         acc.phone = phone
@@ -798,7 +809,7 @@ class ReferenceEngine:
         marks = dec[D_MARKS]
         level = payer.level(ts)
         # never a mule: a cash terminal, a merchant, a hub (many payers)
-        payee_ok = not fl & TF_PAYEE_TERMINAL and self._mule_ok(payee, ts, p)
+        payee_ok = not fl & TF_PAYEE_TERMINAL and self._mule_ok(payee, ts, p, bool(fl & TF_PAYEE_FOREIGN))
         if (0 < level < p.mule_max_level and fl & TF_PAYEE_PERSON and first and payee_ok
                 and not payee.cleared(ts)
                 and payer.windows.total("sum_in", W_24H, ts, p.tz) >= ev[EV_AMOUNT]):
@@ -823,8 +834,8 @@ class ReferenceEngine:
         dec[D_MARKS] = marks
 
     @staticmethod
-    def _mule_ok(acc: _Account, ts: int, p: _Params) -> bool:
-        return (not acc.profile & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
+    def _mule_ok(acc: _Account, ts: int, p: _Params, foreign: bool = False) -> bool:
+        return (not acc.bits(foreign) & (PROF_MERCHANT | PROF_ORGANISATION | PROF_SEEN_ORGANISATION)
                 and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
 
     def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
@@ -884,7 +895,8 @@ class ReferenceEngine:
         payer, payee = self._account(a_id), self._account(b_id)
         f = [0.0] * N_TXN_FEATURE
 
-        dorm_a, dorm_b = payer.dormant_ms(ts), payee.dormant_ms(ts)
+        fa, fb = bool(fl & TF_PAYER_FOREIGN), bool(fl & TF_PAYEE_FOREIGN)
+        dorm_a, dorm_b = payer.dormant_ms(ts, fa), payee.dormant_ms(ts, fb)
         if p.dormant_ms > 0 and dorm_a >= p.dormant_ms:
             payer.wake = ts
         if p.dormant_ms > 0 and dorm_b >= p.dormant_ms:
@@ -903,8 +915,10 @@ class ReferenceEngine:
         # a reported opening date counts when it is the latest known (the registry's as it is)
         if ev[EV_AUX1] != _NO_TIME and (payer.opened is None or ev[EV_AUX1] > payer.opened):
             payer.opened = ev[EV_AUX1]
+            payer.reg_opened = False
         if ev[EV_AUX2] != _NO_TIME and (payee.opened is None or ev[EV_AUX2] > payee.opened):
             payee.opened = ev[EV_AUX2]
+            payee.reg_opened = False
 
         # --- what the state said before this transaction
         f[F_AMOUNT] = float(amount)
@@ -942,10 +956,10 @@ class ReferenceEngine:
         f[F_PAYEE_DORMANT_DAYS] = dorm_b / DAY_MS
         f[F_PAYER_WOKE_DAYS] = _days_since(payer.wake, ts)
         f[F_PAYEE_WOKE_DAYS] = _days_since(payee.wake, ts)
-        f[F_PAYER_MERCHANT] = 1.0 if payer.profile & PROF_MERCHANT else 0.0
-        f[F_PAYEE_MERCHANT] = 1.0 if payee.profile & PROF_MERCHANT else 0.0
-        f[F_PAYER_PAYROLL] = 1.0 if payer.profile & PROF_PAYROLL else 0.0
-        pe = ev[EV_E] if ev[EV_E] >= 0 else payee.phone
+        f[F_PAYER_MERCHANT] = 1.0 if payer.bits(fa) & PROF_MERCHANT else 0.0
+        f[F_PAYEE_MERCHANT] = 1.0 if payee.bits(fb) & PROF_MERCHANT else 0.0
+        f[F_PAYER_PAYROLL] = 1.0 if payer.bits(fa) & PROF_PAYROLL else 0.0
+        pe = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
         if pe >= 0:
             payee_phone = self._phone(pe)
             if payee_phone.watch_until > ts or payee_phone.risky_number_until > ts:
@@ -1031,8 +1045,8 @@ class ReferenceEngine:
 
         # --- what the state says after it
         learning = self._learning_until(p)
-        f[F_PAYER_AGE_DAYS] = payer.age_days(ts, learning)
-        f[F_PAYEE_AGE_DAYS] = payee.age_days(ts, learning)
+        f[F_PAYER_AGE_DAYS] = payer.age_days(ts, learning, fa)
+        f[F_PAYEE_AGE_DAYS] = payee.age_days(ts, learning, fb)
         for party, acc in enumerate((payer, payee)):
             for d in (_OUT, _IN):
                 base = F_WIN_BASE + (party * 2 + d) * 8

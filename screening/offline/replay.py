@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory
+from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory, TxnFlag
 from features.state import FeatureState
 from graph.live import LiveGraph
 from screening.config import Settings
@@ -138,6 +138,10 @@ def registry_profiles(registry: pl.DataFrame) -> list[tuple[str, int | None, int
 
 
 def _apply_registry(state: FeatureState, enc: EncodedEvents, registry: pl.DataFrame) -> None:
+    """The registry's profiles into ``state``, and into ``enc.events`` the flags of the
+    transactions that name another institution for a party than its entry's owner (as the
+    live encoder sets them: ``Screener._foreign``)."""
+    enc.events[:, EventCol.FLAGS] |= _foreign_flags(enc.frame, registry)
     accounts = {v: i for i, v in enumerate(enc.accounts.to_list())}
     phones = {v: i for i, v in enumerate(enc.phones.to_list())}
     for name, opened, active, bits, phone in registry_profiles(registry):
@@ -145,6 +149,24 @@ def _apply_registry(state: FeatureState, enc: EncodedEvents, registry: pl.DataFr
         if idx is not None:  # an account with no events changes no decision
             state.set_account_profile(idx, opened_ms=opened, last_active_ms=active, profile=bits,
                                       phone=phones.get(phone, -1))
+
+
+def _foreign_flags(frame: pl.DataFrame, registry: pl.DataFrame) -> np.ndarray:
+    """``TxnFlag.PAYER_FOREIGN`` / ``PAYEE_FOREIGN`` per row of ``frame`` (0 for a call): the
+    transaction names an institution for the party, and the registry's ``institution`` (the
+    entry's owner) is another one."""
+    owners = registry.select("account", pl.col("institution").alias("_owner"))
+    is_txn = frame.get_column("kind") == KIND_TXN
+    out = np.zeros(frame.height, dtype=np.int64)
+    for side, flag in (("payer", int(TxnFlag.PAYER_FOREIGN)), ("payee", int(TxnFlag.PAYEE_FOREIGN))):
+        named = (frame.select(pl.col(f"{side}_account").alias("account"),
+                              pl.col(f"{side}_institution").fill_null("").alias("_named"))
+                 .join(owners, on="account", how="left", maintain_order="left"))
+        foreign = ((pl.col("_named") != "") & pl.col("_owner").is_not_null()
+                   & (pl.col("_owner") != pl.col("_named")))
+        hit = named.select(foreign.fill_null(False)).to_series() & is_txn
+        out |= hit.to_numpy().astype(np.int64) * flag
+    return out
 
 
 def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.Series:

@@ -26,7 +26,9 @@ then compared by payer, payee and event time, see ``screening.idempotency``), an
 feedback and no ledger. In version 2 an id list may also hold the empty string: a free id (an
 entity evicted at a cap, whose id the next new entity gets; ``screening.engine.Interner``).
 A version-2 checkpoint without the ledger parts restores with an empty ledger (the restore says
-so); one with only some of them is refused.
+so); one with only some of them is refused. The ``registry.owners`` part (account, institution:
+the owner of each account registry entry) came later within version 2: a checkpoint without it
+restores every entry ownerless (the first institution to upsert one owns it).
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ def encode(snap: EngineSnapshot) -> Encoded:
         ("calls.records", "arrow", _arrow(_call_records(snap.calls))),
         ("watchlist", "json", _json([watch_row(e) for e in snap.watch])),
         ("feedback", "json", _json([[name, *feedback_row(at, fb)] for name, at, fb in snap.feedback])),
+        ("registry.owners", "arrow", _arrow(pa.table({
+            "account": pa.array([a for a, _ in snap.owners], pa.large_string()),
+            "institution": pa.array([i for _, i in snap.owners], pa.large_string())}))),
     ]
     parts += [(name, "npy", _npy(arr)) for name, arr in snap.arrays.items()]
     led = snap.ledger
@@ -496,6 +501,12 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         feedback.append((row[0], *parse_feedback_row(row[1:], "part feedback")))
     caps: dict[str, int] = {str(k): _int(v, f"capacities.{k}") for k, v in meta["capacities"].items()}
     ledger = _ledger(parts, arrays)
+    owners: list[tuple[str, str]] = []
+    if "registry.owners" in parts:  # absent: a checkpoint of an earlier build
+        table = _column(parts, "registry.owners", pa.schema([pa.field("account", pa.large_string()),
+                                                             pa.field("institution", pa.large_string())]))
+        owners = list(zip(table.column("account").to_pylist(),
+                          table.column("institution").to_pylist(), strict=True))
     return EngineSnapshot(
         created_ms=header.created_ms,
         policy_version=header.policy_version,
@@ -512,6 +523,7 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
         event_seq=header.event_seq,
         feedback=feedback,
         ledger=ledger,
+        owners=owners,
     )
 
 

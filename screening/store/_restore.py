@@ -136,9 +136,15 @@ def restored_state(engine: Engine, snap: EngineSnapshot) -> tuple[RestoredState,
             snap.ledger, days=engine.settings.ledger.days, max_rows=engine.settings.ledger.max_rows,
             tz_offset_hours=engine.policy.params.timezone_offset_hours, n_accounts=len(accounts))
         notes += ledger_notes
+    owners: dict[str, str] = {}
+    for account, institution in snap.owners:
+        if not account or not institution or account not in accounts:
+            raise ValueError(f"registry.owners: entry ({account!r}, {institution!r}) names no "
+                             "known account or no institution")
+        owners[account] = institution
     core = Screener(state=state, graph=graph, graph_params=engine.graph_params,
                     graph_expiry_ms=engine.settings.graph.expiry_ms, recent=recent_rows,
-                    accounts=accounts, phones=phones, devices=devices)
+                    accounts=accounts, phones=phones, devices=devices, owners=owners)
     restored = RestoredState(
         core=core, decisions=decisions, calls=calls, watch=watch, feedback=feedback,
         ledger=ledger, journal_seq=snap.journal_seq, event_seq=snap.event_seq)

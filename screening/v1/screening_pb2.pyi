@@ -488,7 +488,7 @@ class FeedbackResponse(_message.Message):
     def __init__(self, accounts_changed: _Optional[int] = ..., payee_released: _Optional[bool] = ...) -> None: ...
 
 class AccountProfile(_message.Message):
-    __slots__ = ("account_id", "party_type", "opened_date", "last_active_date", "merchant_category", "payroll", "phone")
+    __slots__ = ("account_id", "party_type", "opened_date", "last_active_date", "merchant_category", "payroll", "phone", "institution")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PARTY_TYPE_FIELD_NUMBER: _ClassVar[int]
     OPENED_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -496,6 +496,7 @@ class AccountProfile(_message.Message):
     MERCHANT_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     PAYROLL_FIELD_NUMBER: _ClassVar[int]
     PHONE_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     party_type: PartyType
     opened_date: str
@@ -503,7 +504,8 @@ class AccountProfile(_message.Message):
     merchant_category: str
     payroll: bool
     phone: str
-    def __init__(self, account_id: _Optional[str] = ..., party_type: _Optional[_Union[PartyType, str]] = ..., opened_date: _Optional[str] = ..., last_active_date: _Optional[str] = ..., merchant_category: _Optional[str] = ..., payroll: _Optional[bool] = ..., phone: _Optional[str] = ...) -> None: ...
+    institution: str
+    def __init__(self, account_id: _Optional[str] = ..., party_type: _Optional[_Union[PartyType, str]] = ..., opened_date: _Optional[str] = ..., last_active_date: _Optional[str] = ..., merchant_category: _Optional[str] = ..., payroll: _Optional[bool] = ..., phone: _Optional[str] = ..., institution: _Optional[str] = ...) -> None: ...
 
 class UpsertAccountsRequest(_message.Message):
     __slots__ = ("accounts",)

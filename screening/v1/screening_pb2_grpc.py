@@ -166,7 +166,10 @@ class ScreeningServicer:
 
     def UpsertAccounts(self, request, context):
         """The account registry: what a bank knows of its customers (opening date, last activity before
-        the service saw the account, merchant, payroll, phone on file). Upserted whole per account.
+        the service saw the account, merchant, payroll, phone on file). Upserted whole per account,
+        all or nothing, by the institution that services it (AccountProfile.institution): a bank or
+        payment caller must be bound to an institution and writes its own customers' entries only
+        (PERMISSION_DENIED otherwise); an admin writes any.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

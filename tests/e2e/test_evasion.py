@@ -8,9 +8,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from screening.client import transaction, watch_entry
+from screening.client import ScreeningClient, transaction, watch_entry
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, recent, uid
+from tests.conftest import OTHER_BANK_TOKEN, Live, recent, uid
 
 OLD = "2015-01-05"
 
@@ -185,20 +185,102 @@ def test_a_payment_naming_an_older_opening_date_does_not_make_a_new_account_old(
     assert d.action == pb.ACTION_WARN
 
 
-@pytest.mark.xfail(strict=True, reason="open: the account registry has no owner per account, so "
-                   "any bank or payment institution may call any account a merchant (review, "
-                   "December); needs a design decision")
-def test_another_institution_cannot_make_a_mule_account_a_merchant(live: Live) -> None:
-    """UpsertAccounts from any bank or payment token (one bound to no institution included)
-    sets any account's registry profile: a merchant category makes a mule's account immune to
-    mule marks, and the next victim paying it is ALLOW instead of HOLD."""
-    mule = uid("mule")
-    pay = live.client("payment")
-    pay.stub.UpsertAccounts(pb.UpsertAccountsRequest(accounts=[pb.AccountProfile(
-        account_id=mule, merchant_category="5411")]), metadata=pay.metadata, timeout=10)
+def _upsert_refused(client: ScreeningClient, *profiles: pb.AccountProfile) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        client.upsert_accounts(profiles)
+    return info.value
+
+
+def _mule_marked_after_upsert(live: Live, mule: str, payee_institution: str = "BANK01") -> None:
+    """A victim's fraud-memo payment to ``mule`` is held, and the next victim's payment to it
+    is held as paying a suspected mule (the registry did not make it a merchant)."""
     fraud = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), mule, 500_000,
-                                         memo="转到安全账户", payer_opened=OLD, payee_opened=OLD))
+                                         memo="转到安全账户", payer_opened=OLD, payee_opened=OLD,
+                                         payee_institution=payee_institution))
     assert fraud.action == pb.ACTION_HOLD
     nxt = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), mule, 300_000,
+                                       payer_opened=OLD, payee_opened=OLD,
+                                       payee_institution=payee_institution))
+    assert "PAYS_SUSPECTED_MULE" in _codes(nxt), _codes(nxt)
+    assert nxt.action == pb.ACTION_HOLD
+
+
+def test_another_institution_cannot_make_a_mule_account_a_merchant(live: Live) -> None:
+    """UpsertAccounts from any bank or payment token (one bound to no institution included)
+    set any account's registry profile: a merchant category made a mule's account immune to
+    mule marks, and the next victim paying it was ALLOW instead of HOLD. Now an entry belongs
+    to the institution that services the account: a caller bound to no institution is refused
+    PERMISSION_DENIED, and nothing is recorded."""
+    mule = uid("mule")
+    err = _upsert_refused(live.client("payment"),
+                          pb.AccountProfile(account_id=mule, merchant_category="5411"))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not bound to an institution" in (err.details() or ""), err.details()
+    _mule_marked_after_upsert(live, mule)
+
+
+def test_a_profile_naming_another_institution_is_refused_and_nothing_applied(live: Live) -> None:
+    """BANK01 naming BANK02 as an account's institution is PERMISSION_DENIED naming the field;
+    the request is all or nothing: its valid first profile is not recorded either."""
+    mule, own = uid("mule"), uid("own")
+    err = _upsert_refused(live.bank,
+                          pb.AccountProfile(account_id=own, merchant_category="5411"),
+                          pb.AccountProfile(account_id=mule, merchant_category="5411",
+                                            institution="BANK02"))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (err.details() or "").startswith("accounts[1].institution:"), err.details()
+    _mule_marked_after_upsert(live, own)
+
+
+def test_a_bank_cannot_overwrite_another_banks_registry_entry(live: Live) -> None:
+    """BANK01 files its customer as a person; BANK02 then calling the same account a merchant
+    is PERMISSION_DENIED naming the account (its own new entries in the same request are not
+    recorded), and the account is still marked a mule. BANK01 may update its own entry."""
+    mule, other = uid("mule"), uid("other")
+    assert live.bank.upsert_accounts([pb.AccountProfile(
+        account_id=mule, party_type=pb.PARTY_TYPE_PERSON, opened_date=OLD)]).upserted == 1
+    bank02 = ScreeningClient(live.server.address, OTHER_BANK_TOKEN)
+    try:
+        err = _upsert_refused(bank02, pb.AccountProfile(account_id=other, merchant_category="5411"),
+                              pb.AccountProfile(account_id=mule, merchant_category="5411"))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert (err.details() or "").startswith("accounts[1].account_id:"), err.details()
+        # BANK02's own new account is its own (and was not recorded by the refused request)
+        assert bank02.upsert_accounts([pb.AccountProfile(account_id=other)]).upserted == 1
+    finally:
+        bank02.close()
+    assert live.bank.upsert_accounts([pb.AccountProfile(
+        account_id=mule, party_type=pb.PARTY_TYPE_PERSON, opened_date=OLD,
+        institution="BANK01")]).upserted == 1
+    _mule_marked_after_upsert(live, mule)
+
+
+def test_an_admin_writes_any_entry_and_names_its_owner(live: Live) -> None:
+    """An admin's profile without an institution is INVALID_ARGUMENT naming the field; one
+    naming BANK02 takes over BANK01's entry, which BANK01 may then no longer overwrite."""
+    account = uid("acct")
+    admin = live.client("admin")
+    err = _upsert_refused(admin, pb.AccountProfile(account_id=account))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.details() or "").startswith("accounts[0].institution:"), err.details()
+    assert live.bank.upsert_accounts([pb.AccountProfile(account_id=account)]).upserted == 1
+    assert admin.upsert_accounts([pb.AccountProfile(account_id=account,
+                                                    institution="BANK02")]).upserted == 1
+    err = _upsert_refused(live.bank, pb.AccountProfile(account_id=account))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_transaction_naming_another_institution_ignores_the_registry_entry(live: Live) -> None:
+    """BANK01 calls its account a merchant; a payment naming BANK02 as the payee's institution
+    does not take BANK01's word about it: a victim's fraud-memo payment marks it a mule, and the
+    next victim's payment is held. The same payments naming BANK01 are the merchant's (no mule
+    mark: ALLOW)."""
+    shop, mule = uid("shop"), uid("mule")
+    assert live.bank.upsert_accounts([pb.AccountProfile(account_id=a, merchant_category="5411")
+                                      for a in (shop, mule)]).upserted == 2
+    _mule_marked_after_upsert(live, mule, payee_institution="BANK02")
+    live.bank.screen(transaction(uid("t"), recent(20), uid("v"), shop, 500_000,
+                                 memo="转到安全账户", payer_opened=OLD, payee_opened=OLD))
+    nxt = live.bank.screen(transaction(uid("t"), recent(10), uid("v"), shop, 300_000,
                                        payer_opened=OLD, payee_opened=OLD))
-    assert "PAYS_SUSPECTED_MULE" in _codes(nxt)
+    assert "PAYS_SUSPECTED_MULE" not in _codes(nxt) and nxt.action == pb.ACTION_ALLOW, _codes(nxt)

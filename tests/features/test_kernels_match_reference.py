@@ -290,7 +290,7 @@ def events_strategy(draw: st.DrawFn, params: np.ndarray, n_accounts: int, n_phon
         if draw(st.integers(0, 9)) < 7:
             events.append(txn(
                 ts, draw(payer), draw(payee), draw(amounts),
-                flags=draw(st.integers(0, 511)),
+                flags=draw(st.integers(0, 2047)),
                 phone=draw(st.integers(-1, n_phones - 1)),
                 device=draw(st.integers(-1, n_devices - 1)),
                 opened_a=draw(OPENED), opened_b=draw(OPENED),

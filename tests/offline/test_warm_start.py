@@ -93,7 +93,8 @@ def test_replay_with_registry_and_outcomes_decides_as_the_live_server(tmp_path: 
             else pb.PARTY_TYPE_ORGANISATION,
             opened_date=str(r["opened_date"] or ""), last_active_date=str(r["last_active_date"] or ""),
             merchant_category=r["merchant_category"] or "", payroll=bool(r["payroll"]),
-            phone=r["phone"] or "") for r in registry.iter_rows(named=True)]
+            phone=r["phone"] or "", institution=r["institution"])
+            for r in registry.iter_rows(named=True)]
         admin.upsert_accounts(profiles)
         got = {}
         for req in to_requests(history):
@@ -132,3 +133,37 @@ def test_replayed_history_starts_a_server_warm(tmp_path: Path) -> None:
         assert live.police.query_account("acct-rented").known
     finally:
         _stop(live)
+
+
+def test_replay_ignores_a_registry_entry_that_a_transaction_contradicts(tmp_path: Path) -> None:
+    """Institution B files both payees as merchants. Payments naming C as the payee's
+    institution do not take B's word: a victim's fraud-memo payment marks that payee a mule and
+    the next victim's payment to it is held (PAYS_SUSPECTED_MULE); the same payments naming B
+    are a merchant's. As the live server decides (``Screener._foreign``)."""
+    old = dt.date(2015, 1, 5)
+    t = T0 + dt.timedelta(days=15)
+    rows = []
+    for payee, inst in (("acct-shop", "B"), ("acct-mule", "C")):
+        for k, memo in enumerate(("转到安全账户", None)):
+            rows.append(_row(
+                event_id=f"t-{payee}-{k}", kind="txn", event_time=t + dt.timedelta(minutes=10 * k),
+                payer_account=f"acct-victim-{payee}-{k}", payee_account=payee,
+                payer_party_type="person", payee_party_type="person", payer_opened_date=old,
+                payee_opened_date=old, amount_minor=500_000 - 200_000 * k, currency="CNY",
+                channel="mobile_app", cash=False, cross_border=False, payer_institution="B",
+                payee_institution=inst, memo=memo))
+        t += dt.timedelta(hours=1)
+    from screening.offline.events import conform
+    events = conform(pl.DataFrame(rows, infer_schema_length=None), "events")
+    path = tmp_path / "registry.csv"
+    path.write_text("account,institution,party_type,opened_date,last_active_date,merchant_category,"
+                    "payroll,phone\n"
+                    "acct-shop,B,person,2015-01-05,,5411,false,\n"
+                    "acct-mule,B,person,2015-01-05,,5411,false,\n", encoding="utf-8")
+    decided = replay(events, load_policy(), load_settings(), registry=read_registry(path)).decisions
+    codes = dict(zip(decided["event_id"], decided["reason_codes"], strict=True))
+    actions = dict(zip(decided["event_id"], decided["action"], strict=True))
+    assert actions["t-acct-mule-0"] == "HOLD" and actions["t-acct-shop-0"] == "HOLD"
+    assert "PAYS_SUSPECTED_MULE" in codes["t-acct-mule-1"], codes
+    assert actions["t-acct-mule-1"] == "HOLD"
+    assert "PAYS_SUSPECTED_MULE" not in codes["t-acct-shop-1"] and actions["t-acct-shop-1"] == "ALLOW"

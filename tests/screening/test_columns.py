@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from features.layout import EventCol, TxnFlag
 from features.state import FeatureState
 from screening.client import transaction
 from screening.config import load_settings
@@ -113,18 +114,26 @@ def _bare_screener() -> Screener:
 
 def test_batch_encoder_equals_one_row_at_a_time(stream_batches: list[pb.TransactionBatch]) -> None:
     """The vectorised encoder (batches) and the row encoder (one transaction) give the same
-    event rows and intern the same ids in the same order."""
+    event rows and intern the same ids in the same order, registry owners that the transactions
+    contradict (foreign flags) included."""
     conv = _conv()
     whole, single = _bare_screener(), _bare_screener()
+    # every other payee's registry entry belongs to another institution than the payments name
+    owners = {t.payee.account_id: ("ELSEWHERE" if i % 2 else t.payee.institution)
+              for b in stream_batches for i, t in enumerate(b.transactions) if t.payee.institution}
+    whole.owners, single.owners = dict(owners), dict(owners)
     near = NearLine.build(POLICY, SETTINGS)
+    foreign = 0
     for b in stream_batches:
         cols = conv.batch_columns(b)
         got = whole.encode_transactions(cols, POLICY, near)
         want = np.concatenate([single.encode_transactions(cols.take([i]), POLICY, near)
                                for i in range(len(cols))])
         np.testing.assert_array_equal(got, want)
+        foreign += int((got[:, EventCol.FLAGS] & TxnFlag.PAYEE_FOREIGN != 0).sum())
     for a, b in zip(whole.interners(), single.interners(), strict=True):
         assert a.names() == b.names()
+    assert foreign > 0
 
 
 def test_columnar_reply_names_each_decisions_policy() -> None:

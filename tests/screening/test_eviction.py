@@ -11,7 +11,7 @@ from screening.config import Settings, load_settings
 from screening.engine import Engine, Eviction
 from screening.errors import CapacityExceeded
 from screening.memory import plan_memory
-from screening.model import NEVER, CallInput, DecisionRecord, Party, TxnInput, WatchEntry
+from screening.model import NEVER, AccountProfile, CallInput, DecisionRecord, Party, TxnInput, WatchEntry
 from screening.policy import Policy, parse_policy
 from screening.store import MemoryStore, journal_writer, restore_engine, save_checkpoint
 from tests.store.conftest import assert_same_state
@@ -139,6 +139,22 @@ def test_a_recycled_id_inherits_no_relationship() -> None:
     engine.graph.check((len(engine.accounts), len(engine.phones), len(engine.devices)))
     stats = engine.stats()
     assert stats["accounts"] == 6 and stats["accounts_evicted"] == 4
+
+
+def test_an_evicted_account_takes_its_registry_entrys_owner_with_it() -> None:
+    """The owner of an evicted account's registry entry goes with the rest of its state: the
+    id, back later, is anyone's to file (the entry is gone too)."""
+    engine = engine_for(tiny(cap=8))
+    pay(engine, "A", "B", 0)
+    engine.upsert_accounts([AccountProfile("A", 1, None, None, "5411", False, "", "B1")],
+                           writer="B1")
+    assert engine.core.owners == {"A": "B1"}
+    for i, (x, y) in enumerate((("X1", "X2"), ("X3", "X4"), ("X5", "X6"), ("X7", "X8"))):
+        pay(engine, x, y, 10 + i)
+    assert engine.accounts.get("A") is None and engine.core.owners == {}
+    assert engine.upsert_accounts([AccountProfile("A", 1, None, None, "", False, "", "B2")],
+                                  writer="B2") == 1
+    assert engine.core.owners == {"A": "B2"}
 
 
 def test_a_flood_of_new_accounts_is_screened_at_the_cap_and_counted() -> None:

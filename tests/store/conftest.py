@@ -68,7 +68,7 @@ def full_state(engine: Engine, *, timings: bool = True) -> dict[str, object]:
     decisions = snap.decisions if timings else [replace(d, latency_us=0) for d in snap.decisions]
     out.update(accounts=snap.accounts, phones=snap.phones, devices=snap.devices,
                decisions=decisions, next_seq=snap.next_seq, calls=snap.calls,
-               watch=snap.watch, journal_seq=snap.journal_seq)
+               watch=snap.watch, journal_seq=snap.journal_seq, owners=snap.owners)
     led = snap.ledger
     assert led is not None
     out.update({"ledger.meta": led.meta, "ledger.days": led.days, "ledger.rows": led.rows,

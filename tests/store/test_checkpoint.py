@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from screening.engine import Engine
-from screening.errors import CheckpointError
+from screening.errors import CheckpointError, PermissionDenied
+from screening.model import AccountProfile
 from screening.store import (
     FORMAT_VERSION,
     FileStore,
@@ -66,6 +67,29 @@ def test_restored_engine_continues_exactly() -> None:
         (r.seq, r.action, r.reason_bits, r.features, d) for r, d in again]
     assert first[-1][1] is True
     assert_same_state(engine, restored, timings=False)
+
+
+def _profile(account: str, institution: str) -> AccountProfile:
+    return AccountProfile(account, 0, None, None, "5411", False, "", institution)
+
+
+def test_registry_owners_survive_a_checkpoint_and_an_earlier_builds_have_none() -> None:
+    """The owner of each registry entry is restored with it (another institution still cannot
+    overwrite it); a checkpoint without the registry.owners part (an earlier build) restores
+    every entry ownerless."""
+    engine = busy_engine(n=50)
+    engine.upsert_accounts([_profile("A1", "BANK01"), _profile("A2", "BANK02")])
+    store = MemoryStore()
+    save_checkpoint(engine, store)
+    restored = _restored(store)
+    assert restored.core.owners == {"A1": "BANK01", "A2": "BANK02"}
+    with pytest.raises(PermissionDenied, match=r"accounts\[0\]\.account_id"):
+        restored.upsert_accounts([_profile("A1", "BANK02")], writer="BANK02")
+    older = Engine(small_settings(), engine.policy)
+    restore_engine(older, reassembled(engine.snapshot(), {"registry.owners": ("", b"")}))
+    assert older.core.owners == {}
+    assert older.upsert_accounts([_profile("A1", "BANK02")], writer="BANK02") == 1
+    assert older.core.owners == {"A1": "BANK02"}
 
 
 def test_graph_switched_off_drops_the_checkpoints_graph_with_a_note() -> None:
