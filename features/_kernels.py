@@ -631,8 +631,11 @@ def _mule_level(sc: np.ndarray, e: int, ts: int) -> int:
 
 @helper
 def _suspect_mule(sc: np.ndarray, e: int, level: int, ts: int, params: np.ndarray) -> bool:
-    """Suspect ``e`` at ``level`` (the lower level wins); True when it was not suspected yet."""
-    if sc[e, SC_CLEARED_UNTIL] > ts:
+    """Suspect ``e`` at ``level`` (the lower level wins); True when it was not suspected yet.
+
+    Where a mule's money went (level 2 and beyond) never makes a protected victim a suspect: the
+    gang pays victims too (a brushing scam's "commission", a "refund" to keep them paying)."""
+    if sc[e, SC_CLEARED_UNTIL] > ts or (level >= 2 and sc[e, SC_VICTIM_UNTIL] > ts):
         return False
     cur = int(sc[e, SC_MULE_LEVEL]) if sc[e, SC_MULE_UNTIL] > ts else 0
     if cur == 0 or level < cur:

@@ -505,8 +505,8 @@ class _Account:
         return self.mule_level if self.mule_until > ts else 0
 
     def suspect(self, level: int, ts: int, mule_ms: int) -> bool:
-        """True when it was not suspected before."""
-        if self.cleared(ts):
+        """True when it was not suspected before (a protected victim is no hop's suspect)."""
+        if self.cleared(ts) or (level >= 2 and self.victim_until > ts):
             return False
         cur = self.mule_level if self.mule_until > ts else 0
         if cur == 0 or level < cur:

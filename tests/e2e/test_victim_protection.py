@@ -178,6 +178,18 @@ def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> Non
     assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(beyond)
 
 
+def test_money_a_mule_pays_back_to_its_victim_makes_the_victim_no_mule(live: Live) -> None:
+    """Gangs pay victims too (a brushing scam's "commission", a "refund" to keep them paying):
+    the protected victim receiving it is not where the mule's money went, and its own payments
+    are not stopped as a mule's."""
+    victim, _, safe, first = _stopped_victim(live)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    back = live.bank.screen(transaction(uid("t"), recent(30), safe, victim, 50_000, **AGED))
+    assert back.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(back)
+    rent = live.bank.screen(transaction(uid("t"), recent(10), victim, uid("landlord"), 300_000, **AGED))
+    assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(rent)
+
+
 def test_a_mule_at_the_counter_is_held_for_the_staff(live: Live) -> None:
     """Non-counter business is what is suspended: at a branch counter the payment is held."""
     _, _, safe, _ = _stopped_victim(live)
