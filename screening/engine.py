@@ -8,7 +8,11 @@ journal, queries and case input, and consistent snapshots for checkpoints.
 
 Single writer: one lock serialises every state change, so a decision is computed on a
 consistent state and a request either applies completely or not at all (validation happens
-before the lock, capacity is checked before anything is interned). No protobuf, no logging.
+before the lock, capacity is checked before anything is interned). A batch of more than
+BATCH_CHUNK new transactions is the exception: it is screened in chunks, in order, and other
+callers waiting for the lock go between two (``_Turns``), so a bulk load does not hold live
+payments back; what it promises instead is in ``Engine._screen_chunked``. No protobuf, no
+logging.
 """
 
 from __future__ import annotations
@@ -113,6 +117,10 @@ _CALL_FIELDS = {"duration_seconds": "duration_s", "outcome": "outcome",
 CENTRE_ACCOUNT, CENTRE_PHONE, CENTRE_TRANSACTION = "account_id", "phone_number", "transaction_id"
 # The graph stage runs in chunks of this many transactions, checking the latency budget between.
 _GRAPH_CHUNK = 256
+# A batch with more new transactions than this is screened in chunks of this many, the lock
+# handed to waiting callers between two (``_Turns``): a chunk holds it a few ms, so one
+# caller's bulk load cannot keep another's live payment waiting for the whole batch.
+BATCH_CHUNK = 512
 # While the detectors are skipped, their cost estimate halves this often (see _graph_cost).
 _GRAPH_HALF_LIFE_NS = 1_000_000_000
 # Rows kept written ahead of use per kind: an eighth of those in use, and at least this many.
@@ -190,6 +198,56 @@ class Eviction:
     relationships: int  # relationship-table entries removed with them
     edges: int  # graph edges dropped with them
     seconds: float
+
+
+class _Turns:
+    """The engine's lock, with turns: a batch screened in chunks lets whoever waits go first.
+
+    ``with turns:`` takes the lock as a plain ``threading.Lock`` does, counting the callers
+    that arrive and those that get in. Between two chunks a batch calls ``yield_turn``: when
+    callers are waiting it releases the lock, waits until every caller that had arrived by then
+    has got in (later arrivals do not extend the wait, so a steady stream of small requests
+    cannot starve the batch), and takes the lock back. Python's lock is not fair: a batch that
+    only released and re-took it would mostly get it straight back.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = threading.Condition(threading.Lock())
+        self._arrived = 0
+        self._entered = 0
+
+    def __enter__(self) -> None:
+        with self._count:
+            self._arrived += 1
+        self._lock.acquire()
+        with self._count:
+            self._entered += 1
+            self._count.notify_all()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @property
+    def waiting(self) -> int:
+        """Callers that have arrived and not yet got in."""
+        return self._arrived - self._entered
+
+    def yield_turn(self) -> int:
+        """Let the callers waiting now take the lock first (called holding it; returns holding
+        it); returns the ns it was away (0: nobody was waiting)."""
+        with self._count:
+            owed = self._arrived
+            if self._entered >= owed:  # nobody waiting: carry on holding it
+                return 0
+        away = time.perf_counter_ns()
+        self._lock.release()
+        try:
+            with self._count:
+                self._count.wait_for(lambda: self._entered >= owed)
+        finally:
+            self._lock.acquire()
+        return time.perf_counter_ns() - away
 
 
 class _Prefiller(threading.Thread):
@@ -343,6 +401,19 @@ class _Replayed:
         return None
 
 
+@dataclass(slots=True)
+class _Step:
+    """What one batch is decided with, taken once when it starts (a policy swap between two of
+    its chunks applies from the next request): the policy, its near-line, the features to
+    compute, the shadow policies, and the graph gate."""
+
+    policy: Policy
+    near_line: NearLine
+    reads: np.ndarray | None
+    shadows: tuple[Policy, ...]
+    gate: _GraphBudget | _Replayed
+
+
 # One remembered call: (call_id, caller, callee, record at ring, record at hang-up, scope).
 CallEntry = tuple[str, str, str, CallRecord | None, CallRecord | None, str]
 
@@ -460,7 +531,11 @@ class Engine:
         # _graph_cost), and when it was last measured
         self.graph_ns_per_txn = 50_000.0
         self._graph_measured_ns = time.perf_counter_ns()
-        self._lock = threading.Lock()
+        self._lock = _Turns()
+        # The new transaction ids of the batches being screened in chunks, by scope, each to
+        # the batch's "done" event: a request of that scope naming one waits for the batch to
+        # finish (then it is a duplicate or a conflict, as if it came after the whole batch)
+        self._pending: dict[str, dict[str, threading.Event]] = {}
         # Watchlist durability: ``journal`` (when set) records each change before it applies;
         # ``journal_seq`` is the last journal entry applied. Updates are serialised by
         # ``_watch_lock`` so the journal's order is the order of application.
@@ -646,15 +721,23 @@ class Engine:
         Conflict naming the field (``transactions[i].`` in front when ``batch``) and nothing
         changes. The same id twice in ``txns`` is held to the same rule. Returns (record,
         duplicate) per input.
+
+        More than BATCH_CHUNK new transactions are screened in chunks, in order, and callers
+        waiting for the lock go between two (``_screen_chunked``).
         """
         t0 = time.perf_counter_ns()
         if isinstance(txns, TxnColumns):
             cols, prints = txns, fingerprints(txns)
         else:
             cols, prints = TxnColumns.from_inputs(txns), [fingerprint(t) for t in txns]
-        with self._lock:
-            out = self._screen(cols, scope, batch, prints, t0, None)
-            written = self.event_seq
+        while True:
+            with self._lock:
+                busy = self._pending_in(scope, cols.transaction_id)
+                if busy is None:
+                    out = self._screen(cols, scope, batch, prints, t0, None)
+                    written = self.event_seq
+                    break
+            busy.wait()  # a batch in chunks holds one of these ids: after it, as if serial
         if self.events is not None and not self.events.wait(written):
             # a duplicate, too, waits for its original; not kept: say so in the answer (the
             # remembered record stays as decided, as the journal entry re-applies it)
@@ -736,52 +819,39 @@ class Engine:
                                      f"transactions[{j}]")
         return out, todo, first
 
+    def _pending_in(self, scope: str, tids: Sequence[str]) -> threading.Event | None:
+        """The "done" event of a batch in chunks of ``scope`` holding one of ``tids``, if any."""
+        pending = self._pending.get(scope)
+        if not pending:
+            return None
+        return next((pending[t] for t in tids if t in pending), None)
+
     def _screen(self, txns: TxnColumns, scope: str, batch: bool, prints: list[bytes],
                 t0: int, replay: JournalEvent | None) -> list[tuple[DecisionRecord, bool]]:
-        """``screen`` under the lock; ``replay``: a journalled batch re-applied."""
+        """``screen`` under the lock; ``replay``: a journalled batch re-applied.
+
+        Which transactions are new, and every refusal (Conflict), is decided for the whole
+        batch first; then the new ones are screened in one piece, or in chunks (``BATCH_CHUNK``)
+        when there are many and all of them fit within the caps without evicting (near a cap a
+        batch stays all or nothing).
+        """
         locked = time.perf_counter_ns()  # the graph's budget starts here, not in the queue
         out, todo, first = self._known(txns, scope, batch, prints)
         if todo:
             batch_in = txns if len(todo) == len(txns) else txns.take(todo)
-            self._reserve(batch_in)
-            core = self.core
-            policy, near_line = (self.policy, self.near_line) if replay is None \
-                else self._replay_policy(replay)
-            ev = core.encode_transactions(batch_in, policy, near_line)
-            # a relationship, and a remembered stop, per transaction at most
-            self._bound_pairs(2 * len(batch_in))
-            seq0 = self.decisions.next_seq
-            gate: _GraphBudget | _Replayed = (_GraphBudget(self, locked, len(todo))
-                                              if replay is None
-                                              else _Replayed(replay.graph_skipped))
-            # only the features a rule reads: a decision shows no others
-            done = core.screen(ev, np.arange(seq0, seq0 + len(todo), dtype=np.int64),
-                               policy, gate=gate, remember=True, all_features=False,
-                               reads=self._reads)
-            feat, dec, degraded = done.features, done.decisions, done.degraded
-            if self.shadows and self.on_shadow is not None and replay is None:
-                self.on_shadow(batch_in.rows(), dec, self.policy.version,
-                               [decide_rows(s.txn_table, feat) for s in self.shadows])
+            new_prints = [prints[i] for i in todo] if first else prints
             if replay is None:
-                latency_us = (time.perf_counter_ns() - t0) // 1000
-                unsaved = not self.store_ok
-                if self.events is not None:
-                    self._journal_event(JournalEvent(
-                        kind="txn", scope=scope, policy_version=policy.version,
-                        watch_seq=self.journal_seq, latency_us=latency_us, unsaved=unsaved,
-                        graph_skipped=tuple(degraded.tolist()), txns=batch_in))
+                step = _Step(self.policy, self.near_line, self._reads, self.shadows,
+                             _GraphBudget(self, locked, len(todo)))
             else:
-                latency_us, unsaved = replay.latency_us, replay.unsaved
-            if unsaved:
-                self.unsaved_decisions += len(todo)
-            records = self._records(batch_in, [prints[i] for i in todo] if first else prints,
-                                    feat, dec, latency_us, degraded, unsaved, scope, policy)
-            add = self.decisions.add
+                policy, near_line = self._replay_policy(replay)
+                step = _Step(policy, near_line, self._reads, (), _Replayed(replay.graph_skipped))
+            if replay is None and len(todo) > BATCH_CHUNK and self._cannot_overflow(batch_in):
+                records = self._screen_chunked(batch_in, new_prints, scope, step, t0)
+            else:
+                records = self._screen_rows(batch_in, new_prints, scope, step, t0, replay)
             for i, rec in zip(todo, records, strict=True):
-                add(rec)
                 out[i] = (rec, False)
-            self._actions[np.arange(seq0, seq0 + len(todo)) % self._actions.size] = dec[:, 0]
-            self.ledger.append(ev, seq0, batch_in)
         if first:
             for i, tid in enumerate(txns.transaction_id):
                 if out[i] is None:
@@ -789,6 +859,86 @@ class Engine:
                     assert first_rec is not None
                     out[i] = (first_rec[0], True)
         return out  # type: ignore[return-value]
+
+    def _screen_chunked(self, txns: TxnColumns, prints: list[bytes], scope: str, step: _Step,
+                        t0: int) -> list[DecisionRecord]:
+        """Screen new transactions ``txns`` (distinct ids, none remembered) BATCH_CHUNK at a
+        time, in order, letting waiting callers take the lock between two chunks.
+
+        Each chunk is one journal entry, written at its place among the other requests' (a
+        restart re-applies them in the order they were decided, so replay equals live); the
+        batch stays one audit item and one answer. Its ids are held pending meanwhile, so no
+        request of the same scope can take one of them between two chunks (``screen`` makes it
+        wait): a batch never turns into a Conflict half-way. Time away from the lock is added
+        to the graph's budget (it was not the graph's). The batch fitted every cap when it
+        started; a chunk still refused (CapacityExceeded: requests between two chunks filled a
+        cap with entities that may not be evicted), or one that raises for a bug, leaves the
+        chunks before it applied: a retry answers those as duplicates.
+        """
+        done = threading.Event()
+        mine = dict.fromkeys(txns.transaction_id, done)
+        pending = self._pending.setdefault(scope, {})
+        pending.update(mine)
+        n = len(txns)
+        records: list[DecisionRecord] = []
+        try:
+            for start in range(0, n, BATCH_CHUNK):
+                if start:
+                    away = self._lock.yield_turn()
+                    if isinstance(step.gate, _GraphBudget):
+                        step.gate.deadline += away
+                stop = min(n, start + BATCH_CHUNK)
+                records += self._screen_rows(txns.slice(start, stop), prints[start:stop], scope,
+                                             step, t0, None)
+        finally:
+            pending = self._pending.get(scope, {})
+            for tid in mine:
+                pending.pop(tid, None)
+            if not pending:
+                self._pending.pop(scope, None)
+            done.set()
+        return records
+
+    def _screen_rows(self, batch_in: TxnColumns, prints: list[bytes], scope: str, step: _Step,
+                     t0: int, replay: JournalEvent | None) -> list[DecisionRecord]:
+        """Screen new transactions ``batch_in`` in one piece under the lock: room at the caps,
+        the core's step, the shadows, one journal entry, the records, the ledger."""
+        self._reserve(batch_in)
+        core = self.core
+        policy = step.policy
+        n = len(batch_in)
+        ev = core.encode_transactions(batch_in, policy, step.near_line)
+        # a relationship, and a remembered stop, per transaction at most
+        self._bound_pairs(2 * n)
+        seq0 = self.decisions.next_seq
+        # only the features a rule reads: a decision shows no others
+        done = core.screen(ev, np.arange(seq0, seq0 + n, dtype=np.int64),
+                           policy, gate=step.gate, remember=True, all_features=False,
+                           reads=step.reads)
+        feat, dec, degraded = done.features, done.decisions, done.degraded
+        if step.shadows and self.on_shadow is not None:
+            self.on_shadow(batch_in.rows(), dec, policy.version,
+                           [decide_rows(s.txn_table, feat) for s in step.shadows])
+        if replay is None:
+            latency_us = (time.perf_counter_ns() - t0) // 1000
+            unsaved = not self.store_ok
+            if self.events is not None:
+                self._journal_event(JournalEvent(
+                    kind="txn", scope=scope, policy_version=policy.version,
+                    watch_seq=self.journal_seq, latency_us=latency_us, unsaved=unsaved,
+                    graph_skipped=tuple(degraded.tolist()), txns=batch_in))
+        else:
+            latency_us, unsaved = replay.latency_us, replay.unsaved
+        if unsaved:
+            self.unsaved_decisions += n
+        records = self._records(batch_in, prints, feat, dec, latency_us, degraded, unsaved,
+                                scope, policy)
+        add = self.decisions.add
+        for rec in records:
+            add(rec)
+        self._actions[np.arange(seq0, seq0 + n) % self._actions.size] = dec[:, 0]
+        self.ledger.append(ev, seq0, batch_in)
+        return records
 
     @staticmethod
     def _conflict(i: int, batch: bool, differs: str, earlier: str = "") -> Conflict:
@@ -799,14 +949,19 @@ class Engine:
     def _reserve(self, batch: TxnColumns) -> None:
         """Make room, before anything is interned, for the new entities of ``batch``: at a cap,
         the coldest entities of that kind are evicted (``_room``)."""
-        m = self.memory
-        n = len(batch)
-        if (self.accounts.live + 2 * n <= m.max_accounts and self.phones.live + 2 * n <= m.max_phones
-                and self.devices.live + n <= m.max_devices):
-            return  # cannot overflow whatever is new
+        if self._cannot_overflow(batch):
+            return
         self._room(ENTITY_ACCOUNT, set(batch.payer_account) | set(batch.payee_account))
         self._room(ENTITY_PHONE, (set(batch.payer_phone) | set(batch.payee_phone)) - {""})
         self._room(ENTITY_DEVICE, set(batch.device_id) - {""})
+
+    def _cannot_overflow(self, batch: TxnColumns) -> bool:
+        """Whether ``batch`` fits within every entity cap whatever of it is new."""
+        m = self.memory
+        n = len(batch)
+        return (self.accounts.live + 2 * n <= m.max_accounts
+                and self.phones.live + 2 * n <= m.max_phones
+                and self.devices.live + n <= m.max_devices)
 
     def _room(self, kind: int, keys: set[str]) -> None:
         """Room for the entities of ``keys`` (of ``kind``) not known yet, within the cap.

@@ -132,6 +132,10 @@ class TxnColumns:
         """The transactions at ``idx``, in that order."""
         return TxnColumns(*([col[i] for i in idx] for col in self._columns()))
 
+    def slice(self, start: int, stop: int) -> TxnColumns:
+        """The transactions ``start`` to ``stop`` (a view's cost: list slices)."""
+        return TxnColumns(*(col[start:stop] for col in self._columns()))
+
     def _columns(self) -> tuple[list, ...]:  # type: ignore[type-arg]
         return tuple(getattr(self, name) for name in _COLUMNS)
 

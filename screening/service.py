@@ -224,8 +224,9 @@ class ScreeningService(pb_grpc.ScreeningServicer):
     @_rpc
     def ScreenBatch(self, request: pb.TransactionBatch, context: grpc.ServicerContext
                     ) -> pb.DecisionBatch:
-        """Columns from the request to the reply: one audit item, one journal entry and one
-        ledger append per batch; a Decision message per transaction only for the classic reply."""
+        """Columns from the request to the reply: one audit item per batch, one journal entry
+        and one ledger append per chunk the engine screens it in (``Engine.screen``); a Decision
+        message per transaction only for the classic reply."""
         t0 = time.perf_counter_ns()
         txns = self.conv.batch_columns(request)
         recs, dups, _ = self.screen_columns(txns, self._caller(context), "ScreenBatch")

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -277,3 +278,58 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
     proc.start()
     yield proc
     proc.stop()
+
+
+# ---------------------------------------------------------------- a request cutting into a batch
+class CutIn:
+    """Orders a single-transaction request between the chunks of a batch, without timing.
+
+    Installed on an engine (its ``_screen_rows``, the step every chunk and every request goes
+    through): when the batch's first chunk has been screened, ``request`` starts in a thread,
+    and the chunk returns only once that request waits for the engine's lock (nothing else may
+    take the lock meanwhile: the engine's prefiller must be stopped); the batch's next chunk,
+    once the request was screened, waits until ``request`` returned (it needs no lock by then).
+    ``order`` records "chunk", "cut in" (the request screened) and "answered" (returned).
+    """
+
+    def __init__(self, engine: Any, request: Callable[[], object], timeout_s: float = 60.0) -> None:
+        self.engine = engine
+        self.request = request
+        self.timeout_s = timeout_s
+        self.order: list[str] = []
+        self.answered = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self._inner = engine._screen_rows
+        engine._screen_rows = self._screen_rows
+
+    def _screen_rows(self, batch_in: Any, *args: Any) -> Any:
+        if len(batch_in) == 1:
+            self.order.append("cut in")
+            return self._inner(batch_in, *args)
+        if self.order.count("chunk") == 1 and "cut in" in self.order:
+            self.answered.wait(self.timeout_s)  # the request passed the engine: it returns
+        self.order.append("chunk")
+        out = self._inner(batch_in, *args)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+            deadline = time.monotonic() + self.timeout_s
+            while (self.engine._lock.waiting == 0 and not self.answered.is_set()
+                   and time.monotonic() < deadline):
+                time.sleep(0.001)
+        return out
+
+    def _run(self) -> None:
+        try:
+            self.request()
+        except BaseException as exc:  # re-raised in the test by join()
+            self.error = exc
+        self.order.append("answered")
+        self.answered.set()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join(self.timeout_s)
+        if self.error is not None:
+            raise self.error

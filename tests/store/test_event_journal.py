@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from screening import engine as engine_module
 from screening.config import ServerSettings
 from screening.engine import Engine, JournalEvent
 from screening.errors import CheckpointError, StoreUnavailable
@@ -30,6 +31,7 @@ from screening.store import (
     restore_engine,
     save_checkpoint,
 )
+from tests.conftest import CutIn
 from tests.store.conftest import T0, assert_same_state, busy_txn, small_settings
 
 
@@ -276,3 +278,40 @@ def test_a_decision_whose_event_was_not_written_is_answered_degraded() -> None:
     stuck.release.set()
     first.join()
     writer.close()
+
+
+def test_a_batch_in_chunks_with_a_payment_between_them_restores_to_the_same_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch screened in chunks with another caller's payment screened between two of them:
+    a journal entry per chunk, in the order decided, and a restore equals the live engine."""
+    monkeypatch.setattr(engine_module, "BATCH_CHUNK", 8)
+    store = MemoryStore()
+    live = _engine()
+    writer = _attach(live, store)
+    _traffic(live, 0, 40)
+    seq0 = live.event_seq
+    cut = CutIn(live, lambda: live.screen([busy_txn(999)], scope="another bank"))
+    live.screen([busy_txn(i) for i in range(40, 80)], batch=True)
+    cut.join()
+    writer.close()
+    assert cut.order[:3] == ["chunk", "cut in", "answered"] and cut.order.count("chunk") == 5
+    assert live.event_seq == seq0 + 6  # five chunks and the payment
+
+    again = _engine()
+    restore_engine(again, store)
+    assert_same_state(live, again)
+
+
+def test_a_request_naming_a_transaction_of_a_batch_in_chunks_waits_for_the_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same institution sends, between two chunks of its batch, a payment the batch holds
+    further on: it is answered once the batch is done, as the batch's duplicate (and a
+    different payment under that id would be a Conflict then, never half a batch)."""
+    monkeypatch.setattr(engine_module, "BATCH_CHUNK", 8)
+    engine = _engine()
+    got: list[tuple[object, bool]] = []
+    cut = CutIn(engine, lambda: got.extend(engine.screen([busy_txn(37)])))
+    batch = engine.screen([busy_txn(i) for i in range(40)], batch=True)
+    cut.join()
+    assert cut.order == ["chunk"] * 5 + ["answered"]  # it never went between the chunks
+    assert got == [(batch[37][0], True)]
