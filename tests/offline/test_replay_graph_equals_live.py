@@ -25,10 +25,11 @@ from screening.offline.schema import CALL_OUTCOMES, CHANNELS, NUMBER_CLASSES, PA
 from screening.offline.synth import SynthConfig, generate
 from screening.policy import ACTION_NAMES, default_policy_text, parse_policy
 
+# as few probe rules as the conditions per rule allow: the default policy leaves few rule slots
 ALWAYS = "".join(
     f'\n[[rule]]\ncode = "GRAPH_PROBE_{i}"\nmessage = "probe"\naction = "ALLOW"\nwhen = ['
-    + ", ".join(f'"{name} >= 0"' for name in GRAPH_FEATURES[i * 8:(i + 1) * 8]) + "]\n"
-    for i in range(-(-len(GRAPH_FEATURES) // 8)))
+    + ", ".join(f'"{name} >= 0"' for name in GRAPH_FEATURES[i * fk.MAX_COND:(i + 1) * fk.MAX_COND]) + "]\n"
+    for i in range(-(-len(GRAPH_FEATURES) // fk.MAX_COND)))
 
 
 def _proto(row: dict[str, object]):
