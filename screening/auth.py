@@ -417,9 +417,12 @@ class FailureThrottle:
 
     ``max_failures`` failures within ``block_s`` block the address for ``block_s``; each further
     block of the same address lasts twice as long, up to an hour (the count of blocks is
-    forgotten an hour after the last one ends). A blocked address is refused whatever token it
-    sends, so guessing learns nothing while blocked. At most ``max_addresses`` are remembered
-    (the least recently failing go first), so a flood of addresses cannot grow memory.
+    forgotten an hour after the last one ends). A blocked address's wrong tokens are refused
+    RESOURCE_EXHAUSTED, unlogged in the audit trail. A valid token is served from a blocked
+    address all the same: callers behind one NAT or proxy share its address, and one guesser
+    must not stop another institution's payments (a token is 256 random bits: no guess finds
+    one). At most ``max_addresses`` are remembered (the least recently failing go first), so a
+    flood of addresses cannot grow memory.
     """
 
     MAX_BLOCK_S = 3600.0

@@ -7,10 +7,11 @@ parsed, and bytes that are not the method's message answer INVALID_ARGUMENT nami
 was looked at, and on a stream then finished the call twice over, which left SIGTERM waiting
 for it forever.) Each handler runs in its method's lane (``screening.lanes``).
 
-Before decoding, a handler refuses an address the FailureThrottle blocks (a valid token from it
-included). After decoding, a unary call whose deadline leaves less time than the method is
-expected to take (``ServiceTime``) is refused DEADLINE_EXCEEDED before it touches any state,
-instead of being answered after its caller gave up.
+A caller that got here has a valid token (``screening.auth``): the failed-token throttle blocks
+an address's wrong tokens, not the valid callers behind the same address. After decoding, a
+unary call whose deadline leaves less time than the method is expected to take
+(``ServiceTime``) is refused DEADLINE_EXCEEDED before it touches any state, instead of being
+answered after its caller gave up.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from screening.auth import FailureThrottle
 from screening.errors import DeadlineUnmeetable, InvalidRequest, ScreeningError
 from screening.lanes import Lane, Lanes, RefusalLog
 from screening.metrics import Metrics
@@ -80,8 +80,7 @@ class ServiceTime:
         return self
 
 
-def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes,
-                          throttle: FailureThrottle | None, log: Any,
+def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes, log: Any,
                           refusals: RefusalLog, metrics: Metrics | None = None) -> None:
     """Register ``servicer``'s methods (a ScreeningServicer) on ``server``, each in its lane."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
@@ -90,7 +89,7 @@ def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes,
         request_cls = getattr(pb, method.input_type.name)
         response_cls = getattr(pb, method.output_type.name)
         impl = getattr(servicer, method.name)
-        gate = _Gate(method, request_cls, throttle, log, refusals, lane.name, metrics)
+        gate = _Gate(method, request_cls, log, refusals, lane.name, metrics)
         behavior: Callable[..., Any]
         if method.client_streaming and method.server_streaming:
             behavior = gate.stream(impl)
@@ -120,13 +119,11 @@ def _items(request: Message) -> int:
 class _Gate:
     """What every call of one method passes before the servicer sees it."""
 
-    def __init__(self, method: MethodDescriptor, request_cls: type[Message],
-                 throttle: FailureThrottle | None, log: Any, refusals: RefusalLog,
-                 lane: str, metrics: Metrics | None = None) -> None:
+    def __init__(self, method: MethodDescriptor, request_cls: type[Message], log: Any,
+                 refusals: RefusalLog, lane: str, metrics: Metrics | None = None) -> None:
         self.name = method.name
         self.metrics = metrics
         self.request_cls = request_cls
-        self.throttle = throttle
         self.log = log
         self.refusals = refusals
         self.lane = lane
@@ -147,16 +144,6 @@ class _Gate:
             raise InvalidRequest(where, f"cannot be decoded as {self.request_cls.DESCRIPTOR.full_name} "
                                         "(not a protobuf message of that type)") from None
 
-    def _admit(self, context: grpc.ServicerContext) -> None:
-        """Refuse a blocked address whatever its token."""
-        if self.throttle is None:
-            return
-        peer = context.peer()
-        refusal = self.throttle.refusal(peer)
-        if refusal is not None:
-            self.log.info("access_denied", method=self.name, outcome="throttled", role="", peer=peer)
-            context.abort(refusal.code, str(refusal))
-
     def _abort(self, context: grpc.ServicerContext, exc: ScreeningError) -> None:
         if isinstance(exc, DeadlineUnmeetable):
             self.refusals.note(self.lane, "deadline", str(exc))
@@ -169,7 +156,6 @@ class _Gate:
     def unary(self, impl: Callable[[Message, grpc.ServicerContext], Any]
               ) -> Callable[[bytes, grpc.ServicerContext], Any]:
         def behavior(raw: bytes, context: grpc.ServicerContext) -> Any:
-            self._admit(context)
             try:
                 request = self._decode(raw, "request")
                 items = _items(request)
@@ -198,7 +184,6 @@ class _Gate:
     def stream(self, impl: Callable[[Iterator[Message], grpc.ServicerContext], Any]
                ) -> Callable[[Iterator[bytes], grpc.ServicerContext], Any]:
         def behavior(raws: Iterator[bytes], context: grpc.ServicerContext) -> Any:
-            self._admit(context)
 
             def decoded() -> Iterator[Message]:
                 for n, raw in enumerate(raws):

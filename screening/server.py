@@ -459,7 +459,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     service = ScreeningService(engine, converter, authenticator, masker, service_log,
                                log_every_decision=settings.log.level.lower() == "debug",
                                metrics=metrics, audit=audit)
-    add_screening_service(server, service, lanes, throttle, service_log, refusals, metrics)
+    add_screening_service(server, service, lanes, service_log, refusals, metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     bind_port = settings.server.port if port is None else port
