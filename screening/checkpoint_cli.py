@@ -14,8 +14,8 @@ _DESCRIPTION = """\
 Print the header of the latest checkpoint in a store: when it was written, its format and
 policy version, how many accounts, phone numbers, devices, relationships, graph edges,
 remembered decisions, calls, watchlist entries and report-ledger transactions it holds, its
-size, and how many watchlist changes the journal holds beyond it (those are applied on top at
-start).
+size, and how many watchlist changes, feedback and registry updates the journal holds beyond
+it (those are applied on top at start).
 
 The store is the one [storage] names (config file or SCREENING_STORAGE__* environment), or
 the one given here. Reading does not change the store and is safe while a server runs.
@@ -136,7 +136,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         ("calls", f"{c.get('calls', 0):,}"),
         ("watchlist", f"{c.get('watchlist', 0):,} entries"),
         ("ledger", f"{c.get('ledger_rows', 0):,} transactions in the report ledger"),
-        ("journal", f"{pending} watchlist change(s) after this checkpoint (applied at start); "
+        ("journal", f"{pending} watchlist change(s), feedback and registry update(s) after this "
+                    "checkpoint (applied at start); "
                     f"includes up to #{header.journal_seq}"),
         ("events", f"{len(events)} accepted request(s) after this checkpoint in the event journal "
                    f"(re-applied at start); includes up to #{header.event_seq}"),

@@ -98,7 +98,7 @@ from screening.policy import ACTION_NAMES, ACTIONS, Policy
 
 __all__ = ["CENTRE_ACCOUNT", "CENTRE_PHONE", "CENTRE_TRANSACTION", "CallEntry", "CallState",
            "DecisionLog", "Engine", "EngineSnapshot", "EventLog", "Eviction", "JournalEvent",
-           "RestoredState", "WatchJournal",
+           "RegistryJournal", "RestoredState", "WatchJournal",
            "WatchlistChange"]
 
 _ORGANISATION = 2  # proto PartyType
@@ -346,6 +346,8 @@ ShadowSink = Callable[[Sequence[TxnInput], np.ndarray, str, list[np.ndarray]], N
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
 # The same for feedback: (when, what) -> journal sequence number.
 FeedbackJournal = Callable[[int, Feedback], int]
+# The same for an account-registry update (the profiles, owners included).
+RegistryJournal = Callable[[Sequence[AccountProfile]], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,11 +538,14 @@ class Engine:
         # the batch's "done" event: a request of that scope naming one waits for the batch to
         # finish (then it is a duplicate or a conflict, as if it came after the whole batch)
         self._pending: dict[str, dict[str, threading.Event]] = {}
-        # Watchlist durability: ``journal`` (when set) records each change before it applies;
-        # ``journal_seq`` is the last journal entry applied. Updates are serialised by
-        # ``_watch_lock`` so the journal's order is the order of application.
+        # Watchlist, feedback and registry durability: ``journal`` (when set) records each
+        # watchlist change before it applies, ``feedback_journal`` and ``registry_journal``
+        # (same journal, same numbering) each verdict and registry update; ``journal_seq`` is
+        # the last journal entry applied. Updates are serialised by ``_watch_lock`` so the
+        # journal's order is the order of application.
         self.journal: WatchJournal | None = None
         self.feedback_journal: FeedbackJournal | None = None
+        self.registry_journal: RegistryJournal | None = None
         # keeps a policy's text where the journals are before it decides anything (a restart
         # re-applies journalled decisions under it); raises when it cannot: no swap then
         self.policy_keeper: Callable[[Policy], None] | None = None
@@ -1428,36 +1433,75 @@ class Engine:
         ``writer``: the institution whose entries the caller may overwrite (None: any, an
         admin); an entry another institution owns raises PermissionDenied naming the account.
         An entry no institution owns yet (new, or from a build before owners) is anyone's.
+
+        With a ``registry_journal`` attached the update is written there after the checks and
+        before it applies, outside the state lock, as a watchlist change is (the caps can be
+        overshot the same way); when that raises (the store is down) nothing has changed.
         """
-        with self._lock:
-            owners = self.core.owners
-            if writer is not None:
-                for i, p in enumerate(profiles):
-                    owner = owners.get(p.account_id)
-                    if owner is not None and owner != writer:
-                        raise PermissionDenied(f"accounts[{i}].account_id: its registry entry "
-                                               "belongs to another institution")
-            self._room(ENTITY_ACCOUNT, {p.account_id for p in profiles})
-            self._room(ENTITY_PHONE, {p.phone for p in profiles if p.phone})
-            for p in profiles:
-                idx = self.accounts.intern(p.account_id)
-                phone = self.phones.intern(p.phone) if p.phone else -1
-                self._ensure(new_pairs=0)
-                bits = Memory.PROFILE_KNOWN
-                if p.merchant_category:
-                    bits |= Memory.PROFILE_MERCHANT
-                if p.payroll:
-                    bits |= Memory.PROFILE_PAYROLL
-                if p.party_type == _ORGANISATION:
-                    bits |= Memory.PROFILE_ORGANISATION
-                self.state.set_account_profile(idx, opened_ms=p.opened_ms,
-                                               last_active_ms=p.last_active_ms, profile=bits,
-                                               phone=phone)
-                if p.institution:
-                    owners[p.account_id] = p.institution
-                else:
-                    owners.pop(p.account_id, None)
+        with self._watch_lock:
+            if self.registry_journal is None:
+                with self._lock:
+                    self._check_registry(profiles, writer)
+                    self._apply_registry(profiles)
+                return len(profiles)
+            with self._lock:
+                self._check_registry(profiles, writer)
+            seq = self.registry_journal(profiles)
+            with self._lock:
+                self._apply_registry(profiles)
+                self.journal_seq = seq
         return len(profiles)
+
+    def apply_registry_journal(self, seq: int, profiles: Sequence[AccountProfile]) -> bool:
+        """Re-apply journal entry ``seq`` (a registry update) on restore, or on a live server
+        catching up; False when the state already includes it. Ownership is not checked again
+        (the entry was accepted); at a cap room is made first, and when none can be the entry
+        is applied anyway (as ``apply_journal``)."""
+        with self._watch_lock, self._lock:
+            if seq <= self.journal_seq:
+                return False
+            with contextlib.suppress(CapacityExceeded):
+                self._registry_room(profiles)
+            self._apply_registry(profiles)
+            self.journal_seq = seq
+            return True
+
+    def _check_registry(self, profiles: Sequence[AccountProfile], writer: str | None) -> None:
+        """Refuse (PermissionDenied) an entry ``writer`` may not overwrite; make room at the caps
+        (CapacityExceeded when none can be made)."""
+        if writer is not None:
+            owners = self.core.owners
+            for i, p in enumerate(profiles):
+                owner = owners.get(p.account_id)
+                if owner is not None and owner != writer:
+                    raise PermissionDenied(f"accounts[{i}].account_id: its registry entry "
+                                           "belongs to another institution")
+        self._registry_room(profiles)
+
+    def _registry_room(self, profiles: Sequence[AccountProfile]) -> None:
+        self._room(ENTITY_ACCOUNT, {p.account_id for p in profiles})
+        self._room(ENTITY_PHONE, {p.phone for p in profiles if p.phone})
+
+    def _apply_registry(self, profiles: Sequence[AccountProfile]) -> None:
+        owners = self.core.owners
+        for p in profiles:
+            idx = self.accounts.intern(p.account_id)
+            phone = self.phones.intern(p.phone) if p.phone else -1
+            self._ensure(new_pairs=0)
+            bits = Memory.PROFILE_KNOWN
+            if p.merchant_category:
+                bits |= Memory.PROFILE_MERCHANT
+            if p.payroll:
+                bits |= Memory.PROFILE_PAYROLL
+            if p.party_type == _ORGANISATION:
+                bits |= Memory.PROFILE_ORGANISATION
+            self.state.set_account_profile(idx, opened_ms=p.opened_ms,
+                                           last_active_ms=p.last_active_ms, profile=bits,
+                                           phone=phone)
+            if p.institution:
+                owners[p.account_id] = p.institution
+            else:
+                owners.pop(p.account_id, None)
 
     # ------------------------------------------------------------------ case graphs
     def case_input(self, centre: str, value: str, *, hops: int, lo_ms: int, hi_ms: int,

@@ -55,6 +55,7 @@ from screening.store import (
     journal_writer,
     open_store,
     policy_keeper,
+    registry_journal_writer,
     restore_engine,
 )
 from screening.tls import ServerCertificates, ServerTls
@@ -391,6 +392,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
         engine.policy_keeper(engine.policy)
         engine.journal = journal_writer(store, engine.clock_ms, blocked=lease.blocked)
         engine.feedback_journal = feedback_journal_writer(store, blocked=lease.blocked)
+        engine.registry_journal = registry_journal_writer(store, blocked=lease.blocked)
         if settings.storage.journal_events:
             events = EventWriter(store, fsync=settings.storage.journal_fsync,
                                  interval_ms=settings.storage.journal_fsync_interval_ms,

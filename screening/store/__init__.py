@@ -2,12 +2,12 @@
 
 The engine's whole state survives a restart as periodic **checkpoints** (``_format``: numpy
 arrays, Arrow tables and JSON in a versioned, checksummed container, written atomically), and
-every watchlist change and feedback is written through to a **journal** before it is acknowledged, so a
-freeze is never lost between checkpoints; every accepted transaction and call goes to the
-**event journal** (``EventWriter``: group commit) before it is answered. ``open_store`` picks the backend from
-``[storage]``; ``restore_engine`` loads the latest checkpoint and replays newer journal
-entries; ``Checkpointer`` writes checkpoints in the background; ``WriterLease`` keeps a second
-server off the same store.
+every watchlist change, feedback and account-registry update is written through to a
+**journal** before it is acknowledged, so a freeze is never lost between checkpoints; every
+accepted transaction and call goes to the **event journal** (``EventWriter``: group commit)
+before it is answered. ``open_store`` picks the backend from ``[storage]``; ``restore_engine``
+loads the latest checkpoint and replays newer journal entries; ``Checkpointer`` writes
+checkpoints in the background; ``WriterLease`` keeps a second server off the same store.
 """
 
 from screening.store._base import CheckpointReader, Piece, Store
@@ -18,13 +18,16 @@ from screening.store._durable import (
     StoreStatus,
     WriterLease,
     catch_up,
+    decode_registry_change,
     decode_watch_change,
+    encode_registry_change,
     encode_watch_change,
     feedback_journal_writer,
     journal_writer,
     open_store,
     policy_keeper,
     read_latest_header,
+    registry_journal_writer,
     restore_engine,
     restore_snapshot,
     save_checkpoint,
@@ -63,9 +66,11 @@ __all__ = [
     "decode",
     "decode_event",
     "decode_ledger",
+    "decode_registry_change",
     "decode_watch_change",
     "encode",
     "encode_event",
+    "encode_registry_change",
     "encode_watch_change",
     "feedback_journal_writer",
     "journal_writer",
@@ -74,6 +79,7 @@ __all__ = [
     "policy_keeper",
     "read_header",
     "read_latest_header",
+    "registry_journal_writer",
     "restore_engine",
     "restore_snapshot",
     "safe_url",

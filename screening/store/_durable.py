@@ -1,4 +1,5 @@
-"""Engine <-> store: checkpoint, restore, the watchlist journal and the background checkpointer."""
+"""Engine <-> store: checkpoint, restore, the watchlist journal (watchlist changes, feedback and
+account-registry updates) and the background checkpointer."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from screening.config import StorageSettings
-from screening.engine import Engine, EngineSnapshot, FeedbackJournal, WatchJournal
+from screening.engine import Engine, EngineSnapshot, FeedbackJournal, RegistryJournal, WatchJournal
 from screening.errors import (
     CheckpointError,
     ScreeningError,
     StoreBusy,
     StoreUnavailable,
 )
-from screening.model import Feedback, WatchEntry
+from screening.model import AccountProfile, Feedback, WatchEntry
 from screening.policy import Policy, parse_policy
 from screening.store._base import Store
 from screening.store._events import decode_event
@@ -32,7 +33,9 @@ from screening.store._format import (
     feedback_row,
     parse_feedback_row,
     parse_kind,
+    parse_profile_row,
     parse_watch_row,
+    profile_row,
     read_header,
     watch_row,
 )
@@ -46,13 +49,16 @@ __all__ = [
     "StoreStatus",
     "WriterLease",
     "catch_up",
+    "decode_registry_change",
     "decode_watch_change",
+    "encode_registry_change",
     "encode_watch_change",
     "feedback_journal_writer",
     "journal_writer",
     "open_store",
     "policy_keeper",
     "read_latest_header",
+    "registry_journal_writer",
     "restore_engine",
     "restore_snapshot",
     "save_checkpoint",
@@ -187,12 +193,19 @@ def catch_up(engine: Engine, store: Store) -> tuple[int, list[str]]:
 
 
 def _apply_change(engine: Engine, store: Store, seq: int, raw: bytes, entities: list[str]) -> int:
-    """Apply one watchlist-journal entry (a watchlist change or feedback); 1 when applied."""
+    """Apply one watchlist-journal entry (a watchlist change, feedback or a registry update);
+    1 when applied."""
     where = f"{store.location} journal entry {seq}"
     feedback = decode_feedback(raw, where)
     if feedback is not None:
         if engine.apply_feedback_journal(seq, *feedback):
             entities.append(feedback[1].account_id or feedback[1].transaction_id)
+            return 1
+        return 0
+    profiles = decode_registry_change(raw, where)
+    if profiles is not None:
+        if engine.apply_registry_journal(seq, profiles):
+            entities += [p.account_id for p in profiles]
             return 1
         return 0
     upserts, removes = decode_watch_change(raw, where)
@@ -279,6 +292,42 @@ def feedback_journal_writer(store: Store,
             raise StoreUnavailable(f"storage {store.location}: cannot append to the journal now: "
                                    f"{why}")
         return store.append_journal(encode_feedback(at_ms, fb))
+
+    return write
+
+
+def encode_registry_change(profiles: Sequence[AccountProfile]) -> bytes:
+    """One journal entry of an account-registry update (a single line of JSON)."""
+    return json.dumps({"accounts": [profile_row(p) for p in profiles]},
+                      ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_registry_change(raw: bytes, where: str) -> list[AccountProfile] | None:
+    """A registry update's profiles; None for another kind of entry."""
+    try:
+        obj = json.loads(raw)
+        if not isinstance(obj, dict) or "accounts" not in obj:
+            return None
+        rows = obj["accounts"]
+        if not isinstance(rows, list) or not rows:
+            raise ValueError("accounts: expected a non-empty list")
+        return [parse_profile_row(row, f"accounts[{i}]") for i, row in enumerate(rows)]
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{where}: malformed ({exc})") from None
+
+
+def registry_journal_writer(store: Store,
+                            blocked: Callable[[], str | None] | None = None) -> RegistryJournal:
+    """The engine's registry journal: each UpsertAccounts update appended (durably) to
+    ``store``, in the journal watchlist changes and feedback go to; refused at once while
+    ``blocked`` says why (as ``journal_writer``)."""
+
+    def write(profiles: Sequence[AccountProfile]) -> int:
+        why = blocked() if blocked is not None else None
+        if why:
+            raise StoreUnavailable(f"storage {store.location}: cannot append to the journal now: "
+                                   f"{why}")
+        return store.append_journal(encode_registry_change(profiles))
 
     return write
 

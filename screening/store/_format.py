@@ -54,12 +54,19 @@ from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
 from screening.idempotency import DEFAULT_SCOPE
 from screening.ledger import LedgerSnapshot
-from screening.model import NEVER, CallRecord, DecisionRecord, Feedback, WatchEntry
+from screening.model import (
+    NEVER,
+    AccountProfile,
+    CallRecord,
+    DecisionRecord,
+    Feedback,
+    WatchEntry,
+)
 from screening.store._base import CheckpointReader, Piece
 
 __all__ = ["FORMAT_VERSION", "LEDGER_PARTS", "Encoded", "Header", "PartInfo", "decode",
            "decode_ledger", "encode", "feedback_row", "parse_feedback_row", "parse_kind",
-           "parse_watch_row", "read_header", "watch_row"]
+           "parse_profile_row", "parse_watch_row", "profile_row", "read_header", "watch_row"]
 
 FORMAT_VERSION = 2
 #: versions this build reads (and what each lacks: see the module docstring)
@@ -570,6 +577,30 @@ def parse_feedback_row(row: object, where: str) -> tuple[int, Feedback]:
     return (_int(at, f"{where} at", TIME_MIN_MS, TIME_MAX_MS),
             Feedback(account_id=account, transaction_id=txn, verdict=verdict, note=note,
                      expires_ms=exp, source=source))
+
+
+def profile_row(p: AccountProfile) -> list[object]:
+    """An account-registry entry as stored in the journal."""
+    return [p.account_id, p.party_type, p.opened_ms, p.last_active_ms, p.merchant_category,
+            p.payroll, p.phone, p.institution]
+
+
+def parse_profile_row(row: object, where: str) -> AccountProfile:
+    """``profile_row``'s inverse, checked."""
+    if not isinstance(row, list) or len(row) != 8:
+        raise ValueError(f"{where}: entry {row!r} is not [account, party type, opened, last "
+                         "active, merchant category, payroll, phone, institution]")
+    account, party, opened, active, merchant, payroll, phone, institution = row
+    if (not all(isinstance(x, str) for x in (account, merchant, phone, institution))
+            or not account or not isinstance(payroll, bool)):
+        raise ValueError(f"{where}: entry {row!r} is malformed")
+    return AccountProfile(
+        account_id=account, party_type=_int(party, f"{where} party type", 0, 2**31 - 1),
+        opened_ms=None if opened is None else _int(opened, f"{where} opened", TIME_MIN_MS,
+                                                   TIME_MAX_MS),
+        last_active_ms=None if active is None else _int(active, f"{where} last active",
+                                                        TIME_MIN_MS, TIME_MAX_MS),
+        merchant_category=merchant, payroll=payroll, phone=phone, institution=institution)
 
 
 def parse_watch_row(row: object, where: str) -> WatchEntry:

@@ -19,7 +19,17 @@ from screening.config import Settings, load_settings
 from screening.errors import CheckpointError
 from screening.server import start_server
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, RedisProcess, _start, _stop, free_port, recent, server_env, uid
+from tests.conftest import (
+    OTHER_BANK_TOKEN,
+    Live,
+    RedisProcess,
+    _start,
+    _stop,
+    free_port,
+    recent,
+    server_env,
+    uid,
+)
 
 OLD = "2015-01-05"
 
@@ -284,5 +294,105 @@ def test_feedback_acknowledged_before_a_kill_survives(tmp_path: Path) -> None:
         assert "PAYEE_CONFIRMED_FRAUD" in [r.code for r in d.reasons]
         marks = live.police.query_account(fraud).case_marks
         assert marks[0].role == pb.CASE_ROLE_CONFIRMED_FRAUD and marks[0].note == "case 77"
+    finally:
+        _stop(live)
+
+
+def _dormant_entry(account: str) -> Callable[[ScreeningClient], None]:
+    """BANK01's registry entry for ``account``: opened in 2014, idle since over a year ago."""
+
+    def action(client: ScreeningClient) -> None:
+        assert client.upsert_accounts([pb.AccountProfile(
+            account_id=account, party_type=pb.PARTY_TYPE_PERSON, opened_date="2014-03-01",
+            last_active_date=recent(24 * 60 * 400).date().isoformat(),
+            institution="BANK01")]).upserted == 1
+    return action
+
+
+def test_registry_entry_acknowledged_before_a_kill_survives(store_settings: Settings) -> None:
+    """A bank says an account has been idle for a year, the server is killed before any
+    checkpoint: the next server still knows it (the entry was journaled before the answer), so
+    the woken account's forwarding of a victim's money is stopped, and the entry is still
+    BANK01's (BANK02 may not overwrite it)."""
+    rented = uid("rented")
+    _killed_server(store_settings, _dormant_entry(rented))
+    live = _start(store_settings)
+    try:
+        d = live.bank.screen(transaction(uid("t"), recent(30), uid("victim"), rented, 2_000_000,
+                                         payer_opened=OLD))
+        assert "WOKEN_DORMANT_ACCOUNT_RECEIVES" in [r.code for r in d.reasons]
+        out = live.bank.screen(transaction(uid("t"), recent(25), rented, uid("l2"), 600_000,
+                                           payee_opened=OLD))
+        assert out.action == pb.ACTION_STOP_PAYMENT
+        assert "WOKEN_DORMANT_FORWARDS" in [r.code for r in out.reasons]
+        with ScreeningClient(live.server.address, OTHER_BANK_TOKEN) as bank02, \
+                pytest.raises(grpc.RpcError) as info:
+            bank02.upsert_accounts([pb.AccountProfile(account_id=rented, merchant_category="5411")])
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        _stop(live)
+
+
+def _decide_open(settings: Settings, action: Callable[[ScreeningClient], None]) -> None:
+    """Start a server without auth (every caller admin, one idempotency scope, as the killed
+    `screening serve --no-auth`) on ``settings``' store, do ``action``, stop it gracefully."""
+    running = start_server(settings, port=0, auth=Authenticator({}, enabled=False))
+    try:
+        with ScreeningClient(running.address) as admin:
+            admin.wait_ready()
+            action(admin)
+    finally:
+        running.stop(0.5)
+
+
+def test_registry_decisions_after_a_kill_equal_those_of_a_run_never_interrupted(
+        tmp_path: Path) -> None:
+    """Registry entry, a victim's payment into the account, kill, restart: the retried payment
+    is a duplicate with its first decision and the forwarding is decided as by a server that
+    ran on (the entry re-applied before the payment it preceded)."""
+    rented, victim = uid("rented"), uid("victim")
+    first = transaction(uid("t"), recent(30), victim, rented, 2_000_000, payer_opened=OLD)
+    onward = transaction(uid("t"), recent(25), rented, uid("l2"), 600_000, payee_opened=OLD)
+    replies: dict[str, pb.Decision] = {}
+
+    def before_kill(client: ScreeningClient) -> None:
+        _dormant_entry(rented)(client)
+        replies["first"] = client.screen(first)
+
+    def ran_on(client: ScreeningClient) -> None:
+        before_kill(client)
+        replies["want"] = client.screen(onward)
+
+    def after_restart(client: ScreeningClient) -> None:
+        replies["dup"] = client.screen(first)
+        replies["got"] = client.screen(onward)
+
+    killed = _settings("file", tmp_path / "killed")
+    _killed_server(killed, before_kill)
+    _decide_open(_settings("file", tmp_path / "ran-on"), ran_on)
+    _decide_open(killed, after_restart)
+    dup, got, want = replies["dup"], replies["got"], replies["want"]
+    assert dup.duplicate and (dup.action, list(dup.reasons)) == (
+        replies["first"].action, list(replies["first"].reasons))
+    assert "WOKEN_DORMANT_ACCOUNT_RECEIVES" in [r.code for r in dup.reasons]
+    assert (got.action, [r.code for r in got.reasons], got.risk_score) == (
+        want.action, [r.code for r in want.reasons], want.risk_score)
+    assert got.action == pb.ACTION_STOP_PAYMENT
+
+
+@pytest.mark.redis
+def test_registry_update_while_redis_is_down_is_unavailable_and_changes_nothing(
+        redis_server: RedisProcess, tmp_path: Path) -> None:
+    """Redis stopped: UpsertAccounts fails UNAVAILABLE and the account is not taken for dormant."""
+    live = _start(_settings("redis", tmp_path, redis_server))
+    rented = uid("rented")
+    try:
+        redis_server.stop()
+        with pytest.raises(grpc.RpcError) as info:
+            _dormant_entry(rented)(live.client("admin"))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        d = live.bank.screen(transaction(uid("t"), recent(30), uid("victim"), rented, 2_000_000,
+                                         payer_opened=OLD))
+        assert "WOKEN_DORMANT_ACCOUNT_RECEIVES" not in [r.code for r in d.reasons]
     finally:
         _stop(live)

@@ -1,5 +1,6 @@
 """The event journal: group-committed appends, torn tails, segments and trimming, and a restore
-that re-applies it (with the watchlist changes in between) to exactly the uninterrupted state."""
+that re-applies it (with the watchlist changes, feedback and registry updates in between) to
+exactly the uninterrupted state."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from screening import engine as engine_module
 from screening.config import ServerSettings
 from screening.engine import Engine, JournalEvent
 from screening.errors import CheckpointError, StoreUnavailable
-from screening.model import NEVER, CallInput, WatchEntry
+from screening.model import NEVER, AccountProfile, CallInput, DecisionRecord, Party, TxnInput, WatchEntry
 from screening.policy import default_policy_text, load_policy, parse_policy
 from screening.store import (
     EventWriter,
@@ -28,6 +29,7 @@ from screening.store import (
     feedback_journal_writer,
     journal_writer,
     policy_keeper,
+    registry_journal_writer,
     restore_engine,
     save_checkpoint,
 )
@@ -42,6 +44,7 @@ def _engine() -> Engine:
 def _attach(engine: Engine, store: Store, fsync: str = "batch") -> EventWriter:
     engine.journal = journal_writer(store, engine.clock_ms)
     engine.feedback_journal = feedback_journal_writer(store)
+    engine.registry_journal = registry_journal_writer(store)
     writer = EventWriter(store, fsync=fsync, interval_ms=20)
     writer.start_at(engine.event_seq)
     engine.events = writer
@@ -120,6 +123,63 @@ def test_restore_reapplies_events_and_watchlist_changes_to_the_same_state(any_st
     assert report.events_applied == 3 * 20
     assert again.event_seq == live.event_seq
     assert_same_state(live, again)
+
+
+DAY_MS = 86_400_000
+
+
+def _dormant(account: str, at_ms: int) -> AccountProfile:
+    """The registry's word on ``account`` (B1's customer): opened eleven years before ``at_ms``,
+    idle for the two years before it."""
+    return AccountProfile(account, 1, at_ms - 4_000 * DAY_MS, at_ms - 700 * DAY_MS, "", False, "",
+                          "B1")
+
+
+def _wake_and_forward(engine: Engine, at_ms: int) -> list[DecisionRecord]:
+    """A victim pays 'rented' 20,000 CNY at ``at_ms``; five minutes later 'rented' passes 6,000
+    on (both parties of each payment old accounts of B1)."""
+    def old(account: str) -> Party:
+        return Party(account, "B1", 1, at_ms - 4_000 * DAY_MS)
+
+    pays = [TxnInput("wake-1", at_ms, old("victim"), old("rented"), 2_000_000, "CNY", 2_000_000,
+                     1, False, False, "", "", ""),
+            TxnInput("wake-2", at_ms + 300_000, old("rented"), old("onward"), 600_000, "CNY",
+                     600_000, 1, False, False, "", "", "")]
+    return [engine.screen([t])[0][0] for t in pays]
+
+
+def _codes(engine: Engine, rec: DecisionRecord) -> list[str]:
+    return [r.code for r in engine.policy.fired(rec.reason_bits)]
+
+
+def test_registry_updates_are_re_applied_at_their_place_among_the_events(any_store: Store) -> None:
+    """Registry updates between payments (a merchant before a checkpoint, an idle account after
+    it, each with its owner), then a crash: the restored engine equals the one that ran on,
+    owners and the decisions the idle account's entry made included."""
+    live = _engine()
+    writer = _attach(live, any_store)
+    _traffic(live, 0, 100)
+    live.upsert_accounts([AccountProfile("A8", 2, None, None, "5411", True, "+8613800000009",
+                                         "B2")])
+    _traffic(live, 100, 200)
+    save_checkpoint(live, any_store)
+    _traffic(live, 200, 250)
+    at = T0 + 250 * 60_000
+    live.upsert_accounts([_dormant("rented", at)], writer="B1")
+    woke = _wake_and_forward(live, at)
+    _traffic(live, 250, 400)
+    writer.close()
+    assert "WOKEN_DORMANT_FORWARDS" in _codes(live, woke[1])
+
+    again = _engine()
+    report = restore_engine(again, any_store)
+    assert report.journal_applied == 5  # 4 watchlist changes and the idle account's entry
+    assert "rented" in report.journal_entities
+    assert_same_state(live, again)
+    assert again.core.owners["rented"] == "B1" and again.core.owners["A8"] == "B2"
+    # without the entry the same payments are decided otherwise: the test would see it lost
+    unaware = _wake_and_forward(_engine(), at)
+    assert "WOKEN_DORMANT_FORWARDS" not in _codes(live, unaware[1])
 
 
 def test_concurrent_requests_share_writes(tmp_path: Path) -> None:

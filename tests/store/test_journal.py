@@ -1,4 +1,5 @@
-"""The watchlist journal: durable appends, torn tails, trimming, replay, all-or-nothing."""
+"""The watchlist journal (watchlist changes, feedback, registry updates): durable appends, torn
+tails, trimming, replay, all-or-nothing."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import numpy as np
 import pytest
 
 from screening.engine import Engine
-from screening.errors import CheckpointError, StoreUnavailable
-from screening.model import NEVER, WatchEntry
+from screening.errors import CheckpointError, PermissionDenied, StoreUnavailable
+from screening.model import NEVER, AccountProfile, WatchEntry
 from screening.store import (
     FileStore,
     MemoryStore,
     RedisStore,
     Store,
+    decode_registry_change,
+    encode_registry_change,
     journal_writer,
+    registry_journal_writer,
     restore_engine,
     save_checkpoint,
 )
@@ -140,6 +144,67 @@ def test_failed_journal_write_changes_nothing(tmp_path: Path) -> None:
         with pytest.raises(StoreUnavailable, match=r"watchlist\.journal"):
             engine.update_watchlist([WatchEntry(1, "brand-new", "x", "police", NEVER),
                                      WatchEntry(1, "A9", "x", "police", NEVER)], [(1, "A5")])
+    after = full_state(engine)
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(value, after[key]), key
+        else:
+            assert value == after[key], key
+
+
+def _profiles() -> list[AccountProfile]:
+    return [AccountProfile("A9", 1, 1_400_000_000_000, 1_600_000_000_000, "", False,
+                           "+8613800000009", "B1"),
+            AccountProfile("brand-new", 2, None, None, "5411", True, "", "B2")]
+
+
+def test_registry_entries_round_trip_and_a_malformed_one_is_refused() -> None:
+    """An encoded registry update decodes to the same profiles; a damaged one names its entry."""
+    assert decode_registry_change(encode_registry_change(_profiles()), "x") == _profiles()
+    assert decode_registry_change(b'{"upsert":[],"remove":[]}', "x") is None  # a watchlist change
+    with pytest.raises(CheckpointError, match=r"entry 4: malformed .*accounts\[0\]"):
+        decode_registry_change(b'{"accounts":[["A1",1,null,null,"",0,"",""]]}', "entry 4")
+
+
+def test_registry_update_after_the_checkpoint_is_replayed_with_its_owners(any_store: Store) -> None:
+    """A registry update journaled after the last checkpoint comes back on restore: the
+    profile arrays and the owners equal the engine's that made it."""
+    engine = busy_engine()
+    engine.registry_journal = registry_journal_writer(any_store)
+    save_checkpoint(engine, any_store)
+    assert engine.upsert_accounts(_profiles()) == 2
+    restored = Engine(small_settings(), engine.policy)
+    report = restore_engine(restored, any_store)
+    assert report.journal_applied == 1 and restored.journal_seq == engine.journal_seq
+    want, got = engine.snapshot(), restored.snapshot()
+    assert (got.accounts, got.phones, got.owners) == (want.accounts, want.phones, want.owners)
+    assert got.arrays.keys() == want.arrays.keys()
+    for key, value in want.arrays.items():  # the used rows: profiles, phones on file, ...
+        assert np.array_equal(value, got.arrays[key]), key
+    assert ("brand-new", "B2") in got.owners
+
+
+def test_refused_or_unjournaled_registry_update_changes_nothing(tmp_path: Path) -> None:
+    """A registry update refused (another institution's entry) writes no journal entry; one whose
+    journal write fails (store gone, or blocked) raises StoreUnavailable: nothing changes."""
+    engine = busy_engine()
+    why: list[str] = []
+    with FileStore(tmp_path / "state") as store:
+        engine.registry_journal = registry_journal_writer(
+            store, blocked=lambda: why[0] if why else None)
+        engine.upsert_accounts(_profiles()[:1])
+        before = full_state(engine)
+        with pytest.raises(PermissionDenied, match=r"accounts\[1\]\.account_id"):
+            engine.upsert_accounts([_profiles()[1], _profiles()[0]], writer="B2")
+        assert len(store.read_journal()) == 1
+        why.append("the store has not answered for 3 s")
+        with pytest.raises(StoreUnavailable, match="not answered"):
+            engine.upsert_accounts(_profiles())
+    with FileStore(tmp_path / "gone") as gone:
+        engine.registry_journal = registry_journal_writer(gone)
+        shutil.rmtree(tmp_path / "gone")
+        with pytest.raises(StoreUnavailable, match=r"watchlist\.journal"):
+            engine.upsert_accounts(_profiles())
     after = full_state(engine)
     for key, value in before.items():
         if isinstance(value, np.ndarray):
