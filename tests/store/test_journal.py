@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,12 +145,7 @@ def test_failed_journal_write_changes_nothing(tmp_path: Path) -> None:
         with pytest.raises(StoreUnavailable, match=r"watchlist\.journal"):
             engine.update_watchlist([WatchEntry(1, "brand-new", "x", "police", NEVER),
                                      WatchEntry(1, "A9", "x", "police", NEVER)], [(1, "A5")])
-    after = full_state(engine)
-    for key, value in before.items():
-        if isinstance(value, np.ndarray):
-            assert np.array_equal(value, after[key]), key
-        else:
-            assert value == after[key], key
+    _assert_unchanged(before, full_state(engine))
 
 
 def _profiles() -> list[AccountProfile]:
@@ -205,12 +201,7 @@ def test_refused_or_unjournaled_registry_update_changes_nothing(tmp_path: Path) 
         shutil.rmtree(tmp_path / "gone")
         with pytest.raises(StoreUnavailable, match=r"watchlist\.journal"):
             engine.upsert_accounts(_profiles())
-    after = full_state(engine)
-    for key, value in before.items():
-        if isinstance(value, np.ndarray):
-            assert np.array_equal(value, after[key]), key
-        else:
-            assert value == after[key], key
+    _assert_unchanged(before, full_state(engine))
 
 
 def test_numbering_continues_past_large_sequence_numbers(any_store: Store) -> None:
@@ -219,3 +210,12 @@ def test_numbering_continues_past_large_sequence_numbers(any_store: Store) -> No
     any_store.advance_journal(5)  # never backwards
     assert any_store.append_journal(b"{}") == 10**14 + 1
     assert any_store.read_journal(after=10**14) == [(10**14 + 1, b"{}")]
+
+
+def _assert_unchanged(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Every part of the engine state as it was (a refused change applied nothing)."""
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(value, after[key]), key
+        else:
+            assert value == after[key], key
