@@ -16,6 +16,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +30,24 @@ def available() -> bool:
 
 
 def capacity(address: str, method: str, message: bytes, token: str = "", *, duration_s: float = 3.0,
-             clients: int = 2, in_flight: int = 16, rate_per_s: float | None = None
-             ) -> dict[str, Any]:
+             clients: int = 2, in_flight: int = 16, rate_per_s: float | None = None,
+             headers: Sequence[str] = ()) -> dict[str, Any]:
     """Closed loop, ``clients`` connections x ``in_flight`` streams, as fast as answered; with
     ``rate_per_s``, at most that many requests a second in all (h2load's ``--rps`` per client:
-    a paced loop, so a server slower than the rate is measured at its own pace)."""
+    a paced loop, so a server slower than the rate is measured at its own pace). ``headers``
+    are sent on every request as ``"name: value"`` (e.g. ``"grpc-timeout: 1000m"``)."""
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
         body = Path(tmp) / "body.bin"
         body.write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
         log = Path(tmp) / "requests.tsv"
         args = ["h2load", "-d", str(body), "-H", "content-type: application/grpc",
                 "-H", "te: trailers", "-c", str(clients), "-m", str(in_flight),
-                "-D", f"{duration_s:g}", "--log-file", str(log), f"http://{address}{method}"]
-        if token:
-            args[5:5] = ["-H", f"authorization: Bearer {token}"]
+                "-D", f"{duration_s:g}", "--log-file", str(log)]
+        for header in ([f"authorization: Bearer {token}"] if token else []) + list(headers):
+            args += ["-H", header]
         if rate_per_s is not None:
-            args[5:5] = [f"--rps={rate_per_s / clients:g}"]
+            args.append(f"--rps={rate_per_s / clients:g}")
+        args.append(f"http://{address}{method}")
         proc = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 60)
         text = proc.stdout
         rate = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text)

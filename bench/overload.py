@@ -16,8 +16,20 @@ Starts ``screening serve`` as shipped (own process, bearer tokens) and measures,
 4. after the overload: one payment every 100 ms until a decision is no longer ``degraded``
    (graph detectors back on): how long degraded mode outlasts the overload.
 
-Writes ``<out>/overload.json`` (``--smoke``: ``overload-smoke.json``). Figures drift 1.5-3x
-between runs on a shared machine; read them side by side.
+With ``--generator h2load`` the open-loop load comes from h2load (C, ``bench._h2load``), which
+costs far less CPU per call than the Python generator, so 5x is offered for real. h2load replays
+ONE serialized request, so every call after the first takes the service's duplicate path
+(auth, decode, validation, idempotency lookup, reply), and it cannot see gRPC status codes
+(trailers). So in that mode the capacity is measured with h2load too (closed loop, the same
+path as the load), a 0.5x step gives the baseline, each call carries the ``--deadline`` as
+``grpc-timeout``, and the split between admitted and refused comes from the service's own
+Prometheus counters (``[metrics] port``, read before and after each step); the probe's payments
+(unique ids, screened for real) are what "admitted latency" means for a caller. No idle-stream
+step in that mode.
+
+Writes ``<out>/overload.json`` (``--smoke``: ``overload-smoke.json``; ``--generator h2load``:
+``overload-h2load.json`` / ``overload-h2load-smoke.json``). Figures drift 1.5-3x between runs
+on a shared machine; read them side by side.
 """
 
 from __future__ import annotations
@@ -29,10 +41,13 @@ import json
 import multiprocessing
 import os
 import queue
+import resource
+import socket
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -42,6 +57,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
+from bench import _h2load
 from bench._hist import LatencyHistogram
 from bench._loadgen import StepResult, StepSpec, init_worker, run_step
 from bench._mix import pool_for, stamp
@@ -75,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment of the service only, repeatable (e.g. "
                         "SCREENING_GRAPH__ENABLED=false, or PYTHONPATH=<an older checkout>)")
+    p.add_argument("--generator", choices=("python", "h2load"), default="python",
+                   help="open-loop load from the Python generator (unique ids, screened) or from "
+                        "h2load (C, one request replayed: the duplicate path; see above)")
+    p.add_argument("--h2load-clients", type=int, default=4,
+                   help="[h2load] connections of the open-loop steps")
+    p.add_argument("--h2load-in-flight", type=int, default=256,
+                   help="[h2load] streams outstanding per connection at most (open-loop steps)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for overload.json")
     p.add_argument("--smoke", action="store_true",
                    help="seconds in all: tiny durations (CI checks the result's shape)")
@@ -296,6 +319,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not sep:
             raise SystemExit(f"--env {item!r}: expected KEY=VALUE")
         env[key] = value
+    if args.generator == "h2load":
+        if not _h2load.available():
+            raise SystemExit("--generator h2load: h2load is not on PATH (Debian package "
+                             "nghttp2-client)")
+        return _run_h2load(args, multipliers, env)
     pool = pool_for("builtin", 2_000 if args.smoke else 50_000)
     result: dict[str, Any] = {
         "command": " ".join(["python", "-m", "bench.overload", *sys.argv[1:]]),
@@ -377,6 +405,220 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {path}")
     return result
+
+
+# ---------------------------------------------------------------------- --generator h2load
+H2_CAPACITY_CLIENTS, H2_CAPACITY_IN_FLIGHT = 2, 16  # as bench.unary_floor
+BASELINE = 0.5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[str, Any]:
+    """The service's counters that tell an admitted call from a refused one, and its handler-time
+    histogram for ScreenTransaction: ``{"decisions": n, "duplicates": n, "refused": {reason: n},
+    "errors": {code: n}, "latency_buckets": {le: n}}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, Any] = {"decisions": 0.0, "duplicates": 0.0, "refused": {}, "errors": {},
+                           "latency_buckets": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, labels, value = sample.name, sample.labels, sample.value
+            if labels.get("rpc", "ScreenTransaction") != "ScreenTransaction":
+                continue
+            if name == "screening_decisions_total":
+                out["decisions"] += value
+            elif name == "screening_duplicate_requests_total":
+                out["duplicates"] += value
+            elif name == "screening_refused_total":
+                key = f"{labels['lane']}/{labels['reason']}"
+                out["refused"][key] = out["refused"].get(key, 0.0) + value
+            elif name == "screening_errors_total":
+                out["errors"][labels["code"]] = out["errors"].get(labels["code"], 0.0) + value
+            elif name == "screening_rpc_latency_seconds_bucket":
+                out["latency_buckets"][labels["le"]] = value
+    return out
+
+
+def _diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    def sub(a: dict[str, float], b: dict[str, float]) -> dict[str, int]:
+        return {k: int(v - b.get(k, 0.0)) for k, v in a.items() if v - b.get(k, 0.0)}
+
+    return {"decisions": int(after["decisions"] - before["decisions"]),
+            "duplicates": int(after["duplicates"] - before["duplicates"]),
+            "refused": sub(after["refused"], before["refused"]),
+            "errors": sub(after["errors"], before["errors"]),
+            "latency_buckets": sub(after["latency_buckets"], before["latency_buckets"])}
+
+
+def _bucket_quantile(buckets: dict[str, int], q: float) -> str | None:
+    """The histogram bucket holding quantile ``q``, as ``"<= X ms"`` (cumulative buckets)."""
+    if not buckets:
+        return None
+    rows = sorted(((float(le), n) for le, n in buckets.items()), key=lambda r: r[0])
+    total = rows[-1][1]
+    for le, n in rows:
+        if n >= q * total:
+            return "> 10 s" if le == float("inf") else f"<= {le * 1000:g} ms"
+    return None
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _h2load_step(service: ServerProcess, token: str, body: bytes, metrics_port: int, *,
+                 rate: float | None, duration: float, clients: int, in_flight: int,
+                 deadline_s: float, probe: bool) -> dict[str, Any]:
+    """One h2load run (paced at ``rate``, or closed loop when None), with the service's counters,
+    its CPU, h2load's own CPU and, with ``probe``, the in-process probe beside it."""
+    before = _scrape(metrics_port)
+    cpu0, gen0, t0 = service.cpu_seconds(), _children_cpu_s(), time.perf_counter()
+    headers = [f"grpc-timeout: {max(1, round(deadline_s * 1000))}m"]
+    probe_summary: dict[str, Any] | None = None
+    if probe:
+        with Probe(service.address, token) as p:
+            h2 = _h2load.capacity(service.address, METHOD, body, token, duration_s=duration,
+                                  clients=clients, in_flight=in_flight, rate_per_s=rate,
+                                  headers=headers)
+        probe_summary = p.summary()
+    else:
+        h2 = _h2load.capacity(service.address, METHOD, body, token, duration_s=duration,
+                              clients=clients, in_flight=in_flight, rate_per_s=rate,
+                              headers=headers)
+    window = time.perf_counter() - t0
+    cpu, gen = service.cpu_seconds() - cpu0, _children_cpu_s() - gen0
+    server = _diff(_scrape(metrics_port), before)
+    total = h2.get("total") or 0
+    refused = sum(server["refused"].values())
+    errors = sum(server["errors"].values())
+    buckets = server.pop("latency_buckets")
+    server["handler_ms"] = {"p50": _bucket_quantile(buckets, 0.5),
+                            "p99": _bucket_quantile(buckets, 0.99)}
+    # answered by grpc itself (its overall cap, or a deadline that expired before any handler
+    # ran): not in the service's counters
+    server["unaccounted"] = max(0, total - server["decisions"] - refused - errors)
+    return {"h2load": h2, "server": server, "window_s": round(window, 2),
+            "server_cpu_cores": round(cpu / max(window, 1e-9), 2),
+            "generator_cpu_cores": round(gen / max(window, 1e-9), 2),
+            "admitted_rate": round(server["decisions"] / duration, 1),
+            "refused_share": round(refused / total, 4) if total else None,
+            "probe": probe_summary}
+
+
+def _run_h2load(args: argparse.Namespace, multipliers: list[float],
+                env: dict[str, str]) -> dict[str, Any]:
+    from bench._mix import MixConfig, builtin_pool
+
+    metrics_port = _free_port()
+    env = {**env, "SCREENING_METRICS__PORT": str(metrics_port)}
+    templates = builtin_pool(MixConfig(pool_size=100)).templates
+    body = stamp(templates, 0, [f"h2ov-{time.time_ns()}"], [int(time.time() * 1000)])[0]
+    clients, in_flight = args.h2load_clients, args.h2load_in_flight
+    result: dict[str, Any] = {
+        "command": " ".join(["python", "-m", "bench.overload", *sys.argv[1:]]),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "server_env": env,
+        "deadline_s": args.deadline,
+        "generator": f"h2load (C), {clients} connections x {in_flight} streams at most, paced "
+                     "with --rps; capacity closed loop "
+                     f"{H2_CAPACITY_CLIENTS} x {H2_CAPACITY_IN_FLIGHT}",
+        "caveat": "h2load replays one request: every call after the first is answered on the "
+                  "service's duplicate path (auth, decode, validation, idempotency lookup, reply), "
+                  "not screened; capacity is measured on the same path. h2load cannot see gRPC "
+                  "status: admitted/refused come from the service's counters, admitted latency "
+                  "for a caller from the probe (unique payments, screened). h2load's latency "
+                  "mixes admitted and refused answers; its max bounds both.",
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp:
+        service, token = start_service(Path(tmp), env=env)
+        try:
+            print(f"service up on {service.address} (pid {service.pid}), metrics on "
+                  f"{metrics_port}", flush=True)
+            common = {"deadline_s": args.deadline}
+            _h2load_step(service, token, body, metrics_port, rate=None, duration=1.0,
+                         clients=H2_CAPACITY_CLIENTS, in_flight=4, probe=False, **common)  # warm
+            if args.capacity:
+                cap: dict[str, Any] = {"rate": args.capacity, "given": True}
+            else:
+                c = _h2load_step(service, token, body, metrics_port, rate=None,
+                                 duration=args.capacity_seconds, clients=H2_CAPACITY_CLIENTS,
+                                 in_flight=H2_CAPACITY_IN_FLIGHT, probe=False, **common)
+                cap = {"rate": c["admitted_rate"], **c}
+            result["capacity"] = cap
+            capacity = float(cap["rate"])
+            print(f"capacity {capacity:,.0f} calls/s (h2load closed loop, duplicate path)",
+                  flush=True)
+            steps = []
+            for m in [BASELINE, *multipliers]:
+                time.sleep(1.0)  # let the server drain before the step
+                st = _h2load_step(service, token, body, metrics_port, rate=m * capacity,
+                                  duration=args.duration, clients=clients, in_flight=in_flight,
+                                  probe=True, **common)
+                h2 = st["h2load"]
+                achieved = (h2.get("total") or 0) / args.duration
+                step = {"multiplier": m, "offered_rate": round(m * capacity, 1),
+                        "achieved_rate": round(achieved, 1),
+                        "generator_limited": achieved < 0.9 * m * capacity, **st}
+                time.sleep(0.5)
+                step["degraded_after_overload"] = degraded_after(service.address, token)
+                steps.append(step)
+                print(_step_line(step), flush=True)
+            result["steps"] = steps
+        finally:
+            result["service_exit"] = service.stop()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / ("overload-h2load-smoke.json" if args.smoke else "overload-h2load.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    for line in h2load_lines(result):
+        print(line)
+    print(f"-> {path}")
+    return result
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    h2, sv, pr = step["h2load"], step["server"], step["probe"] or {}
+    pa = pr.get("payments_admitted", {})
+    return (f"{step['multiplier']:g}x ({step['offered_rate']:,.0f}/s offered, "
+            f"{step['achieved_rate']:,.0f}/s sent): admitted {step['admitted_rate']:,.0f}/s, "
+            f"refused {step['refused_share'] or 0:.1%} {sv['refused']} errors {sv['errors']} "
+            f"unaccounted {sv['unaccounted']}; h2load all answers p50 {h2.get('p50_ms')} "
+            f"p99 {h2.get('p99_ms')} max {h2.get('max_ms')} ms; probe payments p50 "
+            f"{pa.get('p50_ms')} p99 {pa.get('p99_ms')} max {pa.get('max_ms')} ms "
+            f"codes {pr.get('payment_codes')}; server CPU {step['server_cpu_cores']} cores, "
+            f"h2load {step['generator_cpu_cores']}")
+
+
+def h2load_lines(r: dict[str, Any]) -> list[str]:
+    """A markdown table of one ``--generator h2load`` run."""
+    out = [f"capacity (h2load closed loop, duplicate path): {r['capacity']['rate']:,.0f} calls/s",
+           "",
+           "| load | offered /s | sent /s | admitted /s | refused | h2load p50 / p99 / max ms "
+           "(all answers) | probe payment p50 / p99 / max ms | probe refused | server CPU |",
+           "|---|---:|---:|---:|---:|---|---|---|---:|"]
+    for s in r["steps"]:
+        h2, pr = s["h2load"], s["probe"] or {}
+        pa = pr.get("payments_admitted", {})
+        pr_ref = pr.get("payments_refused", {})
+        codes = pr.get("payment_codes") or {}
+        refused = (f"{sum(codes.values())} of {sum(codes.values()) + pa.get('n', 0)}"
+                   + (f", in {pr_ref['p50_ms']} ms p50" if pr_ref.get("n") else ""))
+        out.append(f"| {s['multiplier']:g}x | {s['offered_rate']:,.0f} | {s['achieved_rate']:,.0f} "
+                   f"| {s['admitted_rate']:,.0f} | {s['refused_share'] or 0:.1%} | "
+                   f"{h2.get('p50_ms')} / {h2.get('p99_ms')} / {h2.get('max_ms')} | "
+                   f"{pa.get('p50_ms')} / {pa.get('p99_ms')} / {pa.get('max_ms')} | {refused} | "
+                   f"{s['server_cpu_cores']} |")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
