@@ -31,11 +31,12 @@ def available() -> bool:
 
 def capacity(address: str, method: str, message: bytes, token: str = "", *, duration_s: float = 3.0,
              clients: int = 2, in_flight: int = 16, rate_per_s: float | None = None,
-             headers: Sequence[str] = ()) -> dict[str, Any]:
+             headers: Sequence[str] = (), late_ms: float | None = None) -> dict[str, Any]:
     """Closed loop, ``clients`` connections x ``in_flight`` streams, as fast as answered; with
     ``rate_per_s``, at most that many requests a second in all (h2load's ``--rps`` per client:
     a paced loop, so a server slower than the rate is measured at its own pace). ``headers``
-    are sent on every request as ``"name: value"`` (e.g. ``"grpc-timeout: 1000m"``)."""
+    are sent on every request as ``"name: value"`` (e.g. ``"grpc-timeout: 1000m"``); with
+    ``late_ms``, ``late`` counts the answers that took at least that long."""
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
         body = Path(tmp) / "body.bin"
         body.write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
@@ -51,7 +52,7 @@ def capacity(address: str, method: str, message: bytes, token: str = "", *, dura
         proc = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + 60)
         text = proc.stdout
         rate = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text)
-        counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+        counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                            r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
         lat = np.loadtxt(log, ndmin=2)[:, 2] / 1000.0 if log.exists() and log.stat().st_size else None
     out: dict[str, Any] = {
@@ -64,10 +65,17 @@ def capacity(address: str, method: str, message: bytes, token: str = "", *, dura
         "requests_per_s": float(rate.group(1)) if rate else None,
     }
     if counts:
-        out.update(total=int(counts.group(1)), succeeded=int(counts.group(3)),
-                   failed=int(counts.group(4)), errored=int(counts.group(5)),
-                   timeouts=int(counts.group(6)))
+        # started - done: still unanswered when the duration ended (h2load drops them from its
+        # latency figures)
+        out.update(total=int(counts.group(1)), started=int(counts.group(2)),
+                   done=int(counts.group(3)), succeeded=int(counts.group(4)),
+                   failed=int(counts.group(5)), errored=int(counts.group(6)),
+                   timeouts=int(counts.group(7)))
+    out["summary"] = [line.strip() for line in text.splitlines()
+                      if line.strip().startswith(("finished in", "requests:", "status codes:"))]
     if lat is not None and lat.size:
+        if late_ms is not None:
+            out["late"] = int((lat >= late_ms).sum())
         p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
         out.update(p50_ms=round(float(p50), 3), p99_ms=round(float(p99), 3),
                    p99_9_ms=round(float(p999), 3), max_ms=round(float(lat.max()), 3))

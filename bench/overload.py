@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "h2load (C, one request replayed: the duplicate path; see above)")
     p.add_argument("--h2load-clients", type=int, default=4,
                    help="[h2load] connections of the open-loop steps")
-    p.add_argument("--h2load-in-flight", type=int, default=256,
-                   help="[h2load] streams outstanding per connection at most (open-loop steps)")
+    p.add_argument("--h2load-in-flight", type=int, default=2048,
+                   help="[h2load] streams outstanding per connection at most (open-loop steps; "
+                        "the default x 4 connections covers 5x capacity x a 1 s deadline)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for overload.json")
     p.add_argument("--smoke", action="store_true",
                    help="seconds in all: tiny durations (CI checks the result's shape)")
@@ -483,28 +484,30 @@ def _h2load_step(service: ServerProcess, token: str, body: bytes, metrics_port: 
     before = _scrape(metrics_port)
     cpu0, gen0, t0 = service.cpu_seconds(), _children_cpu_s(), time.perf_counter()
     headers = [f"grpc-timeout: {max(1, round(deadline_s * 1000))}m"]
+    late_ms = 0.95 * deadline_s * 1000  # answered at the deadline: DEADLINE_EXCEEDED, likely
     probe_summary: dict[str, Any] | None = None
     if probe:
         with Probe(service.address, token) as p:
             h2 = _h2load.capacity(service.address, METHOD, body, token, duration_s=duration,
                                   clients=clients, in_flight=in_flight, rate_per_s=rate,
-                                  headers=headers)
+                                  headers=headers, late_ms=late_ms)
         probe_summary = p.summary()
     else:
         h2 = _h2load.capacity(service.address, METHOD, body, token, duration_s=duration,
                               clients=clients, in_flight=in_flight, rate_per_s=rate,
-                              headers=headers)
+                              headers=headers, late_ms=late_ms)
     window = time.perf_counter() - t0
     cpu, gen = service.cpu_seconds() - cpu0, _children_cpu_s() - gen0
+    time.sleep(deadline_s + 0.5)  # calls h2load left unanswered end, one way or another
     server = _diff(_scrape(metrics_port), before)
-    total = h2.get("total") or 0
+    total = h2.get("started") or 0
     refused = sum(server["refused"].values())
     errors = sum(server["errors"].values())
     buckets = server.pop("latency_buckets")
     server["handler_ms"] = {"p50": _bucket_quantile(buckets, 0.5),
                             "p99": _bucket_quantile(buckets, 0.99)}
-    # answered by grpc itself (its overall cap, or a deadline that expired before any handler
-    # ran): not in the service's counters
+    # sent but never seen by the service's code: answered by grpc itself (its overall cap, or a
+    # deadline that expired in its queue), or cancelled when h2load stopped
     server["unaccounted"] = max(0, total - server["decisions"] - refused - errors)
     return {"h2load": h2, "server": server, "window_s": round(window, 2),
             "server_cpu_cores": round(cpu / max(window, 1e-9), 2),
@@ -566,9 +569,11 @@ def _run_h2load(args: argparse.Namespace, multipliers: list[float],
                                   duration=args.duration, clients=clients, in_flight=in_flight,
                                   probe=True, **common)
                 h2 = st["h2load"]
-                achieved = (h2.get("total") or 0) / args.duration
+                achieved = (h2.get("started") or 0) / args.duration
                 step = {"multiplier": m, "offered_rate": round(m * capacity, 1),
                         "achieved_rate": round(achieved, 1),
+                        "answered_rate": round((h2.get("done") or 0) / args.duration, 1),
+                        "unanswered_at_end": (h2.get("started") or 0) - (h2.get("done") or 0),
                         "generator_limited": achieved < 0.9 * m * capacity, **st}
                 time.sleep(0.5)
                 step["degraded_after_overload"] = degraded_after(service.address, token)
@@ -590,9 +595,11 @@ def _step_line(step: dict[str, Any]) -> str:
     h2, sv, pr = step["h2load"], step["server"], step["probe"] or {}
     pa = pr.get("payments_admitted", {})
     return (f"{step['multiplier']:g}x ({step['offered_rate']:,.0f}/s offered, "
-            f"{step['achieved_rate']:,.0f}/s sent): admitted {step['admitted_rate']:,.0f}/s, "
+            f"{step['achieved_rate']:,.0f}/s sent, {step['unanswered_at_end']} unanswered at the end): "
+            f"admitted {step['admitted_rate']:,.0f}/s, "
             f"refused {step['refused_share'] or 0:.1%} {sv['refused']} errors {sv['errors']} "
-            f"unaccounted {sv['unaccounted']}; h2load all answers p50 {h2.get('p50_ms')} "
+            f"unaccounted {sv['unaccounted']} (at the deadline {h2.get('late')}); h2load all "
+            f"answers p50 {h2.get('p50_ms')} "
             f"p99 {h2.get('p99_ms')} max {h2.get('max_ms')} ms; probe payments p50 "
             f"{pa.get('p50_ms')} p99 {pa.get('p99_ms')} max {pa.get('max_ms')} ms "
             f"codes {pr.get('payment_codes')}; server CPU {step['server_cpu_cores']} cores, "
@@ -603,9 +610,10 @@ def h2load_lines(r: dict[str, Any]) -> list[str]:
     """A markdown table of one ``--generator h2load`` run."""
     out = [f"capacity (h2load closed loop, duplicate path): {r['capacity']['rate']:,.0f} calls/s",
            "",
-           "| load | offered /s | sent /s | admitted /s | refused | h2load p50 / p99 / max ms "
-           "(all answers) | probe payment p50 / p99 / max ms | probe refused | server CPU |",
-           "|---|---:|---:|---:|---:|---|---|---|---:|"]
+           "| load | offered /s | sent /s | admitted /s | refused by the service | not seen by the service "
+           "(answered at the deadline) | h2load p50 / p99 / max ms (all answers) | probe payment p50 / "
+           "p99 / max ms | probe refused | server CPU |",
+           "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
     for s in r["steps"]:
         h2, pr = s["h2load"], s["probe"] or {}
         pa = pr.get("payments_admitted", {})
@@ -613,8 +621,10 @@ def h2load_lines(r: dict[str, Any]) -> list[str]:
         codes = pr.get("payment_codes") or {}
         refused = (f"{sum(codes.values())} of {sum(codes.values()) + pa.get('n', 0)}"
                    + (f", in {pr_ref['p50_ms']} ms p50" if pr_ref.get("n") else ""))
+        total = h2.get("started") or 1
         out.append(f"| {s['multiplier']:g}x | {s['offered_rate']:,.0f} | {s['achieved_rate']:,.0f} "
                    f"| {s['admitted_rate']:,.0f} | {s['refused_share'] or 0:.1%} | "
+                   f"{s['server']['unaccounted'] / total:.1%} ({(h2.get('late') or 0) / total:.1%}) | "
                    f"{h2.get('p50_ms')} / {h2.get('p99_ms')} / {h2.get('max_ms')} | "
                    f"{pa.get('p50_ms')} / {pa.get('p99_ms')} / {pa.get('max_ms')} | {refused} | "
                    f"{s['server_cpu_cores']} |")
