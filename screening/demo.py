@@ -156,6 +156,20 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
     pay(day.at(11, 14), "telecom fraud", "6222-zhang", "6217-unknown", 200_000, payer_opened=old,
         payer_phone="13900000002", label="zhang -> new payee ¥2,000 (the call never connected)")
 
+    # --- a warning does not end it: an impersonator on a virtual-operator number nobody flagged
+    # yet talks Sun through a first payment to a fresh account (warned), then calls back
+    ring(day.at(11, 30), "callback", "+8617012340000", "13700000003",
+         pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "'bank' call, virtual operator -> sun (15 min)", duration=900)
+    sun: dict[str, Any] = {"payer_opened": old, "payer_phone": "13700000003"}
+    pay(day.at(11, 47), "callback", "6222-sun", "6217-new-acct", 300_000, payee_opened="2026-11-02",
+        label="sun -> fresh account ¥3,000 just after the call", **sun)
+    ring(day.at(12, 0), "callback", "+8617012340000", "13700000003",
+         pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "the same number calls sun back (4 min)", duration=240)
+    pay(day.at(12, 5), "callback", "6222-sun", "6217-new-acct", 900_000, payee_opened="2026-11-02",
+        label="sun pays the warned account again ¥9,000", **sun)
+    pay(day.at(12, 9), "callback", "6222-sun", "6217-new-acct", 2_000_000, payee_opened="2026-11-02",
+        label="... and a third time ¥20,000", **sun)
+
     # --- watchlisted accounts
     pay(day.at(12, 5), "watchlist", "6222-zhou", "6222-mule-li", 1_500_000, payer_opened=old,
         label="zhou -> listed account ¥15,000")
@@ -309,6 +323,7 @@ def _print_table(day: _Day, out: TextIO) -> None:
 def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
     """Run the scripted day; returns a process exit code."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="screening-demo-"))
+    log_dir.mkdir(parents=True, exist_ok=True)  # `--log-dir` names a directory that may not exist yet
     log_path = log_dir / "server.log"
     audit_dir = log_dir / "audit"
     # left open for the rest of the process: structlog caches each logger bound to this

@@ -212,10 +212,12 @@ def test_serve_process_answers_then_drains_on_sigterm(tmp_path: Path) -> None:
 def test_demo_plays_every_scenario(tmp_path: Path) -> None:
     """The demo prints a decision of each kind and the access-control checks."""
     out = io.StringIO()
-    assert run_demo(out, tmp_path) == 0
+    assert run_demo(out, tmp_path / "logs" / "demo") == 0  # a --log-dir not made yet is made
+    tmp_path = tmp_path / "logs" / "demo"
     text = out.getvalue()
     for expected in ("STOP_PAYMENT", "FREEZE", "HOLD", "WARN", "BLOCK", "LARGE_TRANSFER_ORGANISATION_OUT",
-                     "PONZI_RETURNS", "MULE_PASS_THROUGH", "duplicate", "INVALID_ARGUMENT",
+                     "PONZI_RETURNS", "MULE_PASS_THROUGH", "REPEAT_TO_WARNED_PAYEE",
+                     "REPEAT_TO_STOPPED_PAYEE", "duplicate", "INVALID_ARGUMENT",
                      "PERMISSION_DENIED", "UNAUTHENTICATED"):
         assert expected in text, expected
     assert (tmp_path / "server.log").stat().st_size > 0
