@@ -326,14 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "nghttp2-client)")
         return _run_h2load(args, multipliers, env)
     pool = pool_for("builtin", 2_000 if args.smoke else 50_000)
-    result: dict[str, Any] = {
-        "command": " ".join(["python", "-m", "bench.overload", *sys.argv[1:]]),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()),
-        "server_env": env,
-        "deadline_s": args.deadline,
-    }
+    result = _run_header(args, env)
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp, \
             ProcessPoolExecutor(1, mp_context=ctx, initializer=init_worker,
@@ -517,6 +510,18 @@ def _h2load_step(service: ServerProcess, token: str, body: bytes, metrics_port: 
             "probe": probe_summary}
 
 
+def _run_header(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """What every run's JSON starts with: how it was run, on what, and under what load."""
+    return {
+        "command": " ".join(["python", "-m", "bench.overload", *sys.argv[1:]]),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "server_env": env,
+        "deadline_s": args.deadline,
+    }
+
+
 def _run_h2load(args: argparse.Namespace, multipliers: list[float],
                 env: dict[str, str]) -> dict[str, Any]:
     from bench._mix import MixConfig, builtin_pool
@@ -526,13 +531,8 @@ def _run_h2load(args: argparse.Namespace, multipliers: list[float],
     templates = builtin_pool(MixConfig(pool_size=100)).templates
     body = stamp(templates, 0, [f"h2ov-{time.time_ns()}"], [int(time.time() * 1000)])[0]
     clients, in_flight = args.h2load_clients, args.h2load_in_flight
-    result: dict[str, Any] = {
-        "command": " ".join(["python", "-m", "bench.overload", *sys.argv[1:]]),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()),
-        "server_env": env,
-        "deadline_s": args.deadline,
+    result = _run_header(args, env)
+    result.update({
         "generator": f"h2load (C), {clients} connections x {in_flight} streams at most, paced "
                      "with --rps; capacity closed loop "
                      f"{H2_CAPACITY_CLIENTS} x {H2_CAPACITY_IN_FLIGHT}",
@@ -542,7 +542,7 @@ def _run_h2load(args: argparse.Namespace, multipliers: list[float],
                   "status: admitted/refused come from the service's counters, admitted latency "
                   "for a caller from the probe (unique payments, screened). h2load's latency "
                   "mixes admitted and refused answers; its max bounds both.",
-    }
+    })
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp:
         service, token = start_service(Path(tmp), env=env)
         try:
