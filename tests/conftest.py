@@ -14,10 +14,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -29,6 +29,7 @@ from screening.config import Settings, load_settings
 from screening.logs import configure_logging
 from screening.server import RunningServer, start_server
 from screening.tls import ClientTls
+from screening.v1 import screening_pb2 as pb
 
 # the bank's token reports for BANK01 (the client helpers' default institution); the payment
 # institution's names none
@@ -211,6 +212,39 @@ def serve_process(args: list[str], port: int, action: Callable[[ScreeningClient]
     finally:
         reap(proc)
     return proc.returncode, err
+
+
+T = TypeVar("T")
+
+
+def play_in_batches(events: Iterable[tuple[T, Any]], twins: Sequence[Live],
+                    screen: Callable[[list[T]], None], batch: int) -> int:
+    """Play a stream into twin servers as a bank and an operator would: transactions in batches
+    of ``batch`` (``screen`` gets each batch's items), every call reported to each twin between
+    them, then the first full batch once more (duplicates). ``events`` pairs an item with its
+    request (``to_requests``); returns the size of the batch sent twice."""
+    pending: list[T] = []
+    first: list[T] = []
+
+    def flush() -> None:
+        if pending:
+            screen(list(pending))
+            pending.clear()
+
+    for item, request in events:
+        if isinstance(request, pb.Transaction):
+            pending.append(item)
+            if len(pending) == batch:
+                first = first or list(pending)
+                flush()
+        else:
+            flush()
+            for srv in twins:
+                srv.client("telecom").report_call(request)
+    flush()
+    if first:
+        screen(first)
+    return len(first)
 
 
 def reap(proc: subprocess.Popen[Any]) -> None:

@@ -14,7 +14,7 @@ from screening.offline.replay import replay
 from screening.offline.synth import SynthConfig, generate
 from screening.policy import load_policy
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, start_twins
+from tests.conftest import Live, play_in_batches, start_twins
 
 _BATCH = 40
 
@@ -44,42 +44,27 @@ def test_columnar_reply_equals_classic_reply_for_a_labelled_stream(
     classic_rows: list[dict[str, object]] = []
     columnar_rows: list[dict[str, object]] = []
     ids: list[str] = []
-    pending: list[pb.Transaction] = []
 
-    def flush() -> None:
-        if not pending:
-            return
-        c = classic_srv.client("bank").screen_batch(pending)
-        k = columnar_srv.client("bank").screen_batch(pending, columnar=True)
-        assert not k.decisions and len(k.columns.actions) == len(pending)
+    def screen(batch: list[pb.Transaction]) -> None:
+        c = classic_srv.client("bank").screen_batch(batch)
+        k = columnar_srv.client("bank").screen_batch(batch, columnar=True)
+        assert not k.decisions and len(k.columns.actions) == len(batch)
         assert not c.HasField("columns")
         classic_rows.extend(_classic(d) for d in c.decisions)
         columnar_rows.extend(decisions_of_columns(k.columns))
-        ids.extend(t.transaction_id for t in pending)
-        pending.clear()
+        ids.extend(t.transaction_id for t in batch)
 
-    first: list[pb.Transaction] = []
-    for req in to_requests(stream):
-        if isinstance(req, pb.Transaction):
-            pending.append(req)
-            if len(pending) == _BATCH:
-                first = first or list(pending)
-                flush()
-        else:
-            flush()
-            for srv in twins:
-                srv.client("telecom").report_call(req)
-    flush()
-    pending.extend(first)  # sent again: duplicates, answered with the first decisions
-    flush()
+    requests = list(to_requests(stream))
+    # the first batch is sent again at the end: duplicates, answered with the first decisions
+    repeated = play_in_batches(zip(requests, requests, strict=True), twins, screen, _BATCH)
     assert columnar_rows == classic_rows
-    assert sum(r["duplicate"] for r in classic_rows) == len(first)
+    assert sum(r["duplicate"] for r in classic_rows) == repeated
     assert sum(r["action"] != pb.ACTION_ALLOW for r in classic_rows) > 10  # not vacuous
     offline = replay(stream, load_policy(), load_settings()).decisions
-    live = pl.DataFrame({"event_id": ids[:len(ids) - len(first)],
+    live = pl.DataFrame({"event_id": ids[:len(ids) - repeated],
                          "action_live": [pb.Action.Name(r["action"]).removeprefix("ACTION_")  # type: ignore[arg-type]
-                                         for r in columnar_rows[:len(ids) - len(first)]],
-                         "codes_live": [r["reasons"] for r in columnar_rows[:len(ids) - len(first)]]})
+                                         for r in columnar_rows[:len(ids) - repeated]],
+                         "codes_live": [r["reasons"] for r in columnar_rows[:len(ids) - repeated]]})
     joined = offline.join(live, on="event_id")
     assert joined.height == live.height
     assert joined.filter(pl.col("action") != pl.col("action_live")).height == 0

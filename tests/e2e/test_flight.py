@@ -27,7 +27,16 @@ from screening.offline.messages import to_requests
 from screening.offline.synth import SynthConfig, generate
 from screening.server import _start_flight
 from screening.v1 import screening_pb2 as pb
-from tests.conftest import Live, _start, _stop, free_port, serve_process, server_env, start_twins
+from tests.conftest import (
+    Live,
+    _start,
+    _stop,
+    free_port,
+    play_in_batches,
+    serve_process,
+    server_env,
+    start_twins,
+)
 
 _BATCH = 40
 
@@ -74,37 +83,17 @@ def test_flight_decisions_equal_screen_batch_for_a_labelled_stream(
     over_flight, over_grpc = twins
     flight_rows: list[dict[str, Any]] = []
     grpc_rows: list[dict[str, Any]] = []
-    pending: list[int] = []
-    first: list[int] = []
 
-    def flush() -> None:
-        if not pending:
-            return
-        part = stream[pending]
+    def screen(rows: list[int]) -> None:
+        part = stream[rows]
         msgs = [m for m in to_requests(part) if isinstance(m, pb.Transaction)]
         grpc_rows.extend(_classic(d) for d in over_grpc.client("bank").screen_batch(msgs).decisions)
         flight_rows.extend(_screen(over_flight, part))
-        pending.clear()
 
-    calls = list(to_requests(stream.filter(pl.col("kind") == "call")))
-    kinds = stream["kind"].to_list()
-    c = 0
-    for i, kind in enumerate(kinds):
-        if kind == "txn":
-            pending.append(i)
-            if len(pending) == _BATCH:
-                first = first or list(pending)
-                flush()
-        else:
-            flush()
-            for srv in twins:
-                srv.client("telecom").report_call(calls[c])  # type: ignore[arg-type]
-            c += 1
-    flush()
-    pending.extend(first)  # sent again: duplicates, answered with the first decisions
-    flush()
+    # the first batch is sent again at the end: duplicates, answered with the first decisions
+    repeated = play_in_batches(enumerate(to_requests(stream)), twins, screen, _BATCH)
     assert flight_rows == grpc_rows
-    assert sum(r["duplicate"] for r in flight_rows) == len(first)
+    assert sum(r["duplicate"] for r in flight_rows) == repeated
     assert sum(r["action"] != "ALLOW" for r in flight_rows) > 10  # not vacuous
 
 
