@@ -445,6 +445,52 @@ def test_an_old_account_passing_strangers_money_straight_on_is_held_then_stopped
     assert victim.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(victim)
 
 
+def test_a_rented_account_splitting_one_victims_money_within_minutes_is_held(live: Live) -> None:
+    """A brushing victim's 3,500 CNY, far under any day's line, leaves the rented account within
+    minutes in three pieces to the gang's next account, a game-card platform and another card:
+    the piece that passes 80 % on is held and reported, and the next victim paying it is held."""
+    rented = uid("rented")
+    d = live.bank.screen(transaction(uid("t"), recent(60), uid("v1"), rented, 350_000, **AGED))
+    assert d.action == pb.ACTION_ALLOW
+    pieces = [live.bank.screen(transaction(uid("t"), recent(50 - k), rented, payee, fen,
+                                           payee_type=kind, **AGED))
+              for k, (payee, fen, kind) in enumerate(((uid("l2"), 140_000, pb.PARTY_TYPE_PERSON),
+                                                      (uid("cards"), 100_000, pb.PARTY_TYPE_ORGANISATION),
+                                                      (uid("l2"), 60_000, pb.PARTY_TYPE_PERSON)))]
+    assert all("MULE_QUICK_SPLIT" not in _codes(x) for x in pieces[:2])  # 40 %, 69 % passed on
+    third = pieces[2]
+    assert third.action == pb.ACTION_HOLD and "MULE_QUICK_SPLIT" in _codes(third)
+    assert third.reports.suspicious and third.reports.notify_police
+    victim = live.bank.screen(transaction(uid("t"), recent(30), uid("v2"), rented, 80_000, **AGED))
+    assert victim.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(victim)
+
+
+def test_money_passed_on_to_one_payee_in_pieces_is_not_a_quick_split(live: Live) -> None:
+    """Parents' 5,000 CNY paid on to the landlord in three transfers within the hour."""
+    tenant, landlord = uid("tenant"), uid("landlord")
+    live.bank.screen(transaction(uid("t"), recent(60), uid("parent"), tenant, 500_000, **AGED))
+    pieces = [live.bank.screen(transaction(uid("t"), recent(50 - k), tenant, landlord, fen, **AGED))
+              for k, fen in enumerate((200_000, 200_000, 100_000))]
+    assert all(x.action == pb.ACTION_ALLOW and "MULE_QUICK_SPLIT" not in _codes(x) for x in pieces)
+
+
+def test_a_protected_victim_passing_a_loan_on_is_not_made_a_mule(live: Live) -> None:
+    """Stopped once, the victim is told to borrow and pay the loan on in pieces: every piece is
+    held for the victim's sake, none makes the victim a suspected mule (whose landlord, paid
+    later, would be held)."""
+    victim, phone, _safe, first = _stopped_victim(live, minutes=45)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    live.bank.screen(transaction(uid("t"), recent(40), uid("lender"), victim, 3_000_000,
+                                 payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    pieces = [live.bank.screen(transaction(uid("t"), recent(35 - k), victim, uid("safe"), fen,
+                                           payer_phone=phone, **AGED))
+              for k, fen in enumerate((1_200_000, 1_000_000, 500_000))]
+    assert all(x.action >= pb.ACTION_HOLD and "MULE_QUICK_SPLIT" not in _codes(x) for x in pieces)
+    assert all(x.features["payer_protected_victim"] == 1.0 for x in pieces)
+    rent = live.bank.screen(transaction(uid("t"), recent(20), uid("roommate"), victim, 150_000, **AGED))
+    assert "PAYS_SUSPECTED_MULE" not in _codes(rent)
+
+
 def test_donations_passed_on_to_a_hospital_are_not_a_conduit(live: Live) -> None:
     """The same flow paid to an organisation (a hospital bill, a supplier) is not a mule's."""
     hospital = uid("hospital")
