@@ -478,15 +478,16 @@ def test_a_protected_victim_passing_a_loan_on_is_not_made_a_mule(live: Live) -> 
     """Stopped once, the victim is told to borrow and pay the loan on in pieces: every piece is
     held for the victim's sake, none makes the victim a suspected mule (whose landlord, paid
     later, would be held)."""
-    victim, phone, _safe, first = _stopped_victim(live, minutes=45)
+    victim, phone, _first_safe, first = _stopped_victim(live, minutes=45)
     assert first.action == pb.ACTION_STOP_PAYMENT
     live.bank.screen(transaction(uid("t"), recent(40), uid("lender"), victim, 3_000_000,
                                  payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
-    pieces = [live.bank.screen(transaction(uid("t"), recent(35 - k), victim, uid("safe"), fen,
+    safe = [uid("safe"), uid("safe")]
+    pieces = [live.bank.screen(transaction(uid("t"), recent(35 - k), victim, safe[k % 2], fen,
                                            payer_phone=phone, **AGED))
               for k, fen in enumerate((1_200_000, 1_000_000, 500_000))]
     assert all(x.action >= pb.ACTION_HOLD and "MULE_QUICK_SPLIT" not in _codes(x) for x in pieces)
-    assert all(x.features["payer_protected_victim"] == 1.0 for x in pieces)
+    assert all("PROTECTED_VICTIM_NEW_PAYEE" in _codes(x) for x in pieces[:2])
     rent = live.bank.screen(transaction(uid("t"), recent(20), uid("roommate"), victim, 150_000, **AGED))
     assert "PAYS_SUSPECTED_MULE" not in _codes(rent)
 
