@@ -71,23 +71,43 @@ def _warned_victim(live: Live, minutes: float = 40) -> tuple[str, str, str, pb.D
     return victim, phone, safe, d
 
 
-def test_paying_a_warned_payee_again_after_the_call_is_held_then_stopped(live: Live) -> None:
-    """The warning does not end it: minutes later the victim pays the same 'safe account' more
-    (held: the bank calls the customer), and a third payment is stopped."""
+def test_paying_a_warned_payee_again_after_the_call_is_stopped(live: Live) -> None:
+    """The warning does not end it: minutes later the victim pays the same 'safe account' more:
+    stopped (and the victim protected for weeks, not days), and a third payment too."""
     victim, phone, safe, _ = _warned_victim(live)
     again = live.bank.screen(transaction(uid("t"), recent(30), victim, safe, 800_000,
                                          payer_phone=phone, **AGED))
-    assert again.action == pb.ACTION_HOLD and "REPEAT_TO_WARNED_PAYEE" in _codes(again)
+    assert again.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_WARNED_PAYEE" in _codes(again)
     assert again.features["payee_warned_for_payer"] == 1.0
     third = live.bank.screen(transaction(uid("t"), recent(25), victim, safe, 1_500_000,
                                          payer_phone=phone, **AGED))
     assert third.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_STOPPED_PAYEE" in _codes(third)
 
 
+def test_a_protected_victim_paying_a_small_deposit_after_a_risky_call_is_held(live: Live) -> None:
+    """Minutes after a hold the caller (a virtual-operator number) names a 'deposit' of 900 CNY
+    to another new account: held, though under the 1,000 CNY of PROTECTED_VICTIM_NEW_PAYEE.
+    The same 900 CNY after an ordinary mobile call is not held by this rule."""
+    victim, phone, _safe, first = _stopped_victim(live, minutes=40)
+    assert first.action >= pb.ACTION_HOLD
+    live.telecom.report_call(call_event(uid("c"), recent(20), "+86170" + new_phone()[-8:], phone,
+                                        duration_seconds=300, caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))
+    d = live.bank.screen(transaction(uid("t"), recent(10), victim, uid("deposit"), 90_000,
+                                     payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_HOLD and "PROTECTED_VICTIM_RISKY_CALL_AGAIN" in _codes(d)
+    victim2, phone2, _safe2, _ = _stopped_victim(live, minutes=40)
+    live.telecom.report_call(call_event(uid("c"), recent(20), new_phone(), phone2, duration_seconds=300,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))
+    d2 = live.bank.screen(transaction(uid("t"), recent(10), victim2, uid("shop"), 90_000,
+                                      payer_phone=phone2, **AGED))
+    assert "PROTECTED_VICTIM_RISKY_CALL_AGAIN" not in _codes(d2)
+
+
 def test_paying_a_warned_payee_again_days_later_with_no_call_is_allowed(live: Live) -> None:
     """An ordinary payer warned once (a relative calling from a virtual-operator number) pays the
     same person again days later, no call before it: not held. The warning is still remembered:
-    after a new call the next payment to that account is held."""
+    after a new call the next payment to that account is stopped."""
     victim, phone, safe, _ = _warned_victim(live, minutes=3 * 24 * 60)
     d = live.bank.screen(transaction(uid("t"), recent(60), victim, safe, 300_000,
                                      payer_phone=phone, **AGED))
@@ -96,7 +116,7 @@ def test_paying_a_warned_payee_again_days_later_with_no_call_is_allowed(live: Li
                                         duration_seconds=600, outcome=pb.CALL_OUTCOME_ANSWERED))
     after_call = live.bank.screen(transaction(uid("t"), recent(10), victim, safe, 300_000,
                                               payer_phone=phone, **AGED))
-    assert after_call.action == pb.ACTION_HOLD and "REPEAT_TO_WARNED_PAYEE" in _codes(after_call)
+    assert after_call.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_WARNED_PAYEE" in _codes(after_call)
     assert after_call.features["payee_warned_for_payer"] == 1.0
 
 
@@ -129,10 +149,10 @@ def test_a_stopped_victim_stays_protected_for_weeks_a_held_one_for_days(live: Li
     d = live.bank.screen(transaction(uid("t"), recent(10), stopped, uid("fresh"), 500_000, **AGED))
     assert d.features["payer_protected_victim"] == 1.0
     assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(d)
-    held, phone, safe, _ = _warned_victim(live, minutes=12 * 24 * 60)
-    again = live.bank.screen(transaction(uid("t"), recent(12 * 24 * 60 - 5), held, safe, 800_000,
-                                         payer_phone=phone, **AGED))
-    assert again.action == pb.ACTION_HOLD
+    held = uid("held")  # told in a chat app to move savings to a "safe account": held
+    again = live.bank.screen(transaction(uid("t"), recent(12 * 24 * 60), held, uid("safe"), 800_000,
+                                         memo="安全账户", **AGED))
+    assert again.action == pb.ACTION_HOLD and "FRAUD_MEMO_NEW_PAYEE" in _codes(again)
     later = live.bank.screen(transaction(uid("t"), recent(10), held, uid("fresh"), 500_000, **AGED))
     assert later.action < pb.ACTION_HOLD and not any(c.startswith("PROTECTED_VICTIM") for c in _codes(later))
 
