@@ -144,9 +144,7 @@ SUBJECT_SIDE: Mapping[str, str] = types.MappingProxyType({
     "FUNDRAISING_COLLECTOR": "payee",
     "PONZI_RETURNS": "payer",
     "STRUCTURING": "payer",
-    "STRUCTURING_WEEK": "payer",
     "STRUCTURING_DEPOSITS": "payee",
-    "STRUCTURING_DEPOSITS_WEEK": "payee",
 })
 # Codes not listed (a custom policy's rules): the payer, whose bank screens the payment.
 DEFAULT_SUBJECT_SIDE = "payer"
