@@ -494,6 +494,18 @@ def test_money_passed_on_to_one_payee_in_pieces_is_not_a_quick_split(live: Live)
     assert all(x.action == pb.ACTION_ALLOW and "MULE_QUICK_SPLIT" not in _codes(x) for x in pieces)
 
 
+def test_a_down_payment_paid_on_in_pieces_is_not_a_quick_split(live: Live) -> None:
+    """Parents send 600,000 CNY; within the hour the buyer pays the seller in two transfers and
+    the water bill between them: passed on, in three pieces, to two accounts, but no victim's
+    savings (a large-value day)."""
+    buyer, seller = uid("buyer"), uid("seller")
+    live.bank.screen(transaction(uid("t"), recent(60), uid("parents"), buyer, 60_000_000, **AGED))
+    pieces = [live.bank.screen(transaction(uid("t"), recent(50 - k), buyer, payee, fen, **AGED))
+              for k, (payee, fen) in enumerate(((seller, 30_000_000), (uid("water"), 26_000),
+                                                (seller, 20_000_000)))]
+    assert all("MULE_QUICK_SPLIT" not in _codes(x) and x.action < pb.ACTION_HOLD for x in pieces)
+
+
 def test_a_protected_victim_passing_a_loan_on_is_not_made_a_mule(live: Live) -> None:
     """Stopped once, the victim is told to borrow and pay the loan on in pieces: every piece is
     held for the victim's sake, none makes the victim a suspected mule (whose landlord, paid
