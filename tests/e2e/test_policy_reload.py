@@ -85,8 +85,9 @@ def test_a_bad_policy_is_refused_with_its_line_and_nothing_changes(fresh: Live) 
     running policy stays (the next decision has its version); a timezone change is refused."""
     admin = fresh.client("admin")
     running = _probe(fresh.bank).policy_version
-    bad = _stricter("bad") + '\n[[rule]]\ncode = "BROKEN"\nmessage = "m"\naction = "WARN"\n' \
-                             'score = 1\nwhen = ["no_such_feature >= 1"]\n'
+    bad = default_policy_text().replace('version = "', 'version = "bad-', 1) + \
+        '\n[[rule]]\ncode = "BROKEN"\nmessage = "m"\naction = "WARN"\nscore = 1\n' \
+        'when = ["no_such_feature >= 1"]\n'
     with pytest.raises(grpc.RpcError) as info:
         admin.reload_policy(bad)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
