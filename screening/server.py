@@ -441,6 +441,9 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
         ("grpc.max_send_message_length", settings.server.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    if settings.server.max_pending:
+        opts += [("grpc.server.max_pending_requests", settings.server.max_pending),
+                 ("grpc.server.max_pending_requests_hard_limit", settings.server.max_pending)]
     lanes = Lanes.from_settings(settings.server)
     metrics = Metrics(policy.version)
     shadow = _shadow_recorder(settings, engine, metrics)

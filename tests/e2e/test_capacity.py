@@ -235,3 +235,32 @@ def test_call_whose_deadline_cannot_be_met_is_refused_and_screens_nothing(small:
     few = small.bank.stub.ScreenBatch(pb.TransactionBatch(transactions=_big_batch(10)),
                                       metadata=small.bank.metadata, timeout=2.0)
     assert len(few.decisions) == 10  # a small batch is judged by what small batches take
+
+
+def test_calls_past_max_pending_are_refused_by_grpc_core_at_once() -> None:
+    """While no server thread can take a call (the GIL held: a screening call running, grpc's
+    polling thread waiting), grpc's core holds at most [server] max_pending new calls and
+    resets the rest at once (CANCELLED), instead of letting them wait until their deadline;
+    what it held is screened afterwards, and the server answers as before."""
+    srv = _start(load_settings(overrides={"server": {"max_pending": 2},
+                                          "state": {"initial_accounts": 256}}))
+    try:
+        calls = [srv.bank.stub.ScreenTransaction.future(
+            transaction(uid("t"), recent(), uid("a"), uid("b"), 100),
+            metadata=srv.bank.metadata, timeout=20) for _ in range(24)]
+        sum(range(40_000_000))  # holds the GIL (one C call) while grpc's C threads take the calls
+        codes: dict[str, int] = {}
+        for c in calls:
+            try:
+                c.result()
+                name = "OK"
+            except grpc.RpcError as exc:
+                name = exc.code().name
+            codes[name] = codes.get(name, 0) + 1
+        assert set(codes) <= {"OK", "CANCELLED", "RESOURCE_EXHAUSTED"}, codes
+        assert codes.get("CANCELLED", 0) >= 1 and codes.get("OK", 0) >= 1, codes
+        assert _health_ok(srv)
+        d = srv.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100))
+        assert d.action == pb.ACTION_ALLOW
+    finally:
+        _stop(srv)
