@@ -145,6 +145,9 @@ SUBJECT_SIDE: Mapping[str, str] = types.MappingProxyType({
     "PONZI_RETURNS": "payer",
     "STRUCTURING": "payer",
     "STRUCTURING_DEPOSITS": "payee",
+    # decisions of policy 2026.12.5 and earlier (the week's rules before they replaced the day's)
+    "STRUCTURING_WEEK": "payer",
+    "STRUCTURING_DEPOSITS_WEEK": "payee",
 })
 # Codes not listed (a custom policy's rules): the payer, whose bank screens the payment.
 DEFAULT_SUBJECT_SIDE = "payer"
