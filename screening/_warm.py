@@ -155,8 +155,11 @@ class Worker:
             self._err.close()
             raise
         assert self._proc.stdin is not None
-        with self._proc.stdin:
-            self._proc.stdin.write(pickle.dumps((list(names), inputs)))
+        try:
+            with self._proc.stdin:
+                self._proc.stdin.write(pickle.dumps((list(names), inputs)))
+        except BrokenPipeError:
+            pass  # it exited before reading its work: wait() says how it failed
 
     def wait(self) -> str | None:
         """Wait for it to finish; None when it succeeded, else what went wrong."""

@@ -90,3 +90,15 @@ def test_without_the_graph_its_kernels_are_not_loaded() -> None:
     _warm.warm_up(_inputs(graph=False), said.append, parallel=False)
     assert said == [s.label for s in _warm.STEPS if not s.graph]
     assert np.all([not s.graph for s in _warm.STEPS if s.label in said])
+
+
+def test_a_worker_that_exits_before_reading_its_work_is_a_failure_not_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker died before taking its input (more than a pipe holds): the write's broken pipe
+    is not raised (nor the process left unwaited); wait() reports the failure."""
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    worker = _warm.Worker(["x" * 1000] * 1000, _inputs())
+    try:
+        assert worker.wait() == "exit status 1"
+    finally:
+        worker.close()
