@@ -264,6 +264,14 @@ def _drain(box: queue.Queue[pb.Transaction | None]) -> Any:
         yield item
 
 
+def _write(result: dict[str, Any], args: argparse.Namespace, name: str) -> Path:
+    """The run's JSON in ``--out`` (``NAME-smoke.json`` for a smoke run); returns its path."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / (f"{name}-smoke.json" if args.smoke else f"{name}.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def degraded_after(address: str, token: str, limit_s: float = 30.0) -> dict[str, Any]:
     """One payment every 100 ms until a decision is not degraded: seconds, decisions."""
     with ScreeningClient(address, token, timeout=5.0) as c:
@@ -394,10 +402,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["steps"] = steps
         finally:
             result["service_exit"] = service.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("overload-smoke.json" if args.smoke else "overload.json")
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {path}")
+    print(f"-> {_write(result, args, 'overload')}")
     return result
 
 
@@ -582,9 +587,7 @@ def _run_h2load(args: argparse.Namespace, multipliers: list[float],
             result["steps"] = steps
         finally:
             result["service_exit"] = service.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("overload-h2load-smoke.json" if args.smoke else "overload-h2load.json")
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = _write(result, args, "overload-h2load")
     for line in h2load_lines(result):
         print(line)
     print(f"-> {path}")
