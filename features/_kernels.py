@@ -90,6 +90,10 @@ PROF_KNOWN, PROF_MERCHANT, PROF_PAYROLL, PROF_ORGANISATION = 1, 2, 4, 8
 PROF_SEEN_ORGANISATION = 16
 # SC_OPENED holds the registry's opening date (a transaction reporting a later one takes it back)
 PROF_REG_OPENED = 32
+# everything the account has done here is a tiny transfer with a person (a bought or rented
+# account is tested so before use): set by its first transaction, taken back by a payment out
+# that is not one, or money in from an organisation, a terminal or abroad (a salary, a deposit)
+PROF_TRIAL = 64
 # what a transaction contradicting the registry entry's owner (TF_*_FOREIGN) does not take
 PROF_REGISTRY = PROF_MERCHANT | PROF_PAYROLL | PROF_ORGANISATION
 # float64 scalars: EWMA of log(amount) of outgoing transfers
@@ -163,7 +167,9 @@ P_FOLLOW_MS = 13
 # how long a payer whose payment was stopped (STOP_PAYMENT or FREEZE) is protected: the evidence
 # was strong and the fraudster comes back for weeks (P_PROTECT_MS after a warning or a hold)
 P_PROTECT_STOP_MS = 14
-N_PARAM = 15
+# the largest transfer that tests an account (PROF_TRIAL), fen
+P_TEST_TRANSFER_MAX = 15
+N_PARAM = 16
 
 # ---------------------------------------------------------------- transaction features
 F_AMOUNT, F_CASH, F_XBORDER, F_CHANNEL, F_MEMO_INVEST = 0, 1, 2, 3, 4
@@ -196,8 +202,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_PHONE_RISKY, F_PAYEE_PHONE_CONTACT, F_NEAR_LINE, F_OBSERVED_DAYS,
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
- F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED) = range(F_MEMORY_BASE, F_MEMORY_BASE + 31)
-N_TXN_FEATURE = F_MEMORY_BASE + 31
+ F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
+ F_PAYEE_TRIAL_DAYS) = range(F_MEMORY_BASE, F_MEMORY_BASE + 33)
+N_TXN_FEATURE = F_MEMORY_BASE + 33
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -654,6 +661,28 @@ def _profile(sc: np.ndarray, e: int, foreign: bool) -> int:
 
 
 @helper
+def _trial_days(sc: np.ndarray, e: int, ts: int) -> float:
+    """Days since the test transfer of an account that has done nothing else (FAR_DAYS: not so)."""
+    return _days_since(sc[e, SC_FIRST], ts) if sc[e, SC_PROFILE] & PROF_TRIAL else FAR_DAYS
+
+
+@helper
+def _trial_update(sc: np.ndarray, a: int, b: int, amount: int, fl: int, most: int) -> None:
+    """PROF_TRIAL of payer ``a`` and payee ``b`` after this transaction (before its counts)."""
+    home = (fl & TF_PAYER_PERSON) != 0 and (fl & (TF_CASH | TF_XBORDER)) == 0
+    tiny = home and (fl & TF_PAYEE_PERSON) != 0 and amount <= most
+    if tiny and sc[a, SC_N_OUT] + sc[a, SC_N_IN] == 0:
+        sc[a, SC_PROFILE] |= PROF_TRIAL
+    elif not tiny:
+        sc[a, SC_PROFILE] &= ~PROF_TRIAL
+    if tiny and sc[b, SC_N_OUT] + sc[b, SC_N_IN] == 0:
+        sc[b, SC_PROFILE] |= PROF_TRIAL
+    elif not home:
+        # a person's payment in, of any size, leaves it (the victims pay the tested account)
+        sc[b, SC_PROFILE] &= ~PROF_TRIAL
+
+
+@helper
 def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray,
              foreign: bool) -> bool:
     """May ``e`` be made a mule: a person's account (not an organisation or a merchant), not a
@@ -842,6 +871,8 @@ def _txn(
     f[r, F_PAYER_MERCHANT] = 1.0 if _profile(a_sc, a, fa) & PROF_MERCHANT else 0.0
     f[r, F_PAYEE_MERCHANT] = 1.0 if _profile(a_sc, b, fb) & PROF_MERCHANT else 0.0
     f[r, F_PAYER_PAYROLL] = 1.0 if _profile(a_sc, a, fa) & PROF_PAYROLL else 0.0
+    f[r, F_PAYER_TRIAL_DAYS] = _trial_days(a_sc, a, ts)
+    f[r, F_PAYEE_TRIAL_DAYS] = _trial_days(a_sc, b, ts)
     pe = ev[i, EV_E]
     if pe < 0 and not fb:
         pe = a_sc[b, SC_PHONE]
@@ -927,6 +958,7 @@ def _txn(
         dlt = x - a_fl[a, FL_MEAN]
         a_fl[a, FL_MEAN] += alpha * dlt
         a_fl[a, FL_VAR] = (1.0 - alpha) * (a_fl[a, FL_VAR] + alpha * dlt * dlt)
+    _trial_update(a_sc, a, b, amount, fl, params[P_TEST_TRANSFER_MAX])
     a_sc[a, SC_N_OUT] += 1
     a_sc[b, SC_N_IN] += 1
     if dv >= 0 and ts > d_sc[dv, DSC_LAST]:

@@ -122,6 +122,8 @@ def _txn_names() -> list[str]:
         k.F_PAYER_MERCHANT: "payer_is_merchant",
         k.F_PAYEE_MERCHANT: "payee_is_merchant",
         k.F_PAYER_PAYROLL: "payer_is_payroll",
+        k.F_PAYER_TRIAL_DAYS: "payer_days_since_test_transfer",
+        k.F_PAYEE_TRIAL_DAYS: "payee_days_since_test_transfer",
         # calls around the payment
         k.F_PAYER_ON_CALL: "payer_on_call",
         k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",
@@ -321,6 +323,7 @@ class Param:
     HUB_PAYERS = k.P_HUB_PAYERS
     FOLLOW_MS = k.P_FOLLOW_MS
     PROTECT_STOP_MS = k.P_PROTECT_STOP_MS
+    TEST_TRANSFER_MAX = k.P_TEST_TRANSFER_MAX
     N = k.N_PARAM
 
 

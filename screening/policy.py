@@ -94,6 +94,8 @@ class PolicyParams:
     # inactivity that makes an account dormant; the learning period of a server that starts empty
     dormant_days: int = 90
     learning_days: int = 3
+    # the largest transfer with which a bought or rented account is tested before use (fen)
+    test_transfer_fen: int = 1_000
 
     def array(self) -> np.ndarray:
         p = np.zeros(Param.N, dtype=np.int64)
@@ -112,6 +114,7 @@ class PolicyParams:
         p[Param.HUB_PAYERS] = self.hub_payers
         p[Param.FOLLOW_MS] = self.mule_follow_hours * _HOUR_MS
         p[Param.PROTECT_STOP_MS] = self.victim_protection_after_stop_hours * _HOUR_MS
+        p[Param.TEST_TRANSFER_MAX] = self.test_transfer_fen
         return p
 
 
@@ -300,6 +303,8 @@ def _params(raw: Any, lines: _Lines) -> PolicyParams:
         raise lines.error("learning_days must be within 0..3650", "learning_days")
     if not 1 <= params.mule_max_level <= 8:
         raise lines.error("mule_max_level must be within 1..8", "mule_max_level")
+    if not 0 <= params.test_transfer_fen <= 100_000:
+        raise lines.error("test_transfer_fen must be within 0..100000 (1,000 CNY)", "test_transfer_fen")
     if not 0 <= params.hub_payers <= 16:
         # distinct payers are counted exactly up to 16 (the recent-counterparty ring)
         raise lines.error("hub_payers must be within 0..16", "hub_payers")

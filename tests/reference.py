@@ -131,6 +131,7 @@ from features._kernels import (
     F_PAYEE_PHONE_RISKY,
     F_PAYEE_STOPPED,
     F_PAYEE_TERMINAL,
+    F_PAYEE_TRIAL_DAYS,
     F_PAYEE_WARNED,
     F_PAYEE_WATCH,
     F_PAYEE_WOKE_DAYS,
@@ -161,6 +162,7 @@ from features._kernels import (
     F_PAYER_PAYROLL,
     F_PAYER_RATIO,
     F_PAYER_TERMINAL,
+    F_PAYER_TRIAL_DAYS,
     F_PAYER_VICTIM,
     F_PAYER_WATCH,
     F_PAYER_WOKE_DAYS,
@@ -226,6 +228,7 @@ from features._kernels import (
     P_RISKY_LOOKBACK_MS,
     P_RISKY_NUMBER_MS,
     P_SHORT_CALL_S,
+    P_TEST_TRANSFER_MAX,
     P_TZ_MS,
     PAIR_CALL,
     PAIR_STOP,
@@ -466,6 +469,8 @@ class _Account:
     reg_opened: bool = False  # ``opened`` is the registry's
     phone: int = -1
     wake: int | None = None
+    # all it did here was tiny person-to-person transfers (a bought account being tested)
+    trial: bool = False
 
     def seen(self, ts: int) -> None:
         self.first = ts if self.first is None else min(self.first, ts)
@@ -567,6 +572,7 @@ class _Params:
     hub_payers: int
     follow_ms: int
     protect_stop_ms: int
+    test_transfer_max: int
 
     @classmethod
     def read(cls, params: Sequence[int] | Iterable[int]) -> _Params:
@@ -589,6 +595,7 @@ class _Params:
             hub_payers=p[P_HUB_PAYERS],
             follow_ms=p[P_FOLLOW_MS],
             protect_stop_ms=p[P_PROTECT_STOP_MS],
+            test_transfer_max=p[P_TEST_TRANSFER_MAX],
         )
 
 
@@ -959,6 +966,8 @@ class ReferenceEngine:
         f[F_PAYER_MERCHANT] = 1.0 if payer.bits(fa) & PROF_MERCHANT else 0.0
         f[F_PAYEE_MERCHANT] = 1.0 if payee.bits(fb) & PROF_MERCHANT else 0.0
         f[F_PAYER_PAYROLL] = 1.0 if payer.bits(fa) & PROF_PAYROLL else 0.0
+        f[F_PAYER_TRIAL_DAYS] = _days_since(payer.first, ts) if payer.trial else FAR_DAYS
+        f[F_PAYEE_TRIAL_DAYS] = _days_since(payee.first, ts) if payee.trial else FAR_DAYS
         pe = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
         if pe >= 0:
             payee_phone = self._phone(pe)
@@ -1037,6 +1046,19 @@ class ReferenceEngine:
             dlt = x - payer.ewma_mean
             payer.ewma_mean = payer.ewma_mean + alpha * dlt
             payer.ewma_var = (1.0 - alpha) * (payer.ewma_var + alpha * dlt * dlt)
+        # a test transfer: tiny, domestic, non-cash, person to person. It starts an account's
+        # trial only as its first transaction; the trial ends with any other payment out, or
+        # with money in from anyone but a person at home (a wage, a cash deposit, a remittance)
+        from_person = bool(fl & TF_PAYER_PERSON) and not fl & (TF_CASH | TF_XBORDER)
+        test = from_person and bool(fl & TF_PAYEE_PERSON) and amount <= p.test_transfer_max
+        if payer.n_out == 0 and payer.n_in == 0:
+            payer.trial = test
+        elif not test:
+            payer.trial = False
+        if payee.n_out == 0 and payee.n_in == 0:
+            payee.trial = test
+        elif not from_person:
+            payee.trial = False
         payer.n_out += 1
         payee.n_in += 1
         if dv >= 0:

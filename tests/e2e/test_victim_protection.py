@@ -456,6 +456,27 @@ def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Liv
     assert out.action == pb.ACTION_STOP_PAYMENT and "WOKEN_DORMANT_FORWARDS" in _codes(out)
 
 
+def test_a_rented_account_tested_with_a_few_yuan_warns_the_strangers_who_pay_it(live: Live) -> None:
+    """No registry: the gang checks the account it bought with a 6 CNY transfer to one of its own,
+    then two brushing victims pay it within the hour: both warned. A wage into another account
+    that began with a few yuan ends its trial."""
+    rented, gang = uid("rented"), uid("gang")
+    test = live.bank.screen(transaction(uid("t"), recent(90), rented, gang, 600, **AGED))
+    assert test.action == pb.ACTION_ALLOW
+    victims = [uid("v1"), uid("v2")]
+    paid = [live.bank.screen(transaction(uid("t"), recent(60 - 10 * i), v, rented, fen, **AGED))
+            for i, (v, fen) in enumerate(zip(victims, (30_000, 450_000), strict=True))]
+    for d in paid:
+        assert d.action == pb.ACTION_WARN and "TESTED_ACCOUNT_RECEIVES" in _codes(d)
+        assert 0.0 < d.features["payee_days_since_test_transfer"] < 0.1
+    worker = uid("worker")
+    live.bank.screen(transaction(uid("t"), recent(90), uid("friend"), worker, 500, **AGED))
+    live.bank.screen(transaction(uid("t"), recent(80), uid("employer"), worker, 600_000,
+                                 payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    later = live.bank.screen(transaction(uid("t"), recent(50), uid("cousin"), worker, 200_000, **AGED))
+    assert later.action == pb.ACTION_ALLOW and "TESTED_ACCOUNT_RECEIVES" not in _codes(later)
+
+
 def _conduit(live: Live, account: str, forward_to: list[str], payee_type: int = pb.PARTY_TYPE_PERSON,
              ) -> list[pb.Decision]:
     """Two strangers pay ``account`` (an old account the service knows nothing else about: no

@@ -63,7 +63,8 @@ def make_params(*, tz: int = TZ_CN, short_call_s: int = 10, lookback_ms: int = H
                 mule_ms: int = 7 * DAY_MS, collector_ms: int = 7 * DAY_MS,
                 risky_number_ms: int = DAY_MS, learn_ms: int = 0, dormant_ms: int = 30 * DAY_MS,
                 mule_max_level: int = 2, hub_payers: int = 12,
-                follow_ms: int = DAY_MS, protect_stop_ms: int = 2 * DAY_MS) -> np.ndarray:
+                follow_ms: int = DAY_MS, protect_stop_ms: int = 2 * DAY_MS,
+                test_transfer: int = 1_000) -> np.ndarray:
     p = np.zeros(k.N_PARAM, dtype=np.int64)
     p[k.P_TZ_MS] = tz
     p[k.P_SHORT_CALL_S], p[k.P_RISKY_LOOKBACK_MS] = short_call_s, lookback_ms
@@ -73,6 +74,7 @@ def make_params(*, tz: int = TZ_CN, short_call_s: int = 10, lookback_ms: int = H
     p[k.P_MULE_MAX_LEVEL], p[k.P_HUB_PAYERS] = mule_max_level, hub_payers
     p[k.P_FOLLOW_MS] = follow_ms
     p[k.P_PROTECT_STOP_MS] = protect_stop_ms
+    p[k.P_TEST_TRANSFER_MAX] = test_transfer
     return p
 
 
@@ -257,6 +259,7 @@ def params_strategy(draw: st.DrawFn) -> np.ndarray:
         risky_number_ms=draw(spans), learn_ms=draw(spans), dormant_ms=draw(spans),
         mule_max_level=draw(st.integers(0, 3)), hub_payers=draw(st.integers(0, 17)),
         follow_ms=draw(spans), protect_stop_ms=draw(spans),
+        test_transfer=draw(st.sampled_from([0, 1, 1_000, 10_000, 10**12])),
         short_call_s=draw(st.integers(0, 60)),
         lookback_ms=draw(st.one_of(st.sampled_from([0, 60_000, HOUR_MS, DAY_MS]),
                                    st.integers(0, 2 * DAY_MS))),
@@ -429,6 +432,32 @@ def test_one_transaction_counts_itself_in_every_window() -> None:
     assert f[tcol("payer_day_transfer_out_sum")] == 5_000
     assert f[tcol("risky_call_minutes_ago")] == k.FAR_MINUTES
     assert out.decisions[0].tolist() == [k.ACTION_ALLOW, 0, 0, 0, 0]
+
+
+def test_a_tested_account_is_known_until_it_does_something_else() -> None:
+    """A tiny person-to-person transfer as an account's first act starts its trial; people paying
+    it in keep it; a payment out that is no test, or a wage from an organisation, ends it."""
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    hour = HOUR_MS
+    out = run_both(Scenario(events=[
+        txn(T0, 9, 1, 500, flags=p2p),                  # the gang tests account 1 (5 CNY)
+        txn(T0 + hour, 2, 1, 400_000, flags=p2p),       # a victim pays it
+        txn(T0 + 2 * hour, 3, 1, 90_000, flags=p2p),    # a second one
+        txn(T0 + 3 * hour, 1, 8, 480_000, flags=p2p),   # it forwards the money
+        txn(T0 + 4 * hour, 4, 1, 50_000, flags=p2p),    # ... and is a tested account no more
+        txn(T0 + 5 * hour, 5, 6, 800, flags=p2p),       # 6's first act: a test too
+        txn(T0 + 6 * hour, 7, 6, 300_000, flags=k.TF_PAYEE_PERSON),  # its wage (an organisation)
+        txn(T0 + 7 * hour, 2, 6, 300_000, flags=p2p),
+        txn(T0 + 8 * hour, 10, 11, 20_000, flags=p2p),  # an ordinary first payment: no test
+        txn(T0 + 9 * hour, 2, 11, 90_000, flags=p2p),
+    ], n_accounts=12))
+    payee = [f[tcol("payee_days_since_test_transfer")] for f in out.features]
+    payer = [f[tcol("payer_days_since_test_transfer")] for f in out.features]
+    far = k.FAR_DAYS
+    assert payee[:5] == [far, 1 / 24, 2 / 24, far, far]
+    assert payer[3] == 3 / 24  # the forward sees the test it was
+    assert payee[5:8] == [far, 1 / 24, far]
+    assert payee[9] == far
 
 
 def test_two_events_in_the_same_bucket_add_up() -> None:

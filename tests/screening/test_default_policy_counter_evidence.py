@@ -20,8 +20,10 @@ from tests.reference import _decide, read_rules
 
 POLICY = load_policy()
 NO_CALL = 1e9  # what the kernels give payer_last_call_ended_minutes when there was no call
-# what the kernels give an account that never slept, and one whose age is unknown
+# what the kernels give an account that never slept or was never tested, and one whose age is
+# unknown
 NEUTRAL = dict(payer_last_call_ended_minutes=NO_CALL, payer_days_since_wake=1e6, payee_days_since_wake=1e6,
+               payer_days_since_test_transfer=1e6, payee_days_since_test_transfer=1e6,
                payer_account_age_days=math.nan, payee_account_age_days=math.nan)
 
 
@@ -205,3 +207,28 @@ def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accoun
     assert ("MULE_CONDUIT" in codes) is held
     assert bool(marks & Mark.TXN_NAMES["payer_mule"]) is held
     assert action == ("HOLD" if held else "ALLOW")
+
+
+TESTED = dict(payee_days_since_test_transfer=0.2, first_time_payee=1, payer_is_person=1,
+              payee_is_person=1, amount=40_000)
+
+
+def test_a_stranger_paying_an_account_that_was_only_tested_is_warned_and_protected() -> None:
+    """A bought account checked with a few yuan, then paid by a brushing scam's victim: warned,
+    and the payer is protected from then on."""
+    action, codes, marks = _decide_row(**TESTED)
+    assert (action, codes) == ("WARN", ["TESTED_ACCOUNT_RECEIVES"])
+    assert marks & Mark.PAYER_VICTIM
+
+
+@pytest.mark.parametrize("counter", [
+    dict(first_time_payee=0),                       # paid it before
+    dict(payee_phone_known_contact=1),              # someone the payer calls
+    dict(payee_days_since_test_transfer=8.0),       # the test was long ago
+    dict(payee_days_since_test_transfer=1e6),       # never a tested account
+    dict(amount=9_999),                             # under 100 CNY
+    dict(payee_is_merchant=1),
+])
+def test_what_keeps_a_payment_to_a_tested_account_quiet(counter: dict[str, float]) -> None:
+    _, codes, _ = _decide_row(**{**TESTED, **counter})
+    assert "TESTED_ACCOUNT_RECEIVES" not in codes
