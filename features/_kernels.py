@@ -238,7 +238,7 @@ OP_GE, OP_GT, OP_LE, OP_LT, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
 MAX_COND = 12  # conditions per rule (counter-evidence adds conditions, not rules)
 RI_NCOND, RI_ACTION, RI_SCORE, RI_FLAGS, RI_MARKS, RI_COND = 0, 1, 2, 3, 4, 5
 N_RULE_INT = RI_COND + 2 * MAX_COND
-MAX_RULES = 62
+MAX_RULES = 63  # reason bits 0..62 of one int64 (bit 63 is its sign)
 D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS = 0, 1, 2, 3, 4
 N_DEC = 5
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up

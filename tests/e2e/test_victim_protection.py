@@ -458,8 +458,8 @@ def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Liv
 
 def test_a_rented_account_tested_with_a_few_yuan_warns_the_strangers_who_pay_it(live: Live) -> None:
     """No registry: the gang checks the account it bought with a 6 CNY transfer to one of its own,
-    then two brushing victims pay it within the hour: both warned. A wage into another account
-    that began with a few yuan ends its trial."""
+    then two brushing victims pay it within the hour: both warned; the first piece passed on is
+    held. A wage into another account that began with a few yuan ends its trial."""
     rented, gang = uid("rented"), uid("gang")
     test = live.bank.screen(transaction(uid("t"), recent(90), rented, gang, 600, **AGED))
     assert test.action == pb.ACTION_ALLOW
@@ -469,6 +469,13 @@ def test_a_rented_account_tested_with_a_few_yuan_warns_the_strangers_who_pay_it(
     for d in paid:
         assert d.action == pb.ACTION_WARN and "TESTED_ACCOUNT_RECEIVES" in _codes(d)
         assert 0.0 < d.features["payee_days_since_test_transfer"] < 0.1
+    # minutes later the first piece leaves for the gang's next account: held while most of the
+    # money is still there, and the account a suspect from then on
+    piece = live.bank.screen(transaction(uid("t"), recent(45), rented, uid("l2"), 200_000, **AGED))
+    assert piece.action == pb.ACTION_HOLD and "TESTED_ACCOUNT_FORWARDS" in _codes(piece)
+    assert piece.reports.suspicious and piece.reports.notify_police
+    nxt = live.bank.screen(transaction(uid("t"), recent(44), rented, uid("l2"), 200_000, **AGED))
+    assert nxt.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(nxt)
     worker = uid("worker")
     live.bank.screen(transaction(uid("t"), recent(90), uid("friend"), worker, 500, **AGED))
     live.bank.screen(transaction(uid("t"), recent(80), uid("employer"), worker, 600_000,

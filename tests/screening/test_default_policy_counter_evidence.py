@@ -232,3 +232,25 @@ def test_a_stranger_paying_an_account_that_was_only_tested_is_warned_and_protect
 def test_what_keeps_a_payment_to_a_tested_account_quiet(counter: dict[str, float]) -> None:
     _, codes, _ = _decide_row(**{**TESTED, **counter})
     assert "TESTED_ACCOUNT_RECEIVES" not in codes
+
+
+FORWARDS = dict(payer_days_since_test_transfer=0.1, payer_in_sum_1h=480_000, payer_pass_through_1h=0.4,
+                payer_is_person=1, first_time_payee=1, amount=200_000)
+
+
+def test_a_tested_account_passing_on_strangers_money_is_held_and_made_a_suspect() -> None:
+    action, codes, marks = _decide_row(**FORWARDS)
+    assert (action, codes) == ("HOLD", ["TESTED_ACCOUNT_FORWARDS"])
+    assert marks & Mark.PAYER_MULE
+
+
+@pytest.mark.parametrize("counter", [
+    dict(payer_protected_victim=1),                 # a victim told to pass a loan on
+    dict(payer_pass_through_1h=0.1),                # a bill, most of the money stays
+    dict(payer_in_sum_1h=150_000),                  # under 2,000 CNY came in
+    dict(payer_days_since_test_transfer=1e6),       # never a tested account
+    dict(payer_is_merchant=1),
+])
+def test_what_keeps_a_tested_accounts_payment_out_unheld(counter: dict[str, float]) -> None:
+    _, codes, _ = _decide_row(**{**FORWARDS, **counter})
+    assert "TESTED_ACCOUNT_FORWARDS" not in codes
