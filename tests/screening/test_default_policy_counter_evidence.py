@@ -246,7 +246,6 @@ def test_a_tested_account_passing_on_strangers_money_is_held_and_made_a_suspect(
 
 @pytest.mark.parametrize("counter", [
     dict(payer_protected_victim=1),                 # a victim told to pass a loan on
-    dict(payer_pass_through_1h=0.1),                # a bill, most of the money stays
     dict(payer_in_sum_1h=150_000),                  # under 2,000 CNY came in
     dict(payer_days_since_test_transfer=1e6),       # never a tested account
     dict(payer_is_merchant=1),
