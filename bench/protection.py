@@ -48,7 +48,7 @@ LOOKALIKE_RATE = 0.04
 
 def measure(
     *, seed: int, events: int | None, persons: int | None, days: int, scenario_rate: float,
-    lookalike_rate: float, registry: bool = False,
+    lookalike_rate: float, registry: bool = False, policy_file: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Generate, replay and score one stream; the figures and what produced them."""
     for_batch_jobs()
@@ -62,7 +62,7 @@ def measure(
     synth = generate(cfg)
     t1 = time.perf_counter()
     settings = load_settings(None, {}, {})  # defaults: no config file, no environment
-    policy = load_policy()
+    policy = load_policy(policy_file)  # None: the default policy
     # with ``registry``, the service also knows what the bank knows of its accounts (UpsertAccounts)
     result = replay(synth.events, policy, settings, registry=synth.registry if registry else None)
     t2 = time.perf_counter()
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         default=LOOKALIKE_RATE,
         help=f"share of persons at the centre of a look-alike (default {LOOKALIKE_RATE})",
     )
+    parser.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                        help="a candidate policy file to measure (default: the shipped policy)")
     parser.add_argument("--name", default=None, help="run name in the table (default: seed-<seed>)")
     parser.add_argument("--registry", action="store_true",
                         help="give the replay the account registry (what UpsertAccounts tells a "
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"seed-{args.seed}"
     figures = measure(seed=args.seed, events=args.events, persons=args.persons, days=args.days,
                       scenario_rate=args.scenario_rate, lookalike_rate=args.lookalike_rate,
-                      registry=args.registry)  # fmt: skip
+                      registry=args.registry, policy_file=args.policy)  # fmt: skip
     figures["name"] = name
     run = figures["run"]
     print(f"{run['events']:,} events, {run['persons']:,} persons, {args.days} days, seed {args.seed}; "
