@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from features.layout import CALL_FEATURES, TXN_FEATURES, EventCol, Kind, Mark
+from features.layout import CALL_FEATURES, REASON_WORD, TXN_FEATURES, EventCol, Kind, Mark
 from graph import _kernels as gk
 from screening.config import Settings, load_settings
 from screening.offline.events import EncodedEvents, encode_events, validate_events
@@ -536,12 +536,14 @@ def _memory_marks(ev: np.ndarray, decisions: pl.DataFrame, policy: Policy,
                   settings: Settings) -> dict[str, np.ndarray]:
     """Decisions that made a suspected mule (payee or payer), and where its money went."""
     n = ev.shape[0]
-    bits = decisions.get_column("reason_bits").to_numpy()[:n]
+    words = (decisions.get_column("reason_bits").to_numpy()[:n],
+             decisions.get_column("reason_bits_high").to_numpy()[:n])
     is_call = ev[:, EventCol.KIND] == Kind.CALL
     rule_marks = np.array([r.marks for r in policy.txn_rules] + [0], dtype=np.int64)
     marks = np.zeros(n, dtype=np.int64)
     for j in range(len(policy.txn_rules)):
-        marks |= np.where(~is_call & ((bits >> j) & 1).astype(bool), rule_marks[j], 0)
+        bit = (words[j // REASON_WORD] >> (j % REASON_WORD)) & 1
+        marks |= np.where(~is_call & bit.astype(bool), rule_marks[j], 0)
     payee_mule = np.flatnonzero(marks & Mark.PAYEE_MULE)
     payer_mule = np.flatnonzero(marks & Mark.PAYER_MULE)
     follow_ms = policy.params.mule_follow_hours * 3_600_000

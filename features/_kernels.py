@@ -238,9 +238,12 @@ OP_GE, OP_GT, OP_LE, OP_LT, OP_EQ, OP_NE = 0, 1, 2, 3, 4, 5
 MAX_COND = 12  # conditions per rule (counter-evidence adds conditions, not rules)
 RI_NCOND, RI_ACTION, RI_SCORE, RI_FLAGS, RI_MARKS, RI_COND = 0, 1, 2, 3, 4, 5
 N_RULE_INT = RI_COND + 2 * MAX_COND
-MAX_RULES = 63  # reason bits 0..62 of one int64 (bit 63 is its sign)
-D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS = 0, 1, 2, 3, 4
-N_DEC = 5
+# a decision's reasons are bits of two int64 words (63 bits each, the sign bit unused): rule r
+# is bit r of D_REASONS, rule 63 + r bit r of D_REASONS_HIGH
+REASON_WORD = 63
+MAX_RULES = 2 * REASON_WORD
+D_ACTION, D_REASONS, D_SCORE, D_FLAGS, D_MARKS, D_REASONS_HIGH = 0, 1, 2, 3, 4, 5
+N_DEC = 6
 ACTION_ALLOW = 1  # proto Action / CallAction numbering: ALLOW=1 and up
 ACTION_WARN, ACTION_HOLD, ACTION_STOP = 2, 3, 4
 CALL_ACTION_BLOCK = 3
@@ -530,6 +533,7 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: 
     costs two atomic reference-count updates per call.)"""
     action = ACTION_ALLOW
     bits = 0
+    high = 0
     flags = 0
     marks = 0
     miss = 1.0
@@ -554,7 +558,10 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: 
             if not ok:
                 break
         if ok:
-            bits |= 1 << r
+            if r < REASON_WORD:
+                bits |= 1 << r
+            else:
+                high |= 1 << (r - REASON_WORD)
             if rules_i[r, RI_ACTION] > action:
                 action = int(rules_i[r, RI_ACTION])
             flags |= rules_i[r, RI_FLAGS]
@@ -562,6 +569,7 @@ def _eval_rules(rules_i: np.ndarray, rules_f: np.ndarray, feat: np.ndarray, fr: 
             miss *= 1.0 - rules_i[r, RI_SCORE] / 100.0
     dec[dr, D_ACTION] = action
     dec[dr, D_REASONS] = bits
+    dec[dr, D_REASONS_HIGH] = high
     dec[dr, D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
     dec[dr, D_FLAGS] = flags
     dec[dr, D_MARKS] = marks

@@ -15,6 +15,7 @@ __all__ = [
     "CALL_FEATURES",
     "GRAPH_FEATURES",
     "MONEY_FEATURES",
+    "REASON_WORD",
     "TXN_FEATURES",
     "WINDOWS",
     "CallFlag",
@@ -327,9 +328,14 @@ class Param:
     N = k.N_PARAM
 
 
+# reason bits per int64 word of a decision row (DecisionCol.REASONS, then REASONS_HIGH)
+REASON_WORD = k.REASON_WORD
+
+
 class DecisionCol:
     ACTION = k.D_ACTION
     REASONS = k.D_REASONS
+    REASONS_HIGH = k.D_REASONS_HIGH  # rules 63 and up (k.REASON_WORD)
     SCORE = k.D_SCORE
     FLAGS = k.D_FLAGS
     MARKS = k.D_MARKS

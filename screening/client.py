@@ -86,11 +86,14 @@ def decisions_of_columns(cols: pb.DecisionColumns) -> list[dict[str, Any]]:
     legends = [[r.code for r in legend.reasons] for legend in cols.legends]
     versions = [legend.policy_version for legend in cols.legends]
     index = list(cols.legend_index) or [0] * len(cols.actions)
+    # rules 63 and up: reason_bits_high, empty when no decision has one
+    high = list(cols.reason_bits_high) or [0] * len(cols.actions)
     out = []
-    for action, score, bits, flags, degraded, dup, which in zip(
-            cols.actions, cols.risk_scores, cols.reason_bits, cols.report_flags, cols.degraded,
-            cols.duplicate, index, strict=True):
+    for action, score, low, hi, flags, degraded, dup, which in zip(
+            cols.actions, cols.risk_scores, cols.reason_bits, high, cols.report_flags,
+            cols.degraded, cols.duplicate, index, strict=True):
         codes = legends[which]
+        bits = low | hi << 63
         out.append({"action": action, "risk_score": score,
                     "reasons": [c for i, c in enumerate(codes) if bits >> i & 1],
                     "reports": flags, "policy_version": versions[which],

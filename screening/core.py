@@ -141,10 +141,6 @@ class Screened:
         return self.decisions[:, DecisionCol.ACTION]
 
     @property
-    def reason_bits(self) -> np.ndarray:
-        return self.decisions[:, DecisionCol.REASONS]
-
-    @property
     def scores(self) -> np.ndarray:
         return self.decisions[:, DecisionCol.SCORE]
 

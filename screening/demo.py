@@ -210,7 +210,7 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
         payer_opened=old, cash=True, channel=pb.CHANNEL_COUNTER, label="liu withdraws ¥60,000 cash")
 
 
-class _WarmProgress:
+class WarmProgress:
     """Prints each kernel warm-up step and its time, with a dot every few seconds while one
     compiles (the first start on a machine compiles for most of a minute, silently otherwise)."""
 
@@ -338,7 +338,7 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
     out.flush()
     policy = load_policy(settings.policy.file)
     engine = Engine(settings, policy)
-    progress = _WarmProgress(out)
+    progress = WarmProgress(out)
     engine.warm_up(progress=progress)
     progress.done()
     running = start_server(settings, policy=policy, masker=masker, auth=auth, port=0,

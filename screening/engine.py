@@ -34,6 +34,7 @@ import numpy as np
 from features.layout import (
     ACCOUNT_FEATURES,
     CALL_FEATURES,
+    REASON_WORD,
     TXN_FEATURES,
     DecisionCol,
     Mark,
@@ -130,6 +131,12 @@ _CASE_ACTION = ACTIONS["HOLD"]
 _ACTION, _REASONS, _SCORE, _FLAGS, _MARKS = (int(DecisionCol.ACTION), int(DecisionCol.REASONS),
                                              int(DecisionCol.SCORE), int(DecisionCol.FLAGS),
                                              int(DecisionCol.MARKS))
+_REASONS_HIGH = int(DecisionCol.REASONS_HIGH)
+
+
+def reason_mask(row: Sequence[int]) -> int:
+    """A decision row's reasons as one Python int (bit i: rule i), from the kernel's two words."""
+    return row[_REASONS] | row[_REASONS_HIGH] << REASON_WORD
 
 
 class DecisionLog:
@@ -1088,19 +1095,20 @@ class Engine:
         rows = dec.tolist()  # one numpy call, whatever the batch size
         # the features the fired rules read: none for most decisions (nothing fired)
         features: list[tuple[tuple[str, float], ...]] = [()] * n
-        for j, row in enumerate(rows):
-            if row[_REASONS]:
-                drivers = self._drivers_of(row[_REASONS], False)
+        masks = [reason_mask(row) for row in rows]
+        for j, mask in enumerate(masks):
+            if mask:
+                drivers = self._drivers_of(mask, False)
                 if drivers:
                     features[j] = tuple(zip([TXN_FEATURES[k] for k in drivers],
                                             feat[j, list(drivers)].tolist(), strict=True))
         version = policy.version
         degraded_l = [True] * n if unsaved else degraded.tolist()
-        return [DecisionRecord(tid, seq0 + j, ms, row[_ACTION], row[_REASONS], row[_SCORE],
+        return [DecisionRecord(tid, seq0 + j, ms, row[_ACTION], mask, row[_SCORE],
                                row[_FLAGS], f, version, latency_us, deg, payer, payee, scope, fp,
                                row[_MARKS])
-                for j, (tid, ms, row, f, deg, payer, payee, fp)
-                in enumerate(zip(txns.transaction_id, txns.event_time_ms, rows, features,
+                for j, (tid, ms, row, mask, f, deg, payer, payee, fp)
+                in enumerate(zip(txns.transaction_id, txns.event_time_ms, rows, masks, features,
                                  degraded_l, txns.payer_account, txns.payee_account, prints,
                                  strict=True))]
 
@@ -1148,7 +1156,7 @@ class Engine:
         done = self.core.screen(ev, np.full(1, -1, dtype=np.int64), policy,
                                 new_pairs=1, detect=False)
         feat, dec = done.features, done.decisions
-        bits = int(dec[0, 1])
+        bits = reason_mask(dec[0].tolist())
         if replay is None:
             latency_us = (time.perf_counter_ns() - t0) // 1000
             self._journal_event(JournalEvent(

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from features.layout import DecisionCol
+from features.layout import REASON_WORD, DecisionCol
 from screening.metrics import Metrics
 from screening.model import TxnInput, fen_text
 from screening.policy import ACTION_NAMES, ACTIONS, REPORT_FLAGS, Policy
@@ -40,6 +40,13 @@ _SUSPICIOUS = REPORT_FLAGS["suspicious"]
 def _alert(action: int, flags: int) -> bool:
     """An alert, as the bench counts them: a warning or stronger, or a suspicious report."""
     return action >= _WARN or bool(flags & _SUSPICIOUS)
+
+
+def _masks(dec: np.ndarray) -> list[int]:
+    """Each decision row's reasons as one int (bit i: rule i)."""
+    return [lo | hi << REASON_WORD for lo, hi in zip(dec[:, DecisionCol.REASONS].tolist(),
+                                                      dec[:, DecisionCol.REASONS_HIGH].tolist(),
+                                                      strict=True)]
 
 
 def _iso(ms: int) -> str:
@@ -135,11 +142,11 @@ class ShadowRecorder:
     def _lines(self, b: _Batch) -> Iterable[str]:
         active_policy = self.policy_for(b.active_version)
         a_act = b.active[:, DecisionCol.ACTION].tolist()
-        a_bits = b.active[:, DecisionCol.REASONS].tolist()
+        a_bits = _masks(b.active)
         a_flags = b.active[:, DecisionCol.FLAGS].tolist()
         for s, dec in zip(b.policies, b.shadows, strict=True):
             s_act = dec[:, DecisionCol.ACTION].tolist()
-            s_bits = dec[:, DecisionCol.REASONS].tolist()
+            s_bits = _masks(dec)
             s_flags = dec[:, DecisionCol.FLAGS].tolist()
             for j, t in enumerate(b.txns):
                 if not (a_bits[j] or s_bits[j]):

@@ -87,6 +87,7 @@ from features._kernels import (
     D_FLAGS,
     D_MARKS,
     D_REASONS,
+    D_REASONS_HIGH,
     D_SCORE,
     DAY_MS,
     EV_A,
@@ -238,6 +239,7 @@ from features._kernels import (
     PROF_ORGANISATION,
     PROF_PAYROLL,
     PROF_SEEN_ORGANISATION,
+    REASON_WORD,
     RI_ACTION,
     RI_COND,
     RI_FLAGS,
@@ -648,14 +650,15 @@ def _decide(rules: list[Rule], feat: list[float]) -> list[int]:
     action, reasons, flags, marks, miss = ACTION_ALLOW, 0, 0, 0, 1.0
     for r, rule in enumerate(rules):
         if all(_holds(feat[f], op, thr) for f, op, thr in rule.conditions):
-            reasons |= 1 << r
+            reasons |= 1 << r  # one Python int: split into the kernel's two words below
             action = max(action, rule.action)
             flags |= rule.flags
             marks |= rule.marks
             miss *= 1.0 - rule.score / 100.0
     dec = [0] * N_DEC
     dec[D_ACTION] = action
-    dec[D_REASONS] = reasons
+    dec[D_REASONS] = reasons & ((1 << REASON_WORD) - 1)
+    dec[D_REASONS_HIGH] = reasons >> REASON_WORD
     dec[D_SCORE] = int((1.0 - miss) * 100.0 + 0.5)
     dec[D_FLAGS] = flags
     dec[D_MARKS] = marks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from screening.auth import add_token
 from screening.cli import build_parser, main
 from screening.client import ScreeningClient, transaction
-from screening.demo import _WarmProgress, _width, _wrap, run_demo
+from screening.demo import WarmProgress, _width, _wrap, run_demo
 from screening.logs import get_logger
 from tests.conftest import free_port, recent, serve_process, server_env
 
@@ -249,7 +250,7 @@ def test_demo_table_wraps_between_words_and_aligns_wide_characters() -> None:
 def test_warm_progress_ticks_while_a_step_runs() -> None:
     """A long step shows dots while it runs, then its time; the next step starts a new line."""
     out = io.StringIO()
-    progress = _WarmProgress(out, tick_s=0.01)
+    progress = WarmProgress(out, tick_s=0.01)
     progress("compiling")
     deadline = time.monotonic() + 10
     while "." not in out.getvalue() and time.monotonic() < deadline:
@@ -352,3 +353,28 @@ def test_shadow_report_reads_a_shadow_log_and_names_a_bad_line(tmp_path: Path, c
     log.write_text(log.read_text() + "{not json\n")
     assert main(["shadow", "report", str(log)]) == 2
     assert f"{log}:3: not a JSON line" in capsys.readouterr().err
+
+
+def test_compile_fills_the_cache_once_and_then_has_nothing_to_do(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`screening compile` runs every warm-up step (the graph's too), in two processes when the
+    cache lacks kernels on both sides, and says so; with the cache full it has nothing to do."""
+    import screening._warm as warm
+
+    assert main(["compile"]) == 0  # the suite's cache is full: nothing compiles
+    assert "nothing to compile" in capsys.readouterr().out
+    ran: list[str] = []
+
+    def recorded(step: warm.Step) -> warm.Step:
+        def run(inputs: warm.KernelInputs) -> None:
+            ran.append(step.name)
+            step.run(inputs)
+        return dataclasses.replace(step, run=run)
+
+    monkeypatch.setattr(warm, "STEPS", tuple(recorded(s) for s in warm.STEPS))
+    monkeypatch.setattr(warm, "cold_steps", lambda steps: list(steps))  # as if the cache were empty
+    assert main(["compile"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(warm.STEPS)} of {len(warm.STEPS)} steps missing" in out
+    assert "second process" in out and re.search(r"^compiled in \d+\.\d s$", out, re.M)
+    assert sorted(ran) == sorted(s.name for s in warm.STEPS)  # graph kernels included

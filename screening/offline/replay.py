@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory, TxnFlag
+from features.layout import REASON_WORD, TXN_FEATURES, DecisionCol, EventCol, Kind, Memory, TxnFlag
 from features.state import FeatureState
 from graph.live import LiveGraph
 from screening.config import Settings
@@ -39,7 +39,8 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "event_time": pl.Datetime("ms", "UTC"),
     "action": pl.String(),
     "reason_codes": pl.List(pl.String()),
-    "reason_bits": pl.Int64(),
+    "reason_bits": pl.Int64(),  # rules 0..62 (bit i: rule i)
+    "reason_bits_high": pl.Int64(),  # rules 63.. (bit i: rule 63 + i)
     "risk_score": pl.Int32(),
     "large_value": pl.Boolean(),
     "suspicious": pl.Boolean(),
@@ -169,16 +170,14 @@ def _foreign_flags(frame: pl.DataFrame, registry: pl.DataFrame) -> np.ndarray:
     return out
 
 
-def _reason_codes(bits: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.Series:
-    """Reason codes per row; few distinct (kind, bitmask) pairs occur, so map those once."""
-    key = bits * 2 + is_call.astype(np.int64)
-    uniq = np.unique(key)
-    table = pl.DataFrame({
-        "_key": uniq,
-        "reason_codes": [[r.code for r in policy.fired(int(k) >> 1, calls=bool(k & 1))]
-                         for k in uniq.tolist()],
-    }, schema={"_key": pl.Int64, "reason_codes": pl.List(pl.String)})
-    return (pl.DataFrame({"_key": key}).join(table, on="_key", how="left", maintain_order="left")
+def _reason_codes(low: np.ndarray, high: np.ndarray, is_call: np.ndarray, policy: Policy) -> pl.Series:
+    """Reason codes per row; few distinct (reasons, kind) keys occur, so map those once."""
+    keys = pl.DataFrame({"_lo": low, "_hi": high, "_call": is_call})
+    uniq = keys.unique()
+    codes = [[r.code for r in policy.fired(lo | hi << REASON_WORD, calls=call)]
+             for lo, hi, call in uniq.iter_rows()]
+    table = uniq.with_columns(pl.Series("reason_codes", codes, dtype=pl.List(pl.String)))
+    return (keys.join(table, on=["_lo", "_hi", "_call"], how="left", maintain_order="left")
             .get_column("reason_codes"))
 
 
@@ -253,8 +252,10 @@ def _decisions_frame(enc: EncodedEvents, dec: np.ndarray, policy: Policy) -> pl.
         "amount_fen": np.where(is_call.to_numpy(), 0, enc.events[:, EventCol.AMOUNT]),
     })
     out = out.with_columns(
-        _reason_codes(dec[:, DecisionCol.REASONS], is_call.to_numpy(), policy),
+        _reason_codes(dec[:, DecisionCol.REASONS], dec[:, DecisionCol.REASONS_HIGH],
+                      is_call.to_numpy(), policy),
         pl.col("_bits").alias("reason_bits"),
+        pl.Series("reason_bits_high", dec[:, DecisionCol.REASONS_HIGH]),
         pl.lit(policy.version, dtype=pl.String).alias("policy_version"),
     ).drop("_bits", "_is_call")
     if enc.duplicates.height:

@@ -28,7 +28,9 @@ entity evicted at a cap, whose id the next new entity gets; ``screening.engine.I
 A version-2 checkpoint without the ledger parts restores with an empty ledger (the restore says
 so); one with only some of them is refused. The ``registry.owners`` part (account, institution:
 the owner of each account registry entry) came later within version 2: a checkpoint without it
-restores every entry ownerless (the first institution to upsert one owns it).
+restores every entry ownerless (the first institution to upsert one owns it). So did the
+``reason_bits_high`` column of the decision and call records (rules 63 and up, for policies of
+more than 63 rules): a part without it restores with none of those rules fired.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 from features import _kernels as k
+from features.layout import REASON_WORD
 from features.state import TIME_MAX_MS, TIME_MIN_MS, FeatureState
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
@@ -185,6 +188,10 @@ def _ids(names: Sequence[str]) -> list[Piece]:
 
 
 _SCALARS = {str: pa.large_string(), int: pa.int64(), bool: pa.bool_(), bytes: pa.binary()}
+# a record's reason_bits (one int, bit i: rule i) is two int64 columns: rules 0..62 in
+# reason_bits, 63 and up in this one (added within version 2: a part without it has none)
+_HIGH = "reason_bits_high"
+_LOW_WORD = (1 << REASON_WORD) - 1
 # the calls part: (CallEntry index, column), scope last (version 2)
 _CALL_COLUMNS = ((0, "call_id"), (1, "caller"), (2, "callee"), (5, "scope"))
 
@@ -202,6 +209,8 @@ def _record_schema(cls: type[Any], extra: dict[str, pa.DataType] | None = None,
                        pa.field("feature_values", pa.list_(pa.float64()))]
         else:
             fields.append(pa.field(name, _SCALARS[hint]))
+        if name == "reason_bits" and _HIGH not in without:
+            fields.append(pa.field(_HIGH, pa.int64()))
     return pa.schema(fields)
 
 
@@ -220,6 +229,10 @@ def _records_table(records: Sequence[Any], cls: type[Any],
                 off, pa.array([n for r in records for n, _ in r.features], pa.string()))
             cols["feature_values"] = pa.ListArray.from_arrays(
                 off, pa.array([v for r in records for _, v in r.features], pa.float64()))
+        elif f.name == "reason_bits":  # one int per record, two int64 words in the table
+            bits = [r.reason_bits for r in records]
+            cols[f.name] = pa.array([b & _LOW_WORD for b in bits], pa.int64())
+            cols[_HIGH] = pa.array([b >> REASON_WORD for b in bits], pa.int64())
         else:
             cols[f.name] = pa.array([getattr(r, f.name) for r in records],
                                     schema.field(f.name).type)
@@ -377,6 +390,13 @@ def _load_arrow(data: bytes) -> pa.Table:
     return table
 
 
+def _no_high(parts: dict[str, Any], name: str) -> dict[str, int]:
+    """``{_HIGH: 0}`` when records part ``name`` has no high reason word (written before rules
+    63 and up existed: none of its decisions fired one), else nothing."""
+    table = parts.get(name)
+    return {} if isinstance(table, pa.Table) and _HIGH in table.column_names else {_HIGH: 0}
+
+
 def _column(parts: dict[str, Any], name: str, schema: pa.Schema) -> pa.Table:
     table = _part(parts, name, pa.Table)
     if not table.schema.equals(schema):
@@ -405,6 +425,9 @@ def _rows(table: pa.Table, cls: type[Any], missing: dict[str, Any] | None = None
             pairs = list(zip(names.flatten().to_pylist(), values.flatten().to_numpy().tolist(),
                              strict=True))
             cols.append([tuple(pairs[a:b]) if b > a else () for a, b in itertools.pairwise(offsets)])
+        elif f.name == "reason_bits" and _HIGH in table.column_names:
+            cols.append([lo | hi << REASON_WORD for lo, hi in zip(
+                _pylist(table.column(f.name)), _pylist(table.column(_HIGH)), strict=True)])
         else:
             cols.append(_pylist(table.column(f.name)))
     return [cls(*row) for row in zip(*cols, strict=True)]
@@ -484,7 +507,8 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
     missing = _V1_MISSING if header.format == 1 else {}
     if header.format == 1:
         arrays = _widen_v1(arrays)
-    decisions = _rows(_column(parts, "decisions", _record_schema(DecisionRecord, without=missing)),
+    without = {**missing, **_no_high(parts, "decisions")}
+    decisions = _rows(_column(parts, "decisions", _record_schema(DecisionRecord, without=without)),
                       DecisionRecord, missing)
     names = [n for _, n in _CALL_COLUMNS if n not in missing]
     call_table = _column(parts, "calls", pa.schema([pa.field(n, pa.large_string()) for n in names]))
@@ -493,7 +517,8 @@ def _snapshot(header: Header, parts: dict[str, Any], arrays: dict[str, np.ndarra
     calls: list[list[Any]] = [[c, a, b, None, None, s] for c, a, b, s in zip(
         *(call_table.column(n).to_pylist() for n in ("call_id", "caller", "callee")), scopes,
         strict=True)]
-    rec_table = _column(parts, "calls.records", _record_schema(CallRecord, _CALL_EXTRA))
+    rec_table = _column(parts, "calls.records", _record_schema(
+        CallRecord, _CALL_EXTRA, without=_no_high(parts, "calls.records")))
     for owner, ended, rec in zip(rec_table.column("call").to_pylist(),
                                  rec_table.column("ended").to_pylist(),
                                  _rows(rec_table, CallRecord), strict=True):

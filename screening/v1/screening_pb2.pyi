@@ -292,7 +292,7 @@ class ReasonLegend(_message.Message):
     def __init__(self, policy_version: _Optional[str] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class DecisionColumns(_message.Message):
-    __slots__ = ("actions", "risk_scores", "reason_bits", "report_flags", "degraded", "duplicate", "legend_index", "legends", "server_latency_us")
+    __slots__ = ("actions", "risk_scores", "reason_bits", "report_flags", "degraded", "duplicate", "legend_index", "legends", "server_latency_us", "reason_bits_high")
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     RISK_SCORES_FIELD_NUMBER: _ClassVar[int]
     REASON_BITS_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +302,7 @@ class DecisionColumns(_message.Message):
     LEGEND_INDEX_FIELD_NUMBER: _ClassVar[int]
     LEGENDS_FIELD_NUMBER: _ClassVar[int]
     SERVER_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
+    REASON_BITS_HIGH_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedScalarFieldContainer[Action]
     risk_scores: _containers.RepeatedScalarFieldContainer[int]
     reason_bits: _containers.RepeatedScalarFieldContainer[int]
@@ -311,7 +312,8 @@ class DecisionColumns(_message.Message):
     legend_index: _containers.RepeatedScalarFieldContainer[int]
     legends: _containers.RepeatedCompositeFieldContainer[ReasonLegend]
     server_latency_us: int
-    def __init__(self, actions: _Optional[_Iterable[_Union[Action, str]]] = ..., risk_scores: _Optional[_Iterable[int]] = ..., reason_bits: _Optional[_Iterable[int]] = ..., report_flags: _Optional[_Iterable[int]] = ..., degraded: _Optional[_Iterable[bool]] = ..., duplicate: _Optional[_Iterable[bool]] = ..., legend_index: _Optional[_Iterable[int]] = ..., legends: _Optional[_Iterable[_Union[ReasonLegend, _Mapping]]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
+    reason_bits_high: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, actions: _Optional[_Iterable[_Union[Action, str]]] = ..., risk_scores: _Optional[_Iterable[int]] = ..., reason_bits: _Optional[_Iterable[int]] = ..., report_flags: _Optional[_Iterable[int]] = ..., degraded: _Optional[_Iterable[bool]] = ..., duplicate: _Optional[_Iterable[bool]] = ..., legend_index: _Optional[_Iterable[int]] = ..., legends: _Optional[_Iterable[_Union[ReasonLegend, _Mapping]]] = ..., server_latency_us: _Optional[int] = ..., reason_bits_high: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CallEvent(_message.Message):
     __slots__ = ("call_id", "caller_number", "callee_number", "start_time", "duration_seconds", "caller_class", "outcome")

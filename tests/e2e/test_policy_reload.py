@@ -160,3 +160,30 @@ def test_sighup_reloads_the_policy_file_and_keeps_the_old_one_when_it_is_bad(
     assert len(swapped) == 1 and swapped[0]["by"] == "SIGHUP"
     assert len(refused) == 1 and f"{policy}:" in refused[0]["error"]
     assert refused[0]["running"] == second.policy_version
+
+
+def test_a_64th_rule_is_named_in_every_reply_and_survives_a_checkpoint(fresh: Live) -> None:
+    """The default policy fills the first reason word (63 rules); a risk team's next rule is
+    bit 0 of the second: unary and columnar replies name it (the columnar one in
+    reason_bits_high), and a checkpoint and restore keep it."""
+    from screening.client import decisions_of_columns
+    from screening.engine import Engine
+    from screening.store import MemoryStore, restore_engine, save_checkpoint
+
+    reply = fresh.client("admin").reload_policy(_stricter("wide"))
+    assert reply.transaction_rules == 64
+    unary = _probe(fresh.bank)
+    assert [r.code for r in unary.reasons] == ["PROBE_AMOUNT"]
+    batch = fresh.bank.screen_batch([_probe_txn(), transaction(uid("t"), recent(), uid("a"), uid("m"), 5_000,
+                                                               payer_opened=OLD, payee_opened=OLD)],
+                                    columnar=True)
+    cols = batch.columns
+    assert list(cols.reason_bits) == [0, 0] and list(cols.reason_bits_high) == [1, 0]
+    assert [d["reasons"] for d in decisions_of_columns(cols)] == [["PROBE_AMOUNT"], []]
+    engine = fresh.server.engine
+    store = MemoryStore()
+    save_checkpoint(engine, store)
+    restored = Engine(engine.settings, engine.policy)
+    restore_engine(restored, store)
+    assert [engine.policy.fired(r.reason_bits)[0].code
+            for r in restored.decisions.records() if r.reason_bits] == ["PROBE_AMOUNT", "PROBE_AMOUNT"]

@@ -431,7 +431,7 @@ def test_one_transaction_counts_itself_in_every_window() -> None:
     assert f[tcol("payer_pass_through_1h")] == 0.0  # nothing came in
     assert f[tcol("payer_day_transfer_out_sum")] == 5_000
     assert f[tcol("risky_call_minutes_ago")] == k.FAR_MINUTES
-    assert out.decisions[0].tolist() == [k.ACTION_ALLOW, 0, 0, 0, 0]
+    assert out.decisions[0].tolist() == [k.ACTION_ALLOW, 0, 0, 0, 0, 0]
 
 
 def test_a_tested_account_is_known_until_it_does_something_else() -> None:
@@ -642,14 +642,20 @@ def test_rules_combine_strongest_action_noisy_or_score_and_flags() -> None:
         ([(k.F_AMOUNT, k.OP_LT, amount)], 4, 90, 32, 0),
     ])
     out = run_both(Scenario(events=[txn(T0, 0, 1, 5_000)], txn_rules=rules))
-    assert out.decisions[0].tolist() == [3, 0b111, 27, 7, 0]
+    assert out.decisions[0].tolist() == [3, 0b111, 27, 7, 0, 0]
 
 
-def test_all_62_rules_firing_set_every_reason_bit() -> None:
-    """MAX_RULES unconditional rules: all reason bits set, score rounds to 100."""
+def test_all_rules_firing_set_every_reason_bit_of_both_words() -> None:
+    """MAX_RULES unconditional rules: all 63 bits of both reason words set, score rounds to 100;
+    one rule past the first word sets only the high word's first bit."""
+    word = (1 << k.REASON_WORD) - 1
     rules = RuleTable.build([([], 2, 50, 0, 0)] * k.MAX_RULES)
     out = run_both(Scenario(events=[txn(T0, 0, 1, 1)], txn_rules=rules))
-    assert out.decisions[0].tolist() == [2, (1 << k.MAX_RULES) - 1, 100, 0, 0]
+    assert out.decisions[0].tolist() == [2, word, 100, 0, 0, word]
+    never = [([(k.F_AMOUNT, k.OP_LT, 0.0)], 4, 90, 0, 0)] * k.REASON_WORD
+    rules = RuleTable.build([*never, ([], 3, 50, 1, 0)])
+    out = run_both(Scenario(events=[txn(T0, 0, 1, 1)], txn_rules=rules))
+    assert out.decisions[0].tolist() == [3, 0, 50, 1, 0, 1]
 
 
 def test_risky_call_marks_the_callee_phone_for_later_transactions() -> None:

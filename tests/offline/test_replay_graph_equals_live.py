@@ -97,9 +97,10 @@ def test_replay_equals_live_engine_including_graph_features(stream: pl.DataFrame
             continue
         (rec, _), = engine.screen([conv.transaction(msg)])
         assert not rec.degraded
-        if (ACTION_NAMES[rec.action], rec.reason_bits) != (want["action"], want["reason_bits"]):
+        replayed = want["reason_bits"] | want["reason_bits_high"] << fk.REASON_WORD
+        if (ACTION_NAMES[rec.action], rec.reason_bits) != (want["action"], replayed):
             bad.append(f"row {i}: live {ACTION_NAMES[rec.action]} {rec.reason_bits:#x}, "
-                       f"replay {want['action']} {want['reason_bits']:#x}")
+                       f"replay {want['action']} {replayed:#x}")
         live = dict(rec.features)
         for x, name in enumerate(GRAPH_FEATURES):
             got = float(result.features[i, fk.F_EXTRA_BASE + x])

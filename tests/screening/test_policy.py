@@ -158,7 +158,7 @@ def _decide(policy_text: str, amount: int, cash: bool = False) -> tuple[int, int
     ev[0, 6] = amount
     ev[0, 7] = 1 if cash else 0
     _, dec = state.process(ev, policy.params_array, policy.txn_table, policy.call_table)
-    a, bits, score, flags, _marks = (int(x) for x in dec[0])
+    a, bits, score, flags, _marks, _high = (int(x) for x in dec[0])
     return a, bits, score, flags
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from screening.engine import Engine
+from screening.engine import Engine, EngineSnapshot
 from screening.errors import CheckpointError, PermissionDenied
 from screening.model import AccountProfile
 from screening.store import (
@@ -90,6 +93,37 @@ def test_registry_owners_survive_a_checkpoint_and_an_earlier_builds_have_none() 
     assert older.core.owners == {}
     assert older.upsert_accounts([_profile("A1", "BANK02")], writer="BANK02") == 1
     assert older.core.owners == {"A1": "BANK02"}
+
+
+def test_reasons_past_the_63rd_rule_survive_a_checkpoint_and_an_earlier_builds_have_none() -> None:
+    """A decision's reasons are one int (bit i: rule i) in a record and two int64 columns in the
+    checkpoint; a decisions part without the high column (an earlier build) restores as is."""
+    engine = busy_engine(n=50)
+    snap = engine.snapshot()
+    wide = [dataclasses.replace(r, reason_bits=r.reason_bits | 1 << 63 | 1 << 100)
+            for r in snap.decisions]
+    restored = Engine(small_settings(), engine.policy)
+    restore_engine(restored, reassembled(dataclasses.replace(snap, decisions=wide), {}))
+    assert [r.reason_bits for r in restored.decisions.records()] == [r.reason_bits for r in wide]
+    # the part as an earlier build wrote it: no reason_bits_high column
+    table = pa.ipc.open_stream(_part_bytes(snap, "decisions")).read_all()
+    assert "reason_bits_high" in table.column_names
+    sink = pa.BufferOutputStream()
+    older_table = table.drop_columns(["reason_bits_high"])
+    with pa.ipc.new_stream(sink, older_table.schema) as out:
+        out.write_table(older_table)
+    older = Engine(small_settings(), engine.policy)
+    restore_engine(older, reassembled(snap, {"decisions": ("arrow", sink.getvalue().to_pybytes())}))
+    assert [r.reason_bits for r in older.decisions.records()] == [r.reason_bits for r in snap.decisions]
+
+
+def _part_bytes(snap: EngineSnapshot, name: str) -> bytes:
+    data = b"".join(bytes(p) for p in encode(snap).pieces)
+    _, _, hlen, _ = CKPT_PREFIX.unpack_from(data)
+    header = json.loads(data[CKPT_PREFIX.size:CKPT_PREFIX.size + hlen])
+    body = data[CKPT_PREFIX.size + hlen:]
+    part = next(p for p in header["parts"] if p["name"] == name)
+    return body[part["offset"]:part["offset"] + part["size"]]
 
 
 def test_graph_switched_off_drops_the_checkpoints_graph_with_a_note() -> None:
