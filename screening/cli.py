@@ -648,9 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("log", type=Path, help="the shadow log (JSON lines)")
     c.set_defaults(func=_cmd_shadow_report)
 
-    p = sub.add_parser("compile", help="compile the Numba kernels into numba's on-disk cache now "
-                                       "(once after installing: the first start then loads them "
-                                       "in seconds instead of compiling for most of a minute)")
+    what = ("compile the Numba kernels into numba's on-disk cache now (once after installing: "
+            "the first start then loads them in seconds instead of compiling for most of a minute)")
+    p = sub.add_parser("compile", help=what, description=what.capitalize() + ".")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("demo", help="start a server and play a scripted day of fraud scenarios")
