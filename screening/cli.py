@@ -650,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     what = ("compile the Numba kernels into numba's on-disk cache now (once after installing: "
             "the first start then loads them in seconds instead of compiling for most of a minute)")
-    p = sub.add_parser("compile", help=what, description=what.capitalize() + ".")
+    p = sub.add_parser("compile", help=what, description=what[0].upper() + what[1:] + ".")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("demo", help="start a server and play a scripted day of fraud scenarios")
