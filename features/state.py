@@ -186,7 +186,8 @@ def _device_scalars(n: int) -> np.ndarray:
 
 
 def decide_rows(table: RuleTable, feat: np.ndarray) -> np.ndarray:
-    """Decisions (``int64[n, N_DEC]``: action, reason bits, score, report flags, marks) of
+    """Decisions (``int64[n, N_DEC]``: action, reason bits 0..62, score, report flags, marks,
+    reason bits 63..) of
     ``table``'s rules on transaction feature rows ``feat`` (``float64[n, N_TXN_FEATURE]``), as
     ``process`` decides them; for shadow policies, which see the same features and change
     nothing."""

@@ -121,8 +121,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"all {len(STEPS)} kernel steps are in numba's cache already: nothing to compile")
         return 0
     print(f"compiling the screening kernels into numba's on-disk cache ({cold} of {len(STEPS)} "
-          "steps missing; in two processes): a server, the demo or a replay started after this "
-          "loads them in seconds", flush=True)
+          "steps missing): a server, the demo or a replay started after this loads them in "
+          "seconds", flush=True)
     progress = WarmProgress(sys.stdout)
     took = warm_up(inputs, progress)
     progress.done()

@@ -125,7 +125,8 @@ class Interner:
 class Screened:
     """The decisions of one batch, one row per event, as columns.
 
-    ``decisions`` is int64[n, DecisionCol.N] (action, reason bits, score, report flags, marks);
+    ``decisions`` is int64[n, DecisionCol.N] (action, reason bits 0..62, score, report flags,
+    marks, reason bits 63..);
     ``features`` float64[n, N_TXN_FEATURE] (one row when the features were not kept);
     ``degraded`` marks the transactions whose graph detectors were skipped (latency budget).
     """

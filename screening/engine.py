@@ -526,7 +526,7 @@ class Engine:
         # the action of each remembered decision, by seq modulo the log's capacity (what
         # ``_in_case`` reads for thousands of accounts at once)
         self._actions = _actions_of(self.decisions)
-        self._drivers: dict[tuple[bool, int], tuple[int, ...]] = {}
+        self._drivers: dict[tuple[str, bool, int], tuple[int, ...]] = {}
         # entities forgotten to make room (by kind), and who hears of each eviction (the server
         # logs it); called under the engine's lock
         self.evicted = dict.fromkeys((*ENTITY_KINDS, "relationships"), 0)
@@ -1073,12 +1073,13 @@ class Engine:
         self._bound_pairs(new_pairs)
         self.core.ensure(new_pairs)
 
-    def _drivers_of(self, bits: int, calls: bool) -> tuple[int, ...]:
-        key = (calls, bits)
+    def _drivers_of(self, policy: Policy, bits: int, calls: bool) -> tuple[int, ...]:
+        """The features the rules ``bits`` of ``policy`` read (what a decision shows with it)."""
+        key = (policy.version, calls, bits)  # a reloaded policy numbers its rules anew
         found = self._drivers.get(key)
         if found is None:
             idx: dict[int, None] = {}
-            for rule in self.policy.fired(bits, calls):
+            for rule in policy.fired(bits, calls):
                 idx.update(dict.fromkeys(rule.feature_indices))
             found = tuple(idx)
             if len(self._drivers) < 4096:
@@ -1098,7 +1099,7 @@ class Engine:
         masks = [reason_mask(row) for row in rows]
         for j, mask in enumerate(masks):
             if mask:
-                drivers = self._drivers_of(mask, False)
+                drivers = self._drivers_of(policy, mask, False)
                 if drivers:
                     features[j] = tuple(zip([TXN_FEATURES[k] for k in drivers],
                                             feat[j, list(drivers)].tolist(), strict=True))
@@ -1171,7 +1172,7 @@ class Engine:
             reason_bits=bits,
             score=int(dec[0, 2]),
             features=tuple((CALL_FEATURES[i], float(feat[0, i]))
-                           for i in self._drivers_of(bits, True)),
+                           for i in self._drivers_of(policy, bits, True)),
             policy_version=policy.version,
             latency_us=latency_us,
         )

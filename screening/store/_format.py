@@ -30,7 +30,8 @@ so); one with only some of them is refused. The ``registry.owners`` part (accoun
 the owner of each account registry entry) came later within version 2: a checkpoint without it
 restores every entry ownerless (the first institution to upsert one owns it). So did the
 ``reason_bits_high`` column of the decision and call records (rules 63 and up, for policies of
-more than 63 rules): a part without it restores with none of those rules fired.
+more than 63 rules; written only when a record of the part fired one, so that an earlier build
+still reads the checkpoint of a smaller policy): a part without it has none of those rules fired.
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def _ids(names: Sequence[str]) -> list[Piece]:
 
 _SCALARS = {str: pa.large_string(), int: pa.int64(), bool: pa.bool_(), bytes: pa.binary()}
 # a record's reason_bits (one int, bit i: rule i) is two int64 columns: rules 0..62 in
-# reason_bits, 63 and up in this one (added within version 2: a part without it has none)
+# reason_bits, 63 and up in this one (added within version 2, and written only when one of the
+# part's records fired such a rule: a part without it has none)
 _HIGH = "reason_bits_high"
 _LOW_WORD = (1 << REASON_WORD) - 1
 # the calls part: (CallEntry index, column), scope last (version 2)
@@ -217,7 +219,11 @@ def _record_schema(cls: type[Any], extra: dict[str, pa.DataType] | None = None,
 def _records_table(records: Sequence[Any], cls: type[Any],
                    extra: dict[str, tuple[pa.DataType, list[Any]]] | None = None) -> pa.Table:
     extra = extra or {}
-    schema = _record_schema(cls, {name: t for name, (t, _) in extra.items()})
+    # the high reason word only when a rule past the 63rd fired: a checkpoint of a policy of at
+    # most 63 rules stays readable by a build from before the second word (a rollback)
+    wide = any(r.reason_bits >> REASON_WORD for r in records) if hasattr(cls, "reason_bits") else False
+    schema = _record_schema(cls, {name: t for name, (t, _) in extra.items()},
+                            without=() if wide else (_HIGH,))
     cols: dict[str, pa.Array] = {name: pa.array(v, t) for name, (t, v) in extra.items()}
     for f in dataclasses.fields(cls):
         if f.name == "features":
@@ -232,7 +238,8 @@ def _records_table(records: Sequence[Any], cls: type[Any],
         elif f.name == "reason_bits":  # one int per record, two int64 words in the table
             bits = [r.reason_bits for r in records]
             cols[f.name] = pa.array([b & _LOW_WORD for b in bits], pa.int64())
-            cols[_HIGH] = pa.array([b >> REASON_WORD for b in bits], pa.int64())
+            if wide:
+                cols[_HIGH] = pa.array([b >> REASON_WORD for b in bits], pa.int64())
         else:
             cols[f.name] = pa.array([getattr(r, f.name) for r in records],
                                     schema.field(f.name).type)

@@ -187,3 +187,16 @@ def test_a_64th_rule_is_named_in_every_reply_and_survives_a_checkpoint(fresh: Li
     restore_engine(restored, store)
     assert [engine.policy.fired(r.reason_bits)[0].code
             for r in restored.decisions.records() if r.reason_bits] == ["PROBE_AMOUNT", "PROBE_AMOUNT"]
+
+
+def test_a_reloaded_policys_decision_shows_the_features_its_own_rules_read(fresh: Live) -> None:
+    """Two policies whose 64th rules fire on the same payment but read different features: each
+    decision shows what its own policy's rule read (the features were once cached by reason bits
+    alone, and the second policy's decision showed the first one's)."""
+    admin = fresh.client("admin")
+    admin.reload_policy(_stricter("first"))
+    assert set(_probe(fresh.bank).features) == {"amount"}
+    other = EXTRA_RULE.replace(f'when = ["amount == {PROBE_FEN}"]',
+                               f'when = ["amount == {PROBE_FEN}", "payer_is_person == 1"]')
+    admin.reload_policy(default_policy_text().replace('version = "', 'version = "second-', 1) + other)
+    assert set(_probe(fresh.bank).features) == {"amount", "payer_is_person"}

@@ -28,8 +28,8 @@ from tests.conftest import Live
 SETTINGS = load_settings()
 POLICY = load_policy()
 DECISION_COLUMNS = ("event_id", "kind", "event_time", "action", "reason_codes", "reason_bits",
-                    "risk_score", "large_value", "suspicious", "notify_police", "duplicate",
-                    "amount_fen")
+                    "reason_bits_high", "risk_score", "large_value", "suspicious", "notify_police",
+                    "duplicate", "amount_fen")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ def _decide_row(**features: float) -> tuple[str, list[str], int]:
     """(action, fired codes, marks) of the default policy on one feature row."""
     dec = decide_rows(POLICY.txn_table, _row(**features))[0]
     action = {v: n for n, v in ACTIONS.items()}[int(dec[k.D_ACTION])]
-    codes = [r.code for r in POLICY.fired(int(dec[k.D_REASONS]))]
+    mask = int(dec[k.D_REASONS]) | int(dec[k.D_REASONS_HIGH]) << k.REASON_WORD
+    codes = [r.code for r in POLICY.fired(mask)]
     return action, codes, int(dec[k.D_MARKS])
 
 
