@@ -398,8 +398,8 @@ def _load_arrow(data: bytes) -> pa.Table:
 
 
 def _no_high(parts: dict[str, Any], name: str) -> dict[str, int]:
-    """``{_HIGH: 0}`` when records part ``name`` has no high reason word (written before rules
-    63 and up existed: none of its decisions fired one), else nothing."""
+    """``{_HIGH: 0}`` when records part ``name`` has no high reason word (none of its records
+    fired a rule past the 63rd, or an earlier build wrote it), else nothing."""
     table = parts.get(name)
     return {} if isinstance(table, pa.Table) and _HIGH in table.column_names else {_HIGH: 0}
 
