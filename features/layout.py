@@ -27,6 +27,8 @@ __all__ = [
     "Memory",
     "Param",
     "TxnFlag",
+    "join_reasons",
+    "split_reasons",
 ]
 
 WINDOWS: tuple[str, ...] = k.WIN_NAMES
@@ -330,6 +332,17 @@ class Param:
 
 # reason bits per int64 word of a decision row (DecisionCol.REASONS, then REASONS_HIGH)
 REASON_WORD = k.REASON_WORD
+_LOW_WORD = (1 << REASON_WORD) - 1
+
+
+def join_reasons(low: int, high: int) -> int:
+    """One mask (bit i: rule i) from a decision's two reason words."""
+    return low | high << REASON_WORD
+
+
+def split_reasons(mask: int) -> tuple[int, int]:
+    """The two reason words (rules 0..62, rules 63..) of a mask: what int64 columns hold."""
+    return mask & _LOW_WORD, mask >> REASON_WORD
 
 
 class DecisionCol:

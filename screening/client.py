@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from features.layout import join_reasons
 from screening.tls import ClientTls
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
@@ -93,7 +94,7 @@ def decisions_of_columns(cols: pb.DecisionColumns) -> list[dict[str, Any]]:
             cols.actions, cols.risk_scores, cols.reason_bits, high, cols.report_flags,
             cols.degraded, cols.duplicate, index, strict=True):
         codes = legends[which]
-        bits = low | hi << 63
+        bits = join_reasons(low, hi)
         out.append({"action": action, "risk_score": score,
                     "reasons": [c for i, c in enumerate(codes) if bits >> i & 1],
                     "reports": flags, "policy_version": versions[which],

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from features.layout import REASON_WORD
+from features.layout import split_reasons
 from features.state import SUM_MAX, TIME_MAX_MS
 from screening.config import Settings
 from screening.errors import InvalidRequest
@@ -55,7 +55,6 @@ _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 # characters (zero-width space, joiners, BOM), which would make a listed device another one
 _DEVICE_BAD = re.compile(r"[\t\n\r\x85\u00ad\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 _MAX_EXPIRY_MS = TIME_MAX_MS
-_LOW_WORD = (1 << REASON_WORD) - 1  # DecisionColumns.reason_bits: rules 0..62
 # ids joined by newlines, all valid (``_ID`` each): one regex call checks a whole column
 _IDS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*(?:\n[A-Za-z0-9][A-Za-z0-9._:/@+-]*)*")
 # a batch's columns, read with one C call per message (upb builds an object per field access)
@@ -693,12 +692,13 @@ class Converter:
         """The decisions of a batch as one DecisionColumns message (see the proto)."""
         versions: dict[str, int] = {}
         index = [versions.setdefault(r.policy_version, len(versions)) for r in recs]
+        words = [split_reasons(r.reason_bits) for r in recs]
+        low, high = [w[0] for w in words], [w[1] for w in words]
         return pb.DecisionColumns(
             actions=[r.action for r in recs],  # type: ignore[misc]
             risk_scores=[r.score for r in recs],
-            reason_bits=[r.reason_bits & _LOW_WORD for r in recs],
-            reason_bits_high=([r.reason_bits >> REASON_WORD for r in recs]
-                              if any(r.reason_bits >> REASON_WORD for r in recs) else ()),
+            reason_bits=low,
+            reason_bits_high=high if any(high) else (),  # empty: older clients read low only
             report_flags=[r.report_flags for r in recs],
             degraded=[r.degraded for r in recs],
             duplicate=duplicates,

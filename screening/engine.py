@@ -34,11 +34,11 @@ import numpy as np
 from features.layout import (
     ACCOUNT_FEATURES,
     CALL_FEATURES,
-    REASON_WORD,
     TXN_FEATURES,
     DecisionCol,
     Mark,
     Memory,
+    join_reasons,
 )
 from features.state import (
     ENTITY_KINDS,
@@ -136,7 +136,7 @@ _REASONS_HIGH = int(DecisionCol.REASONS_HIGH)
 
 def reason_mask(row: Sequence[int]) -> int:
     """A decision row's reasons as one Python int (bit i: rule i), from the kernel's two words."""
-    return row[_REASONS] | row[_REASONS_HIGH] << REASON_WORD
+    return join_reasons(row[_REASONS], row[_REASONS_HIGH])
 
 
 class DecisionLog:

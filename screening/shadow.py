@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from features.layout import REASON_WORD, DecisionCol
+from features.layout import DecisionCol, join_reasons
 from screening.metrics import Metrics
 from screening.model import TxnInput, fen_text
 from screening.policy import ACTION_NAMES, ACTIONS, REPORT_FLAGS, Policy
@@ -44,9 +44,9 @@ def _alert(action: int, flags: int) -> bool:
 
 def _masks(dec: np.ndarray) -> list[int]:
     """Each decision row's reasons as one int (bit i: rule i)."""
-    return [lo | hi << REASON_WORD for lo, hi in zip(dec[:, DecisionCol.REASONS].tolist(),
-                                                      dec[:, DecisionCol.REASONS_HIGH].tolist(),
-                                                      strict=True)]
+    return [join_reasons(lo, hi) for lo, hi in zip(dec[:, DecisionCol.REASONS].tolist(),
+                                                    dec[:, DecisionCol.REASONS_HIGH].tolist(),
+                                                    strict=True)]
 
 
 def _iso(ms: int) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.layout import REASON_WORD, TXN_FEATURES, DecisionCol, EventCol, Kind, Memory, TxnFlag
+from features.layout import TXN_FEATURES, DecisionCol, EventCol, Kind, Memory, TxnFlag, join_reasons
 from features.state import FeatureState
 from graph.live import LiveGraph
 from screening.config import Settings
@@ -174,7 +174,7 @@ def _reason_codes(low: np.ndarray, high: np.ndarray, is_call: np.ndarray, policy
     """Reason codes per row; few distinct (reasons, kind) keys occur, so map those once."""
     keys = pl.DataFrame({"_lo": low, "_hi": high, "_call": is_call})
     uniq = keys.unique()
-    codes = [[r.code for r in policy.fired(lo | hi << REASON_WORD, calls=call)]
+    codes = [[r.code for r in policy.fired(join_reasons(lo, hi), calls=call)]
              for lo, hi, call in uniq.iter_rows()]
     table = uniq.with_columns(pl.Series("reason_codes", codes, dtype=pl.List(pl.String)))
     return (keys.join(table, on=["_lo", "_hi", "_call"], how="left", maintain_order="left")

@@ -52,7 +52,7 @@ import numpy as np
 import pyarrow as pa
 
 from features import _kernels as k
-from features.layout import REASON_WORD
+from features.layout import join_reasons, split_reasons
 from features.state import TIME_MAX_MS, TIME_MIN_MS, FeatureState
 from screening.engine import CallEntry, EngineSnapshot
 from screening.errors import CheckpointError
@@ -193,7 +193,6 @@ _SCALARS = {str: pa.large_string(), int: pa.int64(), bool: pa.bool_(), bytes: pa
 # reason_bits, 63 and up in this one (added within version 2, and written only when one of the
 # part's records fired such a rule: a part without it has none)
 _HIGH = "reason_bits_high"
-_LOW_WORD = (1 << REASON_WORD) - 1
 # the calls part: (CallEntry index, column), scope last (version 2)
 _CALL_COLUMNS = ((0, "call_id"), (1, "caller"), (2, "callee"), (5, "scope"))
 
@@ -221,7 +220,8 @@ def _records_table(records: Sequence[Any], cls: type[Any],
     extra = extra or {}
     # the high reason word only when a rule past the 63rd fired: a checkpoint of a policy of at
     # most 63 rules stays readable by a build from before the second word (a rollback)
-    wide = any(r.reason_bits >> REASON_WORD for r in records) if hasattr(cls, "reason_bits") else False
+    words = [split_reasons(r.reason_bits) for r in records] if hasattr(cls, "reason_bits") else []
+    wide = any(high for _, high in words)
     schema = _record_schema(cls, {name: t for name, (t, _) in extra.items()},
                             without=() if wide else (_HIGH,))
     cols: dict[str, pa.Array] = {name: pa.array(v, t) for name, (t, v) in extra.items()}
@@ -236,10 +236,9 @@ def _records_table(records: Sequence[Any], cls: type[Any],
             cols["feature_values"] = pa.ListArray.from_arrays(
                 off, pa.array([v for r in records for _, v in r.features], pa.float64()))
         elif f.name == "reason_bits":  # one int per record, two int64 words in the table
-            bits = [r.reason_bits for r in records]
-            cols[f.name] = pa.array([b & _LOW_WORD for b in bits], pa.int64())
+            cols[f.name] = pa.array([low for low, _ in words], pa.int64())
             if wide:
-                cols[_HIGH] = pa.array([b >> REASON_WORD for b in bits], pa.int64())
+                cols[_HIGH] = pa.array([high for _, high in words], pa.int64())
         else:
             cols[f.name] = pa.array([getattr(r, f.name) for r in records],
                                     schema.field(f.name).type)
@@ -433,7 +432,7 @@ def _rows(table: pa.Table, cls: type[Any], missing: dict[str, Any] | None = None
                              strict=True))
             cols.append([tuple(pairs[a:b]) if b > a else () for a, b in itertools.pairwise(offsets)])
         elif f.name == "reason_bits" and _HIGH in table.column_names:
-            cols.append([lo | hi << REASON_WORD for lo, hi in zip(
+            cols.append([join_reasons(lo, hi) for lo, hi in zip(
                 _pylist(table.column(f.name)), _pylist(table.column(_HIGH)), strict=True)])
         else:
             cols.append(_pylist(table.column(f.name)))
