@@ -243,6 +243,20 @@ def test_another_victim_paying_the_same_mule_is_held(live: Live) -> None:
     assert d.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(d)
 
 
+def test_a_firm_paying_wages_into_a_suspected_mule_is_not_held(live: Live) -> None:
+    """The account rented to the gang belongs to someone with a job: the employer's payroll into
+    it protects no victim and is not held, a person paying it is, and what the suspect pays out
+    is still stopped."""
+    _, _, safe, _ = _stopped_victim(live)
+    wage = live.bank.screen(transaction(uid("t"), recent(25), uid("firm"), safe, 650_000, memo="工资",
+                                        payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    assert "PAYS_SUSPECTED_MULE" not in _codes(wage) and wage.action == pb.ACTION_ALLOW, _codes(wage)
+    person = live.bank.screen(transaction(uid("t"), recent(24), uid("victim2"), safe, 650_000, **AGED))
+    assert person.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(person)
+    out = live.bank.screen(transaction(uid("t"), recent(20), safe, uid("next"), 600_000, **AGED))
+    assert out.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(out)
+
+
 def test_query_account_shows_the_case_marks_with_their_decision(live: Live) -> None:
     """The fast query says who is a suspected victim and mule, since which decision, until when."""
     victim, _, safe, first = _stopped_victim(live)

@@ -254,3 +254,28 @@ def test_a_tested_account_passing_on_strangers_money_is_held_and_made_a_suspect(
 def test_what_keeps_a_tested_accounts_payment_out_unheld(counter: dict[str, float]) -> None:
     _, codes, _ = _decide_row(**{**FORWARDS, **counter})
     assert "TESTED_ACCOUNT_FORWARDS" not in codes
+
+
+def test_a_person_paying_a_suspected_mule_is_held_a_firm_paying_wages_is_not() -> None:
+    """The hold protects people talked into paying; a firm's payroll into a rented account is
+    no victim's payment (policy 2026.12.8)."""
+    paid = dict(payee_suspected_mule=1, payee_is_person=1, amount=650_000, payee_history_count=3)
+    action, codes, marks = _decide_row(**paid, payer_is_person=1)
+    assert action == "HOLD" and "PAYS_SUSPECTED_MULE" in codes and marks & Mark.TXN_NAMES["payer_victim"]
+    action, codes, _ = _decide_row(**paid, payer_is_person=0)
+    assert "PAYS_SUSPECTED_MULE" not in codes and action == "ALLOW"
+
+
+SPIKE = dict(payer_history_count=12, payer_amount_ratio=80, first_time_payee=1, amount=2_000_000,
+             payee_account_age_days=40, payee_is_person=1, payer_is_person=1)
+
+
+def test_far_more_than_usual_to_an_account_nothing_was_paid_into_is_warned() -> None:
+    action, codes, _ = _decide_row(**SPIKE, payee_history_count=0)
+    assert (action, codes) == ("WARN", ["AMOUNT_SPIKE_NEW_PAYEE"])
+
+
+def test_far_more_than_usual_to_an_account_others_pay_is_not_warned() -> None:
+    """A relative's or a seller's account that others pay: the family's one-off payment."""
+    _, codes, _ = _decide_row(**SPIKE, payee_history_count=6)
+    assert "AMOUNT_SPIKE_NEW_PAYEE" not in codes
