@@ -203,8 +203,8 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
  F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
- F_PAYEE_TRIAL_DAYS) = range(F_MEMORY_BASE, F_MEMORY_BASE + 33)
-N_TXN_FEATURE = F_MEMORY_BASE + 33
+ F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H) = range(F_MEMORY_BASE, F_MEMORY_BASE + 34)
+N_TXN_FEATURE = F_MEMORY_BASE + 34
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -669,6 +669,23 @@ def _profile(sc: np.ndarray, e: int, foreign: bool) -> int:
 
 
 @helper
+def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, span_s: int) -> int:
+    """Distinct counterparties that paid ``e`` in (ts - span, ts] and are not organisations (by
+    the registry or their latest transaction): a mule passes on strangers' money, a boss paying
+    the staff from a personal card, or a victim paying a loan on, passes on a firm's."""
+    t = ts // 1000 - RING_EPOCH_S
+    n = 0
+    for k in range(RING_K):
+        cp = ring[e, R_IN, k, 0]
+        if cp >= 0:
+            kt = ring[e, R_IN, k, 1]
+            if kt > t - span_s and kt <= t and not sc[cp, SC_PROFILE] & (PROF_ORGANISATION
+                                                                         | PROF_SEEN_ORGANISATION):
+                n += 1
+    return n
+
+
+@helper
 def _trial_days(sc: np.ndarray, e: int, ts: int) -> float:
     """Days since the test transfer of an account that has done nothing else (FAR_DAYS: not so)."""
     return _days_since(sc[e, SC_FIRST], ts) if sc[e, SC_PROFILE] & PROF_TRIAL else FAR_DAYS
@@ -992,6 +1009,8 @@ def _txn(
                 f[r, base] = n1
                 f[r, base + 1] = n24
                 f[r, base + 2] = n7
+    if need[F_PAYER_IN_PERSONS_1H]:
+        f[r, F_PAYER_IN_PERSONS_1H] = _persons_paid_in(a_sc, a_ring, a, ts, WIN_SPAN_S[W_1H])
     for w in (W_1H, W_24H):
         if need[F_PAYER_PASS_1H + w - W_1H]:
             f[r, F_PAYER_PASS_1H + w - W_1H] = _ratio(

@@ -554,6 +554,29 @@ def test_money_passed_on_to_one_payee_in_pieces_is_not_a_quick_split(live: Live)
     assert all(x.action == pb.ACTION_ALLOW and "MULE_QUICK_SPLIT" not in _codes(x) for x in pieces)
 
 
+def test_wages_paid_from_the_boss_card_are_no_split_a_strangers_money_is(live: Live) -> None:
+    """The firm pays the boss's personal card the month's wages and the boss pays the staff one
+    after another: an organisation's money passed on, no mule, and the staff are no suspects.
+    The same run after a stranger paid the card in is a mule's split."""
+    def run(source: str, payer_type: int) -> list[pb.Decision]:
+        boss = uid("boss")
+        live.bank.screen(transaction(uid("t"), recent(50), source, boss, 3_000_000,
+                                     payer_type=payer_type, **AGED))
+        staff = [uid("staff") for _ in range(6)]
+        paid = [live.bank.screen(transaction(uid("t"), recent(45 - k), boss, who, 450_000, memo="工资",
+                                             **AGED)) for k, who in enumerate(staff)]
+        rent = live.bank.screen(transaction(uid("t"), recent(20), staff[0], uid("landlord"), 200_000,
+                                            **AGED))
+        return [*paid, rent]
+
+    *wages, rent = run(uid("firm"), pb.PARTY_TYPE_ORGANISATION)
+    assert all(d.action == pb.ACTION_ALLOW for d in wages), [_codes(d) for d in wages]
+    assert rent.action == pb.ACTION_ALLOW, _codes(rent)
+    *pieces, _ = run(uid("stranger"), pb.PARTY_TYPE_PERSON)
+    assert pieces[-1].action >= pb.ACTION_HOLD, [_codes(d) for d in pieces]
+    assert {"MULE_QUICK_SPLIT", "RAPID_FAN_OUT"} & set(_codes(pieces[-1]))
+
+
 def test_a_down_payment_paid_on_in_pieces_is_not_a_quick_split(live: Live) -> None:
     """Parents send 600,000 CNY; within the hour the buyer pays the seller in two transfers and
     the water bill between them: passed on, in three pieces, to two accounts, but no victim's

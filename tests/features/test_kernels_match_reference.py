@@ -460,6 +460,25 @@ def test_a_tested_account_is_known_until_it_does_something_else() -> None:
     assert payee[9] == far
 
 
+def test_persons_paid_in_within_the_hour_leave_out_organisations() -> None:
+    """What a payer received in the last hour from people, not from a firm: the boss paying the
+    staff from a personal card after the company paid the card, or a victim paying a loan on,
+    passes on an organisation's money; a mule passes on strangers'."""
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    out = run_both(Scenario(events=[
+        txn(T0, 7, 1, 900_000, flags=k.TF_PAYEE_PERSON),           # the firm pays the boss's card
+        txn(T0 + 60_000, 1, 8, 300_000, flags=p2p),                # the boss pays the staff
+        txn(T0 + 120_000, 2, 1, 200_000, flags=p2p),               # a person pays the boss
+        txn(T0 + 180_000, 1, 9, 300_000, flags=p2p),
+        txn(T0 + 2 * HOUR_MS, 1, 10, 100_000, flags=p2p),          # an hour later: nobody
+    ], n_accounts=12))
+    persons = [f[tcol("payer_in_distinct_persons_1h")] for f in out.features]
+    everyone = [f[tcol("payer_in_distinct_1h")] for f in out.features]
+    assert persons[1] == 0 and everyone[1] == 1
+    assert persons[3] == 1 and everyone[3] == 2
+    assert persons[4] == 0
+
+
 def test_two_events_in_the_same_bucket_add_up() -> None:
     """Two transfers 1 ms apart in one 10 s bucket: counts 2, sums add, second is not first-time."""
     out = run_both(Scenario(events=[txn(T0, 0, 1, 700), txn(T0 + 1, 0, 1, 300)]))

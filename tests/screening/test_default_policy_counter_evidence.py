@@ -204,7 +204,8 @@ def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accoun
     action, codes, marks = _decide_row(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95,
                                        payer_in_sum_24h=50_000_000, payer_in_distinct_24h=3,
                                        payer_out_count_24h=3, payer_out_distinct_24h=payees,
-                                       payer_is_person=1, payee_is_person=1, amount=15_000_000)
+                                       payer_is_person=1, payee_is_person=1, amount=15_000_000,
+                                       payer_in_distinct_persons_1h=3)
     assert ("MULE_CONDUIT" in codes) is held
     assert bool(marks & Mark.TXN_NAMES["payer_mule"]) is held
     assert action == ("HOLD" if held else "ALLOW")
@@ -279,3 +280,26 @@ def test_far_more_than_usual_to_an_account_others_pay_is_not_warned() -> None:
     """A relative's or a seller's account that others pay: the family's one-off payment."""
     _, codes, _ = _decide_row(**SPIKE, payee_history_count=6)
     assert "AMOUNT_SPIKE_NEW_PAYEE" not in codes
+
+
+# an hour in which 30,000 CNY came in and most of it left again in pieces to new people
+PASSED_ON = dict(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95, payer_in_sum_1h=3_000_000,
+                 payer_in_sum_24h=3_000_000, payer_in_distinct_24h=2, payer_out_count_1h=6,
+                 payer_out_count_24h=6, payer_out_distinct_1h=6, payer_out_distinct_24h=6,
+                 payer_account_age_days=60, first_time_payee=1, payer_is_person=1, payee_is_person=1,
+                 amount=300_000)
+MULE_RULES = {"MULE_PASS_THROUGH", "MULE_CONDUIT", "MULE_QUICK_SPLIT", "RAPID_FAN_OUT", "MULE_FIRST_FORWARD"}
+
+
+def test_strangers_money_passed_on_in_pieces_is_a_mules() -> None:
+    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=2)
+    assert set(codes) >= MULE_RULES, codes
+    assert action == "STOP_PAYMENT" and marks & Mark.PAYER_MULE
+
+
+def test_a_firms_money_passed_on_in_pieces_is_no_mules() -> None:
+    """The boss pays the staff from a personal card after the firm paid the card the total; a
+    victim pays a loan on: nobody but an organisation paid in within the hour (policy 2026.12.8)."""
+    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=0)
+    assert not MULE_RULES & set(codes), codes
+    assert not marks & Mark.PAYER_MULE and action == "ALLOW"
