@@ -203,8 +203,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
  F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
- F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H) = range(F_MEMORY_BASE, F_MEMORY_BASE + 34)
-N_TXN_FEATURE = F_MEMORY_BASE + 34
+ F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H) = range(F_MEMORY_BASE,
+                                                                           F_MEMORY_BASE + 35)
+N_TXN_FEATURE = F_MEMORY_BASE + 35
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -1011,6 +1012,8 @@ def _txn(
                 f[r, base + 2] = n7
     if need[F_PAYER_IN_PERSONS_1H]:
         f[r, F_PAYER_IN_PERSONS_1H] = _persons_paid_in(a_sc, a_ring, a, ts, WIN_SPAN_S[W_1H])
+    if need[F_PAYER_IN_PERSONS_24H]:
+        f[r, F_PAYER_IN_PERSONS_24H] = _persons_paid_in(a_sc, a_ring, a, ts, WIN_SPAN_S[W_24H])
     for w in (W_1H, W_24H):
         if need[F_PAYER_PASS_1H + w - W_1H]:
             f[r, F_PAYER_PASS_1H + w - W_1H] = _ratio(

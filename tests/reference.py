@@ -145,6 +145,7 @@ from features._kernels import (
     F_PAYER_DORMANT_DAYS,
     F_PAYER_HIST,
     F_PAYER_IN_PERSONS_1H,
+    F_PAYER_IN_PERSONS_24H,
     F_PAYER_INVEST_7D,
     F_PAYER_IS_PERSON,
     F_PAYER_LAST_CALL_MIN,
@@ -1084,10 +1085,11 @@ class ReferenceEngine:
                     f[F_DIST_BASE + (party * 2 + d) * 3 + w - 1] = float(dist)
         t_s = _ring_second(ts)
         firm = PROF_ORGANISATION | PROF_SEEN_ORGANISATION
-        f[F_PAYER_IN_PERSONS_1H] = float(sum(
-            1 for slot in payer.rings[_IN].slots
-            if slot is not None and t_s - WIN_SPAN_S[W_1H] < slot[1] <= t_s
-            and not self.accounts.get(slot[0], _Account()).profile & firm))
+        for w, col in ((W_1H, F_PAYER_IN_PERSONS_1H), (W_24H, F_PAYER_IN_PERSONS_24H)):
+            f[col] = float(sum(
+                1 for slot in payer.rings[_IN].slots
+                if slot is not None and t_s - WIN_SPAN_S[w] < slot[1] <= t_s
+                and not self.accounts.get(slot[0], _Account()).profile & firm))
         pw = payer.windows
         f[F_PAYER_PASS_1H] = _ratio(pw.total("sum_out", W_1H, ts, tz),
                                     pw.total("sum_in", W_1H, ts, tz))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -477,6 +478,18 @@ def test_persons_paid_in_within_the_hour_leave_out_organisations() -> None:
     assert persons[1] == 0 and everyone[1] == 1
     assert persons[3] == 1 and everyone[3] == 2
     assert persons[4] == 0
+    day = [f[tcol("payer_in_distinct_persons_24h")] for f in out.features]
+    assert day[4] == 1  # the person who paid two hours ago, still within the day
+
+
+@pytest.mark.parametrize(("after_s", "counted"), [(3_599, 1), (3_600, 0)])
+def test_a_person_who_paid_in_counts_for_exactly_an_hour(after_s: int, counted: int) -> None:
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    out = run_both(Scenario(events=[
+        txn(T0, 2, 1, 200_000, flags=p2p),
+        txn(T0 + after_s * 1_000, 1, 9, 100_000, flags=p2p),
+    ], n_accounts=12))
+    assert out.features[1][tcol("payer_in_distinct_persons_1h")] == counted
 
 
 def test_two_events_in_the_same_bucket_add_up() -> None:

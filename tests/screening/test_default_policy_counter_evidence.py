@@ -205,7 +205,7 @@ def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accoun
                                        payer_in_sum_24h=50_000_000, payer_in_distinct_24h=3,
                                        payer_out_count_24h=3, payer_out_distinct_24h=payees,
                                        payer_is_person=1, payee_is_person=1, amount=15_000_000,
-                                       payer_in_distinct_persons_1h=3)
+                                       payer_in_distinct_persons_24h=3)
     assert ("MULE_CONDUIT" in codes) is held
     assert bool(marks & Mark.TXN_NAMES["payer_mule"]) is held
     assert action == ("HOLD" if held else "ALLOW")
@@ -267,6 +267,14 @@ def test_a_person_paying_a_suspected_mule_is_held_a_firm_paying_wages_is_not() -
     assert "PAYS_SUSPECTED_MULE" not in codes and action == "ALLOW"
 
 
+def test_cash_paid_into_a_suspected_mule_is_held() -> None:
+    """A victim told to deposit cash into the 'safe account' at a machine: no person is the
+    payer, and the deposit is held all the same."""
+    action, codes, _ = _decide_row(payee_suspected_mule=1, payee_is_person=1, payer_is_terminal=1,
+                                   is_cash=1, amount=500_000)
+    assert action == "HOLD" and "CASH_INTO_SUSPECTED_MULE" in codes
+
+
 SPIKE = dict(payer_history_count=12, payer_amount_ratio=80, first_time_payee=1, amount=2_000_000,
              payee_account_age_days=40, payee_is_person=1, payer_is_person=1)
 
@@ -287,12 +295,14 @@ PASSED_ON = dict(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95, payer_
                  payer_in_sum_24h=3_000_000, payer_in_distinct_24h=2, payer_out_count_1h=6,
                  payer_out_count_24h=6, payer_out_distinct_1h=6, payer_out_distinct_24h=6,
                  payer_account_age_days=60, first_time_payee=1, payer_is_person=1, payee_is_person=1,
-                 amount=300_000)
-MULE_RULES = {"MULE_PASS_THROUGH", "MULE_CONDUIT", "MULE_QUICK_SPLIT", "RAPID_FAN_OUT", "MULE_FIRST_FORWARD"}
+                 payer_days_since_wake=2, amount=300_000)
+MULE_RULES = {"MULE_PASS_THROUGH", "MULE_CONDUIT", "MULE_QUICK_SPLIT", "RAPID_FAN_OUT", "MULE_FIRST_FORWARD",
+              "WOKEN_DORMANT_FORWARDS"}
 
 
 def test_strangers_money_passed_on_in_pieces_is_a_mules() -> None:
-    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=2)
+    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=2,
+                                       payer_in_distinct_persons_24h=2)
     assert set(codes) >= MULE_RULES, codes
     assert action == "STOP_PAYMENT" and marks & Mark.PAYER_MULE
 
@@ -300,6 +310,7 @@ def test_strangers_money_passed_on_in_pieces_is_a_mules() -> None:
 def test_a_firms_money_passed_on_in_pieces_is_no_mules() -> None:
     """The boss pays the staff from a personal card after the firm paid the card the total; a
     victim pays a loan on: nobody but an organisation paid in within the hour (policy 2026.12.8)."""
-    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=0)
+    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=0,
+                                       payer_in_distinct_persons_24h=0)
     assert not MULE_RULES & set(codes), codes
     assert not marks & Mark.PAYER_MULE and action == "ALLOW"
