@@ -670,20 +670,24 @@ def _profile(sc: np.ndarray, e: int, foreign: bool) -> int:
 
 
 @helper
-def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, span_s: int) -> int:
-    """Distinct counterparties that paid ``e`` in (ts - span, ts] and are not organisations (by
-    the registry or their latest transaction): a mule passes on strangers' money, a boss paying
-    the staff from a personal card, or a victim paying a loan on, passes on a firm's."""
+def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, e: int, ts: int) -> tuple[int, int]:
+    """Distinct counterparties that paid ``e`` in the hour and the day ending at ts and are not
+    organisations (by the registry or their latest transaction): a mule passes on strangers'
+    money, a boss paying the staff from a personal card, or a victim paying a loan on, passes on
+    a firm's."""
     t = ts // 1000 - RING_EPOCH_S
-    n = 0
+    n1 = 0
+    n24 = 0
     for k in range(RING_K):
         cp = ring[e, R_IN, k, 0]
         if cp >= 0:
             kt = ring[e, R_IN, k, 1]
-            if kt > t - span_s and kt <= t and not sc[cp, SC_PROFILE] & (PROF_ORGANISATION
-                                                                         | PROF_SEEN_ORGANISATION):
-                n += 1
-    return n
+            if kt <= t and t - kt < WIN_SPAN_S[W_24H] and not sc[cp, SC_PROFILE] & (
+                    PROF_ORGANISATION | PROF_SEEN_ORGANISATION):
+                n24 += 1
+                if t - kt < WIN_SPAN_S[W_1H]:
+                    n1 += 1
+    return n1, n24
 
 
 @helper
@@ -1010,10 +1014,8 @@ def _txn(
                 f[r, base] = n1
                 f[r, base + 1] = n24
                 f[r, base + 2] = n7
-    if need[F_PAYER_IN_PERSONS_1H]:
-        f[r, F_PAYER_IN_PERSONS_1H] = _persons_paid_in(a_sc, a_ring, a, ts, WIN_SPAN_S[W_1H])
-    if need[F_PAYER_IN_PERSONS_24H]:
-        f[r, F_PAYER_IN_PERSONS_24H] = _persons_paid_in(a_sc, a_ring, a, ts, WIN_SPAN_S[W_24H])
+    if need[F_PAYER_IN_PERSONS_1H] or need[F_PAYER_IN_PERSONS_24H]:
+        f[r, F_PAYER_IN_PERSONS_1H], f[r, F_PAYER_IN_PERSONS_24H] = _persons_paid_in(a_sc, a_ring, a, ts)
     for w in (W_1H, W_24H):
         if need[F_PAYER_PASS_1H + w - W_1H]:
             f[r, F_PAYER_PASS_1H + w - W_1H] = _ratio(
