@@ -1,14 +1,18 @@
 """Kernel warm-up at start: every kernel loaded (or compiled) before the server says SERVING.
 
 A start loads the kernels from numba's on-disk cache (``cache=True``, about a second). The first
-start on a machine finds no cache and compiles them, which numba does on one core: so when
-kernels are missing, the steps in ``OFFLOADED`` compile in one worker process (a new interpreter,
-``python -c``: not forked, the parent may already run grpc threads, and not multiprocessing's
-spawn, which re-runs the parent's main script) while this process compiles the feature kernels,
-the largest, itself. The worker writes what it compiled into the same on-disk cache; this process
-then runs the offloaded steps too, and they load from that cache instead of compiling. Whatever
-happens to the worker, those steps still run here afterwards, so a failed worker costs time,
-never a kernel: the worker only fills the cache.
+start on a machine finds no cache and compiles them, which numba does on one core: so when the
+feature kernels are missing, a worker process (a new interpreter, ``python -c``: not forked, the
+parent may already run grpc threads, and not multiprocessing's spawn, which re-runs the parent's
+main script) compiles meanwhile the calls' kernel (``CALLS``, which the feature step would
+otherwise compile here after the transactions' one) and then the steps in ``OFFLOADED``, while
+this process compiles the transactions' kernel and the loop around both. Whichever side is free
+first takes the next step no one has started: the worker from the front of the list, this
+process from the back, each claiming a step by creating a file of its name (``O_EXCL``, so a
+step is compiled once). The worker writes what it compiled into the same on-disk cache; this
+process then runs the worker's steps too, and they load from that cache instead of compiling.
+Whatever happens to the worker, those steps still run here afterwards, so a failed worker costs
+time, never a kernel: the worker only fills the cache.
 
 Each step calls the real drivers on a small scratch state (never the live one) with the same
 argument types as live traffic, so it compiles (or loads) exactly the signatures requests use.
@@ -16,7 +20,9 @@ argument types as live traffic, so it compiles (or loads) exactly the signatures
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,8 +39,8 @@ from features.state import FeatureState, RuleTable, decide_rows, empty_events
 from graph import _kernels as gk
 from graph.live import LiveGraph
 
-__all__ = ["OFFLOADED", "STEPS", "KernelInputs", "Step", "Worker", "cold_steps", "run_steps",
-           "warm_up"]
+__all__ = ["CALLS", "OFFLOADED", "STEPS", "KernelInputs", "Step", "Worker", "claim", "cold_steps",
+           "run_steps", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,16 @@ def _features(inp: KernelInputs) -> None:
     decide_rows(inp.txn_table, feat)  # shadow policies
 
 
+def _calls(inp: KernelInputs) -> None:
+    """The calls' kernel alone, with the argument types ``_process`` calls it with (``i`` and
+    the feature row are int64 there as here), so that ``_process`` then loads it."""
+    scratch = FeatureState.create(4, 4, 4, 16)
+    p = scratch.phones
+    feat = np.zeros((1, fk.N_TXN_FEATURE), dtype=np.float64)
+    fk._call(_events(), 1, p.cnt, p.amt, p.tag, p.head, p.ring, p.sc, scratch.pairs,
+             scratch.meta, inp.params, feat, 0)
+
+
 def _upkeep(inp: KernelInputs) -> None:
     scratch = FeatureState.create(4, 4, 4, 16)
     scratch.snapshot(0, 1_700_000_000_000, inp.params)
@@ -108,9 +124,12 @@ STEPS = (
          (gk._neighbourhood, gk._edges_among, gk._set_watch, gk._drop_nodes, gk._compact),
          graph=True),
 )
-# compiled by the worker on a first start; "features" (the largest) stays here. Measured on a
-# fresh cache, the two halves take about as long each (see the README's first-start figures).
-OFFLOADED = frozenset({"upkeep", "graph-detectors", "graph-queries"})
+# compiled by the worker only (this process never needs it: the feature step loads or compiles
+# it), first, so that it is in the cache when the feature step here comes to it
+CALLS = Step("calls", "the calls' kernel", _calls, (fk._call,))
+# compiled by the worker on a first start, in this order, unless this process, done with the
+# feature step, takes them first from the back; "features" (the largest) stays here
+OFFLOADED = ("graph-detectors", "graph-queries", "upkeep")
 
 
 def _cached(kernel: Any) -> bool:
@@ -127,17 +146,29 @@ def cold_steps(steps: Sequence[Step]) -> list[Step]:
     return [s for s in steps if not all(_cached(k) for k in s.kernels)]
 
 
-def run_steps(names: Sequence[str], inputs: KernelInputs) -> None:
-    """Run the named steps here."""
-    for step in STEPS:
-        if step.name in names:
-            step.run(inputs)
+def run_steps(names: Sequence[str], inputs: KernelInputs, claims: str | None = None) -> None:
+    """Run the named steps here, in the order named; with ``claims`` (a folder) only those
+    no other process has claimed there first."""
+    by_name = {s.name: s for s in (*STEPS, CALLS)}
+    for name in names:
+        if claims is None or claim(claims, name):
+            by_name[name].run(inputs)
+
+
+def claim(folder: str, name: str) -> bool:
+    """Take the step ``name`` for this process: True once, for the first process to ask."""
+    try:
+        os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def _worker() -> None:
-    """The worker's entry point: the step names and inputs arrive pickled on stdin."""
-    names, inputs = pickle.load(sys.stdin.buffer)
-    run_steps(names, inputs)
+    """The worker's entry point: the step names, inputs and claims folder arrive pickled on
+    stdin."""
+    names, inputs, claims = pickle.load(sys.stdin.buffer)
+    run_steps(names, inputs, claims)
 
 
 class Worker:
@@ -145,7 +176,8 @@ class Worker:
     this environment (``NUMBA_CACHE_DIR``) and interpreter; its stderr goes to a temporary
     file, read when it failed."""
 
-    def __init__(self, names: Sequence[str], inputs: KernelInputs) -> None:
+    def __init__(self, names: Sequence[str], inputs: KernelInputs,
+                 claims: str | None = None) -> None:
         self._err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         try:
             self._proc = subprocess.Popen(
@@ -157,7 +189,7 @@ class Worker:
         assert self._proc.stdin is not None
         try:
             with self._proc.stdin:
-                self._proc.stdin.write(pickle.dumps((list(names), inputs)))
+                self._proc.stdin.write(pickle.dumps((list(names), inputs, claims)))
         except BrokenPipeError:
             pass  # it exited before reading its work: wait() says how it failed
 
@@ -181,20 +213,24 @@ def warm_up(inputs: KernelInputs, progress: Callable[[str], None] | None = None,
             parallel: bool = True) -> float:
     """Load (or compile) every kernel the configuration uses; returns seconds taken.
 
-    ``progress`` hears the label of each step as it starts. With ``parallel`` and kernels
-    missing from the cache on both sides, the ``OFFLOADED`` steps compile in a worker process
-    meanwhile (see the module docstring).
+    ``progress`` hears the label of each step as it starts. With ``parallel`` and the feature
+    kernels missing from the cache, a worker process compiles meanwhile the calls' kernel and
+    the cold ``OFFLOADED`` steps this process does not take first (see the module docstring).
     """
     say = progress or (lambda step: None)
     t0 = time.perf_counter()
     steps = [s for s in STEPS if inputs.graph_params is not None or not s.graph]
     here = [s for s in steps if s.name not in OFFLOADED]
-    away = [s for s in steps if s.name in OFFLOADED]
+    away = sorted((s for s in steps if s.name in OFFLOADED), key=lambda s: OFFLOADED.index(s.name))
     cold = {s.name for s in cold_steps(steps)} if parallel else set()
     worker: Worker | None = None
-    if any(s.name in cold for s in here) and any(s.name in cold for s in away):
+    claims: str | None = None
+    done: set[str] = set()
+    if any(s.name in cold for s in here):
+        claims = tempfile.mkdtemp(prefix="screening-warm-")
         try:
-            worker = Worker([s.name for s in away if s.name in cold], inputs)
+            worker = Worker([CALLS.name, *(s.name for s in away if s.name in cold)], inputs,
+                            claims)
         except OSError as err:
             say(f"no second process ({err}); compiling here")
     try:
@@ -202,7 +238,12 @@ def warm_up(inputs: KernelInputs, progress: Callable[[str], None] | None = None,
             say(step.label + (" (the rest compiles in a second process meanwhile)"
                               if worker is not None and step is here[-1] else ""))
             step.run(inputs)
-        if worker is not None:
+        if worker is not None and claims is not None:
+            for step in reversed(away):  # what the worker has not started yet, from the back
+                if step.name in cold and claim(claims, step.name):
+                    say(step.label)
+                    step.run(inputs)
+                    done.add(step.name)
             say("waiting for the second process")
             failed = worker.wait()
             if failed is not None:
@@ -210,7 +251,10 @@ def warm_up(inputs: KernelInputs, progress: Callable[[str], None] | None = None,
     finally:
         if worker is not None:
             worker.close()
+        if claims is not None:
+            shutil.rmtree(claims, ignore_errors=True)
     for step in away:
-        say(step.label)
-        step.run(inputs)
+        if step.name not in done:
+            say(step.label)
+            step.run(inputs)
     return time.perf_counter() - t0

@@ -3,6 +3,7 @@ kernels on a first start fills a cache this process then loads without compiling
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -60,11 +61,58 @@ def test_the_worker_fills_a_cache_a_new_process_loads_without_compiling(
     assert seen["hits"] >= len(next(s for s in _warm.STEPS if s.name == "upkeep").kernels)
 
 
+_LOAD_FEATURES = """
+import json
+from features import _kernels as fk
+from screening import _warm
+from screening.config import Settings
+from screening.policy import load_policy
+p = load_policy(Settings().policy.file)
+_warm.run_steps(["features"], _warm.KernelInputs(p.params_array, p.txn_table, p.call_table, None))
+print(json.dumps({"misses": sum(fk._call.stats.cache_misses.values()),
+                  "hits": sum(fk._call.stats.cache_hits.values())}))
+"""
+
+
+def test_the_calls_kernel_compiled_apart_is_the_one_the_feature_step_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker compiles the calls' kernel by itself; the feature step of a new process then
+    loads that very signature from the cache (a different argument type would miss and compile
+    it again, and the worker's time would be wasted)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    worker = _warm.Worker([_warm.CALLS.name], _inputs(graph=False))
+    try:
+        assert worker.wait() is None
+    finally:
+        worker.close()
+    out = subprocess.run([sys.executable, "-c", _LOAD_FEATURES], capture_output=True, text=True,
+                         check=True, timeout=600)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"misses": 0, "hits": 1}
+
+
+def test_a_claimed_step_is_run_by_one_process_only(tmp_path: Path) -> None:
+    """The worker and this process share the offloaded steps by claiming each once."""
+    assert _warm.claim(str(tmp_path), "upkeep")
+    assert not _warm.claim(str(tmp_path), "upkeep")
+    ran: list[str] = []
+    steps = {s.name: s for s in _warm.STEPS}
+    monkey = {name: dataclasses.replace(s, run=lambda inp, n=name: ran.append(n))
+              for name, s in steps.items()}
+    original = _warm.STEPS
+    try:
+        _warm.STEPS = tuple(monkey.values())
+        _warm.run_steps(["graph-detectors", "upkeep"], _inputs(), str(tmp_path))
+    finally:
+        _warm.STEPS = original
+    assert ran == ["graph-detectors"]
+
+
 def test_each_step_lists_the_kernels_it_loads() -> None:
     """After a step runs, every kernel it lists has a compiled version (the list is what
     ``cold_steps`` checks against the cache, so a stale list would hide a compile)."""
     inputs = _inputs()
-    for step in _warm.STEPS:
+    for step in (*_warm.STEPS, _warm.CALLS):
         step.run(inputs)
         assert all(k.signatures for k in step.kernels), step.name
 
@@ -78,9 +126,11 @@ def test_a_failed_worker_costs_time_not_kernels(monkeypatch: pytest.MonkeyPatch)
     seconds = _warm.warm_up(_inputs(), said.append)
     assert seconds >= 0
     assert any("second process failed" in s for s in said)
+    # the worker claimed nothing: this process took every offloaded step, from the back
+    by_name = {s.name: s for s in _warm.STEPS}
     assert [s for s in said if not s.startswith(("waiting", "the second"))] == [
         _warm.STEPS[0].label + " (the rest compiles in a second process meanwhile)",
-        *(s.label for s in _warm.STEPS[1:])]
+        *(by_name[name].label for name in reversed(_warm.OFFLOADED))]
     assert all(k.signatures for s in _warm.STEPS for k in s.kernels)
 
 
