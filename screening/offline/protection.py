@@ -52,6 +52,7 @@ from screening.offline.schema import KIND_CALL, KIND_TXN, LOOKALIKES
 from screening.policy import ACTIONS
 
 __all__ = [
+    "CRIMINAL_ROLES",
     "MULE_ROLES",
     "ProtectionMetrics",
     "format_protection",
@@ -61,6 +62,9 @@ __all__ = [
 
 MULE_ROLES = ("mule", "mule_level2", "mule_level3", "sub_mule", "ring_member")
 FLAG_ROLES = ("collector", "controller", "recruiter")
+# accounts run by criminals or moving their money: an ordinary customer's payment to or from one
+# that is held is the service doing its job (the money would reach a criminal), not a false alarm
+CRIMINAL_ROLES = (*MULE_ROLES, *FLAG_ROLES, "cashout", "structurer", "cycle_member", "source", "sink")
 _RANK = dict(ACTIONS)  # ALLOW 1 .. FREEZE 5
 _WARN, _HOLD, _STOP = _RANK["WARN"], _RANK["HOLD"], _RANK["STOP_PAYMENT"]
 _CALL_ALERTS = ("WARN_CALLEE", "BLOCK")
@@ -338,10 +342,12 @@ def _sides(txn: pl.DataFrame) -> pl.DataFrame:
     both = pl.concat(
         [
             txn.filter(pl.col("payer_party_type") != _TERMINAL).select(
-                *common, pl.col("payer_account").alias("account"), pl.lit(True).alias("payer")
+                *common, pl.col("payer_account").alias("account"), pl.lit(True).alias("payer"),
+                pl.col("payee_account").alias("counterparty"),
             ),
             txn.filter(pl.col("payee_party_type") != _TERMINAL).select(
-                *common, pl.col("payee_account").alias("account"), pl.lit(False).alias("payer")
+                *common, pl.col("payee_account").alias("account"), pl.lit(False).alias("payer"),
+                pl.col("payer_account").alias("counterparty"),
             ),
         ]
     )
@@ -474,12 +480,20 @@ def _large_value(
 def _alert_rates(
     j: pl.DataFrame, txn: pl.DataFrame, calls: pl.DataFrame, labels: pl.DataFrame
 ) -> tuple[dict[str, Any], pl.DataFrame]:
-    """Ordinary accounts and callers bothered; per look-alike family its accounts and numbers."""
+    """Ordinary accounts and callers bothered; per look-alike family its accounts and numbers.
+
+    ``innocent_alert``: alerted in a payment whose other side is no criminal's account
+    (``CRIMINAL_ROLES``): the false alarms proper, beside every alert."""
+    criminal = labels.filter(pl.col("role").is_in(CRIMINAL_ROLES)).get_column("account").unique()
     per_account = (
         _sides(txn)
+        .with_columns(
+            (pl.col("alert") & ~pl.col("counterparty").is_in(criminal.implode())).alias("innocent_alert")
+        )
         .group_by("account")
         .agg(
             pl.col("alert").any(), pl.col("warn").any(), pl.col("hold").any(), pl.col("suspicious").any(),
+            pl.col("innocent_alert").any(),
         )
     )  # fmt: skip
     labelled = labels.select("account").unique()
@@ -491,6 +505,9 @@ def _alert_rates(
     alerts = {
         "ordinary_accounts": ordinary.height,
         "ordinary_alerted_share": _ratio(ordinary.get_column("alert").sum(), ordinary.height),
+        "ordinary_alerted_no_criminal_share": _ratio(
+            ordinary.get_column("innocent_alert").sum(), ordinary.height
+        ),
         "ordinary_warn_share": _ratio(ordinary.get_column("warn").sum(), ordinary.height),
         "ordinary_hold_share": _ratio(ordinary.get_column("hold").sum(), ordinary.height),
         "ordinary_reported_share": _ratio(ordinary.get_column("suspicious").sum(), ordinary.height),
@@ -634,6 +651,8 @@ def format_protection(named: Mapping[str, Mapping[str, Any]]) -> str:
     table(f"Ordinary customers ({runs})", ["", "value"], [
         ["ordinary accounts", cell([_num(x.get("ordinary_accounts")) for x in a])],
         ["alerted (WARN+ or STR)", cell([_pct(x.get("ordinary_alerted_share")) for x in a])],
+        ["alerted, no criminal's account in the payment",
+         cell([_pct(x.get("ordinary_alerted_no_criminal_share")) for x in a])],
         ["HOLD or stronger", cell([_pct(x.get("ordinary_hold_share")) for x in a])],
         ["ordinary callers warned/blocked", cell([_pct(x.get("ordinary_callers_warned_share")) for x in a])],
     ])  # fmt: skip

@@ -187,6 +187,25 @@ def test_large_value_recall_counts_every_transaction_of_a_reportable_day() -> No
     assert lv["live_flag_not_reportable"] == 0
 
 
+def test_an_alert_for_paying_a_criminal_is_counted_apart_from_false_alarms() -> None:
+    """A customer whose payment into a mule is held, and one paid by a cash-out account, are
+    alerted, but not falsely: only the customer held paying another customer is a false alarm;
+    one alerted both ways counts as a false alarm."""
+    s = Stream()
+    s.label("M", "mule_ring", 1, "ring_member")
+    s.label("X", "telecom_fraud", 2, "cashout")
+    s.txn(0, "P1", "M", 100, "HOLD")
+    s.txn(1, "X", "P2", 100, "STOP_PAYMENT")
+    s.txn(2, "P3", "P4", 100, "HOLD")
+    s.txn(3, "P5", "M", 100, "HOLD")
+    s.txn(4, "P5", "P6", 100, "WARN")
+    m = s.metrics()
+    assert m.alerts["ordinary_accounts"] == 6
+    assert m.alerts["ordinary_alerted_share"] == pytest.approx(5 / 6)  # P1, P2, P3, P4, P5
+    assert m.alerts["ordinary_alerted_no_criminal_share"] == pytest.approx(3 / 6)  # P3, P4, P5
+    assert "no criminal's account in the payment" in format_protection({"run": m.as_dict()})
+
+
 def test_alerts_bother_the_payer_of_a_warning_and_both_sides_of_a_hold() -> None:
     """A WARN alerts its payer only; a HOLD or a report alerts both sides; labelled accounts are
     not ordinary; a look-alike's account and number are counted in its family."""
@@ -205,6 +224,7 @@ def test_alerts_bother_the_payer_of_a_warning_and_both_sides_of_a_hold() -> None
     m = s.metrics()
     assert m.alerts["ordinary_accounts"] == 8
     assert m.alerts["ordinary_alerted_share"] == pytest.approx(5 / 8)  # P1, P2, Q2, P3, Q3
+    assert m.alerts["ordinary_alerted_no_criminal_share"] == pytest.approx(5 / 8)
     assert m.alerts["ordinary_warn_share"] == pytest.approx(3 / 8)  # P1, P2, Q2
     assert m.alerts["ordinary_hold_share"] == pytest.approx(2 / 8)
     assert m.alerts["ordinary_callers_warned_share"] == 0.0
