@@ -203,9 +203,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_WOKE_DAYS, F_PAYER_LAST_CALLER_RISKY, F_MEMO_FRAUD,
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
  F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
- F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H) = range(F_MEMORY_BASE,
-                                                                           F_MEMORY_BASE + 35)
-N_TXN_FEATURE = F_MEMORY_BASE + 35
+ F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H,
+ F_PAYER_INTERVENED_MIN) = range(F_MEMORY_BASE, F_MEMORY_BASE + 36)
+N_TXN_FEATURE = F_MEMORY_BASE + 36
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -691,6 +691,26 @@ def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, e: int, ts: int) -> tuple
 
 
 @helper
+def _intervened_minutes(sc: np.ndarray, ring: np.ndarray, pt: np.ndarray, a: int, ts: int) -> float:
+    """Minutes since the protected payer's latest payment held or stopped for fraud (the
+    decision memory's PAIR_STOP), looked up for its RING_K most recent payees: the scam is
+    still going on minutes after an intervention (the fraudster names the next account), life
+    goes on hours later. FAR_MINUTES when the payer is not protected, or none is found."""
+    if _marked(sc, a, SC_VICTIM_UNTIL, ts) == 0.0:
+        return FAR_MINUTES
+    latest = NO_TIME
+    for k in range(RING_K):
+        cp = ring[a, R_OUT, k, 0]
+        if cp >= 0:
+            s = _pair_slot(pt, _pair_key(PAIR_STOP, a, cp))
+            if pt[s, 0] != PAIR_EMPTY and latest < pt[s, 1] <= ts:
+                latest = pt[s, 1]
+    if latest == NO_TIME:
+        return FAR_MINUTES
+    return (ts - latest) / MINUTE_MS
+
+
+@helper
 def _trial_days(sc: np.ndarray, e: int, ts: int) -> float:
     """Days since the test transfer of an account that has done nothing else (FAR_DAYS: not so)."""
     return _days_since(sc[e, SC_FIRST], ts) if sc[e, SC_PROFILE] & PROF_TRIAL else FAR_DAYS
@@ -886,6 +906,8 @@ def _txn(
     if (pt[warned, 0] != PAIR_EMPTY and pt[warned, 1] <= ts
             and ts - pt[warned, 1] <= params[P_PROTECT_MS] and not _cleared(a_sc, a, ts)):
         f[r, F_PAYEE_WARNED] = 1.0
+    if need[F_PAYER_INTERVENED_MIN]:
+        f[r, F_PAYER_INTERVENED_MIN] = _intervened_minutes(a_sc, a_ring, pt, a, ts)
     f[r, F_PAYER_MULE] = _mule_level(a_sc, a, ts)
     f[r, F_PAYEE_MULE] = _mule_level(a_sc, b, ts)
     f[r, F_PAYER_COLLECTOR] = _marked(a_sc, a, SC_COLLECTOR_UNTIL, ts)

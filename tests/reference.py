@@ -146,6 +146,7 @@ from features._kernels import (
     F_PAYER_HIST,
     F_PAYER_IN_PERSONS_1H,
     F_PAYER_IN_PERSONS_24H,
+    F_PAYER_INTERVENED_MIN,
     F_PAYER_INVEST_7D,
     F_PAYER_IS_PERSON,
     F_PAYER_LAST_CALL_MIN,
@@ -956,6 +957,13 @@ class ReferenceEngine:
         if (warned is not None and warned <= ts and ts - warned <= p.protect_ms
                 and not payer.cleared(ts)):
             f[F_PAYEE_WARNED] = 1.0
+        f[F_PAYER_INTERVENED_MIN] = FAR_MINUTES
+        if f[F_PAYER_VICTIM] > 0:  # the latest hold or stop among its most recent payees
+            stops = [self.pairs.get((PAIR_STOP, a_id, slot[0]))
+                     for slot in payer.rings[_OUT].slots if slot is not None]
+            times = [t for t in stops if t is not None and t != _NO_TIME and t <= ts]
+            if times:
+                f[F_PAYER_INTERVENED_MIN] = float(ts - max(times)) / MINUTE_MS
         f[F_PAYER_MULE] = float(payer.level(ts))
         f[F_PAYEE_MULE] = float(payee.level(ts))
         f[F_PAYER_COLLECTOR] = payer.marked(payer.collector_until, ts)

@@ -492,6 +492,44 @@ def test_a_person_who_paid_in_counts_for_exactly_an_hour(after_s: int, counted: 
     assert out.features[1][tcol("payer_in_distinct_persons_1h")] == counted
 
 
+def _hold_from(amount: int) -> RuleTable:
+    """One rule: a payment of ``amount`` or more is held and protects its payer (a victim)."""
+    ints = np.zeros((1, k.N_RULE_INT), dtype=np.int64)
+    ints[0, [k.RI_NCOND, k.RI_ACTION, k.RI_MARKS]] = [1, k.ACTION_HOLD, k.MK_PAYER_VICTIM]
+    ints[0, k.RI_COND:k.RI_COND + 2] = [tcol("amount"), k.OP_GE]
+    thresholds = np.zeros((1, k.MAX_COND), dtype=np.float64)
+    thresholds[0, 0] = amount
+    reads = np.zeros(k.N_TXN_FEATURE, dtype=np.uint8)
+    reads[tcol("amount")] = 1
+    return RuleTable(ints=ints, thresholds=thresholds, reads=reads)
+
+
+def test_minutes_since_intervention_count_from_the_latest_held_payment() -> None:
+    """A protected payer's next payments see how long ago its latest payment was held (the
+    scam goes on for minutes after an intervention); a payer never held, or cleared by
+    feedback, has none (FAR_MINUTES)."""
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    minute = 60_000
+    out = run_both(Scenario(events=[
+        txn(T0, 1, 5, 900_000, flags=p2p),                # held: 1 is protected
+        txn(T0 + 5 * minute, 1, 6, 5_000, flags=p2p),     # five minutes later, a new payee
+        txn(T0 + 9 * minute, 1, 7, 950_000, flags=p2p),   # held again
+        txn(T0 + 30 * minute, 1, 8, 5_000, flags=p2p),    # counted from the latest hold
+        txn(T0 + 31 * minute, 2, 8, 5_000, flags=p2p),    # never held
+        txn(T0 + 40 * minute, 3, 8, 5_000, flags=p2p),    # cleared by feedback
+    ], txn_rules=_hold_from(900_000), memory=[(3, k.SC_VICTIM_UNTIL, T0 + DAY_MS),
+                                              (3, k.SC_CLEARED_UNTIL, T0 + DAY_MS)],
+        n_accounts=12))
+    since = [f[tcol("payer_minutes_since_intervention")] for f in out.features]
+    assert [int(d[k.D_ACTION]) for d in out.decisions[:4]] == [
+        k.ACTION_HOLD, k.ACTION_ALLOW, k.ACTION_HOLD, k.ACTION_ALLOW]
+    assert since[0] == k.FAR_MINUTES  # not protected before its own payment
+    assert since[1] == 5.0
+    assert since[3] == 21.0
+    assert since[4] == k.FAR_MINUTES
+    assert since[5] == k.FAR_MINUTES
+
+
 def test_two_events_in_the_same_bucket_add_up() -> None:
     """Two transfers 1 ms apart in one 10 s bucket: counts 2, sums add, second is not first-time."""
     out = run_both(Scenario(events=[txn(T0, 0, 1, 700), txn(T0 + 1, 0, 1, 300)]))

@@ -22,7 +22,8 @@ POLICY = load_policy()
 NO_CALL = 1e9  # what the kernels give payer_last_call_ended_minutes when there was no call
 # what the kernels give an account that never slept or was never tested, and one whose age is
 # unknown
-NEUTRAL = dict(payer_last_call_ended_minutes=NO_CALL, payer_days_since_wake=1e6, payee_days_since_wake=1e6,
+NEUTRAL = dict(payer_last_call_ended_minutes=NO_CALL, payer_minutes_since_intervention=NO_CALL,
+               payer_days_since_wake=1e6, payee_days_since_wake=1e6,
                payer_days_since_test_transfer=1e6, payee_days_since_test_transfer=1e6,
                payer_account_age_days=math.nan, payee_account_age_days=math.nan)
 
@@ -66,9 +67,25 @@ def test_a_protected_victim_paying_an_account_others_pay_with_no_call_is_only_re
     """The rent to a new landlord during the protection window: a warning to the payer, no hold
     and no report on the landlord."""
     action, codes, marks = _decide_row(**PROTECTED, payee_history_count=5,
-                                       payer_last_call_ended_minutes=600)
+                                       payer_last_call_ended_minutes=600,
+                                       payer_minutes_since_intervention=300)
     assert action == "WARN" and codes == ["PROTECTED_VICTIM_KNOWN_ACCOUNT"]
     assert marks == 0
+
+
+@pytest.mark.parametrize(("minutes", "held"), [(5, True), (120, True), (121, False)])
+def test_a_protected_victim_paying_an_account_others_pay_soon_after_the_intervention_is_held(
+        minutes: float, held: bool) -> None:
+    """Within two hours of the hold or stop the scam is still going on (the fraudster names the
+    next account on a chat app, no call seen): held, no report on the payee, the payer stays
+    protected; after that, the reminder above."""
+    action, codes, marks = _decide_row(**PROTECTED, payee_history_count=5,
+                                       payer_minutes_since_intervention=minutes)
+    if held:
+        assert action == "HOLD" and "PROTECTED_VICTIM_NEW_PAYEE_SOON_AFTER" in codes
+        assert marks & Mark.TXN_NAMES["payer_victim"]
+    else:
+        assert action == "WARN" and codes == ["PROTECTED_VICTIM_KNOWN_ACCOUNT"]
 
 
 FAMILY_ABROAD = dict(risky_call_recent=1, risky_call_score=60, first_time_payee=1, amount=3_000_000,
