@@ -37,6 +37,20 @@ if [ "${SCREENING_REQUIRE_REDIS:-}" != "0" ]; then
   fi
   export SCREENING_REQUIRE_REDIS=1
 fi
+# The overload bench's C load generator (h2load) is tested too when present: install it the same
+# way (Debian's nghttp2-client); without it that one test is skipped, said here.
+if ! command -v h2load >/dev/null 2>&1; then
+  echo "== installing nghttp2-client (h2load, for the overload bench's test)"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo -n env DEBIAN_FRONTEND=noninteractive"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $SUDO apt-get install -y -q nghttp2-client; then
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q nghttp2-client || \
+      echo "warning: nghttp2-client could not be installed; the h2load overload test is skipped" >&2
+  fi
+fi
 echo "== pytest"
 # numba's on-disk cache goes to a private folder so a stale cache from elsewhere is never used
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$PWD/$VENV/numba-cache}"
