@@ -204,8 +204,8 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
  F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
  F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H,
- F_PAYER_INTERVENED_MIN) = range(F_MEMORY_BASE, F_MEMORY_BASE + 36)
-N_TXN_FEATURE = F_MEMORY_BASE + 36
+ F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN) = range(F_MEMORY_BASE, F_MEMORY_BASE + 37)
+N_TXN_FEATURE = F_MEMORY_BASE + 37
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -929,6 +929,8 @@ def _txn(
     if pe < 0 and not fb:
         pe = a_sc[b, SC_PHONE]
     if pe >= 0:
+        # the bank knows whose account it is: "not a contact" then says something
+        f[r, F_PAYEE_PHONE_KNOWN] = 1.0
         if p_sc[pe, PSC_WATCH] > ts or p_sc[pe, PSC_RISKY_NUMBER_UNTIL] > ts:
             f[r, F_PAYEE_PHONE_RISKY] = 1.0
         if ph >= 0 and pe != ph and (_pair_seen(pt, PAIR_CALL, pe, ph) or _pair_seen(pt, PAIR_CALL, ph, pe)):

@@ -129,6 +129,7 @@ from features._kernels import (
     F_PAYEE_NEAR_7D,
     F_PAYEE_NEAR_24H,
     F_PAYEE_PHONE_CONTACT,
+    F_PAYEE_PHONE_KNOWN,
     F_PAYEE_PHONE_RISKY,
     F_PAYEE_STOPPED,
     F_PAYEE_TERMINAL,
@@ -983,6 +984,7 @@ class ReferenceEngine:
         f[F_PAYEE_TRIAL_DAYS] = _days_since(payee.first, ts) if payee.trial else FAR_DAYS
         pe = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
         if pe >= 0:
+            f[F_PAYEE_PHONE_KNOWN] = 1.0
             payee_phone = self._phone(pe)
             if payee_phone.watch_until > ts or payee_phone.risky_number_until > ts:
                 f[F_PAYEE_PHONE_RISKY] = 1.0

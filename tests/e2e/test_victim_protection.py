@@ -695,3 +695,28 @@ def test_a_privacy_number_is_warned_about_only_when_most_of_its_calls_go_unanswe
     assert last is not None
     assert ("VIRTUAL_OPERATOR_SHORT_CALLS" in _codes(last)) is warned
     assert last.action == (pb.CALL_ACTION_WARN_CALLEE if warned else pb.CALL_ACTION_ALLOW)
+
+
+def test_a_payer_kept_on_the_line_through_a_large_payment_is_held(live: Live) -> None:
+    """An impersonator keeps the victim on the line: ten minutes in, the victim sends 20,000 CNY
+    (a hundred times its usual payments) to an old account nothing was ever paid into, whose
+    owner's phone the bank sends and the victim never talks with. Held and reported. A relative
+    on the line being paid (the payee's phone is the caller's) is not this rule's."""
+    caller, phone, victim = "+86138" + new_phone()[-8:], new_phone(), uid("victim")
+    for i in range(6):  # what the victim usually pays
+        live.bank.screen(transaction(uid("t"), recent(500 - i), victim, uid("shop"), 20_000,
+                                     payer_phone=phone, **AGED))
+    live.telecom.report_call(call_event(uid("c"), recent(10), caller, phone))  # rings, still on
+    d = live.bank.screen(transaction(uid("t"), recent(0), victim, uid("unused"), 2_000_000,
+                                     payer_phone=phone, payee_phone=new_phone(), **AGED))
+    assert d.action == pb.ACTION_HOLD and "TALKED_THROUGH_LARGE_PAYMENT" in _codes(d)
+    assert d.reports.suspicious
+
+    relative, payer, home = "+86137" + new_phone()[-8:], uid("payer"), new_phone()
+    for i in range(6):
+        live.bank.screen(transaction(uid("t"), recent(500 - i), payer, uid("shop"), 20_000,
+                                     payer_phone=home, **AGED))
+    live.telecom.report_call(call_event(uid("c"), recent(10), relative, home))
+    paid = live.bank.screen(transaction(uid("t"), recent(0), payer, uid("relative"), 2_000_000,
+                                        payer_phone=home, payee_phone=relative, **AGED))
+    assert "TALKED_THROUGH_LARGE_PAYMENT" not in _codes(paid)

@@ -331,3 +331,31 @@ def test_a_firms_money_passed_on_in_pieces_is_no_mules() -> None:
                                        payer_in_distinct_persons_24h=0)
     assert not MULE_RULES & set(codes), codes
     assert not marks & Mark.PAYER_MULE and action == "ALLOW"
+
+
+TALKED_THROUGH = dict(payer_on_call=1, payer_last_call_talk_seconds=600, payer_last_call_ended_minutes=0,
+                      first_time_payee=1, payee_history_count=0, payee_is_person=1, payer_is_person=1,
+                      payee_phone_known=1, payer_amount_ratio=400, payer_history_count=20,
+                      amount=2_000_000, payee_account_age_days=900, payer_account_age_days=3_000)
+
+
+def test_a_payer_kept_on_the_line_through_a_large_payment_to_a_stranger_is_held() -> None:
+    """Ten minutes into a call from an ordinary number the server knows, the payer sends 20,000
+    CNY, 400 times its usual, to an old account nothing was ever paid into, whose owner's phone
+    the bank knows and the payer never talks with: held, reported, the payer protected."""
+    action, codes, marks = _decide_row(**TALKED_THROUGH)
+    assert action == "HOLD" and "TALKED_THROUGH_LARGE_PAYMENT" in codes
+    assert marks & Mark.TXN_NAMES["payer_victim"]
+
+
+@pytest.mark.parametrize("change", [
+    dict(payer_on_call=0, payer_last_call_ended_minutes=15),  # the relative's call ended first
+    dict(payee_history_count=3),  # an account others have paid
+    dict(payee_phone_known_contact=1),  # the payee's phone is one the payer talks with
+    dict(payee_phone_known=0),  # whose account it is, the bank does not know
+    dict(payer_last_call_talk_seconds=60),  # a minute's call
+    dict(payer_amount_ratio=5),  # the size it usually pays
+])
+def test_the_family_payment_during_a_call_is_not_talked_through(change: dict[str, float]) -> None:
+    _, codes, _ = _decide_row(**{**TALKED_THROUGH, **change})
+    assert "TALKED_THROUGH_LARGE_PAYMENT" not in codes
