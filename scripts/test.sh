@@ -17,23 +17,27 @@ echo "== ruff"
 "$VENV/bin/ruff" check .
 echo "== mypy"
 "$VENV/bin/mypy" screening features graph bench
+# apt_install PACKAGE: install a Debian package (as root, or through sudo -n), refreshing the
+# package lists when the first try fails; its status says whether it worked.
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    sudo="sudo -n env DEBIAN_FRONTEND=noninteractive"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q "$1" || { $sudo apt-get update -q && $sudo apt-get install -y -q "$1"; }
+}
+
 # The Redis tests start their own redis-server; CI has only Python, so install it (Debian).
 # They fail rather than skip once it is required; SCREENING_REQUIRE_REDIS=0 opts out.
 if [ "${SCREENING_REQUIRE_REDIS:-}" != "0" ]; then
   if ! command -v redis-server >/dev/null 2>&1; then
     echo "== installing redis-server (for the Redis tests)"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-      SUDO="sudo -n env DEBIAN_FRONTEND=noninteractive"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! $SUDO apt-get install -y -q redis-server; then
-      $SUDO apt-get update -q && $SUDO apt-get install -y -q redis-server || {
-        echo "redis-server is needed by the Redis tests and could not be installed;" \
-             "install it, or run with SCREENING_REQUIRE_REDIS=0 to skip those tests" >&2
-        exit 1
-      }
-    fi
+    apt_install redis-server || {
+      echo "redis-server is needed by the Redis tests and could not be installed;" \
+           "install it, or run with SCREENING_REQUIRE_REDIS=0 to skip those tests" >&2
+      exit 1
+    }
   fi
   export SCREENING_REQUIRE_REDIS=1
 fi
@@ -41,15 +45,8 @@ fi
 # way (Debian's nghttp2-client); without it that one test is skipped, said here.
 if ! command -v h2load >/dev/null 2>&1; then
   echo "== installing nghttp2-client (h2load, for the overload bench's test)"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo -n env DEBIAN_FRONTEND=noninteractive"
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  if ! $SUDO apt-get install -y -q nghttp2-client; then
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q nghttp2-client || \
-      echo "warning: nghttp2-client could not be installed; the h2load overload test is skipped" >&2
-  fi
+  apt_install nghttp2-client ||
+    echo "warning: nghttp2-client could not be installed; the h2load overload test is skipped" >&2
 fi
 echo "== pytest"
 # numba's on-disk cache goes to a private folder so a stale cache from elsewhere is never used

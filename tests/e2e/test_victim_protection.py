@@ -84,20 +84,25 @@ def test_paying_a_warned_payee_again_after_the_call_is_stopped(live: Live) -> No
     assert third.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_STOPPED_PAYEE" in _codes(third)
 
 
+def _paid_by_others(live: Live, name: str) -> str:
+    """An account someone else paid hours ago (not a fresh one)."""
+    account = uid(name)
+    live.bank.screen(transaction(uid("t"), recent(400), uid("someone"), account, 500_000, **AGED))
+    return account
+
+
 def test_a_protected_victim_moving_savings_to_an_account_others_pay_is_held(live: Live) -> None:
     """Hours after the stop, no call before it (the fraudster moved to a chat app), the victim
     pays 30,000 CNY to an account other victims pay too: not a fresh account, but held for
     the sum (a reminder is for the rent, hours later), and the next payment to it stopped."""
     victim, _phone, _safe, first = _stopped_victim(live, minutes=300)
     assert first.action == pb.ACTION_STOP_PAYMENT
-    other = uid("other-victims-pay-it")
-    live.bank.screen(transaction(uid("t"), recent(400), uid("someone"), other, 500_000, **AGED))
+    other = _paid_by_others(live, "other-victims-pay-it")
     d = live.bank.screen(transaction(uid("t"), recent(10), victim, other, 3_000_000, **AGED))
     assert d.action == pb.ACTION_HOLD and "PROTECTED_VICTIM_LARGE_PAYMENT" in _codes(d)
     again = live.bank.screen(transaction(uid("t"), recent(5), victim, other, 2_000_000, **AGED))
     assert again.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_STOPPED_PAYEE" in _codes(again)
-    landlord = uid("landlord")  # tenants pay it; a minute after a stop it is held all the same
-    live.bank.screen(transaction(uid("t"), recent(400), uid("tenant"), landlord, 300_000, **AGED))
+    landlord = _paid_by_others(live, "landlord")  # a minute after a stop it is held all the same
     rent = live.bank.screen(transaction(uid("t"), recent(4), victim, landlord, 300_000, **AGED))
     assert rent.action == pb.ACTION_HOLD and "PROTECTED_VICTIM_NEW_PAYEE_SOON_AFTER" in _codes(rent)
 
@@ -107,11 +112,10 @@ def test_a_protected_victim_paying_an_account_others_pay_minutes_after_the_stop_
     """Five minutes after the stop, no call since (the fraudster went on in a chat app), the
     victim pays 7,400 CNY to a second account other victims pay too: the scam is still going
     on, so held (no report on the payee), and paying it again is stopped. The rent, hours
-    after a stop, stays a reminder (the test above)."""
+    after a stop, stays a reminder (the rent test below)."""
     victim, _phone, _safe, first = _stopped_victim(live, minutes=300)
     assert first.action == pb.ACTION_STOP_PAYMENT
-    other = uid("second-mule")
-    live.bank.screen(transaction(uid("t"), recent(400), uid("someone"), other, 500_000, **AGED))
+    other = _paid_by_others(live, "second-mule")
     d = live.bank.screen(transaction(uid("t"), recent(295), victim, other, 740_000, **AGED))
     assert d.action == pb.ACTION_HOLD and "PROTECTED_VICTIM_NEW_PAYEE_SOON_AFTER" in _codes(d)
     assert not d.reports.suspicious
