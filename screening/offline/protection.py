@@ -482,18 +482,18 @@ def _alert_rates(
 ) -> tuple[dict[str, Any], pl.DataFrame]:
     """Ordinary accounts and callers bothered; per look-alike family its accounts and numbers.
 
-    ``innocent_alert``: alerted in a payment whose other side is no criminal's account
+    ``no_criminal_alert``: alerted in a payment whose other side is no criminal's account
     (``CRIMINAL_ROLES``): the false alarms proper, beside every alert."""
     criminal = labels.filter(pl.col("role").is_in(CRIMINAL_ROLES)).get_column("account").unique()
     per_account = (
         _sides(txn)
         .with_columns(
-            (pl.col("alert") & ~pl.col("counterparty").is_in(criminal.implode())).alias("innocent_alert")
+            (pl.col("alert") & ~pl.col("counterparty").is_in(criminal.implode())).alias("no_criminal_alert")
         )
         .group_by("account")
         .agg(
             pl.col("alert").any(), pl.col("warn").any(), pl.col("hold").any(), pl.col("suspicious").any(),
-            pl.col("innocent_alert").any(),
+            pl.col("no_criminal_alert").any(),
         )
     )  # fmt: skip
     labelled = labels.select("account").unique()
@@ -506,7 +506,7 @@ def _alert_rates(
         "ordinary_accounts": ordinary.height,
         "ordinary_alerted_share": _ratio(ordinary.get_column("alert").sum(), ordinary.height),
         "ordinary_alerted_no_criminal_share": _ratio(
-            ordinary.get_column("innocent_alert").sum(), ordinary.height
+            ordinary.get_column("no_criminal_alert").sum(), ordinary.height
         ),
         "ordinary_warn_share": _ratio(ordinary.get_column("warn").sum(), ordinary.height),
         "ordinary_hold_share": _ratio(ordinary.get_column("hold").sum(), ordinary.height),
