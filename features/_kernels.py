@@ -94,6 +94,9 @@ PROF_REG_OPENED = 32
 # account is tested so before use): set by its first transaction, taken back by a payment out
 # that is not one, or money in from an organisation, a terminal or abroad (a salary, a deposit)
 PROF_TRIAL = 64
+# the latest transaction of the account named it a cash terminal (an ATM, a counter's till):
+# where a suspect withdrew cash is no mule
+PROF_SEEN_TERMINAL = 128
 # what a transaction contradicting the registry entry's owner (TF_*_FOREIGN) does not take
 PROF_REGISTRY = PROF_MERCHANT | PROF_PAYROLL | PROF_ORGANISATION
 # float64 scalars: EWMA of log(amount) of outgoing transfers
@@ -742,9 +745,13 @@ def _mule_ok(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarr
 
 
 @helper
-def _follow_money(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.ndarray) -> None:
+def _follow_money(sc: np.ndarray, ring: np.ndarray, pt: np.ndarray, e: int, ts: int,
+                  params: np.ndarray) -> None:
     """``e`` just became a level-1 suspect: the accounts it paid within P_FOLLOW_MS before now
-    (its recent payees) are where the money it received went; they become level-2 suspects."""
+    (its recent payees) are where the money it received went; they become level-2 suspects.
+
+    Not an account that paid ``e`` before: money paid back to its own payer (a Ponzi's
+    "returns" to its investors, a refund) is not money moved on; nor a cash terminal."""
     if params[P_MULE_MAX_LEVEL] < 2:
         return
     t = ts // 1000 - RING_EPOCH_S
@@ -753,7 +760,9 @@ def _follow_money(sc: np.ndarray, ring: np.ndarray, e: int, ts: int, params: np.
         cp = ring[e, R_OUT, k, 0]
         if cp >= 0 and cp != e:
             kt = ring[e, R_OUT, k, 1]
-            if kt <= t and t - kt <= span and _mule_ok(sc, ring, cp, ts, params, False):
+            if (kt <= t and t - kt <= span and not sc[cp, SC_PROFILE] & PROF_SEEN_TERMINAL
+                    and _mule_ok(sc, ring, cp, ts, params, False)
+                    and not _pair_seen(pt, PAIR_TXN, cp, e)):
                 _suspect_mule(sc, cp, 2, ts, params)
 
 
@@ -873,6 +882,15 @@ def _txn(
         a_sc[b, SC_PROFILE] |= PROF_SEEN_ORGANISATION
     elif fl & TF_PAYEE_PERSON:
         a_sc[b, SC_PROFILE] &= ~PROF_SEEN_ORGANISATION
+    # the same for a cash terminal: the latest transaction's word
+    if fl & TF_PAYER_TERMINAL:
+        a_sc[a, SC_PROFILE] |= PROF_SEEN_TERMINAL
+    else:
+        a_sc[a, SC_PROFILE] &= ~PROF_SEEN_TERMINAL
+    if fl & TF_PAYEE_TERMINAL:
+        a_sc[b, SC_PROFILE] |= PROF_SEEN_TERMINAL
+    else:
+        a_sc[b, SC_PROFILE] &= ~PROF_SEEN_TERMINAL
     # an opening date a transaction reports counts when it is the latest known: any payment
     # naming an older one made a new account "old" for everyone after it (new-account rules
     # silent); the registry's word (set_account_profile) is taken as it is
@@ -1233,10 +1251,10 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
             key = _pair_key(PAIR_WARN, a, b)
             _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
     if marks & MK_PAYEE_MULE and payee_ok and _suspect_mule(a_sc, b, 1, ts, params):
-        _follow_money(a_sc, a_ring, b, ts, params)
+        _follow_money(a_sc, a_ring, pt, b, ts, params)
     if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
             and _suspect_mule(a_sc, a, 1, ts, params)):
-        _follow_money(a_sc, a_ring, a, ts, params)
+        _follow_money(a_sc, a_ring, pt, a, ts, params)
     if marks & MK_PAYER_COLLECTOR and not _cleared(a_sc, a, ts):
         _extend(a_sc, a, SC_COLLECTOR_UNTIL, ts + params[P_COLLECTOR_MS])
     if marks & MK_PAYEE_COLLECTOR and not _cleared(a_sc, b, ts):

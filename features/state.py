@@ -467,7 +467,7 @@ class FeatureState:
             profile |= k.PROF_REG_OPENED
         else:
             profile |= int(sc[idx, k.SC_PROFILE]) & k.PROF_REG_OPENED
-        profile |= int(sc[idx, k.SC_PROFILE]) & k.PROF_TRIAL  # what its transactions did
+        profile |= int(sc[idx, k.SC_PROFILE]) & (k.PROF_TRIAL | k.PROF_SEEN_TERMINAL)  # what its transactions did
         sc[idx, k.SC_LAST_ACTIVE] = NO_TIME if last_active_ms is None else last_active_ms
         sc[idx, k.SC_PROFILE] = profile
         sc[idx, k.SC_PHONE] = phone

@@ -477,6 +477,8 @@ class _Account:
     wake: int | None = None
     # all it did here was tiny person-to-person transfers (a bought account being tested)
     trial: bool = False
+    # its latest transaction named it a cash terminal
+    seen_terminal: bool = False
 
     def seen(self, ts: int) -> None:
         self.first = ts if self.first is None else min(self.first, ts)
@@ -853,7 +855,8 @@ class ReferenceEngine:
                 and acc.rings[_IN].distinct(ts, WIN_SPAN_S[W_7D]) <= p.hub_payers)
 
     def _follow_money(self, idx: int, ts: int, p: _Params) -> None:
-        """A new level-1 suspect's payees within ``follow_ms`` become level-2 suspects."""
+        """A new level-1 suspect's payees within ``follow_ms`` become level-2 suspects, but not
+        one that paid it before (paid back, not moved on) nor a cash terminal."""
         if p.mule_max_level < 2:
             return
         t = _ring_second(ts)
@@ -861,7 +864,8 @@ class ReferenceEngine:
             if slot is None or slot[0] == idx or not 0 <= t - slot[1] <= p.follow_ms // 1000:
                 continue
             other = self._account(slot[0])
-            if self._mule_ok(other, ts, p):
+            if (not other.seen_terminal and self._mule_ok(other, ts, p)
+                    and (PAIR_TXN, slot[0], idx) not in self.pairs):
                 other.suspect(2, ts, p.mule_ms)
 
     def _remember_call(self, ev: list[int], p: _Params, dec: list[int]) -> None:
@@ -926,6 +930,8 @@ class ReferenceEngine:
             payee.profile |= PROF_SEEN_ORGANISATION
         elif fl & TF_PAYEE_PERSON:
             payee.profile &= ~PROF_SEEN_ORGANISATION
+        payer.seen_terminal = bool(fl & TF_PAYER_TERMINAL)
+        payee.seen_terminal = bool(fl & TF_PAYEE_TERMINAL)
         # a reported opening date counts when it is the latest known (the registry's as it is)
         if ev[EV_AUX1] != _NO_TIME and (payer.opened is None or ev[EV_AUX1] > payer.opened):
             payer.opened = ev[EV_AUX1]

@@ -546,6 +546,48 @@ def test_an_old_account_passing_strangers_money_straight_on_is_held_then_stopped
     assert victim.action >= pb.ACTION_HOLD and "PAYS_SUSPECTED_MULE" in _codes(victim)
 
 
+def test_the_suspects_money_is_followed_to_new_payees_not_back_to_its_payers(live: Live) -> None:
+    """When an account becomes a suspected mule, its payees of the last day got the money and
+    become suspects; not an account it paid back (a friend who lent it money, a Ponzi's
+    investor getting a "return"), and not the cash machine it used."""
+    rented, friend, atm, onward = uid("rented"), uid("friend"), uid("atm"), uid("l2")
+    live.bank.screen(transaction(uid("t"), recent(3 * 24 * 60), friend, rented, 30_000, **AGED))
+    back = live.bank.screen(transaction(uid("t"), recent(120), rented, friend, 30_000, **AGED))
+    cash = live.bank.screen(transaction(uid("t"), recent(90), rented, atm, 20_000, cash=True,
+                                        channel=pb.CHANNEL_ATM,
+                                        payee_type=pb.PARTY_TYPE_CASH_TERMINAL, **AGED))
+    assert back.action == cash.action == pb.ACTION_ALLOW
+    *_, third = _conduit(live, rented, [onward, uid("l2b"), onward])
+    assert third.action == pb.ACTION_HOLD and "MULE_CONDUIT" in _codes(third)
+
+    def mule_level(account: str) -> int:
+        marks = [m for m in live.police.query_account(account).case_marks
+                 if m.role == pb.CASE_ROLE_SUSPECTED_MULE]
+        return marks[0].mule_level if marks else 0
+
+    assert (mule_level(rented), mule_level(onward)) == (1, 2)
+    assert mule_level(friend) == 0 and mule_level(atm) == 0
+    rent = live.bank.screen(transaction(uid("t"), recent(10), friend, uid("landlord"), 300_000, **AGED))
+    assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(rent) and rent.action == pb.ACTION_ALLOW
+
+
+def test_a_boss_paying_the_staff_from_a_personal_card_is_no_conduit(live: Live) -> None:
+    """The firm pays the boss's card the month's wages and the boss pays them on, one transfer
+    after another; a friend's small transfer the same morning makes it no strangers' money: no
+    hold, and the staff are no suspects."""
+    boss, staff = uid("boss"), [uid("staff") for _ in range(4)]
+    firm = live.bank.screen(transaction(uid("t"), recent(300), uid("firm"), boss, 4_000_000,
+                                        payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    friend = live.bank.screen(transaction(uid("t"), recent(60), uid("friend"), boss, 85_800, **AGED))
+    wages = [live.bank.screen(transaction(uid("t"), recent(50 - 2 * k), boss, s, 900_000, memo="工资",
+                                          **AGED))
+             for k, s in enumerate(staff)]
+    for d in [firm, friend, *wages]:
+        assert d.action == pb.ACTION_ALLOW, _codes(d)
+    lunch = live.bank.screen(transaction(uid("t"), recent(20), staff[0], uid("canteen"), 3_500, **AGED))
+    assert lunch.action == pb.ACTION_ALLOW and lunch.features["payer_suspected_mule"] == 0.0
+
+
 def test_a_rented_account_splitting_one_victims_money_within_minutes_is_held(live: Live) -> None:
     """A brushing victim's 3,500 CNY, far under any day's line, leaves the rented account within
     minutes in three pieces to the gang's next account, a game-card platform and another card:

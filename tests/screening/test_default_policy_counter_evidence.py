@@ -228,6 +228,18 @@ def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accoun
     assert action == ("HOLD" if held else "ALLOW")
 
 
+@pytest.mark.parametrize(("persons", "held"), [(1, False), (2, True)])
+def test_a_conduit_passes_on_money_from_two_people_not_a_firms(persons: int, held: bool) -> None:
+    """The boss's card: the firm paid it the wages, a friend 858 CNY; the boss pays the staff."""
+    action, codes, _ = _decide_row(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95,
+                                   payer_in_sum_24h=15_057_000, payer_in_distinct_24h=2,
+                                   payer_out_count_24h=18, payer_out_distinct_24h=18,
+                                   payer_is_person=1, payee_is_person=1, amount=461_400,
+                                   payer_in_distinct_persons_24h=persons)
+    assert ("MULE_CONDUIT" in codes) is held
+    assert action == ("HOLD" if held else "ALLOW")
+
+
 TESTED = dict(payee_days_since_test_transfer=0.2, first_time_payee=1, payer_is_person=1,
               payee_is_person=1, amount=40_000)
 
