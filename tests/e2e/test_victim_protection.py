@@ -588,6 +588,26 @@ def test_a_boss_paying_the_staff_from_a_personal_card_is_no_conduit(live: Live) 
     assert lunch.action == pb.ACTION_ALLOW and lunch.features["payer_suspected_mule"] == 0.0
 
 
+def test_a_group_buy_organiser_paying_the_supplier_from_the_days_takings_is_no_conduit(live: Live) -> None:
+    """The salary in the morning, the rent paid from it, neighbours' 30-150 CNY through the day,
+    and in the evening the supplier paid: more leaves within the hour than came in within it,
+    the day's money, not the hour's: no hold, and the neighbours paying next time are not held."""
+    organiser, supplier = uid("organiser"), uid("farmer")
+    live.bank.screen(transaction(uid("t"), recent(14 * 60), uid("firm"), organiser, 980_000,
+                                 payer_type=pb.PARTY_TYPE_ORGANISATION, **AGED))
+    live.bank.screen(transaction(uid("t"), recent(14 * 60 - 5), organiser, uid("landlord"), 720_000, **AGED))
+    neighbours = [uid("neighbour") for _ in range(16)]
+    for i, n in enumerate(neighbours):
+        live.bank.screen(transaction(uid("t"), recent(13 * 60 - 48 * i), n, organiser, 3_000 + 700 * i, **AGED))
+    live.bank.screen(transaction(uid("t"), recent(6 * 60), organiser, uid("shop"), 69_400, **AGED))
+    paid = [live.bank.screen(transaction(uid("t"), recent(40 - k), organiser, supplier, fen, **AGED))
+            for k, fen in enumerate((147_400, 20_000))]
+    for d in paid:
+        assert d.action == pb.ACTION_ALLOW and "MULE_CONDUIT" not in _codes(d), _codes(d)
+    again = live.bank.screen(transaction(uid("t"), recent(5), neighbours[0], organiser, 6_000, **AGED))
+    assert again.action == pb.ACTION_ALLOW and again.features["payee_suspected_mule"] == 0.0
+
+
 def test_a_rented_account_splitting_one_victims_money_within_minutes_is_held(live: Live) -> None:
     """A brushing victim's 3,500 CNY, far under any day's line, leaves the rented account within
     minutes in three pieces to the gang's next account, a game-card platform and another card:

@@ -240,6 +240,19 @@ def test_a_conduit_passes_on_money_from_two_people_not_a_firms(persons: int, hel
     assert action == ("HOLD" if held else "ALLOW")
 
 
+@pytest.mark.parametrize(("hour_ratio", "held"), [(0.9, True), (3.0, True), (8.4, False)])
+def test_a_conduit_passes_on_the_hours_money_not_the_days_takings(hour_ratio: float, held: bool) -> None:
+    """The group-buy organiser pays the supplier 1,474 CNY in the evening after a neighbour's
+    63 CNY: 8.4 times what came in within the hour leaves, the day's takings and a salary."""
+    action, codes, _ = _decide_row(payer_pass_through_1h=hour_ratio, payer_pass_through_24h=0.85,
+                                   payer_in_sum_24h=1_141_782, payer_in_distinct_24h=16,
+                                   payer_out_count_24h=6, payer_out_distinct_24h=6,
+                                   payer_is_person=1, payee_is_person=1, amount=147_495,
+                                   payer_in_distinct_persons_24h=16)
+    assert ("MULE_CONDUIT" in codes) is held
+    assert action == ("HOLD" if held else "ALLOW")
+
+
 TESTED = dict(payee_days_since_test_transfer=0.2, first_time_payee=1, payer_is_person=1,
               payee_is_person=1, amount=40_000)
 
