@@ -257,6 +257,14 @@ TESTED = dict(payee_days_since_test_transfer=0.2, first_time_payee=1, payer_is_p
               payee_is_person=1, amount=40_000)
 
 
+@pytest.mark.parametrize(("payers", "warned"), [(0, True), (5, True), (6, False)])
+def test_an_account_many_people_pay_within_the_day_is_no_tested_account(payers: int, warned: bool) -> None:
+    """A medical crowdfunding's first donation was 10 CNY; dozens of donors follow that day."""
+    action, codes, _ = _decide_row(**TESTED, payee_in_distinct_24h=payers)
+    assert ("TESTED_ACCOUNT_RECEIVES" in codes) is warned
+    assert action == ("WARN" if warned else "ALLOW")
+
+
 def test_a_stranger_paying_an_account_that_was_only_tested_is_warned_and_protected() -> None:
     """A bought account checked with a few yuan, then paid by a brushing scam's victim: warned,
     and the payer is protected from then on."""
