@@ -97,6 +97,10 @@ PROF_TRIAL = 64
 # the latest transaction of the account named it a cash terminal (an ATM, a counter's till):
 # where a suspect withdrew cash is no mule
 PROF_SEEN_TERMINAL = 128
+# SC_PHONE was learned from the account's own payments (their payer's phone), not the registry:
+# the registry's phone wins, and the payee-phone features read only the registry's or the one a
+# transaction names
+PROF_PHONE_SEEN = 256
 # what a transaction contradicting the registry entry's owner (TF_*_FOREIGN) does not take
 PROF_REGISTRY = PROF_MERCHANT | PROF_PAYROLL | PROF_ORGANISATION
 # float64 scalars: EWMA of log(amount) of outgoing transfers
@@ -207,8 +211,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_INVEST_7D, F_PAYER_LAST_CALL_MIN, F_PAYER_LAST_CALL_TALK_S,
  F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
  F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H,
- F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN) = range(F_MEMORY_BASE, F_MEMORY_BASE + 37)
-N_TXN_FEATURE = F_MEMORY_BASE + 37
+ F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN, F_PAYER_IN_STRANGERS_1H,
+ F_PAYER_IN_STRANGERS_24H) = range(F_MEMORY_BASE, F_MEMORY_BASE + 39)
+N_TXN_FEATURE = F_MEMORY_BASE + 39
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -673,24 +678,38 @@ def _profile(sc: np.ndarray, e: int, foreign: bool) -> int:
 
 
 @helper
-def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, e: int, ts: int) -> tuple[int, int]:
+def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, pt: np.ndarray, e: int, phone: int,
+                     ts: int) -> tuple[int, int, int, int]:
     """Distinct counterparties that paid ``e`` in the hour and the day ending at ts and are not
     organisations (by the registry or their latest transaction): a mule passes on strangers'
     money, a boss paying the staff from a personal card, or a victim paying a loan on, passes on
-    a firm's."""
+    a firm's. Then the same, less those whose phone ``e``'s phone (``phone``) ever spoke with: a
+    family pooling a down payment passes on relatives' money; a victim is a stranger to the
+    mule. An account on the same phone counts as a stranger: one phone behind several accounts
+    passing money between them is how a gang runs its mules. Returns (persons 1 h, persons 24 h,
+    strangers 1 h, strangers 24 h)."""
     t = ts // 1000 - RING_EPOCH_S
     n1 = 0
     n24 = 0
+    s1 = 0
+    s24 = 0
     for k in range(RING_K):
         cp = ring[e, R_IN, k, 0]
         if cp >= 0:
             kt = ring[e, R_IN, k, 1]
             if kt <= t and t - kt < WIN_SPAN_S[W_24H] and not sc[cp, SC_PROFILE] & (
                     PROF_ORGANISATION | PROF_SEEN_ORGANISATION):
+                hour = t - kt < WIN_SPAN_S[W_1H]
                 n24 += 1
-                if t - kt < WIN_SPAN_S[W_1H]:
+                if hour:
                     n1 += 1
-    return n1, n24
+                cph = sc[cp, SC_PHONE]
+                if not (phone >= 0 and cph >= 0 and cph != phone
+                        and (_pair_seen(pt, PAIR_CALL, cph, phone) or _pair_seen(pt, PAIR_CALL, phone, cph))):
+                    s24 += 1
+                    if hour:
+                        s1 += 1
+    return n1, n24, s1, s24
 
 
 @helper
@@ -891,6 +910,11 @@ def _txn(
         a_sc[b, SC_PROFILE] |= PROF_SEEN_TERMINAL
     else:
         a_sc[b, SC_PROFILE] &= ~PROF_SEEN_TERMINAL
+    # the payer's phone, learned from its payments where the registry names none (the latest
+    # payment's word; not from a payment naming another institution than the registry's)
+    if ph >= 0 and not fa and (a_sc[a, SC_PHONE] < 0 or a_sc[a, SC_PROFILE] & PROF_PHONE_SEEN):
+        a_sc[a, SC_PHONE] = ph
+        a_sc[a, SC_PROFILE] |= PROF_PHONE_SEEN
     # an opening date a transaction reports counts when it is the latest known: any payment
     # naming an older one made a new account "old" for everyone after it (new-account rules
     # silent); the registry's word (set_account_profile) is taken as it is
@@ -944,7 +968,7 @@ def _txn(
     f[r, F_PAYER_TRIAL_DAYS] = _trial_days(a_sc, a, ts)
     f[r, F_PAYEE_TRIAL_DAYS] = _trial_days(a_sc, b, ts)
     pe = ev[i, EV_E]
-    if pe < 0 and not fb:
+    if pe < 0 and not fb and not a_sc[b, SC_PROFILE] & PROF_PHONE_SEEN:
         pe = a_sc[b, SC_PHONE]
     if pe >= 0:
         # the bank knows whose account it is: "not a contact" then says something
@@ -1056,8 +1080,10 @@ def _txn(
                 f[r, base] = n1
                 f[r, base + 1] = n24
                 f[r, base + 2] = n7
-    if need[F_PAYER_IN_PERSONS_1H] or need[F_PAYER_IN_PERSONS_24H]:
-        f[r, F_PAYER_IN_PERSONS_1H], f[r, F_PAYER_IN_PERSONS_24H] = _persons_paid_in(a_sc, a_ring, a, ts)
+    if (need[F_PAYER_IN_PERSONS_1H] or need[F_PAYER_IN_PERSONS_24H] or need[F_PAYER_IN_STRANGERS_1H]
+            or need[F_PAYER_IN_STRANGERS_24H]):
+        (f[r, F_PAYER_IN_PERSONS_1H], f[r, F_PAYER_IN_PERSONS_24H], f[r, F_PAYER_IN_STRANGERS_1H],
+         f[r, F_PAYER_IN_STRANGERS_24H]) = _persons_paid_in(a_sc, a_ring, pt, a, a_sc[a, SC_PHONE], ts)
     for w in (W_1H, W_24H):
         if need[F_PAYER_PASS_1H + w - W_1H]:
             f[r, F_PAYER_PASS_1H + w - W_1H] = _ratio(

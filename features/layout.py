@@ -131,6 +131,8 @@ def _txn_names() -> list[str]:
         k.F_PAYER_IN_PERSONS_24H: "payer_in_distinct_persons_24h",
         k.F_PAYER_INTERVENED_MIN: "payer_minutes_since_intervention",
         k.F_PAYEE_PHONE_KNOWN: "payee_phone_known",
+        k.F_PAYER_IN_STRANGERS_1H: "payer_in_strangers_1h",
+        k.F_PAYER_IN_STRANGERS_24H: "payer_in_strangers_24h",
         # calls around the payment
         k.F_PAYER_ON_CALL: "payer_on_call",
         k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",

@@ -438,6 +438,16 @@ class FeatureState:
         if kind not in refs:
             return 0
         pair_kind, ring = refs[kind]
+        if kind == "phones":  # what names a forgotten phone: an account's phone, a callee's caller
+            sc = self.accounts.sc
+            named = sc[:, k.SC_PHONE] >= 0
+            named[named] = gone[sc[named, k.SC_PHONE]] == 1
+            sc[named, k.SC_PHONE] = -1
+            sc[named, k.SC_PROFILE] &= ~k.PROF_PHONE_SEEN
+            caller = self.phones.sc[:, k.PSC_INCALL_CALLER]
+            named = caller >= 0
+            named[named] = gone[caller[named]] == 1
+            self.phones.sc[named, k.PSC_INCALL_CALLER] = -1
         removed = int(k._forget_pairs(self.pairs, self.meta, pair_kind, gone, ring))
         if kind == "accounts":  # remembered stops and warnings name accounts too (no ring with them)
             for memory in (k.PAIR_STOP, k.PAIR_WARN):
@@ -467,7 +477,11 @@ class FeatureState:
             profile |= k.PROF_REG_OPENED
         else:
             profile |= int(sc[idx, k.SC_PROFILE]) & k.PROF_REG_OPENED
-        profile |= int(sc[idx, k.SC_PROFILE]) & (k.PROF_TRIAL | k.PROF_SEEN_TERMINAL)  # what its transactions did
+        # what its transactions did, and the phone they named when the entry names none
+        profile |= int(sc[idx, k.SC_PROFILE]) & (k.PROF_TRIAL | k.PROF_SEEN_TERMINAL)
+        if phone < 0 and int(sc[idx, k.SC_PROFILE]) & k.PROF_PHONE_SEEN:
+            phone = int(sc[idx, k.SC_PHONE])
+            profile |= k.PROF_PHONE_SEEN
         sc[idx, k.SC_LAST_ACTIVE] = NO_TIME if last_active_ms is None else last_active_ms
         sc[idx, k.SC_PROFILE] = profile
         sc[idx, k.SC_PHONE] = phone

@@ -147,6 +147,8 @@ from features._kernels import (
     F_PAYER_HIST,
     F_PAYER_IN_PERSONS_1H,
     F_PAYER_IN_PERSONS_24H,
+    F_PAYER_IN_STRANGERS_1H,
+    F_PAYER_IN_STRANGERS_24H,
     F_PAYER_INTERVENED_MIN,
     F_PAYER_INVEST_7D,
     F_PAYER_IS_PERSON,
@@ -479,6 +481,8 @@ class _Account:
     trial: bool = False
     # its latest transaction named it a cash terminal
     seen_terminal: bool = False
+    # ``phone`` was learned from its payments (no registry phone)
+    phone_seen: bool = False
 
     def seen(self, ts: int) -> None:
         self.first = ts if self.first is None else min(self.first, ts)
@@ -717,7 +721,8 @@ class ReferenceEngine:
             acc.reg_opened = True
         acc.last_active = last_active_ms
         acc.profile = profile
-        acc.phone = phone
+        if phone >= 0 or not acc.phone_seen:  # no phone on file keeps the learned one
+            acc.phone, acc.phone_seen = phone, False
 
     def set_account_memory(self, idx: int, column: int, until_ms: int) -> None:
         acc = self._account(idx)
@@ -776,6 +781,11 @@ class ReferenceEngine:
         else:
             for phone in self.phones.values():
                 phone.ring.drop(gone)
+                if phone.incall_caller in gone:
+                    phone.incall_caller = -1
+            for acc in self.accounts.values():
+                if acc.phone in gone:
+                    acc.phone, acc.phone_seen = -1, False
 
     # ------------------------------------------------------------ driver
     def process(
@@ -932,6 +942,8 @@ class ReferenceEngine:
             payee.profile &= ~PROF_SEEN_ORGANISATION
         payer.seen_terminal = bool(fl & TF_PAYER_TERMINAL)
         payee.seen_terminal = bool(fl & TF_PAYEE_TERMINAL)
+        if ph >= 0 and not fa and (payer.phone < 0 or payer.phone_seen):
+            payer.phone, payer.phone_seen = ph, True
         # a reported opening date counts when it is the latest known (the registry's as it is)
         if ev[EV_AUX1] != _NO_TIME and (payer.opened is None or ev[EV_AUX1] > payer.opened):
             payer.opened = ev[EV_AUX1]
@@ -988,7 +1000,7 @@ class ReferenceEngine:
         f[F_PAYER_PAYROLL] = 1.0 if payer.bits(fa) & PROF_PAYROLL else 0.0
         f[F_PAYER_TRIAL_DAYS] = _days_since(payer.first, ts) if payer.trial else FAR_DAYS
         f[F_PAYEE_TRIAL_DAYS] = _days_since(payee.first, ts) if payee.trial else FAR_DAYS
-        pe = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
+        pe = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb or payee.phone_seen else payee.phone)
         if pe >= 0:
             f[F_PAYEE_PHONE_KNOWN] = 1.0
             payee_phone = self._phone(pe)
@@ -1101,11 +1113,19 @@ class ReferenceEngine:
                     f[F_DIST_BASE + (party * 2 + d) * 3 + w - 1] = float(dist)
         t_s = _ring_second(ts)
         firm = PROF_ORGANISATION | PROF_SEEN_ORGANISATION
-        for w, col in ((W_1H, F_PAYER_IN_PERSONS_1H), (W_24H, F_PAYER_IN_PERSONS_24H)):
-            f[col] = float(sum(
-                1 for slot in payer.rings[_IN].slots
-                if slot is not None and t_s - WIN_SPAN_S[w] < slot[1] <= t_s
-                and not self.accounts.get(slot[0], _Account()).profile & firm))
+        def contact(other: _Account) -> bool:
+            me = payer.phone
+            return (me >= 0 and other.phone >= 0 and other.phone != me
+                    and ((PAIR_CALL, other.phone, me) in self.pairs
+                         or (PAIR_CALL, me, other.phone) in self.pairs))
+
+        for w, col, strangers in ((W_1H, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_STRANGERS_1H),
+                                  (W_24H, F_PAYER_IN_PERSONS_24H, F_PAYER_IN_STRANGERS_24H)):
+            persons = [self.accounts.get(slot[0], _Account()) for slot in payer.rings[_IN].slots
+                       if slot is not None and t_s - WIN_SPAN_S[w] < slot[1] <= t_s
+                       and not self.accounts.get(slot[0], _Account()).profile & firm]
+            f[col] = float(len(persons))
+            f[strangers] = float(sum(1 for other in persons if not contact(other)))
         pw = payer.windows
         f[F_PAYER_PASS_1H] = _ratio(pw.total("sum_out", W_1H, ts, tz),
                                     pw.total("sum_in", W_1H, ts, tz))

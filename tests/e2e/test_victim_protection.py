@@ -598,7 +598,8 @@ def test_a_group_buy_organiser_paying_the_supplier_from_the_days_takings_is_no_c
     live.bank.screen(transaction(uid("t"), recent(14 * 60 - 5), organiser, uid("landlord"), 720_000, **AGED))
     neighbours = [uid("neighbour") for _ in range(16)]
     for i, n in enumerate(neighbours):
-        live.bank.screen(transaction(uid("t"), recent(13 * 60 - 48 * i), n, organiser, 3_000 + 700 * i, **AGED))
+        live.bank.screen(transaction(uid("t"), recent(13 * 60 - 48 * i), n, organiser, 3_000 + 700 * i,
+                                     **AGED))
     live.bank.screen(transaction(uid("t"), recent(6 * 60), organiser, uid("shop"), 69_400, **AGED))
     paid = [live.bank.screen(transaction(uid("t"), recent(40 - k), organiser, supplier, fen, **AGED))
             for k, fen in enumerate((147_400, 20_000))]
@@ -606,6 +607,36 @@ def test_a_group_buy_organiser_paying_the_supplier_from_the_days_takings_is_no_c
         assert d.action == pb.ACTION_ALLOW and "MULE_CONDUIT" not in _codes(d), _codes(d)
     again = live.bank.screen(transaction(uid("t"), recent(5), neighbours[0], organiser, 6_000, **AGED))
     assert again.action == pb.ACTION_ALLOW and again.features["payee_suspected_mule"] == 0.0
+
+
+@pytest.mark.parametrize("family", [True, False])
+def test_money_relatives_send_passed_on_is_no_mules_but_strangers_is(live: Live, family: bool) -> None:
+    """A young account gets 30,000 CNY from two people within the hour and pays most of it on
+    to two accounts within minutes. When the two are the buyer's parents (they talk on the
+    phone; the service learned each account's phone from its payments) it is a down payment
+    pooled for a flat: allowed. When nobody who paid has ever spoken with the account's owner,
+    it is strangers' money passed straight on: stopped as a mule's."""
+    young = dict(payer_opened="2026-10-01", payee_opened="2026-10-01")
+    buyer, phone = uid("buyer"), new_phone()
+    live.bank.screen(transaction(uid("t"), recent(600), buyer, uid("grocer"), 4_000, payer_phone=phone,
+                                 **young))
+    sent = []
+    for i, fen in enumerate((1_800_000, 1_200_000)):
+        helper, helper_phone = uid("helper"), new_phone()
+        if family:
+            live.telecom.report_call(call_event(uid("c"), recent(2_000 + i), helper_phone, phone,
+                                                duration_seconds=300, outcome=pb.CALL_OUTCOME_ANSWERED))
+        sent.append(live.bank.screen(transaction(uid("t"), recent(50 - i), helper, buyer, fen,
+                                                 payer_phone=helper_phone, **young)))
+    assert all(d.action == pb.ACTION_ALLOW for d in sent), [_codes(d) for d in sent]
+    paid = [live.bank.screen(transaction(uid("t"), recent(30 - k), buyer, payee, fen, payer_phone=phone,
+                                         **young))
+            for k, (payee, fen) in enumerate(((uid("seller"), 2_000_000), (uid("notary"), 800_000)))]
+    mule = [c for d in paid for c in _codes(d) if c.startswith("MULE_")]
+    if family:
+        assert not mule and all(d.action == pb.ACTION_ALLOW for d in paid), [_codes(d) for d in paid]
+    else:
+        assert mule and paid[0].action == pb.ACTION_STOP_PAYMENT, [_codes(d) for d in paid]
 
 
 def test_a_rented_account_splitting_one_victims_money_within_minutes_is_held(live: Live) -> None:

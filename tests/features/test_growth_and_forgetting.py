@@ -109,6 +109,8 @@ def test_every_state_array_is_listed_grown_and_forgotten_with_its_kind() -> None
         assert arr.shape[0] == state.capacity(kind), name
         assert np.array_equal(arr[-1], empty[name][0]), name  # grown rows are empty rows
         arr[...] = rng.integers(1, 100, arr.shape).astype(arr.dtype)  # nothing empty left
+        if name in _NAMING_PHONES:
+            arr[::7, _NAMING_PHONES[name]] = 5  # some name the phone forgotten below
     before = {name: arr.copy() for name, arr in arrays.items()}
     gone = {"accounts": np.array([0, 17, 2_999]), "phones": np.array([5]),
             "devices": np.array([1_499, 3])}
@@ -121,8 +123,23 @@ def test_every_state_array_is_listed_grown_and_forgotten_with_its_kind() -> None
         ids = gone[kind]
         assert all(np.array_equal(arr[i], empty[name][0]) for i in ids), name
         kept = np.setdiff1d(np.arange(arr.shape[0]), ids)
-        if name not in ("accounts.ring", "phones.ring"):  # rings also lose the forgotten ids
-            assert np.array_equal(arr[kept], before[name][kept]), name
+        if name in ("accounts.ring", "phones.ring"):  # rings also lose the forgotten ids
+            continue
+        was = before[name][kept]
+        if name in _NAMING_PHONES:  # and what names a forgotten phone no longer does
+            col = _NAMING_PHONES[name]
+            named = np.isin(was[:, col], gone["phones"])
+            assert named.any(), name  # (the test names one)
+            assert np.all(arr[kept][named, col] == -1), name
+            was = was.copy()
+            was[named, col] = -1
+            if name == "accounts.sc":
+                was[named, k.SC_PROFILE] &= ~k.PROF_PHONE_SEEN
+        assert np.array_equal(arr[kept], was), name
+
+
+# the state columns that hold a phone id: an account's phone, a callee's current caller
+_NAMING_PHONES = {"accounts.sc": k.SC_PHONE, "phones.sc": k.PSC_INCALL_CALLER}
 
 
 # ================================================================= forgetting = the naive twin

@@ -482,6 +482,29 @@ def test_persons_paid_in_within_the_hour_leave_out_organisations() -> None:
     assert day[4] == 1  # the person who paid two hours ago, still within the day
 
 
+def test_relatives_who_paid_in_are_persons_but_no_strangers() -> None:
+    """A family pools a down payment: the mother (who calls the buyer) pays in, then an account
+    on the buyer's own phone (a gang runs several accounts from one phone: no relative) and a
+    stranger; the buyer pays the seller. Phones are learned
+    from each account's payments; a phone the registry gives wins, and a payee's learned phone
+    is not 'known' to the payee-phone features."""
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    buyer, mother, own, stranger, seller = 1, 2, 3, 4, 5
+    out = run_both(Scenario(events=[
+        txn(T0, buyer, 9, 5_000, flags=p2p, phone=11),              # the buyer's phone: 11
+        call(T0 + MINUTE_MS, 12, 11, 300),                          # the mother calls
+        txn(T0 + 2 * MINUTE_MS, mother, buyer, 900_000, flags=p2p, phone=12),
+        txn(T0 + 3 * MINUTE_MS, own, buyer, 500_000, flags=p2p, phone=11),
+        txn(T0 + 4 * MINUTE_MS, stranger, buyer, 300_000, flags=p2p, phone=13),
+        txn(T0 + 5 * MINUTE_MS, buyer, seller, 1_600_000, flags=p2p, phone=11),
+        txn(T0 + 6 * MINUTE_MS, seller, buyer, 100, flags=p2p, phone=14),
+    ], n_accounts=12, n_phones=16))
+    last = out.features[5]
+    assert last[tcol("payer_in_distinct_persons_1h")] == 3
+    assert last[tcol("payer_in_strangers_1h")] == 2 and last[tcol("payer_in_strangers_24h")] == 2
+    assert out.features[6][tcol("payee_phone_known")] == 0.0  # the buyer's phone was learned
+
+
 @pytest.mark.parametrize(("after_s", "counted"), [(3_599, 1), (3_600, 0)])
 def test_a_person_who_paid_in_counts_for_exactly_an_hour(after_s: int, counted: int) -> None:
     p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON

@@ -222,20 +222,20 @@ def test_money_from_several_payers_passed_on_is_a_conduit_only_to_several_accoun
                                        payer_in_sum_24h=50_000_000, payer_in_distinct_24h=3,
                                        payer_out_count_24h=3, payer_out_distinct_24h=payees,
                                        payer_is_person=1, payee_is_person=1, amount=15_000_000,
-                                       payer_in_distinct_persons_24h=3)
+                                       payer_in_distinct_persons_24h=3, payer_in_strangers_24h=3)
     assert ("MULE_CONDUIT" in codes) is held
     assert bool(marks & Mark.TXN_NAMES["payer_mule"]) is held
     assert action == ("HOLD" if held else "ALLOW")
 
 
 @pytest.mark.parametrize(("persons", "held"), [(1, False), (2, True)])
-def test_a_conduit_passes_on_money_from_two_people_not_a_firms(persons: int, held: bool) -> None:
+def test_a_conduit_passes_on_money_from_two_strangers_not_a_firms(persons: int, held: bool) -> None:
     """The boss's card: the firm paid it the wages, a friend 858 CNY; the boss pays the staff."""
     action, codes, _ = _decide_row(payer_pass_through_1h=0.95, payer_pass_through_24h=0.95,
                                    payer_in_sum_24h=15_057_000, payer_in_distinct_24h=2,
                                    payer_out_count_24h=18, payer_out_distinct_24h=18,
                                    payer_is_person=1, payee_is_person=1, amount=461_400,
-                                   payer_in_distinct_persons_24h=persons)
+                                   payer_in_distinct_persons_24h=persons, payer_in_strangers_24h=persons)
     assert ("MULE_CONDUIT" in codes) is held
     assert action == ("HOLD" if held else "ALLOW")
 
@@ -248,7 +248,7 @@ def test_a_conduit_passes_on_the_hours_money_not_the_days_takings(hour_ratio: fl
                                    payer_in_sum_24h=1_141_782, payer_in_distinct_24h=16,
                                    payer_out_count_24h=6, payer_out_distinct_24h=6,
                                    payer_is_person=1, payee_is_person=1, amount=147_495,
-                                   payer_in_distinct_persons_24h=16)
+                                   payer_in_distinct_persons_24h=16, payer_in_strangers_24h=16)
     assert ("MULE_CONDUIT" in codes) is held
     assert action == ("HOLD" if held else "ALLOW")
 
@@ -352,7 +352,8 @@ MULE_RULES = {"MULE_PASS_THROUGH", "MULE_CONDUIT", "MULE_QUICK_SPLIT", "RAPID_FA
 
 def test_strangers_money_passed_on_in_pieces_is_a_mules() -> None:
     action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=2,
-                                       payer_in_distinct_persons_24h=2)
+                                       payer_in_distinct_persons_24h=2, payer_in_strangers_1h=2,
+                                       payer_in_strangers_24h=2)
     assert set(codes) >= MULE_RULES, codes
     assert action == "STOP_PAYMENT" and marks & Mark.PAYER_MULE
 
@@ -362,6 +363,16 @@ def test_a_firms_money_passed_on_in_pieces_is_no_mules() -> None:
     victim pays a loan on: nobody but an organisation paid in within the hour (policy 2026.12.8)."""
     action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=0,
                                        payer_in_distinct_persons_24h=0)
+    assert not MULE_RULES & set(codes), codes
+    assert not marks & Mark.PAYER_MULE and action == "ALLOW"
+
+
+def test_relatives_money_passed_on_in_pieces_is_no_mules() -> None:
+    """Parents and siblings (who call the buyer) send the down payment within the hour; the
+    buyer pays the seller and the notary: people paid in, none of them strangers."""
+    action, codes, marks = _decide_row(**PASSED_ON, payer_in_distinct_persons_1h=2,
+                                       payer_in_distinct_persons_24h=2, payer_in_strangers_1h=0,
+                                       payer_in_strangers_24h=0)
     assert not MULE_RULES & set(codes), codes
     assert not marks & Mark.PAYER_MULE and action == "ALLOW"
 
