@@ -122,6 +122,8 @@ PSC_RISKY_NUMBER_UNTIL = 6
 PSC_INCALL_START, PSC_INCALL_END, PSC_INCALL_FLAGS, PSC_INCALL_CALLER = 7, 8, 9, 10
 N_PHONE_SCALAR = 11
 INCALL_UNKNOWN, INCALL_RISKY = 1, 2
+# the two numbers had never spoken before this call (whether or not in the learning period)
+INCALL_FIRST = 4
 DSC_WATCH, DSC_LAST = 0, 1
 N_DEVICE_SCALAR = 2
 
@@ -212,8 +214,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_LAST_CALL_RISKY, F_PAYEE_WARNED, F_PAYER_TRIAL_DAYS,
  F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H,
  F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN, F_PAYER_IN_STRANGERS_1H,
- F_PAYER_IN_STRANGERS_24H) = range(F_MEMORY_BASE, F_MEMORY_BASE + 39)
-N_TXN_FEATURE = F_MEMORY_BASE + 39
+ F_PAYER_IN_STRANGERS_24H, F_PAYER_LAST_CALL_FIRST,
+ F_PAYEE_IS_LAST_CALLER) = range(F_MEMORY_BASE, F_MEMORY_BASE + 41)
+N_TXN_FEATURE = F_MEMORY_BASE + 41
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -1004,6 +1007,7 @@ def _txn(
             f[r, F_PAYER_LAST_CALL_MIN] = max(0, ts - ce) / MINUTE_MS
             f[r, F_PAYER_LAST_CALL_TALK_S] = (min(ts, ce) - cs) / 1000
             f[r, F_PAYER_LAST_CALL_RISKY] = 1.0 if p_sc[ph, PSC_INCALL_FLAGS] & INCALL_RISKY else 0.0
+            f[r, F_PAYER_LAST_CALL_FIRST] = 1.0 if p_sc[ph, PSC_INCALL_FLAGS] & INCALL_FIRST else 0.0
             if ts <= ce + INCALL_SLACK_MS:
                 f[r, F_PAYER_ON_CALL] = 1.0
                 cf = p_sc[ph, PSC_INCALL_FLAGS]
@@ -1015,6 +1019,13 @@ def _txn(
             if (ts - ce <= params[P_RISKY_LOOKBACK_MS] and c >= 0
                     and (p_sc[c, PSC_RISKY_NUMBER_UNTIL] > ts or p_sc[c, PSC_WATCH] > ts)):
                 f[r, F_PAYER_LAST_CALLER_RISKY] = 1.0
+            # the payee's own phone (named, on file or learned from its payments) is the one
+            # that just called: the relative who asked for the money, not a fraudster's
+            pb = ev[i, EV_E]
+            if pb < 0 and not fb:
+                pb = a_sc[b, SC_PHONE]
+            if c >= 0 and pb == c:
+                f[r, F_PAYEE_IS_LAST_CALLER] = 1.0
     x = math.log(amount)
     n_out = a_sc[a, SC_N_OUT]
     f[r, F_PAYER_HIST] = n_out
@@ -1227,8 +1238,10 @@ def _incall_flags(p_sc: np.ndarray, caller: int, cls: int, first_contact: float,
     """What the callee's current call is: from a number it never spoke with (not counted in the
     learning period, when every number is new), from a risky number or class."""
     out = 0
-    if first_contact > 0 and not _learning(p_sc[caller, PSC_FIRST], meta, params):
-        out |= INCALL_UNKNOWN
+    if first_contact > 0:
+        out |= INCALL_FIRST
+        if not _learning(p_sc[caller, PSC_FIRST], meta, params):
+            out |= INCALL_UNKNOWN
     if (p_sc[caller, PSC_WATCH] > ts or p_sc[caller, PSC_RISKY_NUMBER_UNTIL] > ts
             or NC_VIRTUAL <= cls <= NC_SPOOFED):  # virtual operator, international, spoofed
         out |= INCALL_RISKY

@@ -123,6 +123,7 @@ from features._kernels import (
     F_PAYEE_HIST,
     F_PAYEE_INVEST_7D,
     F_PAYEE_INVEST_24H,
+    F_PAYEE_IS_LAST_CALLER,
     F_PAYEE_IS_PERSON,
     F_PAYEE_MERCHANT,
     F_PAYEE_MULE,
@@ -152,6 +153,7 @@ from features._kernels import (
     F_PAYER_INTERVENED_MIN,
     F_PAYER_INVEST_7D,
     F_PAYER_IS_PERSON,
+    F_PAYER_LAST_CALL_FIRST,
     F_PAYER_LAST_CALL_MIN,
     F_PAYER_LAST_CALL_RISKY,
     F_PAYER_LAST_CALL_TALK_S,
@@ -184,6 +186,7 @@ from features._kernels import (
     F_XBORDER,
     FAR_DAYS,
     FAR_MINUTES,
+    INCALL_FIRST,
     INCALL_OPEN_MS,
     INCALL_RISKY,
     INCALL_SLACK_MS,
@@ -908,6 +911,8 @@ class ReferenceEngine:
                       p: _Params) -> int:
         out = 0
         learning = self._learning_until(p)
+        if first_contact:
+            out |= INCALL_FIRST
         if first_contact and not (caller.first is not None and learning is not None
                                   and caller.first < learning):
             out |= INCALL_UNKNOWN
@@ -1031,6 +1036,7 @@ class ReferenceEngine:
                 f[F_PAYER_LAST_CALL_MIN] = float(max(0, ts - end)) / MINUTE_MS
                 f[F_PAYER_LAST_CALL_TALK_S] = float(min(ts, end) - start) / 1000
                 f[F_PAYER_LAST_CALL_RISKY] = 1.0 if phone.incall_flags & INCALL_RISKY else 0.0
+                f[F_PAYER_LAST_CALL_FIRST] = 1.0 if phone.incall_flags & INCALL_FIRST else 0.0
                 if ts <= end + INCALL_SLACK_MS:
                     f[F_PAYER_ON_CALL] = 1.0
                     f[F_PAYER_ON_CALL_UNKNOWN] = 1.0 if phone.incall_flags & INCALL_UNKNOWN else 0.0
@@ -1039,6 +1045,9 @@ class ReferenceEngine:
                     last = self._phone(phone.incall_caller)
                     if last.risky_number_until > ts or last.watch_until > ts:
                         f[F_PAYER_LAST_CALLER_RISKY] = 1.0
+                pb = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
+                if phone.incall_caller >= 0 and pb == phone.incall_caller:
+                    f[F_PAYEE_IS_LAST_CALLER] = 1.0
         x = math.log(float(amount))
         n_out = payer.n_out
         f[F_PAYER_HIST] = float(n_out)

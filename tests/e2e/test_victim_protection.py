@@ -639,6 +639,48 @@ def test_money_relatives_send_passed_on_is_no_mules_but_strangers_is(live: Live,
         assert mule and paid[0].action == pb.ACTION_STOP_PAYMENT, [_codes(d) for d in paid]
 
 
+def test_a_first_call_from_an_ordinary_number_then_ten_times_the_usual_to_a_fresh_account_is_warned(
+        fresh: Live) -> None:
+    """The callback fraudster's number is an ordinary mobile nobody flagged: the payer never
+    spoke with it, talked for minutes, and pays ten times its usual to an account nothing was
+    paid into: warned, and paying it again is stopped. The relative calling from a new phone
+    and paid on their own account (whose phone the bank learned from its payments) is not
+    warned; nor anyone on a server that has seen less than a week."""
+    def setup(days_seen: float) -> tuple[str, str]:
+        payer, phone = uid("payer"), new_phone()
+        fresh.bank.screen(transaction(uid("t"), recent(days_seen * 24 * 60), payer, uid("shop"), 30_000,
+                                      payer_phone=phone, **AGED))
+        return payer, phone
+
+    def talk(caller: str, callee: str) -> None:
+        fresh.telecom.report_call(call_event(uid("c"), recent(30), caller, callee, duration_seconds=420,
+                                             outcome=pb.CALL_OUTCOME_ANSWERED))
+
+    early_payer, early_phone = setup(2)  # the server's first event: two days ago
+    talk(new_phone(), early_phone)
+    early = fresh.bank.screen(transaction(uid("t"), recent(10), early_payer, uid("safe"), 900_000,
+                                          payer_phone=early_phone, **AGED))
+    assert "NEW_CALLER_THEN_FRESH_PAYEE" not in _codes(early)  # the server's first week
+    victim, phone = setup(10)
+    talk(new_phone(), phone)
+    safe = uid("safe")
+    d = fresh.bank.screen(transaction(uid("t"), recent(10), victim, safe, 900_000,
+                                      payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_WARN and "NEW_CALLER_THEN_FRESH_PAYEE" in _codes(d), _codes(d)
+    assert d.features["payer_last_call_first_contact"] == 1.0
+    again = fresh.bank.screen(transaction(uid("t"), recent(5), victim, safe, 500_000,
+                                          payer_phone=phone, **AGED))
+    assert again.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_WARNED_PAYEE" in _codes(again)
+    parent, parent_phone = setup(9)
+    son, son_phone = uid("son"), new_phone()
+    fresh.bank.screen(transaction(uid("t"), recent(3 * 24 * 60), son, uid("canteen"), 2_000,
+                                  payer_phone=son_phone, **AGED))
+    talk(son_phone, parent_phone)
+    paid = fresh.bank.screen(transaction(uid("t"), recent(10), parent, son, 900_000,
+                                         payer_phone=parent_phone, **AGED))
+    assert paid.action == pb.ACTION_ALLOW, _codes(paid)
+
+
 def test_a_rented_account_splitting_one_victims_money_within_minutes_is_held(live: Live) -> None:
     """A brushing victim's 3,500 CNY, far under any day's line, leaves the rented account within
     minutes in three pieces to the gang's next account, a game-card platform and another card:

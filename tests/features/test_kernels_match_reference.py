@@ -505,6 +505,23 @@ def test_relatives_who_paid_in_are_persons_but_no_strangers() -> None:
     assert out.features[6][tcol("payee_phone_known")] == 0.0  # the buyer's phone was learned
 
 
+def test_the_last_call_says_if_it_was_a_first_contact_and_if_the_payee_made_it() -> None:
+    """A first call from a number (in the learning period too), a second from the same; the
+    payee's phone learned from its own payment is the one that called."""
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    out = run_both(Scenario(events=[
+        txn(T0, 2, 9, 5_000, flags=p2p, phone=3),                   # the son's account, phone 3
+        call(T0 + MINUTE_MS, 3, 1, 300),                            # the son calls his mother
+        txn(T0 + 10 * MINUTE_MS, 1, 2, 900_000, flags=p2p, phone=1),  # she pays him
+        call(T0 + 20 * MINUTE_MS, 3, 1, 300),
+        txn(T0 + 30 * MINUTE_MS, 1, 4, 900_000, flags=p2p, phone=1),  # and someone else
+    ], n_accounts=12, n_phones=8))
+    first = [f[tcol("payer_last_call_first_contact")] for f in out.features]
+    caller = [f[tcol("payee_phone_is_last_caller")] for f in out.features]
+    assert first[2] == 1.0 and first[4] == 0.0
+    assert caller[2] == 1.0 and caller[4] == 0.0
+
+
 @pytest.mark.parametrize(("after_s", "counted"), [(3_599, 1), (3_600, 0)])
 def test_a_person_who_paid_in_counts_for_exactly_an_hour(after_s: int, counted: int) -> None:
     p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON

@@ -377,6 +377,26 @@ def test_relatives_money_passed_on_in_pieces_is_no_mules() -> None:
     assert not marks & Mark.PAYER_MULE and action == "ALLOW"
 
 
+NEW_CALLER = dict(payer_last_call_first_contact=1, payer_last_call_talk_seconds=420,
+                  payer_last_call_ended_minutes=12, first_time_payee=1, payee_history_count=0,
+                  payee_is_person=1, payer_is_person=1, payer_amount_ratio=40, amount=1_400_000,
+                  observed_days=12)
+
+
+@pytest.mark.parametrize("counter", [None, "payer_last_call_first_contact", "payee_phone_is_last_caller",
+                                     "observed_days", "payer_last_call_talk_seconds", "payee_history_count"])
+def test_paying_a_fresh_account_just_after_a_first_call_is_warned_unless(counter: str | None) -> None:
+    """The callback victim is warned; not when the caller was known, the payee is who called,
+    the server has seen less than a week, the call was a ring, or others pay the account."""
+    change = {"payer_last_call_first_contact": 0, "payee_phone_is_last_caller": 1, "observed_days": 3,
+              "payer_last_call_talk_seconds": 20, "payee_history_count": 4}
+    row = dict(NEW_CALLER, **({counter: change[counter]} if counter else {}))
+    action, codes, marks = _decide_row(**row)
+    assert ("NEW_CALLER_THEN_FRESH_PAYEE" in codes) is (counter is None), codes
+    if counter is None:
+        assert action == "WARN" and marks & Mark.PAYER_VICTIM
+
+
 TALKED_THROUGH = dict(payer_on_call=1, payer_last_call_talk_seconds=600, payer_last_call_ended_minutes=0,
                       first_time_payee=1, payee_history_count=0, payee_is_person=1, payer_is_person=1,
                       payee_phone_known=1, payer_amount_ratio=400, payer_history_count=20,
