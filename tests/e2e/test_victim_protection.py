@@ -180,20 +180,27 @@ def test_released_feedback_forgets_the_warned_payee(live: Live) -> None:
     assert again.action < pb.ACTION_HOLD and "REPEAT_TO_WARNED_PAYEE" not in _codes(again)
 
 
-def test_a_stopped_victim_stays_protected_for_weeks_a_held_one_for_days(live: Live) -> None:
+def test_a_stopped_victim_stays_protected_for_weeks(live: Live) -> None:
     """The fraudster comes back weeks after a stopped payment (victim_protection_after_stop_hours,
-    30 days); a hold protects for victim_protection_hours (7 days)."""
+    30 days) or a held one (victim_protection_hours, 30 days since policy 2026.12.11: an
+    investment scam returned 9 and 14 days after a hold; next test); not after a month."""
     stopped, _, _, first = _stopped_victim(live, minutes=12 * 24 * 60)
     assert first.action == pb.ACTION_STOP_PAYMENT
     d = live.bank.screen(transaction(uid("t"), recent(10), stopped, uid("fresh"), 500_000, **AGED))
     assert d.features["payer_protected_victim"] == 1.0
     assert d.action >= pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(d)
+
+
+@pytest.mark.parametrize(("days", "protected"), [(12, True), (31, False)])
+def test_a_held_victim_stays_protected_for_a_month(fresh: Live, days: int, protected: bool) -> None:
+    """(A server of its own: an event a month old ends the shared server's learning period.)"""
     held = uid("held")  # told in a chat app to move savings to a "safe account": held
-    again = live.bank.screen(transaction(uid("t"), recent(12 * 24 * 60), held, uid("safe"), 800_000,
-                                         memo="安全账户", **AGED))
+    again = fresh.bank.screen(transaction(uid("t"), recent(days * 24 * 60), held, uid("safe"), 800_000,
+                                          memo="安全账户", **AGED))
     assert again.action == pb.ACTION_HOLD and "FRAUD_MEMO_NEW_PAYEE" in _codes(again)
-    later = live.bank.screen(transaction(uid("t"), recent(10), held, uid("fresh"), 500_000, **AGED))
-    assert later.action < pb.ACTION_HOLD and not any(c.startswith("PROTECTED_VICTIM") for c in _codes(later))
+    later = fresh.bank.screen(transaction(uid("t"), recent(10), held, uid("fresh"), 500_000, **AGED))
+    assert (later.action >= pb.ACTION_HOLD) is protected, _codes(later)
+    assert any(c.startswith("PROTECTED_VICTIM") for c in _codes(later)) is protected
 
 
 def test_a_protected_victim_paying_a_new_account_is_held(live: Live) -> None:
