@@ -804,6 +804,28 @@ def test_paying_a_young_fresh_account_while_on_a_long_call_is_warned(live: Live)
     assert "TALKED_THEN_PAYS_YOUNG_FRESH_ACCOUNT" not in _codes(relative)
 
 
+@pytest.mark.parametrize("in_use", [True, False])
+def test_paying_during_a_call_from_a_new_number_holds_and_suspects_only_a_fresh_account(
+        fresh: Live, in_use: bool) -> None:
+    """Past the learning period (the server's first event a month ago), a payer on a call with a
+    number it never spoke with pays 8,000 CNY to a new payee: held either way; the payee made a
+    suspected mule only when nothing was ever paid into it (a landlord tenants pay is not)."""
+    fresh.bank.screen(transaction(uid("t"), recent(31 * 24 * 60), uid("a"), uid("b"), 10_000, **AGED))
+    payee, phone = uid("payee"), new_phone()
+    if in_use:
+        for i in range(2):
+            fresh.bank.screen(transaction(uid("t"), recent(300 - i), uid("tenant"), payee, 300_000, **AGED))
+    fresh.telecom.report_call(call_event(uid("c"), recent(3), new_phone(), phone,
+                                         outcome=pb.CALL_OUTCOME_RINGING))
+    d = fresh.bank.screen(transaction(uid("t"), recent(1), uid("v"), payee, 800_000, payer_phone=phone,
+                                      **AGED))
+    assert d.features["payer_on_call_unknown_caller"] == 1.0
+    code = "ON_CALL_NEW_PAYEE_LARGE" + ("_TO_ACCOUNT_IN_USE" if in_use else "")
+    assert d.action >= pb.ACTION_HOLD and code in _codes(d), _codes(d)
+    marks = [m.role for m in fresh.police.query_account(payee).case_marks]
+    assert (pb.CASE_ROLE_SUSPECTED_MULE in marks) is not in_use
+
+
 def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_suspect(
         live: Live) -> None:
     """After a first call from abroad the payer sends 8,000 CNY to a landlord whom tenants pay
