@@ -501,6 +501,13 @@ def _pair_seen(pt: np.ndarray, kind: int, a: int, b: int) -> bool:
 
 
 @helper
+def _contacts(pt: np.ndarray, p: int, q: int) -> bool:
+    """Phones ``p`` and ``q`` (ids, -1: unknown) are two numbers that ever spoke, either way."""
+    return (p >= 0 and q >= 0 and p != q
+            and (_pair_seen(pt, PAIR_CALL, p, q) or _pair_seen(pt, PAIR_CALL, q, p)))
+
+
+@helper
 def _pair_put_at(pt: np.ndarray, meta: np.ndarray, s: int, key: int, ts: int) -> None:
     """Record ``key`` at ``ts`` in slot ``s`` (from ``_pair_slot``, no insert since)."""
     if pt[s, 0] == PAIR_EMPTY:
@@ -706,9 +713,7 @@ def _persons_paid_in(sc: np.ndarray, ring: np.ndarray, pt: np.ndarray, e: int, p
                 n24 += 1
                 if hour:
                     n1 += 1
-                cph = sc[cp, SC_PHONE]
-                if not (phone >= 0 and cph >= 0 and cph != phone
-                        and (_pair_seen(pt, PAIR_CALL, cph, phone) or _pair_seen(pt, PAIR_CALL, phone, cph))):
+                if not _contacts(pt, sc[cp, SC_PHONE], phone):
                     s24 += 1
                     if hour:
                         s1 += 1
@@ -978,7 +983,7 @@ def _txn(
         f[r, F_PAYEE_PHONE_KNOWN] = 1.0
         if p_sc[pe, PSC_WATCH] > ts or p_sc[pe, PSC_RISKY_NUMBER_UNTIL] > ts:
             f[r, F_PAYEE_PHONE_RISKY] = 1.0
-        if ph >= 0 and pe != ph and (_pair_seen(pt, PAIR_CALL, pe, ph) or _pair_seen(pt, PAIR_CALL, ph, pe)):
+        if _contacts(pt, pe, ph):
             f[r, F_PAYEE_PHONE_CONTACT] = 1.0
     key_ab = _pair_key(PAIR_TXN, a, b)
     slot_ab = _pair_slot(pt, key_ab)

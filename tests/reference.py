@@ -760,6 +760,11 @@ class ReferenceEngine:
     def pair_count(self) -> int:
         return len(self.pairs)
 
+    def _contacts(self, p: int, q: int) -> bool:
+        """Two known, different numbers that ever spoke, either way."""
+        return (p >= 0 and q >= 0 and p != q
+                and ((PAIR_CALL, p, q) in self.pairs or (PAIR_CALL, q, p) in self.pairs))
+
     def _pair_put(self, kind: int, a: int, b: int, ts: int) -> None:
         key = (kind, a, b)
         self.pairs[key] = max(ts, self.pairs.get(key, ts))
@@ -1011,8 +1016,7 @@ class ReferenceEngine:
             payee_phone = self._phone(pe)
             if payee_phone.watch_until > ts or payee_phone.risky_number_until > ts:
                 f[F_PAYEE_PHONE_RISKY] = 1.0
-            if ph >= 0 and pe != ph and ((PAIR_CALL, pe, ph) in self.pairs
-                                         or (PAIR_CALL, ph, pe) in self.pairs):
+            if self._contacts(pe, ph):
                 f[F_PAYEE_PHONE_CONTACT] = 1.0
         f[F_FIRST_TIME_PAYEE] = 0.0 if (PAIR_TXN, a_id, b_id) in self.pairs else 1.0
         payee_paid_payer = (PAIR_TXN, b_id, a_id) in self.pairs
@@ -1122,19 +1126,13 @@ class ReferenceEngine:
                     f[F_DIST_BASE + (party * 2 + d) * 3 + w - 1] = float(dist)
         t_s = _ring_second(ts)
         firm = PROF_ORGANISATION | PROF_SEEN_ORGANISATION
-        def contact(other: _Account) -> bool:
-            me = payer.phone
-            return (me >= 0 and other.phone >= 0 and other.phone != me
-                    and ((PAIR_CALL, other.phone, me) in self.pairs
-                         or (PAIR_CALL, me, other.phone) in self.pairs))
-
         for w, col, strangers in ((W_1H, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_STRANGERS_1H),
                                   (W_24H, F_PAYER_IN_PERSONS_24H, F_PAYER_IN_STRANGERS_24H)):
             persons = [self.accounts.get(slot[0], _Account()) for slot in payer.rings[_IN].slots
                        if slot is not None and t_s - WIN_SPAN_S[w] < slot[1] <= t_s
                        and not self.accounts.get(slot[0], _Account()).profile & firm]
             f[col] = float(len(persons))
-            f[strangers] = float(sum(1 for other in persons if not contact(other)))
+            f[strangers] = float(sum(1 for other in persons if not self._contacts(other.phone, payer.phone)))
         pw = payer.windows
         f[F_PAYER_PASS_1H] = _ratio(pw.total("sum_out", W_1H, ts, tz),
                                     pw.total("sum_in", W_1H, ts, tz))
