@@ -56,15 +56,16 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
   whether b paid an amount in the band to an account that is not a fee payer before its
   earliest fee receipt (its own entry fee, to its recruiter); and its *upline share*. A
   *piece* is a transfer from b below the band (a share of a fee is less than a fee) to an
-  account that is not a fee payer, within ``fee_gap`` after one of b's fee receipts. For each
-  receipt r earlier than t whose time to pass on has run out (r <= t - max(fee_gap, 1)), an
-  account's share of it is what the account got in pieces in [r, r + fee_gap], over r's
-  amount; the upline share is the largest over accounts of the smallest over those receipts
-  (a share of *each* fee: one payment after one fee is none). An account with more than
-  ``hub_degree`` distinct payers in the window is no one's upline (cut, not counted); when b
-  sends pieces to more than ``hub_degree`` accounts the share is 0 (cut). A club, a tutor or a
-  shop collecting one price keeps the fees or settles them in one sum, and did not pay that
-  price itself;
+  account that is not a fee payer nor an organisation (the up-line is members; a purchase at a
+  shop or a hospital bill paid from donations is no share passed up), within ``fee_gap`` after
+  one of b's fee receipts. For each receipt r earlier than t whose time to pass on has run out
+  (r <= t - max(fee_gap, 1)), an account's share of it is what the account got in pieces in
+  [r, r + fee_gap], over r's amount; the upline share is the largest over accounts of the
+  smallest over those receipts (a share of *each* fee: one payment after one fee is none). An
+  account with more than ``hub_degree`` distinct payers in the window is no one's upline (cut,
+  not counted); when b sends pieces to more than ``hub_degree`` accounts the share is 0 (cut).
+  A club, a tutor or a shop collecting one price keeps the fees or settles them in one sum,
+  and did not pay that price itself;
 * proximity: BFS over all edge kinds, both directions, in [t - prox_window, t], from a (and
   separately from b): hops to the nearest watchlisted node other than the start, 0 if none
   within ``prox_max_hops``. A node on the last level is expanded only when one of its stored
@@ -92,6 +93,9 @@ N_E64 = 3
 N_HEAD_OUT, N_HEAD_IN, N_LINK_PHONE, N_LINK_DEVICE, N_FLAGS, N_NEAR = 0, 1, 2, 3, 4, 5
 N_N32 = 6
 NF_TERMINAL = 1
+# the latest transaction naming the account named it neither a person nor a cash terminal (an
+# organisation: a shop, a hospital, a firm): no pyramid upline (a purchase is not a fee passed up)
+NF_ORGANISATION = 2
 # node scratch int64 columns (stamped, so never cleared)
 S_SEEN, S_MARK, S_VAL, S_VAL2 = 0, 1, 2, 3
 N_SCR = 4
@@ -104,6 +108,7 @@ NO_TS = np.int64(-(2**62))
 EV_KIND, EV_TS, EV_A, EV_B, EV_C, EV_D, EV_AMOUNT, EV_FLAGS = 0, 1, 2, 3, 4, 5, 6, 7
 N_EV = 12  # as features._kernels (EV_E, the payee's phone, is not read here)
 KIND_TXN, KIND_CALL = 1, 2
+TF_PAYER_PERSON, TF_PAYEE_PERSON = 8, 16
 TF_PAYER_TERMINAL, TF_PAYEE_TERMINAL = 32, 64
 CF_NEW = 1
 
@@ -762,7 +767,7 @@ def _fee_tree(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarr
                 if band_lo <= amt <= band_hi:
                     if ts < first_in:
                         paid = 1
-                elif amt < band_lo and not spread:
+                elif amt < band_lo and not spread and (n32[u, N_FLAGS] & NF_ORGANISATION) == 0:
                     while j < nr and e64[rcv[j], E_TS] > ts:
                         j += 1
                     if j < nr and e64[rcv[j], E_TS] >= ts - gap:
@@ -963,6 +968,14 @@ def _process(ev: np.ndarray, refs: np.ndarray, detect: bool, e32: np.ndarray, e6
                 n32[a, N_FLAGS] |= NF_TERMINAL
             if fl & TF_PAYEE_TERMINAL:
                 n32[b, N_FLAGS] |= NF_TERMINAL
+            if fl & (TF_PAYER_PERSON | TF_PAYER_TERMINAL) == 0:
+                n32[a, N_FLAGS] |= NF_ORGANISATION
+            elif fl & TF_PAYER_PERSON:
+                n32[a, N_FLAGS] &= ~NF_ORGANISATION
+            if fl & (TF_PAYEE_PERSON | TF_PAYEE_TERMINAL) == 0:
+                n32[b, N_FLAGS] |= NF_ORGANISATION
+            elif fl & TF_PAYEE_PERSON:
+                n32[b, N_FLAGS] &= ~NF_ORGANISATION
             amount = ev[i, EV_AMOUNT]
             _insert(e32, e64, ekind, n32, watch, meta, a, b, ts, amount, K_TRANSFER, refs[i])
             if ev[i, EV_C] >= 0:

@@ -53,6 +53,7 @@ class RefGraph:
     out: dict[int, list[Edge]] = field(default_factory=dict)
     inn: dict[int, list[Edge]] = field(default_factory=dict)
     terminals: set[int] = field(default_factory=set)
+    organisations: set[int] = field(default_factory=set)  # named neither person nor terminal last
     watch: dict[int, int] = field(default_factory=dict)
     last_link: dict[tuple[int, int], Edge] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
@@ -104,6 +105,12 @@ class RefGraph:
                     self.terminals.add(a)
                 if row[k.EV_FLAGS] & k.TF_PAYEE_TERMINAL:
                     self.terminals.add(b)
+                for v, person, terminal in ((a, k.TF_PAYER_PERSON, k.TF_PAYER_TERMINAL),
+                                            (b, k.TF_PAYEE_PERSON, k.TF_PAYEE_TERMINAL)):
+                    if not row[k.EV_FLAGS] & (person | terminal):
+                        self.organisations.add(v)
+                    elif row[k.EV_FLAGS] & person:
+                        self.organisations.discard(v)
                 self.add(a, b, ts, row[k.EV_AMOUNT], k.K_TRANSFER, ref)
                 if row[k.EV_C] >= 0:
                     self.link(a, row[k.EV_C] * 3 + k.NK_PHONE, ts, k.K_LINK_PHONE,
@@ -413,7 +420,7 @@ class RefGraph:
             if e.amount in band:
                 if e.ts < first_in:
                     paid = 1
-            elif (e.amount < band.start and not spread
+            elif (e.amount < band.start and not spread and u not in self.organisations
                   and any(r.ts <= e.ts <= r.ts + gap for r in receipts)):
                 if u not in uplines:
                     if len(uplines) >= hub:

@@ -209,6 +209,26 @@ def test_crowdfunding_of_varied_amounts_has_few_fee_payers() -> None:
     assert _fee(rows, 3) == (2, 0, 0) and _fee(rows, 5) == (1, 0, 0)
 
 
+def test_donations_of_one_amount_then_shopping_is_no_upline_until_the_shop_is_a_person() -> None:
+    """A patient's friends give the same round sum; the patient had once given that sum to a
+    friend, and buys at the same pharmacy (an organisation) after each gift: no share passed up.
+    The same payments to an account named a person are one."""
+    patient, friend, pharmacy = 1, 2, 3
+    ev = [txn(T0, patient, friend, 20_000)]
+    for n in range(3):
+        ev.append(txn(T0 + (n + 1) * DAY, 10 + n, patient, 20_000))
+        ev.append(txn(T0 + (n + 1) * DAY + HOUR, patient, pharmacy, 3_800, organisation=(False, True)))
+    _, rows = run(ev)
+    assert _fee(rows, 5) == (3, 1, 0)
+    as_person = [txn(r[k.EV_TS], r[k.EV_A], r[k.EV_B], r[k.EV_AMOUNT]) for r in ev]
+    _, rows = run(as_person)
+    assert _fee(rows, 5) == (3, 1, pytest.approx(0.19))
+    # the latest word counts: the pharmacy named a person once after it was an organisation
+    relabelled = [*ev[:5], txn(T0 + 2 * DAY + 2 * HOUR, 20, pharmacy, 100), *ev[5:]]
+    _, rows = run(relabelled)
+    assert _fee(rows, 6) == (3, 1, pytest.approx(0.19))
+
+
 def test_fee_pieces_count_only_soon_after_a_fee_and_to_an_account_that_is_not_a_hub() -> None:
     """A piece sent more than fee_forward_gap after the last fee, or to an account with more
     payers than hub_degree (a shop), is no share passed up."""

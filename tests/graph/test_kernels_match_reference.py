@@ -31,12 +31,21 @@ N_ACC, N_PHONE, N_DEV = 7, 4, 3
 TERMINAL = 6  # account 6 is a cash terminal whenever it takes part
 
 
-def txn(ts: int, a: int, b: int, amount: int, phone: int = -1, device: int = -1) -> list[int]:
+def txn(ts: int, a: int, b: int, amount: int, phone: int = -1, device: int = -1,
+        organisation: tuple[bool, bool] = (False, False)) -> list[int]:
+    """A transfer naming each side a person, a cash terminal (account ``TERMINAL``) or, where
+    ``organisation`` says so, an organisation."""
     row = [0] * k.N_EV
     row[k.EV_KIND], row[k.EV_TS], row[k.EV_A], row[k.EV_B] = k.KIND_TXN, ts, a, b
     row[k.EV_C], row[k.EV_D], row[k.EV_AMOUNT] = phone, device, amount
-    row[k.EV_FLAGS] = (k.TF_PAYER_TERMINAL if a == TERMINAL else 0) | (
-        k.TF_PAYEE_TERMINAL if b == TERMINAL else 0)
+    flags = 0
+    for v, org, person, terminal in ((a, organisation[0], k.TF_PAYER_PERSON, k.TF_PAYER_TERMINAL),
+                                     (b, organisation[1], k.TF_PAYEE_PERSON, k.TF_PAYEE_TERMINAL)):
+        if v == TERMINAL:
+            flags |= terminal
+        elif not org:
+            flags |= person
+    row[k.EV_FLAGS] = flags
     return row
 
 
@@ -71,6 +80,9 @@ AMOUNTS = st.one_of(st.sampled_from([100, 99, 98, 95, 90, 50, 10, 1_000, 5_000])
                     st.integers(1, 10_000))
 STEP = st.one_of(st.sampled_from([0, 0, 1, MINUTE, 10 * MINUTE, HOUR]),
                  st.integers(0, 3 * HOUR), st.integers(0, 2 * DAY))
+# which sides a transfer names an organisation (mostly none; the latest word counts)
+SIDES = st.one_of(st.just((False, False)), st.just((False, False)), st.just((False, False)),
+                  st.tuples(st.booleans(), st.booleans()))
 LATE = st.one_of(st.just(0), st.just(0), st.just(0), st.just(0),
                  st.sampled_from([1, MINUTE, HOUR, DAY]), st.integers(0, 3 * DAY))
 
@@ -88,7 +100,7 @@ def streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
             b = b + 1 if b >= a else b
             phone = draw(st.one_of(st.just(-1), st.integers(0, N_PHONE - 1)))
             device = draw(st.one_of(st.just(-1), st.integers(0, N_DEV - 1)))
-            events.append(txn(ts, a, b, draw(AMOUNTS), phone, device))
+            events.append(txn(ts, a, b, draw(AMOUNTS), phone, device, draw(SIDES)))
         else:
             a = draw(st.integers(0, N_PHONE - 1))
             b = (a + draw(st.integers(1, N_PHONE - 1))) % N_PHONE
@@ -100,8 +112,8 @@ def streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
 def fee_streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
     """Transfers shaped like pyramid fee trees and their look-alikes: one fee (up to the largest
     amount the service takes) paid by members to recruiters, nearly the fee, pieces of it passed
-    on soon after or late, the fee paid out before or after, other amounts, cash terminals, equal
-    and out-of-order times."""
+    on soon after or late (to members or to organisations), the fee paid out before or after,
+    other amounts, cash terminals, equal and out-of-order times."""
     fee = draw(st.sampled_from([100, 1_000, 380_000, 10**15 - 7, 10**15]))
     near = st.sampled_from([0, 0, 0, 0, 0, 1, -1, fee // 100, -(fee // 50), fee // 10])
     clock = T0
@@ -122,7 +134,7 @@ def fee_streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
             a = draw(st.integers(0, N_ACC - 1))
             b = (a + draw(st.integers(1, N_ACC - 1))) % N_ACC
             amount = draw(AMOUNTS)
-        events.append(txn(ts, a, b, max(amount, 1)))
+        events.append(txn(ts, a, b, max(amount, 1), organisation=draw(SIDES)))
     return events
 
 
