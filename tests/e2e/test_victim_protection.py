@@ -121,6 +121,33 @@ def test_a_protected_victim_paying_an_account_others_pay_minutes_after_the_stop_
     assert not d.reports.suspicious
     again = live.bank.screen(transaction(uid("t"), recent(290), victim, other, 700_000, **AGED))
     assert again.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_STOPPED_PAYEE" in _codes(again)
+    out = live.bank.screen(transaction(uid("t"), recent(280), other, uid("next"), 600_000, **AGED))
+    assert out.features["payer_suspected_mule"] >= 1.0  # the scam is running: a suspect
+    assert out.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(out)
+
+
+def test_paying_a_held_relative_again_days_later_is_stopped_and_the_relative_no_suspect(
+        live: Live) -> None:
+    """Two days after the stop the victim sends a relative living expenses (a fresh account):
+    held. Two days later it pays the relative again: stopped (still protected), but the scam is
+    no longer running (no intervention for days), so the relative is no suspected mule and its
+    own payments go through. Within the day, a repeat makes the account a suspect (above)."""
+    victim, _phone, _safe, first = _stopped_victim(live, minutes=4 * 24 * 60)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    relative = uid("relative")
+    held = live.bank.screen(transaction(uid("t"), recent(2 * 24 * 60), victim, relative, 150_000,
+                                        **AGED))
+    assert held.action == pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(held)
+    again = live.bank.screen(transaction(uid("t"), recent(30), victim, relative, 120_000, memo="生活费",
+                                         **AGED))
+    assert again.action == pb.ACTION_STOP_PAYMENT
+    assert "REPEAT_TO_STOPPED_PAYEE_LATER" in _codes(again)
+    assert "REPEAT_TO_STOPPED_PAYEE" not in _codes(again) and not again.reports.notify_police
+    assert again.features["payer_minutes_since_intervention"] > 24 * 60
+    groceries = live.bank.screen(transaction(uid("t"), recent(10), relative, uid("neighbour"), 20_000,
+                                             **AGED))
+    assert groceries.action == pb.ACTION_ALLOW, _codes(groceries)
+    assert groceries.features["payer_suspected_mule"] == 0.0
 
 
 def test_a_protected_victim_paying_a_small_deposit_after_a_risky_call_is_held(live: Live) -> None:
