@@ -534,6 +534,7 @@ def _alert_rates(
                 "cases": j.filter(pl.col("scenario") == family).get_column("scenario_id").n_unique(),
                 "accounts": accs.height,
                 "alerted_share": _ratio(accs.get_column("alert").sum(), accs.height),
+                "alerted_no_criminal_share": _ratio(accs.get_column("no_criminal_alert").sum(), accs.height),
                 "warn_share": _ratio(accs.get_column("warn").sum(), accs.height),
                 "hold_share": _ratio(accs.get_column("hold").sum(), accs.height),
                 "reported_share": _ratio(accs.get_column("suspicious").sum(), accs.height),
@@ -545,9 +546,9 @@ def _alert_rates(
         )
     schema = {
         "family": pl.String, "cases": pl.Int64, "accounts": pl.Int64, "alerted_share": pl.Float64,
-        "warn_share": pl.Float64, "hold_share": pl.Float64, "reported_share": pl.Float64,
-        "transactions": pl.Int64, "transactions_alerted_share": pl.Float64, "callers": pl.Int64,
-        "callers_warned_share": pl.Float64,
+        "alerted_no_criminal_share": pl.Float64, "warn_share": pl.Float64, "hold_share": pl.Float64,
+        "reported_share": pl.Float64, "transactions": pl.Int64,
+        "transactions_alerted_share": pl.Float64, "callers": pl.Int64, "callers_warned_share": pl.Float64,
     }  # fmt: skip
     return alerts, pl.DataFrame(rows, schema=schema)
 
@@ -657,10 +658,11 @@ def format_protection(named: Mapping[str, Mapping[str, Any]]) -> str:
         ["ordinary callers warned/blocked", cell([_pct(x.get("ordinary_callers_warned_share")) for x in a])],
     ])  # fmt: skip
     looks = {n: {r["family"]: r for r in named[n]["lookalikes"]} for n in names}
-    table(f"Look-alikes ({runs})", ["family", "accounts", "WARN+ or STR", "HOLD+", "transactions alerted",
-                                   "callers warned/blocked"], [
+    table(f"Look-alikes ({runs})", ["family", "accounts", "WARN+ or STR", "no criminal in the payment",
+                                   "HOLD+", "transactions alerted", "callers warned/blocked"], [
         [f, cell([_num(looks[n].get(f, {}).get("accounts")) for n in names]),
          cell([_pct(looks[n].get(f, {}).get("alerted_share")) for n in names]),
+         cell([_pct(looks[n].get(f, {}).get("alerted_no_criminal_share")) for n in names]),
          cell([_pct(looks[n].get(f, {}).get("hold_share")) for n in names]),
          cell([_pct(looks[n].get(f, {}).get("transactions_alerted_share")) for n in names]),
          cell([_pct(looks[n].get(f, {}).get("callers_warned_share")) for n in names])]

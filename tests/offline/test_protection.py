@@ -206,6 +206,22 @@ def test_an_alert_for_paying_a_criminal_is_counted_apart_from_false_alarms() -> 
     assert "no criminal's account in the payment" in format_protection({"run": m.as_dict()})
 
 
+def test_a_look_alike_alerted_only_for_a_criminal_paying_it_is_counted_apart() -> None:
+    """A donation collector whom a ring member pays (stopped as the ring member's) is alerted,
+    not falsely; one held for its own payment to a customer is."""
+    family = LOOKALIKES[0]
+    s = Stream()
+    s.label("M", "mule_ring", 1, "ring_member")
+    for name in ("L1", "L2", "L3"):
+        s.label(name, family, 5, "lookalike")
+    s.txn(0, "M", "L1", 100, "STOP_PAYMENT")
+    s.txn(1, "L2", "P1", 100, "HOLD", scenario=family, sid=5)
+    s.txn(2, "L3", "P2", 100, scenario=family, sid=5)
+    row = s.metrics().lookalikes.filter(pl.col("family") == family).row(0, named=True)
+    assert row["alerted_share"] == pytest.approx(2 / 3)
+    assert row["alerted_no_criminal_share"] == pytest.approx(1 / 3)
+
+
 def test_alerts_bother_the_payer_of_a_warning_and_both_sides_of_a_hold() -> None:
     """A WARN alerts its payer only; a HOLD or a report alerts both sides; labelled accounts are
     not ordinary; a look-alike's account and number are counted in its family."""
