@@ -107,6 +107,10 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
         day.add(when, scenario, label, _CALL_ACTION[d.action], codes)
 
     old = "2015-03-02"
+    # --- a service in operation for a week and more (one earlier payment stands for it: in its
+    # first week every account is new to a service, and some rules hold back)
+    pay(day.at(9, 0) - dt.timedelta(days=8), "ordinary", "6222-cust00", "merchant-grocer", 3_500,
+        shown=False)
     # --- 07:30 police publish today's watchlist
     resp = police.update_watchlist([
         watch_entry(pb.ENTITY_KIND_ACCOUNT, "6222-mule-li", "confirmed fraud receiving account",

@@ -24,7 +24,7 @@ import pytest
 
 from screening import engine as _engine_module
 from screening.auth import ROLES, Authenticator
-from screening.client import ScreeningClient
+from screening.client import ScreeningClient, transaction
 from screening.config import Settings, load_settings
 from screening.logs import configure_logging
 from screening.server import RunningServer, start_server
@@ -100,10 +100,14 @@ def start_twins(settings: Settings) -> Iterator[tuple[Live, Live]]:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    """A server shared by the tests of one module (tests use distinct account ids)."""
+    """A server shared by the tests of one module (tests use distinct account ids), with eight
+    days of history as a server in service has (one transfer then: rules that know every account
+    is new to a server in its first week hold back; ``fresh`` is a server just started)."""
     settings = load_settings(overrides={"log": {"level": "debug"},
                                         "state": {"initial_accounts": 256}})
     srv = _start(settings)
+    srv.bank.screen(transaction(uid("history"), recent(8 * 24 * 60), uid("history-payer"),
+                                uid("history-payee"), 10_000))
     yield srv
     _stop(srv)
 

@@ -150,6 +150,23 @@ def test_paying_a_held_relative_again_days_later_is_stopped_and_the_relative_no_
     assert groceries.features["payer_suspected_mule"] == 0.0
 
 
+def test_in_a_servers_first_week_a_risky_call_then_a_large_payment_is_stopped_suspecting_no_one(
+        fresh: Live) -> None:
+    """On a server's first day every account is new to it: a tenant's rent minutes after a call
+    from abroad is stopped and the tenant protected, but the landlord is no suspected mule (its
+    own payments go through; the other tenants are not held paying it)."""
+    victim, phone, landlord, d = _stopped_victim(fresh)
+    assert d.action == pb.ACTION_STOP_PAYMENT and "CALL_THEN_TRANSFER_LARGE_FIRST_WEEK" in _codes(d)
+    assert "CALL_THEN_TRANSFER_LARGE" not in _codes(d) and d.features["observed_days"] < 7
+    tenant = fresh.bank.screen(transaction(uid("t"), recent(20), uid("tenant"), landlord, 300_000, **AGED))
+    assert tenant.action == pb.ACTION_ALLOW, _codes(tenant)
+    out = fresh.bank.screen(transaction(uid("t"), recent(10), landlord, uid("plumber"), 80_000, **AGED))
+    assert out.action == pb.ACTION_ALLOW and out.features["payer_suspected_mule"] == 0.0
+    later = fresh.bank.screen(transaction(uid("t"), recent(5), victim, uid("fresh"), 500_000,
+                                          payer_phone=phone, **AGED))
+    assert later.features["payer_protected_victim"] == 1.0
+
+
 def test_a_protected_victim_paying_a_small_deposit_after_a_risky_call_is_held(live: Live) -> None:
     """Minutes after a hold the caller (a virtual-operator number) names a 'deposit' of 900 CNY
     to another new account: held, though under the 1,000 CNY of PROTECTED_VICTIM_NEW_PAYEE.

@@ -21,9 +21,9 @@ from tests.reference import _decide, read_rules
 POLICY = load_policy()
 NO_CALL = 1e9  # what the kernels give payer_last_call_ended_minutes when there was no call
 # what the kernels give an account that never slept or was never tested, and one whose age is
-# unknown
-NEUTRAL = dict(payer_last_call_ended_minutes=NO_CALL, payer_minutes_since_intervention=NO_CALL,
-               payer_days_since_wake=1e6, payee_days_since_wake=1e6,
+# unknown; a server two months in service
+NEUTRAL = dict(observed_days=60, payer_last_call_ended_minutes=NO_CALL,
+               payer_minutes_since_intervention=NO_CALL, payer_days_since_wake=1e6, payee_days_since_wake=1e6,
                payer_days_since_test_transfer=1e6, payee_days_since_test_transfer=1e6,
                payer_account_age_days=math.nan, payee_account_age_days=math.nan)
 
@@ -212,6 +212,18 @@ def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_su
     action, codes, marks = _decide_row(**row, payee_history_count=0)
     assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE"]
     assert marks & Mark.TXN_NAMES["payee_mule"]
+
+
+def test_in_a_servers_first_week_a_large_payment_after_a_risky_call_makes_no_suspect() -> None:
+    """Every account is new to a server in its first week (a tenant's rent after a call from
+    abroad on its first day): the payment is stopped, the payer protected, the payee no suspect."""
+    row = dict(risky_call_recent=1, first_time_payee=1, amount=800_000, payee_is_person=1,
+               payee_history_count=0)
+    action, codes, marks = _decide_row(**row, observed_days=2)
+    assert action == "STOP_PAYMENT" and codes == ["CALL_THEN_TRANSFER_LARGE_FIRST_WEEK"]
+    assert marks == Mark.TXN_NAMES["payer_victim"]
+    action, codes, marks = _decide_row(**row, observed_days=7)
+    assert codes == ["CALL_THEN_TRANSFER_LARGE"] and marks & Mark.TXN_NAMES["payee_mule"]
 
 
 @pytest.mark.parametrize(("investments", "held"), [(0, False), (1, True), (9, True)])
