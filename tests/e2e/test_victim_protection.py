@@ -142,7 +142,8 @@ def test_paying_a_held_relative_again_days_later_is_stopped_and_the_relative_no_
                                          **AGED))
     assert again.action == pb.ACTION_STOP_PAYMENT
     assert "REPEAT_TO_STOPPED_PAYEE_LATER" in _codes(again)
-    assert "REPEAT_TO_STOPPED_PAYEE" not in _codes(again) and not again.reports.notify_police
+    assert "REPEAT_TO_STOPPED_PAYEE" not in _codes(again)
+    assert not again.reports.notify_police and not again.reports.suspicious
     assert again.features["payer_minutes_since_intervention"] > 24 * 60
     groceries = live.bank.screen(transaction(uid("t"), recent(10), relative, uid("neighbour"), 20_000,
                                              **AGED))
