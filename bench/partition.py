@@ -353,10 +353,7 @@ def trace_graph(events: np.ndarray, gp: np.ndarray, sample: np.ndarray, *,
         if row[gk.EV_KIND] == gk.KIND_TXN:
             a = row[gk.EV_A] * 3 + gk.NK_ACCOUNT
             b = row[gk.EV_B] * 3 + gk.NK_ACCOUNT
-            if row[gk.EV_FLAGS] & gk.TF_PAYER_TERMINAL:
-                g.terminals.add(a)
-            if row[gk.EV_FLAGS] & gk.TF_PAYEE_TERMINAL:
-                g.terminals.add(b)
+            g.name_parties(a, b, row[gk.EV_FLAGS])
             g.add(a, b, ts, row[gk.EV_AMOUNT], gk.K_TRANSFER, i)
             if row[gk.EV_C] >= 0:
                 g.link(a, row[gk.EV_C] * 3 + gk.NK_PHONE, ts, gk.K_LINK_PHONE,

@@ -93,8 +93,9 @@ N_E64 = 3
 N_HEAD_OUT, N_HEAD_IN, N_LINK_PHONE, N_LINK_DEVICE, N_FLAGS, N_NEAR = 0, 1, 2, 3, 4, 5
 N_N32 = 6
 NF_TERMINAL = 1
-# the latest transaction naming the account named it neither a person nor a cash terminal (an
-# organisation: a shop, a hospital, a firm): no pyramid upline (a purchase is not a fee passed up)
+# set when a transaction names the account neither a person nor a cash terminal (an
+# organisation: a shop, a hospital, a firm), cleared when one names it a person (naming it a
+# terminal leaves it): no pyramid upline (a purchase is not a fee passed up)
 NF_ORGANISATION = 2
 # node scratch int64 columns (stamped, so never cleared)
 S_SEEN, S_MARK, S_VAL, S_VAL2 = 0, 1, 2, 3

@@ -100,13 +100,14 @@ def start_twins(settings: Settings) -> Iterator[tuple[Live, Live]]:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    """A server shared by the tests of one module (tests use distinct account ids), with eight
-    days of history as a server in service has (one transfer then: rules that know every account
-    is new to a server in its first week hold back; ``fresh`` is a server just started)."""
+    """A server shared by the tests of one module (tests use distinct account ids), with three
+    weeks of history as a server in service has (one transfer then: rules that know every account
+    is new to a server in its first week hold back, so a test may date events up to two weeks
+    back; still in its 30-day learning period; ``fresh`` is a server just started)."""
     settings = load_settings(overrides={"log": {"level": "debug"},
                                         "state": {"initial_accounts": 256}})
     srv = _start(settings)
-    srv.bank.screen(transaction(uid("history"), recent(8 * 24 * 60), uid("history-payer"),
+    srv.bank.screen(transaction(uid("history"), recent(21 * 24 * 60), uid("history-payer"),
                                 uid("history-payee"), 10_000))
     yield srv
     _stop(srv)

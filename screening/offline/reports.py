@@ -136,6 +136,8 @@ SUBJECT_SIDE: Mapping[str, str] = types.MappingProxyType({
     "PAYER_PHONE_WATCHLISTED": "payer",
     "CALL_FROM_WATCHLISTED_THEN_TRANSFER": "payee",
     "CALL_THEN_TRANSFER_LARGE": "payee",
+    "CALL_THEN_TRANSFER_LARGE_FIRST_WEEK": "payee",
+    "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE": "payee",
     "CALL_THEN_TRANSFER": "payee",
     "MULE_PASS_THROUGH": "payer",
     "RAPID_FAN_OUT": "payer",

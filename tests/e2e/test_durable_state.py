@@ -242,14 +242,19 @@ def test_idempotency_survives_a_restart_per_institution(store_settings: Settings
 
 
 def _stop_and_mark(victim: str, safe: str, phone: str) -> Callable[[ScreeningClient], None]:
-    """A warned call from abroad, then the victim's payment to a 'safe account' is stopped."""
+    """On a server with two weeks of history (past its first week, when every account is new to
+    it and no payee is made a suspect), a warned call from abroad, then the victim's payment to
+    a 'safe account' is stopped and the account made a suspected mule."""
 
     def action(client: ScreeningClient) -> None:
+        client.screen(transaction(uid("t"), recent(14 * 24 * 60), uid("history-payer"),
+                                  uid("history-payee"), 10_000, payer_opened=OLD, payee_opened=OLD))
         client.report_call(call_event(uid("c"), recent(30), "+85291" + phone[-6:], phone,
                                       caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
         d = client.screen(transaction(uid("t"), recent(20), victim, safe, 3_000_000,
                                       payer_phone=phone, payer_opened=OLD, payee_opened=OLD))
         assert d.action == pb.ACTION_STOP_PAYMENT
+        assert "CALL_THEN_TRANSFER_LARGE" in [r.code for r in d.reasons]
     return action
 
 
@@ -263,7 +268,8 @@ def test_decision_memory_survives_a_restart(store_settings: Settings) -> None:
     finally:
         _stop(live)
     live = _start(store_settings)
-    try:
+    try:  # the mark survived: before any new decision the police see it
+        assert pb.CASE_ROLE_SUSPECTED_MULE in [m.role for m in live.police.query_account(safe).case_marks]
         again = live.bank.screen(transaction(uid("t"), recent(15), victim, safe, 100_000,
                                              payer_opened=OLD, payee_opened=OLD))
         assert again.action == pb.ACTION_STOP_PAYMENT

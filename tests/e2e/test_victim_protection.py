@@ -133,7 +133,7 @@ def test_paying_a_held_relative_again_days_later_is_stopped_and_the_relative_no_
     no longer running (no intervention for days), so the relative is no suspected mule and its
     own payments go through. Within the day, a repeat makes the account a suspect (above)."""
     victim, _phone, _safe, first = _stopped_victim(live, minutes=4 * 24 * 60)
-    assert first.action == pb.ACTION_STOP_PAYMENT
+    assert first.action == pb.ACTION_STOP_PAYMENT and "CALL_THEN_TRANSFER_LARGE" in _codes(first)
     relative = uid("relative")
     held = live.bank.screen(transaction(uid("t"), recent(2 * 24 * 60), victim, relative, 150_000,
                                         **AGED))
@@ -145,6 +145,8 @@ def test_paying_a_held_relative_again_days_later_is_stopped_and_the_relative_no_
     assert "REPEAT_TO_STOPPED_PAYEE" not in _codes(again)
     assert not again.reports.notify_police and not again.reports.suspicious
     assert again.features["payer_minutes_since_intervention"] > 24 * 60
+    retry = live.bank.screen(transaction(uid("t"), recent(20), victim, relative, 120_000, **AGED))
+    assert _codes(retry) == ["REPEAT_TO_STOPPED_PAYEE_LATER"]  # the stop above was no intervention
     groceries = live.bank.screen(transaction(uid("t"), recent(10), relative, uid("neighbour"), 20_000,
                                              **AGED))
     assert groceries.action == pb.ACTION_ALLOW, _codes(groceries)

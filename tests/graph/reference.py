@@ -101,16 +101,7 @@ class RefGraph:
             if row[k.EV_KIND] == k.KIND_TXN:
                 a = row[k.EV_A] * 3 + k.NK_ACCOUNT
                 b = row[k.EV_B] * 3 + k.NK_ACCOUNT
-                if row[k.EV_FLAGS] & k.TF_PAYER_TERMINAL:
-                    self.terminals.add(a)
-                if row[k.EV_FLAGS] & k.TF_PAYEE_TERMINAL:
-                    self.terminals.add(b)
-                for v, person, terminal in ((a, k.TF_PAYER_PERSON, k.TF_PAYER_TERMINAL),
-                                            (b, k.TF_PAYEE_PERSON, k.TF_PAYEE_TERMINAL)):
-                    if not row[k.EV_FLAGS] & (person | terminal):
-                        self.organisations.add(v)
-                    elif row[k.EV_FLAGS] & person:
-                        self.organisations.discard(v)
+                self.name_parties(a, b, row[k.EV_FLAGS])
                 self.add(a, b, ts, row[k.EV_AMOUNT], k.K_TRANSFER, ref)
                 if row[k.EV_C] >= 0:
                     self.link(a, row[k.EV_C] * 3 + k.NK_PHONE, ts, k.K_LINK_PHONE,
@@ -125,6 +116,18 @@ class RefGraph:
                          row[k.EV_AMOUNT], k.K_CALL, ref)
             rows.append(feats)
         return rows
+
+    def name_parties(self, a: int, b: int, flags: int) -> None:
+        """What the transfer's flags say the payer and payee are: a cash terminal for good; an
+        organisation or not, the latest word (named neither a person nor a terminal)."""
+        for v, person, terminal in ((a, k.TF_PAYER_PERSON, k.TF_PAYER_TERMINAL),
+                                    (b, k.TF_PAYEE_PERSON, k.TF_PAYEE_TERMINAL)):
+            if flags & terminal:
+                self.terminals.add(v)
+            if not flags & (person | terminal):
+                self.organisations.add(v)
+            elif flags & person:
+                self.organisations.discard(v)
 
     # ------------------------------------------------------------ walks
     def walk(self, u: int, side: int, lo: int, hi: int, bud: Budget) -> Iterator[Edge]:

@@ -352,7 +352,7 @@ def test_event_layout_constants_equal_the_feature_kernels() -> None:
     """The graph kernels read the same event matrix columns and flags as the feature kernels."""
     for name in ("EV_KIND", "EV_TS", "EV_A", "EV_B", "EV_C", "EV_D", "EV_AMOUNT", "EV_FLAGS",
                  "N_EV", "KIND_TXN", "KIND_CALL", "TF_PAYER_TERMINAL", "TF_PAYEE_TERMINAL",
-                 "CF_NEW"):
+                 "TF_PAYER_PERSON", "TF_PAYEE_PERSON", "CF_NEW"):
         assert getattr(k, name) == getattr(fk, name), name
     assert len(GRAPH_FEATURES) == k.N_X == fk.N_EXTRA
     assert GRAPH_FEATURES[k.X_CYCLE_LEN] == "graph_cycle_length"

@@ -56,17 +56,18 @@ def test_a_protected_victim_paying_a_new_payee_just_after_a_call_is_held() -> No
     assert marks & Mark.TXN_NAMES["payer_victim"]
 
 
-@pytest.mark.parametrize(("minutes", "marks_payee"), [(20, True), (23 * 60, True), (25 * 60, False),
-                                                     (NO_CALL, False)])
+@pytest.mark.parametrize(("minutes", "in_episode"), [(20, True), (1440, True), (1441, False),
+                                                     (25 * 60, False), (NO_CALL, False)])
 def test_a_repeat_to_a_stopped_payee_makes_it_a_suspect_only_while_the_scam_runs(
-        minutes: float, marks_payee: bool) -> None:
+        minutes: float, in_episode: bool) -> None:
     """Paying again an account whose payment was held or stopped is stopped whenever it comes;
-    the account is a suspected mule only within a day of the payer's latest intervention (days
-    later: the relative paid in the protection window; a suspect's repeat, the payer no victim)."""
+    within a day of the payer's latest intervention the account is a suspected mule and the stop
+    a new intervention; more than a day later (the relative paid in the protection window) it
+    marks nothing, so a retry minutes later is not "within a day" of it either."""
     action, codes, marks = _decide_row(payee_stopped_for_payer=1, payer_minutes_since_intervention=minutes)
-    assert action == "STOP_PAYMENT" and marks & Mark.TXN_NAMES["payer_victim"]
-    assert bool(marks & Mark.TXN_NAMES["payee_mule"]) is marks_payee
-    assert codes == ["REPEAT_TO_STOPPED_PAYEE" if marks_payee else "REPEAT_TO_STOPPED_PAYEE_LATER"]
+    assert action == "STOP_PAYMENT"
+    assert codes == ["REPEAT_TO_STOPPED_PAYEE" if in_episode else "REPEAT_TO_STOPPED_PAYEE_LATER"]
+    assert marks == (Mark.TXN_NAMES["payer_victim"] | Mark.TXN_NAMES["payee_mule"] if in_episode else 0)
 
 
 def test_a_protected_victim_paying_an_account_nothing_was_ever_paid_into_is_held() -> None:
