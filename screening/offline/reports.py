@@ -29,8 +29,10 @@ Interpretation, stated once here and in the final report to the lead:
 
 Suspicious transactions: one case per subject account per local day, built from the decisions of
 a replay (suspicious flag set) and the event file. The subject of a reason is the side named in
-:data:`SUBJECT_SIDE` (payer unless listed); a cash terminal is never a subject, so a reason that
-points at one falls on the other side. A transaction whose reasons point at both sides appears in
+:data:`SUBJECT_SIDE`, else the side its rule's marks suspect (:func:`marked_side`: a rule that
+protects the payer as a victim, or makes the payee a mule or collector, is about the payee), else
+the payer; a cash terminal is never a subject, so a reason that points at one falls on the other
+side. A transaction whose reasons point at both sides appears in
 two cases, each with its own reasons.
 """
 
@@ -47,6 +49,7 @@ from typing import Any
 
 import polars as pl
 
+from features.layout import Mark
 from screening.config import Settings
 from screening.errors import ConfigError, InputFileError
 from screening.lines import BASE_CURRENCY, CATEGORIES, Lines, parse_lines
@@ -136,8 +139,6 @@ SUBJECT_SIDE: Mapping[str, str] = types.MappingProxyType({
     "PAYER_PHONE_WATCHLISTED": "payer",
     "CALL_FROM_WATCHLISTED_THEN_TRANSFER": "payee",
     "CALL_THEN_TRANSFER_LARGE": "payee",
-    "CALL_THEN_TRANSFER_LARGE_FIRST_WEEK": "payee",
-    "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE": "payee",
     "CALL_THEN_TRANSFER": "payee",
     "MULE_PASS_THROUGH": "payer",
     "RAPID_FAN_OUT": "payer",
@@ -151,8 +152,23 @@ SUBJECT_SIDE: Mapping[str, str] = types.MappingProxyType({
     "STRUCTURING_WEEK": "payer",
     "STRUCTURING_DEPOSITS_WEEK": "payee",
 })
-# Codes not listed (a custom policy's rules): the payer, whose bank screens the payment.
+# Codes neither listed nor marking a side (a custom policy's rules): the payer, whose bank
+# screens the payment.
 DEFAULT_SUBJECT_SIDE = "payer"
+_PAYER_SUSPECTED = Mark.PAYER_MULE | Mark.PAYER_COLLECTOR
+_PAYEE_SUSPECTED = Mark.PAYER_VICTIM | Mark.PAYEE_MULE | Mark.PAYEE_COLLECTOR
+
+
+def marked_side(marks: int) -> str | None:
+    """The side a rule's marks suspect: the payer when it makes the payer a mule or collector
+    (a Ponzi pool paid to a controller is the collector's case), else the payee when it protects
+    the payer as a victim or makes the payee a suspect (the victim is no subject of a suspicious
+    report: the account it was paying is), else none."""
+    if marks & _PAYER_SUSPECTED:
+        return "payer"
+    if marks & _PAYEE_SUSPECTED:
+        return "payee"
+    return None
 
 _LARGE_VALUE_COLUMNS = ("event_id", "event_time", "payer_account", "payer_party_type", "payee_account",
                         "payee_party_type", "amount_minor", "currency", "cash", "cross_border")
@@ -407,11 +423,13 @@ def suspicious_report(decisions: pl.DataFrame, events: pl.DataFrame, policy: Pol
 
     ``decisions`` is a replay's decisions frame (or :func:`read_decisions` of its file), ``events``
     the event file replayed, ``policy`` the policy that decided them: its messages word the
-    narrative and its time zone sets the day. ``subject_sides`` adds to or overrides
-    :data:`SUBJECT_SIDE`. The frame follows :data:`SUSPICIOUS_SCHEMA`, sorted by case id.
+    narrative, its time zone sets the day and its rules' marks the subject of a code
+    :data:`SUBJECT_SIDE` does not list. ``subject_sides`` adds to or overrides both. The frame
+    follows :data:`SUSPICIOUS_SCHEMA`, sorted by case id.
     """
     settings = Settings() if settings is None else settings
-    sides = {**SUBJECT_SIDE, **(subject_sides or {})}
+    by_marks = {r.code: side for r in policy.txn_rules if (side := marked_side(r.marks)) is not None}
+    sides = {**by_marks, **SUBJECT_SIDE, **(subject_sides or {})}
     bad_side = sorted(c for c, s in sides.items() if s not in ("payer", "payee"))
     if bad_side:
         raise ValueError(f"subject side of {bad_side[0]} must be 'payer' or 'payee'")

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from features.layout import Mark
 from screening.config import Currency, Settings, load_settings
 from screening.errors import ConfigError, InputFileError
 from screening.offline.events import conform, read_events
@@ -29,7 +30,7 @@ from screening.offline.reports import (
     write_report,
 )
 from screening.offline.synth import SynthConfig, generate
-from screening.policy import default_policy_text, load_policy
+from screening.policy import REPORT_FLAGS, default_policy_text, load_policy
 
 SETTINGS = load_settings()
 POLICY = load_policy()
@@ -424,6 +425,32 @@ def test_reasons_pointing_at_both_sides_make_two_cases(mule_day: Pair) -> None:
     ids = cases.sort("case_id").get_column("case_id").to_list()
     assert ids == ["STR-20261127-0001", "STR-20261127-0002", "STR-20261127-0003", "STR-20261127-0004",
                    "STR-20261128-0001"]
+
+
+@pytest.mark.parametrize(("codes", "subject"), [
+    (["PAYS_SUSPECTED_MULE"], "M"),  # a victim paying a suspected mule: the mule's case
+    (["PAYEE_CONFIRMED_FRAUD"], "M"),
+    (["FRAUD_MEMO_NEW_PAYEE"], "M"),
+    (["REPEAT_TO_STOPPED_PAYEE"], "M"),
+    (["PYRAMID_FEE_TREE"], "M"),  # the recruiter the fee is paid to
+    (["SUSPECTED_MULE_PAYS_OUT"], "V"),  # no marks, not listed: the payer
+    (["MULE_QUICK_SPLIT"], "V"),  # the payer made a mule
+])
+def test_a_reason_is_reported_on_the_side_its_rule_suspects(codes: list[str], subject: str) -> None:
+    """Unlisted codes take their subject from the rule's marks: protecting the payer as a victim
+    or making the payee a mule or collector points at the payee; no marks, at the payer."""
+    row = txn("V", "M", 30_000 * CNY, at=T0)
+    cases = suspicious_report(decisions(decision(row, codes)), events(row), POLICY)
+    assert cases.get_column("subject_account").to_list() == [subject]
+
+
+def test_every_default_rule_that_protects_a_victim_reports_the_payee() -> None:
+    """No default rule that protects its payer as a victim names that victim as the subject."""
+    for rule in POLICY.txn_rules:
+        if rule.report_flags & REPORT_FLAGS["suspicious"] and rule.marks & Mark.PAYER_VICTIM:
+            row = txn("V", "M", 30_000 * CNY, at=T0)
+            cases = suspicious_report(decisions(decision(row, [rule.code])), events(row), POLICY)
+            assert cases.get_column("subject_account").to_list() == ["M"], rule.code
 
 
 def test_replayed_stream_every_suspicious_decision_is_in_a_case() -> None:
