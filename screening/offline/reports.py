@@ -32,8 +32,8 @@ a replay (suspicious flag set) and the event file. The subject of a reason is th
 :data:`SUBJECT_SIDE`, else the side its rule's marks suspect (:func:`marked_side`: a rule that
 protects the payer as a victim, or makes the payee a mule or collector, is about the payee), else
 the payer; a cash terminal is never a subject, so a reason that points at one falls on the other
-side. A transaction whose reasons point at both sides appears in
-two cases, each with its own reasons.
+side. A transaction whose reasons point at both sides appears in two cases, each with its own
+reasons.
 """
 
 from __future__ import annotations
