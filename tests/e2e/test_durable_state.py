@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.conftest import (
     _stop,
     free_port,
     recent,
+    serve_process,
     server_env,
     uid,
 )
@@ -144,20 +144,15 @@ def _killed_server(settings: Settings, action: Callable[[ScreeningClient], None]
     env.update(SCREENING_STORAGE__BACKEND=st.backend, SCREENING_STORAGE__PATH=st.path,
                SCREENING_STORAGE__REDIS_URL=st.redis_url, SCREENING_STORAGE__KEY_PREFIX=st.key_prefix,
                SCREENING_STORAGE__LEASE_S="1")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "screening", "serve", "--no-auth", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        with ScreeningClient(f"127.0.0.1:{port}") as admin:
-            admin.wait_ready(60)
-            deadline = time.monotonic() + 60
-            while not admin.is_serving() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            action(admin)
-    finally:
+
+    def act_then_kill(admin: ScreeningClient, proc: subprocess.Popen[str]) -> None:
+        action(admin)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+
+    # (the shared start: waits as long as a loaded machine needs, and says at once why a server
+    # that exited before SERVING did; a wait of 60 s with its output discarded timed out once)
+    serve_process(["--no-auth"], free_port(), action, env=env, signals=act_then_kill)
 
 
 def _freeze(account: str, reason: str) -> Callable[[ScreeningClient], None]:
