@@ -107,8 +107,7 @@ def live() -> Iterator[Live]:
     settings = load_settings(overrides={"log": {"level": "debug"},
                                         "state": {"initial_accounts": 256}})
     srv = _start(settings)
-    srv.bank.screen(transaction(uid("history"), recent(21 * 24 * 60), uid("history-payer"),
-                                uid("history-payee"), 10_000))
+    give_history(srv.bank, days=21)
     yield srv
     _stop(srv)
 
@@ -129,6 +128,13 @@ _ids = itertools.count()
 def uid(prefix: str) -> str:
     """A unique id per call, so tests sharing a server never collide."""
     return f"{prefix}-{next(_ids):05d}"
+
+
+def give_history(client: ScreeningClient, days: float, **kw: Any) -> None:
+    """One transfer between two new accounts ``days`` ago: the server has that much history
+    (past its first week when more than 7, when every account is new to it)."""
+    client.screen(transaction(uid("t"), recent(days * 24 * 60), uid("history-payer"),
+                              uid("history-payee"), 10_000, **kw))
 
 
 def recent(minutes_ago: float = 60.0) -> dt.datetime:

@@ -25,6 +25,7 @@ from tests.conftest import (
     _start,
     _stop,
     free_port,
+    give_history,
     recent,
     serve_process,
     server_env,
@@ -242,8 +243,7 @@ def _stop_and_mark(victim: str, safe: str, phone: str) -> Callable[[ScreeningCli
     a 'safe account' is stopped and the account made a suspected mule."""
 
     def action(client: ScreeningClient) -> None:
-        client.screen(transaction(uid("t"), recent(14 * 24 * 60), uid("history-payer"),
-                                  uid("history-payee"), 10_000, payer_opened=OLD, payee_opened=OLD))
+        give_history(client, days=14, payer_opened=OLD, payee_opened=OLD)
         client.report_call(call_event(uid("c"), recent(30), "+85291" + phone[-6:], phone,
                                       caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
         d = client.screen(transaction(uid("t"), recent(20), victim, safe, 3_000_000,
