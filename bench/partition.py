@@ -106,7 +106,8 @@ _PAIR = {"first_time_payee", "payee_paid_payer_before", "payee_stopped_for_payer
 _PAYER_PHONE = {"risky_call_recent", "risky_call_minutes_ago", "risky_call_caller_watchlisted",
                 "risky_call_score", "payer_on_call", "payer_on_call_unknown_caller",
                 "payer_on_call_risky", "payer_last_caller_risky", "payer_last_call_ended_minutes",
-                "payer_last_call_talk_seconds", "payer_last_call_risky", "payee_phone_known_contact"}
+                "payer_last_call_talk_seconds", "payer_last_call_risky", "payee_phone_known_contact",
+                "payer_talks_with_payee"}
 _PAYEE_PHONE = {"payee_phone_risky"}
 # what decision memory reads of the payee to mark it (``_mule_ok``, ``_cleared``), whatever the
 # rules read

@@ -215,8 +215,8 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H,
  F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN, F_PAYER_IN_STRANGERS_1H,
  F_PAYER_IN_STRANGERS_24H, F_PAYER_LAST_CALL_FIRST,
- F_PAYEE_IS_LAST_CALLER) = range(F_MEMORY_BASE, F_MEMORY_BASE + 41)
-N_TXN_FEATURE = F_MEMORY_BASE + 41
+ F_PAYEE_IS_LAST_CALLER, F_PAYER_TALKS_WITH_PAYEE) = range(F_MEMORY_BASE, F_MEMORY_BASE + 42)
+N_TXN_FEATURE = F_MEMORY_BASE + 42
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -985,6 +985,13 @@ def _txn(
             f[r, F_PAYEE_PHONE_RISKY] = 1.0
         if _contacts(pt, pe, ph):
             f[r, F_PAYEE_PHONE_CONTACT] = 1.0
+    if need[F_PAYER_TALKS_WITH_PAYEE]:
+        # counter-evidence only, so a phone learned from an account's own payments counts too:
+        # relatives call each other, a victim never spoke with the mule's owner
+        pa = ph if ph >= 0 or fa else a_sc[a, SC_PHONE]
+        pb = ev[i, EV_E] if ev[i, EV_E] >= 0 or fb else a_sc[b, SC_PHONE]
+        if _contacts(pt, pa, pb):
+            f[r, F_PAYER_TALKS_WITH_PAYEE] = 1.0
     key_ab = _pair_key(PAIR_TXN, a, b)
     slot_ab = _pair_slot(pt, key_ab)
     f[r, F_FIRST_TIME_PAYEE] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0

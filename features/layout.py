@@ -135,6 +135,7 @@ def _txn_names() -> list[str]:
         k.F_PAYER_IN_STRANGERS_24H: "payer_in_strangers_24h",
         k.F_PAYER_LAST_CALL_FIRST: "payer_last_call_first_contact",
         k.F_PAYEE_IS_LAST_CALLER: "payee_phone_is_last_caller",
+        k.F_PAYER_TALKS_WITH_PAYEE: "payer_talks_with_payee",
         # calls around the payment
         k.F_PAYER_ON_CALL: "payer_on_call",
         k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",

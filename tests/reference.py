@@ -170,6 +170,7 @@ from features._kernels import (
     F_PAYER_PAYBACK_7D,
     F_PAYER_PAYROLL,
     F_PAYER_RATIO,
+    F_PAYER_TALKS_WITH_PAYEE,
     F_PAYER_TERMINAL,
     F_PAYER_TRIAL_DAYS,
     F_PAYER_VICTIM,
@@ -1018,6 +1019,11 @@ class ReferenceEngine:
                 f[F_PAYEE_PHONE_RISKY] = 1.0
             if self._contacts(pe, ph):
                 f[F_PAYEE_PHONE_CONTACT] = 1.0
+        # any phone of each side, one learned from its own payments too (counter-evidence only)
+        pa = ph if ph >= 0 or fa else payer.phone
+        pb = ev[EV_E] if ev[EV_E] >= 0 or fb else payee.phone
+        if self._contacts(pa, pb):
+            f[F_PAYER_TALKS_WITH_PAYEE] = 1.0
         f[F_FIRST_TIME_PAYEE] = 0.0 if (PAIR_TXN, a_id, b_id) in self.pairs else 1.0
         payee_paid_payer = (PAIR_TXN, b_id, a_id) in self.pairs
         f[F_REVERSE_EDGE] = 1.0 if payee_paid_payer else 0.0

@@ -277,6 +277,30 @@ def test_a_protected_victim_paying_rent_to_an_account_others_pay_is_only_reminde
     assert not d.reports.suspicious
 
 
+@pytest.mark.parametrize("son", [True, False])
+def test_a_protected_victim_sending_her_son_his_down_payment_is_reminded_not_held(
+        live: Live, son: bool) -> None:
+    """Days after her stopped payment the victim sends 200,000 CNY to the new account her son
+    opened for his flat. They talk on the phone and the service learned his account's phone from
+    his own payments: a reminder to her, no hold, no report on him. The same payment into a
+    fresh account whose owner she never spoke with is held."""
+    victim, phone, _, first = _stopped_victim(live, minutes=3 * 24 * 60)
+    assert first.action == pb.ACTION_STOP_PAYMENT
+    payee, payee_phone = uid("son" if son else "stranger"), new_phone()
+    live.bank.screen(transaction(uid("t"), recent(600), payee, uid("grocer"), 4_000,
+                                 payer_phone=payee_phone, **AGED))
+    if son:
+        live.telecom.report_call(call_event(uid("c"), recent(300), payee_phone, phone,
+                                            duration_seconds=240, outcome=pb.CALL_OUTCOME_ANSWERED))
+    d = live.bank.screen(transaction(uid("t"), recent(30), victim, payee, 20_000_000, **AGED))
+    if son:
+        assert d.action == pb.ACTION_WARN and _codes(d) == ["PROTECTED_VICTIM_PAYS_CONTACT"]
+        assert not d.reports.suspicious
+    else:
+        assert d.action == pb.ACTION_HOLD and "PROTECTED_VICTIM_FRESH_PAYEE" in _codes(d)
+        assert d.reports.suspicious
+
+
 def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> None:
     """The safe account received a stopped fraud payment: its payments out are stopped and the
     suspicion follows the money one hop, no further."""

@@ -505,6 +505,31 @@ def test_relatives_who_paid_in_are_persons_but_no_strangers() -> None:
     assert out.features[6][tcol("payee_phone_known")] == 0.0  # the buyer's phone was learned
 
 
+def test_the_payer_talks_with_the_payee_by_any_phone_of_either() -> None:
+    """A mother who calls her son pays his account: each phone learned from its account's own
+    payments (none named on the payment itself), so only the learned phones say they talk; a
+    stranger, a payee on the payer's own phone and a phone that only rang once at a third number
+    do not."""
+    p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
+    son, mother, stranger, twin = 1, 2, 3, 4
+    out = run_both(Scenario(events=[
+        txn(T0, son, 9, 5_000, flags=p2p, phone=11),                  # the son's phone: 11
+        txn(T0 + MINUTE_MS, mother, 9, 5_000, flags=p2p, phone=12),   # the mother's: 12
+        txn(T0 + 2 * MINUTE_MS, stranger, 9, 5_000, flags=p2p, phone=13),
+        txn(T0 + 3 * MINUTE_MS, twin, 9, 5_000, flags=p2p, phone=12),  # on the mother's phone
+        call(T0 + 4 * MINUTE_MS, 11, 12, 300),                        # the son calls his mother
+        call(T0 + 5 * MINUTE_MS, 13, 14, 60),
+        txn(T0 + 6 * MINUTE_MS, mother, son, 900_000, flags=p2p),     # no phone on the payment
+        txn(T0 + 7 * MINUTE_MS, stranger, son, 900_000, flags=p2p),
+        txn(T0 + 8 * MINUTE_MS, mother, twin, 900_000, flags=p2p),
+        txn(T0 + 9 * MINUTE_MS, son, mother, 100_000, flags=p2p, phone=11),
+    ], n_accounts=12, n_phones=16))
+    talks = [f[tcol("payer_talks_with_payee")] for f in out.features]
+    assert talks[6] == 1.0 and talks[9] == 1.0
+    assert talks[7] == 0.0 and talks[8] == 0.0
+    assert out.features[6][tcol("payee_phone_known_contact")] == 0.0  # learned phones only
+
+
 def test_the_last_call_says_if_it_was_a_first_contact_and_if_the_payee_made_it() -> None:
     """A first call from a number (in the learning period too), a second from the same; the
     payee's phone learned from its own payment is the one that called."""

@@ -102,6 +102,58 @@ def test_a_protected_victim_paying_an_account_others_pay_soon_after_the_interven
         assert action == "WARN" and codes == ["PROTECTED_VICTIM_KNOWN_ACCOUNT"]
 
 
+@pytest.mark.parametrize("situation", [
+    dict(payee_history_count=0),                                  # a fresh account
+    dict(payee_history_count=0, payer_last_call_ended_minutes=12),  # just after a call
+    dict(payee_history_count=4, first_time_payee=0, amount=2_000_000),  # a large sum, paid before
+])
+def test_a_protected_victim_paying_someone_it_talks_with_is_reminded_not_held(
+        situation: dict[str, float]) -> None:
+    """A victim's parents send their son his down payment during the protection window: his
+    phone is one theirs speaks with, so a reminder to the payer and no report on the son; the
+    same payment to an account whose owner the payer never spoke with is held."""
+    action, codes, marks = _decide_row(**{**PROTECTED, **situation}, payer_talks_with_payee=1)
+    assert (action, codes, marks) == ("WARN", ["PROTECTED_VICTIM_PAYS_CONTACT"], 0)
+    action, codes, _ = _decide_row(**{**PROTECTED, **situation})
+    assert action == "HOLD" and "PROTECTED_VICTIM_PAYS_CONTACT" not in codes
+
+
+@pytest.mark.parametrize("situation", [
+    dict(payer_minutes_since_intervention=30, payee_history_count=4),  # the scam still going on
+    dict(payer_last_call_risky=1, payer_last_call_ended_minutes=5, payee_history_count=4),
+])
+def test_right_after_an_intervention_even_a_contact_is_paid_only_after_a_hold(
+        situation: dict[str, float]) -> None:
+    """Minutes after the hold, or just off a risky number's call again, the fraudster may be
+    steering the payer whoever the account is: held."""
+    action, codes, _ = _decide_row(**PROTECTED, **situation, payer_talks_with_payee=1)
+    assert action == "HOLD"
+    assert {"PROTECTED_VICTIM_NEW_PAYEE_SOON_AFTER", "PROTECTED_VICTIM_RISKY_CALL_AGAIN"} & set(codes)
+
+
+@pytest.mark.parametrize(("rule", "features"), [
+    ("NEW_ACCOUNT_LARGE_INFLOW", dict(payee_account_age_days=20, first_time_payee=1,
+                                      amount=14_000_000, payee_is_person=1)),
+    ("AMOUNT_SPIKE_NEW_PAYEE", dict(payer_history_count=40, payer_amount_ratio=50, first_time_payee=1,
+                                    amount=12_000_000, payee_account_age_days=20)),
+    ("TALKED_WITH_RISKY_CLASS_THEN_NEW_PAYEE", dict(payer_last_call_risky=1,
+                                                    payer_last_call_talk_seconds=400,
+                                                    payer_last_call_ended_minutes=20,
+                                                    first_time_payee=1, amount=300_000)),
+    ("NEW_CALLER_THEN_FRESH_PAYEE", dict(payer_last_call_first_contact=1, payer_last_call_talk_seconds=120,
+                                         payer_last_call_ended_minutes=10, first_time_payee=1,
+                                         payee_is_person=1, payer_amount_ratio=30, amount=300_000)),
+])
+def test_a_payee_the_payer_talks_with_is_no_stranger(rule: str, features: dict[str, float]) -> None:
+    """Relatives pooling a down payment into the son's new account, a mother's large first
+    payment to it, a relative abroad calling before the buyer pays: the payer's phone has spoken
+    with the payee's (learned from its payments too). A victim never spoke with the mule's owner."""
+    _, codes, _ = _decide_row(**features)
+    assert rule in codes
+    _, codes, _ = _decide_row(**features, payer_talks_with_payee=1)
+    assert rule not in codes
+
+
 FAMILY_ABROAD = dict(risky_call_recent=1, risky_call_score=60, first_time_payee=1, amount=3_000_000,
                      payer_last_call_risky=1, payer_last_call_talk_seconds=400,
                      payer_last_call_ended_minutes=20, payee_is_person=1)
