@@ -990,7 +990,8 @@ def _txn(
         # relatives call each other, a victim never spoke with the mule's owner
         pa = ph if ph >= 0 or fa else a_sc[a, SC_PHONE]
         pb = ev[i, EV_E] if ev[i, EV_E] >= 0 or fb else a_sc[b, SC_PHONE]
-        if _contacts(pt, pa, pb):
+        # a number flagged for fraud is no one the payer knows, whoever it spoke with
+        if _contacts(pt, pa, pb) and p_sc[pb, PSC_WATCH] <= ts and p_sc[pb, PSC_RISKY_NUMBER_UNTIL] <= ts:
             f[r, F_PAYER_TALKS_WITH_PAYEE] = 1.0
     key_ab = _pair_key(PAIR_TXN, a, b)
     slot_ab = _pair_slot(pt, key_ab)
@@ -1038,6 +1039,10 @@ def _txn(
                 pb = a_sc[b, SC_PHONE]
             if c >= 0 and pb == c:
                 f[r, F_PAYEE_IS_LAST_CALLER] = 1.0
+                if p_sc[ph, PSC_INCALL_FLAGS] & INCALL_FIRST:
+                    # the payee's phone only spoke with the payer on this first call: a
+                    # fraudster calling from the mule owner's phone card is no acquaintance
+                    f[r, F_PAYER_TALKS_WITH_PAYEE] = 0.0
     x = math.log(amount)
     n_out = a_sc[a, SC_N_OUT]
     f[r, F_PAYER_HIST] = n_out

@@ -1022,7 +1022,9 @@ class ReferenceEngine:
         # any phone of each side, one learned from its own payments too (counter-evidence only)
         pa = ph if ph >= 0 or fa else payer.phone
         pb = ev[EV_E] if ev[EV_E] >= 0 or fb else payee.phone
-        if self._contacts(pa, pb):
+        flagged = self.phones.get(pb)
+        if self._contacts(pa, pb) and not (flagged is not None and (flagged.watch_until > ts
+                                                                    or flagged.risky_number_until > ts)):
             f[F_PAYER_TALKS_WITH_PAYEE] = 1.0
         f[F_FIRST_TIME_PAYEE] = 0.0 if (PAIR_TXN, a_id, b_id) in self.pairs else 1.0
         payee_paid_payer = (PAIR_TXN, b_id, a_id) in self.pairs
@@ -1058,6 +1060,8 @@ class ReferenceEngine:
                 pb = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
                 if phone.incall_caller >= 0 and pb == phone.incall_caller:
                     f[F_PAYEE_IS_LAST_CALLER] = 1.0
+                    if phone.incall_flags & INCALL_FIRST:
+                        f[F_PAYER_TALKS_WITH_PAYEE] = 0.0
         x = math.log(float(amount))
         n_out = payer.n_out
         f[F_PAYER_HIST] = float(n_out)

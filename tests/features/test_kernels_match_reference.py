@@ -523,10 +523,18 @@ def test_the_payer_talks_with_the_payee_by_any_phone_of_either() -> None:
         txn(T0 + 7 * MINUTE_MS, stranger, son, 900_000, flags=p2p),
         txn(T0 + 8 * MINUTE_MS, mother, twin, 900_000, flags=p2p),
         txn(T0 + 9 * MINUTE_MS, son, mother, 100_000, flags=p2p, phone=11),
+        # a mule account whose phone card the gang calls from: its first call to the mother
+        # makes no acquaintance of it; a second call (a relative's new phone) does
+        txn(T0 + 10 * MINUTE_MS, 5, 9, 5_000, flags=p2p, phone=15),
+        call(T0 + 11 * MINUTE_MS, 15, 12, 600),
+        txn(T0 + 12 * MINUTE_MS, mother, 5, 900_000, flags=p2p, phone=12),
+        call(T0 + 13 * MINUTE_MS, 15, 12, 600),
+        txn(T0 + 14 * MINUTE_MS, mother, 5, 900_000, flags=p2p, phone=12),
     ], n_accounts=12, n_phones=16))
     talks = [f[tcol("payer_talks_with_payee")] for f in out.features]
     assert talks[6] == 1.0 and talks[9] == 1.0
     assert talks[7] == 0.0 and talks[8] == 0.0
+    assert talks[12] == 0.0 and talks[14] == 1.0
     assert out.features[6][tcol("payee_phone_known_contact")] == 0.0  # learned phones only
 
 
