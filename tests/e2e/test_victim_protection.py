@@ -938,6 +938,35 @@ def test_a_privacy_number_is_warned_about_only_when_most_of_its_calls_go_unanswe
     assert last.action == (pb.CALL_ACTION_WARN_CALLEE if warned else pb.CALL_ACTION_ALLOW)
 
 
+def test_a_payer_kept_on_the_line_paying_a_strangers_account_is_warned_and_cannot_pay_it_again(
+        live: Live) -> None:
+    """Twenty minutes into a call the victim pays 5,000 CNY, ten times its usual, into an old
+    account two others paid (a rented account: not fresh, no phone the bank knows): warned; the
+    second payment to it, still on the call, is stopped. The same customer paying, on the same
+    kind of call, the account of someone it talks with is not warned."""
+    phone, victim, mule = new_phone(), uid("victim"), uid("rented")
+    for i in range(6):
+        live.bank.screen(transaction(uid("t"), recent(600 - i), victim, uid("shop"), 50_000,
+                                     payer_phone=phone, **AGED))
+    for i in range(2):
+        live.bank.screen(transaction(uid("t"), recent(300 - i), uid("earlier"), mule, 300_000, **AGED))
+    live.telecom.report_call(call_event(uid("c"), recent(20), "+86138" + new_phone()[-8:], phone))
+    d = live.bank.screen(transaction(uid("t"), recent(0), victim, mule, 500_000, payer_phone=phone, **AGED))
+    assert d.action == pb.ACTION_WARN and _codes(d) == ["TALKED_THROUGH_PAYMENT_TO_STRANGER"], _codes(d)
+    again = live.bank.screen(transaction(uid("t"), recent(0), victim, mule, 500_000, payer_phone=phone,
+                                         **AGED))
+    assert again.action == pb.ACTION_STOP_PAYMENT and "REPEAT_TO_WARNED_PAYEE" in _codes(again)
+
+    friend, friend_phone = uid("friend"), new_phone()
+    live.bank.screen(transaction(uid("t"), recent(400), friend, uid("shop"), 4_000, payer_phone=friend_phone,
+                                 **AGED))
+    live.telecom.report_call(call_event(uid("c"), recent(300), phone, friend_phone, duration_seconds=120,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))
+    paid = live.bank.screen(transaction(uid("t"), recent(0), victim, friend, 500_000, payer_phone=phone,
+                                        **AGED))
+    assert "TALKED_THROUGH_PAYMENT_TO_STRANGER" not in _codes(paid)
+
+
 def test_a_payer_kept_on_the_line_through_a_large_payment_is_held(live: Live) -> None:
     """An impersonator keeps the victim on the line: ten minutes in, the victim sends 20,000 CNY
     (a hundred times its usual payments) to an old account nothing was ever paid into, whose

@@ -504,3 +504,34 @@ def test_a_payer_kept_on_the_line_through_a_large_payment_to_a_stranger_is_held(
 def test_the_family_payment_during_a_call_is_not_talked_through(change: dict[str, float]) -> None:
     _, codes, _ = _decide_row(**{**TALKED_THROUGH, **change})
     assert "TALKED_THROUGH_LARGE_PAYMENT" not in codes
+
+
+KEPT_ON_THE_LINE = dict(payer_on_call=1, payer_last_call_talk_seconds=1_200, payer_last_call_ended_minutes=0,
+                        first_time_payee=1, payee_history_count=2, payee_in_distinct_7d=2, payee_is_person=1,
+                        payer_is_person=1, payer_amount_ratio=8, payer_history_count=20, amount=600_000,
+                        payee_account_age_days=2_000, payer_account_age_days=3_000)
+
+
+def test_a_payer_twenty_minutes_on_a_call_paying_a_stranger_eight_times_its_usual_is_warned() -> None:
+    """"Do not hang up": the impersonator talks the victim through the transfer into an old
+    account two others paid, whose owner's phone the bank does not know: warned, the payee
+    remembered for the payer."""
+    action, codes, marks = _decide_row(**KEPT_ON_THE_LINE)
+    assert (action, codes) == ("WARN", ["TALKED_THROUGH_PAYMENT_TO_STRANGER"])
+    assert marks & Mark.TXN_NAMES["payer_victim"]
+
+
+@pytest.mark.parametrize("change", [
+    dict(payer_talks_with_payee=1),  # paying someone the payer talks with
+    dict(payee_phone_is_last_caller=1),  # the relative on the line, paid on its own account
+    dict(payee_in_distinct_7d=13),  # the hospital or dealer whose clerk is on the line
+    dict(payer_last_call_talk_seconds=300),  # five minutes
+    dict(payer_on_call=0, payer_last_call_ended_minutes=10),  # after the call
+    dict(payer_amount_ratio=3),  # about what it usually pays
+    dict(is_cross_border=1),
+    dict(payee_is_merchant=1),
+])
+def test_what_keeps_a_payment_during_a_long_call_unwarned(change: dict[str, float]) -> None:
+    _, codes, _ = _decide_row(**{**KEPT_ON_THE_LINE, **change})
+    assert "TALKED_THROUGH_PAYMENT_TO_STRANGER" not in codes
+
