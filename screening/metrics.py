@@ -12,7 +12,9 @@ Names (``screening_`` prefix): ``decisions_total{rpc,action}``, ``reasons_total{
 before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``entities{kind}``,
 ``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``audit_*`` (with an
 audit trail: records waiting, written, calls refused, writer failing), ``policy_info{version}``,
-``shadow_decisions_total{shadow,action}``, ``shadow_disagreements_total{shadow}``.
+``shadow_decisions_total{shadow,action}``, ``shadow_disagreements_total{shadow}``; with an
+event journal ``journal_write_seconds`` (histogram: one group-commit write, the store's round
+trip), ``journal_events_total``, ``journal_sync_seconds`` (interval fsyncs), ``journal_pending``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ __all__ = ["Metrics"]
 # Handler time, seconds: sub-millisecond screening up to multi-second exports and reports.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0)
+# One journal write or fsync: tens of microseconds (page cache, Redis on the host) to a slow disk.
+STORE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                 0.25, 1.0)
 
 
 class Metrics:
@@ -69,6 +74,15 @@ class Metrics:
         self._shadow_diff = Counter("screening_shadow_disagreements",
                                     "Transactions a shadow policy would have decided with another "
                                     "action than the active one.", ["shadow"], registry=r)
+        self._journal_write = Histogram("screening_journal_write_seconds",
+                                        "One group-commit write of the event journal to the store "
+                                        "(with its fsync when journal_fsync is batch).",
+                                        buckets=STORE_BUCKETS, registry=r)
+        self._journal_events = Counter("screening_journal_events",
+                                       "Events written to the event journal.", registry=r)
+        self._journal_sync = Histogram("screening_journal_sync_seconds",
+                                       "One fsync of the event journal (journal_fsync = interval).",
+                                       buckets=STORE_BUCKETS, registry=r)
         self._sizes = _Sizes(policy_version)
         r.register(self._sizes)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -79,13 +93,15 @@ class Metrics:
     def watch(self, *, lanes: Callable[[], Mapping[str, int]] | None = None,
               engine: Callable[[], Mapping[str, int]] | None = None,
               checkpoint: Callable[[], Mapping[str, float] | None] | None = None,
-              audit: Callable[[], Mapping[str, float]] | None = None) -> None:
+              audit: Callable[[], Mapping[str, float]] | None = None,
+              journal_pending: Callable[[], int] | None = None) -> None:
         """Sources read at scrape time: lane occupancy, the engine's sizes, the last checkpoint,
-        the audit trail's writer."""
+        the audit trail's writer, the events waiting for the journal."""
         self._sizes.lanes = lanes
         self._sizes.engine = engine
         self._sizes.checkpoint = checkpoint
         self._sizes.audit = audit
+        self._sizes.journal_pending = journal_pending
 
     def set_policy(self, version: str) -> None:
         self._sizes.policy_version = version
@@ -140,6 +156,13 @@ class Metrics:
     def shadow_disagreed(self, shadow: str, n: int) -> None:
         self._child(self._shadow_diff, shadow).inc(n)
 
+    def journal_written(self, events: int, seconds: float) -> None:
+        self._journal_write.observe(seconds)
+        self._journal_events.inc(events)
+
+    def journal_synced(self, seconds: float) -> None:
+        self._journal_sync.observe(seconds)
+
     def observe(self, rpc: str, seconds: float) -> None:
         self._child(self._latency, rpc).observe(seconds)
 
@@ -159,6 +182,7 @@ class _Sizes(Collector):
         self.engine: Callable[[], Mapping[str, int]] | None = None
         self.checkpoint: Callable[[], Mapping[str, float] | None] | None = None
         self.audit: Callable[[], Mapping[str, float]] | None = None
+        self.journal_pending: Callable[[], int] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # values come and go with the sources; nothing to check at registration
@@ -206,3 +230,7 @@ class _Sizes(Collector):
                     ("refused", "Calls refused because the audit writer was max_pending behind."),
                     ("failing", "1 while the audit writer's last write failed.")):
                 yield GaugeMetricFamily(f"screening_audit_{key}", help_text, value=figures[key])
+        if self.journal_pending is not None:
+            yield GaugeMetricFamily("screening_journal_pending",
+                                    "Events accepted, not yet written to the journal.",
+                                    value=self.journal_pending())

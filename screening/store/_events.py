@@ -156,6 +156,10 @@ class EventWriter:
         # counters for the bench and metrics
         self.batches = 0
         self.events = 0
+        # told after each write (events, seconds: the store's round trip, with its fsync when
+        # ``fsync`` is ``batch``) and each interval fsync (seconds); for metrics, off the lock
+        self.on_write: Callable[[int, float], None] | None = None
+        self.on_sync: Callable[[float], None] | None = None
         self._thread = threading.Thread(target=self._run, name="event-journal", daemon=True)
         self._thread.start()
 
@@ -235,6 +239,7 @@ class EventWriter:
     def _write(self, batch: list[tuple[int, JournalEvent]]) -> None:
         """One write of ``batch`` (taken by ``_take``); a failure puts it back in front."""
         error = None
+        started = time.perf_counter()
         try:
             self.store.append_events([(seq, encode_event(ev)) for seq, ev in batch],
                                      sync=self.fsync == "batch")
@@ -256,6 +261,8 @@ class EventWriter:
                 self._queued_at = time.monotonic()
                 self._retry_at = time.monotonic() + 0.2
             self._cond.notify_all()
+        if error is None and self.on_write is not None:
+            self.on_write(len(batch), time.perf_counter() - started)
         if self.on_problem is not None and (was is None) != (error is None):
             self.on_problem(error)
 
@@ -264,11 +271,20 @@ class EventWriter:
             return
         if force or time.monotonic() >= self._last_sync + self.interval_s:
             try:
+                started = time.perf_counter()
                 self.store.sync_events()
                 self._dirty = False
+                if self.on_sync is not None:
+                    self.on_sync(time.perf_counter() - started)
             except StoreUnavailable:
                 pass  # retried at the next interval
             self._last_sync = time.monotonic()
+
+    @property
+    def pending(self) -> int:
+        """Events accepted and not yet written (a store outage holds them here)."""
+        with self._cond:
+            return len(self._queue)
 
     def close(self) -> None:
         """Write everything queued, then stop the thread."""

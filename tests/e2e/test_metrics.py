@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,41 @@ def test_metrics_port_is_off_by_default_and_a_busy_port_stops_start_up() -> None
         with pytest.raises(ConfigError, match=r"\[metrics\] cannot serve on 127.0.0.1:"):
             start_server(load_settings(overrides={"metrics": {"port": port}}), port=0,
                          auth=Authenticator.with_tokens(TOKENS))
+
+
+@pytest.mark.parametrize("fsync", ["batch", "interval"])
+def test_the_event_journal_reports_its_writes_and_fsyncs(tmp_path: Path, fsync: str) -> None:
+    """A server with a file store journals every accepted payment before answering: the page
+    counts the events written, times each group-commit write (and, with interval fsync, each
+    fsync) and shows nothing left waiting; a server without a store shows no journal at all."""
+    port = free_port()
+    live = _start(load_settings(overrides={
+        "metrics": {"port": port},
+        "storage": {"backend": "file", "path": str(tmp_path), "journal_fsync": fsync,
+                    "journal_fsync_interval_ms": 20.0}}))
+    try:
+        for _ in range(3):
+            live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), 100))
+        if fsync == "interval":
+            time.sleep(0.3)  # at least one interval for the writer's thread to fsync
+        s = _scrape(port)
+    finally:
+        _stop(live)
+    assert _get(s, "screening_journal_events_total") >= 3
+    writes = _get(s, "screening_journal_write_seconds_count")
+    assert 1 <= writes <= _get(s, "screening_journal_events_total")
+    assert _get(s, "screening_journal_write_seconds_sum") > 0
+    assert _get(s, "screening_journal_pending") == 0
+    syncs = _get(s, "screening_journal_sync_seconds_count")
+    assert (syncs >= 1) if fsync == "interval" else (syncs == 0)
+
+
+def test_a_server_without_a_store_has_no_journal_figures(metered: tuple[Live, int]) -> None:
+    live, port = metered
+    live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), 100))
+    s = _scrape(port)
+    assert ("screening_journal_pending", ()) not in s
+    assert _get(s, "screening_journal_events_total") == 0
 
 
 def test_the_grafana_dashboard_asks_only_for_metrics_the_server_exports(tmp_path: Path) -> None:
