@@ -3,11 +3,12 @@ pyramid fee trees."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
 
-from screening.client import transaction, watch_entry
+from screening.client import call_event, transaction, watch_entry
 from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
 from tests.conftest import Live, _start, _stop, recent, uid
@@ -16,6 +17,7 @@ OLD = "2015-01-05"
 AGED = dict(payer_opened=OLD, payee_opened=OLD)
 DAY_MIN = 24 * 60  # minutes
 FEE = 380_000  # a 3,800 CNY entry fee
+_numbers = itertools.count(71_000_000)
 
 
 def _codes(d: pb.Decision) -> list[str]:
@@ -59,15 +61,41 @@ def test_payee_sharing_a_device_with_a_listed_account_gets_a_warning(live: Live)
     assert d.features["graph_payee_watch_hops"] == 2.0
 
 
-def test_money_rushed_through_a_chain_is_held(live: Live) -> None:
-    """Three quick hops of a large amount: the third transfer is a layering chain."""
+def test_a_strangers_money_rushed_through_a_chain_is_stopped_and_the_link_made_no_suspect(
+        live: Live) -> None:
+    """A mule ring: three quick hops of a large amount through old accounts, each passing on
+    what a stranger paid it minutes before. The third transfer is a layering chain: stopped and
+    reported to the police. The link is made no suspected mule (a recruited person with a life
+    of its own: the mark would follow its money to its landlord and shops), so its own small
+    payment later is allowed."""
     a, b, c, d_ = (uid(x) for x in "abcd")
-    base = dict(payer_opened=OLD, payee_opened=OLD)
-    live.bank.screen(transaction(uid("t"), recent(40), a, b, 5_000_000, **base))
-    live.bank.screen(transaction(uid("t"), recent(35), b, c, 4_990_000, **base))
-    d = live.bank.screen(transaction(uid("t"), recent(30), c, d_, 4_980_000, **base))
-    assert "GRAPH_LAYERING_CHAIN" in _codes(d) and d.action >= pb.ACTION_HOLD
+    live.bank.screen(transaction(uid("t"), recent(40), a, b, 5_000_000, **AGED))
+    live.bank.screen(transaction(uid("t"), recent(35), b, c, 4_990_000, **AGED))
+    d = live.bank.screen(transaction(uid("t"), recent(30), c, d_, 4_980_000, **AGED))
     assert d.features["graph_chain_hops"] == 3.0
+    assert d.action == pb.ACTION_STOP_PAYMENT, _codes(d)
+    assert {"MULE_CHAIN_PASS_THROUGH", "GRAPH_LAYERING_CHAIN"} <= set(_codes(d))
+    assert d.reports.notify_police and d.reports.suspicious
+    assert pb.CASE_ROLE_SUSPECTED_MULE not in [m.role for m in live.police.query_account(c).case_marks]
+    later = live.bank.screen(transaction(uid("t"), recent(5), c, uid("shop"), 3_000, **AGED))
+    assert later.action == pb.ACTION_ALLOW, _codes(later)
+
+
+def test_a_familys_money_passed_on_through_a_chain_is_held_not_stopped(live: Live) -> None:
+    """The same chain, but the third account's owner talks on the phone with the one who paid
+    it (the parents' money through the son to the buyer's account): a layering chain, held, but
+    no stranger's money passed on, so not stopped."""
+    a, b, c, d_ = (uid(x) for x in "abcd")
+    pb_, pc = (f"+86139{next(_numbers):08d}" for _ in range(2))
+    live.bank.screen(transaction(uid("t"), recent(600), c, uid("shop"), 3_000, payer_phone=pc, **AGED))
+    live.telecom.report_call(call_event(uid("c"), recent(300), pb_, pc, duration_seconds=300,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))
+    live.bank.screen(transaction(uid("t"), recent(40), a, b, 5_000_000, **AGED))
+    live.bank.screen(transaction(uid("t"), recent(35), b, c, 4_990_000, payer_phone=pb_, **AGED))
+    d = live.bank.screen(transaction(uid("t"), recent(30), c, d_, 4_980_000, payer_phone=pc, **AGED))
+    assert d.features["graph_chain_hops"] == 3.0
+    assert d.action == pb.ACTION_HOLD and "GRAPH_LAYERING_CHAIN" in _codes(d)
+    assert "MULE_CHAIN_PASS_THROUGH" not in _codes(d)
 
 
 def test_pyramid_fee_tree_is_held_and_the_recruiter_stopped_moving_the_money_out(live: Live) -> None:

@@ -535,3 +535,31 @@ def test_what_keeps_a_payment_during_a_long_call_unwarned(change: dict[str, floa
     _, codes, _ = _decide_row(**{**KEPT_ON_THE_LINE, **change})
     assert "TALKED_THROUGH_PAYMENT_TO_STRANGER" not in codes
 
+
+
+CHAIN_LINK = dict(graph_chain_hops=3, payer_pass_through_1h=0.99, payer_in_sum_1h=4_990_000,
+                  payer_in_strangers_1h=1, payer_in_distinct_persons_1h=1, payer_is_person=1,
+                  payee_is_person=1, first_time_payee=1, amount=4_980_000, payer_history_count=40,
+                  payer_account_age_days=3_000, payee_account_age_days=3_000)
+
+
+def test_an_old_account_passing_a_strangers_money_on_as_a_chain_link_is_stopped_unmarked() -> None:
+    """A mule ring's member: stopped and reported to the police, but made no suspected mule (its
+    mark would follow its money into its own daily life)."""
+    action, codes, marks = _decide_row(**CHAIN_LINK)
+    assert action == "STOP_PAYMENT" and "MULE_CHAIN_PASS_THROUGH" in codes
+    assert not marks & Mark.TXN_NAMES["payer_mule"]
+
+
+@pytest.mark.parametrize("change", [
+    dict(payer_in_strangers_1h=0),  # relatives' money passed on
+    dict(payer_pass_through_1h=0.5),  # half of it kept
+    dict(graph_chain_hops=2),  # no chain of three
+    dict(payer_in_sum_1h=900_000),  # under 10,000 CNY in the hour
+    dict(payer_is_merchant=1),
+    dict(payer_is_payroll=1),
+    dict(payer_protected_victim=1),  # a victim told to pass a loan on
+])
+def test_what_keeps_a_chain_link_from_being_stopped(change: dict[str, float]) -> None:
+    _, codes, _ = _decide_row(**{**CHAIN_LINK, **change})
+    assert "MULE_CHAIN_PASS_THROUGH" not in codes
