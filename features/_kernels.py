@@ -1277,7 +1277,8 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
     its old counterparties are not part of the chain). A rule's marks protect the payer as a
     victim (a person) or make a party a suspected mule or collector; a payment held or stopped
     for fraud remembers its payee for that payer (a repeat is stopped again), and one warned
-    about for fraud too (a repeat after the warning is held). Cleared accounts
+    about for fraud too (a repeat on a call or within two hours of one is stopped: the policy's
+    REPEAT_TO_WARNED_PAYEE). Cleared accounts
     get no marks.
     """
     ts = ev[i, EV_TS]
@@ -1297,7 +1298,7 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
         marks |= MK_PAYEE_MULE_HOP
     if marks & MK_PAYER_VICTIM and fl & TF_PAYER_PERSON and not _cleared(a_sc, a, ts):
         # a warning alone protects no one (ordinary payers get one now and then): it remembers
-        # the payee, and paying it again is held, which protects
+        # the payee, and paying it again just after a call is stopped, which protects
         if dec[i, D_ACTION] >= ACTION_HOLD:
             protect = params[P_PROTECT_STOP_MS] if dec[i, D_ACTION] >= ACTION_STOP else params[P_PROTECT_MS]
             _extend(a_sc, a, SC_VICTIM_UNTIL, ts + protect)

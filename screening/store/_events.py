@@ -149,6 +149,7 @@ class EventWriter:
         self._error: str | None = None
         self._stopping = False
         self._busy = False  # a write is under way (by a request or the thread)
+        self._in_flight = 0  # events in that write
         self._queued_at = 0.0  # when the queue became non-empty
         self._retry_at = 0.0  # after a failure, the next try (by the thread)
         self._last_sync = time.monotonic()
@@ -209,6 +210,7 @@ class EventWriter:
             return None
         batch, self._queue = self._queue, []
         self._busy = True
+        self._in_flight = len(batch)
         return batch
 
     def _run(self) -> None:
@@ -239,16 +241,18 @@ class EventWriter:
     def _write(self, batch: list[tuple[int, JournalEvent]]) -> None:
         """One write of ``batch`` (taken by ``_take``); a failure puts it back in front."""
         error = None
+        encoded = [(seq, encode_event(ev)) for seq, ev in batch]
         started = time.perf_counter()
         try:
-            self.store.append_events([(seq, encode_event(ev)) for seq, ev in batch],
-                                     sync=self.fsync == "batch")
+            self.store.append_events(encoded, sync=self.fsync == "batch")
         except (StoreUnavailable, StoreBusy) as exc:
             # StoreBusy: the lease ran out during an outage; the lease thread takes it back
             # (then the retry succeeds) or finds it lost for good (the server stops)
             error = str(exc)
+        seconds = time.perf_counter() - started
         with self._cond:
             self._busy = False
+            self._in_flight = 0
             was = self._error
             self._error = error
             if error is None:
@@ -262,7 +266,7 @@ class EventWriter:
                 self._retry_at = time.monotonic() + 0.2
             self._cond.notify_all()
         if error is None and self.on_write is not None:
-            self.on_write(len(batch), time.perf_counter() - started)
+            _tell(self.on_write, len(batch), seconds)
         if self.on_problem is not None and (was is None) != (error is None):
             self.on_problem(error)
 
@@ -270,21 +274,27 @@ class EventWriter:
         if self.fsync != "interval" or not self._dirty:
             return
         if force or time.monotonic() >= self._last_sync + self.interval_s:
-            try:
-                started = time.perf_counter()
-                self.store.sync_events()
+            # cleared before the fsync, under the lock: a batch a request writes meanwhile sets
+            # it again and is fsynced at the next interval (or at close)
+            with self._cond:
                 self._dirty = False
-                if self.on_sync is not None:
-                    self.on_sync(time.perf_counter() - started)
+            started = time.perf_counter()
+            try:
+                self.store.sync_events()
             except StoreUnavailable:
-                pass  # retried at the next interval
+                with self._cond:
+                    self._dirty = True  # retried at the next interval
+            else:
+                if self.on_sync is not None:
+                    _tell(self.on_sync, time.perf_counter() - started)
             self._last_sync = time.monotonic()
 
     @property
     def pending(self) -> int:
-        """Events accepted and not yet written (a store outage holds them here)."""
+        """Events accepted and not yet written: queued, or in a write still under way (a store
+        outage holds them here)."""
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + self._in_flight
 
     def close(self) -> None:
         """Write everything queued, then stop the thread."""
@@ -293,3 +303,11 @@ class EventWriter:
             self._give_up_at = time.monotonic() + self.close_wait_s
             self._wake.notify_all()
         self._thread.join()
+
+
+def _tell(callback: Callable[..., None], *args: float) -> None:
+    """A metrics callback; one that fails must not stop the journal's writer."""
+    try:
+        callback(*args)
+    except Exception:  # metrics are never worth an unwritten journal
+        return
