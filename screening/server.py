@@ -145,31 +145,46 @@ class RunningServer:
         if self.service is None:
             return False
         try:
-            self.service.use_policy(load_policy(path or None), by=by)
+            # both read and checked before either is swapped: a bad shadow file changes nothing
+            new = load_policy(path or None)
+            use_shadows = self.read_shadows(by)
+            self.service.use_policy(new, by=by)
         except ScreeningError as exc:  # not loaded, or the store cannot keep it
             log.error("policy_refused", by=by, file=path or "(default)", error=str(exc),
-                      running=self.engine.policy.version)
+                      running=self.engine.policy.version,
+                      running_shadows=[s.version for s in self.engine.shadows])
             return False
-        return self.reload_shadows(by)
+        use_shadows()
+        return True
 
     def reload_shadows(self, by: str = "SIGHUP") -> bool:
         """Re-read the shadow policy files (``[policy] shadow_files``) and decide with them from
         the next transaction; False (and an error line) when one does not load: the running set
         stays whole."""
+        try:
+            use_shadows = self.read_shadows(by)
+        except ConfigError as exc:
+            get_logger("screening.server").error(
+                "shadow_policies_refused", by=by, error=str(exc),
+                running=[s.version for s in self.engine.shadows])
+            return False
+        use_shadows()
+        return True
+
+    def read_shadows(self, by: str) -> Callable[[], None]:
+        """Read and check the shadow policy files; returns what makes them the running set.
+        Raises ConfigError (naming the file and line) when one does not load."""
         recorder = self.shadow
         paths = self.engine.settings.policy.shadow_paths()
         if recorder is None or not paths:
-            return True
-        log = get_logger("screening.server")
-        try:
-            shadows = tuple(load_policy(p) for p in paths)
-        except ConfigError as exc:
-            log.error("shadow_policies_refused", by=by, error=str(exc),
-                      running=[s.version for s in self.engine.shadows])
-            return False
-        self.engine.set_shadows(shadows, then=lambda: recorder.use(shadows))
-        log.info("shadow_policies_swapped", by=by, versions=[s.version for s in shadows])
-        return True
+            return lambda: None
+        shadows = tuple(load_policy(p) for p in paths)
+
+        def use() -> None:
+            self.engine.set_shadows(shadows, then=lambda: recorder.use(shadows))
+            get_logger("screening.server").info("shadow_policies_swapped", by=by,
+                                                versions=[s.version for s in shadows])
+        return use
 
     def reload_auth(self, by: str = "SIGHUP") -> bool:
         """Re-read the tokens file (or the CRL) and use it from the next call on (a revoked
@@ -542,9 +557,11 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
              memory=engine.memory.log_fields(), metrics_port=metrics_port or None,
              shadows=[s.version for s in engine.shadows] or None,
              audit=settings.audit.dir or None)
-    return RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
-                         lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls,
-                         audit, flight=flight, flight_port=flight.port if flight else 0)
+    running = RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
+                            lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls,
+                            audit, flight=flight, flight_port=flight.port if flight else 0)
+    service.read_shadows = running.read_shadows  # ReloadPolicy re-reads them, as SIGHUP does
+    return running
 
 
 def _start_flight(settings: Settings, service: ScreeningService, log: Any) -> Any:

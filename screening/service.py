@@ -82,6 +82,9 @@ class ScreeningService(pb_grpc.ScreeningServicer):
         self.report_thresholds: ReportThresholds | None = None
         self._no_thresholds = ""
         self._set_thresholds(engine.policy)
+        # the server's reader of the shadow policy files (``RunningServer.read_shadows``): checks
+        # them and returns what makes them the running set; None: no shadows to re-read
+        self.read_shadows: Callable[[str], Callable[[], None]] | None = None
         # open ScreenStreams by caller scope (``[server] max_streams_per_caller``)
         self._streams: dict[str, int] = {}
         self._streams_lock = threading.Lock()
@@ -447,13 +450,26 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                 raise InvalidRequest("policy_toml", f"line {problem}" if problem[:1].isdigit()
                                      else problem) from None
         else:
+            # the configured file, and the shadow files with it (as SIGHUP): each read and
+            # checked before anything is swapped
             path = self.engine.settings.policy.file
             try:
                 new = load_policy(path or None)
+            except ConfigError as exc:
+                raise FailedPrecondition(f"policy file {path or '(default)'} not loaded, the "
+                                         f"running policy stays: {exc}") from None
+            try:
+                use_shadows = self.read_shadows(caller.name) if self.read_shadows else None
+            except ConfigError as exc:
+                raise FailedPrecondition(f"shadow policy files not loaded, the running policy "
+                                         f"and shadows stay: {exc}") from None
+            try:
                 old = self.use_policy(new, by=caller.name, caller=caller)
             except ConfigError as exc:
                 raise FailedPrecondition(f"policy file {path or '(default)'} not loaded, the "
                                          f"running policy stays: {exc}") from None
+            if use_shadows is not None:
+                use_shadows()
         return pb.ReloadPolicyResponse(previous_version=old.version, policy_version=new.version,
                                        transaction_rules=len(new.txn_rules),
                                        call_rules=len(new.call_rules))

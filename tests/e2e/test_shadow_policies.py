@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import grpc
 import pytest
 
 from screening.auth import Authenticator
@@ -151,3 +152,31 @@ def test_reload_re_reads_the_shadow_files_and_a_bad_one_keeps_the_running_set(
     assert [(r["transaction_id"], r["shadow"]) for r in warned] == [(probe.transaction_id, after)]
     totals = {r["shadow"]: r["decisions"] for r in lines if r["kind"] == "totals"}
     assert totals == {before: 1, after: 1}
+
+
+def test_the_reload_rpc_re_reads_the_shadow_files_and_a_bad_one_changes_nothing(tmp_path: Path) -> None:
+    """ReloadPolicy (no policy text: the configured files) re-reads the shadow files as SIGHUP
+    does. A shadow file that does not load refuses the whole reload with FAILED_PRECONDITION
+    naming the file: neither the active policy nor the running shadows change."""
+    first = default_policy_text().replace('version = "', 'version = "cand1-', 1)
+    live, _log = _server(tmp_path, first)
+    admin = live.client("admin")
+    try:
+        active, before = live.server.engine.policy.version, live.server.engine.shadows[0].version
+        second = default_policy_text().replace('version = "', 'version = "cand2-', 1) + EXTRA_RULE
+        (tmp_path / "candidate.toml").write_text(second, encoding="utf-8")
+        reply = admin.reload_policy()
+        assert reply.policy_version == active
+        after = live.server.engine.shadows[0].version
+        assert after != before and after.startswith("default-cand2-")
+
+        (tmp_path / "candidate.toml").write_text(second + "\n[[rule]]\nbroken", encoding="utf-8")
+        with pytest.raises(grpc.RpcError) as err:
+            admin.reload_policy()
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "candidate.toml" in (err.value.details() or "")
+        assert live.server.engine.shadows[0].version == after
+        assert live.server.engine.policy.version == active
+    finally:
+        _stop(live)
+
