@@ -462,9 +462,10 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                  ("grpc.server.max_pending_requests_hard_limit", settings.server.max_pending)]
     lanes = Lanes.from_settings(settings.server)
     metrics = Metrics(policy.version)
-    if isinstance(engine.events, EventWriter):
-        engine.events.on_write = metrics.journal_written
-        engine.events.on_sync = metrics.journal_synced
+    journal = engine.events if isinstance(engine.events, EventWriter) else None
+    if journal is not None:
+        journal.on_write = metrics.journal_written
+        journal.on_sync = metrics.journal_synced
     shadow = _shadow_recorder(settings, engine, metrics)
     refusals = RefusalLog(log, metrics=metrics)
     throttle = (FailureThrottle(settings.auth.max_failures, settings.auth.block_seconds)
@@ -521,7 +522,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                   engine=engine.stats,
                   checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None,
                   audit=audit.stats if audit is not None else None,
-                  journal_pending=_journal_pending(engine))
+                  journal_pending=(lambda: journal.pending) if journal is not None else None)
     metrics_port = 0
     if settings.metrics.port:
         try:
@@ -612,14 +613,6 @@ def _shadow_recorder(settings: Settings, engine: Engine, metrics: Metrics) -> Sh
     engine.on_shadow = recorder
     recorder.start()
     return recorder
-
-
-def _journal_pending(engine: Engine) -> Callable[[], int] | None:
-    """The event journal's queue, for the metrics page (None: no journal)."""
-    writer = engine.events
-    if not isinstance(writer, EventWriter):
-        return None
-    return lambda: writer.pending
 
 
 def _checkpoint_figures(checkpointer: Checkpointer) -> dict[str, float] | None:
