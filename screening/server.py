@@ -251,6 +251,11 @@ class RunningServer:
         if self.shadow is not None:
             self.shadow.close()
             self.shadow = None
+        # start froze the long-lived objects out of the collector's way (gc.freeze); frozen, a
+        # reference cycle among them would keep this server's state alive after it stopped (a
+        # process that starts servers one after another, as the tests do, grew by each one;
+        # another server still running in the process is frozen again by its _GcFreezer)
+        gc.unfreeze()
 
 
 def _authenticator(settings: Settings, auth: Authenticator | None) -> Authenticator:
