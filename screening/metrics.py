@@ -156,18 +156,12 @@ class Metrics:
     def shadow_disagreed(self, shadow: str, n: int) -> None:
         self._child(self._shadow_diff, shadow).inc(n)
 
-    def journal_callbacks(self) -> tuple[Callable[[int, float], None], Callable[[float], None]]:
-        """(written, synced) for the event journal's writer. They hold the metric objects, not
-        this ``Metrics``: the writer belongs to the engine, which this object watches, and a
-        reference cycle through the engine would outlive a stopped server (its objects are
-        frozen out of the collector's reach, ``gc.freeze``)."""
-        write, events, sync = self._journal_write, self._journal_events, self._journal_sync
+    def journal_written(self, events: int, seconds: float) -> None:
+        self._journal_write.observe(seconds)
+        self._journal_events.inc(events)
 
-        def written(n: int, seconds: float) -> None:
-            write.observe(seconds)
-            events.inc(n)
-
-        return written, sync.observe
+    def journal_synced(self, seconds: float) -> None:
+        self._journal_sync.observe(seconds)
 
     def observe(self, rpc: str, seconds: float) -> None:
         self._child(self._latency, rpc).observe(seconds)

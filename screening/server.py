@@ -172,9 +172,20 @@ class RunningServer:
         return True
 
     def read_shadows(self, by: str) -> Callable[[], None]:
-        """Read and check the shadow policy files; returns what makes them the running set.
-        Raises ConfigError (naming the file and line) when one does not load."""
-        return _shadow_reader(self.engine, self.shadow)(by)
+        """Read and check the shadow policy files (``[policy] shadow_files``); returns what
+        makes them the running set. Raises ConfigError (naming the file and line) when one does
+        not load."""
+        recorder = self.shadow
+        paths = self.engine.settings.policy.shadow_paths()
+        if recorder is None or not paths:
+            return lambda: None
+        shadows = tuple(load_policy(p) for p in paths)
+
+        def use() -> None:
+            self.engine.set_shadows(shadows, then=lambda: recorder.use(shadows))
+            get_logger("screening.server").info("shadow_policies_swapped", by=by,
+                                                versions=[s.version for s in shadows])
+        return use
 
     def reload_auth(self, by: str = "SIGHUP") -> bool:
         """Re-read the tokens file (or the CRL) and use it from the next call on (a revoked
@@ -459,7 +470,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     metrics = Metrics(policy.version)
     journal = engine.events if isinstance(engine.events, EventWriter) else None
     if journal is not None:
-        journal.on_write, journal.on_sync = metrics.journal_callbacks()
+        journal.on_write, journal.on_sync = metrics.journal_written, metrics.journal_synced
     shadow = _shadow_recorder(settings, engine, metrics)
     refusals = RefusalLog(log, metrics=metrics)
     throttle = (FailureThrottle(settings.auth.max_failures, settings.auth.block_seconds)
@@ -555,30 +566,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     running = RunningServer(server, bound, engine, health_servicer, warm, freezer, store, checkpointer,
                             lease, lanes, metrics, metrics_port, service, shadow, authenticator, tls,
                             audit, flight=flight, flight_port=flight.port if flight else 0)
-    # ReloadPolicy re-reads them, as SIGHUP does (not running.read_shadows: the service would
-    # hold the server that holds it, a cycle that gc.freeze keeps alive after stop)
-    service.read_shadows = _shadow_reader(engine, shadow)
+    service.read_shadows = running.read_shadows  # ReloadPolicy re-reads them, as SIGHUP does
     return running
-
-
-def _shadow_reader(engine: Engine, recorder: ShadowRecorder | None) -> Callable[[str], Callable[[], None]]:
-    """What reads and checks the shadow policy files (``[policy] shadow_files``) and returns what
-    makes them the running set; it raises ConfigError, naming the file and line, when one does
-    not load."""
-
-    def read(by: str) -> Callable[[], None]:
-        paths = engine.settings.policy.shadow_paths()
-        if recorder is None or not paths:
-            return lambda: None
-        shadows = tuple(load_policy(p) for p in paths)
-
-        def use() -> None:
-            engine.set_shadows(shadows, then=lambda: recorder.use(shadows))
-            get_logger("screening.server").info("shadow_policies_swapped", by=by,
-                                                versions=[s.version for s in shadows])
-        return use
-
-    return read
 
 
 def _start_flight(settings: Settings, service: ScreeningService, log: Any) -> Any:
