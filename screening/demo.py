@@ -324,15 +324,33 @@ def _print_table(day: _Day, out: TextIO) -> None:
     out.writelines(line + "\n" for line in _wrap(_FLAGS_LEGEND, width))
 
 
+class _LogFile:
+    """The demo server's log file. structlog caches each logger bound to it on first use, and
+    they outlive the demo in the process that ran it (a test's next server): once closed, what
+    they write is dropped rather than failing, and the file is closed, not left to the
+    collector."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("w", encoding="utf-8")
+
+    def write(self, text: str) -> int:
+        return len(text) if self._file.closed else self._file.write(text)
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
     """Run the scripted day; returns a process exit code."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="screening-demo-"))
     log_dir.mkdir(parents=True, exist_ok=True)  # `--log-dir` names a directory that may not exist yet
     log_path = log_dir / "server.log"
     audit_dir = log_dir / "audit"
-    # left open for the rest of the process: structlog caches each logger bound to this
-    # stream on first use, so a closed one would fail whatever logs later (the tests' next)
-    log_stream = log_path.open("w", encoding="utf-8")
+    log_stream = _LogFile(log_path)
     settings = Settings(audit=AuditSettings(dir=str(audit_dir)))
     masker = configure_logging(settings.log, stream=log_stream)
     auth = Authenticator.with_tokens({t: (f"demo-{r}", r) for r, t in _TOKENS.items()})
@@ -362,7 +380,7 @@ def run_demo(out: TextIO, log_dir: Path | None = None) -> int:
         for c in clients.values():
             c.close()
         running.stop(1.0)
-        log_stream.flush()
+        log_stream.close()
     audit = verify(audit_dir)
     out.write(f"\nAudit trail in {audit_dir} (`screening audit verify {audit_dir}`):\n"
               + "".join(f"  {line}\n" for line in audit.summary().splitlines())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, cast
 
 import structlog
 
@@ -13,11 +13,21 @@ from screening.masking import Masker, mask_processor
 
 __all__ = ["configure_logging", "get_logger"]
 
+
+
+class LogStream(Protocol):
+    """Where log lines go: a text file, or anything that writes and flushes like one."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
 
-def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> Masker:
+def configure_logging(settings: LogSettings, stream: LogStream | None = None) -> Masker:
     """Set up structlog once for the process; returns the Masker used for identifiers."""
     masker = Masker(settings.mask_key.encode("utf-8") if settings.mask_key else None)
     level = _LEVELS.get(settings.level.lower(), logging.INFO)
@@ -33,7 +43,7 @@ def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> Ma
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, stream or sys.stderr)),
         cache_logger_on_first_use=True,
     )
     return masker
