@@ -187,10 +187,10 @@ def _device_scalars(n: int) -> np.ndarray:
 
 def decide_rows(table: RuleTable, feat: np.ndarray) -> np.ndarray:
     """Decisions (``int64[n, N_DEC]``: action, reason bits 0..62, score, report flags, marks,
-    reason bits 63..) of
-    ``table``'s rules on transaction feature rows ``feat`` (``float64[n, N_TXN_FEATURE]``), as
+    reason bits 63..) of ``table``'s rules on feature rows ``feat``
+    (``float64[n, N_TXN_FEATURE]``; a call's row is as wide, its call features first), as
     ``process`` decides them; for shadow policies, which see the same features and change
-    nothing."""
+    nothing. A transaction table on transaction rows, a call table on call rows."""
     if feat.dtype != np.float64 or feat.ndim != 2 or feat.shape[1] != k.N_TXN_FEATURE:
         raise ValueError(f"feat must be float64[n, {k.N_TXN_FEATURE}], got {feat.dtype}{feat.shape}")
     if not feat.flags.c_contiguous:

@@ -644,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = p.add_subparsers(dest="shadow_command", required=True, metavar="ACTION")
     c = ssub.add_parser("report", help="compare each shadow policy with the active one from a "
                                        "shadow log ([policy] shadow_log): alerts, overlap, "
-                                       "money stopped, by rule")
+                                       "money stopped, calls warned and blocked, by rule")
     c.add_argument("log", type=Path, help="the shadow log (JSON lines)")
     c.set_defaults(func=_cmd_shadow_report)
 

@@ -384,7 +384,7 @@ class FlightSettings:
 class PolicySettings:
     # Empty means the default policy shipped in the package.
     file: str = ""
-    # Candidate policies decided beside the active one on live traffic and never answered
+    # Candidate policies decided beside the active one on live transactions and calls, never answered
     # (comma-separated files); see `screening shadow report`.
     shadow_files: str = ""
     # Where their would-be decisions go (JSON lines); empty: counted in the metrics only.

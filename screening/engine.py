@@ -347,9 +347,17 @@ class WatchlistChange:
 
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
-# who hears shadow decisions: (transactions, the active decisions, the active version, one
-# decision array per shadow policy); called under the engine's lock, so it only queues them
-ShadowSink = Callable[[Sequence[TxnInput], np.ndarray, str, list[np.ndarray]], None]
+class ShadowSink(Protocol):
+    """Who hears shadow decisions: the events, the active decisions, the active version and one
+    decision array per shadow policy; called under the engine's lock, so it only queues them."""
+
+    def transactions(self, txns: Sequence[TxnInput], active: np.ndarray, active_version: str,
+                     shadows: list[np.ndarray]) -> None: ...
+
+    def call(self, call: CallInput, active: np.ndarray, active_version: str,
+             shadows: list[np.ndarray]) -> None: ...
+
+
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
 # The same for feedback: (when, what) -> journal sequence number.
 FeedbackJournal = Callable[[int, Feedback], int]
@@ -690,8 +698,8 @@ class Engine:
 
     def set_shadows(self, shadows: Sequence[Policy],
                     then: Callable[[], None] | None = None) -> None:
-        """Decide every later transaction with ``shadows`` too, on the same features, and hand
-        their decisions to ``on_shadow``; they are never answered and change no state. ``then``
+        """Decide every later transaction and call with ``shadows`` too, on the same features,
+        and hand their decisions to ``on_shadow``; they are never answered and change no state. ``then``
         runs under the same lock (the sink learns of the new set between two decisions)."""
         with self._lock:
             self.shadows = tuple(shadows)
@@ -929,8 +937,8 @@ class Engine:
                            reads=step.reads)
         feat, dec, degraded = done.features, done.decisions, done.degraded
         if step.shadows and self.on_shadow is not None:
-            self.on_shadow(batch_in.rows(), dec, policy.version,
-                           [decide_rows(s.txn_table, feat) for s in step.shadows])
+            self.on_shadow.transactions(batch_in.rows(), dec, policy.version,
+                                        [decide_rows(s.txn_table, feat) for s in step.shadows])
         if replay is None:
             latency_us = (time.perf_counter_ns() - t0) // 1000
             unsaved = not self.store_ok
@@ -1158,6 +1166,10 @@ class Engine:
                                 new_pairs=1, detect=False)
         feat, dec = done.features, done.decisions
         bits = reason_mask(dec[0].tolist())
+        if replay is None and self.shadows and self.on_shadow is not None:
+            # a call's features hold every call feature (no ``reads`` on this path)
+            self.on_shadow.call(call, dec, policy.version,
+                                [decide_rows(s.call_table, feat) for s in self.shadows])
         if replay is None:
             latency_us = (time.perf_counter_ns() - t0) // 1000
             self._journal_event(JournalEvent(

@@ -12,7 +12,8 @@ Names (``screening_`` prefix): ``decisions_total{rpc,action}``, ``reasons_total{
 before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``entities{kind}``,
 ``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``audit_*`` (with an
 audit trail: records waiting, written, calls refused, writer failing), ``policy_info{version}``,
-``shadow_decisions_total{shadow,action}``, ``shadow_disagreements_total{shadow}``; with an
+``shadow_decisions_total{shadow,event,action}``, ``shadow_disagreements_total{shadow,event}``
+(``event``: ``transaction`` or ``call``); with an
 event journal ``journal_write_seconds`` (histogram: one group-commit write, the store's round
 trip), ``journal_events_total``, ``journal_sync_seconds`` (interval fsyncs), ``journal_pending``.
 """
@@ -69,11 +70,13 @@ class Metrics:
         self._errors = Counter("screening_errors", "Calls ended with an error status.",
                                ["rpc", "code"], registry=r)
         self._shadow = Counter("screening_shadow_decisions",
-                               "What shadow policies would have decided (never answered).",
-                               ["shadow", "action"], registry=r)
+                               "What shadow policies would have decided (never answered), by "
+                               "event (transaction, call).", ["shadow", "event", "action"],
+                               registry=r)
         self._shadow_diff = Counter("screening_shadow_disagreements",
-                                    "Transactions a shadow policy would have decided with another "
-                                    "action than the active one.", ["shadow"], registry=r)
+                                    "Transactions and calls a shadow policy would have decided "
+                                    "with another action than the active one.",
+                                    ["shadow", "event"], registry=r)
         self._journal_write = Histogram("screening_journal_write_seconds",
                                         "One group-commit write of the event journal to the store "
                                         "(with its fsync when journal_fsync is batch).",
@@ -150,11 +153,11 @@ class Metrics:
         if duplicates:
             self._child(self._duplicates, rpc).inc(duplicates)
 
-    def shadow_decided(self, shadow: str, action: str, n: int) -> None:
-        self._child(self._shadow, shadow, action).inc(n)
+    def shadow_decided(self, shadow: str, event: str, action: str, n: int) -> None:
+        self._child(self._shadow, shadow, event, action).inc(n)
 
-    def shadow_disagreed(self, shadow: str, n: int) -> None:
-        self._child(self._shadow_diff, shadow).inc(n)
+    def shadow_disagreed(self, shadow: str, event: str, n: int) -> None:
+        self._child(self._shadow_diff, shadow, event).inc(n)
 
     def journal_written(self, events: int, seconds: float) -> None:
         self._journal_write.observe(seconds)

@@ -1,14 +1,16 @@
 """Shadow policies: candidate policies decided beside the active one on live traffic.
 
 A risk team switches a rule on only after seeing what it would have done. The engine decides
-each transaction with the active policy (the answer) and, on the same features, with every
-shadow policy (``features.state.decide_rows``); the shadows' decisions are never answered and
-change no state. ``ShadowRecorder`` counts them (metrics) and writes, off the request path, one
-JSON line per transaction where either side fired a rule, plus running totals; ``report``
-compares each shadow with the active policy from such a file (``screening shadow report``):
-alerts, overlap, HOLD and above, money that would have been stopped, by rule.
+each transaction and each call report with the active policy (the answer) and, on the same
+features, with every shadow policy (``features.state.decide_rows``); the shadows' decisions are
+never answered and change no state. ``ShadowRecorder`` counts them (metrics) and writes, off the
+request path, one JSON line per transaction or call where either side fired a rule, plus each
+run's running totals; ``report`` compares each shadow with the active policy from such a file
+(``screening shadow report``): alerts, overlap, HOLD and above, money that would have been
+stopped, calls warned and blocked, by rule.
 
-Lines carry transaction ids, never account numbers or phones (they go to risk analysts).
+Lines carry transaction and call ids, never account numbers or phones (they go to risk
+analysts).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +29,8 @@ import numpy as np
 
 from features.layout import DecisionCol, join_reasons
 from screening.metrics import Metrics
-from screening.model import TxnInput, fen_text
-from screening.policy import ACTION_NAMES, ACTIONS, REPORT_FLAGS, Policy
+from screening.model import CallInput, TxnInput, fen_text
+from screening.policy import ACTION_NAMES, ACTIONS, CALL_ACTION_NAMES, CALL_ACTIONS, REPORT_FLAGS, Policy
 
 __all__ = ["ShadowRecorder", "report"]
 
@@ -35,6 +38,8 @@ _WARN = ACTIONS["WARN"]
 _HOLD = ACTIONS["HOLD"]
 _STOP = ACTIONS["STOP_PAYMENT"]
 _SUSPICIOUS = REPORT_FLAGS["suspicious"]
+_WARN_CALLEE = CALL_ACTIONS["WARN_CALLEE"]
+_BLOCK = CALL_ACTIONS["BLOCK"]
 
 
 def _alert(action: int, flags: int) -> bool:
@@ -64,17 +69,42 @@ class _Batch:
 
 
 @dataclass
+class _Call:
+    call: CallInput
+    active: np.ndarray  # int64[1, N_DEC]
+    active_version: str
+    shadows: list[np.ndarray]
+    policies: tuple[Policy, ...]
+
+
+@dataclass
+class _Decided:
+    """What one shadow policy decided in this run."""
+
+    transactions: int = 0
+    calls: int = 0
+
+    def figures(self) -> tuple[int, int]:
+        return self.transactions, self.calls
+
+
+@dataclass
 class ShadowRecorder:
-    """The engine's ``on_shadow`` sink: counts under the engine's lock, writes in its own thread."""
+    """The engine's ``on_shadow`` sink: counts under the engine's lock, writes in its own thread.
+
+    Totals lines name the run (one recorder's life); a restart begins a new run at zero, and
+    the report adds the runs up."""
 
     shadows: tuple[Policy, ...]
     policy_for: Callable[[str], Policy]  # the active policy of a version (reasons by name)
     path: Path | None = None
     metrics: Metrics | None = None
     flush_s: float = 1.0
-    decided: dict[str, int] = field(default_factory=dict)  # by shadow version
-    _queue: list[_Batch] = field(default_factory=list)
-    _retired: dict[str, int] = field(default_factory=dict)
+    decided: dict[str, _Decided] = field(default_factory=dict)  # by shadow version
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _queue: list[_Batch | _Call] = field(default_factory=list)
+    _retired: dict[str, _Decided] = field(default_factory=dict)
+    _written: dict[str, tuple[int, int]] = field(default_factory=dict)  # totals last written
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -88,28 +118,41 @@ class ShadowRecorder:
         """The engine decides with ``shadows`` from now on (called under its lock); a version
         that stays keeps its running total."""
         self.shadows = shadows
-        kept = {s.version: self.decided.get(s.version, 0) for s in shadows}
+        kept = {s.version: self.decided.get(s.version, _Decided()) for s in shadows}
         with self._lock:  # a retired one's last total is written at the next flush
-            self._retired.update({v: n for v, n in self.decided.items() if v not in kept})
+            self._retired.update({v: d for v, d in self.decided.items() if v not in kept})
         self.decided = kept
 
-    def __call__(self, txns: Sequence[TxnInput], active: np.ndarray, active_version: str,
-                 shadows: list[np.ndarray]) -> None:
+    def transactions(self, txns: Sequence[TxnInput], active: np.ndarray, active_version: str,
+                     shadows: list[np.ndarray]) -> None:
         for i, dec in enumerate(shadows):
             version = self.shadows[i].version
-            self.decided[version] += len(txns)
-            if self.metrics is not None:
-                actions, counts = np.unique(dec[:, DecisionCol.ACTION], return_counts=True)
-                for a, n in zip(actions.tolist(), counts.tolist(), strict=True):
-                    self.metrics.shadow_decided(version, ACTION_NAMES[a], n)
-                differ = int(np.count_nonzero(dec[:, DecisionCol.ACTION]
-                                              != active[:, DecisionCol.ACTION]))
-                if differ:
-                    self.metrics.shadow_disagreed(version, differ)
+            self.decided[version].transactions += len(txns)
+            self._count(version, "transaction", ACTION_NAMES, dec, active)
         if self.path is not None:
             with self._lock:
-                self._queue.append(_Batch(txns, active, active_version, shadows,
-                                          self.shadows))
+                self._queue.append(_Batch(txns, active, active_version, shadows, self.shadows))
+
+    def call(self, call: CallInput, active: np.ndarray, active_version: str,
+             shadows: list[np.ndarray]) -> None:
+        for i, dec in enumerate(shadows):
+            version = self.shadows[i].version
+            self.decided[version].calls += 1
+            self._count(version, "call", CALL_ACTION_NAMES, dec, active)
+        if self.path is not None:
+            with self._lock:
+                self._queue.append(_Call(call, active, active_version, shadows, self.shadows))
+
+    def _count(self, version: str, event: str, names: Any, dec: np.ndarray,
+               active: np.ndarray) -> None:
+        if self.metrics is None:
+            return
+        actions, counts = np.unique(dec[:, DecisionCol.ACTION], return_counts=True)
+        for a, n in zip(actions.tolist(), counts.tolist(), strict=True):
+            self.metrics.shadow_decided(version, event, names[a], n)
+        differ = int(np.count_nonzero(dec[:, DecisionCol.ACTION] != active[:, DecisionCol.ACTION]))
+        if differ:
+            self.metrics.shadow_disagreed(version, event, differ)
 
     # ------------------------------------------------------------------ the writer
     def start(self) -> None:
@@ -126,39 +169,52 @@ class ShadowRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is queued, then the running totals."""
+        """Write what is queued, then the running totals that changed since the last flush."""
         with self._lock:
-            batches, self._queue = self._queue, []
+            items, self._queue = self._queue, []
             retired, self._retired = self._retired, {}
+            # the engine's lock is not held here: copy the counts, then compare
+            totals = {v: d.figures() for v, d in (retired | self.decided).items()}
         if self._out is None:
             return
-        lines = [line for b in batches for line in self._lines(b)]
+        lines = [line for item in items for line in self._lines(item)]
         now = _iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000))
-        lines += [json.dumps({"kind": "totals", "shadow": v, "decisions": n, "at": now})
-                  for v, n in (retired | self.decided).items()]
-        self._out.write("\n".join(lines) + "\n")
-        self._out.flush()
+        for v, (txns, calls) in totals.items():
+            if self._written.get(v) != (txns, calls):
+                self._written[v] = (txns, calls)
+                lines.append(json.dumps({"kind": "totals", "shadow": v, "run": self.run,
+                                         "transactions": txns, "calls": calls, "at": now}))
+        if lines:
+            self._out.write("\n".join(lines) + "\n")
+            self._out.flush()
 
-    def _lines(self, b: _Batch) -> Iterable[str]:
-        active_policy = self.policy_for(b.active_version)
-        a_act = b.active[:, DecisionCol.ACTION].tolist()
-        a_bits = _masks(b.active)
-        a_flags = b.active[:, DecisionCol.FLAGS].tolist()
-        for s, dec in zip(b.policies, b.shadows, strict=True):
+    def _lines(self, item: _Batch | _Call) -> Iterable[str]:
+        active_policy = self.policy_for(item.active_version)
+        calls = isinstance(item, _Call)
+        names = CALL_ACTION_NAMES if calls else ACTION_NAMES
+        a_act = item.active[:, DecisionCol.ACTION].tolist()
+        a_bits = _masks(item.active)
+        a_flags = item.active[:, DecisionCol.FLAGS].tolist()
+        for s, dec in zip(item.policies, item.shadows, strict=True):
             s_act = dec[:, DecisionCol.ACTION].tolist()
             s_bits = _masks(dec)
             s_flags = dec[:, DecisionCol.FLAGS].tolist()
-            for j, t in enumerate(b.txns):
+            if isinstance(item, _Call):
+                ids: list[dict[str, Any]] = [{"call_id": item.call.call_id,
+                                              "event_time": _iso(item.call.start_ms)}]
+            else:
+                ids = [{"transaction_id": t.transaction_id, "event_time": _iso(t.event_time_ms),
+                        "amount_fen": t.amount_fen} for t in item.txns]
+            for j, event in enumerate(ids):
                 if not (a_bits[j] or s_bits[j]):
                     continue
                 yield json.dumps({
-                    "kind": "decision", "shadow": s.version, "active": b.active_version,
-                    "transaction_id": t.transaction_id, "event_time": _iso(t.event_time_ms),
-                    "amount_fen": t.amount_fen,
-                    "active_action": ACTION_NAMES[a_act[j]], "active_flags": a_flags[j],
-                    "active_reasons": [r.code for r in active_policy.fired(a_bits[j])],
-                    "shadow_action": ACTION_NAMES[s_act[j]], "shadow_flags": s_flags[j],
-                    "shadow_reasons": [r.code for r in s.fired(s_bits[j])],
+                    "kind": "call" if calls else "decision", "shadow": s.version,
+                    "active": item.active_version, **event,
+                    "active_action": names[a_act[j]], "active_flags": a_flags[j],
+                    "active_reasons": [r.code for r in active_policy.fired(a_bits[j], calls)],
+                    "shadow_action": names[s_act[j]], "shadow_flags": s_flags[j],
+                    "shadow_reasons": [r.code for r in s.fired(s_bits[j], calls)],
                 }, ensure_ascii=False)
 
     def close(self) -> None:
@@ -182,10 +238,21 @@ class _Side:
     stops: int = 0
 
 
-def report(path: Path) -> str:
-    """A comparison of every shadow policy in a shadow log with the active policy."""
-    totals: dict[str, int] = {}
-    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+@dataclass
+class _Shadow:
+    """One shadow policy's lines in a log: its decisions and each run's last totals."""
+
+    txns: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def decided(self) -> tuple[int, int]:
+        """Transactions and calls decided, over every run (each run counts from zero)."""
+        return sum(t for t, _ in self.runs.values()), sum(c for _, c in self.runs.values())
+
+
+def _read(path: Path) -> dict[str, _Shadow]:
+    shadows: dict[str, _Shadow] = defaultdict(_Shadow)
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -194,57 +261,121 @@ def report(path: Path) -> str:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 raise ValueError(f"{path}:{n}: not a JSON line") from None
-            if rec.get("kind") == "totals":
-                totals[rec["shadow"]] = max(totals.get(rec["shadow"], 0), int(rec["decisions"]))
-            elif rec.get("kind") == "decision":
-                rows[rec["shadow"]].append(rec)
-    if not totals and not rows:
+            try:
+                kind = rec.get("kind")
+                sh = shadows[rec["shadow"]] if kind in ("totals", "decision", "call") else None
+                if kind == "totals" and sh is not None:
+                    # lines of an older server carry no run and count transactions as decisions
+                    run = rec.get("run", "")
+                    figures = (int(rec.get("transactions", rec.get("decisions", 0))),
+                               int(rec.get("calls", 0)))
+                    last = sh.runs.get(run, (0, 0))
+                    sh.runs[run] = (max(last[0], figures[0]), max(last[1], figures[1]))
+                elif kind == "decision" and sh is not None:
+                    sh.txns.append(rec)
+                elif kind == "call" and sh is not None:
+                    sh.calls.append(rec)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ValueError(f"{path}:{n}: not a shadow log line (kind, shadow, "
+                                 f"figures)") from None
+    return shadows
+
+
+def report(path: Path) -> str:
+    """A comparison of every shadow policy in a shadow log with the active policy."""
+    shadows = _read(path)
+    if not shadows:
         return f"{path}: no shadow decisions yet\n"
     out: list[str] = []
-    for shadow in sorted(set(totals) | set(rows)):
-        recs = rows[shadow]
-        active_versions = sorted({r["active"] for r in recs})
-        out += [f"shadow policy {shadow}",
+    for version in sorted(shadows):
+        sh = shadows[version]
+        n_txns, n_calls = sh.decided()
+        active_versions = sorted({r["active"] for r in sh.txns + sh.calls})
+        out += [f"shadow policy {version}",
                 f"  beside the active {', '.join(active_versions) or '(none fired)'}; "
-                f"{totals.get(shadow, 0):,} transactions decided by both, "
-                f"{len(recs):,} where a rule fired", ""]
-        a, s = _Side(), _Side()
-        both = only_a = only_s = 0
-        by_rule: dict[str, Counter[str]] = defaultdict(Counter)
-        for r in recs:
-            sides = []
-            for side, act_key, flags_key, reasons_key, name in (
-                    (a, "active_action", "active_flags", "active_reasons", "active"),
-                    (s, "shadow_action", "shadow_flags", "shadow_reasons", "shadow")):
-                act = ACTIONS[r[act_key]]
-                alert = _alert(act, int(r[flags_key]))
-                sides.append(alert)
-                side.alerts += alert
-                side.holds += act >= _HOLD
-                if act >= _STOP:
-                    side.stops += 1
-                    side.stopped_fen += int(r["amount_fen"])
-                for code in r[reasons_key]:
-                    by_rule[code][name] += 1
-                    if name == "shadow" and act >= _STOP:
-                        by_rule[code]["shadow_stopped_fen"] += int(r["amount_fen"])
-            both += sides[0] and sides[1]
-            only_a += sides[0] and not sides[1]
-            only_s += sides[1] and not sides[0]
-        w = 38
-        out += [f"  {'':{w}} {'active':>14} {'shadow':>14}",
-                f"  {'alerts (WARN or above, or STR)':{w}} {a.alerts:>14,} {s.alerts:>14,}",
-                f"  {'  of which both alerted':{w}} {both:>14,} {both:>14,}",
-                f"  {'  alerted by this side only':{w}} {only_a:>14,} {only_s:>14,}",
-                f"  {'HOLD or above':{w}} {a.holds:>14,} {s.holds:>14,}",
-                f"  {'STOP_PAYMENT or FREEZE':{w}} {a.stops:>14,} {s.stops:>14,}",
-                f"  {'money stopped':{w}} {'¥' + fen_text(a.stopped_fen):>14} "
-                f"{'¥' + fen_text(s.stopped_fen):>14}",
-                "", f"  {'by rule':{w}} {'active fired':>14} {'shadow fired':>14} "
-                    f"{'shadow stopped':>16}"]
-        for code in sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c)):
-            c = by_rule[code]
-            out.append(f"  {code:{w}} {c['active']:>14,} {c['shadow']:>14,} "
-                       f"{'¥' + fen_text(c['shadow_stopped_fen']):>16}")
-        out.append("")
+                f"{n_txns:,} transactions decided by both, {len(sh.txns):,} where a rule fired; "
+                f"{n_calls:,} calls, {len(sh.calls):,} where a rule fired", ""]
+        out += _transactions(sh.txns)
+        if n_calls or sh.calls:
+            out += _calls(sh.calls)
     return "\n".join(out)
+
+
+_W = 38
+
+
+def _transactions(recs: list[dict[str, Any]]) -> list[str]:
+    a, s = _Side(), _Side()
+    both = only_a = only_s = 0
+    by_rule: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in recs:
+        sides = []
+        for side, act_key, flags_key, reasons_key, name in (
+                (a, "active_action", "active_flags", "active_reasons", "active"),
+                (s, "shadow_action", "shadow_flags", "shadow_reasons", "shadow")):
+            act = ACTIONS[r[act_key]]
+            alert = _alert(act, int(r[flags_key]))
+            sides.append(alert)
+            side.alerts += alert
+            side.holds += act >= _HOLD
+            if act >= _STOP:
+                side.stops += 1
+                side.stopped_fen += int(r["amount_fen"])
+            for code in r[reasons_key]:
+                by_rule[code][name] += 1
+                if act >= _STOP:
+                    by_rule[code][f"{name}_stopped_fen"] += int(r["amount_fen"])
+        both += sides[0] and sides[1]
+        only_a += sides[0] and not sides[1]
+        only_s += sides[1] and not sides[0]
+    w = _W
+    out = [f"  {'transactions':{w}} {'active':>14} {'shadow':>14}",
+           f"  {'alerts (WARN or above, or STR)':{w}} {a.alerts:>14,} {s.alerts:>14,}",
+           f"  {'  of which both alerted':{w}} {both:>14,} {both:>14,}",
+           f"  {'  alerted by this side only':{w}} {only_a:>14,} {only_s:>14,}",
+           f"  {'HOLD or above':{w}} {a.holds:>14,} {s.holds:>14,}",
+           f"  {'STOP_PAYMENT or FREEZE':{w}} {a.stops:>14,} {s.stops:>14,}",
+           f"  {'money stopped':{w}} {'¥' + fen_text(a.stopped_fen):>14} "
+           f"{'¥' + fen_text(s.stopped_fen):>14}",
+           "", f"  {'by rule':{w}} {'active fired':>14} {'shadow fired':>14} "
+               f"{'active stopped':>16} {'shadow stopped':>16}"]
+    for code in sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c)):
+        c = by_rule[code]
+        out.append(f"  {code:{w}} {c['active']:>14,} {c['shadow']:>14,} "
+                   f"{'¥' + fen_text(c['active_stopped_fen']):>16} "
+                   f"{'¥' + fen_text(c['shadow_stopped_fen']):>16}")
+    out.append("")
+    return out
+
+
+def _calls(recs: list[dict[str, Any]]) -> list[str]:
+    alerts = [0, 0]
+    blocks = [0, 0]
+    both = only_a = only_s = 0
+    by_rule: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in recs:
+        sides = []
+        for i, (act_key, reasons_key, name) in enumerate((
+                ("active_action", "active_reasons", "active"),
+                ("shadow_action", "shadow_reasons", "shadow"))):
+            act = CALL_ACTIONS[r[act_key]]
+            sides.append(act >= _WARN_CALLEE)
+            alerts[i] += act >= _WARN_CALLEE
+            blocks[i] += act >= _BLOCK
+            for code in r[reasons_key]:
+                by_rule[code][name] += 1
+        both += sides[0] and sides[1]
+        only_a += sides[0] and not sides[1]
+        only_s += sides[1] and not sides[0]
+    w = _W
+    out = [f"  {'calls':{w}} {'active':>14} {'shadow':>14}",
+           f"  {'warned or blocked':{w}} {alerts[0]:>14,} {alerts[1]:>14,}",
+           f"  {'  of which both':{w}} {both:>14,} {both:>14,}",
+           f"  {'  by this side only':{w}} {only_a:>14,} {only_s:>14,}",
+           f"  {'BLOCK':{w}} {blocks[0]:>14,} {blocks[1]:>14,}",
+           "", f"  {'by call rule':{w}} {'active fired':>14} {'shadow fired':>14}"]
+    for code in sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c)):
+        c = by_rule[code]
+        out.append(f"  {code:{w}} {c['active']:>14,} {c['shadow']:>14,}")
+    out.append("")
+    return out

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from screening.auth import Authenticator
-from screening.client import transaction, watch_entry
+from screening.client import call_event, transaction, watch_entry
 from screening.config import load_settings
 from screening.errors import ConfigError
 from screening.policy import default_policy_text
@@ -30,6 +30,18 @@ action = "WARN"
 score = 10
 report = ["suspicious"]
 when = ["amount == {PROBE_FEN}"]
+"""
+
+
+PROBE_CALL_SECONDS = 4_321
+CALL_RULE = f"""
+
+[[call_rule]]
+code = "PROBE_CALL"
+message = "The call the shadow test watches for."
+action = "BLOCK"
+score = 10
+when = ["duration_seconds == {PROBE_CALL_SECONDS}"]
 """
 
 
@@ -67,10 +79,11 @@ def test_a_shadow_rule_is_decided_counted_written_and_reported_but_never_answere
         assert stop.action == pb.ACTION_STOP_PAYMENT
         version = live.server.engine.shadows[0].version
         assert version.startswith("default-candidate-")
-        assert _sample(live, "screening_shadow_decisions_total", shadow=version, action="WARN") == 1
-        assert _sample(live, "screening_shadow_decisions_total", shadow=version,
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version, event="transaction",
+                       action="WARN") == 1
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version, event="transaction",
                        action="STOP_PAYMENT") == 1
-        assert _sample(live, "screening_shadow_disagreements_total", shadow=version) == 1
+        assert _sample(live, "screening_shadow_disagreements_total", shadow=version, event="transaction") == 1
     finally:
         _stop(live)  # the recorder writes what it holds on the way out
 
@@ -83,7 +96,7 @@ def test_a_shadow_rule_is_decided_counted_written_and_reported_but_never_answere
     assert p["amount_fen"] == PROBE_FEN and p["active"] == probe.policy_version
     s = decided[stop.transaction_id]
     assert s["active_action"] == s["shadow_action"] == "STOP_PAYMENT"
-    assert [r["decisions"] for r in lines if r["kind"] == "totals"][-1] == 3
+    assert [r["transactions"] for r in lines if r["kind"] == "totals"][-1] == 3
     assert mule not in log.read_text(encoding="utf-8")  # ids of transactions, not of accounts
 
     text = report(log)
@@ -103,11 +116,21 @@ def test_a_shadow_equal_to_the_active_policy_never_disagrees(tmp_path: Path) -> 
     try:
         for amount in (100, 4_500, 600_000, 5_100_000, 60_000_000):
             live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), amount))
+        callee = "+8613700" + uid("")[-6:]
+        actions = set()
+        for i, cls in enumerate((pb.NUMBER_CLASS_MOBILE, pb.NUMBER_CLASS_INTERNATIONAL,
+                                 pb.NUMBER_CLASS_VIRTUAL_OPERATOR)):
+            actions.add(live.telecom.report_call(call_event(
+                uid("c"), recent(30 - i), "+8617000" + uid("")[-6:], callee,
+                duration_seconds=300, caller_class=cls)).action)
+        assert pb.CALL_ACTION_WARN_CALLEE in actions  # a first international call is warned
         version = live.server.engine.shadows[0].version
-        decided = sum(_sample(live, "screening_shadow_decisions_total", shadow=version, action=a)
-                      for a in ("ALLOW", "WARN", "HOLD", "STOP_PAYMENT", "FREEZE"))
-        assert decided == 5
-        assert _sample(live, "screening_shadow_disagreements_total", shadow=version) == 0
+        for event, names, n in (("transaction", ("ALLOW", "WARN", "HOLD", "STOP_PAYMENT", "FREEZE"), 5),
+                                ("call", ("ALLOW", "WARN_CALLEE", "BLOCK"), 3)):
+            decided = sum(_sample(live, "screening_shadow_decisions_total", shadow=version,
+                                  event=event, action=a) for a in names)
+            assert decided == n
+            assert _sample(live, "screening_shadow_disagreements_total", shadow=version, event=event) == 0
     finally:
         _stop(live)
 
@@ -141,7 +164,8 @@ def test_reload_re_reads_the_shadow_files_and_a_bad_one_keeps_the_running_set(
         probe = live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), PROBE_FEN,
                                              payer_opened=OLD, payee_opened=OLD))
         assert probe.action == pb.ACTION_ALLOW
-        assert _sample(live, "screening_shadow_decisions_total", shadow=after, action="WARN") == 1
+        assert _sample(live, "screening_shadow_decisions_total", shadow=after, event="transaction",
+                       action="WARN") == 1
         (tmp_path / "candidate.toml").write_text(second + "\n[[rule]]\nbroken", encoding="utf-8")
         assert live.server.reload_policy(by="test") is False
         assert live.server.engine.shadows[0].version == after
@@ -150,7 +174,7 @@ def test_reload_re_reads_the_shadow_files_and_a_bad_one_keeps_the_running_set(
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     warned = [r for r in lines if r["kind"] == "decision" and r["shadow_action"] == "WARN"]
     assert [(r["transaction_id"], r["shadow"]) for r in warned] == [(probe.transaction_id, after)]
-    totals = {r["shadow"]: r["decisions"] for r in lines if r["kind"] == "totals"}
+    totals = {r["shadow"]: r["transactions"] for r in lines if r["kind"] == "totals"}
     assert totals == {before: 1, after: 1}
 
 
@@ -180,3 +204,67 @@ def test_the_reload_rpc_re_reads_the_shadow_files_and_a_bad_one_changes_nothing(
     finally:
         _stop(live)
 
+
+
+def test_a_shadow_call_rule_decides_call_reports_counted_written_and_reported(tmp_path: Path) -> None:
+    """Calls are decided by the shadows too: a candidate call rule that would block the probe
+    call leaves the operator's answer ALLOW, and is counted (``event="call"``), written (call
+    ids, no numbers) and in the report's calls part, by rule."""
+    candidate = default_policy_text().replace('version = "', 'version = "calls-', 1) + CALL_RULE
+    live, log = _server(tmp_path, candidate)
+    caller, callee = "+8613800" + uid("")[-6:], "+8613900" + uid("")[-6:]
+    try:
+        probe = live.telecom.report_call(call_event(uid("c"), recent(20), caller, callee,
+                                                    duration_seconds=PROBE_CALL_SECONDS))
+        assert probe.action == pb.CALL_ACTION_ALLOW and list(probe.reasons) == []
+        other = live.telecom.report_call(call_event(uid("c"), recent(10), callee, caller,
+                                                    duration_seconds=60))
+        assert other.action == pb.CALL_ACTION_ALLOW
+        version = live.server.engine.shadows[0].version
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version, event="call",
+                       action="BLOCK") == 1
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version, event="call",
+                       action="ALLOW") == 1
+        assert _sample(live, "screening_shadow_disagreements_total", shadow=version, event="call") == 1
+        assert _sample(live, "screening_shadow_decisions_total", shadow=version,
+                       event="transaction", action="BLOCK") == 0
+    finally:
+        _stop(live)
+    text = log.read_text(encoding="utf-8")
+    assert caller not in text and callee not in text and caller[1:] not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    calls = [r for r in lines if r["kind"] == "call"]
+    assert [(r["call_id"], r["active_action"], r["shadow_action"], r["shadow_reasons"])
+            for r in calls] == [(probe.call_id, "ALLOW", "BLOCK", ["PROBE_CALL"])]
+    assert [(r["transactions"], r["calls"]) for r in lines if r["kind"] == "totals"][-1] == (0, 2)
+
+    out = report(log)
+    assert "2 calls, 1 where a rule fired" in out
+    blocked = next(line for line in out.splitlines() if line.strip().startswith("BLOCK"))
+    assert blocked.split()[-2:] == ["0", "1"]
+    rule = next(line for line in out.splitlines() if line.strip().startswith("PROBE_CALL"))
+    assert rule.split()[1:] == ["0", "1"]
+
+
+def test_the_report_adds_up_the_runs_of_a_log_and_an_idle_server_writes_no_totals(
+        tmp_path: Path) -> None:
+    """A restarted server appends to the same log and counts from zero again: the report adds
+    each run's last totals (2 + 3 transactions), and a server with no traffic writes no new
+    totals line every second (one at most, when its count changed)."""
+    candidate = default_policy_text().replace('version = "', 'version = "runs-', 1)
+    for amounts in ((1_000, 2_000), (3_000, 4_000, 5_000)):
+        live, log = _server(tmp_path, candidate)
+        try:
+            for amount in amounts:
+                live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), amount))
+            live.server.shadow.flush()  # type: ignore[union-attr]
+            written = log.read_text(encoding="utf-8").count('"totals"')
+            live.server.shadow.flush()  # type: ignore[union-attr]
+            live.server.shadow.flush()  # type: ignore[union-attr]
+            assert log.read_text(encoding="utf-8").count('"totals"') == written
+        finally:
+            _stop(live)
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    runs = {r["run"] for r in lines if r["kind"] == "totals"}
+    assert len(runs) == 2
+    assert "5 transactions decided by both" in report(log)
