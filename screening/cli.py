@@ -29,6 +29,11 @@ Handler = Callable[[argparse.Namespace], int]
 def _settings(args: argparse.Namespace) -> object:
     from screening.config import load_settings
 
+    return load_settings(args.config, os.environ, _flag_overrides(args))
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """The settings the command line sets (None: not given), as ``serve`` applies them."""
     overrides: dict[str, dict[str, object]] = {
         "server": {"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
         "policy": {"file": str(args.policy) if getattr(args, "policy", None) else None},
@@ -48,7 +53,7 @@ def _settings(args: argparse.Namespace) -> object:
     if getattr(args, "allow_plaintext", False):
         tls["allow_plaintext"] = True
     overrides["tls"] = {k: str(v) if isinstance(v, Path) else v for k, v in tls.items()}
-    return load_settings(args.config, os.environ, overrides)
+    return overrides
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -85,10 +90,8 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     assert isinstance(settings, Settings)
-    overrides = {"server": {"host": args.host, "port": args.port},
-                 "metrics": {"port": args.metrics_port},
-                 "policy": {"file": str(args.policy) if args.policy else None}}
-    print(render_settings(settings, settings_sources(args.config, os.environ, overrides)), end="")
+    print(render_settings(settings, settings_sources(args.config, os.environ, _flag_overrides(args))),
+          end="")
     return 0
 
 
@@ -581,17 +584,8 @@ def _cmd_flight_screen(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="screening", top=True,
-        description="Transaction screening against telecom fraud and illegal fundraising: "
-                    "a gRPC service with streaming features, graph patterns and police exports.",
-    )
-    # subparsers are made by type(parser): each (at every level) takes the global options too
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("serve", help="run the gRPC server until SIGTERM (state in memory, or "
-                                     "checkpointed to the [storage] store)")
+def _serve_flags(p: argparse.ArgumentParser) -> None:
+    """``serve``'s settings flags (``config show`` takes them too)."""
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 50051; 0 = any free)")
     p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: shipped policy)")
@@ -627,6 +621,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flight-port", type=int, default=None, metavar="PORT",
                    help="also serve bulk screening over Arrow Flight on this port (0: any free "
                         "port, logged; default: [flight] port, -1 = off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="screening", top=True,
+        description="Transaction screening against telecom fraud and illegal fundraising: "
+                    "a gRPC service with streaming features, graph patterns and police exports.",
+    )
+    # subparsers are made by type(parser): each (at every level) takes the global options too
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gRPC server until SIGTERM (state in memory, or "
+                                     "checkpointed to the [storage] store)")
+    _serve_flags(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("config", help="the settings a server would run with")
@@ -634,10 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("show", help="print the effective settings (defaults < --config file < "
                                      "SCREENING_* environment < flags) as TOML, each changed "
                                      "value with its source, secrets masked")
-    c.add_argument("--host", default=None, help="as `serve --host`")
-    c.add_argument("--port", type=int, default=None, help="as `serve --port`")
-    c.add_argument("--metrics-port", type=int, default=None, help="as `serve --metrics-port`")
-    c.add_argument("--policy", type=Path, default=None, help="as `serve --policy`")
+    _serve_flags(c)  # the same flags as serve, so it shows what that serve would run with
     c.set_defaults(func=_cmd_config_show)
 
     p = sub.add_parser("shadow", help="shadow policies: what candidate policies would have done")

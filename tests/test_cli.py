@@ -337,6 +337,25 @@ def test_config_show_prints_effective_settings_with_sources_and_masks_secrets(
     assert data["metrics"]["port"] == 9464 and data["server"]["max_queue"] == 8
 
 
+def test_config_show_takes_every_settings_flag_of_serve(capsys) -> None:  # type: ignore[no-untyped-def]
+    """What `serve FLAGS` would run with is what `config show FLAGS` prints: the same flags,
+    applied the same way (tokens, TLS, logging, Flight, --no-auth among them)."""
+    assert main(["config", "show", "--tokens", "/srv/tokens.toml", "--tls-cert", "/srv/s.pem",
+                 "--tls-key", "/srv/s.key", "--log-level", "debug", "--flight-port", "7000",
+                 "--no-auth"]) == 0
+    out = capsys.readouterr().out
+    for line in ('tokens_file = "/srv/tokens.toml"  # command-line flag',
+                 'cert_file = "/srv/s.pem"  # command-line flag',
+                 'key_file = "/srv/s.key"  # command-line flag',
+                 'level = "debug"  # command-line flag', "port = 7000  # command-line flag",
+                 "enabled = false  # command-line flag"):
+        assert line in out, line
+    serve = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["serve"]._actions}
+    config = build_parser()._subparsers._group_actions[0].choices["config"]
+    show = config._subparsers._group_actions[0].choices["show"]
+    assert serve <= {a.dest for a in show._actions}
+
+
 def test_shadow_report_reads_a_shadow_log_and_names_a_bad_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """`screening shadow report LOG` prints the comparison; a broken line is exit 2 naming it."""
     log = tmp_path / "shadow.jsonl"
