@@ -36,3 +36,38 @@ def test_a_readme_without_the_markers_is_refused(tmp_path: Path) -> None:
     """No silent no-op: a README without the block is an error naming the markers."""
     with pytest.raises(ValueError, match="bench figures block"):
         readme.replace_block("# no block here\n", "x")
+
+
+def test_the_protection_figures_are_of_the_shipped_policy() -> None:
+    """Every seed's committed protection result was measured under the default policy's declared
+    version: a policy change without a new measurement fails here, not in a reader's hands."""
+    from screening.policy import load_policy
+
+    shipped = readme.policy_version_of(load_policy(None).version)
+    for seed, _note, name in readme.PROTECTION_SEEDS:
+        path = ROOT / "bench" / "results" / (name or f"protection-{seed}.json")
+        measured = json.loads(path.read_text(encoding="utf-8"))["run"]["policy_version"]
+        assert readme.policy_version_of(measured) == shipped, (path.name, measured, shipped)
+
+
+def test_check_fails_when_a_protection_result_changes(tmp_path: Path) -> None:
+    """A protection result not copied into the README is caught too, naming where to look."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for seed, _note, name in readme.PROTECTION_SEEDS:
+        file = name or f"protection-{seed}.json"
+        data = json.loads((ROOT / "bench" / "results" / file).read_text(encoding="utf-8"))
+        if seed == 211:
+            data["alerts"]["ordinary_alerted_share"] = 0.0001234
+        (results / file).write_text(json.dumps(data), encoding="utf-8")
+    for quick in ("quick.json", "quick.png"):  # the other block, beside this README
+        (results / quick).write_bytes((ROOT / "bench" / "results" / quick).read_bytes())
+    md = tmp_path / "README.md"
+    md.write_text((ROOT / "README.md").read_text(encoding="utf-8").replace(
+        "bench/results/quick.png", "results/quick.png"), encoding="utf-8")
+    argv = ["--protection", str(results), "--result", str(results / "quick.json"),
+            "--readme", str(md)]
+    assert readme.main([*argv, "--check"]) == 1
+    assert readme.main(argv) == 0
+    assert "| 0.01 % |" in md.read_text(encoding="utf-8")
+    assert readme.main([*argv, "--check"]) == 0
