@@ -184,13 +184,15 @@ def format_metrics(named: Mapping[str, BacktestMetrics]) -> str:
     lines = []
     block = "cases stop  acct-rec  evt-rec   to stop"  # "to stop": median, case start to first stop
     width = len(block)
-    head = f"{'scenario':22}" + "".join(f" | {n[:width]:{width}}" for n in names)
-    sub = f"{'':22}" + f" | {block}" * len(names)
-    lines += [head, sub, "-" * len(sub)]
     scenarios = sorted({s for m in named.values() for s in m.per_scenario.get_column("scenario")})
+    # a benign look-alike's "recall" columns count false alarms: marked, explained below
+    labels = {s: s + " *" if s in NOT_FRAUD else s for s in scenarios}
+    first = max([22, *map(len, labels.values())])  # the longest name sets the column
+    head = f"{'scenario':{first}}" + "".join(f" | {n[:width]:{width}}" for n in names)
+    sub = f"{'':{first}}" + f" | {block}" * len(names)
+    lines += [head, sub, "-" * len(sub)]
     for s in scenarios:
-        # a benign look-alike's "recall" columns count false alarms: marked, explained below
-        row = f"{s + ' *' if s in NOT_FRAUD else s:22}"
+        row = f"{labels[s]:{first}}"
         for n in names:
             r = named[n].per_scenario.filter(pl.col("scenario") == s).to_dicts()
             if not r:

@@ -121,6 +121,25 @@ def test_backtest_table_shows_time_to_stop_in_minutes_hours_or_days() -> None:
         "59.9 min", "1.0 h", "24.0 h", "1.0 d", "69.4 d"]
 
 
+def test_backtest_columns_line_up_under_the_longest_scenario_name() -> None:
+    """`lookalike_dormant_reactivation *` is longer than the 22 characters the column had: the
+    column widens, so every row's first bar is where the header's is."""
+    per_scenario = pl.DataFrame({
+        "scenario": ["lookalike_dormant_reactivation", "robocall"], "cases": [3, 4],
+        "cases_stopped": [0, 2], "account_recall": [0.1, 0.5], "event_recall": [0.1, 0.2],
+        "median_minutes_to_stop": [None, 30.0], "money_stopped_fen": [0, 10],
+        "money_lost_fen": [0, 1]})
+    overall = dict.fromkeys(("event_precision", "account_precision", "account_recall",
+                             "ordinary_account_alert_rate", "ordinary_event_alert_rate",
+                             "lookalike_account_alert_rate"), 0.5)
+    text = format_metrics({"a": BacktestMetrics(per_scenario, overall, pl.DataFrame()),
+                           "b": BacktestMetrics(per_scenario, overall, pl.DataFrame())})
+    lines = text.splitlines()
+    bars = {tuple(i for i, ch in enumerate(line) if ch == "|") for line in lines[:2] + lines[3:5]}
+    assert len(bars) == 1 and len(next(iter(bars))) == 2
+    assert lines[3].startswith("lookalike_dormant_reactivation * |")
+
+
 def test_progress_lines_every_interval_and_at_the_end_when_not_a_terminal() -> None:
     """Where stderr is a file or pipe, progress is a line every interval (events done, share,
     rate) and one at the end, not a bar that tqdm would leave blank."""
