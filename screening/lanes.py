@@ -70,6 +70,11 @@ class Lane(futures.ThreadPoolExecutor):
         """Calls running or waiting in this lane."""
         return self._held
 
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a thread of this lane (the queue's depth)."""
+        return self._work_queue.qsize()
+
     def has_room(self) -> bool:
         return self._held < self.capacity
 

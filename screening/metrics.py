@@ -9,7 +9,8 @@ lane, status code.
 Names (``screening_`` prefix): ``decisions_total{rpc,action}``, ``reasons_total{rpc,reason}``,
 ``degraded_decisions_total{rpc}``, ``duplicate_requests_total{rpc}``,
 ``rpc_latency_seconds{rpc}`` (histogram, handler time), ``refused_total{lane,reason}`` (shed
-before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``entities{kind}``,
+before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``lane_queued{lane}`` (queue
+depth), ``entities{kind}``,
 ``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``audit_*`` (with an
 audit trail: records waiting, written, calls refused, writer failing), ``policy_info{version}``,
 ``shadow_decisions_total{shadow,event,action}``, ``shadow_disagreements_total{shadow,event}``
@@ -93,13 +94,13 @@ class Metrics:
         self._http: WSGIServer | None = None
 
     # ------------------------------------------------------------------ wiring
-    def watch(self, *, lanes: Callable[[], Mapping[str, int]] | None = None,
+    def watch(self, *, lanes: Callable[[], Mapping[str, tuple[int, int]]] | None = None,
               engine: Callable[[], Mapping[str, int]] | None = None,
               checkpoint: Callable[[], Mapping[str, float] | None] | None = None,
               audit: Callable[[], Mapping[str, float]] | None = None,
               journal_pending: Callable[[], int] | None = None) -> None:
-        """Sources read at scrape time: lane occupancy, the engine's sizes, the last checkpoint,
-        the audit trail's writer, the events waiting for the journal."""
+        """Sources read at scrape time: lane occupancy and queue depth, the engine's sizes, the
+        last checkpoint, the audit trail's writer, the events waiting for the journal."""
         self._sizes.lanes = lanes
         self._sizes.engine = engine
         self._sizes.checkpoint = checkpoint
@@ -181,7 +182,7 @@ class _Sizes(Collector):
 
     def __init__(self, policy_version: str) -> None:
         self.policy_version = policy_version
-        self.lanes: Callable[[], Mapping[str, int]] | None = None
+        self.lanes: Callable[[], Mapping[str, tuple[int, int]]] | None = None
         self.engine: Callable[[], Mapping[str, int]] | None = None
         self.checkpoint: Callable[[], Mapping[str, float] | None] | None = None
         self.audit: Callable[[], Mapping[str, float]] | None = None
@@ -198,9 +199,14 @@ class _Sizes(Collector):
         if self.lanes is not None:
             held = GaugeMetricFamily("screening_lane_held",
                                      "Calls running or queued in each lane.", labels=["lane"])
-            for lane, n in self.lanes().items():
+            queued = GaugeMetricFamily("screening_lane_queued",
+                                       "Calls waiting for a thread in each lane (queue depth).",
+                                       labels=["lane"])
+            for lane, (n, waiting) in self.lanes().items():
                 held.add_metric([lane], n)
+                queued.add_metric([lane], waiting)
             yield held
+            yield queued
         if self.engine is not None:
             stats = self.engine()
             entities = GaugeMetricFamily("screening_entities", "Entities held in the state.",

@@ -523,7 +523,7 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
     gc.freeze()
     freezer = _GcFreezer()
     freezer.start()
-    metrics.watch(lanes=lambda: {lane.name: lane.held for lane in lanes.all()},
+    metrics.watch(lanes=lambda: {lane.name: (lane.held, lane.queued) for lane in lanes.all()},
                   engine=engine.stats,
                   checkpoint=(lambda: _checkpoint_figures(checkpointer)) if checkpointer else None,
                   audit=audit.stats if audit is not None else None,

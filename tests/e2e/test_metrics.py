@@ -72,6 +72,8 @@ def test_metrics_count_decisions_reasons_latency_and_errors(metered: tuple[Live,
     version = stopped.policy_version
     assert _get(s, "screening_policy_info", version=version) == 1
     assert _get(s, "screening_lane_held", lane="screen") == 0
+    assert ("screening_lane_queued", (("lane", "screen"),)) in s
+    assert _get(s, "screening_lane_queued", lane="screen") == 0
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         page = reply.read().decode()
     assert mule not in page and payer not in page

@@ -110,3 +110,30 @@ def test_new_settings_are_checked() -> None:
                                         ("auth", "block_seconds", 0.0, "block_seconds")):
         with pytest.raises(ConfigError, match=needle):
             load_settings(overrides={section: {key: value}})
+
+
+def test_a_lane_counts_what_it_holds_and_what_waits_for_a_thread() -> None:
+    """One thread, three calls: one runs, two wait; held 3, queued 2; all done, both 0."""
+    import threading
+
+    from screening.lanes import Lane
+
+    lane = Lane("t", 1, 4, "full")
+    gate = threading.Event()
+    started = threading.Event()
+
+    def work() -> None:
+        started.set()
+        gate.wait(10)
+
+    try:
+        futures = [lane.submit(work) for _ in range(3)]
+        assert started.wait(10)
+        assert (lane.held, lane.queued) == (3, 2)
+        gate.set()
+        for f in futures:
+            f.result(10)
+        assert (lane.held, lane.queued) == (0, 0)
+    finally:
+        gate.set()
+        lane.shutdown(wait=True)
