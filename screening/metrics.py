@@ -13,6 +13,7 @@ before any work), ``errors_total{rpc,code}``, ``lane_held{lane}``, ``lane_queued
 depth), ``entities{kind}``,
 ``graph_edges``, ``state_bytes``, ``unsaved_decisions``, ``checkpoint_*``, ``audit_*`` (with an
 audit trail: records waiting, written, calls refused, writer failing), ``policy_info{version}``,
+``store_seconds{op}`` (histogram: each call to the state store, by operation),
 ``shadow_decisions_total{shadow,event,action}``, ``shadow_disagreements_total{shadow,event}``
 (``event``: ``transaction`` or ``call``); with an
 event journal ``journal_write_seconds`` (histogram: one group-commit write, the store's round
@@ -44,6 +45,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 # One journal write or fsync: tens of microseconds (page cache, Redis on the host) to a slow disk.
 STORE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                  0.25, 1.0)
+# Any store call: the same, and up to a large checkpoint's write.
+STORE_OP_BUCKETS = (*STORE_BUCKETS, 2.5, 10.0, 30.0, 120.0)
 
 
 class Metrics:
@@ -78,6 +81,10 @@ class Metrics:
                                     "Transactions and calls a shadow policy would have decided "
                                     "with another action than the active one.",
                                     ["shadow", "event"], registry=r)
+        self._store = Histogram("screening_store_seconds",
+                                "One call to the state store, by operation (claim renewals, "
+                                "journal appends, checkpoint writes, ...), failed calls included.",
+                                ["op"], buckets=STORE_OP_BUCKETS, registry=r)
         self._journal_write = Histogram("screening_journal_write_seconds",
                                         "One group-commit write of the event journal to the store "
                                         "(with its fsync when journal_fsync is batch).",
@@ -159,6 +166,9 @@ class Metrics:
 
     def shadow_disagreed(self, shadow: str, event: str, n: int) -> None:
         self._child(self._shadow_diff, shadow, event).inc(n)
+
+    def store_timed(self, op: str, seconds: float) -> None:
+        self._child(self._store, op).observe(seconds)
 
     def journal_written(self, events: int, seconds: float) -> None:
         self._journal_write.observe(seconds)

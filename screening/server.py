@@ -51,6 +51,7 @@ from screening.store import (
     EventWriter,
     Store,
     StoreStatus,
+    TimedStore,
     WriterLease,
     feedback_journal_writer,
     journal_writer,
@@ -380,6 +381,7 @@ def start_server(settings: Settings, *, policy: Policy | None = None, masker: Ma
     if store is None:
         return _serve(settings, policy, masker, authenticator, engine, health_servicer, port, log,
                       tls=tls)
+    store = TimedStore(store)  # its calls go to the metrics once they exist (_serve)
 
     store_log = get_logger("screening.store")
 
@@ -468,6 +470,8 @@ def _serve(settings: Settings, policy: Policy, masker: Masker, authenticator: Au
                  ("grpc.server.max_pending_requests_hard_limit", settings.server.max_pending)]
     lanes = Lanes.from_settings(settings.server)
     metrics = Metrics(policy.version)
+    if isinstance(store, TimedStore):
+        store.observe = metrics.store_timed
     journal = engine.events if isinstance(engine.events, EventWriter) else None
     if journal is not None:
         journal.on_write, journal.on_sync = metrics.journal_written, metrics.journal_synced

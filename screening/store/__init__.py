@@ -45,6 +45,7 @@ from screening.store._format import (
 )
 from screening.store._memory import MemoryStore
 from screening.store._redis import RedisStore, safe_url
+from screening.store._timed import TimedStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -61,6 +62,7 @@ __all__ = [
     "RestoreReport",
     "Store",
     "StoreStatus",
+    "TimedStore",
     "WriterLease",
     "catch_up",
     "decode",

@@ -159,3 +159,24 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_server_exports(tmp_path
     for expr in queries:
         for name in re.findall(r"\bscreening_[a-z_]+", expr):
             assert name in exported, (name, expr)
+
+
+def test_store_calls_are_timed_by_operation(tmp_path: Path) -> None:
+    """With a file store, the page times each store call by operation: the claim at start, a
+    watchlist change's journal append, a checkpoint's write, the event journal's appends."""
+    port = free_port()
+    live = _start(load_settings(overrides={
+        "metrics": {"port": port}, "storage": {"backend": "file", "path": str(tmp_path)}}))
+    try:
+        live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_ACCOUNT, uid("mule"), "case",
+                                                  "police")])
+        live.bank.screen(transaction(uid("t"), recent(), uid("a"), uid("m"), 100))
+        assert live.server.checkpointer is not None
+        assert live.server.checkpointer.checkpoint("test") is not None
+        s = _scrape(port)
+    finally:
+        _stop(live)
+    for op in ("claim_writer", "append_journal", "write_checkpoint", "append_events"):
+        assert _get(s, "screening_store_seconds_count", op=op) >= 1, op
+        assert _get(s, "screening_store_seconds_sum", op=op) > 0, op
+    assert _get(s, "screening_store_seconds_count", op="append_journal") == 1

@@ -219,3 +219,25 @@ def _assert_unchanged(before: dict[str, Any], after: dict[str, Any]) -> None:
             assert np.array_equal(value, after[key]), key
         else:
             assert value == after[key], key
+
+
+def test_a_timed_store_times_each_call_failed_ones_too_and_hands_over_early_ones() -> None:
+    """What the metrics see of the store: each call by operation, a failing one as well (a store
+    timing out is the case worth seeing), and calls made before the metrics existed once they
+    do; the results pass through unchanged."""
+    from screening.store import TimedStore
+
+    class Failing(MemoryStore):
+        def trim_journal(self, upto: int) -> int:
+            raise StoreUnavailable("down")
+
+    timed = TimedStore(Failing())
+    assert timed.append_journal(b"x") == 1  # before anyone listens
+    seen: list[tuple[str, float]] = []
+    timed.observe = lambda op, s: seen.append((op, s))
+    assert [op for op, _ in seen] == ["append_journal"]
+    assert timed.read_journal() == [(1, b"x")]
+    with pytest.raises(StoreUnavailable):
+        timed.trim_journal(1)
+    assert [op for op, _ in seen] == ["append_journal", "read_journal", "trim_journal"]
+    assert all(s >= 0 for _, s in seen)
