@@ -31,7 +31,7 @@ P_END = "<!-- bench:protection:end -->"
 # the others were looked into at one time or another to find what a rule missed or mistook.
 PROTECTION_SEEDS: tuple[tuple[int, str, str], ...] = (
     (211, "held-out", ""), (223, "held-out", ""), (227, "held-out, 2.5 M events target", ""),
-    (229, "held-out, 0.8 M", ""), (113, "", "protection-113-20261215.json"), (149, "", ""),
+    (229, "held-out, 0.8 M", ""), (113, "", "protection-113-20261216.json"), (149, "", ""),
     (151, "", ""), (157, "", ""), (163, "", ""), (167, "", ""), (173, "", ""), (179, "", ""),
     (181, "", ""), (191, "", ""), (193, "", ""), (197, "", ""), (199, "", ""))
 _TARGETS = ("| target | | ≥ 95 % | 0 | | ≥ 80 % | ≤ 0.5 % | ≤ 2 % | ≤ 2 % | 100 % |")
@@ -92,9 +92,9 @@ def render_protection(results: Path) -> str:
     return "\n".join([
         P_BEGIN, "",
         f"Policy {', '.join(sorted(versions))}; `python -m bench.protection --seed N --events "
-        "1600000` (no registry), files `bench/results/protection-N.json` (113: "
-        "`protection-113-20261215.json`); seeds not marked held-out were looked into at one "
-        "time or another:", "",
+        "1600000` (no registry), files `bench/results/protection-N.json`"
+        + "".join(f" ({seed}: `{name}`)" for seed, _note, name in PROTECTION_SEEDS if name)
+        + "; seeds not marked held-out were looked into at one time or another:", "",
         "| seed | events | victims intervened before the first transfer | repeats after an "
         "intervention | mules stopped | their case money still there at the stop (mean) "
         "| ordinary accounts alerted | worst look-alike family (accounts alerted) "

@@ -398,6 +398,17 @@ def test_a_person_paying_a_suspected_mule_is_held_a_firm_paying_wages_is_not() -
     assert "PAYS_SUSPECTED_MULE" not in codes and action == "ALLOW"
 
 
+def test_a_person_paying_a_suspected_mule_it_talks_with_is_not_held() -> None:
+    """A ring member's friend, landlord or relative paying it back talks with its owner (policy
+    2026.12.16): not held; a stranger paying the same account is, and is protected."""
+    paid = dict(payee_suspected_mule=1, payee_is_person=1, payer_is_person=1, amount=65_000,
+                payee_history_count=30, first_time_payee=0)
+    action, codes, marks = _decide_row(**paid)
+    assert action == "HOLD" and "PAYS_SUSPECTED_MULE" in codes and marks & Mark.TXN_NAMES["payer_victim"]
+    action, codes, marks = _decide_row(**paid, payer_talks_with_payee=1)
+    assert "PAYS_SUSPECTED_MULE" not in codes and action == "ALLOW" and marks == 0
+
+
 def test_cash_paid_into_a_suspected_mule_is_held() -> None:
     """A victim told to deposit cash into the 'safe account' at a machine: no person is the
     payer, and the deposit is held all the same."""
