@@ -69,9 +69,9 @@ def _protection_row(seed: int, note: str, d: dict[str, Any]) -> tuple[str, str]:
     label = f"{seed} ({note})" if note else str(seed)
     family = worst["family"].removeprefix("lookalike_").replace("_", " ")
     row = (f"| {label} | {d['info']['events'] / 1e6:.2f} M "
-           f"| {intervened}/{victims} ({_pct(intervened / victims)}) "
+           f"| {intervened}/{victims} ({_pct(intervened / victims if victims else None)}) "
            f"| {sum(x['repeats_after_intervention'] for x in ps)} "
-           f"| {stopped}/{mules} ({_pct(stopped / mules)}) "
+           f"| {stopped}/{mules} ({_pct(stopped / mules if mules else None)}) "
            f"| {_pct(stoppable / stopped if stopped else None, 0)} "
            f"| {_pct(alerts['ordinary_alerted_share'], 2)} "
            f"| {_pct(worst['alerted_share'])} ({family}) "
@@ -103,11 +103,6 @@ def render_protection(results: Path) -> str:
         *rows, _TARGETS, "", P_END])
 
 
-def policy_version_of(block_or_result: str) -> str:
-    """The declared version (``2026.12.15``) in a policy version string (``default-2026.12.15+hash``)."""
-    return block_or_result.split("+", 1)[0].rsplit("-", 1)[-1]
-
-
 def replace_block(readme: str, block: str, begin: str = BEGIN, end_marker: str = END) -> str:
     """``readme`` with its marked block replaced by ``block``; ValueError without the markers."""
     start = readme.find(begin)
@@ -136,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         readme = args.readme.read_text(encoding="utf-8")
         updated = replace_block(readme, render_block(args.result, args.readme.parent))
         updated = replace_block(updated, render_protection(args.protection), P_BEGIN, P_END)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"bench.readme: {exc}", file=sys.stderr)
         return 2
     if args.check:

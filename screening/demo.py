@@ -327,21 +327,25 @@ def _print_table(day: _Day, out: TextIO) -> None:
 class _LogFile:
     """The demo server's log file. structlog caches each logger bound to it on first use, and
     they outlive the demo in the process that ran it (a test's next server): once closed, what
-    they write is dropped rather than failing, and the file is closed, not left to the
-    collector."""
+    they write is dropped rather than failing (so every later log line of that process is lost:
+    the command exits after the demo), and the file is closed, not left to the collector."""
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("w", encoding="utf-8")
+        self._lock = threading.Lock()  # a thread's write and the close, one at a time
 
     def write(self, text: str) -> int:
-        return len(text) if self._file.closed else self._file.write(text)
+        with self._lock:
+            return len(text) if self._file.closed else self._file.write(text)
 
     def flush(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            self._file.close()
 
 
 def run_demo(out: TextIO, log_dir: Path | None = None) -> int:

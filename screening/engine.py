@@ -348,14 +348,15 @@ class WatchlistChange:
 # Writes a watchlist change somewhere durable and returns its journal sequence number; raises
 # (e.g. StoreUnavailable) when it cannot, and then the change is not applied.
 class ShadowSink(Protocol):
-    """Who hears shadow decisions: the events, the active decisions, the active version and one
-    decision array per shadow policy; called under the engine's lock, so it only queues them."""
+    """Who hears shadow decisions: the events, the active decisions, the active version, one
+    decision array per shadow policy and those policies; called under the engine's lock, so it
+    only queues them."""
 
     def transactions(self, txns: Sequence[TxnInput], active: np.ndarray, active_version: str,
-                     shadows: list[np.ndarray]) -> None: ...
+                     shadows: list[np.ndarray], policies: tuple[Policy, ...]) -> None: ...
 
     def call(self, call: CallInput, active: np.ndarray, active_version: str,
-             shadows: list[np.ndarray]) -> None: ...
+             shadows: list[np.ndarray], policies: tuple[Policy, ...]) -> None: ...
 
 
 WatchJournal = Callable[[Sequence[WatchEntry], Sequence[tuple[int, str]]], int]
@@ -938,7 +939,8 @@ class Engine:
         feat, dec, degraded = done.features, done.decisions, done.degraded
         if step.shadows and self.on_shadow is not None:
             self.on_shadow.transactions(batch_in.rows(), dec, policy.version,
-                                        [decide_rows(s.txn_table, feat) for s in step.shadows])
+                                        [decide_rows(s.txn_table, feat) for s in step.shadows],
+                                        step.shadows)
         if replay is None:
             latency_us = (time.perf_counter_ns() - t0) // 1000
             unsaved = not self.store_ok
@@ -1169,7 +1171,8 @@ class Engine:
         if replay is None and self.shadows and self.on_shadow is not None:
             # a call's features hold every call feature (no ``reads`` on this path)
             self.on_shadow.call(call, dec, policy.version,
-                                [decide_rows(s.call_table, feat) for s in self.shadows])
+                                [decide_rows(s.call_table, feat) for s in self.shadows],
+                                self.shadows)
         if replay is None:
             latency_us = (time.perf_counter_ns() - t0) // 1000
             self._journal_event(JournalEvent(

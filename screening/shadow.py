@@ -28,6 +28,7 @@ from typing import IO, Any
 import numpy as np
 
 from features.layout import DecisionCol, join_reasons
+from screening.logs import get_logger
 from screening.metrics import Metrics
 from screening.model import CallInput, TxnInput, fen_text
 from screening.policy import ACTION_NAMES, ACTIONS, CALL_ACTION_NAMES, CALL_ACTIONS, REPORT_FLAGS, Policy
@@ -93,19 +94,21 @@ class ShadowRecorder:
     """The engine's ``on_shadow`` sink: counts under the engine's lock, writes in its own thread.
 
     Totals lines name the run (one recorder's life); a restart begins a new run at zero, and
-    the report adds the runs up."""
+    the report adds the runs up. The log is best effort: a write that fails is logged and its
+    lines dropped (the shadows never touch an answer)."""
 
     shadows: tuple[Policy, ...]
     policy_for: Callable[[str], Policy]  # the active policy of a version (reasons by name)
     path: Path | None = None
     metrics: Metrics | None = None
     flush_s: float = 1.0
-    decided: dict[str, _Decided] = field(default_factory=dict)  # by shadow version
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # every version decided in this run, kept when retired: one re-added counts on from there
+    _runs: dict[str, _Decided] = field(default_factory=dict)
     _queue: list[_Batch | _Call] = field(default_factory=list)
-    _retired: dict[str, _Decided] = field(default_factory=dict)
     _written: dict[str, tuple[int, int]] = field(default_factory=dict)  # totals last written
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # _queue, _runs' keys
+    _flush_lock: threading.Lock = field(default_factory=threading.Lock)  # one flush at a time
     _wake: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -115,33 +118,38 @@ class ShadowRecorder:
         self.use(self.shadows)
 
     def use(self, shadows: tuple[Policy, ...]) -> None:
-        """The engine decides with ``shadows`` from now on (called under its lock); a version
-        that stays keeps its running total."""
+        """The engine decides with ``shadows`` from now on (called under its lock)."""
         self.shadows = shadows
-        kept = {s.version: self.decided.get(s.version, _Decided()) for s in shadows}
-        with self._lock:  # a retired one's last total is written at the next flush
-            self._retired.update({v: d for v, d in self.decided.items() if v not in kept})
-        self.decided = kept
+        with self._lock:
+            for s in shadows:
+                self._runs.setdefault(s.version, _Decided())
+
+    def _decided(self, version: str) -> _Decided:
+        d = self._runs.get(version)
+        if d is None:  # a set the engine decided with but never announced: count it all the same
+            with self._lock:
+                d = self._runs.setdefault(version, _Decided())
+        return d
 
     def transactions(self, txns: Sequence[TxnInput], active: np.ndarray, active_version: str,
-                     shadows: list[np.ndarray]) -> None:
-        for i, dec in enumerate(shadows):
-            version = self.shadows[i].version
-            self.decided[version].transactions += len(txns)
-            self._count(version, "transaction", ACTION_NAMES, dec, active)
+                     shadows: list[np.ndarray], policies: tuple[Policy, ...]) -> None:
+        """``shadows[i]``: what ``policies[i]`` decided (the set the engine used for this batch,
+        which a reload may have replaced since)."""
+        for s, dec in zip(policies, shadows, strict=True):
+            self._decided(s.version).transactions += len(txns)
+            self._count(s.version, "transaction", ACTION_NAMES, dec, active)
         if self.path is not None:
             with self._lock:
-                self._queue.append(_Batch(txns, active, active_version, shadows, self.shadows))
+                self._queue.append(_Batch(txns, active, active_version, shadows, policies))
 
     def call(self, call: CallInput, active: np.ndarray, active_version: str,
-             shadows: list[np.ndarray]) -> None:
-        for i, dec in enumerate(shadows):
-            version = self.shadows[i].version
-            self.decided[version].calls += 1
-            self._count(version, "call", CALL_ACTION_NAMES, dec, active)
+             shadows: list[np.ndarray], policies: tuple[Policy, ...]) -> None:
+        for s, dec in zip(policies, shadows, strict=True):
+            self._decided(s.version).calls += 1
+            self._count(s.version, "call", CALL_ACTION_NAMES, dec, active)
         if self.path is not None:
             with self._lock:
-                self._queue.append(_Call(call, active, active_version, shadows, self.shadows))
+                self._queue.append(_Call(call, active, active_version, shadows, policies))
 
     def _count(self, version: str, event: str, names: Any, dec: np.ndarray,
                active: np.ndarray) -> None:
@@ -166,27 +174,31 @@ class ShadowRecorder:
     def _run(self) -> None:
         while not self._stopped.is_set():
             self._wake.wait(self.flush_s)
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # a full disk, say: keep going, the next flush may work
+                get_logger("screening.shadow").error("shadow_log_failed", path=str(self.path),
+                                                     error=str(exc))
 
     def flush(self) -> None:
         """Write what is queued, then the running totals that changed since the last flush."""
-        with self._lock:
-            items, self._queue = self._queue, []
-            retired, self._retired = self._retired, {}
-            # the engine's lock is not held here: copy the counts, then compare
-            totals = {v: d.figures() for v, d in (retired | self.decided).items()}
-        if self._out is None:
-            return
-        lines = [line for item in items for line in self._lines(item)]
-        now = _iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000))
-        for v, (txns, calls) in totals.items():
-            if self._written.get(v) != (txns, calls):
-                self._written[v] = (txns, calls)
-                lines.append(json.dumps({"kind": "totals", "shadow": v, "run": self.run,
-                                         "transactions": txns, "calls": calls, "at": now}))
-        if lines:
-            self._out.write("\n".join(lines) + "\n")
-            self._out.flush()
+        with self._flush_lock:
+            with self._lock:
+                items, self._queue = self._queue, []
+                # the engine's lock is not held here: copy the counts, then compare
+                totals = {v: d.figures() for v, d in self._runs.items()}
+            if self._out is None:
+                return
+            lines = [line for item in items for line in self._lines(item)]
+            now = _iso(int(dt.datetime.now(dt.UTC).timestamp() * 1000))
+            changed = {v: t for v, t in totals.items() if self._written.get(v) != t}
+            lines += [json.dumps({"kind": "totals", "shadow": v, "run": self.run,
+                                  "transactions": txns, "calls": calls, "at": now})
+                      for v, (txns, calls) in changed.items()]
+            if lines:
+                self._out.write("\n".join(lines) + "\n")
+                self._out.flush()
+            self._written.update(changed)  # only once written: a failed write tries again
 
     def _lines(self, item: _Batch | _Call) -> Iterable[str]:
         active_policy = self.policy_for(item.active_version)
@@ -195,22 +207,29 @@ class ShadowRecorder:
         a_act = item.active[:, DecisionCol.ACTION].tolist()
         a_bits = _masks(item.active)
         a_flags = item.active[:, DecisionCol.FLAGS].tolist()
+        events: dict[int, dict[str, Any]] = {}  # built once, for the rows where a rule fired
+
+        def event(j: int) -> dict[str, Any]:
+            if j not in events:
+                if isinstance(item, _Call):
+                    events[j] = {"call_id": item.call.call_id,
+                                 "event_time": _iso(item.call.start_ms)}
+                else:
+                    t = item.txns[j]
+                    events[j] = {"transaction_id": t.transaction_id,
+                                 "event_time": _iso(t.event_time_ms), "amount_fen": t.amount_fen}
+            return events[j]
+
         for s, dec in zip(item.policies, item.shadows, strict=True):
             s_act = dec[:, DecisionCol.ACTION].tolist()
             s_bits = _masks(dec)
             s_flags = dec[:, DecisionCol.FLAGS].tolist()
-            if isinstance(item, _Call):
-                ids: list[dict[str, Any]] = [{"call_id": item.call.call_id,
-                                              "event_time": _iso(item.call.start_ms)}]
-            else:
-                ids = [{"transaction_id": t.transaction_id, "event_time": _iso(t.event_time_ms),
-                        "amount_fen": t.amount_fen} for t in item.txns]
-            for j, event in enumerate(ids):
+            for j in range(len(a_bits)):
                 if not (a_bits[j] or s_bits[j]):
                     continue
                 yield json.dumps({
                     "kind": "call" if calls else "decision", "shadow": s.version,
-                    "active": item.active_version, **event,
+                    "active": item.active_version, **event(j),
                     "active_action": names[a_act[j]], "active_flags": a_flags[j],
                     "active_reasons": [r.code for r in active_policy.fired(a_bits[j], calls)],
                     "shadow_action": names[s_act[j]], "shadow_flags": s_flags[j],
@@ -251,6 +270,22 @@ class _Shadow:
         return sum(t for t, _ in self.runs.values()), sum(c for _, c in self.runs.values())
 
 
+def _checked(rec: dict[str, Any], actions: Any, amount: bool) -> dict[str, Any]:
+    """A decision or call line whose fields the report reads are there and of their types."""
+    for key in ("active_action", "shadow_action"):
+        if rec[key] not in actions:
+            raise ValueError(f"{key} {rec[key]!r} is no action")
+    for key in ("active_flags", "shadow_flags") + (("amount_fen",) if amount else ()):
+        if not isinstance(rec[key], int):
+            raise ValueError(f"{key} is not an integer")
+    for key in ("active_reasons", "shadow_reasons"):
+        if not (isinstance(rec[key], list) and all(isinstance(c, str) for c in rec[key])):
+            raise ValueError(f"{key} is not a list of reason codes")
+    if not isinstance(rec["active"], str):
+        raise ValueError("active is not a policy version")
+    return rec
+
+
 def _read(path: Path) -> dict[str, _Shadow]:
     shadows: dict[str, _Shadow] = defaultdict(_Shadow)
     with path.open(encoding="utf-8") as f:
@@ -263,21 +298,26 @@ def _read(path: Path) -> dict[str, _Shadow]:
                 raise ValueError(f"{path}:{n}: not a JSON line") from None
             try:
                 kind = rec.get("kind")
-                sh = shadows[rec["shadow"]] if kind in ("totals", "decision", "call") else None
-                if kind == "totals" and sh is not None:
+                if kind not in ("totals", "decision", "call"):
+                    continue  # a kind this report does not know: written by a newer server
+                if not isinstance(rec["shadow"], str):
+                    raise ValueError("shadow is not a policy version")
+                sh = shadows[rec["shadow"]]
+                if kind == "totals":
                     # lines of an older server carry no run and count transactions as decisions
-                    run = rec.get("run", "")
+                    run = str(rec.get("run", ""))
                     figures = (int(rec.get("transactions", rec.get("decisions", 0))),
                                int(rec.get("calls", 0)))
                     last = sh.runs.get(run, (0, 0))
                     sh.runs[run] = (max(last[0], figures[0]), max(last[1], figures[1]))
-                elif kind == "decision" and sh is not None:
-                    sh.txns.append(rec)
-                elif kind == "call" and sh is not None:
-                    sh.calls.append(rec)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise ValueError(f"{path}:{n}: not a shadow log line (kind, shadow, "
-                                 f"figures)") from None
+                elif kind == "decision":
+                    sh.txns.append(_checked(rec, ACTIONS, amount=True))
+                else:
+                    sh.calls.append(_checked(rec, CALL_ACTIONS, amount=False))
+            except KeyError as exc:
+                raise ValueError(f"{path}:{n}: not a shadow log line: no {exc}") from None
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"{path}:{n}: not a shadow log line: {exc}") from None
     return shadows
 
 

@@ -9,6 +9,7 @@ events to replay) are not timed: the restore's own log line says how long it too
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ class TimedStore(Store):
         self.lease_s = inner.lease_s
         self._early: list[tuple[str, float]] = []
         self._observe: Callable[[str, float], None] | None = None
+        self._hand_over = threading.Lock()  # a call timed while the sink is set goes to one place
         self.observe = observe
 
     @property
@@ -39,9 +41,12 @@ class TimedStore(Store):
 
     @observe.setter
     def observe(self, sink: Callable[[str, float], None] | None) -> None:
-        self._observe = sink
+        with self._hand_over:
+            self._observe = sink
+            early: list[tuple[str, float]] = []
+            if sink is not None:
+                early, self._early = self._early, []
         if sink is not None:
-            early, self._early = self._early, []
             for op, seconds in early:
                 sink(op, seconds)
 
@@ -51,10 +56,14 @@ class TimedStore(Store):
             return call(*args, **kwargs)
         finally:
             seconds = time.perf_counter() - t0
-            if self._observe is not None:
-                self._observe(op, seconds)
-            elif len(self._early) < 1000:  # a start does a handful
-                self._early.append((op, seconds))
+            sink = self._observe
+            if sink is None:
+                with self._hand_over:
+                    sink = self._observe
+                    if sink is None and len(self._early) < 1000:  # a start does a handful
+                        self._early.append((op, seconds))
+            if sink is not None:
+                sink(op, seconds)
 
     # the claim
     def claim_writer(self, owner: str) -> None:

@@ -25,7 +25,8 @@ def test_check_fails_when_the_result_changes(tmp_path: Path) -> None:
     res.write_text(json.dumps(result), encoding="utf-8")
     md = tmp_path / "README.md"
     md.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
-    argv = ["--result", str(res), "--readme", str(md)]
+    argv = ["--result", str(res), "--readme", str(md),
+            "--protection", str(ROOT / "bench" / "results")]
     assert readme.main([*argv, "--check"]) == 1
     assert readme.main(argv) == 0
     assert "2099-01-01T00:00:00+00:00" in md.read_text(encoding="utf-8")
@@ -39,15 +40,16 @@ def test_a_readme_without_the_markers_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_protection_figures_are_of_the_shipped_policy() -> None:
-    """Every seed's committed protection result was measured under the default policy's declared
-    version: a policy change without a new measurement fails here, not in a reader's hands."""
+    """Every seed's committed protection result was measured under the shipped default policy,
+    this very text (the version names its hash): a policy edit without a new measurement fails
+    here, not in a reader's hands."""
     from screening.policy import load_policy
 
-    shipped = readme.policy_version_of(load_policy(None).version)
+    shipped = load_policy(None).version
     for seed, _note, name in readme.PROTECTION_SEEDS:
         path = ROOT / "bench" / "results" / (name or f"protection-{seed}.json")
         measured = json.loads(path.read_text(encoding="utf-8"))["run"]["policy_version"]
-        assert readme.policy_version_of(measured) == shipped, (path.name, measured, shipped)
+        assert measured == shipped, (path.name, measured, shipped)
 
 
 def test_check_fails_when_a_protection_result_changes(tmp_path: Path) -> None:
@@ -71,3 +73,28 @@ def test_check_fails_when_a_protection_result_changes(tmp_path: Path) -> None:
     assert readme.main(argv) == 0
     assert "| 0.01 % |" in md.read_text(encoding="utf-8")
     assert readme.main([*argv, "--check"]) == 0
+
+
+def test_a_protection_row_says_what_its_result_holds() -> None:
+    """One row worked by hand: 2 scenarios' victims and mules added up, the stoppable share
+    weighted by mules stopped, the worst family by its accounts, couriers by numbers."""
+    result = {
+        "info": {"events": 1_234_567},
+        "run": {"policy_version": "default-9+abc"},
+        "per_scenario": [
+            {"victims": 10, "intervened_first": 9, "repeats_after_intervention": 0, "mules": 4,
+             "mules_stopped": 2, "stoppable_mean": 0.5},
+            {"victims": 10, "intervened_first": 10, "repeats_after_intervention": 1, "mules": 6,
+             "mules_stopped": 6, "stoppable_mean": 1.0}],
+        "alerts": {"ordinary_alerted_share": 0.004567},
+        "lookalikes": [
+            {"family": "lookalike_home_purchase", "accounts": 90, "alerted_share": 0.0333,
+             "callers_warned_share": None},
+            {"family": "lookalike_courier", "accounts": 0, "alerted_share": None,
+             "callers_warned_share": 0.0425}],
+        "large_value": {"offline_daily_report_recall": 1.0},
+    }
+    row, version = readme._protection_row(7, "held-out", result)
+    assert version == "default-9+abc"
+    assert row == ("| 7 (held-out) | 1.23 M | 19/20 (95.0 %) | 1 | 8/10 (80.0 %) | 88 % | 0.46 % "
+                   "| 3.3 % (home purchase) | 4.2 % | 100.0 % |")
