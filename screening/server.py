@@ -304,32 +304,43 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _listening(settings: Settings) -> list[tuple[str, str, str]]:
+    """Every address the server listens on for callers: (what, host, the setting naming it).
+    The Flight endpoint takes the same tokens and certificate, so the same bind rules."""
+    out = [("gRPC port", settings.server.host, "--host ([server] host)")]
+    if settings.flight.port != -1:
+        out.append(("Arrow Flight port", settings.flight.host or settings.server.host,
+                    "[flight] host" if settings.flight.host else "--host ([server] host)"))
+    return out
+
+
 def _check_open_bind(settings: Settings, log: Any) -> None:
     """Without auth every caller is admin: listen beyond loopback only when told to."""
-    host = settings.server.host
-    if _is_loopback(host):
-        return
-    if not settings.auth.allow_insecure_bind:
-        raise ConfigError(
-            f"--no-auth makes every caller admin: refusing to listen on {host}, which is not a "
-            "loopback address; use --host 127.0.0.1, or add --allow-insecure-bind "
-            "([auth] allow_insecure_bind) to do it anyway")
-    log.warning("insecure_bind", host=host,
-                detail="no auth on a non-loopback address: anyone who reaches it is admin")
+    for what, host, setting in _listening(settings):
+        if _is_loopback(host):
+            continue
+        if not settings.auth.allow_insecure_bind:
+            raise ConfigError(
+                f"--no-auth makes every caller admin: refusing to listen on {host} ({what}, "
+                f"{setting}), which is not a loopback address; use 127.0.0.1, or add "
+                "--allow-insecure-bind ([auth] allow_insecure_bind) to do it anyway")
+        log.warning("insecure_bind", host=host, listener=what,
+                    detail="no auth on a non-loopback address: anyone who reaches it is admin")
 
 
 def _check_plaintext(settings: Settings, log: Any) -> None:
     """Without TLS, tokens and replies cross the network in clear: loopback only, unless told."""
-    host = settings.server.host
-    if not _is_loopback(host) and not settings.tls.allow_plaintext:
-        raise ConfigError(
-            f"no TLS: refusing to serve plaintext on {host}, which is not a loopback address; "
-            "give the server a certificate ([tls] cert_file and key_file, --tls-cert/--tls-key; "
-            "`screening certs dev --out DIR` makes some for trying it), or add --allow-plaintext "
-            "([tls] allow_plaintext) when a proxy in front terminates TLS")
-    log.warning("plaintext", host=host,
-                detail="no TLS on the gRPC port: tokens and replies are not encrypted "
-                       "([tls] cert_file)")
+    for what, host, setting in _listening(settings):
+        if not _is_loopback(host) and not settings.tls.allow_plaintext:
+            raise ConfigError(
+                f"no TLS: refusing to serve plaintext on {host} ({what}, {setting}), which is "
+                "not a loopback address; give the server a certificate ([tls] cert_file and "
+                "key_file, --tls-cert/--tls-key; `screening certs dev --out DIR` makes some for "
+                "trying it), or add --allow-plaintext ([tls] allow_plaintext) when a proxy in "
+                "front terminates TLS")
+        log.warning("plaintext", host=host, listener=what,
+                    detail=f"no TLS on the {what}: tokens and replies are not encrypted "
+                           "([tls] cert_file)")
 
 
 def _restore(engine: Engine, store: Store, masker: Masker, log: Any) -> None:

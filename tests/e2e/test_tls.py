@@ -344,6 +344,20 @@ def test_plaintext_beyond_loopback_needs_allow_plaintext(pki: Pki) -> None:
         srv.running.stop(0.5)
 
 
+def test_the_flight_port_is_held_to_the_same_bind_rules() -> None:
+    """The Arrow Flight endpoint takes the same tokens: on a non-loopback [flight] host without
+    TLS it is refused like the gRPC port (naming [flight] host), and without auth too, before
+    anything listens."""
+    pytest.importorskip("pyarrow.flight")
+    flight = {"flight": {"port": 0, "host": "0.0.0.0"}}
+    with pytest.raises(ConfigError, match=r"0\.0\.0\.0 \(Arrow Flight port, \[flight\] host\).*--allow-plaintext"):
+        start_server(load_settings(overrides=flight), auth=Authenticator.with_tokens(TOKENS), port=0)
+    no_auth = load_settings(overrides={**flight, "auth": {"enabled": False},
+                                       "tls": {"allow_plaintext": True}})
+    with pytest.raises(ConfigError, match=r"every caller admin.*Arrow Flight port.*--allow-insecure-bind"):
+        start_server(no_auth, port=0)
+
+
 def test_tls_setting_problems_stop_start_up_naming_the_setting(pki: Pki, tmp_path: Path) -> None:
     """Half a pair, a missing file, a key of another certificate, an expired certificate, and
     mutual TLS with tokens or without auth: each a ConfigError naming what to fix."""
