@@ -344,78 +344,81 @@ def report(path: Path) -> str:
 _W = 38
 
 
+def _row(label: str, active: int | str, shadow: int | str) -> str:
+    """One line of a side-by-side table: the label, then the active and the shadow figure."""
+    a = f"{active:,}" if isinstance(active, int) else active
+    b = f"{shadow:,}" if isinstance(shadow, int) else shadow
+    return f"  {label:{_W}} {a:>14} {b:>14}"
+
+
+def _overlap(alerted: list[tuple[bool, bool]], both_label: str, alone_label: str) -> list[str]:
+    """Of the events either side alerted on (active, shadow): both, and each side alone."""
+    both = sum(a and s for a, s in alerted)
+    return [_row(both_label, both, both),
+            _row(alone_label, sum(a and not s for a, s in alerted),
+                 sum(s and not a for a, s in alerted))]
+
+
+def _by_rule(by_rule: dict[str, Counter[str]]) -> list[str]:
+    return sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c))
+
+
 def _transactions(recs: list[dict[str, Any]]) -> list[str]:
     a, s = _Side(), _Side()
-    both = only_a = only_s = 0
+    alerted: list[tuple[bool, bool]] = []
     by_rule: dict[str, Counter[str]] = defaultdict(Counter)
     for r in recs:
         sides = []
-        for side, act_key, flags_key, reasons_key, name in (
-                (a, "active_action", "active_flags", "active_reasons", "active"),
-                (s, "shadow_action", "shadow_flags", "shadow_reasons", "shadow")):
-            act = ACTIONS[r[act_key]]
-            alert = _alert(act, int(r[flags_key]))
+        for side, name in ((a, "active"), (s, "shadow")):
+            act = ACTIONS[r[f"{name}_action"]]
+            alert = _alert(act, int(r[f"{name}_flags"]))
             sides.append(alert)
             side.alerts += alert
             side.holds += act >= _HOLD
             if act >= _STOP:
                 side.stops += 1
                 side.stopped_fen += int(r["amount_fen"])
-            for code in r[reasons_key]:
+            for code in r[f"{name}_reasons"]:
                 by_rule[code][name] += 1
                 if act >= _STOP:
                     by_rule[code][f"{name}_stopped_fen"] += int(r["amount_fen"])
-        both += sides[0] and sides[1]
-        only_a += sides[0] and not sides[1]
-        only_s += sides[1] and not sides[0]
-    w = _W
-    out = [f"  {'transactions':{w}} {'active':>14} {'shadow':>14}",
-           f"  {'alerts (WARN or above, or STR)':{w}} {a.alerts:>14,} {s.alerts:>14,}",
-           f"  {'  of which both alerted':{w}} {both:>14,} {both:>14,}",
-           f"  {'  alerted by this side only':{w}} {only_a:>14,} {only_s:>14,}",
-           f"  {'HOLD or above':{w}} {a.holds:>14,} {s.holds:>14,}",
-           f"  {'STOP_PAYMENT or FREEZE':{w}} {a.stops:>14,} {s.stops:>14,}",
-           f"  {'money stopped':{w}} {'¥' + fen_text(a.stopped_fen):>14} "
-           f"{'¥' + fen_text(s.stopped_fen):>14}",
-           "", f"  {'by rule':{w}} {'active fired':>14} {'shadow fired':>14} "
-               f"{'active stopped':>16} {'shadow stopped':>16}"]
-    for code in sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c)):
+        alerted.append((sides[0], sides[1]))
+    out = [_row("transactions", "active", "shadow"),
+           _row("alerts (WARN or above, or STR)", a.alerts, s.alerts),
+           *_overlap(alerted, "  of which both alerted", "  alerted by this side only"),
+           _row("HOLD or above", a.holds, s.holds),
+           _row("STOP_PAYMENT or FREEZE", a.stops, s.stops),
+           _row("money stopped", "¥" + fen_text(a.stopped_fen), "¥" + fen_text(s.stopped_fen)),
+           "", _row("by rule", "active fired", "shadow fired")
+           + f" {'active stopped':>16} {'shadow stopped':>16}"]
+    for code in _by_rule(by_rule):
         c = by_rule[code]
-        out.append(f"  {code:{w}} {c['active']:>14,} {c['shadow']:>14,} "
-                   f"{'¥' + fen_text(c['active_stopped_fen']):>16} "
-                   f"{'¥' + fen_text(c['shadow_stopped_fen']):>16}")
+        out.append(_row(code, c["active"], c["shadow"])
+                   + f" {'¥' + fen_text(c['active_stopped_fen']):>16}"
+                   f" {'¥' + fen_text(c['shadow_stopped_fen']):>16}")
     out.append("")
     return out
 
 
 def _calls(recs: list[dict[str, Any]]) -> list[str]:
-    alerts = [0, 0]
-    blocks = [0, 0]
-    both = only_a = only_s = 0
+    alerts, blocks = Counter[str](), Counter[str]()
+    alerted: list[tuple[bool, bool]] = []
     by_rule: dict[str, Counter[str]] = defaultdict(Counter)
     for r in recs:
         sides = []
-        for i, (act_key, reasons_key, name) in enumerate((
-                ("active_action", "active_reasons", "active"),
-                ("shadow_action", "shadow_reasons", "shadow"))):
-            act = CALL_ACTIONS[r[act_key]]
+        for name in ("active", "shadow"):
+            act = CALL_ACTIONS[r[f"{name}_action"]]
             sides.append(act >= _WARN_CALLEE)
-            alerts[i] += act >= _WARN_CALLEE
-            blocks[i] += act >= _BLOCK
-            for code in r[reasons_key]:
+            alerts[name] += act >= _WARN_CALLEE
+            blocks[name] += act >= _BLOCK
+            for code in r[f"{name}_reasons"]:
                 by_rule[code][name] += 1
-        both += sides[0] and sides[1]
-        only_a += sides[0] and not sides[1]
-        only_s += sides[1] and not sides[0]
-    w = _W
-    out = [f"  {'calls':{w}} {'active':>14} {'shadow':>14}",
-           f"  {'warned or blocked':{w}} {alerts[0]:>14,} {alerts[1]:>14,}",
-           f"  {'  of which both':{w}} {both:>14,} {both:>14,}",
-           f"  {'  by this side only':{w}} {only_a:>14,} {only_s:>14,}",
-           f"  {'BLOCK':{w}} {blocks[0]:>14,} {blocks[1]:>14,}",
-           "", f"  {'by call rule':{w}} {'active fired':>14} {'shadow fired':>14}"]
-    for code in sorted(by_rule, key=lambda c: (-by_rule[c]["shadow"] - by_rule[c]["active"], c)):
-        c = by_rule[code]
-        out.append(f"  {code:{w}} {c['active']:>14,} {c['shadow']:>14,}")
+        alerted.append((sides[0], sides[1]))
+    out = [_row("calls", "active", "shadow"),
+           _row("warned or blocked", alerts["active"], alerts["shadow"]),
+           *_overlap(alerted, "  of which both", "  by this side only"),
+           _row("BLOCK", blocks["active"], blocks["shadow"]),
+           "", _row("by call rule", "active fired", "shadow fired")]
+    out += [_row(code, by_rule[code]["active"], by_rule[code]["shadow"]) for code in _by_rule(by_rule)]
     out.append("")
     return out
