@@ -11,8 +11,7 @@ import structlog
 from screening.config import LogSettings
 from screening.masking import Masker, mask_processor
 
-__all__ = ["configure_logging", "get_logger"]
-
+__all__ = ["LogStream", "configure_logging", "get_logger"]
 
 
 class LogStream(Protocol):
