@@ -350,7 +350,8 @@ def test_the_flight_port_is_held_to_the_same_bind_rules() -> None:
     anything listens."""
     pytest.importorskip("pyarrow.flight")
     flight = {"flight": {"port": 0, "host": "0.0.0.0"}}
-    with pytest.raises(ConfigError, match=r"0\.0\.0\.0 \(Arrow Flight port, \[flight\] host\).*--allow-plaintext"):
+    flight_refused = r"0\.0\.0\.0 \(Arrow Flight port, \[flight\] host\).*--allow-plaintext"
+    with pytest.raises(ConfigError, match=flight_refused):
         start_server(load_settings(overrides=flight), auth=Authenticator.with_tokens(TOKENS), port=0)
     no_auth = load_settings(overrides={**flight, "auth": {"enabled": False},
                                        "tls": {"allow_plaintext": True}})
