@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from screening.client import ScreeningClient, transaction
 from screening.config import load_settings
 from screening.v1 import screening_pb2 as pb
+from screening.v1 import screening_pb2_grpc as pb_grpc
 from tests.conftest import TOKENS, Live, _start, _stop, recent, uid
 
 HEALTH_DEADLINE_S = 3.0
@@ -135,6 +136,43 @@ def test_twenty_idle_streams_leave_health_and_unary_calls_answered(live: Live) -
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_stream_whose_caller_stops_reading_stalls_no_one_else(live: Live) -> None:
+    """A caller sends thousands of payments on a ScreenStream and never reads a reply (its
+    channel grants 1 KiB of receive window and does not grow it): the server's handler for that
+    stream stalls on sending once the window is full, on its own thread and holding no lock, and
+    other callers' payments, another stream and health checks are answered meanwhile."""
+    engine = live.server.engine
+
+    def payments() -> Iterator[pb.Transaction]:
+        for i in range(20_000):
+            yield transaction(uid("s"), recent(), uid("a"), uid("b"), 100 + i)
+
+    channel = grpc.insecure_channel(live.server.address, options=[
+        ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
+    stuck = pb_grpc.ScreeningStub(channel).ScreenStream(payments(), metadata=live.bank.metadata)
+    try:
+        start = engine.decisions.next_seq
+        last, deadline = -1, time.monotonic() + 60
+        while engine.decisions.next_seq != last:  # until the stream's handler stops deciding
+            assert time.monotonic() < deadline
+            last = engine.decisions.next_seq
+            time.sleep(1.0)
+        assert last - start < 20_000  # stalled part way on its unread replies: the premise
+        with ScreeningClient(live.server.address, "test-token-bank", timeout=10) as c:
+            for _ in range(20):
+                assert c.screen(transaction(uid("t"), recent(), uid("a"), uid("b"), 100)).action \
+                    == pb.ACTION_ALLOW
+        other = live.bank.stub.ScreenStream(
+            iter([transaction(uid("t"), recent(), uid("a"), uid("b"), 100) for _ in range(5)]),
+            metadata=live.bank.metadata, timeout=10)
+        assert len(list(other)) == 5
+        assert _health_ok(live)
+        assert engine.decisions.next_seq == last + 25  # the stuck stream still decides nothing
+    finally:
+        stuck.cancel()
+        channel.close()
 
 
 def test_streams_past_max_streams_are_refused_naming_the_setting(small: Live) -> None:
