@@ -34,7 +34,7 @@ PROTECTION_SEEDS: tuple[tuple[int, str, str], ...] = (
     (229, "held-out, 0.8 M", ""), (113, "", "protection-113-20261216.json"), (149, "", ""),
     (151, "", ""), (157, "", ""), (163, "", ""), (167, "", ""), (173, "", ""), (179, "", ""),
     (181, "", ""), (191, "", ""), (193, "", ""), (197, "", ""), (199, "", ""))
-_TARGETS = ("| target | | ≥ 95 % | 0 | | ≥ 80 % | ≤ 0.5 % | ≤ 2 % | ≤ 2 % | 100 % |")
+_TARGETS = ("| target | | ≥ 95 % | 0 | | ≥ 80 % | ≤ 0.5 % | ≤ 2 % | ≤ 2 % | ≤ 2 % | 100 % |")
 
 
 def render_block(result_path: Path, readme_dir: Path) -> str:
@@ -66,16 +66,18 @@ def _protection_row(seed: int, note: str, d: dict[str, Any]) -> tuple[str, str]:
     families = [f for f in d["lookalikes"] if f["accounts"]]
     worst = max(families, key=lambda f: f["alerted_share"] or 0)
     courier = next((f for f in d["lookalikes"] if f["family"] == "lookalike_courier"), None)
+    family = next((f for f in d["lookalikes"] if f["family"] == "lookalike_family_call"), None)
     label = f"{seed} ({note})" if note else str(seed)
-    family = worst["family"].removeprefix("lookalike_").replace("_", " ")
+    worst_name = worst["family"].removeprefix("lookalike_").replace("_", " ")
     row = (f"| {label} | {d['info']['events'] / 1e6:.2f} M "
            f"| {intervened}/{victims} ({_pct(intervened / victims if victims else None)}) "
            f"| {sum(x['repeats_after_intervention'] for x in ps)} "
            f"| {stopped}/{mules} ({_pct(stopped / mules if mules else None)}) "
            f"| {_pct(stoppable / stopped if stopped else None, 0)} "
            f"| {_pct(alerts['ordinary_alerted_share'], 2)} "
-           f"| {_pct(worst['alerted_share'])} ({family}) "
+           f"| {_pct(worst['alerted_share'])} ({worst_name}) "
            f"| {_pct(courier['callers_warned_share'] if courier else None)} "
+           f"| {_pct(family['callers_warned_share'] if family else None)} "
            f"| {_pct(d['large_value']['offline_daily_report_recall'])} |")
     return row, d["run"]["policy_version"]
 
@@ -98,8 +100,9 @@ def render_protection(results: Path) -> str:
         "| seed | events | victims intervened before the first transfer | repeats after an "
         "intervention | mules stopped | their case money still there at the stop (mean) "
         "| ordinary accounts alerted | worst look-alike family (accounts alerted) "
-        "| courier numbers warned | daily large-value report recall |",
-        "|---|---:|---|---:|---|---:|---:|---|---:|---:|",
+        "| courier numbers warned | family-call callers warned (a relative's first call from "
+        "abroad or a new number) | daily large-value report recall |",
+        "|---|---:|---|---:|---|---:|---:|---|---:|---:|---:|",
         *rows, _TARGETS, "", P_END])
 
 

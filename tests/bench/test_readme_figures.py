@@ -91,10 +91,12 @@ def test_a_protection_row_says_what_its_result_holds() -> None:
             {"family": "lookalike_home_purchase", "accounts": 90, "alerted_share": 0.0333,
              "callers_warned_share": None},
             {"family": "lookalike_courier", "accounts": 0, "alerted_share": None,
-             "callers_warned_share": 0.0425}],
+             "callers_warned_share": 0.0425},
+            {"family": "lookalike_family_call", "accounts": 90, "alerted_share": 0.0111,
+             "callers_warned_share": 0.15}],
         "large_value": {"offline_daily_report_recall": 1.0},
     }
     row, version = readme._protection_row(7, "held-out", result)
     assert version == "default-9+abc"
     assert row == ("| 7 (held-out) | 1.23 M | 19/20 (95.0 %) | 1 | 8/10 (80.0 %) | 88 % | 0.46 % "
-                   "| 3.3 % (home purchase) | 4.2 % | 100.0 % |")
+                   "| 3.3 % (home purchase) | 4.2 % | 15.0 % | 100.0 % |")
