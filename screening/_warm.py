@@ -38,6 +38,7 @@ from features.layout import EventCol, Kind
 from features.state import FeatureState, RuleTable, decide_rows, empty_events
 from graph import _kernels as gk
 from graph.live import LiveGraph
+from screening import wire
 
 __all__ = ["CALLS", "OFFLOADED", "STEPS", "KernelInputs", "Step", "Worker", "claim", "cold_steps",
            "run_steps", "warm_up"]
@@ -113,6 +114,10 @@ def _graph_queries(inp: KernelInputs) -> None:
     g.compact(0)
 
 
+def _wire(inp: KernelInputs) -> None:
+    wire.read_batch(b"\x0a\x0a\x0a\x01t\x1a\x05\x0a\x01a\x18\x01")  # ScreenBatch's reader
+
+
 STEPS = (
     Step("features", "feature kernels (transactions, calls, policy)", _features,
          (fk._process, fk._first_bad_id, fk._decide_rows)),
@@ -123,13 +128,14 @@ STEPS = (
     Step("graph-queries", "graph queries and upkeep", _graph_queries,
          (gk._neighbourhood, gk._edges_among, gk._set_watch, gk._drop_nodes, gk._compact),
          graph=True),
+    Step("wire", "ScreenBatch's reader of request bytes", _wire, wire.KERNELS),
 )
 # compiled by the worker only (this process never needs it: the feature step loads or compiles
 # it), first, so that it is in the cache when the feature step here comes to it
 CALLS = Step("calls", "the calls' kernel", _calls, (fk._call,))
 # compiled by the worker on a first start, in this order, unless this process, done with the
 # feature step, takes them first from the back; "features" (the largest) stays here
-OFFLOADED = ("graph-detectors", "graph-queries", "upkeep")
+OFFLOADED = ("graph-detectors", "graph-queries", "upkeep", "wire")
 
 
 def _cached(kernel: Any) -> bool:

@@ -41,6 +41,7 @@ from screening.model import (
 from screening.offline.reports import LARGE_VALUE_SCHEMA
 from screening.policy import Policy
 from screening.v1 import screening_pb2 as pb
+from screening.wire import WireBatch
 
 __all__ = ["Converter", "case_files", "case_graph_message", "large_value_frame",
            "large_value_message", "masked_or_clear", "ms_to_timestamp", "normalise_phone"]
@@ -311,6 +312,17 @@ class Converter:
             self.batch(b)  # raises, naming the problem
         cols = self._columns(list(b.transactions)) if self._min_ms > 0 else None
         return cols if cols is not None else TxnColumns.from_inputs(self.batch(b))
+
+    def wire_columns(self, w: WireBatch) -> TxnColumns | None:
+        """The columns of a batch read from its bytes (``screening.wire``) when every bulk check
+        of ``batch_columns`` passes; None when one doubts."""
+        t, i = w.texts, w.ints
+        return self.checked_columns(
+            t["transaction_id"], w.event_time_ms, t["payer_account"], t["payer_institution"],
+            i["payer_party_type"], t["payer_opened_date"], t["payee_account"],
+            t["payee_institution"], i["payee_party_type"], t["payee_opened_date"],
+            i["minor_units"], t["currency"], i["channel"], w.cash, w.cross_border,
+            t["device_id"], t["payer_phone"], t["memo"], t["payee_phone"])
 
     def _columns(self, txns: list[pb.Transaction]) -> TxnColumns | None:
         """The columns of ``txns`` when every bulk check passes; None when one doubts.

@@ -28,6 +28,7 @@ from screening.errors import DeadlineUnmeetable, InvalidRequest, ScreeningError
 from screening.lanes import Lane, Lanes, RefusalLog
 from screening.metrics import Metrics
 from screening.v1 import screening_pb2 as pb
+from screening.wire import WireBatch, read_batch
 
 __all__ = ["LANE_OF", "SERVICE", "ServiceTime", "add_screening_service"]
 
@@ -89,7 +90,8 @@ def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes, log:
         request_cls = getattr(pb, method.input_type.name)
         response_cls = getattr(pb, method.output_type.name)
         impl = getattr(servicer, method.name)
-        gate = _Gate(method, request_cls, log, refusals, lane.name, metrics)
+        gate = _Gate(method, request_cls, log, refusals, lane.name, metrics,
+                     read_batch if method.name == "ScreenBatch" else None)
         behavior: Callable[..., Any]
         if method.client_streaming and method.server_streaming:
             behavior = gate.stream(impl)
@@ -109,8 +111,10 @@ def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes, log:
     server.add_registered_method_handlers(SERVICE.full_name, handlers)  # type: ignore[attr-defined]
 
 
-def _items(request: Message) -> int:
+def _items(request: Message | WireBatch) -> int:
     """Transactions in a batch; 1 for any other request."""
+    if isinstance(request, WireBatch):
+        return max(1, len(request))
     if isinstance(request, pb.TransactionBatch):
         return max(1, len(request.transactions))
     return 1
@@ -120,8 +124,11 @@ class _Gate:
     """What every call of one method passes before the servicer sees it."""
 
     def __init__(self, method: MethodDescriptor, request_cls: type[Message], log: Any,
-                 refusals: RefusalLog, lane: str, metrics: Metrics | None = None) -> None:
+                 refusals: RefusalLog, lane: str, metrics: Metrics | None = None,
+                 reader: Callable[[bytes], WireBatch | None] | None = None) -> None:
         self.name = method.name
+        # reads the request's columns from its bytes (ScreenBatch); None: it doubts, or none
+        self.reader = reader
         self.metrics = metrics
         self.request_cls = request_cls
         self.log = log
@@ -137,7 +144,14 @@ class _Gate:
             est = self.service_time.setdefault(size, ServiceTime())
         return est
 
-    def _decode(self, raw: bytes, where: str) -> Message:
+    def _decode(self, raw: bytes, where: str) -> Message | WireBatch:
+        if self.reader is not None:
+            read = self.reader(raw)
+            if read is not None:
+                return read
+        return self._parse(raw, where)
+
+    def _parse(self, raw: bytes, where: str) -> Message:
         try:
             return self.request_cls.FromString(raw)
         except DecodeError:
@@ -153,7 +167,7 @@ class _Gate:
                 self.metrics.failed(self.name, exc.code.name)
         context.abort(exc.code, str(exc))
 
-    def unary(self, impl: Callable[[Message, grpc.ServicerContext], Any]
+    def unary(self, impl: Callable[[Any, grpc.ServicerContext], Any]
               ) -> Callable[[bytes, grpc.ServicerContext], Any]:
         def behavior(raw: bytes, context: grpc.ServicerContext) -> Any:
             try:
@@ -187,7 +201,7 @@ class _Gate:
 
             def decoded() -> Iterator[Message]:
                 for n, raw in enumerate(raws):
-                    yield self._decode(raw, f"message {n}")
+                    yield self._parse(raw, f"message {n}")
 
             return impl(decoded(), context)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from screening.audit import CALL, DECISION, DECISIONS, AuditTrail, iso_ms, watch_entry
 from screening.auth import CLEAR_ID_ROLES, Authenticator, Caller, registry_owners, report_scope
@@ -36,6 +37,7 @@ from screening.offline.reports import ReportThresholds, large_value_rows, thresh
 from screening.policy import ACTION_NAMES, CALL_ACTION_NAMES, Policy, load_policy, parse_policy
 from screening.v1 import screening_pb2 as pb
 from screening.v1 import screening_pb2_grpc as pb_grpc
+from screening.wire import WireBatch
 
 __all__ = ["ScreeningService"]
 
@@ -225,13 +227,26 @@ class ScreeningService(pb_grpc.ScreeningServicer):
                             "ScreenTransaction")[0]
 
     @_rpc
-    def ScreenBatch(self, request: pb.TransactionBatch, context: grpc.ServicerContext
-                    ) -> pb.DecisionBatch:
+    def ScreenBatch(self, request: pb.TransactionBatch | WireBatch,
+                    context: grpc.ServicerContext) -> pb.DecisionBatch:
         """Columns from the request to the reply: one audit item per batch, one journal entry
         and one ledger append per chunk the engine screens it in (``Engine.screen``); a Decision
-        message per transaction only for the classic reply."""
+        message per transaction only for the classic reply. The request comes read from its
+        bytes (``screening.wire``) unless that doubted it; then, or when the bulk checks doubt
+        the columns read, as a message, which names any problem."""
         t0 = time.perf_counter_ns()
-        txns = self.conv.batch_columns(request)
+        txns = None
+        if isinstance(request, WireBatch):
+            txns = self.conv.wire_columns(request)
+            if txns is None:
+                try:
+                    request = pb.TransactionBatch.FromString(request.raw)
+                except DecodeError:  # the wire reader refuses what protobuf does: not expected
+                    raise InvalidRequest("request", "cannot be decoded as "
+                                         "screening.v1.TransactionBatch") from None
+        if txns is None:
+            assert isinstance(request, pb.TransactionBatch)
+            txns = self.conv.batch_columns(request)
         recs, dups, _ = self.screen_columns(txns, self._caller(context), "ScreenBatch")
         latency = (time.perf_counter_ns() - t0) // 1000
         if request.columnar:

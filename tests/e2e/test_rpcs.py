@@ -262,6 +262,23 @@ def test_batch_returns_one_decision_per_transaction_in_order(live: Live) -> None
     assert live.police.query_account(payer).features["out_count_24h"] == 50
 
 
+def test_a_batch_the_wire_reader_leaves_to_protobuf_is_answered_the_same(live: Live) -> None:
+    """ScreenBatch reads the plain form from the bytes (``screening.wire``); a field a newer
+    client sends and a memo with a line break are left to protobuf, which reads them."""
+    payer = uid("a")
+    txns = [transaction(uid("t"), recent(), payer, uid("b"), 100 + i) for i in range(3)]
+    txns[1].memo = "rent\nMarch"
+    raw = pb.TransactionBatch(transactions=txns).SerializeToString() + b"\x98\x06\x01"
+    call = live.bank.channel.unary_unary("/screening.v1.Screening/ScreenBatch",
+                                         request_serializer=None,
+                                         response_deserializer=pb.DecisionBatch.FromString)
+    batch = call(raw, metadata=live.bank.metadata, timeout=10)
+    assert [d.transaction_id for d in batch.decisions] == [t.transaction_id for t in txns]
+    assert live.police.query_account(payer).features["out_count_24h"] == 3
+    again = call(raw, metadata=live.bank.metadata, timeout=10)  # the same payments: duplicates
+    assert [d.duplicate for d in again.decisions] == [True] * 3
+
+
 def test_batch_with_one_bad_transaction_is_rejected_whole(live: Live) -> None:
     """All-or-nothing: one bad amount rejects the batch, names its index, and counts nothing."""
     payer = uid("a")
