@@ -5,6 +5,7 @@ exactly the uninterrupted state."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import threading
 import time
@@ -17,7 +18,16 @@ from screening import engine as engine_module
 from screening.config import ServerSettings
 from screening.engine import Engine, JournalEvent
 from screening.errors import CheckpointError, StoreUnavailable
-from screening.model import NEVER, AccountProfile, CallInput, DecisionRecord, Party, TxnInput, WatchEntry
+from screening.model import (
+    NEVER,
+    AccountProfile,
+    CallInput,
+    DecisionRecord,
+    Party,
+    TxnColumns,
+    TxnInput,
+    WatchEntry,
+)
 from screening.policy import default_policy_text, load_policy, parse_policy
 from screening.store import (
     EventWriter,
@@ -69,10 +79,18 @@ def test_entries_round_trip() -> None:
     call = JournalEvent(kind="call", scope="", policy_version="v1", watch_seq=0, latency_us=5,
                         unsaved=False, call=CallInput("c", "+8613800000001", "+8613800000002",
                                                       T0, 12, 2, 1))
-    for ev in (txn, call):
+    # ScreenBatch journals its columns (rows are read too: journals written before)
+    cols = dataclasses.replace(txn, txns=TxnColumns.from_inputs(txn.txns))
+    for ev in (txn, call, cols):
         assert decode_event(encode_event(ev), "x") == ev
+    assert decode_event(encode_event(cols), "x").txns.rows() == list(txn.txns)
     with pytest.raises(CheckpointError, match="entry 7: malformed"):
         decode_event(b'{"k":"txn"}', "entry 7")
+    good = json.loads(encode_event(cols))
+    for bad in ([*good["T"][:19]], [*good["T"][:4], [None, None], *good["T"][5:]],
+                [*good["T"][:14], [1, 0], *good["T"][15:]], [*good["T"][:1], ["1", 2], *good["T"][2:]]):
+        with pytest.raises(CheckpointError, match=r"entry 8: malformed .*transaction column"):
+            decode_event(json.dumps(dict(good, T=bad)).encode(), "entry 8")
 
 
 def test_events_come_back_in_order_and_trim_drops_what_a_checkpoint_holds(any_store: Store) -> None:
