@@ -156,7 +156,8 @@ NC_INTERNATIONAL, NC_VIRTUAL, NC_SPOOFED = 4, 3, 5
 # ---------------------------------------------------------------- pair table (relationships)
 PAIR_EMPTY = np.int64(-1)
 # PAIR_STOP: a payment of a to b was held or stopped at the stored time (decision memory);
-# PAIR_WARN: a payment of a to b was warned about as fraud (a rule marked a as a victim)
+# PAIR_WARN: a payment of a to b was warned about as fraud (a rule marked a as a victim); with
+# a == b: the latest such payment b received (b cannot pay itself, so the key is free)
 PAIR_TXN, PAIR_CALL, PAIR_STOP, PAIR_WARN = 0, 1, 2, 3
 # state-wide scalars (``meta``): relationships in the pair table, the earliest event time seen
 META_PAIRS, META_FIRST_TS = 0, 1
@@ -215,8 +216,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYEE_TRIAL_DAYS, F_PAYER_IN_PERSONS_1H, F_PAYER_IN_PERSONS_24H,
  F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN, F_PAYER_IN_STRANGERS_1H,
  F_PAYER_IN_STRANGERS_24H, F_PAYER_LAST_CALL_FIRST,
- F_PAYEE_IS_LAST_CALLER, F_PAYER_TALKS_WITH_PAYEE) = range(F_MEMORY_BASE, F_MEMORY_BASE + 42)
-N_TXN_FEATURE = F_MEMORY_BASE + 42
+ F_PAYEE_IS_LAST_CALLER, F_PAYER_TALKS_WITH_PAYEE,
+ F_PAYER_WARNED_IN_MIN) = range(F_MEMORY_BASE, F_MEMORY_BASE + 43)
+N_TXN_FEATURE = F_MEMORY_BASE + 43
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -741,6 +743,17 @@ def _intervened_minutes(sc: np.ndarray, ring: np.ndarray, pt: np.ndarray, a: int
 
 
 @helper
+def _warned_inflow_minutes(sc: np.ndarray, pt: np.ndarray, a: int, ts: int) -> float:
+    """Minutes since account ``a`` last received a payment its payer was warned about as fraud
+    (decision memory: PAIR_WARN of the account with itself); FAR_MINUTES when none is
+    remembered, or the account is cleared."""
+    s = _pair_slot(pt, _pair_key(PAIR_WARN, a, a))
+    if pt[s, 0] == PAIR_EMPTY or pt[s, 1] == NO_TIME or pt[s, 1] > ts or _cleared(sc, a, ts):
+        return FAR_MINUTES
+    return (ts - pt[s, 1]) / MINUTE_MS
+
+
+@helper
 def _trial_days(sc: np.ndarray, e: int, ts: int) -> float:
     """Days since the test transfer of an account that has done nothing else (FAR_DAYS: not so)."""
     return _days_since(sc[e, SC_FIRST], ts) if sc[e, SC_PROFILE] & PROF_TRIAL else FAR_DAYS
@@ -958,6 +971,8 @@ def _txn(
         f[r, F_PAYEE_WARNED] = 1.0
     if need[F_PAYER_INTERVENED_MIN]:
         f[r, F_PAYER_INTERVENED_MIN] = _intervened_minutes(a_sc, a_ring, pt, a, ts)
+    if need[F_PAYER_WARNED_IN_MIN]:
+        f[r, F_PAYER_WARNED_IN_MIN] = _warned_inflow_minutes(a_sc, pt, a, ts)
     f[r, F_PAYER_MULE] = _mule_level(a_sc, a, ts)
     f[r, F_PAYEE_MULE] = _mule_level(a_sc, b, ts)
     f[r, F_PAYER_COLLECTOR] = _marked(a_sc, a, SC_COLLECTOR_UNTIL, ts)
@@ -1307,6 +1322,11 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
         elif dec[i, D_ACTION] == ACTION_WARN:
             key = _pair_key(PAIR_WARN, a, b)
             _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
+            if fl & TF_PAYEE_PERSON and not fl & TF_PAYEE_TERMINAL:
+                # the payee received money its payer was warned about: what it does with it
+                # in the next minutes is evidence (a mule passes it on)
+                key = _pair_key(PAIR_WARN, b, b)
+                _pair_put_at(pt, meta, _pair_slot(pt, key), key, ts)
     if marks & MK_PAYEE_MULE and payee_ok and _suspect_mule(a_sc, b, 1, ts, params):
         _follow_money(a_sc, a_ring, pt, b, ts, params)
     if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL

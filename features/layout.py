@@ -136,6 +136,7 @@ def _txn_names() -> list[str]:
         k.F_PAYER_LAST_CALL_FIRST: "payer_last_call_first_contact",
         k.F_PAYEE_IS_LAST_CALLER: "payee_phone_is_last_caller",
         k.F_PAYER_TALKS_WITH_PAYEE: "payer_talks_with_payee",
+        k.F_PAYER_WARNED_IN_MIN: "payer_minutes_since_warned_inflow",
         # calls around the payment
         k.F_PAYER_ON_CALL: "payer_on_call",
         k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",

@@ -380,7 +380,7 @@ class Screener:
             raise ValueError(f"refs must be int64[{n}], got {refs.dtype}{refs.shape}")
         if remember and self.recent_rows is None:
             raise ValueError("remember=True: this screener keeps no recent-decision rings")
-        self.ensure(2 * n if new_pairs is None else new_pairs)
+        self.ensure(3 * n if new_pairs is None else new_pairs)
         k0 = time.perf_counter()
         extra, degraded = self._graph_pass(events, refs, gate, detect)
         k1 = time.perf_counter()

@@ -929,8 +929,9 @@ class Engine:
         policy = step.policy
         n = len(batch_in)
         ev = core.encode_transactions(batch_in, policy, step.near_line)
-        # a relationship, and a remembered stop, per transaction at most
-        self._bound_pairs(2 * n)
+        # a relationship, and a remembered stop or warning (a warning: its payee's too), per
+        # transaction at most
+        self._bound_pairs(3 * n)
         seq0 = self.decisions.next_seq
         # only the features a rule reads: a decision shows no others
         done = core.screen(ev, np.arange(seq0, seq0 + n, dtype=np.int64),

@@ -174,6 +174,7 @@ from features._kernels import (
     F_PAYER_TERMINAL,
     F_PAYER_TRIAL_DAYS,
     F_PAYER_VICTIM,
+    F_PAYER_WARNED_IN_MIN,
     F_PAYER_WATCH,
     F_PAYER_WOKE_DAYS,
     F_PAYER_Z,
@@ -857,6 +858,8 @@ class ReferenceEngine:
                 self._pair_put(PAIR_STOP, ev[EV_A], ev[EV_B], ts)
             elif dec[D_ACTION] == ACTION_WARN:
                 self._pair_put(PAIR_WARN, ev[EV_A], ev[EV_B], ts)
+                if fl & TF_PAYEE_PERSON and not fl & TF_PAYEE_TERMINAL:
+                    self._pair_put(PAIR_WARN, ev[EV_B], ev[EV_B], ts)
         if marks & MK_PAYEE_MULE and payee_ok and payee.suspect(1, ts, p.mule_ms):
             self._follow_money(ev[EV_B], ts, p)
         if (marks & MK_PAYER_MULE and not fl & TF_PAYER_TERMINAL
@@ -994,6 +997,10 @@ class ReferenceEngine:
             times = [t for t in stops if t is not None and t != _NO_TIME and t <= ts]
             if times:
                 f[F_PAYER_INTERVENED_MIN] = float(ts - max(times)) / MINUTE_MS
+        inflow = self.pairs.get((PAIR_WARN, a_id, a_id))
+        f[F_PAYER_WARNED_IN_MIN] = FAR_MINUTES
+        if inflow is not None and inflow != _NO_TIME and inflow <= ts and not payer.cleared(ts):
+            f[F_PAYER_WARNED_IN_MIN] = float(ts - inflow) / MINUTE_MS
         f[F_PAYER_MULE] = float(payer.level(ts))
         f[F_PAYEE_MULE] = float(payee.level(ts))
         f[F_PAYER_COLLECTOR] = payer.marked(payer.collector_until, ts)

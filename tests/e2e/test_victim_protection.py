@@ -317,6 +317,46 @@ def test_the_mule_and_the_next_hop_are_stopped_but_not_beyond(live: Live) -> Non
     assert "SUSPECTED_MULE_PAYS_OUT" not in _codes(beyond)
 
 
+def test_the_account_a_warned_victim_paid_is_stopped_passing_the_money_on(live: Live) -> None:
+    """The victim was warned and paid anyway: minutes later the account it paid moves most of
+    the money to an account it never paid. Stopped, the police told, and from then on a suspect
+    (policy 2026.12.17: FORWARDS_WARNED_PAYMENT)."""
+    _, _, safe, _ = _warned_victim(live, minutes=40)
+    out = live.bank.screen(transaction(uid("t"), recent(34), safe, uid("next"), 250_000, **AGED))
+    assert out.action == pb.ACTION_STOP_PAYMENT and "FORWARDS_WARNED_PAYMENT" in _codes(out)
+    assert out.reports.notify_police and out.reports.suspicious
+    assert out.features["payer_minutes_since_warned_inflow"] == pytest.approx(6, abs=0.1)
+    nxt = live.bank.screen(transaction(uid("t"), recent(33), safe, uid("next"), 40_000, **AGED))
+    assert nxt.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(nxt)
+
+
+def test_an_account_in_use_passing_on_a_warned_payment_is_held_and_made_no_suspect(
+        live: Live) -> None:
+    """A landlord (six payments out before) pays a new plumber with the rent a tenant was warned
+    paying: held, not stopped, no suspect (its next payment goes through)."""
+    caller, phone, tenant, landlord = "+86170" + new_phone()[-8:], new_phone(), uid("tenant"), uid("land")
+    for i in range(6):
+        live.bank.screen(transaction(uid("t"), recent(600 - i), landlord, uid("shop"), 5_000, **AGED))
+    live.telecom.report_call(call_event(uid("c"), recent(120), caller, phone, duration_seconds=900,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED,
+                                        caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+    rent = live.bank.screen(transaction(uid("t"), recent(100), tenant, landlord, 300_000,
+                                        payer_phone=phone, **AGED))
+    assert rent.action == pb.ACTION_WARN
+    out = live.bank.screen(transaction(uid("t"), recent(90), landlord, uid("plumber"), 80_000, **AGED))
+    assert out.action == pb.ACTION_HOLD and _codes(out) == ["FORWARDS_WARNED_PAYMENT_ACCOUNT_IN_USE"]
+    # past the hour: no rule of the warned payment, and no suspect's stop
+    later = live.bank.screen(transaction(uid("t"), recent(30), landlord, uid("grocer"), 80_000, **AGED))
+    assert later.action == pb.ACTION_ALLOW and later.features["payer_suspected_mule"] == 0.0
+
+
+def test_money_from_a_warned_payment_passed_on_hours_later_is_not_stopped(live: Live) -> None:
+    """The same account paying someone new two hours after the warned payment: allowed."""
+    _, _, safe, _ = _warned_victim(live, minutes=200)
+    out = live.bank.screen(transaction(uid("t"), recent(70), safe, uid("next"), 250_000, **AGED))
+    assert "FORWARDS_WARNED_PAYMENT" not in _codes(out) and out.action == pb.ACTION_ALLOW
+
+
 def test_money_a_mule_pays_back_to_its_victim_makes_the_victim_no_mule(live: Live) -> None:
     """Gangs pay victims too (a brushing scam's "commission", a "refund" to keep them paying):
     the protected victim receiving it is not where the mule's money went, and its own payments
@@ -574,7 +614,9 @@ def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Liv
 def test_a_rented_account_tested_with_a_few_yuan_warns_the_strangers_who_pay_it(live: Live) -> None:
     """No registry: the gang checks the account it bought with a 6 CNY transfer to one of its own,
     then two brushing victims pay it within the hour: both warned; the first piece passed on is
-    held. A wage into another account that began with a few yuan ends its trial."""
+    stopped (held for the test transfer; since 2026.12.17 stopped, the money having been warned
+    about on its way in). A wage into another account that began with a few yuan ends its
+    trial."""
     rented, gang = uid("rented"), uid("gang")
     test = live.bank.screen(transaction(uid("t"), recent(90), rented, gang, 600, **AGED))
     assert test.action == pb.ACTION_ALLOW
@@ -584,10 +626,11 @@ def test_a_rented_account_tested_with_a_few_yuan_warns_the_strangers_who_pay_it(
     for d in paid:
         assert d.action == pb.ACTION_WARN and "TESTED_ACCOUNT_RECEIVES" in _codes(d)
         assert 0.0 < d.features["payee_days_since_test_transfer"] < 0.1
-    # minutes later the first piece leaves for the gang's next account: held while most of the
-    # money is still there, and the account a suspect from then on
+    # minutes later the first piece leaves for the gang's next account: stopped while most of
+    # the money is still there, and the account a suspect from then on
     piece = live.bank.screen(transaction(uid("t"), recent(45), rented, uid("l2"), 200_000, **AGED))
-    assert piece.action == pb.ACTION_HOLD and "TESTED_ACCOUNT_FORWARDS" in _codes(piece)
+    assert piece.action == pb.ACTION_STOP_PAYMENT
+    assert {"TESTED_ACCOUNT_FORWARDS", "FORWARDS_WARNED_PAYMENT"} <= set(_codes(piece))
     assert piece.reports.suspicious and piece.reports.notify_police
     nxt = live.bank.screen(transaction(uid("t"), recent(44), rented, uid("l2"), 200_000, **AGED))
     assert nxt.action == pb.ACTION_STOP_PAYMENT and "SUSPECTED_MULE_PAYS_OUT" in _codes(nxt)

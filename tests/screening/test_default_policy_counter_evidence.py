@@ -409,6 +409,35 @@ def test_a_person_paying_a_suspected_mule_it_talks_with_is_not_held() -> None:
     assert "PAYS_SUSPECTED_MULE" not in codes and action == "ALLOW" and marks == 0
 
 
+# money a stranger paid within the hour, warned about as fraud on its way in, most of it paid on
+WARNED_ON = dict(payer_minutes_since_warned_inflow=6, first_time_payee=1, payer_pass_through_1h=0.8,
+                 payer_in_strangers_1h=1, payer_is_person=1, payee_is_person=1, amount=250_000,
+                 payer_history_count=0)
+
+
+def test_an_account_passing_on_a_warned_payment_is_stopped_and_made_a_suspect() -> None:
+    action, codes, marks = _decide_row(**WARNED_ON)
+    assert action == "STOP_PAYMENT" and "FORWARDS_WARNED_PAYMENT" in codes
+    assert marks & Mark.TXN_NAMES["payer_mule"]
+
+
+def test_an_account_in_use_passing_on_a_warned_payment_is_held_unmarked() -> None:
+    action, codes, marks = _decide_row(**{**WARNED_ON, "payer_history_count": 6})
+    assert (action, codes, marks) == ("HOLD", ["FORWARDS_WARNED_PAYMENT_ACCOUNT_IN_USE"], 0)
+
+
+@pytest.mark.parametrize("quiet", [
+    {"payer_minutes_since_warned_inflow": 61}, {"first_time_payee": 0},
+    {"payer_pass_through_1h": 0.1}, {"payer_in_strangers_1h": 0}, {"payer_is_person": 0},
+    {"payer_is_terminal": 1}, {"payer_is_merchant": 1}, {"is_cash": 1},
+    {"payer_protected_victim": 1}, {"amount": 9_999}])
+def test_passing_on_a_warned_payment_each_counter_condition_keeps_it_quiet(quiet: dict[str, float]
+                                                                          ) -> None:
+    for history in (0, 6):
+        _, codes, _ = _decide_row(**{**WARNED_ON, "payer_history_count": history, **quiet})
+        assert not {"FORWARDS_WARNED_PAYMENT", "FORWARDS_WARNED_PAYMENT_ACCOUNT_IN_USE"} & set(codes)
+
+
 def test_cash_paid_into_a_suspected_mule_is_held() -> None:
     """A victim told to deposit cash into the 'safe account' at a machine: no person is the
     payer, and the deposit is held all the same."""
