@@ -523,10 +523,15 @@ def _pair_put_at(pt: np.ndarray, meta: np.ndarray, s: int, key: int, ts: int) ->
 @kernel
 def _pair_forget(pt: np.ndarray, kind: int, a: int, b: int) -> int:
     """Make pair (kind, a, b) look last seen long ago (a lookup still finds the slot: open
-    addressing cannot empty one); returns 1 when it was there."""
+    addressing cannot empty one); returns 1 when it was there. A payment warning forgotten takes
+    the payee's warned inflow with it when that payment was its latest (the same time)."""
     s = _pair_slot(pt, _pair_key(kind, a, b))
     if pt[s, 0] == PAIR_EMPTY:
         return 0
+    if kind == PAIR_WARN and a != b and pt[s, 1] != NO_TIME:
+        own = _pair_slot(pt, _pair_key(PAIR_WARN, b, b))
+        if pt[own, 0] != PAIR_EMPTY and pt[own, 1] == pt[s, 1]:
+            pt[own, 1] = NO_TIME
     pt[s, 1] = NO_TIME
     return 1
 

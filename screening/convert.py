@@ -316,6 +316,8 @@ class Converter:
     def wire_columns(self, w: WireBatch) -> TxnColumns | None:
         """The columns of a batch read from its bytes (``screening.wire``) when every bulk check
         of ``batch_columns`` passes; None when one doubts."""
+        if len(w) > self.limits.max_batch:
+            return None
         t, i = w.texts, w.ints
         return self.checked_columns(
             t["transaction_id"], w.event_time_ms, t["payer_account"], t["payer_institution"],

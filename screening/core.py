@@ -370,7 +370,8 @@ class Screener:
 
         ``refs`` (int64, one per event) is what the graph keeps with each edge and the recent
         rings with each transaction's accounts: the decision number. ``new_pairs`` bounds the
-        new relationships (default two per event). The graph detectors run on every
+        new relationships (default three per event: a relationship, a warning and the payee's
+        warned inflow). The graph detectors run on every
         transaction unless ``detect`` is false (edges only) or ``gate`` holds them back;
         ``remember`` writes each transaction's ref into its payer's and payee's recent rings.
         ``keep_features``, ``all_features`` and ``reads`` are ``FeatureState.process``'s.

@@ -16,6 +16,7 @@ answered after its caller gave up.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -91,7 +92,8 @@ def add_screening_service(server: grpc.Server, servicer: Any, lanes: Lanes, log:
         response_cls = getattr(pb, method.output_type.name)
         impl = getattr(servicer, method.name)
         gate = _Gate(method, request_cls, log, refusals, lane.name, metrics,
-                     read_batch if method.name == "ScreenBatch" else None)
+                     functools.partial(read_batch, max_rows=servicer.conv.limits.max_batch)
+                     if method.name == "ScreenBatch" else None)
         behavior: Callable[..., Any]
         if method.client_streaming and method.server_streaming:
             behavior = gate.stream(impl)

@@ -66,9 +66,24 @@ def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return 0, -1
 
 
+def _small(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """A tag or a length: ``_varint`` of at most 5 bytes and below 2**31 (protobuf refuses a
+    longer tag or length; a larger tag is no field of these messages), position -1 otherwise."""
+    value = 0
+    shift = 0
+    while pos < end and shift < 35:
+        b = int(buf[pos])
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (value, pos) if value < _INT32_TOP else (0, -1)
+        shift += 7
+    return 0, -1
+
+
 def _length(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     """(start, stop) of the length-delimited value at ``pos``; start -1 when it does not fit."""
-    n, pos = _varint(buf, pos, end)
+    n, pos = _small(buf, pos, end)
     if pos < 0 or n < 0 or n > end - pos:
         return -1, -1
     return pos, pos + n
@@ -79,7 +94,7 @@ def _party(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: np.ndar
     """Read a Party at [pos, end) into its three text spans and party type; _DOUBT or _OK."""
     seen = 0
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        tag, pos = _small(buf, pos, end)
         if pos < 0:
             return _DOUBT
         field, wire = tag >> 3, tag & 7
@@ -111,7 +126,7 @@ def _transaction(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: n
     """Read one Transaction at [pos, end) into row ``row``; _DOUBT or _OK."""
     seen = 0
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        tag, pos = _small(buf, pos, end)
         if pos < 0:
             return _DOUBT
         field, wire = tag >> 3, tag & 7
@@ -145,7 +160,7 @@ def _transaction(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: n
             at = start
             got = 0
             while at < stop:
-                tag, at = _varint(buf, at, stop)
+                tag, at = _small(buf, at, stop)
                 if at < 0:
                     return _DOUBT
                 sub = tag >> 3
@@ -160,7 +175,7 @@ def _transaction(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: n
             at = start
             got = 0
             while at < stop:
-                tag, at = _varint(buf, at, stop)
+                tag, at = _small(buf, at, stop)
                 if at < 0:
                     return _DOUBT
                 sub = tag >> 3
@@ -196,7 +211,7 @@ def _count(buf: np.ndarray) -> int:
     pos, end, n = 0, len(buf), 0
     seen_columnar = False
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        tag, pos = _small(buf, pos, end)
         if pos < 0:
             return -1
         if tag == (1 << 3 | _LEN):
@@ -222,7 +237,7 @@ def _scan(buf: np.ndarray, spans: np.ndarray, ints: np.ndarray) -> int:
     pos, end, row = 0, len(buf), 0
     columnar = 0
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        tag, pos = _small(buf, pos, end)
         if tag == (1 << 3 | _LEN):
             start, stop = _length(buf, pos, end)
             if _transaction(buf, start, stop, spans, ints, row) != _OK:
@@ -261,14 +276,15 @@ def _jitted(func: Any, **names: Any) -> Any:
 
 
 _varint_jit = _helper(_varint)
-_length_jit = _helper(_jitted(_length, _varint=_varint_jit))
+_small_jit = _helper(_small)
+_length_jit = _helper(_jitted(_length, _small=_small_jit))
 
 
-_party_jit = _helper(_jitted(_party, _varint=_varint_jit, _length=_length_jit))
-_transaction_jit = _helper(_jitted(_transaction, _varint=_varint_jit, _length=_length_jit,
-                                   _party=_party_jit))
-_count_jit = _jit(_jitted(_count, _varint=_varint_jit, _length=_length_jit))
-_scan_jit = _jit(_jitted(_scan, _varint=_varint_jit, _length=_length_jit,
+_party_jit = _helper(_jitted(_party, _varint=_varint_jit, _small=_small_jit, _length=_length_jit))
+_transaction_jit = _helper(_jitted(_transaction, _varint=_varint_jit, _small=_small_jit,
+                                   _length=_length_jit, _party=_party_jit))
+_count_jit = _jit(_jitted(_count, _varint=_varint_jit, _small=_small_jit, _length=_length_jit))
+_scan_jit = _jit(_jitted(_scan, _varint=_varint_jit, _small=_small_jit, _length=_length_jit,
                          _transaction=_transaction_jit))
 _gather_jit = _jit(_gather)
 KERNELS = (_count_jit, _scan_jit, _gather_jit)
@@ -292,10 +308,10 @@ class WireBatch:
         return len(self.texts["transaction_id"])
 
 
-def _read(raw: bytes, count: Any, scan: Any, gather: Any) -> WireBatch | None:
+def _read(raw: bytes, max_rows: int, count: Any, scan: Any, gather: Any) -> WireBatch | None:
     buf = np.frombuffer(raw, dtype=np.uint8)
     n = count(buf)
-    if n <= 0:
+    if n <= 0 or n > max_rows:  # too many: refused by the checks before, nothing allocated
         return None
     spans = np.zeros((n, _N_TEXT, 2), dtype=np.int64)
     ints = np.zeros((n, _N_INT), dtype=np.int64)
@@ -324,12 +340,12 @@ def _read(raw: bytes, count: Any, scan: Any, gather: Any) -> WireBatch | None:
     return WireBatch(raw, got == 2, texts, values, flags[0], flags[1], ms)
 
 
-def read_batch(raw: bytes) -> WireBatch | None:
-    """The columns of the TransactionBatch ``raw``; None when the kernels doubt (parse it with
-    protobuf then)."""
-    return _read(raw, _count_jit, _scan_jit, _gather_jit)
+def read_batch(raw: bytes, max_rows: int = 10_000) -> WireBatch | None:
+    """The columns of the TransactionBatch ``raw``; None when the kernels doubt, or it holds
+    more than ``max_rows`` transactions (parse it with protobuf then, which names the problem)."""
+    return _read(raw, max_rows, _count_jit, _scan_jit, _gather_jit)
 
 
-def read_batch_py(raw: bytes) -> WireBatch | None:
+def read_batch_py(raw: bytes, max_rows: int = 10_000) -> WireBatch | None:
     """``read_batch`` as plain Python (the same steps, not compiled): the kernels' reference."""
-    return _read(raw, _count, _scan, _gather)
+    return _read(raw, max_rows, _count, _scan, _gather)

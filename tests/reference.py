@@ -743,6 +743,10 @@ class ReferenceEngine:
         for kind in (PAIR_STOP, PAIR_WARN):
             key = (kind, payer, payee)
             if key in self.pairs:
+                own = (PAIR_WARN, payee, payee)  # the payee's warned inflow, if this was it
+                if (kind == PAIR_WARN and payer != payee and self.pairs[key] != _NO_TIME
+                        and self.pairs.get(own) == self.pairs[key]):
+                    self.pairs[own] = _NO_TIME
                 self.pairs[key] = _NO_TIME
                 found = True
         return found
@@ -782,8 +786,10 @@ class ReferenceEngine:
         pair_kind = {"accounts": PAIR_TXN, "phones": PAIR_CALL}.get(kind)
         if pair_kind is None:
             return
+        # an account's remembered stops and warnings (its warned inflow too) go with it
+        kinds = {pair_kind, PAIR_STOP, PAIR_WARN} if kind == "accounts" else {pair_kind}
         self.pairs = {key: t for key, t in self.pairs.items()
-                      if not (key[0] == pair_kind and (key[1] in gone or key[2] in gone))}
+                      if not (key[0] in kinds and (key[1] in gone or key[2] in gone))}
         if kind == "accounts":
             for acc in self.accounts.values():
                 for ring in acc.rings:

@@ -350,6 +350,16 @@ def test_an_account_in_use_passing_on_a_warned_payment_is_held_and_made_no_suspe
     assert later.action == pb.ACTION_ALLOW and later.features["payer_suspected_mule"] == 0.0
 
 
+def test_a_released_warned_payment_is_no_evidence_against_its_payee(live: Live) -> None:
+    """The bank reached the customer: the warned payment was real. Its payee passing the money on
+    minutes later is then not stopped for it."""
+    _, _, safe, first = _warned_victim(live, minutes=40)
+    assert live.bank.submit_feedback(pb.FEEDBACK_VERDICT_RELEASED,
+                                     transaction_id=first.transaction_id).payee_released
+    out = live.bank.screen(transaction(uid("t"), recent(34), safe, uid("next"), 250_000, **AGED))
+    assert "FORWARDS_WARNED_PAYMENT" not in _codes(out) and out.action == pb.ACTION_ALLOW
+
+
 def test_money_from_a_warned_payment_passed_on_hours_later_is_not_stopped(live: Live) -> None:
     """The same account paying someone new two hours after the warned payment: allowed."""
     _, _, safe, _ = _warned_victim(live, minutes=200)

@@ -164,6 +164,23 @@ def test_what_protobuf_keeps_but_the_plain_form_has_not_is_doubted() -> None:
     assert _check(b"") is None  # an empty batch: protobuf's validation names it
 
 
+def test_an_over_long_tag_or_length_protobuf_refuses_is_doubted() -> None:
+    """A tag or length written in more than five bytes: protobuf refuses the message, and the
+    reader leaves it to protobuf (which names it), as it does a batch over the row limit."""
+    inner = pb.Transaction(transaction_id="t-1").SerializeToString()
+    for raw in (b"\x8a\x80\x80\x80\x80\x00" + bytes([len(inner)]) + inner,  # tag 1 in 6 bytes
+                b"\x0a" + bytes([0x80 | len(inner)]) + b"\x80\x80\x80\x80\x00" + inner):
+        assert _check(raw) is None
+        with pytest.raises(DecodeError):
+            pb.TransactionBatch.FromString(raw)
+    five = b"\x8a\x80\x80\x80\x00" + bytes([len(inner)]) + inner  # 5 bytes: protobuf takes it
+    assert _check(five) is not None
+    three = pb.TransactionBatch(transactions=[pb.Transaction(transaction_id=f"t-{i}")
+                                              for i in range(3)]).SerializeToString()
+    assert read_batch(three, max_rows=3) is not None
+    assert read_batch(three, max_rows=2) is None and read_batch_py(three, max_rows=2) is None
+
+
 @pytest.fixture(scope="module")
 def stream_bytes() -> list[bytes]:
     frame = generate(SynthConfig(seed=11, n_persons=150, n_organisations=10, days=7,
