@@ -106,24 +106,15 @@ def decode_event(raw: bytes, where: str) -> JournalEvent:
         kind = _str(obj["k"])
         scope, version = _str(obj["s"]), _str(obj["p"])
         watch_seq, latency_us, unsaved = _int(obj["w"]), _int(obj["l"]), bool(_int(obj["u"]))
-        if kind == "txn" and "T" in obj:
-            cols = _columns(obj["T"])
-            g = _str(obj.get("g", ""))
-            skipped = tuple(ch == "1" for ch in g) if g else (False,) * len(cols)
-            if len(skipped) != len(cols):
-                raise ValueError("graph gate bits do not match the transactions")
-            return JournalEvent(kind=kind, scope=scope, policy_version=version,
-                                watch_seq=watch_seq, latency_us=latency_us, unsaved=unsaved,
-                                graph_skipped=skipped, txns=cols)
         if kind == "txn":
-            txns = tuple(
+            txns: TxnColumns | tuple[TxnInput, ...] = _columns(obj["T"]) if "T" in obj else tuple(
                 TxnInput(transaction_id=_str(r[0]), event_time_ms=_int(r[1]),
                          payer=_parse_party(r[2]), payee=_parse_party(r[3]),
                          amount_minor=_int(r[4]), currency=_str(r[5]), amount_fen=_int(r[6]),
                          channel=_int(r[7]), cash=bool(_int(r[8])),
                          cross_border=bool(_int(r[9])), device_id=_str(r[10]),
                          payer_phone=_str(r[11]), memo=_str(r[12]), payee_phone=_str(r[13]))
-                for r in obj["t"])
+                for r in obj["t"])  # rows: journals written before the columns
             g = _str(obj.get("g", ""))
             skipped = tuple(ch == "1" for ch in g) if g else (False,) * len(txns)
             if len(skipped) != len(txns):
