@@ -30,6 +30,7 @@ class _Compile:
     depth: int
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    dispatcher: Any = None
 
 
 def _measure() -> str:
@@ -46,7 +47,8 @@ def _measure() -> str:
     class _Listener(event.Listener):
         def on_start(self, ev: Any) -> None:
             d = ev.data["dispatcher"]
-            row = _Compile(step[0], f"{d.py_func.__module__}.{d.py_func.__name__}", len(open_))
+            row = _Compile(step[0], f"{d.py_func.__module__}.{d.py_func.__name__}", len(open_),
+                           dispatcher=d)
             rows.append(row)
             open_.append((row, time.perf_counter(), time.thread_time()))
 
@@ -71,18 +73,15 @@ def _measure() -> str:
         total_cpu += cpu
         for r in rows:
             if r.step == s.name and not r.kernel.startswith("numba."):
-                d = _dispatcher(r.kernel)
+                # (the event's own dispatcher: a module may keep the plain function under the
+                # name and its compiled twin under another, as screening.wire does)
+                d = r.dispatcher
                 name = "&nbsp;&nbsp;" * r.depth + r.kernel
-                lines.append(f"| {s.name} | {name} | {len(d.signatures) if d else '?'} | "
+                lines.append(f"| {s.name} | {name} | {len(d.signatures) if d is not None else '?'} | "
                              f"{r.wall_s:.1f} | {r.cpu_s:.1f} |")
         lines.append(f"| {s.name} | **step total** | | {wall:.1f} | {cpu:.1f} |")
     lines.append(f"| all | **total** | | {total_wall:.1f} | {total_cpu:.1f} |")
     return "\n".join(lines)
-
-
-def _dispatcher(qualified: str) -> Any:
-    module, _, name = qualified.rpartition(".")
-    return getattr(sys.modules.get(module), name, None)
 
 
 def main(argv: list[str] | None = None) -> int:
