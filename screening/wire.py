@@ -89,18 +89,25 @@ def _length(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return pos, pos + n
 
 
+def _field(buf: np.ndarray, pos: int, end: int, seen: int, last: int) -> tuple[int, int, int, int]:
+    """The next field of a message: (number, wire type, position after its tag, ``seen`` with
+    its bit); position -1 when the tag is unreadable, its number not 1..``last``, or seen before
+    (protobuf would take the last, or merge: left to it)."""
+    tag, pos = _small(buf, pos, end)
+    field = tag >> 3
+    if pos < 0 or field < 1 or field > last or seen & (1 << field):
+        return 0, 0, -1, seen
+    return field, tag & 7, pos, seen | (1 << field)
+
+
 def _party(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: np.ndarray, row: int,
            text0: int, int_col: int) -> int:
     """Read a Party at [pos, end) into its three text spans and party type; _DOUBT or _OK."""
     seen = 0
     while pos < end:
-        tag, pos = _small(buf, pos, end)
+        field, wire, pos, seen = _field(buf, pos, end, seen, 4)
         if pos < 0:
             return _DOUBT
-        field, wire = tag >> 3, tag & 7
-        if field < 1 or field > 4 or seen & (1 << field):
-            return _DOUBT
-        seen |= 1 << field
         if field == 3:
             if wire != _VARINT:
                 return _DOUBT
@@ -126,13 +133,9 @@ def _transaction(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: n
     """Read one Transaction at [pos, end) into row ``row``; _DOUBT or _OK."""
     seen = 0
     while pos < end:
-        tag, pos = _small(buf, pos, end)
+        field, wire, pos, seen = _field(buf, pos, end, seen, 12)
         if pos < 0:
             return _DOUBT
-        field, wire = tag >> 3, tag & 7
-        if field < 1 or field > 12 or seen & (1 << field):
-            return _DOUBT
-        seen |= 1 << field
         if 6 <= field <= 8:  # channel, cash, cross_border
             if wire != _VARINT:
                 return _DOUBT
@@ -160,13 +163,9 @@ def _transaction(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: n
             at = start
             got = 0
             while at < stop:
-                tag, at = _small(buf, at, stop)
-                if at < 0:
+                sub, sub_wire, at, got = _field(buf, at, stop, got, 2)
+                if at < 0 or sub_wire != _VARINT:
                     return _DOUBT
-                sub = tag >> 3
-                if (tag & 7) != _VARINT or sub < 1 or sub > 2 or got & (1 << sub):
-                    return _DOUBT
-                got |= 1 << sub
                 value, at = _varint(buf, at, stop)
                 if at < 0 or value >= (_INT32_TOP if sub == 2 else _SECONDS_TOP):
                     return _DOUBT
@@ -175,22 +174,18 @@ def _transaction(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, ints: n
             at = start
             got = 0
             while at < stop:
-                tag, at = _small(buf, at, stop)
+                sub, sub_wire, at, got = _field(buf, at, stop, got, 2)
                 if at < 0:
                     return _DOUBT
-                sub = tag >> 3
-                if sub < 1 or sub > 2 or got & (1 << sub):
-                    return _DOUBT
-                got |= 1 << sub
                 if sub == 1:
-                    if (tag & 7) != _VARINT:
+                    if sub_wire != _VARINT:
                         return _DOUBT
                     value, at = _varint(buf, at, stop)
                     if at < 0 or value < 0:
                         return _DOUBT
                     ints[row, _I_MINOR] = value
                 else:
-                    if (tag & 7) != _LEN:
+                    if sub_wire != _LEN:
                         return _DOUBT
                     s0, s1 = _length(buf, at, stop)
                     if s0 < 0:
@@ -280,8 +275,9 @@ _small_jit = _helper(_small)
 _length_jit = _helper(_jitted(_length, _small=_small_jit))
 
 
-_party_jit = _helper(_jitted(_party, _varint=_varint_jit, _small=_small_jit, _length=_length_jit))
-_transaction_jit = _helper(_jitted(_transaction, _varint=_varint_jit, _small=_small_jit,
+_field_jit = _helper(_jitted(_field, _small=_small_jit))
+_party_jit = _helper(_jitted(_party, _varint=_varint_jit, _field=_field_jit, _length=_length_jit))
+_transaction_jit = _helper(_jitted(_transaction, _varint=_varint_jit, _field=_field_jit,
                                    _length=_length_jit, _party=_party_jit))
 _count_jit = _jit(_jitted(_count, _varint=_varint_jit, _small=_small_jit, _length=_length_jit))
 _scan_jit = _jit(_jitted(_scan, _varint=_varint_jit, _small=_small_jit, _length=_length_jit,
