@@ -263,8 +263,10 @@ ACTION_WARN, ACTION_HOLD, ACTION_STOP = 2, 3, 4
 CALL_ACTION_BLOCK = 3
 # What a fired rule concludes about the parties (a rule's ``marks``); D_MARKS of a decision is
 # the union, plus MK_PAYEE_MULE_HOP when the suspicion followed the money from a mule payer.
+# MK_RISKY_CONTACT (a call rule's): its callee counts as having just spoken with a risky number,
+# as after a warned call, though the call itself is answered below mark_callee_at.
 MK_PAYER_VICTIM, MK_PAYEE_MULE, MK_PAYER_MULE, MK_PAYER_COLLECTOR, MK_PAYEE_COLLECTOR = 1, 2, 4, 8, 16
-MK_RISKY_NUMBER, MK_PAYEE_MULE_HOP = 32, 64
+MK_RISKY_NUMBER, MK_PAYEE_MULE_HOP, MK_RISKY_CONTACT = 32, 64, 128
 
 
 # ================================================================= prefetch
@@ -1347,10 +1349,10 @@ def _remember_txn(ev: np.ndarray, i: int, a_amt: np.ndarray, a_tag: np.ndarray, 
 @helper
 def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
                    dec: np.ndarray) -> None:
-    """A warned call makes its callee a person who just spoke with a risky number (a call the
-    service blocked, or one unanswered or rejected, is no conversation: it marks nothing, and an
-    end report saying so takes back the mark its ringing report made); a rule's risky_number
-    mark makes the caller one."""
+    """A warned call, or one a rule marks risky_contact, makes its callee a person who just
+    spoke with a risky number (a call the service blocked, or one unanswered or rejected, is no
+    conversation: it marks nothing, and an end report saying so takes back the mark its ringing
+    report made); a rule's risky_number mark makes the caller one."""
     a = ev[i, EV_A]
     b = ev[i, EV_B]
     ts = ev[i, EV_TS]
@@ -1364,8 +1366,9 @@ def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
             p_sc[b, PSC_INCALL_START] = NO_TIME
             p_sc[b, PSC_INCALL_END] = NO_TIME
         return
-    if action > ACTION_ALLOW and p_sc[b, PSC_INCALL_START] == ts:
-        p_sc[b, PSC_INCALL_FLAGS] |= INCALL_RISKY  # warned: a risky call
+    contact = dec[i, D_MARKS] & MK_RISKY_CONTACT
+    if (action > ACTION_ALLOW or contact) and p_sc[b, PSC_INCALL_START] == ts:
+        p_sc[b, PSC_INCALL_FLAGS] |= INCALL_RISKY  # warned (or marked): a risky call
     answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and ev[i, EV_AMOUNT] > 0)
     if no_answer or (ev[i, EV_FLAGS] & CF_ENDED and answered
                      and ev[i, EV_AMOUNT] < params[P_SHORT_CALL_S]):
@@ -1373,7 +1376,7 @@ def _remember_call(ev: np.ndarray, i: int, p_sc: np.ndarray, params: np.ndarray,
         if p_sc[b, PSC_RISKY_TS] == ts:
             p_sc[b, PSC_RISKY_TS] = NO_TIME
         return
-    if params[P_MARK_MIN_CALL_ACTION] <= action and ts >= p_sc[b, PSC_RISKY_TS]:
+    if (params[P_MARK_MIN_CALL_ACTION] <= action or contact) and ts >= p_sc[b, PSC_RISKY_TS]:
         p_sc[b, PSC_RISKY_TS] = ts
         p_sc[b, PSC_RISKY_SCORE] = dec[i, D_SCORE]
         p_sc[b, PSC_RISKY_CALLER_WATCH] = 1 if p_sc[a, PSC_WATCH] > ts else 0

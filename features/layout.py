@@ -297,11 +297,13 @@ class Mark:
     PAYEE_COLLECTOR = k.MK_PAYEE_COLLECTOR
     RISKY_NUMBER = k.MK_RISKY_NUMBER
     PAYEE_MULE_HOP = k.MK_PAYEE_MULE_HOP
+    RISKY_CONTACT = k.MK_RISKY_CONTACT
     # names a policy's ``marks`` list uses (PAYEE_MULE_HOP is the service's own, never a rule's)
     TXN_NAMES: ClassVar[dict[str, int]] = {"payer_victim": k.MK_PAYER_VICTIM, "payee_mule": k.MK_PAYEE_MULE,
                  "payer_mule": k.MK_PAYER_MULE, "payer_collector": k.MK_PAYER_COLLECTOR,
                  "payee_collector": k.MK_PAYEE_COLLECTOR}
-    CALL_NAMES: ClassVar[dict[str, int]] = {"risky_number": k.MK_RISKY_NUMBER}
+    CALL_NAMES: ClassVar[dict[str, int]] = {"risky_number": k.MK_RISKY_NUMBER,
+                                            "risky_contact": k.MK_RISKY_CONTACT}
 
 
 class Memory:

@@ -203,6 +203,7 @@ from features._kernels import (
     MK_PAYER_COLLECTOR,
     MK_PAYER_MULE,
     MK_PAYER_VICTIM,
+    MK_RISKY_CONTACT,
     MK_RISKY_NUMBER,
     N_DEC,
     N_EV,
@@ -897,8 +898,9 @@ class ReferenceEngine:
                 other.suspect(2, ts, p.mule_ms)
 
     def _remember_call(self, ev: list[int], p: _Params, dec: list[int]) -> None:
-        """A warned call marks its callee (the newest such call wins); one that never connected
-        marks nothing and takes back its ringing report's mark; risky_number marks the caller."""
+        """A warned call, or one marked risky_contact, marks its callee (the newest such call
+        wins); one that never connected marks nothing and takes back its ringing report's mark;
+        risky_number marks the caller."""
         ts, action = ev[EV_TS], dec[D_ACTION]
         caller, callee = self._phone(ev[EV_A]), self._phone(ev[EV_B])
         if dec[D_MARKS] & MK_RISKY_NUMBER:
@@ -907,7 +909,8 @@ class ReferenceEngine:
             if callee.incall_start == ts:
                 callee.incall_start = callee.incall_end = None
             return
-        if action > ACTION_ALLOW and callee.incall_start == ts:
+        contact = dec[D_MARKS] & MK_RISKY_CONTACT
+        if (action > ACTION_ALLOW or contact) and callee.incall_start == ts:
             callee.incall_flags |= INCALL_RISKY
         outcome, dur = ev[EV_AUX3], ev[EV_AMOUNT]
         answered = outcome == OUT_ANSWERED or (outcome == OUT_LEGACY and dur > 0)
@@ -916,7 +919,7 @@ class ReferenceEngine:
             if callee.risky_ts == ts:  # no conversation: it takes back its ringing report's mark
                 callee.risky_ts = None
             return
-        if (p.mark_min_call_action <= action
+        if ((p.mark_min_call_action <= action or contact)
                 and (callee.risky_ts is None or ts >= callee.risky_ts)):
             callee.risky_ts = ts
             callee.risky_score = dec[D_SCORE]

@@ -334,7 +334,7 @@ def rules_strategy(draw: st.DrawFn, n_features: int,
                        if seen else fixed)
             conds.append((j, draw(st.integers(k.OP_GE, k.OP_NE)), thr))
         rules.append((conds, draw(st.integers(1, 5)), draw(st.integers(0, 100)),
-                      draw(st.integers(0, 255)), draw(st.integers(0, 127))))
+                      draw(st.integers(0, 255)), draw(st.integers(0, 255))))
     return RuleTable.build(rules)
 
 
@@ -817,6 +817,19 @@ def test_risky_call_marks_the_callee_phone_for_later_transactions() -> None:
     assert out.features[2][tcol("risky_call_recent")] == 0.0  # beyond the 1 h lookback
     assert out.features[2][tcol("risky_call_minutes_ago")] == 120.0
     assert out.features[4][tcol("risky_call_minutes_ago")] == 181.0  # 2nd call not first contact
+
+
+def test_risky_contact_mark_marks_the_callee_of_an_allowed_call() -> None:
+    """An ALLOW call rule marking risky_contact marks the callee as a warned call would; the
+    same rule without the mark leaves the payer's later payment unaware of the call."""
+    events = [call(T0, 0, 1, 600), txn(T0 + 6 * MINUTE_MS, 0, 1, 10_000, phone=1)]
+    for marks, recent in ((k.MK_RISKY_CONTACT, 1.0), (0, 0.0)):
+        rules = RuleTable.build([([(k.CF_FIRST_CONTACT, k.OP_EQ, 1.0)], 1, 50, 0, marks)])
+        out = run_both(Scenario(events=events, call_rules=rules))
+        assert out.decisions[0][k.D_ACTION] == k.ACTION_ALLOW
+        assert out.features[1][tcol("risky_call_recent")] == recent
+        if recent:
+            assert out.features[1][tcol("risky_call_score")] == 50.0
 
 
 def test_snapshot_of_a_never_seen_account_reports_age_from_the_sentinel() -> None:
