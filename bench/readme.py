@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ P_END = "<!-- bench:protection:end -->"
 # the others were looked into at one time or another to find what a rule missed or mistook.
 PROTECTION_SEEDS: tuple[tuple[int, str, str], ...] = (
     (211, "held-out", ""), (223, "held-out", ""), (227, "held-out, 2.5 M events target", ""),
-    (229, "held-out, 0.8 M", ""), (113, "", "protection-113-20261217.json"), (149, "", ""),
+    (229, "held-out, 0.8 M", ""), (113, "", "protection-113-20261218.json"), (149, "", ""),
     (151, "", ""), (157, "", ""), (163, "", ""), (167, "", ""), (173, "", ""), (179, "", ""),
     (181, "", ""), (191, "", ""), (193, "", ""), (197, "", ""), (199, "", ""))
 _TARGETS = ("| target | | ≥ 95 % | 0 | | ≥ 80 % | ≤ 0.5 % | ≤ 2 % | ≤ 2 % | ≤ 2 % | 100 % |")
@@ -50,8 +51,27 @@ def render_block(result_path: Path, readme_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _pct(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f} %"
+def _pct(x: float | None, digits: int = 1, *, toward: str = "") -> str:
+    """``x`` as a percentage; ``toward`` "floor" or "ceil" rounds a figure that a target bounds
+    from below or above the way that never flatters it (94.99 % is not shown as 95.0 %)."""
+    if x is None:
+        return "-"
+    v, scale = 100 * x, 10 ** digits
+    if toward == "floor":
+        v = math.floor(v * scale + 1e-9) / scale
+    elif toward == "ceil":
+        v = math.ceil(v * scale - 1e-9) / scale
+    return f"{v:.{digits}f} %"
+
+
+def _low(x: float | None, digits: int = 1) -> str:
+    """A share with an "at least" target, rounded down."""
+    return _pct(x, digits, toward="floor")
+
+
+def _high(x: float | None, digits: int = 1) -> str:
+    """A share with an "at most" target, rounded up."""
+    return _pct(x, digits, toward="ceil")
 
 
 def _protection_row(seed: int, note: str, d: dict[str, Any]) -> tuple[str, str]:
@@ -70,15 +90,15 @@ def _protection_row(seed: int, note: str, d: dict[str, Any]) -> tuple[str, str]:
     label = f"{seed} ({note})" if note else str(seed)
     worst_name = worst["family"].removeprefix("lookalike_").replace("_", " ")
     row = (f"| {label} | {d['info']['events'] / 1e6:.2f} M "
-           f"| {intervened}/{victims} ({_pct(intervened / victims if victims else None)}) "
+           f"| {intervened}/{victims} ({_low(intervened / victims if victims else None)}) "
            f"| {sum(x['repeats_after_intervention'] for x in ps)} "
-           f"| {stopped}/{mules} ({_pct(stopped / mules if mules else None)}) "
-           f"| {_pct(stoppable / stopped if stopped else None, 0)} "
-           f"| {_pct(alerts['ordinary_alerted_share'], 2)} "
-           f"| {_pct(worst['alerted_share'])} ({worst_name}) "
-           f"| {_pct(courier['callers_warned_share'] if courier else None)} "
-           f"| {_pct(family['callers_warned_share'] if family else None)} "
-           f"| {_pct(d['large_value']['offline_daily_report_recall'])} |")
+           f"| {stopped}/{mules} ({_low(stopped / mules if mules else None)}) "
+           f"| {_low(stoppable / stopped if stopped else None, 0)} "
+           f"| {_high(alerts['ordinary_alerted_share'], 2)} "
+           f"| {_high(worst['alerted_share'])} ({worst_name}) "
+           f"| {_high(courier['callers_warned_share'] if courier else None)} "
+           f"| {_high(family['callers_warned_share'] if family else None)} "
+           f"| {_low(d['large_value']['offline_daily_report_recall'])} |")
     return row, d["run"]["policy_version"]
 
 
