@@ -100,11 +100,11 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
         return d
 
     def ring(when: dt.datetime, scenario: str, caller: str, callee: str, cls: int, label: str,
-             duration: int = 0) -> None:
+             duration: int = 0, *, shown: bool = True) -> None:
         d = telecom.report_call(call_event(f"call-{next(n):04d}", when, caller, callee,
                                            duration_seconds=duration, caller_class=cls))
         codes = ", ".join(r.code for r in d.reasons) or "-"
-        day.add(when, scenario, label, _CALL_ACTION[d.action], codes)
+        day.add(when, scenario, label, _CALL_ACTION[d.action], codes, shown)
 
     old = "2015-03-02"
     # --- a service in operation for a week and more (one earlier payment stands for it: in its
@@ -132,9 +132,13 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
             payee_type=2, payer_opened=old, channel=pb.CHANNEL_QR, shown=i == 0)
 
     # --- telecom fraud: a listed fraud number is blocked; the fraudster calls again from abroad
-    # (the callee is warned), talks Wang into paying a "safe account", and keeps calling back
+    # (a number working through a dial list: the callee is warned), talks Wang into paying a
+    # "safe account", and keeps calling back
     ring(day.at(10, 2), "telecom fraud", "+8617000000001", "13800000001",
          pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "call +86170…0001 -> wang's phone")
+    for i in range(3):
+        ring(day.at(9, 50 + i), "telecom fraud", "+85261234567", f"1390000{i:04d}",
+             pb.NUMBER_CLASS_INTERNATIONAL, "the number abroad rings its dial list", shown=False)
     ring(day.at(10, 5), "telecom fraud", "+85261234567", "13800000001",
          pb.NUMBER_CLASS_INTERNATIONAL, "'police' call from abroad -> wang (20 min)")
     wang: dict[str, Any] = {"payer_opened": "2012-06-01", "payer_phone": "13800000001"}

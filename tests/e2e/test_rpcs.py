@@ -84,13 +84,13 @@ def test_expired_watchlist_entry_no_longer_applies(live: Live) -> None:
 
 
 def test_risky_call_then_large_new_payee_transfer_is_stopped(live: Live) -> None:
-    """A warned call (first call from abroad) to the payer's phone, then a large transfer to a
-    new payee: STOP_PAYMENT."""
+    """A first call from abroad by a number ringing no one else is not warned, but it counts as
+    a risky call for the payer's phone: a large transfer to a new payee after it is STOP_PAYMENT."""
     phone = "139" + uid("")[-5:].rjust(8, "0")
-    call = live.telecom.report_call(call_event(uid("c"), recent(30), "+85290000001", phone,
+    call = live.telecom.report_call(call_event(uid("c"), recent(30), "+852901" + uid("")[-5:], phone,
                                                caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
-    assert call.action == pb.CALL_ACTION_WARN_CALLEE
-    assert _codes(call) == ["INTERNATIONAL_FIRST_CONTACT"]
+    assert call.action == pb.CALL_ACTION_ALLOW
+    assert _codes(call) == ["INTERNATIONAL_FIRST_CONTACT_ONE_CALLEE"]
     d = live.bank.screen(transaction(uid("t"), recent(10), uid("victim"), uid("safe"), 5_000_000,
                                      payer_phone=phone, payer_opened=OLD))
     assert d.action == pb.ACTION_STOP_PAYMENT
@@ -418,12 +418,18 @@ def test_watchlist_expiry_past_the_year_9999_is_refused(live: Live) -> None:
 
 # ---------------------------------------------------------------- ReportCall
 def test_call_paths_allow_warn_and_block(live: Live) -> None:
-    """Ordinary call ALLOW; first international call WARN_CALLEE; listed caller BLOCK."""
+    """Ordinary call ALLOW; a first call from abroad WARN_CALLEE once the number rings more
+    than one person; listed caller BLOCK."""
     ordinary = live.telecom.report_call(call_event(uid("c"), recent(), "13811110000", "13922220000"))
     assert ordinary.action == pb.CALL_ACTION_ALLOW
-    intl = live.telecom.report_call(call_event(uid("c"), recent(), "+447700900123", "13922220001",
+    abroad = "+4477009" + uid("")[-5:]
+    one = live.telecom.report_call(call_event(uid("c"), recent(), abroad, "13922220001",
+                                              caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert one.action == pb.CALL_ACTION_ALLOW  # ringing only this one person (a child abroad)
+    assert _codes(one) == ["INTERNATIONAL_FIRST_CONTACT_ONE_CALLEE"]
+    intl = live.telecom.report_call(call_event(uid("c"), recent(), abroad, "13922220003",
                                                caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
-    assert intl.action == pb.CALL_ACTION_WARN_CALLEE
+    assert intl.action == pb.CALL_ACTION_WARN_CALLEE  # ringing a second person: a dial list
     assert _codes(intl) == ["INTERNATIONAL_FIRST_CONTACT"]
     live.police.update_watchlist([watch_entry(pb.ENTITY_KIND_PHONE, "+86 170-1234-0000", "r", "s")])
     listed = live.telecom.report_call(call_event(uid("c"), recent(), "17012340000", "13922220002"))

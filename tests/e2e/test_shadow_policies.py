@@ -120,13 +120,16 @@ def test_a_shadow_equal_to_the_active_policy_never_disagrees(tmp_path: Path) -> 
         actions = set()
         for i, cls in enumerate((pb.NUMBER_CLASS_MOBILE, pb.NUMBER_CLASS_INTERNATIONAL,
                                  pb.NUMBER_CLASS_VIRTUAL_OPERATOR)):
+            caller = "+8617000" + uid("")[-6:]
+            if cls == pb.NUMBER_CLASS_INTERNATIONAL:  # ringing a second number: its first call
+                actions.add(live.telecom.report_call(call_event(
+                    uid("c"), recent(35), caller, "+8613800" + uid("")[-6:], caller_class=cls)).action)
             actions.add(live.telecom.report_call(call_event(
-                uid("c"), recent(30 - i), "+8617000" + uid("")[-6:], callee,
-                duration_seconds=300, caller_class=cls)).action)
-        assert pb.CALL_ACTION_WARN_CALLEE in actions  # a first international call is warned
+                uid("c"), recent(30 - i), caller, callee, duration_seconds=300, caller_class=cls)).action)
+        assert pb.CALL_ACTION_WARN_CALLEE in actions  # a first call from a number abroad ringing others
         version = live.server.engine.shadows[0].version
         for event, names, n in (("transaction", ("ALLOW", "WARN", "HOLD", "STOP_PAYMENT", "FREEZE"), 5),
-                                ("call", ("ALLOW", "WARN_CALLEE", "BLOCK"), 3)):
+                                ("call", ("ALLOW", "WARN_CALLEE", "BLOCK"), 4)):
             decided = sum(_sample(live, "screening_shadow_decisions_total", shadow=version,
                                   event=event, action=a) for a in names)
             assert decided == n

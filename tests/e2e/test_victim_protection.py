@@ -34,17 +34,39 @@ def new_phone() -> str:
     return _phone(next(_phones))
 
 
+def _call_from_abroad(live: Live, minutes: float, fraud: str, phone: str) -> pb.CallDecision:
+    """A call centre abroad working through its dial list: it rings a stranger, then ``phone``
+    (a first contact from an international number ringing others: the callee is warned)."""
+    live.telecom.report_call(call_event(uid("c"), recent(minutes + 5), fraud, new_phone(),
+                                        caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    call = live.telecom.report_call(call_event(uid("c"), recent(minutes), fraud, phone,
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_WARN_CALLEE and _codes(call) == ["INTERNATIONAL_FIRST_CONTACT"]
+    return call
+
+
 def _stopped_victim(live: Live, minutes: float = 40) -> tuple[str, str, str, pb.Decision]:
     """A victim talked into paying a 'safe account' on a first call from abroad (the callee was
     warned): the first payment is stopped. Returns (victim, victim's phone, safe account,
     decision)."""
     victim, safe, phone, fraud = uid("victim"), uid("safe"), new_phone(), "+85291" + new_phone()[-6:]
-    call = live.telecom.report_call(call_event(uid("c"), recent(minutes + 10), fraud, phone,
-                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
-    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    _call_from_abroad(live, minutes + 10, fraud, phone)
     d = live.bank.screen(transaction(uid("t"), recent(minutes), victim, safe, 3_000_000,
                                      payer_phone=phone, **AGED))
     return victim, phone, safe, d
+
+
+def test_a_child_abroad_ringing_home_is_not_warned_and_the_tuition_goes(live: Live) -> None:
+    """A student abroad rings home from a new international number (no one else); the parent
+    then sends the tuition abroad in dollars: neither the call nor the payment is an alert."""
+    parent, phone, child = uid("parent"), new_phone(), "+4479" + new_phone()[-8:]
+    call = live.telecom.report_call(call_event(uid("c"), recent(50), child, phone, duration_seconds=420,
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_ALLOW
+    assert _codes(call) == ["INTERNATIONAL_FIRST_CONTACT_ONE_CALLEE"]
+    d = live.bank.screen(transaction(uid("t"), recent(20), parent, uid("uni"), 1_200_000, currency="USD",
+                                     cross_border=True, payer_phone=phone, memo="学费", **AGED))
+    assert d.action == pb.ACTION_ALLOW, _codes(d)  # (the call counts: no rule stops a payment abroad)
 
 
 def test_a_repeat_payment_to_a_stopped_payee_is_stopped_again(live: Live) -> None:
@@ -960,9 +982,7 @@ def test_a_large_payment_after_a_risky_call_to_an_account_others_pay_makes_no_su
     landlord, phone = uid("landlord"), new_phone()
     for i in range(2):
         live.bank.screen(transaction(uid("t"), recent(300 - i), uid("tenant"), landlord, 300_000, **AGED))
-    call = live.telecom.report_call(call_event(uid("c"), recent(40), "+85292" + new_phone()[-6:], phone,
-                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
-    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    _call_from_abroad(live, 40, "+85292" + new_phone()[-6:], phone)
     d = live.bank.screen(transaction(uid("t"), recent(20), uid("v"), landlord, 800_000,
                                      payer_phone=phone, **AGED))
     assert d.action == pb.ACTION_STOP_PAYMENT and "CALL_THEN_TRANSFER_LARGE_TO_ACCOUNT_IN_USE" in _codes(d)
