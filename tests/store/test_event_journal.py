@@ -393,3 +393,31 @@ def test_a_request_naming_a_transaction_of_a_batch_in_chunks_waits_for_the_batch
     cut.join()
     assert cut.order == ["chunk"] * 5 + ["answered"]  # it never went between the chunks
     assert got == [(batch[37][0], True)]
+
+
+def test_every_bulk_path_gives_columns_the_journal_writes_and_reads_back() -> None:
+    """ScreenBatch's protobuf and wire paths and Flight's Arrow path hand the journal plain
+    Python values (a numpy integer or bool would not encode, or would come back refused), so a
+    batch accepted from any of them is journalled and restored as it was."""
+    from screening.convert import Converter
+    from screening.flight import decode_batch
+    from screening.flight_client import event_batches
+    from screening.offline.messages import to_requests
+    from screening.offline.synth import SynthConfig, generate
+    from screening.v1 import screening_pb2 as pb
+    from screening.wire import read_batch
+
+    frame = generate(SynthConfig(seed=5, n_persons=100, n_organisations=10, days=7,
+                                 scenario_rate=0.2)).events
+    txns = [r for r in to_requests(frame) if isinstance(r, pb.Transaction)][:300]
+    raw = pb.TransactionBatch(transactions=txns).SerializeToString()
+    conv = Converter(small_settings(), load_policy(), lambda: time.time_ns() // 1_000_000)
+    wire = read_batch(raw, max_rows=10_000)
+    assert wire is not None
+    tx_frame = frame.filter(frame["kind"] == "txn").head(300)
+    for cols in (conv.batch_columns(pb.TransactionBatch.FromString(raw)), conv.wire_columns(wire),
+                 decode_batch(next(event_batches(tx_frame, rows=300)), conv)):
+        assert isinstance(cols, TxnColumns) and len(cols) == 300
+        ev = JournalEvent(kind="txn", scope="BANK01", policy_version="v1", watch_seq=0,
+                          latency_us=1, unsaved=False, graph_skipped=(False,) * 300, txns=cols)
+        assert decode_event(encode_event(ev), "x") == ev
