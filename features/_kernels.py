@@ -1189,7 +1189,10 @@ def _call(
     f[r, CF_CALLEE_WATCH] = _watched(p_sc[b, PSC_WATCH], ts)
     key_ab = _pair_key(PAIR_CALL, a, b)
     slot_ab = _pair_slot(pt, key_ab)
-    f[r, CF_FIRST_CONTACT] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0
+    # first contact: the two numbers never spoke, either way (a relative returning the payer's
+    # calls is no stranger, though it never dialled that number before)
+    f[r, CF_FIRST_CONTACT] = (1.0 if pt[slot_ab, 0] == PAIR_EMPTY and not _pair_seen(pt, PAIR_CALL, b, a)
+                              else 0.0)
     f[r, CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
     f[r, CF_OUTCOME] = outcome
     f[r, CF_CALLER_RISKY_NUMBER] = _watched(p_sc[a, PSC_RISKY_NUMBER_UNTIL], ts)

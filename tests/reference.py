@@ -1196,7 +1196,8 @@ class ReferenceEngine:
         f[CF_SPOOFED] = 1.0 if cls == NC_SPOOFED else 0.0
         f[CF_CALLER_WATCH] = _watched(caller.watch_until, ts)
         f[CF_CALLEE_WATCH] = _watched(callee.watch_until, ts)
-        f[CF_FIRST_CONTACT] = 0.0 if (PAIR_CALL, a_id, b_id) in self.pairs else 1.0
+        spoke = (PAIR_CALL, a_id, b_id) in self.pairs or (PAIR_CALL, b_id, a_id) in self.pairs
+        f[CF_FIRST_CONTACT] = 0.0 if spoke else 1.0
         f[CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
         outcome = ev[EV_AUX3]
         f[CF_OUTCOME] = float(outcome)
