@@ -533,6 +533,38 @@ def test_a_talk_with_a_number_flagged_later_protects_the_payment_after_it(live: 
     assert d.action >= pb.ACTION_HOLD and "LAST_CALLER_NOW_RISKY" in _codes(d)
 
 
+def test_a_robocall_recording_hung_up_on_is_no_talk_when_the_number_is_flagged(live: Live) -> None:
+    """A mother hangs up on a robocaller's recording after 13 seconds; the number is flagged an
+    hour later; she then sends her son his share of the down payment: no hold. Had she talked
+    with it for minutes, the same payment to a stranger would be held."""
+    for talk, held in ((13, False), (240, True)):
+        robo, phone = new_phone(), new_phone()
+        live.telecom.report_call(call_event(uid("c"), recent(50), robo, phone, duration_seconds=talk,
+                                            outcome=pb.CALL_OUTCOME_ANSWERED))
+        for i in range(25):
+            live.telecom.report_call(call_event(uid("c"), recent(39 - i), robo, new_phone(),
+                                                outcome=pb.CALL_OUTCOME_UNANSWERED))
+        d = live.bank.screen(transaction(uid("t"), recent(10), uid("mother"), uid("son"), 500_000,
+                                         payer_phone=phone, **AGED))
+        assert ("LAST_CALLER_NOW_RISKY" in _codes(d)) is held, (talk, _codes(d))
+
+
+def test_paying_a_relative_after_a_talk_with_a_number_flagged_since_is_not_held(live: Live) -> None:
+    """She did talk with the robocaller's person for minutes, then pays her son, whose phone she
+    speaks with: a victim pays a stranger, so no hold."""
+    robo, phone, son_phone = new_phone(), new_phone(), new_phone()
+    live.telecom.report_call(call_event(uid("c"), recent(300), son_phone, phone, duration_seconds=400,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))
+    live.telecom.report_call(call_event(uid("c"), recent(50), robo, phone, duration_seconds=240,
+                                        outcome=pb.CALL_OUTCOME_ANSWERED))
+    for i in range(25):
+        live.telecom.report_call(call_event(uid("c"), recent(39 - i), robo, new_phone(),
+                                            outcome=pb.CALL_OUTCOME_UNANSWERED))
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("mother"), uid("son"), 500_000,
+                                     payer_phone=phone, payee_phone=son_phone, **AGED))
+    assert "LAST_CALLER_NOW_RISKY" not in _codes(d), _codes(d)
+
+
 def test_a_payment_just_after_a_long_talk_with_a_virtual_operator_number_is_warned(live: Live) -> None:
     """An impersonator talks the victim through the first payment from a virtual-operator
     number no one has flagged yet, and hangs up minutes before the victim pays a new account."""

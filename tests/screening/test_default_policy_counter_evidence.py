@@ -603,3 +603,23 @@ def test_an_old_account_passing_a_strangers_money_on_as_a_chain_link_is_stopped_
 def test_what_keeps_a_chain_link_from_being_stopped(change: dict[str, float]) -> None:
     _, codes, _ = _decide_row(**{**CHAIN_LINK, **change})
     assert "MULE_CHAIN_PASS_THROUGH" not in codes
+
+
+LAST_CALLER_NOW_RISKY = dict(payer_last_caller_risky=1, first_time_payee=1, payee_is_person=1,
+                             payer_is_person=1, amount=500_000, payer_last_call_talk_seconds=240,
+                             payer_last_call_ended_minutes=20)
+
+
+def test_a_payment_after_a_talk_with_a_number_flagged_since_is_held() -> None:
+    """The victim talked minutes with a number flagged for fraud since, then pays a stranger."""
+    action, codes, marks = _decide_row(**LAST_CALLER_NOW_RISKY)
+    assert action == "HOLD" and "LAST_CALLER_NOW_RISKY" in codes
+    assert marks & Mark.TXN_NAMES["payer_victim"]
+
+
+@pytest.mark.parametrize("change", [dict(payer_last_call_talk_seconds=13),  # a recording hung up on
+                                    dict(payer_talks_with_payee=1)])  # a relative's account
+def test_what_keeps_a_payment_after_a_flagged_number_unheld(change: dict[str, float]) -> None:
+    _action, codes, _marks = _decide_row(**{**LAST_CALLER_NOW_RISKY, **change})
+    assert "LAST_CALLER_NOW_RISKY" not in codes
+
