@@ -1061,9 +1061,10 @@ def _txn(
                 pb = a_sc[b, SC_PHONE]
             if c >= 0 and pb == c:
                 f[r, F_PAYEE_IS_LAST_CALLER] = 1.0
-                if p_sc[ph, PSC_INCALL_FLAGS] & INCALL_FIRST:
+                if p_sc[ph, PSC_INCALL_FLAGS] & INCALL_FIRST and not _pair_seen(pt, PAIR_CALL, ph, c):
                     # the payee's phone only spoke with the payer on this first call: a
                     # fraudster calling from the mule owner's phone card is no acquaintance
+                    # (a relative returning the payer's calls is one: she dialled him before)
                     f[r, F_PAYER_TALKS_WITH_PAYEE] = 0.0
     x = math.log(amount)
     n_out = a_sc[a, SC_N_OUT]
@@ -1189,10 +1190,7 @@ def _call(
     f[r, CF_CALLEE_WATCH] = _watched(p_sc[b, PSC_WATCH], ts)
     key_ab = _pair_key(PAIR_CALL, a, b)
     slot_ab = _pair_slot(pt, key_ab)
-    # first contact: the two numbers never spoke, either way (a relative returning the payer's
-    # calls is no stranger, though it never dialled that number before)
-    f[r, CF_FIRST_CONTACT] = (1.0 if pt[slot_ab, 0] == PAIR_EMPTY and not _pair_seen(pt, PAIR_CALL, b, a)
-                              else 0.0)
+    f[r, CF_FIRST_CONTACT] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0
     f[r, CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
     f[r, CF_OUTCOME] = outcome
     f[r, CF_CALLER_RISKY_NUMBER] = _watched(p_sc[a, PSC_RISKY_NUMBER_UNTIL], ts)

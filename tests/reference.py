@@ -1076,7 +1076,8 @@ class ReferenceEngine:
                 pb = ev[EV_E] if ev[EV_E] >= 0 else (-1 if fb else payee.phone)
                 if phone.incall_caller >= 0 and pb == phone.incall_caller:
                     f[F_PAYEE_IS_LAST_CALLER] = 1.0
-                    if phone.incall_flags & INCALL_FIRST:
+                    if (phone.incall_flags & INCALL_FIRST
+                            and (PAIR_CALL, ph, phone.incall_caller) not in self.pairs):
                         f[F_PAYER_TALKS_WITH_PAYEE] = 0.0
         x = math.log(float(amount))
         n_out = payer.n_out
@@ -1196,8 +1197,7 @@ class ReferenceEngine:
         f[CF_SPOOFED] = 1.0 if cls == NC_SPOOFED else 0.0
         f[CF_CALLER_WATCH] = _watched(caller.watch_until, ts)
         f[CF_CALLEE_WATCH] = _watched(callee.watch_until, ts)
-        spoke = (PAIR_CALL, a_id, b_id) in self.pairs or (PAIR_CALL, b_id, a_id) in self.pairs
-        f[CF_FIRST_CONTACT] = 0.0 if spoke else 1.0
+        f[CF_FIRST_CONTACT] = 0.0 if (PAIR_CALL, a_id, b_id) in self.pairs else 1.0
         f[CF_RINGING] = 0.0 if fl & CF_ENDED else 1.0
         outcome = ev[EV_AUX3]
         f[CF_OUTCOME] = float(outcome)

@@ -555,9 +555,10 @@ def test_the_last_call_says_if_it_was_a_first_contact_and_if_the_payee_made_it()
     assert caller[2] == 1.0 and caller[4] == 0.0
 
 
-def test_a_number_the_callee_called_before_is_no_first_contact() -> None:
-    """The mother called her son's number; when he calls back it is no first contact, and her
-    payment to him after it is a payment to someone she talks with."""
+def test_a_relative_returning_the_payers_call_is_someone_she_talks_with() -> None:
+    """The mother called her son's number; he calls back (his first call to her: a first
+    contact, as call rules count it), and her payment to him after it is a payment to someone
+    she talks with: she dialled him before, so he is no fraudster met on this call."""
     p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
     out = run_both(Scenario(events=[
         txn(T0, 2, 9, 5_000, flags=p2p, phone=3),                   # the son's account, phone 3
@@ -567,10 +568,10 @@ def test_a_number_the_callee_called_before_is_no_first_contact() -> None:
         call(T0 + 80 * MINUTE_MS, 5, 1, 300),                       # a stranger's first call
     ], n_accounts=12, n_phones=8))
     assert out.features[1][ccol("first_contact")] == 1.0
-    assert out.features[2][ccol("first_contact")] == 0.0
+    assert out.features[2][ccol("first_contact")] == 1.0
     assert out.features[4][ccol("first_contact")] == 1.0
     pay = out.features[3]
-    assert pay[tcol("payer_last_call_first_contact")] == 0.0
+    assert pay[tcol("payer_last_call_first_contact")] == 1.0
     assert pay[tcol("payee_phone_is_last_caller")] == 1.0
     assert pay[tcol("payer_talks_with_payee")] == 1.0
 
