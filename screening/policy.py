@@ -384,6 +384,9 @@ def _rules(raw: Any, table: str, features: Sequence[str], actions: Mapping[str, 
                 raise err(f"rule {code}: marks must list {', '.join(mark_names)}; got {m!r}"
                           f"{_hint(str(m), mark_names)}", "marks")
             marks |= mark_names[m]
+        if marks & Mark.RISKY_CONTACT and action == "BLOCK":
+            raise err(f"rule {code}: marks risky_contact does nothing on a BLOCK rule (a blocked "
+                      "call never connects: no one spoke with it)", "marks")
         when = item.get("when")
         if not isinstance(when, list) or not when or not all(isinstance(w, str) for w in when):
             raise err(f"rule {code}: when must be a non-empty list of conditions", "when")

@@ -230,3 +230,14 @@ def test_memo_keywords_match_in_one_normal_form_live_and_offline() -> None:
            .str.replace_all(MEMO_IGNORED, ""))
     assert col.to_list() == [memo_key(m) for m in memos]
     assert col.str.contains(p.fraud_memo_regex).to_list() == [f for _, f in live]
+
+
+def test_risky_contact_on_a_block_call_rule_is_refused() -> None:
+    """A blocked call never connects, so marking its callee as having spoken with the caller
+    would do nothing: the policy says so rather than load a rule that silently does not work."""
+    rule = ('[[call_rule]]\ncode = "CALL_C"\nmessage = "m"\naction = "{action}"\nmarks = ["risky_contact"]\n'
+            'when = ["first_contact == 1"]\n')
+    head = '[policy]\nversion = "1"\n'
+    with pytest.raises(ConfigError, match="risky_contact does nothing on a BLOCK rule"):
+        parse_policy(head + rule.format(action="BLOCK"), "bad.toml")
+    assert parse_policy(head + rule.format(action="ALLOW"), "ok.toml").call_rules[0].code == "CALL_C"
