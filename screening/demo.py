@@ -137,7 +137,7 @@ def _script(day: _Day, bank: ScreeningClient, telecom: ScreeningClient,
     ring(day.at(10, 2), "telecom fraud", "+8617000000001", "13800000001",
          pb.NUMBER_CLASS_VIRTUAL_OPERATOR, "call +86170…0001 -> wang's phone")
     for i in range(3):
-        ring(day.at(9, 50 + i), "telecom fraud", "+85261234567", f"1390000{i:04d}",
+        ring(day.at(9, 50 + i), "telecom fraud", "+85261234567", f"1370001{i:04d}",
              pb.NUMBER_CLASS_INTERNATIONAL, "the number abroad rings its dial list", shown=False)
     ring(day.at(10, 5), "telecom fraud", "+85261234567", "13800000001",
          pb.NUMBER_CLASS_INTERNATIONAL, "'police' call from abroad -> wang (20 min)")
