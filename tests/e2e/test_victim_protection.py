@@ -69,6 +69,30 @@ def test_a_child_abroad_ringing_home_is_not_warned_and_the_tuition_goes(live: Li
     assert d.action == pb.ACTION_ALLOW, _codes(d)  # (the call counts: no rule stops a payment abroad)
 
 
+def test_a_son_abroad_calling_back_is_warned_but_his_mothers_transfer_to_him_goes(live: Live) -> None:
+    """The mother rang her son's international number before; he calls back (his number rings
+    others too: the call is warned as any first call from it) and she sends him 74,800 CNY to
+    his account, whose phone is his: not stopped, a victim pays a stranger (2026.12.20). The
+    same call and payment to a stranger's account is stopped."""
+    son, mother = "+8551" + new_phone()[-8:], new_phone()
+    son_acct = uid("son")
+    live.bank.screen(transaction(uid("t"), recent(3_000), son_acct, uid("shop"), 5_000,
+                                 payer_phone=son, **AGED))  # his account, paid with his phone
+    live.telecom.report_call(call_event(uid("c"), recent(2_000), mother, son, duration_seconds=300))
+    live.telecom.report_call(call_event(uid("c"), recent(60), son, new_phone(), duration_seconds=60,
+                                        caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    call = live.telecom.report_call(call_event(uid("c"), recent(40), son, mother, duration_seconds=900,
+                                               caller_class=pb.NUMBER_CLASS_INTERNATIONAL))
+    assert call.action == pb.CALL_ACTION_WARN_CALLEE
+    d = live.bank.screen(transaction(uid("t"), recent(15), uid("mother"), son_acct, 7_480_000,
+                                     payer_phone=mother, **AGED))
+    assert not any(c.startswith("CALL_THEN_TRANSFER") for c in _codes(d)), _codes(d)
+    assert d.action < pb.ACTION_HOLD, _codes(d)
+    d = live.bank.screen(transaction(uid("t"), recent(10), uid("mother"), uid("safe"), 7_480_000,
+                                     payer_phone=mother, **AGED))
+    assert d.action == pb.ACTION_STOP_PAYMENT and any(c.startswith("CALL_THEN_TRANSFER") for c in _codes(d))
+
+
 def test_a_repeat_payment_to_a_stopped_payee_is_stopped_again(live: Live) -> None:
     """Minutes after a stop, the fraudster calls back and the victim pays the same account again."""
     victim, phone, safe, first = _stopped_victim(live)

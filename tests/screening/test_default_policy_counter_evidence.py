@@ -623,3 +623,20 @@ def test_what_keeps_a_payment_after_a_flagged_number_unheld(change: dict[str, fl
     _action, codes, _marks = _decide_row(**{**LAST_CALLER_NOW_RISKY, **change})
     assert "LAST_CALLER_NOW_RISKY" not in codes
 
+
+
+@pytest.mark.parametrize("row", [
+    dict(payee_history_count=0, observed_days=60, amount=800_000),  # CALL_THEN_TRANSFER_LARGE
+    dict(payee_history_count=0, observed_days=2, amount=800_000),   # ..._FIRST_WEEK
+    dict(payee_history_count=3, observed_days=60, amount=800_000),  # ..._TO_ACCOUNT_IN_USE
+    dict(payee_history_count=0, observed_days=60, amount=100_000, risky_call_score=60),  # WARN
+])
+def test_a_payment_after_a_risky_call_to_someone_the_payer_talks_with_is_no_victims(
+        row: dict[str, float]) -> None:
+    """A victim pays a stranger (2026.12.20): the same payment after the same risky call goes
+    through when it goes to an account whose phone the payer's phone talks with (her son's)."""
+    base = dict(risky_call_recent=1, first_time_payee=1, payee_is_person=1, **row)
+    action, codes, _ = _decide_row(**base)
+    assert action in ("WARN", "STOP_PAYMENT") and any(c.startswith("CALL_THEN_TRANSFER") for c in codes)
+    action, codes, _ = _decide_row(**base, payer_talks_with_payee=1)
+    assert not any(c.startswith("CALL_THEN_TRANSFER") for c in codes), codes
