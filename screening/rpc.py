@@ -58,26 +58,40 @@ class ServiceTime:
     An exponentially weighted mean of measured calls that, while nothing is measured, relaxes
     toward zero (halving every ``half_life_s``): refused calls are not measured, so without the
     relaxation one slow spell could keep refusing calls after the load that caused it is gone.
+    It never relaxes below the fastest cost per item measured, itself halving only every
+    ``floor_half_lives`` half-lives: after a pause the first large batch is still refused when
+    its deadline is shorter than what such a batch has ever taken here (it was accepted and
+    answered after its caller gave up), and a floor set by one slow first call fades in seconds.
     Updated without a lock: a lost update under a race only delays the estimate by a call.
     """
 
-    def __init__(self, half_life_s: float = 1.0, weight: float = 0.2) -> None:
+    def __init__(self, half_life_s: float = 1.0, weight: float = 0.2,
+                 floor_half_lives: float = 30.0) -> None:
         self.half_life_s = half_life_s
         self.weight = weight
+        self.floor_half_life_s = half_life_s * floor_half_lives
         self._per_item = 0.0
+        self._floor = 0.0
         self._at = time.monotonic()
+
+    def _now(self, now: float | None) -> tuple[float, float]:
+        """(mean, floor) per item at ``now``, each relaxed for the time nothing was measured."""
+        now = time.monotonic() if now is None else now
+        age = max(0.0, now - self._at)
+        return (self._per_item * 0.5 ** (age / self.half_life_s),
+                self._floor * 0.5 ** (age / self.floor_half_life_s))
 
     def expected(self, items: int = 1, now: float | None = None) -> float:
         """Seconds a call of ``items`` items is expected to take now."""
-        now = time.monotonic() if now is None else now
-        age = max(0.0, now - self._at)
-        return float(self._per_item * items * 0.5 ** (age / self.half_life_s))
+        mean, floor = self._now(now)
+        return float(max(mean, floor) * items)
 
     def update(self, seconds: float, items: int = 1) -> ServiceTime:
         now = time.monotonic()
-        current = self.expected(1, now)
+        current, floor = self._now(now)
         sample = seconds / max(1, items)
         self._per_item = sample if current <= 0 else current + self.weight * (sample - current)
+        self._floor = sample if floor <= 0 else min(floor, sample)
         self._at = now
         return self
 

@@ -73,15 +73,20 @@ def test_peer_address_drops_the_port() -> None:
 
 
 def test_service_time_follows_measurements_and_relaxes_while_unmeasured() -> None:
-    """Per-item estimate from measured calls; halves per half-life when nothing is measured."""
+    """Per-item estimate from measured calls; halves per half-life when nothing is measured,
+    down to the fastest cost per item measured, which halves thirty times slower."""
     s = ServiceTime(half_life_s=1.0)
     assert s.expected(10) == 0.0  # nothing measured: nothing refused
     s.update(1.0, items=1000)
     now = s._at
     assert s.expected(1000, now) == pytest.approx(1.0)
-    assert s.expected(1000, now + 2.0) == pytest.approx(0.25)
+    # two idle seconds: the mean would be 0.25 s, but 1,000 items never took less than 1 s here
+    assert s.expected(1000, now + 2.0) == pytest.approx(0.5 ** (2 / 30))
+    assert s.expected(1000, now + 300.0) == pytest.approx(0.5 ** 10)  # a slow first call fades
+    s.update(0.0002, items=1)  # faster: the floor follows it down at once
+    assert s.expected(1, s._at + 10.0) < 0.0002
     s.update(0.002, items=1)
-    assert 0.001 < s.expected(1) < 0.002
+    assert 0.0002 < s.expected(1) < 0.002
 
 
 def test_every_method_has_a_lane() -> None:
