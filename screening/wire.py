@@ -50,13 +50,12 @@ _jit: Any = njit(**_FLAGS)
 _helper: Any = njit(inline="always", **_FLAGS)
 
 
-def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
-    """(value, position after it) of the varint at ``pos``; position -1 when it runs past
-    ``end`` or over 9 bytes (63 bits: a value the fields here take is smaller, and a negative
-    number takes 10)."""
+def _varint_upto(buf: np.ndarray, pos: int, end: int, max_shift: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at ``pos`` read in bytes of 7 bits up to
+    ``max_shift`` bits; position -1 when it runs past ``end`` or over that."""
     value = 0
     shift = 0
-    while pos < end and shift < 63:
+    while pos < end and shift < max_shift:
         b = int(buf[pos])
         pos += 1
         value |= (b & 0x7F) << shift
@@ -66,19 +65,17 @@ def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     return 0, -1
 
 
+def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """``_varint_upto`` of at most 9 bytes (63 bits: a value the fields here take is smaller,
+    and a negative number takes 10)."""
+    return _varint_upto(buf, pos, end, 63)
+
+
 def _small(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
-    """A tag or a length: ``_varint`` of at most 5 bytes and below 2**31 (protobuf refuses a
+    """A tag or a length: a varint of at most 5 bytes and below 2**31 (protobuf refuses a
     longer tag or length; a larger tag is no field of these messages), position -1 otherwise."""
-    value = 0
-    shift = 0
-    while pos < end and shift < 35:
-        b = int(buf[pos])
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (value, pos) if value < _INT32_TOP else (0, -1)
-        shift += 7
-    return 0, -1
+    value, pos = _varint_upto(buf, pos, end, 35)
+    return (value, pos) if pos >= 0 and value < _INT32_TOP else (0, -1)
 
 
 def _length(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
@@ -270,8 +267,9 @@ def _jitted(func: Any, **names: Any) -> Any:
     return type(func)(func.__code__, glb, func.__name__, func.__defaults__, func.__closure__)
 
 
-_varint_jit = _helper(_varint)
-_small_jit = _helper(_small)
+_varint_upto_jit = _helper(_varint_upto)
+_varint_jit = _helper(_jitted(_varint, _varint_upto=_varint_upto_jit))
+_small_jit = _helper(_jitted(_small, _varint_upto=_varint_upto_jit))
 _length_jit = _helper(_jitted(_length, _small=_small_jit))
 
 
