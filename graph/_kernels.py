@@ -33,7 +33,9 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
 * scatter-gather: max over sources s that paid a (s != b) of the number of distinct m with
   s -> m and m -> b in [t - sg_window, t] (a itself is one such m);
 * gather-scatter: a is a collection-and-dispersal account: the smaller of its distinct payers
-  and distinct payees in [t - sg_window, t] (each saturating at ``fan_cap + 1``);
+  and distinct payees in [t - sg_window, t] (each saturating at ``fan_cap + 1``); when
+  sg_window is fan_window and a's two fan scans ran out of no budget, those are its counts and
+  nothing is scanned again;
 * cycle: simple paths b -> ... -> a of >= 2 transfers in [t - cycle_window, t] (times
   non-decreasing along the path when ``cycle_ordered``), closing cycles of 3..cycle_max_len
   edges with a -> b, whose consecutive amounts (pairs from b's out-edge to a -> b) all have a
@@ -897,11 +899,13 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
     lo = t - gp[G_FAN_WINDOW]
     cap = gp[G_FAN_CAP]
     _next_group(ctr, budget)
+    a_fans_whole = False
     if not ta:
         out[i, X_PAYER_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False,
                                         lo, t, cap, lst, ctr)
         out[i, X_PAYER_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False,
                                        lo, t, cap, lst, ctr)
+        a_fans_whole = ctr[C_TRUNC] == 0
     if not tb:
         out[i, X_PAYEE_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False,
                                        lo, t, cap, lst, ctr)
@@ -912,12 +916,16 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
         out[i, X_SCATTER_GATHER] = _scatter_gather(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst,
                                                 lst2, ctr)
         trunc |= _next_group(ctr, budget)
-        lo_sg = t - gp[G_SG_WINDOW]
-        gathered = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo_sg, t, cap,
-                            lst, ctr)
-        scattered = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False, lo_sg, t,
-                             cap, lst, ctr)
-        out[i, X_GATHER_SCATTER] = min(gathered, scattered)
+        if a_fans_whole and gp[G_SG_WINDOW] == gp[G_FAN_WINDOW]:
+            # the same scans with a budget of their own would find the same counts
+            out[i, X_GATHER_SCATTER] = min(out[i, X_PAYER_FAN_IN], out[i, X_PAYER_FAN_OUT])
+        else:
+            lo_sg = t - gp[G_SG_WINDOW]
+            gathered = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo_sg, t,
+                                cap, lst, ctr)
+            scattered = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False, lo_sg, t,
+                                 cap, lst, ctr)
+            out[i, X_GATHER_SCATTER] = min(gathered, scattered)
         trunc |= _next_group(ctr, budget)
         length, ratio = _cycle(e32, e64, ekind, n32, scr, meta, a, b, t, x, gp, lst, path, cur,
                                his, amts, rmin, ctr)

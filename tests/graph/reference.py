@@ -198,9 +198,11 @@ class RefGraph:
         lo = t - gp[k.G_FAN_WINDOW]
         cap = gp[k.G_FAN_CAP]
         bud = fresh()
+        a_fans_whole = False
         if not ta:
             out[k.X_PAYER_FAN_OUT] = len(self.collect(a, k.D_OUT, True, False, lo, t, cap, bud))
             out[k.X_PAYER_FAN_IN] = len(self.collect(a, k.D_IN, True, False, lo, t, cap, bud))
+            a_fans_whole = not bud.truncated
         if not tb:
             out[k.X_PAYEE_FAN_IN] = len(self.collect(b, k.D_IN, True, False, lo, t, cap, bud))
             out[k.X_PAYEE_FAN_OUT] = len(self.collect(b, k.D_OUT, True, False, lo, t, cap, bud))
@@ -210,10 +212,13 @@ class RefGraph:
             out[k.X_SCATTER_GATHER] = self.scatter_gather(a, b, t, gp, bud)
             done(bud)
             bud = fresh()
-            lo_sg = t - gp[k.G_SG_WINDOW]
-            gathered = self.collect(a, k.D_IN, True, False, lo_sg, t, cap, bud)
-            scattered = self.collect(a, k.D_OUT, True, False, lo_sg, t, cap, bud)
-            out[k.X_GATHER_SCATTER] = min(len(gathered), len(scattered))
+            if a_fans_whole and gp[k.G_SG_WINDOW] == gp[k.G_FAN_WINDOW]:
+                out[k.X_GATHER_SCATTER] = min(out[k.X_PAYER_FAN_IN], out[k.X_PAYER_FAN_OUT])
+            else:
+                lo_sg = t - gp[k.G_SG_WINDOW]
+                gathered = self.collect(a, k.D_IN, True, False, lo_sg, t, cap, bud)
+                scattered = self.collect(a, k.D_OUT, True, False, lo_sg, t, cap, bud)
+                out[k.X_GATHER_SCATTER] = min(len(gathered), len(scattered))
             done(bud)
             bud = fresh()
             out[k.X_CYCLE_LEN], out[k.X_CYCLE_RATIO] = self.cycle(a, b, t, x, gp, bud)

@@ -142,8 +142,11 @@ def fee_streams(draw: st.DrawFn, max_events: int = 40) -> list[list[int]]:
 def param_sets(draw: st.DrawFn) -> list[int]:
     window = st.one_of(st.sampled_from([0, HOUR, DAY, 3 * DAY]), st.integers(0, 5 * DAY))
     lo_ppm = draw(st.sampled_from([0, 100_000, 500_000, 900_000, 1_000_000]))
+    fan = draw(window)
     return params(
-        G_FAN_WINDOW=draw(window), G_SG_WINDOW=draw(window), G_CYCLE_WINDOW=draw(window),
+        # equal windows: gather-scatter takes the payer's fan counts when they are whole
+        G_FAN_WINDOW=fan, G_SG_WINDOW=draw(st.one_of(st.just(fan), window)),
+        G_CYCLE_WINDOW=draw(window),
         G_CYCLE_MAX_LEN=draw(st.integers(0, 7)), G_CYCLE_ORDERED=draw(st.integers(0, 1)),
         G_CHAIN_GAP=draw(st.one_of(st.sampled_from([0, MINUTE, HOUR]), st.integers(0, DAY))),
         G_CHAIN_MAX_HOPS=draw(st.integers(0, 7)), G_CHAIN_MIN_PPM=lo_ppm,
