@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", type=int, default=None, help="bidi streams (default 2)")
     p.add_argument("--mix", choices=("auto", "builtin", "synth"), default=None,
                    help="traffic: the scenario generator when present (auto), or the built-in mix")
+    p.add_argument("--pool", type=int, default=None, dest="pool_size",
+                   help="distinct payment templates the load cycles through (quick: 250000, "
+                        "about a week of 25,000 persons' payments)")
     p.add_argument("--memory-accounts", type=_counts, default=None,
                    help="account counts to allocate for the memory figures (e.g. 1000000)")
     p.add_argument("--batch-only", action="store_true",
@@ -81,6 +84,7 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SuiteConf
         unary_rates=args.rates, stream_rates=args.stream_rates,
         batch_duration_s=args.batch_duration, connections=args.connections,
         streams=args.streams, mix=args.mix, memory_accounts=args.memory_accounts,
+        pool_size=args.pool_size,
         command=shlex.join(["python", "-m", "bench", *argv]))
     if args.batch_only:
         cfg = with_overrides(cfg, sweeps=False, kernels=False, memory_accounts=(), audit=False)

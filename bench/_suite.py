@@ -78,7 +78,11 @@ class SuiteConfig:
     connections: int = 2
     streams: int = 2
     mix: str = "auto"
-    pool_size: int = 50_000
+    # A week of the generator's payments among pool_size / 10 persons, cycled through with fresh
+    # ids and times: at 50,000 the quick suite went through it 4-5 times within the graph's
+    # 7-day windows (every account paying several times a second), so the graph stage's work per
+    # transfer grew with each pass (139 -> 839 list entries over 300,000 payments in process)
+    pool_size: int = 250_000
     kernels: bool = True
     # the unary and stream sweeps and the h2load cross-check (off: ScreenBatch only)
     sweeps: bool = True
