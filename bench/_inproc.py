@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Context", "publish", "stamp", "thread_cpu_s"]
+__all__ = ["Context", "git_commit", "git_dirty", "publish", "stamp", "thread_cpu_s"]
 
 
 class Context:
@@ -33,12 +33,33 @@ def thread_cpu_s(thread: threading.Thread | None) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit(short: int | None = None) -> str | None:
+    """The checked-out commit (``short`` hex digits), None outside a git checkout."""
+    args = ("rev-parse", f"--short={short}", "HEAD") if short else ("rev-parse", "HEAD")
+    return _git(*args) or None
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked source differs from that commit (results being rewritten do not count):
+    figures then come from code the commit does not hold. None outside a git checkout."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return None if status is None else bool(status)
+
+
 def stamp(figures: dict[str, Any]) -> dict[str, Any]:
     """``figures`` with what produced them: arguments, time, commit, cores and the load after."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                            capture_output=True, text=True).stdout.strip()
     figures.update(argv=sys.argv[1:], when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   commit=commit, cpus=os.cpu_count(), load_average_after=os.getloadavg())
+                   commit=git_commit() or "", dirty=git_dirty(), cpus=os.cpu_count(),
+                   load_average_after=os.getloadavg())
     return figures
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._echo import echo_method
+from bench._inproc import git_commit, git_dirty
 from bench._loadgen import StepResult, StepSpec, init_worker, probe_sizes, run_step
 from bench._mix import TxnPool, pool_for
 from bench._servers import ServerProcess, machine_cpu, start_echo, start_service
@@ -254,14 +255,6 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -280,8 +273,6 @@ def machine_info() -> dict[str, Any]:
                 mem = int(line.split()[1]) * 1024
     except OSError:
         pass
-    # Dirty = tracked source changed; earlier results being overwritten do not count.
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
@@ -289,8 +280,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": {d: _version(d) for d in ("numba", "numpy", "grpcio", "protobuf", "polars")},
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status),
+        "git_commit": git_commit() or "",
+        "git_dirty": bool(git_dirty()),
         "load_average_at_start": list(os.getloadavg()),
     }
 

@@ -64,6 +64,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
+from bench._inproc import git_commit, git_dirty
 from screening.auth import PERMISSIONS, ROLES
 from screening.client import timestamp
 from screening.config import LimitSettings, ServerSettings
@@ -1005,15 +1006,7 @@ def fuzz(requests: int, seed: int = 0, *, server: str | None = None,
     return {"command": "python -m bench.fuzz " + " ".join(sys.argv[1:]) if __name__ == "__main__"
             else f"bench.fuzz.fuzz({requests}, seed={seed})",
             "started": started.isoformat(timespec="seconds"), "seed": seed,
-            "commit": _commit(), "server": server_info, **summary}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+            "commit": git_commit(10) or "", "dirty": git_dirty(), "server": server_info, **summary}
 
 
 # ------------------------------------------------------------------ command line

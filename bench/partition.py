@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from bench._inproc import git_commit, git_dirty
 from features.layout import CALL_FEATURES, REASON_WORD, TXN_FEATURES, EventCol, Kind, Mark
 from graph import _kernels as gk
 from screening.config import Settings, load_settings
@@ -810,14 +811,6 @@ def measure_redis(*, value_bytes: int = 128, repeats: int = 2000,
 
 
 # ----------------------------------------------------------------------------- command
-def _commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
-
 
 def measure(*, seed: int, events: int, partitions: Sequence[int], graph_sample: float,
             replay_decisions: bool, redis_rtt: bool, show: bool = True) -> dict[str, Any]:
@@ -856,7 +849,8 @@ def measure(*, seed: int, events: int, partitions: Sequence[int], graph_sample: 
     figures["run"] = {
         "seed": seed, "events": int(enc.events.shape[0]), "accounts": enc.n_accounts,
         "phones": enc.n_phones, "devices": enc.n_devices, "graph_sample": graph_sample,
-        "partitions": list(partitions), "replay": replay_decisions, "commit": _commit(),
+        "partitions": list(partitions), "replay": replay_decisions,
+        "commit": git_commit(10), "dirty": git_dirty(),
         "policy_version": policy.version,
         "seconds": {"generate": round(t1 - t0, 1), "replay_or_encode": round(t2 - t1, 1),
                     "redis": round(t3 - t2, 1), "simulate": round(t4 - t3, 1)},

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import polars as pl
 
+from bench._inproc import git_commit, git_dirty
 from screening.config import load_settings
 from screening.offline.memory import for_batch_jobs
 from screening.offline.protection import format_protection, protection_metrics
@@ -86,23 +86,13 @@ def measure(
         "lookalike_rate": lookalike_rate,
         "registry": registry,
         "policy_version": policy.version,
-        "commit": _commit(),
+        "commit": git_commit(10), "dirty": git_dirty(),
         "seconds": {"generate": round(t1 - t0, 2), "replay": round(t2 - t1, 2), "score": round(t3 - t2, 2)},
         "cases": {k.removeprefix("cases_"): v for k, v in synth.stats.items() if k.startswith("cases_")},
         "decisions": dict(result.decisions.group_by("action").len().sort("action").iter_rows()),
     }
     return out
 
-
-def _commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def main(argv: list[str] | None = None) -> int:
