@@ -31,9 +31,7 @@ Detectors, for a transfer a -> b of amount x at time t (after it has been added)
 
 * fan: distinct payees / payers of a and of b in [t - fan_window, t];
 * scatter-gather: max over sources s that paid a (s != b) of the number of distinct m with
-  s -> m and m -> b in [t - sg_window, t] (a itself is one such m); when sg_window is
-  fan_window, a's and b's payers are those the fan scans found (when those met neither cap nor
-  budget) and their work is charged as if scanned again, so budgets run out where they did;
+  s -> m and m -> b in [t - sg_window, t] (a itself is one such m);
 * gather-scatter: a is a collection-and-dispersal account: the smaller of its distinct payers
   and distinct payees in [t - sg_window, t] (each saturating at ``fan_cap + 1``); when
   sg_window is fan_window and a's two fan scans ran out of no budget, those are its counts and
@@ -337,18 +335,6 @@ def _spend(ctr: np.ndarray) -> bool:
 
 
 @helper
-def _charge(ctr: np.ndarray, work: int) -> bool:
-    """Take ``work`` units at once, as a scan known to walk that many entries would: when they
-    do not fit, the budget ends spent and truncated, where that scan would have stopped."""
-    if ctr[C_WORK] + work > ctr[C_LIMIT]:
-        ctr[C_WORK] = max(ctr[C_WORK], ctr[C_LIMIT])
-        ctr[C_TRUNC] = 1
-        return False
-    ctr[C_WORK] += work
-    return True
-
-
-@helper
 def _collect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
              scr: np.ndarray, meta: np.ndarray, u: int, mode: int, money: bool, terms: bool,
              lo: int, hi: int, cap: int, out: np.ndarray, ctr: np.ndarray) -> int:
@@ -419,47 +405,27 @@ def _ratio(x: int, y: int) -> float:
 @kernel
 def _scatter_gather(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray,
                     scr: np.ndarray, meta: np.ndarray, a: int, b: int, t: int, gp: np.ndarray,
-                    lst: np.ndarray, lst2: np.ndarray, ctr: np.ndarray, a_payers: np.ndarray,
-                    a_n: int, a_work: int, b_payers: np.ndarray, b_n: int, b_work: int) -> int:
-    """``a_payers[:a_n]`` (``b_payers[:b_n]``): a's (b's) distinct payers in this window in list
-    order, found by a scan of ``a_work`` (``b_work``) units that met neither a cap nor a
-    budget; -1: not known, scan."""
+                    lst: np.ndarray, lst2: np.ndarray, ctr: np.ndarray) -> int:
     lo = t - gp[G_SG_WINDOW]
     hub = gp[G_HUB_DEGREE]
-    if b_work >= 0 and b_n <= hub:
-        if not _charge(ctr, b_work):
-            return 0
-        nb = b_n
-        payees_payers = b_payers
-    else:
-        nb = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False, lo, t, hub, lst,
-                      ctr)
-        if ctr[C_TRUNC]:
-            return 0
-        if nb > hub:
-            ctr[C_CUTS] += 1
-            return 0
-        payees_payers = lst
+    nb = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False, lo, t, hub, lst, ctr)
+    if ctr[C_TRUNC]:
+        return 0
+    if nb > hub:
+        ctr[C_CUTS] += 1
+        return 0
     st = _stamp(meta)
     for k in range(nb):
-        scr[payees_payers[k], S_MARK] = st
-    if a_work >= 0 and a_n <= hub:
-        if not _charge(ctr, a_work):
-            return 0
-        na = a_n
-        sources = a_payers
-    else:
-        na = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo, t, hub, lst,
-                      ctr)
-        if ctr[C_TRUNC]:
-            return 0
-        if na > hub:
-            ctr[C_CUTS] += 1
-            return 0
-        sources = lst
+        scr[lst[k], S_MARK] = st
+    na = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo, t, hub, lst, ctr)
+    if ctr[C_TRUNC]:
+        return 0
+    if na > hub:
+        ctr[C_CUTS] += 1
+        return 0
     best = 0
     for i in range(na):
-        s = sources[i]
+        s = lst[i]
         if s == b:
             continue
         ns = _collect(e32, e64, ekind, n32, scr, meta, s, D_OUT, True, False, lo, t, hub, lst2,
@@ -934,37 +900,21 @@ def _detect(e32: np.ndarray, e64: np.ndarray, ekind: np.ndarray, n32: np.ndarray
     cap = gp[G_FAN_CAP]
     _next_group(ctr, budget)
     a_fans_whole = False
-    # a's and b's payers as the fan scans found them (in qn / qd, free until the fee tree), with
-    # the work each scan took, when it met neither the cap nor the budget (-1: unknown)
-    na = nb = 0
-    a_work = b_work = -1
     if not ta:
         out[i, X_PAYER_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, a, D_OUT, True, False,
                                         lo, t, cap, lst, ctr)
-        w = ctr[C_WORK]
-        na = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False, lo, t, cap, lst, ctr)
-        out[i, X_PAYER_FAN_IN] = na
+        out[i, X_PAYER_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, a, D_IN, True, False,
+                                       lo, t, cap, lst, ctr)
         a_fans_whole = ctr[C_TRUNC] == 0
-        if a_fans_whole and na <= cap:
-            a_work = ctr[C_WORK] - w
-            for k in range(na):
-                qn[k] = lst[k]
     if not tb:
-        w = ctr[C_WORK]
-        nb = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False, lo, t, cap, lst, ctr)
-        out[i, X_PAYEE_FAN_IN] = nb
-        if ctr[C_TRUNC] == 0 and nb <= cap:
-            b_work = ctr[C_WORK] - w
-            for k in range(nb):
-                qd[k] = lst[k]
+        out[i, X_PAYEE_FAN_IN] = _collect(e32, e64, ekind, n32, scr, meta, b, D_IN, True, False,
+                                       lo, t, cap, lst, ctr)
         out[i, X_PAYEE_FAN_OUT] = _collect(e32, e64, ekind, n32, scr, meta, b, D_OUT, True, False,
                                         lo, t, cap, lst, ctr)
     if not ta and not tb:
         trunc |= _next_group(ctr, budget)
-        if gp[G_SG_WINDOW] != gp[G_FAN_WINDOW]:
-            a_work = b_work = -1
         out[i, X_SCATTER_GATHER] = _scatter_gather(e32, e64, ekind, n32, scr, meta, a, b, t, gp, lst,
-                                                lst2, ctr, qn, na, a_work, qd, nb, b_work)
+                                                lst2, ctr)
         trunc |= _next_group(ctr, budget)
         if a_fans_whole and gp[G_SG_WINDOW] == gp[G_FAN_WINDOW]:
             # the same scans with a budget of their own would find the same counts

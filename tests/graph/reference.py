@@ -199,30 +199,17 @@ class RefGraph:
         cap = gp[k.G_FAN_CAP]
         bud = fresh()
         a_fans_whole = False
-        # the payers a fan scan found, and its work, when it met neither cap nor budget
-        a_in: tuple[list[int], int] | None = None
-        b_in: tuple[list[int], int] | None = None
         if not ta:
             out[k.X_PAYER_FAN_OUT] = len(self.collect(a, k.D_OUT, True, False, lo, t, cap, bud))
-            w = bud.work
-            found = self.collect(a, k.D_IN, True, False, lo, t, cap, bud)
-            out[k.X_PAYER_FAN_IN] = len(found)
+            out[k.X_PAYER_FAN_IN] = len(self.collect(a, k.D_IN, True, False, lo, t, cap, bud))
             a_fans_whole = not bud.truncated
-            if a_fans_whole and len(found) <= cap:
-                a_in = (found, bud.work - w)
         if not tb:
-            w = bud.work
-            found = self.collect(b, k.D_IN, True, False, lo, t, cap, bud)
-            out[k.X_PAYEE_FAN_IN] = len(found)
-            if not bud.truncated and len(found) <= cap:
-                b_in = (found, bud.work - w)
+            out[k.X_PAYEE_FAN_IN] = len(self.collect(b, k.D_IN, True, False, lo, t, cap, bud))
             out[k.X_PAYEE_FAN_OUT] = len(self.collect(b, k.D_OUT, True, False, lo, t, cap, bud))
         done(bud)
         if not ta and not tb:
             bud = fresh()
-            if gp[k.G_SG_WINDOW] != gp[k.G_FAN_WINDOW]:
-                a_in = b_in = None
-            out[k.X_SCATTER_GATHER] = self.scatter_gather(a, b, t, gp, bud, a_in, b_in)
+            out[k.X_SCATTER_GATHER] = self.scatter_gather(a, b, t, gp, bud)
             done(bud)
             bud = fresh()
             if a_fans_whole and gp[k.G_SG_WINDOW] == gp[k.G_FAN_WINDOW]:
@@ -258,28 +245,15 @@ class RefGraph:
         self.work_done += work
         return [float(v) for v in out]
 
-    def scatter_gather(self, a: int, b: int, t: int, gp: list[int], bud: Budget,
-                       a_in: tuple[list[int], int] | None = None,
-                       b_in: tuple[list[int], int] | None = None) -> int:
+    def scatter_gather(self, a: int, b: int, t: int, gp: list[int], bud: Budget) -> int:
         lo, hub = t - gp[k.G_SG_WINDOW], gp[k.G_HUB_DEGREE]
-
-        def payers(u: int, known: tuple[list[int], int] | None) -> list[int]:
-            if known is not None and len(known[0]) <= hub:
-                found, work = known
-                if bud.work + work > bud.limit:  # the scan would have run out here
-                    bud.work, bud.truncated = max(bud.work, bud.limit), True
-                else:
-                    bud.work += work
-                return found
-            return self.collect(u, k.D_IN, True, False, lo, t, hub, bud)
-
-        payers_of_b = payers(b, b_in)
+        payers_of_b = self.collect(b, k.D_IN, True, False, lo, t, hub, bud)
         if bud.truncated:
             return 0
         if len(payers_of_b) > hub:
             bud.cuts += 1
             return 0
-        sources = payers(a, a_in)
+        sources = self.collect(a, k.D_IN, True, False, lo, t, hub, bud)
         if bud.truncated:
             return 0
         if len(sources) > hub:
