@@ -34,8 +34,9 @@ def thread_cpu_s(thread: threading.Thread | None) -> float:
 
 
 def _git(*args: str) -> str | None:
+    """``git ARGS`` from the project root (pathspecs are read from there)."""
     try:
-        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent,
+        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1],
                               capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -86,6 +86,7 @@ class StepResult:
     reply_bytes: float = 0.0
     transactions_per_s: float = 0.0
     sent_total: int = 0  # including the warm-up
+    rows_used: int = 0  # pool templates a batch step took, warm-up included (0: rate steps)
     # latency of the calls refused RESOURCE_EXHAUSTED (how fast the server sheds load)
     refused_latency: dict[str, Any] = field(default_factory=dict)
     server_cpu_s: float = 0.0  # over the same window as client_cpu_s (warm-up included)
@@ -378,6 +379,8 @@ async def _batch(spec: StepSpec) -> StepResult:
     span = (end - measured_t0) / 1e9 if measured_t0 else 0.0
     res.achieved_rate = res.ok / span if span > 0 else 0.0
     res.transactions_per_s = res.achieved_rate * size
+    # templates this step took (warm-up included): the next step starts after them
+    res.rows_used = min(next_batch, len(payload)) * size
     if ran_out:
         res.notes.append("ran out of prepared batches before the end of the step")
     return window.close(res)
