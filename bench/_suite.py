@@ -80,9 +80,9 @@ class SuiteConfig:
     streams: int = 2
     mix: str = "auto"
     # A week of the generator's payments among pool_size / 10 persons, cycled through with fresh
-    # ids and times: at 50,000 the quick suite went through it 4-5 times within the graph's
-    # 7-day windows (every account paying several times a second), so the graph stage's work per
-    # transfer grew with each pass (139 -> 839 list entries over 300,000 payments in process)
+    # ids and times, each step after the last (README, Traffic): the quick suite goes through it
+    # about once. At 50,000 it went through it several times within the graph's 7-day windows,
+    # every account paying several times a second: a density of the bench's own making.
     pool_size: int = 250_000
     kernels: bool = True
     # the unary and stream sweeps and the h2load cross-check (off: ScreenBatch only)
