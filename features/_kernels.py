@@ -235,8 +235,8 @@ CF_CALLS_1M, CF_CALLS_1H, CF_CALLS_24H, CF_SHORT_1H, CF_SHORT_24H = 9, 10, 11, 1
 CF_SHORT_RATIO_1H, CF_SHORT_RATIO_24H, CF_DIST_1H, CF_DIST_24H = 14, 15, 16, 17
 CF_TALK_24H, CF_CALLEE_CALLS_IN_24H, CF_RINGING = 18, 19, 20
 CF_OUTCOME, CF_ANSWERED_1H, CF_UNANSWERED_RATIO_1H, CF_UNANSWERED_RATIO_24H = 21, 22, 23, 24
-CF_CALLER_RISKY_NUMBER, CF_OBSERVED_DAYS = 25, 26
-N_CALL_FEATURE = 27
+CF_CALLER_RISKY_NUMBER, CF_OBSERVED_DAYS, CF_UNANSWERED_RATIO_7D, CF_MEAN_TALK_7D = 25, 26, 27, 28
+N_CALL_FEATURE = 29
 
 # ---------------------------------------------------------------- account snapshot (QueryAccount)
 # windowed: ((dir*2 + stat)*4 + window) for dir in out/in, stat in count/sum -> 16
@@ -1257,6 +1257,10 @@ def _call(
     f[r, CF_ANSWERED_1H] = ans_1h
     f[r, CF_UNANSWERED_RATIO_1H] = _unanswered(ans_1h, calls_1h)
     f[r, CF_UNANSWERED_RATIO_24H] = _unanswered(ans_24h, calls_24h)
+    ans_7d = _win_sum(p_cnt, p_tag, p_head, a, PC_ANSWERED_OUT, W_7D, ep)
+    f[r, CF_UNANSWERED_RATIO_7D] = _unanswered(ans_7d, _win_sum(p_cnt, p_tag, p_head, a, PC_CALLS_OUT,
+                                                                W_7D, ep))
+    f[r, CF_MEAN_TALK_7D] = _ratio(_win_sum(p_amt, p_tag, p_head, a, PS_TALK_OUT, W_7D, ep), ans_7d)
     f[r, CF_DIST_1H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_1H])
     f[r, CF_DIST_24H] = _ring_distinct(p_ring, a, 0, ts, WIN_SPAN_S[W_24H])
     f[r, CF_TALK_24H] = _win_sum(p_amt, p_tag, p_head, a, PS_TALK_OUT, W_24H, ep)

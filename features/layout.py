@@ -198,6 +198,8 @@ def _call_names() -> list[str]:
         k.CF_UNANSWERED_RATIO_24H: "caller_unanswered_ratio_24h",
         k.CF_CALLER_RISKY_NUMBER: "caller_risky_number",
         k.CF_OBSERVED_DAYS: "observed_days",
+        k.CF_UNANSWERED_RATIO_7D: "caller_unanswered_ratio_7d",
+        k.CF_MEAN_TALK_7D: "caller_mean_talk_seconds_7d",
     }
     return [fixed[i] for i in range(k.N_CALL_FEATURE)]
 

@@ -70,6 +70,7 @@ from features._kernels import (
     CF_ENDED,
     CF_FIRST_CONTACT,
     CF_INTL,
+    CF_MEAN_TALK_7D,
     CF_NEW,
     CF_OBSERVED_DAYS,
     CF_OUTCOME,
@@ -81,6 +82,7 @@ from features._kernels import (
     CF_SPOOFED,
     CF_TALK_24H,
     CF_UNANSWERED_RATIO_1H,
+    CF_UNANSWERED_RATIO_7D,
     CF_UNANSWERED_RATIO_24H,
     CF_VIRTUAL,
     D_ACTION,
@@ -1257,6 +1259,9 @@ class ReferenceEngine:
         f[CF_ANSWERED_1H] = float(answered_1h)
         f[CF_UNANSWERED_RATIO_1H] = _unanswered(answered_1h, calls_1h)
         f[CF_UNANSWERED_RATIO_24H] = _unanswered(cw.total("answered_out", W_24H, ts, tz), calls_24h)
+        answered_7d = cw.total("answered_out", W_7D, ts, tz)
+        f[CF_UNANSWERED_RATIO_7D] = _unanswered(answered_7d, cw.total("calls_out", W_7D, ts, tz))
+        f[CF_MEAN_TALK_7D] = _ratio(cw.total("talk_out", W_7D, ts, tz), answered_7d)
         f[CF_DIST_1H] = float(caller.ring.distinct(ts, WIN_SPAN_S[W_1H]))
         f[CF_DIST_24H] = float(caller.ring.distinct(ts, WIN_SPAN_S[W_24H]))
         f[CF_TALK_24H] = float(cw.total("talk_out", W_24H, ts, tz))

@@ -1067,6 +1067,43 @@ def test_a_privacy_number_is_warned_about_only_when_most_of_its_calls_go_unanswe
     assert last.action == (pb.CALL_ACTION_WARN_CALLEE if warned else pb.CALL_ACTION_ALLOW)
 
 
+@pytest.mark.parametrize(("week", "code"), [
+    ("deliveries", None),
+    ("none", "VIRTUAL_OPERATOR_SHORT_CALLS"),
+    ("conversations", "VIRTUAL_OPERATOR_SHORT_CALLS_AFTER_TALKS"),
+])
+def test_a_privacy_number_answered_all_week_is_not_warned_about_after_a_day_off(
+        live: Live, week: str, code: str | None) -> None:
+    """A courier's privacy number worked three days ago (17 of 20 calls answered, 20 seconds
+    each), then took days off; this morning five of its first eight calls go unanswered, a
+    sprayer's pattern over the day but not over the week: its eighth callee is not warned. The
+    same morning from a number with no week behind it is warned, and from one whose answered
+    calls that day were ten-minute conversations (a fraudster's who kept victims on the line)."""
+    number = "+86170" + new_phone()[-8:]
+
+    def ring(minutes: float, outcome: pb.CallOutcome.ValueType, talk: int = 20) -> pb.CallDecision:
+        return live.telecom.report_call(call_event(
+            uid("c"), recent(minutes), number, new_phone(),
+            duration_seconds=talk if outcome == pb.CALL_OUTCOME_ANSWERED else 0, outcome=outcome,
+            caller_class=pb.NUMBER_CLASS_VIRTUAL_OPERATOR))
+
+    for i in range(0 if week == "none" else 20):
+        ring(3 * 24 * 60 - 15 * i, pb.CALL_OUTCOME_UNANSWERED if i % 7 == 3 else pb.CALL_OUTCOME_ANSWERED,
+             talk=600 if week == "conversations" else 20)
+    outcomes = [pb.CALL_OUTCOME_UNANSWERED] * 5 + [pb.CALL_OUTCOME_ANSWERED] * 3
+    last = None
+    for i, outcome in enumerate(outcomes[1:] + outcomes[:1]):
+        last = ring(90 - 10 * i, outcome)
+    assert last is not None
+    assert _codes(last) == ([code] if code else []), _codes(last)
+    assert last.action == (pb.CALL_ACTION_WARN_CALLEE if code else pb.CALL_ACTION_ALLOW)
+    if week == "none":
+        assert last.features["caller_unanswered_ratio_7d"] == pytest.approx(5 / 8)
+    if week == "conversations":
+        assert last.features["caller_unanswered_ratio_7d"] == pytest.approx(8 / 28)
+        assert last.features["caller_mean_talk_seconds_7d"] == pytest.approx((17 * 600 + 3 * 20) / 20)
+
+
 def test_a_payer_kept_on_the_line_paying_a_strangers_account_is_warned_and_cannot_pay_it_again(
         live: Live) -> None:
     """Twenty minutes into a call the victim pays 5,000 CNY, ten times its usual, into an old
