@@ -2406,16 +2406,18 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
         def acc(i: int, accounts: Array = accounts) -> int:
             return int(accounts[i])
 
-        bonus: dict[int, int] = {}  # platform: pending bonus per member (settled periodically)
+        # platform: fees paid in (time, amount), bonuses paid at once (time, amount), and bonuses
+        # due (time of the join that earned it, member, amount), settled periodically
+        fees_in: list[tuple[int, int]] = []
+        paid_at_once: list[tuple[int, int]] = []
+        dues: list[tuple[int, int, int]] = []
         settle = _pick(rng, ("instant", "daily", "weekly"), (0.3, 0.4, 0.3))
-        swept = 0
-        inflow = 0
         for i in np.argsort(join_ts, kind="stable").tolist():
             t, amount, person = int(join_ts[i]), fee * int(units[i]), int(g[i])
             memo = int(_pick(rng, *fee_memos))
             if platform:
                 pay(t, acc(i), collector, amount, memo, person)
-                inflow += amount
+                fees_in.append((t, amount))
                 up, level, rate = int(parent[i]), 0, rng.uniform(0.1, 0.3)
                 while up >= 0 and level < 6:
                     due = int(amount * (rate if level == 0 else rng.uniform(0.02, 0.1)))
@@ -2431,9 +2433,9 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                             scen=S,
                             sid=sid,
                         )
-                        swept += due
+                        paid_at_once.append((t_b, due))
                     else:
-                        bonus[up] = bonus.get(up, 0) + due
+                        dues.append((t, up, due))
                     up, level = int(parent[up]), level + 1
             else:  # up the chain: each level keeps a share and forwards the rest promptly
                 up = int(parent[i])
@@ -2445,11 +2447,16 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                     pay(t, acc(up), acc(nxt), amount, -1, int(g[up]))
                     up = nxt
         period = {"daily": 1, "weekly": 7, "instant": 1}[settle]
+        settled, next_due = 0, 0
         for d in range(cs + period, w.days, period):  # settlements and sweeps, evenings
             t = _at(w, rng, d, 20, 22.5)
-            if platform:
-                pending = {m: a for m, a in bonus.items() if a > 0}
-                for j, (m, a) in enumerate(sorted(pending.items())):
+            if platform:  # what joins before this evening earned, and the money in so far
+                pending: dict[int, int] = {}
+                while next_due < len(dues) and dues[next_due][0] < t:  # dues are in join order
+                    _, m, a = dues[next_due]
+                    pending[m] = pending.get(m, 0) + a
+                    next_due += 1
+                for j, (m, a) in enumerate(sorted((m, a) for m, a in pending.items() if a > 0)):
                     ev.txn(
                         t + j * 20_000,
                         collector,
@@ -2460,17 +2467,19 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                         scen=S,
                         sid=sid,
                     )
-                    swept += a
-                bonus.clear()
-                sweep = int((inflow - swept) * rng.uniform(0.4, 0.8))
+                    settled += a
+                inflow = sum(a for tf, a in fees_in if tf < t)
+                out = settled + sum(a for tb, a in paid_at_once if tb < t)
+                sweep = int((inflow - out) * rng.uniform(0.4, 0.8))
                 if sweep > 100 * CNY:
                     ev.txn(t + HOUR_MS, collector, ctrl[0], sweep, _CH["online_banking"], scen=S, sid=sid)
-                    swept += sweep
-            elif d % 7 == 0:  # the top pays bonuses down to recruiters with large lines
-                big = np.flatnonzero(children >= 2)
-                big = big[join_ts[big] < t]
+                    settled += sweep
+            elif d % 7 == 0:  # the top pays bonuses down to recruiters with large lines so far
+                joined = join_ts < t
+                lines = np.bincount(parent[joined & (parent >= 0)], minlength=k)
+                big = np.flatnonzero((lines >= 2) & joined)
                 if big.size:
-                    amounts = (children[big] * fee * rng.uniform(0.05, 0.15, big.size)).astype(np.int64)
+                    amounts = (lines[big] * fee * rng.uniform(0.05, 0.15, big.size)).astype(np.int64)
                     ev.txn(
                         t + np.arange(big.size) * 30_000,
                         ctrl[0],

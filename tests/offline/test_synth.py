@@ -763,6 +763,33 @@ def test_pyramid_fees_are_fixed_and_flow_up_the_tree(many: SynthResult) -> None:
         assert back.height >= 1
 
 
+def test_a_pyramid_pays_out_only_what_joins_so_far_brought_in() -> None:
+    """A platform's company account settles the bonuses that joins so far have earned, to members
+    who have joined, and sweeps part of what is left: it never pays out more than it took in by
+    then (a settlement that paid the month's bonuses at its first evening did, and paid members
+    days before they joined)."""
+    weights = tuple(1.0 if s == "pyramid_scheme" else 0.0 for s in SCENARIOS)
+    schemes = generate(SynthConfig(seed=5, n_persons=3_000, n_organisations=100, days=30,
+                                   scenario_rate=0.1, scenario_weights=weights, lookalike_rate=0.0))
+    platforms = 0
+    for case, roles in _cases(schemes, "pyramid_scheme"):
+        if "collector" not in roles:
+            continue
+        platforms += 1
+        (collector,) = roles["collector"]
+        flows = case.filter(TXN & ((pl.col("payer_account") == collector)
+                                   | (pl.col("payee_account") == collector))).sort("event_time")
+        signed = (pl.when(pl.col("payee_account") == collector)
+                  .then("amount_minor").otherwise(-pl.col("amount_minor")))
+        assert flows.select(signed.cum_sum().min()).item() >= 0
+        joined = flows.filter(pl.col("payee_account") == collector).group_by("payer_account").agg(
+            pl.col("event_time").min().alias("joined"))
+        paid = flows.filter(pl.col("payer_account") == collector).join(
+            joined, left_on="payee_account", right_on="payer_account", how="inner")
+        assert paid.filter(pl.col("event_time") < pl.col("joined")).height == 0
+    assert platforms >= 1
+
+
 def test_ponzi_exit_moves_the_pool_out_in_large_amounts(many: SynthResult) -> None:
     """Near the end the collector sends large sums to the controllers' cards, who send money
     abroad, draw cash or pass it on; the collector never pays out more than it took in."""
