@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from features import _kernels as k
-from features.layout import TXN_FEATURES, Mark
+from features.layout import CALL_FEATURES, TXN_FEATURES, Mark
 from features.state import MAX_COND, Op, RuleTable, decide_rows
 from screening.policy import ACTIONS, load_policy
 from tests.reference import _decide, read_rules
@@ -640,3 +640,35 @@ def test_a_payment_after_a_risky_call_to_someone_the_payer_talks_with_is_no_vict
     assert action in ("WARN", "STOP_PAYMENT") and any(c.startswith("CALL_THEN_TRANSFER") for c in codes)
     action, codes, _ = _decide_row(**base, payer_talks_with_payee=1)
     assert not any(c.startswith("CALL_THEN_TRANSFER") for c in codes), codes
+
+
+def _call_codes(**features: float) -> list[str]:
+    """The default policy's call rules that fire on one call-feature row."""
+    feat = np.zeros((1, k.N_TXN_FEATURE), dtype=np.float64)
+    for name, value in features.items():
+        feat[0, CALL_FEATURES.index(name)] = value
+    dec = decide_rows(POLICY.call_table, feat)[0]
+    mask = int(dec[k.D_REASONS]) | int(dec[k.D_REASONS_HIGH]) << k.REASON_WORD
+    return [r.code for r in POLICY.fired(mask, calls=True)]
+
+
+PRIVACY_NUMBER_SPRAYING = dict(caller_virtual_operator=1, caller_calls_24h=8,
+                               caller_short_call_ratio_24h=0.75, caller_unanswered_ratio_24h=0.625,
+                               first_contact=1)
+
+
+@pytest.mark.parametrize(("week_unanswered", "mean_talk", "code"), [
+    (0.625, 20, "VIRTUAL_OPERATOR_SHORT_CALLS"),   # no week behind the day: the day is the week
+    (0.51, 600, "VIRTUAL_OPERATOR_SHORT_CALLS"),
+    (0.5, 20, None),                                # a week answered in seconds: a delivery line
+    (0.5, 59, None),
+    (0.5, 60, "VIRTUAL_OPERATOR_SHORT_CALLS_AFTER_TALKS"),  # answered in talks: a fraudster's
+    (0.2, 600, "VIRTUAL_OPERATOR_SHORT_CALLS_AFTER_TALKS"),
+])
+def test_a_privacy_numbers_week_decides_between_the_two_rules_at_their_edges(
+        week_unanswered: float, mean_talk: float, code: str | None) -> None:
+    """The day's spraying pattern, and the week: exactly one of the two rules fires, or neither
+    when the week was mostly answered in calls under a minute."""
+    codes = _call_codes(**PRIVACY_NUMBER_SPRAYING, caller_unanswered_ratio_7d=week_unanswered,
+                        caller_mean_talk_seconds_7d=mean_talk)
+    assert codes == ([code] if code else [])
