@@ -1619,8 +1619,9 @@ def _round_tripping(w: _World, ev: _Events, rng: np.random.Generator, groups: li
 
 
 def _structuring(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Array]) -> int:
-    """Cash deposits, withdrawals or transfers of 45,000-49,999.99 CNY over a few days, just
-    under the 50,000 CNY cash reporting threshold, at different branches."""
+    """Cash deposits or withdrawals of 45,000-49,999.99 CNY over a few days at different
+    branches, just under the 50,000 CNY cash reporting line; or transfers ten times that, just
+    under a person's 500,000 CNY transfer line (a 49,000 CNY transfer is under no line)."""
     S = _SC["structuring"]
     for g in groups:
         sid, s = w.next_sid(), int(g[0])
@@ -1654,7 +1655,7 @@ def _structuring(w: _World, ev: _Events, rng: np.random.Generator, groups: list[
             w.label(np.unique(payees), S, sid, "counterparty")
             chan = _codes(rng, (_CH["mobile_app"], _CH["online_banking"]), (0.6, 0.4), n)
             ev.txn(
-                w.times(rng, day, _XFER), w.acc_p[s], payees, amount, chan, dev=w.dev1[s],
+                w.times(rng, day, _XFER), w.acc_p[s], payees, amount * 10, chan, dev=w.dev1[s],
                 phone=w.phone[s], scen=S, sid=sid,
             )  # fmt: skip
     return len(groups)

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -390,12 +391,20 @@ def test_round_tripping_cycle_closes_with_shrinking_amounts(result: SynthResult)
             assert times[e] - times[s] <= dt.timedelta(days=10)
 
 
-def test_structuring_stays_just_under_the_cash_threshold(result: SynthResult) -> None:
-    """Three or more 45,000-49,999.99 CNY transactions of one account within a few days."""
+def test_structuring_stays_just_under_the_cash_or_the_transfer_line() -> None:
+    """Three or more transactions of one account within a few days: cash of 45,000-49,999.99 CNY
+    (the cash line is 50,000), or transfers of 450,000-499,999.99 CNY (a person's transfer line
+    is 500,000): never a transfer under the cash line, which reports no transfer."""
+    weights = tuple(1.0 if s == "structuring" else 0.0 for s in SCENARIOS)
+    result = generate(SynthConfig(seed=3, n_persons=1_500, n_organisations=50, days=30,
+                                  scenario_rate=0.02, scenario_weights=weights, lookalike_rate=0.0))
+    assert result.events.filter((pl.col("scenario") == "structuring") & ~pl.col("cash")).height
     for case, roles in _cases(result, "structuring"):
         (who,) = roles["structurer"]
         assert case.height >= 3
-        assert case["amount_minor"].is_between(45_000 * CNY, 50_000 * CNY - 1).all()
+        line = np.where(case["cash"].to_numpy(), 50_000 * CNY, 500_000 * CNY)
+        amount = case["amount_minor"].to_numpy()
+        assert ((amount >= line // 10 * 9) & (amount < line)).all()
         assert ((case["payer_account"] == who) | (case["payee_account"] == who)).all()
         assert (case["currency"] == "CNY").all()
         assert case["event_time"].max() - case["event_time"].min() < dt.timedelta(days=6)
