@@ -699,6 +699,26 @@ def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Liv
     assert out.action == pb.ACTION_STOP_PAYMENT and "WOKEN_DORMANT_FORWARDS" in _codes(out)
 
 
+@pytest.mark.parametrize(("payer", "warned"), [("stranger", True), ("owner", False), ("insurer", False)])
+def test_an_old_account_woken_by_its_owner_is_not_warned_about(live: Live, payer: str,
+                                                                warned: bool) -> None:
+    """An account idle for a year (the registry says, with its owner's phone on file) gets
+    20,000 CNY: from a stranger, warned (a rented account); from its owner's everyday card (the
+    payment comes from the phone on file), or from an insurer paying a claim into it, not: no
+    victim pays itself, and a company is no one's fraud loss."""
+    old, phone = uid("old"), new_phone()
+    assert live.bank.upsert_accounts([pb.AccountProfile(
+        account_id=old, party_type=pb.PARTY_TYPE_PERSON, opened_date="2014-03-01",
+        last_active_date="2025-01-10", phone=phone)]).upserted == 1
+    kind = pb.PARTY_TYPE_ORGANISATION if payer == "insurer" else pb.PARTY_TYPE_PERSON
+    d = live.bank.screen(transaction(uid("t"), recent(30), uid(payer), old, 2_000_000,
+                                     payer_type=kind, payer_opened=OLD,
+                                     payer_phone=phone if payer == "owner" else new_phone()))
+    assert ("WOKEN_DORMANT_ACCOUNT_RECEIVES" in _codes(d)) is warned, _codes(d)
+    if warned:
+        assert d.features["payee_phone_is_payer_phone"] == 0.0
+
+
 def test_a_rented_account_tested_with_a_few_yuan_warns_the_strangers_who_pay_it(live: Live) -> None:
     """No registry: the gang checks the account it bought with a 6 CNY transfer to one of its own,
     then two brushing victims pay it within the hour: both warned; the first piece passed on is
