@@ -217,7 +217,7 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN, F_PAYER_IN_STRANGERS_1H,
  F_PAYER_IN_STRANGERS_24H, F_PAYER_LAST_CALL_FIRST,
  F_PAYEE_IS_LAST_CALLER, F_PAYER_TALKS_WITH_PAYEE,
- F_PAYER_WARNED_IN_MIN, F_PAYEE_PHONE_IS_PAYERS) = range(F_MEMORY_BASE, F_MEMORY_BASE + 44)
+ F_PAYER_WARNED_IN_MIN, F_PAYEE_PHONE_IS_PAYER_PHONE) = range(F_MEMORY_BASE, F_MEMORY_BASE + 44)
 N_TXN_FEATURE = F_MEMORY_BASE + 44
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
@@ -1011,12 +1011,11 @@ def _txn(
     # own (the owner topping up an old account of its own); no victim pays itself
     own_a = ph if ph >= 0 or fa else a_sc[a, SC_PHONE]
     own_b = ev[i, EV_E] if ev[i, EV_E] >= 0 or fb else a_sc[b, SC_PHONE]
-    f[r, F_PAYEE_PHONE_IS_PAYERS] = 1.0 if own_a >= 0 and own_a == own_b else 0.0
+    f[r, F_PAYEE_PHONE_IS_PAYER_PHONE] = 1.0 if own_a >= 0 and own_a == own_b else 0.0
     if need[F_PAYER_TALKS_WITH_PAYEE]:
         # counter-evidence only, so a phone learned from an account's own payments counts too:
         # relatives call each other, a victim never spoke with the mule's owner
-        pa = own_a
-        pb = own_b
+        pa, pb = own_a, own_b
         # a number flagged for fraud is no one the payer knows, whoever it spoke with
         if _contacts(pt, pa, pb) and p_sc[pb, PSC_WATCH] <= ts and p_sc[pb, PSC_RISKY_NUMBER_UNTIL] <= ts:
             f[r, F_PAYER_TALKS_WITH_PAYEE] = 1.0

@@ -132,7 +132,7 @@ from features._kernels import (
     F_PAYEE_NEAR_7D,
     F_PAYEE_NEAR_24H,
     F_PAYEE_PHONE_CONTACT,
-    F_PAYEE_PHONE_IS_PAYERS,
+    F_PAYEE_PHONE_IS_PAYER_PHONE,
     F_PAYEE_PHONE_KNOWN,
     F_PAYEE_PHONE_RISKY,
     F_PAYEE_STOPPED,
@@ -1041,7 +1041,7 @@ class ReferenceEngine:
         # any phone of each side, one learned from its own payments too (counter-evidence only)
         pa = ph if ph >= 0 or fa else payer.phone
         pb = ev[EV_E] if ev[EV_E] >= 0 or fb else payee.phone
-        f[F_PAYEE_PHONE_IS_PAYERS] = 1.0 if pa >= 0 and pa == pb else 0.0
+        f[F_PAYEE_PHONE_IS_PAYER_PHONE] = 1.0 if pa >= 0 and pa == pb else 0.0
         flagged = self.phones.get(pb)
         if self._contacts(pa, pb) and not (flagged is not None and (flagged.watch_until > ts
                                                                     or flagged.risky_number_until > ts)):

@@ -2398,6 +2398,8 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
             children[parent[i]] += 1
         join_ts = w.t0 + (join * DAY_MS).astype(np.int64)
         join_ts = np.array([_waking(w, rng, int(x)) for x in join_ts])
+        # moved to the morning, a join may pass a later one: recruits join after their recruiter
+        join_ts = np.maximum.accumulate(join_ts) + np.arange(k)
         units = _codes(rng, (1, 2, 3), (0.8, 0.15, 0.05), k)
         w.label(w.acc_p[g[children > 0]], S, sid, "recruiter")
         w.label(w.acc_p[g[children == 0]], S, sid, "member")
@@ -2434,7 +2436,7 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                             scen=S,
                             sid=sid,
                         )
-                        paid_at_once.append((t_b, due))
+                        paid_at_once.append((t, due))  # owed from the fee's time
                     else:
                         dues.append((t, up, due))
                     up, level = int(parent[up]), level + 1
@@ -2475,7 +2477,7 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                 if sweep > 100 * CNY:
                     ev.txn(t + HOUR_MS, collector, ctrl[0], sweep, _CH["online_banking"], scen=S, sid=sid)
                     settled += sweep
-            elif d % 7 == 0:  # the top pays bonuses down to recruiters with large lines so far
+            elif (d - cs) % 7 == 0:  # weekly, the top pays recruiters with large lines so far
                 joined = join_ts < t
                 lines = np.bincount(parent[joined & (parent >= 0)], minlength=k)
                 big = np.flatnonzero((lines >= 2) & joined)
