@@ -217,8 +217,9 @@ F_MEMORY_BASE = F_EXTRA_BASE + N_EXTRA
  F_PAYER_INTERVENED_MIN, F_PAYEE_PHONE_KNOWN, F_PAYER_IN_STRANGERS_1H,
  F_PAYER_IN_STRANGERS_24H, F_PAYER_LAST_CALL_FIRST,
  F_PAYEE_IS_LAST_CALLER, F_PAYER_TALKS_WITH_PAYEE,
- F_PAYER_WARNED_IN_MIN, F_PAYEE_PHONE_IS_PAYER_PHONE) = range(F_MEMORY_BASE, F_MEMORY_BASE + 44)
-N_TXN_FEATURE = F_MEMORY_BASE + 44
+ F_PAYER_WARNED_IN_MIN, F_PAYEE_PHONE_IS_PAYER_PHONE,
+ F_PAYER_IN_COVER_7D) = range(F_MEMORY_BASE, F_MEMORY_BASE + 45)
+N_TXN_FEATURE = F_MEMORY_BASE + 45
 FAR_DAYS = 1e6  # "days since" when there is no such event
 # an age not known (first seen in the learning period): NaN, so that no condition on it holds
 # (an unknown age is neither young nor established)
@@ -1157,6 +1158,10 @@ def _txn(
         f[r, F_PAYER_INVEST_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_INVEST_IN, W_7D, ep)
     if need[F_PAYER_PAYBACK_7D]:
         f[r, F_PAYER_PAYBACK_7D] = _win_sum(a_cnt, a_tag, a_head, a, AC_PAYBACK, W_7D, ep)
+    # what came in this week, in units of this payment: a buyer pays on what the family just sent,
+    # a mule what the victims did; a victim talked into it pays from its savings
+    if need[F_PAYER_IN_COVER_7D]:
+        f[r, F_PAYER_IN_COVER_7D] = _win_sum(a_amt, a_tag, a_head, a, AS_IN, W_7D, ep) / amount
     for k in range(3):
         f[r, F_PAYER_DAY_CASH + k] = _day_get(a_sc, a, ts, tz, SC_DAY_OUT, DAY_CASH + k, amount, fl)
         f[r, F_PAYEE_DAY_CASH + k] = _day_get(a_sc, b, ts, tz, SC_DAY_IN, DAY_CASH + k, amount, fl)

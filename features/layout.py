@@ -138,6 +138,7 @@ def _txn_names() -> list[str]:
         k.F_PAYER_TALKS_WITH_PAYEE: "payer_talks_with_payee",
         k.F_PAYER_WARNED_IN_MIN: "payer_minutes_since_warned_inflow",
         k.F_PAYEE_PHONE_IS_PAYER_PHONE: "payee_phone_is_payer_phone",
+        k.F_PAYER_IN_COVER_7D: "payer_in_cover_7d",
         # calls around the payment
         k.F_PAYER_ON_CALL: "payer_on_call",
         k.F_PAYER_ON_CALL_UNKNOWN: "payer_on_call_unknown_caller",

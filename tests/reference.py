@@ -149,6 +149,7 @@ from features._kernels import (
     F_PAYER_DAY_DOMESTIC,
     F_PAYER_DORMANT_DAYS,
     F_PAYER_HIST,
+    F_PAYER_IN_COVER_7D,
     F_PAYER_IN_PERSONS_1H,
     F_PAYER_IN_PERSONS_24H,
     F_PAYER_IN_STRANGERS_1H,
@@ -1177,6 +1178,7 @@ class ReferenceEngine:
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_INVEST_7D] = float(pw.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
+        f[F_PAYER_IN_COVER_7D] = pw.total("sum_in", W_7D, ts, tz) / amount
         for k, value in enumerate(payer.day[_OUT].get(ts, tz, amount, fl)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)
         for k, value in enumerate(payee.day[_IN].get(ts, tz, amount, fl)[:3]):
