@@ -682,6 +682,24 @@ def test_a_pool_the_bank_cleared_pays_out_without_a_stop(live: Live) -> None:
     assert not {"FUNDRAISING_POOL_TO_PERSON", "COLLECTOR_MOVES_OUT"} & set(_codes(nxt))
 
 
+# ------------------------------------------------------------------ no call to see
+@pytest.mark.parametrize("funded", [False, True])
+def test_a_large_first_payment_out_of_savings_to_a_stranger_is_warned(live: Live, funded: bool) -> None:
+    """A saver who pays a few hundred yuan at a time, groomed in a chat app (no call), sends
+    20,000 CNY to an old account of a person nobody paid before: warned. The same payment from
+    someone whose mother sent 15,000 CNY that week (a purchase the family pays for) is not."""
+    saver = uid("saver")
+    for i in range(5):
+        live.bank.screen(transaction(uid("t"), recent(300 - i), saver, uid("shop"), 20_000, **AGED))
+    if funded:
+        live.bank.screen(transaction(uid("t"), recent(200), uid("mother"), saver, 1_500_000, **AGED))
+    d = live.bank.screen(transaction(uid("t"), recent(100), saver, uid("stranger"), 2_000_000, **AGED))
+    assert d.features["payer_in_cover_7d"] == (0.75 if funded else 0.0)
+    assert ("LARGE_FIRST_PAYMENT_TO_STRANGER" in _codes(d)) is not funded, _codes(d)
+    if not funded:
+        assert d.action == pb.ACTION_WARN
+
+
 # ------------------------------------------------------------------ the account registry
 def test_a_registry_dormant_account_that_wakes_and_forwards_is_stopped(live: Live) -> None:
     """An old account idle for a year (the registry says) receives a victim's money and passes

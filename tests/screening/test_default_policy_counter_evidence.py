@@ -672,3 +672,32 @@ def test_a_privacy_numbers_week_decides_between_the_two_rules_at_their_edges(
     codes = _call_codes(**PRIVACY_NUMBER_SPRAYING, caller_unanswered_ratio_7d=week_unanswered,
                         caller_mean_talk_seconds_7d=mean_talk)
     assert codes == ([code] if code else [])
+
+
+# a victim groomed in a chat app: no call; twenty times its usual to an old account nothing was
+# paid into, whose owner it never talked with, out of its savings
+CHAT_APP_VICTIM = dict(payer_history_count=30, payer_amount_ratio=50, first_time_payee=1, amount=2_000_000,
+                       payer_is_person=1, payee_is_person=1, payee_history_count=0, payer_in_cover_7d=0.1,
+                       payee_account_age_days=2_000)
+
+
+@pytest.mark.parametrize(("change", "fires"), [
+    ({}, True),
+    ({"payer_in_cover_7d": 0.49}, True),
+    ({"payer_in_cover_7d": 0.5}, False),      # the family sent half of it this week: a purchase
+    ({"payee_is_person": 0}, False),          # a developer, a dealer: organisations
+    ({"payer_talks_with_payee": 1}, False),   # a relative's or a friend's account
+    ({"payee_phone_is_last_caller": 1}, False),  # the account of the relative who just called
+    ({"payee_history_count": 1}, False),      # an account others pay: a landlord, a tradesman
+    ({"amount": 999_999}, False),
+    ({"payer_amount_ratio": 19}, False),
+    ({"is_cross_border": 1}, False),          # a remittance to a child abroad
+])
+def test_a_large_first_payment_out_of_savings_to_a_stranger_is_warned_at_its_edges(
+        change: dict[str, float], fires: bool) -> None:
+    """No call to see, an old account: the payment itself is what is left; a buyer paying what
+    the family sent in that week is not warned."""
+    action, codes, marks = _decide_row(**{**CHAT_APP_VICTIM, **change})
+    assert ("LARGE_FIRST_PAYMENT_TO_STRANGER" in codes) == fires, codes
+    if fires:
+        assert action == "WARN" and marks == 0
