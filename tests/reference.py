@@ -1178,7 +1178,7 @@ class ReferenceEngine:
         f[F_PAYEE_INVEST_7D] = float(payee.windows.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_INVEST_7D] = float(pw.total("invest_in", W_7D, ts, tz))
         f[F_PAYER_PAYBACK_7D] = float(pw.total("payback", W_7D, ts, tz))
-        f[F_PAYER_IN_COVER_7D] = pw.total("sum_in", W_7D, ts, tz) / amount
+        f[F_PAYER_IN_COVER_7D] = float(pw.total("sum_in", W_7D, ts, tz)) / float(amount)
         for k, value in enumerate(payer.day[_OUT].get(ts, tz, amount, fl)[:3]):
             f[F_PAYER_DAY_CASH + k] = float(value)
         for k, value in enumerate(payee.day[_IN].get(ts, tz, amount, fl)[:3]):

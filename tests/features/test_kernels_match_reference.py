@@ -483,21 +483,25 @@ def test_persons_paid_in_within_the_hour_leave_out_organisations() -> None:
 
 
 def test_the_weeks_inflow_over_the_payment_counts_every_payer_and_only_the_week() -> None:
-    """A buyer pays a seller what the family and the employer sent in that week (the firm's wage
-    counts: money is money); a payment eight days after the last inflow finds the week empty."""
+    """A buyer pays a seller what the family and the employer sent in (the firm's wage counts:
+    money is money); the week is seven local days, today's included: money that came in six days
+    before counts, money of the day before those does not; a payment out is no inflow."""
     p2p = k.TF_PAYER_PERSON | k.TF_PAYEE_PERSON
-    buyer, mother, firm, seller = 1, 2, 3, 4
+    buyer, mother, firm, seller, aunt = 1, 2, 3, 4, 5
     day = 24 * HOUR_MS
+    # T0 is half a minute before a local midnight: every payment at about 04:00 local
+    early = T0 + 4 * HOUR_MS
     out = run_both(Scenario(events=[
-        txn(T0, mother, buyer, 600_000, flags=p2p),
-        txn(T0 + day, firm, buyer, 200_000, flags=k.TF_PAYEE_PERSON),
-        txn(T0 + 2 * day, buyer, seller, 1_600_000, flags=p2p),
-        txn(T0 + 2 * day + MINUTE_MS, buyer, seller, 400_000, flags=p2p),
-        txn(T0 + 10 * day, buyer, seller, 100_000, flags=p2p),
+        txn(early, aunt, buyer, 900_000, flags=p2p),                  # day 0: outside the week below
+        txn(early + day, mother, buyer, 600_000, flags=p2p),          # day 1: six days before day 7
+        txn(early + 2 * day, firm, buyer, 200_000, flags=k.TF_PAYEE_PERSON),
+        txn(early + 7 * day, buyer, seller, 1_600_000, flags=p2p),
+        txn(early + 7 * day + MINUTE_MS, buyer, seller, 400_000, flags=p2p),
+        txn(early + 16 * day, buyer, seller, 100_000, flags=p2p),
     ], n_accounts=8))
     cover = [f[tcol("payer_in_cover_7d")] for f in out.features]
-    assert cover[2] == 0.5 and cover[3] == 2.0  # the payment out is no inflow
-    assert cover[4] == 0.0
+    assert cover[3] == 0.5 and cover[4] == 2.0  # the aunt's day fell out; the payment out is no inflow
+    assert cover[5] == 0.0
 
 
 def test_relatives_who_paid_in_are_persons_but_no_strangers() -> None:

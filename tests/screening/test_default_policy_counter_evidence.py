@@ -690,6 +690,11 @@ CHAT_APP_VICTIM = dict(payer_history_count=30, payer_amount_ratio=50, first_time
     ({"payee_is_person": 0}, False),          # a developer, a dealer: organisations
     ({"payer_talks_with_payee": 1}, False),   # a relative's or a friend's account
     ({"payee_phone_is_last_caller": 1}, False),  # the account of the relative who just called
+    ({"payee_phone_is_payer_phone": 1}, False),  # the payer's own account at another bank
+    ({"payer_is_person": 0}, False),          # a firm pays: no one's savings
+    ({"payer_history_count": 4}, False),      # too little history for "its usual"
+    ({"payer_history_count": 5}, True),
+    ({"first_time_payee": 0}, False),
     ({"payee_history_count": 1}, False),      # an account others pay: a landlord, a tradesman
     ({"amount": 999_999}, False),
     ({"payer_amount_ratio": 19}, False),
