@@ -709,7 +709,8 @@ class _World:
         age = np.where(rng.random(n) < 0.03, rng.integers(1, 90, n), rng.integers(180, 15 * 365, n))
         self.acc_p = self.acc.add(_Accounts.PERSON, self.inst_p, self.start_day - age, n)
         cls = np.array([_CLS[c] for c in ("mobile", "landline", "virtual_operator", "international")])
-        self.phone = self.ph.add(cls[_draw(rng, _cdf((0.94, 0.015, 0.04, 0.005)), n)], n)
+        self.phone_cls = cls[_draw(rng, _cdf((0.94, 0.015, 0.04, 0.005)), n)]
+        self.phone = self.ph.add(self.phone_cls, n)
         self.acc.set(self.acc_p, phone=self.phone)
         self.dev1 = self.dev.add(n)
         two = rng.random(n) < 0.2
@@ -3043,6 +3044,8 @@ def _courier(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
     for g in groups:
         p, sid = int(g[0]), w.next_sid()
         number = int(w.phone[p]) if rng.random() < 0.6 else int(w.ph.add(_CLS["virtual_operator"])[0])
+        if number == w.phone[p] and w.phone_cls[p] not in (_CLS["mobile"], _CLS["virtual_operator"]):
+            number = int(w.ph.add(_CLS["mobile"])[0])  # a home landline or a foreign SIM: a work mobile
         w.label(number, S, sid, "lookalike_caller", phone=True)
         courier = rng.random() < 0.5
         per_day = rng.uniform(30, 100) if courier else rng.uniform(15, 60)

@@ -969,3 +969,17 @@ def test_group_buy_and_home_purchase_collect_then_pay_one_party(many: SynthResul
         inflow = case.filter(TXN & (pl.col("payee_account") == buyer))["amount_minor"]
         paid = case.filter(TXN & (pl.col("payer_account") == buyer))["amount_minor"]
         assert paid.sum() >= inflow.sum() and inflow.max() >= 50_000 * CNY
+
+
+def test_couriers_call_from_a_mobile_or_a_platforms_privacy_number() -> None:
+    """A courier or rider rings the day's customers from a mobile of their own or a platform's
+    privacy number (a virtual operator's): never from a home landline or a foreign SIM, which a
+    person's own phone can be (about 2 % of them)."""
+    many_couriers = generate(SynthConfig(seed=11, n_persons=30_000, n_organisations=300, days=7,
+                                         scenario_rate=0.0, lookalike_rate=0.2))
+    numbers = many_couriers.accounts.filter((pl.col("scenario") == "lookalike_courier")
+                                            & (pl.col("role") == "lookalike_caller"))["account"]
+    classes = (many_couriers.events.filter(pl.col("caller_number").is_in(numbers.implode()))
+               .group_by("caller_number").agg(pl.col("caller_class").first())["caller_class"])
+    assert numbers.len() >= 300
+    assert set(classes.to_list()) == {"mobile", "virtual_operator"}
