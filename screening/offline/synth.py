@@ -3523,10 +3523,12 @@ def _bits(packed: Array, f: tuple[int, int]) -> Array:
 
 def _assemble(w: _World, ev: _Events) -> pl.DataFrame:
     """The event frame in stream order, identifiers and vocabularies looked up from codes."""
-    rng = _rng(w.cfg.seed, "identifiers")
-    w.acc.finalize(rng)
-    w.ph.finalize(rng)
-    w.dev.finalize(rng)
+    # each table's identifiers from a stream of its own: a scenario that adds a phone changes
+    # phone numbers' digits, not device ids or which payments carry the payee's phone
+    seed = w.cfg.seed
+    w.acc.finalize(_rng(seed, "account ids"))
+    w.ph.finalize(_rng(seed, "phone numbers"))
+    w.dev.finalize(_rng(seed, "device ids"))
     if len(_MEMOS) >= 1 << _F_MEMO[1] or len(LABELS) >= 1 << _F_SCEN[1]:
         raise RuntimeError("internal error: vocabulary outgrew its bit field")
     ts, kind, ab, dp, value, codes = ev.columns()
@@ -3554,7 +3556,7 @@ def _assemble(w: _World, ev: _Events) -> pl.DataFrame:
         return _Column(_nullable(values, dtype or pl.String()))
 
     accounts, opened, phones = _Column(w.acc.ids), _Column(w.acc.opened_dates), _Column(w.ph.ids)
-    payee_phone = _payee_phones(w, rng, a, b, txn)
+    payee_phone = _payee_phones(w, _rng(seed, "payee phones"), a, b, txn)
     institutions = by_entity(vocab(_INSTITUTIONS), w.acc.inst)
     parties = by_entity(vocab(PARTY_TYPES), w.acc.party)
     flags = vocab((False, True), pl.Boolean())

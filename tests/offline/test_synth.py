@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -983,3 +984,26 @@ def test_couriers_call_from_a_mobile_or_a_platforms_privacy_number() -> None:
                .group_by("caller_number").agg(pl.col("caller_class").first())["caller_class"])
     assert numbers.len() >= 300
     assert set(classes.to_list()) == {"mobile", "virtual_operator"}
+
+
+def test_a_scenario_that_adds_a_phone_moves_no_device_id_and_no_payee_phone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Identifiers are drawn at the end, each table from a stream of its own: a generator change
+    that adds one phone number changes phone digits, not device ids nor which payments carry the
+    payee's phone (so a fix to one scenario does not reshuffle the others' evidence)."""
+    config = SynthConfig(seed=5, n_persons=300, n_organisations=20, days=10, scenario_rate=0.05,
+                         lookalike_rate=0.1)
+    before = generate(config)
+    courier = synth._courier
+
+    def courier_with_a_spare_phone(w: Any, ev: Any, rng: np.random.Generator, groups: list[Any]) -> int:
+        w.ph.add(synth._CLS["mobile"])
+        return courier(w, ev, rng, groups)
+
+    monkeypatch.setattr(synth, "_courier", courier_with_a_spare_phone)
+    after = generate(config)
+    assert not before.events["caller_number"].equals(after.events["caller_number"])  # it ran
+    assert before.events["device_id"].equals(after.events["device_id"])
+    assert before.events["payee_phone"].is_null().equals(after.events["payee_phone"].is_null())
+    assert before.events.drop("caller_number", "callee_number", "payer_phone", "payee_phone").equals(
+        after.events.drop("caller_number", "callee_number", "payer_phone", "payee_phone"))
