@@ -1013,13 +1013,12 @@ def _txn(
     own_a = ph if ph >= 0 or fa else a_sc[a, SC_PHONE]
     own_b = ev[i, EV_E] if ev[i, EV_E] >= 0 or fb else a_sc[b, SC_PHONE]
     f[r, F_PAYEE_PHONE_IS_PAYER_PHONE] = 1.0 if own_a >= 0 and own_a == own_b else 0.0
-    if need[F_PAYER_TALKS_WITH_PAYEE]:
-        # counter-evidence only, so a phone learned from an account's own payments counts too:
-        # relatives call each other, a victim never spoke with the mule's owner
-        pa, pb = own_a, own_b
-        # a number flagged for fraud is no one the payer knows, whoever it spoke with
-        if _contacts(pt, pa, pb) and p_sc[pb, PSC_WATCH] <= ts and p_sc[pb, PSC_RISKY_NUMBER_UNTIL] <= ts:
-            f[r, F_PAYER_TALKS_WITH_PAYEE] = 1.0
+    # counter-evidence only, so a phone learned from an account's own payments counts too:
+    # relatives call each other, a victim never spoke with the mule's owner; a number flagged for
+    # fraud is no one the payer knows, whoever it spoke with
+    if (need[F_PAYER_TALKS_WITH_PAYEE] and _contacts(pt, own_a, own_b)
+            and p_sc[own_b, PSC_WATCH] <= ts and p_sc[own_b, PSC_RISKY_NUMBER_UNTIL] <= ts):
+        f[r, F_PAYER_TALKS_WITH_PAYEE] = 1.0
     key_ab = _pair_key(PAIR_TXN, a, b)
     slot_ab = _pair_slot(pt, key_ab)
     f[r, F_FIRST_TIME_PAYEE] = 1.0 if pt[slot_ab, 0] == PAIR_EMPTY else 0.0

@@ -2452,6 +2452,7 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                     up = nxt
         period = {"daily": 1, "weekly": 7, "instant": 1}[settle]
         settled, next_due = 0, 0
+        fees_by, at_once_by = _running_totals(fees_in), _running_totals(paid_at_once)  # in time order
         for d in range(cs + period, w.days, period):  # settlements and sweeps, evenings
             t = _at(w, rng, d, 20, 22.5)
             if platform:  # what joins before this evening earned, and the money in so far
@@ -2472,8 +2473,8 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                         sid=sid,
                     )
                     settled += a
-                inflow = sum(a for tf, a in fees_in if tf < t)
-                out = settled + sum(a for tb, a in paid_at_once if tb < t)
+                inflow = fees_by(t)
+                out = settled + at_once_by(t)
                 sweep = int((inflow - out) * rng.uniform(0.4, 0.8))
                 if sweep > 100 * CNY:
                     ev.txn(t + HOUR_MS, collector, ctrl[0], sweep, _CH["online_banking"], scen=S, sid=sid)
@@ -2496,6 +2497,13 @@ def _pyramid(w: _World, ev: _Events, rng: np.random.Generator, groups: list[Arra
                         sid=sid,
                     )
     return len(groups)
+
+
+def _running_totals(items: list[tuple[int, int]]) -> Callable[[int], int]:
+    """For (time, amount) pairs in time order: the total of those before a time."""
+    times = np.array([t for t, _ in items], dtype=np.int64)
+    totals = np.concatenate([[0], np.cumsum([a for _, a in items], dtype=np.int64)])
+    return lambda t: int(totals[np.searchsorted(times, t)])
 
 
 def _member_pays(
